@@ -1,0 +1,62 @@
+"""
+The C{pymta} command: C{pymta SUBCOMMAND [args...]}.
+
+Each subcommand lives in its own module C{pymta.cli.<name>} with a
+C{main(argv: list[str]) -> int}; this module only dispatches.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+__all__ = ["main", "sendmail_main", "COMMANDS"]
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "init": ("pymta.cli.init", "create a pymta root directory"),
+    "inject": ("pymta.cli.inject", "queue a message from stdin (qmail-inject)"),
+    "sendmail": ("pymta.cli.sendmail", "sendmail-compatible injection"),
+    "queue": ("pymta.cli.queue", "qmail-queue interface: message on fd 0, envelope on fd 1"),
+    "qstat": ("pymta.cli.qstat", "count queued messages"),
+    "qread": ("pymta.cli.qread", "list queued messages and recipients"),
+    "showctl": ("pymta.cli.showctl", "show every control value and where it came from"),
+    "ctl": ("pymta.cli.ctl", "control running services (stat, doqueue, reload, pause, cont, queue, tcpok)"),
+    "maildirmake": ("pymta.cli.maildirmake", "create a Maildir"),
+    "tcprules": ("pymta.cli.tcprules", "check and compile SMTP access rules"),
+    "newu": ("pymta.cli.newu", "rebuild the users/assign index"),
+    "pw2u": ("pymta.cli.pw2u", "turn /etc/passwd into users/assign lines"),
+    "passwd": ("pymta.cli.passwd", "set a POP3/AUTH password in users/passwd"),
+}
+
+
+def usage() -> str:
+    lines = ["usage: pymta SUBCOMMAND [args...]", "", "subcommands:"]
+    for name, (_, text) in COMMANDS.items():
+        lines.append(f"  {name:<12} {text}")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    if argv is None:
+        argv = sys.argv[1:]
+    if not argv or argv[0] in ("-h", "--help", "help"):
+        sys.stdout.write(usage())
+        return 0 if argv else 100
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        sys.stderr.write(f"pymta: unknown subcommand {name!r}\n" + usage())
+        return 100
+    module = importlib.import_module(COMMANDS[name][0])
+    return int(module.main(rest) or 0)
+
+
+def sendmail_main() -> int:
+    """Entry point of C{pymta-sendmail} (and of a C{sendmail}/C{mailq} symlink to it)."""
+    from pymta.cli import sendmail
+
+    return int(sendmail.main(sys.argv[1:], progname=os.path.basename(sys.argv[0])) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

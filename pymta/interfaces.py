@@ -1,0 +1,129 @@
+"""
+The seams between pymta's parts.
+
+- A L{MessageSink} takes a message into the queue: smtpd, inject, local
+  forwarding and bounces all write through one.  Two implementations exist:
+  the in-process queue writer (used when the queue manager runs in the same
+  process, e.g. C{twistd pymta}) and the inject-socket client (other
+  processes).  C{finish()} fires only once the message is durable (fsynced
+  and linked into todo/): that is the moment a caller may say C{250}.
+- A L{Channel} delivers one message to some of its recipients and reports,
+  per recipient, success (C{K}), deferral (C{Z}) or permanent failure (C{D})
+  with the text qmail would log and put into a bounce.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+from twisted.internet.defer import Deferred
+
+__all__ = [
+    "QueueReceipt",
+    "QueueRefused",
+    "MessageWriter",
+    "MessageSink",
+    "SUCCESS",
+    "DEFERRAL",
+    "FAILURE",
+    "DeliveryResult",
+    "DeliveryJob",
+    "Channel",
+]
+
+
+@dataclass(frozen=True)
+class QueueReceipt:
+    """A message is durably queued: its queue id and the qp number for logs and C{250 ok <time> qp <qp>}."""
+
+    message_id: int
+    qp: int
+
+
+class QueueRefused(Exception):
+    """
+    The queue did not take the message.  C{permanent} is qmail-queue's C{D}
+    class (smtpd answers 554), otherwise C{Z} (451).  C{text} is qmail's text
+    without the letter, e.g. C{qq write error or disk full (#4.3.0)}.
+    """
+
+    def __init__(self, text: str, permanent: bool = False) -> None:
+        super().__init__(text)
+        self.text = text
+        self.permanent = permanent
+
+
+class MessageWriter(Protocol):
+    """One message on its way into the queue."""
+
+    def write(self, data: bytes) -> None:
+        """Append message bytes (LF line ends, as stored on disk)."""
+
+    def finish(self) -> "Deferred[QueueReceipt]":
+        """Commit: fires with a L{QueueReceipt} once durable, or fails with L{QueueRefused}."""
+
+    def abort(self) -> None:
+        """Drop the message; nothing becomes visible to the scheduler."""
+
+
+class MessageSink(Protocol):
+    """Something that opens L{MessageWriter}s into the queue."""
+
+    def open_message(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        origin: str,
+        uid: int | None = None,
+        pid: int | None = None,
+    ) -> MessageWriter:
+        """
+        Start a message.  C{origin} is the text qmail-queue puts into its
+        C{Received:} line after C{invoked}: C{"from network"},
+        C{"for bounce"}, C{"by alias"} or C{"by uid N"}.
+        """
+
+
+SUCCESS = "K"
+DEFERRAL = "Z"
+FAILURE = "D"
+
+
+@dataclass(frozen=True)
+class DeliveryResult:
+    """One recipient's outcome: C{status} is C{K}, C{Z} or C{D}; C{text} as qmail reports it."""
+
+    status: str
+    text: str
+
+
+@dataclass(frozen=True)
+class DeliveryJob:
+    """
+    What the scheduler hands a channel: the queued message file, the envelope
+    sender (VERP already expanded when it applies) and the recipients
+    (already rewritten by routing, e.g. C{prepend-user@virtual.example}).
+    """
+
+    message_id: int
+    message_path: str
+    sender: str
+    recipients: tuple[str, ...]
+
+
+class Channel(Protocol):
+    """A delivery channel (local or remote)."""
+
+    #: how many recipients of one message the scheduler may put into one job
+    max_recipients: int
+
+    def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
+        """
+        Deliver C{job}; fires with one L{DeliveryResult} per recipient, in
+        order.  Never errbacks: trouble is a C{Z} result with a reason.
+        """
+
+    def stop(self) -> "Deferred[None] | None":
+        """Finish or abandon in-flight work on service stop."""
