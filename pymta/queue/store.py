@@ -1,0 +1,473 @@
+# -*- test-case-name: tests.queue.test_store -*-
+"""
+The crash-safe queue writer: qmail-queue's write order, plus directory fsyncs.
+
+One message goes in like this (reference §1.4); after a crash at any instant
+the queue holds the whole message (C{todo/ID} present) or nothing the
+scheduler will look at (no C{todo/ID}; the leftovers are removed by
+L{pymta.queue.cleaner.clean_queue}):
+
+ 1. C{pid/<pid>.<time>.<seq>} created with C{O_EXCL}; its inode number is
+    the message id ID.
+ 2. linked to C{mess/<ID % split>/ID}; the pid file is unlinked.
+ 3. C{Received: (pymta <qp> invoked <origin>); <date>} and the message are
+    written to the mess file, which is then fsynced, and so is its
+    directory (qmail trusts synchronous metadata; ext4 and friends do not
+    promise it, so pymta fsyncs directories).
+ 4. C{intd/ID} created with C{O_EXCL}, the envelope
+    C{u<uid>\\0p<qp>\\0F<sender>\\0T<rcpt>\\0...} written and fsynced.
+ 5. C{intd/ID} linked to C{todo/ID} - the commit point - and the todo
+    directory fsynced.  Only now is the message acknowledged.
+ 6. the trigger FIFO C{lock/trigger} gets one byte (non-blocking, errors
+    ignored), waking a queue manager in another process.
+
+Any error before the commit removes the mess and intd files again and
+raises L{QueueFailure} with qmail-queue's exit code and text (§1.3): a full
+disk is C{qq write error or disk full (#4.3.0)}, failing to create a queue
+file is C{qq trouble creating files in queue (#4.3.0)}, both temporary.
+
+B{qp}: qmail shows the qmail-queue process id as "qp".  pymta's writers live
+in long-running processes, so pymta uses the message id as qp: smtpd's
+C{250 ok <time> qp <qp>}, the C{Received:} line, the C{p} record and the
+queue manager's C{info msg ID: ... qp <qp>} line then all name the same
+message.  The C{pid} handed to L{Queue.begin} is the injecting process
+(kept on L{PendingMessage.pid} for log lines).
+
+B{Test hook}: when the environment variable C{PYMTA_QUEUE_TEST_PAUSE}
+names one of L{STEPS}, a writer about to perform that step writes
+C{paused <step>\\n} to stderr and sleeps, so a crash test can SIGKILL it
+exactly there.
+
+Two front ends share this writer: L{Queue}/L{PendingMessage} (blocking, for
+command-line tools and threads) and L{QueueSink}, the in-process
+L{pymta.interfaces.MessageSink} that keeps the reactor free by running the
+fsyncs and links in a thread pool.
+"""
+
+from __future__ import annotations
+
+import errno
+import itertools
+import os
+import sys
+import threading
+import time
+from typing import Callable, Sequence
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+
+from pymta.address import qmail_date
+from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.queue.envelope import check_envelope, encode_todo
+from pymta.queue.errors import (
+    EXIT_BUG,
+    EXIT_INTD_FILE,
+    EXIT_MESS_FILE,
+    EXIT_PID_FILE,
+    EXIT_TODO_FILE,
+    EXIT_WRITE_ERROR,
+    QueueFailure,
+)
+from pymta.queue.layout import QueueLayout
+
+__all__ = [
+    "STEPS",
+    "PAUSE_ENV",
+    "Queue",
+    "PendingMessage",
+    "QueueSink",
+    "pull_trigger",
+    "received_line",
+]
+
+log = Logger(namespace="pymta.queue")
+
+PAUSE_ENV = "PYMTA_QUEUE_TEST_PAUSE"
+
+#: the steps of the write sequence, in order, as the test hook names them
+STEPS = (
+    "pid",  # before creating the pid file
+    "link_mess",  # before linking it into mess/
+    "unlink_pid",  # before removing the pid file
+    "write_mess",  # before writing the Received line and the data
+    "fsync_mess",  # before fsyncing the mess file and its directory
+    "intd",  # before creating intd/ID
+    "fsync_intd",  # before fsyncing the envelope
+    "link_todo",  # before the commit point
+    "fsync_todo",  # after the commit point, before the todo directory is durable
+    "trigger",  # before pulling the trigger
+    "done",  # after everything, before returning the receipt
+)
+
+_BUFFER = 65536
+
+
+def _pause(step: str) -> None:
+    if os.environ.get(PAUSE_ENV) == step:
+        os.write(2, f"paused {step}\n".encode())
+        while True:
+            time.sleep(3600)
+
+
+def _write_failure(err: OSError, what: str) -> QueueFailure:
+    return QueueFailure(EXIT_WRITE_ERROR, f"{what}: {err.strerror or err}")
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+    except OSError as e:
+        log.warn("queue: unable to remove {path}: {error}", path=path, error=e.strerror)
+
+
+def received_line(qp: int, origin: str, when: float | None = None) -> bytes:
+    """C{Received: (pymta <qp> invoked <origin>); <date>\\n}, qmail-queue's line with pymta's name."""
+    safe_origin = origin.replace("\r", " ").replace("\n", " ")
+    return f"Received: (pymta {qp} invoked {safe_origin}); {qmail_date(when)}\n".encode("utf-8", "surrogateescape")
+
+
+def pull_trigger(layout: QueueLayout) -> None:
+    """Write one byte to C{lock/trigger} without blocking; a missing reader or FIFO is fine."""
+    try:
+        fd = os.open(layout.trigger_path(), os.O_WRONLY | os.O_NONBLOCK)
+    except OSError:
+        return
+    try:
+        os.write(fd, b"\0")
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+class Queue:
+    """
+    The queue writer for one queue directory.  Thread-safe: any number of
+    L{PendingMessage}s may be open at once, from any threads.
+
+    When running as root, new files are given to the owner of the queue
+    directory, so the queue manager (running as that owner) can use them.
+    """
+
+    def __init__(self, layout: QueueLayout, clock: Callable[[], float] = time.time) -> None:
+        self.layout = layout
+        self.clock = clock
+        self._seq = itertools.count(1)
+        self._seq_lock = threading.Lock()
+        self._owner: tuple[int, int] | None = None
+        if os.geteuid() == 0:
+            try:
+                st = os.stat(layout.queuedir)
+            except OSError:
+                st = None
+            if st is not None and (st.st_uid, st.st_gid) != (0, 0):
+                self._owner = (st.st_uid, st.st_gid)
+
+    def begin(self, origin: str, uid: int, pid: int) -> "PendingMessage":
+        """
+        Start a message (steps 1-2 and the C{Received:} line): the mess file
+        exists from now on, invisible to the scheduler.  Raises
+        L{QueueFailure} when the queue cannot take a new file.
+        """
+        return PendingMessage(self, origin, uid, pid)
+
+    def _pid_name(self) -> str:
+        with self._seq_lock:
+            seq = next(self._seq)
+        return os.path.join(self.layout.dir("pid"), f"{os.getpid()}.{time.time_ns()}.{seq}")
+
+
+class PendingMessage:
+    """
+    A message being written.  C{write()} appends data; C{commit()} makes it
+    durable and visible and returns the receipt; C{abort()} removes it.
+    C{write()} never raises: a write error is remembered and reported by
+    C{commit()}.
+    """
+
+    def __init__(self, queue: Queue, origin: str, uid: int, pid: int) -> None:
+        self.queue = queue
+        self.origin = origin
+        self.uid = uid
+        self.pid = pid
+        self.message_id = -1
+        self.mess_path = ""
+        self._error: QueueFailure | None = None
+        self._closed = False
+        layout = queue.layout
+        _pause("pid")
+        fd = self._create_pid_file()
+        try:
+            st = os.fstat(fd)
+            self.message_id = st.st_ino
+            self.mess_path = layout.mess(self.message_id)
+            _pause("link_mess")
+            try:
+                os.link(self._pid_path, self.mess_path)
+            except OSError as e:
+                raise QueueFailure(EXIT_MESS_FILE, f"link {self.mess_path}: {e.strerror}") from e
+            _pause("unlink_pid")
+            try:
+                os.unlink(self._pid_path)
+            except OSError as e:
+                _unlink_quietly(self.mess_path)
+                raise QueueFailure(EXIT_PID_FILE, f"unlink {self._pid_path}: {e.strerror}") from e
+        except BaseException:
+            os.close(fd)
+            _unlink_quietly(self._pid_path)
+            raise
+        self._file = os.fdopen(fd, "wb", buffering=_BUFFER)
+        _pause("write_mess")
+        self.write(received_line(self.message_id, origin, queue.clock()))
+
+    def _create_pid_file(self) -> int:
+        for _ in range(9):
+            self._pid_path = self.queue._pid_name()
+            try:
+                fd = os.open(self._pid_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            except FileExistsError:
+                continue
+            except OSError as e:
+                if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                    raise _write_failure(e, f"create {self._pid_path}") from e
+                raise QueueFailure(EXIT_PID_FILE, f"create {self._pid_path}: {e.strerror}") from e
+            try:
+                if self.queue._owner is not None:
+                    os.fchown(fd, *self.queue._owner)
+                os.fchmod(fd, 0o644)
+            except OSError as e:
+                os.close(fd)
+                _unlink_quietly(self._pid_path)
+                raise QueueFailure(EXIT_PID_FILE, f"chown/chmod {self._pid_path}: {e.strerror}") from e
+            return fd
+        raise QueueFailure(EXIT_PID_FILE, "all pid file names taken")
+
+    @property
+    def qp(self) -> int:
+        return self.message_id
+
+    def write(self, data: bytes) -> None:
+        """Append message bytes; errors are kept for L{commit}."""
+        if self._error is not None or self._closed:
+            return
+        try:
+            self._file.write(data)
+        except OSError as e:
+            self._error = _write_failure(e, f"write {self.mess_path}")
+
+    def commit(self, sender: str, recipients: Sequence[str]) -> QueueReceipt:
+        """
+        Steps 3-6: fsync the data, write the envelope, link it into todo/,
+        make that durable, pull the trigger.  Raises L{QueueFailure} (with
+        everything removed again) or returns the receipt.
+        """
+        if self._closed:
+            raise QueueFailure(EXIT_BUG, "message already committed or aborted")
+        try:
+            envelope = encode_todo(self.uid, self.qp, sender, recipients)
+            self._sync_data()
+            self._write_envelope(envelope)
+        except BaseException:
+            self.abort()
+            raise
+        self._closed = True
+        layout = self.queue.layout
+        intd = layout.intd(self.message_id)
+        todo = layout.todo(self.message_id)
+        _pause("link_todo")
+        try:
+            os.link(intd, todo)
+        except OSError as e:
+            self._closed = False
+            self.abort()
+            raise QueueFailure(EXIT_TODO_FILE, f"link {todo}: {e.strerror}") from e
+        _pause("fsync_todo")
+        try:
+            _fsync_dir(layout.dir("todo"))
+        except OSError as e:
+            # Visible but not durable: the scheduler may deliver it, so it is
+            # left in place; the caller is told to retry (a possible duplicate,
+            # never a loss).
+            raise _write_failure(e, "fsync todo/") from e
+        _pause("trigger")
+        pull_trigger(layout)
+        _pause("done")
+        return QueueReceipt(self.message_id, self.qp)
+
+    def _sync_data(self) -> None:
+        if self._error is not None:
+            raise self._error
+        _pause("fsync_mess")
+        try:
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            raise _write_failure(e, f"write {self.mess_path}") from e
+        finally:
+            try:
+                self._file.close()
+            except OSError:
+                pass
+        try:
+            _fsync_dir(os.path.dirname(self.mess_path))
+        except OSError as e:
+            raise _write_failure(e, "fsync mess/") from e
+
+    def _write_envelope(self, envelope: bytes) -> None:
+        intd = self.queue.layout.intd(self.message_id)
+        _pause("intd")
+        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        try:
+            fd = os.open(intd, flags, 0o644)
+        except FileExistsError:
+            # intd/ID belongs to our id, hence to a dead message: stale.
+            _unlink_quietly(intd)
+            try:
+                fd = os.open(intd, flags, 0o644)
+            except OSError as e:
+                raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
+        except OSError as e:
+            if e.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise _write_failure(e, f"create {intd}") from e
+            raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
+        try:
+            if self.queue._owner is not None:
+                os.fchown(fd, *self.queue._owner)
+            os.fchmod(fd, 0o644)
+            view = memoryview(envelope)
+            while view:
+                n = os.write(fd, view)
+                view = view[n:]
+            _pause("fsync_intd")
+            os.fsync(fd)
+        except OSError as e:
+            raise _write_failure(e, f"write {intd}") from e
+        finally:
+            os.close(fd)
+
+    def abort(self) -> None:
+        """Remove whatever this message has on disk; it never becomes visible."""
+        if self._closed:
+            return
+        self._closed = True
+        file = getattr(self, "_file", None)
+        if file is not None and not file.closed:
+            try:
+                file.close()
+            except OSError:
+                pass
+        if self.message_id >= 0:
+            _unlink_quietly(self.queue.layout.intd(self.message_id))
+            _unlink_quietly(self.mess_path)
+
+
+class _RefusedWriter:
+    """A writer for a message the queue already refused: discards data, finish() fails."""
+
+    def __init__(self, failure: QueueRefused) -> None:
+        self._failure = failure
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        return defer.fail(self._failure)
+
+    def abort(self) -> None:
+        pass
+
+
+class _SinkWriter:
+    """L{QueueSink}'s writer: writes in the calling thread, commits in the pool."""
+
+    def __init__(self, sink: "QueueSink", pending: PendingMessage, sender: str, recipients: Sequence[str]) -> None:
+        self._sink = sink
+        self._pending = pending
+        self._sender = sender
+        self._recipients = list(recipients)
+        self._state = "open"
+
+    def write(self, data: bytes) -> None:
+        if self._state == "open":
+            self._pending.write(data)
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        if self._state != "open":
+            return defer.fail(QueueFailure(EXIT_BUG, f"finish() on a message that is {self._state}"))
+        self._state = "finishing"
+        sink = self._sink
+        d = threads.deferToThreadPool(sink.reactor, sink.threadpool, self._pending.commit, self._sender, self._recipients)
+        d.addCallbacks(self._committed, self._failed)
+        return d
+
+    def _committed(self, receipt: QueueReceipt) -> QueueReceipt:
+        self._state = "committed"
+        if self._sink.on_commit is not None:
+            try:
+                self._sink.on_commit(receipt.message_id)
+            except Exception:
+                log.failure("queue: on_commit hook failed for message {id}", id=receipt.message_id)
+        return receipt
+
+    def _failed(self, failure):
+        self._state = "failed"
+        if not failure.check(QueueRefused):
+            log.failure("queue: unexpected error while committing", failure)
+            return defer.fail(QueueFailure(EXIT_BUG, str(failure.value)))
+        log.warn("queue: message refused: {error}", error=str(failure.value))
+        return failure
+
+    def abort(self) -> None:
+        if self._state == "open":
+            self._state = "aborted"
+            self._pending.abort()
+
+
+class QueueSink:
+    """
+    The in-process L{pymta.interfaces.MessageSink}: messages go straight into
+    C{queue}.  C{write()} appends to the mess file in the caller's (reactor)
+    thread - page cache, no fsync; C{finish()} runs the fsyncs and links in
+    C{threadpool} (default: the reactor's) and fires with the receipt once
+    the message is durable.  C{on_commit(message_id)} is then called in the
+    reactor thread, so an in-process scheduler can pick the message up at
+    once.
+    """
+
+    def __init__(self, queue: Queue, reactor, threadpool=None, on_commit: Callable[[int], None] | None = None) -> None:
+        self.queue = queue
+        self.reactor = reactor
+        self.threadpool = threadpool if threadpool is not None else reactor.getThreadPool()
+        self.on_commit = on_commit
+
+    def open_message(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        origin: str,
+        uid: int | None = None,
+        pid: int | None = None,
+    ):
+        """
+        Start a message.  A bad envelope or a queue that cannot take a file
+        gives a writer whose C{finish()} fails with the L{QueueRefused}.
+        """
+        try:
+            check_envelope(sender, recipients)
+            pending = self.queue.begin(origin, os.getuid() if uid is None else uid, os.getpid() if pid is None else pid)
+        except QueueRefused as e:
+            log.warn("queue: message refused: {error}", error=str(e))
+            return _RefusedWriter(e)
+        return _SinkWriter(self, pending, sender, recipients)
