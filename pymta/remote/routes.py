@@ -1,0 +1,314 @@
+# -*- test-case-name: tests.remote.test_routes -*-
+"""
+Where a remote recipient's mail goes: smtproutes, IP literals, MX records.
+
+L{find_smtproute} applies C{control/smtproutes} as qmail-remote does: keys
+are tried as the exact domain, then each suffix starting with C{.} (longest
+first), then the empty key (default route).  A value is C{relay[:port]}:
+
+  - C{firewall.example:26}      relay host, port 26
+  - C{[192.0.2.1]} / C{192.0.2.1} an IPv4 relay by address
+  - C{[2001:db8::1]:587}        an IPv6 relay (brackets required)
+  - C{} (nothing after the key's colon): no relay, MX as usual
+  - C{:2525} (pymta extension): MX as usual, but connect to port 2525
+
+L{TargetPlanner.plan} turns a domain into the ordered list of L{Target}s to
+try, or raises L{RouteFailure} carrying the qmail status letter and text:
+
+  - relay routes: the relay's addresses, no self check (as qmail);
+  - IP literal domains (C{[192.0.2.1]}, C{[IPv6:...]}): that address;
+  - otherwise MX records ordered by preference, equal preferences shuffled,
+    each MX host expanded to its IPv4 then IPv6 addresses; no MX record =
+    the domain's own addresses (preference 0); a null MX (RFC 7505) bounces.
+
+Self check (qmail's): if one of this machine's addresses is among the
+targets with preference P, only targets with preference < P are kept; when
+none is left the recipient is B{deferred} (qmail bounces) with qmail's
+"listed as best-preference MX" wording and code C{#4.4.6}: the usual cause
+is a domain missing from control/locals or control/virtualdomains, which an
+administrator fixes without losing the mail.  Loopback and unspecified
+addresses always count as this machine's, so a remote domain pointing at
+127.0.0.1 or 0.0.0.0 never loops back into pymta.
+
+A failed lookup of an smtproutes relay host is a deferral as well (qmail
+bounces): it is a configuration error, not the recipient's.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import random
+from dataclasses import dataclass
+from typing import Callable, Iterable, Mapping
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.python.failure import Failure
+
+from pymta.interfaces import DEFERRAL, FAILURE
+from pymta.remote.dns import (
+    DNSError,
+    DNSPermanentError,
+    DNSTemporaryError,
+    Resolver,
+    ip_literal,
+    is_null_mx,
+)
+
+__all__ = [
+    "SMTP_PORT",
+    "Route",
+    "RouteError",
+    "RouteFailure",
+    "Target",
+    "find_smtproute",
+    "parse_route",
+    "lookup_suffixes",
+    "TargetPlanner",
+    "is_self_address",
+]
+
+SMTP_PORT = 25
+
+TEXT_NO_HOST = "Sorry, I couldn't find any host named {host}. (#5.1.2)"
+TEXT_DNS_TEMPORARY = "Sorry, I couldn't find any host by that name. (#4.1.2)"
+TEXT_NO_ADDRESS = "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)"
+TEXT_NULL_MX = "Sorry, {host} does not accept mail (null MX). (#5.1.10)"
+TEXT_RELAY_NOT_FOUND = "Sorry, I couldn't find the smtproutes relay {host}. (#4.4.3)"
+TEXT_SELF_MX = (
+    "Sorry. Although I'm listed as a best-preference MX or A for that host,\n"
+    "it isn't in my control/locals file, so I don't treat it as local. (#4.4.6)"
+)
+TEXT_BAD_ROUTE = "Unable to read control files. (#4.3.0)"
+
+
+class RouteError(ValueError):
+    """An smtproutes value that cannot be used."""
+
+
+class RouteFailure(Exception):
+    """No target can be planned: C{status} (Z or D) and qmail's C{text}."""
+
+    def __init__(self, status: str, text: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.text = text
+
+
+@dataclass(frozen=True)
+class Route:
+    """An smtproutes entry: C{relay} None means "look up MX", with C{port}."""
+
+    relay: str | None
+    port: int = SMTP_PORT
+
+
+@dataclass(frozen=True)
+class Target:
+    """One address to try: where it came from (C{host}, C{preference}) and where to connect."""
+
+    address: str
+    port: int
+    host: str
+    preference: int = 0
+
+
+def lookup_suffixes(domain: str) -> list[str]:
+    """Keys qmail tries for C{domain}: itself, each C{.suffix} longest first, then C{""}."""
+    domain = domain.lower()
+    keys = [domain]
+    i = domain.find(".")
+    while i != -1:
+        keys.append(domain[i:])
+        i = domain.find(".", i + 1)
+    keys.append("")
+    return keys
+
+
+def parse_route(value: str) -> Route:
+    """Parse the part of an smtproutes line after the domain key."""
+    value = value.strip()
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            raise RouteError(f"unterminated [ in smtproutes relay {value!r}")
+        relay, rest = value[: end + 1], value[end + 1 :]
+        if ip_literal(relay) is None:
+            raise RouteError(f"not an IP address: {relay!r}")
+        if rest and not rest.startswith(":"):
+            raise RouteError(f"unexpected text after {relay!r}: {rest!r}")
+        port_text = rest[1:]
+    else:
+        relay, _, port_text = value.partition(":")
+        if ":" in port_text:
+            raise RouteError(f"IPv6 relays need brackets: {value!r}")
+    port = SMTP_PORT
+    if port_text:
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise RouteError(f"bad port in smtproutes: {port_text!r}")
+        port = int(port_text)
+    return Route(relay.strip() or None, port)
+
+
+def find_smtproute(smtproutes: Mapping[str, str], domain: str) -> Route | None:
+    """The smtproutes entry that applies to C{domain}, or None (plain MX delivery)."""
+    for key in lookup_suffixes(domain):
+        if key in smtproutes:
+            return parse_route(smtproutes[key])
+    return None
+
+
+_ALWAYS_SELF = (
+    ipaddress.ip_network("127.0.0.0/8"),
+    ipaddress.ip_network("0.0.0.0/32"),
+    ipaddress.ip_network("::1/128"),
+    ipaddress.ip_network("::/128"),
+)
+
+
+def is_self_address(address: str, own: Iterable[str]) -> bool:
+    """True when C{address} is this machine's (C{own}), loopback or unspecified."""
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    if any(ip in net for net in _ALWAYS_SELF if net.version == ip.version):
+        return True
+    return str(ip) in own
+
+
+class TargetPlanner:
+    """
+    Plans delivery targets for a domain.
+
+    @param resolver: a L{pymta.remote.dns.Resolver}.
+    @param own_addresses: returns this machine's addresses (as text) for the
+        self check.
+    @param shuffle: shuffles a list in place (equal MX preferences).
+    """
+
+    def __init__(
+        self,
+        resolver: Resolver,
+        own_addresses: Callable[[], Iterable[str]],
+        shuffle: Callable[[list], None] | None = None,
+    ) -> None:
+        self.resolver = resolver
+        self.own_addresses = own_addresses
+        self.shuffle = shuffle if shuffle is not None else random.shuffle
+
+    def plan(self, domain: str, smtproutes: Mapping[str, str]) -> "Deferred[list[Target]]":
+        """Targets for C{domain} in the order to try; fails with L{RouteFailure}."""
+        try:
+            route = find_smtproute(smtproutes, domain)
+        except RouteError:
+            return defer.fail(RouteFailure(DEFERRAL, TEXT_BAD_ROUTE))
+        if route is not None and route.relay is not None:
+            return self._relay(route.relay, route.port)
+        port = route.port if route is not None else SMTP_PORT
+        literal = ip_literal(domain) if domain.startswith("[") or _looks_numeric(domain) else None
+        if literal is not None:
+            return self._self_check(defer.succeed([Target(literal, port, domain, 0)]))
+        return self._self_check(self._mx(domain, port))
+
+    # -- pieces ------------------------------------------------------------
+
+    def _relay(self, relay: str, port: int) -> "Deferred[list[Target]]":
+        d = self.resolver.addresses(relay)
+
+        def found(addresses: list[str]) -> list[Target]:
+            if not addresses:
+                raise RouteFailure(DEFERRAL, TEXT_RELAY_NOT_FOUND.format(host=relay))
+            return [Target(a, port, relay, 0) for a in _unique(addresses)]
+
+        def failed(f: Failure) -> None:
+            f.trap(DNSError)
+            if f.check(DNSTemporaryError):
+                raise RouteFailure(DEFERRAL, TEXT_DNS_TEMPORARY)
+            raise RouteFailure(DEFERRAL, TEXT_RELAY_NOT_FOUND.format(host=relay))
+
+        return d.addCallbacks(found, failed)
+
+    @defer.inlineCallbacks
+    def _mx(self, domain: str, port: int) -> defer.Generator:
+        try:
+            records = yield self.resolver.mx(domain)
+        except DNSPermanentError:
+            raise RouteFailure(FAILURE, TEXT_NO_HOST.format(host=domain))
+        except DNSTemporaryError:
+            raise RouteFailure(DEFERRAL, TEXT_DNS_TEMPORARY)
+        if is_null_mx(records):
+            raise RouteFailure(FAILURE, TEXT_NULL_MX.format(host=domain))
+        if not records:
+            try:
+                addresses = yield self.resolver.addresses(domain)
+            except DNSPermanentError:
+                raise RouteFailure(FAILURE, TEXT_NO_HOST.format(host=domain))
+            except DNSTemporaryError:
+                raise RouteFailure(DEFERRAL, TEXT_DNS_TEMPORARY)
+            if not addresses:
+                raise RouteFailure(FAILURE, TEXT_NO_ADDRESS)
+            return [Target(a, port, domain, 0) for a in _unique(addresses)]
+        ordered = self._order(records)
+        lookups = yield defer.DeferredList(
+            [self.resolver.addresses(host) for _, host in ordered], consumeErrors=True
+        )
+        targets: list[Target] = []
+        seen: set[str] = set()
+        temporary = False
+        for (preference, host), (ok, value) in zip(ordered, lookups):
+            if not ok:
+                if value.check(DNSTemporaryError) or not value.check(DNSError):
+                    temporary = True
+                continue
+            for address in value:
+                if address not in seen:
+                    seen.add(address)
+                    targets.append(Target(address, port, host, preference))
+        if not targets:
+            if temporary:
+                raise RouteFailure(DEFERRAL, TEXT_DNS_TEMPORARY)
+            raise RouteFailure(FAILURE, TEXT_NO_ADDRESS)
+        return targets
+
+    def _order(self, records: list[tuple[int, str]]) -> list[tuple[int, str]]:
+        """Ascending preference; the order among equal preferences is random."""
+        groups: dict[int, list[str]] = {}
+        for preference, host in records:
+            hosts = groups.setdefault(preference, [])
+            if host not in hosts:
+                hosts.append(host)
+        ordered: list[tuple[int, str]] = []
+        for preference in sorted(groups):
+            hosts = groups[preference]
+            self.shuffle(hosts)
+            ordered.extend((preference, h) for h in hosts)
+        return ordered
+
+    def _self_check(self, d: "Deferred[list[Target]]") -> "Deferred[list[Target]]":
+        def check(targets: list[Target]) -> list[Target]:
+            own = set(self.own_addresses())
+            mine = [t.preference for t in targets if is_self_address(t.address, own)]
+            if not mine:
+                return targets
+            limit = min(mine)
+            kept = [t for t in targets if t.preference < limit]
+            if not kept:
+                raise RouteFailure(DEFERRAL, TEXT_SELF_MX)
+            return kept
+
+        return d.addCallback(check)
+
+
+def _looks_numeric(domain: str) -> bool:
+    return bool(domain) and all(c.isdigit() or c == "." for c in domain)
+
+
+def _unique(addresses: Iterable[str]) -> list[str]:
+    seen: list[str] = []
+    for a in addresses:
+        if a not in seen:
+            seen.append(a)
+    return seen
