@@ -77,6 +77,7 @@ __all__ = [
     "Queue",
     "PendingMessage",
     "QueueSink",
+    "RefusedWriter",
     "pull_trigger",
     "received_line",
 ]
@@ -372,7 +373,7 @@ class PendingMessage:
             _unlink_quietly(self.mess_path)
 
 
-class _RefusedWriter:
+class RefusedWriter:
     """A writer for a message the queue already refused: discards data, finish() fails."""
 
     def __init__(self, failure: QueueRefused) -> None:
@@ -469,5 +470,5 @@ class QueueSink:
             pending = self.queue.begin(origin, os.getuid() if uid is None else uid, os.getpid() if pid is None else pid)
         except QueueRefused as e:
             log.warn("queue: message refused: {error}", error=str(e))
-            return _RefusedWriter(e)
+            return RefusedWriter(e)
         return _SinkWriter(self, pending, sender, recipients)

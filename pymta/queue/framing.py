@@ -1,0 +1,144 @@
+# -*- test-case-name: tests.queue.test_inject -*-
+"""
+The inject socket's wire format (shared by the server, the Twisted client
+sink and the blocking client).
+
+Everything is netstrings (C{<decimal length>:<bytes>,}, as in QMQP).  One
+connection carries one or more messages, one after the other::
+
+    client: netstring( netstring(origin) netstring(sender) netstring(rcpt)... )
+    client: netstring(chunk) ...        message bytes, each chunk 1..MAX_CHUNK bytes
+    client: 0:,                         the empty netstring ends the message
+    server: netstring(reply)            after the message is durable or refused
+
+The envelope comes first so the server can start writing the message while
+it streams in.  C{origin} is the text the caller asks for after C{invoked}
+in the C{Received:} line (empty: "by uid <peer uid>"); the server grants it
+only to trusted peers.  The reply is C{K<id> qp <qp>} once the message is
+fsynced and linked into todo/, or C{Z<text>} (temporary) / C{D<text>}
+(permanent) with qmail-queue's texts.  Closing the connection before the
+end marker abandons the message.  A framing error gets a C{D} reply and the
+connection is closed.
+"""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.queue.envelope import address_bytes, address_text
+
+__all__ = [
+    "MAX_CHUNK",
+    "MAX_ENVELOPE",
+    "FramingError",
+    "netstring",
+    "NetstringParser",
+    "encode_envelope",
+    "parse_envelope",
+    "encode_reply",
+    "parse_reply",
+]
+
+MAX_CHUNK = 1 << 20
+MAX_ENVELOPE = 16 << 20
+_MAX_DIGITS = 10
+
+
+class FramingError(ValueError):
+    """Bytes on the inject socket that are not the expected netstrings."""
+
+
+def netstring(data: bytes) -> bytes:
+    return b"%d:%s," % (len(data), data)
+
+
+class NetstringParser:
+    """
+    Incremental netstring decoder: L{feed} bytes, get complete strings.  The
+    longest string accepted is C{max_length}, changeable between calls.
+    """
+
+    def __init__(self, max_length: int) -> None:
+        self.max_length = max_length
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> None:
+        self._buffer += data
+
+    def pending(self) -> int:
+        """Bytes received but not yet returned."""
+        return len(self._buffer)
+
+    def next(self) -> bytes | None:
+        """The next complete netstring, or C{None} until more bytes arrive."""
+        buf = self._buffer
+        colon = buf.find(b":", 0, _MAX_DIGITS + 1)
+        if colon == -1:
+            if len(buf) > _MAX_DIGITS or (buf and not buf.isdigit()):
+                raise FramingError("netstring length expected")
+            return None
+        digits = bytes(buf[:colon])
+        if not digits.isdigit() or (len(digits) > 1 and digits.startswith(b"0")):
+            raise FramingError(f"bad netstring length {digits[:20]!r}")
+        length = int(digits)
+        if length > self.max_length:
+            raise FramingError(f"netstring of {length} bytes exceeds {self.max_length}")
+        end = colon + 1 + length
+        if len(buf) < end + 1:
+            return None
+        if buf[end] != ord(","):
+            raise FramingError("netstring does not end with a comma")
+        value = bytes(buf[colon + 1 : end])
+        del buf[: end + 1]
+        return value
+
+
+def _split_all(payload: bytes) -> list[bytes]:
+    parser = NetstringParser(len(payload))
+    parser.feed(payload)
+    out = []
+    while True:
+        value = parser.next()
+        if value is None:
+            break
+        out.append(value)
+    if parser.pending():
+        raise FramingError("trailing bytes in envelope")
+    return out
+
+
+def encode_envelope(origin: str, sender: str, recipients: Sequence[str]) -> bytes:
+    """The first netstring of a message on the inject socket."""
+    inner = [netstring(origin.encode("utf-8", "surrogateescape")), netstring(address_bytes(sender))]
+    inner += [netstring(address_bytes(r)) for r in recipients]
+    return netstring(b"".join(inner))
+
+
+def parse_envelope(payload: bytes) -> tuple[str, str, list[str]]:
+    """C{(origin, sender, recipients)} from an envelope netstring's payload."""
+    parts = _split_all(payload)
+    if len(parts) < 2:
+        raise FramingError("envelope needs an origin and a sender")
+    origin = parts[0].decode("utf-8", "surrogateescape")
+    return origin, address_text(parts[1]), [address_text(p) for p in parts[2:]]
+
+
+def encode_reply(result: QueueReceipt | QueueRefused) -> bytes:
+    if isinstance(result, QueueReceipt):
+        return netstring(b"K%d qp %d" % (result.message_id, result.qp))
+    letter = "D" if result.permanent else "Z"
+    return netstring((letter + result.text).encode("utf-8", "replace"))
+
+
+def parse_reply(payload: bytes) -> QueueReceipt | QueueRefused:
+    """A reply netstring's payload as a receipt or a L{QueueRefused} (not raised)."""
+    kind, rest = payload[:1], payload[1:]
+    if kind == b"K":
+        fields = rest.split(b" ")
+        if len(fields) == 3 and fields[0].isdigit() and fields[1] == b"qp" and fields[2].isdigit():
+            return QueueReceipt(int(fields[0]), int(fields[2]))
+        raise FramingError(f"bad K reply {payload[:60]!r}")
+    if kind in (b"Z", b"D") and rest:
+        return QueueRefused(rest.decode("utf-8", "replace"), permanent=kind == b"D")
+    raise FramingError(f"bad reply {payload[:60]!r}")

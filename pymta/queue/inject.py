@@ -1,0 +1,385 @@
+# -*- test-case-name: tests.queue.test_inject -*-
+"""
+The inject socket C{ROOT/run/inject.sock}: how other processes put mail
+into the queue.
+
+The server (L{InjectServerFactory}) runs inside C{pymta-send}, the only
+process that writes the queue; it streams each message into a
+L{pymta.interfaces.MessageSink} (normally L{pymta.queue.store.QueueSink})
+and answers only once the message is durable.  L{InjectClientSink} is the
+same L{pymta.interfaces.MessageSink} seen from another Twisted process
+(smtpd); L{pymta.queue.client} is the blocking client of command-line tools.
+
+Wire format: see L{pymta.queue.framing}.  In short, per message::
+
+    netstring( netstring(origin) netstring(sender) netstring(rcpt)... )
+    netstring(chunk)...   0:,
+    <- netstring("K<id> qp <qp>" | "Z<text>" | "D<text>")
+
+The caller's uid and pid come from the kernel (C{SO_PEERCRED}), never from
+the client's words: the C{u} record and the default C{Received:} origin
+C{by uid <uid>} are the peer's real uid.  A requested origin (C{from
+network}, C{for bounce}, C{by alias}, C{by uid N}) is granted only to
+trusted peers: the server's own uid and the uids given in C{trusted_uids}
+(the uid smtpd runs as).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import struct
+from typing import Callable, Iterable, Sequence
+
+from twisted.internet import defer
+from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint, connectProtocol
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from pymta.interfaces import MessageSink, QueueReceipt, QueueRefused
+from pymta.queue.envelope import check_envelope
+from pymta.queue.errors import EXIT_BUG, EXIT_NETWORK, EXIT_TIMEOUT, QueueFailure
+from pymta.queue.framing import (
+    MAX_CHUNK,
+    MAX_ENVELOPE,
+    FramingError,
+    NetstringParser,
+    encode_envelope,
+    encode_reply,
+    netstring,
+    parse_envelope,
+    parse_reply,
+)
+from pymta.queue.store import RefusedWriter
+
+__all__ = [
+    "INJECT_SOCKET",
+    "inject_socket_path",
+    "peer_credentials",
+    "InjectServerProtocol",
+    "InjectServerFactory",
+    "listen_inject",
+    "InjectClientSink",
+]
+
+log = Logger(namespace="pymta.inject")
+
+INJECT_SOCKET = os.path.join("run", "inject.sock")
+_GRANTABLE_ORIGIN = re.compile(r"from network|for bounce|by alias|by uid \d{1,10}")
+_CLIENT_CHUNK = 65536
+_UCRED = struct.Struct("3i")
+
+
+def inject_socket_path(root: str) -> str:
+    """C{ROOT/run/inject.sock}."""
+    return os.path.join(root, INJECT_SOCKET)
+
+
+def peer_credentials(transport) -> tuple[int, int, int] | None:
+    """C{(pid, uid, gid)} of the process at the other end of a UNIX socket transport."""
+    sock = getattr(transport, "socket", None)
+    if sock is None or not hasattr(socket, "SO_PEERCRED"):
+        return None
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _UCRED.size)
+    except OSError:
+        return None
+    return _UCRED.unpack(raw)
+
+
+class InjectServerProtocol(Protocol, TimeoutMixin):
+    """One client connection on the inject socket; messages one after another."""
+
+    timeOut = 3600
+
+    def __init__(self, factory: "InjectServerFactory") -> None:
+        self.factory = factory
+        self._parser = NetstringParser(MAX_ENVELOPE)
+        self._state = "envelope"
+        self._writer = None
+        self._peer: tuple[int, int, int] | None = None
+        self._connected = False
+
+    def connectionMade(self) -> None:
+        self._connected = True
+        self.setTimeout(self.timeOut)
+        self._peer = self.factory.credentials(self.transport)
+        if self._peer is None:
+            log.warn("inject: unable to learn the peer's uid; closing")
+            self._reply(QueueFailure(EXIT_BUG, text="unable to identify the injecting process (#4.3.0)"))
+            self._state = "closed"
+            self.transport.loseConnection()
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._state == "closed":
+            return
+        self.resetTimeout()
+        self._parser.feed(data)
+        self._process()
+
+    def _process(self) -> None:
+        while self._state in ("envelope", "data"):
+            try:
+                value = self._parser.next()
+                if value is None:
+                    return
+                if self._state == "envelope":
+                    self._start(value)
+                elif value:
+                    self._writer.write(value)
+                else:
+                    self._finish()
+            except FramingError as e:
+                self._framing_error(str(e))
+                return
+
+    def _start(self, payload: bytes) -> None:
+        requested, sender, recipients = parse_envelope(payload)
+        pid, uid, _ = self._peer
+        origin = f"by uid {uid}"
+        if requested:
+            if uid in self.factory.trusted_uids and _GRANTABLE_ORIGIN.fullmatch(requested):
+                origin = requested
+            else:
+                log.info("inject: uid {uid} may not claim origin {origin!r}", uid=uid, origin=requested)
+        self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
+        self._state = "data"
+        self._parser.max_length = MAX_CHUNK
+
+    def _finish(self) -> None:
+        self._state = "waiting"
+        self.transport.pauseProducing()
+        writer, self._writer = self._writer, None
+        d = writer.finish()
+        d.addCallbacks(self._committed, self._refused)
+
+    def _committed(self, receipt: QueueReceipt) -> None:
+        pid, uid, _ = self._peer
+        log.info("inject: msg {id} from uid {uid} pid {pid}", id=receipt.message_id, uid=uid, pid=pid)
+        self._answered(receipt)
+
+    def _refused(self, failure: Failure) -> None:
+        if failure.check(QueueRefused):
+            self._answered(failure.value)
+        else:
+            log.failure("inject: unexpected error", failure)
+            self._answered(QueueFailure(EXIT_BUG, str(failure.value)))
+
+    def _answered(self, result: QueueReceipt | QueueRefused) -> None:
+        if self._state != "waiting":
+            return
+        self._reply(result)
+        self._state = "envelope"
+        self._parser.max_length = MAX_ENVELOPE
+        self.transport.resumeProducing()
+        self._process()
+
+    def _reply(self, result: QueueReceipt | QueueRefused) -> None:
+        if self._connected:
+            self.transport.write(encode_reply(result))
+
+    def _framing_error(self, reason: str) -> None:
+        log.info("inject: bad framing from uid {uid}: {reason}", uid=self._peer[1] if self._peer else "?", reason=reason)
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._reply(QueueRefused(f"inject protocol violation: {reason} (#5.5.2)", permanent=True))
+        self._state = "closed"
+        self.transport.loseConnection()
+
+    def timeoutConnection(self) -> None:
+        log.info("inject: client timed out")
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._state = "closed"
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        self._connected = False
+        self.setTimeout(None)
+        if self._writer is not None:
+            self._writer.abort()
+            self._writer = None
+        self._state = "closed"
+
+
+class InjectServerFactory(Factory):
+    """
+    Builds L{InjectServerProtocol}s writing into C{sink}.  C{trusted_uids}
+    may ask for an origin; the server's own uid always may.
+    """
+
+    protocol = InjectServerProtocol
+
+    def __init__(
+        self,
+        sink: MessageSink,
+        trusted_uids: Iterable[int] = (),
+        credentials: Callable[[object], tuple[int, int, int] | None] = peer_credentials,
+    ) -> None:
+        self.sink = sink
+        self.trusted_uids = frozenset(trusted_uids) | {os.getuid()}
+        self.credentials = credentials
+
+    def buildProtocol(self, addr) -> InjectServerProtocol:
+        return self.protocol(self)
+
+
+def listen_inject(reactor, root: str, factory: InjectServerFactory) -> "defer.Deferred":
+    """
+    Listen on C{ROOT/run/inject.sock} (mode 0666; the lock file
+    C{inject.sock.lock} lets a new server replace a dead one's socket).
+    Fires with the listening port.
+    """
+    path = inject_socket_path(root)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    return UNIXServerEndpoint(reactor, path, mode=0o666, wantPID=True).listen(factory)
+
+
+class _InjectClientWriter(Protocol):
+    """One message streamed to the inject socket; see L{InjectClientSink}."""
+
+    def __init__(self, reactor, timeout: float, envelope: bytes) -> None:
+        self._reactor = reactor
+        self._timeout = timeout
+        self._outgoing: list[bytes] | None = [envelope]
+        self._buffer = bytearray()
+        self._parser = NetstringParser(4096)
+        self._state = "open"
+        self._outcome: QueueReceipt | QueueRefused | None = None
+        self._waiting: defer.Deferred | None = None
+        self._timer = None
+        self._transport = None
+
+    # MessageWriter
+
+    def write(self, data: bytes) -> None:
+        if self._state != "open" or self._outcome is not None:
+            return
+        self._buffer += data
+        if len(self._buffer) >= _CLIENT_CHUNK:
+            self._send(netstring(bytes(self._buffer)))
+            self._buffer.clear()
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        if self._state != "open":
+            return defer.fail(QueueFailure(EXIT_BUG, f"finish() on a message that is {self._state}"))
+        self._state = "finishing"
+        if self._buffer:
+            self._send(netstring(bytes(self._buffer)))
+            self._buffer.clear()
+        self._send(b"0:,")
+        self._waiting = defer.Deferred()
+        if self._outcome is not None:
+            self._deliver_outcome()
+        else:
+            self._timer = self._reactor.callLater(self._timeout, self._timed_out)
+        return self._waiting
+
+    def abort(self) -> None:
+        if self._state in ("open", "finishing"):
+            self._state = "aborted"
+            self._outcome = self._outcome or QueueFailure(EXIT_BUG, "aborted")
+            if self._transport is not None:
+                self._transport.abortConnection()
+
+    # connection
+
+    def _send(self, data: bytes) -> None:
+        if self._outgoing is not None:
+            self._outgoing.append(data)
+        elif self._transport is not None:
+            self._transport.write(data)
+
+    def connectionMade(self) -> None:
+        self._transport = self.transport
+        if self._state == "aborted":
+            self.transport.abortConnection()
+            return
+        pending, self._outgoing = self._outgoing, None
+        self.transport.writeSequence(pending)
+
+    def connect_failed(self, failure: Failure) -> None:
+        self._outgoing = None
+        self._settle(QueueFailure(EXIT_NETWORK, f"inject socket: {failure.getErrorMessage()}"))
+
+    def dataReceived(self, data: bytes) -> None:
+        self._parser.feed(data)
+        try:
+            payload = self._parser.next()
+            if payload is None:
+                return
+            result = parse_reply(payload)
+        except FramingError as e:
+            result = QueueFailure(EXIT_NETWORK, f"inject socket: {e}")
+        self._settle(result)
+        self.transport.loseConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        self._transport = None
+        self._settle(QueueFailure(EXIT_NETWORK, "inject socket: connection lost before the reply"))
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        self._settle(QueueFailure(EXIT_TIMEOUT, "inject socket: no reply"))
+        if self._transport is not None:
+            self._transport.abortConnection()
+
+    def _settle(self, result: QueueReceipt | QueueRefused) -> None:
+        if self._outcome is not None:
+            return
+        self._outcome = result
+        if self._waiting is not None:
+            self._deliver_outcome()
+
+    def _deliver_outcome(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        d, self._waiting = self._waiting, None
+        if d is None:
+            return
+        self._state = "done"
+        if isinstance(self._outcome, QueueReceipt):
+            d.callback(self._outcome)
+        else:
+            d.errback(self._outcome)
+
+
+class InjectClientSink:
+    """
+    A L{pymta.interfaces.MessageSink} for processes other than the queue
+    manager: each message is one connection to the inject socket at
+    C{socket_path}.  C{origin} is sent as a request (granted to trusted
+    uids); C{uid}/C{pid} are ignored, the server reads them from the kernel.
+    A socket that is down or a connection lost before the reply fails
+    C{finish()} with the temporary C{qq trouble making network connection
+    (#4.3.0)}; no reply within C{timeout} seconds with C{qq timeout (#4.3.0)}.
+    """
+
+    def __init__(self, reactor, socket_path: str, timeout: float = 3600.0) -> None:
+        self.reactor = reactor
+        self.socket_path = socket_path
+        self.timeout = timeout
+
+    def open_message(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        origin: str,
+        uid: int | None = None,
+        pid: int | None = None,
+    ):
+        try:
+            check_envelope(sender, recipients)
+        except QueueRefused as e:
+            return RefusedWriter(e)
+        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients))
+        d = connectProtocol(UNIXClientEndpoint(self.reactor, self.socket_path, timeout=30), writer)
+        d.addErrback(writer.connect_failed)
+        return writer
