@@ -1,0 +1,311 @@
+# -*- test-case-name: tests.local.test_channel -*-
+"""
+The local delivery channel of pymta-send: L{LocalChannel}.
+
+Construction (by the send service)::
+
+    channel = LocalChannel(root, reader, sink)          # reactor=None: the global reactor
+    # in the service's privilegedStartService (still root under twistd):
+    channel.start()                                     # spawns python -m pymta.local.spawner ROOT
+    ...
+    d = channel.deliver(DeliveryJob(message_id, message_path, sender, (recipient,)))
+    # -> Deferred[list[DeliveryResult]], one per recipient, never errbacks
+    ...
+    yield channel.stop()                                # in stopService: drains in-flight deliveries
+
+The spawner keeps the privileges the process had when C{start()} ran; twistd
+may drop the parent's afterwards.  If the spawner dies, in-flight deliveries
+become C{Z} and it is started again after C{restart_delay} seconds (then with
+the parent's current, possibly dropped, privileges: deliveries for other uids
+are deferred with a clear text until pymta-send is restarted as root).
+
+Each report becomes a L{DeliveryResult}; a successful delivery whose
+.qmail file forwards is queued here through the L{MessageSink} (message =
+Delivered-To line + the queued message, sender = NEWSENDER, origin
+C{by uid N}) before the result is given: C{did F+W+P} plus C{qp N}, or
+C{Unable to forward message: ...} as C{Z}/C{D}.  Report texts follow
+qmail-lspawn (e.g. C{did 0+0+1\\n}).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Any
+
+from twisted.internet import defer
+from twisted.internet.defer import Deferred
+from twisted.internet.error import ProcessDone
+from twisted.internet.protocol import ProcessProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pymta.address import split_address
+from pymta.control import ControlReader
+from pymta.interfaces import DeliveryJob, DeliveryResult, MessageSink, QueueRefused
+from pymta.local.envelope import dtline
+from pymta.local.wire import RecordReader, WireError, encode_record
+
+__all__ = ["LocalChannel", "SpawnerProtocol"]
+
+_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+NOT_RUNNING = "Local delivery spawner is not running. (#4.3.0)"
+SPAWNER_DIED = "Local delivery spawner exited during the delivery. (#4.3.0)"
+
+
+class SpawnerProtocol(ProcessProtocol):
+    """The parent's end of the spawner's pipes."""
+
+    log = Logger()
+
+    def __init__(self, channel: "LocalChannel") -> None:
+        self.channel = channel
+        self.reader = RecordReader()
+        self.hello: dict[str, Any] | None = None
+        self.ended: Deferred[None] = Deferred()
+        self._stderr = b""
+
+    def childDataReceived(self, childFD: int, data: bytes) -> None:
+        if childFD == 2:
+            self._stderr += data
+            *lines, self._stderr = self._stderr.split(b"\n")
+            for line in lines:
+                self.log.warn("local spawner: {line}", line=line.decode("utf-8", "replace"))
+            return
+        if childFD != 1:
+            return
+        try:
+            records = self.reader.feed(data)
+        except WireError as e:
+            self.log.error("local spawner sent garbage ({error}); killing it", error=str(e))
+            self.transport.signalProcess("KILL")
+            return
+        for record in records:
+            if "hello" in record:
+                self.hello = record
+                self.channel._spawner_ready(record)
+            else:
+                self.channel._report(record)
+
+    def processEnded(self, reason: Failure) -> None:
+        if self._stderr:
+            self.log.warn("local spawner: {line}", line=self._stderr.decode("utf-8", "replace"))
+        self.channel._spawner_ended(self, reason)
+        self.ended.callback(None)
+
+
+class LocalChannel:
+    """The L{pymta.interfaces.Channel} for local recipients (see the module docstring)."""
+
+    log = Logger()
+    max_recipients = 1
+
+    def __init__(
+        self,
+        root: str,
+        reader: ControlReader,
+        sink: MessageSink,
+        reactor: Any = None,
+        *,
+        python: str = sys.executable,
+        restart_delay: float = 1.0,
+        stop_timeout: float = 300.0,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.root = os.path.abspath(root)
+        self.reader = reader
+        self.sink = sink
+        self.reactor = reactor
+        self.python = python
+        self.restart_delay = restart_delay
+        self.stop_timeout = stop_timeout
+        self.protocol: SpawnerProtocol | None = None
+        self.spawner_uid: int | None = None
+        self._ready: list[Deferred[dict[str, Any]]] = []
+        self._pending: dict[int, tuple[Deferred[DeliveryResult], DeliveryJob, str]] = {}
+        self._next_slot = 1
+        self._stopping = False
+        self._restart_call: Any = None
+
+    # -- process management --------------------------------------------------
+
+    def start(self) -> None:
+        """Spawn the spawner (call from privilegedStartService to keep root there)."""
+        self._stopping = False
+        if self.protocol is not None:
+            return
+        env = {
+            "PATH": os.environ.get("PATH", "/usr/local/bin:/usr/bin:/bin"),
+            "PYTHONPATH": _PACKAGE_PARENT,
+            "PYTHONDONTWRITEBYTECODE": "1",
+            "LANG": "C.UTF-8",
+        }
+        protocol = SpawnerProtocol(self)
+        self.protocol = protocol
+        self.reactor.spawnProcess(
+            protocol,
+            self.python,
+            [self.python, "-m", "pymta.local.spawner", self.root],
+            env=env,
+            path="/",
+            childFDs={0: "w", 1: "r", 2: "r"},
+        )
+
+    def when_ready(self) -> "Deferred[dict[str, Any]]":
+        """Fires with the spawner's hello record (pid, uid) once it is running."""
+        if self.protocol is not None and self.protocol.hello is not None:
+            return defer.succeed(self.protocol.hello)
+        d: Deferred[dict[str, Any]] = Deferred()
+        self._ready.append(d)
+        return d
+
+    def _spawner_ready(self, hello: dict[str, Any]) -> None:
+        self.spawner_uid = hello.get("uid")
+        self.log.info("local spawner running as pid {pid}, uid {uid}", pid=hello.get("pid"), uid=hello.get("uid"))
+        ready, self._ready = self._ready, []
+        for d in ready:
+            d.callback(hello)
+
+    def _spawner_ended(self, protocol: SpawnerProtocol, reason: Failure) -> None:
+        if self.protocol is protocol:
+            self.protocol = None
+        pending, self._pending = self._pending, {}
+        for d, _, _ in pending.values():
+            d.callback(DeliveryResult("Z", SPAWNER_DIED))
+        if self._stopping:
+            return
+        self.log.error(
+            "local spawner exited unexpectedly ({reason}); restarting in {delay} s",
+            reason=reason.getErrorMessage(),
+            delay=self.restart_delay,
+        )
+        self._restart_call = self.reactor.callLater(self.restart_delay, self._restart)
+
+    def _restart(self) -> None:
+        self._restart_call = None
+        if not self._stopping:
+            self.start()
+
+    def stop(self) -> "Deferred[None]":
+        """Stop taking work; the spawner finishes running deliveries, then exits."""
+        self._stopping = True
+        if self._restart_call is not None and self._restart_call.active():
+            self._restart_call.cancel()
+            self._restart_call = None
+        protocol = self.protocol
+        if protocol is None:
+            return defer.succeed(None)
+        protocol.transport.closeStdin()
+        timer = self.reactor.callLater(self.stop_timeout, self._kill, protocol)
+
+        def stopped(result: None) -> None:
+            if timer.active():
+                timer.cancel()
+            return result
+
+        return protocol.ended.addCallback(stopped)
+
+    def _kill(self, protocol: SpawnerProtocol) -> None:
+        self.log.warn("local spawner did not finish within {t} s; terminating it", t=self.stop_timeout)
+        try:
+            protocol.transport.signalProcess("TERM")
+        except Exception:
+            pass
+
+    # -- deliveries -------------------------------------------------------------
+
+    def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
+        results = [self._deliver_one(job, recipient) for recipient in job.recipients]
+        return defer.gatherResults(results, consumeErrors=True).addErrback(
+            lambda f: [DeliveryResult("Z", f"Internal error in local channel: {f.getErrorMessage()}. (#4.3.0)")]
+            * len(job.recipients)
+        )
+
+    def _deliver_one(self, job: DeliveryJob, recipient: str) -> "Deferred[DeliveryResult]":
+        protocol = self.protocol
+        if protocol is None or self._stopping:
+            return defer.succeed(DeliveryResult("Z", NOT_RUNNING))
+        slot = self._next_slot
+        self._next_slot += 1
+        d: Deferred[DeliveryResult] = Deferred()
+        self._pending[slot] = (d, job, recipient)
+        request = {
+            "slot": slot,
+            "message": job.message_path,
+            "sender": job.sender,
+            "recipient": recipient,
+            "defaultdelivery": self.reader.current.defaultdelivery,
+        }
+        protocol.transport.writeToChild(0, encode_record(request))
+        return d
+
+    def _report(self, record: dict[str, Any]) -> None:
+        slot = record.get("slot")
+        entry = self._pending.pop(slot, None) if isinstance(slot, int) else None
+        if entry is None:
+            self.log.error("local spawner reported an unknown slot: {record!r}", record=record)
+            return
+        d, job, recipient = entry
+        status = record.get("status")
+        output = record.get("output") if isinstance(record.get("output"), str) else ""
+        if status not in ("K", "Z", "D"):
+            d.callback(DeliveryResult("Z", f"Local delivery spawner sent status {status!r}. (#4.3.0)"))
+            return
+        if status != "K":
+            if output.startswith("Not running as root"):
+                self.log.warn(
+                    "local delivery to {rcpt} needs another uid but pymta-send is not root: deferred",
+                    rcpt=recipient,
+                )
+            d.callback(DeliveryResult(status, output))
+            return
+        did = record.get("did") or [0, 0, 0]
+        forwards = record.get("forwards") or []
+        done = f"did {did[0]}+{did[1]}+{did[2]}\n"
+        if not forwards:
+            d.callback(DeliveryResult("K", output + done))
+            return
+        uid = record.get("uid")
+        newsender = record.get("newsender", job.sender)
+        forwarded = self._forward(job, recipient, newsender, forwards, uid)
+
+        def queued(qp: int) -> DeliveryResult:
+            return DeliveryResult("K", f"{output}{done}qp {qp}\n")
+
+        def refused(failure: Failure) -> DeliveryResult:
+            if failure.check(QueueRefused):
+                error = failure.value
+                return DeliveryResult("D" if error.permanent else "Z", f"{output}Unable to forward message: {error.text}.")
+            self.log.failure("forwarding for {rcpt} failed", failure, rcpt=recipient)
+            return DeliveryResult("Z", f"{output}Unable to forward message: {failure.getErrorMessage()}. (#4.3.0)")
+
+        forwarded.addCallbacks(queued, refused).chainDeferred(d)
+
+    def _forward(self, job: DeliveryJob, recipient: str, newsender: str, forwards: list[str], uid: Any) -> "Deferred[int]":
+        """Queue Delivered-To + the message to C{forwards}; fires with the qp number."""
+        local, domain = split_address(recipient)
+        origin = f"by uid {uid}" if isinstance(uid, int) else "by alias"
+        try:
+            writer = self.sink.open_message(newsender, forwards, origin=origin, uid=uid if isinstance(uid, int) else None)
+        except QueueRefused:
+            return defer.fail()
+        except Exception as e:
+            return defer.fail(QueueRefused(f"cannot open a queue writer: {e} (#4.3.0)"))
+        try:
+            writer.write(dtline(local, domain))
+            with open(job.message_path, "rb") as f:
+                while True:
+                    chunk = f.read(65536)
+                    if not chunk:
+                        break
+                    writer.write(chunk)
+        except OSError as e:
+            writer.abort()
+            return defer.fail(QueueRefused(f"cannot read the queued message: {e.strerror} (#4.3.0)"))
+        except Exception as e:
+            writer.abort()
+            return defer.fail(QueueRefused(f"{e} (#4.3.0)"))
+        return writer.finish().addCallback(lambda receipt: receipt.qp)

@@ -1,0 +1,148 @@
+# -*- test-case-name: tests.local.test_program -*-
+"""
+Program delivery (reference §3.9): C{/bin/sh -c COMMAND} in the user's home
+with the message on stdin, the qmail-command environment, stdout and stderr
+collected (capped) for the delivery report.
+
+Exit status 0 continues, 99 succeeds and stops the .qmail file, 100, 64, 65,
+70, 76, 77, 78 and 112 fail permanently, anything else defers; a program
+killed by a signal defers with C{Aack, child crashed. (#4.3.0)}.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from dataclasses import dataclass
+
+from pymta.local.errors import DeliveryFailure
+
+__all__ = ["ProgramContext", "program_environment", "run_program", "PERMANENT_EXITS", "OUTPUT_CAP"]
+
+PERMANENT_EXITS = frozenset({64, 65, 70, 76, 77, 78, 100, 112})
+OUTPUT_CAP = 4000
+DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class ProgramContext:
+    """What qmail-local knows about one delivery, for the environment of its programs."""
+
+    sender: str
+    newsender: str
+    local: str
+    domain: str
+    user: str
+    home: str
+    ext: str
+    default: str | None
+    dtline: str
+    rpline: str
+    ufline: str
+
+
+def _shorter_hosts(host: str) -> list[str]:
+    """HOST2..HOST4: the host with its last 1, 2, 3 dot-components removed (stops shrinking)."""
+    out = []
+    current = host
+    for _ in range(3):
+        dot = current.rfind(".")
+        if dot != -1:
+            current = current[:dot]
+        out.append(current)
+    return out
+
+
+def _ext_tails(ext: str) -> list[str]:
+    """EXT2..EXT4: EXT after its 1st, 2nd, 3rd C{-}; empty when there are fewer."""
+    out = []
+    current: str | None = ext
+    for _ in range(3):
+        if current is not None:
+            dash = current.find("-")
+            current = current[dash + 1 :] if dash != -1 else None
+        out.append(current if current is not None else "")
+    return out
+
+
+def program_environment(ctx: ProgramContext, base: dict[str, str] | None = None) -> dict[str, str]:
+    """The environment of a delivery program: C{base} (PATH etc.) plus qmail's variables."""
+    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH)} if base is None else dict(base)
+    host2, host3, host4 = _shorter_hosts(ctx.domain)
+    ext2, ext3, ext4 = _ext_tails(ctx.ext)
+    env.update(
+        SENDER=ctx.sender,
+        NEWSENDER=ctx.newsender,
+        RECIPIENT=f"{ctx.local}@{ctx.domain}",
+        USER=ctx.user,
+        HOME=ctx.home,
+        HOST=ctx.domain,
+        HOST2=host2,
+        HOST3=host3,
+        HOST4=host4,
+        LOCAL=ctx.local,
+        EXT=ctx.ext,
+        EXT2=ext2,
+        EXT3=ext3,
+        EXT4=ext4,
+        DTLINE=ctx.dtline,
+        RPLINE=ctx.rpline,
+        UFLINE=ctx.ufline,
+    )
+    if ctx.default is not None:
+        env["DEFAULT"] = ctx.default
+    else:
+        env.pop("DEFAULT", None)
+    return env
+
+
+@dataclass(frozen=True)
+class ProgramOutcome:
+    """C{stop} is True after exit 99; C{output} is what the program printed (capped)."""
+
+    stop: bool
+    output: bytes
+
+
+def run_program(command: str, home: str, message_fd: int, env: dict[str, str], cap: int = OUTPUT_CAP) -> ProgramOutcome:
+    """
+    Run one program line.  Returns a L{ProgramOutcome} on exit 0 or 99;
+    raises L{DeliveryFailure} (with the program's output as text) otherwise.
+    """
+    os.lseek(message_fd, 0, os.SEEK_SET)
+    try:
+        child = subprocess.Popen(
+            ["/bin/sh", "-c", command],
+            stdin=message_fd,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            cwd=home,
+            env=env,
+            close_fds=True,
+            restore_signals=True,
+        )
+    except OSError as e:
+        raise DeliveryFailure.temporary(f"Unable to run /bin/sh: {e.strerror}. (#4.3.0)") from None
+    assert child.stdout is not None
+    kept = bytearray()
+    fd = child.stdout.fileno()
+    while True:
+        data = os.read(fd, 65536)
+        if not data:
+            break
+        if len(kept) <= cap:
+            kept += data[: cap + 1 - len(kept)]
+    child.stdout.close()
+    code = child.wait()
+    output = bytes(kept)
+    if code < 0:
+        raise DeliveryFailure.temporary(_text(output) + "Aack, child crashed. (#4.3.0)")
+    if code in (0, 99):
+        return ProgramOutcome(stop=code == 99, output=output)
+    if code in PERMANENT_EXITS:
+        raise DeliveryFailure.permanent(_text(output) or f"Program exited with status {code}. (#5.0.0)")
+    raise DeliveryFailure.temporary(_text(output) or f"Program exited with status {code}. (#4.0.0)")
+
+
+def _text(output: bytes) -> str:
+    return output.decode("utf-8", "replace")

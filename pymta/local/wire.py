@@ -1,0 +1,79 @@
+# -*- test-case-name: tests.local.test_wire -*-
+"""
+Framing on the pipe between L{pymta.local.channel} and the spawner: each
+record is a netstring (C{LEN:DATA,}) whose data is one JSON object.
+
+Parent to spawner, a request::
+
+    {"slot": 7, "message": "/var/pymta/queue/mess/3/1234", "sender": "a@b",
+     "recipient": "joe-x@example.org", "defaultdelivery": "./Maildir/\\n"}
+
+Spawner to parent: first C{{"hello": 1, "pid": P, "uid": U}}, then one
+report per request::
+
+    {"slot": 7, "status": "K", "output": "...", "did": [1, 0, 0],
+     "forwards": [], "newsender": "a@b", "uid": 4242}
+
+C{did} is null unless the status is C{K}; C{forwards} are still to be
+queued by the parent (reference §3.10).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+__all__ = ["encode_record", "RecordReader", "WireError", "MAX_RECORD"]
+
+MAX_RECORD = 16 * 1024 * 1024
+
+
+class WireError(Exception):
+    """The byte stream is not a sequence of netstring-framed JSON objects."""
+
+
+def encode_record(record: dict[str, Any]) -> bytes:
+    data = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    return b"%d:%s," % (len(data), data)
+
+
+class RecordReader:
+    """Incremental decoder: C{feed(bytes)} returns the complete records so far."""
+
+    def __init__(self, limit: int = MAX_RECORD) -> None:
+        self.limit = limit
+        self._buffer = bytearray()
+
+    def feed(self, data: bytes) -> list[dict[str, Any]]:
+        self._buffer += data
+        records = []
+        while True:
+            colon = self._buffer.find(b":", 0, 12)
+            if colon == -1:
+                if len(self._buffer) >= 12 or (self._buffer and not self._buffer[:1].isdigit()):
+                    raise WireError("bad netstring length")
+                break
+            digits = bytes(self._buffer[:colon])
+            if not digits.isdigit():
+                raise WireError("bad netstring length")
+            length = int(digits)
+            if length > self.limit:
+                raise WireError(f"record of {length} bytes exceeds the limit")
+            end = colon + 1 + length
+            if len(self._buffer) < end + 1:
+                break
+            if self._buffer[end] != ord(","):
+                raise WireError("netstring not terminated by ','")
+            try:
+                record = json.loads(bytes(self._buffer[colon + 1 : end]))
+            except ValueError as e:
+                raise WireError(f"bad JSON: {e}") from None
+            if not isinstance(record, dict):
+                raise WireError("record is not a JSON object")
+            records.append(record)
+            del self._buffer[: end + 1]
+        return records
+
+    @property
+    def pending(self) -> int:
+        return len(self._buffer)
