@@ -52,10 +52,10 @@ def _chunks(message: bytes | BinaryIO):
         yield data
 
 
-def may_write_queue(layout: QueueLayout) -> bool:
-    """Whether this process may write into the queue directly (root or the queue's owner)."""
+def may_write_queue(queuedir: str) -> bool:
+    """Whether this process may write into the queue C{queuedir} directly (root or its owner)."""
     try:
-        owner = os.stat(layout.queuedir).st_uid
+        owner = os.stat(queuedir).st_uid
     except OSError:
         return False
     euid = os.geteuid()
@@ -162,13 +162,13 @@ def enqueue(
     layout_dir = os.path.join(root, "queue")
     if not os.path.isdir(layout_dir):
         raise QueueFailure(EXIT_NETWORK, f"no queue manager on {unavailable}, and {layout_dir} is not a queue directory")
-    try:
-        layout = QueueLayout(layout_dir)
-    except ValueError as e:
-        raise QueueFailure(EXIT_CONFIG, str(e)) from e
-    if not may_write_queue(layout):
+    if not may_write_queue(layout_dir):
         raise QueueFailure(
             EXIT_NETWORK,
             f"no queue manager on {unavailable}; only root or the owner of {layout_dir} may write the queue directly",
         )
+    try:
+        layout = QueueLayout(layout_dir)
+    except (OSError, ValueError) as e:
+        raise QueueFailure(EXIT_CONFIG, str(e)) from e
     return enqueue_direct(layout, message, sender, recipients, origin)
