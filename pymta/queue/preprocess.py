@@ -1,0 +1,180 @@
+# -*- test-case-name: tests.queue.test_scheduler -*-
+"""
+Preprocessing of committed messages: C{todo/ID} -> C{info}, C{local}, C{remote}
+(reference §1.6).
+
+For a batch of message ids, each message gets a fresh C{info/N/ID} (its mtime
+becomes the birth time) and one C{T} record per recipient in C{local/N/ID}
+or C{remote/N/ID} as routing decides.  Then every new file and the
+directories holding them are fsynced - once per batch, a group commit - and
+only then are C{intd/ID} and C{todo/ID} removed.  A crash at any point leaves
+C{todo/ID} in place and the next start redoes the message from scratch.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Iterable
+
+from pymta.control import Controls
+from pymta.queue.layout import QueueLayout
+from pymta.queue.routing import LOCAL, REMOTE, route_recipient
+from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
+
+__all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo"]
+
+
+@dataclass(frozen=True)
+class Preprocessed:
+    """One message moved out of todo/: its id, envelope, mess size and recipient count per channel."""
+
+    message_id: int
+    envelope: TodoEnvelope
+    size: int
+    channels: dict[str, int]
+
+
+@dataclass
+class BatchResult:
+    """What became of a batch: done, unusable (to quarantine) and failed-for-now messages."""
+
+    done: list[Preprocessed] = field(default_factory=list)
+    corrupt: list[tuple[int, str]] = field(default_factory=list)
+    trouble: list[tuple[int, str]] = field(default_factory=list)
+
+
+def list_todo(layout: QueueLayout) -> list[int]:
+    """The message ids in C{todo/}, oldest inode numbers first."""
+    ids = []
+    with os.scandir(layout.dir("todo")) as entries:
+        for entry in entries:
+            if entry.name.isdigit():
+                ids.append(int(entry.name))
+    ids.sort()
+    return ids
+
+
+def _unlink_if_present(path: str) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        pass
+
+
+def _write_new(path: str, data: bytes) -> int:
+    """Create C{path} (it must not exist), write C{data}; return the open fd for a later fsync."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view) :]
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd
+
+
+def _fsync_dir(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def preprocess_batch(
+    layout: QueueLayout,
+    message_ids: Iterable[int],
+    controls: Controls,
+    on_new: Callable[[int], None] = lambda message_id: None,
+    on_info: Callable[[int, TodoEnvelope, int], None] = lambda message_id, envelope, size: None,
+    now: float | None = None,
+) -> BatchResult:
+    """
+    Preprocess the messages C{message_ids}; C{on_new(id)} and
+    C{on_info(id, envelope, size)} are called at the moments qmail logs
+    C{new msg} and C{info msg}.  C{now}, when given, becomes the birth time
+    (the info file's mtime) instead of the file system's clock, so the
+    scheduler's clock and the birth times agree.
+    """
+    result = BatchResult()
+    written: list[tuple[Preprocessed, list[int]]] = []
+    dirs: set[str] = set()
+    for message_id in message_ids:
+        fds: list[int] = []
+        try:
+            try:
+                with open(layout.todo(message_id), "rb") as f:
+                    data = f.read()
+            except FileNotFoundError:
+                continue
+            envelope = parse_todo(data)
+            try:
+                size = os.stat(layout.mess(message_id)).st_size
+            except FileNotFoundError:
+                raise QueueFileError(f"todo/{message_id} has no message file") from None
+            for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
+                _unlink_if_present(path)
+            info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0")
+            fds.append(info_fd)
+            if now is not None:
+                os.utime(info_fd, (now, now))
+            dirs.add(os.path.dirname(layout.info(message_id)))
+            on_new(message_id)
+            on_info(message_id, envelope, size)
+            records: dict[str, list[bytes]] = {LOCAL: [], REMOTE: []}
+            for recipient in envelope.recipients:
+                route = route_recipient(recipient, controls)
+                records[route.channel].append(b"T" + encode(route.address) + b"\0")
+            for channel, recs in records.items():
+                if recs:
+                    path = layout.channel(channel, message_id)
+                    fds.append(_write_new(path, b"".join(recs)))
+                    dirs.add(os.path.dirname(path))
+        except QueueFileError as e:
+            for fd in fds:
+                os.close(fd)
+            result.corrupt.append((message_id, str(e)))
+            continue
+        except OSError as e:
+            for fd in fds:
+                os.close(fd)
+            result.trouble.append((message_id, f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
+            continue
+        counts = {c: len(r) for c, r in records.items() if r}
+        written.append((Preprocessed(message_id, envelope, size, counts), fds))
+    synced: list[Preprocessed] = []
+    for item, fds in written:
+        try:
+            for fd in fds:
+                os.fsync(fd)
+            synced.append(item)
+        except OSError as e:
+            result.trouble.append((item.message_id, f"fsync: {e.strerror}"))
+        finally:
+            for fd in fds:
+                os.close(fd)
+    if not synced:
+        return result
+    try:
+        for d in sorted(dirs):
+            _fsync_dir(d)
+    except OSError as e:
+        result.trouble.extend((item.message_id, f"fsync of {e.filename}: {e.strerror}") for item in synced)
+        return result
+    for item in synced:
+        try:
+            _unlink_if_present(layout.intd(item.message_id))
+            os.unlink(layout.todo(item.message_id))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            result.trouble.append((item.message_id, f"unable to unlink todo/{item.message_id}: {e.strerror}"))
+            continue
+        result.done.append(item)
+    try:
+        _fsync_dir(layout.dir("todo"))
+    except OSError:
+        pass
+    return result

@@ -1,0 +1,850 @@
+# -*- test-case-name: tests.queue.test_scheduler -*-
+"""
+The queue manager (qmail-send's role): picks up committed messages, routes
+their recipients, drives deliveries through the local and remote channels
+under the concurrency limits, follows qmail's retry schedule, gathers
+permanent failures into one bounce and removes finished messages.
+
+Model (reference §1.6-§2.8): each message has up to two I{jobs}, one per
+channel file (C{local/N/ID}, C{remote/N/ID}).  A job waits in a per-channel
+priority queue keyed by its next attempt time.  When it is due and the
+channel has a free slot, a I{pass} starts: the channel file is read, the
+retry time C{birth + (isqrt(now - birth) + C)^2} is fixed, and the file's
+C{T} records are handed to the channel in batches of up to
+C{channel.max_recipients} (one slot each).  Each result is checkpointed at
+once - success and failure overwrite the record's C{T} with C{D}, failures
+also go to C{bounce/ID} - so a restart never repeats a finished delivery.
+When every batch of the pass is back, the job is closed: no C{T} left ->
+the channel file is removed, else the job waits for its retry time.  A
+message whose channel files are all gone is finished: its bounce (if any)
+is injected, then the message's files are removed.
+
+Only one pass per channel is open at a time, as in qmail; the work per
+message is constant whatever the queue's length (heaps, no scans).
+
+Everything runs on the C{clock} given (a reactor or L{twisted.internet.task.Clock}),
+file I/O is done synchronously in the reactor thread like qmail-send's own.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import os
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Mapping, Sequence
+
+from twisted.application.service import Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pymta.address import safe_log
+from pymta.control import ControlError, ControlReader, Controls
+from pymta.interfaces import (
+    DEFERRAL,
+    FAILURE,
+    SUCCESS,
+    Channel,
+    DeliveryJob,
+    DeliveryResult,
+    MessageSink,
+)
+from pymta.queue import bounce as bounces
+from pymta.queue.layout import QueueLayout
+from pymta.queue.preprocess import list_todo, preprocess_batch
+from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
+from pymta.queue.routing import LOCAL, REMOTE, strip_virtual_prepend
+from pymta.queue.sendfiles import (
+    QueueFileError,
+    TodoEnvelope,
+    append_bounce,
+    mark_done,
+    quarantine_message,
+    read_channel_file,
+    read_info,
+)
+
+__all__ = ["Scheduler", "QmailLog", "CHANNELS", "REPORT_MAX", "JobView"]
+
+CHANNELS = (LOCAL, REMOTE)
+
+#: longest report text kept from a channel (qmail's REPORTMAX)
+REPORT_MAX = 10000
+
+#: how many todo entries are preprocessed (and fsynced together) per reactor turn
+TODO_BATCH = 256
+
+#: seconds between todo/ scans when no trigger arrives
+TODO_SCAN_INTERVAL = 60
+
+#: seconds between runs of the crash cleaner (qmail: 76431)
+CLEANUP_INTERVAL = 76431
+
+
+class QmailLog:
+    """
+    qmail-send's log lines through twisted.logger: each line is one event whose
+    formatted text is exactly the qmail line, with the line itself kept in the
+    event's C{qmail_line} field.
+    """
+
+    def __init__(self, logger: Logger | None = None) -> None:
+        self.logger = logger if logger is not None else Logger(namespace="pymta.send")
+
+    def line(self, text: str) -> None:
+        self.logger.info("{qmail_line}", qmail_line=text)
+
+    def warning(self, text: str) -> None:
+        self.logger.warn("{qmail_line}", qmail_line="warning: " + text)
+
+    def alert(self, text: str) -> None:
+        self.logger.error("{qmail_line}", qmail_line="alert: " + text)
+
+
+@dataclass
+class _Job:
+    """One channel of one message: waiting for its attempt time, or in a pass."""
+
+    message_id: int
+    channel: str
+    due: int
+    heap_key: int = -1
+    running: bool = False
+    sender: str = ""
+    retry: int = 0
+    dying: bool = False
+    pending: deque = field(default_factory=deque)
+    in_flight: int = 0
+    undone: int = 0
+    hit_eof: bool = False
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A read-only description of one queued job (for C{pymta ctl queue})."""
+
+    message_id: int
+    channel: str
+    due: int
+    running: bool
+    in_flight: int
+
+
+class Scheduler(Service):
+    """
+    pymta-send's queue manager as a twisted.application service.
+
+    @param layout: the queue.
+    @param controls: the control reader (C{current} is read at each decision).
+    @param channels: C{{"local": Channel, "remote": Channel}}.
+    @param sink: where bounces are injected.
+    @param clock: the reactor (anything providing C{IReactorTime}).
+    @param cleaner: called with the layout at start and every
+        L{CLEANUP_INTERVAL} s to remove crash leftovers, or None.
+    @param stop_timeout: how long stopService waits for deliveries in flight.
+    """
+
+    name = "pymta-send-scheduler"
+
+    def __init__(
+        self,
+        layout: QueueLayout,
+        controls: ControlReader,
+        channels: Mapping[str, Channel],
+        sink: MessageSink | None,
+        clock: IReactorTime,
+        *,
+        cleaner: Callable[[QueueLayout], Any] | None = None,
+        log: QmailLog | None = None,
+        stop_timeout: float = 60.0,
+        todo_scan_interval: float = TODO_SCAN_INTERVAL,
+    ) -> None:
+        missing = [c for c in CHANNELS if c not in channels]
+        if missing:
+            raise ValueError(f"no channel given for {', '.join(missing)}")
+        self.layout = layout
+        self.controls = controls
+        self.channels = dict(channels)
+        self.sink = sink
+        self.clock = clock
+        self.cleaner = cleaner
+        self.log = log if log is not None else QmailLog()
+        self.stop_timeout = stop_timeout
+        self.todo_scan_interval = todo_scan_interval
+
+        self.paused = False
+        self.exiting = False
+        self._jobs: dict[tuple[int, str], _Job] = {}
+        self._waiting: dict[str, list[tuple[int, int, int]]] = {c: [] for c in CHANNELS}
+        self._passes: dict[str, _Job | None] = {c: None for c in CHANNELS}
+        self._used: dict[str, int] = {c: 0 for c in CHANNELS}
+        self._todo: set[int] = set()
+        self._done_queue: deque[int] = deque()
+        self._finishing: set[int] = set()
+        self._in_flight: set[defer.Deferred] = set()
+        self._delivery_ids = itertools.count(1)
+        self._heap_keys = itertools.count()
+        self._wake: IDelayedCall | None = None
+        self._wake_at: float | None = None
+        self._soon: IDelayedCall | None = None
+        self._running = False
+        self._rerun = False
+        self._loops: list[task.LoopingCall] = []
+        self._later: set[IDelayedCall] = set()
+        self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0}
+
+    # ------------------------------------------------------------------ time
+
+    def now(self) -> int:
+        return int(self.clock.seconds())
+
+    def _call_later(self, delay: float, f: Callable[..., Any], *args: Any) -> None:
+        call: IDelayedCall
+
+        def run() -> None:
+            self._later.discard(call)
+            f(*args)
+
+        call = self.clock.callLater(delay, run)
+        self._later.add(call)
+
+    # --------------------------------------------------------------- service
+
+    def startService(self) -> None:
+        super().startService()
+        self.exiting = False
+        if self.cleaner is not None:
+            self._run_cleaner()
+        self._resume_queue()
+        self.status()
+        for interval, f in ((self.todo_scan_interval, self.scan_todo), (CLEANUP_INTERVAL, self._run_cleaner)):
+            if f is self._run_cleaner and self.cleaner is None:
+                continue
+            loop = task.LoopingCall(f)
+            loop.clock = self.clock
+            loop.start(interval, now=False)
+            self._loops.append(loop)
+        self.scan_todo()
+
+    def stopService(self) -> "defer.Deferred[None]":
+        super().stopService()
+        self.exiting = True
+        for loop in self._loops:
+            if loop.running:
+                loop.stop()
+        self._loops = []
+        for call in list(self._later):
+            if call.active():
+                call.cancel()
+        self._later.clear()
+        for attr in ("_wake", "_soon"):
+            call = getattr(self, attr)
+            if call is not None and call.active():
+                call.cancel()
+            setattr(self, attr, None)
+        self._wake_at = None
+        self.status()
+        return self._drain().addCallback(self._finish_stop)
+
+    def _drain(self) -> "defer.Deferred[None]":
+        if not self._in_flight:
+            return defer.succeed(None)
+        waiting = defer.DeferredList(list(self._in_flight), consumeErrors=True)
+        done: defer.Deferred[None] = defer.Deferred()
+        timer = self.clock.callLater(self.stop_timeout, lambda: done.called or done.callback(None))
+
+        def finished(_: object) -> None:
+            if timer.active():
+                timer.cancel()
+            if not done.called:
+                done.callback(None)
+
+        waiting.addBoth(finished)
+        return done
+
+    def _finish_stop(self, _: object) -> "defer.Deferred[None]":
+        if self._in_flight:
+            self.log.warning(f"{len(self._in_flight)} deliveries still running at exit; they will be retried")
+        now = self.now()
+        for job in list(self._jobs.values()):
+            if job.running:
+                # results never came back (or the pass was open): retry at once next time
+                due = now if (job.in_flight or job.pending) else job.retry
+            else:
+                due = job.due
+            path = self.layout.channel(job.channel, job.message_id)
+            try:
+                os.utime(path, (due, due))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self.log.warning(f"unable to utime {self._rel(path)}; message will be retried too soon")
+        stops = []
+        for channel in self.channels.values():
+            try:
+                stops.append(defer.maybeDeferred(channel.stop))
+            except Exception:
+                pass
+        self.log.line("status: exiting")
+        return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
+
+    def _run_cleaner(self) -> None:
+        assert self.cleaner is not None
+        try:
+            self.cleaner(self.layout)
+        except Exception as e:
+            self.log.warning(f"queue cleanup failed: {e}")
+
+    # ---------------------------------------------------------------- control
+
+    def status(self) -> str:
+        c = self.controls.current
+        line = (
+            f"status: local {self._used[LOCAL]}/{c.concurrencylocal}"
+            f" remote {self._used[REMOTE]}/{c.concurrencyremote}"
+        )
+        if self.exiting:
+            line += " exitasap"
+        self.log.line(line)
+        return line
+
+    def reload(self) -> bool:
+        """Re-read the control files (SIGHUP); malformed files keep the old values."""
+        try:
+            self.controls.reload()
+        except (ControlError, OSError) as e:
+            self.log.alert(f"unable to reread controls: {e}")
+            return False
+        self._kick()
+        return True
+
+    def run_all_now(self) -> None:
+        """Every waiting job is due now (SIGALRM / C{pymta ctl doqueue})."""
+        now = self.now()
+        for channel in CHANNELS:
+            heap = []
+            for job in self._jobs.values():
+                if job.channel == channel and not job.running:
+                    job.due = min(job.due, now)
+                    job.heap_key = next(self._heap_keys)
+                    heap.append((job.due, job.heap_key, job.message_id))
+            heapq.heapify(heap)
+            self._waiting[channel] = heap
+        self.scan_todo()
+        self._kick()
+
+    def pause(self) -> None:
+        """Start no new deliveries until L{cont}."""
+        self.paused = True
+
+    def cont(self) -> None:
+        self.paused = False
+        self._kick()
+
+    def jobs(self) -> list[JobView]:
+        """Every job the scheduler holds, by message id."""
+        return sorted(
+            (JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self._jobs.values()),
+            key=lambda v: (v.message_id, v.channel),
+        )
+
+    def counts(self) -> dict[str, int]:
+        c = self.controls.current
+        waiting = sum(1 for j in self._jobs.values() if not j.running)
+        return {
+            "messages": len({j.message_id for j in self._jobs.values()} | self._finishing | set(self._done_queue)),
+            "jobs_waiting": waiting,
+            "jobs_running": len(self._jobs) - waiting,
+            "local_used": self._used[LOCAL],
+            "local_limit": c.concurrencylocal,
+            "remote_used": self._used[REMOTE],
+            "remote_limit": c.concurrencyremote,
+            "todo": len(self._todo),
+            "paused": int(self.paused),
+            **self.stats,
+        }
+
+    # ----------------------------------------------------------------- pickup
+
+    def notify(self, message_id: int) -> None:
+        """A message was committed to todo/ in this process: pick it up now."""
+        if self.exiting:
+            return
+        self._todo.add(message_id)
+        self._kick()
+
+    def scan_todo(self) -> None:
+        """Look for work in todo/ (trigger pulled, periodic scan)."""
+        if self.exiting:
+            return
+        try:
+            self._todo.update(list_todo(self.layout))
+        except OSError as e:
+            self.log.warning(f"unable to read todo/: {e.strerror}")
+            return
+        self._kick()
+
+    def _preprocess(self) -> None:
+        batch = []
+        while self._todo and len(batch) < TODO_BATCH:
+            batch.append(self._todo.pop())
+        batch.sort()
+        controls = self.controls.current
+        result = preprocess_batch(
+            self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=self.now()
+        )
+        for message_id, reason in result.corrupt:
+            self._quarantine(message_id, reason)
+        for message_id, reason in result.trouble:
+            self.log.warning(f"trouble with todo/{message_id}: {reason}; will try again later")
+            self._call_later(SYSFAIL_DELAY, self.notify, message_id)
+        now = self.now()
+        for item in result.done:
+            self._forget(item.message_id)
+            if not item.channels:
+                self._done_queue.append(item.message_id)
+            for channel in item.channels:
+                self._add_job(item.message_id, channel, now)
+
+    def _log_new(self, message_id: int) -> None:
+        self.log.line(f"new msg {message_id}")
+
+    def _log_info(self, message_id: int, envelope: TodoEnvelope, size: int) -> None:
+        self.log.line(
+            f"info msg {message_id}: bytes {size} from <{safe_log(envelope.sender)}>"
+            f" qp {envelope.pid} uid {envelope.uid}"
+        )
+
+    def _resume_queue(self) -> None:
+        """At start: every preprocessed message goes back on its schedule (mtime of its channel files)."""
+        try:
+            todo = set(list_todo(self.layout))
+        except OSError:
+            todo = set()
+        self._todo.update(todo)
+        info_top = self.layout.dir("info")
+        for n in range(self.layout.split):
+            try:
+                names = os.listdir(os.path.join(info_top, str(n)))
+            except OSError as e:
+                self.log.warning(f"unable to read info/{n}: {e.strerror}")
+                continue
+            for name in names:
+                if name.isdigit() and int(name) not in todo:
+                    self._resume_message(int(name))
+
+    def _resume_message(self, message_id: int) -> None:
+        found = False
+        for channel in CHANNELS:
+            try:
+                mtime = int(os.stat(self.layout.channel(channel, message_id)).st_mtime)
+            except FileNotFoundError:
+                continue
+            except OSError as e:
+                self.log.warning(f"unable to stat {channel}/{message_id}: {e.strerror}; will try again later")
+                self._call_later(SYSFAIL_DELAY, self._resume_message, message_id)
+                return
+            found = True
+            self._add_job(message_id, channel, mtime)
+        if not found:
+            self._done_queue.append(message_id)
+
+    # --------------------------------------------------------------- the loop
+
+    def _kick(self) -> None:
+        """Run the main loop soon (coalesced; never re-entered)."""
+        if self.exiting:
+            return
+        if self._running:
+            self._rerun = True
+            return
+        if self._soon is None or not self._soon.active():
+            self._soon = self.clock.callLater(0, self._run)
+
+    def _run(self) -> None:
+        self._soon = None
+        if self._running:
+            self._rerun = True
+            return
+        self._running = True
+        try:
+            self._rerun = True
+            while self._rerun:
+                self._rerun = False
+                if self.exiting:
+                    break
+                if self._todo:
+                    self._preprocess()
+                    if self._todo:
+                        self._rerun = True
+                while self._done_queue:
+                    self._message_done(self._done_queue.popleft())
+                if not self.paused:
+                    for channel in CHANNELS:
+                        self._dispatch(channel)
+        finally:
+            self._running = False
+        self._set_wake()
+
+    def _capacity(self, channel: str) -> int:
+        c = self.controls.current
+        return c.concurrencylocal if channel == LOCAL else c.concurrencyremote
+
+    def _dispatch(self, channel: str) -> None:
+        heap = self._waiting[channel]
+        now = self.now()
+        while self._used[channel] < self._capacity(channel) and not self.exiting and not self.paused:
+            job = self._passes[channel]
+            if job is not None:
+                if job.pending:
+                    self._start_batch(job)
+                    continue
+                self._passes[channel] = None
+                job.hit_eof = True
+                if job.in_flight == 0:
+                    self._close_job(job)
+                continue
+            if not heap:
+                return
+            due, key, message_id = heap[0]
+            job = self._jobs.get((message_id, channel))
+            if job is None or job.running or job.heap_key != key:
+                heapq.heappop(heap)
+                continue
+            if due > now:
+                return
+            heapq.heappop(heap)
+            self._open_pass(job, now)
+
+    def _set_wake(self) -> None:
+        if self.exiting:
+            return
+        soonest: int | None = None
+        for channel in CHANNELS:
+            if self._used[channel] >= self._capacity(channel) or self.paused:
+                continue
+            heap = self._waiting[channel]
+            while heap:
+                due, key, message_id = heap[0]
+                job = self._jobs.get((message_id, channel))
+                if job is None or job.running or job.heap_key != key:
+                    heapq.heappop(heap)
+                    continue
+                if soonest is None or due < soonest:
+                    soonest = due
+                break
+        if soonest is None:
+            if self._wake is not None and self._wake.active():
+                self._wake.cancel()
+            self._wake = None
+            self._wake_at = None
+            return
+        if self._wake is not None and self._wake.active() and self._wake_at == soonest:
+            return
+        if self._wake is not None and self._wake.active():
+            self._wake.cancel()
+        self._wake_at = soonest
+        self._wake = self.clock.callLater(max(0.0, soonest - self.clock.seconds()), self._woken)
+
+    def _woken(self) -> None:
+        self._wake = None
+        self._wake_at = None
+        self._run()
+
+    # ------------------------------------------------------------------- jobs
+
+    def _add_job(self, message_id: int, channel: str, due: int) -> None:
+        job = _Job(message_id, channel, due)
+        self._jobs[(message_id, channel)] = job
+        self._schedule(job, due)
+
+    def _schedule(self, job: _Job, due: int) -> None:
+        job.running = False
+        job.due = due
+        job.heap_key = next(self._heap_keys)
+        heapq.heappush(self._waiting[job.channel], (due, job.heap_key, job.message_id))
+
+    def _forget(self, message_id: int) -> None:
+        for channel in CHANNELS:
+            job = self._jobs.pop((message_id, channel), None)
+            if job is not None and self._passes[channel] is job:
+                self._passes[channel] = None
+
+    def _rel(self, path: str) -> str:
+        return os.path.relpath(path, self.layout.queuedir)
+
+    def _open_pass(self, job: _Job, now: int) -> None:
+        path = self.layout.channel(job.channel, job.message_id)
+        try:
+            records = read_channel_file(path)
+            sender, birth = read_info(self.layout, job.message_id)
+            with open(self.layout.mess(job.message_id), "rb"):
+                pass
+        except FileNotFoundError as e:
+            if e.filename == path:
+                # the file went away under us (message removed or quarantined)
+                self._jobs.pop((job.message_id, job.channel), None)
+                return
+            self._trouble_opening(job, e, now)
+            return
+        except QueueFileError as e:
+            self._quarantine(job.message_id, f"{self._rel(path)}: {e}")
+            return
+        except OSError as e:
+            self._trouble_opening(job, e, now)
+            return
+        controls = self.controls.current
+        job.running = True
+        job.sender = sender
+        job.retry = next_retry(birth, now, job.channel)
+        job.dying = is_dying(birth, now, controls.queuelifetime)
+        job.pending = deque((r.offset, r.address) for r in records if not r.done)
+        job.undone = len(job.pending)
+        job.in_flight = 0
+        job.hit_eof = False
+        self._passes[job.channel] = job
+
+    def _trouble_opening(self, job: _Job, error: OSError, now: int) -> None:
+        name = self._rel(error.filename) if isinstance(error.filename, str) else "a queue file"
+        self.log.warning(f"trouble opening {name}; will try again later")
+        self._schedule(job, now + SYSFAIL_DELAY)
+
+    def _start_batch(self, job: _Job) -> None:
+        channel = self.channels[job.channel]
+        size = max(1, int(getattr(channel, "max_recipients", 1) or 1))
+        if job.sender.endswith(bounces.VERP_SUFFIX):
+            size = 1
+        batch = [job.pending.popleft() for _ in range(min(size, len(job.pending)))]
+        sender = job.sender
+        if size == 1:
+            sender = bounces.verp_sender(job.sender, batch[0][1])
+        numbers = []
+        for _, address in batch:
+            number = next(self._delivery_ids)
+            numbers.append(number)
+            self.log.line(f"starting delivery {number}: msg {job.message_id} to {job.channel} {safe_log(address)}")
+        job.in_flight += 1
+        self._used[job.channel] += 1
+        self.status()
+        delivery = DeliveryJob(
+            message_id=job.message_id,
+            message_path=self.layout.mess(job.message_id),
+            sender=sender,
+            recipients=tuple(a for _, a in batch),
+        )
+        d = defer.maybeDeferred(channel.deliver, delivery)
+        self._in_flight.add(d)
+
+        def finished(result: object) -> None:
+            self._in_flight.discard(d)
+            self._delivered(job, batch, numbers, result)
+
+        d.addBoth(finished)
+
+    def _delivered(self, job: _Job, batch: list[tuple[int, str]], numbers: list[int], result: object) -> None:
+        if isinstance(result, Failure):
+            text = f"delivery channel failed: {result.getErrorMessage()}"
+            results: list[Any] = [DeliveryResult(DEFERRAL, text)] * len(batch)
+        elif isinstance(result, (list, tuple)) and len(result) == len(batch):
+            results = list(result)
+        else:
+            results = [None] * len(batch)
+        path = self.layout.channel(job.channel, job.message_id)
+        for (offset, address), number, res in zip(batch, numbers, results):
+            self._record(job, path, offset, address, number, res)
+        job.in_flight -= 1
+        self._used[job.channel] -= 1
+        self.status()
+        if job.hit_eof and job.in_flight == 0 and self._passes[job.channel] is not job:
+            self._close_job(job)
+        self._kick()
+
+    def _record(self, job: _Job, path: str, offset: int, address: str, number: int, res: Any) -> None:
+        status = getattr(res, "status", None)
+        text = getattr(res, "text", None)
+        if status not in (SUCCESS, DEFERRAL, FAILURE) or not isinstance(text, str):
+            self.log.line(f"delivery {number}: report mangled, will defer")
+            self.stats["deferred"] += 1
+            return
+        text = text[:REPORT_MAX]
+        if status == DEFERRAL and job.dying:
+            status = FAILURE
+            if text and not text.endswith("\n"):
+                text += "\n"
+            text += DYING_TEXT
+        if status == SUCCESS:
+            self.log.line(f"delivery {number}: success: {safe_log(text)}")
+            self.stats["delivered"] += 1
+            self._mark_done(job, path, offset)
+        elif status == DEFERRAL:
+            self.log.line(f"delivery {number}: deferral: {safe_log(text)}")
+            self.stats["deferred"] += 1
+        else:
+            self.log.line(f"delivery {number}: failure: {safe_log(text)}")
+            self.stats["failed"] += 1
+            recipient = strip_virtual_prepend(address, self.controls.current)
+            try:
+                append_bounce(self.layout, job.message_id, bounces.bounce_entry(recipient, text))
+            except OSError as e:
+                # not marking it done keeps the failure: it is tried (and fails) again later
+                self.log.alert(f"unable to append to bounce message: {e.strerror}; will try again later")
+                return
+            self._mark_done(job, path, offset)
+
+    def _mark_done(self, job: _Job, path: str, offset: int) -> None:
+        try:
+            mark_done(path, offset)
+        except OSError:
+            self.log.warning(f"trouble marking {self._rel(path)}; message will be delivered twice!")
+            return
+        job.undone -= 1
+
+    def _close_job(self, job: _Job) -> None:
+        key = (job.message_id, job.channel)
+        if self._jobs.get(key) is not job:
+            return
+        now = self.now()
+        if job.undone > 0:
+            self._schedule(job, job.retry)
+            return
+        path = self.layout.channel(job.channel, job.message_id)
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            self.log.warning(f"unable to unlink {self._rel(path)}; will try again later")
+            self._schedule(job, now + SYSFAIL_DELAY)
+            return
+        del self._jobs[key]
+        other = REMOTE if job.channel == LOCAL else LOCAL
+        if (job.message_id, other) in self._jobs:
+            return
+        if os.path.exists(self.layout.channel(other, job.message_id)):
+            return
+        self._done_queue.append(job.message_id)
+        self._kick()
+
+    # -------------------------------------------------------- finishing off
+
+    def _message_done(self, message_id: int) -> None:
+        """No recipient left: inject the bounce if any, then remove the message."""
+        if message_id in self._finishing:
+            return
+        if any((message_id, c) in self._jobs for c in CHANNELS):
+            return
+        layout = self.layout
+        for path in (layout.local(message_id), layout.remote(message_id), layout.todo(message_id)):
+            if os.path.exists(path):
+                return
+        try:
+            sender, _ = read_info(layout, message_id)
+        except FileNotFoundError:
+            return
+        except QueueFileError as e:
+            self._quarantine(message_id, f"info/{layout.subdir(message_id)}/{message_id}: {e}")
+            return
+        except OSError as e:
+            self.log.warning(f"unable to read info/{message_id}: {e.strerror}; will try again later")
+            self._retry_done(message_id)
+            return
+        if not os.path.exists(layout.bounce(message_id)):
+            self._remove_message(message_id)
+            return
+        envelope = bounces.bounce_envelope(sender, self.controls.current)
+        if envelope is None:
+            self.log.line(f"triple bounce: discarding bounce/{message_id}")
+            self._bounce_sent(message_id)
+            return
+        self._finishing.add(message_id)
+        d = self._inject_bounce(message_id, envelope)
+        self._in_flight.add(d)
+
+        def injected(qp: int) -> None:
+            self.log.line(f"bounce msg {message_id} qp {qp}")
+            self.stats["bounces"] += 1
+            self._finishing.discard(message_id)
+            self._bounce_sent(message_id)
+
+        def failed(reason: Failure) -> None:
+            self._finishing.discard(message_id)
+            self.log.warning("trouble injecting bounce message, will try later")
+            self._retry_done(message_id)
+
+        def settled(result: object) -> object:
+            self._in_flight.discard(d)
+            return result
+
+        d.addBoth(settled)
+        d.addCallbacks(injected, failed)
+
+    def _inject_bounce(self, message_id: int, envelope: bounces.BounceEnvelope) -> "defer.Deferred[int]":
+        if self.sink is None:
+            return defer.fail(RuntimeError("no message sink for bounces"))
+        writer = None
+        try:
+            writer = self.sink.open_message(
+                envelope.sender, [envelope.recipient], origin="for bounce", uid=os.getuid(), pid=os.getpid()
+            )
+            with open(self.layout.bounce(message_id), "rb") as failures, open(self.layout.mess(message_id), "rb") as mess:
+                bounces.compose_bounce(writer.write, envelope, self.controls.current, failures, mess, self.clock.seconds())
+            d = writer.finish()
+        except Exception:
+            if writer is not None:
+                try:
+                    writer.abort()
+                except Exception:
+                    pass
+            return defer.fail()
+        return d.addCallback(lambda receipt: receipt.qp)
+
+    def _bounce_sent(self, message_id: int) -> None:
+        try:
+            os.unlink(self.layout.bounce(message_id))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warning(f"unable to unlink bounce/{message_id}: {e.strerror}")
+            self._retry_done(message_id)
+            return
+        self._remove_message(message_id)
+
+    def _retry_done(self, message_id: int) -> None:
+        if not self.exiting:
+            self._call_later(SYSFAIL_DELAY, self._queue_done, message_id)
+
+    def _queue_done(self, message_id: int) -> None:
+        self._done_queue.append(message_id)
+        self._kick()
+
+    def _remove_message(self, message_id: int) -> None:
+        layout = self.layout
+        self.log.line(f"end msg {message_id}")
+        try:
+            os.unlink(layout.info(message_id))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            self.log.warning(f"unable to unlink info/{message_id}: {e.strerror}; will try again later")
+            self._retry_done(message_id)
+            return
+        for path in (layout.intd(message_id), layout.mess(message_id)):
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self.log.warning(f"unable to clean up {self._rel(path)}")
+        self.stats["messages_done"] += 1
+
+    def _quarantine(self, message_id: int, reason: str) -> None:
+        self._forget(message_id)
+        try:
+            where = quarantine_message(self.layout, message_id)
+        except OSError as e:
+            self.log.alert(f"unable to quarantine msg {message_id} ({reason}): {e.strerror}")
+            return
+        self.log.warning(f"msg {message_id} quarantined in {self._rel(where)}: {reason}")
