@@ -1,0 +1,108 @@
+# -*- test-case-name: tests.smtpd.test_protocol -*-
+"""
+What every SMTP session of one daemon shares: controls, the queue sink,
+access rules, connection limits, TLS, AUTH, DNSBL - and the per-listener
+settings (port 25 or submission, implicit TLS).
+
+Holding these in one object keeps the protocol free of globals and lets
+L{SMTPDService.reload} swap rules, certificate and zones in one place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from twisted.cred.portal import Portal
+
+from pymta.control import ControlReader, Controls
+from pymta.interfaces import MessageSink
+from pymta.smtpd.access import AccessRules
+from pymta.smtpd.auth import offered_mechanisms
+from pymta.smtpd.dnsbl import DNSBL
+from pymta.tls import ServerTLS
+
+__all__ = ["ConnectionLimiter", "SMTPDContext", "ListenerSettings", "per_ip_limit"]
+
+
+def per_ip_limit(controls: Controls) -> int:
+    """
+    Sessions one client address may hold: C{control/concurrencyperip}
+    (a pymta addition), else half of concurrencyincoming (at least 1).
+    """
+    lines = controls.extra_lines("concurrencyperip")
+    if lines:
+        value = lines[0].strip()
+        if value.isdigit() and int(value) > 0:
+            return int(value)
+    return max(1, controls.concurrencyincoming // 2)
+
+
+class ConnectionLimiter:
+    """Counts open sessions, in total and per client address."""
+
+    def __init__(self) -> None:
+        self.total = 0
+        self.by_ip: dict[str, int] = {}
+
+    def acquire(self, ip: str, total_limit: int, ip_limit: int) -> str | None:
+        """Take a slot: None, or the 421 reply when a limit is reached."""
+        if self.total >= total_limit:
+            return "421 too many connections, try again later (#4.3.2)"
+        if self.by_ip.get(ip, 0) >= ip_limit:
+            return "421 too many connections from your address, try again later (#4.3.2)"
+        self.total += 1
+        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
+        return None
+
+    def release(self, ip: str) -> None:
+        self.total -= 1
+        left = self.by_ip.get(ip, 1) - 1
+        if left <= 0:
+            self.by_ip.pop(ip, None)
+        else:
+            self.by_ip[ip] = left
+
+
+@dataclass
+class SMTPDContext:
+    """
+    Shared state of an SMTP daemon.  C{rules}, C{tls}, C{dnsbl} may be
+    replaced at reload; sessions take them once at connection time.
+
+    C{recipient_check}, when set, is called as C{(controls, address)} for
+    each recipient that passed relay policy and returns (a Deferred of)
+    True to accept, False to refuse with 550.
+    """
+
+    reader: ControlReader
+    sink: MessageSink
+    clock: Any
+    rules: AccessRules = field(default_factory=AccessRules)
+    limiter: ConnectionLimiter = field(default_factory=ConnectionLimiter)
+    tls: ServerTLS | None = None
+    portal: Portal | None = None
+    dnsbl: DNSBL | None = None
+    auth_without_tls: bool = False
+    auth_failure_delay: float = 1.0
+    max_auth_failures: int = 3
+    max_recipients: int = 1000
+    max_command_line: int = 4096
+    max_data_line: int = 128 * 1024
+    pipeline_buffer: int = 64 * 1024
+    rbl_session_seconds: float = 60.0
+    recipient_check: Callable[[Controls, str], Any] | None = None
+    local_ips: frozenset[str] = frozenset({"127.0.0.1"})
+
+    def auth_mechanisms(self) -> list[str]:
+        if self.portal is None:
+            return []
+        return offered_mechanisms(self.portal)
+
+
+@dataclass(frozen=True)
+class ListenerSettings:
+    """How one listening endpoint behaves."""
+
+    submission: bool = False
+    implicit_tls: bool = False

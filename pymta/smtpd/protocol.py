@@ -1,0 +1,672 @@
+# -*- test-case-name: tests.smtpd.test_protocol -*-
+"""
+The ESMTP server protocol: qmail-smtpd's dialogue with ESMTP, STARTTLS and
+AUTH added, written on C{Protocol} with its own input buffer.
+
+Why not C{twisted.mail.smtp.ESMTP}: it runs pipelined lines while a check's
+Deferred is pending, executes plaintext sent after STARTTLS inside TLS,
+offers AUTH in plaintext, buffers endless lines, turns a 451 at the end of
+data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
+
+- One command at a time.  A command may return a Deferred; until it fires
+  further input stays in the buffer (the transport is paused when more
+  than C{pipeline_buffer} bytes wait), so replies always come in order.
+- Command lines end at LF (one CR before it removed); lines longer than
+  C{max_command_line} get C{500} and are skipped without being buffered.
+- DATA goes through L{DataStream}: only CRLF.CRLF ends it, a bare LF gets
+  qmail's 451 and the connection is closed, the message is streamed into the
+  queue as it arrives and acknowledged only when the sink says it is durable.
+- STARTTLS throws away everything the client sent after the command and
+  forgets HELO, sender, recipients and AUTH (RFC 3207 4.2).
+- AUTH only on submission listeners and only inside TLS unless the operator
+  allows plaintext; failures are answered after a growing delay and the
+  session ends after C{max_auth_failures}.
+"""
+
+from __future__ import annotations
+
+import base64
+import os
+from typing import Any, Callable
+
+from twisted.cred.error import UnauthorizedLogin
+from twisted.internet import defer, task
+from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pymta.interfaces import MessageWriter, QueueRefused
+from pymta.smtpd import policy
+from pymta.smtpd.access import normalise_ip
+from pymta.smtpd.auth import ISubmitter, AuthSyntaxError, SASLExchange, start_exchange
+from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
+from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
+from pymta.smtpd.dnsbl import reply_from_variable
+from pymta.smtpd.received import received_line
+
+__all__ = ["SMTPServerProtocol"]
+
+log = Logger()
+
+COMMAND, DATA, AUTH, SKIP_LINE, RBL, CLOSED = "command", "data", "auth", "skip", "rbl", "closed"
+
+REPLY_BARE_LF = "451 See https://cr.yp.to/docs/smtplf.html."
+REPLY_TIMEOUT = "451 timeout (#4.4.2)"
+REPLY_UNIMPLEMENTED = "502 unimplemented (#5.5.1)"
+RBL_HOST = "rblsmtpd.local"
+
+
+class SMTPServerProtocol(Protocol):
+    """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
+
+    def __init__(self, context: SMTPDContext, settings: ListenerSettings) -> None:
+        self.ctx = context
+        self.settings = settings
+        self.clock = context.clock
+        self.controls = context.reader.current
+        self._buf = b""
+        self._mode = COMMAND
+        self._after_skip = COMMAND
+        self._busy = False
+        self._processing = False
+        self._paused = False
+        self._timer: Any = None
+        self._counted = False
+        self._pending: defer.Deferred | None = None
+        self.remote_ip = "unknown"
+        self.local_ip = "unknown"
+        self.env: dict[str, str] = {}
+        self.relayclient: str | None = None
+        self.databytes = 0
+        self.tls = False
+        self.helo: str | None = None
+        self.esmtp = False
+        self.auth_user: str | None = None
+        self.auth_failures = 0
+        self._sasl: SASLExchange | None = None
+        self._sasl_mechanism = ""
+        self.sender: str | None = None
+        self.bad_sender = False
+        self.recipients: list[str] = []
+        self._writer: MessageWriter | None = None
+        self._stream: DataStream | None = None
+        self._rbl_reply = ""
+
+    # -- connection ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        peer = self.transport.getPeer()
+        host = self.transport.getHost()
+        self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
+        self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
+        self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
+        self.timeout = max(1, self.controls.timeoutsmtpd)
+        rule = self.ctx.rules.lookup(self.remote_ip)
+        if not rule.allow:
+            log.info("smtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
+            self._mode = CLOSED
+            self.transport.loseConnection()
+            return
+        self.env = rule.environment
+        refusal = self.ctx.limiter.acquire(self.remote_ip, self.controls.concurrencyincoming, per_ip_limit(self.controls))
+        if refusal is not None:
+            log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=refusal)
+            self._close_with(refusal)
+            return
+        self._counted = True
+        self.relayclient = self.env.get("RELAYCLIENT")
+        self.databytes = self.controls.databytes
+        value = self.env.get("DATABYTES", "").strip()
+        if value.isdigit():
+            self.databytes = int(value)
+        log.info("smtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
+        self._arm_timer()
+        variable = self.env.get("RBLSMTPD")
+        if self.ctx.dnsbl is not None or variable is not None:
+            if self.ctx.dnsbl is None:
+                d: defer.Deferred = defer.succeed(reply_from_variable(variable or ""))
+            else:
+                d = self.ctx.dnsbl.check(self.remote_ip, variable)
+            self._run_pending(d.addCallback(self._rbl_decided))
+        else:
+            self._greet()
+
+    def _greet(self) -> None:
+        self.reply(f"220 {self.controls.smtpgreeting} ESMTP")
+
+    def _rbl_decided(self, reply: str | None) -> None:
+        if self._mode == CLOSED:
+            return
+        if reply is None:
+            self._greet()
+            return
+        log.info("rblsmtpd: {ip} pid {pid}: {reply}", ip=self.remote_ip, pid=os.getpid(), reply=reply)
+        self._mode = RBL
+        self._rbl_reply = reply
+        self.timeout = self.ctx.rbl_session_seconds
+        self._arm_timer()
+        self.reply(f"220 {RBL_HOST}")
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._mode = CLOSED
+        self._buf = b""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._counted:
+            self._counted = False
+            self.ctx.limiter.release(self.remote_ip)
+        if self._writer is not None:
+            writer, self._writer = self._writer, None
+            writer.abort()
+        if self._pending is not None and not self._pending.called:
+            self._pending.cancel()
+
+    def reply(self, line: str) -> None:
+        """Send one reply line (or several joined by CRLF)."""
+        if self._mode == CLOSED and self.transport.disconnecting:
+            return
+        self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
+
+    def _close_with(self, line: str) -> None:
+        self.reply(line)
+        self._mode = CLOSED
+        self._buf = b""
+        self.transport.loseConnection()
+
+    # -- timer -----------------------------------------------------------
+
+    def _arm_timer(self) -> None:
+        if self._timer is not None and self._timer.active():
+            self._timer.reset(self.timeout)
+        else:
+            self._timer = self.clock.callLater(self.timeout, self._timed_out)
+
+    def _timed_out(self) -> None:
+        self._timer = None
+        if self._mode == CLOSED:
+            return
+        if self._busy and self._mode != RBL:
+            self._arm_timer()
+            return
+        if self._mode == RBL:
+            self._mode = CLOSED
+            self.transport.loseConnection()
+            return
+        log.info("smtpd: {ip}: timeout", ip=self.remote_ip)
+        self._close_with(REPLY_TIMEOUT)
+
+    # -- input -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._mode == CLOSED:
+            return
+        self._buf += data
+        self._arm_timer()
+        self._process()
+
+    def _run_pending(self, d: defer.Deferred) -> None:
+        """Hold further input until C{d} fires."""
+        self._busy = True
+        self._pending = d
+
+        def done(result: object) -> None:
+            self._pending = None
+            self._busy = False
+            if isinstance(result, Failure) and not result.check(defer.CancelledError):
+                log.failure("smtpd: unexpected error", result)
+                if self._mode != CLOSED:
+                    self._close_with("421 internal error, closing (#4.3.0)")
+                return None
+            if not self._processing and self._mode != CLOSED:
+                self._process()
+            return None
+
+        d.addBoth(done)
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self._busy and self._buf and self._mode != CLOSED:
+                if self._mode == DATA:
+                    self._process_data()
+                    if self._mode == DATA:
+                        break
+                    continue
+                if self._mode == SKIP_LINE:
+                    nl = self._buf.find(b"\n")
+                    if nl == -1:
+                        self._buf = b""
+                        break
+                    self._buf = self._buf[nl + 1 :]
+                    self._mode = self._after_skip
+                    continue
+                nl = self._buf.find(b"\n")
+                if nl == -1:
+                    if len(self._buf) > self.ctx.max_command_line:
+                        self._buf = b""
+                        self._line_too_long()
+                    break
+                line, self._buf = self._buf[:nl], self._buf[nl + 1 :]
+                if len(line) > self.ctx.max_command_line:
+                    self._long_line_seen()
+                    continue
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                result = self._line(line)
+                if isinstance(result, defer.Deferred):
+                    self._run_pending(result)
+        finally:
+            self._processing = False
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        waiting = self._busy and len(self._buf) > self.ctx.pipeline_buffer
+        if waiting and not self._paused and self._mode != CLOSED:
+            self._paused = True
+            self.transport.pauseProducing()
+        elif self._paused and not waiting:
+            self._paused = False
+            if self._mode != CLOSED:
+                self.transport.resumeProducing()
+
+    def _line_too_long(self) -> None:
+        """A line over the limit without its end yet: answer now, skip the rest of it."""
+        self._long_line_seen()
+        self._after_skip = RBL if self._mode == RBL else COMMAND
+        self._mode = SKIP_LINE
+
+    def _long_line_seen(self) -> None:
+        self.reply("500 line too long (#5.5.2)")
+        if self._mode == AUTH:
+            self._sasl = None
+            self._mode = COMMAND
+
+    def _line(self, line: bytes) -> defer.Deferred | None:
+        if self._mode == AUTH:
+            return self._auth_line(line)
+        if b"\0" in line:
+            self.reply("501 NUL character in command (#5.5.2)")
+            return None
+        verb, _, arg = line.partition(b" ")
+        try:
+            verb_text = verb.decode("ascii").lower()
+            arg_text = arg.lstrip(b" ").decode("utf-8")
+        except UnicodeDecodeError:
+            self.reply("501 command is not valid UTF-8 (#5.5.2)")
+            return None
+        if self._mode == RBL:
+            self._rbl_command(verb_text)
+            return None
+        handler: Callable[[str], defer.Deferred | None] | None = getattr(self, "smtp_" + verb_text, None)
+        if handler is None or not verb_text.isalpha():
+            self.reply(REPLY_UNIMPLEMENTED)
+            return None
+        return handler(arg_text)
+
+    def _rbl_command(self, verb: str) -> None:
+        if verb == "quit":
+            self._close_with(f"221 {RBL_HOST}")
+        elif verb in ("helo", "ehlo", "mail", "rset", "noop"):
+            self.reply(f"250 {RBL_HOST}")
+        else:
+            self.reply(self._rbl_reply)
+
+    # -- transaction state -------------------------------------------------
+
+    def _reset_transaction(self) -> None:
+        self.sender = None
+        self.bad_sender = False
+        self.recipients = []
+
+    @property
+    def auth_offered(self) -> bool:
+        return (
+            self.settings.submission
+            and self.ctx.portal is not None
+            and (self.tls or self.ctx.auth_without_tls)
+            and bool(self.ctx.auth_mechanisms())
+        )
+
+    @property
+    def starttls_offered(self) -> bool:
+        return (
+            not self.tls
+            and self.ctx.tls is not None
+            and self.ctx.tls.available
+            and ITLSTransport.providedBy(self.transport)
+        )
+
+    # -- commands ----------------------------------------------------------
+
+    def smtp_helo(self, arg: str) -> None:
+        self.helo = arg
+        self.esmtp = False
+        self._reset_transaction()
+        self.reply(f"250 {self.controls.smtpgreeting}")
+
+    def smtp_ehlo(self, arg: str) -> None:
+        self.helo = arg
+        self.esmtp = True
+        self._reset_transaction()
+        lines = [self.controls.smtpgreeting, "PIPELINING", "8BITMIME"]
+        lines.append(f"SIZE {self.databytes}" if self.databytes else "SIZE")
+        if self.starttls_offered:
+            lines.append("STARTTLS")
+        if self.auth_offered and self.auth_user is None:
+            lines.append("AUTH " + " ".join(self.ctx.auth_mechanisms()))
+        self.reply("\r\n".join(f"250-{text}" for text in lines[:-1]) + f"\r\n250 {lines[-1]}")
+
+    def smtp_mail(self, arg: str) -> None:
+        if self.settings.submission and self.auth_user is None and self.relayclient is None:
+            self.reply("530 authentication required (#5.7.0)")
+            return
+        parsed = policy.parse_path(arg)
+        if len(parsed.address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES:
+            self.reply(policy.REPLY_SYNTAX)
+            return
+        params = policy.parse_mail_parameters(parsed.parameters)
+        if "SIZE" in params:
+            size = params["SIZE"]
+            if not size.isdigit():
+                self.reply("501 malformed SIZE parameter (#5.5.4)")
+                return
+            if self.databytes and int(size) > self.databytes:
+                self.reply(policy.REPLY_DATABYTES)
+                return
+        self._reset_transaction()
+        self.sender = parsed.address
+        self.bad_sender = policy.is_bad_mailfrom(self.controls, parsed.address)
+        self.reply("250 ok")
+
+    def smtp_rcpt(self, arg: str) -> defer.Deferred | None:
+        if self.sender is None:
+            self.reply("503 MAIL first (#5.5.1)")
+            return None
+        parsed = policy.parse_path(arg)
+        address = policy.replace_local_ip(self.controls, parsed.address, self.ctx.local_ips | {self.local_ip})
+        if len(address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES:
+            self.reply(policy.REPLY_SYNTAX)
+            return None
+        if self.bad_sender:
+            self.reply(policy.REPLY_BADMAILFROM)
+            return None
+        if len(self.recipients) >= self.ctx.max_recipients:
+            self.reply("452 too many recipients (#4.5.3)")
+            return None
+        decision = policy.rcpt_decision(
+            self.controls, address, relayclient=self.relayclient, authenticated=self.auth_user is not None
+        )
+        if decision.recipient is None:
+            self.reply(decision.reply)
+            return None
+        recipient = decision.recipient
+        if self.ctx.recipient_check is None:
+            self.recipients.append(recipient)
+            self.reply(decision.reply)
+            return None
+        d = defer.maybeDeferred(self.ctx.recipient_check, self.controls, recipient)
+
+        def checked(known: bool) -> None:
+            if known:
+                self.recipients.append(recipient)
+                self.reply("250 ok")
+            else:
+                self.reply("550 sorry, no mailbox here by that name (#5.1.1)")
+
+        def trouble(failure: Failure) -> None:
+            if failure.check(defer.CancelledError):
+                return
+            log.failure("smtpd: recipient check failed", failure)
+            self.reply("451 temporary failure checking the recipient (#4.3.0)")
+
+        return d.addCallbacks(checked, trouble)
+
+    def smtp_data(self, arg: str) -> None:
+        if self.sender is None:
+            self.reply("503 MAIL first (#5.5.1)")
+            return
+        if not self.recipients:
+            self.reply("503 RCPT first (#5.5.1)")
+            return
+        try:
+            writer = self.ctx.sink.open_message(self.sender, list(self.recipients), origin="from network")
+        except Exception:
+            log.failure("smtpd: cannot open a queue message")
+            self.reply("451 qqt failure (#4.3.0)")
+            return
+        self._writer = writer
+        self._stream = DataStream(writer.write, self.databytes, self.ctx.max_data_line)
+        try:
+            writer.write(
+                received_line(
+                    remote_host=self.env.get("TCPREMOTEHOST", "unknown"),
+                    remote_ip=self.remote_ip,
+                    local_host=self.controls.me or self.local_ip,
+                    helo=self.helo,
+                    esmtp=self.esmtp,
+                    tls=self.tls,
+                    auth_user=self.auth_user,
+                    when=self.clock.seconds(),
+                )
+            )
+        except Exception:
+            log.failure("smtpd: queue write failed")
+            self._writer = None
+            writer.abort()
+            self.reply("451 qqt failure (#4.3.0)")
+            return
+        self._mode = DATA
+        self.reply("354 go ahead")
+
+    def _process_data(self) -> None:
+        stream = self._stream
+        assert stream is not None
+        try:
+            consumed, outcome = stream.feed(self._buf)
+        except Exception:
+            log.failure("smtpd: queue write failed during DATA")
+            self._abort_message()
+            self._close_with("451 qq write error or disk full (#4.3.0)")
+            return
+        self._buf = self._buf[consumed:]
+        if outcome is None:
+            return
+        if outcome == BARE_LF:
+            self._abort_message()
+            self._close_with(REPLY_BARE_LF)
+            return
+        if outcome == LINE_TOO_LONG:
+            self._abort_message()
+            self._close_with("554 line too long, closing (#5.5.2)")
+            return
+        assert outcome == END
+        self._mode = COMMAND
+        d = self._finish_message()
+        if d is not None:
+            self._run_pending(d)
+
+    def _abort_message(self) -> None:
+        writer, self._writer, self._stream = self._writer, None, None
+        self._reset_transaction()
+        if writer is not None:
+            writer.abort()
+
+    def _finish_message(self) -> defer.Deferred | None:
+        stream, writer = self._stream, self._writer
+        assert stream is not None and writer is not None
+        self._stream = None
+        self._reset_transaction()
+        if stream.too_many_hops:
+            self._writer = None
+            writer.abort()
+            self.reply("554 too many hops, this message is looping (#5.4.6)")
+            return None
+        if stream.too_big:
+            self._writer = None
+            writer.abort()
+            self.reply(policy.REPLY_DATABYTES)
+            return None
+        try:
+            d = defer.maybeDeferred(writer.finish)
+        finally:
+            self._writer = None
+
+        def queued(receipt: Any) -> None:
+            log.info("smtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
+            self.reply(f"250 ok {int(self.clock.seconds())} qp {receipt.qp}")
+
+        def refused(failure: Failure) -> None:
+            if failure.check(defer.CancelledError):
+                return
+            if failure.check(QueueRefused):
+                error: QueueRefused = failure.value  # type: ignore[assignment]
+                self.reply(("554 " if error.permanent else "451 ") + error.text)
+            else:
+                log.failure("smtpd: queue failure", failure)
+                self.reply("451 qq temporary problem (#4.3.0)")
+
+        return d.addCallbacks(queued, refused)
+
+    def smtp_rset(self, arg: str) -> None:
+        self._reset_transaction()
+        self.reply("250 flushed")
+
+    def smtp_noop(self, arg: str) -> None:
+        self.reply("250 ok")
+
+    def smtp_vrfy(self, arg: str) -> None:
+        self.reply("252 send some mail, i'll try my best")
+
+    def smtp_help(self, arg: str) -> None:
+        self.reply("214 pymta, a qmail-compatible mail transfer agent")
+
+    def smtp_quit(self, arg: str) -> None:
+        self._close_with(f"221 {self.controls.smtpgreeting}")
+
+    def smtp_starttls(self, arg: str) -> None:
+        if not self.starttls_offered:
+            self.reply(REPLY_UNIMPLEMENTED if not self.tls else "503 TLS already active (#5.5.1)")
+            return
+        if arg:
+            self.reply("501 STARTTLS takes no argument (#5.5.4)")
+            return
+        assert self.ctx.tls is not None
+        self.reply("220 ready to start TLS")
+        # RFC 3207: nothing the client sent before the handshake counts.
+        self._buf = b""
+        self.helo = None
+        self.esmtp = False
+        self.auth_user = None
+        self._reset_transaction()
+        try:
+            self.transport.startTLS(self.ctx.tls)  # type: ignore[attr-defined]
+        except Exception:
+            log.failure("smtpd: STARTTLS failed to start")
+            self._mode = CLOSED
+            self.transport.loseConnection()
+            return
+        self.tls = True
+
+    # -- AUTH ----------------------------------------------------------------
+
+    def smtp_auth(self, arg: str) -> defer.Deferred | None:
+        if not self.settings.submission or self.ctx.portal is None or not self.ctx.auth_mechanisms():
+            self.reply(REPLY_UNIMPLEMENTED)
+            return None
+        if not (self.tls or self.ctx.auth_without_tls):
+            self.reply("538 encryption required for requested authentication mechanism (#5.7.11)")
+            return None
+        if self.auth_user is not None:
+            self.reply("503 you are already authenticated (#5.5.1)")
+            return None
+        if self.sender is not None:
+            self.reply("503 no AUTH during a mail transaction (#5.5.1)")
+            return None
+        mechanism, _, initial = arg.partition(" ")
+        if not mechanism:
+            self.reply("501 auth type required (#5.5.4)")
+            return None
+        initial = initial.strip()
+        try:
+            exchange = start_exchange(
+                mechanism,
+                initial.encode("ascii") if initial else None,
+                self.ctx.auth_mechanisms(),
+                (self.controls.me or "localhost").encode("ascii", "replace"),
+            )
+        except (AuthSyntaxError, UnicodeEncodeError):
+            self.reply("501 malformed auth input (#5.5.4)")
+            return None
+        if exchange is None:
+            self.reply("504 auth type unimplemented (#5.5.4)")
+            return None
+        self._sasl_mechanism = mechanism.upper()
+        return self._auth_step(exchange)
+
+    def _auth_step(self, exchange: SASLExchange) -> defer.Deferred | None:
+        if exchange.challenge is not None:
+            self._sasl = exchange
+            self._mode = AUTH
+            self.reply("334 " + base64.b64encode(exchange.challenge).decode("ascii"))
+            return None
+        self._sasl = None
+        self._mode = COMMAND
+        assert self.ctx.portal is not None
+        d = self.ctx.portal.login(exchange.credentials, None, ISubmitter)
+        user = exchange.username or ""
+
+        def success(result: tuple) -> None:
+            self.auth_user = str(result[1] if not isinstance(result[1], bytes) else result[1].decode("utf-8", "replace"))
+            log.info(
+                "smtpd: {ip}: AUTH {mech} ok as {user}", ip=self.remote_ip, mech=self._sasl_mechanism, user=self.auth_user
+            )
+            self.reply("235 ok, go ahead (#2.0.0)")
+
+        def failure(reason: Failure) -> defer.Deferred | None:
+            if reason.check(defer.CancelledError):
+                return None
+            if not reason.check(UnauthorizedLogin):
+                log.failure("smtpd: AUTH checker error", reason)
+            self.auth_failures += 1
+            log.info(
+                "smtpd: {ip}: AUTH {mech} failed for {user} ({n})",
+                ip=self.remote_ip,
+                mech=self._sasl_mechanism,
+                user=user,
+                n=self.auth_failures,
+            )
+            delay = self.ctx.auth_failure_delay * self.auth_failures
+            return defer.Deferred.fromCoroutine(self._answer_failure(delay))
+
+        return d.addCallbacks(success, failure)
+
+    async def _answer_failure(self, delay: float) -> None:
+        if delay > 0:
+            await task.deferLater(self.clock, delay, lambda: None)
+        if self._mode == CLOSED:
+            return
+        if self.auth_failures >= self.ctx.max_auth_failures:
+            self._close_with("421 too many authentication failures (#4.7.0)")
+        else:
+            self.reply("535 authorization failed (#5.7.8)")
+
+    def _auth_line(self, line: bytes) -> defer.Deferred | None:
+        exchange = self._sasl
+        assert exchange is not None
+        if line.strip() == b"*":
+            self._sasl = None
+            self._mode = COMMAND
+            self.reply("501 auth exchange cancelled (#5.0.0)")
+            return None
+        try:
+            exchange.respond(line.strip())
+        except AuthSyntaxError:
+            self._sasl = None
+            self._mode = COMMAND
+            self.reply("501 malformed auth input (#5.5.4)")
+            return None
+        return self._auth_step(exchange)

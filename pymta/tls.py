@@ -1,0 +1,107 @@
+# -*- test-case-name: tests.test_tls -*-
+"""
+Server TLS contexts from one PEM file (ROOT/control/servercert.pem): the
+private key, the certificate and any chain certificates in one file, as
+qmail's TLS patches keep it.
+
+L{ServerTLS} is a context factory whose certificate can be replaced at run
+time: L{ServerTLS.reload} reads the file again, and every connection started
+afterwards (STARTTLS, or implicit TLS through C{TLSMemoryBIOFactory}) gets the
+new certificate; a broken file keeps the old one and raises.  TLS 1.2 is the
+minimum, Twisted's default cipher list applies.
+"""
+
+from __future__ import annotations
+
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from OpenSSL import SSL, crypto
+from twisted.internet import ssl
+
+__all__ = ["TLSConfigError", "load_server_options", "ServerTLS"]
+
+_PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----\s*", re.S)
+
+
+class TLSConfigError(Exception):
+    """The certificate file is missing, unreadable or inconsistent."""
+
+
+def load_server_options(path: str) -> ssl.CertificateOptions:
+    """C{CertificateOptions} (TLS 1.2+) from a PEM with key, certificate and chain."""
+    try:
+        with open(path, "rb") as f:
+            pem = f.read()
+    except OSError as e:
+        raise TLSConfigError(f"{path}: {e.strerror or e}") from None
+    key = None
+    certs: list[x509.Certificate] = []
+    for m in _PEM_BLOCK.finditer(pem):
+        kind, block = m.group(1), m.group(0)
+        try:
+            if kind.endswith(b"PRIVATE KEY"):
+                if key is not None:
+                    raise TLSConfigError(f"{path}: more than one private key")
+                key = serialization.load_pem_private_key(block, password=None)
+            elif kind == b"CERTIFICATE":
+                certs.append(x509.load_pem_x509_certificate(block))
+        except (ValueError, TypeError) as e:
+            raise TLSConfigError(f"{path}: unreadable {kind.decode()}: {e}") from None
+    if key is None:
+        raise TLSConfigError(f"{path}: no private key")
+    if not certs:
+        raise TLSConfigError(f"{path}: no certificate")
+    pub = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    leaf_index = next(
+        (
+            i
+            for i, c in enumerate(certs)
+            if c.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+            == pub
+        ),
+        None,
+    )
+    if leaf_index is None:
+        raise TLSConfigError(f"{path}: no certificate matches the private key")
+    leaf = certs.pop(leaf_index)
+    return ssl.CertificateOptions(
+        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+        certificate=crypto.X509.from_cryptography(leaf),
+        extraCertChain=[crypto.X509.from_cryptography(c) for c in certs],
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    )
+
+
+class ServerTLS:
+    """
+    A reloadable server context factory over one PEM file.
+
+    C{available} is False while no usable certificate has been loaded (the
+    file is absent): callers then offer no STARTTLS.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self._options: ssl.CertificateOptions | None = None
+        self.error: str | None = None
+        try:
+            self.reload()
+        except TLSConfigError as e:
+            self.error = str(e)
+
+    @property
+    def available(self) -> bool:
+        return self._options is not None
+
+    def reload(self) -> None:
+        """Read the file again; on error the previous certificate stays and L{TLSConfigError} is raised."""
+        self._options = load_server_options(self.path)
+        self.error = None
+
+    def getContext(self) -> SSL.Context:
+        """The current context (the interface C{startTLS} and C{TLSMemoryBIOFactory} use)."""
+        if self._options is None:
+            raise TLSConfigError(self.error or f"{self.path}: no certificate loaded")
+        return self._options.getContext()
