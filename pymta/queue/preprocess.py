@@ -94,9 +94,10 @@ def preprocess_batch(
     """
     Preprocess the messages C{message_ids}; C{on_new(id)} and
     C{on_info(id, envelope, size)} are called at the moments qmail logs
-    C{new msg} and C{info msg}.  C{now}, when given, becomes the birth time
-    (the info file's mtime) instead of the file system's clock, so the
-    scheduler's clock and the birth times agree.
+    C{new msg} and C{info msg}.  C{now}, when given, becomes the mtime of the
+    new files (the info file's is the birth time, the channel files' the
+    next attempt) instead of the file system's clock, so the scheduler's
+    clock and the times on disk agree.
     """
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
@@ -130,7 +131,10 @@ def preprocess_batch(
             for channel, recs in records.items():
                 if recs:
                     path = layout.channel(channel, message_id)
-                    fds.append(_write_new(path, b"".join(recs)))
+                    fd = _write_new(path, b"".join(recs))
+                    fds.append(fd)
+                    if now is not None:
+                        os.utime(fd, (now, now))
                     dirs.add(os.path.dirname(path))
         except QueueFileError as e:
             for fd in fds:
