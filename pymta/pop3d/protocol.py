@@ -1,0 +1,601 @@
+# -*- test-case-name: tests.pop3d.test_protocol -*-
+"""
+The POP3 server protocol: RFC 1939 with qmail-popup/qmail-pop3d replies,
+CAPA (RFC 2449), STLS (RFC 2595), AUTH PLAIN (RFC 5034) and APOP.
+
+Written on C{Protocol} rather than C{twisted.mail.pop3.POP3} (whose APOP,
+RETR chunking and plaintext handling are broken, twisted-notes A.4).
+
+Choices, documented:
+
+  - Replies are qmail's: C{+OK } (with the space), C{-ERR authorization
+    first}, C{-ERR syntax error}, ... ; STAT counts deleted messages in N
+    but not in the octets; LAST as qmail-pop3d; C{RETR n k} acts as TOP.
+  - The message ends with C{.\\r\\n} right after its last line (RFC 1939);
+    qmail-pop3d adds an empty line first, which would make the octets
+    differ from the reported size.  CAPA is answered in both states.
+  - USER/PASS and AUTH PLAIN are refused before TLS unless the listener
+    allows plaintext; APOP is always allowed (no password on the wire).
+  - A failed login is answered C{-ERR authorization failed} after a delay
+    (C{failure_delay}); the connection is closed after
+    C{max_failures_per_connection} failures (qmail-popup closes after one).
+    An address with too many recent failures (L{AddressLimiter}) is refused
+    before any check.
+  - Commands are processed one at a time; lines pipelined behind a slow one
+    (a password check, a RETR) wait in a bounded buffer.  After STLS every
+    byte already received is discarded (RFC 2595).  A line over 512 octets
+    gets C{-ERR line too long} and is skipped.
+  - Idle timeout: the connection is closed silently (qmail does so).
+  - A dropped connection deletes nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from dataclasses import dataclass, field
+from typing import Callable, Optional
+
+from twisted.internet import defer
+from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.protocol import Factory, Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from pymta.address import safe_log
+from pymta.pop3d.auth import (
+    APOP_DIGEST,
+    Account,
+    AddressLimiter,
+    Authenticator,
+    LoginFailed,
+    LoginTemporaryFailure,
+)
+from pymta.pop3d.mailbox import MailboxSession, MessageUnavailable, NoMaildir
+
+__all__ = ["POP3Server", "POP3Factory", "ServerSettings", "LoginRefused", "MAX_LINE"]
+
+MAX_LINE = 512
+MAX_PIPELINE_BUFFER = 65536
+
+log = Logger(namespace="pymta.pop3d")
+
+
+def _log_name(name: bytes) -> str:
+    return safe_log(name.decode("utf-8", "replace"))
+
+
+class LoginRefused(Exception):
+    """The account is valid but cannot be served here; the text goes to the client."""
+
+
+@dataclass
+class ServerSettings:
+    """What every connection of one listener shares."""
+
+    hostname: str
+    authenticator: Authenticator
+    open_mailbox: Callable[[Account], defer.Deferred]
+    tls_context: object | None = None  # an IOpenSSLServerConnectionCreator for STLS
+    allow_plaintext: bool = False
+    timeout: float = 600.0
+    failure_delay: float = 2.0
+    max_failures_per_connection: int = 3
+    limiter: AddressLimiter | None = None
+    clock: object | None = None  # IReactorTime; the global reactor when None
+    counter: list[int] = field(default_factory=lambda: [0])
+
+    def reactor_time(self):  # type: ignore[no-untyped-def]
+        if self.clock is None:
+            from twisted.internet import reactor
+
+            return reactor
+        return self.clock
+
+
+class POP3Server(Protocol, TimeoutMixin):
+    """One POP3 connection."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+        self.clock = settings.reactor_time()
+        self.callLater = self.clock.callLater  # TimeoutMixin uses it
+        self.state = "AUTHORIZATION"
+        self.timestamp = b""
+        self.user: bytes | None = None
+        self.account: Account | None = None
+        self.mailbox: MailboxSession | None = None
+        self.deleted: set[int] = set()
+        self.last = 0
+        self.failures = 0
+        self._buffer = b""
+        self._skipping = False
+        self._busy = False
+        self._processing = False
+        self._closed = False
+        self._reading_paused = False
+        self._sasl_pending = False
+        self._tls_started = False
+        self._pending_calls: list = []
+
+    # -- connection -----------------------------------------------------
+
+    def peer_address(self) -> str:
+        peer = self.transport.getPeer()
+        return getattr(peer, "host", None) or str(peer)
+
+    def connectionMade(self) -> None:
+        settings = self.settings
+        settings.counter[0] += 1
+        self.timestamp = f"<{os.getpid()}.{int(self.clock.seconds())}.{settings.counter[0]}@{settings.hostname}>".encode(
+            "ascii", "replace"
+        )
+        self.setTimeout(settings.timeout)
+        self.send(b"+OK " + self.timestamp)
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closed = True
+        self.setTimeout(None)
+        for call in self._pending_calls:
+            if call.active():
+                call.cancel()
+        self._pending_calls = []
+        if self.mailbox is not None:
+            self.mailbox.close()
+            self.mailbox = None
+
+    def timeoutConnection(self) -> None:
+        log.info("pop3 timeout from {peer}", peer=self.peer_address())
+        self.close()
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self.transport.loseConnection()
+
+    def send(self, line: bytes) -> None:
+        if not self._closed:
+            self.transport.write(line + b"\r\n")
+
+    def ok(self, text: bytes = b"") -> None:
+        self.send(b"+OK " + text)
+
+    def err(self, text: bytes) -> None:
+        self.send(b"-ERR " + text)
+
+    def send_multiline(self, first: bytes, lines: list[bytes]) -> None:
+        body = [b"+OK " + first]
+        body.extend(b"." + line if line.startswith(b".") else line for line in lines)
+        body.append(b".")
+        if not self._closed:
+            self.transport.write(b"\r\n".join(body) + b"\r\n")
+
+    # -- input ----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._closed:
+            return
+        self.resetTimeout()
+        self._buffer += data
+        self._process()
+
+    def _process(self) -> None:
+        if self._processing:
+            return
+        self._processing = True
+        try:
+            while not self._busy and not self._closed:
+                if self._skipping:
+                    end = self._buffer.find(b"\n")
+                    if end < 0:
+                        self._buffer = b""
+                        break
+                    self._buffer = self._buffer[end + 1 :]
+                    self._skipping = False
+                    continue
+                end = self._buffer.find(b"\n")
+                if end < 0:
+                    if len(self._buffer) > MAX_LINE:
+                        self._buffer = b""
+                        self._skipping = True
+                        self.err(b"line too long")
+                    break
+                line, self._buffer = self._buffer[:end], self._buffer[end + 1 :]
+                if end + 1 > MAX_LINE:
+                    self.err(b"line too long")
+                    continue
+                if line.endswith(b"\r"):
+                    line = line[:-1]
+                self._run(line)
+        finally:
+            self._processing = False
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        if self._closed:
+            return
+        waiting = len(self._buffer) > MAX_PIPELINE_BUFFER
+        if waiting and not self._reading_paused:
+            self._reading_paused = True
+            self.transport.pauseProducing()
+        elif not waiting and self._reading_paused:
+            self._reading_paused = False
+            self.transport.resumeProducing()
+
+    def _run(self, line: bytes) -> None:
+        try:
+            result = self._dispatch(line)
+        except Exception:
+            log.failure("pop3 command failed")
+            self.err(b"internal error")
+            self.close()
+            return
+        if isinstance(result, defer.Deferred):
+            self._busy = True
+            result.addErrback(self._command_crashed)
+            result.addBoth(self._command_done)
+
+    def _command_crashed(self, failure: Failure) -> None:
+        log.failure("pop3 command failed", failure)
+        self.err(b"internal error")
+        self.close()
+
+    def _command_done(self, _: object) -> None:
+        self._busy = False
+        if not self._closed:
+            self._process()
+
+    def _dispatch(self, line: bytes) -> Optional[defer.Deferred]:
+        if self._sasl_pending:
+            self._sasl_pending = False
+            return self._sasl_response(line)
+        verb, _, arg = line.partition(b" ")
+        name = verb.upper().decode("ascii", "replace")
+        if self.state == "AUTHORIZATION":
+            handler = getattr(self, f"auth_{name}", None)
+            if handler is None:
+                self.err(b"authorization first")
+                return None
+        else:
+            handler = getattr(self, f"trans_{name}", None)
+            if handler is None:
+                self.err(b"unimplemented")
+                return None
+        return handler(arg)
+
+    # -- shared commands -------------------------------------------------
+
+    def tls_active(self) -> bool:
+        return self._tls_started or ISSLTransport.providedBy(self.transport)
+
+    def plaintext_allowed(self) -> bool:
+        return self.settings.allow_plaintext or self.tls_active()
+
+    def capabilities(self) -> list[bytes]:
+        caps = [b"TOP", b"UIDL", b"PIPELINING", b"RESP-CODES"]
+        if self.state == "AUTHORIZATION":
+            if self.plaintext_allowed():
+                caps += [b"USER", b"SASL PLAIN"]
+            if self.settings.tls_context is not None and not self.tls_active():
+                caps.append(b"STLS")
+        caps.append(b"IMPLEMENTATION pymta")
+        return caps
+
+    def auth_CAPA(self, arg: bytes) -> None:
+        self.send_multiline(b"capability list follows", self.capabilities())
+
+    trans_CAPA = auth_CAPA
+
+    def auth_NOOP(self, arg: bytes) -> None:
+        self.ok()
+
+    trans_NOOP = auth_NOOP
+
+    # -- AUTHORIZATION ---------------------------------------------------
+
+    def auth_QUIT(self, arg: bytes) -> None:
+        self.ok()
+        self.close()
+
+    def _refuse_plaintext(self) -> bool:
+        if self.plaintext_allowed():
+            return False
+        self.err(b"[AUTH] plaintext login refused: use STLS first")
+        return True
+
+    def auth_USER(self, arg: bytes) -> None:
+        if self._refuse_plaintext():
+            return
+        if not arg:
+            self.err(b"syntax error")
+            return
+        self.user = arg
+        self.ok()
+
+    def auth_PASS(self, arg: bytes) -> Optional[defer.Deferred]:
+        if self._refuse_plaintext():
+            return None
+        if self.user is None:
+            self.err(b"USER first")
+            return None
+        if not arg:
+            self.err(b"syntax error")
+            return None
+        user, self.user = self.user, None
+        return self._login(user, lambda: self.settings.authenticator.check_password(user, arg))
+
+    def auth_APOP(self, arg: bytes) -> Optional[defer.Deferred]:
+        user, space, digest = arg.rpartition(b" ")
+        if not space or not user:
+            self.err(b"syntax error")
+            return None
+        if not APOP_DIGEST.match(digest):
+            self.err(b"syntax error: the APOP digest is 32 hexadecimal digits")
+            return None
+        return self._login(user, lambda: self.settings.authenticator.check_apop(user, self.timestamp, digest))
+
+    def auth_AUTH(self, arg: bytes) -> Optional[defer.Deferred]:
+        if not arg:
+            self.send_multiline(b"", [b"PLAIN"])
+            return None
+        mechanism, _, initial = arg.partition(b" ")
+        if mechanism.upper() != b"PLAIN":
+            self.err(b"unsupported authentication mechanism")
+            return None
+        if self._refuse_plaintext():
+            return None
+        if not initial:
+            self._sasl_pending = True
+            self.send(b"+ ")
+            return None
+        return self._sasl_response(initial)
+
+    def _sasl_response(self, response: bytes) -> Optional[defer.Deferred]:
+        if response == b"*":
+            self.err(b"authentication cancelled")
+            return None
+        try:
+            decoded = b"" if response == b"=" else base64.b64decode(response, validate=True)
+        except (binascii.Error, ValueError):
+            self.err(b"invalid base64 in AUTH PLAIN response")
+            return None
+        parts = decoded.split(b"\0")
+        if len(parts) != 3 or not parts[1]:
+            self.err(b"malformed AUTH PLAIN response")
+            return None
+        authzid, user, password = parts
+        if authzid and authzid != user:
+            self.err(b"authorization identity must be empty or the user name")
+            return None
+        return self._login(user, lambda: self.settings.authenticator.check_password(user, password))
+
+    def auth_STLS(self, arg: bytes) -> None:
+        if self.settings.tls_context is None:
+            self.err(b"STLS not available")
+            return
+        if self.tls_active():
+            self.err(b"already using TLS")
+            return
+        self.ok(b"begin TLS negotiation")
+        self._buffer = b""  # RFC 2595: nothing received before the handshake counts
+        self._skipping = False
+        self.user = None
+        self._tls_started = True
+        self.transport.startTLS(self.settings.tls_context)
+
+    def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:
+        peer = self.peer_address()
+        limiter = self.settings.limiter
+        if limiter is not None and limiter.blocked(peer):
+            self.err(b"[LOGIN-DELAY] too many failed logins from your address, try again later")
+            log.info("pop3 login refused (address limit) {user} from {peer}", user=_log_name(user), peer=peer)
+            self.close()
+            return defer.succeed(None)
+        d = defer.maybeDeferred(check)
+        d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(user, peer))
+        return d
+
+    def _login_failed(self, failure: Failure, user: bytes, peer: str) -> defer.Deferred | None:
+        if failure.check(LoginTemporaryFailure):
+            self.err(b"[SYS/TEMP] " + str(failure.value).encode("utf-8", "replace"))
+            return None
+        if failure.check(LoginRefused):
+            self.err(str(failure.value).encode("utf-8", "replace"))
+            self.close()
+            return None
+        if failure.check(NoMaildir):
+            self.err(b"this user has no $HOME/Maildir")
+            self.close()
+            return None
+        if not failure.check(LoginFailed):
+            log.failure("pop3 login check failed", failure)
+            self.err(b"[SYS/TEMP] unable to check the password")
+            self.close()
+            return None
+        self.failures += 1
+        log.info("pop3 login failed {user} from {peer}", user=_log_name(user), peer=peer)
+        if self.settings.limiter is not None:
+            self.settings.limiter.record_failure(peer)
+        d: defer.Deferred = defer.Deferred()
+
+        def answer() -> None:
+            self.err(b"[AUTH] authorization failed")
+            if self.failures >= self.settings.max_failures_per_connection:
+                self.close()
+            d.callback(None)
+
+        if self.settings.failure_delay > 0:
+            self._pending_calls.append(self.clock.callLater(self.settings.failure_delay, answer))
+        else:
+            answer()
+        return d
+
+    def _logged_in(self, account: Account) -> defer.Deferred:
+        if self._closed:
+            return defer.succeed(None)
+        d = defer.maybeDeferred(self.settings.open_mailbox, account)
+
+        def opened(mailbox: MailboxSession) -> None:
+            if self._closed:
+                mailbox.close()
+                return
+            self.account = account
+            self.mailbox = mailbox
+            if hasattr(mailbox, "on_progress"):
+                mailbox.on_progress = self.resetTimeout  # type: ignore[attr-defined]
+            self.state = "TRANSACTION"
+            log.info(
+                "pop3 login {user} from {peer}: {count} messages",
+                user=safe_log(account.name), peer=self.peer_address(), count=len(mailbox.messages),
+            )
+            self.ok()
+
+        def failed(failure: Failure) -> None:
+            if failure.check(LoginRefused):
+                self.err(str(failure.value).encode("utf-8", "replace"))
+            elif failure.check(NoMaildir):
+                self.err(b"this user has no $HOME/Maildir")
+            else:
+                log.failure("pop3 cannot open the mailbox of {user}", failure, user=safe_log(account.name))
+                self.err(b"unable to scan $HOME/Maildir")
+            self.close()
+
+        return d.addCallbacks(opened, failed)
+
+    # -- TRANSACTION -----------------------------------------------------
+
+    def _message_number(self, arg: bytes) -> int | None:
+        """0-based index of a live message, or None after replying -ERR."""
+        assert self.mailbox is not None
+        if not arg.isdigit():
+            self.err(b"syntax error")
+            return None
+        n = int(arg)
+        if n == 0:
+            self.err(b"messages are counted from 1")
+            return None
+        if n > len(self.mailbox.messages):
+            self.err(b"not that many messages")
+            return None
+        if n - 1 in self.deleted:
+            self.err(b"already deleted")
+            return None
+        return n - 1
+
+    def trans_STAT(self, arg: bytes) -> None:
+        assert self.mailbox is not None
+        messages = self.mailbox.messages
+        octets = sum(m.size for i, m in enumerate(messages) if i not in self.deleted)
+        self.ok(b"%d %d" % (len(messages), octets))
+
+    def _listing(self, arg: bytes, value: Callable[[int], bytes]) -> None:
+        assert self.mailbox is not None
+        if arg:
+            index = self._message_number(arg.split(b" ")[0])
+            if index is not None:
+                self.ok(b"%d %s" % (index + 1, value(index)))
+            return
+        lines = [b"%d %s" % (i + 1, value(i)) for i in range(len(self.mailbox.messages)) if i not in self.deleted]
+        self.send_multiline(b"", lines)
+
+    def trans_LIST(self, arg: bytes) -> None:
+        assert self.mailbox is not None
+        messages = self.mailbox.messages
+        self._listing(arg, lambda i: b"%d" % messages[i].size)
+
+    def trans_UIDL(self, arg: bytes) -> None:
+        assert self.mailbox is not None
+        messages = self.mailbox.messages
+        self._listing(arg, lambda i: messages[i].uid.encode("ascii"))
+
+    def _send_message(self, index: int, top: int | None) -> defer.Deferred:
+        assert self.mailbox is not None
+        d = self.mailbox.send_message(index, top, self.ok, self.transport)
+
+        def unavailable(failure: Failure) -> None:
+            if failure.check(MessageUnavailable):
+                self.err(b"unable to open that message")
+                return None
+            if not self._closed:  # the stream broke after +OK: the reply cannot be completed
+                log.failure("pop3 message transfer failed", failure)
+                self.close()
+            return None
+
+        return d.addErrback(unavailable)
+
+    def trans_RETR(self, arg: bytes) -> Optional[defer.Deferred]:
+        words = arg.split(b" ")
+        index = self._message_number(words[0])
+        if index is None:
+            return None
+        top = None
+        if len(words) > 1 and words[1]:
+            if not words[1].isdigit():
+                self.err(b"syntax error")
+                return None
+            top = int(words[1])
+        return self._send_message(index, top)
+
+    def trans_TOP(self, arg: bytes) -> Optional[defer.Deferred]:
+        words = arg.split(b" ")
+        if len(words) < 2 or not words[1].isdigit():
+            self.err(b"syntax error")
+            return None
+        index = self._message_number(words[0])
+        if index is None:
+            return None
+        return self._send_message(index, int(words[1]))
+
+    def trans_DELE(self, arg: bytes) -> None:
+        index = self._message_number(arg.split(b" ")[0])
+        if index is None:
+            return
+        self.deleted.add(index)
+        self.last = max(self.last, index + 1)
+        self.ok()
+
+    def trans_LAST(self, arg: bytes) -> None:
+        self.ok(b"%d" % self.last)
+
+    def trans_RSET(self, arg: bytes) -> None:
+        self.deleted.clear()
+        self.last = 0
+        self.ok()
+
+    def trans_QUIT(self, arg: bytes) -> defer.Deferred:
+        assert self.mailbox is not None
+        self.state = "UPDATE"
+        mailbox = self.mailbox
+        d = mailbox.commit(sorted(self.deleted))
+
+        def committed(all_gone: bool) -> None:
+            if not all_gone:
+                self.err(b"unable to unlink all deleted messages")
+            self.ok()
+            log.info(
+                "pop3 logout {user}: {deleted} deleted",
+                user=safe_log(self.account.name if self.account else ""), deleted=len(self.deleted),
+            )
+            self.close()
+
+        def failed(failure: Failure) -> None:
+            log.failure("pop3 update failed", failure)
+            self.err(b"unable to unlink all deleted messages")
+            self.ok()
+            self.close()
+
+        return d.addCallbacks(committed, failed)
+
+
+class POP3Factory(Factory):
+    """Builds L{POP3Server}s sharing one L{ServerSettings}."""
+
+    def __init__(self, settings: ServerSettings) -> None:
+        self.settings = settings
+
+    def buildProtocol(self, addr: object) -> POP3Server:
+        protocol = POP3Server(self.settings)
+        protocol.factory = self
+        return protocol
