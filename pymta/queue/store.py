@@ -47,6 +47,7 @@ fsyncs and links in a thread pool.
 from __future__ import annotations
 
 import errno
+import fcntl
 import itertools
 import os
 import sys
@@ -204,6 +205,7 @@ class PendingMessage:
         self.pid = pid
         self.message_id = -1
         self.mess_path = ""
+        self._lock_fd = -1
         self._error: QueueFailure | None = None
         self._closed = False
         layout = queue.layout
@@ -228,6 +230,10 @@ class PendingMessage:
             os.close(fd)
             _unlink_quietly(self._pid_path)
             raise
+        # The flock taken on the new inode stays held (through this duplicate
+        # descriptor) until the message is committed or removed: the cleaner
+        # leaves locked files alone, whatever their age.
+        self._lock_fd = os.dup(fd)
         self._file = os.fdopen(fd, "wb", buffering=_BUFFER)
         _pause("write_mess")
         self.write(received_line(self.message_id, origin, queue.clock()))
@@ -244,13 +250,14 @@ class PendingMessage:
                     raise _write_failure(e, f"create {self._pid_path}") from e
                 raise QueueFailure(EXIT_PID_FILE, f"create {self._pid_path}: {e.strerror}") from e
             try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
                 if self.queue._owner is not None:
                     os.fchown(fd, *self.queue._owner)
                 os.fchmod(fd, 0o644)
             except OSError as e:
                 os.close(fd)
                 _unlink_quietly(self._pid_path)
-                raise QueueFailure(EXIT_PID_FILE, f"chown/chmod {self._pid_path}: {e.strerror}") from e
+                raise QueueFailure(EXIT_PID_FILE, f"lock/chown/chmod {self._pid_path}: {e.strerror}") from e
             return fd
         raise QueueFailure(EXIT_PID_FILE, "all pid file names taken")
 
@@ -301,6 +308,8 @@ class PendingMessage:
             # left in place; the caller is told to retry (a possible duplicate,
             # never a loss).
             raise _write_failure(e, "fsync todo/") from e
+        finally:
+            self._unlock()
         _pause("trigger")
         pull_trigger(layout)
         _pause("done")
@@ -357,6 +366,11 @@ class PendingMessage:
         finally:
             os.close(fd)
 
+    def _unlock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
     def abort(self) -> None:
         """Remove whatever this message has on disk; it never becomes visible."""
         if self._closed:
@@ -371,6 +385,12 @@ class PendingMessage:
         if self.message_id >= 0:
             _unlink_quietly(self.queue.layout.intd(self.message_id))
             _unlink_quietly(self.mess_path)
+        self._unlock()
+
+    def __del__(self) -> None:
+        fd = getattr(self, "_lock_fd", -1)
+        if fd >= 0:
+            os.close(fd)
 
 
 class RefusedWriter:

@@ -1,0 +1,167 @@
+# -*- test-case-name: tests.queue.test_cleaner -*-
+"""
+Removal of files a crashed writer left in the queue (reference §1.4, §1.9).
+
+A writer that dies before its commit point leaves, depending on the
+instant: a C{pid/} file (state S1 plus a name), a C{mess/N/ID} file (S2),
+or C{mess/N/ID} and C{intd/ID} (S3).  None of them is visible to the
+scheduler, which works from C{todo/} and C{info/}; L{clean_queue} removes
+them.
+
+How a leftover is told from a message being written right now: every pymta
+writer holds an exclusive C{flock} on its file's inode from the moment the
+pid file is created until its commit (or abort) is over.  A file the cleaner
+can lock has no live writer.  For a message file the cleaner then checks,
+in this order, that neither C{todo/ID} nor C{info/ID} exists (the scheduler
+creates C{info/ID} before it removes C{todo/ID}, so this order never misses
+a message in flight).  Files younger than C{grace} seconds are always left
+alone (a writer creates its pid file an instant before locking it).  On a
+filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import time
+
+from twisted.logger import Logger
+
+from pymta.queue.layout import QueueLayout
+
+__all__ = ["clean_queue", "STALE_AGE", "GRACE"]
+
+log = Logger(namespace="pymta.queue.cleaner")
+
+#: qmail's age for crash leftovers when no lock tells (129600 s)
+STALE_AGE = 36 * 3600
+#: files younger than this are never touched
+GRACE = 10.0
+
+
+class _Unlockable(Exception):
+    """The filesystem does not support flock here."""
+
+
+def _try_lock(path: str) -> int | None:
+    """An fd holding the file's exclusive lock, or C{None} when a writer holds it / it is gone."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError as e:
+        os.close(fd)
+        if e.errno in (errno.EWOULDBLOCK, errno.EAGAIN):
+            return None
+        raise _Unlockable(str(e)) from e
+    return fd
+
+
+def _age(path: str, now: float) -> float | None:
+    try:
+        st = os.lstat(path)
+    except FileNotFoundError:
+        return None
+    return now - st.st_mtime
+
+
+def _remove(path: str, removed: list[str]) -> None:
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return
+    except OSError as e:
+        log.warn("cleaner: unable to remove {path}: {error}", path=path, error=e.strerror)
+        return
+    removed.append(path)
+
+
+def _stale(path: str, now: float, grace: float, still_stale) -> bool | int:
+    """
+    Decide about one file: C{False} to keep it, else an fd holding its lock
+    (or C{True} when decided by age) - the caller removes and unlocks.
+    """
+    age = _age(path, now)
+    if age is None or age < grace:
+        return False
+    try:
+        fd = _try_lock(path)
+    except _Unlockable:
+        return age > STALE_AGE and still_stale()
+    if fd is None:
+        return False
+    if not still_stale():
+        os.close(fd)
+        return False
+    return fd
+
+
+def _listdir(path: str) -> list[str]:
+    try:
+        return os.listdir(path)
+    except FileNotFoundError:
+        return []
+
+
+def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GRACE) -> list[str]:
+    """
+    Remove crash leftovers: C{pid/} files, C{mess/N/ID} with neither
+    C{todo/ID} nor C{info/ID} (with their C{intd/ID}), and C{intd/ID}
+    without C{todo/ID} whose message file is gone or stale.  Safe while
+    other processes write the queue.  Returns the removed paths, for the log.
+    """
+    if now is None:
+        now = time.time()
+    removed: list[str] = []
+
+    piddir = layout.dir("pid")
+    for name in _listdir(piddir):
+        path = os.path.join(piddir, name)
+        verdict = _stale(path, now, grace, lambda: True)
+        if verdict is not False:
+            _remove(path, removed)
+            if verdict is not True:
+                os.close(verdict)
+
+    def unprocessed(message_id: int) -> bool:
+        return not os.path.exists(layout.todo(message_id)) and not os.path.exists(layout.info(message_id))
+
+    messdir = layout.dir("mess")
+    for sub in _listdir(messdir):
+        subdir = os.path.join(messdir, sub)
+        if not os.path.isdir(subdir):
+            continue
+        for name in _listdir(subdir):
+            if not name.isdigit():
+                continue
+            message_id = int(name)
+            path = os.path.join(subdir, name)
+            verdict = _stale(path, now, grace, lambda: unprocessed(message_id))
+            if verdict is not False:
+                _remove(layout.intd(message_id), removed)
+                _remove(path, removed)
+                if verdict is not True:
+                    os.close(verdict)
+
+    intddir = layout.dir("intd")
+    for name in _listdir(intddir):
+        if not name.isdigit():
+            continue
+        message_id = int(name)
+        if os.path.exists(layout.todo(message_id)):
+            continue
+        path = os.path.join(intddir, name)
+        mess = layout.mess(message_id)
+        if os.path.exists(mess):
+            # its message file decides (it was skipped above: young or locked)
+            continue
+        age = _age(path, now)
+        if age is not None and age >= grace and not os.path.exists(layout.todo(message_id)):
+            _remove(path, removed)
+
+    for path in removed:
+        log.info("cleaner: removed {path}", path=path)
+    return removed
