@@ -184,19 +184,20 @@ class TargetPlanner:
     Plans delivery targets for a domain.
 
     @param resolver: a L{pymta.remote.dns.Resolver}.
-    @param own_addresses: returns this machine's addresses (as text) for the
-        self check.
+    @param is_own_address: tells whether an address (text) is this machine's,
+        for the self check (usually L{is_self_address} with the interfaces'
+        addresses).
     @param shuffle: shuffles a list in place (equal MX preferences).
     """
 
     def __init__(
         self,
         resolver: Resolver,
-        own_addresses: Callable[[], Iterable[str]],
+        is_own_address: Callable[[str], bool],
         shuffle: Callable[[list], None] | None = None,
     ) -> None:
         self.resolver = resolver
-        self.own_addresses = own_addresses
+        self.is_own_address = is_own_address
         self.shuffle = shuffle if shuffle is not None else random.shuffle
 
     def plan(self, domain: str, smtproutes: Mapping[str, str]) -> "Deferred[list[Target]]":
@@ -289,8 +290,7 @@ class TargetPlanner:
 
     def _self_check(self, d: "Deferred[list[Target]]") -> "Deferred[list[Target]]":
         def check(targets: list[Target]) -> list[Target]:
-            own = set(self.own_addresses())
-            mine = [t.preference for t in targets if is_self_address(t.address, own)]
+            mine = [t.preference for t in targets if self.is_own_address(t.address)]
             if not mine:
                 return targets
             limit = min(mine)

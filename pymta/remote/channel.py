@@ -1,0 +1,307 @@
+# -*- test-case-name: tests.remote.test_channel -*-
+"""
+The remote delivery channel: pymta's qmail-remote (+ the qmail-rspawn mapping).
+
+C{RemoteChannel(root, reader, resolver=None, reactor=None, is_own_address=None,
+shuffle=None)} implements L{pymta.interfaces.Channel}.  For every job it takes
+the current controls from C{reader.current}, groups the recipients by
+domain, and for each domain:
+
+  1. plans the targets (L{pymta.remote.routes.TargetPlanner}: smtproutes,
+     IP literals, MX with self check);
+  2. tries them in order: addresses the dead-host memory
+     (L{pymta.remote.tcpto}) marks as dead are skipped; a connect failure,
+     a refused greeting or EHLO/HELO, or a connection lost before MAIL moves
+     on to the next address; a connect timeout is remembered in tcpto;
+  3. sends all recipients of the domain in one transaction
+     (L{pymta.remote.client.SMTPClientProtocol}); recipients a server refuses
+     with 452 after accepting others go in a further transaction;
+  4. maps the reports to one L{DeliveryResult} per recipient the way
+     qmail-rspawn does: an accepted recipient gets the message's result; a
+     refused one C{D} (C{h}) or C{Z} (C{s}) with the server's text, followed
+     by the message's text when that is not better.
+
+When no address could be used: C{Z} "Sorry, I wasn't able to establish an
+SMTP connection. (#4.4.1)", or the last server's refusal text when a server
+refused us.  An optional STARTTLS handshake that fails is retried once on a
+new plain connection to the same address.
+
+C{deliver()} never errbacks; C{stop()} drops open connections (their
+recipients are deferred) and fires when every delivery has reported.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+from typing import Any, Callable, Iterable
+
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pymta.address import split_address
+from pymta.control import ControlError, ControlReader, Controls
+from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
+from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
+from pymta.remote.dns import DNSResolver, Resolver
+from pymta.remote.localaddrs import own_addresses as discover_own_addresses
+from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
+from pymta.remote.tcpto import DeadHostMemory, tcpto_path
+from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable
+
+__all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
+
+TEXT_NO_CONNECTION = "Sorry, I wasn't able to establish an SMTP connection. (#4.4.1)\n"
+TEXT_NO_MESSAGE = "Unable to read message. (#4.3.0)\n"
+TEXT_NO_CONTROLS = "Unable to read control files. (#4.3.0)\n"
+TEXT_STOPPING = "Remote delivery is shutting down. (#4.3.0)\n"
+TEXT_INTERNAL = "Remote delivery failed unexpectedly; see the log. (#4.3.0)\n"
+
+_RANK = {SUCCESS: 0, DEFERRAL: 1, FAILURE: 2}
+_CONNECT_FAILED = object()
+
+log = Logger(namespace="pymta.remote")
+
+
+def combine_report(report: tuple[str, str] | None, status: str, text: str) -> DeliveryResult:
+    """qmail-rspawn's rule for one recipient's report and the message report."""
+    if report is None or report[0] == ACCEPTED:
+        return DeliveryResult(status, text)
+    letter, own_text = report
+    forced = FAILURE if letter == REFUSED else DEFERRAL
+    if _RANK[status] >= _RANK[forced]:
+        own_text += text
+    return DeliveryResult(forced, own_text)
+
+
+class _CachedOwnAddresses:
+    """This machine's addresses, looked up again every C{ttl} seconds."""
+
+    def __init__(self, ttl: float = 300.0) -> None:
+        self.ttl = ttl
+        self._value: frozenset[str] = frozenset()
+        self._when = -ttl
+
+    def __call__(self) -> frozenset[str]:
+        now = time.monotonic()
+        if now - self._when >= self.ttl:
+            self._value = discover_own_addresses()
+            self._when = now
+        return self._value
+
+
+class RemoteChannel:
+    """
+    Remote SMTP delivery (see the module docstring).
+
+    @param root: the pymta root (the tcpto file is ROOT/queue/lock/tcpto).
+    @param reader: controls are taken from C{reader.current} for each job.
+    @param resolver: a L{pymta.remote.dns.Resolver}; default a L{DNSResolver}
+        (its thread pool is stopped by L{stop}).
+    @param reactor: provides IReactorTCP and IReactorTime (default: global).
+    @param is_own_address: tells whether an address is this machine's, for
+        the MX self check (default: loopback, unspecified and the interfaces'
+        addresses, refreshed every 5 minutes).
+    @param shuffle: orders equal MX preferences (default random.shuffle).
+    """
+
+    max_recipients = 100
+
+    def __init__(
+        self,
+        root: str,
+        reader: ControlReader,
+        resolver: Resolver | None = None,
+        reactor: Any = None,
+        is_own_address: Callable[[str], bool] | None = None,
+        shuffle: Callable[[list], None] | None = None,
+    ) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.root = root
+        self.reader = reader
+        self.reactor = reactor
+        self._own_resolver = resolver is None
+        self.resolver: Resolver = resolver if resolver is not None else DNSResolver(reactor)
+        if is_own_address is None:
+            cached = _CachedOwnAddresses()
+
+            def is_own_address(address: str) -> bool:
+                return is_self_address(address, cached())
+
+        self.planner = TargetPlanner(self.resolver, is_own_address, shuffle)
+        self.dead_hosts = DeadHostMemory(tcpto_path(root), clock=reactor.seconds)
+        try:
+            self.dead_hosts.clear()  # as qmail-rspawn does at startup
+        except OSError as e:
+            log.warn("cannot reset {path}: {error}", path=self.dead_hosts.path, error=e)
+        self._active: set[SMTPClientProtocol] = set()
+        self._inflight: set[Deferred] = set()
+        self._stopping = False
+
+    # -- Channel interface --------------------------------------------------
+
+    def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
+        if self._stopping:
+            return defer.succeed([DeliveryResult(DEFERRAL, TEXT_STOPPING) for _ in job.recipients])
+        d = self._deliver(job)
+
+        def unexpected(f: Failure) -> list[DeliveryResult]:
+            log.failure("remote delivery of message {id} failed", f, id=job.message_id)
+            return [DeliveryResult(DEFERRAL, TEXT_INTERNAL) for _ in job.recipients]
+
+        d.addErrback(unexpected)
+        self._inflight.add(d)
+
+        def done(result: list[DeliveryResult]) -> list[DeliveryResult]:
+            self._inflight.discard(d)
+            return result
+
+        return d.addBoth(done)
+
+    def stop(self) -> "Deferred[None]":
+        self._stopping = True
+        for protocol in list(self._active):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+        waiting = defer.DeferredList(list(self._inflight), consumeErrors=True)
+
+        def stop_resolver(_: object) -> None:
+            if self._own_resolver and isinstance(self.resolver, DNSResolver):
+                self.resolver.stop()
+
+        return waiting.addCallback(stop_resolver)
+
+    # -- one job ------------------------------------------------------------
+
+    @defer.inlineCallbacks
+    def _deliver(self, job: DeliveryJob) -> defer.Generator:
+        controls = self.reader.current
+        results: list[DeliveryResult | None] = [None] * len(job.recipients)
+        groups: "OrderedDict[str, list[int]]" = OrderedDict()
+        for index, recipient in enumerate(job.recipients):
+            groups.setdefault(split_address(recipient)[1].lower(), []).append(index)
+        for domain, indices in groups.items():
+            group_results = yield self._deliver_domain(job, controls, domain, [job.recipients[i] for i in indices])
+            for i, result in zip(indices, group_results):
+                results[i] = result
+        return results
+
+    @defer.inlineCallbacks
+    def _deliver_domain(self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]) -> defer.Generator:
+        try:
+            targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes)
+        except RouteFailure as failure:
+            return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
+        try:
+            policy = TLSPolicyTable(controls.extra_lines("tlsdestinations")).policy_for(domain)
+        except ControlError:
+            return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
+        results: list[DeliveryResult | None] = [None] * len(recipients)
+        pending = list(range(len(recipients)))
+        while pending:
+            batch = [recipients[i] for i in pending]
+            outcome, used = yield self._try_targets(targets, job, controls, batch, policy)
+            if isinstance(outcome, str):
+                for i in pending:
+                    results[i] = DeliveryResult(DEFERRAL, outcome)
+                break
+            for position, i in enumerate(pending):
+                if position not in outcome.retry:
+                    results[i] = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
+            pending = [pending[position] for position in outcome.retry]
+            targets = [used] + [t for t in targets if t != used]
+        return results
+
+    @defer.inlineCallbacks
+    def _try_targets(
+        self, targets: list[Target], job: DeliveryJob, controls: Controls, recipients: list[str], policy: TLSPolicy
+    ) -> defer.Generator:
+        """The first usable server's outcome and its target, or (text, None) when none could be used."""
+        last_text = TEXT_NO_CONNECTION
+        for target in targets:
+            if self._stopping:
+                return TEXT_STOPPING, None
+            try:
+                if self.dead_hosts.is_dead(target.address):
+                    continue
+            except OSError:
+                pass
+            try:
+                tls = TLSPolicyTable.creator(policy, target.host)
+            except (OSError, ValueError) as e:
+                log.error("TLS trust for {host} unusable: {error}", host=target.host, error=e)
+                return f"Unable to load the TLS trust anchors for {target.host}. (#4.3.0)\n", None
+            outcome = yield self._session(target, job, controls, recipients, tls, policy.required)
+            if outcome is _CONNECT_FAILED:
+                continue
+            if outcome.tls_failed and not policy.required:
+                outcome = yield self._session(target, job, controls, recipients, None, False)
+                if outcome is _CONNECT_FAILED:
+                    continue
+            if outcome.next_host:
+                last_text = outcome.text
+                continue
+            return outcome, target
+        return last_text, None
+
+    @defer.inlineCallbacks
+    def _session(
+        self,
+        target: Target,
+        job: DeliveryJob,
+        controls: Controls,
+        recipients: list[str],
+        tls: Any,
+        tls_required: bool,
+    ) -> defer.Generator:
+        try:
+            message = open(job.message_path, "rb")
+        except OSError as e:
+            log.error("cannot open message {path}: {error}", path=job.message_path, error=e)
+            return SessionOutcome(DEFERRAL, TEXT_NO_MESSAGE)
+        try:
+            protocol = SMTPClientProtocol(
+                target.address,
+                controls.helohost,
+                job.sender,
+                recipients,
+                message,
+                timeout=controls.timeoutremote,
+                tls=tls,
+                tls_required=tls_required,
+                callLater=self.reactor.callLater,
+            )
+            endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
+            endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)
+            try:
+                yield connectProtocol(endpoint, protocol)
+            except (error.TimeoutError, error.TCPTimedOutError):
+                log.info("connect to {address}:{port} timed out", address=target.address, port=target.port)
+                self._remember(self.dead_hosts.record_timeout, target.address)
+                return _CONNECT_FAILED
+            except Exception as e:
+                log.info("connect to {address}:{port} failed: {error}", address=target.address, port=target.port, error=e)
+                return _CONNECT_FAILED
+            self._remember(self.dead_hosts.record_success, target.address)
+            self._active.add(protocol)
+            try:
+                outcome = yield protocol.finished
+            finally:
+                self._active.discard(protocol)
+            return outcome
+        finally:
+            message.close()
+
+    @staticmethod
+    def _remember(update: Callable[[str], None], address: str) -> None:
+        try:
+            update(address)
+        except OSError as e:
+            log.warn("cannot update the dead-host memory: {error}", error=e)

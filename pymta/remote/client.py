@@ -1,0 +1,479 @@
+# -*- test-case-name: tests.remote.test_client -*-
+"""
+pymta's SMTP client: one connection, one transaction, qmail-remote's rules.
+
+L{SMTPClientProtocol} talks to one server address and reports a
+L{SessionOutcome}: one report per recipient (C{r} accepted, C{h} refused
+for good, C{s} refused for now, with text) and a message report (C{K}, C{Z}
+or C{D} with text), in qmail-remote's wording (reference §5.2/5.3), plus
+hints for the caller: C{next_host} (nothing was sent yet, another address
+may be tried), C{tls_failed} (an optional TLS handshake failed: retry on a
+new plain connection) and C{retry} (recipients a server refused with 452
+"too many recipients" after others were accepted: send them in a further
+transaction).
+
+Dialogue: greeting; C{EHLO helohost} (C{HELO} when EHLO is refused with
+5xx); STARTTLS when offered and TLS is not off, then EHLO again; C{MAIL},
+the C{RCPT}s (pipelined together with MAIL when the server offers
+PIPELINING), C{DATA}, the message streamed from its file through
+L{pymta.remote.datastream.DataEncoder}, then C{QUIT} without waiting.
+
+Replies: lines end at LF (a CR before it is dropped); C{xyz-} continues a
+reply; a line that is not C{ddd} followed by space, C{-} or its end counts
+as code 0, i.e. a temporary failure wherever it comes.  A reply line over
+L{MAX_LINE} bytes, or a reply of more than L{MAX_REPLY_LINES} lines or
+L{MAX_REPLY_BYTES} bytes, drops the connection ("connection died").  The
+text kept is at most 5000 bytes, CRs dropped, NUL as C{?}.
+
+C{timeout} (control/timeoutremote) bounds every wait for the server, also
+while the message is written to a server that stopped reading.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import IO, Any, Callable, Sequence
+
+from OpenSSL import SSL
+from twisted.internet import defer, interfaces
+from twisted.internet.defer import Deferred
+from twisted.protocols.basic import FileSender, LineReceiver
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+from zope.interface import implementer
+
+from pymta.address import quote_address
+from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
+from pymta.remote.datastream import DataEncoder
+
+__all__ = [
+    "MAX_LINE",
+    "MAX_REPLY_LINES",
+    "MAX_REPLY_BYTES",
+    "Reply",
+    "SessionOutcome",
+    "SMTPClientProtocol",
+    "ACCEPTED",
+    "REFUSED",
+    "DEFERRED",
+]
+
+MAX_LINE = 4096
+MAX_REPLY_LINES = 200
+MAX_REPLY_BYTES = 64 * 1024
+MAX_TEXT = 5000
+
+# recipient reports, as qmail-remote prints them
+ACCEPTED = "r"
+REFUSED = "h"
+DEFERRED = "s"
+
+_CODE = re.compile(rb"^([0-9]{3})(?:[ -]|$)")
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A complete server reply: the code of its last line and all its lines."""
+
+    code: int
+    lines: tuple[bytes, ...]
+
+    @property
+    def kind(self) -> int:
+        """2, 3, 4 or 5; garbage (code 0) counts as 4, a temporary failure."""
+        first = self.code // 100
+        return first if first in (2, 3, 4, 5) else 4
+
+    def text(self) -> str:
+        """The reply as qmail keeps it: lines joined by LF, CRs dropped, NUL as ?, at most 5000 bytes."""
+        raw = b"\n".join(self.lines).replace(b"\r", b"").replace(b"\0", b"?")[:MAX_TEXT]
+        return raw.decode("utf-8", "replace")
+
+
+@dataclass
+class SessionOutcome:
+    """What one connection achieved; see the module docstring."""
+
+    status: str = DEFERRAL
+    text: str = ""
+    recipients: dict[int, tuple[str, str]] = field(default_factory=dict)
+    next_host: bool = False
+    tls_failed: bool = False
+    tls_used: bool = False
+    retry: list[int] = field(default_factory=list)
+
+
+def said(reply: Reply | None) -> str:
+    """C{Remote host said: ...} lines for a report (empty without a reply)."""
+    if reply is None:
+        return ""
+    return f"Remote host said: {reply.text()}\n"
+
+
+@implementer(interfaces.IHandshakeListener)
+class SMTPClientProtocol(LineReceiver, TimeoutMixin):
+    """
+    One SMTP client connection.
+
+    @param address: the server's IP address as text (used in report texts).
+    @param helohost: the name sent in EHLO/HELO.
+    @param sender: envelope sender (C{""} for bounces).
+    @param recipients: envelope recipients of this transaction.
+    @param message: the stored message, opened for binary reading.
+    @param timeout: seconds to wait for any progress (timeoutremote).
+    @param tls: a client TLS connection creator to use with STARTTLS, or None for plain text only.
+    @param tls_required: fail (and let the caller try the next host) rather than send in plain text.
+    @param callLater: the scheduler for the timeout (a Clock in tests).
+    """
+
+    delimiter = b"\n"
+    MAX_LENGTH = MAX_LINE
+
+    def __init__(
+        self,
+        address: str,
+        helohost: str,
+        sender: str,
+        recipients: Sequence[str],
+        message: IO[bytes],
+        timeout: float,
+        tls: Any = None,
+        tls_required: bool = False,
+        callLater: Callable[..., Any] | None = None,
+    ) -> None:
+        self.address = address
+        self.helohost = helohost
+        self.sender = sender
+        self.recipient_list = list(recipients)
+        self.message = message
+        self.timeout = timeout
+        self.tls = tls
+        self.tls_required = tls_required
+        if callLater is not None:
+            self.callLater = callLater
+        self.outcome = SessionOutcome()
+        self.finished: Deferred[SessionOutcome] = Deferred()
+        self._done = False
+        self._reply_lines: list[bytes] = []
+        self._reply_bytes = 0
+        self._handler: Callable[[Reply], None] = self._on_greeting
+        self._pending: list[Callable[[Reply], None]] = []
+        self._extensions: set[bytes] = set()
+        self._stage = "greeting"
+        self._critical = False
+        self._accepted = 0
+        self._tls_active = False
+        self._sender: FileSender | None = None
+        self._problem: str | None = None
+
+    # -- connection ---------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.setTimeout(self.timeout)
+
+    def timeoutConnection(self) -> None:
+        self._problem = "timeout"
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        self.connected = False
+        if self._done:
+            self._report()
+            return
+        if self._stage == "tls":
+            if self.tls_required:
+                self._finish(
+                    DEFERRAL,
+                    f"TLS session with {self.address} failed: {_tls_reason(reason)}. (#4.7.5)\n",
+                    next_host=True,
+                )
+            else:
+                self._finish(DEFERRAL, f"TLS session with {self.address} failed. (#4.7.5)\n", tls_failed=True)
+            return
+        duplicate = "Possible duplicate! " if self._critical else ""
+        before_mail = self._stage in ("greeting", "ehlo", "helo", "starttls")
+        why = f" ({self._problem})" if self._problem not in (None, "timeout") else ""
+        self._finish(
+            DEFERRAL,
+            f"Connected to {self.address} but connection died{why}. {duplicate}(#4.4.2)\n",
+            next_host=before_mail,
+        )
+
+    def handshakeCompleted(self) -> None:
+        """The STARTTLS handshake is done: greet again."""
+        if self._stage != "tls" or self._done:
+            return
+        self._tls_active = True
+        self.outcome.tls_used = True
+        self._stage = "ehlo"
+        self._send(b"EHLO " + self.helohost.encode("utf-8"), self._on_ehlo)
+
+    # -- reply parsing ------------------------------------------------------
+
+    def lineReceived(self, line: bytes) -> None:
+        if self._done:
+            return
+        self.resetTimeout()
+        if line.endswith(b"\r"):
+            line = line[:-1]
+        self._reply_lines.append(line)
+        self._reply_bytes += len(line)
+        if len(self._reply_lines) > MAX_REPLY_LINES or self._reply_bytes > MAX_REPLY_BYTES:
+            self._drop("reply too long")
+            return
+        match = _CODE.match(line)
+        if match is not None and line[3:4] == b"-":
+            return
+        code = int(match.group(1)) if match is not None else 0
+        reply = Reply(code, tuple(self._reply_lines))
+        self._reply_lines = []
+        self._reply_bytes = 0
+        if self._pending:
+            handler = self._pending.pop(0)
+        else:
+            handler = self._handler
+        handler(reply)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self._drop("reply line too long")
+
+    def _drop(self, problem: str) -> None:
+        self._problem = problem
+        self.clearLineBuffer()
+        self.transport.abortConnection()
+
+    def _unexpected(self, reply: Reply) -> None:
+        """A reply nobody asked for (e.g. after the final one): the server is confused."""
+        self._drop("unexpected reply")
+
+    # -- sending ------------------------------------------------------------
+
+    def _send(self, command: bytes, handler: Callable[[Reply], None]) -> None:
+        self._handler = handler
+        self.transport.write(command + b"\r\n")
+
+    def _finish(
+        self,
+        status: str,
+        text: str,
+        next_host: bool = False,
+        tls_failed: bool = False,
+        quit: bool = False,
+    ) -> None:
+        if self._done:
+            return
+        self._done = True
+        self.setTimeout(None)
+        self.outcome.status = status
+        self.outcome.text = text
+        self.outcome.next_host = next_host
+        self.outcome.tls_failed = tls_failed
+        if self.transport is not None and self.connected:
+            # the outcome is reported from connectionLost, once the socket is gone
+            if quit:
+                self.transport.write(b"QUIT\r\n")
+                self.transport.loseConnection()
+            else:
+                self.transport.abortConnection()
+        else:
+            self._report()
+
+    def _report(self) -> None:
+        if not self.finished.called:
+            self.finished.callback(self.outcome)
+
+    # -- the dialogue -------------------------------------------------------
+
+    def _on_greeting(self, reply: Reply) -> None:
+        if reply.kind != 2:
+            self._finish(
+                DEFERRAL,
+                f"Connected to {self.address} but greeting failed.\n{said(reply)}",
+                next_host=True,
+                quit=True,
+            )
+            return
+        self._stage = "ehlo"
+        self._send(b"EHLO " + self.helohost.encode("utf-8"), self._on_ehlo)
+
+    def _on_ehlo(self, reply: Reply) -> None:
+        if reply.kind == 5 and not self._tls_active:
+            self._stage = "helo"
+            self._send(b"HELO " + self.helohost.encode("utf-8"), self._on_helo)
+            return
+        if reply.kind != 2:
+            self._name_rejected(reply)
+            return
+        self._extensions = {line[4:].split(b" ")[0].upper() for line in reply.lines[1:]}
+        if not self._tls_active and self.tls is not None and b"STARTTLS" in self._extensions:
+            self._stage = "starttls"
+            self._send(b"STARTTLS", self._on_starttls)
+            return
+        if self._refuse_plain():
+            return
+        self._mail()
+
+    def _on_helo(self, reply: Reply) -> None:
+        if reply.kind != 2:
+            self._name_rejected(reply)
+            return
+        if self._refuse_plain():
+            return
+        self._mail()
+
+    def _name_rejected(self, reply: Reply) -> None:
+        self._finish(
+            DEFERRAL,
+            f"Connected to {self.address} but my name was rejected.\n{said(reply)}",
+            next_host=True,
+            quit=True,
+        )
+
+    def _refuse_plain(self) -> bool:
+        if self.tls_required and not self._tls_active:
+            self._finish(
+                DEFERRAL,
+                f"{self.address} does not offer STARTTLS, which is required for this destination. (#4.7.5)\n",
+                next_host=True,
+                quit=True,
+            )
+            return True
+        return False
+
+    def _on_starttls(self, reply: Reply) -> None:
+        if reply.code != 220:
+            if self._refuse_plain():
+                return
+            self._mail()
+            return
+        self._stage = "tls"
+        self._handler = self._unexpected
+        self.transport.startTLS(self.tls)
+
+    def _mail(self) -> None:
+        self._stage = "mail"
+        pipelining = b"PIPELINING" in self._extensions
+        mail = b"MAIL FROM:<" + quote_address(self.sender).encode("utf-8") + b">"
+        if not pipelining:
+            self._send(mail, self._on_mail)
+            return
+        # MAIL and every RCPT in one write; replies arrive in order.
+        commands = [mail] + [self._rcpt_command(i) for i in range(len(self.recipient_list))]
+        self._pending = [self._on_mail_pipelined] + [self._rcpt_handler(i) for i in range(len(self.recipient_list))]
+        self._handler = self._unexpected
+        self._mail_failed: Reply | None = None
+        self.transport.write(b"".join(c + b"\r\n" for c in commands))
+
+    def _rcpt_command(self, index: int) -> bytes:
+        return b"RCPT TO:<" + quote_address(self.recipient_list[index]).encode("utf-8") + b">"
+
+    def _mail_refused(self, reply: Reply) -> None:
+        status = FAILURE if reply.kind == 5 else DEFERRAL
+        self._finish(status, f"Connected to {self.address} but sender was rejected.\n{said(reply)}", quit=True)
+
+    def _on_mail(self, reply: Reply) -> None:
+        if reply.kind in (4, 5):
+            self._mail_refused(reply)
+            return
+        self._stage = "rcpt"
+        self._next_rcpt(0)
+
+    def _on_mail_pipelined(self, reply: Reply) -> None:
+        if reply.kind in (4, 5):
+            self._mail_failed = reply
+        self._stage = "rcpt"
+
+    def _next_rcpt(self, index: int) -> None:
+        if index >= len(self.recipient_list):
+            self._after_rcpts()
+            return
+        self._send(self._rcpt_command(index), self._rcpt_handler(index, then=lambda: self._next_rcpt(index + 1)))
+
+    def _rcpt_handler(self, index: int, then: Callable[[], None] | None = None) -> Callable[[Reply], None]:
+        def handle(reply: Reply) -> None:
+            self._on_rcpt(index, reply)
+            if self._done:
+                return
+            if then is not None:
+                then()
+            elif index == len(self.recipient_list) - 1:
+                self._after_rcpts()
+
+        return handle
+
+    def _on_rcpt(self, index: int, reply: Reply) -> None:
+        if getattr(self, "_mail_failed", None) is not None:
+            return
+        if reply.kind in (2, 3):
+            self._accepted += 1
+            self.outcome.recipients[index] = (ACCEPTED, "")
+        elif reply.code == 452 and self._accepted > 0:
+            self.outcome.retry.append(index)
+        else:
+            letter = REFUSED if reply.kind == 5 else DEFERRED
+            self.outcome.recipients[index] = (letter, f"{self.address} does not like recipient.\n{said(reply)}")
+
+    def _after_rcpts(self) -> None:
+        mail_failed = getattr(self, "_mail_failed", None)
+        if mail_failed is not None:
+            self.outcome.recipients.clear()
+            self._mail_refused(mail_failed)
+            return
+        if self._accepted == 0:
+            self._finish(FAILURE, f"Giving up on {self.address}.\n", quit=True)
+            return
+        self._stage = "data"
+        self._send(b"DATA", self._on_data)
+
+    def _on_data(self, reply: Reply) -> None:
+        if reply.code != 354 and reply.kind != 3:
+            status = FAILURE if reply.kind == 5 else DEFERRAL
+            self._finish(status, f"{self.address} failed on DATA command.\n{said(reply)}", quit=True)
+            return
+        self._stage = "message"
+        self._handler = self._unexpected
+        encoder = DataEncoder()
+
+        def transform(chunk: bytes) -> bytes:
+            self.resetTimeout()
+            return encoder.encode(chunk)
+
+        self._sender = FileSender()
+        d = self._sender.beginFileTransfer(self.message, self.transport, transform)
+
+        def sent(_: object) -> None:
+            self._sender = None
+            if self._done:
+                return
+            self._stage = "dot"
+            self._critical = True
+            self._handler = self._on_dot
+            self.transport.write(encoder.finish())
+
+        def unreadable(f: Failure) -> None:
+            self._sender = None
+            if self._done:
+                return
+            if f.check(OSError):
+                self._finish(DEFERRAL, "Unable to read message. (#4.3.0)\n")
+            # otherwise the connection went away and connectionLost reports it
+
+        d.addCallbacks(sent, unreadable)
+
+    def _on_dot(self, reply: Reply) -> None:
+        self._stage = "done"
+        if reply.kind == 2:
+            self._finish(SUCCESS, f"{self.address} accepted message.\n{said(reply)}", quit=True)
+        else:
+            status = FAILURE if reply.kind == 5 else DEFERRAL
+            self._finish(status, f"{self.address} failed after I sent the message.\n{said(reply)}", quit=True)
+
+
+def _tls_reason(reason: Failure | None) -> str:
+    if reason is None:
+        return "connection closed"
+    if reason.check(SSL.Error):
+        return "certificate or handshake error"
+    return reason.getErrorMessage()[:200]

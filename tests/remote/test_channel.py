@@ -1,0 +1,342 @@
+"""
+Integration tests for pymta.remote.channel.RemoteChannel: real sockets on
+127.0.0.x, scripted SMTP servers, a fake resolver.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import defer, reactor
+from twisted.trial import unittest
+
+from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
+from pymta.remote.channel import TEXT_NO_CONNECTION, RemoteChannel
+from pymta.remote.datastream import encode_message
+from pymta.remote.dns import DNSTemporaryError, NULL_MX
+from pymta.remote.routes import TEXT_SELF_MX
+from pymta.remote.tcpto import DeadHostMemory, tcpto_path
+from tests.remote.fakes import FakeResolver
+from tests.remote.helpers import job, make_root, reader
+from tests.remote.smtpserver import ScriptedServerFactory, listen
+
+OK_TEXT = "127.0.0.1 accepted message.\nRemote host said: 250 ok 1234 qp 56\n"
+
+
+class ChannelTestBase(unittest.TestCase):
+    timeout = 30
+
+    def server(self, interface: str = "127.0.0.1", port: int = 0, **settings: object) -> tuple[ScriptedServerFactory, int]:
+        factory = ScriptedServerFactory(**settings)
+        listening = listen(factory, interface, port)
+        self.addCleanup(listening.stopListening)
+        return factory, listening.getHost().port
+
+    def channel(self, controls: dict[str, str], resolver: FakeResolver | None = None, own: set[str] | None = None) -> tuple[RemoteChannel, str]:
+        root = make_root(self.mktemp(), controls)
+        own_set = own or set()
+        channel = RemoteChannel(
+            root,
+            reader(root),
+            resolver=resolver or FakeResolver(),
+            reactor=reactor,
+            is_own_address=lambda a: a in own_set,
+            shuffle=lambda hosts: None,
+        )
+        self.addCleanup(channel.stop)
+        return channel, root
+
+    def routed(self, port: int, **controls: str) -> tuple[RemoteChannel, str]:
+        return self.channel({"smtproutes": f"example.test:127.0.0.1:{port}", **controls})
+
+
+class ReplyClassTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_accepted(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        body = b"Subject: hi\n\n.leading dot\n8bit \xc3\xbc\n"
+        results = yield channel.deliver(job(root, ["bob@example.test"], body))
+        self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT)])
+        [session] = factory.sessions
+        self.assertEqual(session.commands[0], b"EHLO pymta.example")
+        self.assertIn(b"MAIL FROM:<alice@pymta.example>", session.commands)
+        self.assertIn(b"RCPT TO:<bob@example.test>", session.commands)
+        self.assertEqual(session.data, [encode_message(body)])
+
+    @defer.inlineCallbacks
+    def test_bounce_sender_and_helohost(self) -> defer.Generator:
+        factory, port = self.server(extensions=[])
+        channel, root = self.routed(port, helohost="out.pymta.example")
+        results = yield channel.deliver(job(root, ["bob@example.test"], sender=""))
+        self.assertEqual(results[0].status, SUCCESS)
+        commands = factory.sessions[0].commands
+        self.assertEqual(commands[:2], [b"EHLO out.pymta.example", b"MAIL FROM:<>"])
+
+    @defer.inlineCallbacks
+    def test_mixed_recipients_in_one_transaction(self) -> defer.Generator:
+        factory, port = self.server(
+            rcpt_replies={"bad@example.test": b"550 no such user here\r\n", "tmp@example.test": b"451 try later\r\n"}
+        )
+        channel, root = self.routed(port)
+        results = yield channel.deliver(job(root, ["a@example.test", "bad@example.test", "tmp@example.test"]))
+        self.assertEqual(
+            results,
+            [
+                DeliveryResult(SUCCESS, OK_TEXT),
+                DeliveryResult(FAILURE, "127.0.0.1 does not like recipient.\nRemote host said: 550 no such user here\n"),
+                DeliveryResult(DEFERRAL, "127.0.0.1 does not like recipient.\nRemote host said: 451 try later\n"),
+            ],
+        )
+        self.assertEqual(len(factory.sessions), 1)
+        self.assertEqual(len(factory.sessions[0].data), 1)
+
+    @defer.inlineCallbacks
+    def test_all_recipients_refused(self) -> defer.Generator:
+        factory, port = self.server(
+            rcpt_replies={"bad@example.test": b"550 no such user here\r\n", "tmp@example.test": b"451 try later\r\n"}
+        )
+        channel, root = self.routed(port)
+        results = yield channel.deliver(job(root, ["bad@example.test", "tmp@example.test"]))
+        self.assertEqual(
+            results,
+            [
+                DeliveryResult(
+                    FAILURE,
+                    "127.0.0.1 does not like recipient.\nRemote host said: 550 no such user here\nGiving up on 127.0.0.1.\n",
+                ),
+                DeliveryResult(
+                    DEFERRAL,
+                    "127.0.0.1 does not like recipient.\nRemote host said: 451 try later\nGiving up on 127.0.0.1.\n",
+                ),
+            ],
+        )
+        self.assertEqual(factory.sessions[0].data, [])
+
+    @defer.inlineCallbacks
+    def check_reply(self, setting: str, reply: bytes, status: str, text: str) -> defer.Generator:
+        factory, port = self.server(**{setting: reply})
+        channel, root = self.routed(port)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(status, text)])
+        return factory
+
+    def test_mail_temporary(self) -> defer.Deferred:
+        return self.check_reply("mail_reply", b"451 greylisted\r\n", DEFERRAL,
+                                "Connected to 127.0.0.1 but sender was rejected.\nRemote host said: 451 greylisted\n")
+
+    def test_mail_permanent(self) -> defer.Deferred:
+        return self.check_reply("mail_reply", b"553 go away\r\n", FAILURE,
+                                "Connected to 127.0.0.1 but sender was rejected.\nRemote host said: 553 go away\n")
+
+    def test_data_permanent(self) -> defer.Deferred:
+        return self.check_reply("data_reply", b"554 no data\r\n", FAILURE,
+                                "127.0.0.1 failed on DATA command.\nRemote host said: 554 no data\n")
+
+    def test_after_dot_temporary(self) -> defer.Deferred:
+        return self.check_reply("dot_reply", b"452 disk full\r\n", DEFERRAL,
+                                "127.0.0.1 failed after I sent the message.\nRemote host said: 452 disk full\n")
+
+    def test_after_dot_permanent_multiline(self) -> defer.Deferred:
+        return self.check_reply("dot_reply", b"554-spam\r\n554 really\r\n", FAILURE,
+                                "127.0.0.1 failed after I sent the message.\nRemote host said: 554-spam\n554 really\n")
+
+    def test_greeting_refused(self) -> defer.Deferred:
+        return self.check_reply("greeting", b"554 no service\r\n", DEFERRAL,
+                                "Connected to 127.0.0.1 but greeting failed.\nRemote host said: 554 no service\n")
+
+    def test_garbage_greeting(self) -> defer.Deferred:
+        return self.check_reply("greeting", b"hello there\r\n", DEFERRAL,
+                                "Connected to 127.0.0.1 but greeting failed.\nRemote host said: hello there\n")
+
+    def test_garbage_after_dot(self) -> defer.Deferred:
+        return self.check_reply("dot_reply", b"\x00?!\r\n", DEFERRAL,
+                                "127.0.0.1 failed after I sent the message.\nRemote host said: ??!\n")
+
+    @defer.inlineCallbacks
+    def test_ehlo_refused_falls_back_to_helo(self) -> defer.Generator:
+        factory = yield self.check_reply("ehlo_refused", b"500 what?\r\n", SUCCESS, OK_TEXT)
+        self.assertEqual(factory.sessions[0].commands[:2], [b"EHLO pymta.example", b"HELO pymta.example"])
+
+    @defer.inlineCallbacks
+    def test_server_closes_mid_data(self) -> defer.Generator:
+        factory, port = self.server(close_in_data=True)
+        channel, root = self.routed(port)
+        body = b"".join(b"line %d of a long message\n" % i for i in range(100000))
+        results = yield channel.deliver(job(root, ["bob@example.test"], body))
+        [result] = results
+        self.assertEqual(result.status, DEFERRAL)
+        self.assertTrue(result.text.startswith("Connected to 127.0.0.1 but connection died."), result.text)
+        self.assertTrue(result.text.endswith("(#4.4.2)\n"))
+
+    @defer.inlineCallbacks
+    def test_dot_stuffing_at_chunk_boundaries(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        body = b"x" * 16383 + b"\n.\n" + b"y" * 16382 + b"\n..\n" + b"z\r\n.\r\nend"
+        results = yield channel.deliver(job(root, ["bob@example.test"], body))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertEqual(factory.sessions[0].data, [encode_message(body)])
+        self.assertNotIn(b"", factory.sessions[0].commands)  # nothing stray after the final dot
+
+    @defer.inlineCallbacks
+    def test_unreadable_message(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        j = job(root, ["bob@example.test"])
+        os.unlink(j.message_path)
+        results = yield channel.deliver(j)
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, "Unable to read message. (#4.3.0)\n")])
+
+
+class SeveralRecipientsTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_too_many_recipients_split_into_transactions(self) -> defer.Generator:
+        factory, port = self.server(rcpt_limit=2)
+        channel, root = self.routed(port)
+        recipients = [f"r{i}@example.test" for i in range(5)]
+        results = yield channel.deliver(job(root, recipients))
+        self.assertEqual([r.status for r in results], [SUCCESS] * 5)
+        self.assertEqual(len(factory.sessions), 3)
+        rcpts = [[c for c in s.commands if c.startswith(b"RCPT")] for s in factory.sessions]
+        # pipelined: all five asked, two taken; then three asked, two taken; then the last
+        self.assertEqual([len(r) for r in rcpts], [5, 3, 1])
+
+    @defer.inlineCallbacks
+    def test_without_pipelining(self) -> defer.Generator:
+        factory, port = self.server(extensions=[], rcpt_limit=1)
+        channel, root = self.routed(port)
+        results = yield channel.deliver(job(root, ["a@example.test", "b@example.test"]))
+        self.assertEqual([r.status for r in results], [SUCCESS, SUCCESS])
+        self.assertEqual(len(factory.sessions), 2)
+
+    @defer.inlineCallbacks
+    def test_domains_delivered_separately(self) -> defer.Generator:
+        one, port1 = self.server()
+        two, port2 = self.server()
+        channel, root = self.channel({"smtproutes": f"one.test:127.0.0.1:{port1}\ntwo.test:127.0.0.1:{port2}"})
+        results = yield channel.deliver(job(root, ["a@one.test", "b@two.test", "c@one.test"]))
+        self.assertEqual([r.status for r in results], [SUCCESS] * 3)
+        self.assertEqual([c for c in one.sessions[0].commands if c.startswith(b"RCPT")],
+                         [b"RCPT TO:<a@one.test>", b"RCPT TO:<c@one.test>"])
+        self.assertEqual(len(two.sessions), 1)
+
+
+class RoutingTests(ChannelTestBase):
+    def mx_setup(self, mx: object, hosts: dict) -> FakeResolver:
+        return FakeResolver(mx={"example.test": mx}, hosts=hosts)
+
+    @defer.inlineCallbacks
+    def test_mx_preference_order(self) -> defer.Generator:
+        first, port = self.server("127.0.0.2")
+        second, _ = self.server("127.0.0.3", port)
+        resolver = self.mx_setup([(20, "mx2.example.test"), (10, "mx1.example.test")],
+                                 {"mx1.example.test": ["127.0.0.2"], "mx2.example.test": ["127.0.0.3"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertEqual((len(first.sessions), len(second.sessions)), (1, 0))
+
+    @defer.inlineCallbacks
+    def test_next_mx_on_refused_connection_and_greeting(self) -> defer.Generator:
+        refusing, port = self.server("127.0.0.3", greeting=b"421 busy\r\n")
+        good, _ = self.server("127.0.0.4", port)
+        resolver = self.mx_setup(
+            [(10, "down.example.test"), (20, "busy.example.test"), (30, "good.example.test")],
+            {"down.example.test": ["127.0.0.2"], "busy.example.test": ["127.0.0.3"], "good.example.test": ["127.0.0.4"]},
+        )
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT.replace("127.0.0.1", "127.0.0.4"))])
+        self.assertEqual(len(refusing.sessions), 1)
+
+    @defer.inlineCallbacks
+    def test_all_hosts_unreachable(self) -> defer.Generator:
+        _, port = self.server("127.0.0.3")
+        resolver = self.mx_setup([(10, "down.example.test")], {"down.example.test": ["127.0.0.2"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_NO_CONNECTION)])
+
+    @defer.inlineCallbacks
+    def test_last_greeting_refusal_reported(self) -> defer.Generator:
+        _, port = self.server("127.0.0.3", greeting=b"421 busy\r\n")
+        resolver = self.mx_setup([(10, "busy.example.test")], {"busy.example.test": ["127.0.0.3"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, "Connected to 127.0.0.3 but greeting failed.\nRemote host said: 421 busy\n")])
+
+    @defer.inlineCallbacks
+    def test_self_check_uses_lower_preferences_only(self) -> defer.Generator:
+        backup, port = self.server("127.0.0.3")
+        resolver = self.mx_setup([(10, "mx1.example.test"), (20, "me.example.test")],
+                                 {"mx1.example.test": ["127.0.0.3"], "me.example.test": ["127.0.0.5"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver, own={"127.0.0.5"})
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+
+    @defer.inlineCallbacks
+    def test_self_as_best_mx_defers(self) -> defer.Generator:
+        resolver = self.mx_setup([(10, "me.example.test"), (20, "mx2.example.test")],
+                                 {"me.example.test": ["127.0.0.5"], "mx2.example.test": ["127.0.0.3"]})
+        channel, root = self.channel({}, resolver, own={"127.0.0.5"})
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_SELF_MX + "\n")])
+
+    @defer.inlineCallbacks
+    def test_loopback_target_never_loops(self) -> defer.Generator:
+        root = make_root(self.mktemp())
+        resolver = FakeResolver(mx={"example.test": [(10, "mx.example.test")]}, hosts={"mx.example.test": ["127.0.0.1"]})
+        channel = RemoteChannel(root, reader(root), resolver=resolver, reactor=reactor)
+        self.addCleanup(channel.stop)
+        results = yield channel.deliver(job(root, ["bob@example.test", "x@[0.0.0.0]"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_SELF_MX + "\n")] * 2)
+
+    @defer.inlineCallbacks
+    def test_dns_outcomes(self) -> defer.Generator:
+        resolver = FakeResolver(
+            mx={"null.test": [(0, NULL_MX)], "temp.test": DNSTemporaryError, "noaddr.test": [(10, "mx.noaddr.test")]},
+            hosts={"mx.noaddr.test": []},
+        )
+        channel, root = self.channel({}, resolver)
+        results = yield channel.deliver(job(root, ["a@null.test", "b@temp.test", "c@nxdomain.test", "d@noaddr.test"]))
+        self.assertEqual(
+            results,
+            [
+                DeliveryResult(FAILURE, "Sorry, null.test does not accept mail (null MX). (#5.1.10)\n"),
+                DeliveryResult(DEFERRAL, "Sorry, I couldn't find any host by that name. (#4.1.2)\n"),
+                DeliveryResult(FAILURE, "Sorry, I couldn't find any host named nxdomain.test. (#5.1.2)\n"),
+                DeliveryResult(FAILURE, "Sorry, I couldn't find a mail exchanger or IP address. (#5.4.4)\n"),
+            ],
+        )
+
+    @defer.inlineCallbacks
+    def test_no_mx_uses_address(self) -> defer.Generator:
+        factory, port = self.server("127.0.0.3")
+        resolver = FakeResolver(mx={"example.test": []}, hosts={"example.test": ["127.0.0.3"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertEqual(resolver.queries, [("MX", "example.test"), ("A", "example.test")])
+
+    @defer.inlineCallbacks
+    def test_default_route_to_named_relay(self) -> defer.Generator:
+        factory, port = self.server("127.0.0.3")
+        resolver = FakeResolver(hosts={"smarthost.test": ["127.0.0.3"]})
+        channel, root = self.channel({"smtproutes": f":smarthost.test:{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@anywhere.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertNotIn(("MX", "anywhere.test"), resolver.queries)
+
+
+class DeadHostTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_dead_host_is_skipped(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        memory = DeadHostMemory(tcpto_path(root), clock=lambda: reactor.seconds() - 200)
+        memory.record_timeout("127.0.0.1")
+        DeadHostMemory(tcpto_path(root), clock=reactor.seconds).record_timeout("127.0.0.1")
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_NO_CONNECTION)])
+        self.assertEqual(factory.sessions, [])
