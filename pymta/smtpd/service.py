@@ -1,0 +1,179 @@
+# -*- test-case-name: tests.smtpd.test_service -*-
+"""
+The SMTP daemon as a Twisted service: listeners for port 25 and submission
+around one shared L{SMTPDContext}.
+
+Endpoint strings are Twisted's (C{tcp:25}, C{tcp6:...}, C{unix:...},
+C{systemd:...}).  C{ssl:PORT[:interface=...]} without C{privateKey} means
+implicit TLS with ROOT/control/servercert.pem: the listener is a TCP one
+wrapped in C{TLSMemoryBIOFactory}, so the certificate follows
+L{SMTPDService.reload}.  An C{ssl:} string with its own C{privateKey} is
+used as Twisted parses it (files read once).
+
+L{SMTPDService.reload} re-reads ROOT/etc/tcp.smtp, the certificate and
+control/rbls (the caller reloads the control files themselves through the
+L{ControlReader}); a broken file keeps the old values and is logged.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterable, Sequence
+
+from twisted.application import internet, service
+from twisted.cred.checkers import ICredentialsChecker
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from pymta.control import ControlReader
+from pymta.interfaces import MessageSink
+from pymta.smtpd.access import AccessRules, TcpRulesError
+from pymta.smtpd.auth import build_portal
+from pymta.smtpd.context import ListenerSettings, SMTPDContext
+from pymta.smtpd.dnsbl import DNSBL, parse_rbls
+from pymta.smtpd.factory import SMTPFactory
+from pymta.smtpd.rcptcheck import recipient_check_for
+from pymta.tls import ServerTLS, TLSConfigError
+
+__all__ = ["SMTPDService", "build_smtpd_service", "rules_path", "cert_path"]
+
+log = Logger()
+
+
+def rules_path(root: str) -> str:
+    return os.path.join(root, "etc", "tcp.smtp")
+
+
+def cert_path(root: str) -> str:
+    return os.path.join(root, "control", "servercert.pem")
+
+
+def _implicit_tls_port(description: str) -> str | None:
+    """For C{ssl:PORT[:opts]} without key files: the equivalent C{tcp:} string."""
+    if not description.startswith("ssl:"):
+        return None
+    rest = description[4:]
+    if "privateKey=" in rest or "certKey=" in rest:
+        return None
+    return "tcp:" + rest
+
+
+class SMTPDService(service.MultiService):
+    """The listeners plus the shared context; C{reload()} re-reads rules, certificate and zones."""
+
+    def __init__(self, root: str, context: SMTPDContext, resolver: Any = None) -> None:
+        super().__init__()
+        self.root = root
+        self.context = context
+        self.resolver = resolver
+
+    def reload(self) -> None:
+        """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
+        try:
+            self.context.rules = AccessRules.load(rules_path(self.root))
+        except (TcpRulesError, OSError) as e:
+            log.error("smtpd: keeping old access rules: {path}: {error}", path=rules_path(self.root), error=str(e))
+        tls = self.context.tls
+        if tls is not None:
+            try:
+                tls.reload()
+            except TLSConfigError as e:
+                if tls.available:
+                    log.error("smtpd: keeping old certificate: {error}", error=str(e))
+        self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
+        self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
+
+    def stopService(self):  # type: ignore[no-untyped-def]
+        d = super().stopService()
+        stop = getattr(self.resolver, "stop", None)
+        if stop is not None:
+            stop()
+        return d
+
+
+def make_dnsbl(reader: ControlReader, resolver: Any, clock: Any) -> DNSBL | None:
+    """A DNSBL over control/rbls, or None when the file is absent/empty or there is no resolver."""
+    lines = reader.current.extra_lines("rbls")
+    if not lines or resolver is None:
+        return None
+    return DNSBL(resolver, parse_rbls(lines), clock)
+
+
+def _default_checkers(root: str) -> list[ICredentialsChecker]:
+    path = os.path.join(root, "users", "passwd")
+    try:
+        from pymta.passwdfile import PasswdFileChecker
+    except ImportError:  # pragma: no cover - the module ships with pymta
+        return []
+    return [PasswdFileChecker(path)]
+
+
+def _default_resolver(reactor: Any) -> Any:
+    try:
+        from pymta.remote.dns import DNSResolver
+    except ImportError:  # pragma: no cover
+        return None
+    return DNSResolver(reactor=reactor, lifetime=10.0)
+
+
+def build_smtpd_service(
+    root: str,
+    reader: ControlReader,
+    sink: MessageSink,
+    listen: Sequence[str],
+    submission: Sequence[str],
+    reactor: Any = None,
+    portal_checkers: Iterable[ICredentialsChecker] | None = None,
+    *,
+    auth_without_tls: bool = False,
+    resolver: Any = None,
+) -> SMTPDService:
+    """
+    The SMTP service of a root: C{listen} endpoints speak port-25 SMTP,
+    C{submission} endpoints require AUTH (offered after STARTTLS unless
+    C{auth_without_tls}).  C{portal_checkers} default to a
+    L{pymta.passwdfile.PasswdFileChecker} over ROOT/users/passwd; C{resolver}
+    (for DNSBL) to L{pymta.remote.dns.DNSResolver}, created only when
+    control/rbls lists zones.
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    checkers = list(portal_checkers) if portal_checkers is not None else _default_checkers(root)
+    rules = AccessRules.load(rules_path(root))
+    tls = ServerTLS(cert_path(root))
+    if tls.error and os.path.exists(cert_path(root)):
+        log.error("smtpd: no TLS: {error}", error=tls.error)
+    if resolver is None and reader.current.extra_lines("rbls"):
+        resolver = _default_resolver(reactor)
+    context = SMTPDContext(
+        reader=reader,
+        sink=sink,
+        clock=reactor,
+        rules=rules,
+        tls=tls,
+        portal=build_portal(checkers) if checkers else None,
+        auth_without_tls=auth_without_tls,
+        local_ips=frozenset({"127.0.0.1", "::1"}),
+    )
+    context.dnsbl = make_dnsbl(reader, resolver, reactor)
+    context.recipient_check = recipient_check_for(root, reader.current)
+    svc = SMTPDService(root, context, resolver)
+    for descriptions, is_submission in ((listen, False), (submission, True)):
+        for description in descriptions:
+            tcp = _implicit_tls_port(description)
+            settings = ListenerSettings(submission=is_submission, implicit_tls=tcp is not None)
+            factory: Any = SMTPFactory(context, settings)
+            if tcp is not None:
+                if not tls.available:
+                    raise TLSConfigError(tls.error or f"{cert_path(root)}: no certificate for {description}")
+                endpoint = endpoints.serverFromString(reactor, tcp)
+                factory = TLSMemoryBIOFactory(tls, False, factory)
+            else:
+                endpoint = endpoints.serverFromString(reactor, description)
+            listener = internet.StreamServerEndpointService(endpoint, factory)
+            listener._raiseSynchronously = True
+            listener.setServiceParent(svc)
+    return svc

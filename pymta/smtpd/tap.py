@@ -1,0 +1,111 @@
+# -*- test-case-name: tests.smtpd.test_tap -*-
+"""
+C{twistd pymta-smtpd --root DIR --listen ENDPOINT [--listen ...] [--submission ENDPOINT ...]}
+
+The SMTP server as its own process: accepted mail goes to the queue manager
+through the inject socket (ROOT/run/inject.sock).  SIGHUP re-reads the
+control files, ROOT/etc/tcp.smtp, the certificate and control/rbls.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from pymta.control import ControlError, ControlReader, default_root
+
+__all__ = ["Options", "makeService"]
+
+log = Logger()
+
+
+class Options(usage.Options):
+    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--submission ENDPOINT ...]"
+    longdesc = (
+        "pymta's ESMTP server (qmail-smtpd with ESMTP, STARTTLS, submission AUTH, "
+        "tcp.smtp access rules and DNSBL).  ENDPOINT is a Twisted endpoint string; "
+        "ssl:PORT without key files means implicit TLS with control/servercert.pem."
+    )
+    optParameters = [["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"]]
+    optFlags = [["allow-plain-auth", None, "offer AUTH on submission without TLS too"]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+        self["submission"] = []
+
+    def _check_endpoint(self, description: str) -> None:
+        from twisted.internet import reactor
+
+        if description.startswith("ssl:") and "privateKey=" not in description:
+            description = "tcp:" + description[4:]
+        try:
+            endpoints.serverFromString(reactor, description)
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+
+    def opt_listen(self, description: str) -> None:
+        """SMTP (port 25 style) endpoint, e.g. tcp:25 (repeatable)"""
+        self._check_endpoint(description)
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def opt_submission(self, description: str) -> None:
+        """submission endpoint (AUTH required), e.g. tcp:587 or ssl:465 (repeatable)"""
+        self._check_endpoint(description)
+        self["submission"].append(description)
+
+    def postOptions(self) -> None:
+        if not self["root"]:
+            self["root"] = default_root()
+        if not self["listen"] and not self["submission"]:
+            raise usage.UsageError("give at least one --listen or --submission endpoint")
+
+
+def makeService(options: Options) -> service.IService:
+    from twisted.internet import reactor
+
+    from pymta.queue.inject import InjectClientSink
+    from pymta.smtpd.service import build_smtpd_service
+
+    root = os.path.abspath(options["root"])
+    reader = ControlReader(root)
+    sink = InjectClientSink(reactor, os.path.join(root, "run", "inject.sock"))
+    svc = build_smtpd_service(
+        root,
+        reader,
+        sink,
+        options["listen"],
+        options["submission"],
+        reactor=reactor,
+        auth_without_tls=bool(options["allow-plain-auth"]),
+    )
+
+    def reload() -> None:
+        try:
+            reader.reload()
+        except ControlError as e:
+            log.error("smtpd: keeping old controls: {error}", error=str(e))
+        svc.reload()
+        log.info("smtpd: reloaded")
+
+    def on_hup(signum: int, frame: object) -> None:
+        reactor.callFromThread(reload)  # type: ignore[attr-defined]
+
+    class SignalService(service.Service):
+        def startService(self) -> None:
+            super().startService()
+            self._old = signal.signal(signal.SIGHUP, on_hup)
+
+        def stopService(self):  # type: ignore[no-untyped-def]
+            signal.signal(signal.SIGHUP, self._old)
+            return super().stopService()
+
+    SignalService().setServiceParent(svc)
+    return svc
