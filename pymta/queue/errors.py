@@ -15,6 +15,7 @@ from pymta.interfaces import QueueRefused
 __all__ = [
     "QueueFailure",
     "qq_text",
+    "exit_code_for",
     "EXIT_OK",
     "EXIT_ADDRESS_TOO_LONG",
     "EXIT_PERMANENT_REFUSAL",
@@ -93,6 +94,20 @@ def qq_text(exit_code: int) -> tuple[str, bool]:
     if 11 <= exit_code <= 40:
         return "qq permanent problem (#5.3.0)", True
     return "qq temporary problem (#4.3.0)", False
+
+
+def exit_code_for(refusal: QueueRefused) -> int:
+    """
+    qmail-queue's exit code for a refusal: its own code when it has one,
+    else the code whose text it carries, else 31 (permanent) or 71.
+    """
+    code = getattr(refusal, "exit_code", None)
+    if isinstance(code, int) and code != 0:
+        return code
+    for candidate, (text, permanent) in sorted(_TEXTS.items()):
+        if text == refusal.text and permanent == refusal.permanent:
+            return candidate
+    return EXIT_PERMANENT_REFUSAL if refusal.permanent else EXIT_TEMPORARY_REFUSAL
 
 
 class QueueFailure(QueueRefused):

@@ -1,0 +1,102 @@
+# -*- test-case-name: tests.cli.test_qread -*-
+"""
+C{pymta qread [--root DIR]}: qmail-qread's listing (reference §10).
+
+For every message in C{queue/info/} (split directories in order, entries in
+directory order)::
+
+    25 Nov 2026 21:49:49 GMT  #2179597  235  <me@test.example> [ bouncing]
+    \\tremote\\tuser@other.example
+      done\\tlocal\\tdone@here.example
+
+The date is the C{info} file's mtime (the message's birth), the size that
+of the C{mess} file; the sender line ends in a space.  Characters outside
+32..126 print as C{_}.  A message that cannot be read prints
+C{warning: trouble with #ID: REASON} and the listing goes on.  Messages not
+yet preprocessed (only in C{todo/}) are not listed, as in qmail.  An
+unreadable queue prints C{fatal: ...} and exits 111.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from typing import Iterator, TextIO
+
+from pymta.address import qmail_date
+from pymta.control import default_root
+from pymta.queue.layout import QueueLayout
+
+__all__ = ["main", "qread", "printable"]
+
+
+def printable(raw: bytes) -> str:
+    """qmail-qread's output filter: bytes outside 32..126 become C{_}."""
+    return "".join(chr(b) if 32 <= b <= 126 else "_" for b in raw)
+
+
+def _first_record(data: bytes) -> bytes:
+    end = data.find(b"\0")
+    return data if end == -1 else data[:end]
+
+
+def _message_ids(layout: QueueLayout) -> Iterator[int]:
+    top = layout.dir("info")
+    for n in range(layout.split):
+        sub = os.path.join(top, str(n))
+        with os.scandir(sub) as entries:
+            for entry in entries:
+                if entry.name.isdigit():
+                    yield int(entry.name)
+
+
+def _describe(layout: QueueLayout, message_id: int) -> list[str]:
+    size = os.stat(layout.mess(message_id)).st_size
+    bouncing = os.path.exists(layout.bounce(message_id))
+    with open(layout.info(message_id), "rb") as f:
+        sender = _first_record(f.read())[1:]
+        born = os.fstat(f.fileno()).st_mtime
+    date = qmail_date(born)[: -len(" -0000")]
+    head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"")
+    lines = [printable(head)]
+    for channel in ("local", "remote"):
+        try:
+            with open(layout.channel(channel, message_id), "rb") as f:
+                data = f.read()
+        except FileNotFoundError:
+            continue
+        for record in data.split(b"\0")[:-1]:
+            kind = record[:1]
+            if kind == b"D":
+                lines.append(f"  done\t{channel}\t{printable(record[1:])}")
+            elif kind == b"T":
+                lines.append(f"\t{channel}\t{printable(record[1:])}")
+    return lines
+
+
+def qread(layout: QueueLayout, out: TextIO) -> None:
+    """Write the listing to C{out}; C{OSError} only when the info directories cannot be read."""
+    for message_id in _message_ids(layout):
+        try:
+            lines = _describe(layout, message_id)
+        except OSError as e:
+            out.write(f"warning: trouble with #{message_id}: {e.strerror}\n")
+            continue
+        out.write("".join(line + "\n" for line in lines))
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="pymta qread", description="list queued messages (qmail-qread)")
+    parser.add_argument("--root", default=None, help="pymta root directory (default $PYMTA_ROOT or /var/pymta)")
+    args = parser.parse_args(argv)
+    queuedir = os.path.join(args.root or default_root(), "queue")
+    try:
+        layout = QueueLayout(queuedir)
+        qread(layout, sys.stdout)
+    except (OSError, ValueError) as e:
+        sys.stdout.flush()
+        reason = e.strerror if isinstance(e, OSError) else str(e)
+        sys.stdout.write(f"fatal: unable to read {getattr(e, 'filename', None) or queuedir}: {reason}\n")
+        return 111
+    return 0
