@@ -1,0 +1,142 @@
+"""
+Crash safety of the queue writer: a writer SIGKILLed at every step of the
+write sequence leaves the whole message or nothing visible, and the cleaner
+removes what is left; a full disk acknowledges nothing it could not store.
+"""
+
+import os
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from twisted.trial import unittest
+
+from pymta.queue.cleaner import clean_queue
+from pymta.queue.envelope import parse_todo
+from pymta.queue.errors import QueueFailure
+from pymta.queue.layout import QueueLayout
+from pymta.queue.store import PAUSE_ENV, STEPS, Queue
+from tests.queue.test_store import files_under
+
+BODY = b"Subject: crash test\n\n" + b"payload line\n" * 2000
+
+WRITER = """
+import sys
+from pymta.queue.layout import QueueLayout
+from pymta.queue.store import Queue
+m = Queue(QueueLayout(sys.argv[1])).begin("by uid 0", 0, 1)
+m.write(sys.stdin.buffer.read())
+r = m.commit("sender@example.org", ["one@example.net", "two@example.com"])
+print(r.message_id, flush=True)
+"""
+
+#: the first step at which the message is committed
+COMMITTED_FROM = STEPS.index("fsync_todo")
+
+
+class CrashTests(unittest.SynchronousTestCase):
+    def kill_at(self, step: str) -> QueueLayout:
+        layout = QueueLayout(os.path.join(self.mktemp(), "queue"))
+        layout.create()
+        env = dict(os.environ, **{PAUSE_ENV: step})
+        proc = subprocess.Popen(
+            [sys.executable, "-c", WRITER, layout.queuedir],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env=env,
+        )
+        proc.stdin.write(BODY)
+        proc.stdin.close()
+        ready, _, _ = select.select([proc.stderr], [], [], 30)
+        line = proc.stderr.readline() if ready else b""
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+        self.assertEqual(line, f"paused {step}\n".encode(), f"writer did not pause at {step}")
+        return layout
+
+    def check_after_kill(self, step: str) -> None:
+        layout = self.kill_at(step)
+        todo = files_under(layout, "todo")
+        if STEPS.index(step) >= COMMITTED_FROM:
+            self.assertEqual(len(todo), 1, step)
+            mid = int(os.path.basename(todo[0]))
+            with open(todo[0], "rb") as f:
+                env = parse_todo(f.read())
+            self.assertEqual(env.recipients, ("one@example.net", "two@example.com"))
+            with open(layout.mess(mid), "rb") as f:
+                self.assertTrue(f.read().endswith(b"\n" + BODY), step)
+        else:
+            self.assertEqual(todo, [], step)
+        removed = clean_queue(layout, now=time.time() + 60)
+        self.assertEqual(files_under(layout, "pid"), [], step)
+        if todo:
+            self.assertEqual(removed, [], step)
+            self.assertEqual(len(files_under(layout, "mess")), 1, step)
+        else:
+            self.assertEqual(files_under(layout, "mess"), [], step)
+            self.assertEqual(files_under(layout, "intd"), [], step)
+
+    def test_every_step_is_covered(self) -> None:
+        tested = [name[len("test_kill_at_") :] for name in dir(self) if name.startswith("test_kill_at_")]
+        self.assertEqual(sorted(tested), sorted(STEPS))
+
+
+def _make(step):
+    return lambda self: self.check_after_kill(step)
+
+
+for _step in STEPS:
+    setattr(CrashTests, f"test_kill_at_{_step}", _make(_step))
+
+
+class FullDiskTests(unittest.SynchronousTestCase):
+    """On a 1 MB tmpfs (root only): nothing acknowledged is lost, nothing half visible."""
+
+    def setUp(self) -> None:
+        if os.getuid() != 0:
+            raise unittest.SkipTest("mounting a tmpfs needs root")
+        self.mountpoint = tempfile.mkdtemp(prefix="pymta-full-")
+        self.addCleanup(shutil.rmtree, self.mountpoint, True)
+        result = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", self.mountpoint], capture_output=True, timeout=30
+        )
+        if result.returncode != 0:
+            raise unittest.SkipTest(f"cannot mount a tmpfs: {result.stderr.decode(errors='replace').strip()}")
+        self.addCleanup(subprocess.run, ["umount", "-l", self.mountpoint], capture_output=True, timeout=30)
+        self.layout = QueueLayout(os.path.join(self.mountpoint, "queue"))
+        self.layout.create()
+
+    def test_fill_the_disk(self) -> None:
+        queue = Queue(self.layout)
+        body = b"x" * 99 + b"\n"
+        acknowledged = []
+        failures = []
+        for i in range(60):  # 60 x 30 KB > 1 MB
+            try:
+                m = queue.begin("by uid 0", 0, 1)
+                for _ in range(300):
+                    m.write(body)
+                acknowledged.append(m.commit("a@b", ["c@d"]).message_id)
+            except QueueFailure as e:
+                failures.append(e)
+        self.assertTrue(failures, "the disk never filled up")
+        self.assertTrue(acknowledged, "nothing fitted at all")
+        for e in failures:
+            self.assertFalse(e.permanent)
+            self.assertIn(e.text, ("qq write error or disk full (#4.3.0)", "qq trouble creating files in queue (#4.3.0)"))
+        self.assertEqual(sorted(int(os.path.basename(p)) for p in files_under(self.layout, "todo")), sorted(acknowledged))
+        for mid in acknowledged:
+            with open(self.layout.mess(mid), "rb") as f:
+                self.assertTrue(f.read().endswith(body * 300))
+        # refused messages left nothing behind
+        self.assertEqual(len(files_under(self.layout, "mess")), len(acknowledged))
+        self.assertEqual(len(files_under(self.layout, "intd")), len(acknowledged))
+        self.assertEqual(files_under(self.layout, "pid"), [])
+        self.assertEqual(clean_queue(self.layout, now=time.time() + 60), [])
