@@ -87,7 +87,10 @@ class ScriptedServer(LineReceiver):
             self.reply(verb, self.factory.helo_reply)
         elif verb == b"STARTTLS":
             self.reply(verb, self.factory.starttls_reply)
-            if self.factory.starttls_reply.startswith(b"220"):
+            if self.factory.fail_tls:
+                self.transport.write(b"this is not TLS\r\n")
+                self.transport.loseConnection()
+            elif self.factory.starttls_reply.startswith(b"220"):
                 self.transport.startTLS(self.factory.tls_options)
                 self.session.tls = True
         elif verb == b"MAIL":
@@ -130,6 +133,7 @@ class ScriptedServerFactory(protocol.ServerFactory):
         self.data_reply = b"354 go ahead\r\n"
         self.dot_reply = b"250 ok 1234 qp 56\r\n"
         self.close_in_data = False
+        self.fail_tls = False
         self.tls_options = None
         for name, value in settings.items():
             if not hasattr(self, name):

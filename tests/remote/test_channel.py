@@ -340,3 +340,85 @@ class DeadHostTests(ChannelTestBase):
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_NO_CONNECTION)])
         self.assertEqual(factory.sessions, [])
+
+
+class TLSTests(ChannelTestBase):
+    def ca_file(self, cert: bytes) -> str:
+        path = os.path.abspath(self.mktemp())
+        with open(path, "wb") as f:
+            f.write(cert)
+        return path
+
+    @defer.inlineCallbacks
+    def test_opportunistic_starttls(self) -> defer.Generator:
+        factory, port = self.server()
+        factory.use_certificate()
+        channel, root = self.routed(port)
+        body = b"Subject: tls\n\n.secret\n"
+        results = yield channel.deliver(job(root, ["bob@example.test"], body))
+        self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT)])
+        [session] = factory.sessions
+        self.assertTrue(session.tls)
+        self.assertEqual([c for c in session.commands if c.startswith(b"EHLO")], [b"EHLO pymta.example"] * 2)
+        self.assertEqual(session.data, [encode_message(body)])
+
+    @defer.inlineCallbacks
+    def test_failed_optional_handshake_retries_plain(self) -> defer.Generator:
+        factory, port = self.server(extensions=[b"STARTTLS"], fail_tls=True)
+        channel, root = self.routed(port)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT)])
+        self.assertEqual(len(factory.sessions), 2)
+        self.assertNotIn(b"STARTTLS", factory.sessions[1].commands)
+        self.assertEqual(len(factory.sessions[1].data), 1)
+
+    @defer.inlineCallbacks
+    def test_verified_tls_required(self) -> defer.Generator:
+        factory, port = self.server()
+        cert = factory.use_certificate("mx.example.test")
+        resolver = FakeResolver(hosts={"mx.example.test": ["127.0.0.1"]})
+        channel, root = self.channel(
+            {"smtproutes": f"example.test:mx.example.test:{port}", "tlsdestinations": f"example.test:{self.ca_file(cert)}"},
+            resolver,
+        )
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertTrue(factory.sessions[0].tls)
+
+    @defer.inlineCallbacks
+    def test_failed_verification_defers_without_sending(self) -> defer.Generator:
+        factory, port = self.server()
+        factory.use_certificate("mx.example.test")
+        other, _ = self.server()
+        untrusted_ca = other.use_certificate("mx.example.test")
+        resolver = FakeResolver(hosts={"mx.example.test": ["127.0.0.1"]})
+        channel, root = self.channel(
+            {"smtproutes": f"example.test:mx.example.test:{port}", "tlsdestinations": f".test:{self.ca_file(untrusted_ca)}"},
+            resolver,
+        )
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        [result] = results
+        self.assertEqual(result.status, DEFERRAL)
+        self.assertTrue(result.text.startswith("TLS session with 127.0.0.1 failed"), result.text)
+        self.assertEqual(len(factory.sessions), 1)
+        self.assertFalse(any(c.startswith(b"MAIL") for c in factory.sessions[0].commands))
+
+    @defer.inlineCallbacks
+    def test_required_tls_not_offered(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port, tlsdestinations="example.test:")
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(
+            results,
+            [DeliveryResult(DEFERRAL, "127.0.0.1 does not offer STARTTLS, which is required for this destination. (#4.7.5)\n")],
+        )
+        self.assertFalse(any(c.startswith(b"MAIL") for c in factory.sessions[0].commands))
+
+    @defer.inlineCallbacks
+    def test_tls_disabled_for_domain(self) -> defer.Generator:
+        factory, port = self.server()
+        factory.use_certificate()
+        channel, root = self.routed(port, tlsdestinations="-example.test")
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertNotIn(b"STARTTLS", factory.sessions[0].commands)

@@ -1,0 +1,165 @@
+"""Protocol-level tests of pymta.remote.client.SMTPClientProtocol (StringTransport + Clock)."""
+
+from __future__ import annotations
+
+import io
+
+from twisted.internet.task import Clock
+from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
+from twisted.internet.error import ConnectionDone
+from twisted.trial import unittest
+
+from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
+from pymta.remote.client import MAX_LINE, Reply, SMTPClientProtocol
+
+
+class Harness:
+    def __init__(self, recipients=("bob@example.test",), message=b"hello\n", timeout=60) -> None:
+        self.clock = Clock()
+        self.proto = SMTPClientProtocol(
+            "192.0.2.1", "me.example", "alice@example.org", list(recipients), io.BytesIO(message),
+            timeout=timeout, callLater=self.clock.callLater,
+        )
+        self.transport = StringTransport()
+        self.proto.makeConnection(self.transport)
+        self.outcomes = []
+        self.proto.finished.addCallback(self.outcomes.append)
+
+    def feed(self, data: bytes) -> None:
+        self.proto.dataReceived(data)
+
+    def pump(self) -> None:
+        """Let the file sender run (StringTransport does not pull on its own)."""
+        for _ in range(1000):
+            if self.transport.producer is None:
+                return
+            self.transport.producer.resumeProducing()
+
+    def sent(self) -> bytes:
+        value = self.transport.value()
+        self.transport.clear()
+        return value
+
+    def close(self) -> None:
+        self.proto.connectionLost(Failure(ConnectionDone()))
+
+    @property
+    def outcome(self):
+        assert len(self.outcomes) == 1, self.outcomes
+        return self.outcomes[0]
+
+
+class DialogueTests(unittest.SynchronousTestCase):
+    def test_plain_dialogue_without_extensions(self) -> None:
+        h = Harness()
+        h.feed(b"220 hi\r\n")
+        self.assertEqual(h.sent(), b"EHLO me.example\r\n")
+        h.feed(b"250 hello\r\n")
+        self.assertEqual(h.sent(), b"MAIL FROM:<alice@example.org>\r\n")
+        h.feed(b"250 ok\r\n")
+        self.assertEqual(h.sent(), b"RCPT TO:<bob@example.test>\r\n")
+        h.feed(b"250 ok\r\n")
+        self.assertEqual(h.sent(), b"DATA\r\n")
+        h.feed(b"354 go\r\n")
+        h.pump()
+        self.assertEqual(h.sent(), b"hello\r\n.\r\n")
+        h.feed(b"250 accepted\r\n")
+        self.assertEqual(h.sent(), b"QUIT\r\n")
+        self.assertTrue(h.transport.disconnecting)
+        self.assertEqual(h.outcomes, [])  # reported once the socket is closed
+        h.close()
+        self.assertEqual((h.outcome.status, h.outcome.text), (SUCCESS, "192.0.2.1 accepted message.\nRemote host said: 250 accepted\n"))
+
+    def test_pipelined_mail_refused(self) -> None:
+        h = Harness(recipients=["a@x.test", "b@x.test"])
+        h.feed(b"220 hi\r\n")
+        h.sent()
+        h.feed(b"250-hello\r\n250 PIPELINING\r\n")
+        self.assertEqual(h.sent(), b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n")
+        h.feed(b"553 sender refused\r\n503 no\r\n503 no\r\n")
+        h.close()
+        self.assertEqual(h.outcome.status, FAILURE)
+        self.assertEqual(h.outcome.recipients, {})
+        self.assertIn("sender was rejected", h.outcome.text)
+
+    def test_quoted_local_part(self) -> None:
+        h = Harness(recipients=["john doe@x.test"])
+        h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n")
+        self.assertIn(b'RCPT TO:<"john doe"@x.test>\r\n', h.sent())
+
+
+class BadServerTests(unittest.SynchronousTestCase):
+    def test_greeting_never_comes(self) -> None:
+        h = Harness(timeout=60)
+        h.clock.advance(59)
+        self.assertEqual(h.outcomes, [])
+        h.clock.advance(1)
+        self.assertTrue(h.transport.disconnecting)
+        h.close()
+        self.assertEqual(h.outcome.status, DEFERRAL)
+        self.assertEqual(h.outcome.text, "Connected to 192.0.2.1 but connection died. (#4.4.2)\n")
+        self.assertTrue(h.outcome.next_host)
+
+    def test_silence_after_dot_is_possible_duplicate(self) -> None:
+        h = Harness()
+        h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        h.pump()
+        h.clock.advance(60)
+        h.close()
+        self.assertEqual(h.outcome.text, "Connected to 192.0.2.1 but connection died. Possible duplicate! (#4.4.2)\n")
+        self.assertFalse(h.outcome.next_host)
+
+    def test_one_megabyte_reply_line(self) -> None:
+        h = Harness()
+        h.feed(b"220 " + b"x" * 1_000_000)
+        self.assertTrue(h.transport.disconnecting)
+        h.close()
+        self.assertEqual(h.outcome.status, DEFERRAL)
+        self.assertIn("reply line too long", h.outcome.text)
+
+    def test_endless_multiline_reply(self) -> None:
+        h = Harness()
+        h.feed(b"220 hi\r\n")
+        for _ in range(1000):
+            if h.transport.disconnecting:
+                break
+            h.feed(b"250-more and more\r\n")
+        self.assertTrue(h.transport.disconnecting)
+        h.close()
+        self.assertIn("reply too long", h.outcome.text)
+
+    def test_line_at_limit_is_fine(self) -> None:
+        h = Harness()
+        h.feed(b"220 " + b"x" * (MAX_LINE - 10) + b"\r\n")
+        self.assertEqual(h.sent(), b"EHLO me.example\r\n")
+
+    def test_garbage_reply_is_temporary(self) -> None:
+        h = Harness()
+        h.feed(b"220 hi\r\n250 hello\r\n")
+        h.sent()
+        h.feed(b"whatever\r\n")
+        h.close()
+        self.assertEqual(h.outcome.status, DEFERRAL)
+        self.assertEqual(h.outcome.text, "Connected to 192.0.2.1 but sender was rejected.\nRemote host said: whatever\n")
+
+    def test_closed_before_greeting_tries_next_host(self) -> None:
+        h = Harness()
+        h.close()
+        self.assertTrue(h.outcome.next_host)
+        self.assertEqual(h.outcome.status, DEFERRAL)
+
+    def test_reply_while_message_is_sent_drops(self) -> None:
+        h = Harness(message=b"x" * 10)
+        h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        h.feed(b"250 too early\r\n")
+        self.assertTrue(h.transport.disconnecting)
+        h.close()
+        self.assertEqual(h.outcome.text, "Connected to 192.0.2.1 but connection died (unexpected reply). (#4.4.2)\n")
+
+    def test_reply_text_cleaned(self) -> None:
+        reply = Reply(550, (b"550-a\x00b\r", b"550 " + b"y" * 6000))
+        text = reply.text()
+        self.assertTrue(text.startswith("550-a?b\n550 yyy"))
+        self.assertEqual(len(text.encode()), 5000)
+        self.assertEqual(Reply(0, (b"junk",)).kind, 4)

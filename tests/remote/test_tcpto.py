@@ -1,0 +1,79 @@
+"""Tests for pymta.remote.tcpto (dead-host memory)."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from pymta.remote import tcpto
+
+
+class DeadHostMemoryTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "queue", "lock"))
+        self.now = 1_000_000.0
+        self.memory = tcpto.DeadHostMemory(tcpto.tcpto_path(self.root), clock=lambda: self.now, pid=0)
+
+    def test_two_spaced_timeouts_make_a_host_dead(self) -> None:
+        self.memory.record_timeout("192.0.2.1")
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+        self.now += 60
+        self.memory.record_timeout("192.0.2.1")  # within 120 s: not counted
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+        self.now += 120
+        self.memory.record_timeout("192.0.2.1")
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        self.assertFalse(self.memory.is_dead("192.0.2.2"))
+        self.now += 60 * 64 - 1
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        self.now += 1
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+
+    def test_ipv6_and_success(self) -> None:
+        for _ in range(2):
+            self.memory.record_timeout("2001:db8::1")
+            self.now += 200
+        self.assertTrue(self.memory.is_dead("2001:db8::1"))
+        self.assertEqual([(e.address, e.count) for e in self.memory.entries()], [("2001:db8::1", 2)])
+        self.memory.record_success("2001:db8::1")
+        self.assertFalse(self.memory.is_dead("2001:db8::1"))
+        self.assertEqual(self.memory.entries(), [])
+
+    def test_file_format(self) -> None:
+        self.memory.record_timeout("192.0.2.7")
+        with open(tcpto.tcpto_path(self.root), "rb") as f:
+            data = f.read()
+        self.assertEqual(len(data), 2048)
+        self.assertEqual(data[:16], b"\0" * 10 + b"\xff\xff" + bytes([192, 0, 2, 7]))
+        self.assertEqual(data[16:20], b"\x01\0\0\0")
+        self.assertEqual(int.from_bytes(data[20:28], "little"), 1_000_000)
+
+    def test_full_table_reuses_oldest(self) -> None:
+        for i in range(64):
+            self.memory.record_timeout(f"10.0.0.{i}")
+            self.now += 1
+        self.memory.record_timeout("10.0.1.1")
+        addresses = {e.address for e in self.memory.entries()}
+        self.assertEqual(len(addresses), 64)
+        self.assertIn("10.0.1.1", addresses)
+        self.assertNotIn("10.0.0.0", addresses)
+
+    def test_clear(self) -> None:
+        for _ in range(2):
+            self.memory.record_timeout("192.0.2.1")
+            self.now += 200
+        tcpto.clear(self.root)
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+        self.assertEqual(self.memory.entries(), [])
+
+    def test_clear_without_queue_is_harmless(self) -> None:
+        tcpto.clear(os.path.abspath(self.mktemp()))
+
+    def test_corrupt_file_is_empty(self) -> None:
+        with open(tcpto.tcpto_path(self.root), "wb") as f:
+            f.write(b"junk")
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+        self.memory.record_timeout("192.0.2.1")
+        self.assertEqual(os.path.getsize(tcpto.tcpto_path(self.root)), 2048)
