@@ -19,6 +19,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
 from twisted.internet import ssl
+from twisted.internet.interfaces import IOpenSSLContextFactory
+from zope.interface import implementer
 
 __all__ = ["TLSConfigError", "load_server_options", "ServerTLS"]
 
@@ -74,6 +76,7 @@ def load_server_options(path: str) -> ssl.CertificateOptions:
     )
 
 
+@implementer(IOpenSSLContextFactory)
 class ServerTLS:
     """
     A reloadable server context factory over one PEM file.

@@ -1,0 +1,190 @@
+"""The SMTP service over real sockets on 127.0.0.1 with Python's smtplib: plain, STARTTLS, implicit TLS, AUTH, reload."""
+
+from __future__ import annotations
+
+import os
+import smtplib
+import socket
+import ssl
+
+from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
+from twisted.internet import defer, reactor, threads
+from twisted.trial.unittest import TestCase
+
+from pymta.control import ControlReader
+from pymta.smtpd.service import build_smtpd_service
+from tests.smtpd.helpers import MemorySink, make_root
+from tests.smtpd.tlsutil import write_cert
+
+
+def client_tls() -> ssl.SSLContext:
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+class ServiceTests(TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.root = make_root(self.mktemp(), rcpthosts="mx.example.org")
+        os.makedirs(os.path.join(self.root, "etc"))
+        with open(os.path.join(self.root, "etc", "tcp.smtp"), "w") as f:
+            f.write(":allow\n")
+        self.cert = write_cert(os.path.join(self.root, "control", "servercert.pem"))
+        self.sink = MemorySink()
+        db = InMemoryUsernamePasswordDatabaseDontUse()
+        db.addUser(b"alice", b"secret")
+        self.svc = build_smtpd_service(
+            self.root,
+            ControlReader(self.root),
+            self.sink,
+            ["tcp:0:interface=127.0.0.1"],
+            ["tcp:0:interface=127.0.0.1", "ssl:0:interface=127.0.0.1"],
+            reactor=reactor,
+            portal_checkers=[db],
+        )
+        self.svc.startService()
+        self.addCleanup(self.svc.stopService)
+
+    def ports(self) -> defer.Deferred:
+        """The bound ports (TCP listening is synchronous, so the results are there)."""
+        return defer.succeed(
+            [child._waitingForPort.result.getHost().port for child in self.svc if hasattr(child, "_waitingForPort")]
+        )
+
+    @defer.inlineCallbacks
+    def test_plain_smtp(self):  # type: ignore[no-untyped-def]
+        smtp_port, _, _ = yield self.ports()
+
+        def send() -> dict:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as c:
+                code, text = c.ehlo("client.example")
+                assert code == 250 and b"PIPELINING" in text and b"STARTTLS" in text, text
+                refused = c.sendmail("a@x.example", ["u@mx.example.org"], b"Subject: t\r\n\r\nhello\r\n.dot\r\n")
+                try:
+                    c.sendmail("a@x.example", ["u@elsewhere.example"], b"x\r\n")
+                except smtplib.SMTPRecipientsRefused as e:
+                    refused = e.recipients
+                return refused
+
+        refused = yield threads.deferToThread(send)
+        self.assertEqual(refused["u@elsewhere.example"][0], 553)
+        self.assertEqual(len(self.sink.queued), 1)
+        self.assertTrue(self.sink.queued[0].data.endswith(b"Subject: t\n\nhello\n.dot\n"))
+
+    @defer.inlineCallbacks
+    def test_starttls_then_mail(self):  # type: ignore[no-untyped-def]
+        smtp_port, _, _ = yield self.ports()
+
+        def send() -> str:
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as c:
+                c.starttls(context=client_tls())
+                c.ehlo("client.example")
+                assert not c.has_extn("starttls")
+                c.sendmail("a@x.example", ["u@mx.example.org"], b"Subject: tls\r\n\r\nsecret\r\n")
+                return c.sock.version()
+
+        version = yield threads.deferToThread(send)
+        self.assertIn(version, ("TLSv1.2", "TLSv1.3"))
+        self.assertIn(b"with ESMTPS;", self.sink.queued[0].data)
+
+    @defer.inlineCallbacks
+    def test_submission_auth_after_starttls(self):  # type: ignore[no-untyped-def]
+        _, sub_port, _ = yield self.ports()
+
+        def send() -> tuple:
+            with smtplib.SMTP("127.0.0.1", sub_port, timeout=10) as c:
+                c.ehlo("client.example")
+                before = c.has_extn("auth")
+                c.starttls(context=client_tls())
+                c.ehlo("client.example")
+                c.user, c.password = "alice", "wrong"
+                try:
+                    c.auth("PLAIN", c.auth_plain)
+                    bad = None
+                except smtplib.SMTPAuthenticationError as e:
+                    bad = e.smtp_code
+                c.login("alice", "secret")
+                c.sendmail("alice@mx.example.org", ["far@elsewhere.example"], b"Subject: relay\r\n\r\nok\r\n")
+                return before, bad
+
+        before, bad = yield threads.deferToThread(send)
+        self.assertFalse(before)
+        self.assertEqual(bad, 535)
+        self.assertEqual(self.sink.queued[0].recipients, ["far@elsewhere.example"])
+        self.assertIn(b"(AUTH alice)", self.sink.queued[0].data)
+
+    @defer.inlineCallbacks
+    def test_implicit_tls_submission_login(self):  # type: ignore[no-untyped-def]
+        _, _, tls_port = yield self.ports()
+
+        def send() -> None:
+            with smtplib.SMTP_SSL("127.0.0.1", tls_port, timeout=10, context=client_tls()) as c:
+                c.ehlo("client.example")
+                assert not c.has_extn("starttls")
+                c.login("alice", "secret")  # smtplib picks CRAM-MD5, PLAIN or LOGIN
+                c.sendmail("alice@mx.example.org", ["far@elsewhere.example"], b"x\r\n")
+            with smtplib.SMTP_SSL("127.0.0.1", tls_port, timeout=10, context=client_tls()) as c:
+                c.ehlo("client.example")
+                c.user, c.password = "alice", "secret"
+                code, _ = c.auth("LOGIN", c.auth_login, initial_response_ok=False)
+                assert code == 235, code
+
+        yield threads.deferToThread(send)
+        self.assertEqual(len(self.sink.queued), 1)
+        self.assertIn(b"with ESMTPSA;", self.sink.queued[0].data)
+
+    @defer.inlineCallbacks
+    def test_failed_handshake_leaves_daemon_running(self):  # type: ignore[no-untyped-def]
+        smtp_port, _, tls_port = yield self.ports()
+
+        def abuse() -> None:
+            s = socket.create_connection(("127.0.0.1", tls_port), timeout=10)
+            s.sendall(b"EHLO this is not tls\r\n" * 10)
+            s.recv(100)
+            s.close()
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as c:
+                c.ehlo()
+                c.docmd("STARTTLS")
+                c.sock.sendall(b"\x16\x03\x01garbage that is no client hello\r\n")
+                c.sock.settimeout(10)
+                try:
+                    c.sock.recv(100)
+                except OSError:
+                    pass
+            with smtplib.SMTP("127.0.0.1", smtp_port, timeout=10) as c:
+                c.sendmail("a@x", ["u@mx.example.org"], b"after\r\n")
+
+        yield threads.deferToThread(abuse)
+        self.assertEqual(len(self.sink.queued), 1)
+
+    @defer.inlineCallbacks
+    def test_reload_certificate_and_rules(self):  # type: ignore[no-untyped-def]
+        smtp_port, _, tls_port = yield self.ports()
+
+        def served_cert() -> bytes:
+            with socket.create_connection(("127.0.0.1", tls_port), timeout=10) as raw:
+                with client_tls().wrap_socket(raw) as s:
+                    return s.getpeercert(binary_form=True)
+
+        first = yield threads.deferToThread(served_cert)
+        write_cert(os.path.join(self.root, "control", "servercert.pem"), "other.example")
+        self.svc.reload()
+        second = yield threads.deferToThread(served_cert)
+        self.assertNotEqual(first, second)
+        with open(os.path.join(self.root, "etc", "tcp.smtp"), "w") as f:
+            f.write("127.0.0.1:deny\n:allow\n")
+        self.svc.reload()
+
+        def denied() -> bytes:
+            with socket.create_connection(("127.0.0.1", smtp_port), timeout=10) as s:
+                return s.recv(100)
+
+        self.assertEqual((yield threads.deferToThread(denied)), b"")
+        # a broken file keeps the old rules
+        with open(os.path.join(self.root, "etc", "tcp.smtp"), "w") as f:
+            f.write("127.0.0.1:maybe\n")
+        self.svc.reload()
+        self.assertFalse(self.svc.context.rules.lookup("127.0.0.1").allow)
