@@ -194,6 +194,8 @@ class Scheduler(Service):
         self._rerun = False
         self._loops: list[task.LoopingCall] = []
         self._later: set[IDelayedCall] = set()
+        self._channels_started = False
+        self.last_reload_error: str | None = None
         self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0}
 
     # ------------------------------------------------------------------ time
@@ -213,8 +215,26 @@ class Scheduler(Service):
 
     # --------------------------------------------------------------- service
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._start_channels()
+
+    def _start_channels(self) -> None:
+        """Call C{start()} on channels that have one (the local spawner wants root: twistd calls us first)."""
+        if self._channels_started:
+            return
+        self._channels_started = True
+        for name, channel in self.channels.items():
+            start = getattr(channel, "start", None)
+            if callable(start):
+                try:
+                    start()
+                except Exception as e:
+                    self.log.alert(f"cannot start the {name} channel: {e}")
+
     def startService(self) -> None:
         super().startService()
+        self._start_channels()
         self.exiting = False
         if self.cleaner is not None:
             self._run_cleaner()
@@ -236,6 +256,7 @@ class Scheduler(Service):
             if loop.running:
                 loop.stop()
         self._loops = []
+        self._channels_started = False
         for call in list(self._later):
             if call.active():
                 call.cancel()
@@ -301,6 +322,12 @@ class Scheduler(Service):
     # ---------------------------------------------------------------- control
 
     def status(self) -> str:
+        """Log and return qmail's C{status:} line."""
+        line = self.status_text()
+        self.log.line(line)
+        return line
+
+    def status_text(self) -> str:
         c = self.controls.current
         line = (
             f"status: local {self._used[LOCAL]}/{c.concurrencylocal}"
@@ -308,7 +335,6 @@ class Scheduler(Service):
         )
         if self.exiting:
             line += " exitasap"
-        self.log.line(line)
         return line
 
     def reload(self) -> bool:
@@ -316,8 +342,10 @@ class Scheduler(Service):
         try:
             self.controls.reload()
         except (ControlError, OSError) as e:
+            self.last_reload_error = str(e)
             self.log.alert(f"unable to reread controls: {e}")
             return False
+        self.last_reload_error = None
         self._kick()
         return True
 

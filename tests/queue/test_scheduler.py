@@ -6,6 +6,8 @@ queuelifetime, bounces, concurrency, quarantine - all on a task.Clock.
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import time
 from typing import Sequence
 
@@ -24,8 +26,13 @@ START = 1_790_000_000
 # ------------------------------------------------------------------ fixtures
 
 
-def make_root(testcase: unittest.SynchronousTestCase, **controls: str) -> tuple[str, QueueLayout]:
-    root = os.path.abspath(testcase.mktemp())
+def make_root(testcase: unittest.SynchronousTestCase, short: bool = False, **controls: str) -> tuple[str, QueueLayout]:
+    """A root with control files and a queue; C{short} puts it in /tmp (UNIX socket paths must be short)."""
+    if short:
+        root = tempfile.mkdtemp(prefix="pymta-send-")
+        testcase.addCleanup(shutil.rmtree, root, True)
+    else:
+        root = os.path.abspath(testcase.mktemp())
     os.makedirs(os.path.join(root, "control"))
     controls.setdefault("me", "mail.example\n")
     for name, text in controls.items():

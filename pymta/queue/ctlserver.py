@@ -1,0 +1,128 @@
+# -*- test-case-name: tests.queue.test_service -*-
+"""
+The control socket of pymta-send, C{ROOT/run/ctl.sock} (mode 0600): one
+command line per connection, as sent by C{pymta ctl}.
+
+Commands: C{stat}, C{doqueue}, C{reload}, C{pause}, C{cont}, C{queue}.
+The reply's first line is C{ok} or C{error: <reason>}; more lines may
+follow; the server then closes the connection.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from typing import Any, Callable
+
+from twisted.application.service import Service
+from twisted.internet import defer
+from twisted.internet.endpoints import UNIXServerEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+from twisted.protocols.basic import LineOnlyReceiver
+
+from pymta.queue.scheduler import Scheduler
+
+__all__ = ["CTL_SOCKET", "ctl_socket_path", "CtlProtocol", "CtlFactory", "CtlServerService", "COMMANDS"]
+
+log = Logger(namespace="pymta.send")
+
+CTL_SOCKET = os.path.join("run", "ctl.sock")
+COMMANDS = ("stat", "doqueue", "reload", "pause", "cont", "queue")
+
+
+def ctl_socket_path(root: str) -> str:
+    return os.path.join(root, CTL_SOCKET)
+
+
+def _when(t: int, now: float) -> str:
+    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
+    delta = int(t - now)
+    return f"{stamp} GMT ({'in ' + str(delta) + ' s' if delta > 0 else 'due'})"
+
+
+def answer(scheduler: Scheduler, command: str) -> list[str]:
+    """The reply lines for one command."""
+    if command == "stat":
+        counts = scheduler.counts()
+        lines = ["ok", scheduler.status_text()]
+        lines += [f"{key}: {value}" for key, value in counts.items()]
+        return lines
+    if command == "doqueue":
+        scheduler.run_all_now()
+        return ["ok", "every queued message is being retried now"]
+    if command == "reload":
+        if scheduler.reload():
+            return ["ok", "control files reread"]
+        return [f"error: {scheduler.last_reload_error}; old values kept"]
+    if command == "pause":
+        scheduler.pause()
+        return ["ok", "deliveries paused"]
+    if command == "cont":
+        scheduler.cont()
+        return ["ok", "deliveries continue"]
+    if command == "queue":
+        now = scheduler.clock.seconds()
+        lines = ["ok"]
+        for job in scheduler.jobs():
+            state = f"running ({job.in_flight} in flight)" if job.running else "next try " + _when(job.due, now)
+            lines.append(f"msg {job.message_id} {job.channel} {state}")
+        return lines
+    return [f"error: unknown command {command!r} (known: {', '.join(COMMANDS)})"]
+
+
+class CtlProtocol(LineOnlyReceiver):
+    delimiter = b"\n"
+    MAX_LENGTH = 200
+
+    def lineReceived(self, line: bytes) -> None:
+        command = line.decode("ascii", "replace").strip()
+        try:
+            reply = answer(self.factory.scheduler, command)
+        except Exception as e:  # the control socket never takes the daemon down
+            log.failure("ctl command {command} failed", command=command)
+            reply = [f"error: {e}"]
+        self.transport.write("".join(l + "\n" for l in reply).encode("utf-8", "replace"))
+        self.transport.loseConnection()
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        self.transport.write(b"error: command too long\n")
+        self.transport.loseConnection()
+
+
+class CtlFactory(Factory):
+    protocol = CtlProtocol
+
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+
+
+class CtlServerService(Service):
+    """Listens on the control socket while the service runs."""
+
+    def __init__(self, path: str, scheduler: Scheduler, root: str, reactor: Any) -> None:
+        self.path = path
+        self.scheduler = scheduler
+        self.root = root
+        self.reactor = reactor
+        self.port: Any = None
+
+    def startService(self) -> None:
+        super().startService()
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        endpoint = UNIXServerEndpoint(self.reactor, self.path, mode=0o600, wantPID=True)
+        d = endpoint.listen(CtlFactory(self.scheduler))
+
+        def listening(port: Any) -> None:
+            self.port = port
+            if not self.running:
+                port.stopListening()
+
+        d.addCallbacks(listening, lambda f: log.failure("cannot listen on {path}", f, path=self.path))
+
+    def stopService(self) -> "defer.Deferred[None] | None":
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return defer.maybeDeferred(port.stopListening)
+        return None

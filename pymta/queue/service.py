@@ -1,0 +1,240 @@
+# -*- test-case-name: tests.queue.test_service -*-
+"""
+The pymta-send service: everything the queue manager needs in one
+L{MultiService}, built by L{build_send_service} for both C{twistd pymta-send}
+and the all-in-one C{twistd pymta}.
+
+Children, in start order (they stop in reverse, so pickup and injection end
+before the scheduler drains its deliveries):
+
+ 1. the L{Scheduler};
+ 2. the trigger FIFO listener (C{queue/lock/trigger});
+ 3. the inject socket C{ROOT/run/inject.sock}, writing through the
+    in-process L{QueueSink} whose commits reach the scheduler at once;
+ 4. the control socket C{ROOT/run/ctl.sock} for C{pymta ctl};
+ 5. the pid file C{ROOT/run/pymta-send.pid} and the signal handlers
+    (C{HUP} reload, C{ALRM} run the queue now; C{TERM} is twistd's stop).
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any, Callable, Mapping, Union
+
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pymta.control import ControlReader
+from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
+from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
+from pymta.queue.layout import QueueLayout
+from pymta.queue.scheduler import CHANNELS, Scheduler
+from pymta.queue.trigger import TriggerListener
+
+__all__ = [
+    "build_send_service",
+    "NoDeliveryChannel",
+    "PidFileService",
+    "SignalService",
+    "InjectSocketService",
+    "pid_file_path",
+    "ChannelSpec",
+]
+
+log = Logger(namespace="pymta.send")
+
+PID_FILE = os.path.join("run", "pymta-send.pid")
+
+#: channels: a mapping, or a factory given the service's MessageSink (local forwarding needs it)
+ChannelSpec = Union[Mapping[str, Channel], Callable[[MessageSink], Mapping[str, Channel]], None]
+
+
+def pid_file_path(root: str) -> str:
+    return os.path.join(root, PID_FILE)
+
+
+class NoDeliveryChannel:
+    """
+    Stands in for a channel that is not installed: every recipient is
+    deferred (C{Z}) with a clear text, so nothing is dropped and nothing is
+    claimed delivered.
+    """
+
+    max_recipients = 100
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.text = f"no {name} delivery channel is installed (#4.3.0)"
+
+    def deliver(self, job: DeliveryJob) -> "defer.Deferred[list[DeliveryResult]]":
+        return defer.succeed([DeliveryResult(DEFERRAL, self.text) for _ in job.recipients])
+
+    def stop(self) -> None:
+        return None
+
+
+class PidFileService(Service):
+    """Writes C{path} with our pid at start, removes it at stop (if it is still ours)."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def startService(self) -> None:
+        super().startService()
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        tmp = f"{self.path}.{os.getpid()}.tmp"
+        with open(tmp, "w") as f:
+            f.write(f"{os.getpid()}\n")
+        os.replace(tmp, self.path)
+
+    def stopService(self) -> None:
+        super().stopService()
+        try:
+            with open(self.path) as f:
+                if f.read().strip() != str(os.getpid()):
+                    return
+            os.unlink(self.path)
+        except OSError:
+            pass
+
+
+class SignalService(Service):
+    """
+    SIGHUP -> C{scheduler.reload()}, SIGALRM -> C{scheduler.run_all_now()},
+    run in the reactor thread.  Previous handlers come back at stop.
+    Installed only in the main thread (twistd); elsewhere it does nothing.
+    """
+
+    def __init__(self, scheduler: Scheduler, reactor: Any) -> None:
+        self.scheduler = scheduler
+        self.reactor = reactor
+        self._previous: dict[int, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        handlers = {signal.SIGHUP: self.scheduler.reload, signal.SIGALRM: self.scheduler.run_all_now}
+        for signum, action in handlers.items():
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler(action))
+            except ValueError:  # not the main thread
+                return
+
+    def _handler(self, action: Callable[[], Any]) -> Callable[[int, Any], None]:
+        def handle(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(action)
+
+        return handle
+
+    def stopService(self) -> None:
+        super().stopService()
+        for signum, previous in self._previous.items():
+            try:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            except ValueError:
+                pass
+        self._previous.clear()
+
+
+class InjectSocketService(Service):
+    """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.inject.InjectServerFactory}."""
+
+    def __init__(self, root: str, sink: MessageSink, reactor: Any, trusted_uids: tuple[int, ...] = ()) -> None:
+        self.root = root
+        self.sink = sink
+        self.reactor = reactor
+        self.trusted_uids = trusted_uids
+        self.port: Any = None
+
+    def startService(self) -> None:
+        from pymta.queue.inject import InjectServerFactory, listen_inject
+
+        super().startService()
+        factory = InjectServerFactory(self.sink, trusted_uids=self.trusted_uids)
+        d = listen_inject(self.reactor, self.root, factory)
+
+        def listening(port: Any) -> None:
+            self.port = port
+            if not self.running:
+                port.stopListening()
+
+        def failed(f: Any) -> None:
+            log.failure("cannot listen on the inject socket", f)
+
+        d.addCallbacks(listening, failed)
+
+    def stopService(self) -> "defer.Deferred[None] | None":
+        super().stopService()
+        if self.port is not None:
+            port, self.port = self.port, None
+            return defer.maybeDeferred(port.stopListening)
+        return None
+
+
+def _resolve_channels(spec: ChannelSpec, sink: MessageSink) -> dict[str, Channel]:
+    if spec is None:
+        given: Mapping[str, Channel] = {}
+    elif callable(spec):
+        given = spec(sink)
+    else:
+        given = spec
+    channels = dict(given)
+    for name in CHANNELS:
+        if channels.get(name) is None:
+            channels[name] = NoDeliveryChannel(name)
+    return channels
+
+
+def build_send_service(
+    root: str,
+    reader: ControlReader,
+    channels: ChannelSpec = None,
+    reactor: Any = None,
+    *,
+    trusted_uids: tuple[int, ...] = (),
+    stop_timeout: float = 60.0,
+    signals: bool = True,
+) -> tuple[MultiService, MessageSink]:
+    """
+    The pymta-send service for the queue under C{root} and the in-process
+    L{MessageSink} (smtpd in the same process writes through it).
+
+    C{channels} maps C{local}/C{remote} to L{Channel}s, or is a callable
+    taking the sink and returning that mapping; a missing channel is a
+    L{NoDeliveryChannel}.  C{trusted_uids} may ask the inject socket for an
+    origin (the uid smtpd runs as).
+    """
+    from pymta.queue.store import Queue, QueueSink
+
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    root = os.path.abspath(root)
+    layout = QueueLayout.for_root(root)
+    if not os.path.isdir(layout.queuedir):
+        raise FileNotFoundError(f"{layout.queuedir}: no queue here; run 'pymta init {root}' first")
+    try:
+        from pymta.queue.cleaner import clean_queue
+    except ImportError:  # pragma: no cover - the cleaner ships with pymta
+        clean_queue = None
+
+    scheduler = Scheduler(
+        layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
+        cleaner=clean_queue, stop_timeout=stop_timeout,
+    )
+    sink = QueueSink(Queue(layout), reactor, on_commit=scheduler.notify)
+    scheduler.sink = sink
+    scheduler.channels = _resolve_channels(channels, sink)
+
+    top = MultiService()
+    top.setName("pymta-send")
+    scheduler.setServiceParent(top)
+    TriggerListener(layout.trigger_path(), scheduler.scan_todo, reactor).setServiceParent(top)
+    InjectSocketService(root, sink, reactor, trusted_uids).setServiceParent(top)
+    CtlServerService(ctl_socket_path(root), scheduler, root, reactor).setServiceParent(top)
+    PidFileService(pid_file_path(root)).setServiceParent(top)
+    if signals:
+        SignalService(scheduler, reactor).setServiceParent(top)
+    return top, sink
