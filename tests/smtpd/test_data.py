@@ -1,0 +1,82 @@
+"""The DATA state machine: end marker, dot-unstuffing, bare LF, hops, databytes, chunk boundaries."""
+
+from __future__ import annotations
+
+from hypothesis import given, settings, strategies as st
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
+
+
+def run(data: bytes, chunk: int | None = None, **kw: int) -> tuple[bytes, str | None, bytes, DataStream]:
+    out: list[bytes] = []
+    stream = DataStream(out.append, **kw)
+    buf = b""
+    outcome = None
+    pieces = [data] if chunk is None else [data[i : i + chunk] for i in range(0, len(data), chunk)]
+    for piece in pieces:
+        buf += piece
+        consumed, outcome = stream.feed(buf)
+        buf = buf[consumed:]
+        if outcome is not None:
+            break
+    return b"".join(out), outcome, buf, stream
+
+
+class DataStreamTests(SynchronousTestCase):
+    def test_simple(self) -> None:
+        out, outcome, rest, _ = run(b"Subject: x\r\n\r\nhello\r\n.\r\nQUIT\r\n")
+        self.assertEqual((out, outcome, rest), (b"Subject: x\n\nhello\n", END, b"QUIT\r\n"))
+
+    def test_empty_message(self) -> None:
+        self.assertEqual(run(b".\r\n")[:2], (b"", END))
+
+    def test_dots(self) -> None:
+        out, outcome, _, _ = run(b"..a\r\n.b\r\n\r\n..\r\n.c\r\n...\r\n.\r\n")
+        self.assertEqual((out, outcome), (b".a\nb\n\n.\nc\n..\n", END))
+
+    def test_bare_cr_kept(self) -> None:
+        out, outcome, _, _ = run(b"a\rb\r\n\r\nc\r\r\n.\r\r\n.\r\n")
+        self.assertEqual((out, outcome), (b"a\rb\n\nc\r\n\r\n", END))
+
+    def test_bare_lf_everywhere_refused(self) -> None:
+        for data in (b"a\nb\r\n.\r\n", b"h: v\r\n\r\nx\n.\n", b"h: v\r\n\r\nx\r\n.\n", b"\n.\r\n", b"h: v\r\n\r\n\n"):
+            self.assertEqual(run(data)[1], BARE_LF, data)
+
+    def test_chunk_boundaries(self) -> None:
+        data = b"H: 1\r\nReceived: x\r\n\r\n" + b"..line\r\n" * 50 + b".\r\nNOOP\r\n"
+        expected = run(data)
+        for chunk in (1, 2, 3, 7, 64):
+            got = run(data, chunk)
+            self.assertEqual(got[0], expected[0], chunk)
+            self.assertEqual(got[1], END)
+
+    def test_hops_only_in_header(self) -> None:
+        data = b"Received: a\r\nDELIVERED-To: b\r\nreceivedx\r\nX-Received: no\r\n\r\nReceived: body\r\n.\r\n"
+        self.assertEqual(run(data)[3].hops, 3)
+
+    def test_databytes(self) -> None:
+        out, outcome, _, stream = run(b"123456789\r\n.\r\n", databytes=10)
+        self.assertFalse(stream.too_big)
+        out, outcome, _, stream = run(b"1234567890\r\nmore\r\n.\r\n", databytes=10)
+        self.assertTrue(stream.too_big)
+        self.assertEqual(outcome, END)
+        self.assertEqual(out, b"")  # nothing written past the limit
+
+    def test_line_too_long(self) -> None:
+        out, outcome, rest, _ = run(b"H: v\r\n\r\n" + b"x" * 5000, max_line=1000)
+        self.assertEqual(outcome, LINE_TOO_LONG)
+        out, outcome, rest, _ = run(b"x" * 5000, max_line=1000)
+        self.assertEqual(outcome, LINE_TOO_LONG)
+
+    @settings(max_examples=150, deadline=None)
+    @given(
+        st.lists(st.binary(max_size=12).filter(lambda b: b"\n" not in b and b"\r" not in b), max_size=20),
+        st.integers(min_value=1, max_value=9),
+    )
+    def test_roundtrip_property(self, lines: list[bytes], chunk: int) -> None:
+        """Stuffing any message and feeding it in any chunks gives the message back."""
+        body = b"".join(b"." + line + b"\r\n" if line.startswith(b".") else line + b"\r\n" for line in lines)
+        out, outcome, rest, _ = run(body + b".\r\nQUIT\r\n", chunk)
+        self.assertEqual(outcome, END)
+        self.assertEqual(out, b"".join(line + b"\n" for line in lines))
