@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import os
 import time
-from typing import Any, Callable
+from typing import Any
 
 from twisted.application.service import Service
 from twisted.internet import defer
@@ -92,6 +92,7 @@ class CtlProtocol(LineOnlyReceiver):
 
 class CtlFactory(Factory):
     protocol = CtlProtocol
+    noisy = False
 
     def __init__(self, scheduler: Scheduler) -> None:
         self.scheduler = scheduler

@@ -1,0 +1,52 @@
+"""Tests for `pymta ctl`: usage, not-running and signal fallback exit codes, tcpok."""
+
+from __future__ import annotations
+
+import io
+import os
+import signal
+import sys
+
+from twisted.trial import unittest
+
+from pymta.cli import ctl
+
+
+class CtlCommandTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "run"))
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", self.out)
+        self.patch(sys, "stderr", self.err)
+
+    def test_usage(self) -> None:
+        self.assertEqual(ctl.main([]), ctl.EXIT_USAGE)
+        self.assertEqual(ctl.main(["--root", self.root, "explode"]), ctl.EXIT_USAGE)
+
+    def test_not_running(self) -> None:
+        self.assertEqual(ctl.main(["--root", self.root, "stat"]), ctl.EXIT_TEMP)
+        self.assertIn("pymta-send is not running", self.err.getvalue())
+        self.assertEqual(ctl.main(["--root", self.root, "doqueue"]), ctl.EXIT_TEMP)
+
+    def test_signal_fallback(self) -> None:
+        sent = []
+        self.patch(os, "kill", lambda pid, sig: sent.append((pid, sig)))
+        with open(os.path.join(self.root, "run", "pymta-send.pid"), "w") as f:
+            f.write("4321\n")
+        self.assertEqual(ctl.main(["--root", self.root, "doqueue"]), ctl.EXIT_OK)
+        self.assertEqual(ctl.main(["--root", self.root, "reload"]), ctl.EXIT_OK)
+        self.assertEqual(sent, [(4321, signal.SIGALRM), (4321, signal.SIGHUP)])
+        # pause has no signal equivalent: without the socket it is a temporary failure
+        self.assertEqual(ctl.main(["--root", self.root, "pause"]), ctl.EXIT_TEMP)
+
+    def test_tcpok_clears_dead_hosts(self) -> None:
+        from pymta.remote import tcpto
+
+        os.makedirs(os.path.join(self.root, "queue", "lock"))
+        path = tcpto.tcpto_path(self.root)
+        with open(path, "wb") as f:
+            f.write(b"\x01" * 1024)
+        self.assertEqual(ctl.main(["--root", self.root, "tcpok"]), ctl.EXIT_OK)
+        with open(path, "rb") as f:
+            self.assertEqual(set(f.read()), {0})

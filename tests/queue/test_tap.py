@@ -1,0 +1,93 @@
+"""Tests for pymta.queue.tap: options, the service tree, and a real `twistd -n pymta-send` child."""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from twisted.application.service import MultiService
+from twisted.internet import defer, reactor, task, utils
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python import usage
+from twisted.trial import unittest
+
+from pymta.queue import tap
+from pymta.queue.service import NoDeliveryChannel
+from tests.queue.test_scheduler import make_root, queue_message
+from tests.queue.test_service import PROJECT, run_ctl, wait_for
+
+
+class OptionsTests(unittest.SynchronousTestCase):
+    def test_root_required_to_hold_a_queue(self) -> None:
+        o = tap.Options()
+        with self.assertRaises(usage.UsageError) as e:
+            o.parseOptions(["--root", self.mktemp()])
+        self.assertIn("pymta init", str(e.exception))
+
+    def test_options(self) -> None:
+        root, _ = make_root(self)
+        o = tap.Options()
+        o.parseOptions(["--root", root, "--no-delivery", "--stop-timeout", "5", "--trusted-uid", "101,102"])
+        self.assertEqual((o["root"], o["no-delivery"], o["stop-timeout"], o["trusted-uid"]), (root, 1, 5.0, (101, 102)))
+
+    def test_bad_numbers(self) -> None:
+        root, _ = make_root(self)
+        for args in (["--stop-timeout", "soon"], ["--trusted-uid", "smtpd"]):
+            with self.assertRaises(usage.UsageError):
+                tap.Options().parseOptions(["--root", root, *args])
+
+    def test_make_service_without_delivery(self) -> None:
+        root, _ = make_root(self)
+        o = tap.Options()
+        o.parseOptions(["--root", root, "--no-delivery"])
+        service = tap.makeService(o)
+        self.assertIsInstance(service, MultiService)
+        scheduler = service.getServiceNamed("pymta-send-scheduler")
+        self.assertIsInstance(scheduler.channels["local"], NoDeliveryChannel)
+        self.assertIsInstance(scheduler.channels["remote"], NoDeliveryChannel)
+
+
+class _Collect(ProcessProtocol):
+    def __init__(self) -> None:
+        self.output = b""
+        self.ended: defer.Deferred = defer.Deferred()
+
+    def childDataReceived(self, fd: int, data: bytes) -> None:
+        self.output += data
+
+    def processEnded(self, reason) -> None:
+        self.ended.callback((reason.value.exitCode, reason.value.signal))
+
+
+class TwistdTests(unittest.TestCase):
+    timeout = 60
+
+    async def test_twistd_pymta_send_runs_and_stops_on_sigterm(self) -> None:
+        root, layout = make_root(self, short=True)
+        mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
+        proto = _Collect()
+        env = dict(os.environ, PYTHONPATH=PROJECT)
+        twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-",
+                "pymta-send", "--root", root, "--no-delivery", "--stop-timeout", "5"]
+        process = reactor.spawnProcess(proto, sys.executable, args, env=env, path=PROJECT)
+        try:
+            await wait_for(lambda: os.path.exists(os.path.join(root, "run", "ctl.sock")), timeout=30)
+            await wait_for(lambda: b"delivery 1: deferral: no_local_delivery_channel_is_installed" in proto.output)
+            out, err, code = await run_ctl(root, "stat")
+            self.assertEqual(code, 0, err)
+            self.assertIn(b"status: local 0/10 remote 0/20", out)
+        finally:
+            if process.pid is not None:
+                process.signalProcess("TERM")
+            code = await proto.ended
+        # twistd ends a SIGTERM-stopped run by re-raising the signal; either way it shut down cleanly
+        self.assertIn(code, [(0, None), (None, signal.SIGTERM)], proto.output.decode(errors="replace"))
+        self.assertIn("Server Shut Down.", proto.output.decode())
+        text = proto.output.decode()
+        self.assertIn(f"new msg {mid}", text)
+        self.assertIn(f"starting delivery 1: msg {mid} to local bob@mail.example", text)
+        self.assertIn("status: exiting", text)
+        self.assertTrue(os.path.exists(layout.local(mid)))  # deferred, kept
+        self.assertFalse(os.path.exists(os.path.join(root, "run", "pymta-send.pid")))
