@@ -1,0 +1,93 @@
+# -*- test-case-name: tests.cli.test_inject -*-
+"""
+Running one injection: read the controls, prepare the message, then queue
+it (through L{pymta.queue.client.enqueue}) or print it (C{-n}).
+
+Shared by C{pymta inject} and C{pymta sendmail}; each maps the
+L{InjectError} kinds to its own exit codes.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import BinaryIO, Callable, Iterator, Mapping, Sequence
+
+from pymta.control import ControlError, load_controls
+from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.inject.message import (
+    CONFIG,
+    PERMANENT,
+    TEMPORARY,
+    InjectError,
+    InjectOptions,
+    InjectSettings,
+    prepare,
+)
+
+__all__ = ["Enqueue", "inject", "ChunkReader"]
+
+Enqueue = Callable[..., QueueReceipt]
+
+
+class ChunkReader(io.RawIOBase):
+    """A readable binary stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        super().__init__()
+        self._chunks = chunks
+        self._buffer = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, target) -> int:  # type: ignore[no-untyped-def]
+        while not self._buffer:
+            try:
+                self._buffer = next(self._chunks)
+            except StopIteration:
+                return 0
+        n = min(len(target), len(self._buffer))
+        target[:n] = self._buffer[:n]
+        self._buffer = self._buffer[n:]
+        return n
+
+
+def _default_enqueue(root: str, message: BinaryIO, sender: str, recipients: Sequence[str]) -> QueueReceipt:
+    from pymta.queue.client import enqueue
+
+    return enqueue(root, message, sender, recipients)
+
+
+def inject(
+    root: str,
+    options: InjectOptions,
+    env: Mapping[str, str],
+    stdin: BinaryIO,
+    stdout: BinaryIO,
+    enqueue: Enqueue | None = None,
+    now: float | None = None,
+    pid: int | None = None,
+) -> QueueReceipt | None:
+    """
+    Inject the message on C{stdin}: queued (returns the receipt once it is
+    durable) or, with C{options.queue} false, written to C{stdout} (returns
+    None).  Raises L{InjectError}.
+    """
+    try:
+        controls = load_controls(root)
+    except ControlError as e:
+        raise InjectError(f"unable to read controls: {e}", CONFIG) from None
+    except OSError as e:
+        raise InjectError(f"unable to read controls: {e.strerror}", CONFIG) from None
+    settings = InjectSettings.from_environment(env, controls)
+    prepared = prepare(stdin, options, settings, now=now, pid=pid)
+    if not options.queue:
+        for chunk in prepared.chunks():
+            stdout.write(chunk)
+        stdout.flush()
+        return None
+    queue = enqueue or _default_enqueue
+    try:
+        return queue(root, io.BufferedReader(ChunkReader(prepared.chunks())), prepared.sender, prepared.recipients)
+    except QueueRefused as e:
+        raise InjectError(e.text, PERMANENT if e.permanent else TEMPORARY) from None
