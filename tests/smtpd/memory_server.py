@@ -1,0 +1,76 @@
+"""
+A pymta-smtpd in its own process for the memory test: a sink that writes
+each message to a file, a listener on 127.0.0.1 port 0.  Prints
+C{PORT <port>} when listening and C{QUEUED <bytes> <rss_kib> <peak_rss_kib>} after
+every message, so the parent can compare the peak with the resident size
+before a big message.
+
+Run: python -m tests.smtpd.memory_server ROOT
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import sys
+
+from twisted.internet import defer, reactor
+
+from pymta.control import ControlReader
+from pymta.interfaces import QueueReceipt
+from pymta.smtpd.service import build_smtpd_service
+
+
+def memory_kib(field: str) -> int:
+    """VmRSS (now) or VmHWM (peak) of this process in KiB, from /proc; ru_maxrss where /proc is missing."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+class FileWriter:
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.f = open(path, "wb")
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        self.size += len(data)
+        self.f.write(data)
+
+    def finish(self) -> defer.Deferred:
+        self.f.close()
+        print(f"QUEUED {self.size} {memory_kib('VmRSS')} {memory_kib('VmHWM')}", flush=True)
+        return defer.succeed(QueueReceipt(1, os.getpid()))
+
+    def abort(self) -> None:
+        self.f.close()
+        os.unlink(self.path)
+
+
+class FileSink:
+    def __init__(self, directory: str) -> None:
+        self.directory = directory
+        self.n = 0
+
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):  # type: ignore[no-untyped-def]
+        self.n += 1
+        return FileWriter(os.path.join(self.directory, f"msg{self.n}"))
+
+
+def main(root: str) -> None:
+    svc = build_smtpd_service(root, ControlReader(root), FileSink(root), ["tcp:0:interface=127.0.0.1"], [], reactor=reactor, portal_checkers=[])
+    svc.startService()
+    listener = next(iter(svc))
+    port = listener._waitingForPort.result.getHost().port
+    print(f"PORT {port} {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}", flush=True)
+    reactor.run()
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])
