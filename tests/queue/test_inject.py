@@ -68,6 +68,31 @@ class FramingTests(unittest.SynchronousTestCase):
         for bad in (b"", b"K", b"Kx qp 1", b"Q", b"Z"):
             self.assertRaises(FramingError, parse_reply, bad)
 
+    @given(st.lists(st.binary(max_size=50), max_size=8), st.lists(st.integers(1, 40), min_size=1, max_size=10))
+    def test_parser_any_split(self, strings, cuts) -> None:
+        data = b"".join(netstring(v) for v in strings)
+        p = NetstringParser(100)
+        out, pos, i = [], 0, 0
+        while pos < len(data):
+            step = cuts[i % len(cuts)]
+            p.feed(data[pos : pos + step])
+            pos += step
+            i += 1
+            while (v := p.next()) is not None:
+                out.append(v)
+        self.assertEqual(out, strings)
+        self.assertEqual(p.pending(), 0)
+
+    @given(st.binary(max_size=60))
+    def test_parser_garbage_never_crashes(self, data) -> None:
+        p = NetstringParser(30)
+        p.feed(data)
+        try:
+            while p.next() is not None:
+                pass
+        except FramingError:
+            pass
+
     @given(st.text(max_size=20), st.text(max_size=30), st.lists(st.text(max_size=30), max_size=4))
     def test_envelope_property(self, origin, sender, recipients) -> None:
         data = encode_envelope(origin, sender, recipients)

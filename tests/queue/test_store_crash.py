@@ -140,3 +140,35 @@ class FullDiskTests(unittest.SynchronousTestCase):
         self.assertEqual(len(files_under(self.layout, "intd")), len(acknowledged))
         self.assertEqual(files_under(self.layout, "pid"), [])
         self.assertEqual(clean_queue(self.layout, now=time.time() + 60), [])
+
+    def test_fill_the_disk_through_the_inject_server(self) -> None:
+        from twisted.internet.testing import StringTransport
+
+        from pymta.interfaces import QueueReceipt, QueueRefused
+        from pymta.queue.framing import encode_envelope, netstring
+        from pymta.queue.inject import InjectServerFactory
+        from pymta.queue.store import QueueSink
+        from tests.queue.test_inject import read_replies
+        from tests.queue.test_store import ImmediateReactor, ImmediateThreadPool
+
+        sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool())
+        factory = InjectServerFactory(sink, credentials=lambda t: (1, 1000, 1000))
+        proto = factory.buildProtocol(None)
+        transport = StringTransport()
+        proto.makeConnection(transport)
+        self.addCleanup(proto.setTimeout, None)
+        chunk = netstring(b"y" * 9999 + b"\n")
+        for _ in range(40):  # 40 x 50 KB > 1 MB
+            proto.dataReceived(encode_envelope("", "a@b", ["c@d"]) + chunk * 5 + b"0:,")
+        replies = read_replies(transport.value())
+        self.assertEqual(len(replies), 40)
+        acknowledged = [r.message_id for r in replies if isinstance(r, QueueReceipt)]
+        refused = [r for r in replies if isinstance(r, QueueRefused)]
+        self.assertTrue(acknowledged)
+        self.assertTrue(refused)
+        self.assertTrue(all(not r.permanent for r in refused))
+        self.assertEqual(sorted(int(os.path.basename(p)) for p in files_under(self.layout, "todo")), sorted(acknowledged))
+        self.assertEqual(len(files_under(self.layout, "mess")), len(acknowledged))
+        for mid in acknowledged:
+            with open(self.layout.mess(mid), "rb") as f:
+                self.assertTrue(f.read().endswith(b"\n" + (b"y" * 9999 + b"\n") * 5))
