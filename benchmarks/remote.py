@@ -1,0 +1,148 @@
+"""
+Remote delivery throughput: messages per second from pymta's queue to
+Postfix's smtp-sink on 127.0.0.1.
+
+    .venv/bin/python benchmarks/remote.py [--count N] [--concurrency 20,100] [--seconds S]
+
+For each concurrency C, in a fresh child process: a queue with N queued
+messages (5 KB, one remote recipient each) is made with pymta's queue
+writer, smtp-sink is started on a free loopback port, and pymta-send's
+service (scheduler + RemoteChannel, smtproutes pointing at the sink,
+concurrencyremote C) is started; the time from start until the queue is
+empty is measured.  The sink's own delivery counter is checked against N.
+Bounded: at most S seconds per run (the run is reported as incomplete).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import re
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+SMTP_SINK = "/usr/sbin/smtp-sink"
+MESSAGE = b"Subject: benchmark\nFrom: a@example.org\n\n" + (b"x" * 63 + b"\n") * 80  # ~5 KB
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def prepare(root: str, count: int, concurrency: int, port: int) -> None:
+    from pymta.queue.layout import QueueLayout
+    from pymta.queue.store import Queue
+
+    os.makedirs(os.path.join(root, "control"))
+    controls = {
+        "me": "bench.example",
+        "concurrencyremote": str(concurrency),
+        "smtproutes": f":127.0.0.1:{port}",
+        "timeoutremote": "60",
+        "timeoutconnect": "10",
+    }
+    for name, value in controls.items():
+        with open(os.path.join(root, "control", name), "w") as f:
+            f.write(value + "\n")
+    layout = QueueLayout.for_root(root)
+    layout.create()
+    queue = Queue(layout)
+    for i in range(count):
+        pending = queue.begin("from network", os.getuid(), os.getpid())
+        pending.write(MESSAGE)
+        pending.commit("a@example.org", [f"rcpt{i}@sink.example"])
+
+
+def queued(root: str) -> int:
+    mess = os.path.join(root, "queue", "mess")
+    return sum(len(os.listdir(os.path.join(mess, d))) for d in os.listdir(mess))
+
+
+def one_run(count: int, concurrency: int, seconds: float) -> dict:
+    """Runs in a child process (a reactor runs once per process)."""
+    from twisted.internet import reactor, task
+
+    from pymta.control import ControlReader
+    from pymta.queue.service import build_send_service
+    from pymta.remote.channel import RemoteChannel
+
+    work = tempfile.mkdtemp(prefix="pymta-bench-remote-")
+    root = os.path.join(work, "root")
+    port = free_port()
+    prepare(root, count, concurrency, port)
+    sink_args = [SMTP_SINK, "-c", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
+    sink = subprocess.Popen(sink_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    for _ in range(100):
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            time.sleep(0.05)
+    reader = ControlReader(root)
+    channel = RemoteChannel(root, reader, reactor=reactor)
+    service, _ = build_send_service(root, reader, {"remote": channel}, reactor, signals=False)
+    result: dict = {"concurrency": concurrency, "count": count}
+    start = time.perf_counter()
+
+    def check() -> None:
+        left = queued(root)
+        elapsed = time.perf_counter() - start
+        if left == 0 or elapsed > seconds:
+            result.update(seconds=elapsed, left=left, rate=(count - left) / elapsed)
+            poll.stop()
+            d = service.stopService()
+            d.addBoth(lambda _: reactor.stop())
+
+    service.startService()
+    poll = task.LoopingCall(check)
+    poll.start(0.02, now=False)
+    reactor.run()
+    sink.terminate()
+    output = sink.communicate(timeout=10)[0].decode("ascii", "replace")
+    numbers = re.findall(r"\d+", output)
+    result["sink_count"] = int(numbers[-1]) if numbers else None
+    shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--concurrency", default="20,100")
+    parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.one is not None:
+        print(json.dumps(one_run(args.count, args.one, args.seconds)))
+        return 0
+    if not os.path.exists(SMTP_SINK):
+        print("smtp-sink not found: run benchmarks/remote_install_postfix.sh as root", file=sys.stderr)
+        return 1
+    print(f"{'concurrencyremote':>17} {'messages':>8} {'seconds':>8} {'msgs/s':>8} {'sink count':>10}")
+    for concurrency in [int(c) for c in args.concurrency.split(",")]:
+        child = subprocess.run(
+            [sys.executable, os.path.abspath(__file__), "--one", str(concurrency), "--count", str(args.count),
+             "--seconds", str(args.seconds)],
+            capture_output=True, text=True, timeout=args.seconds + 120,
+        )
+        lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
+        if child.returncode != 0 or not lines:
+            print(f"run with concurrency {concurrency} failed:\n{child.stderr[-3000:]}", file=sys.stderr)
+            return 1
+        r = json.loads(lines[-1])
+        note = "" if r["left"] == 0 else f"  (incomplete: {r['left']} left)"
+        print(f"{r['concurrency']:>17} {r['count']:>8} {r['seconds']:>8.2f} {r['rate']:>8.1f} {r['sink_count']!s:>10}{note}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
