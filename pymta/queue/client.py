@@ -20,7 +20,7 @@ from typing import BinaryIO, Sequence
 
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
-from pymta.queue.errors import EXIT_CONFIG, EXIT_NETWORK, EXIT_READ_ERROR, QueueFailure
+from pymta.queue.errors import EXIT_CONFIG, EXIT_NETWORK, EXIT_TIMEOUT, EXIT_READ_ERROR, QueueFailure
 from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, netstring, parse_reply
 from pymta.queue.inject import inject_socket_path
 from pymta.queue.layout import QueueLayout
@@ -93,8 +93,10 @@ def enqueue_socket(socket_path: str, message: bytes | BinaryIO, sender: str, rec
             result = parse_reply(payload)
         except FramingError as e:
             raise QueueFailure(EXIT_NETWORK, f"inject socket: {e}") from e
+        except TimeoutError as e:
+            raise QueueFailure(EXIT_TIMEOUT, "inject socket: no reply") from e
         except OSError as e:
-            if e.errno == errno.EPIPE:
+            if e.errno in (errno.EPIPE, errno.ECONNRESET):
                 # the server refused early and closed; its reply may be waiting
                 result = _late_reply(sock)
                 if result is not None:

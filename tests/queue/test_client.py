@@ -6,6 +6,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import shutil
 
 from twisted.trial import unittest
@@ -87,3 +88,46 @@ class DirectFallbackTests(unittest.SynchronousTestCase):
         out = subprocess.run([sys.executable, "-c", code, self.root], capture_output=True, text=True, timeout=60)
         self.assertIn("refused False qq trouble making network connection (#4.3.0)", out.stdout, out.stderr)
         self.assertEqual(files_under(self.layout, "mess"), [])
+
+
+class SocketTroubleTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = tempfile.mkdtemp(prefix="pymta-st-")
+        self.addCleanup(shutil.rmtree, self.dir, True)
+        self.path = os.path.join(self.dir, "inject.sock")
+        self.server = socket.socket(socket.AF_UNIX)
+        self.server.bind(self.path)
+        self.server.listen(1)
+        self.addCleanup(self.server.close)
+
+    def test_no_reply_times_out(self) -> None:
+        self.patch(client, "_REPLY_TIMEOUT", 0.2)
+        e = self.assertRaises(QueueRefused, client.enqueue_socket, self.path, b"x\n", "a@b", ["c@d"])
+        self.assertEqual(e.text, "qq timeout (#4.3.0)")
+        self.assertFalse(e.permanent)
+
+    def test_garbage_reply(self) -> None:
+        def answer():
+            conn, _ = self.server.accept()
+            with conn:
+                conn.sendall(b"5:hello,")
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(65536):
+                    pass
+
+        t = threading.Thread(target=answer)
+        t.start()
+        self.addCleanup(t.join)
+        e = self.assertRaises(QueueRefused, client.enqueue_socket, self.path, b"x\n", "a@b", ["c@d"])
+        self.assertEqual(e.text, "qq trouble making network connection (#4.3.0)")
+
+    def test_connection_closed_without_reply(self) -> None:
+        def close_at_once():
+            conn, _ = self.server.accept()
+            conn.close()
+
+        t = threading.Thread(target=close_at_once)
+        t.start()
+        self.addCleanup(t.join)
+        e = self.assertRaises(QueueRefused, client.enqueue_socket, self.path, b"x\n" * 100000, "a@b", ["c@d"])
+        self.assertFalse(e.permanent)
