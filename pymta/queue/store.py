@@ -50,7 +50,6 @@ import errno
 import fcntl
 import itertools
 import os
-import sys
 import threading
 import time
 from typing import Callable, Sequence
