@@ -15,7 +15,8 @@ transaction).
 Dialogue: greeting; C{EHLO helohost} (C{HELO} when EHLO is refused with
 5xx); STARTTLS when offered and TLS is not off, then EHLO again; C{MAIL},
 the C{RCPT}s (pipelined together with MAIL when the server offers
-PIPELINING), C{DATA}, the message streamed from its file through
+PIPELINING; C{SMTPUTF8} added to MAIL when an address is not ASCII and the
+server offers it), C{DATA}, the message streamed from its file through
 L{pymta.remote.datastream.DataEncoder}, then C{QUIT} without waiting.
 
 Replies: lines end at LF (a CR before it is dropped); C{xyz-} continues a
@@ -356,6 +357,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._stage = "mail"
         pipelining = b"PIPELINING" in self._extensions
         mail = b"MAIL FROM:<" + quote_address(self.sender).encode("utf-8") + b">"
+        if b"SMTPUTF8" in self._extensions and not all(a.isascii() for a in [self.sender, *self.recipient_list]):
+            mail += b" SMTPUTF8"
         if not pipelining:
             self._send(mail, self._on_mail)
             return

@@ -83,6 +83,16 @@ class DialogueTests(unittest.SynchronousTestCase):
         self.assertEqual(h.outcome.recipients, {})
         self.assertIn("sender was rejected", h.outcome.text)
 
+    def test_smtputf8_when_needed_and_offered(self) -> None:
+        h = Harness(recipients=["jürgen@x.test"])
+        h.feed(b"220 hi\r\n250-hello\r\n250 SMTPUTF8\r\n")
+        self.assertIn(b"MAIL FROM:<alice@example.org> SMTPUTF8\r\n", h.sent())
+        h.feed(b"250 ok\r\n")
+        self.assertEqual(h.sent(), "RCPT TO:<jürgen@x.test>\r\n".encode())
+        h = Harness(recipients=["bob@x.test"])
+        h.feed(b"220 hi\r\n250-hello\r\n250 SMTPUTF8\r\n")
+        self.assertIn(b"MAIL FROM:<alice@example.org>\r\n", h.sent())
+
     def test_quoted_local_part(self) -> None:
         h = Harness(recipients=["john doe@x.test"])
         h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n")
