@@ -63,6 +63,16 @@ class QueueCommandTests(unittest.SynchronousTestCase):
         self.assertEqual((env.sender, env.recipients), ("a@b", ("c@d", "e@f")))
         self.assertTrue(mess.endswith(b"\nSubject: hi\n\nbody\n"))
 
+    def test_empty_message_and_binary_message(self) -> None:
+        self.assertEqual(self.run_queue(b"", b"Fa@b\0Tc@d\0\0"), 0)
+        env, mess = self.only_message()
+        self.assertEqual(mess.count(b"\n"), 1)
+        self.assertTrue(mess.startswith(b"Received: (pymta "))
+        os.unlink(files_under(self.layout, "todo")[0])
+        self.assertEqual(self.run_queue(b"no separator\0\xff\x80", b"Fa@b\0Tc@d\0\0"), 0)
+        env, mess = self.only_message()
+        self.assertTrue(mess.endswith(b"\nno separator\0\xff\x80"))
+
     def test_large_message(self) -> None:
         body = b"line of text\n" * 200000
         self.assertEqual(self.run_queue(body, b"F\0\0"), 0)
