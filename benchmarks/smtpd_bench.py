@@ -1,0 +1,195 @@
+"""
+SMTP acceptance rate: Postfix's smtp-source against pymta-smtpd writing into
+the real queue (twistd pymta-send + twistd pymta-smtpd on a temporary root),
+and against a private Postfix instance on another loopback port, in the same
+run.  Both hold deliveries (pymta: concurrencylocal/remote 0; Postfix:
+defer_transports), so the figure is "messages durably queued per second".
+
+Usage: python benchmarks/smtpd_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
+Needs root (Postfix instance, queue owner) and /usr/sbin/smtp-source.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+sys.path.insert(0, PROJECT)
+
+SMTP_SOURCE = "/usr/sbin/smtp-source"
+PYTHON = sys.executable
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for(predicate, seconds: float, what: str) -> None:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise SystemExit(f"timed out waiting for {what}")
+
+
+def port_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=1) as s:
+            s.recv(100)
+            s.sendall(b"QUIT\r\n")
+        return True
+    except OSError:
+        return False
+
+
+def twistd(args: list[str], log: str) -> subprocess.Popen:
+    code = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+    return subprocess.Popen(
+        [PYTHON, "-c", code, "-n", "--pidfile=", f"--logfile={log}", *args],
+        cwd=PROJECT,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def smtp_source(port: int, count: int, sessions: int, size: int, rcpt: str) -> float:
+    start = time.monotonic()
+    result = subprocess.run(
+        [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size), "-f", "sender@example.org", "-t", rcpt,
+         f"127.0.0.1:{port}"],
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
+    elapsed = time.monotonic() - start
+    if result.returncode != 0:
+        raise SystemExit(f"smtp-source failed ({result.returncode}): {result.stdout}{result.stderr}")
+    return elapsed
+
+
+def count_files(directory: str) -> int:
+    return sum(len(files) for _, _, files in os.walk(directory))
+
+
+class Pymta:
+    def __init__(self, base: str, uid: int, gid: int) -> None:
+        self.root = os.path.join(base, "pymta")
+        self.port = free_port()
+        subprocess.run(
+            [os.path.join(PROJECT, ".venv", "bin", "pymta"), "init", self.root, "--me", "bench.example",
+             "--mail-uid", f"{uid}:{gid}"],
+            check=True,
+            capture_output=True,
+        )
+        control = os.path.join(self.root, "control")
+        for name, value in (("rcpthosts", "bench.example"), ("concurrencylocal", "0"), ("concurrencyremote", "0"),
+                            ("concurrencyincoming", "200"), ("concurrencyperip", "200")):
+            with open(os.path.join(control, name), "w") as f:
+                f.write(value + "\n")
+        os.makedirs(os.path.join(self.root, "etc"), exist_ok=True)
+        with open(os.path.join(self.root, "etc", "tcp.smtp"), "w") as f:
+            f.write(":allow\n")
+        self.uid, self.gid = uid, gid
+        self.procs: list[subprocess.Popen] = []
+
+    def start(self) -> None:
+        ids = ["-u", str(self.uid), "-g", str(self.gid)]
+        self.procs.append(twistd([*ids, "pymta-send", "--root", self.root], os.path.join(self.root, "send.log")))
+        sock = os.path.join(self.root, "run", "inject.sock")
+        wait_for(lambda: os.path.exists(sock), 30, "the inject socket")
+        self.procs.append(
+            twistd([*ids, "pymta-smtpd", "--root", self.root, "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
+                   os.path.join(self.root, "smtpd.log"))
+        )
+        wait_for(lambda: port_open(self.port), 30, "pymta-smtpd")
+
+    def queued(self) -> int:
+        return count_files(os.path.join(self.root, "queue", "mess"))
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def postfix_instance(base: str):  # type: ignore[no-untyped-def]
+    from tests.remote.postfix import PostfixInstance, available
+    from tests.smtpd.tlsutil import cert_pem
+
+    reason = available()
+    if reason is not None or not os.path.exists(SMTP_SOURCE):
+        print(f"postfix: not run ({reason or 'no smtp-source'})")
+        return None
+    pem = cert_pem("sink.example.test")
+    key, cert = pem.split(b"-----BEGIN CERTIFICATE-----")
+    inst = PostfixInstance(os.path.join(base, "postfix"), free_port(), b"-----BEGIN CERTIFICATE-----" + cert, key)
+    with open(os.path.join(inst.base, "main.cf"), "a") as f:
+        f.write("defer_transports = virtual, smtp, relay, local\nsmtpd_client_connection_count_limit = 0\n"
+                "default_process_limit = 200\n")
+    return inst
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=5120)
+    parser.add_argument("--rounds", type=int, default=1)
+    args = parser.parse_args()
+    if not os.path.exists(SMTP_SOURCE):
+        raise SystemExit("smtp-source is missing (apt-get install postfix)")
+    nobody = pwd.getpwnam("nobody")
+    base = tempfile.mkdtemp(prefix="pymta-smtpd-bench-")
+    os.chmod(base, 0o755)
+    results: dict[str, list[float]] = {"pymta": [], "postfix": []}
+    try:
+        for rnd in range(args.rounds):
+            pymta = Pymta(os.path.join(base, f"r{rnd}"), nobody.pw_uid, nobody.pw_gid)
+            pymta.start()
+            try:
+                elapsed = smtp_source(pymta.port, args.count, args.sessions, args.size, "bob@bench.example")
+                wait_for(lambda: pymta.queued() >= args.count, 60, "the queue to hold every message")
+            finally:
+                pymta.stop()
+            results["pymta"].append(args.count / elapsed)
+            print(f"round {rnd + 1}: pymta-smtpd {args.count} messages in {elapsed:.2f} s = {args.count / elapsed:.0f} msg/s"
+                  f" (queued: {pymta.queued()})", flush=True)
+            inst = postfix_instance(os.path.join(base, f"r{rnd}"))
+            if inst is None:
+                continue
+            inst.start()
+            try:
+                wait_for(lambda: port_open(inst.port), 30, "postfix")
+                elapsed = smtp_source(inst.port, args.count, args.sessions, args.size, "bob@example.test")
+            finally:
+                inst.stop()
+            results["postfix"].append(args.count / elapsed)
+            print(f"round {rnd + 1}: postfix     {args.count} messages in {elapsed:.2f} s = {args.count / elapsed:.0f} msg/s",
+                  flush=True)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+    best = {k: max(v) for k, v in results.items() if v}
+    print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}:")
+    for name, rate in best.items():
+        print(f"  {name:8s} {rate:8.0f} msg/s (best of {len(results[name])})")
+    if "postfix" in best:
+        print(f"  ratio pymta/postfix = {best['pymta'] / best['postfix']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
