@@ -9,9 +9,11 @@ from fd 3.  Exit 1 or 2 = wrong login; 111 = temporary trouble; killed =
 C{aack, child crashed}.  On success a checkpassword program switches to the
 account's uid/gid, sets C{$HOME}, and executes the rest of its arguments.
 
-How pymta learns the account: the "rest of the arguments" is a tiny
-reporter, C{python -I -c ...}, that writes C{uid\\0gid\\0home\\0} to its
-stdout (fd 1, a pipe to pop3d) and exits 0.  The mailbox is then
+How pymta learns the account: the "rest of the arguments" is a tiny fixed
+reporter, C{/bin/sh -c 'printf ... "$(id -u)" "$(id -g)" "$HOME"'} (no
+user data is ever put into the script), that writes C{uid\\0gid\\0home\\0} to
+its stdout (fd 1, a pipe to pop3d) and exits 0.  A shell is used rather than
+Python because the account may not be able to run pop3d's interpreter.  The mailbox is then
 C{$HOME/Maildir/} of that account, read in-process or through a mailbox
 child according to the uid (L{pymta.pop3d.opener}).
 
@@ -24,7 +26,6 @@ arguments (so no account report) is a temporary failure, not a login.
 from __future__ import annotations
 
 import os
-import sys
 from typing import Sequence
 
 from twisted.internet import defer
@@ -34,15 +35,11 @@ from twisted.python.failure import Failure
 
 from pymta.pop3d.auth import Account, LoginFailed, LoginTemporaryFailure
 
-__all__ = ["CheckpasswordAuthenticator", "REPORTER_CODE"]
+__all__ = ["CheckpasswordAuthenticator", "REPORTER_ARGV"]
 
 log = Logger(namespace="pymta.pop3d")
 
-REPORTER_CODE = (
-    "import os,sys;"
-    "sys.stdout.buffer.write(b'%d\\0%d\\0' % (os.getuid(), os.getgid())"
-    " + os.fsencode(os.environ.get('HOME') or os.getcwd()) + b'\\0')"
-)
+REPORTER_ARGV = ["/bin/sh", "-c", 'printf "%s\\0%s\\0%s\\0" "$(id -u)" "$(id -g)" "${HOME:-$(pwd)}"']
 MAX_REPORT = 8192
 
 
@@ -104,7 +101,6 @@ class CheckpasswordAuthenticator:
         reactor: object,
         program: Sequence[str],
         timeout: float = 30.0,
-        python: str = sys.executable,
     ) -> None:
         if not program:
             raise ValueError("checkpassword program missing")
@@ -113,7 +109,6 @@ class CheckpasswordAuthenticator:
         self.reactor = reactor
         self.program = list(program)
         self.timeout = timeout
-        self.python = python
 
     def _run(self, user: bytes, secret: bytes, timestamp: bytes) -> defer.Deferred:
         if b"\0" in user or b"\0" in secret or not user:
@@ -122,7 +117,7 @@ class CheckpasswordAuthenticator:
         if len(payload) > 512:  # checkpassword reads at most 512 bytes
             return defer.fail(LoginFailed("authorization failed"))
         proto = _CheckpasswordProcess(payload, user.decode("utf-8", "surrogateescape"))
-        argv = self.program + [self.python, "-I", "-c", REPORTER_CODE]
+        argv = self.program + REPORTER_ARGV
         env = {"PATH": "/usr/bin:/bin"}
         try:
             self.reactor.spawnProcess(  # type: ignore[attr-defined]

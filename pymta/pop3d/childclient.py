@@ -236,9 +236,18 @@ class ChildMailbox(ProcessProtocol):
         self.ended.callback(reason.value.exitCode)
 
 
-def open_child_mailbox(reactor: object, uid: int, gid: int, maildir: str, python: str = sys.executable) -> defer.Deferred:
+def open_child_mailbox(
+    reactor: object,
+    uid: int,
+    gid: int,
+    maildir: str,
+    python: str = sys.executable,
+    on_spawn: Callable[[ChildMailbox], None] | None = None,
+) -> defer.Deferred:
     """Spawn a mailbox child for C{uid}/C{gid} and load C{maildir} -> Deferred[L{ChildMailbox}]."""
     child = ChildMailbox()
+    if on_spawn is not None:
+        on_spawn(child)
     env = {"PATH": "/usr/bin:/bin", "PYTHONPATH": _PYTHONPATH, "PYTHONDONTWRITEBYTECODE": "1"}
     reactor.spawnProcess(  # type: ignore[attr-defined]
         child,

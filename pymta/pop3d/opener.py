@@ -41,6 +41,7 @@ class MailboxOpener:
         self.reactor = reactor
         self._euid = euid
         self.python = python
+        self.children: set = set()  # live mailbox children (ChildMailbox)
 
     def mode(self, account: Account) -> str:
         """C{"local"} or C{"child"}; raises L{LoginRefused} when the account cannot be served."""
@@ -67,4 +68,10 @@ class MailboxOpener:
         if mode == "local":
             return open_local_mailbox(account.maildir)
         assert account.uid is not None and account.gid is not None
-        return open_child_mailbox(self.reactor, account.uid, account.gid, account.maildir, self.python)
+        return open_child_mailbox(
+            self.reactor, account.uid, account.gid, account.maildir, self.python, self._track
+        )
+
+    def _track(self, child: object) -> None:
+        self.children.add(child)
+        child.ended.addBoth(lambda result: (self.children.discard(child), result)[1])  # type: ignore[attr-defined]

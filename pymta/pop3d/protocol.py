@@ -127,6 +127,9 @@ class POP3Server(Protocol, TimeoutMixin):
         return getattr(peer, "host", None) or str(peer)
 
     def connectionMade(self) -> None:
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.connections.add(self)
         settings = self.settings
         settings.counter[0] += 1
         self.timestamp = f"<{os.getpid()}.{int(self.clock.seconds())}.{settings.counter[0]}@{settings.hostname}>".encode(
@@ -136,6 +139,9 @@ class POP3Server(Protocol, TimeoutMixin):
         self.send(b"+OK " + self.timestamp)
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        factory = getattr(self, "factory", None)
+        if factory is not None:
+            factory.connections.discard(self)
         self._closed = True
         self.setTimeout(None)
         for call in self._pending_calls:
@@ -590,10 +596,11 @@ class POP3Server(Protocol, TimeoutMixin):
 
 
 class POP3Factory(Factory):
-    """Builds L{POP3Server}s sharing one L{ServerSettings}."""
+    """Builds L{POP3Server}s sharing one L{ServerSettings}; C{connections} are the open ones."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
+        self.connections: set[POP3Server] = set()
 
     def buildProtocol(self, addr: object) -> POP3Server:
         protocol = POP3Server(self.settings)

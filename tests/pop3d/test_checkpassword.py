@@ -31,6 +31,11 @@ if user == b"noexec":
 ok = password == b"secret" if not stamp else password == hashlib.md5(stamp + b"secret").hexdigest().encode()
 if user != b"alice" or not ok:
     sys.exit(1)
+UID = {uid!r}
+if UID is not None:
+    os.setgroups([UID])
+    os.setgid(UID)
+    os.setuid(UID)
 os.environ["HOME"] = {home!r}
 os.environ["USER"] = "alice"
 os.chdir({home!r})
@@ -38,9 +43,10 @@ os.execvp(sys.argv[1], sys.argv[1:])
 """
 
 
-def write_checkpassword(path: str, home: str) -> str:
+def write_checkpassword(path: str, home: str, uid: int | None = None) -> str:
+    """A checkpassword for alice/secret; with C{uid} it switches to that uid/gid like a real one."""
     with open(path, "w") as f:
-        f.write(CHECKPASSWORD.format(python=sys.executable, home=home))
+        f.write(CHECKPASSWORD.format(python=sys.executable, home=home, uid=uid))
     os.chmod(path, 0o755)
     return path
 

@@ -1,0 +1,136 @@
+# -*- test-case-name: tests.pop3d.test_service -*-
+"""
+The POP3 daemon as a Twisted service.
+
+L{build_pop3_service} creates one listener per endpoint string around one
+shared L{ServerSettings}:
+
+  - C{tcp:110}, C{tcp6:...}, C{unix:...}, C{systemd:...} as Twisted parses
+    them; STLS is offered when ROOT/control/servercert.pem holds a key and
+    certificate (L{pymta.tls.ServerTLS}, reloadable);
+  - C{ssl:995[:interface=...]} without key files: implicit TLS with that same
+    certificate (a TCP listener wrapped in C{TLSMemoryBIOFactory}); an
+    C{ssl:} string with its own C{privateKey=} is used as Twisted parses it.
+
+Accounts come from ROOT/users/passwd (L{pymta.passwdfile.PasswdFileChecker})
+or, given C{checkpassword}, from that external program.  Mailboxes are
+opened by L{pymta.pop3d.opener.MailboxOpener} (in-process for the daemon's
+own uid, a per-user child when the daemon is root).  USER/PASS and AUTH
+PLAIN need TLS unless C{allow_plaintext}.  The APOP banner host is
+control/me.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from typing import Any, Callable, Sequence
+
+from twisted.application import internet, service
+from twisted.internet import defer, endpoints
+from twisted.logger import Logger
+from twisted.protocols.tls import TLSMemoryBIOFactory
+
+from pymta.control import ControlReader
+from pymta.passwdfile import PasswdFileChecker
+from pymta.pop3d.auth import Account, AddressLimiter, PasswdFileAuthenticator
+from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
+from pymta.pop3d.opener import MailboxOpener
+from pymta.pop3d.protocol import POP3Factory, ServerSettings
+from pymta.tls import ServerTLS, TLSConfigError
+
+__all__ = ["POP3Service", "build_pop3_service", "implicit_tls_port"]
+
+log = Logger(namespace="pymta.pop3d")
+
+
+def implicit_tls_port(description: str) -> str | None:
+    """For C{ssl:PORT[:opts]} without key files: the equivalent C{tcp:} string."""
+    if not description.startswith("ssl:"):
+        return None
+    rest = description[4:]
+    if "privateKey=" in rest or "certKey=" in rest:
+        return None
+    return "tcp:" + rest
+
+
+class POP3Service(service.MultiService):
+    """The listeners plus what C{reload} refreshes (certificate, APOP host name)."""
+
+    def __init__(self, reader: ControlReader, settings: ServerSettings, tls: ServerTLS) -> None:
+        super().__init__()
+        self.reader = reader
+        self.settings = settings
+        self.tls = tls
+        self.factories: list[POP3Factory] = []
+
+    def reload(self) -> None:
+        """Re-read the certificate and control/me (the caller reloads the ControlReader)."""
+        try:
+            self.tls.reload()
+            self.settings.tls_context = self.tls
+        except TLSConfigError as e:
+            if os.path.exists(self.tls.path):
+                log.error("pop3d: keeping the old certificate: {error}", error=str(e))
+        self.settings.hostname = self.reader.current.me or socket.getfqdn()
+
+
+def build_pop3_service(
+    root: str,
+    reader: ControlReader,
+    listen: list[str] | Sequence[str],
+    reactor: Any = None,
+    allow_plaintext: bool = False,
+    *,
+    checkpassword: Sequence[str] | None = None,
+    timeout: float = 600.0,
+    failure_delay: float = 2.0,
+    open_mailbox: Callable[[Account], defer.Deferred] | None = None,
+) -> POP3Service:
+    """
+    The POP3 service of C{root} listening on every endpoint in C{listen}.
+    C{open_mailbox} replaces the L{MailboxOpener} (tests use it to act as a
+    mail uid while running as root).
+    """
+    if reactor is None:
+        from twisted.internet import reactor as global_reactor
+
+        reactor = global_reactor
+    cert = os.path.join(root, "control", "servercert.pem")
+    tls = ServerTLS(cert)
+    if tls.error and os.path.exists(cert):
+        log.error("pop3d: no TLS: {error}", error=tls.error)
+    if checkpassword:
+        authenticator: Any = CheckpasswordAuthenticator(reactor, list(checkpassword))
+    else:
+        authenticator = PasswdFileAuthenticator(
+            PasswdFileChecker(os.path.join(root, "users", "passwd"), reactor=reactor)
+        )
+    settings = ServerSettings(
+        hostname=reader.current.me or socket.getfqdn(),
+        authenticator=authenticator,
+        open_mailbox=open_mailbox or MailboxOpener(reactor),
+        tls_context=tls if tls.available else None,
+        allow_plaintext=allow_plaintext,
+        timeout=timeout,
+        failure_delay=failure_delay,
+        limiter=AddressLimiter(reactor.seconds),
+        clock=reactor,
+    )
+    svc = POP3Service(reader, settings, tls)
+    for description in listen:
+        tcp = implicit_tls_port(description)
+        pop3_factory = POP3Factory(settings)
+        svc.factories.append(pop3_factory)
+        factory: Any = pop3_factory
+        if tcp is not None:
+            if not tls.available:
+                raise TLSConfigError(tls.error or f"{cert}: no certificate for {description}")
+            endpoint = endpoints.serverFromString(reactor, tcp)
+            factory = TLSMemoryBIOFactory(tls, False, factory)
+        else:
+            endpoint = endpoints.serverFromString(reactor, description)
+        listener = internet.StreamServerEndpointService(endpoint, factory)
+        listener._raiseSynchronously = True
+        listener.setServiceParent(svc)
+    return svc

@@ -1,0 +1,115 @@
+# -*- test-case-name: tests.pop3d.test_tap -*-
+"""
+C{twistd -n pymta-pop3d --root DIR --listen ENDPOINT [--listen ...] [--allow-plaintext]
+[--checkpassword PROGRAM [ARG...]]}
+
+The POP3 server as its own process.  SIGHUP re-reads the control files and
+control/servercert.pem; users/passwd is re-read whenever it changes.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+
+from twisted.application import service
+from twisted.internet import endpoints
+from twisted.logger import Logger
+from twisted.python import usage
+
+from pymta.control import ControlError, ControlReader, default_root
+
+__all__ = ["Options", "makeService"]
+
+log = Logger(namespace="pymta.pop3d")
+
+
+class Options(usage.Options):
+    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--allow-plaintext]"
+    longdesc = (
+        "pymta's POP3 server (qmail-popup + qmail-pop3d with CAPA, STLS, AUTH PLAIN, APOP, UIDL, TOP). "
+        "ENDPOINT is a Twisted endpoint string; ssl:PORT without key files means implicit TLS with "
+        "control/servercert.pem."
+    )
+    optParameters = [
+        ["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"],
+        ["checkpassword", None, None, "authenticate with this checkpassword program (a command line, split like a shell would, no shell run)"],
+        ["timeout", None, 600.0, "idle timeout in seconds", float],
+        ["failure-delay", None, 2.0, "seconds before answering a failed login", float],
+    ]
+    optFlags = [["allow-plaintext", None, "accept USER/PASS and AUTH PLAIN without TLS"]]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["listen"] = []
+
+    def opt_listen(self, description: str) -> None:
+        """POP3 endpoint, e.g. tcp:110 or ssl:995 (repeatable)"""
+        from twisted.internet import reactor
+
+        check = description
+        if check.startswith("ssl:") and "privateKey=" not in check:
+            check = "tcp:" + check[4:]
+        try:
+            endpoints.serverFromString(reactor, check)
+        except (ValueError, TypeError, KeyError) as e:
+            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+        self["listen"].append(description)
+
+    opt_l = opt_listen
+
+    def postOptions(self) -> None:
+        if not self["root"]:
+            self["root"] = default_root()
+        if not self["listen"]:
+            raise usage.UsageError("give at least one --listen endpoint")
+        if self["checkpassword"]:
+            argv = shlex.split(self["checkpassword"])
+            if not argv or not os.path.isabs(argv[0]) or not os.access(argv[0], os.X_OK):
+                raise usage.UsageError(f"checkpassword program {self['checkpassword']!r} is not an executable absolute path")
+            self["checkpassword"] = argv
+        if self["timeout"] <= 0 or self["failure-delay"] < 0:
+            raise usage.UsageError("--timeout must be positive and --failure-delay not negative")
+
+
+def makeService(options: Options) -> service.IService:
+    from twisted.internet import reactor
+
+    from pymta.pop3d.service import build_pop3_service
+
+    root = os.path.abspath(options["root"])
+    reader = ControlReader(root)
+    svc = build_pop3_service(
+        root,
+        reader,
+        options["listen"],
+        reactor=reactor,
+        allow_plaintext=bool(options["allow-plaintext"]),
+        checkpassword=options["checkpassword"] or None,
+        timeout=options["timeout"],
+        failure_delay=options["failure-delay"],
+    )
+
+    def reload() -> None:
+        try:
+            reader.reload()
+        except ControlError as e:
+            log.error("pop3d: keeping old controls: {error}", error=str(e))
+        svc.reload()
+        log.info("pop3d: reloaded")
+
+    def on_hup(signum: int, frame: object) -> None:
+        reactor.callFromThread(reload)  # type: ignore[attr-defined]
+
+    class SignalService(service.Service):
+        def startService(self) -> None:
+            super().startService()
+            self._old = signal.signal(signal.SIGHUP, on_hup)
+
+        def stopService(self):  # type: ignore[no-untyped-def]
+            signal.signal(signal.SIGHUP, self._old)
+            return super().stopService()
+
+    SignalService().setServiceParent(svc)
+    return svc
