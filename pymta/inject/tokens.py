@@ -144,7 +144,8 @@ def tokenize(text: str) -> list[Token]:
                 out.append(ch)
                 i += 1
             atom = "".join(out)
-            tokens.append(Token(_atom_kind(atom), atom))
+            if atom:  # a lone trailing backslash leaves nothing
+                tokens.append(Token(_atom_kind(atom), atom))
     return tokens
 
 
