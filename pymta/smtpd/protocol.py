@@ -74,6 +74,7 @@ class SMTPServerProtocol(Protocol):
         self._timer: Any = None
         self._counted = False
         self._pending: defer.Deferred | None = None
+        self._cancel_on_close = False
         self.remote_ip = "unknown"
         self.local_ip = "unknown"
         self.env: dict[str, str] = {}
@@ -128,7 +129,7 @@ class SMTPServerProtocol(Protocol):
                 d: defer.Deferred = defer.succeed(reply_from_variable(variable or ""))
             else:
                 d = self.ctx.dnsbl.check(self.remote_ip, variable)
-            self._run_pending(d.addCallback(self._rbl_decided))
+            self._run_pending(d.addCallback(self._rbl_decided), cancel_on_close=True)
         else:
             self._greet()
 
@@ -160,7 +161,9 @@ class SMTPServerProtocol(Protocol):
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.abort()
-        if self._pending is not None and not self._pending.called:
+        # Only a DNSBL lookup is cancelled; a queue commit in flight is left
+        # to finish (the message is then queued, as with any lost 250).
+        if self._pending is not None and self._cancel_on_close and not self._pending.called:
             self._pending.cancel()
 
     def reply(self, line: str) -> None:
@@ -206,10 +209,11 @@ class SMTPServerProtocol(Protocol):
         self._arm_timer()
         self._process()
 
-    def _run_pending(self, d: defer.Deferred) -> None:
+    def _run_pending(self, d: defer.Deferred, cancel_on_close: bool = False) -> None:
         """Hold further input until C{d} fires."""
         self._busy = True
         self._pending = d
+        self._cancel_on_close = cancel_on_close
 
         def done(result: object) -> None:
             self._pending = None
@@ -639,7 +643,7 @@ class SMTPServerProtocol(Protocol):
                 user=user,
                 n=self.auth_failures,
             )
-            delay = self.ctx.auth_failure_delay * self.auth_failures
+            delay = self.ctx.auth_failure_delay_for(self.ctx.note_auth_failure(self.remote_ip))
             return defer.Deferred.fromCoroutine(self._answer_failure(delay))
 
         return d.addCallbacks(success, failure)

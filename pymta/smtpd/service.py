@@ -81,6 +81,8 @@ class SMTPDService(service.MultiService):
             except TLSConfigError as e:
                 if tls.available:
                     log.error("smtpd: keeping old certificate: {error}", error=str(e))
+        if self.resolver is None and self.context.reader.current.extra_lines("rbls"):
+            self.resolver = _default_resolver(self.context.clock)
         self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
         self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
 

@@ -246,6 +246,15 @@ class Delivery(Base):
         )
         self.assertEqual(self.sink.queued[0].recipients, ["b@y", "c@y"])
 
+    def test_disconnect_while_committing_keeps_the_commit(self) -> None:
+        self.sink.hold = True
+        s = self.session(sink=self.sink)
+        self.deliver(s, b"x\r\n.\r\n")
+        s.close()
+        self.sink.release()  # would raise AlreadyCalledError had the commit been cancelled
+        self.assertEqual(len(self.sink.queued), 1)
+        self.assertEqual(self.sink.aborted, [])
+
     def test_disconnect_mid_data_queues_nothing(self) -> None:
         s = self.session(sink=self.sink)
         self.deliver(s, b"Subject: half\r\n\r\npart")

@@ -188,6 +188,24 @@ class Auth(Base):
         self.assertEqual(s.take(), ["421 too many authentication failures (#4.7.0)"])
         self.assertTrue(s.transport.disconnecting)
 
+    def test_failures_counted_per_address_across_sessions(self) -> None:
+        first = self.tls_session()
+        bad = "AUTH PLAIN " + b64(b"\0alice\0wrong")
+        self.assertEqual(first.cmd(bad), [])
+        first.clock.advance(1)
+        self.assertEqual(first.cmd(bad), ["535 authorization failed (#5.7.8)"])
+        first.clock.advance(2)
+        self.assertEqual(first.take(), ["535 authorization failed (#5.7.8)"])
+        second = Session(self.root, context=first.context, tls_transport=True, settings=first.proto.settings)
+        second.take()
+        second.cmd("STARTTLS")
+        second.cmd(bad)
+        second.clock.advance(2.9)
+        self.assertEqual(second.take(), [])
+        first.clock.advance(0.2)  # the clock is shared through the context
+        self.assertEqual(second.take(), ["535 authorization failed (#5.7.8)"])
+        second.close()
+
     def test_unknown_user(self) -> None:
         s = self.tls_session(auth_failure_delay=0)
         self.assertEqual(s.cmd("AUTH PLAIN " + b64(b"\0mallory\0secret")), ["535 authorization failed (#5.7.8)"])
