@@ -200,9 +200,9 @@ class Auth(Base):
         second.take()
         second.cmd("STARTTLS")
         second.cmd(bad)
-        second.clock.advance(2.9)
+        first.clock.advance(2.9)  # the clock is shared through the context
         self.assertEqual(second.take(), [])
-        first.clock.advance(0.2)  # the clock is shared through the context
+        first.clock.advance(0.2)
         self.assertEqual(second.take(), ["535 authorization failed (#5.7.8)"])
         second.close()
 
