@@ -1,0 +1,186 @@
+# -*- test-case-name: tests.cli.test_showctl -*-
+"""
+C{pymta showctl [--root DIR]}: every control value and where it came from
+(qmail-showctl, reference §10).
+
+After a few lines about the root (directory, user-ext delimiter, queue
+split, owner of the queue), each control file of L{pymta.control.SPECS}
+gets a paragraph::
+
+    concurrencyremote (default): 20
+      # simultaneous remote deliveries (0 = hold); used by send
+
+The source in parentheses is C{file} (read from C{control/NAME}), C{me}
+(the value of C{control/me}, the fallback of host name files) or
+C{default} (pymta's built-in default, qmail's).  List and table files
+show one entry per line.  Then pymta's own extra files (C{servercert.pem},
+C{rbls}, ...) when present, and every other file in C{control/} as qmail
+does: C{NAME: I have no idea what this file does.}
+
+A malformed control file is reported with the file and line and the
+command exits 111, as does a root without a readable C{control/}.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import os
+import sys
+from typing import TextIO
+
+from pymta.control import SPECS, ControlError, Controls, default_root, load_controls
+from pymta.queue.layout import QueueLayout
+
+__all__ = ["main", "show", "EXTRA_FILES"]
+
+#: control files pymta reads beyond qmail's set, with what they do
+EXTRA_FILES: dict[str, str] = {
+    "servercert.pem": "TLS private key and certificate chain for smtpd (STARTTLS, implicit TLS) and pop3d (STLS)",
+    "rbls": "DNS blocklist zones asked for every SMTP client (rblsmtpd style)",
+    "concurrencyperip": "simultaneous SMTP sessions one client address may hold",
+    "rcptcheck": "refuse unknown local recipients at RCPT time when present",
+    "tlsdestinations": "per-destination TLS policy for remote delivery",
+    "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
+}
+
+_SOURCE = {"file": "file", "me": "me", "default": "default"}
+
+
+def _safe(text: str) -> str:
+    """Non-printable characters shown as C{?}, as qmail-showctl does."""
+    return "".join(ch if 32 <= ord(ch) <= 126 else "?" for ch in text)
+
+
+def _value_lines(name: str, value: object) -> tuple[str, list[str]]:
+    """(text after the colon, further lines) for one value."""
+    if value is None:
+        if name == "rcpthosts":
+            return "(absent) SMTP clients may send to ANY domain: an open relay!", []
+        if name == "me":
+            return "undefined! Every host name file falls back to its literal default.", []
+        return "(absent)", []
+    if isinstance(value, (frozenset, set)):
+        entries = sorted(value)
+        return ("(none)" if not entries else f"{len(entries)} entr{'y' if len(entries) == 1 else 'ies'}",
+                [_safe(e) for e in entries])
+    if isinstance(value, tuple):
+        return ("(none)" if not value else f"{len(value)} entr{'y' if len(value) == 1 else 'ies'}",
+                [_safe(str(e)) for e in value])
+    if isinstance(value, dict) or hasattr(value, "items"):
+        items = list(value.items())  # type: ignore[attr-defined]
+        return ("(none)" if not items else f"{len(items)} entr{'y' if len(items) == 1 else 'ies'}",
+                [_safe(f"{k}:{v}") for k, v in items])
+    if isinstance(value, str) and "\n" in value.rstrip("\n"):
+        return "", [_safe(line) for line in value.rstrip("\n").split("\n")]
+    return _safe(str(value).rstrip("\n")), []
+
+
+def _certificate_summary(path: str) -> str:
+    from cryptography import x509
+
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        return f"Oops! Unable to read it: {e.strerror}."
+    try:
+        cert = x509.load_pem_x509_certificate(data)
+    except ValueError:
+        return "Oops! No PEM certificate in this file."
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value
+        subject = ", ".join(str(v) for v in names.get_values_for_type(x509.DNSName)) or cert.subject.rfc4514_string()
+    except x509.ExtensionNotFound:
+        subject = cert.subject.rfc4514_string()
+    expires = cert.not_valid_after_utc
+    note = " EXPIRED" if expires < datetime.datetime.now(datetime.timezone.utc) else ""
+    issuer = "self-signed" if cert.issuer == cert.subject else f"issued by {cert.issuer.rfc4514_string()}"
+    has_key = b"PRIVATE KEY-----" in data
+    return (f"certificate for {_safe(subject)}, {issuer}, valid until {expires:%Y-%m-%d}{note}"
+            f"{'' if has_key else '; Oops! no private key in this file'}.")
+
+
+def _extra_lines(controls: Controls, name: str) -> list[str]:
+    try:
+        lines = controls.extra_lines(name)
+    except ControlError as e:
+        return [f"Oops! {e}"]
+    return [_safe(line) for line in lines or []]
+
+
+def _root_lines(root: str) -> list[str]:
+    lines = [f"pymta root directory: {root}.", "user-ext delimiter: -."]
+    queuedir = os.path.join(root, "queue")
+    try:
+        split = QueueLayout(queuedir).split
+        lines.append(f"subdirectory split: {split}.")
+    except (OSError, ValueError) as e:
+        lines.append(f"subdirectory split: Oops! {e}.")
+    try:
+        st = os.stat(queuedir)
+        lines.append(f"queue owner (mail uid:gid): {st.st_uid}:{st.st_gid}.")
+    except OSError:
+        lines.append("queue owner (mail uid:gid): no queue yet.")
+    return lines
+
+
+def show(root: str, out: TextIO) -> int:
+    """Write the listing of C{root}; returns the exit code (0, or 111 on trouble)."""
+    for line in _root_lines(root):
+        out.write(line + "\n")
+    controldir = os.path.join(root, "control")
+    try:
+        names = sorted(os.listdir(controldir))
+    except OSError as e:
+        out.write(f"Oops! Unable to read {controldir}: {e.strerror}.\n")
+        return 111
+    try:
+        controls = load_controls(root)
+    except ControlError as e:
+        out.write(f"\nOops! {e}\n")
+        sys.stderr.write(f"pymta showctl: fatal: {e}\n")
+        return 111
+    for spec in SPECS:
+        value = getattr(controls, spec.name)
+        source = _SOURCE.get(controls.sources.get(spec.name, "default"), "default")
+        if spec.name == "locals" and source == "default" and controls.me:
+            source = "me"  # qmail's default for locals is me
+        summary, extra = _value_lines(spec.name, value)
+        out.write(f"\n{spec.name} ({source}):{' ' + summary if summary else ''}\n")
+        for line in extra:
+            out.write(f"    {line}\n")
+        out.write(f"  # {spec.description}; used by {spec.users}\n")
+    known = {spec.name for spec in SPECS}
+    for name in names:
+        if name in known:
+            continue
+        if name == "servercert.pem":
+            out.write(f"\n{name}: {_certificate_summary(os.path.join(controldir, name))}\n")
+            out.write(f"  # {EXTRA_FILES[name]}\n")
+        elif name in EXTRA_FILES:
+            lines = _extra_lines(controls, name)
+            out.write(f"\n{name} (file):{' (empty)' if not lines else ''}\n")
+            for line in lines:
+                out.write(f"    {line}\n")
+            out.write(f"  # {EXTRA_FILES[name]}\n")
+        else:
+            out.write(f"\n{_safe(name)}: I have no idea what this file does.\n")
+    return 0
+
+
+def main(argv: list[str], stdout: TextIO | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="pymta showctl", description="show every control value and its source")
+    parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT or /var/pymta)")
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as e:
+        return 100 if e.code else 0
+    out = stdout or sys.stdout
+    status = show(os.path.abspath(args.root or default_root()), out)
+    out.flush()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
