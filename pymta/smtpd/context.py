@@ -70,6 +70,10 @@ class SMTPDContext:
     Shared state of an SMTP daemon.  C{rules}, C{tls}, C{dnsbl} may be
     replaced at reload; sessions take them once at connection time.
 
+    C{cram_md5}: None offers CRAM-MD5 whenever the portal's checkers can
+    check it; False never offers it (a store of one-way hashes would fail
+    every CRAM-MD5 attempt, and clients try it first).
+
     C{recipient_check}, when set, is called as C{(controls, address)} for
     each recipient that passed relay policy and returns (a Deferred of)
     True to accept, False to refuse with 550.
@@ -95,7 +99,9 @@ class SMTPDContext:
     local_ips: frozenset[str] = frozenset({"127.0.0.1"})
     auth_failure_window: float = 900.0
     max_auth_delay: float = 30.0
+    cram_md5: bool | None = None
     _auth_failures: dict[str, list[float]] = field(default_factory=dict)
+    _per_ip: tuple[Controls, int] | None = None
 
     def note_auth_failure(self, ip: str) -> int:
         """
@@ -119,7 +125,17 @@ class SMTPDContext:
     def auth_mechanisms(self) -> list[str]:
         if self.portal is None:
             return []
-        return offered_mechanisms(self.portal)
+        mechs = offered_mechanisms(self.portal)
+        if self.cram_md5 is False and "CRAM-MD5" in mechs:
+            mechs.remove("CRAM-MD5")
+        return mechs
+
+    def per_ip_limit(self, controls: Controls) -> int:
+        """L{per_ip_limit} of C{controls}, read once per controls snapshot."""
+        cached = self._per_ip
+        if cached is None or cached[0] is not controls:
+            cached = self._per_ip = (controls, per_ip_limit(controls))
+        return cached[1]
 
 
 @dataclass(frozen=True)

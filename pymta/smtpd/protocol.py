@@ -40,7 +40,7 @@ from pymta.interfaces import MessageWriter, QueueRefused
 from pymta.smtpd import policy
 from pymta.smtpd.access import normalise_ip
 from pymta.smtpd.auth import ISubmitter, AuthSyntaxError, SASLExchange, start_exchange
-from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
+from pymta.smtpd.context import ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.received import received_line
@@ -110,7 +110,9 @@ class SMTPServerProtocol(Protocol):
             self.transport.loseConnection()
             return
         self.env = rule.environment
-        refusal = self.ctx.limiter.acquire(self.remote_ip, self.controls.concurrencyincoming, per_ip_limit(self.controls))
+        refusal = self.ctx.limiter.acquire(
+            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
+        )
         if refusal is not None:
             log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=refusal)
             self._close_with(refusal)

@@ -62,11 +62,12 @@ def _implicit_tls_port(description: str) -> str | None:
 class SMTPDService(service.MultiService):
     """The listeners plus the shared context; C{reload()} re-reads rules, certificate and zones."""
 
-    def __init__(self, root: str, context: SMTPDContext, resolver: Any = None) -> None:
+    def __init__(self, root: str, context: SMTPDContext, resolver: Any = None, passwd_checkers: bool = False) -> None:
         super().__init__()
         self.root = root
         self.context = context
         self.resolver = resolver
+        self.passwd_checkers = passwd_checkers
 
     def reload(self) -> None:
         """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
@@ -85,6 +86,8 @@ class SMTPDService(service.MultiService):
             self.resolver = _default_resolver(self.context.clock)
         self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
         self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
+        if self.passwd_checkers:
+            self.context.cram_md5 = passwd_allows_cram_md5(self.root)
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -100,6 +103,17 @@ def make_dnsbl(reader: ControlReader, resolver: Any, clock: Any) -> DNSBL | None
     if not lines or resolver is None:
         return None
     return DNSBL(resolver, parse_rbls(lines), clock)
+
+
+def passwd_allows_cram_md5(root: str) -> bool:
+    """True when every entry of ROOT/users/passwd keeps a plaintext secret (CRAM-MD5 can be checked)."""
+    try:
+        from pymta.passwdfile import read_passwd
+
+        entries = read_passwd(os.path.join(root, "users", "passwd"), strict=False)
+    except (ImportError, OSError, ValueError):
+        return False
+    return bool(entries) and all(e.plaintext_secret() is not None for e in entries.values())
 
 
 def _default_checkers(root: str) -> list[ICredentialsChecker]:
@@ -143,6 +157,7 @@ def build_smtpd_service(
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
+    own_checkers = portal_checkers is None
     checkers = list(portal_checkers) if portal_checkers is not None else _default_checkers(root)
     rules = AccessRules.load(rules_path(root))
     tls = ServerTLS(cert_path(root))
@@ -159,10 +174,11 @@ def build_smtpd_service(
         portal=build_portal(checkers) if checkers else None,
         auth_without_tls=auth_without_tls,
         local_ips=frozenset({"127.0.0.1", "::1"}),
+        cram_md5=passwd_allows_cram_md5(root) if own_checkers else None,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = recipient_check_for(root, reader.current)
-    svc = SMTPDService(root, context, resolver)
+    svc = SMTPDService(root, context, resolver, own_checkers)
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
             tcp = _implicit_tls_port(description)

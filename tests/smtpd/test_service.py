@@ -188,3 +188,47 @@ class ServiceTests(TestCase):
             f.write("127.0.0.1:maybe\n")
         self.svc.reload()
         self.assertFalse(self.svc.context.rules.lookup("127.0.0.1").allow)
+
+
+class PasswdFileAuth(TestCase):
+    """The default checkers: ROOT/users/passwd through pymta.passwdfile; CRAM-MD5 only for plaintext stores."""
+
+    timeout = 60
+
+    def build(self, root: str):  # type: ignore[no-untyped-def]
+        svc = build_smtpd_service(root, ControlReader(root), MemorySink(), [], ["tcp:0:interface=127.0.0.1"], reactor=reactor)
+        return svc
+
+    def test_mechanisms_follow_the_store(self) -> None:
+        from pymta.passwdfile import set_password
+
+        root = make_root(self.mktemp())
+        passwd = os.path.join(root, "users", "passwd")
+        set_password(passwd, "alice", "secret", 1000, 1000, "/home/alice")
+        svc = self.build(root)
+        self.assertEqual(svc.context.auth_mechanisms(), ["PLAIN", "LOGIN"])
+        set_password(passwd, "alice", "secret", 1000, 1000, "/home/alice", scheme="PLAIN")
+        svc.reload()
+        self.assertEqual(svc.context.auth_mechanisms(), ["PLAIN", "LOGIN", "CRAM-MD5"])
+
+    @defer.inlineCallbacks
+    def test_login_against_passwd_file(self):  # type: ignore[no-untyped-def]
+        from pymta.passwdfile import set_password
+
+        root = make_root(self.mktemp())
+        set_password(os.path.join(root, "users", "passwd"), "alice", "s3cret", 1000, 1000, "/home/alice")
+        write_cert(os.path.join(root, "control", "servercert.pem"))
+        sink = MemorySink()
+        svc = build_smtpd_service(root, ControlReader(root), sink, [], ["tcp:0:interface=127.0.0.1"], reactor=reactor)
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        port = next(iter(svc))._waitingForPort.result.getHost().port
+
+        def send() -> None:
+            with smtplib.SMTP("127.0.0.1", port, timeout=20) as c:
+                c.starttls(context=client_tls())
+                c.login("alice", "s3cret")
+                c.sendmail("alice@x", ["far@elsewhere.example"], b"x\r\n")
+
+        yield threads.deferToThread(send)
+        self.assertEqual(sink.queued[0].recipients, ["far@elsewhere.example"])
