@@ -5,10 +5,13 @@ Where an authenticated account's Maildir is read: privilege separation.
   - The account's uid is the daemon's own uid (virtual users: one mail uid
     owns every Maildir and the daemon runs as it), or the account has no
     uid: read in-process (L{pymta.pop3d.mailbox.LocalMailbox}).
-  - Another uid while the daemon is root: a per-session child running as
-    that uid (L{pymta.pop3d.childclient}); the network-facing process never
-    reads the user's files itself.
-  - Another uid while the daemon is not root: refused with a clear C{-ERR}.
+  - Another uid: a per-session child running as that uid; the
+    network-facing process never reads the user's files itself.  The child
+    comes from the root spawner (L{pymta.pop3d.spawnerclient}) when one is
+    running - started before twistd dropped privileges - or is spawned
+    directly (L{pymta.pop3d.childclient}) while the daemon itself is root.
+  - Another uid, the daemon not root and no spawner: refused with a clear
+    C{-ERR}.
   - uid 0, or an in-process read while the daemon is root: refused (mail
     is never served as root).
 """
@@ -25,6 +28,7 @@ from pymta.pop3d.auth import Account
 from pymta.pop3d.childclient import open_child_mailbox
 from pymta.pop3d.mailbox import open_local_mailbox
 from pymta.pop3d.protocol import LoginRefused
+from pymta.pop3d.spawnerclient import MailboxSpawner
 
 __all__ = ["MailboxOpener"]
 
@@ -37,10 +41,12 @@ class MailboxOpener:
         reactor: object,
         euid: Callable[[], int] = os.geteuid,
         python: str = sys.executable,
+        spawner: MailboxSpawner | None = None,
     ) -> None:
         self.reactor = reactor
         self._euid = euid
         self.python = python
+        self.spawner = spawner
         self.children: set = set()  # live mailbox children (ChildMailbox)
 
     def mode(self, account: Account) -> str:
@@ -52,7 +58,7 @@ class MailboxOpener:
             if daemon_uid == 0:
                 raise LoginRefused("account has no mailbox uid; a root server does not read mail as root")
             return "local"
-        if daemon_uid == 0:
+        if daemon_uid == 0 or (self.spawner is not None and self.spawner.running):
             if account.gid is None:
                 raise LoginRefused("account has a uid but no gid in users/passwd")
             return "child"
@@ -68,6 +74,8 @@ class MailboxOpener:
         if mode == "local":
             return open_local_mailbox(account.maildir)
         assert account.uid is not None and account.gid is not None
+        if self.spawner is not None and self.spawner.running:
+            return self.spawner.open(account.uid, account.gid, account.maildir, self._track)
         return open_child_mailbox(
             self.reactor, account.uid, account.gid, account.maildir, self.python, self._track
         )

@@ -12,6 +12,10 @@ shared L{ServerSettings}:
     certificate (a TCP listener wrapped in C{TLSMemoryBIOFactory}); an
     C{ssl:} string with its own C{privateKey=} is used as Twisted parses it.
 
+Started as root, the service spawns the root mailbox spawner in
+C{privilegedStartService} (before twistd drops to C{--uid}), so system users
+are served by children running as themselves for the daemon's whole life.
+
 Accounts come from ROOT/users/passwd (L{pymta.passwdfile.PasswdFileChecker})
 or, given C{checkpassword}, from that external program.  Mailboxes are
 opened by L{pymta.pop3d.opener.MailboxOpener} (in-process for the daemon's
@@ -37,6 +41,7 @@ from pymta.pop3d.auth import Account, AddressLimiter, PasswdFileAuthenticator
 from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.protocol import POP3Factory, ServerSettings
+from pymta.pop3d.spawnerclient import MailboxSpawner
 from pymta.tls import ServerTLS, TLSConfigError
 
 __all__ = ["POP3Service", "build_pop3_service", "implicit_tls_port"]
@@ -57,12 +62,28 @@ def implicit_tls_port(description: str) -> str | None:
 class POP3Service(service.MultiService):
     """The listeners plus what C{reload} refreshes (certificate, APOP host name)."""
 
-    def __init__(self, reader: ControlReader, settings: ServerSettings, tls: ServerTLS) -> None:
+    def __init__(
+        self, reader: ControlReader, settings: ServerSettings, tls: ServerTLS, spawner: MailboxSpawner | None = None
+    ) -> None:
         super().__init__()
         self.reader = reader
         self.settings = settings
         self.tls = tls
+        self.spawner = spawner
         self.factories: list[POP3Factory] = []
+
+    def privilegedStartService(self) -> None:
+        """As root (before twistd's uid drop): start the mailbox spawner, then bind."""
+        if self.spawner is not None and not self.spawner.running and os.geteuid() == 0:
+            self.spawner.start()
+        super().privilegedStartService()
+
+    def stopService(self) -> defer.Deferred:
+        d = defer.maybeDeferred(super().stopService)
+        if self.spawner is not None:
+            spawner = self.spawner
+            d.addCallback(lambda _: spawner.stop())
+        return d
 
     def reload(self) -> None:
         """Re-read the certificate and control/me (the caller reloads the ControlReader)."""
@@ -106,10 +127,11 @@ def build_pop3_service(
         authenticator = PasswdFileAuthenticator(
             PasswdFileChecker(os.path.join(root, "users", "passwd"), reactor=reactor)
         )
+    spawner = MailboxSpawner(reactor) if open_mailbox is None else None
     settings = ServerSettings(
         hostname=reader.current.me or socket.getfqdn(),
         authenticator=authenticator,
-        open_mailbox=open_mailbox or MailboxOpener(reactor),
+        open_mailbox=open_mailbox or MailboxOpener(reactor, spawner=spawner),
         tls_context=tls if tls.available else None,
         allow_plaintext=allow_plaintext,
         timeout=timeout,
@@ -117,7 +139,7 @@ def build_pop3_service(
         limiter=AddressLimiter(reactor.seconds),
         clock=reactor,
     )
-    svc = POP3Service(reader, settings, tls)
+    svc = POP3Service(reader, settings, tls, spawner)
     for description in listen:
         tcp = implicit_tls_port(description)
         pop3_factory = POP3Factory(settings)

@@ -51,7 +51,7 @@ class ServiceTestBase(TestCase):
     allow_plaintext = True
     listen = ["tcp:0:interface=127.0.0.1"]
     checkpassword: list[str] | None = None
-    opener: MailboxOpener | None = None
+    production_opener = False
 
     def setUp(self) -> defer.Deferred:
         self.root = os.path.abspath(self.mktemp())
@@ -70,12 +70,16 @@ class ServiceTestBase(TestCase):
         self.prepare()
         # Running as root, act as the mail uid that owns the Maildirs (virtual
         # users in-process); the system-user tests use the real opener.
-        opener = self.opener or MailboxOpener(reactor, euid=lambda: os.getuid() or 4242)
+        if self.production_opener:
+            opener = None  # the service's own: root spawner when root
+        else:
+            opener = MailboxOpener(reactor, euid=lambda: os.getuid() or 4242)
         self.svc = build_pop3_service(
             self.root, ControlReader(self.root), self.listen, reactor=reactor,
             allow_plaintext=self.allow_plaintext, checkpassword=self.checkpassword, failure_delay=0.05,
             open_mailbox=opener,
         )
+        self.svc.privilegedStartService()
         self.svc.startService()
         self.addCleanup(self.wait_disconnected)
         self.addCleanup(self.svc.stopService)
@@ -251,7 +255,7 @@ class CheckpasswordServiceTests(ServiceTestBase):
         if os.getuid() == 0:  # a real checkpassword switches to the account: served by a child
             uid = TEST_UID
             make_user_owned(self.root, self.home, self.maildir)
-            self.opener = MailboxOpener(reactor)
+            self.production_opener = True
         self.checkpassword = [write_checkpassword(os.path.abspath(self.mktemp()), self.home, uid)]
 
     @defer.inlineCallbacks
@@ -284,7 +288,7 @@ class SystemUserServiceTests(ServiceTestBase):
     def prepare(self) -> None:
         if os.getuid() != 0:
             raise self.skipTest("needs root")
-        self.opener = MailboxOpener(reactor)
+        self.production_opener = True
         set_password(self.passwd, "carol", "pw", TEST_UID, TEST_GID, self.home, scheme="PLAIN")
         make_user_owned(self.root, self.home, self.maildir)
 
@@ -307,6 +311,8 @@ class SystemUserServiceTests(ServiceTestBase):
             return message, None
 
         message, refused = yield self.in_thread(session)
+        self.assertTrue(self.svc.spawner.running)
+        self.assertEqual(self.svc.spawner._next_id, 1)  # carol's mailbox came from the root spawner
         self.assertEqual(message, [b"Subject: three", b"", b"last"])
         self.assertEqual(self.cur_names(), ["1000.A.host:2,", "1002.C.host:2,"])
         self.assertEqual(os.stat(os.path.join(self.maildir, "cur", "1000.A.host:2,")).st_uid, TEST_UID)
