@@ -125,6 +125,15 @@ class RootInitTests(SynchronousTestCase):
         self.assertIn("made control/me", out)
         self.assertIn("POP3", out)
 
+    def test_assign_index_built(self) -> None:
+        from pymta.local.assign import INDEX_NAME
+
+        status, out, err = self.init("--user", "alice")
+        self.assertEqual((status, err), (0, ""))
+        index = os.path.join(self.root, "users", INDEX_NAME)
+        self.assertTrue(os.path.exists(index))
+        self.assertIn("users/assign index (pymta newu)", out)
+
     def test_certificate(self) -> None:
         self.init()
         path = os.path.join(self.root, "control", "servercert.pem")
