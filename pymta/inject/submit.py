@@ -90,4 +90,7 @@ def inject(
     try:
         return queue(root, io.BufferedReader(ChunkReader(prepared.chunks())), prepared.sender, prepared.recipients)
     except QueueRefused as e:
-        raise InjectError(e.text, PERMANENT if e.permanent else TEMPORARY) from None
+        # qmail's text, then what exactly happened when the queue says so
+        detail = getattr(e, "detail", "")
+        text = f"{e.text} [{detail}]" if detail else e.text
+        raise InjectError(text, PERMANENT if e.permanent else TEMPORARY) from None

@@ -182,6 +182,15 @@ class RealQueueTests(SynchronousTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(os.listdir(self.layout.dir("pid")), [])
 
+    def test_missing_root_is_temporary_with_the_reason(self) -> None:
+        err = io.StringIO()
+        missing = os.path.join(self.root, "missing")
+        status = inject_cli.main(["--root", missing, "bob"], stdin=io.BytesIO(b"\n"), stdout=io.BytesIO(),
+                                 stderr=err, env={"USER": "joe"})
+        self.assertEqual(status, 111)
+        self.assertIn("pymta inject: fatal: qq trouble making network connection (#4.3.0) [", err.getvalue())
+        self.assertIn(f"{missing}/queue is not a queue directory", err.getvalue())
+
     def test_subprocess_end_to_end(self) -> None:
         result = subprocess.run(
             [sys.executable, "-m", "pymta.cli.main", "inject", "--root", self.root, "bob"],
