@@ -91,3 +91,63 @@ class TwistdTests(unittest.TestCase):
         self.assertIn("status: exiting", text)
         self.assertTrue(os.path.exists(layout.local(mid)))  # deferred, kept
         self.assertFalse(os.path.exists(os.path.join(root, "run", "pymta-send.pid")))
+
+
+class EndToEndTests(unittest.TestCase):
+    """`pymta inject` -> twistd pymta-send with the real channels -> Maildir, bounce, queue empty."""
+
+    timeout = 90
+
+    async def test_inject_deliver_bounce_remove(self) -> None:
+        import shutil
+        import tempfile
+
+        base = tempfile.mkdtemp(prefix="pymta-e2e-")
+        self.addCleanup(shutil.rmtree, base, True)
+        os.chmod(base, 0o755)
+        root = os.path.join(base, "root")
+        env = dict(os.environ, PYTHONPATH=PROJECT, PYMTA_ROOT=root)
+        init = ["init", root, "--me", "mail.example", "--user", "alice"]
+        twistd_uid: list[str] = []
+        if os.getuid() == 0:
+            init += ["--mail-uid", "65534:65534"]
+            twistd_uid = ["--uid", "65534", "--gid", "65534"]
+        out, err, code = await utils.getProcessOutputAndValue(
+            sys.executable, ["-m", "pymta.cli.main", *init], env=env, path=PROJECT
+        )
+        self.assertEqual(code, 0, err)
+
+        proto = _Collect()
+        twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", *twistd_uid,
+                "pymta-send", "--root", root, "--stop-timeout", "5"]
+        process = reactor.spawnProcess(proto, sys.executable, args, env=env, path=PROJECT)
+        maildir = os.path.join(root, "home", "alice", "Maildir", "new")
+        try:
+            await wait_for(lambda: os.path.exists(os.path.join(root, "run", "inject.sock")), timeout=30)
+            for rcpt, body in (("alice", b"Subject: hi\n\nhello alice\n"), ("nosuch@mail.example", b"Subject: x\n\nbounce me\n")):
+                out, err, code = await utils.getProcessOutputAndValue(
+                    sys.executable, ["-m", "pymta.cli.main", "inject", "-f", "alice@mail.example", rcpt],
+                    env=env, path=PROJECT, stdinBytes=body,
+                )
+                self.assertEqual(code, 0, err)
+            await wait_for(lambda: os.path.isdir(maildir) and len(os.listdir(maildir)) == 2, timeout=30)
+            await wait_for(lambda: proto.output.count(b"end msg") == 3, timeout=10)
+        finally:
+            if process.pid is not None:
+                process.signalProcess("TERM")
+            await proto.ended
+        text = proto.output.decode(errors="replace")
+        self.assertRegex(text, r"delivery \d+: failure: Sorry,_no_mailbox_here_by_that_name\._\(#5\.1\.1\)")
+        self.assertRegex(text, r"bounce msg \d+ qp \d+")
+        messages = []
+        for name in os.listdir(maildir):
+            with open(os.path.join(maildir, name), "rb") as f:
+                messages.append(f.read())
+        bounce = [m for m in messages if b"Subject: failure notice" in m]
+        self.assertEqual(len(bounce), 1)
+        self.assertIn(b"<nosuch@mail.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n\n"
+                      b"--- Below this line is a copy of the message.\n\nReturn-Path: <alice@mail.example>\n", bounce[0])
+        leftovers = [f for d in ("todo", "info", "local", "remote", "bounce", "mess")
+                     for _, _, files in os.walk(os.path.join(root, "queue", d)) for f in files]
+        self.assertEqual(leftovers, [])
