@@ -182,7 +182,7 @@ def build_smtpd_service(
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
             tcp = _implicit_tls_port(description)
-            settings = ListenerSettings(submission=is_submission, implicit_tls=tcp is not None)
+            settings = ListenerSettings(submission=is_submission, implicit_tls=description.startswith("ssl:"))
             factory: Any = SMTPFactory(context, settings)
             if tcp is not None:
                 if not tls.available:

@@ -232,3 +232,32 @@ class PasswdFileAuth(TestCase):
 
         yield threads.deferToThread(send)
         self.assertEqual(sink.queued[0].recipients, ["far@elsewhere.example"])
+
+
+class ExplicitSSLEndpoint(TestCase):
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_ssl_endpoint_with_own_key(self):  # type: ignore[no-untyped-def]
+        root = make_root(self.mktemp())
+        pem = os.path.abspath(os.path.join(root, "own.pem"))
+        write_cert(pem)
+        sink = MemorySink()
+        svc = build_smtpd_service(
+            root, ControlReader(root), sink, [f"ssl:0:interface=127.0.0.1:privateKey={pem}"], [], reactor=reactor,
+            portal_checkers=[],
+        )
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        port = next(iter(svc))._waitingForPort.result.getHost().port
+
+        def send() -> bool:
+            with smtplib.SMTP_SSL("127.0.0.1", port, timeout=20, context=client_tls()) as c:
+                c.ehlo("x")
+                offered = c.has_extn("starttls")
+                c.sendmail("a@x", ["b@y"], b"over implicit tls\r\n")
+                return offered
+
+        offered = yield threads.deferToThread(send)
+        self.assertFalse(offered)
+        self.assertIn(b"with ESMTPS;", sink.queued[0].data)
