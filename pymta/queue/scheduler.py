@@ -192,6 +192,7 @@ class Scheduler(Service):
         self._soon: IDelayedCall | None = None
         self._running = False
         self._rerun = False
+        self._scan_requested = False
         self._loops: list[task.LoopingCall] = []
         self._later: set[IDelayedCall] = set()
         self._channels_started = False
@@ -236,6 +237,11 @@ class Scheduler(Service):
         super().startService()
         self._start_channels()
         self.exiting = False
+        self._jobs.clear()
+        self._waiting = {c: [] for c in CHANNELS}
+        self._passes = {c: None for c in CHANNELS}
+        self._done_queue.clear()
+        self._todo.clear()
         if self.cleaner is not None:
             self._run_cleaner()
         self._resume_queue()
@@ -405,15 +411,17 @@ class Scheduler(Service):
         self._kick()
 
     def scan_todo(self) -> None:
-        """Look for work in todo/ (trigger pulled, periodic scan)."""
+        """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
         if self.exiting:
             return
+        self._scan_requested = True
+        self._kick()
+
+    def _scan_todo_now(self) -> None:
         try:
             self._todo.update(list_todo(self.layout))
         except OSError as e:
             self.log.warning(f"unable to read todo/: {e.strerror}")
-            return
-        self._kick()
 
     def _preprocess(self) -> None:
         batch = []
@@ -498,24 +506,40 @@ class Scheduler(Service):
             self._rerun = True
             return
         self._running = True
+        preprocessed = False
         try:
             self._rerun = True
-            while self._rerun:
+            while self._rerun and not self.exiting:
                 self._rerun = False
-                if self.exiting:
-                    break
-                if self._todo:
-                    self._preprocess()
-                    if self._todo:
-                        self._rerun = True
+                if self._scan_requested:
+                    self._scan_requested = False
+                    self._guard("todo scan", self._scan_todo_now)
+                if self._todo and not preprocessed:
+                    # one batch per reactor turn: a large backlog must not starve other protocols
+                    preprocessed = True
+                    self._guard("preprocessing", self._preprocess)
                 while self._done_queue:
-                    self._message_done(self._done_queue.popleft())
+                    message_id = self._done_queue.popleft()
+                    if not self._guard(f"finishing msg {message_id}", self._message_done, message_id):
+                        self._retry_done(message_id)
                 if not self.paused:
                     for channel in CHANNELS:
-                        self._dispatch(channel)
+                        self._guard(f"{channel} dispatch", self._dispatch, channel)
         finally:
             self._running = False
+        if self._todo:
+            self._kick()
         self._set_wake()
+
+    def _guard(self, what: str, f: Callable[..., Any], *args: Any) -> bool:
+        """Run one step of the loop; an unexpected error is logged, never kills the service."""
+        try:
+            f(*args)
+        except Exception as e:
+            self.log.alert(f"internal error in {what}: {e!r}; continuing")
+            self.log.logger.failure("pymta-send: internal error in {what}", what=what)
+            return False
+        return True
 
     def _capacity(self, channel: str) -> int:
         c = self.controls.current
@@ -681,14 +705,17 @@ class Scheduler(Service):
         else:
             results = [None] * len(batch)
         path = self.layout.channel(job.channel, job.message_id)
-        for (offset, address), number, res in zip(batch, numbers, results):
-            self._record(job, path, offset, address, number, res)
-        job.in_flight -= 1
-        self._used[job.channel] -= 1
-        self.status()
-        if job.hit_eof and job.in_flight == 0 and self._passes[job.channel] is not job:
-            self._close_job(job)
-        self._kick()
+        try:
+            for (offset, address), number, res in zip(batch, numbers, results):
+                # a recipient whose result cannot be recorded stays T: it is tried again later
+                self._guard(f"recording delivery {number}", self._record, job, path, offset, address, number, res)
+        finally:
+            job.in_flight -= 1
+            self._used[job.channel] -= 1
+            self.status()
+            if job.hit_eof and job.in_flight == 0 and self._passes[job.channel] is not job:
+                self._guard(f"closing msg {job.message_id} {job.channel}", self._close_job, job)
+            self._kick()
 
     def _record(self, job: _Job, path: str, offset: int, address: str, number: int, res: Any) -> None:
         status = getattr(res, "status", None)

@@ -281,6 +281,19 @@ class DeliveryTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertIn("delivery 1: deferral: delivery_channel_failed:_boom", self.lines())
         self.assertTrue(os.path.exists(self.layout.local(mid)))
 
+    def test_unrecordable_result_keeps_recipient_and_frees_slot(self) -> None:
+        self.local.answer = lambda job, r: ("D", "bad \ud800 text") if r.startswith("x") else ("K", "ok\n")
+        mid = queue_message(self.layout, "a@mail.example", ["x@mail.example"])
+        s = self.start()
+        self.assertTrue(any(l.startswith("alert: internal error in recording delivery 1") for l in self.lines()))
+        with open(self.layout.local(mid), "rb") as f:
+            self.assertEqual(f.read(), b"Tx@mail.example\0")
+        self.assertEqual(s.status_text(), "status: local 0/10 remote 0/20")
+        other = queue_message(self.layout, "a@mail.example", ["y@mail.example"])
+        s.notify(other)
+        self.clock.advance(0)
+        self.assertIn(f"end msg {other}", self.lines())
+
     def test_mangled_report(self) -> None:
         self.local.answer = lambda job, r: ("X", "what")
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
