@@ -12,8 +12,9 @@ top of L{pymta.inject}, as qmail's sendmail wrapper (reference §6.2).
   full name of the default C{From:}.  Unlike qmail, C{-F} is kept when
   C{-f} is also given.
 - C{-bm} (default): send.  C{-bp} or invoked as C{mailq}: the queue listing
-  (C{pymta qread}).  C{-bs}: not available (pymta's SMTP server has no
-  stdin/stdout session), exit 69 with a message.  C{-bi} or invoked as
+  (C{pymta qread}).  C{-bs}: an SMTP session on standard input/output
+  served by pymta's SMTP protocol, allowed to relay, no size limit
+  (L{pymta.inject.smtpsession}).  C{-bi} or invoked as
   C{newaliases}: qmail's message, exit 69.  Other C{-b} modes: usage.
 - Accepted and ignored: C{-i}, C{-oi}, any C{-o}X (C{-odi}, C{-oem},
   C{-oQ/dir}), C{-v}, C{-x}, C{-m}, C{-U}, C{-G}, C{-n}, C{-eX}, C{-B type},
@@ -187,6 +188,17 @@ def _queue_listing(root: str | None, env: Mapping[str, str]) -> int:
     return int(qread.main(argv) or 0)
 
 
+def _smtp_session(name: str, root: str, err: TextIO) -> int:
+    from pymta.inject.smtpsession import SessionUnavailable, run_smtp_session
+
+    try:
+        run_smtp_session(root)
+    except SessionUnavailable as e:
+        err.write(f"{name}: fatal: unable to run an SMTP session: {e}\n")
+        return EX_TEMPFAIL
+    return EX_OK
+
+
 def main(
     argv: list[str],
     progname: str | None = None,
@@ -215,9 +227,7 @@ def main(
                   "(pymta aliases are ROOT/alias/.qmail-NAME files)\n")
         return EX_UNAVAILABLE
     if request.mode == "s":
-        err.write(f"{name}: fatal: -bs is not available: pymta's SMTP server has no stdin session; "
-                  "connect to its SMTP or submission port instead\n")
-        return EX_UNAVAILABLE
+        return _smtp_session(name, request.root or environment.get("PYMTA_ROOT") or "/var/pymta", err)
     options = InjectOptions(
         strategy=RECIP_BOTH if request.header_recipients else RECIP_ARGS,
         queue=True,

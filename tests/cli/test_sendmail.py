@@ -121,10 +121,6 @@ class SendmailCommandTests(SynchronousTestCase):
             f.write("x\n")
         self.assertEqual(self.call(["a@x.example"], b"\n"), 78)
 
-    def test_bs_unavailable(self) -> None:
-        self.assertEqual(self.call(["-bs"], b""), 69)
-        self.assertIn("sendmail: fatal: -bs is not available", self.err.getvalue())
-
     def test_newaliases(self) -> None:
         self.assertEqual(self.call([], b"", progname="/usr/bin/newaliases"), 69)
         self.assertIn("newaliases: fatal: please use fastforward/newaliases instead", self.err.getvalue())
@@ -182,3 +178,40 @@ class ScriptTests(SynchronousTestCase):
         [name] = os.listdir(layout.dir("todo"))
         with open(layout.mess(int(name)), "rb") as f:
             self.assertTrue(f.read().endswith(b"To: someone@x.example\nSubject: s\n\nhi\n"))
+
+
+class SMTPSessionTests(SynchronousTestCase):
+    """sendmail -bs: an SMTP session on stdin/stdout in a child process."""
+
+    def run_session(self, root: str, session: bytes) -> subprocess.CompletedProcess:
+        return subprocess.run(
+            [sys.executable, "-m", "pymta.cli.main", "sendmail", "--root", root, "-bs"],
+            input=session, capture_output=True, timeout=60,
+        )
+
+    def test_piped_session_queues_and_relays(self) -> None:
+        root = make_root(self)
+        layout = QueueLayout(os.path.join(root, "queue"))
+        layout.create()
+        with open(os.path.join(root, "control", "rcpthosts"), "w") as f:
+            f.write("mail.example.com\n")
+        result = self.run_session(root, (
+            b"HELO client\r\nMAIL FROM:<a@b.example>\r\nRCPT TO:<c@elsewhere.example>\r\nDATA\r\n"
+            b"Subject: bs\r\n\r\nhello\r\n..dot\r\n.\r\nQUIT\r\n"))
+        self.assertEqual(result.returncode, 0, result.stderr)
+        lines = result.stdout.decode().split("\r\n")
+        self.assertEqual(lines[0], "220 mail.example.com ESMTP")
+        self.assertEqual(lines[3], "250 ok")  # relaying to a foreign domain is allowed
+        self.assertEqual(lines[4], "354 go ahead")
+        self.assertTrue(lines[5].startswith("250 ok "), lines)
+        self.assertEqual(lines[6], "221 mail.example.com")
+        [name] = os.listdir(layout.dir("todo"))
+        with open(layout.mess(int(name)), "rb") as f:
+            self.assertTrue(f.read().endswith(b"Subject: bs\n\nhello\n.dot\n"))
+
+    def test_no_queue_is_a_temporary_failure(self) -> None:
+        root = make_root(self)
+        result = self.run_session(root, b"QUIT\r\n")
+        self.assertEqual(result.returncode, 75)
+        self.assertEqual(result.stdout, b"")
+        self.assertIn(b"sendmail: fatal: unable to run an SMTP session: no queue manager on", result.stderr)
