@@ -158,7 +158,7 @@ class SchedulerTestMixin:
         return s
 
     def lines(self) -> list[str]:
-        return [e["qmail_line"] for e in self.events]
+        return [e["qmail_line"] for e in self.events if "qmail_line" in e]
 
     def delivery_lines(self) -> list[str]:
         return [l for l in self.lines() if not l.startswith("status:")]
