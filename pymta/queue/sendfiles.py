@@ -9,17 +9,27 @@ The queue files pymta-send reads and writes (reference §1.2, §1.6-§1.8).
   (done) records (L{parse_channel_file}, L{mark_done});
 - C{bounce/ID}: accumulated failure reports (L{append_bounce}).
 
-Addresses are decoded as UTF-8 with C{surrogateescape}, so any byte string
-found on disk survives the round trip unchanged.  A file that breaks the
-format raises L{QueueFileError}; the scheduler quarantines that message.
+The record formats themselves are parsed by L{pymta.queue.envelope} (shared
+with the queue writer); this module adds the file operations of the queue
+manager.  A file that breaks the format raises L{QueueFileError}; the
+scheduler quarantines that message.
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from dataclasses import dataclass
 
+from pymta.queue.envelope import (
+    Envelope,
+    EnvelopeError,
+    RecipientRecord,
+    address_bytes,
+    address_text,
+    parse_info,
+    parse_recipients,
+    parse_todo,
+)
 from pymta.queue.layout import QueueLayout
 
 __all__ = [
@@ -39,112 +49,21 @@ __all__ = [
 ]
 
 
-class QueueFileError(Exception):
-    """A queue file does not follow the format; the text says what is wrong."""
-
-
-def decode(raw: bytes) -> str:
-    return raw.decode("utf-8", "surrogateescape")
-
-
-def encode(text: str) -> bytes:
-    return text.encode("utf-8", "surrogateescape")
-
-
-@dataclass(frozen=True)
-class TodoEnvelope:
-    """The records of a C{todo/ID} file."""
-
-    uid: int
-    pid: int
-    sender: str
-    recipients: tuple[str, ...]
-
-
-def _records(data: bytes, what: str) -> list[bytes]:
-    if not data:
-        raise QueueFileError(f"{what} is empty")
-    if not data.endswith(b"\0"):
-        raise QueueFileError(f"{what} is truncated (last record has no NUL)")
-    return data[:-1].split(b"\0")
-
-
-def _number(raw: bytes) -> int:
-    digits = b""
-    for ch in raw:
-        if 48 <= ch <= 57:
-            digits += bytes([ch])
-        else:
-            break
-    return int(digits) if digits else 0
-
-
-def parse_todo(data: bytes) -> TodoEnvelope:
-    """Parse a C{todo/ID} file."""
-    uid = pid = 0
-    sender: str | None = None
-    recipients: list[str] = []
-    for record in _records(data, "envelope"):
-        kind, value = record[:1], record[1:]
-        if kind == b"u":
-            uid = _number(value)
-        elif kind == b"p":
-            pid = _number(value)
-        elif kind == b"F":
-            if sender is not None:
-                raise QueueFileError("envelope has two sender records")
-            sender = decode(value)
-        elif kind == b"T":
-            if sender is None:
-                raise QueueFileError("envelope has a recipient before its sender")
-            recipients.append(decode(value))
-        else:
-            raise QueueFileError(f"unknown envelope record {record[:20]!r}")
-    if sender is None:
-        raise QueueFileError("envelope has no sender record")
-    return TodoEnvelope(uid, pid, sender, tuple(recipients))
-
-
-def parse_info(data: bytes) -> str:
-    """The sender in an C{info/N/ID} file."""
-    end = data.find(b"\0")
-    if end == -1 or not data.startswith(b"F"):
-        raise QueueFileError("info file has no sender record")
-    return decode(data[1:end])
+#: a queue file that breaks the format (the message is quarantined)
+QueueFileError = EnvelopeError
+TodoEnvelope = Envelope
+ChannelRecord = RecipientRecord
+parse_channel_file = parse_recipients
+decode = address_text
+encode = address_bytes
 
 
 def read_info(layout: QueueLayout, message_id: int) -> tuple[str, int]:
     """C{(sender, birth)} of a preprocessed message; OSError when unreadable."""
     with open(layout.info(message_id), "rb") as f:
         birth = int(os.fstat(f.fileno()).st_mtime)
-        data = f.read(4096 + 1100)
+        data = f.read()
     return parse_info(data), birth
-
-
-@dataclass(frozen=True)
-class ChannelRecord:
-    """One record of a channel file: its byte offset, C{T} or C{D}, the address."""
-
-    offset: int
-    done: bool
-    address: str
-
-
-def parse_channel_file(data: bytes) -> list[ChannelRecord]:
-    """All records of a C{local/N/ID} or C{remote/N/ID} file."""
-    records: list[ChannelRecord] = []
-    if not data:
-        return records
-    if not data.endswith(b"\0"):
-        raise QueueFileError("recipient file is truncated (last record has no NUL)")
-    offset = 0
-    for raw in data[:-1].split(b"\0"):
-        kind = raw[:1]
-        if kind not in (b"T", b"D"):
-            raise QueueFileError(f"unknown recipient record {raw[:20]!r} at offset {offset}")
-        records.append(ChannelRecord(offset, kind == b"D", decode(raw[1:])))
-        offset += len(raw) + 1
-    return records
 
 
 def read_channel_file(path: str) -> list[ChannelRecord]:
