@@ -114,6 +114,14 @@ class Pymta:
         )
         wait_for(lambda: port_open(self.port), 30, "pymta-smtpd")
 
+    def start_file_sink(self) -> None:
+        """pymta-smtpd without the queue manager: each message written and fsynced to its own file."""
+        self.procs.append(subprocess.Popen(
+            [PYTHON, os.path.join(HERE, "smtpd_filesink.py"), self.root, str(self.port)], cwd=PROJECT,
+            stdin=subprocess.DEVNULL,
+        ))
+        wait_for(lambda: port_open(self.port), 30, "pymta-smtpd (file sink)")
+
     def queued(self) -> int:
         return count_files(os.path.join(self.root, "queue", "mess"))
 
@@ -149,13 +157,15 @@ def main() -> int:
     parser.add_argument("--sessions", type=int, default=20)
     parser.add_argument("--size", type=int, default=5120)
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--file-sink", action="store_true",
+                        help="also measure pymta-smtpd alone, fsyncing each message to a file instead of the queue")
     args = parser.parse_args()
     if not os.path.exists(SMTP_SOURCE):
         raise SystemExit("smtp-source is missing (apt-get install postfix)")
     nobody = pwd.getpwnam("nobody")
     base = tempfile.mkdtemp(prefix="pymta-smtpd-bench-")
     os.chmod(base, 0o755)
-    results: dict[str, list[float]] = {"pymta": [], "postfix": []}
+    results: dict[str, list[float]] = {"pymta": [], "postfix": [], "pymta-filesink": []}
     try:
         for rnd in range(args.rounds):
             pymta = Pymta(os.path.join(base, f"r{rnd}"), nobody.pw_uid, nobody.pw_gid)
@@ -168,6 +178,16 @@ def main() -> int:
             results["pymta"].append(args.count / elapsed)
             print(f"round {rnd + 1}: pymta-smtpd {args.count} messages in {elapsed:.2f} s = {args.count / elapsed:.0f} msg/s"
                   f" (queued: {pymta.queued()})", flush=True)
+            if args.file_sink:
+                alone = Pymta(os.path.join(base, f"f{rnd}"), nobody.pw_uid, nobody.pw_gid)
+                alone.start_file_sink()
+                try:
+                    elapsed = smtp_source(alone.port, args.count, args.sessions, args.size, "bob@bench.example")
+                finally:
+                    alone.stop()
+                results["pymta-filesink"].append(args.count / elapsed)
+                print(f"round {rnd + 1}: pymta-smtpd with an fsync file sink (no queue): {args.count / elapsed:.0f} msg/s",
+                      flush=True)
             inst = postfix_instance(os.path.join(base, f"r{rnd}"))
             if inst is None:
                 continue
@@ -185,7 +205,7 @@ def main() -> int:
     best = {k: max(v) for k, v in results.items() if v}
     print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}:")
     for name, rate in best.items():
-        print(f"  {name:8s} {rate:8.0f} msg/s (best of {len(results[name])})")
+        print(f"  {name:15s} {rate:8.0f} msg/s (best of {len(results[name])})")
     if "postfix" in best:
         print(f"  ratio pymta/postfix = {best['pymta'] / best['postfix']:.2f}")
     return 0
