@@ -7,8 +7,9 @@ top of L{pymta.inject}, as qmail's sendmail wrapper (reference §6.2).
 - C{-t}: recipients from the header B{and} the arguments (C{inject -H});
   without C{-t} only the arguments (C{inject -a}).  No recipients at all:
   the message is queued for nobody and so discarded, exit 0, as qmail does.
-- C{-f addr} / C{-faddr} / C{-r addr}: envelope sender; also the default
-  C{From:} (C{QMAILUSER}/C{QMAILHOST} from the address).  C{-F name}: the
+- C{-f addr} / C{-faddr} / C{-r addr}: envelope sender (C{<addr>} and
+  C{<>} accepted too); also the default C{From:} (C{QMAILUSER}/C{QMAILHOST}
+  from the address).  C{-F name}: the
   full name of the default C{From:}.  Unlike qmail, C{-F} is kept when
   C{-f} is also given.
 - C{-bm} (default): send.  C{-bp} or invoked as C{mailq}: the queue listing
@@ -142,6 +143,10 @@ def parse_sendmail_arguments(argv: list[str]) -> SendmailRequest:
 
 def _apply(request: SendmailRequest, letter: str, value: str) -> None:
     if letter in ("f", "r"):
+        # programs often pass -f '<addr>' or -f '<>': the brackets are not part of the address
+        stripped = value.strip()
+        if stripped.startswith("<") and stripped.endswith(">"):
+            value = stripped[1:-1]
         request.sender = value
     elif letter == "F":
         request.full_name = value

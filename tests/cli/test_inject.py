@@ -182,6 +182,16 @@ class RealQueueTests(SynchronousTestCase):
         self.assertEqual(self.queued(), [])
         self.assertEqual(os.listdir(self.layout.dir("pid")), [])
 
+    def test_newline_in_an_address_is_refused_and_nothing_queued(self) -> None:
+        for argv in (["bad\nrecipient@x.example"], ["-f", "bad\nsender@x.example", "ok@x.example"]):
+            err = io.StringIO()
+            status = inject_cli.main(argv, stdin=io.BytesIO(b"\n"), stdout=io.BytesIO(), stderr=err,
+                                     env={"USER": "joe", "PYMTA_ROOT": self.root})
+            self.assertEqual(status, 100, err.getvalue())
+            self.assertTrue(err.getvalue().startswith("pymta inject: fatal: "))
+        self.assertEqual(self.queued(), [])
+        self.assertEqual(os.listdir(self.layout.dir("pid")), [])
+
     def test_missing_root_is_temporary_with_the_reason(self) -> None:
         err = io.StringIO()
         missing = os.path.join(self.root, "missing")

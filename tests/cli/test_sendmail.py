@@ -26,6 +26,10 @@ class ParseTests(SynchronousTestCase):
         self.assertEqual(request.full_name, "Joe")
         self.assertEqual(request.recipients, ["-not-a-flag@x.example"])
 
+    def test_angle_brackets_around_the_sender(self) -> None:
+        self.assertEqual(sendmail.parse_sendmail_arguments(["-f", "<b@x.example>"]).sender, "b@x.example")
+        self.assertEqual(sendmail.parse_sendmail_arguments(["-f<>"]).sender, "")
+
     def test_clustered_and_attached(self) -> None:
         request = sendmail.parse_sendmail_arguments(["-tifme@x.example", "rcpt"])
         self.assertTrue(request.header_recipients)
@@ -96,6 +100,11 @@ class SendmailCommandTests(SynchronousTestCase):
         [(_, message, sender, _)] = queue.calls
         self.assertEqual(sender, "bounce@corp.example")
         self.assertIn(b'\nFrom: "Web Shop" <bounce@corp.example>\n', message)
+
+    def test_null_sender(self) -> None:
+        queue = FakeQueue()
+        self.assertEqual(self.call(["-f", "<>", "a@x.example"], b"\n", queue), 0)
+        self.assertEqual(queue.calls[0][2], "")
 
     def test_f_without_name(self) -> None:
         queue = FakeQueue()
