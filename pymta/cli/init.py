@@ -453,7 +453,7 @@ def _hints(report: InitReport, users: list[tuple[str, str | None]]) -> str:
         "SMTP: mail to " + (f"{users[0][0]}@{me}" if users else f"postmaster@{me}") + " is accepted on the smtp port;",
         f"  relaying is allowed for clients matched by {root}/etc/tcp.smtp (127.* in the example)",
         "  and for clients that AUTH on the submission port with a users/passwd account.",
-        "Local mail: echo 'Subject: hi' | pymta inject " + (users[0][0] if users else "postmaster"),
+        f"Local mail: echo 'Subject: hi' | pymta inject --root {root} " + (users[0][0] if users else "postmaster"),
     ]
     pop_users = [name for name, password in users if password is not None]
     if pop_users:
