@@ -321,9 +321,12 @@ class Scheduler(Service):
     def _run_cleaner(self) -> None:
         assert self.cleaner is not None
         try:
-            self.cleaner(self.layout)
+            removed = self.cleaner(self.layout)
         except Exception as e:
             self.log.warning(f"queue cleanup failed: {e}")
+            return
+        for path in removed or ():
+            self.log.logger.info("cleanup: removed crash leftover {path}", path=self._rel(path))
 
     # ---------------------------------------------------------------- control
 

@@ -84,6 +84,25 @@ class SendServiceTests(unittest.TestCase):
         await wait_for(lambda: f"end msg {mid}" in self.lines, timeout=5)
         self.assertEqual(self.local.recipients(), ["bob@mail.example"])
 
+    async def test_second_trigger_pull(self) -> None:
+        self.start()
+        for _ in range(2):
+            await task.deferLater(reactor, 0.05, lambda: None)
+            mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
+            fd = os.open(self.layout.trigger_path(), os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"\0")
+            os.close(fd)
+            await wait_for(lambda: f"end msg {mid}" in self.lines, timeout=5)
+        self.assertEqual(len(self.local.jobs), 2)
+
+    def test_crash_leftovers_cleaned_at_start(self) -> None:
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
+        os.unlink(self.layout.todo(mid))  # a writer died before its commit: mess without todo
+        os.utime(self.layout.mess(mid), (1_700_000_000, 1_700_000_000))
+        self.start()
+        self.assertFalse(os.path.exists(self.layout.mess(mid)))
+        self.assertEqual(self.local.jobs, [])
+
     async def test_inject_socket(self) -> None:
         from pymta.queue.client import enqueue_socket
         from pymta.queue.inject import inject_socket_path
