@@ -21,7 +21,8 @@ C{=}, the empty key.  The first line with a given key wins.  No match:
 allow.  A missing file allows every client (like C{tcpserver -X}).
 
 pymta has no ident lookups, so info keys only match when a caller supplies
-the info; C{=host} keys match when the caller did a reverse lookup.
+the info; C{=host} keys match when the caller did a reverse lookup
+(pymta-smtpd does one, bounded in time, when the file has C{=} rules).
 """
 
 from __future__ import annotations
@@ -149,6 +150,11 @@ class AccessRules:
 
     def __len__(self) -> int:
         return len(self.rules)
+
+    @property
+    def uses_host_names(self) -> bool:
+        """True when some rule is keyed by a host name (C{=...}): a reverse lookup is worth doing."""
+        return any(key.startswith("=") or "@=" in key for key in self.rules)
 
     def lookup(self, ip: str, host: str | None = None, info: str | None = None) -> AccessRule:
         """The rule for a client, by tcprules' specificity order."""

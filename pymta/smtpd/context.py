@@ -100,6 +100,8 @@ class SMTPDContext:
     auth_failure_window: float = 900.0
     max_auth_delay: float = 30.0
     cram_md5: bool | None = None
+    resolver: Any = None
+    reverse_lookup_seconds: float = 5.0
     _auth_failures: dict[str, list[float]] = field(default_factory=dict)
     _per_ip: tuple[Controls, int] | None = None
 

@@ -103,20 +103,44 @@ class SMTPServerProtocol(Protocol):
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
         self.timeout = max(1, self.controls.timeoutsmtpd)
-        rule = self.ctx.rules.lookup(self.remote_ip)
+        rules = self.ctx.rules
+        resolver = self.ctx.resolver
+        if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
+            # tcpserver -h: the client's name (TCPREMOTEHOST) for =host rules and the Received line
+            d = resolver.ptr(self.remote_ip)
+            d.addTimeout(self.ctx.reverse_lookup_seconds, self.clock)
+            d.addCallbacks(lambda names: names[0].rstrip(".") if names else None, lambda failure: None)
+            d.addCallback(self._admit)
+            self._run_pending(d, cancel_on_close=True)
+            return
+        pending = self._admit(None)
+        if pending is not None:
+            self._run_pending(pending, cancel_on_close=True)
+
+    def _admit(self, remote_host: str | None) -> defer.Deferred | None:
+        """
+        Apply the access rule and the connection limits, then greet - or
+        return the DNSBL decision's Deferred that greets when it fires.
+        """
+        if self._mode == CLOSED:
+            return None
+        rule = self.ctx.rules.lookup(self.remote_ip, host=remote_host)
         if not rule.allow:
             log.info("smtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
             self._mode = CLOSED
             self.transport.loseConnection()
-            return
-        self.env = rule.environment
+            return None
+        self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
+        if remote_host is not None:
+            self.env["TCPREMOTEHOST"] = remote_host
+        self.env.update(rule.environment)
         refusal = self.ctx.limiter.acquire(
             self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
         )
         if refusal is not None:
             log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=refusal)
             self._close_with(refusal)
-            return
+            return None
         self._counted = True
         self.relayclient = self.env.get("RELAYCLIENT")
         self.databytes = self.controls.databytes
@@ -131,9 +155,9 @@ class SMTPServerProtocol(Protocol):
                 d: defer.Deferred = defer.succeed(reply_from_variable(variable or ""))
             else:
                 d = self.ctx.dnsbl.check(self.remote_ip, variable)
-            self._run_pending(d.addCallback(self._rbl_decided), cancel_on_close=True)
-        else:
-            self._greet()
+            return d.addCallback(self._rbl_decided)
+        self._greet()
+        return None
 
     def _greet(self) -> None:
         self.reply(f"220 {self.controls.smtpgreeting} ESMTP")

@@ -10,6 +10,11 @@ wrapped in C{TLSMemoryBIOFactory}, so the certificate follows
 L{SMTPDService.reload}.  An C{ssl:} string with its own C{privateKey} is
 used as Twisted parses it (files read once).
 
+A DNS resolver (L{pymta.remote.dns.DNSResolver}) is made only when it is
+needed: control/rbls lists zones, or tcp.smtp has C{=host} rules (then each
+client's address is looked up in reverse, as tcpserver -h does, at most
+5 seconds).
+
 L{SMTPDService.reload} re-reads ROOT/etc/tcp.smtp, the certificate and
 control/rbls (the caller reloads the control files themselves through the
 L{ControlReader}); a broken file keeps the old values and is logged.
@@ -82,8 +87,9 @@ class SMTPDService(service.MultiService):
             except TLSConfigError as e:
                 if tls.available:
                     log.error("smtpd: keeping old certificate: {error}", error=str(e))
-        if self.resolver is None and self.context.reader.current.extra_lines("rbls"):
+        if self.resolver is None and (self.context.reader.current.extra_lines("rbls") or self.context.rules.uses_host_names):
             self.resolver = _default_resolver(self.context.clock)
+        self.context.resolver = self.resolver
         self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
         self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
         if self.passwd_checkers:
@@ -163,7 +169,7 @@ def build_smtpd_service(
     tls = ServerTLS(cert_path(root))
     if tls.error and os.path.exists(cert_path(root)):
         log.error("smtpd: no TLS: {error}", error=tls.error)
-    if resolver is None and reader.current.extra_lines("rbls"):
+    if resolver is None and (reader.current.extra_lines("rbls") or rules.uses_host_names):
         resolver = _default_resolver(reactor)
     context = SMTPDContext(
         reader=reader,
@@ -175,6 +181,7 @@ def build_smtpd_service(
         auth_without_tls=auth_without_tls,
         local_ips=frozenset({"127.0.0.1", "::1"}),
         cram_md5=passwd_allows_cram_md5(root) if own_checkers else None,
+        resolver=resolver,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = recipient_check_for(root, reader.current)

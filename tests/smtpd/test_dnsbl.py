@@ -34,6 +34,11 @@ class FakeResolver:
     def a(self, name):  # type: ignore[no-untyped-def]
         return self._answer(self.a_records, name, "A")
 
+    def ptr(self, address):  # type: ignore[no-untyped-def]
+        return self._answer(self.ptr_records, address, "PTR")
+
+    ptr_records: dict = {}
+
 
 class Decisions(SynchronousTestCase):
     def setUp(self) -> None:
@@ -124,3 +129,46 @@ class FakeServer(SynchronousTestCase):
         self.assertEqual(s2.take()[:2], ["220 mx.example.org ESMTP", "250-mx.example.org"])
         s.close()
         s2.close()
+
+
+class HostRules(SynchronousTestCase):
+    """=host rules in tcp.smtp: the client's name comes from a reverse lookup, bounded in time."""
+
+    RULES = '=.good.example:allow,RELAYCLIENT=""\n=bad.example:deny\n:allow\n'
+
+    def session(self, ptr, hang=False):  # type: ignore[no-untyped-def]
+        resolver = FakeResolver(hang=hang)
+        resolver.ptr_records = ptr
+        s = Session(make_root(self.mktemp()), rules=self.RULES, resolver=resolver, reverse_lookup_seconds=5)
+        self.addCleanup(s.close)
+        return s
+
+    def test_name_suffix_rule(self) -> None:
+        s = self.session({"192.0.2.7": ["mx.good.example."]})
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.assertEqual(s.proto.relayclient, "")
+        self.assertEqual(s.proto.env["TCPREMOTEHOST"], "mx.good.example")
+
+    def test_name_deny(self) -> None:
+        s = self.session({"192.0.2.7": ["bad.example"]})
+        self.assertEqual(s.take(), [])
+        self.assertTrue(s.transport.disconnecting)
+
+    def test_no_name_and_slow_lookup(self) -> None:
+        s = self.session({})
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.assertIsNone(s.proto.relayclient)
+        s = self.session({}, hang=True)
+        self.assertEqual(s.send(b"EHLO x\r\n"), [])
+        s.clock.advance(5)
+        self.assertEqual(s.take()[0], "220 mx.example.org ESMTP")
+
+    def test_received_line_names_the_client(self) -> None:
+        s = self.session({"192.0.2.7": ["mx.good.example."]})
+        s.take()
+        s.cmd("HELO mx.good.example")
+        s.cmd("MAIL FROM:<a@x>")
+        s.cmd("RCPT TO:<b@y>")
+        s.cmd("DATA")
+        s.send(b"x\r\n.\r\n")
+        self.assertTrue(s.sink.queued[0].data.startswith(b"Received: from mx.good.example (192.0.2.7)\n"))
