@@ -27,8 +27,9 @@ top of L{pymta.inject}, as qmail's sendmail wrapper (reference §6.2).
   C{$PYMTA_ROOT}, else C{/var/pymta}).
 
 Exit codes are sendmail's (sysexits): 0 queued, 64 usage, 65 unparsable
-address, 69 refused permanently / unsupported mode, 74 input read error,
-75 temporary failure (try again), 78 unusable control files.
+address, 69 refused permanently / unsupported mode, 73 the queue cannot
+store the message (disk full, trouble creating its files), 74 input read
+error, 75 other temporary failures (try again), 78 unusable control files.
 """
 
 from __future__ import annotations
@@ -57,6 +58,7 @@ EX_OK = 0
 EX_USAGE = 64
 EX_DATAERR = 65
 EX_UNAVAILABLE = 69
+EX_CANTCREAT = 73
 EX_IOERR = 74
 EX_TEMPFAIL = 75
 EX_CONFIG = 78
@@ -69,6 +71,10 @@ EXIT_CODES = {
     READ: EX_IOERR,
     CONFIG: EX_CONFIG,
 }
+
+# qmail-queue exit codes with a more precise sysexits meaning
+_QUEUE_EXITS = {53: EX_CANTCREAT, 61: EX_CANTCREAT, 62: EX_CANTCREAT, 63: EX_CANTCREAT, 64: EX_CANTCREAT,
+                65: EX_CANTCREAT, 66: EX_CANTCREAT, 54: EX_IOERR}
 
 USAGE_LINE = "usage: sendmail [ -t ] [ -fsender ] [ -Fname ] [ -bp ] [ -bs ] [ arg ... ]"
 
@@ -179,6 +185,13 @@ def sender_environment(env: Mapping[str, str], sender: str | None, full_name: st
     return result
 
 
+def exit_code(error: InjectError) -> int:
+    """sendmail's exit code (sysexits) for a failed injection."""
+    if error.kind == TEMPORARY and error.queue_exit in _QUEUE_EXITS:
+        return _QUEUE_EXITS[error.queue_exit]
+    return EXIT_CODES.get(error.kind, EX_TEMPFAIL)
+
+
 def _program_name(progname: str | None) -> str:
     name = os.path.basename(progname or "sendmail")
     return name or "sendmail"
@@ -252,7 +265,7 @@ def main(
     except InjectError as e:
         err.write(f"{name}: fatal: {e.text}\n")
         err.flush()
-        return EXIT_CODES.get(e.kind, EX_TEMPFAIL)
+        return exit_code(e)
     return EX_OK
 
 

@@ -78,10 +78,11 @@ _NOT_COPIED = frozenset(("bcc", "resent-bcc", "return-path", "content-length"))
 class InjectError(Exception):
     """Injection failed; C{kind} is one of L{USAGE}, L{DATA}, L{PERMANENT}, L{TEMPORARY}, L{READ}, L{CONFIG}."""
 
-    def __init__(self, text: str, kind: str) -> None:
+    def __init__(self, text: str, kind: str, queue_exit: int | None = None) -> None:
         super().__init__(text)
         self.text = text
         self.kind = kind
+        self.queue_exit = queue_exit  # qmail-queue's exit code when the queue refused
 
 
 def _first(env: Mapping[str, str], *names: str) -> str | None:

@@ -93,4 +93,4 @@ def inject(
         # qmail's text, then what exactly happened when the queue says so
         detail = getattr(e, "detail", "")
         text = f"{e.text} [{detail}]" if detail else e.text
-        raise InjectError(text, PERMANENT if e.permanent else TEMPORARY) from None
+        raise InjectError(text, PERMANENT if e.permanent else TEMPORARY, getattr(e, "exit_code", None)) from None

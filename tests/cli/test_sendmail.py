@@ -126,6 +126,13 @@ class SendmailCommandTests(SynchronousTestCase):
         self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueRefused("no (#5.3.0)", True))), 69)
         self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueRefused("later (#4.3.0)", False))), 75)
         self.assertIn("sendmail: fatal: later (#4.3.0)\n", self.err.getvalue())
+        from pymta.queue.errors import QueueFailure
+
+        self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueFailure(53, "disk full"))), 73)
+        self.assertIn("qq write error or disk full (#4.3.0) [disk full]", self.err.getvalue())
+        self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueFailure(54))), 74)
+        self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueFailure(56))), 75)
+        self.assertEqual(self.call(["a@x.example"], b"\n", FakeQueue(QueueFailure(31))), 69)
         with open(os.path.join(self.root, "control", "concurrencylocal"), "w") as f:
             f.write("x\n")
         self.assertEqual(self.call(["a@x.example"], b"\n"), 78)
