@@ -232,7 +232,9 @@ class SMTPServerProtocol(Protocol):
         if self._mode == CLOSED:
             return
         self._buf += data
-        self._arm_timer()
+        if not self._rbl_reply:
+            # rblsmtpd's fake server ends after a fixed time, however busy the client
+            self._arm_timer()
         self._process()
 
     def _run_pending(self, d: defer.Deferred, cancel_on_close: bool = False) -> None:

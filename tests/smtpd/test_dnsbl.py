@@ -114,7 +114,9 @@ class FakeServer(SynchronousTestCase):
         s = Session(root, rules=':allow,RBLSMTPD="-blocked here"')
         self.assertEqual(s.take(), ["220 rblsmtpd.local"])
         self.assertEqual(s.cmd("RCPT TO:<c@d>"), ["553 blocked here"])
-        s.clock.advance(61)
+        s.clock.advance(30)
+        self.assertEqual(s.cmd("NOOP"), ["250 rblsmtpd.local"])
+        s.clock.advance(31)
         self.assertTrue(s.transport.disconnecting)
         self.assertEqual(s.take(), [])
 
