@@ -122,6 +122,8 @@ def _lines(stream: BinaryIO) -> Iterator[bytes]:
             line += more
         if line.endswith(b"\r\n"):
             line = line[:-2] + b"\n"
+        elif line.endswith(b"\r"):  # last line: CR + the LF we add is a CRLF
+            line = line[:-1] + b"\n"
         elif not line.endswith(b"\n"):
             line += b"\n"
         yield line
@@ -155,18 +157,16 @@ def read_header(stream: BinaryIO) -> ParsedHeader:
 def lf_chunks(stream: BinaryIO, size: int = 65536) -> Iterator[bytes]:
     """
     The rest of C{stream} in chunks with every CRLF turned into LF; a last
-    line without a line end gets one (as qmail-inject does).
+    line without a line end gets one (as qmail-inject does), and a CR at
+    the very end becomes that line end.
     """
     carry = b""
     last = b"\n"
     while True:
         data = stream.read(size)
         if not data:
-            if carry:
-                yield carry
-                last = carry
-            if not last.endswith(b"\n"):
-                yield b"\n"
+            if carry or not last.endswith(b"\n"):
+                yield b"\n"  # a final CR with the LF we add is a CRLF
             return
         data = carry + data
         if data.endswith(b"\r"):

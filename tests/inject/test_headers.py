@@ -64,6 +64,10 @@ class SplitTests(SynchronousTestCase):
         self.assertEqual([f.text for f in parsed.fields], ["A: 1\n", "B: 2\n"])
         self.assertFalse(parsed.has_body)
 
+    def test_final_cr_in_header(self) -> None:
+        parsed = read_header(io.BytesIO(b"A: 1\r"))
+        self.assertEqual([f.text for f in parsed.fields], ["A: 1\n"])
+
     def test_empty_input(self) -> None:
         parsed = read_header(io.BytesIO(b""))
         self.assertEqual((parsed.fields, parsed.has_body), ([], False))
@@ -89,6 +93,7 @@ class LfChunksTests(SynchronousTestCase):
             self.assertEqual(b"".join(lf_chunks(io.BytesIO(data), size=size)), b"a\nb\nc\nd\n", size)
 
     def test_trailing_cr_and_missing_newline(self) -> None:
-        self.assertEqual(b"".join(lf_chunks(io.BytesIO(b"x\r"))), b"x\r\n")
+        self.assertEqual(b"".join(lf_chunks(io.BytesIO(b"x\r"))), b"x\n")
+        self.assertEqual(b"".join(lf_chunks(io.BytesIO(b"x\r"), size=1)), b"x\n")
         self.assertEqual(b"".join(lf_chunks(io.BytesIO(b""))), b"")
         self.assertEqual(b"".join(lf_chunks(io.BytesIO(b"x\n"))), b"x\n")

@@ -270,3 +270,40 @@ class BodyTests(MessageTestCase):
     def test_body_without_header(self) -> None:
         _, text = self.prepare(b"just text\nmore\n", arguments=["a"])
         self.assertTrue(text.endswith("Cc: recipient list not shown: ;\n\njust text\nmore\n"))
+
+
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+_header_line = st.one_of(
+    st.sampled_from([b"To: ", b"Cc: ", b"From: ", b"Bcc: ", b"Return-Path: ", b"Resent-To: ", b"Subject: ",
+                     b"Reply-To: ", b" ", b"\t", b"From ", b"X-Y: "]),
+    st.just(b""),
+).flatmap(lambda name: st.binary(max_size=40).map(lambda value: name + value.replace(b"\n", b" ") + b"\n"))
+
+
+class MessageProperties(MessageTestCase):
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(_header_line, max_size=8), st.binary(max_size=200))
+    def test_any_input_is_injected_or_refused_cleanly(self, lines: list[bytes], body: bytes) -> None:
+        data = b"".join(lines) + b"\n" + body
+        try:
+            prepared, _ = self.prepare(data)
+        except InjectError as e:
+            self.assertEqual(e.kind, DATA)
+            self.assertTrue(e.text.startswith("unable to parse this line:\n"))
+            return
+        settings_ = InjectSettings.from_environment(self.env, self.controls)
+        prepared = prepare(io.BytesIO(data), InjectOptions(), settings_, now=NOW, pid=PID)
+        output = b"".join(prepared.chunks())
+        self.assertNotIn(b"\r\n", output)
+        self.assertIn(b"\n", output)
+        if not any(line == b"\n" for line in lines):  # the first empty line separates the body
+            expected_body = (b"\n" + body).replace(b"\r\n", b"\n")
+            if expected_body.endswith(b"\r"):
+                expected_body = expected_body[:-1] + b"\n"
+            elif not expected_body.endswith(b"\n"):
+                expected_body += b"\n"
+            self.assertTrue(output.endswith(expected_body), (data, output))
+        for recipient in prepared.recipients:
+            self.assertIn("@", recipient)
