@@ -75,6 +75,33 @@ class ServiceTests(TestCase):
         self.assertTrue(self.sink.queued[0].data.endswith(b"Subject: t\n\nhello\n.dot\n"))
 
     @defer.inlineCallbacks
+    def test_real_pipelining_with_slow_checks(self):  # type: ignore[no-untyped-def]
+        """200 recipients and a message in one write, each RCPT check answered later: replies in order."""
+        from twisted.internet import task
+
+        smtp_port, _, _ = yield self.ports()
+        self.svc.context.recipient_check = lambda controls, address: task.deferLater(reactor, 0.001, lambda: True)
+        lines = [b"EHLO c", b"MAIL FROM:<a@x>"] + [b"RCPT TO:<u%d@mx.example.org>" % i for i in range(200)]
+        lines += [b"DATA", b"Subject: pipelined", b"", b"body", b".", b"QUIT"]
+
+        def talk() -> list[bytes]:
+            with socket.create_connection(("127.0.0.1", smtp_port), timeout=20) as s:
+                s.sendall(b"\r\n".join(lines) + b"\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+            return data.split(b"\r\n")
+
+        replies = yield threads.deferToThread(talk)
+        codes = [r[:4] for r in replies if r and r[3:4] == b" "]
+        self.assertEqual(codes[0], b"220 ")
+        self.assertEqual(codes[1:], [b"250 "] * 202 + [b"354 ", b"250 ", b"221 "])
+        self.assertEqual(len(self.sink.queued[0].recipients), 200)
+
+    @defer.inlineCallbacks
     def test_starttls_then_mail(self):  # type: ignore[no-untyped-def]
         smtp_port, _, _ = yield self.ports()
 
