@@ -95,6 +95,17 @@ class FileStreamer:
                 if self._encoder.done:
                     self._finish(out + self._encoder.finish())
                     return
+                if len(chunk) < self._chunk_size:
+                    # Probably the end: look now, so the last chunk and the
+                    # terminator leave in one write.
+                    more = self._file.read(self._chunk_size)
+                    if not more:
+                        self._finish(out + self._encoder.finish())
+                        return
+                    out += self._encoder.feed(more)
+                    if self._encoder.done:
+                        self._finish(out + self._encoder.finish())
+                        return
                 if out:
                     self._consumer.write(out)
                     if self._on_progress is not None:

@@ -130,6 +130,7 @@ class POP3Server(Protocol, TimeoutMixin):
         factory = getattr(self, "factory", None)
         if factory is not None:
             factory.connections.add(self)
+        self._no_delay()
         settings = self.settings
         settings.counter[0] += 1
         self.timestamp = f"<{os.getpid()}.{int(self.clock.seconds())}.{settings.counter[0]}@{settings.hostname}>".encode(
@@ -137,6 +138,21 @@ class POP3Server(Protocol, TimeoutMixin):
         )
         self.setTimeout(settings.timeout)
         self.send(b"+OK " + self.timestamp)
+
+    def _no_delay(self) -> None:
+        """Replies are written whole; Nagle would only hold back a reply's last segment."""
+        transport = self.transport
+        for _ in range(3):  # the TCP transport may sit under a TLS wrapper
+            set_no_delay = getattr(transport, "setTcpNoDelay", None)
+            if set_no_delay is not None:
+                try:
+                    set_no_delay(True)
+                except OSError:
+                    pass
+                return
+            transport = getattr(transport, "transport", None)
+            if transport is None:
+                return
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         factory = getattr(self, "factory", None)
