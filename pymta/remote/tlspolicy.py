@@ -55,12 +55,20 @@ class TLSPolicy:
 class OpportunisticTLS:
     """Client TLS without certificate checks, sending SNI when the host is a name."""
 
+    _shared_options: ssl.CertificateOptions | None = None
+
     def __init__(self, hostname: str | None) -> None:
-        self._options = ssl.CertificateOptions(verify=False)
         self._hostname = hostname
 
+    @classmethod
+    def _context(cls) -> SSL.Context:
+        # one context for every opportunistic session: building one is costly
+        if cls._shared_options is None:
+            cls._shared_options = ssl.CertificateOptions(verify=False)
+        return cls._shared_options.getContext()
+
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        connection = SSL.Connection(self._options.getContext(), None)
+        connection = SSL.Connection(self._context(), None)
         if self._hostname and not _is_ip(self._hostname):
             try:
                 connection.set_tlsext_host_name(self._hostname.encode("idna"))
