@@ -6,6 +6,8 @@ import base64
 import hashlib
 import os
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
@@ -326,3 +328,28 @@ class TransactionTests(ProtocolTestBase):
         wire = transport.value()
         self.assertEqual(wire.count(b"\r\n..\r\n"), 2000)
         self.assertTrue(wire.endswith(b"\r\n..\r\n.\r\n"))
+
+
+_VERBS = st.sampled_from([b"USER", b"PASS", b"APOP", b"AUTH", b"STLS", b"CAPA", b"STAT", b"LIST", b"UIDL",
+                          b"RETR", b"TOP", b"DELE", b"RSET", b"LAST", b"NOOP", b"XYZ", b"", b"PLAIN"])
+_ARGS = st.one_of(st.binary(max_size=40), st.integers(-3, 10).map(lambda i: b"%d" % i), st.just(b"alice"), st.just(b"secret"))
+_SCRIPTS = st.lists(st.tuples(_VERBS, st.lists(_ARGS, max_size=3)), max_size=25)
+
+
+class FuzzTests(ProtocolTestBase):
+    """Arbitrary client input never crashes the session or deletes anything."""
+
+    @settings(max_examples=150, deadline=None)
+    @given(_SCRIPTS, st.booleans())
+    def test_random_sessions(self, script, logged_in) -> None:  # type: ignore[no-untyped-def]
+        proto, transport = self.connect()
+        if logged_in:
+            self.lines(b"USER alice\r\nPASS secret\r\n", proto, transport)
+        data = b"".join(b" ".join([verb] + argv).replace(b"\n", b"") + b"\r\n" for verb, argv in script)
+        self.lines(data, proto, transport)
+        self.clock.advance(10)
+        drain(transport)
+        self.assertNotIn(b"internal error", transport.value())
+        self.assertEqual(self.flushLoggedErrors(), [])
+        proto.connectionLost(None)
+        self.assertEqual(len(os.listdir(os.path.join(self.maildir, "cur"))) + len(os.listdir(os.path.join(self.maildir, "new"))), 3)
