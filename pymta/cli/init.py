@@ -27,8 +27,6 @@ from __future__ import annotations
 
 import argparse
 import grp
-import importlib
-import importlib.util
 import os
 import pwd
 import re
@@ -36,7 +34,7 @@ import socket
 import stat
 import sys
 from dataclasses import dataclass, field
-from typing import Callable, TextIO
+from typing import TextIO
 
 from pymta.certs import write_self_signed
 from pymta.cli.maildirmake import maildirmake
@@ -285,25 +283,14 @@ def _passwd_users(path: str) -> set[str]:
 
 
 def _rebuild_assign_index(root: str, report: InitReport) -> None:
-    """Run C{pymta newu}'s index build when that command exists."""
-    if importlib.util.find_spec("pymta.cli.newu") is None:
-        return
-    newu = importlib.import_module("pymta.cli.newu")
-    build: Callable[..., object] | None = None
-    for name in ("build_index", "newu", "rebuild", "build"):
-        candidate = getattr(newu, name, None)
-        if callable(candidate):
-            build = candidate
-            break
+    """Rebuild the users/assign index (C{pymta newu}) after assign changed."""
+    from pymta.cli.newu import build_index
+    from pymta.local.assign import AssignError
+
     try:
-        if build is not None:
-            build(root)
-        else:
-            status = newu.main(["--root", root])
-            if status:
-                report.warnings.append(f"pymta newu exited {status}; run it again after fixing users/assign")
-                return
-    except Exception as e:  # the index is an optimisation; assign itself is written
+        build_index(root)
+    except (AssignError, OSError) as e:
+        # assign itself is written; the index only speeds up lookups
         report.warnings.append(f"users/assign index not rebuilt ({e}); run: pymta newu --root {root}")
         return
     report.made.append("users/assign index (pymta newu)")

@@ -10,7 +10,6 @@ from pymta.inject.addrlist import (
     AddressListError,
     GroupEnd,
     GroupStart,
-    Mailbox,
     list_tokens,
     mailboxes,
     parse_address_list,
@@ -104,7 +103,7 @@ _name = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=15)
 @st.composite
 def address_lists(draw) -> tuple[str, list[str]]:  # type: ignore[no-untyped-def]
     """Header text of an address list and the envelope addresses it names."""
-    from pymta.inject.tokens import quote, quote2
+    from pymta.inject.tokens import quote2
 
     parts = []
     expected = []
