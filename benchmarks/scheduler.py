@@ -67,6 +67,7 @@ def _make_queue(root: str, n: int, recipients: int, preprocessed: bool) -> None:
 def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
     from twisted.internet import defer, reactor
     from twisted.logger import Logger, formatEvent
+    from twisted.python.threadpool import ThreadPool
 
     from pymta.control import ControlReader
     from pymta.interfaces import DeliveryResult
@@ -98,6 +99,7 @@ def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
         scheduler = Scheduler(
             layout, ControlReader(root), {"local": InstantChannel(), "remote": InstantChannel()}, None, reactor,
             log=QmailLog(Logger(namespace="pymta.send", observer=observe)),
+            threadpool=ThreadPool(minthreads=1, maxthreads=1, name="bench-preprocess"),  # as build_send_service
         )
         result: dict = {}
 
@@ -106,9 +108,11 @@ def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
                 result["elapsed"] = time.perf_counter() - result["start"]
                 usage = resource.getrusage(resource.RUSAGE_SELF)
                 result["cpu"] = usage.ru_utime + usage.ru_stime - result["cpu0"]
+                scheduler.threadpool.stop()
                 reactor.stop()
             elif time.perf_counter() - result["start"] > 600:
                 result["elapsed"] = None
+                scheduler.threadpool.stop()
                 reactor.stop()
             else:
                 reactor.callLater(0.01, check)

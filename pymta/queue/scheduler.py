@@ -36,10 +36,11 @@ from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
 from twisted.application.service import Service
-from twisted.internet import defer, task
+from twisted.internet import defer, task, threads
 from twisted.internet.interfaces import IDelayedCall, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
 
 from pymta.address import safe_log
 from pymta.control import ControlError, ControlReader, Controls
@@ -54,7 +55,7 @@ from pymta.interfaces import (
 )
 from pymta.queue import bounce as bounces
 from pymta.queue.layout import QueueLayout
-from pymta.queue.preprocess import list_todo, preprocess_batch
+from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch
 from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
 from pymta.queue.routing import LOCAL, REMOTE, strip_virtual_prepend
 from pymta.queue.sendfiles import (
@@ -145,6 +146,9 @@ class Scheduler(Service):
     @param cleaner: called with the layout at start and every
         L{CLEANUP_INTERVAL} s to remove crash leftovers, or None.
     @param stop_timeout: how long stopService waits for deliveries in flight.
+    @param threadpool: where preprocessing (with its fsyncs) runs so the
+        reactor stays free; None runs it in the reactor thread (tests with a
+        Clock).  The scheduler starts and stops it.
     """
 
     name = "pymta-send-scheduler"
@@ -161,6 +165,7 @@ class Scheduler(Service):
         log: QmailLog | None = None,
         stop_timeout: float = 60.0,
         todo_scan_interval: float = TODO_SCAN_INTERVAL,
+        threadpool: ThreadPool | None = None,
     ) -> None:
         missing = [c for c in CHANNELS if c not in channels]
         if missing:
@@ -174,6 +179,8 @@ class Scheduler(Service):
         self.log = log if log is not None else QmailLog()
         self.stop_timeout = stop_timeout
         self.todo_scan_interval = todo_scan_interval
+        self.threadpool = threadpool
+        self._preprocessing = False
 
         self.paused = False
         self.exiting = False
@@ -235,6 +242,8 @@ class Scheduler(Service):
 
     def startService(self) -> None:
         super().startService()
+        if self.threadpool is not None and not self.threadpool.started:
+            self.threadpool.start()
         self._start_channels()
         self.exiting = False
         self._jobs.clear()
@@ -242,6 +251,7 @@ class Scheduler(Service):
         self._passes = {c: None for c in CHANNELS}
         self._done_queue.clear()
         self._todo.clear()
+        self._preprocessing = False
         if self.cleaner is not None:
             self._run_cleaner()
         self._resume_queue()
@@ -315,6 +325,8 @@ class Scheduler(Service):
                 stops.append(defer.maybeDeferred(channel.stop))
             except Exception:
                 pass
+        if self.threadpool is not None and self.threadpool.started:
+            self.threadpool.stop()
         self.log.line("status: exiting")
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
@@ -427,14 +439,40 @@ class Scheduler(Service):
             self.log.warning(f"unable to read todo/: {e.strerror}")
 
     def _preprocess(self) -> None:
+        """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
+        if self._preprocessing:
+            return
         batch = []
         while self._todo and len(batch) < TODO_BATCH:
             batch.append(self._todo.pop())
         batch.sort()
         controls = self.controls.current
-        result = preprocess_batch(
-            self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=self.now()
-        )
+        now = self.now()
+        if self.threadpool is None:
+            result = preprocess_batch(
+                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now
+            )
+            self._apply_batch(result, logged=True)
+            return
+        self._preprocessing = True
+        d = threads.deferToThreadPool(self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now)
+        self._in_flight.add(d)
+
+        def done(result: object) -> None:
+            self._in_flight.discard(d)
+            self._preprocessing = False
+            if isinstance(result, Failure):
+                self.log.alert(f"preprocessing failed: {result.getErrorMessage()}; will try again later")
+                for message_id in batch:
+                    self._call_later(SYSFAIL_DELAY, self.notify, message_id)
+            else:
+                self._guard("preprocessing results", self._apply_batch, result, False)
+            self._kick()
+
+        d.addBoth(done)
+
+    def _apply_batch(self, result: BatchResult, logged: bool) -> None:
+        """Quarantine, retry or schedule what a preprocessing batch produced."""
         for message_id, reason in result.corrupt:
             self._quarantine(message_id, reason)
         for message_id, reason in result.trouble:
@@ -442,6 +480,9 @@ class Scheduler(Service):
             self._call_later(SYSFAIL_DELAY, self.notify, message_id)
         now = self.now()
         for item in result.done:
+            if not logged:
+                self._log_new(item.message_id)
+                self._log_info(item.message_id, item.envelope, item.size)
             self._forget(item.message_id)
             if not item.channels:
                 self._done_queue.append(item.message_id)
@@ -517,7 +558,7 @@ class Scheduler(Service):
                 if self._scan_requested:
                     self._scan_requested = False
                     self._guard("todo scan", self._scan_todo_now)
-                if self._todo and not preprocessed:
+                if self._todo and not preprocessed and not self._preprocessing:
                     # one batch per reactor turn: a large backlog must not starve other protocols
                     preprocessed = True
                     self._guard("preprocessing", self._preprocess)
@@ -530,7 +571,7 @@ class Scheduler(Service):
                         self._guard(f"{channel} dispatch", self._dispatch, channel)
         finally:
             self._running = False
-        if self._todo:
+        if self._todo and not self._preprocessing:
             self._kick()
         self._set_wake()
 

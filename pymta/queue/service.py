@@ -25,6 +25,7 @@ from typing import Any, Callable, Mapping, Union
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer
 from twisted.logger import Logger
+from twisted.python.threadpool import ThreadPool
 
 from pymta.control import ControlReader
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
@@ -223,6 +224,7 @@ def build_send_service(
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
+        threadpool=ThreadPool(minthreads=1, maxthreads=1, name="pymta-send-preprocess"),
     )
     sink = QueueSink(Queue(layout), reactor, on_commit=scheduler.notify)
     scheduler.sink = sink
