@@ -11,7 +11,7 @@ priority queue keyed by its next attempt time.  When it is due and the
 channel has a free slot, a I{pass} starts: the channel file is read, the
 retry time C{birth + (isqrt(now - birth) + C)^2} is fixed, and the file's
 C{T} records are handed to the channel in batches of up to
-C{channel.max_recipients} (one slot each).  Each result is checkpointed at
+C{channel.max_recipients} recipients of one domain (one slot each).  Each result is checkpointed at
 once - success and failure overwrite the record's C{T} with C{D}, failures
 also go to C{bounce/ID} - so a restart never repeats a finished delivery.
 When every batch of the pass is back, the job is closed: no C{T} left ->
@@ -31,7 +31,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import os
-from collections import deque
+from collections import OrderedDict, deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable, Mapping, Sequence
 
@@ -117,7 +117,8 @@ class _Job:
     sender: str = ""
     retry: int = 0
     dying: bool = False
-    pending: deque = field(default_factory=deque)
+    #: undispatched T records of the open pass, grouped by recipient domain (one SMTP transaction each)
+    pending: "OrderedDict[str, deque[tuple[int, str]]]" = field(default_factory=OrderedDict)
     in_flight: int = 0
     undone: int = 0
     hit_eof: bool = False
@@ -697,8 +698,13 @@ class Scheduler(Service):
         job.sender = sender
         job.retry = next_retry(birth, now, job.channel)
         job.dying = is_dying(birth, now, controls.queuelifetime)
-        job.pending = deque((r.offset, r.address) for r in records if not r.done)
-        job.undone = len(job.pending)
+        job.pending = OrderedDict()
+        job.undone = 0
+        for record in records:
+            if not record.done:
+                domain = record.address[record.address.rfind("@") + 1 :].lower()
+                job.pending.setdefault(domain, deque()).append((record.offset, record.address))
+                job.undone += 1
         job.in_flight = 0
         job.hit_eof = False
         self._passes[job.channel] = job
@@ -713,7 +719,10 @@ class Scheduler(Service):
         size = max(1, int(getattr(channel, "max_recipients", 1) or 1))
         if job.sender.endswith(bounces.VERP_SUFFIX):
             size = 1
-        batch = [job.pending.popleft() for _ in range(min(size, len(job.pending)))]
+        domain, group = next(iter(job.pending.items()))
+        batch = [group.popleft() for _ in range(min(size, len(group)))]
+        if not group:
+            del job.pending[domain]
         sender = job.sender
         if size == 1:
             sender = bounces.verp_sender(job.sender, batch[0][1])

@@ -259,6 +259,18 @@ class DeliveryTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         )
         self.assertIn("delivery 3: success: did_1+0+0/", self.lines())
 
+    def test_batches_hold_one_domain(self) -> None:
+        self.remote.max_recipients = 10
+        mid = queue_message(self.layout, "s@mail.example", ["a@x.example", "b@y.example", "c@X.Example"])
+        self.start()
+        self.assertEqual([j.recipients for j in self.remote.jobs], [("a@x.example", "c@X.Example"), ("b@y.example",)])
+        starts = [l for l in self.lines() if l.startswith("starting delivery")]
+        self.assertEqual(starts, [
+            f"starting delivery 1: msg {mid} to remote a@x.example",
+            f"starting delivery 2: msg {mid} to remote c@X.Example",
+            f"starting delivery 3: msg {mid} to remote b@y.example",
+        ])
+
     def test_verp_sender_expanded_per_recipient(self) -> None:
         self.remote.max_recipients = 10
         queue_message(self.layout, "list-owner-@lists.example-@[]", ["joe@b.example", "ann@c.example"])
