@@ -44,7 +44,7 @@ class TcpRulesError(ValueError):
         self.path = path
         self.lineno = lineno
         self.line = line
-        super().__init__(f"unable to parse this line: {line}")
+        super().__init__(f"{path}:{lineno}: unable to parse this line: {line}")
 
 
 @dataclass(frozen=True)

@@ -74,18 +74,24 @@ def makeService(options: Options) -> service.IService:
     from pymta.queue.inject import InjectClientSink
     from pymta.smtpd.service import build_smtpd_service
 
+    from pymta.smtpd.access import TcpRulesError
+    from pymta.tls import TLSConfigError
+
     root = os.path.abspath(options["root"])
-    reader = ControlReader(root)
-    sink = InjectClientSink(reactor, os.path.join(root, "run", "inject.sock"))
-    svc = build_smtpd_service(
-        root,
-        reader,
-        sink,
-        options["listen"],
-        options["submission"],
-        reactor=reactor,
-        auth_without_tls=bool(options["allow-plain-auth"]),
-    )
+    try:
+        reader = ControlReader(root)
+        sink = InjectClientSink(reactor, os.path.join(root, "run", "inject.sock"))
+        svc = build_smtpd_service(
+            root,
+            reader,
+            sink,
+            options["listen"],
+            options["submission"],
+            reactor=reactor,
+            auth_without_tls=bool(options["allow-plain-auth"]),
+        )
+    except (ControlError, TcpRulesError, TLSConfigError) as e:
+        raise SystemExit(f"pymta-smtpd: {e}") from None
 
     def reload() -> None:
         try:

@@ -33,6 +33,28 @@ class OptionsTests(SynchronousTestCase):
         self.assertRaises(usage.UsageError, Options().parseOptions, ["--listen", "nonsense:1"])
 
 
+class MakeServiceErrors(SynchronousTestCase):
+    def test_broken_rules_and_missing_certificate_are_clear_errors(self) -> None:
+        from pymta.smtpd.tap import makeService
+        from tests.smtpd.helpers import make_root
+
+        root = make_root(self.mktemp())
+        os.makedirs(os.path.join(root, "etc"))
+        with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:
+            f.write("1.2.3.4:perhaps\n")
+        o = Options()
+        o.parseOptions(["--root", root, "--listen", "tcp:0:interface=127.0.0.1"])
+        with self.assertRaises(SystemExit) as cm:
+            makeService(o)
+        self.assertIn("tcp.smtp:1: unable to parse this line: 1.2.3.4:perhaps", str(cm.exception))
+        os.unlink(os.path.join(root, "etc", "tcp.smtp"))
+        o = Options()
+        o.parseOptions(["--root", root, "--submission", "ssl:0:interface=127.0.0.1"])
+        with self.assertRaises(SystemExit) as cm:
+            makeService(o)
+        self.assertIn("servercert.pem", str(cm.exception))
+
+
 def wait_for(predicate, seconds: float = 30) -> bool:  # type: ignore[no-untyped-def]
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
