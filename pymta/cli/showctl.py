@@ -17,16 +17,21 @@ show one entry per line.  Then pymta's own extra files (C{servercert.pem},
 C{rbls}, ...) when present, and every other file in C{control/} as qmail
 does: C{NAME: I have no idea what this file does.}
 
-A malformed control file is reported with the file and line and the
-command exits 111, as does a root without a readable C{control/}.
+A malformed control file is shown as C{NAME: Oops! FILE:LINE: reason}
+(the rest of the listing still appears), reported on standard error, and
+the command exits 111, as it does for a root without a readable
+C{control/}.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import os
+import shutil
 import sys
+import tempfile
 from typing import TextIO
 
 from pymta.control import SPECS, ControlError, Controls, default_root, load_controls
@@ -125,6 +130,44 @@ def _root_lines(root: str) -> list[str]:
     return lines
 
 
+def _load_around_errors(root: str) -> tuple[Controls, dict[str, ControlError]]:
+    """
+    The controls of C{root}, and the malformed files by name.  Every file
+    that does not parse is left out (shown with its error), so one typo
+    does not hide the rest of the listing: the files are read from a
+    private copy of C{control/} without the broken ones.
+    """
+    try:
+        return load_controls(root), {}
+    except ControlError as first:
+        error: ControlError | None = first
+    broken: dict[str, ControlError] = {}
+    with tempfile.TemporaryDirectory(prefix="pymta-showctl-") as scratch:
+        copy = os.path.join(scratch, "control")
+        os.mkdir(copy)
+        for spec in SPECS:
+            source = os.path.join(root, "control", spec.name)
+            if os.path.isfile(source):
+                shutil.copyfile(source, os.path.join(copy, spec.name))
+        for _ in range(len(SPECS) + 1):
+            assert error is not None
+            name = os.path.basename(error.path)
+            broken[name] = error
+            try:
+                os.unlink(os.path.join(copy, name))
+            except FileNotFoundError:
+                raise error from None  # not one of the copied files: give up on the listing
+            try:
+                controls = load_controls(scratch)
+            except ControlError as again:
+                error = again
+                continue
+            controls = dataclasses.replace(controls, controldir=os.path.join(root, "control"))
+            return controls, {n: ControlError(os.path.join(root, "control", n), e.lineno, e.reason)
+                              for n, e in broken.items()}
+    raise first
+
+
 def show(root: str, out: TextIO) -> int:
     """Write the listing of C{root}; returns the exit code (0, or 111 on trouble)."""
     for line in _root_lines(root):
@@ -136,12 +179,15 @@ def show(root: str, out: TextIO) -> int:
         out.write(f"Oops! Unable to read {controldir}: {e.strerror}.\n")
         return 111
     try:
-        controls = load_controls(root)
-    except ControlError as e:
-        out.write(f"\nOops! {e}\n")
-        sys.stderr.write(f"pymta showctl: fatal: {e}\n")
+        controls, broken = _load_around_errors(root)
+    except OSError as e:
+        out.write(f"Oops! Unable to read {controldir}: {e.strerror}.\n")
         return 111
     for spec in SPECS:
+        if spec.name in broken:
+            out.write(f"\n{spec.name}: Oops! {broken[spec.name]}\n")
+            out.write(f"  # {spec.description}; used by {spec.users}\n")
+            continue
         value = getattr(controls, spec.name)
         source = _SOURCE.get(controls.sources.get(spec.name, "default"), "default")
         if spec.name == "locals" and source == "default" and controls.me:
@@ -166,7 +212,9 @@ def show(root: str, out: TextIO) -> int:
             out.write(f"  # {EXTRA_FILES[name]}\n")
         else:
             out.write(f"\n{_safe(name)}: I have no idea what this file does.\n")
-    return 0
+    for error in broken.values():
+        sys.stderr.write(f"pymta showctl: fatal: {error}\n")
+    return 111 if broken else 0
 
 
 def main(argv: list[str], stdout: TextIO | None = None) -> int:

@@ -93,10 +93,20 @@ class ShowctlTests(SynchronousTestCase):
         self.write("virtualdomains", "good.example:alice\nno colon here\n")
         err = io.StringIO()
         self.patch(sys, "stderr", err)
+        self.write("databytes", "lots\n")
+        self.write("concurrencylocal", "8\n")
+        self.write("rbls", "zen.example\n")
         status, output = self.show()
+        self.assertIn("\nrbls (file):\n    zen.example\n", output)
         self.assertEqual(status, 111)
-        self.assertIn("virtualdomains:2: line has no colon", output)
-        self.assertIn("pymta showctl: fatal:", err.getvalue())
+        path = os.path.join(self.control, "virtualdomains")
+        self.assertIn(f"\nvirtualdomains: Oops! {path}:2: line has no colon", output)
+        self.assertIn(f"\ndatabytes: Oops! {os.path.join(self.control, 'databytes')}:1: expected a non-negative", output)
+        # the rest is still listed
+        self.assertEqual(self.paragraph(output, "concurrencylocal").split("\n")[0], "concurrencylocal (file): 8")
+        self.assertEqual(self.paragraph(output, "me").split("\n")[0], "me (file): mail.example.com")
+        self.assertEqual(err.getvalue().count("pymta showctl: fatal:"), 2)
+        self.assertIn(f"pymta showctl: fatal: {path}:2: line has no colon", err.getvalue())
 
     def test_missing_root_111(self) -> None:
         out = io.StringIO()
