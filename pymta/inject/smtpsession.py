@@ -108,14 +108,14 @@ def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_f
         def _close_when_idle(self) -> None:
             if self.transport.disconnecting:
                 return
-            if self._busy:
+            if getattr(self, "_busy", False):  # a command still waits for the queue
                 reactor.callLater(IDLE_POLL, self._close_when_idle)
                 return
             self.transport.loseConnection()
 
         def connectionLost(self, reason: Any = None) -> None:
             super().connectionLost(reason)
-            pending = self._pending
+            pending = getattr(self, "_pending", None)
             if pending is not None and not pending.called:
                 # a queue commit in flight finishes before the process ends
                 pending.addBoth(lambda _: reactor.callLater(0, reactor.stop))
