@@ -1,0 +1,123 @@
+# -*- test-case-name: tests.test_tap -*-
+"""
+C{twistd pymta}: smtpd, send and pop3d in one process sharing one root.
+
+::
+
+    twistd -n pymta --root DIR --smtp ENDPOINT --submission ENDPOINT --pop3 ENDPOINT
+
+One L{ControlReader} serves all three, so C{SIGHUP} (or C{pymta ctl
+reload}) re-reads the control files once and then lets smtpd and pop3d
+refresh what they derive from them (access rules, certificate, DNSBL
+zones).  smtpd writes accepted mail through the queue manager's in-process
+sink: the C{250} comes after the fsync and the scheduler picks the message
+up at once, without a trip through the inject socket.  The local delivery
+spawner and the POP3 mailbox spawner start in C{privilegedStartService},
+so they are the only parts that keep root: started as root, the process
+then becomes the owner of ROOT/queue (L{pymta.privileges}), or whatever
+C{--uid}/C{--gid} told twistd.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+from twisted.application.service import IService
+from twisted.logger import Logger
+from twisted.python import usage
+
+from pymta.control import ControlError, ControlReader, default_root
+from pymta.privileges import RootDroppingService
+
+__all__ = ["Options", "makeService"]
+
+log = Logger(namespace="pymta")
+
+
+class Options(usage.Options):
+    synopsis = "--root DIR [--smtp ENDPOINT]... [--submission ENDPOINT]... [--pop3 ENDPOINT]..."
+    longdesc = (
+        "pymta's SMTP server, queue manager and POP3 server in one process. "
+        "ENDPOINT is a Twisted endpoint string such as tcp:25 or "
+        "ssl:465:privateKey=key.pem:certKey=cert.pem."
+    )
+    optParameters = [
+        ["root", "r", None, "pymta root directory (default $PYMTA_ROOT, else /var/pymta)"],
+        ["stop-timeout", None, "60", "seconds to wait for deliveries in flight when stopping"],
+    ]
+    optFlags = [
+        ["allow-plaintext-auth", None,
+         "allow AUTH (submission) and USER/PASS (POP3) without TLS; for loopback test setups only"],
+        ["no-delivery", None, "defer every delivery instead of using the local and remote channels"],
+    ]
+
+    def __init__(self) -> None:
+        super().__init__()
+        self["smtp"] = []
+        self["submission"] = []
+        self["pop3"] = []
+
+    def opt_smtp(self, endpoint: str) -> None:
+        """Listen for SMTP (port 25 rules) on ENDPOINT (repeatable)."""
+        self["smtp"].append(endpoint)
+
+    def opt_submission(self, endpoint: str) -> None:
+        """Listen for message submission (AUTH required) on ENDPOINT (repeatable)."""
+        self["submission"].append(endpoint)
+
+    def opt_pop3(self, endpoint: str) -> None:
+        """Listen for POP3 on ENDPOINT (repeatable; ssl: endpoints for POP3S)."""
+        self["pop3"].append(endpoint)
+
+    def postOptions(self) -> None:
+        if self["root"] is None:
+            self["root"] = default_root()
+        self["root"] = os.path.abspath(self["root"])
+        if not os.path.isdir(os.path.join(self["root"], "queue")):
+            raise usage.UsageError(f"{self['root']}/queue does not exist; run 'pymta init {self['root']}' first")
+        if not (self["smtp"] or self["submission"] or self["pop3"]):
+            raise usage.UsageError("give at least one of --smtp, --submission, --pop3")
+        try:
+            self["stop-timeout"] = float(self["stop-timeout"])
+        except ValueError:
+            raise usage.UsageError("--stop-timeout needs a number of seconds") from None
+
+
+def makeService(options: Options) -> IService:
+    from twisted.internet import reactor
+
+    from pymta.pop3d.service import build_pop3_service
+    from pymta.queue.service import build_send_service
+    from pymta.queue.tap import installed_channels
+    from pymta.smtpd.service import build_smtpd_service
+
+    root = options["root"]
+    try:
+        reader = ControlReader(root)
+    except ControlError as e:
+        raise SystemExit(f"pymta: {e}")
+    top = RootDroppingService(root)
+    top.setName("pymta")
+    channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
+    send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
+    send.setServiceParent(top)
+    plaintext = bool(options["allow-plaintext-auth"])
+    if options["smtp"] or options["submission"]:
+        smtpd = build_smtpd_service(
+            root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
+        )
+        smtpd.setServiceParent(top)
+        reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
+    if options["pop3"]:
+        pop3 = build_pop3_service(root, reader, options["pop3"], reactor, allow_plaintext=plaintext)
+        pop3.setServiceParent(top)
+        reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
+    return top
+
+
+def _refresh(name: str, reload: Callable[[], None]) -> None:
+    try:
+        reload()
+    except Exception:
+        log.failure("{name}: reload failed; old settings kept", name=name)

@@ -1,0 +1,122 @@
+"""Tests for pymta.tap (twistd pymta) and the .tac files in tap-configs/."""
+
+from __future__ import annotations
+
+import os
+import runpy
+import shutil
+import tempfile
+
+from twisted.application.service import IService, IServiceCollection
+from twisted.python import usage
+from twisted.trial import unittest
+
+from pymta import tap
+from pymta.cli import init as init_command
+from pymta.privileges import PrivilegeError, drop_root
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+TAP_CONFIGS = os.path.join(os.path.dirname(HERE), "tap-configs")
+
+
+def make_root(test: unittest.SynchronousTestCase) -> str:
+    base = tempfile.mkdtemp(prefix="pymta-tap-")
+    test.addCleanup(shutil.rmtree, base, True)
+    root = os.path.join(base, "root")
+    argv = [root, "--me", "tap.example", "--user", "alice:pw"]
+    if os.getuid() == 0:
+        argv += ["--mail-uid", "4242:4242"]
+    test.assertEqual(init_command.main(argv), 0)
+    return root
+
+
+def names(service: IService) -> list[str]:
+    return [child.name or type(child).__name__ for child in IServiceCollection(service)]
+
+
+class OptionsTests(unittest.SynchronousTestCase):
+    def test_requires_a_listener(self) -> None:
+        root = make_root(self)
+        options = tap.Options()
+        e = self.assertRaises(usage.UsageError, options.parseOptions, ["--root", root])
+        self.assertIn("--smtp", str(e))
+
+    def test_missing_queue(self) -> None:
+        options = tap.Options()
+        e = self.assertRaises(usage.UsageError, options.parseOptions,
+                              ["--root", self.mktemp(), "--smtp", "tcp:0"])
+        self.assertIn("pymta init", str(e))
+
+    def test_repeatable_endpoints(self) -> None:
+        root = make_root(self)
+        options = tap.Options()
+        options.parseOptions(["--root", root, "--smtp", "tcp:0", "--smtp", "tcp6:0",
+                              "--submission", "tcp:0", "--pop3", "tcp:0"])
+        self.assertEqual(options["smtp"], ["tcp:0", "tcp6:0"])
+        self.assertEqual(options["pop3"], ["tcp:0"])
+
+    def test_make_service_has_all_three(self) -> None:
+        root = make_root(self)
+        options = tap.Options()
+        options.parseOptions(["--root", root, "--smtp", "tcp:0:interface=127.0.0.1",
+                              "--pop3", "tcp:0:interface=127.0.0.1", "--no-delivery"])
+        service = tap.makeService(options)
+        children = list(IServiceCollection(service))
+        self.assertEqual(len(children), 3)
+        self.assertEqual(children[0].name, "pymta-send")
+
+    def test_reload_reaches_smtpd_and_pop3d(self) -> None:
+        """A control reload (SIGHUP) refreshes smtpd's access rules."""
+        root = make_root(self)
+        options = tap.Options()
+        options.parseOptions(["--root", root, "--smtp", "tcp:0:interface=127.0.0.1",
+                              "--pop3", "tcp:0:interface=127.0.0.1", "--no-delivery"])
+        service = tap.makeService(options)
+        smtpd = list(IServiceCollection(service))[1]
+        before = smtpd.context.rules
+        with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:
+            f.write("10.:deny\n:allow\n")
+        smtpd.context.reader.reload()
+        self.assertIsNot(smtpd.context.rules, before)
+
+
+class TacFileTests(unittest.SynchronousTestCase):
+    """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""
+
+    def load(self, name: str, root: str) -> IService:
+        env = {"PYMTA_ROOT": root, "PYMTA_SMTP": "tcp:0:interface=127.0.0.1",
+               "PYMTA_SUBMISSION": "tcp:0:interface=127.0.0.1", "PYMTA_POP3": "tcp:0:interface=127.0.0.1"}
+        saved = {k: os.environ.get(k) for k in env}
+        os.environ.update(env)
+        try:
+            namespace = runpy.run_path(os.path.join(TAP_CONFIGS, name))
+        finally:
+            for k, v in saved.items():
+                if v is None:
+                    os.environ.pop(k, None)
+                else:
+                    os.environ[k] = v
+        return IService(namespace["application"])
+
+    def test_every_tac(self) -> None:
+        root = make_root(self)
+        tacs = sorted(n for n in os.listdir(TAP_CONFIGS) if n.endswith(".tac"))
+        self.assertEqual(tacs, ["pop3d.tac", "pymta.tac", "send.tac", "smtpd.tac"])
+        for name in tacs:
+            service = self.load(name, root)
+            self.assertTrue(list(IServiceCollection(service)), name)
+
+
+class PrivilegeTests(unittest.SynchronousTestCase):
+    def test_not_root_does_nothing(self) -> None:
+        if os.getuid() == 0:
+            raise unittest.SkipTest("needs a non-root process")
+        self.assertIsNone(drop_root(self.mktemp()))
+
+    def test_root_owned_queue_refused(self) -> None:
+        if os.getuid() != 0:
+            raise unittest.SkipTest("needs root")
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "queue"))
+        e = self.assertRaises(PrivilegeError, drop_root, root)
+        self.assertIn("owned by root", str(e))
