@@ -22,7 +22,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
-__all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo"]
+__all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
 
 
 @dataclass(frozen=True)
@@ -62,10 +62,29 @@ def _unlink_if_present(path: str) -> None:
         pass
 
 
-def _write_new(path: str, data: bytes) -> int:
+def queue_owner(layout: QueueLayout) -> tuple[int, int] | None:
+    """
+    When running as root, the owner of the queue directory (unless root):
+    files pymta-send creates are given to it, so a later run as that user
+    can still mark them done.
+    """
+    if os.geteuid() != 0:
+        return None
+    try:
+        st = os.stat(layout.queuedir)
+    except OSError:
+        return None
+    if (st.st_uid, st.st_gid) == (0, 0):
+        return None
+    return st.st_uid, st.st_gid
+
+
+def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None) -> int:
     """Create C{path} (it must not exist), write C{data}; return the open fd for a later fsync."""
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         view = memoryview(data)
         while view:
             view = view[os.write(fd, view) :]
@@ -90,6 +109,7 @@ def preprocess_batch(
     on_new: Callable[[int], None] = lambda message_id: None,
     on_info: Callable[[int, TodoEnvelope, int], None] = lambda message_id, envelope, size: None,
     now: float | None = None,
+    owner: tuple[int, int] | None = None,
 ) -> BatchResult:
     """
     Preprocess the messages C{message_ids}; C{on_new(id)} and
@@ -117,7 +137,7 @@ def preprocess_batch(
                 raise QueueFileError(f"todo/{message_id} has no message file") from None
             for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
                 _unlink_if_present(path)
-            info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0")
+            info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0", owner)
             fds.append(info_fd)
             if now is not None:
                 os.utime(info_fd, (now, now))
@@ -131,7 +151,7 @@ def preprocess_batch(
             for channel, recs in records.items():
                 if recs:
                     path = layout.channel(channel, message_id)
-                    fd = _write_new(path, b"".join(recs))
+                    fd = _write_new(path, b"".join(recs), owner)
                     fds.append(fd)
                     if now is not None:
                         os.utime(fd, (now, now))

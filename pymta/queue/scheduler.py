@@ -55,7 +55,7 @@ from pymta.interfaces import (
 )
 from pymta.queue import bounce as bounces
 from pymta.queue.layout import QueueLayout
-from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch
+from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch, queue_owner
 from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
 from pymta.queue.routing import LOCAL, REMOTE, strip_virtual_prepend
 from pymta.queue.sendfiles import (
@@ -182,6 +182,7 @@ class Scheduler(Service):
         self.todo_scan_interval = todo_scan_interval
         self.threadpool = threadpool
         self._preprocessing = False
+        self._owner: tuple[int, int] | None = None
 
         self.paused = False
         self.exiting = False
@@ -253,6 +254,7 @@ class Scheduler(Service):
         self._done_queue.clear()
         self._todo.clear()
         self._preprocessing = False
+        self._owner = queue_owner(self.layout)
         if self.cleaner is not None:
             self._run_cleaner()
         self._resume_queue()
@@ -451,12 +453,14 @@ class Scheduler(Service):
         now = self.now()
         if self.threadpool is None:
             result = preprocess_batch(
-                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now
+                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now, owner=self._owner
             )
             self._apply_batch(result, logged=True)
             return
         self._preprocessing = True
-        d = threads.deferToThreadPool(self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now)
+        d = threads.deferToThreadPool(
+            self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner
+        )
         self._in_flight.add(d)
 
         def done(result: object) -> None:
@@ -795,7 +799,7 @@ class Scheduler(Service):
             self.stats["failed"] += 1
             recipient = strip_virtual_prepend(address, self.controls.current)
             try:
-                append_bounce(self.layout, job.message_id, bounces.bounce_entry(recipient, text))
+                append_bounce(self.layout, job.message_id, bounces.bounce_entry(recipient, text), self._owner)
             except OSError as e:
                 # not marking it done keeps the failure: it is tried (and fails) again later
                 self.log.alert(f"unable to append to bounce message: {e.strerror}; will try again later")

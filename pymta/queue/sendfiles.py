@@ -81,10 +81,12 @@ def mark_done(path: str, offset: int) -> None:
         os.close(fd)
 
 
-def append_bounce(layout: QueueLayout, message_id: int, entry: bytes) -> None:
-    """Append one recipient's failure block to C{bounce/ID}."""
+def append_bounce(layout: QueueLayout, message_id: int, entry: bytes, owner: tuple[int, int] | None = None) -> None:
+    """Append one recipient's failure block to C{bounce/ID} (created for C{owner} when given)."""
     fd = os.open(layout.bounce(message_id), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     try:
+        if owner is not None:
+            os.fchown(fd, *owner)
         view = memoryview(entry)
         while view:
             written = os.write(fd, view)

@@ -146,3 +146,17 @@ class RestartTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.start(local=RecordingChannel())
         self.assertIn(f"end msg {mid}", self.lines())
         self.assertEqual(self.queue_files(), [])
+
+
+class OwnershipTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    def test_files_created_as_root_belong_to_the_queue_owner(self) -> None:
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root")
+        os.chown(self.layout.queuedir, 65534, 65534)
+        self.remote.answer = lambda job, r: ("Z", "later\n") if r.startswith("z") else ("D", "no\n")
+        self.local.hold = True
+        mid = queue_message(self.layout, "a@mail.example", ["l@mail.example", "z@other.example", "d@other.example"])
+        self.start()
+        for path in (self.layout.info(mid), self.layout.local(mid), self.layout.remote(mid), self.layout.bounce(mid)):
+            st = os.stat(path)
+            self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), path)
