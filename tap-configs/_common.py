@@ -3,8 +3,10 @@ Shared by the .tac files in this directory (not imported by pymta itself).
 
 Every .tac reads its settings from the environment, so one file serves every
 site: PYMTA_ROOT (default /var/pymta) and the listener variables named in
-each file.  When started as root, the Application drops to the owner of
-ROOT/queue after binding ports and starting the local spawner.
+each file.  When started as root, the services drop to the owner of
+ROOT/queue after binding ports and starting the spawners
+(L{pymta.privileges.RootDroppingService}; unlike twistd's C{--uid} this
+works for a mail uid without a passwd entry).
 """
 
 import os
@@ -17,13 +19,18 @@ def root() -> str:
 
 
 def application(name: str) -> service.Application:
-    if os.getuid() == 0:
-        st = os.stat(os.path.join(root(), "queue"))
-        return service.Application(name, uid=st.st_uid, gid=st.st_gid)
     return service.Application(name)
 
 
 def attach(app: service.Application, tap_module, argv: list[str]) -> None:
+    from pymta.privileges import RootDroppingService
+
     options = tap_module.Options()
     options.parseOptions(argv)
-    tap_module.makeService(options).setServiceParent(app)
+    made = tap_module.makeService(options)
+    if isinstance(made, RootDroppingService):
+        made.setServiceParent(app)
+        return
+    top = RootDroppingService(options["root"])
+    made.setServiceParent(top)
+    top.setServiceParent(app)
