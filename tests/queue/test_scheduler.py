@@ -428,6 +428,14 @@ class BounceTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(lines[13], "Return-Path: <>")
         self.assertIn(f"bounce msg {mid} qp 777", self.lines())
 
+    def test_verp_sender_bounce_goes_to_owner(self) -> None:
+        self.remote.answer = lambda job, r: ("D", "no such user\n")
+        queue_message(self.layout, "list-owner-@lists.example-@[]", ["joe@b.example"])
+        self.start()
+        sender, recipients, origin, data = self.sink.messages[0]
+        self.assertEqual((sender, recipients), ("", ["list-owner-@lists.example"]))
+        self.assertIn(b"\nReturn-Path: <list-owner-@lists.example>\n", data)
+
     def test_triple_bounce_dropped(self) -> None:
         self.local.answer = lambda job, r: ("D", "no postmaster\n")
         mid = queue_message(self.layout, "#@[]", ["postmaster@mail.example"])
