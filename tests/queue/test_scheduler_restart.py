@@ -160,3 +160,97 @@ class OwnershipTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         for path in (self.layout.info(mid), self.layout.local(mid), self.layout.remote(mid), self.layout.bounce(mid)):
             st = os.stat(path)
             self.assertEqual((st.st_uid, st.st_gid), (65534, 65534), path)
+
+
+class ScriptedChannel:
+    """Answers K/Z/D from a seeded random script, holds some jobs forever (lost at a stop)."""
+
+    def __init__(self, rng, ledger: dict, max_recipients: int) -> None:
+        self.rng = rng
+        self.ledger = ledger
+        self.max_recipients = max_recipients
+
+    def deliver(self, job):
+        from twisted.internet import defer
+
+        from pymta.interfaces import DeliveryResult
+
+        for r in job.recipients:
+            self.ledger.setdefault(r, []).append("started")
+        if self.rng.random() < 0.1:
+            for r in job.recipients:
+                self.ledger[r].append("lost")
+            return defer.Deferred()  # never answers: the scheduler is stopped while it hangs
+        results = []
+        for r in job.recipients:
+            status = self.rng.choices("KZD", weights=(6, 3, 1))[0]
+            self.ledger[r].append(status)
+            results.append(DeliveryResult(status, f"answer {status}\n"))
+        return defer.succeed(results)
+
+    def stop(self):
+        return None
+
+
+class RandomRestartTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    """Many stops and restarts in the middle of random outcomes: nothing repeated after a final answer, nothing lost."""
+
+    def test_random_outcomes_and_restarts(self) -> None:
+        import random
+
+        rng = random.Random(20261129)
+        ledger: dict[str, list[str]] = {}
+        expected: dict[int, list[str]] = {}
+        for n in range(25):
+            rcpts = [f"l{n}.{k}@mail.example" for k in range(rng.randint(0, 2))]
+            rcpts += [f"r{n}.{k}@d{k % 2}.example" for k in range(rng.randint(1, 3))]
+            expected[queue_message(self.layout, f"s{n}@src.example", rcpts)] = rcpts
+        for round_ in range(8):
+            channels = {"local": ScriptedChannel(rng, ledger, 1), "remote": ScriptedChannel(rng, ledger, 3)}
+            s = self.start(**channels, stop_timeout=1)
+            for _ in range(rng.randint(1, 6)):
+                self.clock.advance(rng.choice([0, 50, 100, 400, 1000]))
+            stopping = s.stopService()
+            self.clock.advance(1)
+            self.successResultOf(stopping)
+            self.clock.advance(rng.choice([0, 10, 500]))
+        # a last run without lost jobs until the queue is empty
+        calm = random.Random(1)
+        channels = {"local": ScriptedChannel(calm, ledger, 1), "remote": ScriptedChannel(calm, ledger, 3)}
+        for ch in channels.values():
+            ch.rng = type("NoLoss", (), {"random": lambda self: 1.0, "choices": calm.choices})()
+        s = self.start(**channels)
+        for _ in range(200):
+            if not s.jobs() and not os.listdir(self.layout.dir("todo")):
+                break
+            self.clock.advance(3600)
+        self.assertEqual(self.queue_files(), [])
+
+        finals = {}
+        for rcpt, events in ledger.items():
+            answers = [e for e in events if e in ("K", "D")]
+            # exactly one final answer, and no attempt started after it
+            self.assertEqual(len(answers), 1, (rcpt, events))
+            self.assertIn(events[-1], ("K", "D"), (rcpt, events))
+            finals[rcpt] = answers[0]
+        everyone = [r for rcpts in expected.values() for r in rcpts]
+        self.assertEqual(sorted(finals), sorted(everyone))
+        # the script did exercise the hard cases
+        events = [e for evs in ledger.values() for e in evs]
+        self.assertGreater(events.count("lost"), 3)
+        self.assertGreater(events.count("Z"), 5)
+        self.assertGreater(events.count("D"), 2)
+        bounced = {}
+        for sender, recipients, origin, data in self.sink.messages:
+            bounced[recipients[0]] = data
+        for mid, rcpts in expected.items():
+            sender = f"s{list(expected).index(mid)}@src.example"
+            failed = [r for r in rcpts if finals[r] == "D"]
+            if failed:
+                data = bounced.pop(sender)
+                for r in failed:
+                    self.assertEqual(data.count(f"<{r}>:\n".encode()), 1)
+                for r in rcpts:
+                    if r not in failed:
+                        self.assertNotIn(f"<{r}>:".encode(), data)
+        self.assertEqual(bounced, {})
