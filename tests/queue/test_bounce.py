@@ -132,3 +132,20 @@ class ComposeTests(unittest.SynchronousTestCase):
         self.assertEqual(lines[12], "")
         self.assertEqual(lines[13], "Return-Path: <>")
         self.assertEqual(lines[14:], ["orig", ""])
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+
+class BounceEntryPropertyTests(unittest.SynchronousTestCase):
+    @given(st.text(max_size=40), st.text(max_size=200))
+    def test_block_shape(self, recipient: str, report: str) -> None:
+        block = bounce_entry(recipient, report)
+        head, _, rest = block.partition(b">:\n")
+        self.assertTrue(head.startswith(b"<"))
+        self.assertNotIn(b"\n", head)
+        # exactly one empty line, at the very end: parsers split blocks on it
+        self.assertTrue(block.endswith(b"\n\n"))
+        self.assertNotIn(b"\n\n", block[:-1])
+        # no text lost: only newlines were turned into "/" (or "_" in the address)
+        self.assertEqual(len(rest.rstrip(b"\n")), len(report.encode("utf-8", "surrogateescape").rstrip(b"\n")))

@@ -110,3 +110,25 @@ class StripPrependTests(unittest.SynchronousTestCase):
     def test_user_entry_not_stripped(self) -> None:
         c = controls_with(self, me="m.example\n", virtualdomains="joe@u.example:joe\n")
         self.assertEqual(strip_virtual_prepend("joe-joe@u.example", c), "joe-joe@u.example")
+
+
+from hypothesis import given, strategies as st  # noqa: E402
+
+_label = st.text(alphabet="abcdefgh", min_size=1, max_size=5)
+_domain = st.lists(_label, min_size=1, max_size=4).map(".".join)
+_local = st.text(alphabet="abcxyz%.-+", min_size=1, max_size=10)
+
+
+class RoutingPropertyTests(unittest.SynchronousTestCase):
+    @given(_local, _domain, st.sampled_from(["", "virt.example:pre\n", ".b:wild\n", ":all\n", "a:\n"]))
+    def test_rewrite_only_prepends(self, local: str, domain: str, virtualdomains: str) -> None:
+        c = controls_with(self, me="me.example\n", virtualdomains=virtualdomains)
+        address = f"{local}@{domain}"
+        route = route_recipient(address, c)
+        self.assertTrue(route.address.endswith(address))
+        if route.address != address:
+            self.assertEqual(route.channel, LOCAL)
+            prepend = route.address[: -len(address) - 1]
+            self.assertEqual(route.address, f"{prepend}-{address}")
+            # a domain, wildcard or catch-all prepend comes off again for the bounce
+            self.assertEqual(strip_virtual_prepend(route.address, c), address)
