@@ -33,7 +33,7 @@ import itertools
 import os
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Mapping, Sequence
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
 from twisted.internet import defer, task, threads
@@ -43,7 +43,7 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from pymta.address import safe_log
-from pymta.control import ControlError, ControlReader, Controls
+from pymta.control import ControlError, ControlReader
 from pymta.interfaces import (
     DEFERRAL,
     FAILURE,
