@@ -689,6 +689,10 @@ class Scheduler(Service):
                 # the file went away under us (message removed or quarantined)
                 self._jobs.pop((job.message_id, job.channel), None)
                 return
+            if e.filename == self.layout.mess(job.message_id):
+                # nothing can ever deliver it; keep what is left for the administrator
+                self._quarantine(job.message_id, "the message file is missing")
+                return
             self._trouble_opening(job, e, now)
             return
         except QueueFileError as e:
@@ -867,6 +871,9 @@ class Scheduler(Service):
             self._remove_message(message_id)
             return
         envelope = bounces.bounce_envelope(sender, self.controls.current)
+        if envelope is not None and not os.path.exists(layout.mess(message_id)):
+            self._quarantine(message_id, "the message file is missing; the bounce cannot quote it")
+            return
         if envelope is None:
             self.log.line(f"triple bounce: discarding bounce/{message_id}")
             self._bounce_sent(message_id)

@@ -544,6 +544,17 @@ class BadQueueFileTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(sorted(os.listdir(qdir)), ["info", "mess", "remote"])
         self.assertTrue(any("unknown recipient record" in l for l in self.lines()))
 
+    def test_missing_message_file_quarantined(self) -> None:
+        self.remote.answer = lambda job, r: ("Z", "later\n")
+        mid = queue_message(self.layout, "a@mail.example", ["bob@other.example"])
+        self.start()
+        os.unlink(self.layout.mess(mid))
+        self.clock.advance(400)
+        self.assertEqual(len(self.remote.jobs), 1)
+        qdir = os.path.join(self.layout.dir("quarantine"), str(mid))
+        self.assertEqual(sorted(os.listdir(qdir)), ["info", "remote"])
+        self.assertIn(f"warning: msg {mid} quarantined in quarantine/{mid}: the message file is missing", self.lines())
+
     def test_unreadable_message_defers(self) -> None:
         self.remote.answer = lambda job, r: ("Z", "later\n")
         mid = queue_message(self.layout, "a@mail.example", ["bob@other.example"])
