@@ -61,6 +61,7 @@ class ChildMailbox(ProcessProtocol):
         self._transfer: defer.Deferred | None = None
         self._gone = False
         self._stderr = b""
+        self._paused = False  # reading from the child paused by the client's transport
 
     # -- requests --------------------------------------------------------
 
@@ -95,11 +96,13 @@ class ChildMailbox(ProcessProtocol):
     # -- IPushProducer (towards the client's transport) --------------------
 
     def pauseProducing(self) -> None:
-        if not self._gone:
+        if not self._gone and not self._paused:
+            self._paused = True
             self.transport.pauseProducing()
 
     def resumeProducing(self) -> None:
-        if not self._gone:
+        if not self._gone and self._paused:
+            self._paused = False
             self.transport.resumeProducing()
 
     def stopProducing(self) -> None:
@@ -216,6 +219,9 @@ class ChildMailbox(ProcessProtocol):
         self._transfer = None
         if consumer is not None:
             consumer.unregisterProducer()
+        # The client's transport may have paused us just before the end; it
+        # will not resume a producer it no longer has, so read on ourselves.
+        self.resumeProducing()
         if d is not None:
             d.callback(None)
 

@@ -55,6 +55,20 @@ class ServeTests(SynchronousTestCase):
         self.assertEqual(mailboxchild.main(["x"]), mailboxchild.EXIT_USAGE)
 
 
+class PausingConsumer(StringTransport):
+    """A client transport whose buffer is always full right after a write, drained a moment later."""
+
+    def write(self, data: bytes) -> None:
+        super().write(data)
+        if self.producer is not None and self.streaming:
+            self.producer.pauseProducing()
+            reactor.callLater(0.001, self._drained)
+
+    def _drained(self) -> None:
+        if self.producer is not None:
+            self.producer.resumeProducing()
+
+
 class ChildProcessTests(TestCase):
     timeout = 60
 
@@ -133,3 +147,14 @@ class ChildProcessTests(TestCase):
         self.assertEqual(uid_line.split()[1:], [str(TEST_UID)] * 4)
         groups = [line for line in status.splitlines() if line.startswith("Groups:")][0]
         self.assertEqual(groups.split()[1:], [str(TEST_GID)])
+
+    @defer.inlineCallbacks
+    def test_paused_at_end_of_transfer_does_not_stall_next(self):  # type: ignore[no-untyped-def]
+        mailbox = yield defer.ensureDeferred(self._open())
+        for _ in range(3):
+            for index in range(3):
+                consumer = PausingConsumer()
+                d = mailbox.send_message(index, None, lambda: None, consumer)
+                d.addTimeout(10, reactor)
+                yield d
+                self.assertTrue(consumer.value().endswith(b"\r\n.\r\n"))
