@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import BinaryIO, Callable, Protocol as TypingProtocol
 
-from twisted.internet import defer
+from twisted.internet import defer, threads
 from twisted.internet.error import ConnectionLost
 from twisted.internet.interfaces import IConsumer, IPullProducer
 from zope.interface import implementer
@@ -164,11 +164,18 @@ class LocalMailbox:
             self._streamer = None
 
 
-def open_local_mailbox(maildir: str) -> defer.Deferred:
-    """Load C{maildir} in-process -> Deferred[L{LocalMailbox}] (fails with L{NoMaildir})."""
+def open_local_mailbox(maildir: str, reactor: object = None) -> defer.Deferred:
+    """
+    Load C{maildir} in-process -> Deferred[L{LocalMailbox}] (fails with
+    L{NoMaildir}).  With a C{reactor} the scan (which reads every message
+    once to count its CRLF size) runs in the reactor's thread pool, so a big
+    Maildir does not stall other sessions; without one it runs now.
+    """
     def load() -> LocalMailbox:
         store = MaildirStore(maildir)
         store.load()
         return LocalMailbox(store)
 
-    return defer.maybeDeferred(load)
+    if reactor is None:
+        return defer.maybeDeferred(load)
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), load)  # type: ignore[attr-defined]

@@ -72,7 +72,7 @@ class MailboxOpener:
         except LoginRefused as e:
             return defer.fail(e)
         if mode == "local":
-            return open_local_mailbox(account.maildir)
+            return open_local_mailbox(account.maildir, self.reactor)
         assert account.uid is not None and account.gid is not None
         if self.spawner is not None and self.spawner.running:
             return self.spawner.open(account.uid, account.gid, account.maildir, self._track)
