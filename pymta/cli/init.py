@@ -12,9 +12,10 @@ that exists, so it is safe to re-run with more C{--user}s):
 - C{alias/}: C{.qmail-postmaster}, C{.qmail-mailer-daemon},
   C{.qmail-root}, C{.qmail-abuse} forwarding to the first C{--user}
   (C{&NAME@ME}); without a user they deliver to C{alias/Maildir/};
-- per C{--user NAME}: C{home/NAME/Maildir/}, a C{users/assign} line
-  C{=NAME:NAME:UID:GID:HOME:::}, and with a password a C{users/passwd}
-  entry (Dovecot format, ARGON2ID);
+- per C{--user NAME}: C{home/NAME/Maildir/}, C{users/assign} lines
+  C{=NAME:NAME:UID:GID:HOME:::} and, for the extension addresses
+  C{NAME-EXT} (delivered by C{HOME/.qmail-EXT}), C{+NAME-:NAME:UID:GID:HOME:-::},
+  and with a password a C{users/passwd} entry (Dovecot format, ARGON2ID);
 - the queue tree, C{run/}, and C{etc/tcp.smtp} with example rules.
 
 The mail uid/gid own the homes, Maildirs, alias directory, queue and
@@ -231,18 +232,34 @@ def assign_line(name: str, uid: int, gid: int, home: str) -> str:
     return f"={name.lower()}:{name}:{uid}:{gid}:{home}:::"
 
 
+def assign_wildcard_line(name: str, uid: int, gid: int, home: str) -> str:
+    """
+    The entry for the user's extension addresses (as qmail-pw2u writes it):
+    C{+name-:name:uid:gid:home:-::}, so C{name-ext} reads C{home/.qmail-ext}.
+    """
+    return f"+{name.lower()}-:{name}:{uid}:{gid}:{home}:-::"
+
+
+def _assign_key(line: str) -> str | None:
+    """C{=local} or C{+prefix} of an assign line (lowercased), None for other lines."""
+    if line[:1] in ("=", "+") and ":" in line:
+        return line[0] + line[1 : line.index(":")].lower()
+    return None
+
+
 def _assign_keys(lines: list[str]) -> set[str]:
     keys = set()
     for line in lines:
         if line.startswith("."):
             break
-        if line.startswith("=") and ":" in line:
-            keys.add(line[1 : line.index(":")].lower())
+        key = _assign_key(line)
+        if key is not None:
+            keys.add(key)
     return keys
 
 
 def _update_assign(builder: _Builder, path: str, entries: list[tuple[str, str]]) -> bool:
-    """Add the C{(name, line)} entries missing from users/assign; True if the file changed."""
+    """Add the C{(name, line)} entries whose key is missing from users/assign; True if the file changed."""
     try:
         with open(path, encoding="utf-8", errors="surrogateescape") as f:
             text = f.read()
@@ -258,7 +275,7 @@ def _update_assign(builder: _Builder, path: str, entries: list[tuple[str, str]])
     if lines and lines[-1] == "":
         lines.pop()
     present = _assign_keys(lines)
-    missing = [line for name, line in entries if name.lower() not in present]
+    missing = [line for _, line in entries if _assign_key(line) not in present]
     if not missing:
         builder.report.kept.append(builder.rel(path))
         return False
@@ -391,6 +408,7 @@ def _build(b: _Builder, root: str, me: str, users: list[tuple[str, str | None]],
                                 gid if b.is_root else -1, exist_ok=True):
             b.report.made.append(b.rel(made) + "/")
         entries.append((name, assign_line(name, uid, gid, user_home)))
+        entries.append((name, assign_wildcard_line(name, uid, gid, user_home)))
 
     alias = os.path.join(root, "alias")
     b.mkdir(alias, 0o755, uid, gid)

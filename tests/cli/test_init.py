@@ -56,8 +56,10 @@ class ParseTests(SynchronousTestCase):
             e = self.assertRaises(init.InitError, init.parse_mail_uid, bad)
             self.assertEqual(e.status, 100)
 
-    def test_assign_line(self) -> None:
+    def test_assign_lines(self) -> None:
         self.assertEqual(init.assign_line("Alice", 1, 2, "/r/home/Alice"), "=alice:Alice:1:2:/r/home/Alice:::")
+        self.assertEqual(init.assign_wildcard_line("Alice", 1, 2, "/r/home/Alice"),
+                         "+alice-:Alice:1:2:/r/home/Alice:-::")
 
 
 class RootInitTests(SynchronousTestCase):
@@ -102,7 +104,9 @@ class RootInitTests(SynchronousTestCase):
             self.assertEqual(
                 f.read(),
                 f"=alice:alice:4321:4322:{self.root}/home/alice:::\n"
-                f"=bob:bob:4321:4322:{self.root}/home/bob:::\n.\n",
+                f"+alice-:alice:4321:4322:{self.root}/home/alice:-::\n"
+                f"=bob:bob:4321:4322:{self.root}/home/bob:::\n"
+                f"+bob-:bob:4321:4322:{self.root}/home/bob:-::\n.\n",
             )
         for alias in init.ALIAS_NAMES:
             path = os.path.join(self.root, "alias", f".qmail-{alias}")
@@ -125,14 +129,21 @@ class RootInitTests(SynchronousTestCase):
         self.assertIn("made control/me", out)
         self.assertIn("POP3", out)
 
-    def test_assign_index_built(self) -> None:
-        from pymta.local.assign import INDEX_NAME
+    def test_assign_index_built_and_extensions_resolve(self) -> None:
+        from pymta.local.assign import INDEX_NAME, parse_assign
 
         status, out, err = self.init("--user", "alice")
         self.assertEqual((status, err), (0, ""))
         index = os.path.join(self.root, "users", INDEX_NAME)
         self.assertTrue(os.path.exists(index))
         self.assertIn("users/assign index (pymta newu)", out)
+        with open(os.path.join(self.root, "users", "assign")) as f:
+            table = parse_assign(f)
+        exact = table.lookup("Alice")
+        self.assertEqual((exact.entry.user, exact.entry.dash, exact.ext), ("alice", "", ""))
+        extension = table.lookup("alice-Prog")
+        self.assertEqual((extension.entry.user, extension.entry.dash, extension.ext), ("alice", "-", "Prog"))
+        self.assertIsNone(table.lookup("alicex"))
 
     def test_certificate(self) -> None:
         self.init()
@@ -179,7 +190,9 @@ class RootInitTests(SynchronousTestCase):
             self.assertEqual(
                 f.read(),
                 f"=alice:alice:4321:4322:{self.root}/home/alice:::\n"
-                f"=carol:carol:4321:4322:{self.root}/home/carol:::\n.\n",
+                f"+alice-:alice:4321:4322:{self.root}/home/alice:-::\n"
+                f"=carol:carol:4321:4322:{self.root}/home/carol:::\n"
+                f"+carol-:carol:4321:4322:{self.root}/home/carol:-::\n.\n",
             )
         with open(os.path.join(self.root, "users", "passwd")) as f:
             lines = f.read().splitlines()
@@ -207,7 +220,8 @@ class RootInitTests(SynchronousTestCase):
             f.write("=x:x:5:5:/x:::\n")
         self.init("--user", "alice")
         with open(os.path.join(self.root, "users", "assign")) as f:
-            self.assertEqual(f.read(), f"=x:x:5:5:/x:::\n=alice:alice:4321:4322:{self.root}/home/alice:::\n.\n")
+            self.assertEqual(f.read(), f"=x:x:5:5:/x:::\n=alice:alice:4321:4322:{self.root}/home/alice:::\n"
+                                       f"+alice-:alice:4321:4322:{self.root}/home/alice:-::\n.\n")
 
     def test_no_user_aliases_go_to_alias_maildir(self) -> None:
         self.init()
@@ -266,7 +280,8 @@ class UnprivilegedInitTests(SynchronousTestCase):
         status, err = self.run_as_nobody(root, "--me", "h.example", "--user", "nob:pw")
         self.assertEqual(status, 0, err)
         with open(os.path.join(root, "users", "assign")) as f:
-            self.assertEqual(f.read(), f"=nob:nob:65534:65534:{root}/home/nob:::\n.\n")
+            self.assertEqual(f.read(), f"=nob:nob:65534:65534:{root}/home/nob:::\n"
+                                       f"+nob-:nob:65534:65534:{root}/home/nob:-::\n.\n")
         for path in ("control/me", "home/nob/Maildir/new", "queue/todo", "run", "users/passwd"):
             self.assertEqual(os.stat(os.path.join(root, path)).st_uid, 65534)
 
