@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-__all__ = ["DeliveryFailure"]
+from typing import Iterable, Iterator
+
+__all__ = ["DeliveryFailure", "guard_reads"]
 
 
 class DeliveryFailure(Exception):
@@ -25,3 +27,16 @@ class DeliveryFailure(Exception):
     @classmethod
     def permanent(cls, text: str) -> "DeliveryFailure":
         return cls("D", text)
+
+
+def guard_reads(pieces: Iterable[bytes]) -> Iterator[bytes]:
+    """C{pieces} of the message, an C{OSError} while reading them turned into a deferral."""
+    iterator = iter(pieces)
+    while True:
+        try:
+            piece = next(iterator)
+        except StopIteration:
+            return
+        except OSError as e:
+            raise DeliveryFailure.temporary(f"Unable to read message: {e.strerror}. (#4.3.0)") from None
+        yield piece

@@ -22,7 +22,7 @@ import socket
 import time
 from typing import Callable, Iterable
 
-from pymta.local.errors import DeliveryFailure
+from pymta.local.errors import DeliveryFailure, guard_reads
 
 __all__ = ["deliver_maildir", "unique_name", "maildir_hostname"]
 
@@ -91,11 +91,8 @@ def deliver_maildir(
         try:
             with os.fdopen(fd, "wb", buffering=65536) as f:
                 f.write(prefix)
-                try:
-                    for chunk in body:
-                        f.write(chunk)
-                except OSError as e:
-                    raise DeliveryFailure.temporary(f"Unable to read message: {e.strerror}. (#4.3.0)") from None
+                for chunk in guard_reads(body):
+                    f.write(chunk)
                 f.flush()
                 os.fsync(f.fileno())
         except DeliveryFailure:

@@ -21,7 +21,7 @@ import re
 import time
 from typing import Callable, Iterable
 
-from pymta.local.errors import DeliveryFailure
+from pymta.local.errors import DeliveryFailure, guard_reads
 
 __all__ = ["deliver_mbox", "LOCK_TIMEOUT"]
 
@@ -51,7 +51,7 @@ def _lock(fd: int, timeout: float, sleep: Callable[[float], None], clock: Callab
                     return False
             if clock() >= deadline:
                 raise DeliveryFailure.temporary(
-                    f"File has been locked for {int(timeout)} seconds straight. (#4.3.0)"
+                    f"File has been locked for {timeout:g} seconds straight. (#4.3.0)"
                 )
             sleep(delay)
             delay = min(delay * 2, 0.2)
@@ -94,16 +94,11 @@ def deliver_mbox(
         start = os.lseek(fd, 0, os.SEEK_END)
         try:
             buffer = bytearray(prefix)
-            try:
-                for piece in _quoted(lines):
-                    buffer += piece
-                    if len(buffer) >= 65536:
-                        _write_all(fd, buffer)
-                        buffer.clear()
-            except DeliveryFailure:
-                raise
-            except OSError as e:
-                raise DeliveryFailure.temporary(f"Unable to read message: {e.strerror}. (#4.3.0)") from None
+            for piece in _quoted(guard_reads(lines)):
+                buffer += piece
+                if len(buffer) >= 65536:
+                    _write_all(fd, buffer)
+                    buffer.clear()
             _write_all(fd, buffer)
             os.fsync(fd)
         except DeliveryFailure:
