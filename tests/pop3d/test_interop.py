@@ -54,7 +54,9 @@ class InteropTests(ServiceTestBase):
     timeout = 120
 
     def run_program(self, argv: list[str]) -> defer.Deferred:
-        return threads.deferToThread(subprocess.run, argv, capture_output=True, timeout=60, check=False)
+        # getmail is the system's Python: keep this interpreter's PYTHON* variables away from it
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PYTHON")}
+        return threads.deferToThread(subprocess.run, argv, capture_output=True, timeout=60, check=False, env=env)
 
     def check_fetched(self, dest: str) -> None:
         fetched = maildir_messages(dest)
