@@ -96,3 +96,59 @@ class TwistdRunTests(SynchronousTestCase):
         self.assertIn(proc.wait(30), (0, -signal.SIGTERM))  # twistd re-raises the signal it stopped on
         log = proc.stdout.read().decode()
         self.assertIn("pop3 login u from 127.0.0.1: 3 messages", log)
+
+
+class TwistdDroppedPrivilegesTests(SynchronousTestCase):
+    """As root with `twistd --uid nobody`: virtual users in-process, system users through the root spawner."""
+
+    def test_uid_drop_keeps_spawner(self) -> None:
+        if os.getuid() != 0:
+            raise self.skipTest("needs root")
+        import pwd
+
+        from tests.pop3d.test_childmailbox import TEST_GID, TEST_UID, chown_tree
+
+        nobody = pwd.getpwnam("nobody")
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(root)
+        os.chmod(os.path.dirname(root), 0o755)
+        homes = {"virt": (nobody.pw_uid, nobody.pw_gid), "sys": (TEST_UID, TEST_GID)}
+        passwd = os.path.join(root, "users", "passwd")
+        for name, (uid, gid) in homes.items():
+            home = os.path.join(root, "home", name)
+            sample_maildir(os.path.join(home, "Maildir"))
+            chown_tree(home, uid, gid)
+            os.chmod(home, 0o700)
+            set_password(passwd, name, "pw", uid, gid, home, scheme="PLAIN")
+        os.chmod(passwd, 0o644)
+        port = free_port()
+        proc = subprocess.Popen(
+            [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
+             "-n", "--pidfile=", "--logfile=-", "--uid", str(nobody.pw_uid), "--gid", str(nobody.pw_gid),
+             "pymta-pop3d", "--root", root, "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow-plaintext"],
+            cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        )
+        self.addCleanup(proc.wait, 30)
+        self.addCleanup(proc.send_signal, signal.SIGTERM)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=5).close()
+                break
+            except OSError:
+                if time.monotonic() > deadline or proc.poll() is not None:
+                    self.fail("twistd did not start")
+                time.sleep(0.1)
+        with open(f"/proc/{proc.pid}/status") as f:
+            self.assertIn(f"Uid:\t{nobody.pw_uid}\t{nobody.pw_uid}", f.read())
+        for name in homes:
+            pop = poplib.POP3("127.0.0.1", port, timeout=10)
+            pop.user(name)
+            pop.pass_("pw")
+            self.assertEqual(pop.retr(3)[1], [b"Subject: three", b"", b"last"])
+            pop.dele(1)
+            pop.quit()
+        for name, (uid, _) in homes.items():
+            cur = os.path.join(root, "home", name, "Maildir", "cur")
+            self.assertEqual(sorted(os.listdir(cur)), ["1001.B.host:2,", "1002.C.host:2,"])
+            self.assertEqual(os.stat(os.path.join(cur, "1001.B.host:2,")).st_uid, uid)
