@@ -335,3 +335,27 @@ class OpenerTests(SynchronousTestCase):
     def test_refusal_is_a_failed_deferred(self) -> None:
         opener = MailboxOpener(None, euid=lambda: 1000)
         self.failureResultOf(opener(Account("a", 7, 7, "/h")), LoginRefused)
+
+
+class ReloadTests(SynchronousTestCase):
+    def test_reload_certificate_and_hostname(self) -> None:
+        root = os.path.abspath(self.mktemp())
+        control = os.path.join(root, "control")
+        os.makedirs(control)
+        reader = ControlReader(root)
+        svc = build_pop3_service(root, reader, [], reactor=reactor)
+        self.assertIsNone(svc.settings.tls_context)
+        with open(os.path.join(control, "servercert.pem"), "wb") as f:
+            f.write(server_pem())
+        with open(os.path.join(control, "me"), "w") as f:
+            f.write("new.example\n")
+        reader.reload()
+        svc.reload()
+        self.assertIs(svc.settings.tls_context, svc.tls)
+        self.assertEqual(svc.settings.hostname, "new.example")
+        with open(os.path.join(control, "servercert.pem"), "wb") as f:
+            f.write(b"garbage")
+        svc.reload()  # a broken file keeps the old certificate
+        self.assertIs(svc.settings.tls_context, svc.tls)
+        self.assertTrue(svc.tls.available)
+        self.flushLoggedErrors()
