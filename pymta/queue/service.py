@@ -213,6 +213,11 @@ def build_send_service(
 
         reactor = global_reactor
     root = os.path.abspath(root)
+    controls = reader.current
+    if controls.me is None and controls.sources.get("locals") == "default":
+        # qmail-send refuses to start here too: it could not tell local mail from remote
+        raise ValueError(f"{controls.path('me')} and {controls.path('locals')} are both missing; "
+                         "pymta-send needs one of them")
     layout = QueueLayout.for_root(root)
     if not os.path.isdir(layout.queuedir):
         raise FileNotFoundError(f"{layout.queuedir}: no queue here; run 'pymta init {root}' first")

@@ -75,7 +75,10 @@ def makeService(options: Options) -> IService:
     except ControlError as e:
         raise SystemExit(f"pymta-send: {e}")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
-    service, _ = build_send_service(
-        root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
-    )
+    try:
+        service, _ = build_send_service(
+            root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
+        )
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"pymta-send: {e}")
     return service

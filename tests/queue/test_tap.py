@@ -37,6 +37,18 @@ class OptionsTests(unittest.SynchronousTestCase):
             with self.assertRaises(usage.UsageError):
                 tap.Options().parseOptions(["--root", root, *args])
 
+    def test_refuses_without_me_and_locals(self) -> None:
+        root, _ = make_root(self)
+        os.unlink(os.path.join(root, "control", "me"))
+        o = tap.Options()
+        o.parseOptions(["--root", root, "--no-delivery"])
+        with self.assertRaises(SystemExit) as e:
+            tap.makeService(o)
+        self.assertIn("control/locals are both missing", str(e.exception))
+        with open(os.path.join(root, "control", "locals"), "w") as f:
+            f.write("mail.example\n")
+        self.assertIsInstance(tap.makeService(o), MultiService)
+
     def test_make_service_without_delivery(self) -> None:
         root, _ = make_root(self)
         o = tap.Options()
