@@ -92,6 +92,9 @@ def main(argv: list[str]) -> int:
     path = os.path.join(root, "run", "ctl.sock")
     try:
         reply = _ask(path, args.command)
+    except PermissionError:
+        sys.stderr.write(f"pymta ctl: permission denied on {path}: run it as root or as the queue's owner\n")
+        return EXIT_TEMP
     except OSError as e:
         if args.command in SIGNALS:
             return _signal(root, args.command)

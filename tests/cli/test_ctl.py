@@ -50,3 +50,11 @@ class CtlCommandTests(unittest.SynchronousTestCase):
         self.assertEqual(ctl.main(["--root", self.root, "tcpok"]), ctl.EXIT_OK)
         with open(path, "rb") as f:
             self.assertEqual(set(f.read()), {0})
+
+    def test_permission_denied_is_named(self) -> None:
+        def denied(path, command, timeout=30.0):
+            raise PermissionError(13, "Permission denied")
+
+        self.patch(ctl, "_ask", denied)
+        self.assertEqual(ctl.main(["--root", self.root, "stat"]), ctl.EXIT_TEMP)
+        self.assertIn("permission denied", self.err.getvalue())
