@@ -1,0 +1,297 @@
+"""
+Tests for pymta.local.channel with a real spawner process.
+
+As root (CI) the recipient is uid/gid 4242 with a home chowned to it, so
+these tests show that delivery code runs as that user and never as root;
+not as root they use the invoking uid.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
+
+from pymta.control import ControlReader
+from pymta.interfaces import DeliveryJob, QueueReceipt, QueueRefused
+from pymta.local.channel import NOT_RUNNING, SPAWNER_DIED, LocalChannel
+from tests.local.helpers import MESSAGE, chown_tree, make_home, maildir_files, write_file
+
+IS_ROOT = os.getuid() == 0
+UID = 4242 if IS_ROOT else os.getuid()
+GID = 4242 if IS_ROOT else os.getgid()
+OTHER = 4243
+
+
+class RecordingWriter:
+    def __init__(self, sink: "RecordingSink", sender: str, recipients, origin: str, uid) -> None:
+        self.sink = sink
+        self.record = {"sender": sender, "recipients": list(recipients), "origin": origin, "uid": uid, "data": b""}
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        self.record["data"] += data
+
+    def finish(self):
+        if self.sink.refuse is not None:
+            return defer.fail(self.sink.refuse)
+        self.sink.queued.append(self.record)
+        return defer.succeed(QueueReceipt(message_id=99, qp=4711))
+
+    def abort(self) -> None:
+        self.aborted = True
+
+
+class RecordingSink:
+    def __init__(self) -> None:
+        self.queued: list[dict] = []
+        self.refuse: Exception | None = None
+
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):
+        return RecordingWriter(self, sender, recipients, origin, uid)
+
+
+class ChannelTestCase(unittest.TestCase):
+    timeout = 60
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        os.chmod(os.path.dirname(self.root), 0o711)  # trial's mkdtemp is 0700: let users reach their homes
+        for sub in ("control", "users", "queue/mess/0", "alias"):
+            os.makedirs(os.path.join(self.root, sub))
+        os.chmod(self.root, 0o755)
+        self.home = make_home(os.path.join(self.root, "home", "joe"))
+        os.chmod(os.path.join(self.root, "home"), 0o755)
+        write_file(
+            os.path.join(self.root, "users", "assign"),
+            f"=joe:joe:{UID}:{GID}:{self.home}:::\n+joe-:joe:{UID}:{GID}:{self.home}:-::\n"
+            f"=rooty:root:0:0:{self.home}:::\n.\n",
+        )
+        if IS_ROOT:
+            chown_tree(self.home, UID, GID)
+            chown_tree(os.path.join(self.root, "alias"), UID, GID)
+        self.message = write_file(os.path.join(self.root, "queue", "mess", "0", "1"), MESSAGE, 0o600)
+        self.sink = RecordingSink()
+        self.channel = self.make_channel()
+
+    def make_channel(self, **kwargs) -> LocalChannel:
+        channel = LocalChannel(self.root, ControlReader(self.root), self.sink, reactor, **kwargs)
+        self.addCleanup(channel.stop)
+        return channel
+
+    def dotqmail(self, name: str, text: str, mode: int = 0o600) -> None:
+        path = write_file(os.path.join(self.home, name), text, mode)
+        if IS_ROOT:
+            os.chown(path, UID, GID)
+
+    @defer.inlineCallbacks
+    def deliver(self, recipient: str, sender: str = "alice@example.com", channel: LocalChannel | None = None):
+        channel = channel or self.channel
+        if channel.protocol is None:
+            channel.start()
+        yield channel.when_ready()
+        [result] = yield channel.deliver(DeliveryJob(1, self.message, sender, (recipient,)))
+        return result
+
+
+class DeliveryAsUserTests(ChannelTestCase):
+    @defer.inlineCallbacks
+    def test_maildir_file_owned_by_user(self) -> None:
+        result = yield self.deliver("joe@example.org")
+        self.assertEqual((result.status, result.text), ("K", "did 1+0+0\n"))
+        [data] = maildir_files(os.path.join(self.home, "Maildir"))
+        self.assertEqual(data, b"Return-Path: <alice@example.com>\nDelivered-To: joe@example.org\n" + MESSAGE)
+        [name] = os.listdir(os.path.join(self.home, "Maildir", "new"))
+        st = os.stat(os.path.join(self.home, "Maildir", "new", name))
+        self.assertEqual((st.st_uid, st.st_gid), (UID, GID))
+
+    @defer.inlineCallbacks
+    def test_program_runs_as_user_with_only_his_group(self) -> None:
+        self.dotqmail(".qmail-id", "|id -u; id -g; id -G; ./missing-no-such 2>/dev/null || true\n")
+        result = yield self.deliver("joe-id@example.org")
+        self.assertEqual(result.status, "K")
+        lines = result.text.splitlines()
+        self.assertEqual(lines[:2], [str(UID), str(GID)])
+        if IS_ROOT:
+            self.assertEqual(lines[2], str(GID))
+        self.assertEqual(lines[-1], "did 0+0+1")
+
+    @defer.inlineCallbacks
+    def test_mbox_created_by_user(self) -> None:
+        self.dotqmail(".qmail-box", "./mbox\n")
+        result = yield self.deliver("joe-box@example.org")
+        self.assertEqual(result.status, "K")
+        st = os.stat(os.path.join(self.home, "mbox"))
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (UID, 0o600))
+
+    @defer.inlineCallbacks
+    def test_root_refused(self) -> None:
+        result = yield self.deliver("rooty@example.org")
+        self.assertEqual(result.status, "Z")
+        self.assertIn("Not allowed to perform deliveries as root.", result.text)
+
+    @defer.inlineCallbacks
+    def test_many_at_once(self) -> None:
+        self.channel.start()
+        yield self.channel.when_ready()
+        jobs = [DeliveryJob(1, self.message, f"s{i}@x", ("joe@example.org",)) for i in range(25)]
+        results = yield defer.gatherResults([self.channel.deliver(job) for job in jobs])
+        self.assertEqual([r[0].status for r in results], ["K"] * 25)
+        self.assertEqual(len(maildir_files(os.path.join(self.home, "Maildir"))), 25)
+
+
+class RequestTests(ChannelTestCase):
+    @defer.inlineCallbacks
+    def test_address_without_host(self) -> None:
+        result = yield self.deliver("joe")
+        self.assertEqual((result.status, result.text), ("D", "Sorry, address must include host name. (#5.1.3)"))
+
+    @defer.inlineCallbacks
+    def test_empty_local_part_is_trash(self) -> None:
+        result = yield self.deliver("@example.org")
+        self.assertEqual((result.status, result.text), ("K", "did 0+0+0\n"))
+
+    @defer.inlineCallbacks
+    def test_missing_message(self) -> None:
+        os.unlink(self.message)
+        result = yield self.deliver("joe@example.org")
+        self.assertEqual((result.status, result.text), ("Z", "Unable to open message: No such file or directory. (#4.3.0)"))
+
+    @defer.inlineCallbacks
+    def test_unknown_goes_to_alias(self) -> None:
+        alias = os.path.join(self.root, "alias")
+        path = write_file(os.path.join(alias, ".qmail-postmaster"), "|echo alias got $EXT\n", 0o600)
+        if IS_ROOT:
+            os.chown(path, UID, GID)
+        result = yield self.deliver("postmaster@example.org")
+        self.assertEqual((result.status, result.text), ("K", "alias got postmaster\ndid 0+0+1\n"))
+
+    @defer.inlineCallbacks
+    def test_output_capped(self) -> None:
+        self.dotqmail(".qmail-loud", "|yes | head -c 3500; exit 100\n")
+        result = yield self.deliver("joe-loud@example.org")
+        self.assertEqual(result.status, "D")
+        self.assertTrue(result.text.endswith("\nError report too long, sorry.\n"))
+        self.assertLessEqual(len(result.text.encode()), 3000)
+
+    def test_not_started(self) -> None:
+        d = self.channel.deliver(DeliveryJob(1, self.message, "", ("joe@example.org",)))
+        self.assertEqual(self.successResultOf(d)[0].text, NOT_RUNNING)
+
+
+class ForwardTests(ChannelTestCase):
+    @defer.inlineCallbacks
+    def test_forward_through_sink(self) -> None:
+        self.dotqmail(".qmail-fwd", "&x@example.net\ny;rm -rf /@example.net\n")
+        self.dotqmail(".qmail-fwd-owner", "joe\n")
+        result = yield self.deliver("joe-fwd@example.org")
+        self.assertEqual((result.status, result.text), ("K", "did 0+2+0\nqp 4711\n"))
+        [queued] = self.sink.queued
+        self.assertEqual(queued["recipients"], ["x@example.net", "y;rm -rf /@example.net"])
+        self.assertEqual(queued["sender"], "joe-fwd-owner@example.org")
+        self.assertEqual(queued["origin"], f"by uid {UID}")
+        self.assertEqual(queued["uid"], UID)
+        self.assertEqual(queued["data"], b"Delivered-To: joe-fwd@example.org\n" + MESSAGE)
+
+    @defer.inlineCallbacks
+    def test_forward_refused(self) -> None:
+        self.dotqmail(".qmail-fwd", "&x@example.net\n")
+        self.sink.refuse = QueueRefused("qq write error or disk full (#4.3.0)")
+        result = yield self.deliver("joe-fwd@example.org")
+        self.assertEqual((result.status, result.text), ("Z", "Unable to forward message: qq write error or disk full (#4.3.0)."))
+        self.sink.refuse = QueueRefused("qq permanent problem (#5.3.0)", permanent=True)
+        result = yield self.deliver("joe-fwd@example.org")
+        self.assertEqual(result.status, "D")
+
+    @defer.inlineCallbacks
+    def test_forwarded_copy_loops_back(self) -> None:
+        """The queued copy carries Delivered-To, so delivering it to the same address bounces."""
+        self.dotqmail(".qmail-fwd", "&joe-fwd@example.org\n")
+        result = yield self.deliver("joe-fwd@example.org")
+        self.assertEqual(result.status, "K")
+        write_file(self.message, self.sink.queued[0]["data"], 0o600)
+        result = yield self.deliver("joe-fwd@example.org")
+        self.assertEqual(
+            (result.status, result.text),
+            ("D", "This message is looping: it already has my Delivered-To line. (#5.4.6)"),
+        )
+
+
+class LifecycleTests(ChannelTestCase):
+    @defer.inlineCallbacks
+    def test_child_killed(self) -> None:
+        self.dotqmail(".qmail-kill", "|kill -9 $PPID; sleep 5\n")
+        result = yield self.deliver("joe-kill@example.org")
+        self.assertEqual((result.status, result.text), ("Z", "Local delivery child crashed (signal 9). (#4.3.0)"))
+
+    @defer.inlineCallbacks
+    def test_spawner_death_defers_and_restarts(self) -> None:
+        channel = self.make_channel(restart_delay=0.05)
+        self.dotqmail(".qmail-slow", "|sleep 3\n")
+        channel.start()
+        hello = yield channel.when_ready()
+        d = channel.deliver(DeliveryJob(1, self.message, "", ("joe-slow@example.org",)))
+        yield task.deferLater(reactor, 0.3, lambda: None)
+        os.kill(hello["pid"], signal.SIGKILL)
+        [result] = yield d
+        self.assertEqual((result.status, result.text), ("Z", SPAWNER_DIED))
+        hello2 = yield channel.when_ready()
+        self.assertNotEqual(hello2["pid"], hello["pid"])
+        result = yield self.deliver("joe@example.org", channel=channel)
+        self.assertEqual(result.status, "K")
+
+    @defer.inlineCallbacks
+    def test_stop_waits_for_running_delivery(self) -> None:
+        self.dotqmail(".qmail-slow", "|sleep 0.5; echo done\n")
+        self.channel.start()
+        yield self.channel.when_ready()
+        d = self.channel.deliver(DeliveryJob(1, self.message, "", ("joe-slow@example.org",)))
+        yield self.channel.stop()
+        [result] = self.successResultOf(d)
+        self.assertEqual((result.status, result.text), ("K", "done\ndid 0+0+1\n"))
+        [late] = yield self.channel.deliver(DeliveryJob(1, self.message, "", ("joe@example.org",)))
+        self.assertEqual(late.text, NOT_RUNNING)
+
+
+class NotRootTests(ChannelTestCase):
+    """The spawner started without root defers deliveries for other uids and runs its own."""
+
+    def setUp(self) -> None:
+        if not IS_ROOT:
+            raise unittest.SkipTest("needs root to start a spawner as another uid")
+        super().setUp()
+        self.other_home = make_home(os.path.join(self.root, "home", "other"))
+        chown_tree(self.other_home, OTHER, OTHER)
+        with open(os.path.join(self.root, "users", "assign"), "a") as f:
+            pass
+        write_file(
+            os.path.join(self.root, "users", "assign"),
+            f"=joe:joe:{UID}:{GID}:{self.home}:::\n=other:other:{OTHER}:{OTHER}:{self.other_home}:::\n.\n",
+        )
+        os.chmod(self.message, 0o644)
+        for d in ("queue", "queue/mess", "queue/mess/0", "users", "control"):
+            os.chmod(os.path.join(self.root, d), 0o755)
+        wrapper = os.path.join(self.root, "python-as-other")
+        write_file(
+            wrapper,
+            f"#!/bin/sh\nexec /usr/bin/setpriv --reuid {OTHER} --regid {OTHER} --clear-groups {sys.executable} \"$@\"\n",
+            0o755,
+        )
+        self.unprivileged = self.make_channel(python=wrapper)
+
+    @defer.inlineCallbacks
+    def test_other_uid_deferred_own_uid_delivered(self) -> None:
+        self.unprivileged.start()
+        hello = yield self.unprivileged.when_ready()
+        self.assertEqual(hello["uid"], OTHER)
+        result = yield self.deliver("joe@example.org", channel=self.unprivileged)
+        self.assertEqual((result.status, result.text), ("Z", f"Not running as root, cannot deliver as uid {UID}. (#4.3.0)"))
+        self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])
+        result = yield self.deliver("other@example.org", channel=self.unprivileged)
+        self.assertEqual(result.status, "K")
+        [name] = os.listdir(os.path.join(self.other_home, "Maildir", "new"))
+        self.assertEqual(os.stat(os.path.join(self.other_home, "Maildir", "new", name)).st_uid, OTHER)
