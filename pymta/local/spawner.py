@@ -27,6 +27,7 @@ means: finish the running deliveries, then exit 0.
 from __future__ import annotations
 
 import errno
+import gc
 import json
 import os
 import selectors
@@ -67,6 +68,8 @@ class _Child:
     fd: int
     data: bytearray = field(default_factory=bytearray)
     overflow: bool = False
+    uid: int | None = None
+    reported: bool = False
 
 
 def _report(slot: int, status: str, output: str, **extra: Any) -> dict[str, Any]:
@@ -96,6 +99,7 @@ class Spawner:
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, _Child] = {}
         self.waiting: deque[dict[str, Any]] = deque()
+        self.unreaped: set[int] = set()
         self.eof = False
 
     # -- output ------------------------------------------------------------
@@ -117,13 +121,16 @@ class Spawner:
     def run(self) -> int:
         self.send({"hello": 1, "pid": os.getpid(), "uid": os.getuid()})
         self.selector.register(self.infd, selectors.EVENT_READ, None)
+        gc.freeze()  # keep the collector from touching (and copying) inherited pages in every child
         while not (self.eof and not self.children and not self.waiting):
-            for key, _ in self.selector.select():
+            for key, _ in self.selector.select(0.1 if self.unreaped else None):
                 if key.data is None:
                     self._read_requests()
                 else:
                     self._read_child(key.data)
             self._start_waiting()
+            self.reap()
+        self.reap(block=True)
         return 0
 
     def _read_requests(self) -> None:
@@ -209,6 +216,7 @@ class Spawner:
 
     def _become_child(self, message_fd: int, result_fd: int) -> None:
         """In the forked child: drop every descriptor of the spawner."""
+        gc.disable()
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
         try:
@@ -240,12 +248,17 @@ class Spawner:
         if data:
             if len(child.data) + len(data) > MAX_RESULT:
                 child.overflow = True
-            else:
+                child.data.clear()
+            elif not child.overflow:
                 child.data += data
+                self._parse_child(child)
             return
         self.selector.unregister(child.fd)
         os.close(child.fd)
         del self.children[child.fd]
+        if child.reported:
+            self.unreaped.add(child.pid)  # reaped without blocking by the main loop
+            return
         while True:
             try:
                 _, status = os.waitpid(child.pid, 0)
@@ -255,42 +268,59 @@ class Spawner:
             except ChildProcessError:
                 status = 0
                 break
-        self.send(self._result(child, status))
+        if os.WIFSIGNALED(status):
+            text = f"Local delivery child crashed (signal {os.WTERMSIG(status)}). (#4.3.0)"
+        else:
+            text = f"Local delivery child exited without a result (status {os.waitstatus_to_exitcode(status)}). (#4.3.0)"
+        self.send(_report(child.slot, "Z", text, uid=child.uid))
 
-    def _result(self, child: _Child, status: int) -> dict[str, Any]:
-        uid: int | None = None
-        outcome: dict[str, Any] | None = None
-        if not child.overflow:
-            for line in bytes(child.data).split(b"\n"):
-                if not line:
-                    continue
-                try:
-                    record = json.loads(line)
-                except ValueError:
-                    break
-                if not isinstance(record, dict):
-                    break
-                if uid is None and "uid" in record and isinstance(record["uid"], int):
-                    uid = record["uid"]  # written before the child dropped privileges
-                elif "status" in record:
-                    outcome = record
-                    break
-        if outcome is None or not _valid_outcome(outcome):
-            if os.WIFSIGNALED(status):
-                text = f"Local delivery child crashed (signal {os.WTERMSIG(status)}). (#4.3.0)"
-            else:
-                text = f"Local delivery child exited without a result (status {os.waitstatus_to_exitcode(status)}). (#4.3.0)"
-            return _report(child.slot, "Z", text, uid=uid)
-        status_letter = outcome["status"]
-        return _report(
-            child.slot,
-            status_letter,
-            cap_output(outcome["output"]),
-            did=outcome["did"] if status_letter == "K" else None,
-            forwards=outcome["forwards"] if status_letter == "K" else [],
-            newsender=outcome["newsender"],
-            uid=uid,
-        )
+    def _parse_child(self, child: _Child) -> None:
+        """Act on complete lines from a child: its uid (written while privileged), then its outcome."""
+        while not child.reported:
+            end = child.data.find(b"\n")
+            if end == -1:
+                return
+            line = bytes(child.data[:end])
+            del child.data[: end + 1]
+            try:
+                record = json.loads(line)
+            except ValueError:
+                record = None
+            if not isinstance(record, dict):
+                child.overflow = True  # garbage: treat the child as crashed when it exits
+                return
+            if child.uid is None and "status" not in record:
+                uid = record.get("uid")
+                child.uid = uid if isinstance(uid, int) else None
+                continue
+            if not _valid_outcome(record):
+                child.overflow = True
+                return
+            letter = record["status"]
+            self.send(
+                _report(
+                    child.slot,
+                    letter,
+                    cap_output(record["output"]),
+                    did=record["did"] if letter == "K" else None,
+                    forwards=record["forwards"] if letter == "K" else [],
+                    newsender=record["newsender"],
+                    uid=child.uid,
+                )
+            )
+            child.reported = True
+
+    def reap(self, block: bool = False) -> None:
+        """Collect exited children that already reported."""
+        for pid in list(self.unreaped):
+            try:
+                done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
+            except ChildProcessError:
+                done = pid
+            except InterruptedError:
+                continue
+            if done:
+                self.unreaped.discard(pid)
 
 
 def _valid_outcome(outcome: dict[str, Any]) -> bool:
