@@ -5,23 +5,32 @@ pymta.local.spawner ROOT}.
 
 A small process without a reactor.  It reads requests from fd 0 and writes
 reports to fd 1 (framing in L{pymta.local.wire}); fd 2 carries warnings for
-the parent's log.  Per request it opens the queued message (as root when
-started as root), forks, and the child:
+the parent's log.  For each request it:
 
-1. closes every descriptor of the spawner (the pipes to the parent, other
-   children's pipes) except its message and its own result pipe;
-2. finds the user (L{pymta.local.getpw.find_user}, users/assign cached in the
-   spawner and inherited through the fork) and writes the uid it chose to the
-   result pipe while still privileged;
-3. refuses uid 0; as root calls C{setgroups([gid])}, C{setgid(gid)},
-   C{setuid(uid)} in that order and checks the result; not as root, defers
-   any delivery that needs a uid other than its own;
-4. runs L{pymta.local.deliver.deliver_local} and writes the outcome.
+1. finds the user (L{pymta.local.getpw.find_user}: users/assign, cached and
+   re-read when it changes, then the password database, then the alias
+   user), as qmail-lspawn does before it starts qmail-local;
+2. refuses uid 0 (C{Not allowed to perform deliveries as root.}); when the
+   spawner itself is not root, defers a delivery that needs a uid other than
+   its own (C{Not running as root, cannot deliver as uid N. (#4.3.0)});
+3. opens the queued message (as root when started as root) and hands the
+   open descriptor (C{SCM_RIGHTS}) to a B{delivery child} of that uid/gid.
 
-The spawner reaps the child and reports C{K}/C{Z}/C{D}, the child's output
-capped at L{OUTPUT_CAP} bytes as qmail-lspawn does.  Up to
-L{MAX_CHILDREN} deliveries run at once; more requests wait.  End of input
-means: finish the running deliveries, then exit 0.
+A delivery child is forked from the spawner, closes every descriptor of
+the spawner except its own socket, calls C{setgroups([gid])}, C{setgid},
+C{setuid} (in that order, checked afterwards) and only then runs
+L{pymta.local.deliver.deliver_local}.  It serves one delivery at a time and
+stays for further deliveries B{of the same uid and gid only}, so a burst of
+mail for one user costs one fork instead of one per message; it is retired
+after L{CHILD_IDLE} idle seconds or L{CHILD_DELIVERIES} deliveries, or to
+make room for another user.  A child never changes uid again and never
+serves another user.
+
+Reports carry C{K}/C{Z}/C{D}, the child's output capped at L{OUTPUT_CAP}
+bytes as qmail-lspawn does, and for C{K} the forward targets the parent
+must queue.  Up to L{MAX_CHILDREN} children run at once; further requests
+wait.  End of input means: finish the queued and running deliveries, then
+exit 0.
 """
 
 from __future__ import annotations
@@ -32,7 +41,9 @@ import json
 import os
 import selectors
 import signal
+import socket
 import sys
+import time
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Any
@@ -41,15 +52,28 @@ from pymta.address import split_address
 from pymta.local.assign import AssignCache, AssignError
 from pymta.local.deliver import LocalDelivery, deliver_local
 from pymta.local.errors import DeliveryFailure
-from pymta.local.getpw import find_user
+from pymta.local.getpw import LocalUser, find_user
 from pymta.local.wire import RecordReader, WireError, encode_record
 
-__all__ = ["Spawner", "main", "OUTPUT_CAP", "MAX_CHILDREN", "TOO_LONG"]
+__all__ = [
+    "Spawner",
+    "main",
+    "drop_privileges",
+    "cap_output",
+    "OUTPUT_CAP",
+    "MAX_CHILDREN",
+    "CHILD_IDLE",
+    "CHILD_DELIVERIES",
+    "TOO_LONG",
+    "ROOT_REFUSED",
+]
 
 OUTPUT_CAP = 3000
 TOO_LONG = "\nError report too long, sorry.\n"
 MAX_CHILDREN = 120
-MAX_RESULT = 8 * 1024 * 1024
+CHILD_IDLE = 2.0
+CHILD_DELIVERIES = 500
+MAX_LINE = 16 * 1024 * 1024
 ROOT_REFUSED = "Not allowed to perform deliveries as root."
 
 
@@ -61,15 +85,22 @@ def cap_output(text: str) -> str:
     return data[: OUTPUT_CAP - len(TOO_LONG)].decode("utf-8", "ignore") + TOO_LONG
 
 
-@dataclass
-class _Child:
-    slot: int
-    pid: int
-    fd: int
-    data: bytearray = field(default_factory=bytearray)
-    overflow: bool = False
-    uid: int | None = None
-    reported: bool = False
+def drop_privileges(uid: int, gid: int) -> None:
+    """setgroups, setgid, setuid in that order; raises L{DeliveryFailure} if anything is off."""
+    if uid == 0:
+        raise DeliveryFailure.temporary(ROOT_REFUSED)
+    if os.getuid() == 0 or os.geteuid() == 0:
+        try:
+            os.setgroups([gid])
+            os.setgid(gid)
+            os.setuid(uid)
+        except OSError as e:
+            raise DeliveryFailure.temporary(f"Unable to switch to uid {uid} gid {gid}: {e.strerror}. (#4.3.0)") from None
+        if (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) != (uid, uid, gid, gid):
+            raise DeliveryFailure.temporary(f"Unable to switch to uid {uid} gid {gid}. (#4.3.0)")
+        return
+    if uid != os.getuid():
+        raise DeliveryFailure.temporary(f"Not running as root, cannot deliver as uid {uid}. (#4.3.0)")
 
 
 def _report(slot: int, status: str, output: str, **extra: Any) -> dict[str, Any]:
@@ -86,19 +117,62 @@ def _report(slot: int, status: str, output: str, **extra: Any) -> dict[str, Any]
     return record
 
 
+@dataclass
+class _Job:
+    """One accepted request waiting for, or running in, a delivery child."""
+
+    slot: int
+    message: str
+    sender: str
+    local: str
+    domain: str
+    user: LocalUser
+    defaultdelivery: str
+
+    @property
+    def key(self) -> tuple[int, int]:
+        return (self.user.uid, self.user.gid)
+
+
+@dataclass
+class _Child:
+    """A delivery child: one uid/gid, one job at a time."""
+
+    key: tuple[int, int]
+    pid: int
+    sock: socket.socket
+    job: _Job | None = None
+    served: int = 0
+    idle_since: float = 0.0
+    data: bytearray = field(default_factory=bytearray)
+
+
 class Spawner:
     """The spawner's state and loop; see the module docstring."""
 
-    def __init__(self, root: str, infd: int = 0, outfd: int = 1, *, lock_timeout: float = 30.0) -> None:
+    def __init__(
+        self,
+        root: str,
+        infd: int = 0,
+        outfd: int = 1,
+        *,
+        lock_timeout: float = 30.0,
+        child_idle: float = CHILD_IDLE,
+        child_deliveries: int = CHILD_DELIVERIES,
+        max_children: int = MAX_CHILDREN,
+    ) -> None:
         self.root = os.path.abspath(root)
         self.infd = infd
         self.outfd = outfd
         self.lock_timeout = lock_timeout
+        self.child_idle = child_idle
+        self.child_deliveries = child_deliveries
+        self.max_children = max_children
         self.assign = AssignCache(self.root, warn=self.warn)
         self.reader = RecordReader()
         self.selector = selectors.DefaultSelector()
-        self.children: dict[int, _Child] = {}
-        self.waiting: deque[dict[str, Any]] = deque()
+        self.children: dict[int, _Child] = {}  # by socket fd
+        self.waiting: deque[_Job] = deque()
         self.unreaped: set[int] = set()
         self.eof = False
 
@@ -122,16 +196,31 @@ class Spawner:
         self.send({"hello": 1, "pid": os.getpid(), "uid": os.getuid()})
         self.selector.register(self.infd, selectors.EVENT_READ, None)
         gc.freeze()  # keep the collector from touching (and copying) inherited pages in every child
-        while not (self.eof and not self.children and not self.waiting):
-            for key, _ in self.selector.select(0.1 if self.unreaped else None):
+        while not (self.eof and not self.waiting and not self._busy()):
+            for key, _ in self.selector.select(self._timeout()):
                 if key.data is None:
                     self._read_requests()
                 else:
                     self._read_child(key.data)
-            self._start_waiting()
-            self.reap()
-        self.reap(block=True)
+            self._dispatch()
+            self._retire_idle()
+            self._reap()
+        for child in list(self.children.values()):
+            self._retire(child)
+        self._reap(block=True)
         return 0
+
+    def _busy(self) -> bool:
+        return any(child.job is not None for child in self.children.values())
+
+    def _timeout(self) -> float | None:
+        timeouts = []
+        if self.unreaped:
+            timeouts.append(0.1)
+        idle = [c.idle_since for c in self.children.values() if c.job is None]
+        if idle:
+            timeouts.append(max(0.0, min(idle) + self.child_idle - time.monotonic()))
+        return min(timeouts) if timeouts else None
 
     def _read_requests(self) -> None:
         try:
@@ -149,15 +238,13 @@ class Spawner:
             self.eof = True
             self.selector.unregister(self.infd)
             return
-        self.waiting.extend(records)
-
-    def _start_waiting(self) -> None:
-        while self.waiting and len(self.children) < MAX_CHILDREN:
-            self.start(self.waiting.popleft())
+        for record in records:
+            self.accept(record)
 
     # -- one request -------------------------------------------------------
 
-    def start(self, request: dict[str, Any]) -> None:
+    def accept(self, request: dict[str, Any]) -> None:
+        """Check a request and find its user; report at once or queue the job."""
         slot = request.get("slot")
         if not isinstance(slot, int):
             self.warn(f"request without a slot number ignored: {request!r:.200}")
@@ -186,36 +273,107 @@ class Spawner:
             self.send(_report(slot, "Z", f"Trouble reading users/assign: {e}. (#4.3.0)"))
             return
         try:
-            message_fd = os.open(fields["message"], os.O_RDONLY | os.O_NOCTTY)
-        except OSError as e:
-            self.send(_report(slot, "Z", f"Unable to open message: {e.strerror}. (#4.3.0)"))
+            user = find_user(self.root, local, table)
+            if user.uid == 0:
+                raise DeliveryFailure.temporary(ROOT_REFUSED)
+            if os.getuid() != 0 and user.uid != os.getuid():
+                raise DeliveryFailure.temporary(f"Not running as root, cannot deliver as uid {user.uid}. (#4.3.0)")
+        except DeliveryFailure as failure:
+            self.send(_report(slot, failure.status, failure.text))
             return
-        read_end, write_end = os.pipe()
+        self.waiting.append(
+            _Job(slot, fields["message"], fields["sender"], local, domain, user, fields["defaultdelivery"])
+        )
+
+    def _dispatch(self) -> None:
+        """Start every waiting job that has (or may fork) a free child of its uid."""
+        kept: deque[_Job] = deque()
+        while self.waiting:
+            job = self.waiting.popleft()
+            try:
+                child = self._free_child(job.key)
+            except DeliveryFailure as failure:
+                self.send(_report(job.slot, failure.status, failure.text, uid=job.user.uid))
+                continue
+            if child is None:
+                kept.append(job)
+                continue
+            self._run(child, job)
+        self.waiting = kept
+
+    def _free_child(self, key: tuple[int, int]) -> _Child | None:
+        for child in self.children.values():
+            if child.key == key and child.job is None:
+                return child
+        if len(self.children) >= self.max_children:
+            idle = [c for c in self.children.values() if c.job is None]
+            if not idle:
+                return None
+            self._retire(min(idle, key=lambda c: c.idle_since))
+        return self._fork(key)
+
+    def _run(self, child: _Child, job: _Job) -> None:
+        try:
+            message_fd = os.open(job.message, os.O_RDONLY | os.O_NOCTTY)
+        except OSError as e:
+            self.send(_report(job.slot, "Z", f"Unable to open message: {e.strerror}. (#4.3.0)", uid=job.user.uid))
+            return
+        u = job.user
+        payload = json.dumps(
+            {
+                "sender": job.sender,
+                "local": job.local,
+                "domain": job.domain,
+                "user": [u.user, u.uid, u.gid, u.home, u.dash, u.ext, u.source],
+                "defaultdelivery": job.defaultdelivery,
+            },
+            ensure_ascii=True,
+        ).encode("ascii") + b"\n"
+        try:
+            child.sock.setblocking(True)
+            sent = socket.send_fds(child.sock, [payload], [message_fd])
+            if sent < len(payload):
+                child.sock.sendall(payload[sent:])
+            child.sock.setblocking(False)
+        except OSError:
+            # the child went away while idle: forget it, try the job again
+            os.close(message_fd)
+            self._retire(child)
+            self.waiting.appendleft(job)
+            return
+        os.close(message_fd)
+        child.job = job
+
+    # -- children ----------------------------------------------------------
+
+    def _fork(self, key: tuple[int, int]) -> _Child:
+        try:
+            parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        except OSError as e:
+            raise DeliveryFailure.temporary(f"Unable to create a socket pair: {e.strerror}. (#4.3.0)") from None
         try:
             pid = os.fork()
         except OSError as e:
-            os.close(read_end)
-            os.close(write_end)
-            os.close(message_fd)
-            self.send(_report(slot, "Z", f"Unable to fork: {e.strerror}. (#4.3.0)"))
-            return
+            parent_end.close()
+            child_end.close()
+            raise DeliveryFailure.temporary(f"Unable to fork: {e.strerror}. (#4.3.0)") from None
         if pid == 0:
             code = 1
             try:
-                self._become_child(message_fd, write_end)
-                code = _child_main(
-                    self.root, table, local, domain, fields, message_fd, write_end, self.lock_timeout
-                )
+                parent_end.close()
+                self._become_child(child_end.fileno())
+                code = _child_main(child_end, key, self.lock_timeout)
             finally:
                 os._exit(code)
-        os.close(write_end)
-        os.close(message_fd)
-        child = _Child(slot, pid, read_end)
-        self.children[read_end] = child
-        self.selector.register(read_end, selectors.EVENT_READ, child)
+        child_end.close()
+        parent_end.setblocking(False)
+        child = _Child(key, pid, parent_end, idle_since=time.monotonic())
+        self.children[parent_end.fileno()] = child
+        self.selector.register(parent_end.fileno(), selectors.EVENT_READ, child)
+        return child
 
-    def _become_child(self, message_fd: int, result_fd: int) -> None:
-        """In the forked child: drop every descriptor of the spawner."""
+    def _become_child(self, keep: int) -> None:
+        """In a forked child: default signals, no descriptor of the spawner but C{keep}."""
         gc.disable()
         for sig in (signal.SIGINT, signal.SIGHUP, signal.SIGTERM, signal.SIGPIPE):
             signal.signal(sig, signal.SIG_DFL)
@@ -223,9 +381,9 @@ class Spawner:
             self.selector.close()
         except OSError:
             pass
-        for fd in list(self.children):
+        for child in self.children.values():
             try:
-                os.close(fd)
+                child.sock.close()
             except OSError:
                 pass
         null = os.open(os.devnull, os.O_RDWR)
@@ -234,7 +392,7 @@ class Spawner:
         if null > 2:
             os.close(null)
         for fd in (self.infd, self.outfd):
-            if fd > 2 and fd not in (message_fd, result_fd):
+            if fd > 2 and fd != keep:
                 try:
                     os.close(fd)
                 except OSError:
@@ -242,22 +400,65 @@ class Spawner:
 
     def _read_child(self, child: _Child) -> None:
         try:
-            data = os.read(child.fd, 65536)
-        except InterruptedError:
+            data = child.sock.recv(65536)
+        except (BlockingIOError, InterruptedError):
             return
-        if data:
-            if len(child.data) + len(data) > MAX_RESULT:
-                child.overflow = True
-                child.data.clear()
-            elif not child.overflow:
-                child.data += data
-                self._parse_child(child)
+        except OSError:
+            data = b""
+        if not data:
+            self._child_gone(child)
             return
-        self.selector.unregister(child.fd)
-        os.close(child.fd)
-        del self.children[child.fd]
-        if child.reported:
-            self.unreaped.add(child.pid)  # reaped without blocking by the main loop
+        child.data += data
+        while True:
+            end = child.data.find(b"\n")
+            if end == -1:
+                if len(child.data) > MAX_LINE:
+                    self.warn(f"delivery child {child.pid} sent an over-long report; killing it")
+                    self._kill(child)
+                return
+            line = bytes(child.data[:end])
+            del child.data[: end + 1]
+            self._finish(child, line)
+
+    def _finish(self, child: _Child, line: bytes) -> None:
+        job = child.job
+        if job is None:
+            self.warn(f"delivery child {child.pid} reported without a job; killing it")
+            self._kill(child)
+            return
+        try:
+            outcome = json.loads(line)
+        except ValueError:
+            outcome = None
+        if not isinstance(outcome, dict) or not _valid_outcome(outcome):
+            self.send(_report(job.slot, "Z", "Local delivery child sent a malformed report. (#4.3.0)", uid=job.user.uid))
+            child.job = None
+            self._kill(child)
+            return
+        letter = outcome["status"]
+        self.send(
+            _report(
+                job.slot,
+                letter,
+                cap_output(outcome["output"]),
+                did=outcome["did"] if letter == "K" else None,
+                forwards=outcome["forwards"] if letter == "K" else [],
+                newsender=outcome["newsender"],
+                uid=job.user.uid,
+            )
+        )
+        child.job = None
+        child.served += 1
+        child.idle_since = time.monotonic()
+        if child.served >= self.child_deliveries:
+            self._retire(child)
+
+    def _child_gone(self, child: _Child) -> None:
+        """The child's socket closed: it exited (or crashed)."""
+        self._drop(child)
+        job = child.job
+        if job is None:
+            self.unreaped.add(child.pid)
             return
         while True:
             try:
@@ -272,46 +473,34 @@ class Spawner:
             text = f"Local delivery child crashed (signal {os.WTERMSIG(status)}). (#4.3.0)"
         else:
             text = f"Local delivery child exited without a result (status {os.waitstatus_to_exitcode(status)}). (#4.3.0)"
-        self.send(_report(child.slot, "Z", text, uid=child.uid))
+        self.send(_report(job.slot, "Z", text, uid=job.user.uid))
 
-    def _parse_child(self, child: _Child) -> None:
-        """Act on complete lines from a child: its uid (written while privileged), then its outcome."""
-        while not child.reported:
-            end = child.data.find(b"\n")
-            if end == -1:
-                return
-            line = bytes(child.data[:end])
-            del child.data[: end + 1]
-            try:
-                record = json.loads(line)
-            except ValueError:
-                record = None
-            if not isinstance(record, dict):
-                child.overflow = True  # garbage: treat the child as crashed when it exits
-                return
-            if child.uid is None and "status" not in record:
-                uid = record.get("uid")
-                child.uid = uid if isinstance(uid, int) else None
-                continue
-            if not _valid_outcome(record):
-                child.overflow = True
-                return
-            letter = record["status"]
-            self.send(
-                _report(
-                    child.slot,
-                    letter,
-                    cap_output(record["output"]),
-                    did=record["did"] if letter == "K" else None,
-                    forwards=record["forwards"] if letter == "K" else [],
-                    newsender=record["newsender"],
-                    uid=child.uid,
-                )
-            )
-            child.reported = True
+    def _drop(self, child: _Child) -> None:
+        fd = child.sock.fileno()
+        if fd in self.children:
+            del self.children[fd]
+            self.selector.unregister(fd)
+        child.sock.close()
 
-    def reap(self, block: bool = False) -> None:
-        """Collect exited children that already reported."""
+    def _retire(self, child: _Child) -> None:
+        """Close an idle child's socket: it exits at end of input."""
+        self._drop(child)
+        self.unreaped.add(child.pid)
+
+    def _kill(self, child: _Child) -> None:
+        try:
+            os.kill(child.pid, signal.SIGKILL)
+        except OSError:
+            pass
+        self._retire(child)
+
+    def _retire_idle(self) -> None:
+        now = time.monotonic()
+        for child in list(self.children.values()):
+            if child.job is None and now - child.idle_since >= self.child_idle:
+                self._retire(child)
+
+    def _reap(self, block: bool = False) -> None:
         for pid in list(self.unreaped):
             try:
                 done, _ = os.waitpid(pid, 0 if block else os.WNOHANG)
@@ -337,77 +526,72 @@ def _valid_outcome(outcome: dict[str, Any]) -> bool:
     return True
 
 
-def _write_line(fd: int, record: dict[str, Any]) -> None:
-    data = memoryview(json.dumps(record, ensure_ascii=True).encode("ascii") + b"\n")
-    while data:
-        data = data[os.write(fd, data) :]
+# -- the delivery child ------------------------------------------------------
 
 
-def drop_privileges(uid: int, gid: int) -> None:
-    """setgroups, setgid, setuid in that order; raises L{DeliveryFailure} if anything is off."""
-    if uid == 0:
-        raise DeliveryFailure.temporary(ROOT_REFUSED)
-    if os.getuid() == 0 or os.geteuid() == 0:
-        try:
-            os.setgroups([gid])
-            os.setgid(gid)
-            os.setuid(uid)
-        except OSError as e:
-            raise DeliveryFailure.temporary(f"Unable to switch to uid {uid} gid {gid}: {e.strerror}. (#4.3.0)") from None
-        if (os.getuid(), os.geteuid(), os.getgid(), os.getegid()) != (uid, uid, gid, gid):
-            raise DeliveryFailure.temporary(f"Unable to switch to uid {uid} gid {gid}. (#4.3.0)")
-        return
-    if uid != os.getuid():
-        raise DeliveryFailure.temporary(f"Not running as root, cannot deliver as uid {uid}. (#4.3.0)")
+def _receive(sock: socket.socket, pending: bytearray) -> tuple[bytes, list[int]] | None:
+    """The next request line and the descriptors that came with it; None at end of input."""
+    fds: list[int] = []
+    while b"\n" not in pending:
+        data, received, _, _ = socket.recv_fds(sock, 65536, 4)
+        fds.extend(received)
+        if not data:
+            for fd in fds:
+                os.close(fd)
+            return None
+        pending += data
+    end = pending.index(b"\n")
+    line = bytes(pending[:end])
+    del pending[: end + 1]
+    return line, fds
 
 
-def _child_main(
-    root: str,
-    table: Any,
-    local: str,
-    domain: str,
-    fields: dict[str, str],
-    message_fd: int,
-    result_fd: int,
-    lock_timeout: float,
-) -> int:
-    """The delivery child: find the user, become him, deliver, write the outcome."""
+def _child_main(sock: socket.socket, key: tuple[int, int], lock_timeout: float) -> int:
+    """A delivery child: become uid/gid C{key}, then deliver each request that arrives."""
+    uid, gid = key
+    refusal: DeliveryFailure | None = None
     try:
-        try:
-            user = find_user(root, local, table)
-        except DeliveryFailure as failure:
-            _write_line(result_fd, {"status": failure.status, "output": failure.text, "did": None, "forwards": [], "newsender": ""})
-            return 0
-        _write_line(result_fd, {"uid": user.uid})
-        try:
-            drop_privileges(user.uid, user.gid)
-        except DeliveryFailure as failure:
-            _write_line(result_fd, {"status": failure.status, "output": failure.text, "did": None, "forwards": [], "newsender": ""})
-            return 0
+        drop_privileges(uid, gid)
         os.umask(0o077)
-        request = LocalDelivery(fields["sender"], local, domain, user, fields["defaultdelivery"])
-        outcome = deliver_local(request, message_fd, lock_timeout=lock_timeout)
-        _write_line(
-            result_fd,
-            {
-                "status": outcome.status,
-                "output": outcome.output,
-                "did": list(outcome.did) if outcome.did is not None else None,
-                "forwards": outcome.forwards,
-                "newsender": outcome.newsender,
-            },
-        )
-        return 0
-    except BaseException as e:  # the child must never run on into the spawner's loop
+    except DeliveryFailure as failure:
+        refusal = failure
+    pending = bytearray()
+    while True:
         try:
-            _write_line(
-                result_fd,
-                {"status": "Z", "output": f"Internal error in local delivery: {type(e).__name__}: {e}. (#4.3.0)",
-                 "did": None, "forwards": [], "newsender": ""},
-            )
+            received = _receive(sock, pending)
         except OSError:
-            pass
-        return 111
+            return 111
+        if received is None:
+            return 0
+        line, fds = received
+        try:
+            outcome = _deliver_request(line, fds, refusal, lock_timeout)
+        except Exception as e:  # never run on into anything else: report and stop
+            outcome = {"status": "Z", "output": f"Internal error in local delivery: {type(e).__name__}: {e}. (#4.3.0)",
+                       "did": None, "forwards": [], "newsender": ""}
+        finally:
+            for fd in fds:
+                os.close(fd)
+        sock.sendall(json.dumps(outcome, ensure_ascii=True).encode("ascii") + b"\n")
+
+
+def _deliver_request(line: bytes, fds: list[int], refusal: DeliveryFailure | None, lock_timeout: float) -> dict[str, Any]:
+    if refusal is not None:
+        return {"status": refusal.status, "output": refusal.text, "did": None, "forwards": [], "newsender": ""}
+    if len(fds) != 1:
+        raise ValueError(f"expected one message descriptor, got {len(fds)}")
+    request = json.loads(line)
+    name, uid, gid, home, dash, ext, source = request["user"]
+    user = LocalUser(name, uid, gid, home, dash, ext, source)
+    delivery = LocalDelivery(request["sender"], request["local"], request["domain"], user, request["defaultdelivery"])
+    outcome = deliver_local(delivery, fds[0], lock_timeout=lock_timeout)
+    return {
+        "status": outcome.status,
+        "output": outcome.output,
+        "did": list(outcome.did) if outcome.did is not None else None,
+        "forwards": outcome.forwards,
+        "newsender": outcome.newsender,
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
