@@ -24,7 +24,7 @@ from pymta.control import ControlError, ControlReader
 __all__ = ["run_smtp_session", "SessionUnavailable", "TRUSTED_RULES"]
 
 #: the access rule of a -bs session: allowed, may relay, no size limit
-TRUSTED_RULES = ':allow,RELAYCLIENT="",DATABYTES="0"\n'
+TRUSTED_RULES = ':allow,RELAYCLIENT="",DATABYTES="0",TCPREMOTEHOST="localhost"\n'
 IDLE_POLL = 0.02  # seconds between checks for the end of a piped session
 
 

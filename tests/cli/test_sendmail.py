@@ -223,7 +223,9 @@ class SMTPSessionTests(SynchronousTestCase):
         self.assertEqual(lines[6], "221 mail.example.com")
         [name] = os.listdir(layout.dir("todo"))
         with open(layout.mess(int(name)), "rb") as f:
-            self.assertTrue(f.read().endswith(b"Subject: bs\n\nhello\n.dot\n"))
+            data = f.read()
+        self.assertTrue(data.endswith(b"Subject: bs\n\nhello\n.dot\n"))
+        self.assertIn(b"\nReceived: from localhost (HELO client)", data)
 
     def test_no_queue_is_a_temporary_failure(self) -> None:
         root = make_root(self)
