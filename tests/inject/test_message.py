@@ -120,6 +120,26 @@ class AddedFieldsTests(MessageTestCase):
         self.assertEqual(text.count("Mail-Followup-To"), 1)
 
 
+class ControlOverrideTests(MessageTestCase):
+    def test_environment_overrides_the_control_files(self) -> None:
+        self.env.update(QMAILDEFAULTHOST="dh.example", QMAILDEFAULTDOMAIN="dd.example",
+                        QMAILPLUSDOMAIN="pd.example")
+        prepared, text = self.prepare(b"To: a, b@host, c@host+\n\n")
+        self.assertEqual(prepared.recipients, ["a@dh.example", "b@host.dd.example", "c@host.pd.example"])
+        self.assertIn("To: a@dh.example, b@host.dd.example, c@host.pd.example\n", text)
+        self.assertEqual(prepared.sender, "joe@dh.example")
+
+    def test_control_defaults_fall_back_to_me(self) -> None:
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "control"))
+        with open(os.path.join(root, "control", "me"), "w") as f:
+            f.write("only-me\n")
+        self.controls = load_controls(root)
+        prepared, text = self.prepare(b"To: a, b@host\n\n")
+        self.assertEqual(prepared.recipients, ["a@only-me.only-me", "b@host.only-me"])
+        self.assertIn("Message-ID: <20261129060909.4242.qmail@only-me>\n", text)
+
+
 class RemovedFieldsTests(MessageTestCase):
     def test_bcc_return_path_content_length_removed(self) -> None:
         prepared, text = self.prepare(
