@@ -1,0 +1,230 @@
+"""
+Tests for pymta.local.spawner, driving a real spawner process over its pipes
+(no reactor): request framing, child reuse per uid, idle retirement, bad input.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+
+from twisted.trial import unittest
+
+from pymta.local.spawner import ROOT_REFUSED, cap_output, drop_privileges
+from pymta.local.errors import DeliveryFailure
+from pymta.local.wire import RecordReader, encode_record
+from tests.local.helpers import MESSAGE, chown_tree, make_home, write_file
+
+IS_ROOT = os.getuid() == 0
+UID = 4242 if IS_ROOT else os.getuid()
+GID = 4242 if IS_ROOT else os.getgid()
+PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class SpawnerProcess:
+    def __init__(self, root: str, **options) -> None:
+        code = (
+            "import sys; from pymta.local.spawner import Spawner; "
+            f"sys.exit(Spawner({root!r}, **{options!r}).run())"
+        )
+        self.process = subprocess.Popen(
+            [sys.executable, "-c", code],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            env={"PATH": "/usr/bin:/bin", "PYTHONPATH": PACKAGE_PARENT},
+        )
+        self.reader = RecordReader()
+        self.records: list[dict] = []
+
+    def request(self, **fields) -> None:
+        self.process.stdin.write(encode_record(fields))
+        self.process.stdin.flush()
+
+    def next(self, timeout: float = 20.0) -> dict:
+        deadline = time.monotonic() + timeout
+        while not self.records:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError("no report from the spawner")
+            ready, _, _ = select.select([self.process.stdout], [], [], remaining)
+            if ready:
+                data = os.read(self.process.stdout.fileno(), 65536)
+                if not data:
+                    raise AssertionError("spawner closed its output")
+                self.records.extend(self.reader.feed(data))
+        return self.records.pop(0)
+
+    def close(self) -> int:
+        self.process.stdin.close()
+        code = self.process.wait(timeout=30)
+        self.stderr = self.process.stderr.read().decode()
+        self.process.stdout.close()
+        self.process.stderr.close()
+        return code
+
+
+class SpawnerTests(unittest.TestCase):
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(self.root)
+        os.chmod(os.path.dirname(self.root), 0o711)
+        for sub in ("users", "queue", "alias"):
+            os.makedirs(os.path.join(self.root, sub))
+        os.chmod(self.root, 0o755)
+        self.home = make_home(os.path.join(self.root, "home", "joe"))
+        os.chmod(os.path.join(self.root, "home"), 0o755)
+        self.other_home = make_home(os.path.join(self.root, "home", "ann"))
+        write_file(
+            os.path.join(self.root, "users", "assign"),
+            f"=joe:joe:{UID}:{GID}:{self.home}:::\n+joe-:joe:{UID}:{GID}:{self.home}:-::\n"
+            f"+ann-:ann:{UID + 1}:{GID + 1}:{self.other_home}:-::\n.\n",
+        )
+        write_file(os.path.join(self.home, ".qmail-pid"), "|echo $PPID; id -u\n", 0o600)
+        write_file(os.path.join(self.other_home, ".qmail-pid"), "|echo $PPID; id -u\n", 0o600)
+        if IS_ROOT:
+            chown_tree(self.home, UID, GID)
+            chown_tree(self.other_home, UID + 1, GID + 1)
+            chown_tree(os.path.join(self.root, "alias"), UID, GID)
+        self.message = write_file(os.path.join(self.root, "queue", "1"), MESSAGE, 0o600)
+
+    def spawner(self, **options) -> SpawnerProcess:
+        spawner = SpawnerProcess(self.root, **options)
+        self.addCleanup(lambda: spawner.process.poll() is None and spawner.close())
+        hello = spawner.next()
+        self.assertEqual((hello["hello"], hello["uid"]), (1, os.getuid()))
+        return spawner
+
+    def deliver(self, spawner: SpawnerProcess, slot: int, recipient: str, message: str | None = None) -> None:
+        spawner.request(slot=slot, message=message or self.message, sender="a@b", recipient=recipient,
+                        defaultdelivery="./Maildir/\n")
+
+    def test_child_reused_for_same_uid_only(self) -> None:
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "joe-pid@x")
+        first = spawner.next()
+        self.deliver(spawner, 2, "joe-pid@x")
+        second = spawner.next()
+        self.assertEqual((first["slot"], first["status"], second["slot"], second["status"]), (1, "K", 2, "K"))
+        self.assertEqual(first["output"], second["output"])  # same delivery child, same uid
+        self.assertEqual(first["output"].split()[1], str(UID))
+        self.assertEqual(first["uid"], UID)
+        if IS_ROOT:
+            self.deliver(spawner, 3, "ann-pid@x")
+            third = spawner.next()
+            self.assertEqual(third["status"], "K")
+            ppid, uid = third["output"].split()
+            self.assertEqual(uid, str(UID + 1))
+            self.assertNotEqual(ppid, first["output"].split()[0])
+        self.assertEqual(spawner.close(), 0)
+
+    def test_idle_child_retired(self) -> None:
+        spawner = self.spawner(child_idle=0.1)
+        self.deliver(spawner, 1, "joe-pid@x")
+        first = spawner.next()
+        time.sleep(0.5)
+        self.deliver(spawner, 2, "joe-pid@x")
+        second = spawner.next()
+        self.assertNotEqual(first["output"].split()[0], second["output"].split()[0])
+        child = int(first["output"].split()[0])
+        self.assertFalse(os.path.exists(f"/proc/{child}"))  # exited and reaped
+        spawner.close()
+
+    def test_child_retired_after_its_quota(self) -> None:
+        spawner = self.spawner(child_deliveries=2)
+        pids = []
+        for slot in range(1, 5):
+            self.deliver(spawner, slot, "joe-pid@x")
+            pids.append(spawner.next()["output"].split()[0])
+        self.assertEqual((pids[0] == pids[1], pids[1] == pids[2], pids[2] == pids[3]), (True, False, True))
+        spawner.close()
+
+    def test_many_in_flight_and_end_of_input_drains(self) -> None:
+        write_file(os.path.join(self.home, ".qmail-slow"), "|sleep 0.2\n./Maildir/\n", 0o600)
+        if IS_ROOT:
+            os.chown(os.path.join(self.home, ".qmail-slow"), UID, GID)
+        spawner = self.spawner(max_children=3)
+        for slot in range(1, 8):
+            self.deliver(spawner, slot, "joe-slow@x")
+        spawner.process.stdin.close()
+        reports = [spawner.next() for _ in range(7)]
+        self.assertEqual(sorted(r["slot"] for r in reports), list(range(1, 8)))
+        self.assertEqual({r["status"] for r in reports}, {"K"})
+        self.assertEqual(spawner.process.wait(timeout=30), 0)
+        self.assertEqual(len(os.listdir(os.path.join(self.home, "Maildir", "new"))), 7)
+
+    def test_bad_requests(self) -> None:
+        spawner = self.spawner()
+        spawner.request(slot=1, message=self.message, sender="a@b", recipient="joe@x")  # no defaultdelivery
+        spawner.request(slot=2, message=self.message, sender="a@b", recipient="jo\0e@x", defaultdelivery="")
+        spawner.request(slot="x", message=self.message)
+        self.deliver(spawner, 3, "joe@x", message=os.path.join(self.root, "nonexistent"))
+        reports = [spawner.next() for _ in range(3)]
+        self.assertEqual(
+            [(r["slot"], r["status"], r["output"]) for r in reports],
+            [
+                (1, "D", "Internal error: request has no defaultdelivery. (#5.3.0)"),
+                (2, "D", "Sorry, address contains a NUL byte. (#5.1.3)"),
+                (3, "Z", "Unable to open message: No such file or directory. (#4.3.0)"),
+            ],
+        )
+        self.assertEqual(spawner.close(), 0)
+        self.assertIn("request without a slot number ignored", spawner.stderr)
+
+    def test_garbage_stops_accepting(self) -> None:
+        spawner = self.spawner()
+        spawner.process.stdin.write(b"this is not a netstring")
+        spawner.process.stdin.flush()
+        self.assertEqual(spawner.process.wait(timeout=30), 0)
+        spawner.close()
+        self.assertIn("protocol error from parent", spawner.stderr)
+
+    def test_broken_assign_defers(self) -> None:
+        write_file(os.path.join(self.root, "users", "assign"), "=joe:joe:notanumber:1:/h:::\n.\n")
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "joe@x")
+        report = spawner.next()
+        self.assertEqual(report["status"], "Z")
+        self.assertIn("Trouble reading users/assign", report["output"])
+        spawner.close()
+        self.assertIn("run pymta newu", spawner.stderr)
+
+
+class HelperTests(unittest.SynchronousTestCase):
+    def test_cap_output(self) -> None:
+        self.assertEqual(cap_output("short"), "short")
+        capped = cap_output("é" * 4000)
+        self.assertTrue(capped.endswith("\nError report too long, sorry.\n"))
+        self.assertLessEqual(len(capped.encode()), 3000)
+
+    def test_uid_zero_refused(self) -> None:
+        e = self.assertRaises(DeliveryFailure, drop_privileges, 0, 0)
+        self.assertEqual((e.status, e.text), ("Z", ROOT_REFUSED))
+
+    def test_privileges_dropped_in_order(self) -> None:
+        if not IS_ROOT:
+            raise unittest.SkipTest("needs root")
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                drop_privileges(4242, 4343)
+                os.write(w, repr((os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups())).encode())
+                try:
+                    drop_privileges(4244, 4244)
+                except DeliveryFailure as failure:
+                    os.write(w, b"|" + failure.text.encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+        os.close(r)
+        os.waitpid(pid, 0)
+        ids, refusal = data.decode().split("|")
+        self.assertEqual(ids, repr((4242, 4242, 4343, 4343, [4343])))
+        self.assertEqual(refusal, "Not running as root, cannot deliver as uid 4244. (#4.3.0)")
