@@ -234,7 +234,7 @@ class LocalChannel:
         self._pending[slot] = (d, job, recipient)
         request = {
             "slot": slot,
-            "message": job.message_path,
+            "message": os.path.abspath(job.message_path),
             "sender": job.sender,
             "recipient": recipient,
             "defaultdelivery": self.reader.current.defaultdelivery,

@@ -121,6 +121,18 @@ class DeliveryAsUserTests(ChannelTestCase):
         self.assertEqual(lines[-1], "did 0+0+1")
 
     @defer.inlineCallbacks
+    def test_delivery_child_holds_no_root_credential(self) -> None:
+        """The Python process running qmail-local's logic ($PPID of the program) has only the user's ids."""
+        self.dotqmail(".qmail-creds", "|grep -E '^(Uid|Gid|Groups):' /proc/$PPID/status\n")
+        result = yield self.deliver("joe-creds@example.org")
+        self.assertEqual(result.status, "K")
+        fields = {line.split(":")[0]: line.split(":")[1].split() for line in result.text.splitlines()[:-1]}
+        self.assertEqual(fields["Uid"], [str(UID)] * 4)  # real, effective, saved, filesystem
+        self.assertEqual(fields["Gid"], [str(GID)] * 4)
+        if IS_ROOT:
+            self.assertEqual(fields["Groups"], [str(GID)])
+
+    @defer.inlineCallbacks
     def test_mbox_created_by_user(self) -> None:
         self.dotqmail(".qmail-box", "./mbox\n")
         result = yield self.deliver("joe-box@example.org")
