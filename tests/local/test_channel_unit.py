@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 
 from twisted.internet import task
