@@ -1,0 +1,72 @@
+"""
+Crash safety under load: real C{twistd pymta-send} and C{twistd pymta-smtpd}
+processes take a few hundred messages from concurrent smtplib clients while
+they are SIGKILLed at seeded random moments and restarted.  Every message a
+client saw C{250} for must end up in the user's Maildir; duplicates and
+deliveries without a C{250} (both allowed, as in qmail) are counted and
+logged.
+
+Set PYMTA_CRASH_SEED to replay another schedule; the seed in use is in the
+test log (_trial_temp/test.log).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+from twisted.logger import Logger
+from twisted.trial import unittest
+
+from tests.loadtools import CrashRig, LoadClients, tally
+
+log = Logger()
+
+SEED = int(os.environ.get("PYMTA_CRASH_SEED", "20261129"))
+MESSAGES = 300
+CLIENTS = 6
+KILLS = 5
+SEND_SECONDS = 45.0
+DRAIN_SECONDS = 25.0
+
+
+class CrashUnderLoadTests(unittest.SynchronousTestCase):
+    def test_no_acknowledged_message_is_lost(self) -> None:
+        started = time.monotonic()
+        rig = CrashRig(SEED)
+        if not os.environ.get("PYMTA_CRASH_KEEP"):
+            self.addCleanup(rig.remove)
+        self.addCleanup(rig.stop)
+        rig.start()
+
+        clients = LoadClients(rig.port, MESSAGES, CLIENTS)
+        clients.start(time.monotonic() + SEND_SECONDS)
+        rig.run_chaos(clients, KILLS, jitter=0.3, down=(0.0, 0.4), started=started)
+        clients.join()
+        sent = time.monotonic()
+        remaining = rig.drain(DRAIN_SECONDS)
+        drained = time.monotonic()
+        result = tally(rig.maildir, clients, rig.send.log)
+
+        report = (
+            f"crash under load (seed {SEED}): {result.summary()}; "
+            f"attempts {clients.attempts}, client errors {dict(clients.failures)}; "
+            f"kills {[(round(e.at, 2), '+'.join(e.victims)) for e in rig.events]}; "
+            f"root {rig.base}; sending {sent - started:.1f} s, draining {drained - sent:.1f} s; committed messages left {remaining}, "
+            f"crash leftovers (never committed) {rig.crash_leftovers()}, qstat {rig.queue_counts()}"
+        )
+        log.info("{report}", report=report)
+        print(report)
+        if result.duplicates:
+            log.info("duplicated attempts: {d}", d=result.duplicates)
+        if result.unacknowledged_deliveries:
+            log.info("delivered without 250: {u}", u=result.unacknowledged_deliveries)
+
+        self.assertEqual(result.lost, [], f"acknowledged but never delivered\n{report}")
+        self.assertEqual(result.duplicate_causes.get("unexplained"), 0,
+                         f"a message was delivered twice without a crash in between\n{report}")
+        self.assertEqual(result.untagged_files, [], "files in the Maildir that no client sent")
+        self.assertEqual(len(rig.events), KILLS, f"the load ended before every planned crash\n{report}")
+        self.assertEqual(len(clients.acked_messages), MESSAGES,
+                         f"the clients could not get every message accepted in time\n{report}")
+        self.assertEqual(remaining, 0, f"committed messages left in the queue\n{report}")
