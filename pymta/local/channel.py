@@ -128,6 +128,7 @@ class LocalChannel:
         self._next_slot = 1
         self._stopping = False
         self._restart_call: Any = None
+        self._failed_starts = 0
 
     # -- process management --------------------------------------------------
 
@@ -163,6 +164,7 @@ class LocalChannel:
 
     def _spawner_ready(self, hello: dict[str, Any]) -> None:
         self.spawner_uid = hello.get("uid")
+        self._failed_starts = 0
         self.log.info("local spawner running as pid {pid}, uid {uid}", pid=hello.get("pid"), uid=hello.get("uid"))
         ready, self._ready = self._ready, []
         for d in ready:
@@ -176,12 +178,15 @@ class LocalChannel:
             d.callback(DeliveryResult("Z", SPAWNER_DIED))
         if self._stopping:
             return
+        if protocol.hello is None:
+            self._failed_starts += 1  # died before saying hello: back off, up to a minute
+        delay = min(self.restart_delay * 2 ** self._failed_starts, max(self.restart_delay, 60.0))
         self.log.error(
             "local spawner exited unexpectedly ({reason}); restarting in {delay} s",
             reason=reason.getErrorMessage(),
-            delay=self.restart_delay,
+            delay=delay,
         )
-        self._restart_call = self.reactor.callLater(self.restart_delay, self._restart)
+        self._restart_call = self.reactor.callLater(delay, self._restart)
 
     def _restart(self) -> None:
         self._restart_call = None

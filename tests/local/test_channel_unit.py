@@ -124,6 +124,19 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
         self.assertEqual(len(self.reactor.spawned), 2)
         self.flushLoggedErrors()
 
+    def test_restart_backs_off_while_spawner_cannot_start(self) -> None:
+        self.protocol.processEnded(Failure(ProcessTerminated(exitCode=1)))  # after hello: plain delay
+        self.reactor.advance(5)
+        self.assertEqual(len(self.reactor.spawned), 2)
+        for expected_delay in (10, 20, 40, 60, 60):
+            self.reactor.spawned[-1][0].processEnded(Failure(ProcessTerminated(exitCode=1)))  # no hello
+            count = len(self.reactor.spawned)
+            self.reactor.advance(expected_delay - 0.5)
+            self.assertEqual(len(self.reactor.spawned), count)
+            self.reactor.advance(0.5)
+            self.assertEqual(len(self.reactor.spawned), count + 1)
+        self.flushLoggedErrors()
+
     def test_stop_closes_input_then_times_out(self) -> None:
         d = self.channel.stop()
         self.assertTrue(self.protocol.transport.stdin_closed)
