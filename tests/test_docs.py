@@ -27,7 +27,7 @@ Environment of every block: C{PATH} starts with the venv's bin directory
 C{DIR/root} (not yet created: the chapter's first block runs
 C{pymta init}), C{MAILUID} is C{--mail-uid 4242:4242} when the tests run
 as root and empty otherwise, and C{SMTP_PORT}, C{SUBMISSION_PORT},
-C{POP3_PORT} are free loopback ports, and C{SRC} is the source checkout
+C{POP3_PORT}, C{OTHER_PORT} are free loopback ports, and C{SRC} is the source checkout
 (for C{tap-configs/}).  After a chapter every process its
 blocks left behind (background jobs, daemonized twistds found through pid
 files under the root) is killed.
@@ -167,9 +167,9 @@ class Session:
         os.chmod(self.dir, 0o755)
         self.root = os.path.join(self.dir, "root")
         ports = set()
-        while len(ports) < 3:
+        while len(ports) < 4:
             ports.add(_free_port())
-        smtp, submission, pop3 = sorted(ports)
+        smtp, submission, pop3, other = sorted(ports)
         env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "PYMTA", "VIRTUAL_ENV"))}
         env.update(
             PATH=f"{BIN}{os.pathsep}{os.environ.get('PATH', '/usr/bin:/bin')}",
@@ -178,6 +178,7 @@ class Session:
             SMTP_PORT=str(smtp),
             SUBMISSION_PORT=str(submission),
             POP3_PORT=str(pop3),
+            OTHER_PORT=str(other),
             SRC=str(REPO),
             HOME=self.dir,
             LANG="C.UTF-8",
