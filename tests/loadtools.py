@@ -127,9 +127,11 @@ class Daemon:
 
 @dataclass
 class ChaosEvent:
-    at: float
+    at: float  # seconds since the run started
     victims: tuple[str, ...]
     down_for: float
+    killed: float = 0.0  # time.monotonic() of the kill
+    restarted: float = 0.0  # time.monotonic() when the victims were back
 
 
 class CrashRig:
@@ -228,28 +230,32 @@ class CrashRig:
             if name in victims:
                 self.daemons[name].start(self.start_timeout)
 
-    def run_chaos(self, clients: "LoadClients", kills: int, jitter: float, down: tuple[float, float],
+    def run_chaos(self, clients: "LoadClients", kills: int, gap: tuple[float, float], down: tuple[float, float],
                   started: float) -> None:
         """
-        C{kills} crashes spread over the load: each waits until the clients
-        have a seeded random number of messages acknowledged (between 5 % and
-        90 % of them) plus a random C{jitter} seconds, then kills send, smtpd
-        or both (seeded choice) and restarts them after a random C{down}
-        seconds.  Stops early when the clients have finished.
+        C{kills} crashes while the clients send: each after a random C{gap}
+        seconds of running, kills send, smtpd or both (seeded choice) and
+        restarts them after a random C{down} seconds.  The clients keep
+        taking new messages until the last crash is over (up to their
+        limit); stops early when they have finished.
         """
-        low, high = max(1, clients.count // 20), max(2, clients.count * 9 // 10)
-        points = sorted(self.rng.sample(range(low, high), min(kills, high - low)))
-        for point in points:
-            victims = self.rng.choice((("send",), ("smtpd",), ("send", "smtpd")))
-            extra = self.rng.uniform(0, jitter)
-            down_for = self.rng.uniform(*down)
-            while len(clients.acked_messages) < point and not clients.done():
-                time.sleep(0.01)
-            time.sleep(extra)
-            if clients.done():
-                return
-            self.events.append(ChaosEvent(time.monotonic() - started, victims, down_for))
-            self.crash(victims, down_for)
+        try:
+            for _ in range(kills):
+                victims = self.rng.choice((("send",), ("smtpd",), ("send", "smtpd")))
+                wait = self.rng.uniform(*gap)
+                down_for = self.rng.uniform(*down)
+                deadline = time.monotonic() + wait
+                while time.monotonic() < deadline and not clients.done():
+                    time.sleep(0.01)
+                if clients.done():
+                    return
+                now = time.monotonic()
+                event = ChaosEvent(now - started, victims, down_for, killed=now)
+                self.events.append(event)
+                self.crash(victims, down_for)
+                event.restarted = time.monotonic()
+        finally:
+            clients.keep_going = False
 
     # -- draining -------------------------------------------------------
 
@@ -297,16 +303,20 @@ class CrashRig:
 
 class LoadClients:
     """
-    C{threads} smtplib clients sending messages C{0..count-1} to
-    alice@test.example.  A client keeps its session between messages; after
+    C{threads} smtplib clients sending numbered messages to
+    alice@test.example: at least C{count}, and more while C{keep_going} is
+    true (the chaos is still running), never more than C{limit}.  A client keeps its session between messages; after
     any error it drops the session, waits a little and retries the same
     message as a new attempt.  Stops when every message is acknowledged or
     C{deadline} (monotonic) passes.
     """
 
-    def __init__(self, port: int, count: int, threads: int, size: int = 600, io_timeout: float = 15.0) -> None:
+    def __init__(self, port: int, count: int, threads: int, limit: int | None = None, size: int = 600,
+                 io_timeout: float = 15.0) -> None:
         self.port = port
         self.count = count
+        self.limit = max(count, limit or count)
+        self.keep_going = True
         self.threads = threads
         self.size = size
         self.io_timeout = io_timeout
@@ -314,6 +324,8 @@ class LoadClients:
         self.acked_messages: set[int] = set()
         self.attempts = 0
         self.failures: Counter[str] = Counter()
+        #: attempt -> (monotonic start, monotonic end, error) for attempts without a 250
+        self.failed: dict[tuple[int, int], tuple[float, float, str]] = {}
         self._next = 0
         self._lock = threading.Lock()
         self._workers: list[threading.Thread] = []
@@ -321,7 +333,7 @@ class LoadClients:
 
     def _take(self) -> int | None:
         with self._lock:
-            if self._next >= self.count:
+            if self._next >= self.limit or (self._next >= self.count and not self.keep_going):
                 return None
             n = self._next
             self._next += 1
@@ -343,6 +355,7 @@ class LoadClients:
             attempt += 1
             with self._lock:
                 self.attempts += 1
+            began = time.monotonic()
             try:
                 if session is None:
                     session = smtplib.SMTP("127.0.0.1", self.port, timeout=self.io_timeout)
@@ -351,6 +364,7 @@ class LoadClients:
             except (OSError, smtplib.SMTPException) as e:
                 with self._lock:
                     self.failures[type(e).__name__] += 1
+                    self.failed[(n, attempt)] = (began, time.monotonic(), f"{type(e).__name__}: {e}"[:200])
                 if session is not None:
                     try:
                         session.close()
@@ -377,6 +391,11 @@ class LoadClients:
             t.start()
             self._workers.append(t)
 
+    @property
+    def taken(self) -> int:
+        """How many message numbers were handed out."""
+        return self._next
+
     def done(self) -> bool:
         return not any(t.is_alive() for t in self._workers)
 
@@ -395,6 +414,9 @@ class Tally:
     duplicates: dict[tuple[int, int], list[str]] = field(default_factory=dict)
     duplicate_causes: dict[str, int] = field(default_factory=dict)
     unacknowledged_deliveries: list[tuple[int, int]] = field(default_factory=list)
+    #: of those: how many failed while a kill happened, and the others (attempt -> client error)
+    unacknowledged_in_crash: int = 0
+    unacknowledged_without_crash: dict[tuple[int, int], str] = field(default_factory=dict)
     messages_delivered_twice: int = 0
     untagged_files: list[str] = field(default_factory=list)
 
@@ -408,7 +430,9 @@ class Tally:
             f"acknowledged {self.acknowledged} (messages {self.acknowledged_messages}), "
             f"delivered files {self.delivered_files}, lost {len(self.lost)}, "
             f"duplicates {self.duplicate_count} {self.duplicate_causes}, "
-            f"delivered without 250 {len(self.unacknowledged_deliveries)}, "
+            f"delivered without 250 {len(self.unacknowledged_deliveries)} "
+            f"(the session broke by a kill: {self.unacknowledged_in_crash}, "
+            f"without a kill: {len(self.unacknowledged_without_crash)}), "
             f"messages arriving more than once {self.messages_delivered_twice}, "
             f"untagged files {len(self.untagged_files)}"
         )
@@ -518,8 +542,19 @@ def classify_duplicates(duplicates: dict[tuple[int, int], list[str]], send_log: 
     return counts
 
 
-def tally(maildir: str, clients: LoadClients, send_log: str | None = None) -> Tally:
+def tally(maildir: str, clients: LoadClients, send_log: str | None = None,
+          events: Iterable[ChaosEvent] = ()) -> Tally:
     seen, untagged = maildir_tags(maildir)
+    kills = [e.killed for e in events]
+    unacknowledged = sorted(t for t in seen if t not in clients.acked)
+    in_crash = 0
+    without_crash: dict[tuple[int, int], str] = {}
+    for tag in unacknowledged:
+        began, ended, error = clients.failed.get(tag, (0.0, 0.0, "no answer recorded"))
+        if any(began <= k <= ended for k in kills):
+            in_crash += 1
+        else:
+            without_crash[tag] = error
     per_message = Counter(n for (n, _a), ids in seen.items() for _ in ids)
     duplicates = {t: ids for t, ids in sorted(seen.items()) if len(ids) > 1}
     return Tally(
@@ -529,7 +564,9 @@ def tally(maildir: str, clients: LoadClients, send_log: str | None = None) -> Ta
         lost=sorted(t for t in clients.acked if t not in seen),
         duplicates=duplicates,
         duplicate_causes=classify_duplicates(duplicates, send_log) if send_log else {},
-        unacknowledged_deliveries=sorted(t for t in seen if t not in clients.acked),
+        unacknowledged_deliveries=unacknowledged,
+        unacknowledged_in_crash=in_crash,
+        unacknowledged_without_crash=without_crash,
         messages_delivered_twice=sum(1 for c in per_message.values() if c > 1),
         untagged_files=untagged,
     )
