@@ -30,7 +30,7 @@ as root and empty otherwise, and C{SMTP_PORT}, C{SUBMISSION_PORT},
 C{POP3_PORT}, C{OTHER_PORT} are free loopback ports, and C{SRC} is the source checkout
 (for C{tap-configs/}).  After a chapter every process its
 blocks left behind (background jobs, daemonized twistds found through pid
-files under the root) is killed.
+files anywhere in the directory) is killed.
 """
 
 from __future__ import annotations
@@ -221,10 +221,9 @@ class Session:
         shutil.rmtree(self.dir, ignore_errors=True)
 
     def _daemon_pids(self) -> list[int]:
-        """Pids from pid files under our root whose process is one of ours (its command line names our directory)."""
+        """Pids from pid files in our directory whose process is one of ours (its command line names our directory)."""
         pids = []
-        run = Path(self.root) / "run"
-        for pidfile in list(run.glob("*.pid")) if run.is_dir() else []:
+        for pidfile in Path(self.dir).rglob("*.pid"):
             try:
                 pid = int(pidfile.read_text().strip())
                 cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
