@@ -75,12 +75,17 @@ def one_run(count: int, concurrency: int, seconds: float) -> dict:
     from pymta.queue.service import build_send_service
     from pymta.remote.channel import RemoteChannel
 
+    if os.environ.get("PYMTA_BENCH_LOG"):
+        from twisted.logger import globalLogBeginner, textFileLogObserver
+
+        globalLogBeginner.beginLoggingTo([textFileLogObserver(sys.stderr)])
     work = tempfile.mkdtemp(prefix="pymta-bench-remote-")
     root = os.path.join(work, "root")
     port = free_port()
     prepare(root, count, concurrency, port)
     sink_args = [SMTP_SINK, "-c", "-u", "nobody", f"127.0.0.1:{port}", "1024"]
-    sink = subprocess.Popen(sink_args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    sink_output = open(os.path.join(work, "sink.out"), "w+b")  # a pipe would fill up and stall the sink
+    sink = subprocess.Popen(sink_args, stdout=sink_output, stderr=subprocess.STDOUT)
     for _ in range(100):
         try:
             socket.create_connection(("127.0.0.1", port), timeout=1).close()
@@ -107,10 +112,16 @@ def one_run(count: int, concurrency: int, seconds: float) -> dict:
     poll.start(0.02, now=False)
     reactor.run()
     sink.terminate()
-    output = sink.communicate(timeout=10)[0].decode("ascii", "replace")
-    numbers = re.findall(r"\d+", output)
+    sink.wait(timeout=10)
+    sink_output.seek(max(0, os.path.getsize(sink_output.name) - 200))
+    output = sink_output.read().decode("ascii", "replace")
+    sink_output.close()
+    numbers = re.findall(r"mesg=(\d+)", output)
     result["sink_count"] = int(numbers[-1]) if numbers else None
-    shutil.rmtree(work, ignore_errors=True)
+    if result["left"] == 0 or not os.environ.get("PYMTA_BENCH_KEEP"):
+        shutil.rmtree(work, ignore_errors=True)
+    else:
+        result["workdir"] = work
     return result
 
 

@@ -39,7 +39,8 @@ from typing import Any, Callable, Iterable
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, connectProtocol
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -76,6 +77,18 @@ def combine_report(report: tuple[str, str] | None, status: str, text: str) -> De
     if _RANK[status] >= _RANK[forced]:
         own_text += text
     return DeliveryResult(forced, own_text)
+
+
+class _OneConnection(Factory):
+    """Hands out one prepared protocol, without a log line per connection."""
+
+    noisy = False
+
+    def __init__(self, protocol: SMTPClientProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> SMTPClientProtocol:
+        return self._protocol
 
 
 class _CachedOwnAddresses:
@@ -281,7 +294,7 @@ class RemoteChannel:
             endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)
             try:
-                yield connectProtocol(endpoint, protocol)
+                yield endpoint.connect(_OneConnection(protocol))
             except (error.TimeoutError, error.TCPTimedOutError):
                 log.info("connect to {address}:{port} timed out", address=target.address, port=target.port)
                 self._remember(self.dead_hosts.record_timeout, target.address)
