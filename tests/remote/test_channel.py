@@ -422,3 +422,28 @@ class TLSTests(ChannelTestBase):
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         self.assertEqual(results[0].status, SUCCESS)
         self.assertNotIn(b"STARTTLS", factory.sessions[0].commands)
+
+
+class IPv6Tests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_ipv6_relay(self) -> defer.Generator:
+        try:
+            factory, port = self.server("::1")
+        except Exception as e:  # pragma: no cover - hosts without IPv6 loopback
+            raise unittest.SkipTest(f"no IPv6 loopback: {e}")
+        channel, root = self.channel({"smtproutes": f"example.test:[::1]:{port}"})
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT.replace("127.0.0.1", "::1"))])
+        self.assertEqual(len(factory.sessions), 1)
+
+    @defer.inlineCallbacks
+    def test_ipv6_mx_address_after_ipv4_failure(self) -> defer.Generator:
+        try:
+            factory, port = self.server("::1")
+        except Exception as e:  # pragma: no cover
+            raise unittest.SkipTest(f"no IPv6 loopback: {e}")
+        resolver = FakeResolver(mx={"example.test": [(10, "mx.example.test")]},
+                                hosts={"mx.example.test": ["127.0.0.2", "::1"]})
+        channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
