@@ -3,7 +3,7 @@
 The remote delivery channel: pymta's qmail-remote (+ the qmail-rspawn mapping).
 
 C{RemoteChannel(root, reader, resolver=None, reactor=None, is_own_address=None,
-shuffle=None)} implements L{pymta.interfaces.Channel}.  For every job it takes
+shuffle=None, idle_seconds=3.0)} implements L{pymta.interfaces.Channel}.  For every job it takes
 the current controls from C{reader.current}, groups the recipients by
 domain, and for each domain:
 
@@ -20,6 +20,11 @@ domain, and for each domain:
      qmail-rspawn does: an accepted recipient gets the message's result; a
      refused one C{D} (C{h}) or C{Z} (C{s}) with the server's text, followed
      by the message's text when that is not better.
+
+After a message, the connection is kept open for C{idle_seconds} (3 by
+default) and the next message for the same address, port, helohost and TLS
+policy goes over it (MAIL onwards); a kept connection the server has closed
+meanwhile is replaced by a new one without any result being reported.
 
 When no address could be used: C{Z} "Sorry, I wasn't able to establish an
 SMTP connection. (#4.4.1)", or the last server's refusal text when a server
@@ -120,6 +125,8 @@ class RemoteChannel:
         the MX self check (default: loopback, unspecified and the interfaces'
         addresses, refreshed every 5 minutes).
     @param shuffle: orders equal MX preferences (default random.shuffle).
+    @param idle_seconds: how long a connection is kept open after a message
+        for the next message to the same server (0: never reuse).
     """
 
     max_recipients = 100
@@ -132,6 +139,7 @@ class RemoteChannel:
         reactor: Any = None,
         is_own_address: Callable[[str], bool] | None = None,
         shuffle: Callable[[list], None] | None = None,
+        idle_seconds: float = 3.0,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -157,6 +165,9 @@ class RemoteChannel:
         self._active: set[SMTPClientProtocol] = set()
         self._inflight: set[Deferred] = set()
         self._stopping = False
+        self.idle_seconds = idle_seconds
+        self._idle: dict[tuple, list[SMTPClientProtocol]] = {}
+        self._idle_timers: dict[SMTPClientProtocol, Any] = {}
 
     # -- Channel interface --------------------------------------------------
 
@@ -183,7 +194,13 @@ class RemoteChannel:
         for protocol in list(self._active):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
-        waiting = defer.DeferredList(list(self._inflight), consumeErrors=True)
+        closing = []
+        for key in list(self._idle):
+            for protocol in list(self._idle.get(key, ())):
+                self._unpark(key, protocol)
+                closing.append(protocol.closed)
+                protocol.quit()
+        waiting = defer.DeferredList(list(self._inflight) + closing, consumeErrors=True)
 
         def stop_resolver(_: object) -> None:
             if self._own_resolver and isinstance(self.resolver, DNSResolver):
@@ -251,11 +268,13 @@ class RemoteChannel:
             except (OSError, ValueError) as e:
                 log.error("TLS trust for {host} unusable: {error}", host=target.host, error=e)
                 return f"Unable to load the TLS trust anchors for {target.host}. (#4.3.0)\n", None
-            outcome = yield self._session(target, job, controls, recipients, tls, policy.required)
+            key = (target.address, target.port, target.host, controls.helohost, policy, tls is None)
+            outcome = yield self._session(target, job, controls, recipients, tls, policy.required, key)
             if outcome is _CONNECT_FAILED:
                 continue
             if outcome.tls_failed and not policy.required:
-                outcome = yield self._session(target, job, controls, recipients, None, False)
+                key = key[:-1] + (True,)
+                outcome = yield self._session(target, job, controls, recipients, None, False, key)
                 if outcome is _CONNECT_FAILED:
                     continue
             if outcome.next_host:
@@ -273,6 +292,7 @@ class RemoteChannel:
         recipients: list[str],
         tls: Any,
         tls_required: bool,
+        key: tuple,
     ) -> defer.Generator:
         try:
             message = open(job.message_path, "rb")
@@ -280,6 +300,20 @@ class RemoteChannel:
             log.error("cannot open message {path}: {error}", path=job.message_path, error=e)
             return SessionOutcome(DEFERRAL, TEXT_NO_MESSAGE)
         try:
+            while self._idle.get(key):
+                kept = self._idle[key][-1]
+                self._unpark(key, kept)
+                if not kept.connected:
+                    continue
+                self._active.add(kept)
+                try:
+                    outcome = yield kept.start_transaction(job.sender, recipients, message)
+                finally:
+                    self._active.discard(kept)
+                if not outcome.stale:
+                    self._park(key, kept)
+                    return outcome
+                message.seek(0)
             protocol = SMTPClientProtocol(
                 target.address,
                 controls.helohost,
@@ -290,6 +324,7 @@ class RemoteChannel:
                 tls=tls,
                 tls_required=tls_required,
                 callLater=self.reactor.callLater,
+                keep_open=self.idle_seconds > 0,
             )
             endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)
@@ -308,9 +343,42 @@ class RemoteChannel:
                 outcome = yield protocol.finished
             finally:
                 self._active.discard(protocol)
+            self._park(key, protocol)
             return outcome
         finally:
             message.close()
+
+    # -- kept connections -----------------------------------------------------
+
+    _MAX_IDLE = 100
+
+    def _park(self, key: tuple, protocol: SMTPClientProtocol) -> None:
+        """Keep an idle connection for C{idle_seconds}, or end it."""
+        if not protocol.idle:
+            return
+        if self._stopping or sum(len(v) for v in self._idle.values()) >= self._MAX_IDLE:
+            protocol.quit()
+            return
+        self._idle.setdefault(key, []).append(protocol)
+        protocol.on_idle_lost = lambda p: self._unpark(key, p)
+
+        def expire() -> None:
+            self._idle_timers.pop(protocol, None)
+            self._unpark(key, protocol)
+            protocol.quit()
+
+        self._idle_timers[protocol] = self.reactor.callLater(self.idle_seconds, expire)
+
+    def _unpark(self, key: tuple, protocol: SMTPClientProtocol) -> None:
+        protocol.on_idle_lost = None
+        timer = self._idle_timers.pop(protocol, None)
+        if timer is not None and timer.active():
+            timer.cancel()
+        kept = self._idle.get(key)
+        if kept and protocol in kept:
+            kept.remove(protocol)
+            if not kept:
+                del self._idle[key]
 
     @staticmethod
     def _remember(update: Callable[[str], None], address: str) -> None:

@@ -28,6 +28,13 @@ text kept is at most 5000 bytes, CRs dropped, NUL as C{?}.
 
 C{timeout} (control/timeoutremote) bounds every wait for the server, also
 while the message is written to a server that stopped reading.
+
+Connection reuse: with C{keep_open}, a connection whose transaction ended
+with a reply to the final dot is reported at once and stays open (C{idle});
+L{SMTPClientProtocol.start_transaction} sends the next message from MAIL
+on.  When such a kept connection turns out to be gone (lost before the
+final dot, or C{421} to MAIL), the outcome says C{stale}: nothing was
+delivered and the caller retries on a new connection.
 """
 
 from __future__ import annotations
@@ -103,6 +110,7 @@ class SessionOutcome:
     tls_failed: bool = False
     tls_used: bool = False
     retry: list[int] = field(default_factory=list)
+    stale: bool = False
 
 
 def said(reply: Reply | None) -> str:
@@ -126,6 +134,9 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
     @param tls: a client TLS connection creator to use with STARTTLS, or None for plain text only.
     @param tls_required: fail (and let the caller try the next host) rather than send in plain text.
     @param callLater: the scheduler for the timeout (a Clock in tests).
+    @param keep_open: after the server's reply to the final dot, keep the
+        connection (state C{idle}) for L{start_transaction} instead of
+        quitting; L{quit} ends it.
     """
 
     delimiter = b"\n"
@@ -142,8 +153,14 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         tls: Any = None,
         tls_required: bool = False,
         callLater: Callable[..., Any] | None = None,
+        keep_open: bool = False,
     ) -> None:
         self.address = address
+        self.keep_open = keep_open
+        self.idle = False
+        self.reused = False
+        self.closed: Deferred[None] = Deferred()
+        self.on_idle_lost: Callable[["SMTPClientProtocol"], None] | None = None
         self.helohost = helohost
         self.sender = sender
         self.recipient_list = list(recipients)
@@ -167,6 +184,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._tls_active = False
         self._sender: FileSender | None = None
         self._problem: str | None = None
+        self._mail_failed: Reply | None = None
 
     # -- connection ---------------------------------------------------------
 
@@ -180,9 +198,19 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
         self.connected = False
+        if not self.closed.called:
+            self.closed.callback(None)
+        if self.idle:
+            self.idle = False
+            if self.on_idle_lost is not None:
+                self.on_idle_lost(self)
         if self._done:
             self._report()
             return
+        if self.reused and not self._critical:
+            # a kept connection the server dropped meanwhile: nothing was
+            # delivered, the caller retries on a new connection
+            self.outcome.stale = True
         if self._stage == "tls":
             if self.tls_required:
                 self._finish(
@@ -285,6 +313,46 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         if not self.finished.called:
             self.finished.callback(self.outcome)
 
+    # -- connection reuse ---------------------------------------------------
+
+    def _park(self, status: str, text: str) -> None:
+        """The transaction is over and the session is clean: report, stay connected."""
+        self._done = True
+        self.idle = True
+        self._stage = "idle"
+        self.setTimeout(None)
+        self.outcome.status = status
+        self.outcome.text = text
+        self._report()
+
+    def start_transaction(self, sender: str, recipients: Sequence[str], message: IO[bytes]) -> "Deferred[SessionOutcome]":
+        """Send another message on this idle connection (MAIL onwards)."""
+        if not self.idle or not self.connected:
+            raise RuntimeError("connection is not idle")
+        self.idle = False
+        self.reused = True
+        self.sender = sender
+        self.recipient_list = list(recipients)
+        self.message = message
+        self.outcome = SessionOutcome(tls_used=self._tls_active)
+        self.finished = Deferred()
+        self._done = False
+        self._critical = False
+        self._accepted = 0
+        self._pending = []
+        self._problem = None
+        self._mail_failed = None
+        self.setTimeout(self.timeout)
+        self._mail()
+        return self.finished
+
+    def quit(self) -> None:
+        """End an idle connection politely."""
+        self.idle = False
+        if self.connected and self.transport is not None:
+            self.transport.write(b"QUIT\r\n")
+            self.transport.loseConnection()
+
     # -- the dialogue -------------------------------------------------------
 
     def _on_greeting(self, reply: Reply) -> None:
@@ -366,7 +434,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         commands = [mail] + [self._rcpt_command(i) for i in range(len(self.recipient_list))]
         self._pending = [self._on_mail_pipelined] + [self._rcpt_handler(i) for i in range(len(self.recipient_list))]
         self._handler = self._unexpected
-        self._mail_failed: Reply | None = None
+        self._mail_failed = None
         self.transport.write(b"".join(c + b"\r\n" for c in commands))
 
     def _rcpt_command(self, index: int) -> bytes:
@@ -374,6 +442,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
 
     def _mail_refused(self, reply: Reply) -> None:
         status = FAILURE if reply.kind == 5 else DEFERRAL
+        if self.reused and reply.code == 421:
+            self.outcome.stale = True  # the server is closing a kept connection
         self._finish(status, f"Connected to {self.address} but sender was rejected.\n{said(reply)}", quit=True)
 
     def _on_mail(self, reply: Reply) -> None:
@@ -407,7 +477,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         return handle
 
     def _on_rcpt(self, index: int, reply: Reply) -> None:
-        if getattr(self, "_mail_failed", None) is not None:
+        if self._mail_failed is not None:
             return
         if reply.kind in (2, 3):
             self._accepted += 1
@@ -419,7 +489,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             self.outcome.recipients[index] = (letter, f"{self.address} does not like recipient.\n{said(reply)}")
 
     def _after_rcpts(self) -> None:
-        mail_failed = getattr(self, "_mail_failed", None)
+        mail_failed = self._mail_failed
         if mail_failed is not None:
             self.outcome.recipients.clear()
             self._mail_refused(mail_failed)
@@ -468,10 +538,14 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
     def _on_dot(self, reply: Reply) -> None:
         self._stage = "done"
         if reply.kind == 2:
-            self._finish(SUCCESS, f"{self.address} accepted message.\n{said(reply)}", quit=True)
+            status, text = SUCCESS, f"{self.address} accepted message.\n{said(reply)}"
         else:
             status = FAILURE if reply.kind == 5 else DEFERRAL
-            self._finish(status, f"{self.address} failed after I sent the message.\n{said(reply)}", quit=True)
+            text = f"{self.address} failed after I sent the message.\n{said(reply)}"
+        if self.keep_open and reply.code != 421 and reply.code != 0:
+            self._park(status, text)
+        else:
+            self._finish(status, text, quit=True)
 
 
 def _tls_reason(reason: Failure | None) -> str:

@@ -54,6 +54,16 @@ class Session:
     data: list[bytes] = field(default_factory=list)
     tls: bool = False
 
+    def transactions(self) -> list[list[bytes]]:
+        """The commands split at each MAIL (commands before the first MAIL dropped)."""
+        out: list[list[bytes]] = []
+        for c in self.commands:
+            if c.upper().startswith(b"MAIL"):
+                out.append([])
+            if out:
+                out[-1].append(c)
+        return out
+
 
 class ScriptedServer(LineReceiver):
     delimiter = b"\n"
@@ -75,6 +85,8 @@ class ScriptedServer(LineReceiver):
                 self.session.data.append(b"".join(self.raw))
                 self.raw = []
                 self.reply(b"DOT", self.factory.dot_reply)
+                if self.factory.close_after_dot:
+                    self.transport.loseConnection()
             elif self.factory.close_in_data and len(self.raw) >= 2:
                 self.transport.loseConnection()
             return
@@ -94,7 +106,8 @@ class ScriptedServer(LineReceiver):
                 self.transport.startTLS(self.factory.tls_options)
                 self.session.tls = True
         elif verb == b"MAIL":
-            self.reply(verb, self.factory.mail_reply)
+            sequence = self.factory.mail_reply_sequence
+            self.reply(verb, sequence.pop(0) if sequence else self.factory.mail_reply)
         elif verb == b"RCPT":
             address = line.split(b"<", 1)[1].rsplit(b">", 1)[0].decode()
             self.reply(verb, self.factory.rcpt_reply(address, self.session))
@@ -134,6 +147,8 @@ class ScriptedServerFactory(protocol.ServerFactory):
         self.dot_reply = b"250 ok 1234 qp 56\r\n"
         self.close_in_data = False
         self.fail_tls = False
+        self.close_after_dot = False
+        self.mail_reply_sequence: list[bytes] = []
         self.tls_options = None
         for name, value in settings.items():
             if not hasattr(self, name):
@@ -153,7 +168,8 @@ class ScriptedServerFactory(protocol.ServerFactory):
         if address in self.rcpt_replies:
             return self.rcpt_replies[address]
         if self.rcpt_limit is not None:
-            taken = sum(1 for c in session.commands if c.upper().startswith(b"RCPT"))
+            since_mail = session.commands[max(i for i, c in enumerate(session.commands) if c.upper().startswith(b"MAIL")):]
+            taken = sum(1 for c in since_mail if c.upper().startswith(b"RCPT"))
             if taken > self.rcpt_limit:
                 return b"452 4.5.3 too many recipients\r\n"
         return b"250 ok\r\n"

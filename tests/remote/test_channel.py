@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
@@ -197,18 +197,78 @@ class SeveralRecipientsTests(ChannelTestBase):
         recipients = [f"r{i}@example.test" for i in range(5)]
         results = yield channel.deliver(job(root, recipients))
         self.assertEqual([r.status for r in results], [SUCCESS] * 5)
-        self.assertEqual(len(factory.sessions), 3)
-        rcpts = [[c for c in s.commands if c.startswith(b"RCPT")] for s in factory.sessions]
+        [session] = factory.sessions  # the connection is kept for the further transactions
+        rcpts = [[c for c in t if c.startswith(b"RCPT")] for t in session.transactions()]
         # pipelined: all five asked, two taken; then three asked, two taken; then the last
         self.assertEqual([len(r) for r in rcpts], [5, 3, 1])
+        self.assertEqual(len(session.data), 3)
 
     @defer.inlineCallbacks
-    def test_without_pipelining(self) -> defer.Generator:
+    def test_without_pipelining_or_reuse(self) -> defer.Generator:
         factory, port = self.server(extensions=[], rcpt_limit=1)
-        channel, root = self.routed(port)
+        root = make_root(self.mktemp(), {"smtproutes": f"example.test:127.0.0.1:{port}"})
+        channel = RemoteChannel(root, reader(root), resolver=FakeResolver(), reactor=reactor, idle_seconds=0)
+        self.addCleanup(channel.stop)
         results = yield channel.deliver(job(root, ["a@example.test", "b@example.test"]))
         self.assertEqual([r.status for r in results], [SUCCESS, SUCCESS])
         self.assertEqual(len(factory.sessions), 2)
+        self.assertEqual(factory.sessions[0].commands[-1:], [b"QUIT"])
+
+
+class ConnectionReuseTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_next_message_uses_kept_connection(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        first = yield channel.deliver(job(root, ["a@example.test"], b"one\n", message_id=1))
+        second = yield channel.deliver(job(root, ["b@example.test"], b"two\n", message_id=2))
+        self.assertEqual([first[0].status, second[0].status], [SUCCESS, SUCCESS])
+        [session] = factory.sessions
+        self.assertEqual(session.data, [b"one\r\n.\r\n", b"two\r\n.\r\n"])
+        self.assertEqual(len(session.transactions()), 2)
+
+    @defer.inlineCallbacks
+    def test_concurrent_messages_use_separate_connections(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        results = yield defer.gatherResults(
+            [channel.deliver(job(root, [f"r{i}@example.test"], message_id=i)) for i in range(3)]
+        )
+        self.assertEqual([r[0].status for r in results], [SUCCESS] * 3)
+        self.assertEqual(len(factory.sessions), 3)
+
+    @defer.inlineCallbacks
+    def test_connection_closed_by_server_is_replaced(self) -> defer.Generator:
+        factory, port = self.server(close_after_dot=True)
+        channel, root = self.routed(port)
+        first = yield channel.deliver(job(root, ["a@example.test"], message_id=1))
+        yield task.deferLater(reactor, 0.05, lambda: None)
+        second = yield channel.deliver(job(root, ["b@example.test"], message_id=2))
+        self.assertEqual([first[0].status, second[0].status], [SUCCESS, SUCCESS])
+        self.assertEqual([len(s.data) for s in factory.sessions], [1, 1])
+
+    @defer.inlineCallbacks
+    def test_stale_connection_before_close_is_noticed(self) -> defer.Generator:
+        # the server answers the dot, then refuses the next MAIL with 421 and closes
+        factory, port = self.server(mail_reply_sequence=[b"250 ok\r\n", b"421 closing, idle too long\r\n"])
+        channel, root = self.routed(port)
+        yield channel.deliver(job(root, ["a@example.test"], message_id=1))
+        results = yield channel.deliver(job(root, ["b@example.test"], message_id=2))
+        # the 421 came on the kept connection; a new one was opened and used
+        self.assertEqual(len(factory.sessions), 2)
+        self.assertEqual(results[0].status, SUCCESS)
+
+    @defer.inlineCallbacks
+    def test_idle_connection_closed_after_idle_seconds(self) -> defer.Generator:
+        factory, port = self.server()
+        root = make_root(self.mktemp(), {"smtproutes": f"example.test:127.0.0.1:{port}"})
+        channel = RemoteChannel(root, reader(root), resolver=FakeResolver(), reactor=reactor, idle_seconds=0.1)
+        self.addCleanup(channel.stop)
+        yield channel.deliver(job(root, ["a@example.test"]))
+        self.assertNotEqual(factory.sessions[0].commands[-1], b"QUIT")  # kept open for now
+        yield task.deferLater(reactor, 0.4, lambda: None)
+        self.assertEqual(factory.sessions[0].commands[-1], b"QUIT")
+        self.assertEqual(channel._idle, {})
 
     @defer.inlineCallbacks
     def test_domains_delivered_separately(self) -> defer.Generator:

@@ -173,3 +173,58 @@ class BadServerTests(unittest.SynchronousTestCase):
         self.assertTrue(text.startswith("550-a?b\n550 yyy"))
         self.assertEqual(len(text.encode()), 5000)
         self.assertEqual(Reply(0, (b"junk",)).kind, 4)
+
+
+class KeptConnectionTests(unittest.SynchronousTestCase):
+    def kept(self) -> Harness:
+        h = Harness()
+        h.proto.keep_open = True
+        h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n250 ok\r\n354 go\r\n")
+        h.pump()
+        h.feed(b"250 queued\r\n")
+        self.assertEqual(h.outcome.status, SUCCESS)  # reported without closing
+        self.assertTrue(h.proto.idle)
+        self.assertFalse(h.transport.disconnecting)
+        h.sent()
+        return h
+
+    def test_second_transaction(self) -> None:
+        h = self.kept()
+        d = h.proto.start_transaction("", ["c@x.test"], io.BytesIO(b"again\n"))
+        self.assertEqual(h.sent(), b"MAIL FROM:<>\r\n")
+        h.feed(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        h.pump()
+        self.assertEqual(h.sent(), b"RCPT TO:<c@x.test>\r\nDATA\r\nagain\r\n.\r\n")
+        h.feed(b"250 second\r\n")
+        outcome = self.successResultOf(d)
+        self.assertEqual((outcome.status, outcome.stale), (SUCCESS, False))
+        h.proto.quit()
+        self.assertEqual(h.sent(), b"QUIT\r\n")
+        self.assertTrue(h.transport.disconnecting)
+
+    def test_drop_before_dot_is_stale(self) -> None:
+        h = self.kept()
+        d = h.proto.start_transaction("", ["c@x.test"], io.BytesIO(b"again\n"))
+        h.close()
+        outcome = self.successResultOf(d)
+        self.assertTrue(outcome.stale)
+        self.assertEqual(outcome.status, DEFERRAL)
+
+    def test_drop_after_dot_is_not_stale(self) -> None:
+        h = self.kept()
+        d = h.proto.start_transaction("", ["c@x.test"], io.BytesIO(b"again\n"))
+        h.feed(b"250 ok\r\n250 ok\r\n354 go\r\n")
+        h.pump()
+        h.close()
+        outcome = self.successResultOf(d)
+        self.assertFalse(outcome.stale)
+        self.assertIn("Possible duplicate!", outcome.text)
+
+    def test_idle_connection_lost_is_reported(self) -> None:
+        h = self.kept()
+        lost = []
+        h.proto.on_idle_lost = lost.append
+        h.close()
+        self.assertEqual(lost, [h.proto])
+        self.assertFalse(h.proto.idle)
+        self.successResultOf(h.proto.closed)
