@@ -11,6 +11,9 @@ service (scheduler + RemoteChannel, smtproutes pointing at the sink,
 concurrencyremote C) is started; the time from start until the queue is
 empty is measured.  The sink's own delivery counter is checked against N.
 Bounded: at most S seconds per run (the run is reported as incomplete).
+
+C{--mode channel} measures RemoteChannel.deliver() alone (no scheduler,
+no queue files); C{--idle-seconds 0} turns connection reuse off.
 """
 
 from __future__ import annotations
@@ -67,9 +70,11 @@ def queued(root: str) -> int:
     return sum(len(os.listdir(os.path.join(mess, d))) for d in os.listdir(mess))
 
 
-def one_run(count: int, concurrency: int, seconds: float) -> dict:
+def one_run(count: int, concurrency: int, seconds: float, idle_seconds: float = 3.0, mode: str = "queue") -> dict:
     """Runs in a child process (a reactor runs once per process)."""
-    from twisted.internet import reactor, task
+    from twisted.internet import defer, reactor, task
+
+    from pymta.interfaces import DeliveryJob
 
     from pymta.control import ControlReader
     from pymta.queue.service import build_send_service
@@ -93,9 +98,11 @@ def one_run(count: int, concurrency: int, seconds: float) -> dict:
         except OSError:
             time.sleep(0.05)
     reader = ControlReader(root)
-    channel = RemoteChannel(root, reader, reactor=reactor)
+    channel = RemoteChannel(root, reader, reactor=reactor, idle_seconds=idle_seconds)
+    result: dict = {"concurrency": concurrency, "count": count, "idle_seconds": idle_seconds, "mode": mode}
+    if mode == "channel":
+        return channel_only(work, channel, count, concurrency, seconds, result, sink, sink_output)
     service, _ = build_send_service(root, reader, {"remote": channel}, reactor, signals=False)
-    result: dict = {"concurrency": concurrency, "count": count}
     start = time.perf_counter()
 
     def check() -> None:
@@ -111,6 +118,10 @@ def one_run(count: int, concurrency: int, seconds: float) -> dict:
     poll = task.LoopingCall(check)
     poll.start(0.02, now=False)
     reactor.run()
+    return finish_sink(work, sink, sink_output, result)
+
+
+def finish_sink(work: str, sink: subprocess.Popen, sink_output, result: dict) -> dict:
     sink.terminate()
     sink.wait(timeout=10)
     sink_output.seek(max(0, os.path.getsize(sink_output.name) - 200))
@@ -125,24 +136,60 @@ def one_run(count: int, concurrency: int, seconds: float) -> dict:
     return result
 
 
+def channel_only(work: str, channel, count: int, concurrency: int, seconds: float, result: dict, sink, sink_output) -> dict:
+    """RemoteChannel.deliver() alone, C at a time, without the scheduler and its queue files."""
+    from twisted.internet import defer, reactor
+
+    from pymta.interfaces import SUCCESS, DeliveryJob
+
+    path = os.path.join(work, "message")
+    with open(path, "wb") as f:
+        f.write(MESSAGE)
+    limit = defer.DeferredSemaphore(concurrency)
+    ok = [0]
+    start = time.perf_counter()
+
+    def one(i: int) -> "defer.Deferred":
+        if time.perf_counter() - start > seconds:
+            return defer.succeed(None)
+        job = DeliveryJob(i, path, "a@example.org", (f"rcpt{i}@sink.example",))
+        return channel.deliver(job).addCallback(lambda r: ok.__setitem__(0, ok[0] + (r[0].status == SUCCESS)))
+
+    @defer.inlineCallbacks
+    def run() -> "defer.Generator":
+        yield defer.gatherResults([limit.run(one, i) for i in range(count)])
+        elapsed = time.perf_counter() - start
+        result.update(seconds=elapsed, left=count - ok[0], rate=ok[0] / elapsed)
+        yield channel.stop()
+        reactor.stop()
+
+    reactor.callWhenRunning(run)
+    reactor.run()
+    return finish_sink(work, sink, sink_output, result)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--count", type=int, default=2000)
     parser.add_argument("--concurrency", default="20,100")
     parser.add_argument("--seconds", type=float, default=120.0)
+    parser.add_argument("--idle-seconds", type=float, default=3.0, help="connection reuse (0: a new connection per message)")
+    parser.add_argument("--mode", choices=("queue", "channel"), default="queue",
+                        help="queue: the whole pymta-send service; channel: RemoteChannel.deliver() alone")
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:
-        print(json.dumps(one_run(args.count, args.one, args.seconds)))
+        print(json.dumps(one_run(args.count, args.one, args.seconds, args.idle_seconds, args.mode)))
         return 0
     if not os.path.exists(SMTP_SINK):
         print("smtp-sink not found: run benchmarks/remote_install_postfix.sh as root", file=sys.stderr)
         return 1
+    print(f"mode {args.mode}, connection reuse {'off' if args.idle_seconds <= 0 else f'{args.idle_seconds:g} s'}")
     print(f"{'concurrencyremote':>17} {'messages':>8} {'seconds':>8} {'msgs/s':>8} {'sink count':>10}")
     for concurrency in [int(c) for c in args.concurrency.split(",")]:
         child = subprocess.run(
             [sys.executable, os.path.abspath(__file__), "--one", str(concurrency), "--count", str(args.count),
-             "--seconds", str(args.seconds)],
+             "--seconds", str(args.seconds), "--idle-seconds", str(args.idle_seconds), "--mode", args.mode],
             capture_output=True, text=True, timeout=args.seconds + 120,
         )
         lines = [l for l in child.stdout.splitlines() if l.startswith("{")]
