@@ -67,7 +67,16 @@ TEXT_NO_CONTROLS = "Unable to read control files. (#4.3.0)\n"
 TEXT_STOPPING = "Remote delivery is shutting down. (#4.3.0)\n"
 TEXT_INTERNAL = "Remote delivery failed unexpectedly; see the log. (#4.3.0)\n"
 
+TEXT_BAD_RECIPIENT = "Sorry, this address has characters SMTP cannot carry (CR, LF or NUL). (#5.1.3)\n"
+TEXT_BAD_SENDER = "Sorry, the envelope sender has characters SMTP cannot carry (CR, LF or NUL). (#5.1.7)\n"
+
 _RANK = {SUCCESS: 0, DEFERRAL: 1, FAILURE: 2}
+
+
+def _transferable(address: str) -> bool:
+    """False when an address would break (or inject) SMTP command lines."""
+    return not any(c in address for c in "\r\n\0")
+
 _CONNECT_FAILED = object()
 
 log = Logger(namespace="pymta.remote")
@@ -215,7 +224,12 @@ class RemoteChannel:
         controls = self.reader.current
         results: list[DeliveryResult | None] = [None] * len(job.recipients)
         groups: "OrderedDict[str, list[int]]" = OrderedDict()
+        if not _transferable(job.sender):
+            return [DeliveryResult(FAILURE, TEXT_BAD_SENDER) for _ in job.recipients]
         for index, recipient in enumerate(job.recipients):
+            if not _transferable(recipient):
+                results[index] = DeliveryResult(FAILURE, TEXT_BAD_RECIPIENT)
+                continue
             groups.setdefault(split_address(recipient)[1].lower(), []).append(index)
         for domain, indices in groups.items():
             group_results = yield self._deliver_domain(job, controls, domain, [job.recipients[i] for i in indices])

@@ -507,3 +507,18 @@ class IPv6Tests(ChannelTestBase):
         channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         self.assertEqual(results[0].status, SUCCESS)
+
+
+class CommandInjectionTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_line_breaks_in_addresses_never_reach_the_wire(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.channel({"smtproutes": f":127.0.0.1:{port}"})
+        evil = "x@example.test>\r\nRCPT TO:<victim@elsewhere.test"
+        results = yield channel.deliver(job(root, [evil, "ok@example.test"]))
+        self.assertEqual(results[0].status, FAILURE)
+        self.assertIn("CR, LF or NUL", results[0].text)
+        self.assertEqual(results[1].status, SUCCESS)
+        self.assertNotIn(b"RCPT TO:<victim@elsewhere.test>", factory.sessions[0].commands)
+        bad_sender = yield channel.deliver(job(root, ["ok@example.test"], sender="a\n@b", message_id=2))
+        self.assertEqual(bad_sender[0].status, FAILURE)
