@@ -522,3 +522,32 @@ class CommandInjectionTests(ChannelTestBase):
         self.assertNotIn(b"RCPT TO:<victim@elsewhere.test>", factory.sessions[0].commands)
         bad_sender = yield channel.deliver(job(root, ["ok@example.test"], sender="a\n@b", message_id=2))
         self.assertEqual(bad_sender[0].status, FAILURE)
+
+
+class RealResolverTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_mx_lookup_through_a_dns_server(self) -> defer.Generator:
+        from twisted.names import dns as tdns
+
+        from pymta.remote.dns import DNSResolver
+        from tests.remote.dnsserver import DNSTestServer
+
+        factory, port = self.server("127.0.0.3")
+        server = DNSTestServer(b"example.test", {
+            b"example.test": [tdns.Record_MX(10, b"mx.example.test")],
+            b"mx.example.test": [tdns.Record_A("127.0.0.3")],
+            b"loop.example.test": [tdns.Record_MX(10, b"self.example.test")],
+            b"self.example.test": [tdns.Record_A("127.0.0.1")],
+        })
+        self.addCleanup(server.stop)
+        resolver = DNSResolver(reactor, resolver=server.dnspython_resolver())
+        self.addCleanup(resolver.stop)
+        root = make_root(self.mktemp(), {"smtproutes": f"example.test::{port}"})
+        own = {"127.0.0.1"}
+        channel = RemoteChannel(root, reader(root), resolver=resolver, reactor=reactor, is_own_address=own.__contains__)
+        self.addCleanup(channel.stop)
+        results = yield channel.deliver(job(root, ["bob@example.test", "eve@loop.example.test", "x@nosuch.example.test"]))
+        self.assertEqual(results[0], DeliveryResult(SUCCESS, OK_TEXT.replace("127.0.0.1", "127.0.0.3")))
+        self.assertEqual(results[1], DeliveryResult(DEFERRAL, TEXT_SELF_MX + "\n"))
+        self.assertEqual(results[2].status, FAILURE)
+        self.assertEqual(len(factory.sessions), 1)
