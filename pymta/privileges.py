@@ -10,8 +10,10 @@ local delivery spawner and the POP3 mailbox spawner are started and keep
 root), then, in C{startService} and before any child starts,
 C{setgroups}, C{setgid}, C{setuid} switch the process to the queue's owner.
 When twistd already dropped privileges (C{--uid}) or the process never had
-root, nothing happens.  A queue owned by root is refused: pymta never runs
-its network-facing parts as root.
+root, nothing happens.  A root made by C{pymta init} as root always has a
+queue owned by the mail uid (init refuses uid 0); a queue owned by root, or a
+root without a queue (a POP3-only host), leaves the process as root with a
+warning in the log, because there is no account to become.
 """
 
 from __future__ import annotations
@@ -21,13 +23,31 @@ import os
 from twisted.application.service import MultiService
 from twisted.logger import Logger
 
-__all__ = ["RootDroppingService", "drop_root", "PrivilegeError"]
+__all__ = ["RootDroppingService", "drop_root", "mail_account", "PrivilegeError"]
 
 log = Logger(namespace="pymta")
 
 
 class PrivilegeError(Exception):
     """Started as root, but there is no non-root account to become."""
+
+
+def mail_account(root: str) -> tuple[int, int]:
+    """
+    The uid and gid that own C{root}/queue; L{PrivilegeError} when that is
+    root or there is no queue.
+    """
+    path = os.path.join(root, "queue")
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise PrivilegeError(f"{path} does not exist: no mail account to run as") from None
+    if st.st_uid == 0:
+        raise PrivilegeError(
+            f"{path} is owned by root (re-run 'pymta init {root} --mail-uid UID:GID' "
+            "or chown the queue to the mail account)"
+        )
+    return st.st_uid, st.st_gid
 
 
 def drop_root(root: str) -> tuple[int, int] | None:
@@ -37,16 +57,11 @@ def drop_root(root: str) -> tuple[int, int] | None:
     """
     if os.getuid() != 0 and os.geteuid() != 0:
         return None
-    st = os.stat(os.path.join(root, "queue"))
-    if st.st_uid == 0:
-        raise PrivilegeError(
-            f"{root}/queue is owned by root: refusing to run the network-facing services as root "
-            f"(re-run 'pymta init {root} --mail-uid UID:GID' or chown the queue to the mail account)"
-        )
-    os.setgroups([st.st_gid])
-    os.setgid(st.st_gid)
-    os.setuid(st.st_uid)
-    return st.st_uid, st.st_gid
+    uid, gid = mail_account(root)
+    os.setgroups([gid])
+    os.setgid(gid)
+    os.setuid(uid)
+    return uid, gid
 
 
 class RootDroppingService(MultiService):
@@ -57,7 +72,11 @@ class RootDroppingService(MultiService):
         self.root = root
 
     def startService(self) -> None:
-        dropped = drop_root(self.root)
-        if dropped is not None:
-            log.info("dropped root: running as uid {uid} gid {gid}", uid=dropped[0], gid=dropped[1])
+        try:
+            dropped = drop_root(self.root)
+        except PrivilegeError as e:
+            log.warn("still running as root: {reason}", reason=str(e))
+        else:
+            if dropped is not None:
+                log.info("dropped root: running as uid {uid} gid {gid}", uid=dropped[0], gid=dropped[1])
         super().startService()

@@ -33,6 +33,7 @@ from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.scheduler import CHANNELS, Scheduler
 from pymta.queue.trigger import TriggerListener
+from pymta.signals import SignalService
 
 __all__ = [
     "build_send_service",
@@ -99,43 +100,6 @@ class PidFileService(Service):
             os.unlink(self.path)
         except OSError:
             pass
-
-
-class SignalService(Service):
-    """
-    SIGHUP -> C{scheduler.reload()}, SIGALRM -> C{scheduler.run_all_now()},
-    run in the reactor thread.  Previous handlers come back at stop.
-    Installed only in the main thread (twistd); elsewhere it does nothing.
-    """
-
-    def __init__(self, scheduler: Scheduler, reactor: Any) -> None:
-        self.scheduler = scheduler
-        self.reactor = reactor
-        self._previous: dict[int, Any] = {}
-
-    def startService(self) -> None:
-        super().startService()
-        handlers = {signal.SIGHUP: self.scheduler.reload, signal.SIGALRM: self.scheduler.run_all_now}
-        for signum, action in handlers.items():
-            try:
-                self._previous[signum] = signal.signal(signum, self._handler(action))
-            except ValueError:  # not the main thread
-                return
-
-    def _handler(self, action: Callable[[], Any]) -> Callable[[int, Any], None]:
-        def handle(signum: int, frame: Any) -> None:
-            self.reactor.callFromThread(action)
-
-        return handle
-
-    def stopService(self) -> None:
-        super().stopService()
-        for signum, previous in self._previous.items():
-            try:
-                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
-            except ValueError:
-                pass
-        self._previous.clear()
 
 
 class InjectSocketService(Service):
@@ -243,5 +207,5 @@ def build_send_service(
     CtlServerService(ctl_socket_path(root), scheduler, root, reactor).setServiceParent(top)
     PidFileService(pid_file_path(root)).setServiceParent(top)
     if signals:
-        SignalService(scheduler, reactor).setServiceParent(top)
+        SignalService({signal.SIGHUP: scheduler.reload, signal.SIGALRM: scheduler.run_all_now}, reactor).setServiceParent(top)
     return top, sink

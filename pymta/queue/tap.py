@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
+from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
 
 __all__ = ["Options", "makeService", "installed_channels"]
@@ -81,4 +82,6 @@ def makeService(options: Options) -> IService:
         )
     except (ValueError, OSError) as e:
         raise SystemExit(f"pymta-send: {e}")
-    return service
+    top = RootDroppingService(root)
+    service.setServiceParent(top)
+    return top

@@ -18,6 +18,8 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pymta.control import ControlError, ControlReader, default_root
+from pymta.privileges import RootDroppingService
+from pymta.signals import SignalService
 
 __all__ = ["Options", "makeService"]
 
@@ -101,17 +103,7 @@ def makeService(options: Options) -> service.IService:
         svc.reload()
         log.info("smtpd: reloaded")
 
-    def on_hup(signum: int, frame: object) -> None:
-        reactor.callFromThread(reload)  # type: ignore[attr-defined]
-
-    class SignalService(service.Service):
-        def startService(self) -> None:
-            super().startService()
-            self._old = signal.signal(signal.SIGHUP, on_hup)
-
-        def stopService(self):  # type: ignore[no-untyped-def]
-            signal.signal(signal.SIGHUP, self._old)
-            return super().stopService()
-
-    SignalService().setServiceParent(svc)
-    return svc
+    SignalService({signal.SIGHUP: reload}, reactor).setServiceParent(svc)
+    top = RootDroppingService(root)
+    svc.setServiceParent(top)
+    return top

@@ -55,7 +55,7 @@ class OptionsTests(unittest.SynchronousTestCase):
         o.parseOptions(["--root", root, "--no-delivery"])
         service = tap.makeService(o)
         self.assertIsInstance(service, MultiService)
-        scheduler = service.getServiceNamed("pymta-send-scheduler")
+        scheduler = service.getServiceNamed("pymta-send").getServiceNamed("pymta-send-scheduler")
         self.assertIsInstance(scheduler.channels["local"], NoDeliveryChannel)
         self.assertIsInstance(scheduler.channels["remote"], NoDeliveryChannel)
 

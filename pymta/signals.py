@@ -1,0 +1,51 @@
+# -*- test-case-name: tests.test_signals -*-
+"""
+Unix signal handlers as a Service: each handler runs in the reactor thread,
+and the previous handlers come back when the service stops.
+
+twistd installs nothing for SIGHUP or SIGALRM; pymta's services use this for
+"reload the control files" (HUP, C{systemctl reload}) and "run the queue
+now" (ALRM).  Outside the main thread (tests running services in a thread)
+nothing is installed.
+"""
+
+from __future__ import annotations
+
+import signal
+from typing import Any, Callable, Mapping
+
+from twisted.application.service import Service
+
+__all__ = ["SignalService"]
+
+
+class SignalService(Service):
+    """Installs C{handlers} (signal number -> callable without arguments) while running."""
+
+    def __init__(self, handlers: Mapping[int, Callable[[], Any]], reactor: Any) -> None:
+        self.handlers = dict(handlers)
+        self.reactor = reactor
+        self._previous: dict[int, Any] = {}
+
+    def startService(self) -> None:
+        super().startService()
+        for signum, action in self.handlers.items():
+            try:
+                self._previous[signum] = signal.signal(signum, self._handler(action))
+            except ValueError:  # not the main thread
+                return
+
+    def _handler(self, action: Callable[[], Any]) -> Callable[[int, Any], None]:
+        def handle(signum: int, frame: Any) -> None:
+            self.reactor.callFromThread(action)
+
+        return handle
+
+    def stopService(self) -> None:
+        super().stopService()
+        for signum, previous in self._previous.items():
+            try:
+                signal.signal(signum, previous if previous is not None else signal.SIG_DFL)
+            except ValueError:
+                pass
+        self._previous.clear()
