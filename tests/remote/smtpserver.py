@@ -115,6 +115,8 @@ class ScriptedServer(LineReceiver):
             self.reply(verb, self.factory.data_reply)
             if self.factory.data_reply.startswith(b"354"):
                 self.in_data = True
+                if self.factory.stop_reading_in_data:
+                    self.transport.pauseProducing()
         elif verb == b"QUIT":
             self.transport.write(b"221 bye\r\n")
             self.transport.loseConnection()
@@ -148,6 +150,7 @@ class ScriptedServerFactory(protocol.ServerFactory):
         self.close_in_data = False
         self.fail_tls = False
         self.close_after_dot = False
+        self.stop_reading_in_data = False
         self.mail_reply_sequence: list[bytes] = []
         self.tls_options = None
         for name, value in settings.items():

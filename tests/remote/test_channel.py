@@ -170,6 +170,16 @@ class ReplyClassTests(ChannelTestBase):
         self.assertTrue(result.text.endswith("(#4.4.2)\n"))
 
     @defer.inlineCallbacks
+    def test_server_stops_reading_mid_data(self) -> defer.Generator:
+        factory, port = self.server(stop_reading_in_data=True)
+        channel, root = self.routed(port, timeoutremote="1")
+        body = (b"y" * 1023 + b"\n") * 16 * 1024  # 16 MB: more than the socket buffers hold
+        started = reactor.seconds()
+        results = yield channel.deliver(job(root, ["bob@example.test"], body))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, "Connected to 127.0.0.1 but connection died. (#4.4.2)\n")])
+        self.assertLess(reactor.seconds() - started, 10)
+
+    @defer.inlineCallbacks
     def test_dot_stuffing_at_chunk_boundaries(self) -> defer.Generator:
         factory, port = self.server()
         channel, root = self.routed(port)
