@@ -19,6 +19,9 @@ Conventions of the guide's Markdown (also explained in docs/index.md):
   C{<!-- not run: REASON -->} is shown but not run: commands that need
   systemd, the network or a terminal.  Such blocks are few and each gives
   its reason; L{DocStructureTests} keeps their number small.
+- An C{sh} block preceded by C{<!-- output as root -->} shows what a run
+  as root prints; run by another user it must still exit 0, but its output
+  is not compared.
 - Every example must exit 0; an example that shows a failure says so with
   C{|| echo "exit status $?"}.
 
@@ -59,6 +62,7 @@ MAX_NOT_RUN = 8
 
 _FENCE = re.compile(r"^(```+)\s*([^\s`]*)\s*(.*)$")
 _NOT_RUN = re.compile(r"^<!--\s*not run:\s*(\S.*?)\s*-->\s*$")
+_ROOT_ONLY = re.compile(r"^<!--\s*output as root\s*-->\s*$")
 
 
 @dataclass
@@ -70,6 +74,7 @@ class Block:
     info: str
     text: str
     not_run: str | None = None  # the reason, for a shown-only example
+    root_output: bool = False  # the output shown is the one of a run as root
     expected: str | None = None  # the output block that follows, if any
 
     def where(self) -> str:
@@ -115,6 +120,8 @@ def parse_chapter(path: Path) -> Chapter:
         not_run = _NOT_RUN.match(previous_text_line)
         if info == "sh" and not_run:
             block.not_run = not_run.group(1)
+        if info == "sh" and _ROOT_ONLY.match(previous_text_line):
+            block.root_output = True
         if info == "output":
             if last_sh is None:
                 raise ValueError(f"{path}:{start + 1}: an output block must follow an sh block directly")
@@ -264,6 +271,8 @@ def run_chapter(testcase: SynchronousTestCase, chapter: Chapter) -> None:
                 testcase.fail(
                     f"{block.where()}: example exited {status}\n--- example ---\n{block.text}--- output ---\n{shown}"
                 )
+            if block.root_output and os.getuid() != 0:
+                continue  # ran; its output differs when not run as root
             if block.expected is not None and not expected_pattern(block.expected).match(_normalise(shown)):
                 testcase.fail(
                     f"{block.where()}: output differs\n--- example ---\n{block.text}"
@@ -358,6 +367,13 @@ class ParserTests(SynchronousTestCase):
     def test_not_run_marker(self) -> None:
         chapter = self.parse("<!-- not run: needs systemd -->\n```sh\nsystemctl start x\n```\n")
         self.assertEqual(chapter.examples[0].not_run, "needs systemd")
+
+    def test_root_output_marker(self) -> None:
+        chapter = self.parse("<!-- output as root -->\n```sh\nid -u\n```\n```output\n0\n```\n```sh\ntrue\n```\n")
+        first, second = chapter.examples
+        self.assertTrue(first.root_output)
+        self.assertEqual(first.expected, "0\n")
+        self.assertFalse(second.root_output)
 
     def test_output_without_example_is_an_error(self) -> None:
         self.assertRaises(ValueError, self.parse, "```output\nhi\n```\n")
