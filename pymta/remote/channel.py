@@ -198,6 +198,10 @@ class RemoteChannel:
 
         return d.addBoth(done)
 
+    def start(self) -> None:
+        """Accept deliveries again after L{stop} (the scheduler calls this when it starts)."""
+        self._stopping = False
+
     def stop(self) -> "Deferred[None]":
         self._stopping = True
         for protocol in list(self._active):

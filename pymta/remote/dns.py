@@ -145,6 +145,7 @@ class DNSResolver:
             reactor = global_reactor
         self._reactor = reactor
         self._own_pool = threadpool is None
+        self._maxthreads = maxthreads
         self._pool = threadpool if threadpool is not None else ThreadPool(0, maxthreads, "pymta-dns")
         self._started = False
         self._shutdown_trigger: Any = None
@@ -170,6 +171,8 @@ class DNSResolver:
             return
         self._started = True
         if self._own_pool:
+            if self._pool.joined:  # stopped before: a fresh pool
+                self._pool = ThreadPool(0, self._maxthreads, "pymta-dns")
             self._pool.start()
             if IReactorCore.providedBy(self._reactor):
                 self._shutdown_trigger = self._reactor.addSystemEventTrigger("during", "shutdown", self.stop)

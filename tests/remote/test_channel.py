@@ -561,3 +561,22 @@ class RealResolverTests(ChannelTestBase):
         self.assertEqual(results[1], DeliveryResult(DEFERRAL, TEXT_SELF_MX + "\n"))
         self.assertEqual(results[2].status, FAILURE)
         self.assertEqual(len(factory.sessions), 1)
+
+
+class LifeCycleTests(ChannelTestBase):
+    @defer.inlineCallbacks
+    def test_stop_then_start(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        yield channel.deliver(job(root, ["a@example.test"], message_id=1))
+        yield channel.stop()  # the kept connection is closed politely
+        for _ in range(50):
+            if factory.sessions[0].commands[-1] == b"QUIT":
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        self.assertEqual(factory.sessions[0].commands[-1], b"QUIT")
+        stopped = yield channel.deliver(job(root, ["b@example.test"], message_id=2))
+        self.assertEqual(stopped[0].status, DEFERRAL)
+        channel.start()
+        again = yield channel.deliver(job(root, ["c@example.test"], message_id=3))
+        self.assertEqual(again[0].status, SUCCESS)

@@ -119,3 +119,15 @@ class LiteralTests(unittest.SynchronousTestCase):
         self.assertEqual(pdns.ip_literal("[IPv6:2001:DB8::1]"), "2001:db8::1")
         self.assertIsNone(pdns.ip_literal("example.com"))
         self.assertIsNone(pdns.ip_literal("[example.com]"))
+
+
+class RestartTests(unittest.TestCase):
+    @defer.inlineCallbacks
+    def test_lookups_after_stop(self) -> defer.Generator:
+        server = DNSTestServer(ZONE, RECORDS)
+        self.addCleanup(server.stop)
+        resolver = pdns.DNSResolver(reactor, resolver=server.dnspython_resolver())
+        self.addCleanup(resolver.stop)
+        self.assertEqual((yield resolver.a("nomx.example.test")), ["192.0.2.3"])
+        resolver.stop()
+        self.assertEqual((yield resolver.a("nomx.example.test")), ["192.0.2.3"])
