@@ -170,7 +170,8 @@ class Session:
     """One chapter's shell session: a temporary directory, a root, the environment."""
 
     def __init__(self) -> None:
-        self.dir = tempfile.mkdtemp(prefix="pymta-doc-")
+        # a short path: the root's UNIX sockets must fit in 107 bytes, whatever TMPDIR says
+        self.dir = tempfile.mkdtemp(prefix="pymta-doc-", dir="/tmp" if os.path.isdir("/tmp") else None)
         os.chmod(self.dir, 0o755)
         self.root = os.path.join(self.dir, "root")
         ports = set()
