@@ -556,5 +556,7 @@ def _tls_reason(reason: Failure | None) -> str:
     if reason is None:
         return "connection closed"
     if reason.check(SSL.Error):
-        return "certificate or handshake error"
-    return reason.getErrorMessage()[:200]
+        details = [part for entry in (reason.value.args[0] if reason.value.args else []) for part in entry[-1:]]
+        text = ", ".join(str(d) for d in details if d) or "handshake error"
+        return text.replace("\n", " ")[:200]
+    return reason.getErrorMessage().replace("\n", " ")[:200]

@@ -469,7 +469,7 @@ class TLSTests(ChannelTestBase):
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         [result] = results
         self.assertEqual(result.status, DEFERRAL)
-        self.assertTrue(result.text.startswith("TLS session with 127.0.0.1 failed"), result.text)
+        self.assertTrue(result.text.startswith("TLS session with 127.0.0.1 failed: certificate verify failed"), result.text)
         self.assertEqual(len(factory.sessions), 1)
         self.assertFalse(any(c.startswith(b"MAIL") for c in factory.sessions[0].commands))
 
