@@ -127,7 +127,8 @@ class DNSResolver:
         C{ThreadPool(0, maxthreads, "pymta-dns")} started on first use and
         stopped by L{stop} or at reactor shutdown.
     @param resolver: a configured C{dns.resolver.Resolver}; by default one
-        built from /etc/resolv.conf (127.0.0.1 when that file is missing).
+        built from /etc/resolv.conf (127.0.0.1 when that file is missing)
+        with an LRU cache of 10000 answers kept for their TTL.
     @param lifetime: seconds one lookup may take in all (retries included).
     """
 
@@ -156,12 +157,14 @@ class DNSResolver:
 
     @staticmethod
     def _system_resolver() -> dns.resolver.Resolver:
+        """/etc/resolv.conf's resolver with a TTL-honouring cache (thread-safe in dnspython)."""
         try:
-            return dns.resolver.Resolver()
+            resolver = dns.resolver.Resolver()
         except dns.resolver.NoResolverConfiguration:
-            fallback = dns.resolver.Resolver(configure=False)
-            fallback.nameservers = ["127.0.0.1"]
-            return fallback
+            resolver = dns.resolver.Resolver(configure=False)
+            resolver.nameservers = ["127.0.0.1"]
+        resolver.cache = dns.resolver.LRUCache(10000)
+        return resolver
 
     # -- life cycle --------------------------------------------------------
 
