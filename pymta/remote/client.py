@@ -15,8 +15,9 @@ transaction).
 Dialogue: greeting; C{EHLO helohost} (C{HELO} when EHLO is refused with
 5xx); STARTTLS when offered and TLS is not off, then EHLO again; C{MAIL},
 the C{RCPT}s (pipelined together with MAIL when the server offers
-PIPELINING; C{SMTPUTF8} added to MAIL when an address is not ASCII and the
-server offers it), C{DATA}, the message streamed from its file through
+PIPELINING; MAIL carries C{SIZE=} (the stored size), C{BODY=8BITMIME} and,
+when an address is not ASCII, C{SMTPUTF8}, each when the server offers the
+extension), C{DATA}, the message streamed from its file through
 L{pymta.remote.datastream.DataEncoder}, then C{QUIT} without waiting.
 
 Replies: lines end at LF (a CR before it is dropped); C{xyz-} continues a
@@ -39,6 +40,8 @@ delivered and the caller retries on a new connection.
 
 from __future__ import annotations
 
+import io
+import os
 import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Sequence
@@ -429,6 +432,12 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._stage = "mail"
         pipelining = b"PIPELINING" in self._extensions
         mail = b"MAIL FROM:<" + quote_address(self.sender).encode("utf-8") + b">"
+        if b"SIZE" in self._extensions:
+            size = _file_size(self.message)
+            if size is not None:
+                mail += b" SIZE=%d" % size
+        if b"8BITMIME" in self._extensions:
+            mail += b" BODY=8BITMIME"
         if b"SMTPUTF8" in self._extensions and not all(a.isascii() for a in [self.sender, *self.recipient_list]):
             mail += b" SMTPUTF8"
         if not pipelining:
@@ -550,6 +559,14 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             self._park(status, text)
         else:
             self._finish(status, text, quit=True)
+
+
+def _file_size(message: IO[bytes]) -> int | None:
+    """The stored size of the message: RFC 1870's estimate (CRs added on the wire are not counted)."""
+    try:
+        return os.fstat(message.fileno()).st_size
+    except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
+        return None
 
 
 def _tls_reason(reason: Failure | None) -> str:

@@ -60,7 +60,7 @@ class ReplyClassTests(ChannelTestBase):
         self.assertEqual(results, [DeliveryResult(SUCCESS, OK_TEXT)])
         [session] = factory.sessions
         self.assertEqual(session.commands[0], b"EHLO pymta.example")
-        self.assertIn(b"MAIL FROM:<alice@pymta.example>", session.commands)
+        self.assertIn(b"MAIL FROM:<alice@pymta.example> BODY=8BITMIME", session.commands)
         self.assertIn(b"RCPT TO:<bob@example.test>", session.commands)
         self.assertEqual(session.data, [encode_message(body)])
 

@@ -93,6 +93,20 @@ class DialogueTests(unittest.SynchronousTestCase):
         h.feed(b"220 hi\r\n250-hello\r\n250 SMTPUTF8\r\n")
         self.assertIn(b"MAIL FROM:<alice@example.org>\r\n", h.sent())
 
+    def test_size_and_body_parameters(self) -> None:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(b"x" * 1234)
+        with open(path, "rb") as message:
+            h = Harness()
+            h.proto.message = message
+            h.feed(b"220 hi\r\n250-hello\r\n250-SIZE 10000\r\n250 8BITMIME\r\n")
+            self.assertEqual(h.sent().split(b"\r\n")[1], b"MAIL FROM:<alice@example.org> SIZE=1234 BODY=8BITMIME")
+            h.feed(b"552 too big for you\r\n")
+            h.close()
+            self.assertEqual((h.outcome.status, h.outcome.text),
+                             (FAILURE, "Connected to 192.0.2.1 but sender was rejected.\nRemote host said: 552 too big for you\n"))
+
     def test_quoted_local_part(self) -> None:
         h = Harness(recipients=["john doe@x.test"])
         h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n")
