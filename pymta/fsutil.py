@@ -33,7 +33,7 @@ def fsync_dir(path: str) -> None:
         os.close(fd)
 
 
-def write_all(fd: int, data: bytes) -> None:
+def write_all(fd: int, data: bytes | bytearray | memoryview) -> None:
     """Write every byte of C{data} to C{fd}, however many calls that takes."""
     view = memoryview(data)
     while view:

@@ -30,6 +30,8 @@ import os
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
+from pymta.fsutil import replace_file
+
 __all__ = [
     "AssignEntry",
     "AssignError",
@@ -163,18 +165,7 @@ def write_index(assign_path: str, index_path: str) -> AssignTable:
         "simple": {k: e.as_list() for k, e in table.simple.items()},
         "wildcard": {k: e.as_list() for k, e in table.wildcard.items()},
     }
-    tmp = index_path + ".tmp"
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(document, f, separators=(",", ":"))
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, 0o644)
-    os.rename(tmp, index_path)
-    dirfd = os.open(os.path.dirname(os.path.abspath(index_path)), os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(dirfd)
-    finally:
-        os.close(dirfd)
+    replace_file(index_path, json.dumps(document, separators=(",", ":")).encode("utf-8"), 0o644)
     return table
 
 

@@ -22,6 +22,7 @@ import socket
 import time
 from typing import Callable, Iterable
 
+from pymta.fsutil import fsync_dir
 from pymta.local.errors import DeliveryFailure, guard_reads
 
 __all__ = ["deliver_maildir", "unique_name", "maildir_hostname"]
@@ -43,14 +44,6 @@ def unique_name(now: float | None = None, pid: int | None = None, host: str | No
     p = os.getpid() if pid is None else pid
     h = maildir_hostname() if host is None else host
     return f"{seconds}.M{micros}P{p}Q{next(_counter)}.{h}"
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def deliver_maildir(
@@ -109,7 +102,7 @@ def deliver_maildir(
                 f"Temporary error on maildir delivery: linking to new/{name}: {e.strerror}. (#4.3.0)"
             ) from None
         try:
-            _fsync_dir(newdir)
+            fsync_dir(newdir)
         except OSError as e:
             try:
                 os.unlink(newpath)

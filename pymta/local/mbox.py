@@ -21,6 +21,7 @@ import re
 import time
 from typing import Callable, Iterable
 
+from pymta.fsutil import write_all
 from pymta.local.errors import DeliveryFailure, guard_reads
 
 __all__ = ["deliver_mbox", "LOCK_TIMEOUT"]
@@ -97,9 +98,9 @@ def deliver_mbox(
             for piece in _quoted(guard_reads(lines)):
                 buffer += piece
                 if len(buffer) >= 65536:
-                    _write_all(fd, buffer)
+                    write_all(fd, buffer)
                     buffer.clear()
-            _write_all(fd, buffer)
+            write_all(fd, buffer)
             os.fsync(fd)
         except DeliveryFailure:
             _truncate(fd, start, locked)
@@ -109,13 +110,6 @@ def deliver_mbox(
             raise DeliveryFailure.temporary(f"Unable to write {display}: {e.strerror}. (#4.3.0)") from None
     finally:
         os.close(fd)  # closing drops both locks
-
-
-def _write_all(fd: int, data: bytes | bytearray) -> None:
-    view = memoryview(data)
-    while view:
-        written = os.write(fd, view)
-        view = view[written:]
 
 
 def _truncate(fd: int, size: int, locked: bool) -> None:

@@ -49,6 +49,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from pymta.address import split_address
+from pymta.fsutil import write_all
 from pymta.local.assign import AssignCache, AssignError
 from pymta.local.deliver import LocalDelivery, deliver_local
 from pymta.local.errors import DeliveryFailure
@@ -185,10 +186,7 @@ class Spawner:
             pass
 
     def send(self, record: dict[str, Any]) -> None:
-        data = memoryview(encode_record(record))
-        while data:
-            written = os.write(self.outfd, data)
-            data = data[written:]
+        write_all(self.outfd, encode_record(record))
 
     # -- main loop ---------------------------------------------------------
 

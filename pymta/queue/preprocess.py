@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from pymta.control import Controls
+from pymta.fsutil import fsync_dir, write_all
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
@@ -85,21 +86,11 @@ def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None) -> 
     try:
         if owner is not None:
             os.fchown(fd, *owner)
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view) :]
+        write_all(fd, data)
     except BaseException:
         os.close(fd)
         raise
     return fd
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def preprocess_batch(
@@ -183,7 +174,7 @@ def preprocess_batch(
         return result
     try:
         for d in sorted(dirs):
-            _fsync_dir(d)
+            fsync_dir(d)
     except OSError as e:
         result.trouble.extend((item.message_id, f"fsync of {e.filename}: {e.strerror}") for item in synced)
         return result
@@ -198,7 +189,7 @@ def preprocess_batch(
             continue
         result.done.append(item)
     try:
-        _fsync_dir(layout.dir("todo"))
+        fsync_dir(layout.dir("todo"))
     except OSError:
         pass
     return result

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import os
 
+from pymta.fsutil import write_all
 from pymta.queue.envelope import (
     Envelope,
     EnvelopeError,
@@ -87,10 +88,7 @@ def append_bounce(layout: QueueLayout, message_id: int, entry: bytes, owner: tup
     try:
         if owner is not None:
             os.fchown(fd, *owner)
-        view = memoryview(entry)
-        while view:
-            written = os.write(fd, view)
-            view = view[written:]
+        write_all(fd, entry)
     finally:
         os.close(fd)
 

@@ -58,6 +58,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from pymta.address import qmail_date
+from pymta.fsutil import fsync_dir, write_all
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope, encode_todo
 from pymta.queue.errors import (
@@ -113,14 +114,6 @@ def _pause(step: str) -> None:
 
 def _write_failure(err: OSError, what: str) -> QueueFailure:
     return QueueFailure(EXIT_WRITE_ERROR, f"{what}: {err.strerror or err}")
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _unlink_quietly(path: str) -> None:
@@ -301,7 +294,7 @@ class PendingMessage:
             raise QueueFailure(EXIT_TODO_FILE, f"link {todo}: {e.strerror}") from e
         _pause("fsync_todo")
         try:
-            _fsync_dir(layout.dir("todo"))
+            fsync_dir(layout.dir("todo"))
         except OSError as e:
             # Visible but not durable: the scheduler may deliver it, so it is
             # left in place; the caller is told to retry (a possible duplicate,
@@ -329,7 +322,7 @@ class PendingMessage:
             except OSError:
                 pass
         try:
-            _fsync_dir(os.path.dirname(self.mess_path))
+            fsync_dir(os.path.dirname(self.mess_path))
         except OSError as e:
             raise _write_failure(e, "fsync mess/") from e
 
@@ -354,10 +347,7 @@ class PendingMessage:
             if self.queue._owner is not None:
                 os.fchown(fd, *self.queue._owner)
             os.fchmod(fd, 0o644)
-            view = memoryview(envelope)
-            while view:
-                n = os.write(fd, view)
-                view = view[n:]
+            write_all(fd, envelope)
             _pause("fsync_intd")
             os.fsync(fd)
         except OSError as e:

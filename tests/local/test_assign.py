@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 
 from twisted.trial import unittest
 
@@ -84,7 +85,9 @@ class IndexTests(unittest.TestCase):
         self.assertEqual(table.lookup("list-x").ext, "L-x")
         self.assertEqual(self.cache.table().lookup("joe").entry.home, "/home/joe")
         self.assertEqual(self.warnings, [])
-        self.assertFalse(os.path.exists(self.index + ".tmp"))
+        directory = os.path.dirname(os.path.abspath(self.index))
+        self.assertEqual([n for n in os.listdir(directory) if ".tmp" in n], [])
+        self.assertEqual(stat.S_IMODE(os.stat(self.index).st_mode), 0o644)
 
     def test_stale_index_reads_assign(self) -> None:
         self.write("=joe:joe:1:1:/old:::\n.\n")
