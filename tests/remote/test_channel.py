@@ -548,6 +548,7 @@ class RealResolverTests(ChannelTestBase):
             b"mx.example.test": [tdns.Record_A("127.0.0.3")],
             b"loop.example.test": [tdns.Record_MX(10, b"self.example.test")],
             b"self.example.test": [tdns.Record_A("127.0.0.1")],
+            b"cname.example.test": [tdns.Record_CNAME(b"cname.example.test")],
         })
         self.addCleanup(server.stop)
         resolver = DNSResolver(reactor, resolver=server.dnspython_resolver())
@@ -556,10 +557,13 @@ class RealResolverTests(ChannelTestBase):
         own = {"127.0.0.1"}
         channel = RemoteChannel(root, reader(root), resolver=resolver, reactor=reactor, is_own_address=own.__contains__)
         self.addCleanup(channel.stop)
-        results = yield channel.deliver(job(root, ["bob@example.test", "eve@loop.example.test", "x@nosuch.example.test"]))
+        results = yield channel.deliver(job(root, ["bob@example.test", "eve@loop.example.test", "x@nosuch.example.test",
+                                                   "y@cname.example.test"]))
         self.assertEqual(results[0], DeliveryResult(SUCCESS, OK_TEXT.replace("127.0.0.1", "127.0.0.3")))
         self.assertEqual(results[1], DeliveryResult(DEFERRAL, TEXT_SELF_MX + "\n"))
-        self.assertEqual(results[2].status, FAILURE)
+        self.assertEqual(results[2], DeliveryResult(FAILURE, "Sorry, I couldn't find any host named nosuch.example.test. (#5.1.2)\n"))
+        # a CNAME pointing at itself: dnspython gives up on the chain, a temporary failure
+        self.assertEqual(results[3], DeliveryResult(DEFERRAL, "Sorry, I couldn't find any host by that name. (#4.1.2)\n"))
         self.assertEqual(len(factory.sessions), 1)
 
 
