@@ -20,6 +20,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from pymta.fsutil import write_new_file
+
 __all__ = ["self_signed_pem", "write_self_signed", "DEFAULT_DAYS"]
 
 DEFAULT_DAYS = 3650
@@ -74,28 +76,8 @@ def write_self_signed(path: str, hostname: str, uid: int = -1, gid: int = -1, da
     Create C{path} (mode 0600, owned by uid/gid) with a key and certificate
     for C{hostname}.  An existing file is never replaced: returns False then.
     The file appears complete or not at all (written under a temporary
-    name, fsynced, then linked into place).
+    name, fsynced, then linked into place, and the directory fsynced).
     """
     if os.path.lexists(path):
         return False
-    data = self_signed_pem(hostname, days)
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    try:
-        try:
-            os.fchmod(fd, 0o600)
-            if uid != -1 or gid != -1:
-                os.fchown(fd, uid, gid)
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(tmp)
-    return True
+    return write_new_file(path, self_signed_pem(hostname, days), 0o600, uid, gid)

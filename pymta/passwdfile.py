@@ -47,6 +47,8 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from zope.interface import implementer
 
+from pymta.fsutil import replace_file
+
 __all__ = [
     "PasswdEntry",
     "PasswdFileError",
@@ -343,14 +345,6 @@ class PasswdFileChecker:
         return defer.fail(error.UnhandledCredentials("unsupported credentials"))
 
 
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def set_password(
     path: str,
     user: str,
@@ -405,22 +399,6 @@ def set_password(
         if not replaced:
             out.append(format_entry(new_entry))
         data = ("\n".join(out) + "\n").encode("utf-8", "surrogateescape")
-        tmp = f"{path}.tmp.{os.getpid()}"
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-            if owner is not None and os.getuid() == 0:
-                os.fchown(fd, *owner)
-            os.fsync(fd)
-        except BaseException:
-            os.close(fd)
-            os.unlink(tmp)
-            raise
-        os.close(fd)
-        os.rename(tmp, path)
-        _fsync_dir(directory)
+        replace_file(path, data, mode, owner if os.getuid() == 0 else None)
     finally:
         os.close(lock_fd)

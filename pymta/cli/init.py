@@ -39,6 +39,7 @@ from typing import TextIO
 
 from pymta.certs import write_self_signed
 from pymta.cli.maildirmake import maildirmake
+from pymta.fsutil import replace_file, write_new_file
 from pymta.queue.layout import QueueLayout
 
 __all__ = ["main", "init_root", "InitError", "InitReport", "parse_mail_uid", "parse_user", "ALIAS_NAMES"]
@@ -154,66 +155,17 @@ class _Builder:
         return True
 
 
-def write_new_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = -1) -> bool:
+def _replace_keeping_mode(path: str, data: bytes, mode: int) -> None:
     """
-    Write a new file durably: a temporary file is written, fsynced, then
-    hard-linked to C{path} (which must not exist) and the directory fsynced.
-    Returns False when C{path} appeared meanwhile.
+    Replace C{path} atomically with C{data}, keeping its mode (and, as root,
+    its owner); C{mode} is for a file that does not exist yet.
     """
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
-        try:
-            view = memoryview(data)
-            while view:
-                view = view[os.write(fd, view):]
-            os.fchmod(fd, mode)
-            if uid != -1 or gid != -1:
-                os.fchown(fd, uid, gid)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        try:
-            os.link(tmp, path)
-        except FileExistsError:
-            return False
-    finally:
-        os.unlink(tmp)
-    _fsync_dir(os.path.dirname(path))
-    return True
-
-
-def replace_file(path: str, data: bytes, mode: int) -> None:
-    """Replace C{path} atomically (temporary file, fsync, rename, directory fsync)."""
-    tmp = f"{path}.tmp.{os.getpid()}"
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        view = memoryview(data)
-        while view:
-            view = view[os.write(fd, view):]
-        try:
-            st = os.stat(path)
-            os.fchmod(fd, stat.S_IMODE(st.st_mode))
-            if os.getuid() == 0:
-                os.fchown(fd, st.st_uid, st.st_gid)
-        except FileNotFoundError:
-            os.fchmod(fd, mode)
-        os.fsync(fd)
-    except BaseException:
-        os.close(fd)
-        os.unlink(tmp)
-        raise
-    os.close(fd)
-    os.rename(tmp, path)
-    _fsync_dir(os.path.dirname(path))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path or ".", os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        st = os.stat(path)
+    except FileNotFoundError:
+        replace_file(path, data, mode)
+        return
+    replace_file(path, data, stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid) if os.getuid() == 0 else None)
 
 
 def _read_first_line(path: str) -> str | None:
@@ -285,7 +237,7 @@ def _update_assign(builder: _Builder, path: str, entries: list[tuple[str, str]])
         lines.append(".")
     else:
         lines[end:end] = missing
-    replace_file(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 0o644)
+    _replace_keeping_mode(path, ("\n".join(lines) + "\n").encode("utf-8", "surrogateescape"), 0o644)
     builder.report.made.append(f"{builder.rel(path)} (+{len(missing)} entr{'y' if len(missing) == 1 else 'ies'})")
     return True
 

@@ -223,6 +223,23 @@ class RootInitTests(SynchronousTestCase):
             self.assertEqual(f.read(), f"=x:x:5:5:/x:::\n=alice:alice:4321:4322:{self.root}/home/alice:::\n"
                                        f"+alice-:alice:4321:4322:{self.root}/home/alice:-::\n.\n")
 
+    def test_assign_update_keeps_mode_and_owner(self) -> None:
+        os.makedirs(os.path.join(self.root, "users"))
+        assign = os.path.join(self.root, "users", "assign")
+        with open(assign, "w") as f:
+            f.write("=x:x:5:5:/x:::\n.\n")
+        os.chmod(assign, 0o600)
+        if IS_ROOT:
+            os.chown(assign, 1234, 2345)
+        self.init("--user", "alice")
+        st = os.stat(assign)
+        self.assertEqual(stat.S_IMODE(st.st_mode), 0o600)
+        if IS_ROOT:
+            self.assertEqual((st.st_uid, st.st_gid), (1234, 2345))
+        with open(assign) as f:
+            self.assertTrue(f.read().startswith("=x:x:5:5:/x:::\n=alice:"))
+        self.assertEqual([n for n in os.listdir(os.path.dirname(assign)) if ".tmp" in n], [])
+
     def test_no_user_aliases_go_to_alias_maildir(self) -> None:
         self.init()
         with open(os.path.join(self.root, "alias", ".qmail-postmaster")) as f:
