@@ -1,0 +1,13 @@
+"""
+Remote delivery: pymta's qmail-remote.
+
+- L{pymta.remote.channel.RemoteChannel}: the Channel pymta-send uses for
+  remote recipients;
+- L{pymta.remote.routes}: smtproutes, IP literals, MX targets, self check;
+- L{pymta.remote.client}: the SMTP client protocol (one connection);
+- L{pymta.remote.datastream}: DATA encoding (CRLF, dot-stuffing);
+- L{pymta.remote.tlspolicy}: opportunistic STARTTLS and control/tlsdestinations;
+- L{pymta.remote.tcpto}: dead-host memory (C{pymta ctl tcpok} calls C{clear});
+- L{pymta.remote.dns}: DNS on a thread pool (also smtpd's DNSBL lookups);
+- L{pymta.remote.localaddrs}: this machine's addresses.
+"""
