@@ -3,8 +3,8 @@
 This machine's own IP addresses, for the MX self check.
 
 IPv4 addresses come from the kernel's interface list (SIOCGIFCONF), IPv6
-ones from /proc/net/if_inet6 (Linux); the addresses the host name resolves
-to are added.  Loopback and unspecified addresses are always treated as
+ones from /proc/net/if_inet6 (Linux): the interfaces' addresses, as qmail
+takes them (no name lookup, which could block the reactor).  Loopback and unspecified addresses are always treated as
 this machine's by L{pymta.remote.routes.is_self_address}, so a failure here
 never lets a remote domain loop into ourselves through 127.0.0.1.
 """
@@ -57,18 +57,6 @@ def _ipv6_interface_addresses(path: str = "/proc/net/if_inet6") -> set[str]:
     return found
 
 
-def _hostname_addresses() -> set[str]:
-    try:
-        infos = socket.getaddrinfo(socket.gethostname(), None, proto=socket.IPPROTO_TCP)
-    except (OSError, UnicodeError):
-        return set()
-    found = set()
-    for family, _, _, _, sockaddr in infos:
-        if family in (socket.AF_INET, socket.AF_INET6):
-            found.add(str(ipaddress.ip_address(sockaddr[0].split("%")[0])))
-    return found
-
-
 def own_addresses() -> frozenset[str]:
     """Every IPv4 and IPv6 address this machine answers on, as normalised text."""
-    return frozenset(_ipv4_interface_addresses() | _ipv6_interface_addresses() | _hostname_addresses())
+    return frozenset(_ipv4_interface_addresses() | _ipv6_interface_addresses())
