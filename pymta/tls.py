@@ -9,20 +9,36 @@ time: L{ServerTLS.reload} reads the file again, and every connection started
 afterwards (STARTTLS, or implicit TLS through C{TLSMemoryBIOFactory}) gets the
 new certificate; a broken file keeps the old one and raises.  TLS 1.2 is the
 minimum, Twisted's default cipher list applies.
+
+L{server_listener} is how smtpd and pop3d turn one endpoint string into a
+listening service: C{ssl:PORT[:opts]} without key files (L{implicit_tls_port})
+means implicit TLS with the reloadable certificate, anything else is used as
+Twisted parses it.
 """
 
 from __future__ import annotations
 
+import os
 import re
+from typing import Any
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from OpenSSL import SSL, crypto
-from twisted.internet import ssl
+from twisted.application import internet
+from twisted.internet import endpoints, ssl
 from twisted.internet.interfaces import IOpenSSLContextFactory
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from zope.interface import implementer
 
-__all__ = ["TLSConfigError", "load_server_options", "ServerTLS"]
+__all__ = [
+    "TLSConfigError",
+    "load_server_options",
+    "ServerTLS",
+    "cert_path",
+    "implicit_tls_port",
+    "server_listener",
+]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----\s*", re.S)
 
@@ -108,3 +124,39 @@ class ServerTLS:
         if self._options is None:
             raise TLSConfigError(self.error or f"{self.path}: no certificate loaded")
         return self._options.getContext()
+
+
+def cert_path(root: str) -> str:
+    """The server certificate file of a pymta root: C{ROOT/control/servercert.pem}."""
+    return os.path.join(root, "control", "servercert.pem")
+
+
+def implicit_tls_port(description: str) -> str | None:
+    """For C{ssl:PORT[:opts]} without key files: the equivalent C{tcp:} string."""
+    if not description.startswith("ssl:"):
+        return None
+    rest = description[4:]
+    if "privateKey=" in rest or "certKey=" in rest:
+        return None
+    return "tcp:" + rest
+
+
+def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS) -> internet.StreamServerEndpointService:
+    """
+    A service listening on the endpoint C{description} with C{factory}.  For
+    implicit TLS (L{implicit_tls_port}) the factory is wrapped in
+    C{TLSMemoryBIOFactory} over C{tls}, which must then hold a certificate
+    (else L{TLSConfigError}).  Listening errors are raised from
+    C{privilegedStartService}/C{startService}, not only logged.
+    """
+    tcp = implicit_tls_port(description)
+    if tcp is not None:
+        if not tls.available:
+            raise TLSConfigError(tls.error or f"{tls.path}: no certificate for {description}")
+        endpoint = endpoints.serverFromString(reactor, tcp)
+        factory = TLSMemoryBIOFactory(tls, False, factory)
+    else:
+        endpoint = endpoints.serverFromString(reactor, description)
+    listener = internet.StreamServerEndpointService(endpoint, factory)
+    listener._raiseSynchronously = True
+    return listener

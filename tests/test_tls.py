@@ -9,9 +9,19 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from OpenSSL import SSL
+from twisted.internet.protocol import ServerFactory
+from twisted.internet.testing import MemoryReactor
+from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.tls import ServerTLS, TLSConfigError, load_server_options
+from pymta.tls import (
+    ServerTLS,
+    TLSConfigError,
+    cert_path,
+    implicit_tls_port,
+    load_server_options,
+    server_listener,
+)
 from tests.smtpd.tlsutil import cert_pem
 
 
@@ -100,3 +110,53 @@ class ReloadTests(SynchronousTestCase):
         tls = ServerTLS("/nonexistent/servercert.pem")
         self.assertFalse(tls.available)
         self.assertRaises(TLSConfigError, tls.getContext)
+
+
+class ImplicitTLSPortTests(SynchronousTestCase):
+    def test_ssl_without_key_files_becomes_tcp(self) -> None:
+        self.assertEqual(implicit_tls_port("ssl:465"), "tcp:465")
+        self.assertEqual(implicit_tls_port("ssl:995:interface=127.0.0.1"), "tcp:995:interface=127.0.0.1")
+
+    def test_own_key_files_and_other_endpoints_are_left_alone(self) -> None:
+        self.assertIsNone(implicit_tls_port("ssl:465:privateKey=key.pem"))
+        self.assertIsNone(implicit_tls_port("ssl:465:certKey=cert.pem:privateKey=key.pem"))
+        self.assertIsNone(implicit_tls_port("tcp:25"))
+        self.assertIsNone(implicit_tls_port("unix:/run/smtp.sock"))
+
+    def test_cert_path(self) -> None:
+        self.assertEqual(cert_path("/var/pymta"), "/var/pymta/control/servercert.pem")
+
+
+class ServerListenerTests(SynchronousTestCase):
+    def tls(self) -> ServerTLS:
+        path = self.mktemp()
+        with open(path, "wb") as f:
+            f.write(cert_pem())
+        return ServerTLS(path)
+
+    def listen(self, description: str, tls: ServerTLS) -> tuple[MemoryReactor, ServerFactory, object]:
+        reactor = MemoryReactor()
+        factory = ServerFactory()
+        listener = server_listener(reactor, description, factory, tls)
+        self.assertTrue(listener._raiseSynchronously)
+        listener.privilegedStartService()
+        self.addCleanup(listener.stopService)
+        port, bound_factory = reactor.tcpServers[0][:2]
+        self.assertEqual(port, 2525)
+        return reactor, factory, bound_factory
+
+    def test_plain_endpoint_keeps_the_factory(self) -> None:
+        _, factory, bound = self.listen("tcp:2525:interface=127.0.0.1", ServerTLS("/nonexistent/servercert.pem"))
+        self.assertIs(bound, factory)
+
+    def test_implicit_tls_wraps_the_factory(self) -> None:
+        tls = self.tls()
+        _, factory, bound = self.listen("ssl:2525:interface=127.0.0.1", tls)
+        self.assertIsInstance(bound, TLSMemoryBIOFactory)
+        self.assertIs(bound.wrappedFactory, factory)
+
+    def test_implicit_tls_without_certificate_is_refused(self) -> None:
+        tls = ServerTLS("/nonexistent/servercert.pem")
+        with self.assertRaises(TLSConfigError) as cm:
+            server_listener(MemoryReactor(), "ssl:2525", ServerFactory(), tls)
+        self.assertIn("/nonexistent/servercert.pem", str(cm.exception))

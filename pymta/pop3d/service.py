@@ -30,10 +30,9 @@ import os
 import socket
 from typing import Any, Callable, Sequence
 
-from twisted.application import internet, service
-from twisted.internet import defer, endpoints
+from twisted.application import service
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from pymta.control import ControlReader
 from pymta.passwdfile import PasswdFileChecker
@@ -42,21 +41,11 @@ from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.protocol import POP3Factory, ServerSettings
 from pymta.pop3d.spawnerclient import MailboxSpawner
-from pymta.tls import ServerTLS, TLSConfigError
+from pymta.tls import ServerTLS, TLSConfigError, cert_path, implicit_tls_port, server_listener
 
 __all__ = ["POP3Service", "build_pop3_service", "implicit_tls_port"]
 
 log = Logger(namespace="pymta.pop3d")
-
-
-def implicit_tls_port(description: str) -> str | None:
-    """For C{ssl:PORT[:opts]} without key files: the equivalent C{tcp:} string."""
-    if not description.startswith("ssl:"):
-        return None
-    rest = description[4:]
-    if "privateKey=" in rest or "certKey=" in rest:
-        return None
-    return "tcp:" + rest
 
 
 class POP3Service(service.MultiService):
@@ -117,7 +106,7 @@ def build_pop3_service(
         from twisted.internet import reactor as global_reactor
 
         reactor = global_reactor
-    cert = os.path.join(root, "control", "servercert.pem")
+    cert = cert_path(root)
     tls = ServerTLS(cert)
     if tls.error and os.path.exists(cert):
         log.error("pop3d: no TLS: {error}", error=tls.error)
@@ -141,18 +130,7 @@ def build_pop3_service(
     )
     svc = POP3Service(reader, settings, tls, spawner)
     for description in listen:
-        tcp = implicit_tls_port(description)
         pop3_factory = POP3Factory(settings)
         svc.factories.append(pop3_factory)
-        factory: Any = pop3_factory
-        if tcp is not None:
-            if not tls.available:
-                raise TLSConfigError(tls.error or f"{cert}: no certificate for {description}")
-            endpoint = endpoints.serverFromString(reactor, tcp)
-            factory = TLSMemoryBIOFactory(tls, False, factory)
-        else:
-            endpoint = endpoints.serverFromString(reactor, description)
-        listener = internet.StreamServerEndpointService(endpoint, factory)
-        listener._raiseSynchronously = True
-        listener.setServiceParent(svc)
+        server_listener(reactor, description, pop3_factory, tls).setServiceParent(svc)
     return svc

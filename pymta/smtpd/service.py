@@ -25,11 +25,9 @@ from __future__ import annotations
 import os
 from typing import Any, Iterable, Sequence
 
-from twisted.application import internet, service
+from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.internet import endpoints
 from twisted.logger import Logger
-from twisted.protocols.tls import TLSMemoryBIOFactory
 
 from pymta.control import ControlReader
 from pymta.interfaces import MessageSink
@@ -39,7 +37,7 @@ from pymta.smtpd.context import ListenerSettings, SMTPDContext
 from pymta.smtpd.dnsbl import DNSBL, parse_rbls
 from pymta.smtpd.factory import SMTPFactory
 from pymta.smtpd.rcptcheck import recipient_check_for
-from pymta.tls import ServerTLS, TLSConfigError
+from pymta.tls import ServerTLS, TLSConfigError, cert_path, server_listener
 
 __all__ = ["SMTPDService", "build_smtpd_service", "rules_path", "cert_path"]
 
@@ -48,20 +46,6 @@ log = Logger()
 
 def rules_path(root: str) -> str:
     return os.path.join(root, "etc", "tcp.smtp")
-
-
-def cert_path(root: str) -> str:
-    return os.path.join(root, "control", "servercert.pem")
-
-
-def _implicit_tls_port(description: str) -> str | None:
-    """For C{ssl:PORT[:opts]} without key files: the equivalent C{tcp:} string."""
-    if not description.startswith("ssl:"):
-        return None
-    rest = description[4:]
-    if "privateKey=" in rest or "certKey=" in rest:
-        return None
-    return "tcp:" + rest
 
 
 class SMTPDService(service.MultiService):
@@ -188,17 +172,6 @@ def build_smtpd_service(
     svc = SMTPDService(root, context, resolver, own_checkers)
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
-            tcp = _implicit_tls_port(description)
             settings = ListenerSettings(submission=is_submission, implicit_tls=description.startswith("ssl:"))
-            factory: Any = SMTPFactory(context, settings)
-            if tcp is not None:
-                if not tls.available:
-                    raise TLSConfigError(tls.error or f"{cert_path(root)}: no certificate for {description}")
-                endpoint = endpoints.serverFromString(reactor, tcp)
-                factory = TLSMemoryBIOFactory(tls, False, factory)
-            else:
-                endpoint = endpoints.serverFromString(reactor, description)
-            listener = internet.StreamServerEndpointService(endpoint, factory)
-            listener._raiseSynchronously = True
-            listener.setServiceParent(svc)
+            server_listener(reactor, description, SMTPFactory(context, settings), tls).setServiceParent(svc)
     return svc
