@@ -111,6 +111,11 @@ class DeadHostMemory:
         os.makedirs(os.path.dirname(self.path), exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
+            if os.geteuid() == 0:
+                # root (pymta-send before its privilege drop, pymta ctl tcpok) must leave
+                # the file to the queue's owner, who updates it afterwards
+                owner = os.stat(os.path.dirname(self.path))
+                os.fchown(fd, owner.st_uid, owner.st_gid)
             fcntl.flock(fd, fcntl.LOCK_EX)
             records = self._read(fd)
             if change(records):

@@ -68,6 +68,15 @@ class DeadHostMemoryTests(unittest.SynchronousTestCase):
         self.assertFalse(self.memory.is_dead("192.0.2.1"))
         self.assertEqual(self.memory.entries(), [])
 
+    def test_file_made_by_root_belongs_to_the_queue_owner(self) -> None:
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("needs root")
+        lock = os.path.dirname(tcpto.tcpto_path(self.root))
+        os.chown(lock, 4242, 4243)
+        tcpto.clear(self.root)
+        st = os.stat(tcpto.tcpto_path(self.root))
+        self.assertEqual((st.st_uid, st.st_gid), (4242, 4243))
+
     def test_clear_without_queue_is_harmless(self) -> None:
         tcpto.clear(os.path.abspath(self.mktemp()))
 
