@@ -29,6 +29,7 @@ from twisted.application import internet
 from twisted.internet import endpoints, ssl
 from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
 from zope.interface import implementer
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "cert_path",
     "implicit_tls_port",
     "server_listener",
+    "check_server_endpoint",
 ]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----\s*", re.S)
@@ -139,6 +141,18 @@ def implicit_tls_port(description: str) -> str | None:
     if "privateKey=" in rest or "certKey=" in rest:
         return None
     return "tcp:" + rest
+
+
+def check_server_endpoint(reactor: Any, description: str) -> None:
+    """
+    Raise C{usage.UsageError} unless C{description} is an endpoint string
+    L{server_listener} can listen on (for implicit TLS: its C{tcp:} form;
+    the certificate itself is checked when the service is built).
+    """
+    try:
+        endpoints.serverFromString(reactor, implicit_tls_port(description) or description)
+    except (ValueError, TypeError, KeyError, OSError) as e:
+        raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
 
 
 def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS) -> internet.StreamServerEndpointService:

@@ -12,12 +12,14 @@ from OpenSSL import SSL
 from twisted.internet.protocol import ServerFactory
 from twisted.internet.testing import MemoryReactor
 from twisted.protocols.tls import TLSMemoryBIOFactory
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.tls import (
     ServerTLS,
     TLSConfigError,
     cert_path,
+    check_server_endpoint,
     implicit_tls_port,
     load_server_options,
     server_listener,
@@ -160,3 +162,21 @@ class ServerListenerTests(SynchronousTestCase):
         with self.assertRaises(TLSConfigError) as cm:
             server_listener(MemoryReactor(), "ssl:2525", ServerFactory(), tls)
         self.assertIn("/nonexistent/servercert.pem", str(cm.exception))
+
+
+class CheckServerEndpointTests(SynchronousTestCase):
+    def test_good(self) -> None:
+        for description in ("tcp:2525", "tcp:2525:interface=127.0.0.1", "ssl:465", "unix:/tmp/x.sock"):
+            check_server_endpoint(MemoryReactor(), description)
+
+    def test_bad_names_the_string_given(self) -> None:
+        for description in (
+            "nonsense:1",
+            "tcp:notaport",
+            "ssl:465:bogus=1",
+            "ssl:465:privateKey=/nonexistent/key.pem",
+            "ssl:465:certKey=/nonexistent/cert.pem",
+        ):
+            with self.assertRaises(usage.UsageError) as cm:
+                check_server_endpoint(MemoryReactor(), description)
+            self.assertIn(f"bad endpoint {description!r}: ", str(cm.exception))

@@ -14,7 +14,6 @@ import shlex
 import signal
 
 from twisted.application import service
-from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -50,13 +49,9 @@ class Options(usage.Options):
         """POP3 endpoint, e.g. tcp:110 or ssl:995 (repeatable)"""
         from twisted.internet import reactor
 
-        check = description
-        if check.startswith("ssl:") and "privateKey=" not in check:
-            check = "tcp:" + check[4:]
-        try:
-            endpoints.serverFromString(reactor, check)
-        except (ValueError, TypeError, KeyError) as e:
-            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+        from pymta.tls import check_server_endpoint
+
+        check_server_endpoint(reactor, description)
         self["listen"].append(description)
 
     opt_l = opt_listen

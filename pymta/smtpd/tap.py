@@ -13,7 +13,6 @@ import os
 import signal
 
 from twisted.application import service
-from twisted.internet import endpoints
 from twisted.logger import Logger
 from twisted.python import usage
 
@@ -44,12 +43,9 @@ class Options(usage.Options):
     def _check_endpoint(self, description: str) -> None:
         from twisted.internet import reactor
 
-        if description.startswith("ssl:") and "privateKey=" not in description:
-            description = "tcp:" + description[4:]
-        try:
-            endpoints.serverFromString(reactor, description)
-        except (ValueError, TypeError, KeyError) as e:
-            raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
+        from pymta.tls import check_server_endpoint
+
+        check_server_endpoint(reactor, description)
 
     def opt_listen(self, description: str) -> None:
         """SMTP (port 25 style) endpoint, e.g. tcp:25 (repeatable)"""
