@@ -17,27 +17,8 @@ from twisted.internet import defer, threads
 
 from tests.pop3d.helpers import make_maildir
 from tests.pop3d.test_childmailbox import chown_tree
+from tests.packages import ensure_program
 from tests.pop3d.test_service import ServiceTestBase
-
-_install_tried: dict[str, bool] = {}
-
-
-def ensure_program(program: str, package: str) -> str | None:
-    path = shutil.which(program)
-    if path or os.getuid() != 0 or not shutil.which("apt-get"):
-        return path
-    if package not in _install_tried:
-        env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
-        try:
-            subprocess.run(
-                ["apt-get", "install", "-y", "-q", "--no-install-recommends", package],
-                env=env, capture_output=True, timeout=300, check=False,
-            )
-        except (OSError, subprocess.TimeoutExpired):
-            pass
-        _install_tried[package] = True
-    return shutil.which(program)
-
 
 def maildir_messages(maildir: str) -> list[bytes]:
     out = []

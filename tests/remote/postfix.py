@@ -14,7 +14,11 @@ import pwd
 import shutil
 import subprocess
 
+from tests.packages import ensure_program
+
 POSTFIX = "/usr/sbin/postfix"
+# keeps the package from configuring a system instance on port 25; tests run private ones
+POSTFIX_PRESEED = "postfix postfix/main_mailer_type select No configuration\n"
 SMTP_SINK = "/usr/sbin/smtp-sink"
 
 MASTER_CF = """\
@@ -84,8 +88,8 @@ def available() -> str | None:
     """None when an instance can run here, else the reason to skip."""
     if os.getuid() != 0:
         return "needs root"
-    if not os.path.exists(POSTFIX):
-        return "postfix is not installed (benchmarks/remote_install_postfix.sh)"
+    if ensure_program(POSTFIX, "postfix", preseed=POSTFIX_PRESEED) is None:
+        return "postfix is not installed and could not be installed"
     try:
         pwd.getpwnam("postfix")
     except KeyError:

@@ -1,0 +1,50 @@
+"""
+Debian packages that integration tests need (postfix, fetchmail, getmail6...).
+
+A test that needs a real peer calls L{ensure_program}: when the program is
+missing and the suite runs as root on a Debian machine (as CI does), the
+package is installed once per test run (C{apt-get update} first if the plain
+install fails, as on a fresh machine with empty package lists); otherwise
+the test skips with the returned reason.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+
+__all__ = ["ensure_program"]
+
+_tried: dict[str, bool] = {}
+
+
+def _apt(*args: str, preseed: str | None = None) -> bool:
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    try:
+        if preseed:
+            subprocess.run(["debconf-set-selections"], input=preseed.encode(), env=env,
+                           capture_output=True, timeout=60, check=False)
+        done = subprocess.run(["apt-get", *args], env=env, capture_output=True, timeout=600, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return False
+    return done.returncode == 0
+
+
+def ensure_program(program: str, package: str, preseed: str | None = None) -> str | None:
+    """The path of C{program} (a name on PATH or an absolute path), installing C{package} if needed."""
+    def find() -> str | None:
+        if os.path.isabs(program):
+            return program if os.access(program, os.X_OK) else None
+        return shutil.which(program)
+
+    path = find()
+    if path or os.getuid() != 0 or not shutil.which("apt-get"):
+        return path
+    if package not in _tried:
+        _tried[package] = True
+        install = ("install", "-y", "-q", "--no-install-recommends", package)
+        if not _apt(*install, preseed=preseed):
+            _apt("update", "-q")
+            _apt(*install, preseed=preseed)
+    return find()
