@@ -139,8 +139,9 @@ def _load_around_errors(root: str) -> tuple[Controls, dict[str, ControlError]]:
     """
     try:
         return load_controls(root), {}
-    except ControlError as first:
-        error: ControlError | None = first
+    except ControlError as e:
+        first: ControlError = e
+    error: ControlError | None = first
     broken: dict[str, ControlError] = {}
     with tempfile.TemporaryDirectory(prefix="pymta-showctl-") as scratch:
         copy = os.path.join(scratch, "control")

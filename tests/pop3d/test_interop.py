@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import pwd
-import shutil
 import subprocess
 
 from twisted.internet import defer, threads
