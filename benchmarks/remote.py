@@ -72,9 +72,8 @@ def queued(root: str) -> int:
 
 def one_run(count: int, concurrency: int, seconds: float, idle_seconds: float = 3.0, mode: str = "queue") -> dict:
     """Runs in a child process (a reactor runs once per process)."""
-    from twisted.internet import defer, reactor, task
+    from twisted.internet import reactor, task
 
-    from pymta.interfaces import DeliveryJob
 
     from pymta.control import ControlReader
     from pymta.queue.service import build_send_service

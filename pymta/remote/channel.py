@@ -37,10 +37,9 @@ recipients are deferred) and fires when every delivery has reported.
 
 from __future__ import annotations
 
-import os
 import time
 from collections import OrderedDict
-from typing import Any, Callable, Iterable
+from typing import Any, Callable
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred

@@ -47,7 +47,7 @@ from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Sequence
 
 from OpenSSL import SSL
-from twisted.internet import defer, interfaces
+from twisted.internet import interfaces
 from twisted.internet.defer import Deferred
 from twisted.protocols.basic import FileSender, LineReceiver
 from twisted.protocols.policies import TimeoutMixin
