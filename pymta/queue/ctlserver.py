@@ -14,13 +14,12 @@ import os
 import time
 from typing import Any
 
-from twisted.application.service import Service
 from twisted.internet import defer
-from twisted.internet.endpoints import UNIXServerEndpoint
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
+from pymta.queue.listening import UnixSocketService, listen_unix
 from pymta.queue.scheduler import Scheduler
 
 __all__ = ["CTL_SOCKET", "ctl_socket_path", "CtlProtocol", "CtlFactory", "CtlServerService", "COMMANDS"]
@@ -98,32 +97,13 @@ class CtlFactory(Factory):
         self.scheduler = scheduler
 
 
-class CtlServerService(Service):
-    """Listens on the control socket while the service runs."""
+class CtlServerService(UnixSocketService):
+    """Listens on the control socket (mode 0600) while the service runs."""
 
     def __init__(self, path: str, scheduler: Scheduler, root: str, reactor: Any) -> None:
-        self.path = path
+        super().__init__(reactor, path)
         self.scheduler = scheduler
         self.root = root
-        self.reactor = reactor
-        self.port: Any = None
 
-    def startService(self) -> None:
-        super().startService()
-        os.makedirs(os.path.dirname(self.path), exist_ok=True)
-        endpoint = UNIXServerEndpoint(self.reactor, self.path, mode=0o600, wantPID=True)
-        d = endpoint.listen(CtlFactory(self.scheduler))
-
-        def listening(port: Any) -> None:
-            self.port = port
-            if not self.running:
-                port.stopListening()
-
-        d.addCallbacks(listening, lambda f: log.failure("cannot listen on {path}", f, path=self.path))
-
-    def stopService(self) -> "defer.Deferred[None] | None":
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return defer.maybeDeferred(port.stopListening)
-        return None
+    def listen(self) -> "defer.Deferred[Any]":
+        return listen_unix(self.reactor, self.path, 0o600, CtlFactory(self.scheduler))

@@ -33,7 +33,7 @@ import struct
 from typing import Callable, Iterable, Sequence
 
 from twisted.internet import defer
-from twisted.internet.endpoints import UNIXClientEndpoint, UNIXServerEndpoint, connectProtocol
+from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -53,6 +53,7 @@ from pymta.queue.framing import (
     parse_envelope,
     parse_reply,
 )
+from pymta.queue.listening import listen_unix
 from pymta.queue.store import RefusedWriter
 
 __all__ = [
@@ -235,9 +236,7 @@ def listen_inject(reactor, root: str, factory: InjectServerFactory) -> "defer.De
     C{inject.sock.lock} lets a new server replace a dead one's socket).
     Fires with the listening port.
     """
-    path = inject_socket_path(root)
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    return UNIXServerEndpoint(reactor, path, mode=0o666, wantPID=True).listen(factory)
+    return listen_unix(reactor, inject_socket_path(root), 0o666, factory)
 
 
 class _InjectClientWriter(Protocol):

@@ -31,6 +31,7 @@ from pymta.control import ControlReader
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
+from pymta.queue.listening import UnixSocketService
 from pymta.queue.scheduler import CHANNELS, Scheduler
 from pymta.queue.trigger import TriggerListener
 from pymta.signals import SignalService
@@ -102,39 +103,23 @@ class PidFileService(Service):
             pass
 
 
-class InjectSocketService(Service):
+class InjectSocketService(UnixSocketService):
     """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.inject.InjectServerFactory}."""
 
+    listen_failure = "cannot listen on the inject socket"
+
     def __init__(self, root: str, sink: MessageSink, reactor: Any, trusted_uids: tuple[int, ...] = ()) -> None:
+        from pymta.queue.inject import inject_socket_path
+
+        super().__init__(reactor, inject_socket_path(root))
         self.root = root
         self.sink = sink
-        self.reactor = reactor
         self.trusted_uids = trusted_uids
-        self.port: Any = None
 
-    def startService(self) -> None:
+    def listen(self) -> "defer.Deferred[Any]":
         from pymta.queue.inject import InjectServerFactory, listen_inject
 
-        super().startService()
-        factory = InjectServerFactory(self.sink, trusted_uids=self.trusted_uids)
-        d = listen_inject(self.reactor, self.root, factory)
-
-        def listening(port: Any) -> None:
-            self.port = port
-            if not self.running:
-                port.stopListening()
-
-        def failed(f: Any) -> None:
-            log.failure("cannot listen on the inject socket", f)
-
-        d.addCallbacks(listening, failed)
-
-    def stopService(self) -> "defer.Deferred[None] | None":
-        super().stopService()
-        if self.port is not None:
-            port, self.port = self.port, None
-            return defer.maybeDeferred(port.stopListening)
-        return None
+        return listen_inject(self.reactor, self.root, InjectServerFactory(self.sink, trusted_uids=self.trusted_uids))
 
 
 def _resolve_channels(spec: ChannelSpec, sink: MessageSink) -> dict[str, Channel]:
