@@ -1,0 +1,15 @@
+#!/bin/sh
+# End-to-end load: Postfix's smtp-source into `twistd pymta` delivering to a
+# local Maildir, into pymta as separate processes (pymta-smtpd + pymta-send),
+# and into a throw-away Postfix instance delivering to a local Maildir, in
+# the same run: accepted/s, delivered/s, peak RSS and the ratios.
+# Installs Debian's postfix (smtp-source and the comparison instance) when
+# run as root and it is missing.  Arguments go to benchmarks/end_to_end_bench.py
+# (--count 2000 --sessions 20 --size 5120 --rounds 1 --only pymta,pymta-split,postfix).
+set -e
+cd "$(dirname "$0")/.."
+if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/postfix ]; then
+    sh benchmarks/remote_install_postfix.sh
+fi
+[ -x .venv/bin/python ] || make venv
+exec .venv/bin/python benchmarks/end_to_end_bench.py "$@"

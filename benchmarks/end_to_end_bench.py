@@ -1,0 +1,354 @@
+"""
+End-to-end load: Postfix's smtp-source sends N messages over S sessions into
+a mail server on loopback that delivers every one of them to a local
+Maildir; measured in the same run for
+
+ - C{twistd pymta} (smtpd, send and pop3d in one process, plus the spawner);
+ - pymta as separate processes (C{twistd pymta-smtpd} + C{twistd pymta-send}:
+   two reactors on two cores);
+ - a throw-away Postfix instance (own config and queue directories under the
+   temporary directory, inet on a loopback port, local(8) delivering to a
+   Maildir through an alias: the same Maildir code as C{home_mailbox =
+   Maildir/}, without needing a system user).
+
+For each: messages accepted per second (N / smtp-source's run time),
+messages delivered per second (N / time until the N-th Maildir file
+exists, counted from the first connection), peak memory (largest sums of
+the RSS and of the PSS of the server's whole process tree, sampled every
+0.2 s; RSS counts shared pages once per process, PSS splits them) and the
+ratios pymta/Postfix.
+
+Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
+       [--only pymta,pymta-split,postfix]
+Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
+through benchmarks/end_to_end.sh, which installs Debian's postfix first.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import pwd
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from typing import Callable
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+PROJECT = os.path.dirname(HERE)
+sys.path.insert(0, PROJECT)
+sys.path.insert(0, HERE)
+
+from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, wait_for  # noqa: E402
+
+TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
+PYMTA = [sys.executable, "-m", "pymta.cli.main"]
+MAIL_UID = 4242
+DOMAIN = "bench.example"
+USER = "alice"
+
+
+# -- process-tree memory ------------------------------------------------
+
+def _parents() -> dict[int, int]:
+    """pid -> ppid of every process."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            with open(f"/proc/{name}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()
+        out[int(name)] = int(fields[1])
+    return out
+
+
+def _memory_kb(pid: int) -> tuple[int, int]:
+    """(RSS, PSS) of one process in kB; PSS splits shared pages among their users."""
+    rss = pss = 0
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            for line in f:
+                if line.startswith("Rss:"):
+                    rss = int(line.split()[1])
+                elif line.startswith("Pss:"):
+                    pss = int(line.split()[1])
+    except OSError:
+        pass
+    return rss, pss
+
+
+def tree_memory_kb(roots: list[int]) -> tuple[int, int]:
+    """Sums of the RSS and of the PSS of C{roots} and all their descendants."""
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    rss = pss = 0
+    todo, seen = list(roots), set()
+    while todo:
+        pid = todo.pop()
+        if pid in seen:
+            continue
+        seen.add(pid)
+        one_rss, one_pss = _memory_kb(pid)
+        rss += one_rss
+        pss += one_pss
+        todo.extend(children.get(pid, ()))
+    return rss, pss
+
+
+class PeakMemory:
+    """
+    Samples the process trees of C{roots()} every C{interval} s in a thread;
+    C{peak_rss_kb} and C{peak_pss_kb} are the largest sums seen.
+    """
+
+    def __init__(self, roots: Callable[[], list[int]], interval: float = 0.2) -> None:
+        self.roots = roots
+        self.interval = interval
+        self.peak_rss_kb = 0
+        self.peak_pss_kb = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _sample(self) -> None:
+        rss, pss = tree_memory_kb(self.roots())
+        self.peak_rss_kb = max(self.peak_rss_kb, rss)
+        self.peak_pss_kb = max(self.peak_pss_kb, pss)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._sample()
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> "PeakMemory":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._sample()
+
+
+# -- servers under test -------------------------------------------------
+
+def count_new(maildir: str) -> int:
+    try:
+        return len(os.listdir(os.path.join(maildir, "new"))) + len(os.listdir(os.path.join(maildir, "cur")))
+    except FileNotFoundError:
+        return 0
+
+
+def twistd(args: list[str], log: str) -> subprocess.Popen:
+    return subprocess.Popen(
+        [TWISTD, "-n", "--pidfile=", f"--logfile={log}", *args], cwd=PROJECT, stdin=subprocess.DEVNULL,
+    )
+
+
+class PymtaServer:
+    """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
+
+    def __init__(self, base: str, split: bool) -> None:
+        self.name = "pymta-split" if split else "pymta"
+        self.split = split
+        self.base = base
+        self.root = os.path.join(base, "root")
+        self.port = free_port()
+        self.rcpt = f"{USER}@{DOMAIN}"
+        self.procs: list[subprocess.Popen] = []
+        subprocess.run([*PYMTA, "init", self.root, "--me", DOMAIN, "--user", USER,
+                        "--mail-uid", f"{MAIL_UID}:{MAIL_UID}"], check=True, capture_output=True, cwd=PROJECT)
+        control = os.path.join(self.root, "control")
+        # smtp-source's sessions all come from 127.0.0.1
+        for name, value in (("concurrencyincoming", "200"), ("concurrencyperip", "200")):
+            with open(os.path.join(control, name), "w") as f:
+                f.write(value + "\n")
+        self.maildir = os.path.join(self.root, "home", USER, "Maildir")
+
+    def start(self) -> None:
+        listen = f"tcp:{self.port}:interface=127.0.0.1"
+        if self.split:
+            self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
+            wait_for(lambda: os.path.exists(os.path.join(self.root, "run", "pymta-send.pid")), 60, "pymta-send")
+            self.procs.append(twistd(["pymta-smtpd", "--root", self.root, "--listen", listen],
+                                     os.path.join(self.base, "smtpd.log")))
+        else:
+            self.procs.append(twistd(["pymta", "--root", self.root, "--smtp", listen],
+                                     os.path.join(self.base, "pymta.log")))
+        wait_for(lambda: port_open(self.port), 60, self.name)
+
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.procs if p.poll() is None]
+
+    def stop(self) -> None:
+        for p in reversed(self.procs):
+            p.terminate()
+            try:
+                p.wait(60)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
+
+
+class PostfixServer:
+    """A private Postfix (tests/remote/postfix.py) whose local(8) delivers bob@local.test to a Maildir."""
+
+    def __init__(self, base: str) -> None:
+        from tests.remote.postfix import PostfixInstance
+        from tests.smtpd.tlsutil import cert_pem
+
+        self.name = "postfix"
+        self.port = free_port()
+        self.rcpt = "bob@local.test"
+        pem = cert_pem("sink.example.test")
+        key, cert = pem.split(b"-----BEGIN CERTIFICATE-----")
+        self.inst = PostfixInstance(base, self.port, b"-----BEGIN CERTIFICATE-----" + cert, key)
+        nobody = pwd.getpwnam("nobody")
+        self.maildir = os.path.join(self.inst.base, "local", "bob", "Maildir")
+        os.makedirs(os.path.dirname(self.maildir))
+        os.chown(os.path.dirname(self.maildir), nobody.pw_uid, nobody.pw_gid)
+        with open(os.path.join(self.inst.base, "aliases"), "w") as f:
+            f.write(f"bob {self.maildir}/\n")  # texthash: postmap's "key value" format
+        overrides = {
+            "mydestination": "local.test",
+            "alias_maps": f"texthash:{self.inst.base}/aliases",
+            "local_recipient_maps": "$alias_maps",
+            "home_mailbox": "Maildir/",
+            "default_privs": "nobody",
+            "smtpd_client_connection_count_limit": "0",
+            "default_process_limit": "200",
+        }
+        main_cf = os.path.join(self.inst.base, "main.cf")
+        with open(main_cf) as f:
+            kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
+        with open(main_cf, "w") as f:
+            f.writelines(kept)
+            f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
+
+    def start(self) -> None:
+        self.inst.start()
+        try:
+            wait_for(lambda: port_open(self.port), 60, "postfix")
+        except SystemExit:
+            self.stop()
+            raise
+
+    def pids(self) -> list[int]:
+        try:
+            with open(os.path.join(self.inst.base, "queue", "pid", "master.pid")) as f:
+                return [int(f.read().strip())]
+        except (OSError, ValueError):
+            return []
+
+    def stop(self) -> None:
+        self.inst.stop()
+
+
+def available_postfix() -> str | None:
+    from tests.remote.postfix import available
+
+    return available()
+
+
+# -- one measurement ----------------------------------------------------
+
+def measure(server, count: int, sessions: int, size: int, deliver_timeout: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+    server.start()
+    try:
+        with PeakMemory(server.pids) as memory:
+            start = time.monotonic()
+            accept_elapsed = smtp_source(server.port, count, sessions, size, server.rcpt)
+            deadline = time.monotonic() + deliver_timeout
+            while count_new(server.maildir) < count and time.monotonic() < deadline:
+                time.sleep(0.02)
+            delivered_at = time.monotonic()
+            delivered = count_new(server.maildir)
+    finally:
+        server.stop()
+    if delivered < count:
+        raise SystemExit(f"{server.name}: only {delivered} of {count} messages delivered in {deliver_timeout} s")
+    return {
+        "accepted": count / accept_elapsed,
+        "delivered": count / (delivered_at - start),
+        "peak_mb": memory.peak_rss_kb / 1024,
+        "peak_pss_mb": memory.peak_pss_kb / 1024,
+        "seconds": delivered_at - start,
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=5120)
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--only", default="pymta,pymta-split,postfix", help="comma-separated subset to run")
+    parser.add_argument("--deliver-timeout", type=float, default=300)
+    parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, Maildirs)")
+    args = parser.parse_args()
+    if os.getuid() != 0:
+        raise SystemExit("end_to_end_bench: needs root (pymta's mail uid, the Postfix instance)")
+    if not os.path.exists(SMTP_SOURCE):
+        raise SystemExit("smtp-source is missing (benchmarks/end_to_end.sh installs postfix)")
+    wanted = [name for name in args.only.split(",") if name]
+    if "postfix" in wanted:
+        reason = available_postfix()
+        if reason:
+            print(f"postfix: not run ({reason})")
+            wanted.remove("postfix")
+
+    base = tempfile.mkdtemp(prefix="pymta-e2e-bench-")
+    os.chmod(base, 0o755)
+    results: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
+    print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}, delivery to one local Maildir; "
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+    try:
+        for rnd in range(args.rounds):
+            for name in wanted:
+                where = os.path.join(base, f"{name}-{rnd}")
+                os.makedirs(where)
+                os.chmod(where, 0o755)
+                if name == "postfix":
+                    server = PostfixServer(where)
+                else:
+                    server = PymtaServer(where, split=(name == "pymta-split"))
+                r = measure(server, args.count, args.sessions, args.size, args.deliver_timeout)
+                results[name].append(r)
+                print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s  delivered {r['delivered']:6.0f} msg/s"
+                      f"  ({r['seconds']:.1f} s)  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB", flush=True)
+    finally:
+        if args.keep:
+            print(f"kept {base}")
+        else:
+            shutil.rmtree(base, ignore_errors=True)
+
+    def median(name: str, key: str) -> float:
+        return statistics.median(r[key] for r in results[name])
+
+    print(f"\nmedian of {args.rounds} round(s):")
+    print(f"  {'server':12s} {'accepted/s':>10s} {'delivered/s':>11s} {'peak RSS MB':>11s} {'peak PSS MB':>11s}")
+    for name in wanted:
+        print(f"  {name:12s} {median(name, 'accepted'):10.0f} {median(name, 'delivered'):11.0f}"
+              f" {median(name, 'peak_mb'):11.1f} {median(name, 'peak_pss_mb'):11.1f}")
+    if "postfix" in wanted:
+        for name in wanted:
+            if name == "postfix":
+                continue
+            print(f"  ratio {name}/postfix: accepted {median(name, 'accepted') / median('postfix', 'accepted'):.2f}, "
+                  f"delivered {median(name, 'delivered') / median('postfix', 'delivered'):.2f}, "
+                  f"peak RSS {median(name, 'peak_mb') / median('postfix', 'peak_mb'):.2f}, "
+                  f"peak PSS {median(name, 'peak_pss_mb') / median('postfix', 'peak_pss_mb'):.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
