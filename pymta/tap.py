@@ -20,14 +20,13 @@ C{--uid}/C{--gid} told twistd.
 
 from __future__ import annotations
 
-import os
 from typing import Callable
 
 from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.control import ControlError, ControlReader, default_root
+from pymta.control import ControlError, ControlReader
 from pymta.privileges import RootDroppingService
 
 __all__ = ["Options", "makeService"]
@@ -71,17 +70,12 @@ class Options(usage.Options):
         self["pop3"].append(endpoint)
 
     def postOptions(self) -> None:
-        if self["root"] is None:
-            self["root"] = default_root()
-        self["root"] = os.path.abspath(self["root"])
-        if not os.path.isdir(os.path.join(self["root"], "queue")):
-            raise usage.UsageError(f"{self['root']}/queue does not exist; run 'pymta init {self['root']}' first")
+        from pymta.queue.tap import check_queue_root, parse_stop_timeout
+
+        check_queue_root(self)
         if not (self["smtp"] or self["submission"] or self["pop3"]):
             raise usage.UsageError("give at least one of --smtp, --submission, --pop3")
-        try:
-            self["stop-timeout"] = float(self["stop-timeout"])
-        except ValueError:
-            raise usage.UsageError("--stop-timeout needs a number of seconds") from None
+        parse_stop_timeout(self)
 
 
 def makeService(options: Options) -> IService:

@@ -47,6 +47,15 @@ class OptionsTests(unittest.SynchronousTestCase):
                               ["--root", self.mktemp(), "--smtp", "tcp:0"])
         self.assertIn("pymta init", str(e))
 
+    def test_root_made_absolute_and_stop_timeout_parsed(self) -> None:
+        root = make_root(self)
+        options = tap.Options()
+        options.parseOptions(["--root", os.path.relpath(root), "--pop3", "tcp:0", "--stop-timeout", "7"])
+        self.assertEqual((options["root"], options["stop-timeout"]), (os.path.abspath(root), 7.0))
+        e = self.assertRaises(usage.UsageError, tap.Options().parseOptions,
+                              ["--root", root, "--pop3", "tcp:0", "--stop-timeout", "soon"])
+        self.assertIn("--stop-timeout needs a number of seconds", str(e))
+
     def test_repeatable_endpoints(self) -> None:
         root = make_root(self)
         options = tap.Options()

@@ -20,7 +20,27 @@ from pymta.interfaces import Channel, MessageSink
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
 
-__all__ = ["Options", "makeService", "installed_channels"]
+__all__ = ["Options", "makeService", "installed_channels", "check_queue_root", "parse_stop_timeout"]
+
+
+def check_queue_root(options: usage.Options) -> None:
+    """
+    C{--root} (default $PYMTA_ROOT, else /var/pymta) made absolute; a usage
+    error unless it holds a queue.  Shared with C{twistd pymta}.
+    """
+    if options["root"] is None:
+        options["root"] = default_root()
+    options["root"] = os.path.abspath(options["root"])
+    if not os.path.isdir(os.path.join(options["root"], "queue")):
+        raise usage.UsageError(f"{options['root']}/queue does not exist; run 'pymta init {options['root']}' first")
+
+
+def parse_stop_timeout(options: usage.Options) -> None:
+    """C{--stop-timeout} as a float, else a usage error.  Shared with C{twistd pymta}."""
+    try:
+        options["stop-timeout"] = float(options["stop-timeout"])
+    except ValueError:
+        raise usage.UsageError("--stop-timeout needs a number of seconds") from None
 
 
 class Options(usage.Options):
@@ -37,15 +57,8 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
-        if self["root"] is None:
-            self["root"] = default_root()
-        self["root"] = os.path.abspath(self["root"])
-        if not os.path.isdir(os.path.join(self["root"], "queue")):
-            raise usage.UsageError(f"{self['root']}/queue does not exist; run 'pymta init {self['root']}' first")
-        try:
-            self["stop-timeout"] = float(self["stop-timeout"])
-        except ValueError:
-            raise usage.UsageError("--stop-timeout needs a number of seconds") from None
+        check_queue_root(self)
+        parse_stop_timeout(self)
         uids: tuple[int, ...] = ()
         if self["trusted-uid"]:
             try:
