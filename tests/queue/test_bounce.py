@@ -1,11 +1,9 @@
 """Tests for pymta.queue.bounce: QSBMF text, envelopes, VERP (reference §1.7, §2.5, §2.6)."""
 
 import io
-import os
 
 from twisted.trial import unittest
 
-from pymta.control import load_controls
 from pymta.queue.bounce import (
     DOUBLE_BOUNCE_SENDER,
     BounceEnvelope,
@@ -15,17 +13,9 @@ from pymta.queue.bounce import (
     unverp,
     verp_sender,
 )
+from tests.queue.helpers import controls_from
 
 NOW = 1_795_000_000  # a fixed time for the Date: header
-
-
-def controls(testcase, **files):
-    root = testcase.mktemp()
-    os.makedirs(os.path.join(root, "control"))
-    for name, text in files.items():
-        with open(os.path.join(root, "control", name), "w") as f:
-            f.write(text)
-    return load_controls(root)
 
 
 class BounceEntryTests(unittest.SynchronousTestCase):
@@ -67,7 +57,7 @@ class VerpTests(unittest.SynchronousTestCase):
 
 class EnvelopeTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.controls = controls(self, me="mail.example\n", doublebounceto="hostmaster\n")
+        self.controls = controls_from(self, me="mail.example\n", doublebounceto="hostmaster\n")
 
     def test_single(self) -> None:
         self.assertEqual(bounce_envelope("a@b.ex", self.controls), BounceEnvelope("", "a@b.ex", "a@b.ex", False))
@@ -95,7 +85,7 @@ class ComposeTests(unittest.SynchronousTestCase):
         return out.getvalue().decode().split("\n")
 
     def test_single_bounce_line_by_line(self) -> None:
-        ctl = controls(self, me="mail.example\n")
+        ctl = controls_from(self, me="mail.example\n")
         failures = bounce_entry("bob@other.example", "Sorry, no mailbox here by that name. (#5.1.1)\n")
         message = b"Received: (pymta 7 invoked by uid 1000); 1 Nov 2026 10:00:00 -0000\nSubject: hi\n\nbody\n"
         lines = self.compose(BounceEnvelope("", "a b@x.example", "a b@x.example", False), ctl, failures, message)
@@ -117,7 +107,7 @@ class ComposeTests(unittest.SynchronousTestCase):
         self.assertEqual(lines[16:], ["Subject: hi", "", "body", ""])
 
     def test_double_bounce_line_by_line(self) -> None:
-        ctl = controls(self, me="mail.example\n", bouncefrom="bounce daemon\n", bouncehost="b.example\n")
+        ctl = controls_from(self, me="mail.example\n", bouncefrom="bounce daemon\n", bouncehost="b.example\n")
         failures = bounce_entry("a@x.example", "gone\n")
         lines = self.compose(
             BounceEnvelope("#@[]", "postmaster@mail.example", "", True), ctl, failures, b"orig\n"

@@ -1,20 +1,9 @@
 """Table-driven tests for pymta.queue.routing (reference §2.7)."""
 
-import os
-
 from twisted.trial import unittest
 
-from pymta.control import load_controls
 from pymta.queue.routing import LOCAL, REMOTE, Route, route_recipient, strip_virtual_prepend, virtual_keys
-
-
-def controls_with(testcase: unittest.SynchronousTestCase, **files: str):
-    root = testcase.mktemp()
-    os.makedirs(os.path.join(root, "control"))
-    for name, text in files.items():
-        with open(os.path.join(root, "control", name), "w") as f:
-            f.write(text)
-    return load_controls(root)
+from tests.queue.helpers import controls_from
 
 
 VIRTUALDOMAINS = """\
@@ -47,7 +36,7 @@ ROUTING_TABLE = [
 
 class RoutingTableTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.controls = controls_with(
+        self.controls = controls_from(
             self, me="mail.example\n", virtualdomains=VIRTUALDOMAINS, percenthack="relay.example\nv\n",
             locals="mail.example\nv\n",
         )
@@ -57,7 +46,7 @@ class RoutingTableTests(unittest.SynchronousTestCase):
             self.assertEqual(route_recipient(recipient, self.controls), Route(channel, address), recipient)
 
     def test_percenthack_repeats_while_listed(self) -> None:
-        c = controls_with(self, me="me.example\n", percenthack="relay.example\nb.example\n")
+        c = controls_from(self, me="me.example\n", percenthack="relay.example\nb.example\n")
         self.assertEqual(route_recipient("a%c.example%b.example@relay.example", c), Route(REMOTE, "a@c.example"))
         # c.example is not listed: the remaining % stays
         self.assertEqual(route_recipient("a%x%c.example@relay.example", c), Route(REMOTE, "a%x@c.example"))
@@ -67,21 +56,21 @@ class RoutingTableTests(unittest.SynchronousTestCase):
         self.assertEqual(route_recipient("a%b@other.example", c), Route(REMOTE, "a%b@other.example"))
 
     def test_envnoathost(self) -> None:
-        c = controls_with(self, me="me.example\n", envnoathost="noat.example\n")
+        c = controls_from(self, me="me.example\n", envnoathost="noat.example\n")
         self.assertEqual(route_recipient("bob", c), Route(REMOTE, "bob@noat.example"))
 
     def test_catch_all(self) -> None:
-        c = controls_with(self, me="me.example\n", virtualdomains=":catch\nkeep.example:\n")
+        c = controls_from(self, me="me.example\n", virtualdomains=":catch\nkeep.example:\n")
         self.assertEqual(route_recipient("a@any.example", c), Route(LOCAL, "catch-a@any.example"))
         self.assertEqual(route_recipient("a@keep.example", c), Route(REMOTE, "a@keep.example"))
         self.assertEqual(route_recipient("a@me.example", c), Route(LOCAL, "a@me.example"))
 
     def test_last_duplicate_wins(self) -> None:
-        c = controls_with(self, me="me.example\n", virtualdomains="d.example:first\nD.example:second\n")
+        c = controls_from(self, me="me.example\n", virtualdomains="d.example:first\nD.example:second\n")
         self.assertEqual(route_recipient("a@d.example", c), Route(LOCAL, "second-a@d.example"))
 
     def test_at_in_local_part_splits_at_last(self) -> None:
-        c = controls_with(self, me="me.example\n")
+        c = controls_from(self, me="me.example\n")
         self.assertEqual(route_recipient('"a@b"@me.example', c).channel, LOCAL)
 
     def test_virtual_keys_order(self) -> None:
@@ -92,7 +81,7 @@ class RoutingTableTests(unittest.SynchronousTestCase):
 
 class StripPrependTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
-        self.controls = controls_with(self, me="mail.example\n", virtualdomains=VIRTUALDOMAINS)
+        self.controls = controls_from(self, me="mail.example\n", virtualdomains=VIRTUALDOMAINS)
 
     def test_table(self) -> None:
         table = [
@@ -108,7 +97,7 @@ class StripPrependTests(unittest.SynchronousTestCase):
             self.assertEqual(strip_virtual_prepend(recipient, self.controls), expected, recipient)
 
     def test_user_entry_not_stripped(self) -> None:
-        c = controls_with(self, me="m.example\n", virtualdomains="joe@u.example:joe\n")
+        c = controls_from(self, me="m.example\n", virtualdomains="joe@u.example:joe\n")
         self.assertEqual(strip_virtual_prepend("joe-joe@u.example", c), "joe-joe@u.example")
 
 
@@ -122,7 +111,7 @@ _local = st.text(alphabet="abcxyz%.-+", min_size=1, max_size=10)
 class RoutingPropertyTests(unittest.SynchronousTestCase):
     @given(_local, _domain, st.sampled_from(["", "virt.example:pre\n", ".b:wild\n", ":all\n", "a:\n"]))
     def test_rewrite_only_prepends(self, local: str, domain: str, virtualdomains: str) -> None:
-        c = controls_with(self, me="me.example\n", virtualdomains=virtualdomains)
+        c = controls_from(self, me="me.example\n", virtualdomains=virtualdomains)
         address = f"{local}@{domain}"
         route = route_recipient(address, c)
         self.assertTrue(route.address.endswith(address))
