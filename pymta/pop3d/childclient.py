@@ -76,6 +76,25 @@ class ChildMailbox(ProcessProtocol):
     def load(self) -> defer.Deferred:
         return self._request("LOAD", b"LOAD")
 
+    def load_or_close(self) -> defer.Deferred:
+        """
+        L{load}; when that fails, close the child and fail only after it has
+        ended, so no child outlives a failed open.
+        """
+
+        def failed(failure: Failure) -> defer.Deferred:
+            self.close()
+            done: defer.Deferred = defer.Deferred()
+
+            def ended(result: object) -> object:
+                done.callback(None)
+                return result
+
+            self.ended.addBoth(ended)
+            return done.addCallback(lambda _: failure)
+
+        return self.load().addErrback(failed)
+
     def send_message(
         self, index: int, top_lines: int | None, begin: Callable[[], None], consumer: IConsumer
     ) -> defer.Deferred:
@@ -263,16 +282,4 @@ def open_child_mailbox(
         path="/",
         childFDs={0: "w", 1: "r", 2: "r"},
     )
-
-    def failed(failure: Failure) -> defer.Deferred:
-        child.close()
-        done: defer.Deferred = defer.Deferred()
-
-        def ended(result: object) -> object:
-            done.callback(None)
-            return result
-
-        child.ended.addBoth(ended)
-        return done.addCallback(lambda _: failure)
-
-    return child.load().addErrback(failed)
+    return child.load_or_close()

@@ -164,20 +164,9 @@ class MailboxSpawner:
         def adopted(mailbox: ChildMailbox) -> defer.Deferred:
             if on_spawn is not None:
                 on_spawn(mailbox)
-            return mailbox.load().addErrback(self._load_failed, mailbox)
+            return mailbox.load_or_close()
 
         return d.addCallback(adopted)
-
-    def _load_failed(self, failure: Failure, mailbox: ChildMailbox) -> defer.Deferred:
-        mailbox.close()
-        done: defer.Deferred = defer.Deferred()
-
-        def ended(result: object) -> object:
-            done.callback(None)
-            return result
-
-        mailbox.ended.addBoth(ended)
-        return done.addCallback(lambda _: failure)
 
     def _control_data(self, data: bytes) -> None:
         self._buffer += data

@@ -6,11 +6,13 @@ import io
 import os
 
 from twisted.internet import defer, reactor
+from twisted.internet.error import ProcessTerminated
 from twisted.internet.testing import StringTransport
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pymta.pop3d import mailboxchild
-from pymta.pop3d.childclient import ChildFailed, open_child_mailbox
+from pymta.pop3d.childclient import ChildFailed, ChildMailbox, open_child_mailbox
 from pymta.pop3d.mailbox import MessageUnavailable, NoMaildir
 from pymta.pop3d.maildir import MaildirStore
 from tests.pop3d.helpers import sample_maildir
@@ -67,6 +69,46 @@ class PausingConsumer(StringTransport):
     def _drained(self) -> None:
         if self.producer is not None:
             self.producer.resumeProducing()
+
+
+class _ChildTransport(StringTransport):
+    """What ChildMailbox calls on its process transport, recorded."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[object] = []
+
+    def closeStdin(self) -> None:
+        self.calls.append("closeStdin")
+
+    def closeChildFD(self, fd: int) -> None:
+        self.calls.append(("closeChildFD", fd))
+
+    def signalProcess(self, name: str) -> None:
+        self.calls.append(("signal", name))
+
+
+class LoadOrCloseTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.child = ChildMailbox()
+        self.transport = _ChildTransport()
+        self.child.makeConnection(self.transport)
+
+    def test_loaded(self) -> None:
+        d = self.child.load_or_close()
+        self.assertEqual(self.transport.value(), b"LOAD\n")
+        self.child.childDataReceived(1, b"OK 1\n1000.A.host 23\n")
+        self.assertIs(self.successResultOf(d), self.child)
+        self.assertEqual(self.transport.calls, [])
+
+    def test_failure_closes_and_waits_for_the_end(self) -> None:
+        d = self.child.load_or_close()
+        self.child.childDataReceived(1, b"NOMAILDIR\n")
+        self.assertNoResult(d)
+        self.assertEqual(self.transport.calls, ["closeStdin", ("closeChildFD", 1)])
+        self.child.processEnded(Failure(ProcessTerminated(1)))
+        self.failureResultOf(d, NoMaildir)
+        self.assertEqual(self.successResultOf(self.child.ended), 1)
 
 
 class ChildProcessTests(TestCase):
