@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Iterable
 
+from pymta.address import split_address
 from pymta.control import Controls
 
 __all__ = [
@@ -99,13 +100,6 @@ def parse_mail_parameters(parameters: Iterable[str]) -> dict[str, str]:
     return result
 
 
-def _split(address: str) -> tuple[str, str]:
-    at = address.rfind("@")
-    if at == -1:
-        return address, ""
-    return address[:at], address[at + 1 :]
-
-
 def is_bad_mailfrom(controls: Controls, sender: str) -> bool:
     """qmail's badmailfrom test: the whole address or its C{@domain} is listed (case-insensitive)."""
     if not controls.badmailfrom:
@@ -119,7 +113,7 @@ def is_bad_mailfrom(controls: Controls, sender: str) -> bool:
 
 def replace_local_ip(controls: Controls, address: str, local_ips: Iterable[str]) -> str:
     """C{box@[1.2.3.4]} for one of this host's addresses (or 0.0.0.0) becomes C{box@<localiphost>}."""
-    local, domain = _split(address)
+    local, domain = split_address(address)
     if not (domain.startswith("[") and domain.endswith("]")):
         return address
     literal = domain[1:-1]
@@ -135,7 +129,7 @@ def is_relay_trick(address: str) -> bool:
     Local parts an open-relay probe uses to route through a local domain:
     C{a%b}, C{a!b}, or an C{@} inside a quoted local part (C{"a@b"@us}).
     """
-    local, domain = _split(address)
+    local, domain = split_address(address)
     if not domain:
         return False
     return any(c in local for c in "%!@")
@@ -170,7 +164,7 @@ def rcpt_decision(
         return RcptDecision(recipient, "250 ok")
     if controls.rcpthosts is None:
         return RcptDecision(recipient, "250 ok")
-    local, domain = _split(recipient)
+    local, domain = split_address(recipient)
     if not domain:
         return RcptDecision(recipient, "250 ok")
     if is_relay_trick(recipient) or not controls.accepts_rcpthost(domain):
