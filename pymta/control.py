@@ -322,6 +322,6 @@ class ControlReader:
         self._listeners.append(listener)
 
 
-def default_root() -> str:
-    """C{$PYMTA_ROOT}, else /var/pymta."""
-    return os.environ.get("PYMTA_ROOT") or "/var/pymta"
+def default_root(env: Mapping[str, str] | None = None) -> str:
+    """C{$PYMTA_ROOT} of C{env} (default: this process's environment), else /var/pymta."""
+    return (os.environ if env is None else env).get("PYMTA_ROOT") or "/var/pymta"

@@ -5,7 +5,7 @@ import os
 from hypothesis import given, strategies as st
 from twisted.trial import unittest
 
-from pymta.control import ControlError, ControlReader, load_controls, parse_map
+from pymta.control import ControlError, ControlReader, default_root, load_controls, parse_map
 
 
 class ControlsTests(unittest.TestCase):
@@ -102,6 +102,19 @@ class ControlsTests(unittest.TestCase):
         c = load_controls(self.root)
         self.assertEqual(c.extra_lines("rbls"), ["zen.example"])
         self.assertIsNone(c.extra_lines("absent"))
+
+
+class DefaultRootTests(unittest.SynchronousTestCase):
+    def test_given_environment(self) -> None:
+        self.assertEqual(default_root({"PYMTA_ROOT": "/srv/mail"}), "/srv/mail")
+        self.assertEqual(default_root({"PYMTA_ROOT": ""}), "/var/pymta")
+        self.assertEqual(default_root({}), "/var/pymta")
+
+    def test_process_environment(self) -> None:
+        self.patch(os, "environ", {"PYMTA_ROOT": "/from/environ"})
+        self.assertEqual(default_root(), "/from/environ")
+        self.patch(os, "environ", {})
+        self.assertEqual(default_root(), "/var/pymta")
 
 
 class ParseMapProperties(unittest.TestCase):
