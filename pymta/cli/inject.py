@@ -83,7 +83,7 @@ def main(
     try:
         options, root = parse_arguments(argv)
         inject(
-            root or default_root() if env is None else root or env.get("PYMTA_ROOT") or "/var/pymta",
+            root or default_root(env),
             options,
             os.environ if env is None else env,
             stdin or sys.stdin.buffer,

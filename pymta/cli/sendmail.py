@@ -38,6 +38,7 @@ import os
 import sys
 from typing import BinaryIO, Mapping, TextIO
 
+from pymta.control import default_root
 from pymta.inject.message import (
     CONFIG,
     DATA,
@@ -200,10 +201,7 @@ def _program_name(progname: str | None) -> str:
 def _queue_listing(root: str | None, env: Mapping[str, str]) -> int:
     from pymta.cli import qread
 
-    argv = ["--root", root] if root else []
-    if not root and env.get("PYMTA_ROOT"):
-        argv = ["--root", env["PYMTA_ROOT"]]
-    return int(qread.main(argv) or 0)
+    return int(qread.main(["--root", root or default_root(env)]) or 0)
 
 
 def _smtp_session(name: str, root: str, err: TextIO) -> int:
@@ -245,14 +243,14 @@ def main(
                   "(pymta aliases are ROOT/alias/.qmail-NAME files)\n")
         return EX_UNAVAILABLE
     if request.mode == "s":
-        return _smtp_session(name, request.root or environment.get("PYMTA_ROOT") or "/var/pymta", err)
+        return _smtp_session(name, request.root or default_root(environment), err)
     options = InjectOptions(
         strategy=RECIP_BOTH if request.header_recipients else RECIP_ARGS,
         queue=True,
         sender=request.sender,
         arguments=request.recipients,
     )
-    root = request.root or environment.get("PYMTA_ROOT") or "/var/pymta"
+    root = request.root or default_root(environment)
     try:
         inject(
             root,
