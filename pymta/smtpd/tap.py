@@ -69,7 +69,7 @@ class Options(usage.Options):
 def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
-    from pymta.queue.inject import InjectClientSink
+    from pymta.queue.inject import InjectClientSink, inject_socket_path
     from pymta.smtpd.service import build_smtpd_service
 
     from pymta.smtpd.access import TcpRulesError
@@ -78,7 +78,7 @@ def makeService(options: Options) -> service.IService:
     root = os.path.abspath(options["root"])
     try:
         reader = ControlReader(root)
-        sink = InjectClientSink(reactor, os.path.join(root, "run", "inject.sock"))
+        sink = InjectClientSink(reactor, inject_socket_path(root))
         svc = build_smtpd_service(
             root,
             reader,
