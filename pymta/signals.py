@@ -7,6 +7,10 @@ twistd installs nothing for SIGHUP or SIGALRM; pymta's services use this for
 "reload the control files" (HUP, C{systemctl reload}) and "run the queue
 now" (ALRM).  Outside the main thread (tests running services in a thread)
 nothing is installed.
+
+L{reload_on_hangup} is the SIGHUP handling of the separate smtpd and pop3d
+daemons: re-read the control files, then let the daemon refresh what it
+derives from them.
 """
 
 from __future__ import annotations
@@ -15,8 +19,11 @@ import signal
 from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
+from twisted.logger import Logger
 
-__all__ = ["SignalService"]
+from pymta.control import ControlError, ControlReader
+
+__all__ = ["SignalService", "reload_on_hangup"]
 
 
 class SignalService(Service):
@@ -49,3 +56,24 @@ class SignalService(Service):
             except ValueError:
                 pass
         self._previous.clear()
+
+
+def reload_on_hangup(
+    reader: ControlReader, reload_service: Callable[[], Any], name: str, log: Logger, reactor: Any
+) -> SignalService:
+    """
+    A L{SignalService} whose SIGHUP re-reads the control files through
+    C{reader} (a broken file keeps the old values and is logged as
+    C{NAME: keeping old controls: ...}), then calls C{reload_service()} and
+    logs C{NAME: reloaded} on C{log}.
+    """
+
+    def reload() -> None:
+        try:
+            reader.reload()
+        except ControlError as e:
+            log.error("{name}: keeping old controls: {error}", name=name, error=str(e))
+        reload_service()
+        log.info("{name}: reloaded", name=name)
+
+    return SignalService({signal.SIGHUP: reload}, reactor)

@@ -3,9 +3,11 @@
 import os
 import signal
 
+from twisted.logger import Logger, formatEvent
 from twisted.trial import unittest
 
-from pymta.signals import SignalService
+from pymta.control import ControlError
+from pymta.signals import SignalService, reload_on_hangup
 
 
 class ImmediateReactor:
@@ -25,3 +27,41 @@ class SignalServiceTests(unittest.SynchronousTestCase):
         finally:
             service.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
+
+
+class _Reader:
+    def __init__(self, error: Exception | None = None) -> None:
+        self.error = error
+        self.calls = 0
+
+    def reload(self) -> None:
+        self.calls += 1
+        if self.error is not None:
+            raise self.error
+
+
+class ReloadOnHangupTests(unittest.SynchronousTestCase):
+    def hangup(self, reader: _Reader) -> tuple[list[str], list[dict]]:
+        order: list[str] = []
+        events: list[dict] = []
+        log = Logger(namespace="test", observer=events.append)
+        service = reload_on_hangup(reader, lambda: order.append("service"), "pop3d", log, ImmediateReactor())
+        self.assertEqual(list(service.handlers), [signal.SIGHUP])
+        service.startService()
+        try:
+            os.kill(os.getpid(), signal.SIGHUP)
+        finally:
+            service.stopService()
+        return order, [formatEvent(e) for e in events]
+
+    def test_controls_then_service(self) -> None:
+        reader = _Reader()
+        order, lines = self.hangup(reader)
+        self.assertEqual((reader.calls, order), (1, ["service"]))
+        self.assertEqual(lines, ["pop3d: reloaded"])
+
+    def test_broken_controls_are_logged_and_the_service_still_reloads(self) -> None:
+        reader = _Reader(ControlError("/r/control/me", 1, "empty"))
+        order, lines = self.hangup(reader)
+        self.assertEqual(order, ["service"])
+        self.assertEqual(lines, ["pop3d: keeping old controls: /r/control/me:1: empty", "pop3d: reloaded"])

@@ -11,15 +11,14 @@ from __future__ import annotations
 
 import os
 import shlex
-import signal
 
 from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.control import ControlError, ControlReader, default_root
+from pymta.control import ControlReader, default_root
 from pymta.privileges import RootDroppingService
-from pymta.signals import SignalService
+from pymta.signals import reload_on_hangup
 
 __all__ = ["Options", "makeService"]
 
@@ -88,15 +87,7 @@ def makeService(options: Options) -> service.IService:
         failure_delay=options["failure-delay"],
     )
 
-    def reload() -> None:
-        try:
-            reader.reload()
-        except ControlError as e:
-            log.error("pop3d: keeping old controls: {error}", error=str(e))
-        svc.reload()
-        log.info("pop3d: reloaded")
-
-    SignalService({signal.SIGHUP: reload}, reactor).setServiceParent(svc)
+    reload_on_hangup(reader, svc.reload, "pop3d", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
     svc.setServiceParent(top)
     return top

@@ -10,7 +10,6 @@ control files, ROOT/etc/tcp.smtp, the certificate and control/rbls.
 from __future__ import annotations
 
 import os
-import signal
 
 from twisted.application import service
 from twisted.logger import Logger
@@ -18,7 +17,7 @@ from twisted.python import usage
 
 from pymta.control import ControlError, ControlReader, default_root
 from pymta.privileges import RootDroppingService
-from pymta.signals import SignalService
+from pymta.signals import reload_on_hangup
 
 __all__ = ["Options", "makeService"]
 
@@ -91,15 +90,7 @@ def makeService(options: Options) -> service.IService:
     except (ControlError, TcpRulesError, TLSConfigError) as e:
         raise SystemExit(f"pymta-smtpd: {e}") from None
 
-    def reload() -> None:
-        try:
-            reader.reload()
-        except ControlError as e:
-            log.error("smtpd: keeping old controls: {error}", error=str(e))
-        svc.reload()
-        log.info("smtpd: reloaded")
-
-    SignalService({signal.SIGHUP: reload}, reactor).setServiceParent(svc)
+    reload_on_hangup(reader, svc.reload, "smtpd", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
     svc.setServiceParent(top)
     return top
