@@ -94,7 +94,10 @@ def makeService(options: Options) -> IService:
     top = RootDroppingService(root)
     top.setName("pymta")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
-    send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
+    try:
+        send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
+    except (ValueError, OSError) as e:
+        raise SystemExit(f"pymta: {e}")
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
     if options["smtp"] or options["submission"]:
