@@ -56,6 +56,7 @@ from typing import Callable, Sequence
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 
 from pymta.address import qmail_date
 from pymta.fsutil import fsync_dir, write_all
@@ -81,6 +82,7 @@ __all__ = [
     "RefusedWriter",
     "pull_trigger",
     "received_line",
+    "commit_prepared",
 ]
 
 log = Logger(namespace="pymta.queue")
@@ -200,6 +202,7 @@ class PendingMessage:
         self._lock_fd = -1
         self._error: QueueFailure | None = None
         self._closed = False
+        self._prepared = False
         layout = queue.layout
         _pause("pid")
         fd = self._create_pid_file()
@@ -272,8 +275,22 @@ class PendingMessage:
         make that durable, pull the trigger.  Raises L{QueueFailure} (with
         everything removed again) or returns the receipt.
         """
-        if self._closed:
-            raise QueueFailure(EXIT_BUG, "message already committed or aborted")
+        self.prepare(sender, recipients)
+        outcome = commit_prepared([self])[0]
+        if isinstance(outcome, QueueFailure):
+            raise outcome
+        return outcome
+
+    def prepare(self, sender: str, recipients: Sequence[str]) -> None:
+        """
+        Steps 3-4 for this message alone: the data and the envelope
+        (C{intd/ID}) written and fsynced.  Nothing is visible yet; the
+        message is published by L{commit_prepared}, which may share its
+        directory fsyncs with other prepared messages.  Raises
+        L{QueueFailure} with everything removed again.
+        """
+        if self._closed or self._prepared:
+            raise QueueFailure(EXIT_BUG, "message already committed, prepared or aborted")
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients)
             self._sync_data()
@@ -281,31 +298,7 @@ class PendingMessage:
         except BaseException:
             self.abort()
             raise
-        self._closed = True
-        layout = self.queue.layout
-        intd = layout.intd(self.message_id)
-        todo = layout.todo(self.message_id)
-        _pause("link_todo")
-        try:
-            os.link(intd, todo)
-        except OSError as e:
-            self._closed = False
-            self.abort()
-            raise QueueFailure(EXIT_TODO_FILE, f"link {todo}: {e.strerror}") from e
-        _pause("fsync_todo")
-        try:
-            fsync_dir(layout.dir("todo"))
-        except OSError as e:
-            # Visible but not durable: the scheduler may deliver it, so it is
-            # left in place; the caller is told to retry (a possible duplicate,
-            # never a loss).
-            raise _write_failure(e, "fsync todo/") from e
-        finally:
-            self._unlock()
-        _pause("trigger")
-        pull_trigger(layout)
-        _pause("done")
-        return QueueReceipt(self.message_id, self.qp)
+        self._prepared = True
 
     def _sync_data(self) -> None:
         if self._error is not None:
@@ -321,10 +314,6 @@ class PendingMessage:
                 self._file.close()
             except OSError:
                 pass
-        try:
-            fsync_dir(os.path.dirname(self.mess_path))
-        except OSError as e:
-            raise _write_failure(e, "fsync mess/") from e
 
     def _write_envelope(self, envelope: bytes) -> None:
         intd = self.queue.layout.intd(self.message_id)
@@ -365,6 +354,7 @@ class PendingMessage:
         if self._closed:
             return
         self._closed = True
+        self._prepared = False
         file = getattr(self, "_file", None)
         if file is not None and not file.closed:
             try:
@@ -382,6 +372,81 @@ class PendingMessage:
             os.close(fd)
 
 
+def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) -> list[QueueReceipt | QueueFailure]:
+    """
+    Steps 3 (directory part) to 6 for a batch of L{PendingMessage.prepare}d
+    messages, a group commit: each mess/ directory holding one of them is
+    fsynced once, every C{intd/ID} is linked to C{todo/ID}, then the todo
+    directory is fsynced once for the whole batch, and only then is any
+    message acknowledged.  Returns one receipt or L{QueueFailure} per
+    message, in order.  A message that cannot be linked is removed again;
+    a failing directory fsync fails every message it covers (a todo/ link
+    already made is left in place: a possible duplicate, never a loss).
+    C{trigger=False} skips the trigger FIFO (the caller tells its
+    scheduler directly).
+    """
+    outcomes: list[QueueReceipt | QueueFailure | None] = [None] * len(messages)
+    live: list[int] = []
+    for i, message in enumerate(messages):
+        if message._prepared and not message._closed:
+            live.append(i)
+        else:
+            outcomes[i] = QueueFailure(EXIT_BUG, "message not prepared or already committed")
+    layout = messages[0].queue.layout if messages else None
+
+    def fail(indexes: list[int], failure: QueueFailure, remove: bool) -> list[int]:
+        for i in indexes:
+            outcomes[i] = failure
+            if remove:
+                messages[i].abort()
+            else:
+                messages[i]._closed = True
+                messages[i]._unlock()
+        return []
+
+    by_dir: dict[str, list[int]] = {}
+    for i in live:
+        by_dir.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
+    for directory, indexes in by_dir.items():
+        try:
+            fsync_dir(directory)
+        except OSError as e:
+            fail(indexes, _write_failure(e, "fsync mess/"), remove=True)
+    live = [i for i in live if outcomes[i] is None]
+    _pause("link_todo")
+    linked: list[int] = []
+    for i in live:
+        message = messages[i]
+        todo = layout.todo(message.message_id)
+        try:
+            os.link(layout.intd(message.message_id), todo)
+        except OSError as e:
+            fail([i], QueueFailure(EXIT_TODO_FILE, f"link {todo}: {e.strerror}"), remove=True)
+            continue
+        message._closed = True
+        message._prepared = False
+        linked.append(i)
+    if linked:
+        _pause("fsync_todo")
+        try:
+            fsync_dir(layout.dir("todo"))
+        except OSError as e:
+            # Visible but not durable: the scheduler may deliver them, so they
+            # are left in place; the callers are told to retry (a possible
+            # duplicate, never a loss).
+            linked = fail(linked, _write_failure(e, "fsync todo/"), remove=False)
+        for i in linked:
+            messages[i]._unlock()
+        if linked:
+            _pause("trigger")
+            if trigger:
+                pull_trigger(layout)
+            _pause("done")
+        for i in linked:
+            outcomes[i] = QueueReceipt(messages[i].message_id, messages[i].qp)
+    return outcomes  # type: ignore[return-value]
+
+
 class RefusedWriter:
     """A writer for a message the queue already refused: discards data, finish() fails."""
 
@@ -396,6 +461,54 @@ class RefusedWriter:
 
     def abort(self) -> None:
         pass
+
+
+class _GroupCommitter:
+    """
+    Publishes the messages of a L{QueueSink} in batches: whatever was
+    prepared while one batch was being committed goes into the next one,
+    so under load many messages share each directory fsync.  One batch at a
+    time runs in the thread pool; receipts fire in the reactor thread.
+    """
+
+    def __init__(self, sink: "QueueSink") -> None:
+        self._sink = sink
+        self._waiting: list[tuple[PendingMessage, defer.Deferred]] = []
+        self._running = False
+        #: batches and messages committed so far (messages / batches is the grouping achieved)
+        self.batches = 0
+        self.messages = 0
+
+    def add(self, pending: PendingMessage) -> "defer.Deferred[QueueReceipt]":
+        d: defer.Deferred = defer.Deferred()
+        self._waiting.append((pending, d))
+        self._next()
+        return d
+
+    def _next(self) -> None:
+        if self._running or not self._waiting:
+            return
+        batch, self._waiting = self._waiting, []
+        self._running = True
+        self.batches += 1
+        self.messages += len(batch)
+        sink = self._sink
+        trigger = sink.on_commit is None
+        d = threads.deferToThreadPool(sink.reactor, sink.threadpool, commit_prepared, [p for p, _ in batch], trigger)
+        d.addBoth(self._done, batch)
+
+    def _done(self, outcomes, batch: list[tuple[PendingMessage, defer.Deferred]]) -> None:
+        self._running = False
+        if isinstance(outcomes, Failure):
+            for pending, _ in batch:
+                pending.abort()
+            outcomes = [QueueFailure(EXIT_BUG, str(outcomes.value))] * len(batch)
+        for (_, d), outcome in zip(batch, outcomes):
+            if isinstance(outcome, QueueReceipt):
+                d.callback(outcome)
+            else:
+                d.errback(outcome)
+        self._next()
 
 
 class _SinkWriter:
@@ -417,7 +530,8 @@ class _SinkWriter:
             return defer.fail(QueueFailure(EXIT_BUG, f"finish() on a message that is {self._state}"))
         self._state = "finishing"
         sink = self._sink
-        d = threads.deferToThreadPool(sink.reactor, sink.threadpool, self._pending.commit, self._sender, self._recipients)
+        d = threads.deferToThreadPool(sink.reactor, sink.threadpool, self._pending.prepare, self._sender, self._recipients)
+        d.addCallback(lambda _: sink._committer.add(self._pending))
         d.addCallbacks(self._committed, self._failed)
         return d
 
@@ -448,11 +562,14 @@ class QueueSink:
     """
     The in-process L{pymta.interfaces.MessageSink}: messages go straight into
     C{queue}.  C{write()} appends to the mess file in the caller's (reactor)
-    thread - page cache, no fsync; C{finish()} runs the fsyncs and links in
-    C{threadpool} (default: the reactor's) and fires with the receipt once
-    the message is durable.  C{on_commit(message_id)} is then called in the
-    reactor thread, so an in-process scheduler can pick the message up at
-    once.
+    thread - page cache, no fsync; C{finish()} fsyncs the message's own
+    files in C{threadpool} (default: the reactor's; several messages at
+    once), then publishes it with the others prepared meanwhile in one group
+    commit (L{commit_prepared}: one fsync per directory per batch) and fires
+    with the receipt once the message is durable.  C{on_commit(message_id)}
+    is then called in the reactor thread, so an in-process scheduler can
+    pick the message up at once; with such a hook the trigger FIFO is not
+    pulled (it would only make that scheduler rescan todo/).
     """
 
     def __init__(self, queue: Queue, reactor, threadpool=None, on_commit: Callable[[int], None] | None = None) -> None:
@@ -460,6 +577,7 @@ class QueueSink:
         self.reactor = reactor
         self.threadpool = threadpool if threadpool is not None else reactor.getThreadPool()
         self.on_commit = on_commit
+        self._committer = _GroupCommitter(self)
 
     def open_message(
         self,

@@ -1,0 +1,151 @@
+"""
+Where the time goes in pymta's accept -> queue -> deliver pipeline.
+
+Starts pymta as separate processes (C{pymta-split}: pymta-smtpd +
+pymta-send + the local spawner) or as C{twistd pymta}, attaches
+C{py-spy record} to every process of the tree, drives C{smtp-source} into
+it and waits for every message in the Maildir; then prints, per process,
+the functions with the most samples (self and inclusive), read from
+py-spy's collapsed-stack output.
+
+Usage: python benchmarks/perf_profile.py [--mode pymta-split|pymta] [--count 2000] [--sessions 20]
+       [--size 5120] [--top 25] [--keep] [--idle]
+Needs root, /usr/sbin/smtp-source and py-spy in the venv (pip install py-spy).
+C{--idle} includes samples of idle threads (time spent waiting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+
+from end_to_end_bench import PymtaServer, _label, _tree, count_new  # noqa: E402
+from smtpd_bench import smtp_source  # noqa: E402
+
+PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
+
+
+def summarise(path: str, top: int) -> str:
+    """The C{top} frames by self samples and by inclusive samples in one collapsed-stack file."""
+    selfs: collections.Counter[str] = collections.Counter()
+    incl: collections.Counter[str] = collections.Counter()
+    total = 0
+    with open(path) as f:
+        for line in f:
+            stack, _, count = line.rstrip("\n").rpartition(" ")
+            if not stack:
+                continue
+            n = int(count)
+            total += n
+            frames = stack.split(";")
+            selfs[frames[-1]] += n
+            for frame in set(frames):
+                incl[frame] += n
+    out = [f"  {total} samples"]
+    out.append("  self:")
+    out += [f"    {n / total:6.1%}  {frame}" for frame, n in selfs.most_common(top)]
+    out.append("  inclusive:")
+    out += [f"    {n / total:6.1%}  {frame}" for frame, n in incl.most_common(top)]
+    return "\n".join(out)
+
+
+def cpu_times(roots: list[int]) -> list[tuple[str, float, float]]:
+    """(label, user s, system s) of every process in the trees of C{roots}, reaped children included."""
+    tick = os.sysconf("SC_CLK_TCK")
+    out = []
+    for pid in _tree(roots):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = [int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15]]
+        out.append((_label(pid, comm), (fields[0] + fields[2]) / tick, (fields[1] + fields[3]) / tick))
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--mode", default="pymta-split", choices=["pymta-split", "pymta"])
+    parser.add_argument("--count", type=int, default=2000)
+    parser.add_argument("--sessions", type=int, default=20)
+    parser.add_argument("--size", type=int, default=5120)
+    parser.add_argument("--top", type=int, default=25)
+    parser.add_argument("--keep", action="store_true")
+    parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--perf", action="store_true", help="perf record -g the processes (kernel time) instead of py-spy")
+    parser.add_argument("--no-spy", action="store_true", help="only the CPU split (user/system per process), no sampling")
+    args = parser.parse_args()
+    base = tempfile.mkdtemp(prefix="pymta-perf-")
+    os.chmod(base, 0o755)
+    server = PymtaServer(base, split=args.mode == "pymta-split")
+    spies: list[tuple[str, str, subprocess.Popen]] = []
+    try:
+        server.start()
+        time.sleep(1.0)  # the spawner starts with the first delivery channel use; give it a moment
+        for pid in _tree(server.pids()):
+            try:
+                with open(f"/proc/{pid}/stat") as f:
+                    stat = f.read()
+            except OSError:
+                continue
+            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            if args.no_spy or ("python" not in comm and "twistd" not in comm):
+                continue
+            label = _label(pid, comm)
+            out = os.path.join(base, f"{label}.{pid}.txt")
+            cmd = [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "200", "--nonblocking", "--threads"]
+            if args.idle:
+                cmd.append("--idle")
+            if args.perf:
+                out = os.path.join(base, f"{label}.{pid}.perf")
+                cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", out]
+            spies.append((label, out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
+        time.sleep(1.0)
+        start = time.monotonic()
+        accepted = smtp_source(server.port, args.count, args.sessions, args.size, server.rcpt)
+        deadline = time.monotonic() + 300
+        while count_new(server.maildir) < args.count and time.monotonic() < deadline:
+            time.sleep(0.02)
+        delivered = time.monotonic() - start
+        for label, user, system in cpu_times(server.pids()):
+            print(f"  {label:22s} user {user:6.2f} s  system {system:6.2f} s")
+        print(f"{args.mode}: accepted {args.count / accepted:.0f} msg/s, delivered {count_new(server.maildir)}"
+              f" at {args.count / delivered:.0f} msg/s")
+    finally:
+        for _, _, spy in spies:
+            spy.send_signal(2)
+        for _, _, spy in spies:
+            try:
+                spy.wait(30)
+            except subprocess.TimeoutExpired:
+                spy.kill()
+        server.stop()
+    for label, out, _ in spies:
+        if out.endswith(".perf") and os.path.exists(out):
+            report = subprocess.run(["perf", "report", "-i", out, "--no-children", "--stdio", "-g", "none",
+                                     "--percent-limit", "0.7"], capture_output=True, text=True).stdout
+            print(f"== {label} ({os.path.basename(out)})")
+            print("\n".join(line for line in report.splitlines() if line and not line.startswith("#")))
+        elif os.path.exists(out):
+            print(f"== {label} ({os.path.basename(out)})")
+            print(summarise(out, args.top))
+    if args.keep:
+        print(f"kept {base}")
+    else:
+        shutil.rmtree(base, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
