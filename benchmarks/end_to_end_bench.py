@@ -105,6 +105,57 @@ def tree_memory_kb(roots: list[int]) -> tuple[int, int]:
     return rss, pss
 
 
+def _tree(roots: list[int]) -> list[int]:
+    parents = _parents()
+    children: dict[int, list[int]] = {}
+    for pid, ppid in parents.items():
+        children.setdefault(ppid, []).append(pid)
+    out, todo = [], list(roots)
+    while todo:
+        pid = todo.pop()
+        if pid in out:
+            continue
+        out.append(pid)
+        todo.extend(children.get(pid, ()))
+    return out
+
+
+def _label(pid: int, comm: str) -> str:
+    """A short name for a process: the twistd plugin or python module it runs, else its command name."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            argv = [a.decode(errors="replace") for a in f.read().split(b"\0") if a]
+    except OSError:
+        return comm
+    for name in ("pymta-send", "pymta-smtpd", "pymta.local.spawner"):
+        if name in argv or (name.startswith("pymta.") and any(name in a for a in argv)):
+            return name
+    if "pymta" in argv:
+        return "twistd pymta"
+    return comm
+
+
+def tree_cpu_seconds(roots: list[int]) -> dict[str, float]:
+    """
+    CPU time (user + system, including reaped children) of C{roots} and
+    their descendants, summed per L{_label}.
+    """
+    out: dict[str, float] = {}
+    tick = os.sysconf("SC_CLK_TCK")
+    for pid in _tree(roots):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                stat = f.read()
+        except OSError:
+            continue
+        comm = stat[stat.index("(") + 1:stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2:].split()
+        # utime, stime, cutime, cstime are fields 14-17 of proc(5)'s stat; fields[0] is field 3
+        label = _label(pid, comm)
+        out[label] = out.get(label, 0.0) + sum(int(x) for x in fields[11:15]) / tick
+    return out
+
+
 class PeakMemory:
     """
     Samples the process trees of C{roots()} every C{interval} s in a thread;
@@ -261,9 +312,10 @@ def available_postfix() -> str | None:
 
 # -- one measurement ----------------------------------------------------
 
-def measure(server, count: int, sessions: int, size: int, deliver_timeout: float) -> dict[str, float]:  # type: ignore[no-untyped-def]
+def measure(server, count: int, sessions: int, size: int, deliver_timeout: float) -> dict:  # type: ignore[no-untyped-def]
     server.start()
     try:
+        cpu_before = tree_cpu_seconds(server.pids())
         with PeakMemory(server.pids) as memory:
             start = time.monotonic()
             accept_elapsed = smtp_source(server.port, count, sessions, size, server.rcpt)
@@ -272,6 +324,7 @@ def measure(server, count: int, sessions: int, size: int, deliver_timeout: float
                 time.sleep(0.02)
             delivered_at = time.monotonic()
             delivered = count_new(server.maildir)
+            cpu_after = tree_cpu_seconds(server.pids())
     finally:
         server.stop()
     if delivered < count:
@@ -282,6 +335,9 @@ def measure(server, count: int, sessions: int, size: int, deliver_timeout: float
         "peak_mb": memory.peak_rss_kb / 1024,
         "peak_pss_mb": memory.peak_pss_kb / 1024,
         "seconds": delivered_at - start,
+        "cpu_ms_per_msg": 1000 * (sum(cpu_after.values()) - sum(cpu_before.values())) / count,
+        "cpu_split": {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in sorted(cpu_after.items(), key=lambda kv: -kv[1])
+                      if v - cpu_before.get(k, 0.0) >= 0.05},
     }
 
 
@@ -308,7 +364,7 @@ def main() -> int:
 
     base = tempfile.mkdtemp(prefix="pymta-e2e-bench-")
     os.chmod(base, 0o755)
-    results: dict[str, list[dict[str, float]]] = {name: [] for name in wanted}
+    results: dict[str, list[dict]] = {name: [] for name in wanted}
     print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}, delivery to one local Maildir; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
@@ -324,7 +380,8 @@ def main() -> int:
                 r = measure(server, args.count, args.sessions, args.size, args.deliver_timeout)
                 results[name].append(r)
                 print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s  delivered {r['delivered']:6.0f} msg/s"
-                      f"  ({r['seconds']:.1f} s)  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB", flush=True)
+                      f"  ({r['seconds']:.1f} s)  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB"
+                      f"  CPU {r['cpu_ms_per_msg']:.2f} ms/msg {r['cpu_split']} s", flush=True)
     finally:
         if args.keep:
             print(f"kept {base}")
