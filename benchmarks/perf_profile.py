@@ -58,6 +58,27 @@ def summarise(path: str, top: int) -> str:
     return "\n".join(out)
 
 
+def summarise_strace(path: str) -> str:
+    """Calls, total and mean time per system call (and per directory for openat with O_CREAT) in an strace -T file."""
+    import re
+
+    totals: dict[str, list[float]] = {}
+    pattern = re.compile(r'^\d+\s+(\w+)\((.*)\)\s+=.*<([0-9.]+)>$')
+    for line in open(path):
+        m = pattern.match(line.strip())
+        if not m:
+            continue
+        name, call_args, seconds = m.group(1), m.group(2), float(m.group(3))
+        if name == "openat" and "O_CREAT" in call_args:
+            where = call_args.split('"')[1] if '"' in call_args else "?"
+            name = "openat(O_CREAT) " + os.path.basename(os.path.dirname(where))
+        entry = totals.setdefault(name, [0, 0.0])
+        entry[0] += 1
+        entry[1] += seconds
+    rows = sorted(totals.items(), key=lambda kv: -kv[1][1])
+    return "\n".join(f"  {name:40s} {n:7d} calls {t:8.3f} s {1e6 * t / n:8.0f} us each" for name, (n, t) in rows)
+
+
 def cpu_times(roots: list[int]) -> list[tuple[str, float, float]]:
     """(label, user s, system s) of every process in the trees of C{roots}, reaped children included."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -84,6 +105,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--perf", action="store_true", help="perf record -g the processes (kernel time) instead of py-spy")
+    parser.add_argument("--strace", action="store_true", help="strace -f -T the file system calls instead of py-spy")
     parser.add_argument("--no-spy", action="store_true", help="only the CPU split (user/system per process), no sampling")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="pymta-perf-")
@@ -107,6 +129,9 @@ def main() -> int:
             cmd = [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "200", "--nonblocking", "--threads"]
             if args.idle:
                 cmd.append("--idle")
+            if args.strace:
+                out = os.path.join(base, f"{label}.{pid}.strace")
+                cmd = ["strace", "-f", "-T", "-qq", "-e", "trace=openat,fsync,unlink,link,rename,ftruncate", "-o", out, "-p", str(pid)]
             if args.perf:
                 out = os.path.join(base, f"{label}.{pid}.perf")
                 cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", out]
@@ -132,11 +157,19 @@ def main() -> int:
                 spy.kill()
         server.stop()
     for label, out, _ in spies:
-        if out.endswith(".perf") and os.path.exists(out):
+        if out.endswith(".strace") and os.path.exists(out):
+            print(f"== {label} ({os.path.basename(out)})")
+            print(summarise_strace(out))
+        elif out.endswith(".perf") and os.path.exists(out):
             report = subprocess.run(["perf", "report", "-i", out, "--no-children", "--stdio", "-g", "none",
                                      "--percent-limit", "0.7"], capture_output=True, text=True).stdout
             print(f"== {label} ({os.path.basename(out)})")
             print("\n".join(line for line in report.splitlines() if line and not line.startswith("#")))
+            # which system calls the kernel time is spent in (inclusive)
+            report = subprocess.run(["perf", "report", "-i", out, "--children", "--stdio", "-g", "none",
+                                     "--percent-limit", "0.5"], capture_output=True, text=True).stdout
+            print("  system calls (inclusive):")
+            print("\n".join(line for line in report.splitlines() if "__x64_sys_" in line or "__do_sys_" in line))
         elif os.path.exists(out):
             print(f"== {label} ({os.path.basename(out)})")
             print(summarise(out, args.top))

@@ -21,6 +21,7 @@ from pymta.control import Controls
 from pymta.fsutil import fsync_dir, write_all
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
+from pymta.queue.spares import SparePool, create_file
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
 __all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
@@ -63,6 +64,27 @@ def _unlink_if_present(path: str) -> None:
         pass
 
 
+def _remove_envelope(layout: QueueLayout, message_id: int, spares: SparePool | None) -> None:
+    """Remove C{intd/ID} (into the spares when given) and then C{todo/ID}, the same inode."""
+    intd = layout.intd(message_id)
+    spare = None
+    if spares is not None:
+        try:
+            spare = spares.park(intd)
+        except FileNotFoundError:
+            pass
+    if spare is None:
+        _unlink_if_present(intd)
+    try:
+        os.unlink(layout.todo(message_id))
+    except BaseException:
+        if spare is not None:
+            _unlink_if_present(spare)
+        raise
+    if spare is not None:
+        spares.add(spare)
+
+
 def queue_owner(layout: QueueLayout) -> tuple[int, int] | None:
     """
     When running as root, the owner of the queue directory (unless root):
@@ -80,12 +102,10 @@ def queue_owner(layout: QueueLayout) -> tuple[int, int] | None:
     return st.st_uid, st.st_gid
 
 
-def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None) -> int:
-    """Create C{path} (it must not exist), write C{data}; return the open fd for a later fsync."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None, spares: SparePool | None = None) -> int:
+    """Create C{path} (it must not exist; from a spare when there is one), write C{data}; return the open fd for a later fsync."""
+    fd = create_file(path, 0o600, spares, owner)
     try:
-        if owner is not None:
-            os.fchown(fd, *owner)
         write_all(fd, data)
     except BaseException:
         os.close(fd)
@@ -101,6 +121,7 @@ def preprocess_batch(
     on_info: Callable[[int, TodoEnvelope, int], None] = lambda message_id, envelope, size: None,
     now: float | None = None,
     owner: tuple[int, int] | None = None,
+    spares: SparePool | None = None,
 ) -> BatchResult:
     """
     Preprocess the messages C{message_ids}; C{on_new(id)} and
@@ -108,7 +129,8 @@ def preprocess_batch(
     C{new msg} and C{info msg}.  C{now}, when given, becomes the mtime of the
     new files (the info file's is the birth time, the channel files' the
     next attempt) instead of the file system's clock, so the scheduler's
-    clock and the times on disk agree.
+    clock and the times on disk agree.  C{spares}, when given, provides the
+    new files' inodes and takes back the envelope's (L{pymta.queue.spares}).
     """
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
@@ -128,7 +150,7 @@ def preprocess_batch(
                 raise QueueFileError(f"todo/{message_id} has no message file") from None
             for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
                 _unlink_if_present(path)
-            info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0", owner)
+            info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0", owner, spares)
             fds.append(info_fd)
             if now is not None:
                 os.utime(info_fd, (now, now))
@@ -142,7 +164,7 @@ def preprocess_batch(
             for channel, recs in records.items():
                 if recs:
                     path = layout.channel(channel, message_id)
-                    fd = _write_new(path, b"".join(recs), owner)
+                    fd = _write_new(path, b"".join(recs), owner, spares)
                     fds.append(fd)
                     if now is not None:
                         os.utime(fd, (now, now))
@@ -180,8 +202,7 @@ def preprocess_batch(
         return result
     for item in synced:
         try:
-            _unlink_if_present(layout.intd(item.message_id))
-            os.unlink(layout.todo(item.message_id))
+            _remove_envelope(layout, item.message_id, spares)
         except FileNotFoundError:
             pass
         except OSError as e:

@@ -58,6 +58,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch, queue_owner
 from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
 from pymta.queue.routing import LOCAL, REMOTE, strip_virtual_prepend
+from pymta.queue.spares import SparePool
 from pymta.queue.sendfiles import (
     QueueFileError,
     TodoEnvelope,
@@ -150,6 +151,9 @@ class Scheduler(Service):
     @param threadpool: where preprocessing (with its fsyncs) runs so the
         reactor stays free; None runs it in the reactor thread (tests with a
         Clock).  The scheduler starts and stops it.
+    @param spares: a L{SparePool} shared with the queue writer: the
+        envelope, info and channel files of finished messages go there for
+        reuse instead of being deleted; None deletes them.
     """
 
     name = "pymta-send-scheduler"
@@ -167,6 +171,7 @@ class Scheduler(Service):
         stop_timeout: float = 60.0,
         todo_scan_interval: float = TODO_SCAN_INTERVAL,
         threadpool: ThreadPool | None = None,
+        spares: SparePool | None = None,
     ) -> None:
         missing = [c for c in CHANNELS if c not in channels]
         if missing:
@@ -181,6 +186,7 @@ class Scheduler(Service):
         self.stop_timeout = stop_timeout
         self.todo_scan_interval = todo_scan_interval
         self.threadpool = threadpool
+        self.spares = spares
         self._preprocessing = False
         self._owner: tuple[int, int] | None = None
 
@@ -330,11 +336,16 @@ class Scheduler(Service):
                 pass
         if self.threadpool is not None and self.threadpool.started:
             self.threadpool.stop()
+        if self.spares is not None:
+            self.spares.clear()
         self.log.line("status: exiting")
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
     def _run_cleaner(self) -> None:
         assert self.cleaner is not None
+        if self.spares is not None:
+            # spares live in pid/: deleted here rather than reported as crash leftovers
+            self.spares.clear()
         try:
             removed = self.cleaner(self.layout)
         except Exception as e:
@@ -453,13 +464,15 @@ class Scheduler(Service):
         now = self.now()
         if self.threadpool is None:
             result = preprocess_batch(
-                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now, owner=self._owner
+                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now, owner=self._owner,
+                spares=self.spares,
             )
             self._apply_batch(result, logged=True)
             return
         self._preprocessing = True
         d = threads.deferToThreadPool(
-            self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner
+            self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
+            spares=self.spares,
         )
         self._in_flight.add(d)
 
@@ -828,7 +841,7 @@ class Scheduler(Service):
             return
         path = self.layout.channel(job.channel, job.message_id)
         try:
-            os.unlink(path)
+            self._delete(path)
         except FileNotFoundError:
             pass
         except OSError:
@@ -943,7 +956,7 @@ class Scheduler(Service):
         layout = self.layout
         self.log.line(f"end msg {message_id}")
         try:
-            os.unlink(layout.info(message_id))
+            self._delete(layout.info(message_id))
         except FileNotFoundError:
             pass
         except OSError as e:
@@ -958,6 +971,13 @@ class Scheduler(Service):
             except OSError:
                 self.log.warning(f"unable to clean up {self._rel(path)}")
         self.stats["messages_done"] += 1
+
+    def _delete(self, path: str) -> None:
+        """Unlink a small queue file (not a message file): into the spares when there are some."""
+        if self.spares is None:
+            os.unlink(path)
+        else:
+            self.spares.remove(path)
 
     def _quarantine(self, message_id: int, reason: str) -> None:
         self._forget(message_id)

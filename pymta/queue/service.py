@@ -33,6 +33,7 @@ from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
 from pymta.queue.scheduler import CHANNELS, Scheduler
+from pymta.queue.spares import SparePool
 from pymta.queue.trigger import TriggerListener
 from pymta.signals import SignalService
 
@@ -175,12 +176,14 @@ def build_send_service(
     except ImportError:  # pragma: no cover - the cleaner ships with pymta
         clean_queue = None
 
+    spares = SparePool(layout)
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=1, name="pymta-send-preprocess"),
+        spares=spares,
     )
-    sink = QueueSink(Queue(layout), reactor, on_commit=scheduler.notify)
+    sink = QueueSink(Queue(layout, spares=spares), reactor, on_commit=scheduler.notify)
     scheduler.sink = sink
     scheduler.channels = _resolve_channels(channels, sink)
 

@@ -72,6 +72,7 @@ from pymta.queue.errors import (
     QueueFailure,
 )
 from pymta.queue.layout import QueueLayout
+from pymta.queue.spares import SparePool, create_file
 
 __all__ = [
     "STEPS",
@@ -156,9 +157,11 @@ class Queue:
     directory, so the queue manager (running as that owner) can use them.
     """
 
-    def __init__(self, layout: QueueLayout, clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, layout: QueueLayout, clock: Callable[[], float] = time.time, spares: SparePool | None = None) -> None:
         self.layout = layout
         self.clock = clock
+        #: spare inodes for the envelope files (L{pymta.queue.spares}); None creates every file
+        self.spares = spares
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
         self._owner: tuple[int, int] | None = None
@@ -318,14 +321,14 @@ class PendingMessage:
     def _write_envelope(self, envelope: bytes) -> None:
         intd = self.queue.layout.intd(self.message_id)
         _pause("intd")
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC
+        queue = self.queue
         try:
-            fd = os.open(intd, flags, 0o644)
+            fd = create_file(intd, 0o644, queue.spares, queue._owner)
         except FileExistsError:
             # intd/ID belongs to our id, hence to a dead message: stale.
             _unlink_quietly(intd)
             try:
-                fd = os.open(intd, flags, 0o644)
+                fd = create_file(intd, 0o644, queue.spares, queue._owner)
             except OSError as e:
                 raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
         except OSError as e:
@@ -333,9 +336,6 @@ class PendingMessage:
                 raise _write_failure(e, f"create {intd}") from e
             raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
         try:
-            if self.queue._owner is not None:
-                os.fchown(fd, *self.queue._owner)
-            os.fchmod(fd, 0o644)
             write_all(fd, envelope)
             _pause("fsync_intd")
             os.fsync(fd)

@@ -1,0 +1,195 @@
+# -*- test-case-name: tests.queue.test_spares -*-
+"""
+Spare queue inodes: the small files of finished messages kept for reuse.
+
+Every message used to create and delete four inodes in the queue (mess,
+intd/todo, info, local or remote).  On ext4 without a journal the inode
+allocator skips every recently deleted inode of the block group, looking
+each one up, so under a steady load each creation scans thousands of them:
+a profile of pymta-send under smtp-source showed half of its CPU time in
+C{openat(O_CREAT)}.  L{SparePool} takes that churn away: instead of
+unlinking C{intd/ID}, C{info/N/ID} and the channel files of a finished
+message, the queue manager renames them to C{pid/spare.<pid>.<n>}; new
+envelope, info and channel files are then made from a spare (truncated,
+re-moded, rewritten and fsynced, then linked to their name) when there is
+one, and created as before when there is none.
+
+The message files themselves are never recycled: their inode number is the
+message id, and reusing one at once could meet a removal of the old
+message's files that is not yet durable.
+
+Safety:
+ - a spare is taken under an exclusive C{flock} and only when it has no
+   other name (C{st_nlink == 1}), so a file the cleaner removed meanwhile,
+   or one that is still linked somewhere, is never used;
+ - a spare's old content is cut off before anything is written, and the new
+   name becomes durable only by the directory fsync that already follows
+   the file's own fsync, exactly as for a new file;
+ - spares live in C{pid/}, so after a crash (or when the pool is dropped)
+   L{pymta.queue.cleaner.clean_queue} removes them like any unlocked pid
+   file; nothing else ever looks at them.
+
+Thread-safe: the scheduler (reactor thread), the preprocessing thread and
+the commit threads share one pool.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import itertools
+import os
+import threading
+from collections import deque
+
+from pymta.queue.layout import QueueLayout
+
+__all__ = ["SparePool", "SPARE_PREFIX", "create_file"]
+
+SPARE_PREFIX = "spare."
+
+#: spares kept at most (tiny files: a few MB of disk at most)
+DEFAULT_LIMIT = 2048
+
+
+class SparePool:
+    """Spare inodes of one queue, kept under C{pid/}; at most C{limit} of them."""
+
+    def __init__(self, layout: QueueLayout, limit: int = DEFAULT_LIMIT) -> None:
+        self.layout = layout
+        self.limit = limit
+        self._dir = layout.dir("pid")
+        self._names: deque[str] = deque()
+        self._lock = threading.Lock()
+        self._seq = itertools.count(1)
+        self.reused = 0
+        self.kept = 0
+
+    def __len__(self) -> int:
+        return len(self._names)
+
+    def keep(self, path: str) -> bool:
+        """
+        Move the file C{path} (which must have no other name) into the pool
+        instead of deleting it.  Returns False, having changed nothing, when
+        the pool is full or the rename fails: the caller then unlinks it.
+        FileNotFoundError when C{path} does not exist.
+        """
+        spare = self.park(path)
+        if spare is None:
+            return False
+        self.add(spare)
+        return True
+
+    def park(self, path: str) -> str | None:
+        """
+        Rename C{path} to a spare name, not yet usable (for a file that still
+        has another name to remove first); L{add} then offers it.  None
+        when the pool is full or the rename fails (nothing changed).
+        """
+        if len(self._names) >= self.limit:
+            return None
+        spare = os.path.join(self._dir, f"{SPARE_PREFIX}{os.getpid()}.{next(self._seq)}")
+        try:
+            os.rename(path, spare)
+        except FileNotFoundError:
+            raise
+        except OSError:
+            return None
+        return spare
+
+    def add(self, spare: str) -> None:
+        """Offer a L{park}ed file for reuse."""
+        with self._lock:
+            self._names.append(spare)
+            self.kept += 1
+
+    def remove(self, path: str) -> None:
+        """Delete C{path} - into the pool when it has room; FileNotFoundError when it is gone."""
+        if not self.keep(path):
+            os.unlink(path)
+
+    def take(self, path: str, mode: int) -> int | None:
+        """
+        Give a spare the name C{path} (which must not exist) and return a
+        descriptor open for writing on it, empty and with C{mode}; None when
+        no spare is usable (the caller creates the file).  Raises
+        FileExistsError when C{path} exists (the spare stays in the pool).
+        """
+        while True:
+            with self._lock:
+                if not self._names:
+                    return None
+                spare = self._names.popleft()
+            fd = self._open(spare)
+            if fd is None:
+                continue
+            try:
+                os.ftruncate(fd, 0)
+                os.fchmod(fd, mode)
+                os.link(spare, path)
+            except FileExistsError:
+                os.close(fd)
+                with self._lock:
+                    self._names.appendleft(spare)
+                raise
+            except OSError:
+                os.close(fd)
+                _unlink_quietly(spare)
+                continue
+            _unlink_quietly(spare)
+            self.reused += 1
+            return fd
+
+    def _open(self, spare: str) -> int | None:
+        try:
+            fd = os.open(spare, os.O_WRONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+        except OSError:
+            return None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            # the cleaner is removing it
+            os.close(fd)
+            return None
+        if os.fstat(fd).st_nlink != 1:
+            # removed by the cleaner meanwhile, or still linked elsewhere: not ours to reuse
+            os.close(fd)
+            _unlink_quietly(spare)
+            return None
+        return fd
+
+    def clear(self) -> None:
+        """Delete every spare (at shutdown)."""
+        with self._lock:
+            names, self._names = list(self._names), deque()
+        for name in names:
+            _unlink_quietly(name)
+
+
+def _unlink_quietly(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def create_file(path: str, mode: int, spares: SparePool | None, owner: tuple[int, int] | None = None) -> int:
+    """
+    A new file at C{path} (which must not exist; FileExistsError otherwise),
+    open for writing: a spare from C{spares} when there is one, else a fresh
+    file created with C{O_EXCL} and given to C{owner}.  The caller writes,
+    fsyncs and closes it.
+    """
+    if spares is not None:
+        fd = spares.take(path, mode)
+        if fd is not None:
+            return fd
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, mode)
+    try:
+        if owner is not None:
+            os.fchown(fd, *owner)
+        os.fchmod(fd, mode)
+    except BaseException:
+        os.close(fd)
+        raise
+    return fd

@@ -1,0 +1,244 @@
+"""
+Group commit in pymta.queue.store: messages prepared meanwhile share one
+directory fsync, and no receipt fires before that fsync is done.
+"""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from twisted.internet import defer, threads
+from twisted.python.failure import Failure
+from twisted.trial import unittest
+
+from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.queue import store
+from pymta.queue.cleaner import clean_queue
+from pymta.queue.client import enqueue_socket
+from pymta.queue.errors import QueueFailure
+from pymta.queue.inject import inject_socket_path
+from pymta.queue.layout import QueueLayout
+from pymta.queue.store import PAUSE_ENV, Queue, QueueSink, commit_prepared
+from tests.queue.test_store import ImmediateReactor, files_under, make_layout
+
+
+class ManualThreadPool:
+    """Thread-pool work held until the test runs it."""
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):  # noqa: N802 - Twisted's name
+        self.calls.append((onResult, f, args, kwargs))
+
+    def run_one(self) -> None:
+        onResult, f, args, kwargs = self.calls.pop(0)
+        try:
+            result = f(*args, **kwargs)
+        except BaseException:
+            onResult(False, Failure())
+        else:
+            onResult(True, result)
+
+    def run_all(self) -> None:
+        while self.calls:
+            self.run_one()
+
+
+class FsyncRecorder:
+    """Replaces store.fsync_dir: records the directories, optionally fails for one."""
+
+    def __init__(self, testcase, fail_for: str | None = None) -> None:
+        self.dirs: list[str] = []
+        self.fail_for = fail_for
+        real = store.fsync_dir
+
+        def fsync_dir(path: str) -> None:
+            self.dirs.append(os.path.basename(path))
+            if self.fail_for is not None and os.path.basename(path) == self.fail_for:
+                raise OSError(5, "Input/output error", path)
+            real(path)
+
+        testcase.patch(store, "fsync_dir", fsync_dir)
+
+
+def prepared(layout: QueueLayout, n: int) -> list:
+    queue = Queue(layout)
+    out = []
+    for i in range(n):
+        m = queue.begin("by uid 1", 1, 1)
+        m.write(b"Subject: %d\n\nbody\n" % i)
+        m.prepare("a@b.example", [f"r{i}@c.example"])
+        out.append(m)
+    return out
+
+
+class CommitPreparedTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.layout = make_layout(self)
+
+    def test_one_todo_fsync_for_the_batch(self) -> None:
+        fsyncs = FsyncRecorder(self)
+        messages = prepared(self.layout, 5)
+        self.assertEqual(files_under(self.layout, "todo"), [])  # prepared is not visible
+        outcomes = commit_prepared(messages)
+        self.assertTrue(all(isinstance(o, QueueReceipt) for o in outcomes))
+        self.assertEqual([o.message_id for o in outcomes], [m.message_id for m in messages])
+        self.assertEqual(len(files_under(self.layout, "todo")), 5)
+        self.assertEqual(fsyncs.dirs.count("todo"), 1)
+        mess_dirs = {os.path.basename(os.path.dirname(m.mess_path)) for m in messages}
+        self.assertEqual(sorted(d for d in fsyncs.dirs if d != "todo"), sorted(mess_dirs))
+        # committing twice is refused, not repeated
+        again = commit_prepared(messages[:1])
+        self.assertIsInstance(again[0], QueueFailure)
+
+    def test_failing_todo_fsync_acknowledges_nothing(self) -> None:
+        FsyncRecorder(self, fail_for="todo")
+        messages = prepared(self.layout, 3)
+        outcomes = commit_prepared(messages)
+        self.assertTrue(all(isinstance(o, QueueFailure) and not o.permanent for o in outcomes))
+        # visible but maybe not durable: left in place (a possible duplicate, never a loss)
+        self.assertEqual(len(files_under(self.layout, "todo")), 3)
+
+    def test_failing_mess_fsync_removes_those_messages(self) -> None:
+        messages = prepared(self.layout, 1)
+        FsyncRecorder(self, fail_for=os.path.basename(os.path.dirname(messages[0].mess_path)))
+        [outcome] = commit_prepared(messages)
+        self.assertIsInstance(outcome, QueueFailure)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.assertEqual(files_under(self.layout, "mess"), [])
+        self.assertEqual(files_under(self.layout, "intd"), [])
+
+    def test_unprepared_message_is_refused(self) -> None:
+        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        [outcome] = commit_prepared([m])
+        self.assertIsInstance(outcome, QueueFailure)
+        m.abort()
+        self.assertEqual(files_under(self.layout, "mess"), [])
+
+
+class QueueSinkGroupingTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.layout = make_layout(self)
+        self.pool = ManualThreadPool()
+        self.committed = []
+        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool, self.committed.append)
+
+    def finish(self, n: int) -> list:
+        results = []
+        for i in range(n):
+            w = self.sink.open_message("a@b.example", [f"r{i}@c.example"], origin="from network")
+            w.write(b"Subject: x\n\nbody\n")
+            d = w.finish()
+            d.addBoth(results.append)
+        return results
+
+    def test_messages_prepared_during_a_commit_share_the_next_one(self) -> None:
+        fsyncs = FsyncRecorder(self)
+        results = self.finish(4)
+        self.pool.run_one()  # prepares message 1; its commit (alone) is queued
+        self.pool.run_all()  # prepares 2-4 (they wait for the running commit), commits 1, then 2-4 together
+        self.assertEqual(len(results), 4)
+        self.assertTrue(all(isinstance(r, QueueReceipt) for r in results), results)
+        self.assertEqual(self.committed, [r.message_id for r in results])
+        self.assertEqual(fsyncs.dirs.count("todo"), 2)
+        self.assertEqual((self.sink._committer.batches, self.sink._committer.messages), (2, 4))
+
+    def test_no_receipt_before_the_directory_fsync(self) -> None:
+        results = self.finish(2)
+        self.pool.run_one()
+        self.pool.run_one()
+        # both prepared (files fsynced), the batch commit not run yet: nothing acknowledged or visible
+        self.assertEqual(results, [])
+        self.assertEqual(self.committed, [])
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.pool.run_all()
+        self.assertEqual(len(results), 2)
+
+    def test_in_process_commits_do_not_pull_the_trigger(self) -> None:
+        fd = os.open(self.layout.trigger_path(), os.O_RDONLY | os.O_NONBLOCK)
+        self.addCleanup(os.close, fd)
+        self.finish(1)
+        self.pool.run_all()
+        self.assertEqual(os.read(fd, 10), b"")  # no writer ever came: nothing to read
+        sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool)
+        w = sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        w.finish()
+        self.pool.run_all()
+        self.assertEqual(os.read(fd, 10), b"\0")
+
+    def test_failed_batch_fails_every_message(self) -> None:
+        FsyncRecorder(self, fail_for="todo")
+        results = self.finish(2)
+        self.pool.run_all()
+        self.assertEqual(len(results), 2)
+        for r in results:
+            self.assertIsInstance(r, Failure)
+            self.assertIsInstance(r.value, QueueRefused)
+        self.assertEqual(self.committed, [])
+
+
+SERVER = """
+import os, sys
+from twisted.internet import reactor
+from pymta.queue.inject import InjectServerFactory, listen_inject
+from pymta.queue.layout import QueueLayout
+from pymta.queue.store import Queue, QueueSink
+root = sys.argv[1]
+sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor, on_commit=lambda message_id: None)
+listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
+reactor.run()
+"""
+
+
+class GroupCommitCrashTests(unittest.TestCase):
+    """A server killed between a batch's file fsyncs and its todo/ fsync acknowledged nothing."""
+
+    def test_killed_before_the_batch_directory_fsync(self):
+        root = tempfile.mkdtemp(prefix="pymta-gc-")
+        self.addCleanup(shutil.rmtree, root, True)
+        layout = QueueLayout(os.path.join(root, "queue"))
+        layout.create()
+        proc = subprocess.Popen([sys.executable, "-c", SERVER, root], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                env=dict(os.environ, **{PAUSE_ENV: "fsync_todo"}))
+
+        def stop() -> None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            proc.stdout.close()
+            proc.stderr.close()
+
+        self.addCleanup(stop)
+        self.assertEqual(proc.stdout.readline(), b"listening\n")
+        sends = [
+            threads.deferToThread(enqueue_socket, inject_socket_path(root), b"line\n" * 100, "a@b.example", [f"r{i}@c.example"])
+            for i in range(3)
+        ]
+
+        def kill() -> None:
+            self.assertEqual(proc.stderr.readline(), b"paused fsync_todo\n")
+            time.sleep(0.2)  # let the other clients' messages reach the server too
+            proc.send_signal(signal.SIGKILL)
+
+        killed = threads.deferToThread(kill)
+        results = defer.DeferredList(sends, consumeErrors=True)
+
+        def check(outcomes) -> None:
+            for ok, value in outcomes:
+                self.assertFalse(ok, "a message was acknowledged before its batch's directory fsync")
+                self.assertIsInstance(value.value, QueueRefused)
+                self.assertFalse(value.value.permanent)
+            # what is visible is whole; everything else is a leftover the cleaner removes
+            clean_queue(layout, now=time.time() + 60)
+            todo = files_under(layout, "todo")
+            self.assertLessEqual(len(todo), 3)
+            for path in todo:
+                self.assertTrue(os.path.exists(layout.mess(int(os.path.basename(path)))))
+            self.assertEqual(len(files_under(layout, "mess")), len(todo))
+
+        return killed.addCallback(lambda _: results).addCallback(check)
