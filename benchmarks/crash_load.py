@@ -39,7 +39,8 @@ def pair(text: str) -> tuple[float, float]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--messages", type=int, default=2000, help="at least this many messages")
-    parser.add_argument("--limit", type=int, default=10000, help="never more than this many (the load goes on while crashes remain)")
+    parser.add_argument("--limit", type=int, default=10000,
+                        help="never more than this many (the load goes on while crashes remain)")
     parser.add_argument("--clients", type=int, default=10, help="concurrent SMTP clients")
     parser.add_argument("--kills", type=int, default=30, help="crashes (send, smtpd or both, seeded choice)")
     parser.add_argument("--gap", type=pair, default=(0.2, 1.5), help="seconds of running before each crash (LOW,HIGH)")

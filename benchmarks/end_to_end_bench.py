@@ -312,7 +312,8 @@ def available_postfix() -> str | None:
 
 # -- one measurement ----------------------------------------------------
 
-def measure(server, count: int, sessions: int, size: int, deliver_timeout: float) -> dict:  # type: ignore[no-untyped-def]
+def measure(server: "PymtaServer | PostfixServer", count: int, sessions: int, size: int,
+            deliver_timeout: float) -> dict:
     server.start()
     try:
         cpu_before = tree_cpu_seconds(server.pids())
@@ -327,6 +328,7 @@ def measure(server, count: int, sessions: int, size: int, deliver_timeout: float
             cpu_after = tree_cpu_seconds(server.pids())
     finally:
         server.stop()
+    spent = {name: seconds - cpu_before.get(name, 0.0) for name, seconds in cpu_after.items()}
     if delivered < count:
         raise SystemExit(f"{server.name}: only {delivered} of {count} messages delivered in {deliver_timeout} s")
     return {
@@ -335,9 +337,9 @@ def measure(server, count: int, sessions: int, size: int, deliver_timeout: float
         "peak_mb": memory.peak_rss_kb / 1024,
         "peak_pss_mb": memory.peak_pss_kb / 1024,
         "seconds": delivered_at - start,
-        "cpu_ms_per_msg": 1000 * (sum(cpu_after.values()) - sum(cpu_before.values())) / count,
-        "cpu_split": {k: round(v - cpu_before.get(k, 0.0), 2) for k, v in sorted(cpu_after.items(), key=lambda kv: -kv[1])
-                      if v - cpu_before.get(k, 0.0) >= 0.05},
+        "cpu_ms_per_msg": 1000 * sum(spent.values()) / count,
+        "cpu_split": {name: round(used, 2) for name, used in sorted(spent.items(), key=lambda kv: -kv[1])
+                      if used >= 0.05},
     }
 
 
@@ -379,7 +381,8 @@ def main() -> int:
                     server = PymtaServer(where, split=(name == "pymta-split"))
                 r = measure(server, args.count, args.sessions, args.size, args.deliver_timeout)
                 results[name].append(r)
-                print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s  delivered {r['delivered']:6.0f} msg/s"
+                print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s"
+                      f"  delivered {r['delivered']:6.0f} msg/s"
                       f"  ({r['seconds']:.1f} s)  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB"
                       f"  CPU {r['cpu_ms_per_msg']:.2f} ms/msg {r['cpu_split']} s", flush=True)
     finally:

@@ -55,7 +55,8 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
             f"crash under load (seed {SEED}): {result.summary()}; "
             f"attempts {clients.attempts}, client errors {dict(clients.failures)}; "
             f"kills {[(round(e.at, 2), '+'.join(e.victims)) for e in rig.events]}; "
-            f"root {rig.base}; sending {sent - started:.1f} s, draining {drained - sent:.1f} s; committed messages left {remaining}, "
+            f"root {rig.base}; sending {sent - started:.1f} s, draining {drained - sent:.1f} s; "
+            f"committed messages left {remaining}, "
             f"crash leftovers (never committed) {rig.crash_leftovers()}, qstat {rig.queue_counts()}"
         )
         log.info("{report}", report=report)
