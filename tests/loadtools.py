@@ -276,7 +276,30 @@ class CrashRig:
 
     def crash_leftovers(self) -> int:
         """Message files without C{todo/} or C{info/}: writers killed before their commit (never acknowledged)."""
-        return len(self._ids("mess") - self._ids("todo") - self._ids("info"))
+        return len(self.leftover_paths())
+
+    def leftover_paths(self) -> list[str]:
+        leftovers = self._ids("mess") - self._ids("todo") - self._ids("info")
+        mess = os.path.join(self.root, "queue", "mess")
+        return [os.path.join(top, name) for top, _, files in os.walk(mess) for name in files if name in leftovers]
+
+    def clean_leftovers(self, grace: float, timeout: float) -> tuple[int, int]:
+        """
+        Let the crash leftovers age past the cleaner's C{grace} seconds, then
+        restart pymta-send cleanly (its cleaner runs at start) and wait for
+        C{pymta qstat} to show an empty queue; returns the last qstat counts.
+        """
+        wait = _newest_mtime(self.leftover_paths()) + grace + 1 - time.time()
+        if wait > 0:
+            time.sleep(min(wait, timeout))
+        self.send.stop()
+        self.send.start(self.start_timeout)
+        deadline = time.monotonic() + timeout
+        counts = self.queue_counts()
+        while counts != (0, 0) and time.monotonic() < deadline:
+            time.sleep(0.2)
+            counts = self.queue_counts()
+        return counts
 
     def drain(self, timeout: float) -> int:
         """
@@ -299,6 +322,16 @@ class CrashRig:
                 last_kick = time.monotonic()
             pending = self.committed_pending()
         return pending
+
+
+def _newest_mtime(paths: Iterable[str]) -> float:
+    newest = 0.0
+    for path in paths:
+        try:
+            newest = max(newest, os.stat(path).st_mtime)
+        except FileNotFoundError:
+            pass
+    return newest
 
 
 class LoadClients:
