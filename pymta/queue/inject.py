@@ -272,12 +272,13 @@ class _InjectClientWriter(Protocol):
             self._send(netstring(bytes(self._buffer)))
             self._buffer.clear()
         self._send(b"0:,")
-        self._waiting = defer.Deferred()
+        # a local reference: when the outcome is already known, _deliver_outcome fires and clears _waiting
+        waiting = self._waiting = defer.Deferred()
         if self._outcome is not None:
             self._deliver_outcome()
         else:
             self._timer = self._reactor.callLater(self._timeout, self._timed_out)
-        return self._waiting
+        return waiting
 
     def abort(self) -> None:
         if self._state in ("open", "finishing"):
