@@ -69,6 +69,7 @@ def main() -> int:
         # pymta-send's crash cleaner removes them at its next start once they are older than its grace time
         qstat = rig.clean_leftovers(GRACE, args.drain_seconds)
         lost_after_cleaning = tally(rig.maildir, clients).lost
+        troubles = rig.log_troubles()
     finally:
         rig.stop()
     send_kills = sum(1 for e in rig.events if "send" in e.victims)
@@ -86,12 +87,15 @@ def main() -> int:
           f"qstat after pymta-send restarted cleanly: {qstat}")
     print(f"sending {sent - started:.1f} s ({result.acknowledged / max(sent - started, 1e-9):.0f} acknowledged/s "
           f"under crashes), draining {drained - sent:.1f} s")
+    print(f"internal errors in the daemons' logs: {len(troubles)}")
+    for line in troubles:
+        print(f"  {line}")
     if args.keep:
         print(f"kept {rig.base} (send.log, smtpd.log, r/)")
     else:
         rig.remove()
     bad = (result.lost or lost_after_cleaning or remaining or qstat != (0, 0) or result.duplicate_causes.get("unexplained")
-           or result.unacknowledged_without_crash or result.untagged_files)
+           or result.unacknowledged_without_crash or result.untagged_files or troubles)
     return 1 if bad else 0
 
 

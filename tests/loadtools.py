@@ -218,6 +218,19 @@ class CrashRig:
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
 
+    def log_troubles(self, limit: int = 20) -> list[str]:
+        """Lines of the daemons' logs that report a crash inside them (tracebacks, unhandled errors)."""
+        out: list[str] = []
+        for daemon in (self.send, self.smtpd):
+            try:
+                with open(daemon.log, encoding="utf-8", errors="replace") as f:
+                    for line in f:
+                        if "#critical]" in line or "Unhandled error" in line or "Traceback" in line:
+                            out.append(f"{daemon.name}: {line.rstrip()}")
+            except OSError:
+                continue
+        return out[:limit]
+
     # -- chaos ----------------------------------------------------------
 
     def crash(self, victims: Iterable[str], down_for: float) -> None:

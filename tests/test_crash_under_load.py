@@ -80,6 +80,7 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
         self.assertLessEqual(result.duplicate_count, CONCURRENCY_LOCAL * send_kills, report)
         self.assertEqual(result.unacknowledged_without_crash, {},
                          f"a message was refused to the client but delivered, with no kill at that time\n{report}")
+        self.assertEqual(rig.log_troubles(), [], "a daemon logged an internal error")
         self.assertEqual(result.untagged_files, [], "files in the Maildir that no client sent")
         self.assertEqual(len(rig.events), KILLS, f"the load ended before every planned crash\n{report}")
         self.assertEqual(len(clients.acked_messages), clients.taken,
