@@ -86,6 +86,19 @@ TODO_SCAN_INTERVAL = 60
 CLEANUP_INTERVAL = 76431
 
 
+def _unlink_all(paths: list[str]) -> list[str]:
+    """Unlink C{paths} (missing ones are fine); returns those that could not be removed."""
+    failed = []
+    for path in paths:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+        except OSError:
+            failed.append(path)
+    return failed
+
+
 class QmailLog:
     """
     qmail-send's log lines through twisted.logger: each line is one event whose
@@ -200,6 +213,8 @@ class Scheduler(Service):
         self._done_queue: deque[int] = deque()
         self._finishing: set[int] = set()
         self._in_flight: set[defer.Deferred] = set()
+        self._unlinks: list[str] = []
+        self._unlinking = False
         self._delivery_ids = itertools.count(1)
         self._heap_keys = itertools.count()
         self._wake: IDelayedCall | None = None
@@ -963,14 +978,47 @@ class Scheduler(Service):
             self.log.warning(f"unable to unlink info/{message_id}: {e.strerror}; will try again later")
             self._retry_done(message_id)
             return
-        for path in (layout.intd(message_id), layout.mess(message_id)):
-            try:
-                os.unlink(path)
-            except FileNotFoundError:
-                pass
-            except OSError:
-                self.log.warning(f"unable to clean up {self._rel(path)}")
+        self._unlink_later(layout.intd(message_id), layout.mess(message_id))
         self.stats["messages_done"] += 1
+
+    def _unlink_later(self, *paths: str) -> None:
+        """
+        Unlink the last files of finished messages - in the thread pool when
+        there is one, many at a time: freeing a message file's inode and
+        blocks is the most expensive call the loop would otherwise make.
+        Nothing refers to them any more (a crash first leaves them to the
+        cleaner); their inode numbers cannot be reused until they are gone.
+        """
+        self._unlinks.extend(paths)
+        if self.threadpool is None:
+            self._report_unlinks(_unlink_all(self._take_unlinks()))
+        elif not self._unlinking:
+            self._unlinking = True
+            batch = self._take_unlinks()
+            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch)
+            self._in_flight.add(d)
+
+            def done(result: object) -> None:
+                self._in_flight.discard(d)
+                self._unlinking = False
+                if isinstance(result, Failure):
+                    self.log.warning(f"unable to clean up finished messages: {result.getErrorMessage()}")
+                else:
+                    self._report_unlinks(result)
+                if self._unlinks and not self.exiting:
+                    self._unlink_later()
+                elif self._unlinks:
+                    self._report_unlinks(_unlink_all(self._take_unlinks()))
+
+            d.addBoth(done)
+
+    def _take_unlinks(self) -> list[str]:
+        batch, self._unlinks = self._unlinks, []
+        return batch
+
+    def _report_unlinks(self, failed: list[str]) -> None:
+        for path in failed:
+            self.log.warning(f"unable to clean up {self._rel(path)}")
 
     def _delete(self, path: str) -> None:
         """Unlink a small queue file (not a message file): into the spares when there are some."""

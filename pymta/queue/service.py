@@ -180,7 +180,7 @@ def build_send_service(
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
-        threadpool=ThreadPool(minthreads=1, maxthreads=1, name="pymta-send-preprocess"),
+        threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
         spares=spares,
     )
     sink = QueueSink(Queue(layout, spares=spares), reactor, on_commit=scheduler.notify)

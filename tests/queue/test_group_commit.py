@@ -242,3 +242,54 @@ class GroupCommitCrashTests(unittest.TestCase):
             self.assertEqual(len(files_under(layout, "mess")), len(todo))
 
         return killed.addCallback(lambda _: results).addCallback(check)
+
+
+class SpillTests(unittest.SynchronousTestCase):
+    """A small message's file is created in the pool with its fsyncs; a large one at once."""
+
+    def setUp(self) -> None:
+        self.layout = make_layout(self)
+        self.pool = ManualThreadPool()
+        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool)
+
+    def test_small_message_file_created_in_the_pool(self) -> None:
+        w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        w.write(b"Subject: small\n\n")
+        w.write(b"body\n")
+        self.assertEqual(files_under(self.layout, "mess"), [])
+        results = []
+        w.finish().addBoth(results.append)
+        self.assertEqual(files_under(self.layout, "mess"), [])
+        self.pool.run_all()
+        [receipt] = results
+        with open(self.layout.mess(receipt.message_id), "rb") as f:
+            lines = f.read().split(b"\n", 1)
+        self.assertIn(b"invoked from network", lines[0])
+        self.assertEqual(lines[1], b"Subject: small\n\nbody\n")
+
+    def test_large_message_streams_to_its_file(self) -> None:
+        w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        chunk = b"x" * 1000 + b"\n"
+        for _ in range(store.SPILL_BYTES // len(chunk) + 2):
+            w.write(chunk)
+        self.assertEqual(len(files_under(self.layout, "mess")), 1)
+        w.abort()
+        self.assertEqual(files_under(self.layout, "mess"), [])
+
+    def test_abort_before_the_file_exists(self) -> None:
+        w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        w.write(b"data")
+        w.abort()
+        self.assertEqual(self.pool.calls, [])
+        self.assertEqual(files_under(self.layout, "mess"), [])
+
+    def test_queue_refusing_a_large_message(self) -> None:
+        sink = QueueSink(Queue(QueueLayout(self.mktemp())), ImmediateReactor(), self.pool)
+        w = sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        w.write(b"y" * (store.SPILL_BYTES + 1))
+        w.write(b"more")
+        results = []
+        w.finish().addBoth(results.append)
+        [failure] = results
+        self.assertIsInstance(failure.value, QueueRefused)
+        self.assertFalse(failure.value.permanent)

@@ -160,3 +160,56 @@ class RecyclingTests(unittest.SynchronousTestCase):
         self.successResultOf(s.stopService())
         self.assertEqual(len(pool), 0)
         self.assertEqual(os.listdir(layout.dir("pid")), [])
+
+
+class ThreadedClock(task.Clock):
+    def callFromThread(self, f, *args, **kwargs):  # noqa: N802 - Twisted's name
+        f(*args, **kwargs)
+
+
+class HeldPool:
+    """A thread pool whose work waits for run_all()."""
+
+    started = False
+
+    def __init__(self) -> None:
+        self.calls = []
+
+    def start(self) -> None:
+        self.started = True
+
+    def stop(self) -> None:
+        self.started = False
+
+    def callInThreadWithCallback(self, onResult, f, *args, **kwargs):  # noqa: N802 - Twisted's name
+        self.calls.append((onResult, f, args, kwargs))
+
+    def run_all(self) -> None:
+        while self.calls:
+            onResult, f, args, kwargs = self.calls.pop(0)
+            onResult(True, f(*args, **kwargs))
+
+
+class BackgroundUnlinkTests(unittest.SynchronousTestCase):
+    def test_message_files_are_unlinked_in_the_pool(self) -> None:
+        root, layout = make_root(self)
+        clock = ThreadedClock()
+        clock.advance(1795000000)
+        pool = HeldPool()
+        s = Scheduler(layout, ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
+                      CollectingSink(), clock, log=QmailLog(Logger(observer=lambda e: None)), threadpool=pool)
+        mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
+        s.startService()
+        for _ in range(5):
+            clock.advance(0)
+            if s.stats["messages_done"]:
+                break
+            pool.run_all()
+        self.assertEqual(s.stats["messages_done"], 1)
+        # ended (info gone), its message file waits for the pool
+        self.assertFalse(os.path.exists(layout.info(mid)))
+        self.assertTrue(os.path.exists(layout.mess(mid)))
+        pool.run_all()
+        self.assertFalse(os.path.exists(layout.mess(mid)))
+        self.assertEqual(files_under(layout, "info") + files_under(layout, "local") + files_under(layout, "todo"), [])
+        self.successResultOf(s.stopService())
