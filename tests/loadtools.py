@@ -137,11 +137,14 @@ class ChaosEvent:
 class CrashRig:
     """
     A pymta root under a short temporary path plus restartable pymta-send
-    and pymta-smtpd processes.  As root the user gets uid L{MAIL_UID} (the
-    spawner drops to it); otherwise everything runs as the caller.
+    and pymta-smtpd processes, or with C{all_in_one} one C{twistd pymta}
+    process doing both (every crash then kills both).  As root the user
+    gets uid L{MAIL_UID} (the spawner drops to it); otherwise everything
+    runs as the caller.
     """
 
-    def __init__(self, seed: int, base: str | None = None, start_timeout: float = 30.0) -> None:
+    def __init__(self, seed: int, base: str | None = None, start_timeout: float = 30.0,
+                 all_in_one: bool = False) -> None:
         self.rng = random.Random(seed)
         # short (UNIX socket paths are limited to 107 bytes) and traversable by the mail uid
         self.base = base or tempfile.mkdtemp(prefix="pymta-crash-")
@@ -151,16 +154,26 @@ class CrashRig:
         self.port = free_port()
         self.events: list[ChaosEvent] = []
         self._init_root()
-        self.send = Daemon(
-            "pymta-send", ["pymta-send", "--root", self.root], os.path.join(self.base, "send.log"), self._send_ready
-        )
-        self.smtpd = Daemon(
-            "pymta-smtpd",
-            ["pymta-smtpd", "--root", self.root, "--listen", f"tcp:{self.port}:interface=127.0.0.1"],
-            os.path.join(self.base, "smtpd.log"),
-            self._smtpd_ready,
-        )
+        listen = f"tcp:{self.port}:interface=127.0.0.1"
+        self.all_in_one = all_in_one
+        if all_in_one:
+            self.send = self.smtpd = Daemon(
+                "twistd pymta", ["pymta", "--root", self.root, "--smtp", listen], os.path.join(self.base, "pymta.log"),
+                lambda d: self._send_ready(d) and self._smtpd_ready(d),
+            )
+        else:
+            self.send = Daemon(
+                "pymta-send", ["pymta-send", "--root", self.root], os.path.join(self.base, "send.log"), self._send_ready
+            )
+            self.smtpd = Daemon(
+                "pymta-smtpd", ["pymta-smtpd", "--root", self.root, "--listen", listen],
+                os.path.join(self.base, "smtpd.log"), self._smtpd_ready,
+            )
         self.daemons = {"send": self.send, "smtpd": self.smtpd}
+
+    def _distinct(self) -> list[Daemon]:
+        """The daemons, each once (send first)."""
+        return [self.send] if self.smtpd is self.send else [self.send, self.smtpd]
 
     # -- set-up ---------------------------------------------------------
 
@@ -208,12 +221,12 @@ class CrashRig:
             return False
 
     def start(self) -> None:
-        self.send.start(self.start_timeout)
-        self.smtpd.start(self.start_timeout)
+        for daemon in self._distinct():
+            daemon.start(self.start_timeout)
 
     def stop(self) -> None:
-        self.smtpd.stop()
-        self.send.stop()
+        for daemon in reversed(self._distinct()):
+            daemon.stop()
 
     def remove(self) -> None:
         shutil.rmtree(self.base, ignore_errors=True)
@@ -221,7 +234,7 @@ class CrashRig:
     def log_troubles(self, limit: int = 20) -> list[str]:
         """Lines of the daemons' logs that report a crash inside them (tracebacks, unhandled errors)."""
         out: list[str] = []
-        for daemon in (self.send, self.smtpd):
+        for daemon in self._distinct():
             try:
                 with open(daemon.log, encoding="utf-8", errors="replace") as f:
                     for line in f:
@@ -235,13 +248,12 @@ class CrashRig:
 
     def crash(self, victims: Iterable[str], down_for: float) -> None:
         """SIGKILL the named daemons ('send', 'smtpd'), wait C{down_for}, restart them (send first)."""
-        victims = tuple(victims)
-        for name in victims:
-            self.daemons[name].kill()
+        chosen = [d for d in self._distinct() if any(self.daemons[name] is d for name in victims)]
+        for daemon in chosen:
+            daemon.kill()
         time.sleep(down_for)
-        for name in ("send", "smtpd"):
-            if name in victims:
-                self.daemons[name].start(self.start_timeout)
+        for daemon in chosen:
+            daemon.start(self.start_timeout)
 
     def run_chaos(self, clients: "LoadClients", kills: int, gap: tuple[float, float], down: tuple[float, float],
                   started: float) -> None:
@@ -255,6 +267,8 @@ class CrashRig:
         try:
             for _ in range(kills):
                 victims = self.rng.choice((("send",), ("smtpd",), ("send", "smtpd")))
+                if self.all_in_one:
+                    victims = ("send", "smtpd")
                 wait = self.rng.uniform(*gap)
                 down_for = self.rng.uniform(*down)
                 deadline = time.monotonic() + wait
@@ -322,7 +336,7 @@ class CrashRig:
         cleaner removes later (L{pymta.queue.cleaner}), so it is not the
         criterion here.
         """
-        for daemon in (self.send, self.smtpd):
+        for daemon in self._distinct():
             if not daemon.running():
                 daemon.start(self.start_timeout)
         deadline = time.monotonic() + timeout

@@ -1,7 +1,8 @@
 """
 Crash safety under load: real C{twistd pymta-send} and C{twistd pymta-smtpd}
-processes take a few hundred messages from concurrent smtplib clients while
-they are SIGKILLed at seeded random moments and restarted.  Every message a
+processes (and, in a second test, one C{twistd pymta}) take a few hundred
+messages from concurrent smtplib clients while they are SIGKILLed at seeded
+random moments and restarted.  Every message a
 client saw C{250} for must end up in the user's Maildir; duplicates and
 deliveries without a C{250} (both allowed, as in qmail) are counted and
 logged.
@@ -28,6 +29,7 @@ MESSAGES = 300
 MESSAGE_LIMIT = 3000
 CLIENTS = 6
 KILLS = 8
+KILLS_ALL_IN_ONE = 5
 SEND_SECONDS = 45.0
 DRAIN_SECONDS = 25.0
 #: qmail's default, which the rig's root keeps
@@ -36,8 +38,16 @@ CONCURRENCY_LOCAL = 10
 
 class CrashUnderLoadTests(unittest.SynchronousTestCase):
     def test_no_acknowledged_message_is_lost(self) -> None:
+        """pymta-send and pymta-smtpd as separate processes, killed alone or together."""
+        self.check_crashes(all_in_one=False, kills=KILLS)
+
+    def test_all_in_one(self) -> None:
+        """C{twistd pymta}: smtpd and the queue in one process, with the in-process inject path."""
+        self.check_crashes(all_in_one=True, kills=KILLS_ALL_IN_ONE)
+
+    def check_crashes(self, all_in_one: bool, kills: int) -> None:
         started = time.monotonic()
-        rig = CrashRig(SEED)
+        rig = CrashRig(SEED, all_in_one=all_in_one)
         if not os.environ.get("PYMTA_CRASH_KEEP"):
             self.addCleanup(rig.remove)
         self.addCleanup(rig.stop)
@@ -45,7 +55,7 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
 
         clients = LoadClients(rig.port, MESSAGES, CLIENTS, limit=MESSAGE_LIMIT)
         clients.start(time.monotonic() + SEND_SECONDS)
-        rig.run_chaos(clients, KILLS, gap=(0.1, 0.8), down=(0.0, 0.4), started=started)
+        rig.run_chaos(clients, kills, gap=(0.1, 0.8), down=(0.0, 0.4), started=started)
         clients.join()
         sent = time.monotonic()
         remaining = rig.drain(DRAIN_SECONDS)
@@ -57,7 +67,8 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
         cleaned = time.monotonic()
 
         report = (
-            f"crash under load (seed {SEED}): {result.summary()}; "
+            f"crash under load ({'twistd pymta' if all_in_one else 'pymta-send + pymta-smtpd'}, seed {SEED}): "
+            f"{result.summary()}; "
             f"attempts {clients.attempts}, client errors {dict(clients.failures)}; "
             f"kills {[(round(e.at, 2), '+'.join(e.victims)) for e in rig.events]}; "
             f"root {rig.base}; sending {sent - started:.1f} s, draining {drained - sent:.1f} s; "
@@ -82,7 +93,7 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
                          f"a message was refused to the client but delivered, with no kill at that time\n{report}")
         self.assertEqual(rig.log_troubles(), [], "a daemon logged an internal error")
         self.assertEqual(result.untagged_files, [], "files in the Maildir that no client sent")
-        self.assertEqual(len(rig.events), KILLS, f"the load ended before every planned crash\n{report}")
+        self.assertEqual(len(rig.events), kills, f"the load ended before every planned crash\n{report}")
         self.assertEqual(len(clients.acked_messages), clients.taken,
                          f"the clients could not get every message accepted in time\n{report}")
         self.assertEqual(remaining, 0, f"committed messages left in the queue\n{report}")
