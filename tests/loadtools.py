@@ -3,7 +3,8 @@ Crash-under-load machinery shared by L{tests.test_crash_under_load} and
 C{benchmarks/crash_load.py}.
 
 A L{CrashRig} owns a fresh pymta root and two real processes,
-C{twistd pymta-send} and C{twistd pymta-smtpd}.  L{LoadClients} are
+C{twistd pymta-send} and C{twistd pymta-smtpd} (or one C{twistd pymta}).
+L{LoadClients} are
 smtplib clients in threads that send numbered messages to one local user
 and retry after any failed session.  While they run, L{CrashRig.run_chaos}
 SIGKILLs one or both daemons at seeded random moments and restarts them.
@@ -21,6 +22,12 @@ so each delivered file can be traced to one transaction:
  - unacknowledged deliveries: an attempt delivered although its client saw
    no 250 (the crash hit between the durable commit and the reply; SMTP
    allows it, the client retries and the message arrives twice).
+
+Duplicates are explained from pymta-send's log (a delivery started in a
+process that was then killed, and again in the next one), deliveries
+without a 250 from the kill times; anything unexplained is a bug.  Crash
+leftovers (message files of writers killed before their commit) are left
+for pymta-send's cleaner, which L{CrashRig.clean_leftovers} lets run.
 """
 
 from __future__ import annotations
@@ -365,10 +372,11 @@ class LoadClients:
     """
     C{threads} smtplib clients sending numbered messages to
     alice@test.example: at least C{count}, and more while C{keep_going} is
-    true (the chaos is still running), never more than C{limit}.  A client keeps its session between messages; after
-    any error it drops the session, waits a little and retries the same
-    message as a new attempt.  Stops when every message is acknowledged or
-    C{deadline} (monotonic) passes.
+    true (the chaos is still running), never more than C{limit}.  A client
+    keeps its session between messages; after any error it drops the
+    session, waits a little and retries the same message as a new attempt.
+    Stops when every message is acknowledged or C{deadline} (monotonic)
+    passes.
     """
 
     def __init__(self, port: int, count: int, threads: int, limit: int | None = None, size: int = 600,
