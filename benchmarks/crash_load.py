@@ -99,8 +99,9 @@ def main() -> int:
         print(f"kept {rig.base} (send.log, smtpd.log, r/)")
     else:
         rig.remove()
-    bad = (result.lost or lost_after_cleaning or remaining or qstat != (0, 0) or result.duplicate_causes.get("unexplained")
-           or result.unacknowledged_without_crash or result.untagged_files or troubles)
+    bad = (result.lost or lost_after_cleaning or remaining or qstat != (0, 0)
+           or result.duplicate_causes.get("unexplained") or result.unacknowledged_without_crash
+           or result.untagged_files or troubles)
     return 1 if bad else 0
 
 
