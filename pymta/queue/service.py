@@ -7,6 +7,7 @@ and the all-in-one C{twistd pymta}.
 Children, in start order (they stop in reverse, so pickup and injection end
 before the scheduler drains its deliveries):
 
+ 0. the thread pool where incoming messages are written and fsynced;
  1. the L{Scheduler};
  2. the trigger FIFO listener (C{queue/lock/trigger});
  3. the inject socket C{ROOT/run/inject.sock}, writing through the
@@ -104,6 +105,27 @@ class PidFileService(Service):
             pass
 
 
+#: threads writing and fsyncing incoming messages (each mostly waits for the disk); one per concurrent message helps
+COMMIT_THREADS = 32
+
+
+class ThreadPoolService(Service):
+    """Starts a thread pool with the service and stops it (after the services started later) at the end."""
+
+    def __init__(self, pool: ThreadPool) -> None:
+        self.pool = pool
+
+    def startService(self) -> None:
+        super().startService()
+        if not self.pool.started:
+            self.pool.start()
+
+    def stopService(self) -> None:
+        super().stopService()
+        if self.pool.started:
+            self.pool.stop()
+
+
 class InjectSocketService(UnixSocketService):
     """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.inject.InjectServerFactory}."""
 
@@ -183,12 +205,14 @@ def build_send_service(
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
         spares=spares,
     )
-    sink = QueueSink(Queue(layout, spares=spares), reactor, on_commit=scheduler.notify)
+    commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
+    sink = QueueSink(Queue(layout, spares=spares), reactor, commits, on_commit=scheduler.notify)
     scheduler.sink = sink
     scheduler.channels = _resolve_channels(channels, sink)
 
     top = MultiService()
     top.setName("pymta-send")
+    ThreadPoolService(commits).setServiceParent(top)
     scheduler.setServiceParent(top)
     TriggerListener(layout.trigger_path(), scheduler.scan_todo, reactor).setServiceParent(top)
     InjectSocketService(root, sink, reactor, trusted_uids).setServiceParent(top)
