@@ -11,7 +11,7 @@ Exit status 1 when anything acknowledged was lost or a duplicate or an
 unacknowledged delivery has no crash to explain it.
 
 Usage: python benchmarks/crash_load.py [--messages 2000] [--limit 10000] [--clients 10]
-       [--kills 30] [--gap 0.2,1.5] [--down 0,0.5] [--seed N] [--all-in-one] [--keep]
+       [--size 600] [--kills 30] [--gap 0.2,1.5] [--down 0,0.5] [--seed N] [--all-in-one] [--keep]
 Run as root for the real layout (queue owned by the mail uid, deliveries
 dropped to it); as another user everything runs as that user.
 """
@@ -43,6 +43,7 @@ def main() -> int:
     parser.add_argument("--limit", type=int, default=10000,
                         help="never more than this many (the load goes on while crashes remain)")
     parser.add_argument("--clients", type=int, default=10, help="concurrent SMTP clients")
+    parser.add_argument("--size", type=int, default=600, help="approximate body size of each message in bytes")
     parser.add_argument("--kills", type=int, default=30, help="crashes (send, smtpd or both, seeded choice)")
     parser.add_argument("--gap", type=pair, default=(0.2, 1.5), help="seconds of running before each crash (LOW,HIGH)")
     parser.add_argument("--down", type=pair, default=(0.0, 0.5), help="seconds the victims stay down (LOW,HIGH)")
@@ -59,7 +60,7 @@ def main() -> int:
     print(f"seed {args.seed}, root {rig.base}, smtpd on 127.0.0.1:{rig.port}", flush=True)
     try:
         rig.start()
-        clients = LoadClients(rig.port, args.messages, args.clients, limit=args.limit)
+        clients = LoadClients(rig.port, args.messages, args.clients, limit=args.limit, size=args.size)
         clients.start(time.monotonic() + args.send_seconds)
         rig.run_chaos(clients, args.kills, gap=args.gap, down=args.down, started=started)
         clients.join()

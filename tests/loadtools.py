@@ -408,7 +408,8 @@ class LoadClients:
             return n
 
     def _body(self, n: int, attempt: int) -> bytes:
-        filler = (f"message {n} attempt {attempt} " * 40)[: self.size]
+        unit = f"message {n} attempt {attempt} "
+        filler = (unit * (self.size // len(unit) + 1))[: self.size]
         lines = [filler[i:i + 72] for i in range(0, len(filler), 72)]
         return (
             f"From: load@client.example\r\nTo: {USER}@{DOMAIN}\r\nSubject: crash load {n}.{attempt}\r\n"
