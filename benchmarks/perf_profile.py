@@ -106,11 +106,15 @@ def main() -> int:
     parser.add_argument("--idle", action="store_true")
     parser.add_argument("--perf", action="store_true", help="perf record -g the processes (kernel time) instead of py-spy")
     parser.add_argument("--strace", action="store_true", help="strace -f -T the file system calls instead of py-spy")
+    parser.add_argument("--accept-only", action="store_true", help="no deliveries (concurrencylocal 0): the accept path alone")
     parser.add_argument("--no-spy", action="store_true", help="only the CPU split (user/system per process), no sampling")
     args = parser.parse_args()
     base = tempfile.mkdtemp(prefix="pymta-perf-")
     os.chmod(base, 0o755)
     server = PymtaServer(base, split=args.mode == "pymta-split")
+    if args.accept_only:
+        with open(os.path.join(server.root, "control", "concurrencylocal"), "w") as f:
+            f.write("0\n")
     spies: list[tuple[str, str, subprocess.Popen]] = []
     try:
         server.start()
@@ -140,7 +144,7 @@ def main() -> int:
         start = time.monotonic()
         accepted = smtp_source(server.port, args.count, args.sessions, args.size, server.rcpt)
         deadline = time.monotonic() + 300
-        while count_new(server.maildir) < args.count and time.monotonic() < deadline:
+        while not args.accept_only and count_new(server.maildir) < args.count and time.monotonic() < deadline:
             time.sleep(0.02)
         delivered = time.monotonic() - start
         for label, user, system in cpu_times(server.pids()):

@@ -14,16 +14,15 @@ C{todo/ID} in place and the next start redoes the message from scratch.
 from __future__ import annotations
 
 import os
-import threading
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable
+from typing import Callable, Iterable
 
 from pymta.control import Controls
 from pymta.fsutil import fsync_dir, write_all
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file
+from pymta.queue.syncing import fsync_all, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
 __all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
@@ -59,32 +58,6 @@ def list_todo(layout: QueueLayout) -> list[int]:
     return ids
 
 
-#: threads fsyncing one batch's files at once (each fsync waits for the disk, not for the CPU)
-FSYNC_THREADS = 8
-
-_executor: ThreadPoolExecutor | None = None
-_executor_lock = threading.Lock()
-
-
-def _parallel(f: Callable[[Any], None], items: list[Any]) -> list[OSError | None]:
-    """C{f(item)} for every item, up to L{FSYNC_THREADS} at a time; the OSError of each, or None."""
-
-    def one(item: Any) -> OSError | None:
-        try:
-            f(item)
-        except OSError as e:
-            return e
-        return None
-
-    if len(items) <= 1:
-        return [one(item) for item in items]
-    global _executor
-    with _executor_lock:
-        if _executor is None:
-            _executor = ThreadPoolExecutor(FSYNC_THREADS, thread_name_prefix="pymta-fsync")
-    return list(_executor.map(one, items))
-
-
 def fsync_files(groups: list[list[int]]) -> list[OSError | None]:
     """
     fsync and close every descriptor of each group, the groups in parallel
@@ -100,7 +73,7 @@ def fsync_files(groups: list[list[int]]) -> list[OSError | None]:
             for fd in fds:
                 os.close(fd)
 
-    return _parallel(sync_group, groups)
+    return run_parallel(sync_group, groups)
 
 
 def _unlink_if_present(path: str) -> None:
@@ -236,7 +209,7 @@ def preprocess_batch(
     if not synced:
         return result
     try:
-        errors = [e for e in _parallel(fsync_dir, sorted(dirs)) if e is not None]
+        errors = [e for e in fsync_all(sorted(dirs)) if e is not None]
         if errors:
             raise errors[0]
     except OSError as e:

@@ -73,6 +73,7 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import SparePool, create_file
+from pymta.queue.syncing import fsync_all
 
 __all__ = [
     "STEPS",
@@ -296,29 +297,42 @@ class PendingMessage:
             raise QueueFailure(EXIT_BUG, "message already committed, prepared or aborted")
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients)
-            self._sync_data()
-            self._write_envelope(envelope)
+            self._flush_data()
+            fd = self._write_envelope(envelope)
+            try:
+                # the data, the envelope and the mess/ directory entry are
+                # flushed together: one wait for the disk instead of three
+                _pause("fsync_intd")
+                errors = fsync_all([self._file.fileno(), fd, os.path.dirname(self.mess_path)])
+            finally:
+                os.close(fd)
+                self._close_data()
+            for error, what in zip(errors, (f"write {self.mess_path}", f"write {self.queue.layout.intd(self.message_id)}",
+                                            "fsync mess/")):
+                if error is not None:
+                    raise _write_failure(error, what) from error
         except BaseException:
             self.abort()
             raise
         self._prepared = True
 
-    def _sync_data(self) -> None:
+    def _flush_data(self) -> None:
         if self._error is not None:
             raise self._error
         _pause("fsync_mess")
         try:
             self._file.flush()
-            os.fsync(self._file.fileno())
         except OSError as e:
             raise _write_failure(e, f"write {self.mess_path}") from e
-        finally:
-            try:
-                self._file.close()
-            except OSError:
-                pass
 
-    def _write_envelope(self, envelope: bytes) -> None:
+    def _close_data(self) -> None:
+        try:
+            self._file.close()
+        except OSError:
+            pass
+
+    def _write_envelope(self, envelope: bytes) -> int:
+        """Create C{intd/ID} with the envelope; returns its descriptor, not yet fsynced."""
         intd = self.queue.layout.intd(self.message_id)
         _pause("intd")
         queue = self.queue
@@ -337,12 +351,10 @@ class PendingMessage:
             raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
         try:
             write_all(fd, envelope)
-            _pause("fsync_intd")
-            os.fsync(fd)
         except OSError as e:
-            raise _write_failure(e, f"write {intd}") from e
-        finally:
             os.close(fd)
+            raise _write_failure(e, f"write {intd}") from e
+        return fd
 
     def _unlock(self) -> None:
         fd, self._lock_fd = self._lock_fd, -1
@@ -374,14 +386,14 @@ class PendingMessage:
 
 def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) -> list[QueueReceipt | QueueFailure]:
     """
-    Steps 3 (directory part) to 6 for a batch of L{PendingMessage.prepare}d
-    messages, a group commit: each mess/ directory holding one of them is
-    fsynced once, every C{intd/ID} is linked to C{todo/ID}, then the todo
-    directory is fsynced once for the whole batch, and only then is any
-    message acknowledged.  Returns one receipt or L{QueueFailure} per
-    message, in order.  A message that cannot be linked is removed again;
-    a failing directory fsync fails every message it covers (a todo/ link
-    already made is left in place: a possible duplicate, never a loss).
+    Steps 5-6 for a batch of L{PendingMessage.prepare}d messages (their
+    data, envelope and mess/ entry already durable), a group commit: every
+    C{intd/ID} is linked to C{todo/ID}, then the todo directory is fsynced
+    once for the whole batch, and only then is any message acknowledged.
+    Returns one receipt or L{QueueFailure} per message, in order.  A
+    message that cannot be linked is removed again; a failing todo/ fsync
+    fails every message (the todo/ links are left in place: a possible
+    duplicate, never a loss).
     C{trigger=False} skips the trigger FIFO (the caller tells its
     scheduler directly).
     """
@@ -404,15 +416,6 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
                 messages[i]._unlock()
         return []
 
-    by_dir: dict[str, list[int]] = {}
-    for i in live:
-        by_dir.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
-    for directory, indexes in by_dir.items():
-        try:
-            fsync_dir(directory)
-        except OSError as e:
-            fail(indexes, _write_failure(e, "fsync mess/"), remove=True)
-    live = [i for i in live if outcomes[i] is None]
     _pause("link_todo")
     linked: list[int] = []
     for i in live:

@@ -16,7 +16,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue import store
+from pymta.queue import store, syncing
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.client import enqueue_socket
 from pymta.queue.errors import QueueFailure
@@ -50,7 +50,7 @@ class ManualThreadPool:
 
 
 class FsyncRecorder:
-    """Replaces store.fsync_dir: records the directories, optionally fails for one."""
+    """Replaces fsync_dir in the writer and its parallel fsyncs: records the directories, optionally fails for one."""
 
     def __init__(self, testcase, fail_for: str | None = None) -> None:
         self.dirs: list[str] = []
@@ -64,6 +64,7 @@ class FsyncRecorder:
             real(path)
 
         testcase.patch(store, "fsync_dir", fsync_dir)
+        testcase.patch(syncing, "fsync_dir", fsync_dir)
 
 
 def prepared(layout: QueueLayout, n: int) -> list:
@@ -85,13 +86,15 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         fsyncs = FsyncRecorder(self)
         messages = prepared(self.layout, 5)
         self.assertEqual(files_under(self.layout, "todo"), [])  # prepared is not visible
+        # each message made its own mess/ entry durable while preparing
+        mess_dirs = [os.path.basename(os.path.dirname(m.mess_path)) for m in messages]
+        self.assertEqual(fsyncs.dirs, mess_dirs)
+        del fsyncs.dirs[:]
         outcomes = commit_prepared(messages)
         self.assertTrue(all(isinstance(o, QueueReceipt) for o in outcomes))
         self.assertEqual([o.message_id for o in outcomes], [m.message_id for m in messages])
         self.assertEqual(len(files_under(self.layout, "todo")), 5)
-        self.assertEqual(fsyncs.dirs.count("todo"), 1)
-        mess_dirs = {os.path.basename(os.path.dirname(m.mess_path)) for m in messages}
-        self.assertEqual(sorted(d for d in fsyncs.dirs if d != "todo"), sorted(mess_dirs))
+        self.assertEqual(fsyncs.dirs, ["todo"])
         # committing twice is refused, not repeated
         again = commit_prepared(messages[:1])
         self.assertIsInstance(again[0], QueueFailure)
@@ -104,11 +107,14 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         # visible but maybe not durable: left in place (a possible duplicate, never a loss)
         self.assertEqual(len(files_under(self.layout, "todo")), 3)
 
-    def test_failing_mess_fsync_removes_those_messages(self) -> None:
-        messages = prepared(self.layout, 1)
-        FsyncRecorder(self, fail_for=os.path.basename(os.path.dirname(messages[0].mess_path)))
-        [outcome] = commit_prepared(messages)
-        self.assertIsInstance(outcome, QueueFailure)
+    def test_failing_mess_fsync_removes_the_message(self) -> None:
+        FsyncRecorder(self, fail_for="mess-dir-to-fail")
+        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        os.rename(os.path.dirname(m.mess_path), os.path.join(self.layout.dir("mess"), "mess-dir-to-fail"))
+        os.symlink("mess-dir-to-fail", os.path.dirname(m.mess_path))
+        m.mess_path = os.path.join(self.layout.dir("mess"), "mess-dir-to-fail", str(m.message_id))
+        e = self.assertRaises(QueueFailure, m.prepare, "a@b.example", ["c@d.example"])
+        self.assertFalse(e.permanent)
         self.assertEqual(files_under(self.layout, "todo"), [])
         self.assertEqual(files_under(self.layout, "mess"), [])
         self.assertEqual(files_under(self.layout, "intd"), [])
