@@ -11,13 +11,17 @@ L{pymta.queue.cleaner.clean_queue}):
     the message id ID.
  2. linked to C{mess/<ID % split>/ID}; the pid file is unlinked.
  3. C{Received: (pymta <qp> invoked <origin>); <date>} and the message are
-    written to the mess file, which is then fsynced, and so is its
-    directory (qmail trusts synchronous metadata; ext4 and friends do not
-    promise it, so pymta fsyncs directories).
- 4. C{intd/ID} created with C{O_EXCL}, the envelope
-    C{u<uid>\\0p<qp>\\0F<sender>\\0T<rcpt>\\0...} written and fsynced.
+    written to the mess file.
+ 4. C{intd/ID} created with C{O_EXCL} (or made from a spare inode, see
+    L{pymta.queue.spares}) and the envelope
+    C{u<uid>\0p<qp>\0F<sender>\0T<rcpt>\0...} written; then the mess
+    file, the envelope and the mess file's directory are fsynced, all three
+    at once (L{pymta.queue.syncing}; qmail trusts synchronous metadata,
+    ext4 and friends do not promise it, so pymta fsyncs directories).
  5. C{intd/ID} linked to C{todo/ID} - the commit point - and the todo
-    directory fsynced.  Only now is the message acknowledged.
+    directory fsynced.  Only now is the message acknowledged.  L{QueueSink}
+    does this step for every message prepared meanwhile at once (group
+    commit, L{commit_prepared}): one todo/ fsync per batch.
  6. the trigger FIFO C{lock/trigger} gets one byte (non-blocking, errors
     ignored), waking a queue manager in another process.
 
@@ -97,9 +101,9 @@ STEPS = (
     "link_mess",  # before linking it into mess/
     "unlink_pid",  # before removing the pid file
     "write_mess",  # before writing the Received line and the data
-    "fsync_mess",  # before fsyncing the mess file and its directory
+    "fsync_mess",  # before the mess file's buffered data is written out
     "intd",  # before creating intd/ID
-    "fsync_intd",  # before fsyncing the envelope
+    "fsync_intd",  # before fsyncing the mess file, the envelope and the mess/ directory
     "link_todo",  # before the commit point
     "fsync_todo",  # after the commit point, before the todo directory is durable
     "trigger",  # before pulling the trigger
