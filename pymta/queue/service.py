@@ -105,8 +105,8 @@ class PidFileService(Service):
             pass
 
 
-#: threads writing and fsyncing incoming messages (each mostly waits for the disk); one per concurrent message helps
-COMMIT_THREADS = 32
+#: threads writing and fsyncing incoming messages (each mostly waits for the disk; more only adds GIL hand-offs)
+COMMIT_THREADS = 16
 
 
 class ThreadPoolService(Service):

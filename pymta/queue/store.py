@@ -15,8 +15,8 @@ L{pymta.queue.cleaner.clean_queue}):
  4. C{intd/ID} created with C{O_EXCL} (or made from a spare inode, see
     L{pymta.queue.spares}) and the envelope
     C{u<uid>\0p<qp>\0F<sender>\0T<rcpt>\0...} written; then the mess
-    file, the envelope and the mess file's directory are fsynced, all three
-    at once (L{pymta.queue.syncing}; qmail trusts synchronous metadata,
+    file, the envelope and the mess file's directory are fsynced
+    (L{pymta.queue.syncing}; qmail trusts synchronous metadata,
     ext4 and friends do not promise it, so pymta fsyncs directories).
  5. C{intd/ID} linked to C{todo/ID} - the commit point - and the todo
     directory fsynced.  Only now is the message acknowledged.  L{QueueSink}
@@ -77,7 +77,7 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import SparePool, create_file
-from pymta.queue.syncing import fsync_all
+from pymta.queue.syncing import fsync_each
 
 __all__ = [
     "STEPS",
@@ -307,7 +307,7 @@ class PendingMessage:
                 # the data, the envelope and the mess/ directory entry are
                 # flushed together: one wait for the disk instead of three
                 _pause("fsync_intd")
-                errors = fsync_all([self._file.fileno(), fd, os.path.dirname(self.mess_path)])
+                errors = fsync_each([self._file.fileno(), fd, os.path.dirname(self.mess_path)])
             finally:
                 os.close(fd)
                 self._close_data()

@@ -20,7 +20,7 @@ from typing import Any, Callable
 
 from pymta.fsutil import fsync_dir
 
-__all__ = ["SYNC_THREADS", "run_parallel", "fsync_all"]
+__all__ = ["SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each"]
 
 #: threads of the shared pool (each mostly waits for the disk)
 SYNC_THREADS = 16
@@ -63,6 +63,19 @@ def _sync(target: int | str) -> None:
         os.fsync(target)
     else:
         fsync_dir(target)
+
+
+def fsync_each(targets: list[int | str]) -> list[OSError | None]:
+    """fsync each open descriptor (int) and directory (path) of C{targets}, one after the other."""
+    out: list[OSError | None] = []
+    for target in targets:
+        try:
+            _sync(target)
+        except OSError as e:
+            out.append(e)
+        else:
+            out.append(None)
+    return out
 
 
 def fsync_all(targets: list[int | str]) -> list[OSError | None]:
