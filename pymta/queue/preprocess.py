@@ -101,7 +101,7 @@ def _remove_envelope(layout: QueueLayout, message_id: int, spares: SparePool | N
             _unlink_if_present(spare)
         raise
     if spare is not None:
-        spares.add(spare)
+        spares.add(spare, (os.path.dirname(intd), layout.dir("todo")))
 
 
 def queue_owner(layout: QueueLayout) -> tuple[int, int] | None:
@@ -228,4 +228,6 @@ def preprocess_batch(
         fsync_dir(layout.dir("todo"))
     except OSError:
         pass
+    if spares is not None:
+        spares.settle()
     return result

@@ -86,16 +86,34 @@ TODO_SCAN_INTERVAL = 60
 CLEANUP_INTERVAL = 76431
 
 
-def _unlink_all(paths: list[str]) -> list[str]:
-    """Unlink C{paths} (missing ones are fine); returns those that could not be removed."""
+def _unlink_all(paths: list[str | tuple[str, tuple[str, ...]]], mess_spares: "SparePool | None" = None,
+                spares: "SparePool | None" = None) -> list[str]:
+    """
+    Unlink C{paths} (missing ones are fine); a C{(path, dirs)} item goes to
+    C{mess_spares} instead when it has room (C{dirs}: where the message's
+    other files were removed from).  Then both pools settle.  Returns the
+    paths that could not be removed.
+    """
     failed = []
-    for path in paths:
+    for item in paths:
+        if isinstance(item, tuple):
+            path, dirs = item
+            try:
+                if mess_spares is not None and mess_spares.keep(path, dirs):
+                    continue
+            except FileNotFoundError:
+                continue
+        else:
+            path = item
         try:
             os.unlink(path)
         except FileNotFoundError:
             pass
         except OSError:
             failed.append(path)
+    for pool in (mess_spares, spares):
+        if pool is not None:
+            pool.settle()
     return failed
 
 
@@ -167,6 +185,10 @@ class Scheduler(Service):
     @param spares: a L{SparePool} shared with the queue writer: the
         envelope, info and channel files of finished messages go there for
         reuse instead of being deleted; None deletes them.
+    @param mess_spares: a L{SparePool} shared with the queue writer for the
+        message files of finished messages that never bounced (their ids
+        come back, after L{SparePool.settle} made the removal of every
+        other name of the old message durable); None deletes them.
     """
 
     name = "pymta-send-scheduler"
@@ -185,6 +207,7 @@ class Scheduler(Service):
         todo_scan_interval: float = TODO_SCAN_INTERVAL,
         threadpool: ThreadPool | None = None,
         spares: SparePool | None = None,
+        mess_spares: SparePool | None = None,
     ) -> None:
         missing = [c for c in CHANNELS if c not in channels]
         if missing:
@@ -200,6 +223,7 @@ class Scheduler(Service):
         self.todo_scan_interval = todo_scan_interval
         self.threadpool = threadpool
         self.spares = spares
+        self.mess_spares = mess_spares
         self._preprocessing = False
         self._owner: tuple[int, int] | None = None
 
@@ -213,7 +237,7 @@ class Scheduler(Service):
         self._done_queue: deque[int] = deque()
         self._finishing: set[int] = set()
         self._in_flight: set[defer.Deferred] = set()
-        self._unlinks: list[str] = []
+        self._unlinks: list[str | tuple[str, tuple[str, ...]]] = []
         self._unlinking = False
         self._delivery_ids = itertools.count(1)
         self._heap_keys = itertools.count()
@@ -351,16 +375,18 @@ class Scheduler(Service):
                 pass
         if self.threadpool is not None and self.threadpool.started:
             self.threadpool.stop()
-        if self.spares is not None:
-            self.spares.clear()
+        for pool in (self.spares, self.mess_spares):
+            if pool is not None:
+                pool.clear()
         self.log.line("status: exiting")
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
     def _run_cleaner(self) -> None:
         assert self.cleaner is not None
-        if self.spares is not None:
-            # spares live in pid/: deleted here rather than reported as crash leftovers
-            self.spares.clear()
+        for pool in (self.spares, self.mess_spares):
+            if pool is not None:
+                # spares live in pid/: deleted here rather than reported as crash leftovers
+                pool.clear()
         try:
             removed = self.cleaner(self.layout)
         except Exception as e:
@@ -896,7 +922,7 @@ class Scheduler(Service):
             self._retry_done(message_id)
             return
         if not os.path.exists(layout.bounce(message_id)):
-            self._remove_message(message_id)
+            self._remove_message(message_id, recyclable=True)
             return
         envelope = bounces.bounce_envelope(sender, self.controls.current)
         if envelope is not None and not os.path.exists(layout.mess(message_id)):
@@ -967,7 +993,7 @@ class Scheduler(Service):
         self._done_queue.append(message_id)
         self._kick()
 
-    def _remove_message(self, message_id: int) -> None:
+    def _remove_message(self, message_id: int, recyclable: bool = False) -> None:
         layout = self.layout
         self.log.line(f"end msg {message_id}")
         try:
@@ -978,10 +1004,18 @@ class Scheduler(Service):
             self.log.warning(f"unable to unlink info/{message_id}: {e.strerror}; will try again later")
             self._retry_done(message_id)
             return
-        self._unlink_later(layout.intd(message_id), layout.mess(message_id))
+        mess: str | tuple[str, tuple[str, ...]] = layout.mess(message_id)
+        if recyclable and self.mess_spares is not None:
+            # its id may come back once every other name of this message is durably gone
+            # (a removed bounce/ file is not, hence only messages that never had one)
+            dirs = tuple(os.path.dirname(p) for p in (layout.info(message_id), layout.local(message_id),
+                                                       layout.remote(message_id), layout.intd(message_id),
+                                                       layout.todo(message_id)))
+            mess = (mess, dirs)
+        self._unlink_later(layout.intd(message_id), mess)
         self.stats["messages_done"] += 1
 
-    def _unlink_later(self, *paths: str) -> None:
+    def _unlink_later(self, *paths: str | tuple[str, tuple[str, ...]]) -> None:
         """
         Unlink the last files of finished messages - in the thread pool when
         there is one, many at a time: freeing a message file's inode and
@@ -991,11 +1025,11 @@ class Scheduler(Service):
         """
         self._unlinks.extend(paths)
         if self.threadpool is None:
-            self._report_unlinks(_unlink_all(self._take_unlinks()))
+            self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares))
         elif not self._unlinking:
             self._unlinking = True
             batch = self._take_unlinks()
-            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch)
+            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch, self.mess_spares, self.spares)
             self._in_flight.add(d)
 
             def done(result: object) -> None:
@@ -1008,11 +1042,11 @@ class Scheduler(Service):
                 if self._unlinks and not self.exiting:
                     self._unlink_later()
                 elif self._unlinks:
-                    self._report_unlinks(_unlink_all(self._take_unlinks()))
+                    self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares))
 
             d.addBoth(done)
 
-    def _take_unlinks(self) -> list[str]:
+    def _take_unlinks(self) -> list[str | tuple[str, tuple[str, ...]]]:
         batch, self._unlinks = self._unlinks, []
         return batch
 

@@ -199,14 +199,15 @@ def build_send_service(
         clean_queue = None
 
     spares = SparePool(layout)
+    mess_spares = SparePool(layout)
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
-        spares=spares,
+        spares=spares, mess_spares=mess_spares,
     )
     commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
-    sink = QueueSink(Queue(layout, spares=spares), reactor, commits, on_commit=scheduler.notify)
+    sink = QueueSink(Queue(layout, spares=spares, mess_spares=mess_spares), reactor, commits, on_commit=scheduler.notify)
     scheduler.sink = sink
     scheduler.channels = _resolve_channels(channels, sink)
 

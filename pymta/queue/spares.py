@@ -42,6 +42,7 @@ import threading
 from collections import deque
 
 from pymta.queue.layout import QueueLayout
+from pymta.queue.syncing import fsync_each
 
 __all__ = ["SparePool", "SPARE_PREFIX", "create_file"]
 
@@ -59,25 +60,34 @@ class SparePool:
         self.limit = limit
         self._dir = layout.dir("pid")
         self._names: deque[str] = deque()
+        #: kept, not yet usable: (spare name, directories whose removals must be durable first)
+        self._pending: list[tuple[str, tuple[str, ...]]] = []
         self._lock = threading.Lock()
         self._seq = itertools.count(1)
         self.reused = 0
         self.kept = 0
 
     def __len__(self) -> int:
+        return len(self._names) + len(self._pending)
+
+    @property
+    def usable(self) -> int:
+        """Spares L{take} may hand out now (the others wait for L{settle})."""
         return len(self._names)
 
-    def keep(self, path: str) -> bool:
+    def keep(self, path: str, dirs: tuple[str, ...] = ()) -> bool:
         """
         Move the file C{path} (which must have no other name) into the pool
         instead of deleting it.  Returns False, having changed nothing, when
         the pool is full or the rename fails: the caller then unlinks it.
-        FileNotFoundError when C{path} does not exist.
+        FileNotFoundError when C{path} does not exist.  The spare becomes
+        usable after the next L{settle}, which first makes the removal of
+        C{path} (and whatever else was removed from C{dirs}) durable.
         """
         spare = self.park(path)
         if spare is None:
             return False
-        self.add(spare)
+        self.add(spare, (os.path.dirname(path), *dirs))
         return True
 
     def park(self, path: str) -> str | None:
@@ -86,7 +96,7 @@ class SparePool:
         has another name to remove first); L{add} then offers it.  None
         when the pool is full or the rename fails (nothing changed).
         """
-        if len(self._names) >= self.limit:
+        if len(self) >= self.limit:
             return None
         spare = os.path.join(self._dir, f"{SPARE_PREFIX}{os.getpid()}.{next(self._seq)}")
         try:
@@ -97,11 +107,35 @@ class SparePool:
             return None
         return spare
 
-    def add(self, spare: str) -> None:
-        """Offer a L{park}ed file for reuse."""
+    def add(self, spare: str, dirs: tuple[str, ...]) -> None:
+        """Offer a L{park}ed file for reuse once the removals from C{dirs} are durable (L{settle})."""
         with self._lock:
-            self._names.append(spare)
+            self._pending.append((spare, dirs))
             self.kept += 1
+
+    def settle(self) -> None:
+        """
+        fsync the directories the pending spares were removed from, then
+        make those spares usable.  Without this, a crash could bring an old
+        name back (on ext4 without a journal directory changes reach the
+        disk in no particular order) pointing at a file that meanwhile holds
+        another message's data.  A spare whose directory cannot be fsynced
+        is deleted instead.  Called from a worker thread, a batch at a time.
+        """
+        with self._lock:
+            pending, self._pending = self._pending, []
+        if not pending:
+            return
+        dirs = sorted({d for _, ds in pending for d in ds})
+        failed = {d for d, error in zip(dirs, fsync_each(dirs)) if error is not None}
+        usable = []
+        for spare, spare_dirs in pending:
+            if failed.intersection(spare_dirs):
+                _unlink_quietly(spare)
+            else:
+                usable.append(spare)
+        with self._lock:
+            self._names.extend(usable)
 
     def remove(self, path: str) -> None:
         """Delete C{path} - into the pool when it has room; FileNotFoundError when it is gone."""
@@ -158,10 +192,30 @@ class SparePool:
             return None
         return fd
 
+    def take_open(self) -> tuple[int, str] | None:
+        """
+        A usable spare for the caller to link where it wants: C{(fd, name)},
+        the descriptor open for writing at offset 0 (old content still there:
+        the caller truncates) and holding the spare's exclusive C{flock};
+        the caller links C{name} to the file's new name and unlinks C{name}.
+        None when there is no usable spare.
+        """
+        while True:
+            with self._lock:
+                if not self._names:
+                    return None
+                spare = self._names.popleft()
+            fd = self._open(spare)
+            if fd is not None:
+                self.reused += 1
+                return fd, spare
+
     def clear(self) -> None:
         """Delete every spare (at shutdown)."""
         with self._lock:
             names, self._names = list(self._names), deque()
+            names += [spare for spare, _ in self._pending]
+            self._pending = []
         for name in names:
             _unlink_quietly(name)
 

@@ -162,11 +162,19 @@ class Queue:
     directory, so the queue manager (running as that owner) can use them.
     """
 
-    def __init__(self, layout: QueueLayout, clock: Callable[[], float] = time.time, spares: SparePool | None = None) -> None:
+    def __init__(
+        self,
+        layout: QueueLayout,
+        clock: Callable[[], float] = time.time,
+        spares: SparePool | None = None,
+        mess_spares: SparePool | None = None,
+    ) -> None:
         self.layout = layout
         self.clock = clock
         #: spare inodes for the envelope files (L{pymta.queue.spares}); None creates every file
         self.spares = spares
+        #: spare message files (their inode numbers become message ids again); None creates every one
+        self.mess_spares = mess_spares
         self._seq = itertools.count(1)
         self._seq_lock = threading.Lock()
         self._owner: tuple[int, int] | None = None
@@ -211,6 +219,7 @@ class PendingMessage:
         self._error: QueueFailure | None = None
         self._closed = False
         self._prepared = False
+        self._reused = False
         layout = queue.layout
         _pause("pid")
         fd = self._create_pid_file()
@@ -242,6 +251,15 @@ class PendingMessage:
         self.write(received_line(self.message_id, origin, queue.clock()))
 
     def _create_pid_file(self) -> int:
+        spares = self.queue.mess_spares
+        if spares is not None:
+            taken = spares.take_open()
+            if taken is not None:
+                # a finished message's file, its old names durably gone (SparePool.settle):
+                # already locked and ours; the old content is cut off when the data is flushed
+                fd, self._pid_path = taken
+                self._reused = True
+                return fd
         for _ in range(9):
             self._pid_path = self.queue._pid_name()
             try:
@@ -326,6 +344,8 @@ class PendingMessage:
         _pause("fsync_mess")
         try:
             self._file.flush()
+            if self._reused:
+                self._file.truncate()
         except OSError as e:
             raise _write_failure(e, f"write {self.mess_path}") from e
 

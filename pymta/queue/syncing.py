@@ -23,7 +23,7 @@ from pymta.fsutil import fsync_dir
 __all__ = ["SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each"]
 
 #: threads of the shared pool (each mostly waits for the disk)
-SYNC_THREADS = 16
+SYNC_THREADS = 4
 
 _executor: ThreadPoolExecutor | None = None
 _executor_lock = threading.Lock()

@@ -12,6 +12,7 @@ from pymta.control import ControlReader
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.preprocess import preprocess_batch
 from pymta.queue.scheduler import QmailLog, Scheduler
+from pymta.queue import spares as spares_module
 from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file
 from pymta.queue.store import Queue
 from tests.queue.helpers import controls_from
@@ -42,6 +43,11 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertTrue(spare.startswith(SPARE_PREFIX))
 
         new = os.path.join(self.scratch, "2")
+        # not usable before its removal is durable
+        self.assertEqual(self.pool.usable, 0)
+        self.assertIsNone(self.pool.take(new, 0o644))
+        self.pool.settle()
+        self.assertEqual(self.pool.usable, 1)
         fd = self.pool.take(new, 0o644)
         self.assertIsNotNone(fd)
         os.write(fd, b"new")
@@ -69,6 +75,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         old = os.path.join(self.scratch, "1")
         write_file(old, b"x")
         self.pool.keep(old)
+        self.pool.settle()
         taken = os.path.join(self.scratch, "5")
         write_file(taken, b"keep me")
         self.assertRaises(FileExistsError, self.pool.take, taken, 0o600)
@@ -83,6 +90,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         other = os.path.join(self.scratch, "other")
         os.link(old, other)
         self.assertTrue(self.pool.keep(old))
+        self.pool.settle()
         new = os.path.join(self.scratch, "6")
         self.assertIsNone(self.pool.take(new, 0o600))
         with open(other, "rb") as f:
@@ -96,9 +104,31 @@ class SparePoolTests(unittest.SynchronousTestCase):
         old = os.path.join(self.scratch, "1")
         write_file(old, b"x")
         self.pool.keep(old)
+        self.pool.settle()
         removed = clean_queue(self.layout, now=time.time() + 60)
         self.assertEqual(len(removed), 1)
         self.assertIsNone(self.pool.take(os.path.join(self.scratch, "7"), 0o600))
+
+    def test_settle_fsyncs_the_directories_first(self) -> None:
+        synced = []
+
+        def fsync_each(dirs):
+            synced.extend(os.path.basename(d) for d in dirs)
+            return [OSError(5, "EIO") if d.endswith("bad") else None for d in dirs]
+
+        self.patch(spares_module, "fsync_each", fsync_each)
+        good = os.path.join(self.scratch, "1")
+        write_file(good, b"x")
+        bad_dir = os.path.join(self.layout.queuedir, "bad")
+        os.mkdir(bad_dir)
+        write_file(os.path.join(bad_dir, "2"), b"y")
+        self.pool.keep(good, (self.layout.dir("todo"),))
+        self.pool.keep(os.path.join(bad_dir, "2"))
+        self.pool.settle()
+        self.assertEqual(sorted(synced), ["bad", "bounce", "todo"])
+        # the spare whose old name may still come back is deleted, the other one is usable
+        self.assertEqual(self.pool.usable, 1)
+        self.assertEqual(len(os.listdir(self.layout.dir("pid"))), 1)
 
     def test_limit(self) -> None:
         for n in range(4):
@@ -122,6 +152,7 @@ class RecyclingTests(unittest.SynchronousTestCase):
         for n in range(2):
             write_file(os.path.join(layout.queuedir, "bounce", str(n)), b"stale")
             pool.keep(os.path.join(layout.queuedir, "bounce", str(n)))
+        pool.settle()
         spare_inodes = {os.stat(os.path.join(layout.dir("pid"), n)).st_ino for n in os.listdir(layout.dir("pid"))}
         m = Queue(layout, spares=pool).begin("by uid 1", 1, 1)
         m.write(b"Subject: x\n\nbody\n")
@@ -138,8 +169,8 @@ class RecyclingTests(unittest.SynchronousTestCase):
             self.assertEqual(f.read(), b"Fa@mail.example\0")
         with open(layout.local(mid), "rb") as f:
             self.assertEqual(f.read(), b"Tbob@mail.example\0")
-        # the envelope's inode went back to the pool
-        self.assertEqual(len(pool), 1)
+        # the envelope's inode went back to the pool, usable (preprocessing settled it)
+        self.assertEqual(pool.usable, 1)
         self.assertEqual(pool.kept, 3)
 
     def test_scheduler_keeps_finished_files_and_clears_at_stop(self) -> None:
@@ -213,3 +244,56 @@ class BackgroundUnlinkTests(unittest.SynchronousTestCase):
         self.assertFalse(os.path.exists(layout.mess(mid)))
         self.assertEqual(files_under(layout, "info") + files_under(layout, "local") + files_under(layout, "todo"), [])
         self.successResultOf(s.stopService())
+
+
+class MessageRecyclingTests(unittest.SynchronousTestCase):
+    """A finished message's file becomes the next message's, its id with it; bounced ones never."""
+
+    def setUp(self) -> None:
+        self.root, self.layout = make_root(self)
+        self.spares = SparePool(self.layout)
+        self.mess_spares = SparePool(self.layout)
+        self.queue = Queue(self.layout, spares=self.spares, mess_spares=self.mess_spares)
+        self.clock = task.Clock()
+        self.clock.advance(1795000000)
+        self.local = RecordingChannel(answer=lambda job, rcpt: ("D", "no such user\n") if "nobody" in rcpt else ("K", "ok\n"))
+        self.scheduler = Scheduler(self.layout, ControlReader(self.root), {"local": self.local, "remote": RecordingChannel()},
+                                   CollectingSink(), self.clock, log=QmailLog(Logger(observer=lambda e: None)),
+                                   spares=self.spares, mess_spares=self.mess_spares)
+        self.scheduler.startService()
+        self.addCleanup(self.scheduler.stopService)
+
+    def send(self, body: bytes, rcpt: str = "bob@mail.example") -> int:
+        m = self.queue.begin("by uid 1", 1, 1)
+        m.write(body)
+        mid = m.commit("a@mail.example", [rcpt]).message_id
+        self.scheduler.notify(mid)
+        self.clock.advance(0)
+        return mid
+
+    def test_message_id_comes_back_with_fresh_content(self) -> None:
+        first = self.send(b"Subject: first\n\n" + b"long old body\n" * 100)
+        self.assertEqual(self.mess_spares.usable, 1)
+        second = self.send(b"Subject: second\n\nshort\n")
+        self.assertEqual(second, first)
+        self.assertEqual(self.mess_spares.reused, 1)
+        self.assertEqual([job.message_id for job in self.local.jobs], [first, second])
+        # both finished; the file waits in the pool again
+        self.assertFalse(os.path.exists(self.layout.mess(second)))
+        self.assertEqual(self.mess_spares.usable, 1)
+
+    def test_content_is_the_new_message(self) -> None:
+        self.send(b"Subject: first\n\n" + b"long old body\n" * 100)
+        m = self.queue.begin("by uid 1", 1, 1)
+        m.write(b"Subject: second\n\nshort\n")
+        m.prepare("a@mail.example", ["bob@mail.example"])
+        with open(m.mess_path, "rb") as f:
+            data = f.read()
+        self.assertTrue(data.endswith(b"\nSubject: second\n\nshort\n"), data[-200:])
+        self.assertNotIn(b"long old body", data)
+        m.abort()
+
+    def test_bounced_message_file_is_not_reused(self) -> None:
+        self.send(b"Subject: x\n\nbody\n", rcpt="nobody@mail.example")
+        self.assertEqual(self.scheduler.stats["bounces"], 1)
+        self.assertEqual(self.mess_spares.usable, 0)
