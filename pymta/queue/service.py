@@ -106,7 +106,7 @@ class PidFileService(Service):
 
 
 #: threads writing and fsyncing incoming messages (each mostly waits for the disk; more only adds GIL hand-offs)
-COMMIT_THREADS = 16
+COMMIT_THREADS = 8
 
 
 class ThreadPoolService(Service):
