@@ -9,9 +9,15 @@ the functions with the most samples (self and inclusive), read from
 py-spy's collapsed-stack output.
 
 Usage: python benchmarks/perf_profile.py [--mode pymta-split|pymta] [--count 2000] [--sessions 20]
-       [--size 5120] [--top 25] [--keep] [--idle]
+       [--size 5120] [--top 25] [--keep] [--idle] [--accept-only] [--no-spy | --perf | --strace]
 Needs root, /usr/sbin/smtp-source and py-spy in the venv (pip install py-spy).
-C{--idle} includes samples of idle threads (time spent waiting).
+C{--idle} includes samples of idle threads (time spent waiting);
+C{--accept-only} sets concurrencylocal to 0 (the accept path alone);
+C{--no-spy} only prints each process's user and system CPU seconds (the
+least disturbed figure); C{--perf} records with C{perf record -g} and
+prints the kernel's share per symbol and per system call; C{--strace}
+prints the count and time of each file-system call (slows everything).
+Every mode prints the user/system CPU split per process.
 """
 
 from __future__ import annotations
