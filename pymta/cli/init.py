@@ -51,6 +51,7 @@ TCP_SMTP_EXAMPLE = """\
 # specificity: exact IP, then shorter prefixes, then the default ":".
 # RELAYCLIENT="" lets a client relay (send to any domain).
 127.:allow,RELAYCLIENT=""
+::1:allow,RELAYCLIENT=""
 :allow
 """
 

@@ -53,7 +53,12 @@ USAGE = "pymta maildirmake: usage: maildirmake name\n"
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 1 or not argv[0]:
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(USAGE)
+        return 0
+    if argv[:1] == ["--"]:
+        argv = argv[1:]
+    if len(argv) != 1 or not argv[0] or argv[0].startswith("-"):
         sys.stderr.write(USAGE)
         return 100
     path = argv[0]

@@ -48,7 +48,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pymta: unknown subcommand {name!r}\n" + usage())
         return 100
     module = importlib.import_module(COMMANDS[name][0])
-    return int(module.main(rest) or 0)
+    try:
+        status = int(module.main(rest) or 0)
+        sys.stdout.flush()
+    except BrokenPipeError:
+        # the reader went away (pymta qread | head): quietly, as a Unix tool does
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        return 0
+    return status
 
 
 def sendmail_main() -> int:

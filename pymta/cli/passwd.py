@@ -6,7 +6,9 @@ set a mailbox password in C{ROOT/users/passwd}.
 The password is the first line of standard input when it is not a
 terminal (a trailing CR/LF is removed), else it is prompted for twice.
 An existing account keeps its uid, gid and home unless given; a new one
-defaults to the invoking uid/gid and C{ROOT/home/USER}.
+defaults to C{ROOT/home/USER} and the invoking uid/gid - or, as root, the
+mail uid/gid that owns C{ROOT/queue} (a mailbox owned by root is never
+served).
 """
 
 from __future__ import annotations
@@ -35,6 +37,18 @@ def _read_password(stdin: TextIO) -> str | None:
     return line.rstrip("\r\n") if line else ""
 
 
+def _default_owner(root: str) -> tuple[int, int]:
+    """The invoking uid/gid; as root the queue owner's, since POP3 refuses root's mailboxes."""
+    if os.getuid() == 0:
+        from pymta.privileges import PrivilegeError, mail_account
+
+        try:
+            return mail_account(root)
+        except PrivilegeError:
+            pass
+    return os.getuid(), os.getgid()
+
+
 def main(argv: list[str], stdin: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pymta passwd", description="set a POP3/AUTH password in users/passwd")
     parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT or /var/pymta)")
@@ -55,8 +69,9 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
     except OSError as e:
         sys.stderr.write(f"pymta passwd: cannot read {path}: {e.strerror}\n")
         return 111
-    uid = args.uid if args.uid is not None else (existing.uid if existing and existing.uid is not None else os.getuid())
-    gid = args.gid if args.gid is not None else (existing.gid if existing and existing.gid is not None else os.getgid())
+    default_uid, default_gid = _default_owner(root)
+    uid = args.uid if args.uid is not None else (existing.uid if existing and existing.uid is not None else default_uid)
+    gid = args.gid if args.gid is not None else (existing.gid if existing and existing.gid is not None else default_gid)
     home = args.home or (existing.home if existing and existing.home else os.path.join(os.path.abspath(root), "home", args.user))
     password = _read_password(stdin if stdin is not None else sys.stdin)
     if password is None:

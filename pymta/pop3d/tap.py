@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.pop3d.test_tap -*-
 """
-C{twistd -n pymta-pop3d --root DIR --listen ENDPOINT [--listen ...] [--allow-plaintext]
+C{twistd -n pymta-pop3d --root DIR --listen ENDPOINT [--listen ...] [--allow-plaintext-auth]
 [--checkpassword PROGRAM [ARG...]]}
 
 The POP3 server as its own process.  SIGHUP re-reads the control files and
@@ -26,7 +26,7 @@ log = Logger(namespace="pymta.pop3d")
 
 
 class Options(usage.Options):
-    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--allow-plaintext]"
+    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--allow-plaintext-auth]"
     longdesc = (
         "pymta's POP3 server (qmail-popup + qmail-pop3d with CAPA, STLS, AUTH PLAIN, APOP, UIDL, TOP). "
         "ENDPOINT is a Twisted endpoint string; ssl:PORT without key files means implicit TLS with "
@@ -38,7 +38,11 @@ class Options(usage.Options):
         ["timeout", None, 600.0, "idle timeout in seconds", float],
         ["failure-delay", None, 2.0, "seconds before answering a failed login", float],
     ]
-    optFlags = [["allow-plaintext", None, "accept USER/PASS and AUTH PLAIN without TLS"]]
+    optFlags = [["allow-plaintext-auth", None, "accept USER/PASS and AUTH PLAIN without TLS"]]
+
+    def opt_allow_plaintext(self) -> None:
+        """Old name of --allow-plaintext-auth."""
+        self["allow-plaintext-auth"] = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -81,7 +85,7 @@ def makeService(options: Options) -> service.IService:
         reader,
         options["listen"],
         reactor=reactor,
-        allow_plaintext=bool(options["allow-plaintext"]),
+        allow_plaintext=bool(options["allow-plaintext-auth"]),
         checkpassword=options["checkpassword"] or None,
         timeout=options["timeout"],
         failure_delay=options["failure-delay"],

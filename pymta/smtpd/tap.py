@@ -32,7 +32,11 @@ class Options(usage.Options):
         "ssl:PORT without key files means implicit TLS with control/servercert.pem."
     )
     optParameters = [["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"]]
-    optFlags = [["allow-plain-auth", None, "offer AUTH on submission without TLS too"]]
+    optFlags = [["allow-plaintext-auth", None, "offer AUTH on submission without TLS too"]]
+
+    def opt_allow_plain_auth(self) -> None:
+        """Old name of --allow-plaintext-auth."""
+        self["allow-plaintext-auth"] = 1
 
     def __init__(self) -> None:
         super().__init__()
@@ -85,7 +89,7 @@ def makeService(options: Options) -> service.IService:
             options["listen"],
             options["submission"],
             reactor=reactor,
-            auth_without_tls=bool(options["allow-plain-auth"]),
+            auth_without_tls=bool(options["allow-plaintext-auth"]),
         )
     except (ControlError, TcpRulesError, TLSConfigError) as e:
         raise SystemExit(f"pymta-smtpd: {e}") from None

@@ -75,6 +75,15 @@ class MaildirmakeCommandTests(SynchronousTestCase):
         self.assertEqual(self.err.getvalue(), "pymta maildirmake: usage: maildirmake name\n")
         self.assertEqual(mm.main(["a", "b"]), 100)
 
+    def test_help_and_options_make_nothing(self) -> None:
+        before = set(os.listdir("."))
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        self.assertEqual(mm.main(["--help"]), 0)
+        self.assertIn("usage", out.getvalue())
+        self.assertEqual(mm.main(["-x"]), 100)
+        self.assertEqual(set(os.listdir(".")), before)
+
     def test_success(self) -> None:
         path = os.path.join(self.base, "Maildir")
         self.assertEqual(mm.main([path]), 0)

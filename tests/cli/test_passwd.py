@@ -29,6 +29,16 @@ class PasswdCommandTests(SynchronousTestCase):
         self.assertEqual((entry.uid, entry.gid), (os.getuid(), os.getgid()))
         self.assertEqual(entry.home, os.path.join(os.path.abspath(self.root), "home", "alice"))
 
+    def test_new_user_as_root_gets_the_queue_owner(self) -> None:
+        """As root, a new account belongs to the mail uid (POP3 never serves root's mailboxes)."""
+        if os.getuid() != 0:
+            raise self.skipTest("needs root")
+        os.makedirs(os.path.join(self.root, "queue"))
+        os.chown(os.path.join(self.root, "queue"), 4242, 4243)
+        self.assertEqual(self.run_cmd(["--root", self.root, "--scheme", "plain", "dora"], "pw\n"), 0)
+        entry = read_passwd(self.path)["dora"]
+        self.assertEqual((entry.uid, entry.gid), (4242, 4243))
+
     def test_existing_user_keeps_uid_and_home(self) -> None:
         self.run_cmd(["--root", self.root, "--uid", "4242", "--gid", "42", "--home", "/srv/b", "--scheme", "PLAIN", "bob"], "x\n")
         self.assertEqual(self.run_cmd(["--root", self.root, "--scheme", "BLF-CRYPT", "bob"], "new\n"), 0)

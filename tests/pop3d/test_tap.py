@@ -29,9 +29,9 @@ def free_port() -> int:
 class OptionsTests(SynchronousTestCase):
     def test_listen_repeatable_and_flags(self) -> None:
         options = Options()
-        options.parseOptions(["--root", "/r", "--listen", "tcp:110", "-l", "ssl:995", "--allow-plaintext", "--timeout", "30"])
+        options.parseOptions(["--root", "/r", "--listen", "tcp:110", "-l", "ssl:995", "--allow-plaintext-auth", "--timeout", "30"])
         self.assertEqual(options["listen"], ["tcp:110", "ssl:995"])
-        self.assertTrue(options["allow-plaintext"])
+        self.assertTrue(options["allow-plaintext-auth"])
         self.assertEqual(options["timeout"], 30.0)
 
     def test_errors(self) -> None:
@@ -70,7 +70,7 @@ class TwistdRunTests(SynchronousTestCase):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
                "-n", "--pidfile=", "--logfile=-", "pymta-pop3d", "--root", root,
-               "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow-plaintext"],
+               "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow-plaintext-auth"],
             cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.addCleanup(proc.wait, 30)
@@ -125,7 +125,7 @@ class TwistdDroppedPrivilegesTests(SynchronousTestCase):
         proc = subprocess.Popen(
             [sys.executable, "-c", "from twisted.scripts.twistd import run; run()",
              "-n", "--pidfile=", "--logfile=-", "--uid", str(nobody.pw_uid), "--gid", str(nobody.pw_gid),
-             "pymta-pop3d", "--root", root, "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow-plaintext"],
+             "pymta-pop3d", "--root", root, "--listen", f"tcp:{port}:interface=127.0.0.1", "--allow-plaintext-auth"],
             cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
         )
         self.addCleanup(proc.wait, 30)

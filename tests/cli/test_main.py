@@ -1,0 +1,34 @@
+"""Tests for the pymta command's dispatcher."""
+
+import os
+import subprocess
+import sys
+
+from twisted.trial.unittest import SynchronousTestCase
+
+SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+class DispatchTests(SynchronousTestCase):
+    def run_pymta(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "pymta.cli.main", *args], cwd=SRC,
+                              capture_output=True, timeout=60)
+
+    def test_unknown_subcommand(self) -> None:
+        done = self.run_pymta("frobnicate")
+        self.assertEqual(done.returncode, 100)
+        self.assertIn(b"unknown subcommand", done.stderr)
+
+    def test_reader_going_away_is_quiet(self) -> None:
+        """pymta showctl | head: no BrokenPipeError traceback."""
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "control"))
+        for i in range(3000):  # far more output than a pipe holds
+            open(os.path.join(root, "control", f"unknown{i:04d}"), "w").close()
+        proc = subprocess.Popen([sys.executable, "-m", "pymta.cli.main", "showctl", "--root", root],
+                                cwd=SRC, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        proc.stdout.read(10)
+        proc.stdout.close()
+        stderr = proc.stderr.read()
+        proc.wait(60)
+        self.assertNotIn(b"Traceback", stderr)
