@@ -38,6 +38,7 @@ from __future__ import annotations
 import fcntl
 import itertools
 import os
+import secrets
 import threading
 from collections import deque
 
@@ -47,6 +48,11 @@ from pymta.queue.syncing import fsync_each
 __all__ = ["SparePool", "SPARE_PREFIX", "create_file"]
 
 SPARE_PREFIX = "spare."
+
+#: spare names: one sequence for every pool of the process, and a token telling this process
+#: from an earlier one that had the same pid
+_NAMES = itertools.count(1)
+_PROCESS_TOKEN = secrets.token_hex(4)
 
 #: spares kept at most (tiny files: a few MB of disk at most)
 DEFAULT_LIMIT = 2048
@@ -63,7 +69,6 @@ class SparePool:
         #: kept, not yet usable: (spare name, directories whose removals must be durable first)
         self._pending: list[tuple[str, tuple[str, ...]]] = []
         self._lock = threading.Lock()
-        self._seq = itertools.count(1)
         self.reused = 0
         self.kept = 0
 
@@ -98,7 +103,9 @@ class SparePool:
         """
         if len(self) >= self.limit:
             return None
-        spare = os.path.join(self._dir, f"{SPARE_PREFIX}{os.getpid()}.{next(self._seq)}")
+        # names unique to this process and pool-independent: rename() would silently
+        # replace an existing spare, and two pools would then share one inode
+        spare = os.path.join(self._dir, f"{SPARE_PREFIX}{os.getpid()}.{_PROCESS_TOKEN}.{next(_NAMES)}")
         try:
             os.rename(path, spare)
         except FileNotFoundError:

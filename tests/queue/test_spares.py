@@ -109,6 +109,25 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(len(removed), 1)
         self.assertIsNone(self.pool.take(os.path.join(self.scratch, "7"), 0o600))
 
+    def test_two_pools_never_share_a_name(self) -> None:
+        # regression: each pool numbered its spares from 1, so the second rename() replaced the
+        # first pool's spare and both pools handed out one inode (a message file used as an envelope)
+        other = SparePool(self.layout)
+        inodes = []
+        for pool, name in ((self.pool, "a"), (other, "b")):
+            path = os.path.join(self.scratch, name)
+            inodes.append(write_file(path, name.encode()))
+            pool.keep(path)
+            pool.settle()
+        names = os.listdir(self.layout.dir("pid"))
+        self.assertEqual(len(names), 2)
+        self.assertEqual(sorted(os.stat(os.path.join(self.layout.dir("pid"), n)).st_ino for n in names), sorted(inodes))
+        first = self.pool.take(os.path.join(self.scratch, "c"), 0o600)
+        second = other.take(os.path.join(self.scratch, "d"), 0o600)
+        self.addCleanup(os.close, first)
+        self.addCleanup(os.close, second)
+        self.assertNotEqual(os.fstat(first).st_ino, os.fstat(second).st_ino)
+
     def test_settle_fsyncs_the_directories_first(self) -> None:
         synced = []
 
