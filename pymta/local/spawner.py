@@ -36,6 +36,7 @@ exit 0.
 from __future__ import annotations
 
 import errno
+import fcntl
 import gc
 import json
 import os
@@ -176,6 +177,7 @@ class Spawner:
         self.waiting: deque[_Job] = deque()
         self.unreaped: set[int] = set()
         self.eof = False
+        self.parent = os.getppid()
 
     # -- output ------------------------------------------------------------
 
@@ -283,8 +285,19 @@ class Spawner:
             _Job(slot, fields["message"], fields["sender"], local, domain, user, fields["defaultdelivery"])
         )
 
+    def _orphaned(self) -> bool:
+        """The queue manager that sent the requests died (this process was handed to another parent)."""
+        return self.eof and os.getppid() != self.parent
+
     def _dispatch(self) -> None:
         """Start every waiting job that has (or may fork) a free child of its uid."""
+        if self.waiting and self._orphaned():
+            # Its successor will deliver these again, and their message files may by then hold
+            # other messages: none is started (running ones finish; nobody reads the reports).
+            for job in self.waiting:
+                self.send(_report(job.slot, "Z", "The queue manager went away before this delivery started. (#4.3.0)"))
+            self.waiting.clear()
+            return
         kept: deque[_Job] = deque()
         while self.waiting:
             job = self.waiting.popleft()
@@ -315,6 +328,15 @@ class Spawner:
             message_fd = os.open(job.message, os.O_RDONLY | os.O_NOCTTY)
         except OSError as e:
             self.send(_report(job.slot, "Z", f"Unable to open message: {e.strerror}. (#4.3.0)", uid=job.user.uid))
+            return
+        try:
+            # a shared lock for as long as any copy of this descriptor is open (here and in the
+            # child): the queue never reuses a message file someone still reads, and a file
+            # being written (exclusively locked) is not delivered
+            fcntl.flock(message_fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except OSError as e:
+            os.close(message_fd)
+            self.send(_report(job.slot, "Z", f"Message file is busy: {e.strerror}. (#4.3.0)", uid=job.user.uid))
             return
         u = job.user
         payload = json.dumps(

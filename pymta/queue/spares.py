@@ -189,8 +189,10 @@ class SparePool:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
-            # the cleaner is removing it
+            # someone holds it: the cleaner removing it, or a delivery still reading a
+            # message file (the spawner's shared lock); never reused, freed when closed
             os.close(fd)
+            _unlink_quietly(spare)
             return None
         if os.fstat(fd).st_nlink != 1:
             # removed by the cleaner meanwhile, or still linked elsewhere: not ours to reuse

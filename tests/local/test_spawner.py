@@ -228,3 +228,46 @@ class HelperTests(unittest.SynchronousTestCase):
         ids, refusal = data.decode().split("|")
         self.assertEqual(ids, repr((4242, 4242, 4343, 4343, [4343])))
         self.assertEqual(refusal, "Not running as root, cannot deliver as uid 4244. (#4.3.0)")
+
+
+class MessageFileLockTests(unittest.TestCase):
+    """The spawner reads a queued message only under a shared lock, never an orphan's queued job."""
+
+    setUp = SpawnerTests.setUp
+    spawner = SpawnerTests.spawner
+    deliver = SpawnerTests.deliver
+
+    def test_message_being_written_is_not_delivered(self) -> None:
+        import fcntl
+
+        fd = os.open(self.message, os.O_RDONLY)
+        self.addCleanup(os.close, fd)
+        fcntl.flock(fd, fcntl.LOCK_EX)  # as the queue writer holds a message file until its commit
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "joe@x")
+        report = spawner.next()
+        self.assertEqual(report["status"], "Z")
+        self.assertIn("busy", report["output"])
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        self.deliver(spawner, 2, "joe@x")
+        self.assertEqual(spawner.next()["status"], "K")
+        spawner.close()
+
+    def test_orphaned_spawner_starts_no_queued_delivery(self) -> None:
+        from pymta.local.spawner import Spawner, _Job
+        from pymta.local.wire import RecordReader
+
+        read_end, write_end = os.pipe()
+        self.addCleanup(os.close, read_end)
+        self.addCleanup(os.close, write_end)
+        spawner = Spawner(self.root, infd=-1, outfd=write_end)
+        spawner.eof = True
+        spawner.parent = -1  # as after the queue manager died and this process was handed to init
+        user = type("U", (), {"uid": UID, "gid": GID})()
+        spawner.waiting.append(_Job(7, self.message, "a@b", "joe", "x", user, "./Maildir/\n"))
+        spawner._dispatch()
+        self.assertEqual(list(spawner.waiting), [])
+        self.assertEqual(spawner.children, {})
+        [report] = RecordReader().feed(os.read(read_end, 65536))
+        self.assertEqual((report["slot"], report["status"]), (7, "Z"))
+        self.assertEqual(os.listdir(os.path.join(self.home, "Maildir", "new")), [])

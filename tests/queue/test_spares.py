@@ -316,3 +316,21 @@ class MessageRecyclingTests(unittest.SynchronousTestCase):
         self.send(b"Subject: x\n\nbody\n", rcpt="nobody@mail.example")
         self.assertEqual(self.scheduler.stats["bounces"], 1)
         self.assertEqual(self.mess_spares.usable, 0)
+
+
+class ReaderLockTests(unittest.SynchronousTestCase):
+    def test_file_still_read_is_never_reused(self) -> None:
+        import fcntl
+
+        layout = make_layout(self)
+        pool = SparePool(layout)
+        path = os.path.join(layout.queuedir, "bounce", "1")
+        write_file(path, b"a message a delivery still reads")
+        reader = os.open(path, os.O_RDONLY)
+        self.addCleanup(os.close, reader)
+        fcntl.flock(reader, fcntl.LOCK_SH)  # the spawner's lock on a message it delivers
+        pool.keep(path)
+        pool.settle()
+        self.assertIsNone(pool.take_open())
+        self.assertEqual(os.listdir(layout.dir("pid")), [])  # the spare name is gone, the reader keeps the file
+        self.assertEqual(os.pread(reader, 9, 0), b"a message")
