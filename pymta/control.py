@@ -50,6 +50,8 @@ MAP = "map"  # key:value per line, key lowercased
 LINES = "lines"  # the whole file as instruction lines (defaultdelivery)
 ORDERED = "ordered"  # one entry per line, order kept, case kept
 
+_ASCII_LOWER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
 
 @dataclass(frozen=True)
 class ControlSpec:
@@ -221,7 +223,8 @@ class Controls:
         """qmail-smtpd's rcpthosts test for one (already lowercased or not) domain."""
         if self.rcpthosts is None:
             return True
-        domain = domain.lower()
+        # ASCII letters only, as qmail's case_lowerb: str.lower() maps U+212A (Kelvin) to "k"
+        domain = domain.translate(_ASCII_LOWER)
         tables = (self.rcpthosts, self.morercpthosts)
         if any(domain in t for t in tables):
             return True
