@@ -164,9 +164,10 @@ def rcpt_decision(
         return RcptDecision(recipient, "250 ok")
     if controls.rcpthosts is None:
         return RcptDecision(recipient, "250 ok")
-    local, domain = split_address(recipient)
-    if not domain:
+    if "@" not in recipient:
+        # the queue appends envnoathost, one of our own names (qmail's rcpthosts() does the same)
         return RcptDecision(recipient, "250 ok")
+    local, domain = split_address(recipient)
     if is_relay_trick(recipient) or not controls.accepts_rcpthost(domain):
         return RcptDecision(None, REPLY_RCPTHOSTS)
     return RcptDecision(recipient, "250 ok")

@@ -1,0 +1,57 @@
+"""Security review of the relay rules: addresses an open-relay probe sends to port 25."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.control import load_controls
+from pymta.smtpd import policy
+from tests.smtpd.helpers import make_root
+
+
+class RelayProbes(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.c = load_controls(make_root(self.mktemp(), rcpthosts="mx.example.org\n.virt.example"))
+
+    def accepted(self, recipient: str) -> bool:
+        return policy.rcpt_decision(self.c, recipient, relayclient=None, authenticated=False).recipient is not None
+
+    def test_empty_domain_refused(self) -> None:
+        """C{u@} has a domain (the empty one), which is not in rcpthosts: qmail-smtpd refuses it."""
+        for probe in ("u@", "victim@elsewhere.example@", '"victim@elsewhere.example"@', "u%elsewhere.example@"):
+            self.assertFalse(self.accepted(probe), probe)
+
+    def test_no_at_sign_still_accepted(self) -> None:
+        """Without any C{@} the queue appends envnoathost, a local name: accepted as in qmail."""
+        self.assertTrue(self.accepted("postmaster"))
+
+    def test_trailing_dot_and_case(self) -> None:
+        self.assertTrue(self.accepted("u@MX.Example.ORG"))
+        self.assertTrue(self.accepted("u@a.VIRT.example"))
+        self.assertFalse(self.accepted("u@mx.example.org."))
+        self.assertFalse(self.accepted("u@elsewhere.example."))
+
+    def test_unicode_case_folding_is_ascii_only(self) -> None:
+        """qmail lowercases ASCII only: the Kelvin sign must not match a listed C{k}."""
+        c = load_controls(make_root(self.mktemp(), rcpthosts="kex.example"))
+        d = policy.rcpt_decision(c, "u@\u212aex.example", relayclient=None, authenticated=False)
+        self.assertIsNone(d.recipient)
+        self.assertTrue(
+            policy.rcpt_decision(c, "u@KEX.example", relayclient=None, authenticated=False).recipient is not None
+        )
+
+    def test_literals_and_tricks(self) -> None:
+        for probe in (
+            "u@[192.0.2.1]",
+            "u%elsewhere.example@mx.example.org",
+            "elsewhere.example!u@mx.example.org",
+            "u@elsewhere.example@mx.example.org",
+        ):
+            self.assertFalse(self.accepted(probe), probe)
+
+    def test_source_route_is_dropped_before_the_check(self) -> None:
+        parsed = policy.parse_path("TO:<@mx.example.org,@a.example:u@elsewhere.example>")
+        self.assertEqual(parsed.address, "u@elsewhere.example")
+        self.assertFalse(self.accepted(parsed.address))
+        quoted = policy.parse_path('TO:<"u@elsewhere.example"@mx.example.org>')
+        self.assertFalse(self.accepted(quoted.address))
