@@ -43,6 +43,7 @@ import os
 import selectors
 import signal
 import socket
+import stat
 import sys
 import time
 from collections import deque
@@ -178,6 +179,7 @@ class Spawner:
         self.unreaped: set[int] = set()
         self.eof = False
         self.parent = os.getppid()
+        self.queue_owner = _queue_owner(self.root) if os.geteuid() == 0 else None
 
     # -- output ------------------------------------------------------------
 
@@ -312,6 +314,20 @@ class Spawner:
             self._run(child, job)
         self.waiting = kept
 
+    def _not_a_queue_file(self, fd: int) -> str | None:
+        """
+        Why the file opened (as root) for a delivery is no message of the queue,
+        or None: it must be a regular file (a FIFO would block the spawner) and,
+        when the spawner is root, owned by the queue's owner - the queue manager
+        names the path, and root must not read any other file into a mailbox.
+        """
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return "Message file is not a regular file. (#4.3.0)"
+        if os.geteuid() == 0 and st.st_uid != self.queue_owner:
+            return "Message file is not owned by the queue's owner. (#4.3.0)"
+        return None
+
     def _free_child(self, key: tuple[int, int]) -> _Child | None:
         for child in self.children.values():
             if child.key == key and child.job is None:
@@ -325,9 +341,14 @@ class Spawner:
 
     def _run(self, child: _Child, job: _Job) -> None:
         try:
-            message_fd = os.open(job.message, os.O_RDONLY | os.O_NOCTTY)
+            message_fd = os.open(job.message, os.O_RDONLY | os.O_NOCTTY | os.O_NONBLOCK)
         except OSError as e:
             self.send(_report(job.slot, "Z", f"Unable to open message: {e.strerror}. (#4.3.0)", uid=job.user.uid))
+            return
+        refusal = self._not_a_queue_file(message_fd)
+        if refusal is not None:
+            os.close(message_fd)
+            self.send(_report(job.slot, "Z", refusal, uid=job.user.uid))
             return
         try:
             # a shared lock for as long as any copy of this descriptor is open (here and in the
@@ -530,6 +551,14 @@ class Spawner:
                 continue
             if done:
                 self.unreaped.discard(pid)
+
+
+def _queue_owner(root: str) -> int | None:
+    """The uid owning C{root}/queue (whose files are the messages), or None when it cannot be found."""
+    try:
+        return os.stat(os.path.join(root, "queue")).st_uid
+    except OSError:
+        return None
 
 
 def _valid_outcome(outcome: dict[str, Any]) -> bool:

@@ -1,0 +1,50 @@
+"""
+Security review of the root spawner's message file: it opens the path its
+parent (the queue manager, running as the mail uid) names, as root, and hands
+the descriptor to a delivery child of the recipient's uid.  Only a regular
+file owned by the queue's owner may be delivered, or a compromised queue
+manager could make root read any file (/etc/shadow) into a mailbox.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from tests.local.helpers import MESSAGE, chown_tree, write_file
+from tests.local import test_spawner as base
+from tests.local.test_spawner import GID, IS_ROOT, UID
+
+
+class MessageFileOwnerTests(unittest.TestCase):
+    setUp = base.SpawnerTests.setUp
+    spawner = base.SpawnerTests.spawner
+    deliver = base.SpawnerTests.deliver
+
+    def test_message_owned_by_another_uid_refused(self) -> None:
+        if not IS_ROOT:
+            raise unittest.SkipTest("needs root: file ownership")
+        queue = os.path.join(self.root, "queue")
+        chown_tree(queue, UID, GID)  # the queue and its message belong to the mail uid
+        secret = write_file(os.path.join(self.root, "secret"), MESSAGE, 0o600)  # root's file
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "joe@x", message=secret)
+        report = spawner.next()
+        self.assertEqual(report["status"], "Z")
+        self.assertIn("not owned by the queue", report["output"])
+        self.assertEqual(os.listdir(os.path.join(self.home, "Maildir", "new")), [])
+        self.deliver(spawner, 2, "joe@x")
+        self.assertEqual(spawner.next()["status"], "K")
+        self.assertEqual(len(os.listdir(os.path.join(self.home, "Maildir", "new"))), 1)
+        self.assertEqual(spawner.close(), 0)
+
+    def test_fifo_refused_without_blocking(self) -> None:
+        fifo = os.path.join(self.root, "queue", "fifo")
+        os.mkfifo(fifo, 0o600)
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "joe@x", message=fifo)
+        report = spawner.next(timeout=10)
+        self.assertEqual(report["status"], "Z")
+        self.assertIn("not a regular file", report["output"])
+        self.assertEqual(spawner.close(), 0)
