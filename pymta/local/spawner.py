@@ -13,8 +13,12 @@ the parent's log.  For each request it:
 2. refuses uid 0 (C{Not allowed to perform deliveries as root.}); when the
    spawner itself is not root, defers a delivery that needs a uid other than
    its own (C{Not running as root, cannot deliver as uid N. (#4.3.0)});
-3. opens the queued message (as root when started as root) and hands the
-   open descriptor (C{SCM_RIGHTS}) to a B{delivery child} of that uid/gid.
+3. opens the queued message (as root when started as root; only a regular
+   file owned by the owner of C{ROOT/queue} is delivered, since the parent
+   names the path) and hands the open descriptor (C{SCM_RIGHTS}) to a
+   B{delivery child} of that uid/gid, with C{control/defaultdelivery} as
+   the spawner reads it itself (L{pymta.local.defaultdelivery}; the
+   request's copy is not trusted).
 
 A delivery child is forked from the spawner, closes every descriptor of
 the spawner except its own socket, calls C{setgroups([gid])}, C{setgid},
@@ -53,6 +57,7 @@ from typing import Any
 from pymta.address import split_address
 from pymta.fsutil import write_all
 from pymta.local.assign import AssignCache, AssignError
+from pymta.local.defaultdelivery import DefaultDelivery
 from pymta.local.deliver import LocalDelivery, deliver_local
 from pymta.local.errors import DeliveryFailure
 from pymta.local.getpw import LocalUser, find_user
@@ -172,6 +177,7 @@ class Spawner:
         self.child_deliveries = child_deliveries
         self.max_children = max_children
         self.assign = AssignCache(self.root, warn=self.warn)
+        self.default_delivery = DefaultDelivery(self.root)
         self.reader = RecordReader()
         self.selector = selectors.DefaultSelector()
         self.children: dict[int, _Child] = {}  # by socket fd
@@ -280,12 +286,12 @@ class Spawner:
                 raise DeliveryFailure.temporary(ROOT_REFUSED)
             if os.getuid() != 0 and user.uid != os.getuid():
                 raise DeliveryFailure.temporary(f"Not running as root, cannot deliver as uid {user.uid}. (#4.3.0)")
+            # the spawner's own copy: the request's text comes from the mail uid
+            defaultdelivery = self.default_delivery.current()
         except DeliveryFailure as failure:
             self.send(_report(slot, failure.status, failure.text))
             return
-        self.waiting.append(
-            _Job(slot, fields["message"], fields["sender"], local, domain, user, fields["defaultdelivery"])
-        )
+        self.waiting.append(_Job(slot, fields["message"], fields["sender"], local, domain, user, defaultdelivery))
 
     def _orphaned(self) -> bool:
         """The queue manager that sent the requests died (this process was handed to another parent)."""

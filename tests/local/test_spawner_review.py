@@ -48,3 +48,40 @@ class MessageFileOwnerTests(unittest.TestCase):
         self.assertEqual(report["status"], "Z")
         self.assertIn("not a regular file", report["output"])
         self.assertEqual(spawner.close(), 0)
+
+
+class DefaultDeliveryTests(unittest.TestCase):
+    """defaultdelivery comes from the control file, never from the (mail uid's) request."""
+
+    setUp = base.SpawnerTests.setUp
+    spawner = base.SpawnerTests.spawner
+
+    def test_request_text_ignored(self) -> None:
+        marker = os.path.join(self.root, "ran")
+        spawner = self.spawner()
+        spawner.request(slot=1, message=self.message, sender="a@b", recipient="joe@x",
+                        defaultdelivery=f"|touch {marker}\n")
+        report = spawner.next()
+        self.assertEqual((report["status"], report["did"]), ("K", [1, 0, 0]))
+        self.assertFalse(os.path.exists(marker))
+        self.assertEqual(len(os.listdir(os.path.join(self.home, "Maildir", "new"))), 1)
+        self.assertEqual(spawner.close(), 0)
+
+    def test_control_file_read_and_reread(self) -> None:
+        control = os.path.join(self.root, "control")
+        os.makedirs(control)
+        write_file(os.path.join(control, "defaultdelivery"), "./Mailbox\n")
+        spawner = self.spawner()
+        spawner.request(slot=1, message=self.message, sender="a@b", recipient="joe@x", defaultdelivery="./Maildir/\n")
+        self.assertEqual(spawner.next()["status"], "K")
+        self.assertTrue(os.path.exists(os.path.join(self.home, "Mailbox")))
+        write_file(os.path.join(control, "defaultdelivery"), "# the Maildir again\n./Maildir/\n\n")
+        spawner.request(slot=2, message=self.message, sender="a@b", recipient="joe@x", defaultdelivery="./Mailbox\n")
+        self.assertEqual(spawner.next()["status"], "K")
+        self.assertEqual(len(os.listdir(os.path.join(self.home, "Maildir", "new"))), 1)
+        write_file(os.path.join(control, "defaultdelivery"), b"./Maildir/\0\n")
+        spawner.request(slot=3, message=self.message, sender="a@b", recipient="joe@x", defaultdelivery="./Maildir/\n")
+        report = spawner.next()
+        self.assertEqual(report["status"], "Z")
+        self.assertIn("control/defaultdelivery", report["output"])
+        self.assertEqual(spawner.close(), 0)
