@@ -353,10 +353,12 @@ def set_password(
     gid: int,
     home: str,
     scheme: str = "ARGON2ID",
+    new_owner: tuple[int, int] | None = None,
 ) -> None:
     """
     Set C{user}'s password (and uid, gid, home) in the passwd file at C{path},
-    creating it (mode 0640) if absent.  Every other line is kept verbatim, as
+    creating it (mode 0640, owned by C{new_owner} when given and running as
+    root) if absent.  Every other line is kept verbatim, as
     are the user's gecos/shell/extra fields.  Atomic: a temporary file is
     written and fsynced, renamed over C{path}, and the directory fsynced;
     concurrent writers serialise on C{path + ".lock"}.
@@ -376,7 +378,7 @@ def set_password(
             st = os.stat(path)
             mode, owner = stat.S_IMODE(st.st_mode), (st.st_uid, st.st_gid)
         except FileNotFoundError:
-            lines, mode, owner = [], 0o640, None
+            lines, mode, owner = [], 0o640, new_owner
         if lines and lines[-1] == "":
             lines.pop()
         out: list[str] = []

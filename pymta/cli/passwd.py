@@ -49,6 +49,18 @@ def _default_owner(root: str) -> tuple[int, int]:
     return os.getuid(), os.getgid()
 
 
+def _new_file_owner(root: str) -> tuple[int, int] | None:
+    """As root: root and the mail gid (as C{pymta init} makes it), so the daemons can read a new users/passwd."""
+    if os.getuid() != 0:
+        return None
+    from pymta.privileges import PrivilegeError, mail_account
+
+    try:
+        return 0, mail_account(root)[1]
+    except PrivilegeError:
+        return None
+
+
 def main(argv: list[str], stdin: TextIO | None = None) -> int:
     parser = argparse.ArgumentParser(prog="pymta passwd", description="set a POP3/AUTH password in users/passwd")
     parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT or /var/pymta)")
@@ -80,7 +92,7 @@ def main(argv: list[str], stdin: TextIO | None = None) -> int:
         sys.stderr.write("pymta passwd: empty password refused\n")
         return 100
     try:
-        set_password(path, args.user, password, uid, gid, home, scheme=args.scheme)
+        set_password(path, args.user, password, uid, gid, home, scheme=args.scheme, new_owner=_new_file_owner(root))
     except PasswdFileError as e:
         sys.stderr.write(f"pymta passwd: {e}\n")
         return 100
