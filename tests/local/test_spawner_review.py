@@ -85,3 +85,31 @@ class DefaultDeliveryTests(unittest.TestCase):
         self.assertEqual(report["status"], "Z")
         self.assertIn("control/defaultdelivery", report["output"])
         self.assertEqual(spawner.close(), 0)
+
+
+class RootNeverDeliversTests(unittest.TestCase):
+    """uid 0 is refused whichever way a recipient maps to it."""
+
+    setUp = base.SpawnerTests.setUp
+    spawner = base.SpawnerTests.spawner
+    deliver = base.SpawnerTests.deliver
+
+    def test_alias_directory_owned_by_root(self) -> None:
+        if not IS_ROOT:
+            raise unittest.SkipTest("needs root: file ownership")
+        os.chown(os.path.join(self.root, "alias"), 0, 0)
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "zzqx-nosuch@x")
+        report = spawner.next()
+        self.assertEqual((report["status"], report["output"]), ("Z", base.ROOT_REFUSED))
+        self.assertEqual(spawner.close(), 0)
+
+    def test_passwd_root_account_goes_to_the_alias_user(self) -> None:
+        """qmail-getpw skips uid 0: mail for C{root} is the alias user's (C{.qmail-root}), never root's."""
+        spawner = self.spawner()
+        self.deliver(spawner, 1, "root@x")
+        report = spawner.next()
+        # the alias directory has no .qmail-root and ext is set: no mailbox, but not as root either
+        self.assertEqual(report["status"], "D")
+        self.assertEqual(report["uid"], UID)
+        self.assertEqual(spawner.close(), 0)
