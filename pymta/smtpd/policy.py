@@ -156,7 +156,8 @@ def rcpt_decision(
     RELAYCLIENT set (even empty) skips rcpthosts and is appended to the
     recipient; an authenticated client may relay; otherwise the domain must
     be in rcpthosts/morercpthosts (no rcpthosts file: everything is accepted,
-    as in qmail) and the local part must not carry a relay trick.
+    as in qmail) and the local part must not carry a relay trick (also when
+    the address has no domain).
     """
     if relayclient is not None:
         return RcptDecision(recipient + relayclient, "250 ok")
@@ -165,7 +166,10 @@ def rcpt_decision(
     if controls.rcpthosts is None:
         return RcptDecision(recipient, "250 ok")
     if "@" not in recipient:
-        # the queue appends envnoathost, one of our own names (qmail's rcpthosts() does the same)
+        # the queue appends envnoathost, one of our own names (qmail's rcpthosts() does the same);
+        # C{u%elsewhere} would then be C{u%elsewhere@envnoathost}: the same relay tricks are refused
+        if any(c in recipient for c in "%!"):
+            return RcptDecision(None, REPLY_RCPTHOSTS)
         return RcptDecision(recipient, "250 ok")
     local, domain = split_address(recipient)
     if is_relay_trick(recipient) or not controls.accepts_rcpthost(domain):

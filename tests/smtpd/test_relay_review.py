@@ -55,3 +55,23 @@ class RelayProbes(SynchronousTestCase):
         self.assertFalse(self.accepted(parsed.address))
         quoted = policy.parse_path('TO:<"u@elsewhere.example"@mx.example.org>')
         self.assertFalse(self.accepted(quoted.address))
+
+
+class NoDomainRelayTricks(SynchronousTestCase):
+    """
+    A recipient without C{@} gets C{@envnoathost} in the queue; with C{me} in
+    percenthack, C{u%elsewhere} would then become remote relay, so the relay
+    tricks refused for C{u%elsewhere@us} are refused without a domain too.
+    """
+
+    def test_percent_and_bang_without_domain_refused(self) -> None:
+        from pymta.queue.routing import REMOTE, route_recipient
+
+        c = load_controls(make_root(self.mktemp(), rcpthosts="mx.example.org", percenthack="mx.example.org"))
+        self.assertEqual(route_recipient("u%elsewhere.example", c).channel, REMOTE)  # what acceptance would lead to
+        for probe in ("u%elsewhere.example", "elsewhere.example!u"):
+            d = policy.rcpt_decision(c, probe, relayclient=None, authenticated=False)
+            self.assertIsNone(d.recipient, probe)
+            self.assertEqual(d.reply, policy.REPLY_RCPTHOSTS)
+        self.assertEqual(policy.rcpt_decision(c, "u%x", relayclient="", authenticated=False).recipient, "u%x")
+        self.assertEqual(policy.rcpt_decision(c, "u%x", relayclient=None, authenticated=True).recipient, "u%x")
