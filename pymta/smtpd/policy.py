@@ -22,6 +22,7 @@ __all__ = [
     "MailArgument",
     "parse_path",
     "parse_mail_parameters",
+    "has_control_character",
     "is_bad_mailfrom",
     "rcpt_decision",
     "replace_local_ip",
@@ -89,6 +90,15 @@ def parse_path(argument: str) -> MailArgument:
             out.append(ch)
     params = tuple(p for p in rest[end:].split(" ") if p) if end <= len(rest) else ()
     return MailArgument("".join(out), params)
+
+
+def has_control_character(address: str) -> bool:
+    """
+    Whether C{address} holds a control character (a CR can sit inside a
+    command line, which only LF ends): it would reach the Return-Path and
+    Delivered-To lines of delivered mail, so such addresses are refused.
+    """
+    return any(ord(c) < 32 or ord(c) == 127 for c in address)
 
 
 def parse_mail_parameters(parameters: Iterable[str]) -> dict[str, str]:

@@ -397,7 +397,7 @@ class SMTPServerProtocol(Protocol):
             self.reply("530 authentication required (#5.7.0)")
             return
         parsed = policy.parse_path(arg)
-        if len(parsed.address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES:
+        if len(parsed.address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES or policy.has_control_character(parsed.address):
             self.reply(policy.REPLY_SYNTAX)
             return
         params = policy.parse_mail_parameters(parsed.parameters)
@@ -420,7 +420,7 @@ class SMTPServerProtocol(Protocol):
             return None
         parsed = policy.parse_path(arg)
         address = policy.replace_local_ip(self.controls, parsed.address, self.ctx.local_ips | {self.local_ip})
-        if len(address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES:
+        if len(address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES or policy.has_control_character(address):
             self.reply(policy.REPLY_SYNTAX)
             return None
         if self.bad_sender:

@@ -75,3 +75,26 @@ class NoDomainRelayTricks(SynchronousTestCase):
             self.assertEqual(d.reply, policy.REPLY_RCPTHOSTS)
         self.assertEqual(policy.rcpt_decision(c, "u%x", relayclient="", authenticated=False).recipient, "u%x")
         self.assertEqual(policy.rcpt_decision(c, "u%x", relayclient=None, authenticated=True).recipient, "u%x")
+
+
+class ControlCharactersInAddresses(SynchronousTestCase):
+    """
+    Only LF ends a command line, so a CR (or another control character) can
+    sit inside an address; it would reach the Return-Path and Delivered-To
+    lines written into mailboxes (a bare CR is a line break to some mail
+    readers: header injection).  Such addresses are refused.
+    """
+
+    def test_refused_in_mail_and_rcpt(self) -> None:
+        from tests.smtpd.helpers import Session
+
+        s = Session(make_root(self.mktemp(), rcpthosts="mx.example.org"))
+        s.take()
+        self.assertEqual(s.send(b"MAIL FROM:<a\rX-Injected: yes@b.example>\r\n"), [policy.REPLY_SYNTAX])
+        self.assertEqual(s.send(b"MAIL FROM:<a\x1b@b.example>\r\n"), [policy.REPLY_SYNTAX])
+        self.assertEqual(s.cmd("MAIL FROM:<a@b.example>"), ["250 ok"])
+        self.assertEqual(s.send(b"RCPT TO:<u\rX-Injected: yes@mx.example.org>\r\n"), [policy.REPLY_SYNTAX])
+        self.assertEqual(s.send(b"RCPT TO:<u\x7f@mx.example.org>\r\n"), [policy.REPLY_SYNTAX])
+        self.assertEqual(s.cmd("RCPT TO:<u@mx.example.org>"), ["250 ok"])
+        self.assertEqual(s.proto.recipients, ["u@mx.example.org"])
+        s.close()
