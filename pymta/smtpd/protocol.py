@@ -106,16 +106,26 @@ class SMTPServerProtocol(Protocol):
         rules = self.ctx.rules
         resolver = self.ctx.resolver
         if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
-            # tcpserver -h: the client's name (TCPREMOTEHOST) for =host rules and the Received line
+            # tcpserver -h -p: the client's name (TCPREMOTEHOST) for =host rules and the Received
+            # line, only when it maps back to the client's address (a PTR alone is the client's word)
             d = resolver.ptr(self.remote_ip)
+            d.addCallback(self._confirm_name, resolver)
             d.addTimeout(self.ctx.reverse_lookup_seconds, self.clock)
-            d.addCallbacks(lambda names: names[0].rstrip(".") if names else None, lambda failure: None)
+            d.addCallbacks(lambda name: name, lambda failure: None)
             d.addCallback(self._admit)
             self._run_pending(d, cancel_on_close=True)
             return
         pending = self._admit(None)
         if pending is not None:
             self._run_pending(pending, cancel_on_close=True)
+
+    def _confirm_name(self, names: list[str], resolver: Any) -> defer.Deferred | None:
+        """The first PTR name if its addresses include the client's (tcpserver -p), else None."""
+        if not names or not hasattr(resolver, "addresses"):
+            return None
+        name = names[0].rstrip(".")
+        d: defer.Deferred = resolver.addresses(name)
+        return d.addCallback(lambda found: name if self.remote_ip in {normalise_ip(a) for a in found} else None)
 
     def _admit(self, remote_host: str | None) -> defer.Deferred | None:
         """

@@ -37,6 +37,9 @@ class FakeResolver:
     def ptr(self, address):  # type: ignore[no-untyped-def]
         return self._answer(self.ptr_records, address, "PTR")
 
+    def addresses(self, host):  # type: ignore[no-untyped-def]
+        return self._answer(self.a_records, host, "A")
+
     ptr_records: dict = {}
 
 
@@ -141,6 +144,8 @@ class HostRules(SynchronousTestCase):
     def session(self, ptr, hang=False):  # type: ignore[no-untyped-def]
         resolver = FakeResolver(hang=hang)
         resolver.ptr_records = ptr
+        # each name maps back to its address (forward-confirmed, as pymta-smtpd requires)
+        resolver.a_records = {name.rstrip("."): [ip] for ip, names in ptr.items() for name in names}
         s = Session(make_root(self.mktemp()), rules=self.RULES, resolver=resolver, reverse_lookup_seconds=5)
         self.addCleanup(s.close)
         return s

@@ -98,3 +98,48 @@ class ControlCharactersInAddresses(SynchronousTestCase):
         self.assertEqual(s.cmd("RCPT TO:<u@mx.example.org>"), ["250 ok"])
         self.assertEqual(s.proto.recipients, ["u@mx.example.org"])
         s.close()
+
+
+class ForwardConfirmedHostRules(SynchronousTestCase):
+    """
+    C{=host} rules in tcp.smtp (docs: C{=.partner.example:allow,RELAYCLIENT=""}):
+    whoever controls the reverse zone of his own address can make its PTR say
+    C{x.partner.example}, so a name counts only when it maps back to the
+    client's address (tcpserver -p); otherwise the client has no name.
+    """
+
+    RULES = '=.good.example:allow,RELAYCLIENT=""\n:allow\n'
+
+    def session(self, ptr, addresses):  # type: ignore[no-untyped-def]
+        from twisted.internet import defer
+
+        from pymta.remote.dns import DNSPermanentError
+        from tests.smtpd.helpers import Session
+
+        class Resolver:
+            def ptr(self, address):  # type: ignore[no-untyped-def]
+                return defer.succeed(ptr.get(address, []))
+
+            def addresses(self, host):  # type: ignore[no-untyped-def]
+                if host not in addresses:
+                    return defer.fail(DNSPermanentError(host, "A", "NXDOMAIN"))
+                return defer.succeed(addresses[host])
+
+        s = Session(make_root(self.mktemp()), rules=self.RULES, resolver=Resolver(), reverse_lookup_seconds=5)
+        self.addCleanup(s.close)
+        return s
+
+    def test_spoofed_ptr_gets_no_relay(self) -> None:
+        s = self.session({"192.0.2.7": ["mx.good.example."]}, {"mx.good.example": ["198.51.100.99"]})
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.assertIsNone(s.proto.relayclient)
+        self.assertNotIn("TCPREMOTEHOST", s.proto.env)
+        s2 = self.session({"192.0.2.7": ["mx.good.example."]}, {})
+        self.assertEqual(s2.take(), ["220 mx.example.org ESMTP"])
+        self.assertIsNone(s2.proto.relayclient)
+
+    def test_confirmed_name_relays(self) -> None:
+        s = self.session({"192.0.2.7": ["mx.good.example."]}, {"mx.good.example": ["2001:db8::1", "192.0.2.7"]})
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.assertEqual(s.proto.relayclient, "")
+        self.assertEqual(s.proto.env["TCPREMOTEHOST"], "mx.good.example")
