@@ -71,6 +71,8 @@ log = Logger(namespace="pymta.inject")
 INJECT_SOCKET = os.path.join("run", "inject.sock")
 _GRANTABLE_ORIGIN = re.compile(r"from network|for bounce|by alias|by uid \d{1,10}")
 _CLIENT_CHUNK = 65536
+# bytes a writer holds for a connection not yet made before it asks its feeder to pause
+_PRECONNECT_LIMIT = 4 * _CLIENT_CHUNK
 _UCRED = struct.Struct("3i")
 
 
@@ -240,7 +242,16 @@ def listen_inject(reactor, root: str, factory: InjectServerFactory) -> "defer.De
 
 
 class _InjectClientWriter(Protocol):
-    """One message streamed to the inject socket; see L{InjectClientSink}."""
+    """
+    One message streamed to the inject socket; see L{InjectClientSink}.
+
+    Back-pressure: the writer is the streaming producer of its connection,
+    so Twisted pauses it when the socket's send buffer holds more than the
+    transport's C{bufferSize}; before the connection is made it counts the
+    bytes it holds.  Either way it tells the feeder registered with
+    L{watch_backlog} to stop reading and, once the data has drained (or the
+    message is settled), to go on.
+    """
 
     def __init__(self, reactor, timeout: float, envelope: bytes) -> None:
         self._reactor = reactor
@@ -253,6 +264,46 @@ class _InjectClientWriter(Protocol):
         self._waiting: defer.Deferred | None = None
         self._timer = None
         self._transport = None
+        self._outgoing_bytes = len(envelope)
+        self._paused_by_transport = False
+        self._backlogged = False
+        self._flow: tuple[Callable[[], None], Callable[[], None]] | None = None
+
+    # back-pressure
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """
+        Call C{pause()} when more data is buffered for the inject socket than
+        the bound, C{resume()} when it has drained or the message is settled.
+        """
+        self._flow = (pause, resume)
+        if self._backlogged:
+            pause()
+
+    def _update_backlog(self) -> None:
+        backlogged = self._outcome is None and (
+            self._paused_by_transport or (self._outgoing is not None and self._outgoing_bytes > _PRECONNECT_LIMIT)
+        )
+        if backlogged == self._backlogged:
+            return
+        self._backlogged = backlogged
+        if self._flow is not None:
+            pause, resume = self._flow
+            (pause if backlogged else resume)()
+
+    # IPushProducer, registered with the connection's transport
+
+    def pauseProducing(self) -> None:
+        self._paused_by_transport = True
+        self._update_backlog()
+
+    def resumeProducing(self) -> None:
+        self._paused_by_transport = False
+        self._update_backlog()
+
+    def stopProducing(self) -> None:
+        self._paused_by_transport = False
+        self._update_backlog()
 
     # MessageWriter
 
@@ -284,6 +335,7 @@ class _InjectClientWriter(Protocol):
         if self._state in ("open", "finishing"):
             self._state = "aborted"
             self._outcome = self._outcome or QueueFailure(EXIT_BUG, "aborted")
+            self._update_backlog()
             if self._transport is not None:
                 self._transport.abortConnection()
 
@@ -292,6 +344,8 @@ class _InjectClientWriter(Protocol):
     def _send(self, data: bytes) -> None:
         if self._outgoing is not None:
             self._outgoing.append(data)
+            self._outgoing_bytes += len(data)
+            self._update_backlog()
         elif self._transport is not None:
             self._transport.write(data)
 
@@ -301,10 +355,14 @@ class _InjectClientWriter(Protocol):
             self.transport.abortConnection()
             return
         pending, self._outgoing = self._outgoing, None
+        self._outgoing_bytes = 0
+        self.transport.registerProducer(self, True)
         self.transport.writeSequence(pending)
+        self._update_backlog()
 
     def connect_failed(self, failure: Failure) -> None:
         self._outgoing = None
+        self._outgoing_bytes = 0
         self._settle(QueueFailure(EXIT_NETWORK, f"inject socket: {failure.getErrorMessage()}"))
 
     def dataReceived(self, data: bytes) -> None:
@@ -333,6 +391,7 @@ class _InjectClientWriter(Protocol):
         if self._outcome is not None:
             return
         self._outcome = result
+        self._update_backlog()
         if self._waiting is not None:
             self._deliver_outcome()
 

@@ -71,6 +71,7 @@ class SMTPServerProtocol(Protocol):
         self._busy = False
         self._processing = False
         self._paused = False
+        self._queue_full = False
         self._timer: Any = None
         self._counted = False
         self._pending: defer.Deferred | None = None
@@ -226,7 +227,8 @@ class SMTPServerProtocol(Protocol):
         self._timer = None
         if self._mode == CLOSED:
             return
-        if self._busy and self._mode != RBL:
+        if (self._busy or self._queue_full) and self._mode != RBL:
+            # the session waits for the queue, not for the client
             self._arm_timer()
             return
         if self._mode == RBL:
@@ -306,7 +308,7 @@ class SMTPServerProtocol(Protocol):
         self._flow_control()
 
     def _flow_control(self) -> None:
-        waiting = self._busy and len(self._buf) > self.ctx.pipeline_buffer
+        waiting = (self._busy and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full
         if waiting and not self._paused and self._mode != CLOSED:
             self._paused = True
             self.transport.pauseProducing()
@@ -481,6 +483,9 @@ class SMTPServerProtocol(Protocol):
             self.reply("451 qqt failure (#4.3.0)")
             return
         self._writer = writer
+        watch_backlog = getattr(writer, "watch_backlog", None)
+        if watch_backlog is not None:
+            watch_backlog(lambda: self._queue_backlog(writer, True), lambda: self._queue_backlog(writer, False))
         self._stream = DataStream(writer.write, self.databytes, self.ctx.max_data_line)
         try:
             writer.write(
@@ -530,6 +535,14 @@ class SMTPServerProtocol(Protocol):
         d = self._finish_message()
         if d is not None:
             self._run_pending(d)
+
+    def _queue_backlog(self, writer: Any, full: bool) -> None:
+        """The queue writer's buffer went over its bound (C{full}) or drained: stop or go on reading."""
+        if full and writer is not self._writer:
+            return
+        self._queue_full = full
+        if not self._processing:
+            self._flow_control()
 
     def _abort_message(self) -> None:
         writer, self._writer, self._stream = self._writer, None, None

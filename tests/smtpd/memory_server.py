@@ -5,7 +5,13 @@ C{PORT <port>} when listening and C{QUEUED <bytes> <rss_kib> <peak_rss_kib>} aft
 every message, so the parent can compare the peak with the resident size
 before a big message.
 
-Run: python -m tests.smtpd.memory_server ROOT
+With C{--inject SOCKET}, smtpd writes through L{InjectClientSink} to an
+inject server listening on C{SOCKET}, which C{--inject-server SOCKET}
+starts in another process (a deliberately slow C{FileSink}, which prints the
+C{QUEUED} lines then).
+
+Run: python -m tests.smtpd.memory_server ROOT [--inject SOCKET]
+     python -m tests.smtpd.memory_server ROOT --inject-server SOCKET
 """
 
 from __future__ import annotations
@@ -13,11 +19,13 @@ from __future__ import annotations
 import os
 import resource
 import sys
+import time
 
 from twisted.internet import defer, reactor
 
 from pymta.control import ControlReader
 from pymta.interfaces import QueueReceipt
+from pymta.queue.inject import InjectClientSink, InjectServerFactory
 from pymta.smtpd.service import build_smtpd_service
 
 
@@ -63,8 +71,29 @@ class FileSink:
         return FileWriter(os.path.join(self.directory, f"msg{self.n}"))
 
 
-def main(root: str) -> None:
-    svc = build_smtpd_service(root, ControlReader(root), FileSink(root), ["tcp:0:interface=127.0.0.1"], [], reactor=reactor, portal_checkers=[])
+class SlowFileWriter(FileWriter):
+    """Takes 2 ms per chunk: a queue slower than the client, as a real one that fsyncs can be."""
+
+    def write(self, data: bytes) -> None:
+        time.sleep(0.002)
+        super().write(data)
+
+
+class SlowFileSink(FileSink):
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):  # type: ignore[no-untyped-def]
+        self.n += 1
+        return SlowFileWriter(os.path.join(self.directory, f"msg{self.n}"))
+
+
+def inject_server(root: str, socket_path: str) -> None:
+    port = reactor.listenUNIX(socket_path, InjectServerFactory(SlowFileSink(root)))
+    print(f"LISTENING {port.getHost().name}", flush=True)
+    reactor.run()
+
+
+def main(root: str, inject: str | None = None) -> None:
+    sink = FileSink(root) if inject is None else InjectClientSink(reactor, inject)
+    svc = build_smtpd_service(root, ControlReader(root), sink, ["tcp:0:interface=127.0.0.1"], [], reactor=reactor, portal_checkers=[])
     svc.startService()
     listener = next(iter(svc))
     port = listener._waitingForPort.result.getHost().port
@@ -73,4 +102,7 @@ def main(root: str) -> None:
 
 
 if __name__ == "__main__":
-    main(sys.argv[1])
+    if sys.argv[2:3] == ["--inject-server"]:
+        inject_server(sys.argv[1], sys.argv[3])
+    else:
+        main(sys.argv[1], sys.argv[3] if sys.argv[2:3] == ["--inject"] else None)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -67,3 +69,76 @@ class MemoryTest(SynchronousTestCase):
         growth = int(peak) - int(base)
         print(f"50 MB message: stored {size.decode()} bytes, RSS before {base.decode()} KiB, peak {peak.decode()} KiB")
         self.assertLess(growth, LIMIT_KIB, f"peak RSS grew by {growth} KiB")
+
+
+def proc_kib(pid: int, field: str) -> int:
+    """VmRSS or VmHWM of process C{pid} in KiB, from /proc."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise AssertionError(f"no {field} for pid {pid}")
+
+
+class InjectBackPressureTest(SynchronousTestCase):
+    """
+    The same 50 MB message through smtpd writing to a real inject socket in
+    another process: smtpd stops reading while the socket's buffer is full,
+    so its own peak memory stays close to where it was.
+    """
+
+    if not os.path.exists("/proc/self/status"):
+        skip = "needs /proc"
+
+    def spawn(self, *args: str) -> subprocess.Popen:
+        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.smtpd.memory_server", *args],
+            stdout=subprocess.PIPE,
+            cwd=repo,
+            env={**os.environ, "PYTHONPATH": repo},
+        )
+        self.addCleanup(proc.wait)
+        self.addCleanup(lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM))
+        return proc
+
+    def test_fifty_megabytes_through_inject_socket(self) -> None:
+        root = os.path.abspath(make_root(self.mktemp()))
+        sockdir = tempfile.mkdtemp(prefix="pymta-mem-")
+        self.addCleanup(shutil.rmtree, sockdir, True)
+        sock = os.path.join(sockdir, "inject.sock")
+        queue = self.spawn(root, "--inject-server", sock)
+        assert queue.stdout is not None
+        self.assertEqual(queue.stdout.readline().split()[0], b"LISTENING")
+        smtpd = self.spawn(root, "--inject", sock)
+        assert smtpd.stdout is not None
+        _, port, _ = smtpd.stdout.readline().split()
+        line = b"0123456789" * 7 + b"..\r\n"
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=60) as s:
+            f = s.makefile("rb")
+            self.assertTrue(read_reply(f).startswith("220 "))
+
+            def send_message(total: int) -> str:
+                s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n")
+                for _ in range(3):
+                    read_reply(f)
+                s.sendall(b"Subject: big\r\n\r\n")
+                chunk = line * 1024
+                sent = 0
+                while sent < total:
+                    s.sendall(chunk)
+                    sent += len(chunk)
+                s.sendall(b".\r\n")
+                return read_reply(f)
+
+            self.assertTrue(send_message(100_000).startswith("250 ok"))
+            queue.stdout.readline()
+            base = proc_kib(smtpd.pid, "VmHWM")
+            self.assertTrue(send_message(MESSAGE_BYTES).startswith("250 ok"))
+            _, size, _, _ = queue.stdout.readline().split()
+            peak = proc_kib(smtpd.pid, "VmHWM")
+            s.sendall(b"QUIT\r\n")
+        self.assertGreater(int(size), MESSAGE_BYTES * 0.95)
+        growth = peak - base
+        print(f"50 MB message through the inject socket: stored {size.decode()} bytes, smtpd peak {base} -> {peak} KiB")
+        self.assertLess(growth, 4 * 1024, f"smtpd's peak RSS grew by {growth} KiB")
