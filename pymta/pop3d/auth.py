@@ -11,6 +11,11 @@ C{home/Maildir/}) or fails with L{LoginFailed}.  Two kinds exist:
   - L{pymta.pop3d.checkpassword.CheckpasswordAuthenticator}: an external
     checkpassword program.
 
+L{LoginKeepingAuthenticator} wraps either and puts what the client proved
+into the L{Account} (C{login}), for the root mailbox spawner, which checks
+the login again itself before it serves another uid's Maildir
+(L{pymta.pop3d.rootauth}).
+
 L{AddressLimiter} counts failed logins per client address in a sliding
 window; a blocked address is refused before any password is checked.
 """
@@ -22,7 +27,7 @@ import hmac
 import os
 import re
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Callable, Protocol as TypingProtocol
 
 from twisted.cred.credentials import IUsernameHashedPassword, UsernamePassword
@@ -31,6 +36,7 @@ from twisted.internet import defer
 from zope.interface import implementer
 
 from pymta.passwdfile import PasswdFileChecker
+from pymta.pop3d.spawnrequest import LoginRequest
 
 __all__ = [
     "Account",
@@ -38,6 +44,7 @@ __all__ = [
     "LoginTemporaryFailure",
     "Authenticator",
     "PasswdFileAuthenticator",
+    "LoginKeepingAuthenticator",
     "APOPCredentials",
     "AddressLimiter",
     "APOP_DIGEST",
@@ -52,6 +59,7 @@ class Account:
     uid: int | None
     gid: int | None
     home: str
+    login: LoginRequest | None = field(default=None, repr=False, compare=False)
 
     @property
     def maildir(self) -> str:
@@ -115,6 +123,21 @@ class PasswdFileAuthenticator:
 
     def check_apop(self, user: bytes, timestamp: bytes, digest: bytes) -> defer.Deferred:
         return self._check(APOPCredentials(user, timestamp, digest))
+
+
+class LoginKeepingAuthenticator:
+    """Another authenticator whose accounts carry the login that opened them (C{Account.login})."""
+
+    def __init__(self, inner: Authenticator) -> None:
+        self.inner = inner
+
+    def check_password(self, user: bytes, password: bytes) -> defer.Deferred:
+        login = LoginRequest("PASS", user, password)
+        return self.inner.check_password(user, password).addCallback(replace, login=login)
+
+    def check_apop(self, user: bytes, timestamp: bytes, digest: bytes) -> defer.Deferred:
+        login = LoginRequest("APOP", user, digest.lower(), timestamp)
+        return self.inner.check_apop(user, timestamp, digest).addCallback(replace, login=login)
 
 
 class AddressLimiter:

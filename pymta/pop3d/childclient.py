@@ -30,7 +30,7 @@ from zope.interface import implementer
 import pymta
 from pymta.pop3d.mailbox import MessageInfo, MessageUnavailable, NoMaildir
 
-__all__ = ["ChildMailbox", "open_child_mailbox", "ChildFailed"]
+__all__ = ["ChildMailbox", "open_child_mailbox", "ChildFailed", "MailboxDenied"]
 
 log = Logger(namespace="pymta.pop3d")
 
@@ -40,6 +40,10 @@ MAX_REPLY_LINE = 4096
 
 class ChildFailed(Exception):
     """The mailbox child died or answered something unexpected."""
+
+
+class MailboxDenied(ChildFailed):
+    """The root spawner's own check refused the login or its account (C{DENIED} to C{LOAD})."""
 
 
 @implementer(IPushProducer)
@@ -205,6 +209,8 @@ class ChildMailbox(ProcessProtocol):
                     self._mode = "listing"
             elif line == b"NOMAILDIR":
                 d.errback(NoMaildir("no Maildir"))
+            elif line.startswith(b"DENIED"):
+                d.errback(MailboxDenied(line[7:].decode("utf-8", "replace")))
             else:
                 d.errback(ChildFailed(line.decode("utf-8", "replace")))
         elif kind == "RETR":

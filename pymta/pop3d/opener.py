@@ -10,6 +10,9 @@ Where an authenticated account's Maildir is read: privilege separation.
     comes from the root spawner (L{pymta.pop3d.spawnerclient}) when one is
     running - started before twistd dropped privileges - or is spawned
     directly (L{pymta.pop3d.childclient}) while the daemon itself is root.
+    The spawner is sent the login (C{Account.login}), not the uid: it checks
+    the login itself and picks uid, gid and Maildir from its own data; its
+    refusal (L{MailboxDenied}) becomes a C{-ERR}.
   - Another uid, the daemon not root and no spawner: refused with a clear
     C{-ERR}.
   - uid 0, or an in-process read while the daemon is root: refused (mail
@@ -25,7 +28,7 @@ from typing import Callable
 from twisted.internet import defer
 
 from pymta.pop3d.auth import Account
-from pymta.pop3d.childclient import open_child_mailbox
+from pymta.pop3d.childclient import MailboxDenied, open_child_mailbox
 from pymta.pop3d.mailbox import open_local_mailbox
 from pymta.pop3d.protocol import LoginRefused
 from pymta.pop3d.spawnerclient import MailboxSpawner
@@ -75,10 +78,17 @@ class MailboxOpener:
             return open_local_mailbox(account.maildir, self.reactor)
         assert account.uid is not None and account.gid is not None
         if self.spawner is not None and self.spawner.running:
-            return self.spawner.open(account.uid, account.gid, account.maildir, self._track)
+            if account.login is None:
+                return defer.fail(LoginRefused("no login to show the mailbox spawner"))
+            return self.spawner.open(account.login, self._track).addErrback(self._denied)
         return open_child_mailbox(
             self.reactor, account.uid, account.gid, account.maildir, self.python, self._track
         )
+
+    @staticmethod
+    def _denied(failure: object) -> None:
+        failure.trap(MailboxDenied)  # type: ignore[attr-defined]
+        raise LoginRefused(f"[AUTH] mailbox refused: {failure.value}")  # type: ignore[attr-defined]
 
     def _track(self, child: object) -> None:
         self.children.add(child)

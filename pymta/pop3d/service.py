@@ -14,7 +14,9 @@ shared L{ServerSettings}:
 
 Started as root, the service spawns the root mailbox spawner in
 C{privilegedStartService} (before twistd drops to C{--uid}), so system users
-are served by children running as themselves for the daemon's whole life.
+are served by children running as themselves for the daemon's whole life;
+the spawner checks each login again itself (same users/passwd or
+checkpassword program) and never takes a uid or path from pop3d.
 
 Accounts come from ROOT/users/passwd (L{pymta.passwdfile.PasswdFileChecker})
 or, given C{checkpassword}, from that external program.  Mailboxes are
@@ -36,7 +38,7 @@ from twisted.logger import Logger
 
 from pymta.control import ControlReader
 from pymta.passwdfile import PasswdFileChecker
-from pymta.pop3d.auth import Account, AddressLimiter, PasswdFileAuthenticator
+from pymta.pop3d.auth import Account, AddressLimiter, LoginKeepingAuthenticator, PasswdFileAuthenticator
 from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.protocol import POP3Factory, ServerSettings
@@ -110,16 +112,17 @@ def build_pop3_service(
     tls = ServerTLS(cert)
     if tls.error and os.path.exists(cert):
         log.error("pop3d: no TLS: {error}", error=tls.error)
+    passwd = os.path.join(root, "users", "passwd")
     if checkpassword:
         authenticator: Any = CheckpasswordAuthenticator(reactor, list(checkpassword))
+        source_args = ["--checkpassword", *checkpassword]
     else:
-        authenticator = PasswdFileAuthenticator(
-            PasswdFileChecker(os.path.join(root, "users", "passwd"), reactor=reactor)
-        )
-    spawner = MailboxSpawner(reactor) if open_mailbox is None else None
+        authenticator = PasswdFileAuthenticator(PasswdFileChecker(passwd, reactor=reactor))
+        source_args = ["--passwd", passwd]
+    spawner = MailboxSpawner(reactor, source_args) if open_mailbox is None else None
     settings = ServerSettings(
         hostname=reader.current.me or socket.getfqdn(),
-        authenticator=authenticator,
+        authenticator=LoginKeepingAuthenticator(authenticator),
         open_mailbox=open_mailbox or MailboxOpener(reactor, spawner=spawner),
         tls_context=tls if tls.available else None,
         allow_plaintext=allow_plaintext,

@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.pop3d.test_spawner -*-
 """
-The root mailbox spawner: C{python -m pymta.pop3d.spawner} with fd 3 a UNIX
-stream socket to pop3d.
+The root mailbox spawner: C{python -m pymta.pop3d.spawner --passwd FILE}
+or C{python -m pymta.pop3d.spawner --checkpassword PROGRAM [ARG...]}, with
+fd 3 a UNIX stream socket to pop3d.
 
 pop3d starts it in C{privilegedStartService}, while still root, so that
 after twistd drops pop3d to its own uid (C{--uid}) system users can still be
@@ -9,45 +10,83 @@ served by children running as themselves.  It is small and has no reactor:
 it reads requests from fd 3 only (nobody else holds the other end), and per
 request forks a mailbox child (the already imported
 L{pymta.pop3d.mailboxchild}: about a millisecond instead of a new
-interpreter), which drops to the user (setgroups, setgid, setuid; uid 0
-refused) before it touches the Maildir.  The child talks to pop3d over a
-fresh socketpair whose other end travels back to pop3d with SCM_RIGHTS.
+interpreter).  The child talks to pop3d over a fresh socketpair whose other
+end travels back to pop3d with SCM_RIGHTS.
 
-Request::  C{OPEN <id> <uid> <gid> <hex of the maildir path>\\n}
+pop3d runs as the mail uid and is not trusted: a request names a login,
+never a uid or a path (L{pymta.pop3d.spawnrequest}; its docstring has the
+wire format).  The child, still root, checks that login itself against its
+own users/passwd or checkpassword program and takes uid, gid and home from
+that answer (L{pymta.pop3d.rootauth}: uid 0, gid 0 and a home not owned by
+the uid refused), drops to the user (setgroups, setgid, setuid), and only
+then resolves C{home/Maildir} (refused if a symlink leads out of the home).
+A refused child answers pop3d's first request with C{DENIED <text>} and
+exits.  Checking in the child keeps a slow password hash from holding up
+other logins.
+
+Request::  C{OPEN <id> PASS <hex user> <hex password>\\n}
+           C{OPEN <id> APOP <hex user> <hex digest> <hex timestamp>\\n}
 Reply::    C{OK <id>\\n} with one descriptor attached, or C{ERR <id> <text>\\n}
 
-EOF on fd 3 (pop3d gone) ends the spawner; SIGCHLD is ignored, so the
-kernel reaps finished children.
+A malformed or overlong request gets C{ERR}; EOF on fd 3 (pop3d gone) ends
+the spawner; SIGCHLD is ignored, so the kernel reaps finished children.
 """
 
 from __future__ import annotations
 
 import array
 import os
+import re
 import signal
 import socket
 import sys
 
 from pymta.pop3d.mailboxchild import drop_privileges, serve
 from pymta.pop3d.maildir import MaildirStore
+from pymta.pop3d.rootauth import (
+    AccountSource,
+    CheckpasswordSource,
+    LoginDenied,
+    LoginUnavailable,
+    PasswdFileSource,
+    check_home,
+    confined_maildir,
+)
+from pymta.pop3d.spawnrequest import MAX_REQUEST, LoginRequest, parse_request
 
-__all__ = ["main", "handle_request", "SPAWNER_FD"]
+__all__ = ["main", "handle_request", "source_from_argv", "SPAWNER_FD"]
 
 SPAWNER_FD = 3
-MAX_REQUEST = 8192
+_IDENT = re.compile(rb"\A[0-9]{1,20}\Z")
 
 
-def _run_child(sock: socket.socket, uid: int, gid: int, maildir: str) -> None:
-    """In the forked child: become the user, then serve the mailbox on C{sock}. Never returns."""
+def _open_as_user(source: AccountSource, login: LoginRequest) -> MaildirStore:
+    """As root: check the login, then become its user; the confined Maildir (L{LoginDenied} if refused)."""
+    account = source.authenticate(login)
+    home = check_home(account)
+    assert account.uid is not None and account.gid is not None
+    drop_privileges(account.uid, account.gid)
+    os.umask(0o077)
+    return MaildirStore(confined_maildir(home))
+
+
+def _run_child(sock: socket.socket, source: AccountSource, login: LoginRequest) -> None:
+    """In the forked child: check, become the user, serve the mailbox on C{sock}. Never returns."""
     code = 0
     try:
         os.dup2(sock.fileno(), 0)
         os.dup2(sock.fileno(), 1)
         sock.close()
-        drop_privileges(uid, gid)
-        os.umask(0o077)
         with os.fdopen(0, "rb", buffering=0) as raw_in, os.fdopen(1, "wb") as out:
-            serve(MaildirStore(maildir), _LineReader(raw_in), out)
+            try:
+                store = _open_as_user(source, login)
+            except (LoginDenied, LoginUnavailable) as e:
+                next(_LineReader(raw_in), None)  # answer pop3d's first request, then go
+                out.write(b"DENIED %s\n" % str(e).encode("utf-8", "replace").replace(b"\n", b" "))
+                out.flush()
+                sys.stderr.write(f"mailbox child: {login.user!r}: {e}\n")
+                os._exit(1)
+            serve(store, _LineReader(raw_in), out)
     except BrokenPipeError:
         pass
     except BaseException as e:  # the child must never return into the spawner's loop
@@ -79,17 +118,12 @@ class _LineReader:
         return line + b"\n"
 
 
-def handle_request(control: socket.socket, line: bytes) -> None:
-    """Answer one request line on C{control}."""
-    words = line.split(b" ")
-    ident = words[1] if len(words) > 1 else b"-"
+def handle_request(control: socket.socket, line: bytes, source: AccountSource) -> None:
+    """Answer one request line on C{control} (a bad request gets C{ERR}, never an exception)."""
+    words = line.split(b" ", 2)
+    ident = words[1] if len(words) > 1 and _IDENT.match(words[1]) else b"-"
     try:
-        if len(words) != 5 or words[0] != b"OPEN" or not words[2].isdigit() or not words[3].isdigit():
-            raise ValueError("bad request")
-        uid, gid = int(words[2]), int(words[3])
-        maildir = os.fsdecode(bytes.fromhex(words[4].decode("ascii")))
-        if uid == 0:
-            raise ValueError("refusing uid 0")
+        ident, login = parse_request(line)
     except ValueError as e:
         control.sendall(b"ERR %s %s\n" % (ident, str(e).encode()))
         return
@@ -104,7 +138,7 @@ def handle_request(control: socket.socket, line: bytes) -> None:
     if pid == 0:
         control.close()
         parent_end.close()
-        _run_child(child_end, uid, gid, maildir)
+        _run_child(child_end, source, login)
     child_end.close()
     try:
         control.sendmsg(
@@ -115,12 +149,27 @@ def handle_request(control: socket.socket, line: bytes) -> None:
         parent_end.close()
 
 
+def source_from_argv(argv: list[str]) -> AccountSource:
+    """C{--passwd FILE} or C{--checkpassword PROGRAM [ARG...]}; L{ValueError} otherwise."""
+    if len(argv) == 2 and argv[0] == "--passwd" and os.path.isabs(argv[1]):
+        return PasswdFileSource(argv[1])
+    if len(argv) >= 2 and argv[0] == "--checkpassword":
+        return CheckpasswordSource(argv[1:])
+    raise ValueError("usage: python -m pymta.pop3d.spawner --passwd FILE | --checkpassword PROGRAM [ARG...]")
+
+
 def main(argv: list[str]) -> int:
+    try:
+        source = source_from_argv(argv)
+    except ValueError as e:
+        sys.stderr.write(f"{e}\n")
+        return 2
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=SPAWNER_FD)
     buffer = b""
+    discarding = False  # inside an overlong line: drop it up to its newline
     while True:
         try:
             data = control.recv(65536)
@@ -131,14 +180,19 @@ def main(argv: list[str]) -> int:
         if not data:
             return 0
         buffer += data
-        while b"\n" in buffer:
-            line, _, buffer = buffer.partition(b"\n")
-            try:
-                handle_request(control, line)
-            except OSError:
-                return 1
-        if len(buffer) > MAX_REQUEST:
-            return 2
+        try:
+            while b"\n" in buffer:
+                line, _, buffer = buffer.partition(b"\n")
+                if discarding:
+                    discarding = False
+                    continue
+                handle_request(control, line, source)
+            if len(buffer) > MAX_REQUEST:
+                if not discarding:
+                    control.sendall(b"ERR - request too long\n")
+                discarding, buffer = True, b""
+        except OSError:
+            return 1
 
 
 if __name__ == "__main__":

@@ -4,8 +4,11 @@ pop3d's side of the root mailbox spawner (L{pymta.pop3d.spawner}).
 
 L{MailboxSpawner.start} (called from C{privilegedStartService}, as root)
 spawns the spawner with one end of a UNIX socketpair as its fd 3 and
-adopts the other end.  L{MailboxSpawner.open} asks for a mailbox child of a
-uid/gid/Maildir; the reply carries the child's socket (SCM_RIGHTS), which is
+adopts the other end.  L{MailboxSpawner.open} asks for a mailbox child for a
+login (L{pymta.pop3d.spawnrequest.LoginRequest}: the user name and what the
+client proved; the spawner checks it itself against its own users/passwd or
+checkpassword program and picks uid, gid and Maildir - never pop3d); the
+reply carries the child's socket (SCM_RIGHTS), which is
 adopted into the reactor and driven by the same L{ChildMailbox} that serves
 directly spawned children.  After twistd drops pop3d to its own uid, this is
 how system users are still served as themselves.
@@ -27,6 +30,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.pop3d.childclient import _PYTHONPATH, ChildFailed, ChildMailbox
+from pymta.pop3d.spawnrequest import LoginRequest, encode_request
 
 __all__ = ["MailboxSpawner"]
 
@@ -105,8 +109,10 @@ class _SpawnerProcess(ProcessProtocol):
 class MailboxSpawner:
     """A running root spawner and the requests waiting for its answers."""
 
-    def __init__(self, reactor: object, python: str = sys.executable) -> None:
+    def __init__(self, reactor: object, source_args: list[str], python: str = sys.executable) -> None:
+        """C{source_args}: the spawner's account source, C{["--passwd", FILE]} or C{["--checkpassword", PROGRAM, ...]}."""
         self.reactor = reactor
+        self.source_args = list(source_args)
         self.python = python
         self.running = False
         self._control: _ControlProtocol | None = None
@@ -123,7 +129,7 @@ class MailboxSpawner:
             self.reactor.spawnProcess(  # type: ignore[attr-defined]
                 _SpawnerProcess(self),
                 self.python,
-                [self.python, "-m", "pymta.pop3d.spawner"],
+                [self.python, "-m", "pymta.pop3d.spawner", *self.source_args],
                 env={"PATH": "/usr/bin:/bin", "PYTHONPATH": _PYTHONPATH, "PYTHONDONTWRITEBYTECODE": "1"},
                 path="/",
                 childFDs={0: "w", 1: "r", 2: "r", 3: theirs.fileno()},
@@ -149,17 +155,24 @@ class MailboxSpawner:
         return d
 
     def open(
-        self, uid: int, gid: int, maildir: str, on_spawn: Callable[[ChildMailbox], None] | None = None
+        self, login: LoginRequest, on_spawn: Callable[[ChildMailbox], None] | None = None
     ) -> defer.Deferred:
-        """A mailbox child for C{uid}/C{gid} with C{maildir} loaded -> Deferred[L{ChildMailbox}]."""
+        """
+        A mailbox child for the account of C{login}, its Maildir loaded ->
+        Deferred[L{ChildMailbox}]; fails with L{pymta.pop3d.childclient.MailboxDenied}
+        when the spawner's own check refuses the login or its account.
+        """
         if not self.running or self._control is None:
             return defer.fail(ChildFailed("mailbox spawner not running"))
+        try:
+            request = encode_request(self._next_id + 1, login)
+        except ValueError as e:
+            return defer.fail(ChildFailed(f"mailbox spawner: {e}"))
         self._next_id += 1
         ident = b"%d" % self._next_id
         d: defer.Deferred = defer.Deferred()
         self._pending[ident] = d
-        path = os.fsencode(maildir).hex().encode("ascii")
-        self._control.transport.write(b"OPEN %s %d %d %s\n" % (ident, uid, gid, path))
+        self._control.transport.write(request)
 
         def adopted(mailbox: ChildMailbox) -> defer.Deferred:
             if on_spawn is not None:
