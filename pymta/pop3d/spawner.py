@@ -28,8 +28,9 @@ Request::  C{OPEN <id> PASS <hex user> <hex password>\\n}
            C{OPEN <id> APOP <hex user> <hex digest> <hex timestamp>\\n}
 Reply::    C{OK <id>\\n} with one descriptor attached, or C{ERR <id> <text>\\n}
 
-A malformed or overlong request gets C{ERR}; EOF on fd 3 (pop3d gone) ends
-the spawner; SIGCHLD is ignored, so the kernel reaps finished children.
+A malformed or overlong request gets C{ERR}, and so does a request while
+L{MAX_CHILDREN} children live (finished ones are reaped before each fork and
+every few seconds); EOF on fd 3 (pop3d gone) ends the spawner.
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from __future__ import annotations
 import array
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -57,6 +59,8 @@ from pymta.pop3d.spawnrequest import MAX_REQUEST, LoginRequest, parse_request
 __all__ = ["main", "handle_request", "source_from_argv", "SPAWNER_FD"]
 
 SPAWNER_FD = 3
+MAX_CHILDREN = 512  # live mailbox children (sessions and logins being checked)
+REAP_INTERVAL = 5.0
 _IDENT = re.compile(rb"\A[0-9]{1,20}\Z")
 
 
@@ -118,8 +122,27 @@ class _LineReader:
         return line + b"\n"
 
 
-def handle_request(control: socket.socket, line: bytes, source: AccountSource) -> None:
-    """Answer one request line on C{control} (a bad request gets C{ERR}, never an exception)."""
+def reap(children: set[int]) -> None:
+    """Forget the children that have ended (collecting their exit status)."""
+    while children:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            children.clear()
+            return
+        if pid == 0:
+            return
+        children.discard(pid)
+
+
+def handle_request(
+    control: socket.socket, line: bytes, source: AccountSource, children: set[int] | None = None
+) -> None:
+    """
+    Answer one request line on C{control} (a bad request gets C{ERR}, never
+    an exception); C{children} holds the live children's pids, at most
+    L{MAX_CHILDREN}.
+    """
     words = line.split(b" ", 2)
     ident = words[1] if len(words) > 1 and _IDENT.match(words[1]) else b"-"
     try:
@@ -127,6 +150,11 @@ def handle_request(control: socket.socket, line: bytes, source: AccountSource) -
     except ValueError as e:
         control.sendall(b"ERR %s %s\n" % (ident, str(e).encode()))
         return
+    if children is not None:
+        reap(children)
+        if len(children) >= MAX_CHILDREN:
+            control.sendall(b"ERR %s too many mailbox sessions\n" % ident)
+            return
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     try:
         pid = os.fork()
@@ -139,6 +167,8 @@ def handle_request(control: socket.socket, line: bytes, source: AccountSource) -
         control.close()
         parent_end.close()
         _run_child(child_end, source, login)
+    if children is not None:
+        children.add(pid)
     child_end.close()
     try:
         control.sendmsg(
@@ -164,14 +194,17 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         sys.stderr.write(f"{e}\n")
         return 2
-    signal.signal(signal.SIGCHLD, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     control = socket.socket(fileno=SPAWNER_FD)
+    children: set[int] = set()
     buffer = b""
     discarding = False  # inside an overlong line: drop it up to its newline
     while True:
         try:
+            if not select.select([control], [], [], REAP_INTERVAL)[0]:
+                reap(children)
+                continue
             data = control.recv(65536)
         except InterruptedError:
             continue
@@ -186,7 +219,7 @@ def main(argv: list[str]) -> int:
                 if discarding:
                     discarding = False
                     continue
-                handle_request(control, line, source)
+                handle_request(control, line, source, children)
             if len(buffer) > MAX_REQUEST:
                 if not discarding:
                     control.sendall(b"ERR - request too long\n")
