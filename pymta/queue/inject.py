@@ -241,14 +241,85 @@ def listen_inject(reactor, root: str, factory: InjectServerFactory) -> "defer.De
     return listen_unix(reactor, inject_socket_path(root), 0o666, factory)
 
 
-class _InjectClientWriter(Protocol):
+class _InjectConnection(Protocol):
+    """
+    One client connection to the inject socket, carrying one message at a
+    time (the framing allows several in a row).  It is the streaming producer
+    registered with its transport and hands Twisted's pause/resume to the
+    message writer attached at the moment.  After a clean reply to a finished
+    message the sink may keep it for the next message.
+    """
+
+    def __init__(self, sink: "InjectClientSink") -> None:
+        self.sink = sink
+        self.writer: _InjectClientWriter | None = None
+        self.paused = False
+        self.idle_timer = None
+        self._parser = NetstringParser(4096)
+
+    def connectionMade(self) -> None:
+        self.transport.registerProducer(self, True)
+        if self.writer is not None:
+            self.writer.attached(self)
+
+    def pauseProducing(self) -> None:
+        self.paused = True
+        if self.writer is not None:
+            self.writer.transport_paused(True)
+
+    def resumeProducing(self) -> None:
+        self.paused = False
+        if self.writer is not None:
+            self.writer.transport_paused(False)
+
+    def stopProducing(self) -> None:
+        self.resumeProducing()
+
+    def dataReceived(self, data: bytes) -> None:
+        writer = self.writer
+        if writer is None:
+            # nothing is owed to an idle connection: a server that talks now is confused
+            self.transport.abortConnection()
+            return
+        self._parser.feed(data)
+        try:
+            payload = self._parser.next()
+            if payload is None:
+                return
+            result = parse_reply(payload)
+        except FramingError as e:
+            self.writer = None
+            self.transport.abortConnection()
+            writer.settle(QueueFailure(EXIT_NETWORK, f"inject socket: {e}"))
+            return
+        self.writer = None
+        # back in the pool before the outcome fires: the caller may start its next message at once
+        if writer.replied_in_turn() and not self._parser.pending() and not self.transport.disconnecting:
+            self.sink.keep(self)
+        else:
+            self.transport.loseConnection()
+        writer.settle(result)
+
+    def drop(self) -> None:
+        """Close at once: the message on it was given up."""
+        self.writer = None
+        self.transport.abortConnection()
+
+    def connectionLost(self, reason=None) -> None:
+        self.sink.forget(self)
+        writer, self.writer = self.writer, None
+        if writer is not None:
+            writer.settle(QueueFailure(EXIT_NETWORK, "inject socket: connection lost before the reply"))
+
+
+class _InjectClientWriter:
     """
     One message streamed to the inject socket; see L{InjectClientSink}.
 
-    Back-pressure: the writer is the streaming producer of its connection,
-    so Twisted pauses it when the socket's send buffer holds more than the
-    transport's C{bufferSize}; before the connection is made it counts the
-    bytes it holds.  Either way it tells the feeder registered with
+    Back-pressure: Twisted pauses the connection (its streaming producer)
+    when the socket's send buffer holds more than the transport's
+    C{bufferSize}; before the connection is made the writer counts the bytes
+    it holds.  Either way it tells the feeder registered with
     L{watch_backlog} to stop reading and, once the data has drained (or the
     message is settled), to go on.
     """
@@ -258,12 +329,11 @@ class _InjectClientWriter(Protocol):
         self._timeout = timeout
         self._outgoing: list[bytes] | None = [envelope]
         self._buffer = bytearray()
-        self._parser = NetstringParser(4096)
         self._state = "open"
         self._outcome: QueueReceipt | QueueRefused | None = None
         self._waiting: defer.Deferred | None = None
         self._timer = None
-        self._transport = None
+        self._connection: _InjectConnection | None = None
         self._outgoing_bytes = len(envelope)
         self._paused_by_transport = False
         self._backlogged = False
@@ -291,18 +361,9 @@ class _InjectClientWriter(Protocol):
             pause, resume = self._flow
             (pause if backlogged else resume)()
 
-    # IPushProducer, registered with the connection's transport
-
-    def pauseProducing(self) -> None:
-        self._paused_by_transport = True
-        self._update_backlog()
-
-    def resumeProducing(self) -> None:
-        self._paused_by_transport = False
-        self._update_backlog()
-
-    def stopProducing(self) -> None:
-        self._paused_by_transport = False
+    def transport_paused(self, paused: bool) -> None:
+        """The connection's transport paused (or resumed) its producer."""
+        self._paused_by_transport = paused
         self._update_backlog()
 
     # MessageWriter
@@ -336,8 +397,9 @@ class _InjectClientWriter(Protocol):
             self._state = "aborted"
             self._outcome = self._outcome or QueueFailure(EXIT_BUG, "aborted")
             self._update_backlog()
-            if self._transport is not None:
-                self._transport.abortConnection()
+            connection, self._connection = self._connection, None
+            if connection is not None and connection.writer is self:
+                connection.drop()
 
     # connection
 
@@ -346,48 +408,40 @@ class _InjectClientWriter(Protocol):
             self._outgoing.append(data)
             self._outgoing_bytes += len(data)
             self._update_backlog()
-        elif self._transport is not None:
-            self._transport.write(data)
+        elif self._connection is not None:
+            self._connection.transport.write(data)
 
-    def connectionMade(self) -> None:
-        self._transport = self.transport
+    def attached(self, connection: _InjectConnection) -> None:
+        """C{connection} is connected and carries this message now: send what is held."""
         if self._state == "aborted":
-            self.transport.abortConnection()
+            connection.drop()
             return
+        self._connection = connection
         pending, self._outgoing = self._outgoing, None
         self._outgoing_bytes = 0
-        self.transport.registerProducer(self, True)
-        self.transport.writeSequence(pending)
+        self._paused_by_transport = connection.paused
+        connection.transport.writeSequence(pending or [])
         self._update_backlog()
 
     def connect_failed(self, failure: Failure) -> None:
         self._outgoing = None
         self._outgoing_bytes = 0
-        self._settle(QueueFailure(EXIT_NETWORK, f"inject socket: {failure.getErrorMessage()}"))
+        self.settle(QueueFailure(EXIT_NETWORK, f"inject socket: {failure.getErrorMessage()}"))
 
-    def dataReceived(self, data: bytes) -> None:
-        self._parser.feed(data)
-        try:
-            payload = self._parser.next()
-            if payload is None:
-                return
-            result = parse_reply(payload)
-        except FramingError as e:
-            result = QueueFailure(EXIT_NETWORK, f"inject socket: {e}")
-        self._settle(result)
-        self.transport.loseConnection()
-
-    def connectionLost(self, reason=None) -> None:
-        self._transport = None
-        self._settle(QueueFailure(EXIT_NETWORK, "inject socket: connection lost before the reply"))
+    def replied_in_turn(self) -> bool:
+        """The reply came after the whole message was sent (the connection is then ready for another)."""
+        return self._state == "finishing" and self._outcome is None
 
     def _timed_out(self) -> None:
         self._timer = None
-        self._settle(QueueFailure(EXIT_TIMEOUT, "inject socket: no reply"))
-        if self._transport is not None:
-            self._transport.abortConnection()
+        connection, self._connection = self._connection, None
+        self.settle(QueueFailure(EXIT_TIMEOUT, "inject socket: no reply"))
+        if connection is not None and connection.writer is self:
+            connection.drop()
 
-    def _settle(self, result: QueueReceipt | QueueRefused) -> None:
+    def settle(self, result: QueueReceipt | QueueRefused) -> None:
+        """The outcome of this message (the first one counts)."""
+        self._connection = None
         if self._outcome is not None:
             return
         self._outcome = result
@@ -412,18 +466,35 @@ class _InjectClientWriter(Protocol):
 class InjectClientSink:
     """
     A L{pymta.interfaces.MessageSink} for processes other than the queue
-    manager: each message is one connection to the inject socket at
-    C{socket_path}.  C{origin} is sent as a request (granted to trusted
-    uids); C{uid}/C{pid} are ignored, the server reads them from the kernel.
-    A socket that is down or a connection lost before the reply fails
-    C{finish()} with the temporary C{qq trouble making network connection
-    (#4.3.0)}; no reply within C{timeout} seconds with C{qq timeout (#4.3.0)}.
+    manager, writing to the inject socket at C{socket_path}.  C{origin} is
+    sent as a request (granted to trusted uids); C{uid}/C{pid} are ignored,
+    the server reads them from the kernel.  A socket that is down or a
+    connection lost before the reply fails C{finish()} with the temporary
+    C{qq trouble making network connection (#4.3.0)}; no reply within
+    C{timeout} seconds with C{qq timeout (#4.3.0)}.
+
+    With C{keep_connections} > 0, up to that many connections whose last
+    message got a clean reply are kept for the next messages (closed after
+    C{idle_timeout} seconds unused, well before the server's own idle
+    timeout); a kept connection the server has closed is noticed when it
+    closes and never reused.  With 0 (the default) each message is one
+    connection.  L{close} drops the kept ones.
     """
 
-    def __init__(self, reactor, socket_path: str, timeout: float = 3600.0) -> None:
+    def __init__(
+        self,
+        reactor,
+        socket_path: str,
+        timeout: float = 3600.0,
+        keep_connections: int = 0,
+        idle_timeout: float = 60.0,
+    ) -> None:
         self.reactor = reactor
         self.socket_path = socket_path
         self.timeout = timeout
+        self.keep_connections = keep_connections
+        self.idle_timeout = idle_timeout
+        self.idle: list[_InjectConnection] = []
 
     def open_message(
         self,
@@ -439,6 +510,48 @@ class InjectClientSink:
         except QueueRefused as e:
             return RefusedWriter(e)
         writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients))
-        d = connectProtocol(UNIXClientEndpoint(self.reactor, self.socket_path, timeout=30), writer)
+        while self.idle:
+            connection = self.idle.pop()
+            self._stop_idle_timer(connection)
+            if connection.transport is not None and not connection.transport.disconnecting:
+                connection.writer = writer
+                writer.attached(connection)
+                return writer
+        connection = _InjectConnection(self)
+        connection.writer = writer
+        d = connectProtocol(UNIXClientEndpoint(self.reactor, self.socket_path, timeout=30), connection)
         d.addErrback(writer.connect_failed)
         return writer
+
+    def keep(self, connection: _InjectConnection) -> None:
+        """C{connection} is free again: keep it for the next message, or close it."""
+        if len(self.idle) >= self.keep_connections:
+            connection.transport.loseConnection()
+            return
+        connection.idle_timer = self.reactor.callLater(self.idle_timeout, self._expire, connection)
+        self.idle.append(connection)
+
+    def forget(self, connection: _InjectConnection) -> None:
+        """C{connection} is closed."""
+        self._stop_idle_timer(connection)
+        if connection in self.idle:
+            self.idle.remove(connection)
+
+    def _expire(self, connection: _InjectConnection) -> None:
+        connection.idle_timer = None
+        if connection in self.idle:
+            self.idle.remove(connection)
+            connection.transport.loseConnection()
+
+    @staticmethod
+    def _stop_idle_timer(connection: _InjectConnection) -> None:
+        if connection.idle_timer is not None and connection.idle_timer.active():
+            connection.idle_timer.cancel()
+        connection.idle_timer = None
+
+    def close(self) -> None:
+        """Close the kept connections."""
+        idle, self.idle = self.idle, []
+        for connection in idle:
+            self._stop_idle_timer(connection)
+            connection.transport.loseConnection()

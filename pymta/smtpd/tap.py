@@ -69,6 +69,10 @@ class Options(usage.Options):
             raise usage.UsageError("give at least one --listen or --submission endpoint")
 
 
+# about the number of messages committed at once under load (concurrencyincoming is 20 by default)
+INJECT_CONNECTIONS_KEPT = 32
+
+
 def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
@@ -81,7 +85,8 @@ def makeService(options: Options) -> service.IService:
     root = os.path.abspath(options["root"])
     try:
         reader = ControlReader(root)
-        sink = InjectClientSink(reactor, inject_socket_path(root))
+        # connections to pymta-send are kept for the sessions' next messages
+        sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
         svc = build_smtpd_service(
             root,
             reader,

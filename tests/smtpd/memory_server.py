@@ -92,7 +92,7 @@ def inject_server(root: str, socket_path: str) -> None:
 
 
 def main(root: str, inject: str | None = None) -> None:
-    sink = FileSink(root) if inject is None else InjectClientSink(reactor, inject)
+    sink = FileSink(root) if inject is None else InjectClientSink(reactor, inject, keep_connections=4)
     svc = build_smtpd_service(root, ControlReader(root), sink, ["tcp:0:interface=127.0.0.1"], [], reactor=reactor, portal_checkers=[])
     svc.startService()
     listener = next(iter(svc))
