@@ -29,7 +29,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pymta.pop3d.childclient import _PYTHONPATH, ChildFailed, ChildMailbox
+from pymta.pop3d.childclient import _PYTHONPATH, ChildFailed, ChildMailbox, MailboxDenied
 from pymta.pop3d.spawnrequest import LoginRequest, encode_request
 
 __all__ = ["MailboxSpawner"]
@@ -167,7 +167,7 @@ class MailboxSpawner:
         try:
             request = encode_request(self._next_id + 1, login)
         except ValueError as e:
-            return defer.fail(ChildFailed(f"mailbox spawner: {e}"))
+            return defer.fail(MailboxDenied(str(e)))
         self._next_id += 1
         ident = b"%d" % self._next_id
         d: defer.Deferred = defer.Deferred()

@@ -169,7 +169,7 @@ class SpawnerTests(TestCase):
         for user, password in [(b"alice", b"wrong"), (b"nosuchuser", b"secret"), (b"root", b"x")]:
             with self.assertRaises(MailboxDenied):
                 yield self.open(user, password)
-        with self.assertRaises(ChildFailed):  # a missing password is never sent
+        with self.assertRaises(MailboxDenied):  # a missing password is never sent
             yield self.open(b"alice", b"")
         # the old request naming uid, gid and path directly, written raw
         d: defer.Deferred = defer.Deferred()
