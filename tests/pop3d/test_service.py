@@ -318,6 +318,40 @@ class SystemUserServiceTests(ServiceTestBase):
         self.assertEqual(os.stat(os.path.join(self.maildir, "cur", "1000.A.host:2,")).st_uid, TEST_UID)
         self.assertEqual(refused, b"-ERR this account's mailbox belongs to root and is not served")
 
+    @defer.inlineCallbacks
+    def test_system_user_apop_via_spawner(self):  # type: ignore[no-untyped-def]
+        """APOP (PLAIN entry) through the whole daemon: the root spawner checks the digest again itself."""
+
+        def session() -> tuple:
+            pop = self.client()
+            pop.apop("carol", "pw")
+            count = pop.stat()[0]
+            pop.quit()
+            return (count,)
+
+        (count,) = yield self.in_thread(session)
+        self.assertEqual(count, 3)
+        self.assertEqual(self.svc.spawner._next_id, 1)
+
+    @defer.inlineCallbacks
+    def test_spawner_refusal_reaches_the_client(self):  # type: ignore[no-untyped-def]
+        """users/passwd gives carol a home she does not own: pop3d's check passes, the spawner's refuses."""
+        foreign = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(foreign, "Maildir"))
+        set_password(self.passwd, "carol", "pw", TEST_UID, TEST_GID, foreign, scheme="PLAIN")
+
+        def session() -> bytes:
+            pop = self.client()
+            pop.user("carol")
+            try:
+                pop.pass_("pw")
+            except poplib.error_proto as e:
+                return e.args[0]
+            return b"logged in"
+
+        refused = yield self.in_thread(session)
+        self.assertEqual(refused, b"-ERR [AUTH] mailbox refused: home is not a directory owned by the account's uid")
+
 
 class OpenerTests(SynchronousTestCase):
     def test_modes(self) -> None:
