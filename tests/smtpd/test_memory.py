@@ -27,42 +27,49 @@ def read_reply(f) -> str:  # type: ignore[no-untyped-def]
             return line.strip()
 
 
+def spawn_memory_server(test: SynchronousTestCase, *args: str) -> subprocess.Popen:
+    """tests.smtpd.memory_server in a child process, stopped at the test's end."""
+    repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "tests.smtpd.memory_server", *args],
+        stdout=subprocess.PIPE,
+        cwd=repo,
+        env={**os.environ, "PYTHONPATH": repo},
+    )
+    test.addCleanup(proc.wait)
+    test.addCleanup(lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM))
+    return proc
+
+
+def send_big_message(s: socket.socket, f, total: int) -> str:
+    """One SMTP transaction with a body of C{total} bytes of 74-byte lines; the final reply."""
+    s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n")
+    for _ in range(3):
+        read_reply(f)
+    s.sendall(b"Subject: big\r\n\r\n")
+    chunk = (b"0123456789" * 7 + b"..\r\n") * 1024
+    sent = 0
+    while sent < total:
+        s.sendall(chunk)
+        sent += len(chunk)
+    s.sendall(b".\r\n")
+    return read_reply(f)
+
+
 class MemoryTest(SynchronousTestCase):
     def test_fifty_megabytes_streamed(self) -> None:
         root = os.path.abspath(make_root(self.mktemp()))
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.smtpd.memory_server", root],
-            stdout=subprocess.PIPE,
-            cwd=repo,
-            env={**os.environ, "PYTHONPATH": repo},
-        )
-        self.addCleanup(proc.wait)
-        self.addCleanup(lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM))
+        proc = spawn_memory_server(self, root)
         assert proc.stdout is not None
         _, port, _ = proc.stdout.readline().split()
-        line = b"0123456789" * 7 + b"..\r\n"
         with socket.create_connection(("127.0.0.1", int(port)), timeout=60) as s:
             f = s.makefile("rb")
             self.assertTrue(read_reply(f).startswith("220 "))
 
-            def send_message(total: int) -> str:
-                s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n")
-                for _ in range(3):
-                    read_reply(f)
-                s.sendall(b"Subject: big\r\n\r\n")
-                chunk = line * 1024
-                sent = 0
-                while sent < total:
-                    s.sendall(chunk)
-                    sent += len(chunk)
-                s.sendall(b".\r\n")
-                return read_reply(f)
-
             # warm-up: one small message, then take the baseline peak
-            self.assertTrue(send_message(100_000).startswith("250 ok"))
+            self.assertTrue(send_big_message(s, f, 100_000).startswith("250 ok"))
             _, _, base, _ = proc.stdout.readline().split()
-            self.assertTrue(send_message(MESSAGE_BYTES).startswith("250 ok"))
+            self.assertTrue(send_big_message(s, f, MESSAGE_BYTES).startswith("250 ok"))
             _, size, _, peak = proc.stdout.readline().split()
             s.sendall(b"QUIT\r\n")
         self.assertGreater(int(size), MESSAGE_BYTES * 0.95)
@@ -91,16 +98,7 @@ class InjectBackPressureTest(SynchronousTestCase):
         skip = "needs /proc"
 
     def spawn(self, *args: str) -> subprocess.Popen:
-        repo = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.smtpd.memory_server", *args],
-            stdout=subprocess.PIPE,
-            cwd=repo,
-            env={**os.environ, "PYTHONPATH": repo},
-        )
-        self.addCleanup(proc.wait)
-        self.addCleanup(lambda: proc.poll() is None and proc.send_signal(signal.SIGTERM))
-        return proc
+        return spawn_memory_server(self, *args)
 
     def test_fifty_megabytes_through_inject_socket(self) -> None:
         root = os.path.abspath(make_root(self.mktemp()))
@@ -113,28 +111,14 @@ class InjectBackPressureTest(SynchronousTestCase):
         smtpd = self.spawn(root, "--inject", sock)
         assert smtpd.stdout is not None
         _, port, _ = smtpd.stdout.readline().split()
-        line = b"0123456789" * 7 + b"..\r\n"
         with socket.create_connection(("127.0.0.1", int(port)), timeout=60) as s:
             f = s.makefile("rb")
             self.assertTrue(read_reply(f).startswith("220 "))
 
-            def send_message(total: int) -> str:
-                s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@y>\r\nDATA\r\n")
-                for _ in range(3):
-                    read_reply(f)
-                s.sendall(b"Subject: big\r\n\r\n")
-                chunk = line * 1024
-                sent = 0
-                while sent < total:
-                    s.sendall(chunk)
-                    sent += len(chunk)
-                s.sendall(b".\r\n")
-                return read_reply(f)
-
-            self.assertTrue(send_message(100_000).startswith("250 ok"))
+            self.assertTrue(send_big_message(s, f, 100_000).startswith("250 ok"))
             queue.stdout.readline()
             base = proc_kib(smtpd.pid, "VmHWM")
-            self.assertTrue(send_message(MESSAGE_BYTES).startswith("250 ok"))
+            self.assertTrue(send_big_message(s, f, MESSAGE_BYTES).startswith("250 ok"))
             _, size, _, _ = queue.stdout.readline().split()
             peak = proc_kib(smtpd.pid, "VmHWM")
             s.sendall(b"QUIT\r\n")
