@@ -278,8 +278,6 @@ class NotRootTests(ChannelTestCase):
         super().setUp()
         self.other_home = make_home(os.path.join(self.root, "home", "other"))
         chown_tree(self.other_home, OTHER, OTHER)
-        with open(os.path.join(self.root, "users", "assign"), "a") as f:
-            pass
         write_file(
             os.path.join(self.root, "users", "assign"),
             f"=joe:joe:{UID}:{GID}:{self.home}:::\n=other:other:{OTHER}:{OTHER}:{self.other_home}:::\n.\n",

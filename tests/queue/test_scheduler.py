@@ -447,7 +447,7 @@ class BounceTests(SchedulerTestMixin, unittest.SynchronousTestCase):
     def test_virtual_prepend_stripped_in_bounce(self) -> None:
         write_control(self.root, "virtualdomains", "virt.example:alice-virt\njoe@u.example:joe\n")
         self.local.answer = lambda job, r: ("D", "no\n")
-        mid = queue_message(self.layout, "a@src.example", ["Info@Virt.Example", "joe@u.example"])
+        queue_message(self.layout, "a@src.example", ["Info@Virt.Example", "joe@u.example"])
         self.start()
         data = self.sink.messages[0][3]
         self.assertIn(b"<Info@Virt.Example>:\nno\n\n<joe-joe@u.example>:\nno\n\n", data)

@@ -7,7 +7,7 @@ import signal
 import sys
 
 from twisted.application.service import MultiService
-from twisted.internet import defer, reactor, task, utils
+from twisted.internet import defer, reactor, utils
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python import usage
 from twisted.trial import unittest

@@ -10,13 +10,12 @@ from __future__ import annotations
 
 import datetime
 from dataclasses import dataclass, field
-from typing import Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
-from twisted.internet import defer, protocol, reactor, ssl
+from twisted.internet import protocol, reactor, ssl
 from twisted.protocols.basic import LineReceiver
 
 
