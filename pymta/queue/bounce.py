@@ -63,17 +63,19 @@ def bounce_entry(recipient: str, report: str) -> bytes:
     """
     One recipient's block of C{bounce/ID}: C{<recipient>:}, the report with a
     final newline, then an empty line.  Newlines inside the recipient become
-    C{_}; a newline right after another newline becomes C{/}, so the block
-    holds no empty line of its own.
+    C{_}; the report's trailing newlines are dropped and any newline right
+    after another newline (the header's included) becomes C{/}, so the block
+    holds no empty line of its own: QSBMF parsers split blocks on it.
     """
-    text = bytearray(b"<" + _b(recipient).replace(b"\n", b"_") + b">:\n")
-    raw = _b(report)
-    text += raw
-    if raw and not raw.endswith(b"\n"):
-        text += b"\n"
-    for pos in range(len(text) - 2, 0, -1):
+    header = b"<" + _b(recipient).replace(b"\n", b"_") + b">:\n"
+    raw = _b(report).rstrip(b"\n")
+    text = bytearray(header + raw)
+    # backwards, so every newline is compared with the original character before it
+    for pos in range(len(text) - 1, len(header) - 1, -1):
         if text[pos] == 0x0A and text[pos - 1] == 0x0A:
             text[pos] = 0x2F
+    if raw:
+        text += b"\n"
     text += b"\n"
     return bytes(text)
 

@@ -139,8 +139,16 @@ class TwistdDroppedPrivilegesTests(SynchronousTestCase):
                 if time.monotonic() > deadline or proc.poll() is not None:
                     self.fail("twistd did not start")
                 time.sleep(0.1)
-        with open(f"/proc/{proc.pid}/status") as f:
-            self.assertIn(f"Uid:\t{nobody.pw_uid}\t{nobody.pw_uid}", f.read())
+        # the port is bound before twistd drops to --uid: wait for the drop itself
+        wanted = f"Uid:\t{nobody.pw_uid}\t{nobody.pw_uid}"
+        while True:
+            with open(f"/proc/{proc.pid}/status") as f:
+                status = f.read()
+            if wanted in status:
+                break
+            if time.monotonic() > deadline or proc.poll() is not None:
+                self.assertIn(wanted, status)
+            time.sleep(0.05)
         for name in homes:
             pop = poplib.POP3("127.0.0.1", port, timeout=10)
             pop.user(name)

@@ -127,6 +127,16 @@ class ComposeTests(unittest.SynchronousTestCase):
 from hypothesis import given, strategies as st  # noqa: E402
 
 
+class BounceEntryEdgeTests(unittest.SynchronousTestCase):
+    def test_report_of_newlines_only_is_an_empty_report(self) -> None:
+        """Found by the property test below: a report "\\n" made an empty line inside the block."""
+        self.assertEqual(bounce_entry("x@y", "\n"), b"<x@y>:\n\n")
+        self.assertEqual(bounce_entry("x@y", "abc\n\n"), b"<x@y>:\nabc\n\n")
+
+    def test_leading_newline_does_not_break_the_block(self) -> None:
+        self.assertEqual(bounce_entry("x@y", "\nabc"), b"<x@y>:\n/abc\n\n")
+
+
 class BounceEntryPropertyTests(unittest.SynchronousTestCase):
     @given(st.text(max_size=40), st.text(max_size=200))
     def test_block_shape(self, recipient: str, report: str) -> None:
