@@ -80,6 +80,9 @@ def main(
     enqueue: Enqueue | None = None,
 ) -> int:
     err = stderr or sys.stderr
+    if argv[:1] == ["--help"]:
+        (stdout or sys.stdout.buffer).write(USAGE_TEXT.encode() + b"\n")
+        return 0
     try:
         options, root = parse_arguments(argv)
         inject(

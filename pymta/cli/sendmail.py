@@ -226,6 +226,9 @@ def main(
 ) -> int:
     name = _program_name(progname)
     err = stderr or sys.stderr
+    if argv[:1] == ["--help"]:
+        (stdout or sys.stdout.buffer).write(f"{name}: {USAGE_LINE}\n".encode())
+        return 0
     environment = os.environ if env is None else env
     if name == "newaliases":
         err.write(f"{name}: fatal: please use fastforward/newaliases instead "

@@ -19,6 +19,20 @@ class DispatchTests(SynchronousTestCase):
         self.assertEqual(done.returncode, 100)
         self.assertIn(b"unknown subcommand", done.stderr)
 
+    def test_every_subcommand_has_help(self) -> None:
+        """--help prints a usage line and exits 0, and makes nothing (maildirmake once made '--help')."""
+        from pymta.cli.main import COMMANDS
+
+        scratch = self.mktemp()
+        os.makedirs(scratch)
+        for name in COMMANDS:
+            done = subprocess.run([sys.executable, "-m", "pymta.cli.main", name, "--help"],
+                                  cwd=scratch, capture_output=True, timeout=60,
+                                  env={**os.environ, "PYTHONPATH": SRC})
+            self.assertEqual(done.returncode, 0, (name, done.stderr))
+            self.assertIn(b"usage", done.stdout.lower(), name)
+        self.assertEqual(os.listdir(scratch), [])
+
     def test_reader_going_away_is_quiet(self) -> None:
         """pymta showctl | head: no BrokenPipeError traceback."""
         root = self.mktemp()
