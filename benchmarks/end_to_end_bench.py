@@ -135,13 +135,13 @@ def _label(pid: int, comm: str) -> str:
     return comm
 
 
-def tree_cpu_seconds(roots: list[int]) -> dict[str, float]:
+def tree_cpu_times(roots: list[int]) -> list[tuple[str, float, float]]:
     """
-    CPU time (user + system, including reaped children) of C{roots} and
-    their descendants, summed per L{_label}.
+    (label, user s, system s) of every process in the trees of C{roots},
+    reaped children included (see L{_label}).
     """
-    out: dict[str, float] = {}
     tick = os.sysconf("SC_CLK_TCK")
+    out = []
     for pid in _tree(roots):
         try:
             with open(f"/proc/{pid}/stat") as f:
@@ -149,10 +149,17 @@ def tree_cpu_seconds(roots: list[int]) -> dict[str, float]:
         except OSError:
             continue
         comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = stat[stat.rindex(")") + 2:].split()
-        # utime, stime, cutime, cstime are fields 14-17 of proc(5)'s stat; fields[0] is field 3
-        label = _label(pid, comm)
-        out[label] = out.get(label, 0.0) + sum(int(x) for x in fields[11:15]) / tick
+        # utime, stime, cutime, cstime are fields 14-17 of proc(5)'s stat; the split starts at field 3
+        utime, stime, cutime, cstime = (int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15])
+        out.append((_label(pid, comm), (utime + cutime) / tick, (stime + cstime) / tick))
+    return out
+
+
+def tree_cpu_seconds(roots: list[int]) -> dict[str, float]:
+    """CPU time (user + system) of C{roots} and their descendants, summed per L{_label}."""
+    out: dict[str, float] = {}
+    for label, user, system in tree_cpu_times(roots):
+        out[label] = out.get(label, 0.0) + user + system
     return out
 
 

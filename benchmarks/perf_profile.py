@@ -34,7 +34,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import PymtaServer, _label, _tree, count_new  # noqa: E402
+from end_to_end_bench import PymtaServer, _label, _tree, count_new, tree_cpu_times  # noqa: E402
 from smtpd_bench import smtp_source  # noqa: E402
 
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -83,22 +83,6 @@ def summarise_strace(path: str) -> str:
         entry[1] += seconds
     rows = sorted(totals.items(), key=lambda kv: -kv[1][1])
     return "\n".join(f"  {name:40s} {n:7d} calls {t:8.3f} s {1e6 * t / n:8.0f} us each" for name, (n, t) in rows)
-
-
-def cpu_times(roots: list[int]) -> list[tuple[str, float, float]]:
-    """(label, user s, system s) of every process in the trees of C{roots}, reaped children included."""
-    tick = os.sysconf("SC_CLK_TCK")
-    out = []
-    for pid in _tree(roots):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
-            continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        fields = [int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15]]
-        out.append((_label(pid, comm), (fields[0] + fields[2]) / tick, (fields[1] + fields[3]) / tick))
-    return out
 
 
 def main() -> int:
@@ -153,7 +137,7 @@ def main() -> int:
         while not args.accept_only and count_new(server.maildir) < args.count and time.monotonic() < deadline:
             time.sleep(0.02)
         delivered = time.monotonic() - start
-        for label, user, system in cpu_times(server.pids()):
+        for label, user, system in tree_cpu_times(server.pids()):
             print(f"  {label:22s} user {user:6.2f} s  system {system:6.2f} s")
         print(f"{args.mode}: accepted {args.count / accepted:.0f} msg/s, delivered {count_new(server.maildir)}"
               f" at {args.count / delivered:.0f} msg/s")
