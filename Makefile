@@ -8,7 +8,7 @@ SUBMISSION ?= tcp:2587:interface=127.0.0.1
 POP3 ?= tcp:1110:interface=127.0.0.1
 TRIAL_JOBS ?= 2
 
-.PHONY: run test venv clean
+.PHONY: run test explore venv clean
 
 $(BIN)/pymta: setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,11 @@ venv: $(BIN)/pymta
 
 test: venv
 	$(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) tests
+
+# Property tests with fresh random examples, ten rounds (make test draws fixed ones).
+PROPERTY_TESTS := $(shell grep -rl '@given' tests | sed 's,/,.,g; s,\.py$$,,' | sort)
+explore: venv
+	for i in 1 2 3 4 5 6 7 8 9 10; do HYPOTHESIS_PROFILE=explore $(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) $(PROPERTY_TESTS) || exit 1; done
 
 run: venv
 	$(BIN)/python -m pymta.cli.runlocal --root $(ROOT) --smtp '$(SMTP)' --submission '$(SUBMISSION)' --pop3 '$(POP3)'

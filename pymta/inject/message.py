@@ -28,7 +28,19 @@ from pymta.inject.addrlist import (
 )
 from pymta.inject.headers import HeaderField, encode, lf_chunks, read_header
 from pymta.inject.rewrite import Rewriter, RewriteConfigError
-from pymta.inject.tokens import ATOM, COMMENT, QUOTE, Token, TokenError, fold, quote2, quote_need, render
+from pymta.inject.tokens import (
+    ATOM,
+    COMMENT,
+    LITERAL,
+    QUOTE,
+    Token,
+    TokenError,
+    fold,
+    quote2,
+    quote_need,
+    render,
+    tokenize,
+)
 
 __all__ = [
     "InjectError",
@@ -272,6 +284,17 @@ def _rewritten_field(settings: InjectSettings, name: str, value_tokens: list[Tok
     return fold(_field_tokens(name) + list_tokens(items)), [box.envelope for box in mailboxes(items)]
 
 
+def _host_tokens(host: str) -> list[Token]:
+    """C{@host} as tokens: a dotted host is atoms and dots, as if it had been typed in an address."""
+    try:
+        tokens = tokenize(host)
+    except TokenError:
+        tokens = []
+    if not tokens or any(t.kind not in (ATOM, ".", LITERAL) for t in tokens):
+        tokens = [Token(ATOM, host)]
+    return [Token("@")] + tokens
+
+
 def default_from(settings: InjectSettings) -> str:
     """The C{From:} field added to a message without one."""
     name = settings.mailname
@@ -281,7 +304,7 @@ def default_from(settings: InjectSettings) -> str:
         tokens += [Token(QUOTE, name), Token("<")]
     tokens.append(user)
     if settings.mailhost is not None:
-        tokens += [Token("@"), Token(ATOM, settings.mailhost)]
+        tokens += _host_tokens(settings.mailhost)
     if name is not None and not settings.name_comment:
         tokens.append(Token(">"))
     if name is not None and settings.name_comment:
@@ -299,7 +322,7 @@ def default_sender(settings: InjectSettings, now: float, pid: int) -> str:
         user += "-"
     tokens = [Token(QUOTE, user)]
     if settings.mailrhost is not None:
-        tokens += [Token("@"), Token(ATOM, settings.mailrhost)]
+        tokens += _host_tokens(settings.mailrhost)
     _, addresses = _rewritten_field(settings, "Return-Path", tokens)
     sender = addresses[0] if addresses else ""
     if settings.verp_recipient and sender:

@@ -52,6 +52,7 @@ LINE_LENGTH = 80
 _WHITESPACE = " \t\r\n"
 _ATOM_STOP = set(_WHITESPACE) | set('([".,@<>:;')
 _ESCAPED_ON_OUTPUT = set('"[]()\\\r\n')
+_ESCAPED_IN_ATOM = _ESCAPED_ON_OUTPUT | _ATOM_STOP
 
 
 class TokenError(ValueError):
@@ -149,13 +150,14 @@ def tokenize(text: str) -> list[Token]:
     return tokens
 
 
-def _escape(text: str) -> str:
-    return "".join("\\" + ch if ch in _ESCAPED_ON_OUTPUT else ch for ch in text)
+def _escape(text: str, escaped: set[str] = _ESCAPED_ON_OUTPUT) -> str:
+    return "".join("\\" + ch if ch in escaped else ch for ch in text)
 
 
 def _token_text(token: Token) -> str:
     if token.kind == ATOM:
-        return _escape(token.text)
+        # an atom made from backslash escapes (C{a\\,b}) keeps them, or it would split
+        return _escape(token.text, _ESCAPED_IN_ATOM)
     if token.kind == QUOTE:
         return '"' + _escape(token.text) + '"'
     if token.kind == LITERAL:

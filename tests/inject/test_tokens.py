@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -61,6 +61,8 @@ class RenderTests(SynchronousTestCase):
         self.assertEqual(render(tokenize("recipient list not shown: ;")), "recipient list not shown: ;")
 
     def test_escaping_on_output(self) -> None:
+        self.assertEqual(render([Token(ATOM, "a,b:c")]), "a\\,b\\:c")
+        self.assertEqual(tokenize(render([Token(ATOM, "a b")])), [Token(ATOM, "a b")])
         self.assertEqual(render([Token(QUOTE, 'a"b')]), '"a\\"b"')
         self.assertEqual(render([Token(COMMENT, "x(y")]), "(x\\(y)")
         self.assertEqual(render([Token(LITERAL, "1]")]), "[1\\]]")
@@ -123,6 +125,7 @@ class TokenProperties(SynchronousTestCase):
     @settings(max_examples=200, deadline=None)
     @given(st.lists(st.tuples(st.sampled_from([ATOM, QUOTE, LITERAL, COMMENT, ",", "@", ".", "<", ">", ":", ";"]),
                               st.text(_local_chars, max_size=12)), max_size=25))
+    @example([(ATOM, "\\:")])
     def test_render_then_tokenize_is_identity(self, pairs: list[tuple[str, str]]) -> None:
         tokens = []
         for kind, text in pairs:
