@@ -22,6 +22,19 @@ is injected, then the message's files are removed.
 Only one pass per channel is open at a time, as in qmail; the work per
 message is constant whatever the queue's length (heaps, no scans).
 
+B{First attempt from memory.}  A message committed in this process
+(L{notify} with its envelope) whose recipients all fit one delivery - one
+local recipient, or the recipients of one remote domain - is tried once
+straight from C{todo/ID}, without writing C{info}, C{local} or C{remote}
+first: on success its files are removed (C{end msg}), which spares the
+disk two file and two directory fsyncs per message.  Any other outcome
+preprocesses the message as usual and then records that attempt's results
+in its channel file (failures into C{bounce/ID}, deferrals on qmail's
+schedule), exactly as if the attempt had come from the file.  A crash
+meanwhile leaves C{todo/ID}, so the next start redoes the message: the
+one delivery that was in progress may happen twice, as in qmail.  At most
+L{FIRST_ATTEMPT_BACKLOG} messages wait in memory; more go the usual way.
+
 Everything runs on the C{clock} given (a reactor or L{twisted.internet.task.Clock}),
 file I/O is done synchronously in the reactor thread like qmail-send's own.
 """
@@ -57,7 +70,8 @@ from pymta.queue import bounce as bounces
 from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch, queue_owner
 from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
-from pymta.queue.routing import LOCAL, REMOTE, strip_virtual_prepend
+from pymta.queue.envelope import Envelope
+from pymta.queue.routing import LOCAL, REMOTE, route_recipient, strip_virtual_prepend
 from pymta.queue.spares import SparePool
 from pymta.queue.sendfiles import (
     QueueFileError,
@@ -85,17 +99,43 @@ TODO_SCAN_INTERVAL = 60
 #: seconds between runs of the crash cleaner (qmail: 76431)
 CLEANUP_INTERVAL = 76431
 
+#: messages that may wait in memory for their first attempt (more are preprocessed as usual)
+FIRST_ATTEMPT_BACKLOG = 1000
 
-def _unlink_all(paths: list[str | tuple[str, tuple[str, ...]]], mess_spares: "SparePool | None" = None,
-                spares: "SparePool | None" = None) -> list[str]:
+
+@dataclass(frozen=True)
+class _Envelope:
+    """An item for L{_unlink_all}: remove C{intd/ID} (into the spares) once C{todo/ID} is gone."""
+
+    message_id: int
+
+
+_Unlink = "str | tuple[str, tuple[str, ...]] | _Envelope"
+
+
+def _unlink_all(paths: list[_Unlink], mess_spares: "SparePool | None" = None,
+                spares: "SparePool | None" = None, layout: QueueLayout | None = None) -> list[str]:
     """
     Unlink C{paths} (missing ones are fine); a C{(path, dirs)} item goes to
     C{mess_spares} instead when it has room (C{dirs}: where the message's
-    other files were removed from).  Then both pools settle.  Returns the
+    other files were removed from); an L{_Envelope} removes a message's
+    C{intd} file of C{layout} whose C{todo} name is already gone (into
+    C{spares} when it has room).  Then both pools settle.  Returns the
     paths that could not be removed.
     """
     failed = []
     for item in paths:
+        if isinstance(item, _Envelope):
+            assert layout is not None
+            intd = layout.intd(item.message_id)
+            try:
+                if spares is None or not spares.keep(intd, (layout.dir("todo"),)):
+                    os.unlink(intd)
+            except FileNotFoundError:
+                pass
+            except OSError:
+                failed.append(intd)
+            continue
         if isinstance(item, tuple):
             path, dirs = item
             try:
@@ -115,6 +155,10 @@ def _unlink_all(paths: list[str | tuple[str, tuple[str, ...]]], mess_spares: "Sp
         if pool is not None:
             pool.settle()
     return failed
+
+
+class _NotFirst(Exception):
+    """This message gets no first attempt from memory: it is preprocessed as usual."""
 
 
 class QmailLog:
@@ -154,6 +198,21 @@ class _Job:
     in_flight: int = 0
     undone: int = 0
     hit_eof: bool = False
+
+
+@dataclass
+class _FirstAttempt:
+    """A newly committed message tried once from memory (see the module's docstring)."""
+
+    message_id: int
+    channel: str
+    sender: str
+    #: routed recipients, all in one batch
+    recipients: tuple[str, ...]
+    since: int
+    running: bool = False
+    #: (delivery number, result) per recipient, kept when the attempt did not simply succeed
+    results: list[tuple[int, Any]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -234,10 +293,17 @@ class Scheduler(Service):
         self._passes: dict[str, _Job | None] = {c: None for c in CHANNELS}
         self._used: dict[str, int] = {c: 0 for c in CHANNELS}
         self._todo: set[int] = set()
+        #: the batch being preprocessed in the thread pool
+        self._preprocessing_ids: set[int] = set()
+        #: first attempts: waiting per channel, and every one by message id until it is settled
+        self._first_waiting: dict[str, deque[_FirstAttempt]] = {c: deque() for c in CHANNELS}
+        self._first: dict[int, _FirstAttempt] = {}
+        #: first attempts that did not simply succeed, waiting for their preprocessing
+        self._first_outcomes: dict[int, _FirstAttempt] = {}
         self._done_queue: deque[int] = deque()
         self._finishing: set[int] = set()
         self._in_flight: set[defer.Deferred] = set()
-        self._unlinks: list[str | tuple[str, tuple[str, ...]]] = []
+        self._unlinks: list[_Unlink] = []
         self._unlinking = False
         self._delivery_ids = itertools.count(1)
         self._heap_keys = itertools.count()
@@ -251,7 +317,7 @@ class Scheduler(Service):
         self._later: set[IDelayedCall] = set()
         self._channels_started = False
         self.last_reload_error: str | None = None
-        self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0}
+        self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0, "first_attempts": 0}
 
     # ------------------------------------------------------------------ time
 
@@ -449,19 +515,20 @@ class Scheduler(Service):
         self._kick()
 
     def jobs(self) -> list[JobView]:
-        """Every job the scheduler holds, by message id."""
-        return sorted(
-            (JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self._jobs.values()),
-            key=lambda v: (v.message_id, v.channel),
-        )
+        """Every job the scheduler holds (first attempts included), by message id."""
+        views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self._jobs.values()]
+        views += [JobView(f.message_id, f.channel, f.since, f.running, int(f.running)) for f in self._first.values()]
+        return sorted(views, key=lambda v: (v.message_id, v.channel))
 
     def counts(self) -> dict[str, int]:
         c = self.controls.current
         waiting = sum(1 for j in self._jobs.values() if not j.running)
+        first_waiting = sum(1 for f in self._first.values() if not f.running)
+        messages = {j.message_id for j in self._jobs.values()} | self._finishing | set(self._done_queue) | set(self._first)
         return {
-            "messages": len({j.message_id for j in self._jobs.values()} | self._finishing | set(self._done_queue)),
-            "jobs_waiting": waiting,
-            "jobs_running": len(self._jobs) - waiting,
+            "messages": len(messages),
+            "jobs_waiting": waiting + first_waiting,
+            "jobs_running": len(self._jobs) - waiting + len(self._first) - first_waiting,
             "local_used": self._used[LOCAL],
             "local_limit": c.concurrencylocal,
             "remote_used": self._used[REMOTE],
@@ -473,12 +540,51 @@ class Scheduler(Service):
 
     # ----------------------------------------------------------------- pickup
 
-    def notify(self, message_id: int) -> None:
-        """A message was committed to todo/ in this process: pick it up now."""
+    def notify(self, message_id: int, envelope: Envelope | None = None, size: int = 0) -> None:
+        """
+        A message was committed to todo/ in this process: pick it up now.
+        With its C{envelope} (and the size of its file, for the log) it may
+        be tried at once from memory (see the module's docstring).
+        """
         if self.exiting:
             return
-        self._todo.add(message_id)
+        if envelope is None or not self._guard(f"first attempt of msg {message_id}", self._plan_first, message_id,
+                                                envelope, size):
+            self._todo.add(message_id)
         self._kick()
+
+    def _plan_first(self, message_id: int, envelope: Envelope, size: int) -> None:
+        """Queue a first attempt from memory, or raise L{_NotFirst} when the message must go the usual way."""
+        if (
+            len(self._first) >= FIRST_ATTEMPT_BACKLOG
+            or message_id in self._first
+            or message_id in self._todo
+            or message_id in self._preprocessing_ids
+            or message_id in self._finishing
+            or any((message_id, c) in self._jobs for c in CHANNELS)
+            or not envelope.recipients
+        ):
+            # a message id can come back (recycled inodes): never two lives of one id at once
+            raise _NotFirst()
+        controls = self.controls.current
+        routes = [route_recipient(r, controls) for r in envelope.recipients]
+        channel = routes[0].channel
+        domains = {r.address[r.address.rfind("@") + 1 :].lower() for r in routes}
+        if any(r.channel != channel for r in routes) or len(domains) != 1 or len(routes) > self._batch_size(
+            channel, envelope.sender
+        ):
+            raise _NotFirst()
+        self._log_new(message_id)
+        self._log_info(message_id, envelope, size)
+        first = _FirstAttempt(message_id, channel, envelope.sender, tuple(r.address for r in routes), self.now())
+        self._first[message_id] = first
+        self._first_waiting[channel].append(first)
+
+    def _batch_size(self, channel: str, sender: str) -> int:
+        """Recipients per delivery on C{channel} (one for a VERP sender: each gets its own sender)."""
+        if sender.endswith(bounces.VERP_SUFFIX):
+            return 1
+        return max(1, int(getattr(self.channels[channel], "max_recipients", 1) or 1))
 
     def scan_todo(self) -> None:
         """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
@@ -489,7 +595,7 @@ class Scheduler(Service):
 
     def _scan_todo_now(self) -> None:
         try:
-            self._todo.update(list_todo(self.layout))
+            self._todo.update(i for i in list_todo(self.layout) if i not in self._first)
         except OSError as e:
             self.log.warning(f"unable to read todo/: {e.strerror}")
 
@@ -499,18 +605,23 @@ class Scheduler(Service):
             return
         batch = []
         while self._todo and len(batch) < TODO_BATCH:
-            batch.append(self._todo.pop())
+            message_id = self._todo.pop()
+            if message_id not in self._first:
+                batch.append(message_id)
+        if not batch:
+            return
         batch.sort()
         controls = self.controls.current
         now = self.now()
         if self.threadpool is None:
             result = preprocess_batch(
-                self.layout, batch, controls, on_new=self._log_new, on_info=self._log_info, now=now, owner=self._owner,
-                spares=self.spares,
+                self.layout, batch, controls, on_new=self._log_new_once, on_info=self._log_info_once, now=now,
+                owner=self._owner, spares=self.spares,
             )
             self._apply_batch(result, logged=True)
             return
         self._preprocessing = True
+        self._preprocessing_ids = set(batch)
         d = threads.deferToThreadPool(
             self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
             spares=self.spares,
@@ -520,6 +631,7 @@ class Scheduler(Service):
         def done(result: object) -> None:
             self._in_flight.discard(d)
             self._preprocessing = False
+            self._preprocessing_ids = set()
             if isinstance(result, Failure):
                 self.log.alert(f"preprocessing failed: {result.getErrorMessage()}; will try again later")
                 for message_id in batch:
@@ -540,13 +652,27 @@ class Scheduler(Service):
         now = self.now()
         for item in result.done:
             if not logged:
-                self._log_new(item.message_id)
-                self._log_info(item.message_id, item.envelope, item.size)
+                self._log_new_once(item.message_id)
+                self._log_info_once(item.message_id, item.envelope, item.size)
             self._forget(item.message_id)
+            first = self._first_outcomes.pop(item.message_id, None)
             if not item.channels:
                 self._done_queue.append(item.message_id)
             for channel in item.channels:
+                if first is not None and first.channel == channel:
+                    recorded = self._guard(f"recording the first attempt of msg {item.message_id}",
+                                           self._record_first, first, now)
+                    if recorded or (item.message_id, channel) in self._jobs:
+                        continue
                 self._add_job(item.message_id, channel, now)
+
+    def _log_new_once(self, message_id: int) -> None:
+        if message_id not in self._first_outcomes:  # a first attempt already logged it
+            self._log_new(message_id)
+
+    def _log_info_once(self, message_id: int, envelope: TodoEnvelope, size: int) -> None:
+        if message_id not in self._first_outcomes:
+            self._log_info(message_id, envelope, size)
 
     def _log_new(self, message_id: int) -> None:
         self.log.line(f"new msg {message_id}")
@@ -638,6 +764,8 @@ class Scheduler(Service):
         """Run one step of the loop; an unexpected error is logged, never kills the service."""
         try:
             f(*args)
+        except _NotFirst:
+            return False
         except Exception as e:
             self.log.alert(f"internal error in {what}: {e!r}; continuing")
             self.log.logger.failure("pymta-send: internal error in {what}", what=what)
@@ -662,17 +790,19 @@ class Scheduler(Service):
                 if job.in_flight == 0:
                     self._close_job(job)
                 continue
-            if not heap:
+            if heap:
+                due, key, message_id = heap[0]
+                job = self._jobs.get((message_id, channel))
+                if job is None or job.running or job.heap_key != key:
+                    heapq.heappop(heap)
+                    continue
+                if due <= now:
+                    heapq.heappop(heap)
+                    self._open_pass(job, now)
+                    continue
+            if not self._first_waiting[channel]:
                 return
-            due, key, message_id = heap[0]
-            job = self._jobs.get((message_id, channel))
-            if job is None or job.running or job.heap_key != key:
-                heapq.heappop(heap)
-                continue
-            if due > now:
-                return
-            heapq.heappop(heap)
-            self._open_pass(job, now)
+            self._start_first(self._first_waiting[channel].popleft())
 
     def _set_wake(self) -> None:
         if self.exiting:
@@ -777,48 +907,59 @@ class Scheduler(Service):
         self._schedule(job, now + SYSFAIL_DELAY)
 
     def _start_batch(self, job: _Job) -> None:
-        channel = self.channels[job.channel]
-        size = max(1, int(getattr(channel, "max_recipients", 1) or 1))
-        if job.sender.endswith(bounces.VERP_SUFFIX):
-            size = 1
+        size = self._batch_size(job.channel, job.sender)
         domain, group = next(iter(job.pending.items()))
         batch = [group.popleft() for _ in range(min(size, len(group)))]
         if not group:
             del job.pending[domain]
-        sender = job.sender
-        if size == 1:
-            sender = bounces.verp_sender(job.sender, batch[0][1])
+        job.in_flight += 1
+
+        def finished(numbers: list[int], results: list[Any]) -> None:
+            self._delivered(job, batch, numbers, results)
+
+        self._launch(job.channel, job.message_id, job.sender, [a for _, a in batch], finished)
+
+    def _launch(self, channel_name: str, message_id: int, sender: str, recipients: list[str],
+                finished: Callable[[list[int], list[Any]], None]) -> None:
+        """
+        Start one delivery of C{message_id} to C{recipients} (one batch) on a
+        slot of C{channel_name}; C{finished(numbers, results)} gets the
+        delivery numbers and one result per recipient (a failing channel
+        counts as a deferral; a malformed answer gives C{None}s).
+        """
+        channel = self.channels[channel_name]
+        if len(recipients) == 1:
+            sender = bounces.verp_sender(sender, recipients[0])
         numbers = []
-        for _, address in batch:
+        for address in recipients:
             number = next(self._delivery_ids)
             numbers.append(number)
-            self.log.line(f"starting delivery {number}: msg {job.message_id} to {job.channel} {safe_log(address)}")
-        job.in_flight += 1
-        self._used[job.channel] += 1
+            self.log.line(f"starting delivery {number}: msg {message_id} to {channel_name} {safe_log(address)}")
+        self._used[channel_name] += 1
         self.status()
         delivery = DeliveryJob(
-            message_id=job.message_id,
-            message_path=self.layout.mess(job.message_id),
+            message_id=message_id,
+            message_path=self.layout.mess(message_id),
             sender=sender,
-            recipients=tuple(a for _, a in batch),
+            recipients=tuple(recipients),
         )
         d = defer.maybeDeferred(channel.deliver, delivery)
         self._in_flight.add(d)
 
-        def finished(result: object) -> None:
+        def done(result: object) -> None:
             self._in_flight.discard(d)
-            self._delivered(job, batch, numbers, result)
+            if isinstance(result, Failure):
+                text = f"delivery channel failed: {result.getErrorMessage()}"
+                results: list[Any] = [DeliveryResult(DEFERRAL, text)] * len(recipients)
+            elif isinstance(result, (list, tuple)) and len(result) == len(recipients):
+                results = list(result)
+            else:
+                results = [None] * len(recipients)
+            finished(numbers, results)
 
-        d.addBoth(finished)
+        d.addBoth(done)
 
-    def _delivered(self, job: _Job, batch: list[tuple[int, str]], numbers: list[int], result: object) -> None:
-        if isinstance(result, Failure):
-            text = f"delivery channel failed: {result.getErrorMessage()}"
-            results: list[Any] = [DeliveryResult(DEFERRAL, text)] * len(batch)
-        elif isinstance(result, (list, tuple)) and len(result) == len(batch):
-            results = list(result)
-        else:
-            results = [None] * len(batch)
+    def _delivered(self, job: _Job, batch: list[tuple[int, str]], numbers: list[int], results: list[Any]) -> None:
         path = self.layout.channel(job.channel, job.message_id)
         try:
             for (offset, address), number, res in zip(batch, numbers, results):
@@ -897,6 +1038,94 @@ class Scheduler(Service):
             return
         self._done_queue.append(job.message_id)
         self._kick()
+
+    # ------------------------------------------------ first attempts (memory)
+
+    def _start_first(self, first: _FirstAttempt) -> None:
+        if self._first.get(first.message_id) is not first:
+            return
+        first.running = True
+
+        def finished(numbers: list[int], results: list[Any]) -> None:
+            self._used[first.channel] -= 1
+            self.status()
+            try:
+                self._guard(f"first attempt of msg {first.message_id}", self._first_done, first, numbers, results)
+            finally:
+                self._kick()
+
+        self._launch(first.channel, first.message_id, first.sender, list(first.recipients), finished)
+
+    def _first_done(self, first: _FirstAttempt, numbers: list[int], results: list[Any]) -> None:
+        del self._first[first.message_id]
+        self.stats["first_attempts"] += 1
+        if all(getattr(r, "status", None) == SUCCESS and isinstance(getattr(r, "text", None), str) for r in results):
+            for number, res in zip(numbers, results):
+                self.log.line(f"delivery {number}: success: {safe_log(res.text[:REPORT_MAX])}")
+                self.stats["delivered"] += 1
+            self._remove_first(first.message_id)
+            return
+        # anything else is recorded once the message has its channel file
+        first.results = list(zip(numbers, results))
+        self._first_outcomes[first.message_id] = first
+        self._todo.add(first.message_id)
+
+    def _remove_first(self, message_id: int) -> None:
+        """
+        Finish a message that never left todo/: C{todo/ID} is removed at once
+        (what marking the recipient done is for a preprocessed message), the
+        envelope and the message file later with the other unlinks.
+        """
+        layout = self.layout
+        try:
+            os.unlink(layout.todo(message_id))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            # left alone: the next todo/ scan delivers it again, as qmail does when it cannot mark a delivery
+            self.log.warning(f"unable to unlink todo/{message_id}: {e.strerror}; message will be delivered twice!")
+            return
+        self.log.line(f"end msg {message_id}")
+        self.stats["messages_done"] += 1
+        mess: str | tuple[str, tuple[str, ...]] = layout.mess(message_id)
+        if self.mess_spares is not None:
+            mess = (mess, (os.path.dirname(layout.intd(message_id)), layout.dir("todo")))
+        self._unlink_later(_Envelope(message_id), mess)
+
+    def _record_first(self, first: _FirstAttempt, now: int) -> None:
+        """
+        A preprocessed message's first attempt did not simply succeed: record
+        its results in the channel file as a pass would have, then schedule
+        or close the job.
+        """
+        message_id, channel = first.message_id, first.channel
+        job = _Job(message_id, channel, now)
+        self._jobs[(message_id, channel)] = job
+        self._schedule(job, now)  # should anything below fail, the message is tried again
+        path = self.layout.channel(channel, message_id)
+        try:
+            records = read_channel_file(path)
+            sender, birth = read_info(self.layout, message_id)
+        except (OSError, QueueFileError):
+            return  # the pass will find out and tell
+        job.sender = sender
+        job.retry = next_retry(birth, now, channel)
+        job.dying = is_dying(birth, now, self.controls.current.queuelifetime)
+        job.undone = sum(1 for r in records if not r.done)
+        outcomes: dict[str, deque[tuple[int, Any]]] = {}
+        for address, outcome in zip(first.recipients, first.results):
+            outcomes.setdefault(address, deque()).append(outcome)
+        for record in records:
+            waiting = outcomes.get(record.address)
+            if record.done or not waiting:
+                continue
+            number, res = waiting.popleft()
+            self._guard(f"recording delivery {number}", self._record, job, path, record.offset, record.address,
+                        number, res)
+        if job.undone == 0:
+            self._close_job(job)
+        else:
+            self._schedule(job, job.retry)
 
     # -------------------------------------------------------- finishing off
 
@@ -1015,7 +1244,7 @@ class Scheduler(Service):
         self._unlink_later(layout.intd(message_id), mess)
         self.stats["messages_done"] += 1
 
-    def _unlink_later(self, *paths: str | tuple[str, tuple[str, ...]]) -> None:
+    def _unlink_later(self, *paths: _Unlink) -> None:
         """
         Unlink the last files of finished messages - in the thread pool when
         there is one, many at a time: freeing a message file's inode and
@@ -1025,11 +1254,12 @@ class Scheduler(Service):
         """
         self._unlinks.extend(paths)
         if self.threadpool is None:
-            self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares))
+            self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares, self.layout))
         elif not self._unlinking:
             self._unlinking = True
             batch = self._take_unlinks()
-            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch, self.mess_spares, self.spares)
+            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch, self.mess_spares, self.spares,
+                                          self.layout)
             self._in_flight.add(d)
 
             def done(result: object) -> None:
@@ -1042,11 +1272,11 @@ class Scheduler(Service):
                 if self._unlinks and not self.exiting:
                     self._unlink_later()
                 elif self._unlinks:
-                    self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares))
+                    self._report_unlinks(_unlink_all(self._take_unlinks(), self.mess_spares, self.spares, self.layout))
 
             d.addBoth(done)
 
-    def _take_unlinks(self) -> list[str | tuple[str, tuple[str, ...]]]:
+    def _take_unlinks(self) -> list[_Unlink]:
         batch, self._unlinks = self._unlinks, []
         return batch
 
@@ -1063,6 +1293,7 @@ class Scheduler(Service):
 
     def _quarantine(self, message_id: int, reason: str) -> None:
         self._forget(message_id)
+        self._first_outcomes.pop(message_id, None)
         try:
             where = quarantine_message(self.layout, message_id)
         except OSError as e:

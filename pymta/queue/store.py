@@ -65,7 +65,7 @@ from twisted.python.failure import Failure
 from pymta.address import qmail_date
 from pymta.fsutil import fsync_dir, write_all
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue.envelope import check_envelope, encode_todo
+from pymta.queue.envelope import Envelope, check_envelope, encode_todo
 from pymta.queue.errors import (
     EXIT_BUG,
     EXIT_INTD_FILE,
@@ -215,6 +215,8 @@ class PendingMessage:
         self.pid = pid
         self.message_id = -1
         self.mess_path = ""
+        #: bytes of the message file (the Received line and the data) written so far
+        self.size = 0
         self._lock_fd = -1
         self._error: QueueFailure | None = None
         self._closed = False
@@ -294,6 +296,8 @@ class PendingMessage:
             self._file.write(data)
         except OSError as e:
             self._error = _write_failure(e, f"write {self.mess_path}")
+            return
+        self.size += len(data)
 
     def commit(self, sender: str, recipients: Sequence[str]) -> QueueReceipt:
         """
@@ -607,8 +611,10 @@ class _SinkWriter:
     def _committed(self, receipt: QueueReceipt) -> QueueReceipt:
         self._state = "committed"
         if self._sink.on_commit is not None:
+            envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients))
+            size = self._pending.size if self._pending is not None else 0
             try:
-                self._sink.on_commit(receipt.message_id)
+                self._sink.on_commit(receipt.message_id, envelope, size)
             except Exception:
                 log.failure("queue: on_commit hook failed for message {id}", id=receipt.message_id)
         return receipt
@@ -638,13 +644,17 @@ class QueueSink:
     message and fsyncs the message's own files in C{threadpool} (default:
     the reactor's; several messages at once), then publishes it with the others prepared meanwhile in one group
     commit (L{commit_prepared}: one fsync per directory per batch) and fires
-    with the receipt once the message is durable.  C{on_commit(message_id)}
+    with the receipt once the message is durable.  C{on_commit(message_id, envelope, size)}
     is then called in the reactor thread, so an in-process scheduler can
-    pick the message up at once; with such a hook the trigger FIFO is not
-    pulled (it would only make that scheduler rescan todo/).
+    pick the message up at once - it is given the message's L{Envelope} and
+    the size of its file too, so the scheduler need not read them back; with
+    such a hook the trigger FIFO is not pulled (it would only make that
+    scheduler rescan todo/).
     """
 
-    def __init__(self, queue: Queue, reactor, threadpool=None, on_commit: Callable[[int], None] | None = None) -> None:
+    def __init__(
+        self, queue: Queue, reactor, threadpool=None, on_commit: Callable[[int, Envelope, int], None] | None = None
+    ) -> None:
         self.queue = queue
         self.reactor = reactor
         self.threadpool = threadpool if threadpool is not None else reactor.getThreadPool()

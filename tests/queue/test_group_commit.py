@@ -132,7 +132,7 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
         self.layout = make_layout(self)
         self.pool = ManualThreadPool()
         self.committed = []
-        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool, self.committed.append)
+        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool, lambda message_id, *_: self.committed.append(message_id))
 
     def finish(self, n: int) -> list:
         results = []
@@ -195,7 +195,7 @@ from pymta.queue.inject import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue, QueueSink
 root = sys.argv[1]
-sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor, on_commit=lambda message_id: None)
+sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor, on_commit=lambda message_id, envelope, size: None)
 listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
 reactor.run()
 """

@@ -245,7 +245,7 @@ class InjectSocketIntegrationTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed = []
-        sink = QueueSink(Queue(self.layout), reactor, on_commit=self.committed.append)
+        sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         d = listen_inject(reactor, self.root, InjectServerFactory(sink))
 
         def listening(port):

@@ -156,7 +156,7 @@ class KeptConnectionTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed: list[int] = []
-        self.queue_sink = QueueSink(Queue(self.layout), reactor, on_commit=self.committed.append)
+        self.queue_sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         self.sink = InjectClientSink(reactor, inject_socket_path(self.root), keep_connections=2)
         self.addCleanup(self.sink.close)
         return self.listen()

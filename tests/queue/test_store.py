@@ -7,7 +7,7 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue.envelope import parse_todo
+from pymta.queue.envelope import Envelope, parse_todo
 from pymta.queue.errors import QueueFailure, qq_text
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue, QueueSink, pull_trigger, received_line
@@ -184,13 +184,15 @@ class QueueSinkTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = make_layout(self)
         self.committed = []
-        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool(), self.committed.append)
+        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool(),
+                              lambda *args: self.committed.append(args))
 
     def test_finish_fires_with_receipt(self) -> None:
         w = self.sink.open_message("a@b", ["c@d"], origin="from network", uid=99)
         w.write(b"Subject: x\n\nbody\n")
         receipt = self.successResultOf(w.finish())
-        self.assertEqual(self.committed, [receipt.message_id])
+        size = os.stat(self.layout.mess(receipt.message_id)).st_size
+        self.assertEqual(self.committed, [(receipt.message_id, Envelope(99, receipt.qp, "a@b", ("c@d",)), size)])
         with open(self.layout.todo(receipt.message_id), "rb") as f:
             self.assertTrue(f.read().startswith(b"u99\0p%d\0" % receipt.qp))
         with open(self.layout.mess(receipt.message_id), "rb") as f:
@@ -217,7 +219,7 @@ class QueueSinkTests(unittest.SynchronousTestCase):
         self.failureResultOf(w.finish(), QueueRefused)
 
     def test_hook_error_does_not_lose_receipt(self) -> None:
-        def broken(message_id):
+        def broken(message_id, envelope, size):
             raise RuntimeError("scheduler bug")
 
         self.sink.on_commit = broken

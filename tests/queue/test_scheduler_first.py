@@ -1,0 +1,251 @@
+"""
+Tests for pymta.queue.scheduler's first attempt from memory: a message
+committed in-process whose recipients fit one delivery is tried before any
+info/local/remote file exists; other outcomes are recorded after the usual
+preprocessing exactly as a pass would have recorded them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+from twisted.internet import defer
+from twisted.trial import unittest
+
+from pymta.interfaces import DeliveryJob
+from pymta.queue import scheduler as scheduler_module
+from pymta.queue.envelope import Envelope
+from pymta.queue.layout import QueueLayout
+from pymta.queue.retry import next_retry
+from pymta.queue.scheduler import Scheduler
+from pymta.queue.sendfiles import read_channel_file
+
+from tests.queue.test_scheduler import RecordingChannel, SchedulerTestMixin, queue_message
+
+
+def commit(layout: QueueLayout, sender: str, recipients: Sequence[str]) -> tuple[int, Envelope, int]:
+    """A committed message as the queue writer leaves it (mess, intd and todo), and what notify() is given."""
+    mid = queue_message(layout, sender, recipients)
+    os.link(layout.todo(mid), layout.intd(mid))
+    return mid, Envelope(1000, 4242, sender, tuple(recipients)), os.stat(layout.mess(mid)).st_size
+
+
+class FilesAtDelivery(RecordingChannel):
+    """Records which queue files exist while each delivery runs."""
+
+    def __init__(self, test: SchedulerTestMixin, **kw) -> None:  # type: ignore[no-untyped-def]
+        super().__init__(**kw)
+        self.test = test
+        self.files: list[list[str]] = []
+
+    def deliver(self, job: DeliveryJob):  # type: ignore[no-untyped-def]
+        self.files.append([f.split(os.sep)[0] for f in self.test.queue_files()])
+        return super().deliver(job)
+
+
+class FirstAttemptTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    def notify(self, s: Scheduler, sender: str, recipients: Sequence[str]) -> int:
+        mid, envelope, size = commit(self.layout, sender, recipients)
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        return mid
+
+    def test_success_never_writes_info_or_channel_files(self) -> None:
+        self.local = FilesAtDelivery(self)
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertEqual(self.local.recipients(), ["bob@mail.example"])
+        self.assertEqual(sorted(self.local.files[0]), ["intd", "mess", "todo"])
+        self.assertEqual(
+            self.delivery_lines(),
+            [
+                f"new msg {mid}",
+                f"info msg {mid}: bytes {size} from <a@mail.example> qp 4242 uid 1000",
+                f"starting delivery 1: msg {mid} to local bob@mail.example",
+                "delivery 1: success: did_1+0+0/",
+                f"end msg {mid}",
+            ],
+        )
+        self.assertEqual(self.queue_files(), [])
+        self.assertEqual(s.stats["first_attempts"], 1)
+        self.assertEqual(s.stats["messages_done"], 1)
+
+    def test_routing_applies(self) -> None:
+        self.controls = {"virtualdomains": "virt.example:alice\n"}
+        self.setUp()
+        s = self.start()
+        self.notify(s, "a@mail.example", ["x@virt.example"])
+        self.assertEqual(self.local.recipients(), ["alice-x@virt.example"])
+        self.assertEqual(self.queue_files(), [])
+
+    def test_deferral_is_recorded_on_qmails_schedule(self) -> None:
+        self.local.answer = lambda job, r: ("Z", "mailbox busy\n")
+        s = self.start()
+        now = int(self.clock.seconds())
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        lines = self.delivery_lines()
+        self.assertEqual(lines.count(f"new msg {mid}"), 1)
+        self.assertEqual(sum(l.startswith(f"info msg {mid}") for l in lines), 1)
+        self.assertIn("delivery 1: deferral: mailbox_busy/", lines)
+        records = read_channel_file(self.layout.local(mid))
+        self.assertEqual([(r.address, r.done) for r in records], [("bob@mail.example", False)])
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
+        retry = next_retry(now, now, "local")
+        [view] = s.jobs()
+        self.assertEqual((view.message_id, view.due, view.running), (mid, retry, False))
+        self.clock.advance(retry - now - 1)
+        self.assertEqual(len(self.local.jobs), 1)
+        self.local.answer = lambda job, r: ("K", "ok\n")
+        self.clock.advance(1)
+        self.assertEqual(len(self.local.jobs), 2)
+        self.assertIn(f"end msg {mid}", self.lines())
+        self.assertEqual(self.queue_files(), [])
+
+    def test_failure_bounces_once(self) -> None:
+        self.local.answer = lambda job, r: ("D", "Sorry, no mailbox here by that name. (#5.1.1)\n")
+        s = self.start()
+        mid = self.notify(s, "a@other.example", ["nobody@mail.example"])
+        self.assertEqual(len(self.local.jobs), 1)
+        [(sender, recipients, origin, data)] = self.sink.messages
+        self.assertEqual((sender, recipients, origin), ("", ["a@other.example"], "for bounce"))
+        self.assertIn(b"<nobody@mail.example>:\nSorry, no mailbox here by that name. (#5.1.1)\n", data)
+        self.assertIn(f"end msg {mid}", self.lines())
+        self.assertEqual(self.queue_files(), [])
+
+    def test_failing_channel_counts_as_a_deferral(self) -> None:
+        class Broken(RecordingChannel):
+            def deliver(self, job):  # type: ignore[no-untyped-def]
+                raise RuntimeError("spawner gone")
+
+        s = self.start(local=Broken())
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        self.assertIn("delivery 1: deferral: delivery_channel_failed:_spawner_gone", self.lines())
+        self.assertTrue(os.path.exists(self.layout.local(mid)))
+        self.assertEqual(len(s.jobs()), 1)
+
+    def test_remote_recipients_of_one_domain_share_the_attempt(self) -> None:
+        self.remote = RecordingChannel(max_recipients=100)
+        self.remote.answer = lambda job, r: ("K", "ok\n") if r.startswith("a") else ("D", "no such user\n")
+        s = self.start()
+        mid = self.notify(s, "s@mail.example", ["a1@far.example", "b2@FAR.example", "a3@far.example"])
+        self.assertEqual([j.recipients for j in self.remote.jobs],
+                         [("a1@far.example", "b2@FAR.example", "a3@far.example")])
+        [(_, recipients, _, data)] = self.sink.messages
+        self.assertIn(b"<b2@FAR.example>:\nno such user\n", data)
+        self.assertNotIn(b"<a1@far.example>", data)
+        self.assertEqual(self.queue_files(), [])
+        self.assertIn(f"end msg {mid}", self.lines())
+
+    def test_messages_needing_several_deliveries_go_the_usual_way(self) -> None:
+        self.local = FilesAtDelivery(self)
+        self.remote = RecordingChannel(max_recipients=100)
+        s = self.start()
+        self.notify(s, "a@mail.example", ["bob@mail.example", "carol@mail.example"])
+        self.notify(s, "a@mail.example", ["bob@mail.example", "x@far.example"])
+        self.notify(s, "a@mail.example", ["x@one.example", "y@two.example"])
+        self.assertEqual(len(self.local.files), 3)
+        for files in self.local.files:
+            self.assertIn("info", files)
+        self.assertEqual(len(self.remote.jobs), 3)
+        self.assertEqual(s.stats["first_attempts"], 0)
+        self.assertEqual(self.queue_files(), [])
+
+    def test_verp_sender_is_one_recipient_per_delivery(self) -> None:
+        self.remote = RecordingChannel(max_recipients=100)
+        s = self.start()
+        self.notify(s, "list-@mail.example-@[]", ["x@far.example"])
+        self.notify(s, "list-@mail.example-@[]", ["x@far.example", "y@far.example"])
+        self.assertEqual(self.remote.jobs[0].sender, "list-x=far.example@mail.example")
+        self.assertEqual(s.stats["first_attempts"], 1)
+        self.assertEqual(len(self.remote.jobs), 3)
+
+    def test_concurrency_limit_and_pause(self) -> None:
+        self.controls = {"concurrencylocal": "2\n"}
+        self.setUp()
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        s.pause()
+        mids = [self.notify(s, "a@mail.example", [f"u{i}@mail.example"]) for i in range(5)]
+        self.assertEqual(self.local.jobs, [])
+        self.assertEqual(s.counts()["jobs_waiting"], 5)
+        self.assertEqual(s.counts()["messages"], 5)
+        s.cont()
+        self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 2)
+        self.assertEqual(s.counts()["jobs_running"], 2)
+        while self.local.held:
+            self.local.release()
+            self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 5)
+        for mid in mids:
+            self.assertIn(f"end msg {mid}", self.lines())
+        self.assertEqual(self.queue_files(), [])
+
+    def test_waiting_and_running_first_attempts_are_not_preprocessed_by_a_scan(self) -> None:
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        s.scan_todo()
+        self.clock.advance(0)
+        s.notify(mid)  # a retry of an earlier life of this id, say
+        self.clock.advance(0)
+        self.assertFalse(os.path.exists(self.layout.info(mid)))
+        self.local.release()
+        self.clock.advance(0)
+        s.scan_todo()
+        self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 1)
+        self.assertEqual(self.delivery_lines().count(f"new msg {mid}"), 1)
+
+    def test_an_id_already_known_goes_the_usual_way(self) -> None:
+        s = self.start()
+        s.pause()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
+        s.notify(mid)  # e.g. a todo/ scan saw it first
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertTrue(os.path.exists(self.layout.info(mid)))
+        self.assertEqual(s.stats["first_attempts"], 0)
+        s.cont()
+        self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 1)
+
+    def test_backlog_is_bounded(self) -> None:
+        self.patch(scheduler_module, "FIRST_ATTEMPT_BACKLOG", 2)
+        s = self.start()
+        s.pause()
+        mids = [self.notify(s, "a@mail.example", [f"u{i}@mail.example"]) for i in range(3)]
+        self.assertEqual([os.path.exists(self.layout.info(m)) for m in mids], [False, False, True])
+        s.cont()
+        self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 3)
+        self.assertEqual(self.queue_files(), [])
+
+    def test_a_restart_during_the_attempt_delivers_from_todo(self) -> None:
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        self.assertEqual(len(self.local.jobs), 1)
+        # pymta-send dies here: nothing but the committed message is on disk
+        self.assertEqual(sorted(f.split(os.sep)[0] for f in self.queue_files()), ["intd", "mess", "todo"])
+        after = RecordingChannel()
+        again = self.make_scheduler(local=after)
+        again.startService()
+        self.clock.advance(0)
+        self.assertEqual(after.recipients(), ["bob@mail.example"])
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
+        self.assertFalse(os.path.exists(self.layout.mess(mid)))
+
+    def test_stop_waits_for_a_running_first_attempt(self) -> None:
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        stopped = s.stopService()
+        self.assertNoResult(stopped)
+        self.local.release()
+        self.clock.advance(0)
+        self.successResultOf(defer.maybeDeferred(lambda: stopped))
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
