@@ -43,6 +43,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
+from fsnoise import create_cost_us, rotated  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, wait_for  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -378,10 +379,11 @@ def main() -> int:
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
     try:
         for rnd in range(args.rounds):
-            for name in wanted:
+            for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-{rnd}")
                 os.makedirs(where)
                 os.chmod(where, 0o755)
+                create_us = create_cost_us(where)
                 if name == "postfix":
                     server = PostfixServer(where)
                 else:
@@ -391,7 +393,8 @@ def main() -> int:
                 print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s"
                       f"  delivered {r['delivered']:6.0f} msg/s"
                       f"  ({r['seconds']:.1f} s)  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB"
-                      f"  CPU {r['cpu_ms_per_msg']:.2f} ms/msg {r['cpu_split']} s", flush=True)
+                      f"  CPU {r['cpu_ms_per_msg']:.2f} ms/msg {r['cpu_split']} s  file create {create_us:.0f} us",
+                      flush=True)
     finally:
         if args.keep:
             print(f"kept {base}")

@@ -24,6 +24,9 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, PROJECT)
+sys.path.insert(0, HERE)
+
+from fsnoise import create_cost_us, rotated  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 PYTHON = sys.executable
@@ -168,38 +171,49 @@ def main() -> int:
     results: dict[str, list[float]] = {"pymta": [], "postfix": [], "pymta-filesink": []}
     try:
         for rnd in range(args.rounds):
-            pymta = Pymta(os.path.join(base, f"r{rnd}"), nobody.pw_uid, nobody.pw_gid)
-            pymta.start()
-            try:
-                elapsed = smtp_source(pymta.port, args.count, args.sessions, args.size, "bob@bench.example")
-                wait_for(lambda: pymta.queued() >= args.count, 60, "the queue to hold every message")
-            finally:
-                pymta.stop()
-            results["pymta"].append(args.count / elapsed)
-            print(f"round {rnd + 1}: pymta-smtpd {args.count} messages in {elapsed:.2f} s = {args.count / elapsed:.0f} msg/s"
-                  f" (queued: {pymta.queued()})", flush=True)
-            if args.file_sink:
-                alone = Pymta(os.path.join(base, f"f{rnd}"), nobody.pw_uid, nobody.pw_gid)
-                alone.start_file_sink()
+            where = os.path.join(base, f"r{rnd}")
+            os.makedirs(where)
+            create_us = create_cost_us(where)
+
+            def run_pymta() -> None:
+                pymta = Pymta(where, nobody.pw_uid, nobody.pw_gid)
+                pymta.start()
                 try:
-                    elapsed = smtp_source(alone.port, args.count, args.sessions, args.size, "bob@bench.example")
+                    elapsed = smtp_source(pymta.port, args.count, args.sessions, args.size, "bob@bench.example")
+                    wait_for(lambda: pymta.queued() >= args.count, 60, "the queue to hold every message")
                 finally:
-                    alone.stop()
-                results["pymta-filesink"].append(args.count / elapsed)
-                print(f"round {rnd + 1}: pymta-smtpd with an fsync file sink (no queue): {args.count / elapsed:.0f} msg/s",
+                    pymta.stop()
+                results["pymta"].append(args.count / elapsed)
+                print(f"round {rnd + 1}: pymta-smtpd {args.count} messages in {elapsed:.2f} s = "
+                      f"{args.count / elapsed:.0f} msg/s (queued: {pymta.queued()}; file create {create_us:.0f} us)",
                       flush=True)
-            inst = postfix_instance(os.path.join(base, f"r{rnd}"))
-            if inst is None:
-                continue
-            inst.start()
-            try:
-                wait_for(lambda: port_open(inst.port), 30, "postfix")
-                elapsed = smtp_source(inst.port, args.count, args.sessions, args.size, "bob@example.test")
-            finally:
-                inst.stop()
-            results["postfix"].append(args.count / elapsed)
-            print(f"round {rnd + 1}: postfix     {args.count} messages in {elapsed:.2f} s = {args.count / elapsed:.0f} msg/s",
-                  flush=True)
+                if args.file_sink:
+                    alone = Pymta(os.path.join(base, f"f{rnd}"), nobody.pw_uid, nobody.pw_gid)
+                    alone.start_file_sink()
+                    try:
+                        elapsed = smtp_source(alone.port, args.count, args.sessions, args.size, "bob@bench.example")
+                    finally:
+                        alone.stop()
+                    results["pymta-filesink"].append(args.count / elapsed)
+                    print(f"round {rnd + 1}: pymta-smtpd with an fsync file sink (no queue): "
+                          f"{args.count / elapsed:.0f} msg/s", flush=True)
+
+            def run_postfix() -> None:
+                inst = postfix_instance(where)
+                if inst is None:
+                    return
+                inst.start()
+                try:
+                    wait_for(lambda: port_open(inst.port), 30, "postfix")
+                    elapsed = smtp_source(inst.port, args.count, args.sessions, args.size, "bob@example.test")
+                finally:
+                    inst.stop()
+                results["postfix"].append(args.count / elapsed)
+                print(f"round {rnd + 1}: postfix     {args.count} messages in {elapsed:.2f} s = "
+                      f"{args.count / elapsed:.0f} msg/s (file create {create_us:.0f} us)", flush=True)
+
+            for run in rotated([run_pymta, run_postfix], rnd):
+                run()
     finally:
         shutil.rmtree(base, ignore_errors=True)
     best = {k: max(v) for k, v in results.items() if v}

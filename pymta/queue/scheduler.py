@@ -574,6 +574,9 @@ class Scheduler(Service):
             channel, envelope.sender
         ):
             raise _NotFirst()
+        if self._capacity(channel) <= 0:
+            # deliveries on this channel are switched off: no slot will come, keep nothing in memory
+            raise _NotFirst()
         self._log_new(message_id)
         self._log_info(message_id, envelope, size)
         first = _FirstAttempt(message_id, channel, envelope.sender, tuple(r.address for r in routes), self.now())

@@ -213,6 +213,15 @@ class FirstAttemptTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(len(self.local.jobs), 1)
 
+    def test_a_channel_switched_off_gets_no_first_attempts(self) -> None:
+        self.controls = {"concurrencylocal": "0\n"}
+        self.setUp()
+        s = self.start()
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
+        self.assertTrue(os.path.exists(self.layout.local(mid)))
+        self.assertEqual(s.stats["first_attempts"], 0)
+        self.assertEqual(self.local.jobs, [])
+
     def test_backlog_is_bounded(self) -> None:
         self.patch(scheduler_module, "FIRST_ATTEMPT_BACKLOG", 2)
         s = self.start()
