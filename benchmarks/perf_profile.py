@@ -125,7 +125,7 @@ def main() -> int:
                 cmd.append("--idle")
             if args.strace:
                 out = os.path.join(base, f"{label}.{pid}.strace")
-                cmd = ["strace", "-f", "-T", "-qq", "-e", "trace=openat,fsync,unlink,link,rename,ftruncate", "-o", out, "-p", str(pid)]
+                cmd = ["strace", "-f", "-T", "-qq", "-y", "-e", "trace=openat,fsync,unlink,link,rename,ftruncate", "-o", out, "-p", str(pid)]
             if args.perf:
                 out = os.path.join(base, f"{label}.{pid}.perf")
                 cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", out]

@@ -203,7 +203,7 @@ def build_send_service(
     # test saw at e9b94ee came from both pools naming their spares pid/spare.<pid>.1, .2, ...:
     # one rename() replaced the other pool's spare and an inode was handed out twice (fixed in
     # e4a81c9, names unique per process; tests.queue.test_spares.test_two_pools_never_share_a_name).
-    mess_spares = SparePool(layout)
+    mess_spares = SparePool(layout, same_name=True)
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,

@@ -14,9 +14,12 @@ envelope, info and channel files are then made from a spare (truncated,
 re-moded, rewritten and fsynced, then linked to their name) when there is
 one, and created as before when there is none.
 
-The message files themselves are never recycled: their inode number is the
-message id, and reusing one at once could meet a removal of the old
-message's files that is not yet durable.
+Message files have a pool of their own (C{same_name}): their inode number
+is the message id, so a recycled one comes back as the same C{mess/N/ID}
+under a new message.  It is reused only once the removal of every other
+name of the old message (todo, intd, info, channel files) is durable; the
+removal from C{mess/N} itself need not be, since a crash could bring back
+only that same name.  Messages that had a bounce file are not recycled.
 
 Safety:
  - a spare is taken under an exclusive C{flock} and only when it has no
@@ -61,9 +64,13 @@ DEFAULT_LIMIT = 2048
 class SparePool:
     """Spare inodes of one queue, kept under C{pid/}; at most C{limit} of them."""
 
-    def __init__(self, layout: QueueLayout, limit: int = DEFAULT_LIMIT) -> None:
+    def __init__(self, layout: QueueLayout, limit: int = DEFAULT_LIMIT, same_name: bool = False) -> None:
         self.layout = layout
         self.limit = limit
+        #: message files: a spare always comes back under the name it left (its inode number is the
+        #: message id, hence C{mess/N/ID} again), so if a crash undid its removal, the old name would
+        #: only name the new message's file; its own directory need not be fsynced before reuse
+        self.same_name = same_name
         self._dir = layout.dir("pid")
         self._names: deque[str] = deque()
         #: kept, not yet usable: (spare name, directories whose removals must be durable first)
@@ -92,7 +99,7 @@ class SparePool:
         spare = self.park(path)
         if spare is None:
             return False
-        self.add(spare, (os.path.dirname(path), *dirs))
+        self.add(spare, dirs if self.same_name else (os.path.dirname(path), *dirs))
         return True
 
     def park(self, path: str) -> str | None:

@@ -15,13 +15,14 @@ L{pymta.queue.cleaner.clean_queue}):
  4. C{intd/ID} created with C{O_EXCL} (or made from a spare inode, see
     L{pymta.queue.spares}) and the envelope
     C{u<uid>\0p<qp>\0F<sender>\0T<rcpt>\0...} written; then the mess
-    file, the envelope and the mess file's directory are fsynced
-    (L{pymta.queue.syncing}; qmail trusts synchronous metadata,
-    ext4 and friends do not promise it, so pymta fsyncs directories).
- 5. C{intd/ID} linked to C{todo/ID} - the commit point - and the todo
-    directory fsynced.  Only now is the message acknowledged.  L{QueueSink}
-    does this step for every message prepared meanwhile at once (group
-    commit, L{commit_prepared}): one todo/ fsync per batch.
+    file and the envelope are fsynced.
+ 5. the mess file's directory C{mess/N} is fsynced (qmail trusts
+    synchronous metadata, ext4 and friends do not promise it, so pymta
+    fsyncs directories), C{intd/ID} linked to C{todo/ID} - the commit
+    point - and the todo directory fsynced.  Only now is the message
+    acknowledged.  L{QueueSink} does this step for every message prepared
+    meanwhile at once (group commit, L{commit_prepared}): one fsync per
+    C{mess/N} directory and one of todo/ per batch.
  6. the trigger FIFO C{lock/trigger} gets one byte (non-blocking, errors
     ignored), waking a queue manager in another process.
 
@@ -103,8 +104,8 @@ STEPS = (
     "write_mess",  # before writing the Received line and the data
     "fsync_mess",  # before the mess file's buffered data is written out
     "intd",  # before creating intd/ID
-    "fsync_intd",  # before fsyncing the mess file, the envelope and the mess/ directory
-    "link_todo",  # before the commit point
+    "fsync_intd",  # before fsyncing the mess file and the envelope
+    "link_todo",  # before the commit point (after the mess/N directories are fsynced)
     "fsync_todo",  # after the commit point, before the todo directory is durable
     "trigger",  # before pulling the trigger
     "done",  # after everything, before returning the receipt
@@ -326,15 +327,14 @@ class PendingMessage:
             self._flush_data()
             fd = self._write_envelope(envelope)
             try:
-                # the data, the envelope and the mess/ directory entry are
-                # flushed together: one wait for the disk instead of three
+                # the data and the envelope; the mess/N directory entry is made
+                # durable by the group commit, once per directory per batch
                 _pause("fsync_intd")
-                errors = fsync_each([self._file.fileno(), fd, os.path.dirname(self.mess_path)])
+                errors = fsync_each([self._file.fileno(), fd])
             finally:
                 os.close(fd)
                 self._close_data()
-            for error, what in zip(errors, (f"write {self.mess_path}", f"write {self.queue.layout.intd(self.message_id)}",
-                                            "fsync mess/")):
+            for error, what in zip(errors, (f"write {self.mess_path}", f"write {self.queue.layout.intd(self.message_id)}")):
                 if error is not None:
                     raise _write_failure(error, what) from error
         except BaseException:
@@ -444,6 +444,17 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
                 messages[i]._unlock()
         return []
 
+    # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
+    mess_dirs: dict[str, list[int]] = {}
+    for i in live:
+        mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
+    synced: list[int] = []
+    for (directory, indexes), error in zip(mess_dirs.items(), fsync_each(list(mess_dirs))):
+        if error is None:
+            synced += indexes
+        else:
+            fail(indexes, _write_failure(error, f"fsync {directory}"), remove=True)
+    live = sorted(synced)
     _pause("link_todo")
     linked: list[int] = []
     for i in live:

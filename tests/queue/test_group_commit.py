@@ -85,16 +85,24 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
     def test_one_todo_fsync_for_the_batch(self) -> None:
         fsyncs = FsyncRecorder(self)
         messages = prepared(self.layout, 5)
+        messages.append(Queue(self.layout).begin("by uid 1", 1, 1))
+        self.addCleanup(messages[-1].abort)
+        # a sixth message in the same mess/N directory as the first
+        first_dir = os.path.dirname(messages[0].mess_path)
+        os.link(messages[-1].mess_path, os.path.join(first_dir, str(messages[-1].message_id)))
+        os.unlink(messages[-1].mess_path)
+        messages[-1].mess_path = os.path.join(first_dir, str(messages[-1].message_id))
+        messages[-1].prepare("a@b.example", ["c@d.example"])
         self.assertEqual(files_under(self.layout, "todo"), [])  # prepared is not visible
-        # each message made its own mess/ entry durable while preparing
-        mess_dirs = [os.path.basename(os.path.dirname(m.mess_path)) for m in messages]
-        self.assertEqual(fsyncs.dirs, mess_dirs)
-        del fsyncs.dirs[:]
+        self.assertEqual(fsyncs.dirs, [])  # preparing flushes the files only
         outcomes = commit_prepared(messages)
         self.assertTrue(all(isinstance(o, QueueReceipt) for o in outcomes))
         self.assertEqual([o.message_id for o in outcomes], [m.message_id for m in messages])
-        self.assertEqual(len(files_under(self.layout, "todo")), 5)
-        self.assertEqual(fsyncs.dirs, ["todo"])
+        self.assertEqual(len(files_under(self.layout, "todo")), 6)
+        # every mess/N directory of the batch once, then todo/ once
+        mess_dirs = list(dict.fromkeys(os.path.basename(os.path.dirname(m.mess_path)) for m in messages))
+        self.assertLess(len(mess_dirs), len(messages))
+        self.assertEqual(fsyncs.dirs, mess_dirs + ["todo"])
         # committing twice is refused, not repeated
         again = commit_prepared(messages[:1])
         self.assertIsInstance(again[0], QueueFailure)
@@ -113,7 +121,9 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         os.rename(os.path.dirname(m.mess_path), os.path.join(self.layout.dir("mess"), "mess-dir-to-fail"))
         os.symlink("mess-dir-to-fail", os.path.dirname(m.mess_path))
         m.mess_path = os.path.join(self.layout.dir("mess"), "mess-dir-to-fail", str(m.message_id))
-        e = self.assertRaises(QueueFailure, m.prepare, "a@b.example", ["c@d.example"])
+        m.prepare("a@b.example", ["c@d.example"])
+        [e] = commit_prepared([m])
+        self.assertIsInstance(e, QueueFailure)
         self.assertFalse(e.permanent)
         self.assertEqual(files_under(self.layout, "todo"), [])
         self.assertEqual(files_under(self.layout, "mess"), [])

@@ -149,6 +149,23 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(self.pool.usable, 1)
         self.assertEqual(len(os.listdir(self.layout.dir("pid"))), 1)
 
+    def test_a_pool_of_same_name_files_skips_their_own_directory(self) -> None:
+        synced = []
+
+        def fsync_each(dirs):
+            synced.extend(os.path.basename(d) for d in dirs)
+            return [None for _ in dirs]
+
+        self.patch(spares_module, "fsync_each", fsync_each)
+        pool = SparePool(self.layout, same_name=True)
+        kept = os.path.join(self.scratch, "1")
+        write_file(kept, b"x")
+        self.assertTrue(pool.keep(kept, (self.layout.dir("todo"),)))
+        pool.settle()
+        self.assertEqual(synced, ["todo"])
+        self.assertEqual(pool.usable, 1)
+        pool.clear()
+
     def test_limit(self) -> None:
         for n in range(4):
             write_file(os.path.join(self.scratch, str(n)), b"x")
