@@ -18,10 +18,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable
 
 from pymta.control import Controls
-from pymta.fsutil import fsync_dir, write_all
+from pymta.fsutil import fsync_dir
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
-from pymta.queue.spares import SparePool, create_file
+from pymta.queue.spares import SparePool, create_file, fill_file
 from pymta.queue.syncing import fsync_all, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
@@ -125,7 +125,7 @@ def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None, spa
     """Create C{path} (it must not exist; from a spare when there is one), write C{data}; return the open fd for a later fsync."""
     fd = create_file(path, 0o600, spares, owner)
     try:
-        write_all(fd, data)
+        fill_file(fd, data)
     except BaseException:
         os.close(fd)
         raise

@@ -45,10 +45,11 @@ import secrets
 import threading
 from collections import deque
 
+from pymta.fsutil import write_all
 from pymta.queue.layout import QueueLayout
 from pymta.queue.syncing import fsync_each
 
-__all__ = ["SparePool", "SPARE_PREFIX", "create_file"]
+__all__ = ["SparePool", "SPARE_PREFIX", "create_file", "fill_file"]
 
 SPARE_PREFIX = "spare."
 
@@ -59,6 +60,11 @@ _PROCESS_TOKEN = secrets.token_hex(4)
 
 #: spares kept at most (tiny files: a few MB of disk at most)
 DEFAULT_LIMIT = 2048
+
+#: L{SparePool.settle} fsyncs only when fewer spares than this are usable ...
+SETTLE_LOW_WATER = 64
+#: ... or this many wait: one round of directory fsyncs then serves hundreds of messages
+SETTLE_BATCH = 256
 
 
 class SparePool:
@@ -127,7 +133,7 @@ class SparePool:
             self._pending.append((spare, dirs))
             self.kept += 1
 
-    def settle(self) -> None:
+    def settle(self, force: bool = False) -> None:
         """
         fsync the directories the pending spares were removed from, then
         make those spares usable.  Without this, a crash could bring an old
@@ -135,8 +141,13 @@ class SparePool:
         disk in no particular order) pointing at a file that meanwhile holds
         another message's data.  A spare whose directory cannot be fsynced
         is deleted instead.  Called from a worker thread, a batch at a time.
+        Unless C{force}d, nothing is done while at least
+        L{SETTLE_LOW_WATER} spares are usable and fewer than L{SETTLE_BATCH}
+        wait, so the fsyncs are shared by many spares.
         """
         with self._lock:
+            if not force and len(self._names) >= SETTLE_LOW_WATER and len(self._pending) < SETTLE_BATCH:
+                return
             pending, self._pending = self._pending, []
         if not pending:
             return
@@ -159,9 +170,13 @@ class SparePool:
     def take(self, path: str, mode: int) -> int | None:
         """
         Give a spare the name C{path} (which must not exist) and return a
-        descriptor open for writing on it, empty and with C{mode}; None when
-        no spare is usable (the caller creates the file).  Raises
-        FileExistsError when C{path} exists (the spare stays in the pool).
+        descriptor open for writing on it at offset 0, with C{mode}; None
+        when no spare is usable (the caller creates the file).  The old
+        content is still there: the caller writes with L{fill_file}, which
+        cuts off what is left of it (cheaper than emptying the file first,
+        which frees its blocks only for the write to allocate them again).
+        Raises FileExistsError when C{path} exists (the spare stays in the
+        pool).
         """
         while True:
             with self._lock:
@@ -172,7 +187,6 @@ class SparePool:
             if fd is None:
                 continue
             try:
-                os.ftruncate(fd, 0)
                 os.fchmod(fd, mode)
                 os.link(spare, path)
             except FileExistsError:
@@ -243,12 +257,19 @@ def _unlink_quietly(path: str) -> None:
         pass
 
 
+def fill_file(fd: int, data: bytes) -> None:
+    """Write C{data} at the start of a file from L{create_file} and cut off anything beyond it."""
+    write_all(fd, data)
+    if os.fstat(fd).st_size > len(data):
+        os.ftruncate(fd, len(data))
+
+
 def create_file(path: str, mode: int, spares: SparePool | None, owner: tuple[int, int] | None = None) -> int:
     """
     A new file at C{path} (which must not exist; FileExistsError otherwise),
-    open for writing: a spare from C{spares} when there is one, else a fresh
-    file created with C{O_EXCL} and given to C{owner}.  The caller writes,
-    fsyncs and closes it.
+    open for writing at offset 0: a spare from C{spares} when there is one,
+    else a fresh file created with C{O_EXCL} and given to C{owner}.  The
+    caller writes it with L{fill_file}, fsyncs and closes it.
     """
     if spares is not None:
         fd = spares.take(path, mode)

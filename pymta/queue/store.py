@@ -64,7 +64,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pymta.address import qmail_date
-from pymta.fsutil import fsync_dir, write_all
+from pymta.fsutil import fsync_dir
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import Envelope, check_envelope, encode_todo
 from pymta.queue.errors import (
@@ -77,7 +77,7 @@ from pymta.queue.errors import (
     QueueFailure,
 )
 from pymta.queue.layout import QueueLayout
-from pymta.queue.spares import SparePool, create_file
+from pymta.queue.spares import SparePool, create_file, fill_file
 from pymta.queue.syncing import fsync_each
 
 __all__ = [
@@ -348,7 +348,8 @@ class PendingMessage:
         _pause("fsync_mess")
         try:
             self._file.flush()
-            if self._reused:
+            if self._reused and os.fstat(self._file.fileno()).st_size > self.size:
+                # a recycled file: cut off the rest of the old message
                 self._file.truncate()
         except OSError as e:
             raise _write_failure(e, f"write {self.mess_path}") from e
@@ -378,7 +379,7 @@ class PendingMessage:
                 raise _write_failure(e, f"create {intd}") from e
             raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
         try:
-            write_all(fd, envelope)
+            fill_file(fd, envelope)
         except OSError as e:
             os.close(fd)
             raise _write_failure(e, f"write {intd}") from e

@@ -13,7 +13,7 @@ from pymta.queue.cleaner import clean_queue
 from pymta.queue.preprocess import preprocess_batch
 from pymta.queue.scheduler import QmailLog, Scheduler
 from pymta.queue import spares as spares_module
-from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file
+from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file, fill_file
 from pymta.queue.store import Queue
 from tests.queue.helpers import controls_from
 from tests.queue.test_scheduler import CollectingSink, RecordingChannel, make_root, queue_message
@@ -33,7 +33,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.pool = SparePool(self.layout, limit=3)
         self.scratch = os.path.join(self.layout.queuedir, "bounce")
 
-    def test_kept_file_is_reused_empty_with_its_new_mode(self) -> None:
+    def test_kept_file_is_reused_with_its_new_mode_and_content(self) -> None:
         old = os.path.join(self.scratch, "1")
         ino = write_file(old, b"old content that must not survive", 0o600)
         self.assertTrue(self.pool.keep(old))
@@ -50,7 +50,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(self.pool.usable, 1)
         fd = self.pool.take(new, 0o644)
         self.assertIsNotNone(fd)
-        os.write(fd, b"new")
+        fill_file(fd, b"new")
         os.close(fd)
         st = os.stat(new)
         self.assertEqual(st.st_ino, ino)
@@ -165,6 +165,31 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(synced, ["todo"])
         self.assertEqual(pool.usable, 1)
         pool.clear()
+
+    def test_settling_waits_for_a_batch_while_enough_spares_are_usable(self) -> None:
+        self.patch(spares_module, "SETTLE_LOW_WATER", 2)
+        self.patch(spares_module, "SETTLE_BATCH", 3)
+        pool = SparePool(self.layout, limit=10)
+        self.addCleanup(pool.clear)
+
+        def keep(n: int) -> None:
+            for i in range(n):
+                path = os.path.join(self.scratch, f"k{time.monotonic_ns()}")
+                write_file(path, b"x")
+                pool.keep(path)
+
+        keep(2)
+        pool.settle()
+        self.assertEqual(pool.usable, 2)  # below the low water mark: settled at once
+        keep(2)
+        pool.settle()
+        self.assertEqual(pool.usable, 2)  # enough usable, too few waiting: later
+        keep(1)
+        pool.settle()
+        self.assertEqual(pool.usable, 5)  # a batch is waiting
+        keep(1)
+        pool.settle(force=True)
+        self.assertEqual(pool.usable, 6)
 
     def test_limit(self) -> None:
         for n in range(4):
