@@ -78,7 +78,7 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import fsync_each
+from pymta.queue.syncing import fsync_all, fsync_each
 
 __all__ = [
     "STEPS",
@@ -450,7 +450,7 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     for i in live:
         mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
     synced: list[int] = []
-    for (directory, indexes), error in zip(mess_dirs.items(), fsync_each(list(mess_dirs))):
+    for (directory, indexes), error in zip(mess_dirs.items(), fsync_all(list(mess_dirs))):
         if error is None:
             synced += indexes
         else:
