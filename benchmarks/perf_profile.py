@@ -16,7 +16,11 @@ C{--accept-only} sets concurrencylocal to 0 (the accept path alone);
 C{--no-spy} only prints each process's user and system CPU seconds (the
 least disturbed figure); C{--perf} records with C{perf record -g} and
 prints the kernel's share per symbol and per system call; C{--strace}
-prints the count and time of each file-system call (slows everything).
+prints the count and time of each file-system call (slows everything;
+the environment variable C{PYMTA_STRACE_CALLS} replaces the traced calls,
+e.g. C{trace=write,sendmsg}).  Under a saturated CPU the times include
+waits for a core (a system call is where a thread is preempted), so
+compare counts, and CPU seconds, rather than these times.
 Every mode prints the user/system CPU split per process.
 """
 
@@ -125,7 +129,7 @@ def main() -> int:
                 cmd.append("--idle")
             if args.strace:
                 out = os.path.join(base, f"{label}.{pid}.strace")
-                cmd = ["strace", "-f", "-T", "-qq", "-y", "-e", "trace=openat,fsync,unlink,link,rename,ftruncate", "-o", out, "-p", str(pid)]
+                cmd = ["strace", "-f", "-T", "-qq", "-y", "-e", os.environ.get("PYMTA_STRACE_CALLS", "trace=openat,fsync,unlink,link,rename,ftruncate"), "-o", out, "-p", str(pid)]
             if args.perf:
                 out = os.path.join(base, f"{label}.{pid}.perf")
                 cmd = ["perf", "record", "-q", "-g", "-p", str(pid), "-o", out]
