@@ -98,6 +98,8 @@ def main() -> int:
     parser.add_argument("--top", type=int, default=25)
     parser.add_argument("--keep", action="store_true")
     parser.add_argument("--idle", action="store_true")
+    parser.add_argument("--gil", action="store_true",
+                        help="py-spy samples only the thread holding the GIL (Python CPU time, not waits or preemption)")
     parser.add_argument("--perf", action="store_true", help="perf record -g the processes (kernel time) instead of py-spy")
     parser.add_argument("--strace", action="store_true", help="strace -f -T the file system calls instead of py-spy")
     parser.add_argument("--accept-only", action="store_true", help="no deliveries (concurrencylocal 0): the accept path alone")
@@ -125,6 +127,8 @@ def main() -> int:
             label = _label(pid, comm)
             out = os.path.join(base, f"{label}.{pid}.txt")
             cmd = [PY_SPY, "record", "--pid", str(pid), "--format", "raw", "--output", out, "--rate", "200", "--nonblocking", "--threads"]
+            if args.gil:
+                cmd.append("--gil")
             if args.idle:
                 cmd.append("--idle")
             if args.strace:
