@@ -27,13 +27,18 @@ B{First attempt from memory.}  A message committed in this process
 local recipient, or the recipients of one remote domain - is tried once
 straight from C{todo/ID}, without writing C{info}, C{local} or C{remote}
 first: on success its files are removed (C{end msg}), which spares the
-disk two file and two directory fsyncs per message.  Any other outcome
-preprocesses the message as usual and then records that attempt's results
-in its channel file (failures into C{bounce/ID}, deferrals on qmail's
-schedule), exactly as if the attempt had come from the file.  A crash
-meanwhile leaves C{todo/ID}, so the next start redoes the message: the
-one delivery that was in progress may happen twice, as in qmail.  At most
-L{FIRST_ATTEMPT_BACKLOG} messages wait in memory; more go the usual way.
+disk two file and two directory fsyncs per message.  The results are
+logged as they come, as always.  When one of them finished a delivery
+without finishing the message (a failure, or a success beside a
+deferral) the message is preprocessed at once, in this thread, and the
+results are written into its channel file (failures into C{bounce/ID})
+before anything else happens, just as a pass checkpoints them; when all
+are deferrals the usual preprocessing follows and the job waits for
+qmail's retry time.  A crash during the attempt leaves C{todo/ID}, so the
+next start redoes the message: only the delivery that was in progress may
+happen twice, as in qmail.  At most L{FIRST_ATTEMPT_BACKLOG} messages
+wait in memory; more go the usual way, and so do waiting ones after a
+reload (routing or limits may have changed).
 
 Everything runs on the C{clock} given (a reactor or L{twisted.internet.task.Clock}),
 file I/O is done synchronously in the reactor thread like qmail-send's own.
@@ -211,8 +216,10 @@ class _FirstAttempt:
     recipients: tuple[str, ...]
     since: int
     running: bool = False
-    #: (delivery number, result) per recipient, kept when the attempt did not simply succeed
-    results: list[tuple[int, Any]] = field(default_factory=list)
+    #: every recipient's delivery succeeded: the message is removed once the status line is out
+    succeeded: bool = False
+    #: (status, text) per recipient as logged (None: a mangled report), kept until they are recorded
+    results: list[tuple[str | None, str]] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -300,6 +307,8 @@ class Scheduler(Service):
         self._first: dict[int, _FirstAttempt] = {}
         #: first attempts that did not simply succeed, waiting for their preprocessing
         self._first_outcomes: dict[int, _FirstAttempt] = {}
+        #: messages whose new/info lines a first attempt logged, not yet preprocessed
+        self._first_logged: set[int] = set()
         self._done_queue: deque[int] = deque()
         self._finishing: set[int] = set()
         self._in_flight: set[defer.Deferred] = set()
@@ -488,6 +497,7 @@ class Scheduler(Service):
             self.log.alert(f"unable to reread controls: {e}")
             return False
         self.last_reload_error = None
+        self._requeue_waiting_first()
         self._kick()
         return True
 
@@ -579,6 +589,7 @@ class Scheduler(Service):
             raise _NotFirst()
         self._log_new(message_id)
         self._log_info(message_id, envelope, size)
+        self._first_logged.add(message_id)
         first = _FirstAttempt(message_id, channel, envelope.sender, tuple(r.address for r in routes), self.now())
         self._first[message_id] = first
         self._first_waiting[channel].append(first)
@@ -617,11 +628,7 @@ class Scheduler(Service):
         controls = self.controls.current
         now = self.now()
         if self.threadpool is None:
-            result = preprocess_batch(
-                self.layout, batch, controls, on_new=self._log_new_once, on_info=self._log_info_once, now=now,
-                owner=self._owner, spares=self.spares,
-            )
-            self._apply_batch(result, logged=True)
+            self._preprocess_here(batch)
             return
         self._preprocessing = True
         self._preprocessing_ids = set(batch)
@@ -640,13 +647,27 @@ class Scheduler(Service):
                 for message_id in batch:
                     self._call_later(SYSFAIL_DELAY, self.notify, message_id)
             else:
-                self._guard("preprocessing results", self._apply_batch, result, False)
+                self._guard("preprocessing results", self._apply_batch, result, False, batch)
             self._kick()
 
         d.addBoth(done)
 
-    def _apply_batch(self, result: BatchResult, logged: bool) -> None:
+    def _preprocess_here(self, batch: list[int]) -> None:
+        """Preprocess C{batch} in this (the reactor's) thread and apply the result."""
+        result = preprocess_batch(
+            self.layout, batch, self.controls.current, on_new=self._log_new_once, on_info=self._log_info_once,
+            now=self.now(), owner=self._owner, spares=self.spares,
+        )
+        self._apply_batch(result, True, batch)
+
+    def _apply_batch(self, result: BatchResult, logged: bool, batch: list[int]) -> None:
         """Quarantine, retry or schedule what a preprocessing batch produced."""
+        handled = {i for i, _ in result.corrupt} | {i for i, _ in result.trouble} | {p.message_id for p in result.done}
+        for message_id in batch:
+            if message_id not in handled:
+                # todo/ID was gone: nothing of a first attempt may outlive it (its id can come back)
+                self._first_outcomes.pop(message_id, None)
+                self._first_logged.discard(message_id)
         for message_id, reason in result.corrupt:
             self._quarantine(message_id, reason)
         for message_id, reason in result.trouble:
@@ -658,6 +679,7 @@ class Scheduler(Service):
                 self._log_new_once(item.message_id)
                 self._log_info_once(item.message_id, item.envelope, item.size)
             self._forget(item.message_id)
+            self._first_logged.discard(item.message_id)
             first = self._first_outcomes.pop(item.message_id, None)
             if not item.channels:
                 self._done_queue.append(item.message_id)
@@ -670,11 +692,11 @@ class Scheduler(Service):
                 self._add_job(item.message_id, channel, now)
 
     def _log_new_once(self, message_id: int) -> None:
-        if message_id not in self._first_outcomes:  # a first attempt already logged it
+        if message_id not in self._first_logged:  # a first attempt already logged it
             self._log_new(message_id)
 
     def _log_info_once(self, message_id: int, envelope: TodoEnvelope, size: int) -> None:
-        if message_id not in self._first_outcomes:
+        if message_id not in self._first_logged:
             self._log_info(message_id, envelope, size)
 
     def _log_new(self, message_id: int) -> None:
@@ -977,14 +999,19 @@ class Scheduler(Service):
             self._kick()
 
     def _record(self, job: _Job, path: str, offset: int, address: str, number: int, res: Any) -> None:
+        status, text = self._judge(number, res, job.dying)
+        self._persist(job, path, offset, address, status, text)
+
+    def _judge(self, number: int, res: Any, dying: bool) -> tuple[str | None, str]:
+        """Log delivery C{number}'s result and count it; C{(status, text)}, status None for a mangled report."""
         status = getattr(res, "status", None)
         text = getattr(res, "text", None)
         if status not in (SUCCESS, DEFERRAL, FAILURE) or not isinstance(text, str):
             self.log.line(f"delivery {number}: report mangled, will defer")
             self.stats["deferred"] += 1
-            return
+            return None, ""
         text = text[:REPORT_MAX]
-        if status == DEFERRAL and job.dying:
+        if status == DEFERRAL and dying:
             status = FAILURE
             if text and not text.endswith("\n"):
                 text += "\n"
@@ -992,13 +1019,19 @@ class Scheduler(Service):
         if status == SUCCESS:
             self.log.line(f"delivery {number}: success: {safe_log(text)}")
             self.stats["delivered"] += 1
-            self._mark_done(job, path, offset)
         elif status == DEFERRAL:
             self.log.line(f"delivery {number}: deferral: {safe_log(text)}")
             self.stats["deferred"] += 1
         else:
             self.log.line(f"delivery {number}: failure: {safe_log(text)}")
             self.stats["failed"] += 1
+        return status, text
+
+    def _persist(self, job: _Job, path: str, offset: int, address: str, status: str | None, text: str) -> None:
+        """Checkpoint one judged result in the channel file (and the bounce file for a failure)."""
+        if status == SUCCESS:
+            self._mark_done(job, path, offset)
+        elif status == FAILURE:
             recipient = strip_virtual_prepend(address, self.controls.current)
             try:
                 append_bounce(self.layout, job.message_id, bounces.bounce_entry(recipient, text), self._owner)
@@ -1050,11 +1083,13 @@ class Scheduler(Service):
         first.running = True
 
         def finished(numbers: list[int], results: list[Any]) -> None:
-            self._used[first.channel] -= 1
-            self.status()
             try:
                 self._guard(f"first attempt of msg {first.message_id}", self._first_done, first, numbers, results)
             finally:
+                self._used[first.channel] -= 1
+                self.status()
+                if first.succeeded:
+                    self._guard(f"finishing msg {first.message_id}", self._remove_first, first.message_id)
                 self._kick()
 
         self._launch(first.channel, first.message_id, first.sender, list(first.recipients), finished)
@@ -1062,16 +1097,31 @@ class Scheduler(Service):
     def _first_done(self, first: _FirstAttempt, numbers: list[int], results: list[Any]) -> None:
         del self._first[first.message_id]
         self.stats["first_attempts"] += 1
-        if all(getattr(r, "status", None) == SUCCESS and isinstance(getattr(r, "text", None), str) for r in results):
-            for number, res in zip(numbers, results):
-                self.log.line(f"delivery {number}: success: {safe_log(res.text[:REPORT_MAX])}")
-                self.stats["delivered"] += 1
-            self._remove_first(first.message_id)
+        dying = is_dying(first.since, self.now(), self.controls.current.queuelifetime)
+        first.results = [self._judge(number, res, dying) for number, res in zip(numbers, results)]
+        statuses = {status for status, _ in first.results}
+        if statuses == {SUCCESS}:
+            first.succeeded = True
             return
-        # anything else is recorded once the message has its channel file
-        first.results = list(zip(numbers, results))
         self._first_outcomes[first.message_id] = first
-        self._todo.add(first.message_id)
+        if statuses & {SUCCESS, FAILURE}:
+            # a finished delivery must be on disk now, as a pass's checkpoint would be: preprocess here
+            self._preprocess_here([first.message_id])
+        else:
+            # nothing finished (deferrals): the usual preprocessing, and a crash meanwhile only repeats the attempt
+            self._todo.add(first.message_id)
+
+    def _requeue_waiting_first(self) -> None:
+        """First attempts not started yet go the usual way (after a reload: routing or limits may differ)."""
+        for channel in CHANNELS:
+            waiting, self._first_waiting[channel] = self._first_waiting[channel], deque()
+            for first in waiting:
+                if first.running:
+                    self._first_waiting[channel].append(first)
+                    continue
+                if self._first.get(first.message_id) is first:
+                    del self._first[first.message_id]
+                    self._todo.add(first.message_id)
 
     def _remove_first(self, message_id: int) -> None:
         """
@@ -1080,10 +1130,13 @@ class Scheduler(Service):
         envelope and the message file later with the other unlinks.
         """
         layout = self.layout
+        self._first_logged.discard(message_id)
         try:
             os.unlink(layout.todo(message_id))
         except FileNotFoundError:
-            pass
+            # someone else finished it: its id may already name another message's files
+            self.log.warning(f"todo/{message_id} vanished during its first delivery; leaving its files alone")
+            return
         except OSError as e:
             # left alone: the next todo/ scan delivers it again, as qmail does when it cannot mark a delivery
             self.log.warning(f"unable to unlink todo/{message_id}: {e.strerror}; message will be delivered twice!")
@@ -1115,16 +1168,16 @@ class Scheduler(Service):
         job.retry = next_retry(birth, now, channel)
         job.dying = is_dying(birth, now, self.controls.current.queuelifetime)
         job.undone = sum(1 for r in records if not r.done)
-        outcomes: dict[str, deque[tuple[int, Any]]] = {}
+        outcomes: dict[str, deque[tuple[str | None, str]]] = {}
         for address, outcome in zip(first.recipients, first.results):
             outcomes.setdefault(address, deque()).append(outcome)
         for record in records:
             waiting = outcomes.get(record.address)
             if record.done or not waiting:
                 continue
-            number, res = waiting.popleft()
-            self._guard(f"recording delivery {number}", self._record, job, path, record.offset, record.address,
-                        number, res)
+            status, text = waiting.popleft()
+            self._guard(f"recording the first attempt of msg {message_id}", self._persist, job, path, record.offset,
+                        record.address, status, text)
         if job.undone == 0:
             self._close_job(job)
         else:
@@ -1297,6 +1350,7 @@ class Scheduler(Service):
     def _quarantine(self, message_id: int, reason: str) -> None:
         self._forget(message_id)
         self._first_outcomes.pop(message_id, None)
+        self._first_logged.discard(message_id)
         try:
             where = quarantine_message(self.layout, message_id)
         except OSError as e:

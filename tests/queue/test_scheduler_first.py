@@ -13,7 +13,7 @@ from typing import Sequence
 from twisted.internet import defer
 from twisted.trial import unittest
 
-from pymta.interfaces import DeliveryJob
+from pymta.interfaces import DeliveryJob, DeliveryResult
 from pymta.queue import scheduler as scheduler_module
 from pymta.queue.envelope import Envelope
 from pymta.queue.layout import QueueLayout
@@ -21,7 +21,7 @@ from pymta.queue.retry import next_retry
 from pymta.queue.scheduler import Scheduler
 from pymta.queue.sendfiles import read_channel_file
 
-from tests.queue.test_scheduler import RecordingChannel, SchedulerTestMixin, queue_message
+from tests.queue.test_scheduler import RecordingChannel, SchedulerTestMixin, queue_message, write_control
 
 
 def commit(layout: QueueLayout, sender: str, recipients: Sequence[str]) -> tuple[int, Envelope, int]:
@@ -258,3 +258,101 @@ class FirstAttemptTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.clock.advance(0)
         self.successResultOf(defer.maybeDeferred(lambda: stopped))
         self.assertFalse(os.path.exists(self.layout.todo(mid)))
+
+
+class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.SynchronousTestCase):
+    """A first attempt's finished deliveries reach the disk before anything else happens (review findings)."""
+
+    def attempt(self, s: Scheduler, recipients: Sequence[str]) -> tuple[int, defer.Deferred]:
+        mid, envelope, size = commit(self.layout, "a@mail.example", recipients)
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        (_, d), = self.remote.held
+        self.remote.held = []
+        return mid, d
+
+    def restart(self) -> RecordingChannel:
+        """A new scheduler on this queue, everything due at once (C{pymta ctl doqueue})."""
+        again = RecordingChannel(max_recipients=10)
+        s2 = self.make_scheduler(remote=again)
+        s2.startService()
+        s2.run_all_now()
+        self.clock.advance(0)
+        return again
+
+    def test_partial_success_survives_a_kill(self) -> None:
+        self.remote = RecordingChannel(max_recipients=10, hold=True)
+        s = self.start()
+        mid, d = self.attempt(s, ["u1@far.example", "u2@far.example"])
+        d.callback([DeliveryResult("K", "accepted u1\n"), DeliveryResult("Z", "try later\n")])
+        records = read_channel_file(self.layout.remote(mid))
+        self.assertEqual([(r.address, r.done) for r in records], [("u1@far.example", True), ("u2@far.example", False)])
+        # SIGKILL: this scheduler never runs again
+        s.exiting = True
+        self.assertEqual(self.restart().recipients(), ["u2@far.example"])
+
+    def test_results_during_a_clean_stop_are_recorded(self) -> None:
+        self.remote = RecordingChannel(max_recipients=10, hold=True)
+        s = self.start()
+        mid, d = self.attempt(s, ["u1@far.example", "u2@far.example"])
+        stopped = s.stopService()
+        d.callback([DeliveryResult("K", "accepted u1\n"), DeliveryResult("D", "no such user\n")])
+        self.clock.advance(0)
+        self.successResultOf(defer.maybeDeferred(lambda: stopped))
+        self.assertIn("delivery 2: failure: no_such_user/", self.lines())
+        again = self.restart()
+        self.assertEqual(again.recipients(), [])
+        [(sender, recipients, _, data)] = self.sink.messages
+        self.assertEqual(recipients, ["a@mail.example"])
+        self.assertIn(b"<u2@far.example>:\nno such user\n", data)
+
+    def test_status_line_follows_the_result_as_in_qmail(self) -> None:
+        s = self.start()
+        del self.events[:]
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        lines = self.lines()
+        done = lines.index("delivery 1: success: did_1+0+0/")
+        self.assertEqual(lines[done + 1:done + 3], ["status: local 0/10 remote 0/20", f"end msg {mid}"])
+
+    def test_results_are_logged_at_once_even_if_routing_changes(self) -> None:
+        self.remote = RecordingChannel(max_recipients=10, hold=True)
+        s = self.start()
+        mid, d = self.attempt(s, ["u1@far.example"])
+        write_control(self.root, "locals", "mail.example\nfar.example\n")
+        s.reload()
+        d.callback([DeliveryResult("Z", "later\n")])
+        self.clock.advance(0)
+        self.assertIn("delivery 1: deferral: later/", self.lines())
+        # routed anew: tried again locally at once (the remote deferral does not apply to it)
+        self.assertEqual(self.local.recipients(), ["u1@far.example"])
+        self.assertIn(f"end msg {mid}", self.lines())
+
+    def test_waiting_attempts_go_the_usual_way_after_a_reload(self) -> None:
+        s = self.start()
+        s.pause()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["u1@far.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        write_control(self.root, "locals", "mail.example\nfar.example\n")
+        s.reload()
+        s.cont()
+        self.clock.advance(0)
+        self.assertEqual(self.remote.jobs, [])
+        self.assertEqual(self.local.recipients(), ["u1@far.example"])
+        self.assertEqual(self.delivery_lines().count(f"new msg {mid}"), 1)
+        self.assertIn(f"end msg {mid}", self.lines())
+
+    def test_a_vanished_todo_leaves_the_files_alone(self) -> None:
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        os.unlink(self.layout.todo(mid))
+        self.local.release()
+        self.clock.advance(0)
+        self.assertTrue(os.path.exists(self.layout.mess(mid)))
+        self.assertNotIn(f"end msg {mid}", self.lines())
+        self.assertTrue(any("vanished" in line for line in self.lines()))
