@@ -43,7 +43,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
-from fsnoise import create_cost_us, rotated  # noqa: E402
+from fsnoise import create_cost_us, rotated, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, wait_for  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -360,6 +360,8 @@ def main() -> int:
     parser.add_argument("--only", default="pymta,pymta-split,postfix", help="comma-separated subset to run")
     parser.add_argument("--deliver-timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, Maildirs)")
+    parser.add_argument("--settle-us", type=float, default=0,
+                        help="before each run, wait (up to 3 min) until a file creation costs at most this many us")
     args = parser.parse_args()
     if os.getuid() != 0:
         raise SystemExit("end_to_end_bench: needs root (pymta's mail uid, the Postfix instance)")
@@ -383,7 +385,12 @@ def main() -> int:
                 where = os.path.join(base, f"{name}-{rnd}")
                 os.makedirs(where)
                 os.chmod(where, 0o755)
-                create_us = create_cost_us(where)
+                if args.settle_us:
+                    create_us, waited = wait_for_cheap_creates(where, args.settle_us)
+                    if waited >= 1:
+                        print(f"  (waited {waited:.0f} s for cheap file creation)", flush=True)
+                else:
+                    create_us = create_cost_us(where)
                 if name == "postfix":
                     server = PostfixServer(where)
                 else:

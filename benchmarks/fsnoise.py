@@ -15,7 +15,7 @@ from __future__ import annotations
 import os
 import time
 
-__all__ = ["create_cost_us", "rotated"]
+__all__ = ["create_cost_us", "rotated", "wait_for_cheap_creates"]
 
 
 def create_cost_us(directory: str, files: int = 200) -> float:
@@ -34,3 +34,17 @@ def rotated(names: list[str], round_number: int) -> list[str]:
         return names
     k = round_number % len(names)
     return names[k:] + names[:k]
+
+
+def wait_for_cheap_creates(directory: str, threshold_us: float, max_seconds: float = 180.0) -> tuple[float, float]:
+    """
+    Probe every 10 s until creating a file costs at most C{threshold_us}
+    (the inodes of earlier removals have aged) or C{max_seconds} passed;
+    returns (the last cost measured, the seconds waited).
+    """
+    started = time.monotonic()
+    cost = create_cost_us(directory)
+    while cost > threshold_us and time.monotonic() - started < max_seconds:
+        time.sleep(10)
+        cost = create_cost_us(directory)
+    return cost, time.monotonic() - started
