@@ -89,9 +89,10 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.addCleanup(messages[-1].abort)
         # a sixth message in the same mess/N directory as the first
         first_dir = os.path.dirname(messages[0].mess_path)
-        os.link(messages[-1].mess_path, os.path.join(first_dir, str(messages[-1].message_id)))
-        os.unlink(messages[-1].mess_path)
-        messages[-1].mess_path = os.path.join(first_dir, str(messages[-1].message_id))
+        if os.path.dirname(messages[-1].mess_path) != first_dir:
+            os.link(messages[-1].mess_path, os.path.join(first_dir, str(messages[-1].message_id)))
+            os.unlink(messages[-1].mess_path)
+            messages[-1].mess_path = os.path.join(first_dir, str(messages[-1].message_id))
         messages[-1].prepare("a@b.example", ["c@d.example"])
         self.assertEqual(files_under(self.layout, "todo"), [])  # prepared is not visible
         self.assertEqual(fsyncs.dirs, [])  # preparing flushes the files only
