@@ -28,15 +28,17 @@ local recipient, or the recipients of one remote domain - is tried once
 straight from C{todo/ID}, without writing C{info}, C{local} or C{remote}
 first: on success its files are removed (C{end msg}), which spares the
 disk two file and two directory fsyncs per message.  The results are
-logged as they come, as always.  When one of them finished a delivery
-without finishing the message (a failure, or a success beside a
-deferral) the message is preprocessed at once, in this thread, and the
-results are written into its channel file (failures into C{bounce/ID})
-before anything else happens, just as a pass checkpoints them; when all
-are deferrals the usual preprocessing follows and the job waits for
-qmail's retry time.  A crash during the attempt leaves C{todo/ID}, so the
-next start redoes the message: only the delivery that was in progress may
-happen twice, as in qmail.  At most L{FIRST_ATTEMPT_BACKLOG} messages
+logged as they come, as always.  When a delivery succeeded beside others
+that did not (recipients of one remote domain), the message is
+preprocessed at once, in this thread, and the results are written into
+its channel file before anything else happens, just as a pass checkpoints
+them; failures and deferrals go through the usual preprocessing in the
+thread pool and are then recorded (failures into C{bounce/ID}, deferrals
+on qmail's schedule), and a stop records whatever is left.  A crash
+during the attempt leaves C{todo/ID}, so the next start redoes the
+message: only the delivery that was in progress may happen twice, as in
+qmail, and a crash between a failed first attempt and its preprocessing
+repeats that attempt, which delivered nothing.  At most L{FIRST_ATTEMPT_BACKLOG} messages
 wait in memory; more go the usual way, and so do waiting ones after a
 reload (routing or limits may have changed).
 
@@ -426,6 +428,10 @@ class Scheduler(Service):
         return done
 
     def _finish_stop(self, _: object) -> "defer.Deferred[None]":
+        unrecorded = sorted(set(self._first_outcomes) - self._preprocessing_ids)
+        if unrecorded:
+            # first attempts whose failures or deferrals still wait for preprocessing
+            self._guard("recording first attempts at exit", self._preprocess_here, unrecorded)
         if self._in_flight:
             self.log.warning(f"{len(self._in_flight)} deliveries still running at exit; they will be retried")
         now = self.now()
@@ -1104,11 +1110,14 @@ class Scheduler(Service):
             first.succeeded = True
             return
         self._first_outcomes[first.message_id] = first
-        if statuses & {SUCCESS, FAILURE}:
-            # a finished delivery must be on disk now, as a pass's checkpoint would be: preprocess here
+        if SUCCESS in statuses or self.exiting:
+            # a delivery succeeded and others did not: a crash must not repeat it, so it goes on disk
+            # now, as a pass's checkpoint would (and at a stop nothing is left for later)
             self._preprocess_here([first.message_id])
         else:
-            # nothing finished (deferrals): the usual preprocessing, and a crash meanwhile only repeats the attempt
+            # failures and deferrals wait for the usual preprocessing (off this thread: a flood of
+            # mail to unknown users must not stall the reactor on fsyncs); a crash meanwhile
+            # repeats an attempt that delivered nothing
             self._todo.add(first.message_id)
 
     def _requeue_waiting_first(self) -> None:

@@ -356,3 +356,25 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
         self.assertTrue(os.path.exists(self.layout.mess(mid)))
         self.assertNotIn(f"end msg {mid}", self.lines())
         self.assertTrue(any("vanished" in line for line in self.lines()))
+
+    def test_a_failure_during_a_clean_stop_is_recorded(self) -> None:
+        self.local = RecordingChannel(hold=True)
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@other.example", ["nobody@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        stopped = s.stopService()
+        self.local.release("D", "no mailbox here\n")
+        self.clock.advance(0)
+        self.successResultOf(defer.maybeDeferred(lambda: stopped))
+        # recorded: the recipient is done (its channel file gone), the failure waits in bounce/ID
+        self.assertIn("delivery 1: failure: no_mailbox_here/", self.lines())
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
+        self.assertFalse(os.path.exists(self.layout.local(mid)))
+        self.assertTrue(os.path.exists(self.layout.bounce(mid)))
+        # the next start sends the bounce and delivers nothing again
+        self.assertEqual(self.restart().recipients(), [])
+        self.assertEqual(self.local.recipients(), ["nobody@mail.example"])
+        [(_, recipients, _, data)] = self.sink.messages
+        self.assertEqual(recipients, ["a@other.example"])
+        self.assertIn(f"end msg {mid}", self.lines())
