@@ -821,19 +821,26 @@ class Scheduler(Service):
                 if job.in_flight == 0:
                     self._close_job(job)
                 continue
-            if heap:
-                due, key, message_id = heap[0]
-                job = self._jobs.get((message_id, channel))
-                if job is None or job.running or job.heap_key != key:
-                    heapq.heappop(heap)
-                    continue
-                if due <= now:
-                    heapq.heappop(heap)
-                    self._open_pass(job, now)
-                    continue
+            top = self._next_waiting(channel)
+            if top is not None and top[0] <= now:
+                heapq.heappop(heap)
+                self._open_pass(top[1], now)
+                continue
             if not self._first_waiting[channel]:
                 return
             self._start_first(self._first_waiting[channel].popleft())
+
+    def _next_waiting(self, channel: str) -> tuple[int, _Job] | None:
+        """The waiting job of C{channel} due first, as C{(due, job)}; stale heap entries are dropped."""
+        heap = self._waiting[channel]
+        while heap:
+            due, key, message_id = heap[0]
+            job = self._jobs.get((message_id, channel))
+            if job is None or job.running or job.heap_key != key:
+                heapq.heappop(heap)
+                continue
+            return due, job
+        return None
 
     def _set_wake(self) -> None:
         if self.exiting:
@@ -842,16 +849,9 @@ class Scheduler(Service):
         for channel in CHANNELS:
             if self._used[channel] >= self._capacity(channel) or self.paused:
                 continue
-            heap = self._waiting[channel]
-            while heap:
-                due, key, message_id = heap[0]
-                job = self._jobs.get((message_id, channel))
-                if job is None or job.running or job.heap_key != key:
-                    heapq.heappop(heap)
-                    continue
-                if soonest is None or due < soonest:
-                    soonest = due
-                break
+            top = self._next_waiting(channel)
+            if top is not None and (soonest is None or top[0] < soonest):
+                soonest = top[0]
         if soonest is None:
             if self._wake is not None and self._wake.active():
                 self._wake.cancel()
