@@ -179,13 +179,10 @@ class SparePool:
         pool).
         """
         while True:
-            with self._lock:
-                if not self._names:
-                    return None
-                spare = self._names.popleft()
-            fd = self._open(spare)
-            if fd is None:
-                continue
+            taken = self._pop_open()
+            if taken is None:
+                return None
+            fd, spare = taken
             try:
                 os.fchmod(fd, mode)
                 os.link(spare, path)
@@ -201,6 +198,17 @@ class SparePool:
             _unlink_quietly(spare)
             self.reused += 1
             return fd
+
+    def _pop_open(self) -> tuple[int, str] | None:
+        """The next usable spare, open (L{_open}) and out of the pool: C{(fd, name)}; None when there is none."""
+        while True:
+            with self._lock:
+                if not self._names:
+                    return None
+                spare = self._names.popleft()
+            fd = self._open(spare)
+            if fd is not None:
+                return fd, spare
 
     def _open(self, spare: str) -> int | None:
         try:
@@ -230,15 +238,10 @@ class SparePool:
         the caller links C{name} to the file's new name and unlinks C{name}.
         None when there is no usable spare.
         """
-        while True:
-            with self._lock:
-                if not self._names:
-                    return None
-                spare = self._names.popleft()
-            fd = self._open(spare)
-            if fd is not None:
-                self.reused += 1
-                return fd, spare
+        taken = self._pop_open()
+        if taken is not None:
+            self.reused += 1
+        return taken
 
     def clear(self) -> None:
         """Delete every spare (at shutdown)."""
