@@ -44,7 +44,7 @@ sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
 from fsnoise import create_cost_us, rotated, wait_for_cheap_creates  # noqa: E402
-from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, wait_for  # noqa: E402
+from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 PYMTA = [sys.executable, "-m", "pymta.cli.main"]
@@ -144,16 +144,24 @@ def tree_cpu_times(roots: list[int]) -> list[tuple[str, float, float]]:
     tick = os.sysconf("SC_CLK_TCK")
     out = []
     for pid in _tree(roots):
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                stat = f.read()
-        except OSError:
+        stat = proc_stat(pid)
+        if stat is None:
             continue
-        comm = stat[stat.index("(") + 1:stat.rindex(")")]
-        # utime, stime, cutime, cstime are fields 14-17 of proc(5)'s stat; the split starts at field 3
-        utime, stime, cutime, cstime = (int(x) for x in stat[stat.rindex(")") + 2:].split()[11:15])
+        comm, fields = stat
+        # utime, stime, cutime, cstime are fields 14-17 of proc(5)'s stat; C{fields} starts at field 3
+        utime, stime, cutime, cstime = (int(x) for x in fields[11:15])
         out.append((_label(pid, comm), (utime + cutime) / tick, (stime + cstime) / tick))
     return out
+
+
+def proc_stat(pid: int) -> tuple[str, list[str]] | None:
+    """C{(comm, fields from the third on)} of C{/proc/PID/stat}; None when the process is gone."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            stat = f.read()
+    except OSError:
+        return None
+    return stat[stat.index("(") + 1:stat.rindex(")")], stat[stat.rindex(")") + 2:].split()
 
 
 def tree_cpu_seconds(roots: list[int]) -> dict[str, float]:
@@ -249,13 +257,7 @@ class PymtaServer:
         return [p.pid for p in self.procs if p.poll() is None]
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            p.terminate()
-            try:
-                p.wait(60)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
+        stop_processes(self.procs, 60)
 
 
 class PostfixServer:

@@ -38,7 +38,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import PymtaServer, _label, _tree, count_new, tree_cpu_times  # noqa: E402
+from end_to_end_bench import PymtaServer, _label, _tree, count_new, proc_stat, tree_cpu_times  # noqa: E402
 from smtpd_bench import smtp_source  # noqa: E402
 
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -116,12 +116,10 @@ def main() -> int:
         server.start()
         time.sleep(1.0)  # the spawner starts with the first delivery channel use; give it a moment
         for pid in _tree(server.pids()):
-            try:
-                with open(f"/proc/{pid}/stat") as f:
-                    stat = f.read()
-            except OSError:
+            stat = proc_stat(pid)
+            if stat is None:
                 continue
-            comm = stat[stat.index("(") + 1:stat.rindex(")")]
+            comm = stat[0]
             if args.no_spy or ("python" not in comm and "twistd" not in comm):
                 continue
             label = _label(pid, comm)

@@ -129,12 +129,18 @@ class Pymta:
         return count_files(os.path.join(self.root, "queue", "mess"))
 
     def stop(self) -> None:
-        for p in reversed(self.procs):
-            p.terminate()
-            try:
-                p.wait(30)
-            except subprocess.TimeoutExpired:
-                p.kill()
+        stop_processes(self.procs, 30)
+
+
+def stop_processes(procs: list[subprocess.Popen], timeout: float) -> None:
+    """SIGTERM each process (the last started first), SIGKILL one still running after C{timeout} s; reap all."""
+    for p in reversed(procs):
+        p.terminate()
+        try:
+            p.wait(timeout)
+        except subprocess.TimeoutExpired:
+            p.kill()
+            p.wait()
 
 
 def postfix_instance(base: str):  # type: ignore[no-untyped-def]
