@@ -8,43 +8,17 @@ DATA bytes exactly as received.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass, field
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from twisted.internet import protocol, reactor, ssl
 from twisted.protocols.basic import LineReceiver
 
+from tests.smtpd import tlsutil
+
 
 def make_certificate(hostname: str = "mx.example.test") -> tuple[bytes, bytes]:
-    """A self-signed certificate and its key, PEM, for C{hostname} (and 127.0.0.1)."""
-    import ipaddress
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, hostname)])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - datetime.timedelta(days=1))
-        .not_valid_after(now + datetime.timedelta(days=2))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.DNSName(hostname), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-            critical=False,
-        )
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .sign(key, hashes.SHA256())
-    )
-    return (
-        cert.public_bytes(serialization.Encoding.PEM),
-        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
-    )
+    """A self-signed CA certificate and its key, PEM, for C{hostname} (and 127.0.0.1), valid for two days."""
+    return tlsutil.make_certificate(hostname, ip="127.0.0.1", ca=True, days=2)
 
 
 @dataclass
