@@ -33,7 +33,6 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from typing import Callable
@@ -43,7 +42,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
-from fsnoise import create_cost_us, rotated, wait_for_cheap_creates  # noqa: E402
+from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -376,8 +375,7 @@ def main() -> int:
             print(f"postfix: not run ({reason})")
             wanted.remove("postfix")
 
-    base = tempfile.mkdtemp(prefix="pymta-e2e-bench-")
-    os.chmod(base, 0o755)
+    base = spread_tree("pymta-e2e-bench-")
     results: dict[str, list[dict]] = {name: [] for name in wanted}
     print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}, delivery to one local Maildir; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
@@ -387,16 +385,17 @@ def main() -> int:
                 where = os.path.join(base, f"{name}-{rnd}")
                 os.makedirs(where)
                 os.chmod(where, 0o755)
+                if name == "postfix":
+                    server = PostfixServer(where)
+                else:
+                    server = PymtaServer(where, split=(name == "pymta-split"))
+                # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)
                     if waited >= 1:
                         print(f"  (waited {waited:.0f} s for cheap file creation)", flush=True)
                 else:
                     create_us = create_cost_us(where)
-                if name == "postfix":
-                    server = PostfixServer(where)
-                else:
-                    server = PymtaServer(where, split=(name == "pymta-split"))
                 r = measure(server, args.count, args.sessions, args.size, args.deliver_timeout)
                 results[name].append(r)
                 print(f"round {rnd + 1} {name:12s} accepted {r['accepted']:6.0f} msg/s"

@@ -32,13 +32,13 @@ import os
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from end_to_end_bench import PymtaServer, _label, _tree, count_new, proc_stat, tree_cpu_times  # noqa: E402
+from fsnoise import spread_tree  # noqa: E402
 from smtpd_bench import smtp_source  # noqa: E402
 
 PY_SPY = os.path.join(os.path.dirname(sys.executable), "py-spy")
@@ -89,6 +89,21 @@ def summarise_strace(path: str) -> str:
     return "\n".join(f"  {name:40s} {n:7d} calls {t:8.3f} s {1e6 * t / n:8.0f} us each" for name, (n, t) in rows)
 
 
+def machine_cpu() -> list[int]:
+    """The machine's CPU time so far (/proc/stat's first line: user, nice, system, idle, iowait, irq, softirq, ...), in ticks."""
+    with open("/proc/stat") as f:
+        return [int(v) for v in f.readline().split()[1:]]
+
+
+def machine_busy(before: list[int], after: list[int], seconds: float) -> str:
+    """How busy every CPU of the machine was between two L{machine_cpu} readings, and on what."""
+    ticks = [b - a for a, b in zip(before, after)]
+    total = sum(ticks) or 1
+    names = ["user", "nice", "system", "idle", "iowait", "irq", "softirq", "steal"]
+    parts = ", ".join(f"{name} {100 * t / total:.0f}%" for name, t in zip(names, ticks) if t)
+    return f"  machine during the load ({seconds:.2f} s, {os.cpu_count()} CPUs): {parts}"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--mode", default="pymta-split", choices=["pymta-split", "pymta"])
@@ -105,8 +120,7 @@ def main() -> int:
     parser.add_argument("--accept-only", action="store_true", help="no deliveries (concurrencylocal 0): the accept path alone")
     parser.add_argument("--no-spy", action="store_true", help="only the CPU split (user/system per process), no sampling")
     args = parser.parse_args()
-    base = tempfile.mkdtemp(prefix="pymta-perf-")
-    os.chmod(base, 0o755)
+    base = spread_tree("pymta-perf-")
     server = PymtaServer(base, split=args.mode == "pymta-split")
     if args.accept_only:
         with open(os.path.join(server.root, "control", "concurrencylocal"), "w") as f:
@@ -138,7 +152,9 @@ def main() -> int:
             spies.append((label, out, subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)))
         time.sleep(1.0)
         start = time.monotonic()
+        machine_before = machine_cpu()
         accepted = smtp_source(server.port, args.count, args.sessions, args.size, server.rcpt)
+        print(machine_busy(machine_before, machine_cpu(), accepted))
         deadline = time.monotonic() + 300
         while not args.accept_only and count_new(server.maildir) < args.count and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -18,7 +18,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -26,7 +25,7 @@ PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, PROJECT)
 sys.path.insert(0, HERE)
 
-from fsnoise import create_cost_us, rotated, wait_for_cheap_creates  # noqa: E402
+from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 
 SMTP_SOURCE = "/usr/sbin/smtp-source"
 PYTHON = sys.executable
@@ -174,15 +173,11 @@ def main() -> int:
     if not os.path.exists(SMTP_SOURCE):
         raise SystemExit("smtp-source is missing (apt-get install postfix)")
     nobody = pwd.getpwnam("nobody")
-    base = tempfile.mkdtemp(prefix="pymta-smtpd-bench-")
-    os.chmod(base, 0o755)
+    base = spread_tree("pymta-smtpd-bench-")
     results: dict[str, list[float]] = {"pymta": [], "postfix": [], "pymta-filesink": []}
     try:
         for rnd in range(args.rounds):
-            where = os.path.join(base, f"r{rnd}")
-            os.makedirs(where)
-
-            def settle() -> float:
+            def settle(where: str) -> float:
                 if not args.settle_us:
                     return create_cost_us(where)
                 cost, waited = wait_for_cheap_creates(where, args.settle_us)
@@ -191,8 +186,10 @@ def main() -> int:
                 return cost
 
             def run_pymta() -> None:
-                create_us = settle()
+                where = os.path.join(base, f"pymta-{rnd}")
+                os.makedirs(where)
                 pymta = Pymta(where, nobody.pw_uid, nobody.pw_gid)
+                create_us = settle(where)
                 pymta.start()
                 try:
                     elapsed = smtp_source(pymta.port, args.count, args.sessions, args.size, "bob@bench.example")
@@ -215,10 +212,12 @@ def main() -> int:
                           f"{args.count / elapsed:.0f} msg/s", flush=True)
 
             def run_postfix() -> None:
-                create_us = settle()
+                where = os.path.join(base, f"postfix-{rnd}")
+                os.makedirs(where)
                 inst = postfix_instance(where)
                 if inst is None:
                     return
+                create_us = settle(where)
                 inst.start()
                 try:
                     wait_for(lambda: port_open(inst.port), 30, "postfix")
