@@ -131,6 +131,44 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "mess"), [])
         self.assertEqual(files_under(self.layout, "intd"), [])
 
+    def test_staged_message_whose_fsync_fails_is_removed(self) -> None:
+        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m.write(b"Subject: x\n\nbody\n")
+        m.stage("a@b.example", ["c@d.example"])
+        self.assertEqual(len(files_under(self.layout, "intd")), 1)
+
+        def failing_sync(target) -> None:
+            raise OSError(5, "Input/output error")
+
+        self.patch(syncing, "_sync", failing_sync)
+        with self.assertRaises(QueueFailure) as caught:
+            m.make_durable()
+        self.assertFalse(caught.exception.permanent)
+        self.assertEqual((files_under(self.layout, "mess"), files_under(self.layout, "intd")), ([], []))
+        [outcome] = commit_prepared([m])
+        self.assertIsInstance(outcome, QueueFailure)
+
+    def test_stage_and_make_durable_only_in_order_and_once(self) -> None:
+        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        self.addCleanup(m.abort)
+        with self.assertRaises(QueueFailure):
+            m.make_durable()  # nothing staged
+        m.stage("a@b.example", ["c@d.example"])
+        with self.assertRaises(QueueFailure):
+            m.stage("a@b.example", ["c@d.example"])
+        m.make_durable()
+        with self.assertRaises(QueueFailure):
+            m.make_durable()
+        [outcome] = commit_prepared([m])
+        self.assertIsInstance(outcome, QueueReceipt)
+
+    def test_abort_after_stage_closes_and_removes_everything(self) -> None:
+        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m.stage("a@b.example", ["c@d.example"])
+        m.abort()
+        self.assertEqual(m._intd_fd, -1)
+        self.assertEqual((files_under(self.layout, "mess"), files_under(self.layout, "intd")), ([], []))
+
     def test_unprepared_message_is_refused(self) -> None:
         m = Queue(self.layout).begin("by uid 1", 1, 1)
         [outcome] = commit_prepared([m])
@@ -263,22 +301,30 @@ class GroupCommitCrashTests(unittest.TestCase):
 
 
 class SpillTests(unittest.SynchronousTestCase):
-    """A small message's file is created in the pool with its fsyncs; a large one at once."""
+    """A small message's file is created at finish(), its fsyncs left to the pool; a large one's at once."""
 
     def setUp(self) -> None:
         self.layout = make_layout(self)
         self.pool = ManualThreadPool()
         self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool)
 
-    def test_small_message_file_created_in_the_pool(self) -> None:
+    def test_small_message_file_created_at_finish(self) -> None:
         w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
         w.write(b"Subject: small\n\n")
         w.write(b"body\n")
         self.assertEqual(files_under(self.layout, "mess"), [])
         results = []
+        synced: list = []
+        real_sync = syncing._sync
+        self.patch(syncing, "_sync", lambda target: (synced.append(target), real_sync(target)))
         w.finish().addBoth(results.append)
-        self.assertEqual(files_under(self.layout, "mess"), [])
+        # staged in the calling thread: data and envelope written, nothing fsynced, visible or acknowledged
+        self.assertEqual(len(files_under(self.layout, "mess")), 1)
+        self.assertEqual(len(files_under(self.layout, "intd")), 1)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.assertEqual((synced, results), ([], []))
         self.pool.run_all()
+        self.assertGreaterEqual(len(synced), 2)
         [receipt] = results
         with open(self.layout.mess(receipt.message_id), "rb") as f:
             lines = f.read().split(b"\n", 1)
