@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable
+from typing import Callable, Iterable, Mapping
 
 from pymta.control import Controls
 from pymta.fsutil import fsync_dir
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import fsync_all, run_parallel
+from pymta.queue.syncing import SYNC_THREADS, fsync_all, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
 __all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
@@ -60,20 +60,32 @@ def list_todo(layout: QueueLayout) -> list[int]:
 
 def fsync_files(groups: list[list[int]]) -> list[OSError | None]:
     """
-    fsync and close every descriptor of each group, the groups in parallel
-    (the disk takes several flushes at once far faster than one after the
-    other); per group the first error, or None.
+    fsync and close every descriptor of each group; per group the first
+    error, or None.  The groups are spread over L{SYNC_THREADS} + 1 lanes
+    run in parallel (the disk takes several flushes at once far faster than
+    one after the other), so a batch costs a few hand-offs to the fsync
+    threads rather than one per message.
     """
+    errors: list[OSError | None] = [None] * len(groups)
 
-    def sync_group(fds: list[int]) -> None:
+    def sync_group(index: int) -> None:
+        fds = groups[index]
         try:
             for fd in fds:
                 os.fsync(fd)
+        except OSError as e:
+            errors[index] = e
         finally:
             for fd in fds:
                 os.close(fd)
 
-    return run_parallel(sync_group, groups)
+    def sync_lane(indexes: range) -> None:
+        for index in indexes:
+            sync_group(index)
+
+    lanes = min(len(groups), SYNC_THREADS + 1)
+    run_parallel(sync_lane, [range(k, len(groups), lanes) for k in range(lanes)])
+    return errors
 
 
 def _unlink_if_present(path: str) -> None:
@@ -141,6 +153,7 @@ def preprocess_batch(
     now: float | None = None,
     owner: tuple[int, int] | None = None,
     spares: SparePool | None = None,
+    known: Mapping[int, tuple[TodoEnvelope, int]] | None = None,
 ) -> BatchResult:
     """
     Preprocess the messages C{message_ids}; C{on_new(id)} and
@@ -150,6 +163,10 @@ def preprocess_batch(
     next attempt) instead of the file system's clock, so the scheduler's
     clock and the times on disk agree.  C{spares}, when given, provides the
     new files' inodes and takes back the envelope's (L{pymta.queue.spares}).
+    C{known} maps the ids of messages the caller committed itself, and
+    never preprocessed before, to their envelope and message file size:
+    their todo/ files are not read back, and since no earlier preprocessing
+    can have left info or channel files of theirs, none are looked for.
     """
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
@@ -157,18 +174,23 @@ def preprocess_batch(
     for message_id in message_ids:
         fds: list[int] = []
         try:
-            try:
-                with open(layout.todo(message_id), "rb") as f:
-                    data = f.read()
-            except FileNotFoundError:
-                continue
-            envelope = parse_todo(data)
-            try:
-                size = os.stat(layout.mess(message_id)).st_size
-            except FileNotFoundError:
-                raise QueueFileError(f"todo/{message_id} has no message file") from None
-            for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
-                _unlink_if_present(path)
+            fresh = known.get(message_id) if known is not None else None
+            if fresh is not None:
+                envelope, size = fresh
+            else:
+                try:
+                    with open(layout.todo(message_id), "rb") as f:
+                        data = f.read()
+                except FileNotFoundError:
+                    continue
+                envelope = parse_todo(data)
+                try:
+                    size = os.stat(layout.mess(message_id)).st_size
+                except FileNotFoundError:
+                    raise QueueFileError(f"todo/{message_id} has no message file") from None
+                # what an interrupted earlier preprocessing may have left
+                for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
+                    _unlink_if_present(path)
             info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0", owner, spares)
             fds.append(info_fd)
             if now is not None:

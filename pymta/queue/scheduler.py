@@ -302,6 +302,9 @@ class Scheduler(Service):
         self._passes: dict[str, _Job | None] = {c: None for c in CHANNELS}
         self._used: dict[str, int] = {c: 0 for c in CHANNELS}
         self._todo: set[int] = set()
+        #: messages committed in this process and not preprocessed yet: their envelope and
+        #: size, so preprocessing need not read them back (L{preprocess_batch}'s C{known})
+        self._fresh: dict[int, tuple[Envelope, int]] = {}
         #: the batch being preprocessed in the thread pool
         self._preprocessing_ids: set[int] = set()
         #: first attempts: waiting per channel, and every one by message id until it is settled
@@ -375,6 +378,7 @@ class Scheduler(Service):
         self._passes = {c: None for c in CHANNELS}
         self._done_queue.clear()
         self._todo.clear()
+        self._fresh.clear()
         self._preprocessing = False
         self._owner = queue_owner(self.layout)
         if self.cleaner is not None:
@@ -564,6 +568,8 @@ class Scheduler(Service):
         """
         if self.exiting:
             return
+        if envelope is not None:
+            self._fresh[message_id] = (envelope, size)
         if envelope is None or not self._guard(f"first attempt of msg {message_id}", self._plan_first, message_id,
                                                 envelope, size):
             self._todo.add(message_id)
@@ -640,7 +646,7 @@ class Scheduler(Service):
         self._preprocessing_ids = set(batch)
         d = threads.deferToThreadPool(
             self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
-            spares=self.spares,
+            spares=self.spares, known=self._take_fresh(batch),
         )
         self._in_flight.add(d)
 
@@ -662,9 +668,14 @@ class Scheduler(Service):
         """Preprocess C{batch} in this (the reactor's) thread and apply the result."""
         result = preprocess_batch(
             self.layout, batch, self.controls.current, on_new=self._log_new_once, on_info=self._log_info_once,
-            now=self.now(), owner=self._owner, spares=self.spares,
+            now=self.now(), owner=self._owner, spares=self.spares, known=self._take_fresh(batch),
         )
         self._apply_batch(result, True, batch)
+
+    def _take_fresh(self, batch: list[int]) -> dict[int, tuple[Envelope, int]]:
+        """The known envelopes of C{batch}'s fresh messages, forgotten here: a retry reads them from disk."""
+        fresh = self._fresh
+        return {i: fresh.pop(i) for i in batch if i in fresh}
 
     def _apply_batch(self, result: BatchResult, logged: bool, batch: list[int]) -> None:
         """Quarantine, retry or schedule what a preprocessing batch produced."""
@@ -1140,6 +1151,7 @@ class Scheduler(Service):
         """
         layout = self.layout
         self._first_logged.discard(message_id)
+        self._fresh.pop(message_id, None)
         try:
             os.unlink(layout.todo(message_id))
         except FileNotFoundError:

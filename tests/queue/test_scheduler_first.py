@@ -378,3 +378,52 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
         [(_, recipients, _, data)] = self.sink.messages
         self.assertEqual(recipients, ["a@other.example"])
         self.assertIn(f"end msg {mid}", self.lines())
+
+
+class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    """Messages committed in this process are preprocessed from the envelope notify() was given."""
+
+    def record_known(self) -> list:
+        seen: list = []
+        real = scheduler_module.preprocess_batch
+
+        def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
+            seen.append((list(ids), dict(kw.get("known") or {})))
+            return real(layout, ids, controls, **kw)
+
+        self.patch(scheduler_module, "preprocess_batch", preprocess_batch)
+        return seen
+
+    def test_several_deliveries_preprocessed_from_the_known_envelope(self) -> None:
+        seen = self.record_known()
+        self.remote = RecordingChannel(max_recipients=100)
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"])
+        with open(self.layout.todo(mid), "wb") as f:
+            f.write(b"garbage")  # read back, it would be quarantined
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertEqual(seen, [([mid], {mid: (envelope, size)})])
+        self.assertEqual(self.local.recipients(), ["bob@mail.example"])
+        self.assertEqual(len(self.remote.jobs), 1)
+        self.assertEqual(s._fresh, {})
+        self.assertEqual(self.queue_files(), [])
+
+    def test_a_message_found_by_a_scan_is_read_from_disk(self) -> None:
+        seen = self.record_known()
+        s = self.start()
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example", "carol@mail.example"])
+        s.notify(mid)
+        self.clock.advance(0)
+        self.assertEqual(seen, [([mid], {})])
+        self.assertEqual(sorted(self.local.recipients()), ["bob@mail.example", "carol@mail.example"])
+
+    def test_first_attempts_leave_nothing_behind(self) -> None:
+        self.local.answer = lambda job, r: ("K", "ok\n") if r.startswith("bob") else ("Z", "busy\n")
+        s = self.start()
+        for rcpt in ("bob@mail.example", "carol@mail.example"):
+            mid, envelope, size = commit(self.layout, "a@mail.example", [rcpt])
+            s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertEqual(s.stats["first_attempts"], 2)
+        self.assertEqual(s._fresh, {})  # one finished, one deferred and preprocessed

@@ -1,0 +1,115 @@
+"""Preprocessing (pymta.queue.preprocess): known envelopes and the fsync lanes."""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from pymta.queue import preprocess, syncing
+from pymta.queue.envelope import Envelope
+from pymta.queue.preprocess import fsync_files, preprocess_batch
+from tests.queue.helpers import controls_from
+from tests.queue.test_scheduler import make_root, queue_message
+
+
+class KnownEnvelopeTests(unittest.SynchronousTestCase):
+    """A message the scheduler committed itself is preprocessed from the envelope it was given."""
+
+    def setUp(self) -> None:
+        self.root, self.layout = make_root(self)
+        self.controls = controls_from(self, me="mail.example\n")
+
+    def read(self, path: str) -> bytes:
+        with open(path, "rb") as f:
+            return f.read()
+
+    def test_known_envelope_is_used_and_todo_not_read(self) -> None:
+        # todo/ID holds garbage: read back, it would be quarantined as corrupt
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"], todo=b"garbage")
+        known = {mid: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example", "carol@far.example")), 1234)}
+        result = preprocess_batch(self.layout, [mid], self.controls, known=known)
+        self.assertEqual(result.corrupt, [])
+        [done] = result.done
+        self.assertEqual((done.size, done.channels), (1234, {"local": 1, "remote": 1}))
+        self.assertEqual(self.read(self.layout.info(mid)), b"Fa@mail.example\0")
+        self.assertEqual(self.read(self.layout.local(mid)), b"Tbob@mail.example\0")
+        self.assertEqual(self.read(self.layout.remote(mid)), b"Tcarol@far.example\0")
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
+        # the same garbage, not known: read back and found corrupt
+        other = queue_message(self.layout, "a@mail.example", ["bob@mail.example"], todo=b"garbage")
+        self.assertEqual([i for i, _ in preprocess_batch(self.layout, [other], self.controls).corrupt], [other])
+
+    def test_unknown_message_is_read_from_disk_and_leftovers_removed(self) -> None:
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
+        other = queue_message(self.layout, "z@mail.example", ["zed@mail.example"])
+        # an interrupted earlier preprocessing left a remote file the recipients no longer need
+        with open(self.layout.remote(mid), "wb") as f:
+            f.write(b"Tstale@far.example\0")
+        known = {other: (Envelope(1000, 4242, "z@mail.example", ("zed@mail.example",)), 10)}
+        result = preprocess_batch(self.layout, [mid, other], self.controls, known=known)
+        self.assertEqual(sorted(p.message_id for p in result.done), sorted([mid, other]))
+        by_id = {p.message_id: p for p in result.done}
+        self.assertEqual(by_id[mid].envelope.sender, "a@mail.example")
+        self.assertEqual(by_id[mid].size, os.stat(self.layout.mess(mid)).st_size)
+        self.assertFalse(os.path.exists(self.layout.remote(mid)))
+        self.assertEqual(self.read(self.layout.local(mid)), b"Tbob@mail.example\0")
+
+    def test_known_and_read_give_the_same_files(self) -> None:
+        a = queue_message(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"])
+        b = queue_message(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"])
+        size = os.stat(self.layout.mess(b)).st_size
+        known = {b: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example", "x@far.example")), size)}
+        result = preprocess_batch(self.layout, [a, b], self.controls, known=known, now=1795000000)
+        first, second = sorted(result.done, key=lambda p: p.message_id != a)
+        self.assertEqual((first.envelope, first.size, first.channels), (second.envelope, second.size, second.channels))
+        for path in (self.layout.info, self.layout.local, self.layout.remote):
+            self.assertEqual(self.read(path(a)), self.read(path(b)))
+            self.assertEqual(os.stat(path(a)).st_mtime, os.stat(path(b)).st_mtime)
+
+
+class FsyncLaneTests(unittest.SynchronousTestCase):
+    """fsync_files: every group synced and closed, errors per group, a few hand-offs per batch."""
+
+    def open_files(self, n: int) -> list[int]:
+        base = self.mktemp()
+        os.makedirs(base)
+        return [os.open(os.path.join(base, str(i)), os.O_WRONLY | os.O_CREAT, 0o600) for i in range(n)]
+
+    def test_every_descriptor_synced_and_closed(self) -> None:
+        fds = self.open_files(30)
+        groups = [fds[i:i + 2] for i in range(0, 30, 2)]
+        synced: list[int] = []
+        real = os.fsync
+        self.patch(preprocess.os, "fsync", lambda fd: (synced.append(fd), real(fd))[1])
+        lanes: list[int] = []
+        real_parallel = preprocess.run_parallel
+        self.patch(preprocess, "run_parallel", lambda f, items: (lanes.append(len(items)), real_parallel(f, items))[1])
+        self.assertEqual(fsync_files(groups), [None] * 15)
+        self.assertEqual(sorted(synced), sorted(fds))
+        self.assertEqual(lanes, [syncing.SYNC_THREADS + 1])
+        for fd in fds:
+            with self.assertRaises(OSError):
+                os.fstat(fd)
+
+    def test_error_belongs_to_its_group_only(self) -> None:
+        fds = self.open_files(12)
+        groups = [fds[i:i + 2] for i in range(0, 12, 2)]
+        bad = groups[3][1]
+        real = os.fsync
+
+        def fsync(fd: int) -> None:
+            if fd == bad:
+                raise OSError(5, "Input/output error")
+            real(fd)
+
+        self.patch(preprocess.os, "fsync", fsync)
+        errors = fsync_files(groups)
+        self.assertEqual([e is not None for e in errors], [False, False, False, True, False, False])
+        self.assertEqual(errors[3].errno, 5)
+        for fd in fds:
+            with self.assertRaises(OSError):
+                os.fstat(fd)
+
+    def test_no_groups(self) -> None:
+        self.assertEqual(fsync_files([]), [])
