@@ -53,10 +53,11 @@ def main() -> int:
     parser.add_argument("--all-in-one", action="store_true",
                         help="one twistd pymta process (smtpd and queue together) instead of pymta-send + pymta-smtpd")
     parser.add_argument("--keep", action="store_true", help="keep the root and the daemon logs")
+    parser.add_argument("--queuesync", choices=("fsync", "syncfs"), default="fsync", help="pymta's control/queuesync")
     args = parser.parse_args()
 
     started = time.monotonic()
-    rig = CrashRig(args.seed, all_in_one=args.all_in_one)
+    rig = CrashRig(args.seed, all_in_one=args.all_in_one, queuesync=args.queuesync)
     print(f"seed {args.seed}, root {rig.base}, smtpd on 127.0.0.1:{rig.port}", flush=True)
     try:
         rig.start()

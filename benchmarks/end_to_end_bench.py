@@ -223,7 +223,7 @@ def twistd(args: list[str], log: str) -> subprocess.Popen:
 class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
-    def __init__(self, base: str, split: bool) -> None:
+    def __init__(self, base: str, split: bool, queuesync: str = "syncfs") -> None:
         self.name = "pymta-split" if split else "pymta"
         self.split = split
         self.base = base
@@ -235,7 +235,7 @@ class PymtaServer:
                         "--mail-uid", f"{MAIL_UID}:{MAIL_UID}"], check=True, capture_output=True, cwd=PROJECT)
         control = os.path.join(self.root, "control")
         # smtp-source's sessions all come from 127.0.0.1
-        for name, value in (("concurrencyincoming", "200"), ("concurrencyperip", "200")):
+        for name, value in (("concurrencyincoming", "200"), ("concurrencyperip", "200"), ("queuesync", queuesync)):
             with open(os.path.join(control, name), "w") as f:
                 f.write(value + "\n")
         self.maildir = os.path.join(self.root, "home", USER, "Maildir")
@@ -359,6 +359,8 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=5120)
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--only", default="pymta,pymta-split,postfix", help="comma-separated subset to run")
+    parser.add_argument("--queuesync", choices=("syncfs", "fsync"), default="syncfs",
+                        help="pymta's control/queuesync (default syncfs: one syncfs per batch instead of an fsync per file and directory)")
     parser.add_argument("--deliver-timeout", type=float, default=300)
     parser.add_argument("--keep", action="store_true", help="keep the temporary directory (logs, Maildirs)")
     parser.add_argument("--settle-us", type=float, default=0,
@@ -378,7 +380,8 @@ def main() -> int:
     base = spread_tree("pymta-e2e-bench-")
     results: dict[str, list[dict]] = {name: [] for name in wanted}
     print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}, delivery to one local Maildir; "
-          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}", flush=True)
+          f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; pymta's queuesync {args.queuesync}",
+          flush=True)
     try:
         for rnd in range(args.rounds):
             for name in rotated(wanted, rnd):
@@ -388,7 +391,7 @@ def main() -> int:
                 if name == "postfix":
                     server = PostfixServer(where)
                 else:
-                    server = PymtaServer(where, split=(name == "pymta-split"))
+                    server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync)
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)

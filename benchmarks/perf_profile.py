@@ -119,12 +119,17 @@ def main() -> int:
     parser.add_argument("--strace", action="store_true", help="strace -f -T the file system calls instead of py-spy")
     parser.add_argument("--accept-only", action="store_true", help="no deliveries (concurrencylocal 0): the accept path alone")
     parser.add_argument("--no-spy", action="store_true", help="only the CPU split (user/system per process), no sampling")
+    parser.add_argument("--control", action="append", default=[], metavar="NAME=VALUE",
+                        help="write control/NAME with VALUE before starting (repeatable), e.g. queuesync=syncfs")
     args = parser.parse_args()
     base = spread_tree("pymta-perf-")
     server = PymtaServer(base, split=args.mode == "pymta-split")
+    controls = dict(item.split("=", 1) for item in args.control)
     if args.accept_only:
-        with open(os.path.join(server.root, "control", "concurrencylocal"), "w") as f:
-            f.write("0\n")
+        controls["concurrencylocal"] = "0"
+    for name, value in controls.items():
+        with open(os.path.join(server.root, "control", name), "w") as f:
+            f.write(value + "\n")
     spies: list[tuple[str, str, subprocess.Popen]] = []
     try:
         server.start()

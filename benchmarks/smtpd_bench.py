@@ -85,7 +85,7 @@ def count_files(directory: str) -> int:
 
 
 class Pymta:
-    def __init__(self, base: str, uid: int, gid: int) -> None:
+    def __init__(self, base: str, uid: int, gid: int, queuesync: str = "syncfs") -> None:
         self.root = os.path.join(base, "pymta")
         self.port = free_port()
         subprocess.run(
@@ -96,7 +96,7 @@ class Pymta:
         )
         control = os.path.join(self.root, "control")
         for name, value in (("rcpthosts", "bench.example"), ("concurrencylocal", "0"), ("concurrencyremote", "0"),
-                            ("concurrencyincoming", "200"), ("concurrencyperip", "200")):
+                            ("concurrencyincoming", "200"), ("concurrencyperip", "200"), ("queuesync", queuesync)):
             with open(os.path.join(control, name), "w") as f:
                 f.write(value + "\n")
         os.makedirs(os.path.join(self.root, "etc"), exist_ok=True)
@@ -167,6 +167,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--settle-us", type=float, default=0,
                         help="before each run, wait (up to 3 min) until a file creation costs at most this many us")
+    parser.add_argument("--queuesync", choices=("syncfs", "fsync"), default="syncfs",
+                        help="pymta's control/queuesync (default syncfs: one syncfs per batch instead of an fsync per file and directory)")
     parser.add_argument("--file-sink", action="store_true",
                         help="also measure pymta-smtpd alone, fsyncing each message to a file instead of the queue")
     args = parser.parse_args()
@@ -188,7 +190,7 @@ def main() -> int:
             def run_pymta() -> None:
                 where = os.path.join(base, f"pymta-{rnd}")
                 os.makedirs(where)
-                pymta = Pymta(where, nobody.pw_uid, nobody.pw_gid)
+                pymta = Pymta(where, nobody.pw_uid, nobody.pw_gid, args.queuesync)
                 create_us = settle(where)
                 pymta.start()
                 try:
@@ -233,7 +235,7 @@ def main() -> int:
     finally:
         shutil.rmtree(base, ignore_errors=True)
     best = {k: max(v) for k, v in results.items() if v}
-    print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size}:")
+    print(f"smtp-source -s {args.sessions} -m {args.count} -l {args.size} (pymta's queuesync {args.queuesync}):")
     for name, rate in best.items():
         print(f"  {name:15s} {rate:8.0f} msg/s (best of {len(results[name])})")
     if "postfix" in best:

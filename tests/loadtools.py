@@ -151,8 +151,9 @@ class CrashRig:
     """
 
     def __init__(self, seed: int, base: str | None = None, start_timeout: float = 30.0,
-                 all_in_one: bool = False) -> None:
+                 all_in_one: bool = False, queuesync: str = "fsync") -> None:
         self.rng = random.Random(seed)
+        self.queuesync = queuesync
         # short (UNIX socket paths are limited to 107 bytes) and traversable by the mail uid
         self.base = base or tempfile.mkdtemp(prefix="pymta-crash-")
         os.chmod(self.base, 0o755)
@@ -201,7 +202,8 @@ class CrashRig:
         self.pymta(*args)
         # many concurrent sessions from one address during the load
         control = os.path.join(self.root, "control")
-        for name, value in (("concurrencyincoming", "200"), ("concurrencyperip", "200")):
+        for name, value in (("concurrencyincoming", "200"), ("concurrencyperip", "200"),
+                            ("queuesync", self.queuesync)):
             with open(os.path.join(control, name), "w") as f:
                 f.write(value + "\n")
 

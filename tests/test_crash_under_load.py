@@ -42,12 +42,17 @@ class CrashUnderLoadTests(unittest.SynchronousTestCase):
         self.check_crashes(all_in_one=False, kills=KILLS)
 
     def test_all_in_one(self) -> None:
-        """C{twistd pymta}: smtpd and the queue in one process, with the in-process inject path."""
-        self.check_crashes(all_in_one=True, kills=KILLS_ALL_IN_ONE)
+        """
+        C{twistd pymta}: smtpd and the queue in one process, with the
+        in-process inject path; its queue syncs with syncfs
+        (control/queuesync), so both ways of making the queue durable are
+        crashed.
+        """
+        self.check_crashes(all_in_one=True, kills=KILLS_ALL_IN_ONE, queuesync="syncfs")
 
-    def check_crashes(self, all_in_one: bool, kills: int) -> None:
+    def check_crashes(self, all_in_one: bool, kills: int, queuesync: str = "fsync") -> None:
         started = time.monotonic()
-        rig = CrashRig(SEED, all_in_one=all_in_one)
+        rig = CrashRig(SEED, all_in_one=all_in_one, queuesync=queuesync)
         if not os.environ.get("PYMTA_CRASH_KEEP"):
             self.addCleanup(rig.remove)
         self.addCleanup(rig.stop)

@@ -46,6 +46,7 @@ EXTRA_FILES: dict[str, str] = {
     "concurrencyperip": "simultaneous SMTP sessions one client address may hold",
     "rcptcheck": "refuse unknown local recipients at RCPT time when present",
     "tlsdestinations": "per-destination TLS policy for remote delivery",
+    "queuesync": "how pymta-send makes the queue durable: fsync (each file and directory) or syncfs (the file system)",
     "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
 }
 

@@ -22,7 +22,7 @@ from pymta.fsutil import fsync_dir
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import SYNC_THREADS, fsync_all, run_parallel
+from pymta.queue.syncing import SYNC_THREADS, QueueSync, fsync_all, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
 __all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
@@ -154,6 +154,7 @@ def preprocess_batch(
     owner: tuple[int, int] | None = None,
     spares: SparePool | None = None,
     known: Mapping[int, tuple[TodoEnvelope, int]] | None = None,
+    sync: QueueSync | None = None,
 ) -> BatchResult:
     """
     Preprocess the messages C{message_ids}; C{on_new(id)} and
@@ -167,7 +168,10 @@ def preprocess_batch(
     never preprocessed before, to their envelope and message file size:
     their todo/ files are not read back, and since no earlier preprocessing
     can have left info or channel files of theirs, none are looked for.
+    C{sync} (default: an fsync per file and directory) may instead make
+    the batch durable with one syncfs of the queue's file system.
     """
+    whole_fs = sync is not None and sync.whole_fs
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
     dirs: set[str] = set()
@@ -223,20 +227,36 @@ def preprocess_batch(
         counts = {c: len(r) for c, r in records.items() if r}
         written.append((Preprocessed(message_id, envelope, size, counts), fds))
     synced: list[Preprocessed] = []
-    for (item, _), error in zip(written, fsync_files([fds for _, fds in written])):
-        if error is None:
-            synced.append(item)
+    if whole_fs:
+        # one syncfs: every new file and the directories holding them
+        try:
+            if written:
+                sync.sync()
+        except OSError as e:
+            result.trouble.extend((item.message_id, f"syncfs: {e.strerror}") for item, _ in written)
         else:
-            result.trouble.append((item.message_id, f"fsync: {error.strerror}"))
-    if not synced:
-        return result
-    try:
-        errors = [e for e in fsync_all(sorted(dirs)) if e is not None]
-        if errors:
-            raise errors[0]
-    except OSError as e:
-        result.trouble.extend((item.message_id, f"fsync of {e.filename}: {e.strerror}") for item in synced)
-        return result
+            synced = [item for item, _ in written]
+        finally:
+            for _, fds in written:
+                for fd in fds:
+                    os.close(fd)
+        if not synced:
+            return result
+    else:
+        for (item, _), error in zip(written, fsync_files([fds for _, fds in written])):
+            if error is None:
+                synced.append(item)
+            else:
+                result.trouble.append((item.message_id, f"fsync: {error.strerror}"))
+        if not synced:
+            return result
+        try:
+            errors = [e for e in fsync_all(sorted(dirs)) if e is not None]
+            if errors:
+                raise errors[0]
+        except OSError as e:
+            result.trouble.extend((item.message_id, f"fsync of {e.filename}: {e.strerror}") for item in synced)
+            return result
     for item in synced:
         try:
             _remove_envelope(layout, item.message_id, spares)
@@ -247,7 +267,10 @@ def preprocess_batch(
             continue
         result.done.append(item)
     try:
-        fsync_dir(layout.dir("todo"))
+        if whole_fs:
+            sync.sync()
+        else:
+            fsync_dir(layout.dir("todo"))
     except OSError:
         pass
     if spares is not None:

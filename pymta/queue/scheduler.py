@@ -80,6 +80,7 @@ from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
 from pymta.queue.envelope import Envelope
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient, strip_virtual_prepend
 from pymta.queue.spares import SparePool
+from pymta.queue.syncing import QueueSync
 from pymta.queue.sendfiles import (
     QueueFileError,
     TodoEnvelope,
@@ -257,6 +258,8 @@ class Scheduler(Service):
         message files of finished messages that never bounced (their ids
         come back, after L{SparePool.settle} made the removal of every
         other name of the old message durable); None deletes them.
+    @param sync: how preprocessing makes a batch durable (control/queuesync,
+        L{QueueSync}); None fsyncs every file and directory.
     """
 
     name = "pymta-send-scheduler"
@@ -276,6 +279,7 @@ class Scheduler(Service):
         threadpool: ThreadPool | None = None,
         spares: SparePool | None = None,
         mess_spares: SparePool | None = None,
+        sync: QueueSync | None = None,
     ) -> None:
         missing = [c for c in CHANNELS if c not in channels]
         if missing:
@@ -292,6 +296,7 @@ class Scheduler(Service):
         self.threadpool = threadpool
         self.spares = spares
         self.mess_spares = mess_spares
+        self.sync = sync
         self._preprocessing = False
         self._owner: tuple[int, int] | None = None
 
@@ -646,7 +651,7 @@ class Scheduler(Service):
         self._preprocessing_ids = set(batch)
         d = threads.deferToThreadPool(
             self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
-            spares=self.spares, known=self._take_fresh(batch),
+            spares=self.spares, known=self._take_fresh(batch), sync=self.sync,
         )
         self._in_flight.add(d)
 
@@ -668,7 +673,7 @@ class Scheduler(Service):
         """Preprocess C{batch} in this (the reactor's) thread and apply the result."""
         result = preprocess_batch(
             self.layout, batch, self.controls.current, on_new=self._log_new_once, on_info=self._log_info_once,
-            now=self.now(), owner=self._owner, spares=self.spares, known=self._take_fresh(batch),
+            now=self.now(), owner=self._owner, spares=self.spares, known=self._take_fresh(batch), sync=self.sync,
         )
         self._apply_batch(result, True, batch)
 

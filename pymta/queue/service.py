@@ -35,6 +35,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
 from pymta.queue.scheduler import CHANNELS, Scheduler
 from pymta.queue.spares import SparePool
+from pymta.queue.syncing import QueueSync
 from pymta.queue.trigger import TriggerListener
 from pymta.signals import SignalService
 
@@ -198,20 +199,24 @@ def build_send_service(
     except ImportError:  # pragma: no cover - the cleaner ships with pymta
         clean_queue = None
 
-    spares = SparePool(layout)
+    sync, sync_warning = QueueSync.from_control(layout.queuedir, controls.extra_lines("queuesync"))
+    if sync_warning is not None:
+        log.warn("{problem}", problem=sync_warning)
+    spares = SparePool(layout, sync=sync)
     # Message files are recycled too (their ids come back).  The losses the crash-under-load
     # test saw at e9b94ee came from both pools naming their spares pid/spare.<pid>.1, .2, ...:
     # one rename() replaced the other pool's spare and an inode was handed out twice (fixed in
     # e4a81c9, names unique per process; tests.queue.test_spares.test_two_pools_never_share_a_name).
-    mess_spares = SparePool(layout, same_name=True)
+    mess_spares = SparePool(layout, same_name=True, sync=sync)
     scheduler = Scheduler(
         layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
-        spares=spares, mess_spares=mess_spares,
+        spares=spares, mess_spares=mess_spares, sync=sync,
     )
     commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
-    sink = QueueSink(Queue(layout, spares=spares, mess_spares=mess_spares), reactor, commits, on_commit=scheduler.notify)
+    queue = Queue(layout, spares=spares, mess_spares=mess_spares, sync=sync)
+    sink = QueueSink(queue, reactor, commits, on_commit=scheduler.notify)
     scheduler.sink = sink
     scheduler.channels = _resolve_channels(channels, sink)
 

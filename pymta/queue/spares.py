@@ -47,7 +47,7 @@ from collections import deque
 
 from pymta.fsutil import write_all
 from pymta.queue.layout import QueueLayout
-from pymta.queue.syncing import fsync_each
+from pymta.queue.syncing import QueueSync, fsync_each
 
 __all__ = ["SparePool", "SPARE_PREFIX", "create_file", "fill_file"]
 
@@ -70,9 +70,13 @@ SETTLE_BATCH = 256
 class SparePool:
     """Spare inodes of one queue, kept under C{pid/}; at most C{limit} of them."""
 
-    def __init__(self, layout: QueueLayout, limit: int = DEFAULT_LIMIT, same_name: bool = False) -> None:
+    def __init__(
+        self, layout: QueueLayout, limit: int = DEFAULT_LIMIT, same_name: bool = False, sync: QueueSync | None = None
+    ) -> None:
         self.layout = layout
         self.limit = limit
+        #: how L{settle} makes removals durable: an fsync per directory (None), or the queue's syncfs
+        self.sync = sync
         #: message files: a spare always comes back under the name it left (its inode number is the
         #: message id, hence C{mess/N/ID} again), so if a crash undid its removal, the old name would
         #: only name the new message's file; its own directory need not be fsynced before reuse
@@ -152,7 +156,15 @@ class SparePool:
         if not pending:
             return
         dirs = sorted({d for _, ds in pending for d in ds})
-        failed = {d for d, error in zip(dirs, fsync_each(dirs)) if error is not None}
+        if self.sync is not None and self.sync.whole_fs:
+            try:
+                self.sync.sync()
+            except OSError:
+                failed = set(dirs)
+            else:
+                failed = set()
+        else:
+            failed = {d for d, error in zip(dirs, fsync_each(dirs)) if error is not None}
         usable = []
         for spare, spare_dirs in pending:
             if failed.intersection(spare_dirs):

@@ -78,7 +78,7 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import fsync_all, fsync_each
+from pymta.queue.syncing import QueueSync, fsync_all, fsync_each
 
 __all__ = [
     "STEPS",
@@ -169,9 +169,12 @@ class Queue:
         clock: Callable[[], float] = time.time,
         spares: SparePool | None = None,
         mess_spares: SparePool | None = None,
+        sync: QueueSync | None = None,
     ) -> None:
         self.layout = layout
         self.clock = clock
+        #: how a batch is made durable (control/queuesync): an fsync per file and directory, or one syncfs
+        self.sync = sync if sync is not None else QueueSync(layout.queuedir)
         #: spare inodes for the envelope files (L{pymta.queue.spares}); None creates every file
         self.spares = spares
         #: spare message files (their inode numbers become message ids again); None creates every one
@@ -342,11 +345,13 @@ class PendingMessage:
             self.abort()
             raise
 
-    def make_durable(self) -> None:
+    def make_durable(self, fsync: bool = True) -> None:
         """
         The second half of L{prepare}, after L{stage}: fsync the data and
-        the envelope (waits for the disk; any thread).  Raises
-        L{QueueFailure} with everything removed again.
+        the envelope (waits for the disk; any thread) - or, with
+        C{fsync=False}, only close them, when a syncfs of the queue's file
+        system made them durable already.  Raises L{QueueFailure} with
+        everything removed again.
         """
         fd, self._intd_fd = self._intd_fd, -1
         if fd < 0 or self._closed:
@@ -356,7 +361,7 @@ class PendingMessage:
                 # the data and the envelope; the mess/N directory entry is made
                 # durable by the group commit, once per directory per batch
                 _pause("fsync_intd")
-                errors = fsync_each([self._file.fileno(), fd])
+                errors = fsync_each([self._file.fileno(), fd]) if fsync else [None, None]
             finally:
                 os.close(fd)
                 self._close_data()
@@ -446,9 +451,13 @@ class PendingMessage:
 def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) -> list[QueueReceipt | QueueFailure]:
     """
     Steps 5-6 for a batch of L{PendingMessage.prepare}d messages (their
-    data, envelope and mess/ entry already durable), a group commit: every
-    C{intd/ID} is linked to C{todo/ID}, then the todo directory is fsynced
-    once for the whole batch, and only then is any message acknowledged.
+    data and envelope already durable), a group commit: the mess/N
+    directories of the batch are fsynced, every C{intd/ID} is linked to
+    C{todo/ID}, then the todo directory is fsynced once for the whole
+    batch, and only then is any message acknowledged.  When the queue syncs
+    its whole file system (L{QueueSync.whole_fs}), messages may come merely
+    L{PendingMessage.stage}d: one syncfs makes their files and mess/N
+    entries durable, a second one the todo/ links.
     Returns one receipt or L{QueueFailure} per message, in order.  A
     message that cannot be linked is removed again; a failing todo/ fsync
     fails every message (the todo/ links are left in place: a possible
@@ -458,8 +467,10 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     """
     outcomes: list[QueueReceipt | QueueFailure | None] = [None] * len(messages)
     live: list[int] = []
+    sync = messages[0].queue.sync if messages else None
+    whole_fs = sync is not None and sync.whole_fs
     for i, message in enumerate(messages):
-        if message._prepared and not message._closed:
+        if (message._prepared or (whole_fs and message._intd_fd >= 0)) and not message._closed:
             live.append(i)
         else:
             outcomes[i] = QueueFailure(EXIT_BUG, "message not prepared or already committed")
@@ -475,17 +486,32 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
                 messages[i]._unlock()
         return []
 
-    # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
-    mess_dirs: dict[str, list[int]] = {}
-    for i in live:
-        mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
-    synced: list[int] = []
-    for (directory, indexes), error in zip(mess_dirs.items(), fsync_all(list(mess_dirs))):
-        if error is None:
-            synced += indexes
-        else:
-            fail(indexes, _write_failure(error, f"fsync {directory}"), remove=True)
-    live = sorted(synced)
+    if whole_fs:
+        # one syncfs: the data, envelopes and mess/N entries of the batch, before any todo/ link can be seen
+        _pause("syncfs")
+        try:
+            sync.sync()
+        except OSError as e:
+            live = fail(live, _write_failure(e, "syncfs of the queue"), remove=True)
+        for i in list(live):
+            if not messages[i]._prepared:
+                try:
+                    messages[i].make_durable(fsync=False)
+                except QueueFailure as e:
+                    fail([i], e, remove=True)
+                    live.remove(i)
+    else:
+        # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
+        mess_dirs: dict[str, list[int]] = {}
+        for i in live:
+            mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
+        synced: list[int] = []
+        for (directory, indexes), error in zip(mess_dirs.items(), fsync_all(list(mess_dirs))):
+            if error is None:
+                synced += indexes
+            else:
+                fail(indexes, _write_failure(error, f"fsync {directory}"), remove=True)
+        live = sorted(synced)
     _pause("link_todo")
     linked: list[int] = []
     for i in live:
@@ -502,7 +528,10 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     if linked:
         _pause("fsync_todo")
         try:
-            fsync_dir(layout.dir("todo"))
+            if whole_fs:
+                sync.sync()
+            else:
+                fsync_dir(layout.dir("todo"))
         except OSError as e:
             # Visible but not durable: the scheduler may deliver them, so they
             # are left in place; the callers are told to retry (a possible
@@ -650,8 +679,12 @@ class _SinkWriter:
             except QueueRefused as e:
                 d = defer.fail(e)
             else:
-                d = threads.deferToThreadPool(sink.reactor, sink.threadpool, pending.make_durable)
-                d.addCallback(lambda _: sink._committer.add(pending))
+                if sink.queue.sync.whole_fs:
+                    # the batch's syncfs makes it durable with the others
+                    d = sink._committer.add(pending)
+                else:
+                    d = threads.deferToThreadPool(sink.reactor, sink.threadpool, pending.make_durable)
+                    d.addCallback(lambda _: sink._committer.add(pending))
         d.addCallbacks(self._committed, self._failed)
         return d
 

@@ -13,14 +13,16 @@ new files and directories.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
 from pymta.fsutil import fsync_dir
 
-__all__ = ["SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each"]
+__all__ = ["SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "QueueSync", "SYNC_MODES", "syncfs"]
 
 #: threads of the shared pool (each mostly waits for the disk)
 SYNC_THREADS = 4
@@ -81,3 +83,86 @@ def fsync_each(targets: list[int | str]) -> list[OSError | None]:
 def fsync_all(targets: list[int | str]) -> list[OSError | None]:
     """fsync each open descriptor (int) and directory (path) of C{targets}, all at once."""
     return run_parallel(_sync, targets)
+
+
+#: the values of control/queuesync
+SYNC_MODES = ("fsync", "syncfs")
+
+_libc: Any = None
+
+
+def syncfs(fd: int) -> None:
+    """
+    syncfs(2) on the file system holding C{fd}: every dirty file and
+    directory written back and the disk's cache flushed, in one call (the
+    GIL released meanwhile).  Raises OSError as it reports a write-back
+    error (Linux 5.8 and later report them; see L{QueueSync.available}).
+    """
+    global _libc
+    if _libc is None:
+        _libc = ctypes.CDLL(None, use_errno=True)
+    if _libc.syncfs(fd) != 0:
+        errno_ = ctypes.get_errno()
+        raise OSError(errno_, os.strerror(errno_))
+
+
+class QueueSync:
+    """
+    How the queue makes a batch of changes durable (C{control/queuesync}).
+
+    C{fsync} (the default): every new file, and every directory whose
+    entries changed, is fsynced on its own - the fsyncs of a batch in
+    parallel.  C{syncfs}: one syncfs(2) of the queue's file system covers
+    the whole batch, files and directories alike, at the cost of one flush
+    instead of one per file and directory.  It also writes back whatever
+    else is dirty on that file system, so it is meant for a queue on a file
+    system of its own (or one nothing else writes much to): there a batch
+    of a hundred messages costs one flush instead of several hundred.
+    """
+
+    def __init__(self, queuedir: str, mode: str = "fsync") -> None:
+        if mode not in SYNC_MODES:
+            raise ValueError(f"unknown queue sync mode {mode!r} (one of {', '.join(SYNC_MODES)})")
+        self.queuedir = queuedir
+        self.mode = mode
+
+    @property
+    def whole_fs(self) -> bool:
+        """True when one L{sync} makes every change on the queue's file system durable."""
+        return self.mode == "syncfs"
+
+    def sync(self) -> None:
+        """syncfs(2) of the queue's file system (C{syncfs} mode only); OSError when it fails."""
+        fd = os.open(self.queuedir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            syncfs(fd)
+        finally:
+            os.close(fd)
+
+    @staticmethod
+    def available() -> str | None:
+        """None when syncfs(2) can be trusted here, else why not."""
+        if not sys.platform.startswith("linux"):
+            return "syncfs(2) is Linux only"
+        try:
+            major, minor = (int(x) for x in os.uname().release.split(".")[:2])
+        except ValueError:
+            return f"unrecognised kernel release {os.uname().release!r}"
+        if (major, minor) < (5, 8):
+            return "kernels before 5.8 do not report syncfs(2) write-back errors"
+        return None
+
+    @classmethod
+    def from_control(cls, queuedir: str, lines: list[str] | None) -> tuple["QueueSync", str | None]:
+        """
+        The mode control/queuesync (its lines, None when absent) asks for,
+        and a warning when it cannot be had (then C{fsync} is used).
+        """
+        wanted = lines[0].strip().lower() if lines else "fsync"
+        if wanted not in SYNC_MODES:
+            return cls(queuedir), f"control/queuesync: unknown mode {wanted!r}; using fsync"
+        if wanted == "syncfs":
+            why_not = cls.available()
+            if why_not is not None:
+                return cls(queuedir), f"control/queuesync: syncfs unavailable ({why_not}); using fsync"
+        return cls(queuedir, wanted), None

@@ -1,4 +1,4 @@
-"""Preprocessing (pymta.queue.preprocess): known envelopes and the fsync lanes."""
+"""Preprocessing (pymta.queue.preprocess): known envelopes, the fsync lanes, syncfs mode."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from twisted.trial import unittest
 from pymta.queue import preprocess, syncing
 from pymta.queue.envelope import Envelope
 from pymta.queue.preprocess import fsync_files, preprocess_batch
+from pymta.queue.spares import SparePool
+from tests.queue.test_group_commit import RecordingSync
 from tests.queue.helpers import controls_from
 from tests.queue.test_scheduler import make_root, queue_message
 
@@ -113,3 +115,55 @@ class FsyncLaneTests(unittest.SynchronousTestCase):
 
     def test_no_groups(self) -> None:
         self.assertEqual(fsync_files([]), [])
+
+
+class WholeFileSystemSyncTests(unittest.SynchronousTestCase):
+    """control/queuesync syncfs: a preprocessing batch is made durable by syncfs calls, not fsyncs."""
+
+    def setUp(self) -> None:
+        self.root, self.layout = make_root(self)
+        self.controls = controls_from(self, me="mail.example\n")
+        self.fsyncs: list = []
+        self.patch(preprocess.os, "fsync", lambda fd: self.fsyncs.append(fd))
+        self.patch(preprocess, "fsync_dir", lambda path: self.fsyncs.append(path))
+        self.patch(syncing, "_sync", lambda target: self.fsyncs.append(target))
+
+    def test_batch_synced_by_syncfs(self) -> None:
+        sync = RecordingSync(self.layout.queuedir)
+        ids = [queue_message(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"]) for _ in range(3)]
+        result = preprocess_batch(self.layout, ids, self.controls, sync=sync)
+        self.assertEqual(sorted(p.message_id for p in result.done), sorted(ids))
+        self.assertEqual(self.fsyncs, [])
+        self.assertEqual(sync.calls, 2)  # the new files, then the removal from todo/
+        for mid in ids:
+            self.assertTrue(os.path.exists(self.layout.remote(mid)))
+            self.assertFalse(os.path.exists(self.layout.todo(mid)))
+
+    def test_failing_syncfs_keeps_todo_and_closes_everything(self) -> None:
+        sync = RecordingSync(self.layout.queuedir, fail=lambda n: True)
+        ids = [queue_message(self.layout, "a@mail.example", ["bob@mail.example"]) for _ in range(2)]
+        open_before = len(os.listdir("/proc/self/fd"))
+        result = preprocess_batch(self.layout, ids, self.controls, sync=sync)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_before)
+        self.assertEqual(result.done, [])
+        self.assertEqual(sorted(i for i, _ in result.trouble), sorted(ids))
+        self.assertIn("syncfs: Input/output error", result.trouble[0][1])
+        for mid in ids:
+            self.assertTrue(os.path.exists(self.layout.todo(mid)))
+
+    def test_spares_settle_with_syncfs(self) -> None:
+        sync = RecordingSync(self.layout.queuedir)
+        pool = SparePool(self.layout, sync=sync)
+        path = os.path.join(self.layout.queuedir, "bounce", "1")
+        with open(path, "wb") as f:
+            f.write(b"old")
+        self.assertTrue(pool.keep(path))
+        pool.settle(force=True)
+        self.assertEqual((pool.usable, sync.calls, self.fsyncs), (1, 1, []))
+        # a failing syncfs: the spare is deleted, never handed out
+        failing = SparePool(self.layout, sync=RecordingSync(self.layout.queuedir, fail=lambda n: True))
+        with open(path, "wb") as f:
+            f.write(b"old")
+        self.assertTrue(failing.keep(path))
+        failing.settle(force=True)
+        self.assertEqual((failing.usable, len(failing)), (0, 0))

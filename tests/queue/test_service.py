@@ -17,7 +17,7 @@ from twisted.trial import unittest
 
 from pymta.control import ControlReader
 from pymta.queue.service import NoDeliveryChannel, build_send_service, pid_file_path
-from tests.queue.test_scheduler import RecordingChannel, make_root, queue_message
+from tests.queue.test_scheduler import RecordingChannel, make_root, queue_message, write_control
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -95,6 +95,29 @@ class SendServiceTests(unittest.TestCase):
             # (message ids are inode numbers and may repeat: count completions, not ids)
             await wait_for(lambda: sum(l.startswith("end msg") for l in self.lines) == n, timeout=5)
         self.assertEqual(len(self.local.jobs), 2)
+
+    async def test_queuesync_control_file(self) -> None:
+        from pymta.queue.syncing import QueueSync
+
+        write_control(self.root, "queuesync", "syncfs\n")
+        _, sink = self.start()
+        expected = "syncfs" if QueueSync.available() is None else "fsync"
+        self.assertEqual(sink.queue.sync.mode, expected)
+        self.assertIs(sink.queue.spares.sync, sink.queue.sync)
+        writer = sink.open_message("a@mail.example", ["bob@mail.example"], origin="by uid 0")
+        writer.write(b"Subject: hi\n\nbody\n")
+        receipt = await writer.finish()
+        await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
+
+    def test_unknown_queuesync_falls_back_to_fsync(self) -> None:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        write_control(self.root, "queuesync", "sometimes\n")
+        _, sink = self.start()
+        self.assertEqual(sink.queue.sync.mode, "fsync")
+        self.assertIn("control/queuesync: unknown mode 'sometimes'; using fsync",
+                      [e.get("problem") for e in events])
 
     def test_crash_leftovers_cleaned_at_start(self) -> None:
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])

@@ -1,11 +1,14 @@
 """Tests for pymta.queue.syncing: fsyncs run together."""
 
+import ctypes
+import errno
 import os
 import threading
 
 from twisted.trial import unittest
 
-from pymta.queue.syncing import fsync_all, run_parallel
+from pymta.queue import syncing
+from pymta.queue.syncing import QueueSync, fsync_all, run_parallel
 
 
 class RunParallelTests(unittest.SynchronousTestCase):
@@ -40,3 +43,52 @@ class FsyncAllTests(unittest.SynchronousTestCase):
         results = fsync_all([fd, d, os.path.join(d, "missing")])
         self.assertEqual(results[:2], [None, None])
         self.assertIsInstance(results[2], FileNotFoundError)
+
+
+class QueueSyncTests(unittest.SynchronousTestCase):
+    """control/queuesync: an fsync per file and directory, or one syncfs(2) of the queue's file system."""
+
+    def test_modes_from_the_control_file(self) -> None:
+        sync, warning = QueueSync.from_control("/q", None)
+        self.assertEqual((sync.mode, sync.whole_fs, warning), ("fsync", False, None))
+        sync, warning = QueueSync.from_control("/q", ["  SyncFS "])
+        if QueueSync.available() is None:
+            self.assertEqual((sync.mode, sync.whole_fs, warning), ("syncfs", True, None))
+        else:
+            self.assertEqual(sync.mode, "fsync")
+            self.assertIn("syncfs unavailable", warning)
+        sync, warning = QueueSync.from_control("/q", ["fdatasync"])
+        self.assertEqual(sync.mode, "fsync")
+        self.assertEqual(warning, "control/queuesync: unknown mode 'fdatasync'; using fsync")
+        self.assertRaises(ValueError, QueueSync, "/q", "sometimes")
+
+    def test_old_kernels_and_other_systems_are_refused(self) -> None:
+        self.patch(syncing.os, "uname", lambda: os.uname_result(("Linux", "h", "5.4.0-1", "#1", "x86_64")))
+        self.assertIn("before 5.8", QueueSync.available())
+        sync, warning = QueueSync.from_control("/q", ["syncfs"])
+        self.assertEqual(sync.mode, "fsync")
+        self.assertIn("before 5.8", warning)
+        self.patch(syncing.sys, "platform", "freebsd14")
+        self.assertIn("Linux only", QueueSync.available())
+
+    def test_sync_writes_back_the_file_system(self) -> None:
+        if QueueSync.available() is not None:
+            raise unittest.SkipTest(QueueSync.available())
+        base = self.mktemp()
+        os.makedirs(base)
+        QueueSync(base, "syncfs").sync()  # no error on a healthy file system
+        self.assertRaises(OSError, QueueSync(os.path.join(base, "missing"), "syncfs").sync)
+
+    def test_syncfs_errors_become_oserror(self) -> None:
+        class FailingLibc:
+            @staticmethod
+            def syncfs(fd: int) -> int:
+                ctypes.set_errno(errno.EIO)
+                return -1
+
+        self.patch(syncing, "_libc", FailingLibc())
+        base = self.mktemp()
+        os.makedirs(base)
+        with self.assertRaises(OSError) as caught:
+            QueueSync(base, "syncfs").sync()
+        self.assertEqual(caught.exception.errno, errno.EIO)
