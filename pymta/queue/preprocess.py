@@ -69,19 +69,25 @@ def fsync_files(groups: list[list[int]]) -> list[OSError | None]:
     errors: list[OSError | None] = [None] * len(groups)
 
     def sync_group(index: int) -> None:
+        """fsync the group's descriptors, then close every one of them; the first error is the group's."""
         fds = groups[index]
         try:
             for fd in fds:
                 os.fsync(fd)
         except OSError as e:
             errors[index] = e
-        finally:
-            for fd in fds:
+        for fd in fds:
+            try:
                 os.close(fd)
+            except OSError as e:
+                errors[index] = errors[index] or e
 
     def sync_lane(indexes: range) -> None:
         for index in indexes:
-            sync_group(index)
+            try:
+                sync_group(index)
+            except Exception as e:  # never lets one group end the lane: the others are still synced
+                errors[index] = errors[index] or OSError(f"fsync: {e}")
 
     lanes = min(len(groups), SYNC_THREADS + 1)
     run_parallel(sync_lane, [range(k, len(groups), lanes) for k in range(lanes)])
@@ -180,6 +186,8 @@ def preprocess_batch(
         try:
             fresh = known.get(message_id) if known is not None else None
             if fresh is not None:
+                if not os.path.lexists(layout.todo(message_id)):
+                    continue  # finished meanwhile (say by a scan that raced the commit): nothing to do
                 envelope, size = fresh
             else:
                 try:

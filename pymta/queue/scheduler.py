@@ -573,22 +573,32 @@ class Scheduler(Service):
         """
         if self.exiting:
             return
-        if envelope is not None:
+        if envelope is not None and not self._known_elsewhere(message_id):
+            # committed just now and nowhere else in the scheduler (a todo/ scan may have raced
+            # the commit's notification and be handling this id already: then it is not fresh)
             self._fresh[message_id] = (envelope, size)
         if envelope is None or not self._guard(f"first attempt of msg {message_id}", self._plan_first, message_id,
                                                 envelope, size):
             self._todo.add(message_id)
         self._kick()
 
+    def _known_elsewhere(self, message_id: int) -> bool:
+        """Whether the scheduler already handles C{message_id} in some way (waiting, preprocessing, delivering, finishing)."""
+        return (
+            message_id in self._first
+            or message_id in self._first_outcomes
+            or message_id in self._todo
+            or message_id in self._preprocessing_ids
+            or message_id in self._finishing
+            or message_id in self._done_queue
+            or any((message_id, c) in self._jobs for c in CHANNELS)
+        )
+
     def _plan_first(self, message_id: int, envelope: Envelope, size: int) -> None:
         """Queue a first attempt from memory, or raise L{_NotFirst} when the message must go the usual way."""
         if (
             len(self._first) >= FIRST_ATTEMPT_BACKLOG
-            or message_id in self._first
-            or message_id in self._todo
-            or message_id in self._preprocessing_ids
-            or message_id in self._finishing
-            or any((message_id, c) in self._jobs for c in CHANNELS)
+            or self._known_elsewhere(message_id)
             or not envelope.recipients
         ):
             # a message id can come back (recycled inodes): never two lives of one id at once

@@ -678,6 +678,11 @@ class _SinkWriter:
                 pending.stage(self._sender, self._recipients)
             except QueueRefused as e:
                 d = defer.fail(e)
+            except Exception as e:
+                # never raised to the caller (an inject connection would drop without a reply)
+                if self._pending is not None:
+                    self._pending.abort()
+                d = defer.fail(QueueFailure(EXIT_BUG, f"{type(e).__name__}: {e}"))
             else:
                 if sink.queue.sync.whole_fs:
                     # the batch's syncfs makes it durable with the others

@@ -332,6 +332,20 @@ class SpillTests(unittest.SynchronousTestCase):
         self.assertIn(b"invoked from network", lines[0])
         self.assertEqual(lines[1], b"Subject: small\n\nbody\n")
 
+    def test_unexpected_error_while_staging_fails_the_deferred(self) -> None:
+        def dup(fd: int) -> int:
+            raise OSError(24, "Too many open files")
+
+        self.patch(store.os, "dup", dup)
+        w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
+        w.write(b"Subject: x\n\nbody\n")
+        results: list = []
+        w.finish().addBoth(results.append)  # does not raise
+        [failure] = results
+        self.assertIsInstance(failure, Failure)
+        self.assertIsInstance(failure.value, QueueFailure)
+        self.assertFalse(failure.value.permanent)
+
     def test_large_message_streams_to_its_file(self) -> None:
         w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
         chunk = b"x" * 1000 + b"\n"

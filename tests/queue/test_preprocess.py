@@ -167,3 +167,45 @@ class WholeFileSystemSyncTests(unittest.SynchronousTestCase):
         self.assertTrue(failing.keep(path))
         failing.settle(force=True)
         self.assertEqual((failing.usable, len(failing)), (0, 0))
+
+
+class FsyncLaneCloseErrorTests(unittest.SynchronousTestCase):
+    def test_a_failing_close_is_its_groups_error_and_the_lane_goes_on(self) -> None:
+        base = self.mktemp()
+        os.makedirs(base)
+        groups = [[os.open(os.path.join(base, f"{g}.{i}"), os.O_WRONLY | os.O_CREAT, 0o600) for i in range(2)]
+                  for g in range(12)]
+        bad = groups[0][0]
+        synced: set[int] = set()
+        closed: set[int] = set()
+        real_fsync, real_close = os.fsync, os.close
+
+        def fsync(fd: int) -> None:
+            synced.add(fd)
+            real_fsync(fd)
+
+        def close(fd: int) -> None:
+            real_close(fd)
+            closed.add(fd)
+            if fd == bad:
+                raise OSError(5, "Input/output error")
+
+        self.patch(preprocess.os, "fsync", fsync)
+        self.patch(preprocess.os, "close", close)
+        errors = fsync_files(groups)
+        self.assertEqual([e is not None for e in errors], [True] + [False] * 11)
+        every = {fd for g in groups for fd in g}
+        self.assertEqual((synced, closed), (every, every))
+
+
+class KnownButGoneTests(unittest.SynchronousTestCase):
+    def test_a_known_message_whose_todo_is_gone_is_skipped(self) -> None:
+        root, layout = make_root(self)
+        controls = controls_from(self, me="mail.example\n")
+        mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
+        os.unlink(layout.todo(mid))  # finished meanwhile
+        known = {mid: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example",)), 10)}
+        result = preprocess_batch(layout, [mid], controls, known=known)
+        self.assertEqual((result.done, result.trouble, result.corrupt), ([], [], []))
+        self.assertFalse(os.path.exists(layout.info(mid)))
+        self.assertFalse(os.path.exists(layout.local(mid)))

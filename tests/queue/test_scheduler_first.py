@@ -427,3 +427,48 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.clock.advance(0)
         self.assertEqual(s.stats["first_attempts"], 2)
         self.assertEqual(s._fresh, {})  # one finished, one deferred and preprocessed
+
+
+class ScanRacingTheCommitTests(unittest.SynchronousTestCase):
+    """A todo/ scan that picks a message up before its commit's notify() arrives: delivered once."""
+
+    def test_late_notify_does_not_preprocess_again(self) -> None:
+        from twisted.logger import Logger
+
+        from pymta.control import ControlReader
+        from pymta.queue.scheduler import QmailLog
+        from tests.queue.test_scheduler import CollectingSink, make_root
+        from tests.queue.test_spares import HeldPool, ThreadedClock
+
+        root, layout = make_root(self)
+        clock = ThreadedClock()
+        clock.advance(1795000000)
+        pool = HeldPool()
+        local = RecordingChannel(hold=True)
+        events: list[dict] = []
+        s = Scheduler(layout, ControlReader(root), {"local": local, "remote": RecordingChannel()},
+                      CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)), threadpool=pool)
+        s.startService()
+        self.addCleanup(s.stopService)
+        clock.advance(0)
+        pool.run_all()
+        # the commit thread has linked todo/X; a scan (trigger, timer) runs before the receipt arrives
+        mid, envelope, size = commit(layout, "a@mail.example", ["bob@mail.example"])
+        s.scan_todo()
+        clock.advance(0)
+        self.assertIn(mid, s._preprocessing_ids)
+        s.notify(mid, envelope, size)
+        self.assertEqual(s._fresh, {})  # handled already: not fresh
+        pool.run_all()
+        clock.advance(0)
+        local.release()
+        clock.advance(0)
+        for _ in range(3):
+            pool.run_all()
+            clock.advance(0)
+            local.release()
+            clock.advance(0)
+        lines = [e["qmail_line"] for e in events if "qmail_line" in e]
+        self.assertEqual(len(local.jobs) + len(local.held), 1, lines)
+        self.assertEqual(lines.count(f"new msg {mid}"), 1)
+        self.assertEqual(lines.count(f"end msg {mid}"), 1)
