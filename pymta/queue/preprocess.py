@@ -178,6 +178,7 @@ def preprocess_batch(
     the batch durable with one syncfs of the queue's file system.
     """
     whole_fs = sync is not None and sync.whole_fs
+    since = sync.generation if whole_fs else None  # before the batch's first write (see QueueSync)
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
     dirs: set[str] = set()
@@ -239,7 +240,7 @@ def preprocess_batch(
         # one syncfs: every new file and the directories holding them
         try:
             if written:
-                sync.sync()
+                sync.sync(since)
         except OSError as e:
             result.trouble.extend((item.message_id, f"syncfs: {e.strerror}") for item, _ in written)
         else:
@@ -276,7 +277,7 @@ def preprocess_batch(
         result.done.append(item)
     try:
         if whole_fs:
-            sync.sync()
+            sync.sync(since)
         else:
             fsync_dir(layout.dir("todo"))
     except OSError:

@@ -228,6 +228,8 @@ class PendingMessage:
         self._reused = False
         #: the open C{intd/ID} between L{stage} and L{make_durable}
         self._intd_fd = -1
+        #: the queue's sync error count before anything was written (L{QueueSync.sync}'s C{since})
+        self._sync_generation = queue.sync.generation
         layout = queue.layout
         _pause("pid")
         fd = self._create_pid_file()
@@ -486,11 +488,13 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
                 messages[i]._unlock()
         return []
 
+    # a write-back error reported since the oldest message of the batch began fails the batch
+    since = min((messages[i]._sync_generation for i in live), default=0)
     if whole_fs:
         # one syncfs: the data, envelopes and mess/N entries of the batch, before any todo/ link can be seen
         _pause("syncfs")
         try:
-            sync.sync()
+            sync.sync(since)
         except OSError as e:
             live = fail(live, _write_failure(e, "syncfs of the queue"), remove=True)
         for i in list(live):
@@ -529,7 +533,7 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
         _pause("fsync_todo")
         try:
             if whole_fs:
-                sync.sync()
+                sync.sync(since)
             else:
                 fsync_dir(layout.dir("todo"))
         except OSError as e:

@@ -14,6 +14,7 @@ new files and directories.
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 import threading
@@ -22,7 +23,9 @@ from typing import Any, Callable
 
 from pymta.fsutil import fsync_dir
 
-__all__ = ["SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "QueueSync", "SYNC_MODES", "syncfs"]
+__all__ = [
+    "SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "QueueSync", "SYNC_MODES", "syncfs", "filesystem_type",
+]
 
 #: threads of the shared pool (each mostly waits for the disk)
 SYNC_THREADS = 4
@@ -106,6 +109,28 @@ def syncfs(fd: int) -> None:
         raise OSError(errno_, os.strerror(errno_))
 
 
+#: file systems whose syncfs(2) writes everything back to the disk (others may return
+#: without doing so: FUSE before Linux 5.15, overlayfs mounted "volatile", NFS)
+SYNCFS_FILE_SYSTEMS = frozenset({"ext2", "ext3", "ext4", "xfs", "btrfs", "f2fs", "jfs", "tmpfs"})
+
+
+def filesystem_type(path: str) -> str | None:
+    """The type of the file system holding C{path} (from /proc/self/mountinfo), or None when unknown."""
+    try:
+        st = os.stat(path)
+        with open("/proc/self/mountinfo") as f:
+            lines = f.readlines()
+    except OSError:
+        return None
+    device = f"{os.major(st.st_dev)}:{os.minor(st.st_dev)}"
+    found = None
+    for line in lines:
+        fields = line.split()
+        if len(fields) > 2 and fields[2] == device and " - " in line:
+            found = line.split(" - ", 1)[1].split()[0]  # the last mount of the device wins
+    return found
+
+
 class QueueSync:
     """
     How the queue makes a batch of changes durable (C{control/queuesync}).
@@ -118,6 +143,14 @@ class QueueSync:
     else is dirty on that file system, so it is meant for a queue on a file
     system of its own (or one nothing else writes much to): there a batch
     of a hundred messages costs one flush instead of several hundred.
+
+    syncfs(2) reports a write-back error once, to the first call that
+    checks after it happened, on a descriptor opened before it happened -
+    whichever batch that call serves.  So every call goes through one
+    descriptor opened at start, one at a time, and counts the errors
+    reported (L{generation}); a batch samples the count before its first
+    write and its L{sync} fails when the count moved since, even if the
+    error was reported to another batch's call.
     """
 
     def __init__(self, queuedir: str, mode: str = "fsync") -> None:
@@ -125,23 +158,51 @@ class QueueSync:
             raise ValueError(f"unknown queue sync mode {mode!r} (one of {', '.join(SYNC_MODES)})")
         self.queuedir = queuedir
         self.mode = mode
+        #: write-back errors syncfs has reported so far
+        self.generation = 0
+        self._lock = threading.Lock()
+        self._fd = -1
+        if self.whole_fs:
+            try:
+                self._descriptor()
+            except OSError:
+                pass  # no queue yet (tests): opened by the first sync
 
     @property
     def whole_fs(self) -> bool:
         """True when one L{sync} makes every change on the queue's file system durable."""
         return self.mode == "syncfs"
 
-    def sync(self) -> None:
-        """syncfs(2) of the queue's file system (C{syncfs} mode only); OSError when it fails."""
-        fd = os.open(self.queuedir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            syncfs(fd)
-        finally:
+    def _descriptor(self) -> int:
+        if self._fd < 0:
+            self._fd = os.open(self.queuedir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        return self._fd
+
+    def sync(self, since: int | None = None) -> None:
+        """
+        syncfs(2) of the queue's file system (C{syncfs} mode only); OSError
+        when it fails, or when a write-back error was reported (to any
+        call) after the L{generation} C{since} that the caller sampled
+        before its first write.
+        """
+        with self._lock:
+            try:
+                syncfs(self._descriptor())
+            except OSError:
+                self.generation += 1
+                raise
+            if since is not None and since != self.generation:
+                raise OSError(errno.EIO, "a write-back error was reported on the queue's file system since this batch began")
+
+    def close(self) -> None:
+        with self._lock:
+            fd, self._fd = self._fd, -1
+        if fd >= 0:
             os.close(fd)
 
     @staticmethod
-    def available() -> str | None:
-        """None when syncfs(2) can be trusted here, else why not."""
+    def available(queuedir: str | None = None) -> str | None:
+        """None when syncfs(2) can be trusted for C{queuedir} (or on this system at all), else why not."""
         if not sys.platform.startswith("linux"):
             return "syncfs(2) is Linux only"
         try:
@@ -150,6 +211,21 @@ class QueueSync:
             return f"unrecognised kernel release {os.uname().release!r}"
         if (major, minor) < (5, 8):
             return "kernels before 5.8 do not report syncfs(2) write-back errors"
+        if queuedir is None:
+            return None
+        kind = filesystem_type(queuedir)
+        if kind not in SYNCFS_FILE_SYSTEMS:
+            return f"{queuedir} is on a file system of type {kind or 'unknown'}, not one of {', '.join(sorted(SYNCFS_FILE_SYSTEMS))}"
+        try:
+            device = os.stat(queuedir).st_dev
+            for entry in os.scandir(queuedir):
+                if entry.is_dir(follow_symlinks=True):
+                    paths = [entry.path] + [e.path for e in os.scandir(entry.path) if e.is_dir(follow_symlinks=True)]
+                    for path in paths:
+                        if os.stat(path).st_dev != device:
+                            return f"{path} is on another file system than {queuedir}"
+        except OSError as e:
+            return f"cannot look at {queuedir}: {e.strerror}"
         return None
 
     @classmethod
@@ -162,7 +238,7 @@ class QueueSync:
         if wanted not in SYNC_MODES:
             return cls(queuedir), f"control/queuesync: unknown mode {wanted!r}; using fsync"
         if wanted == "syncfs":
-            why_not = cls.available()
+            why_not = cls.available(queuedir)
             if why_not is not None:
                 return cls(queuedir), f"control/queuesync: syncfs unavailable ({why_not}); using fsync"
         return cls(queuedir, wanted), None

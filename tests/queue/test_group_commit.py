@@ -3,6 +3,7 @@ Group commit in pymta.queue.store: messages prepared meanwhile share one
 directory fsync, and no receipt fires before that fsync is done.
 """
 
+import ctypes
 import os
 import shutil
 import signal
@@ -382,7 +383,7 @@ class RecordingSync(QueueSync):
         self.calls = 0
         self.fail = fail
 
-    def sync(self) -> None:
+    def sync(self, since: int | None = None) -> None:
         self.calls += 1
         if self.fail(self.calls):
             raise OSError(5, "Input/output error")
@@ -450,3 +451,31 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
         m.commit("a@b.example", ["c@d.example"])  # prepare() fsyncs the files itself
         self.assertEqual(len(files_under(self.layout, "todo")), 1)
         self.assertEqual(sync.calls, 2)
+
+    def test_an_error_reported_to_another_call_fails_the_batch(self) -> None:
+        script = [0, 1, 0, 0, 0, 0]  # the 2nd syncfs call reports a write-back error, once
+
+        class ScriptedLibc:
+            @staticmethod
+            def syncfs(fd: int) -> int:
+                if script.pop(0):
+                    ctypes.set_errno(5)
+                    return -1
+                return 0
+
+        self.patch(syncing, "_libc", ScriptedLibc())
+        sync = QueueSync(self.layout.queuedir, "syncfs")
+        self.addCleanup(sync.close)
+        sink, pool = self.sink(sync)  # type: ignore[arg-type]
+        sync.sync()  # someone else's call, before our message: no error
+        results = self.finish(sink, 1)  # staged: written, not yet synced
+        self.assertRaises(OSError, sync.sync)  # another batch's call gets the error our data may have hit
+        pool.run_all()  # our batch's syncfs now says 0, but the error count moved since the message began
+        [failure] = results
+        self.assertIsInstance(failure, Failure)
+        self.assertFalse(failure.value.permanent)
+        for where in ("mess", "intd", "todo"):
+            self.assertEqual(files_under(self.layout, where), [])
+        later = self.finish(sink, 1)  # a message begun after the error commits normally
+        pool.run_all()
+        self.assertIsInstance(later[0], QueueReceipt)

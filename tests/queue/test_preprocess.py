@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ctypes
 import os
 
 from twisted.trial import unittest
@@ -10,6 +11,7 @@ from pymta.queue import preprocess, syncing
 from pymta.queue.envelope import Envelope
 from pymta.queue.preprocess import fsync_files, preprocess_batch
 from pymta.queue.spares import SparePool
+from pymta.queue.syncing import QueueSync
 from tests.queue.test_group_commit import RecordingSync
 from tests.queue.helpers import controls_from
 from tests.queue.test_scheduler import make_root, queue_message
@@ -209,3 +211,29 @@ class KnownButGoneTests(unittest.SynchronousTestCase):
         self.assertEqual((result.done, result.trouble, result.corrupt), ([], [], []))
         self.assertFalse(os.path.exists(layout.info(mid)))
         self.assertFalse(os.path.exists(layout.local(mid)))
+
+    def test_spares_settle_fails_after_an_error_reported_elsewhere(self) -> None:
+        script = [1, 0, 0]
+
+        class ScriptedLibc:
+            @staticmethod
+            def syncfs(fd: int) -> int:
+                if script.pop(0):
+                    ctypes.set_errno(5)
+                    return -1
+                return 0
+
+        self.patch(syncing, "_libc", ScriptedLibc())
+        _, layout = make_root(self)
+        sync = QueueSync(layout.queuedir, "syncfs")
+        self.addCleanup(sync.close)
+        pool = SparePool(layout, sync=sync)
+        path = os.path.join(layout.queuedir, "bounce", "1")
+        for expected_usable in (0, 1):
+            with open(path, "wb") as f:
+                f.write(b"old")
+            self.assertTrue(pool.keep(path))
+            if expected_usable == 0:
+                self.assertRaises(OSError, sync.sync)  # another caller gets the error
+            pool.settle(force=True)
+            self.assertEqual(pool.usable, expected_usable)

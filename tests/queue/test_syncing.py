@@ -49,10 +49,13 @@ class QueueSyncTests(unittest.SynchronousTestCase):
     """control/queuesync: an fsync per file and directory, or one syncfs(2) of the queue's file system."""
 
     def test_modes_from_the_control_file(self) -> None:
-        sync, warning = QueueSync.from_control("/q", None)
+        queuedir = self.mktemp()
+        os.makedirs(os.path.join(queuedir, "mess", "0"))
+        sync, warning = QueueSync.from_control(queuedir, None)
         self.assertEqual((sync.mode, sync.whole_fs, warning), ("fsync", False, None))
-        sync, warning = QueueSync.from_control("/q", ["  SyncFS "])
-        if QueueSync.available() is None:
+        sync, warning = QueueSync.from_control(queuedir, ["  SyncFS "])
+        self.addCleanup(sync.close)
+        if QueueSync.available(queuedir) is None:
             self.assertEqual((sync.mode, sync.whole_fs, warning), ("syncfs", True, None))
         else:
             self.assertEqual(sync.mode, "fsync")
@@ -92,3 +95,71 @@ class QueueSyncTests(unittest.SynchronousTestCase):
         with self.assertRaises(OSError) as caught:
             QueueSync(base, "syncfs").sync()
         self.assertEqual(caught.exception.errno, errno.EIO)
+
+
+class SyncfsErrorReportingTests(unittest.SynchronousTestCase):
+    """syncfs reports an error once: every batch that began before it must still fail."""
+
+    def setUp(self) -> None:
+        self.queuedir = self.mktemp()
+        os.makedirs(self.queuedir)
+        self.results: list[int] = []
+
+        class ScriptedLibc:
+            @staticmethod
+            def syncfs(fd: int) -> int:
+                if self.results.pop(0):
+                    ctypes.set_errno(errno.EIO)
+                    return -1
+                return 0
+
+        self.patch(syncing, "_libc", ScriptedLibc())
+
+    def test_an_error_reported_to_one_call_fails_every_batch_that_began_before(self) -> None:
+        sync = QueueSync(self.queuedir, "syncfs")
+        self.addCleanup(sync.close)
+        batch_a = batch_b = sync.generation  # both began writing
+        self.results = [1, 0, 0]
+        self.assertRaises(OSError, sync.sync, batch_a)  # the error, reported to batch A's call
+        with self.assertRaises(OSError) as caught:
+            sync.sync(batch_b)  # syncfs itself says 0 now: batch B must fail all the same
+        self.assertEqual(caught.exception.errno, errno.EIO)
+        batch_c = sync.generation  # began after the error
+        sync.sync(batch_c)
+        self.assertEqual(self.results, [])
+
+    def test_one_descriptor_opened_at_start(self) -> None:
+        sync = QueueSync(self.queuedir, "syncfs")
+        self.addCleanup(sync.close)
+        opened = sync._fd
+        self.assertGreaterEqual(opened, 0)
+        self.results = [0, 0]
+        sync.sync()
+        sync.sync(0)
+        self.assertEqual(sync._fd, opened)
+        self.assertEqual(QueueSync(self.queuedir)._fd, -1)  # fsync mode keeps nothing open
+
+
+class SyncfsAvailabilityTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        if QueueSync.available() is not None:
+            raise unittest.SkipTest(QueueSync.available())
+        self.queuedir = self.mktemp()
+        os.makedirs(os.path.join(self.queuedir, "mess", "0"))
+
+    def test_a_local_file_system_is_accepted(self) -> None:
+        self.assertEqual(QueueSync.available(self.queuedir), None)
+
+    def test_other_file_system_types_are_refused(self) -> None:
+        self.patch(syncing, "filesystem_type", lambda path: "fuse.sshfs")
+        self.assertIn("type fuse.sshfs", QueueSync.available(self.queuedir))
+        sync, warning = QueueSync.from_control(self.queuedir, ["syncfs"])
+        self.assertEqual(sync.mode, "fsync")
+        self.assertIn("syncfs unavailable", warning)
+
+    def test_a_queue_directory_on_another_file_system_is_refused(self) -> None:
+        elsewhere = "/dev/shm" if os.path.isdir("/dev/shm") else "/proc"
+        if os.stat(elsewhere).st_dev == os.stat(self.queuedir).st_dev:
+            raise unittest.SkipTest(f"{elsewhere} is on the same file system")
+        os.symlink(elsewhere, os.path.join(self.queuedir, "mess", "1"))
+        self.assertIn("is on another file system", QueueSync.available(self.queuedir))
