@@ -310,6 +310,8 @@ class Scheduler(Service):
         #: messages committed in this process and not preprocessed yet: their envelope and
         #: size, so preprocessing need not read them back (L{preprocess_batch}'s C{known})
         self._fresh: dict[int, tuple[Envelope, int]] = {}
+        #: ids waiting for a retry after a failure of the moment (preprocessing, removal)
+        self._retrying: set[int] = set()
         #: the batch being preprocessed in the thread pool
         self._preprocessing_ids: set[int] = set()
         #: first attempts: waiting per channel, and every one by message id until it is settled
@@ -384,6 +386,7 @@ class Scheduler(Service):
         self._done_queue.clear()
         self._todo.clear()
         self._fresh.clear()
+        self._retrying.clear()
         self._preprocessing = False
         self._owner = queue_owner(self.layout)
         if self.cleaner is not None:
@@ -591,6 +594,7 @@ class Scheduler(Service):
             or message_id in self._preprocessing_ids
             or message_id in self._finishing
             or message_id in self._done_queue
+            or message_id in self._retrying
             or any((message_id, c) in self._jobs for c in CHANNELS)
         )
 
@@ -672,7 +676,7 @@ class Scheduler(Service):
             if isinstance(result, Failure):
                 self.log.alert(f"preprocessing failed: {result.getErrorMessage()}; will try again later")
                 for message_id in batch:
-                    self._call_later(SYSFAIL_DELAY, self.notify, message_id)
+                    self._retry_notify(message_id)
             else:
                 self._guard("preprocessing results", self._apply_batch, result, False, batch)
             self._kick()
@@ -704,7 +708,7 @@ class Scheduler(Service):
             self._quarantine(message_id, reason)
         for message_id, reason in result.trouble:
             self.log.warning(f"trouble with todo/{message_id}: {reason}; will try again later")
-            self._call_later(SYSFAIL_DELAY, self.notify, message_id)
+            self._retry_notify(message_id)
         now = self.now()
         for item in result.done:
             if not logged:
@@ -1308,11 +1312,22 @@ class Scheduler(Service):
 
     def _retry_done(self, message_id: int) -> None:
         if not self.exiting:
+            self._retrying.add(message_id)
             self._call_later(SYSFAIL_DELAY, self._queue_done, message_id)
 
     def _queue_done(self, message_id: int) -> None:
+        self._retrying.discard(message_id)
         self._done_queue.append(message_id)
         self._kick()
+
+    def _retry_notify(self, message_id: int) -> None:
+        """Pick C{message_id} up again after L{SYSFAIL_DELAY} (a preprocessing that failed for now)."""
+        self._retrying.add(message_id)
+        self._call_later(SYSFAIL_DELAY, self._notify_again, message_id)
+
+    def _notify_again(self, message_id: int) -> None:
+        self._retrying.discard(message_id)
+        self.notify(message_id)
 
     def _remove_message(self, message_id: int, recyclable: bool = False) -> None:
         layout = self.layout

@@ -77,9 +77,11 @@ class SparePool:
         self.limit = limit
         #: how L{settle} makes removals durable: an fsync per directory (None), or the queue's syncfs
         self.sync = sync
-        #: syncfs mode: the queue's sync error count after the last settle, when every earlier
-        #: removal was durable; an error reported since fails the next settle (L{QueueSync.sync})
-        self._settled_generation = sync.generation if sync is not None else 0
+        #: syncfs mode: the queue's sync error count when the pool began.  A spare depends on
+        #: removals that may lie far back (a message file on the removal of its todo/ at
+        #: preprocessing), so once any write-back error has been reported, no settle succeeds
+        #: again and every spare is deleted instead of reused (until pymta-send restarts)
+        self._since = sync.generation if sync is not None else 0
         #: message files: a spare always comes back under the name it left (its inode number is the
         #: message id, hence C{mess/N/ID} again), so if a crash undid its removal, the old name would
         #: only name the new message's file; its own directory need not be fsynced before reuse
@@ -156,18 +158,14 @@ class SparePool:
             if not force and len(self._names) >= SETTLE_LOW_WATER and len(self._pending) < SETTLE_BATCH:
                 return
             pending, self._pending = self._pending, []
-            since = self._settled_generation
         if not pending:
             return
         dirs = sorted({d for _, ds in pending for d in ds})
         if self.sync is not None and self.sync.whole_fs:
             try:
-                self.sync.sync(since)
+                self.sync.sync(self._since)
             except OSError:
                 failed = set(dirs)
-                with self._lock:
-                    # these spares are deleted below: later ones start from the error count now
-                    self._settled_generation = max(self._settled_generation, self.sync.generation)
             else:
                 failed = set()
         else:

@@ -164,9 +164,9 @@ class QueueSync:
         self._fd = -1
         if self.whole_fs:
             try:
-                self._descriptor()
+                self._fd = os.open(queuedir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
             except OSError:
-                pass  # no queue yet (tests): opened by the first sync
+                pass  # opened by the first sync, which then counts as an error (see _descriptor)
 
     @property
     def whole_fs(self) -> bool:
@@ -174,8 +174,12 @@ class QueueSync:
         return self.mode == "syncfs"
 
     def _descriptor(self) -> int:
+        """The descriptor syncfs goes through (call with the lock held)."""
         if self._fd < 0:
             self._fd = os.open(self.queuedir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+            # opened late: an error reported before now (to anyone) will not be reported to it,
+            # so every batch that began before fails, as if that error had been reported here
+            self.generation += 1
         return self._fd
 
     def sync(self, since: int | None = None) -> None:
@@ -241,4 +245,8 @@ class QueueSync:
             why_not = cls.available(queuedir)
             if why_not is not None:
                 return cls(queuedir), f"control/queuesync: syncfs unavailable ({why_not}); using fsync"
+            sync = cls(queuedir, wanted)
+            if sync._fd < 0:
+                return cls(queuedir), f"control/queuesync: cannot open {queuedir} for syncfs; using fsync"
+            return sync, None
         return cls(queuedir, wanted), None

@@ -409,6 +409,17 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(s._fresh, {})
         self.assertEqual(self.queue_files(), [])
 
+    def test_a_message_waiting_for_a_retry_is_not_fresh(self) -> None:
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
+        s._retry_notify(mid)  # as after a preprocessing that failed for now
+        s.notify(mid, envelope, size)  # a late notification of its commit
+        self.clock.advance(0)
+        self.assertEqual((s._fresh, s.stats["first_attempts"]), ({}, 0))
+        self.clock.advance(scheduler_module.SYSFAIL_DELAY)
+        self.assertEqual(self.local.recipients().count("bob@mail.example"), 1)
+        self.assertEqual(s._retrying, set())
+
     def test_a_message_found_by_a_scan_is_read_from_disk(self) -> None:
         seen = self.record_known()
         s = self.start()

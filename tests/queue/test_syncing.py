@@ -163,3 +163,23 @@ class SyncfsAvailabilityTests(unittest.SynchronousTestCase):
             raise unittest.SkipTest(f"{elsewhere} is on the same file system")
         os.symlink(elsewhere, os.path.join(self.queuedir, "mess", "1"))
         self.assertIn("is on another file system", QueueSync.available(self.queuedir))
+
+
+class LateDescriptorTests(unittest.SynchronousTestCase):
+    def test_a_descriptor_opened_late_counts_as_an_error(self) -> None:
+        if QueueSync.available() is not None:
+            raise unittest.SkipTest(QueueSync.available())
+        queuedir = self.mktemp()
+        sync = QueueSync(queuedir, "syncfs")  # nothing to open yet
+        self.addCleanup(sync.close)
+        before = sync.generation
+        os.makedirs(queuedir)
+        # errors reported before the open would never reach this descriptor: batches begun before fail
+        self.assertRaises(OSError, sync.sync, before)
+        sync.sync(sync.generation)
+
+    def test_from_control_falls_back_when_the_queue_cannot_be_opened(self) -> None:
+        self.patch(QueueSync, "available", staticmethod(lambda queuedir=None: None))
+        sync, warning = QueueSync.from_control(self.mktemp(), ["syncfs"])
+        self.assertEqual(sync.mode, "fsync")
+        self.assertIn("cannot open", warning)
