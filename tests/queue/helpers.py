@@ -17,3 +17,26 @@ def controls_from(testcase: unittest.SynchronousTestCase, **files: str) -> Contr
         with open(os.path.join(root, "control", name), "w") as f:
             f.write(text)
     return load_controls(root)
+
+
+def script_syncfs(testcase: unittest.SynchronousTestCase, script: list[int]) -> list[int]:
+    """
+    Make pymta.queue.syncing's syncfs(2) follow C{script}: each call pops
+    the next entry and fails with EIO when it is true.  Returns the list
+    (the test may extend it).
+    """
+    import ctypes
+    import errno
+
+    from pymta.queue import syncing
+
+    class ScriptedLibc:
+        @staticmethod
+        def syncfs(fd: int) -> int:
+            if script.pop(0):
+                ctypes.set_errno(errno.EIO)
+                return -1
+            return 0
+
+    testcase.patch(syncing, "_libc", ScriptedLibc())
+    return script

@@ -3,7 +3,6 @@ Group commit in pymta.queue.store: messages prepared meanwhile share one
 directory fsync, and no receipt fires before that fsync is done.
 """
 
-import ctypes
 import os
 import shutil
 import signal
@@ -25,6 +24,7 @@ from pymta.queue.inject import inject_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import PAUSE_ENV, Queue, QueueSink, commit_prepared
 from pymta.queue.syncing import QueueSync
+from tests.queue.helpers import script_syncfs
 from tests.queue.test_store import ImmediateReactor, files_under, make_layout
 
 
@@ -453,17 +453,7 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
         self.assertEqual(sync.calls, 2)
 
     def test_an_error_reported_to_another_call_fails_the_batch(self) -> None:
-        script = [0, 1, 0, 0, 0, 0]  # the 2nd syncfs call reports a write-back error, once
-
-        class ScriptedLibc:
-            @staticmethod
-            def syncfs(fd: int) -> int:
-                if script.pop(0):
-                    ctypes.set_errno(5)
-                    return -1
-                return 0
-
-        self.patch(syncing, "_libc", ScriptedLibc())
+        script_syncfs(self, [0, 1, 0, 0, 0, 0])  # the 2nd syncfs call reports a write-back error, once
         sync = QueueSync(self.layout.queuedir, "syncfs")
         self.addCleanup(sync.close)
         sink, pool = self.sink(sync)  # type: ignore[arg-type]

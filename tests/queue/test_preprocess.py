@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ctypes
 import os
 
 from twisted.trial import unittest
@@ -13,7 +12,7 @@ from pymta.queue.preprocess import fsync_files, preprocess_batch
 from pymta.queue.spares import SparePool
 from pymta.queue.syncing import QueueSync
 from tests.queue.test_group_commit import RecordingSync
-from tests.queue.helpers import controls_from
+from tests.queue.helpers import controls_from, script_syncfs
 from tests.queue.test_scheduler import make_root, queue_message
 
 
@@ -213,17 +212,7 @@ class KnownButGoneTests(unittest.SynchronousTestCase):
         self.assertFalse(os.path.exists(layout.local(mid)))
 
     def test_no_spare_is_reused_after_a_write_back_error(self) -> None:
-        script = [0, 1, 0, 0, 0]
-
-        class ScriptedLibc:
-            @staticmethod
-            def syncfs(fd: int) -> int:
-                if script.pop(0):
-                    ctypes.set_errno(5)
-                    return -1
-                return 0
-
-        self.patch(syncing, "_libc", ScriptedLibc())
+        script_syncfs(self, [0, 1, 0, 0, 0])
         _, layout = make_root(self)
         sync = QueueSync(layout.queuedir, "syncfs")
         self.addCleanup(sync.close)

@@ -9,6 +9,7 @@ from twisted.trial import unittest
 
 from pymta.queue import syncing
 from pymta.queue.syncing import QueueSync, fsync_all, run_parallel
+from tests.queue.helpers import script_syncfs
 
 
 class RunParallelTests(unittest.SynchronousTestCase):
@@ -103,23 +104,13 @@ class SyncfsErrorReportingTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.queuedir = self.mktemp()
         os.makedirs(self.queuedir)
-        self.results: list[int] = []
-
-        class ScriptedLibc:
-            @staticmethod
-            def syncfs(fd: int) -> int:
-                if self.results.pop(0):
-                    ctypes.set_errno(errno.EIO)
-                    return -1
-                return 0
-
-        self.patch(syncing, "_libc", ScriptedLibc())
+        self.results: list[int] = script_syncfs(self, [])
 
     def test_an_error_reported_to_one_call_fails_every_batch_that_began_before(self) -> None:
         sync = QueueSync(self.queuedir, "syncfs")
         self.addCleanup(sync.close)
         batch_a = batch_b = sync.generation  # both began writing
-        self.results = [1, 0, 0]
+        self.results[:] = [1, 0, 0]
         self.assertRaises(OSError, sync.sync, batch_a)  # the error, reported to batch A's call
         with self.assertRaises(OSError) as caught:
             sync.sync(batch_b)  # syncfs itself says 0 now: batch B must fail all the same
@@ -133,7 +124,7 @@ class SyncfsErrorReportingTests(unittest.SynchronousTestCase):
         self.addCleanup(sync.close)
         opened = sync._fd
         self.assertGreaterEqual(opened, 0)
-        self.results = [0, 0]
+        self.results[:] = [0, 0]
         sync.sync()
         sync.sync(0)
         self.assertEqual(sync._fd, opened)
