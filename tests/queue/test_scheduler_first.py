@@ -44,13 +44,17 @@ class FilesAtDelivery(RecordingChannel):
         return super().deliver(job)
 
 
-class FirstAttemptTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+class FirstAttemptMixin(SchedulerTestMixin):
+    """A scheduler test that commits messages and notifies the scheduler as the queue writer does."""
+
     def notify(self, s: Scheduler, sender: str, recipients: Sequence[str]) -> int:
         mid, envelope, size = commit(self.layout, sender, recipients)
         s.notify(mid, envelope, size)
         self.clock.advance(0)
         return mid
 
+
+class FirstAttemptTests(FirstAttemptMixin, unittest.SynchronousTestCase):
     def test_success_never_writes_info_or_channel_files(self) -> None:
         self.local = FilesAtDelivery(self)
         s = self.start()
@@ -260,7 +264,7 @@ class FirstAttemptTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertFalse(os.path.exists(self.layout.todo(mid)))
 
 
-class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.SynchronousTestCase):
+class FinishedResultsAreCheckpointedAtOnce(FirstAttemptMixin, unittest.SynchronousTestCase):
     """A first attempt's finished deliveries reach the disk before anything else happens (review findings)."""
 
     def attempt(self, s: Scheduler, recipients: Sequence[str]) -> tuple[int, defer.Deferred]:
@@ -309,9 +313,7 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
     def test_status_line_follows_the_result_as_in_qmail(self) -> None:
         s = self.start()
         del self.events[:]
-        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
-        s.notify(mid, envelope, size)
-        self.clock.advance(0)
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
         lines = self.lines()
         done = lines.index("delivery 1: success: did_1+0+0/")
         self.assertEqual(lines[done + 1:done + 3], ["status: local 0/10 remote 0/20", f"end msg {mid}"])
@@ -332,9 +334,7 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
     def test_waiting_attempts_go_the_usual_way_after_a_reload(self) -> None:
         s = self.start()
         s.pause()
-        mid, envelope, size = commit(self.layout, "a@mail.example", ["u1@far.example"])
-        s.notify(mid, envelope, size)
-        self.clock.advance(0)
+        mid = self.notify(s, "a@mail.example", ["u1@far.example"])
         write_control(self.root, "locals", "mail.example\nfar.example\n")
         s.reload()
         s.cont()
@@ -347,9 +347,7 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
     def test_a_vanished_todo_leaves_the_files_alone(self) -> None:
         self.local = RecordingChannel(hold=True)
         s = self.start()
-        mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
-        s.notify(mid, envelope, size)
-        self.clock.advance(0)
+        mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
         os.unlink(self.layout.todo(mid))
         self.local.release()
         self.clock.advance(0)
@@ -360,9 +358,7 @@ class FinishedResultsAreCheckpointedAtOnce(SchedulerTestMixin, unittest.Synchron
     def test_a_failure_during_a_clean_stop_is_recorded(self) -> None:
         self.local = RecordingChannel(hold=True)
         s = self.start()
-        mid, envelope, size = commit(self.layout, "a@other.example", ["nobody@mail.example"])
-        s.notify(mid, envelope, size)
-        self.clock.advance(0)
+        mid = self.notify(s, "a@other.example", ["nobody@mail.example"])
         stopped = s.stopService()
         self.local.release("D", "no mailbox here\n")
         self.clock.advance(0)
