@@ -18,11 +18,10 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from pymta.control import Controls
-from pymta.fsutil import fsync_dir
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import SYNC_THREADS, QueueSync, fsync_all, run_parallel
+from pymta.queue.syncing import SYNC_THREADS, QueueSync, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
 __all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
@@ -177,8 +176,10 @@ def preprocess_batch(
     C{sync} (default: an fsync per file and directory) may instead make
     the batch durable with one syncfs of the queue's file system.
     """
-    whole_fs = sync is not None and sync.whole_fs
-    since = sync.generation if whole_fs else None  # before the batch's first write (see QueueSync)
+    if sync is None:
+        sync = QueueSync(layout.queuedir)
+    whole_fs = sync.whole_fs
+    since = sync.generation  # before the batch's first write (see QueueSync)
     result = BatchResult()
     written: list[tuple[Preprocessed, list[int]]] = []
     dirs: set[str] = set()
@@ -237,35 +238,25 @@ def preprocess_batch(
         written.append((Preprocessed(message_id, envelope, size, counts), fds))
     synced: list[Preprocessed] = []
     if whole_fs:
-        # one syncfs: every new file and the directories holding them
-        try:
-            if written:
-                sync.sync(since)
-        except OSError as e:
-            result.trouble.extend((item.message_id, f"syncfs: {e.strerror}") for item, _ in written)
-        else:
-            synced = [item for item, _ in written]
-        finally:
-            for _, fds in written:
-                for fd in fds:
-                    os.close(fd)
-        if not synced:
-            return result
+        # the directories' syncfs below makes the new files durable too
+        for item, fds in written:
+            for fd in fds:
+                os.close(fd)
+            synced.append(item)
     else:
         for (item, _), error in zip(written, fsync_files([fds for _, fds in written])):
             if error is None:
                 synced.append(item)
             else:
                 result.trouble.append((item.message_id, f"fsync: {error.strerror}"))
-        if not synced:
-            return result
-        try:
-            errors = [e for e in fsync_all(sorted(dirs)) if e is not None]
-            if errors:
-                raise errors[0]
-        except OSError as e:
-            result.trouble.extend((item.message_id, f"fsync of {e.filename}: {e.strerror}") for item in synced)
-            return result
+    if not synced:
+        return result
+    errors = [e for e in sync.directories(sorted(dirs), since) if e is not None]
+    if errors:
+        e = errors[0]
+        reason = f"syncfs: {e.strerror}" if whole_fs else f"fsync of {e.filename}: {e.strerror}"
+        result.trouble.extend((item.message_id, reason) for item in synced)
+        return result
     for item in synced:
         try:
             _remove_envelope(layout, item.message_id, spares)
@@ -275,13 +266,8 @@ def preprocess_batch(
             result.trouble.append((item.message_id, f"unable to unlink todo/{item.message_id}: {e.strerror}"))
             continue
         result.done.append(item)
-    try:
-        if whole_fs:
-            sync.sync(since)
-        else:
-            fsync_dir(layout.dir("todo"))
-    except OSError:
-        pass
+    # errors ignored (as ever): at worst a crash brings todo/ID back and the message is preprocessed again
+    sync.directories([layout.dir("todo")], since)
     if spares is not None:
         spares.settle()
     return result

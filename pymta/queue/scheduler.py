@@ -586,7 +586,7 @@ class Scheduler(Service):
         self._kick()
 
     def _known_elsewhere(self, message_id: int) -> bool:
-        """Whether the scheduler already handles C{message_id} in some way (waiting, preprocessing, delivering, finishing)."""
+        """Whether the scheduler handles C{message_id} already (waiting, preprocessing, delivering, finishing)."""
         return (
             message_id in self._first
             or message_id in self._first_outcomes

@@ -47,7 +47,7 @@ from collections import deque
 
 from pymta.fsutil import write_all
 from pymta.queue.layout import QueueLayout
-from pymta.queue.syncing import QueueSync, fsync_each
+from pymta.queue.syncing import QueueSync
 
 __all__ = ["SparePool", "SPARE_PREFIX", "create_file", "fill_file"]
 
@@ -75,13 +75,13 @@ class SparePool:
     ) -> None:
         self.layout = layout
         self.limit = limit
-        #: how L{settle} makes removals durable: an fsync per directory (None), or the queue's syncfs
-        self.sync = sync
+        #: how L{settle} makes removals durable: an fsync per directory (the default), or the queue's syncfs
+        self.sync = sync if sync is not None else QueueSync(layout.queuedir)
         #: syncfs mode: the queue's sync error count when the pool began.  A spare depends on
         #: removals that may lie far back (a message file on the removal of its todo/ at
         #: preprocessing), so once any write-back error has been reported, no settle succeeds
         #: again and every spare is deleted instead of reused (until pymta-send restarts)
-        self._since = sync.generation if sync is not None else 0
+        self._since = self.sync.generation
         #: message files: a spare always comes back under the name it left (its inode number is the
         #: message id, hence C{mess/N/ID} again), so if a crash undid its removal, the old name would
         #: only name the new message's file; its own directory need not be fsynced before reuse
@@ -161,15 +161,8 @@ class SparePool:
         if not pending:
             return
         dirs = sorted({d for _, ds in pending for d in ds})
-        if self.sync is not None and self.sync.whole_fs:
-            try:
-                self.sync.sync(self._since)
-            except OSError:
-                failed = set(dirs)
-            else:
-                failed = set()
-        else:
-            failed = {d for d, error in zip(dirs, fsync_each(dirs)) if error is not None}
+        errors = self.sync.directories(dirs, self._since, parallel=False)
+        failed = {d for d, error in zip(dirs, errors) if error is not None}
         usable = []
         for spare, spare_dirs in pending:
             if failed.intersection(spare_dirs):

@@ -64,7 +64,6 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pymta.address import qmail_date
-from pymta.fsutil import fsync_dir
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import Envelope, check_envelope, encode_todo
 from pymta.queue.errors import (
@@ -78,7 +77,7 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import QueueSync, fsync_all, fsync_each
+from pymta.queue.syncing import QueueSync, fsync_each
 
 __all__ = [
     "STEPS",
@@ -490,32 +489,26 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
 
     # a write-back error reported since the oldest message of the batch began fails the batch
     since = min((messages[i]._sync_generation for i in live), default=0)
-    if whole_fs:
-        # one syncfs: the data, envelopes and mess/N entries of the batch, before any todo/ link can be seen
-        _pause("syncfs")
-        try:
-            sync.sync(since)
-        except OSError as e:
-            live = fail(live, _write_failure(e, "syncfs of the queue"), remove=True)
-        for i in list(live):
-            if not messages[i]._prepared:
-                try:
-                    messages[i].make_durable(fsync=False)
-                except QueueFailure as e:
-                    fail([i], e, remove=True)
-                    live.remove(i)
-    else:
-        # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
-        mess_dirs: dict[str, list[int]] = {}
-        for i in live:
-            mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
-        synced: list[int] = []
-        for (directory, indexes), error in zip(mess_dirs.items(), fsync_all(list(mess_dirs))):
-            if error is None:
-                synced += indexes
-            else:
-                fail(indexes, _write_failure(error, f"fsync {directory}"), remove=True)
-        live = sorted(synced)
+    # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
+    # (syncfs mode: one syncfs, covering the staged data and envelopes too)
+    mess_dirs: dict[str, list[int]] = {}
+    for i in live:
+        mess_dirs.setdefault(os.path.dirname(messages[i].mess_path), []).append(i)
+    synced: list[int] = []
+    for (directory, indexes), error in zip(mess_dirs.items(), sync.directories(list(mess_dirs), since)):
+        if error is None:
+            synced += indexes
+        else:
+            what = "syncfs of the queue" if whole_fs else f"fsync {directory}"
+            fail(indexes, _write_failure(error, what), remove=True)
+    live = sorted(synced)
+    for i in list(live):
+        if not messages[i]._prepared:  # staged: the syncfs made it durable
+            try:
+                messages[i].make_durable(fsync=False)
+            except QueueFailure as e:
+                fail([i], e, remove=True)
+                live.remove(i)
     _pause("link_todo")
     linked: list[int] = []
     for i in live:
@@ -531,16 +524,12 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
         linked.append(i)
     if linked:
         _pause("fsync_todo")
-        try:
-            if whole_fs:
-                sync.sync(since)
-            else:
-                fsync_dir(layout.dir("todo"))
-        except OSError as e:
+        [error] = sync.directories([layout.dir("todo")], since)
+        if error is not None:
             # Visible but not durable: the scheduler may deliver them, so they
             # are left in place; the callers are told to retry (a possible
             # duplicate, never a loss).
-            linked = fail(linked, _write_failure(e, "fsync todo/"), remove=False)
+            linked = fail(linked, _write_failure(error, "fsync todo/"), remove=False)
         for i in linked:
             messages[i]._unlock()
         if linked:

@@ -198,6 +198,24 @@ class QueueSync:
             if since is not None and since != self.generation:
                 raise OSError(errno.EIO, "a write-back error was reported on the queue's file system since this batch began")
 
+    def directories(self, dirs: list[str], since: int | None = None, parallel: bool = True) -> list[OSError | None]:
+        """
+        Make the entries of C{dirs} durable; the OSError of each, or None.
+        C{fsync} mode: every directory fsynced, at once (or one after the
+        other unless C{parallel}).  C{syncfs} mode: one L{sync} (C{since}
+        as there), which also covers every file written before; its error,
+        if any, is every directory's.
+        """
+        if not dirs:
+            return []
+        if not self.whole_fs:
+            return (fsync_all if parallel else fsync_each)(dirs)
+        try:
+            self.sync(since)
+        except OSError as e:
+            return [e] * len(dirs)
+        return [None] * len(dirs)
+
     def close(self) -> None:
         with self._lock:
             fd, self._fd = self._fd, -1

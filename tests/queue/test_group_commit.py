@@ -52,12 +52,12 @@ class ManualThreadPool:
 
 
 class FsyncRecorder:
-    """Replaces fsync_dir in the writer and its parallel fsyncs: records the directories, optionally fails for one."""
+    """Replaces fsync_dir in pymta.queue.syncing (every directory fsync goes there); optionally fails for one."""
 
     def __init__(self, testcase, fail_for: str | None = None) -> None:
         self.dirs: list[str] = []
         self.fail_for = fail_for
-        real = store.fsync_dir
+        real = syncing.fsync_dir
 
         def fsync_dir(path: str) -> None:
             self.dirs.append(os.path.basename(path))
@@ -65,7 +65,6 @@ class FsyncRecorder:
                 raise OSError(5, "Input/output error", path)
             real(path)
 
-        testcase.patch(store, "fsync_dir", fsync_dir)
         testcase.patch(syncing, "fsync_dir", fsync_dir)
 
 
@@ -397,7 +396,6 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
         self.layout = make_layout(self)
         self.fsyncs: list = []
         self.patch(syncing, "_sync", lambda target: self.fsyncs.append(target))
-        self.patch(store, "fsync_dir", lambda path: self.fsyncs.append(path))
 
     def sink(self, sync: RecordingSync) -> tuple[QueueSink, ManualThreadPool]:
         pool = ManualThreadPool()

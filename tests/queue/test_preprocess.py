@@ -126,7 +126,6 @@ class WholeFileSystemSyncTests(unittest.SynchronousTestCase):
         self.controls = controls_from(self, me="mail.example\n")
         self.fsyncs: list = []
         self.patch(preprocess.os, "fsync", lambda fd: self.fsyncs.append(fd))
-        self.patch(preprocess, "fsync_dir", lambda path: self.fsyncs.append(path))
         self.patch(syncing, "_sync", lambda target: self.fsyncs.append(target))
 
     def test_batch_synced_by_syncfs(self) -> None:

@@ -13,6 +13,7 @@ from pymta.queue.cleaner import clean_queue
 from pymta.queue.preprocess import preprocess_batch
 from pymta.queue.scheduler import QmailLog, Scheduler
 from pymta.queue import spares as spares_module
+from pymta.queue import syncing
 from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file, fill_file
 from pymta.queue.store import Queue
 from tests.queue.helpers import controls_from
@@ -135,7 +136,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
             synced.extend(os.path.basename(d) for d in dirs)
             return [OSError(5, "EIO") if d.endswith("bad") else None for d in dirs]
 
-        self.patch(spares_module, "fsync_each", fsync_each)
+        self.patch(syncing, "fsync_each", fsync_each)
         good = os.path.join(self.scratch, "1")
         write_file(good, b"x")
         bad_dir = os.path.join(self.layout.queuedir, "bad")
@@ -156,7 +157,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
             synced.extend(os.path.basename(d) for d in dirs)
             return [None for _ in dirs]
 
-        self.patch(spares_module, "fsync_each", fsync_each)
+        self.patch(syncing, "fsync_each", fsync_each)
         pool = SparePool(self.layout, same_name=True)
         kept = os.path.join(self.scratch, "1")
         write_file(kept, b"x")
