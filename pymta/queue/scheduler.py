@@ -576,13 +576,15 @@ class Scheduler(Service):
         """
         if self.exiting:
             return
-        if envelope is not None and not self._known_elsewhere(message_id):
-            # committed just now and nowhere else in the scheduler (a todo/ scan may have raced
-            # the commit's notification and be handling this id already: then it is not fresh)
-            self._fresh[message_id] = (envelope, size)
-        if envelope is None or not self._guard(f"first attempt of msg {message_id}", self._plan_first, message_id,
-                                                envelope, size):
+        if envelope is None or self._known_elsewhere(message_id):
+            # a message id can come back (recycled inodes): never two lives of one id at once; and a
+            # todo/ scan may have raced the commit's notification and handle this message already
             self._todo.add(message_id)
+        else:
+            # committed just now and nowhere else in the scheduler
+            self._fresh[message_id] = (envelope, size)
+            if not self._guard(f"first attempt of msg {message_id}", self._plan_first, message_id, envelope, size):
+                self._todo.add(message_id)
         self._kick()
 
     def _known_elsewhere(self, message_id: int) -> bool:
@@ -599,13 +601,12 @@ class Scheduler(Service):
         )
 
     def _plan_first(self, message_id: int, envelope: Envelope, size: int) -> None:
-        """Queue a first attempt from memory, or raise L{_NotFirst} when the message must go the usual way."""
-        if (
-            len(self._first) >= FIRST_ATTEMPT_BACKLOG
-            or self._known_elsewhere(message_id)
-            or not envelope.recipients
-        ):
-            # a message id can come back (recycled inodes): never two lives of one id at once
+        """
+        Queue a first attempt from memory for a message the scheduler knows
+        nowhere else (L{notify} checks), or raise L{_NotFirst} when it must
+        go the usual way.
+        """
+        if len(self._first) >= FIRST_ATTEMPT_BACKLOG or not envelope.recipients:
             raise _NotFirst()
         controls = self.controls.current
         routes = [route_recipient(r, controls) for r in envelope.recipients]
