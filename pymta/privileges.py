@@ -19,9 +19,11 @@ warning in the log, because there is no account to become.
 from __future__ import annotations
 
 import os
+from typing import Any
 
 from twisted.application.service import MultiService
-from twisted.logger import Logger
+from twisted.logger import ILogObserver, Logger
+from twisted.python.components import Componentized
 
 __all__ = ["RootDroppingService", "drop_root", "mail_account", "PrivilegeError"]
 
@@ -65,11 +67,25 @@ def drop_root(root: str) -> tuple[int, int] | None:
 
 
 class RootDroppingService(MultiService):
-    """A MultiService whose children start privileged as root and run as the queue's owner."""
+    """
+    A MultiService whose children start privileged as root and run as the
+    queue's owner.
 
-    def __init__(self, root: str) -> None:
+    C{log_observer}, when given, becomes the C{ILogObserver} component of the
+    twistd application this service joins (unless the application already
+    has one); twistd then logs through it (see L{pymta.twistdlog}).
+    """
+
+    def __init__(self, root: str, log_observer: ILogObserver | None = None) -> None:
         super().__init__()
         self.root = root
+        self.log_observer = log_observer
+
+    def setServiceParent(self, parent: Any) -> None:
+        if self.log_observer is not None and isinstance(parent, Componentized):
+            if parent.getComponent(ILogObserver, None) is None:
+                parent.setComponent(ILogObserver, self.log_observer)
+        super().setServiceParent(parent)
 
     def startService(self) -> None:
         try:

@@ -34,6 +34,13 @@ def names(service: IService) -> list[str]:
     return [child.name or type(child).__name__ for child in IServiceCollection(service)]
 
 
+def options_for(root: str) -> tap.Options:
+    """Options for C{twistd pymta} parsed on their own (not as a twistd subcommand)."""
+    options = tap.Options()
+    options.parseOptions(["--root", root, "--pop3", "tcp:0:interface=127.0.0.1", "--no-delivery"])
+    return options
+
+
 class OptionsTests(unittest.SynchronousTestCase):
     def test_requires_a_listener(self) -> None:
         root = make_root(self)
@@ -73,6 +80,24 @@ class OptionsTests(unittest.SynchronousTestCase):
         children = list(IServiceCollection(service))
         self.assertEqual(len(children), 3)
         self.assertEqual(children[0].name, "pymta-send")
+
+    def test_every_plugin_under_twistd_logs_through_the_fast_observer(self) -> None:
+        """Run as a twistd subcommand, each plugin gives twistd pymta's observer for C{--nodaemon}."""
+        from twisted.scripts.twistd import ServerOptions
+
+        from pymta.twistdlog import ClassicLogFormat
+
+        root = make_root(self)
+        for argv in (["pymta", "--root", root, "--smtp", "tcp:0:interface=127.0.0.1", "--no-delivery"],
+                     ["pymta-send", "--root", root, "--no-delivery"],
+                     ["pymta-smtpd", "--root", root, "--listen", "tcp:0:interface=127.0.0.1"],
+                     ["pymta-pop3d", "--root", root, "--listen", "tcp:0:interface=127.0.0.1"]):
+            with self.subTest(plugin=argv[0]):
+                config = ServerOptions()
+                config.parseOptions(["--nodaemon"] + argv)
+                service = config.loadedPlugins[config.subCommand].makeService(config.subOptions)
+                self.assertIsInstance(service.log_observer.formatEvent, ClassicLogFormat)
+                self.assertIsNone(tap.makeService(options_for(root)).log_observer)
 
     def test_reload_reaches_smtpd_and_pop3d(self) -> None:
         """A control reload (SIGHUP) refreshes smtpd's access rules."""
