@@ -148,6 +148,8 @@ def main() -> int:
                 cmd.append("--gil")
             if args.idle:
                 cmd.append("--idle")
+            if "spawner" in label:
+                cmd.append("--subprocesses")  # the delivery children are forked after the spy attaches
             if args.strace:
                 out = os.path.join(base, f"{label}.{pid}.strace")
                 cmd = ["strace", "-f", "-T", "-qq", "-y", "-e", os.environ.get("PYMTA_STRACE_CALLS", "trace=openat,fsync,unlink,link,rename,ftruncate"), "-o", out, "-p", str(pid)]
