@@ -20,6 +20,10 @@ under a new message.  It is reused only once the removal of every other
 name of the old message (todo, intd, info, channel files) is durable; the
 removal from C{mess/N} itself need not be, since a crash could bring back
 only that same name.  Messages that had a bounce file are not recycled.
+That pool hands its files out one C{mess/N} at a time (the directory of the
+previous one while it has any), so the messages committed together mostly
+share one C{mess/N} and the group commit fsyncs one directory instead of
+one per message.
 
 Safety:
  - a spare is taken under an exclusive C{flock} and only when it has no
@@ -61,10 +65,16 @@ _PROCESS_TOKEN = secrets.token_hex(4)
 #: spares kept at most (tiny files: a few MB of disk at most)
 DEFAULT_LIMIT = 2048
 
-#: L{SparePool.settle} fsyncs only when fewer spares than this are usable ...
+#: L{SparePool.settle} fsyncs only when fewer spares than this are usable (and at least
+#: L{SETTLE_MIN} wait) ...
 SETTLE_LOW_WATER = 64
 #: ... or this many wait: one round of directory fsyncs then serves hundreds of messages
 SETTLE_BATCH = 256
+#: spares waiting before a settle below the low water mark.  Under a steady load every message
+#: takes one spare and gives one back, so the usable count stays where it is; settling at
+#: every return kept it below the mark and cost two directory fsyncs per message.  Waiting
+#: for a few lets new files be created meanwhile, which grows the pool past the mark.
+SETTLE_MIN = 32
 
 
 class SparePool:
@@ -87,20 +97,25 @@ class SparePool:
         #: only name the new message's file; its own directory need not be fsynced before reuse
         self.same_name = same_name
         self._dir = layout.dir("pid")
-        self._names: deque[str] = deque()
-        #: kept, not yet usable: (spare name, directories whose removals must be durable first)
-        self._pending: list[tuple[str, tuple[str, ...]]] = []
+        #: usable spares by the directory they came from (message files: C{mess/N}; others: one
+        #: group).  Spares are handed out from one group until it is empty, so the messages
+        #: committed together share a C{mess/N} directory and its fsync (see L{_pop_open})
+        self._names: dict[str, deque[str]] = {}
+        self._usable = 0
+        self._current = ""
+        #: kept, not yet usable: (spare name, directories whose removals must be durable first, group)
+        self._pending: list[tuple[str, tuple[str, ...], str]] = []
         self._lock = threading.Lock()
         self.reused = 0
         self.kept = 0
 
     def __len__(self) -> int:
-        return len(self._names) + len(self._pending)
+        return self._usable + len(self._pending)
 
     @property
     def usable(self) -> int:
         """Spares L{take} may hand out now (the others wait for L{settle})."""
-        return len(self._names)
+        return self._usable
 
     def keep(self, path: str, dirs: tuple[str, ...] = ()) -> bool:
         """
@@ -114,7 +129,10 @@ class SparePool:
         spare = self.park(path)
         if spare is None:
             return False
-        self.add(spare, dirs if self.same_name else (os.path.dirname(path), *dirs))
+        if self.same_name:
+            self.add(spare, dirs, group=os.path.dirname(path))
+        else:
+            self.add(spare, (os.path.dirname(path), *dirs))
         return True
 
     def park(self, path: str) -> str | None:
@@ -136,10 +154,14 @@ class SparePool:
             return None
         return spare
 
-    def add(self, spare: str, dirs: tuple[str, ...]) -> None:
-        """Offer a L{park}ed file for reuse once the removals from C{dirs} are durable (L{settle})."""
+    def add(self, spare: str, dirs: tuple[str, ...], group: str = "") -> None:
+        """
+        Offer a L{park}ed file for reuse once the removals from C{dirs} are
+        durable (L{settle}); C{group} is the directory its reuse will put it
+        in again, if that is known (message files).
+        """
         with self._lock:
-            self._pending.append((spare, dirs))
+            self._pending.append((spare, dirs, group))
             self.kept += 1
 
     def settle(self, force: bool = False) -> None:
@@ -150,27 +172,33 @@ class SparePool:
         disk in no particular order) pointing at a file that meanwhile holds
         another message's data.  A spare whose directory cannot be fsynced
         is deleted instead.  Called from a worker thread, a batch at a time.
-        Unless C{force}d, nothing is done while at least
-        L{SETTLE_LOW_WATER} spares are usable and fewer than L{SETTLE_BATCH}
-        wait, so the fsyncs are shared by many spares.
+        Unless C{force}d, nothing is done while fewer than L{SETTLE_MIN}
+        spares wait, nor while at least L{SETTLE_LOW_WATER} are usable and
+        fewer than L{SETTLE_BATCH} wait, so the fsyncs are shared by many
+        spares.
         """
         with self._lock:
-            if not force and len(self._names) >= SETTLE_LOW_WATER and len(self._pending) < SETTLE_BATCH:
+            waiting = len(self._pending)
+            if not force and (
+                waiting < SETTLE_MIN or (self._usable >= SETTLE_LOW_WATER and waiting < SETTLE_BATCH)
+            ):
                 return
             pending, self._pending = self._pending, []
         if not pending:
             return
-        dirs = sorted({d for _, ds in pending for d in ds})
+        dirs = sorted({d for _, ds, _ in pending for d in ds})
         errors = self.sync.directories(dirs, self._since, parallel=False)
         failed = {d for d, error in zip(dirs, errors) if error is not None}
         usable = []
-        for spare, spare_dirs in pending:
+        for spare, spare_dirs, group in pending:
             if failed.intersection(spare_dirs):
                 _unlink_quietly(spare)
             else:
-                usable.append(spare)
+                usable.append((spare, group))
         with self._lock:
-            self._names.extend(usable)
+            for spare, group in usable:
+                self._names.setdefault(group, deque()).append(spare)
+            self._usable += len(usable)
 
     def remove(self, path: str) -> None:
         """Delete C{path} - into the pool when it has room; FileNotFoundError when it is gone."""
@@ -192,14 +220,15 @@ class SparePool:
             taken = self._pop_open()
             if taken is None:
                 return None
-            fd, spare = taken
+            fd, spare, group = taken
             try:
                 os.fchmod(fd, mode)
                 os.link(spare, path)
             except FileExistsError:
                 os.close(fd)
                 with self._lock:
-                    self._names.appendleft(spare)
+                    self._names.setdefault(group, deque()).appendleft(spare)
+                    self._usable += 1
                 raise
             except OSError:
                 os.close(fd)
@@ -209,16 +238,30 @@ class SparePool:
             self.reused += 1
             return fd
 
-    def _pop_open(self) -> tuple[int, str] | None:
-        """The next usable spare, open (L{_open}) and out of the pool: C{(fd, name)}; None when there is none."""
+    def _pop_open(self) -> tuple[int, str, str] | None:
+        """
+        The next usable spare, open (L{_open}) and out of the pool:
+        C{(fd, name, group)}; None when there is none.  Spares come from the
+        group of the previous one while it has any, then from the largest
+        group: message files taken one after another share a C{mess/N}.
+        """
         while True:
             with self._lock:
-                if not self._names:
+                if not self._usable:
                     return None
-                spare = self._names.popleft()
+                group = self._current
+                names = self._names.get(group)
+                if not names:
+                    group = max(self._names, key=lambda g: len(self._names[g]))
+                    names = self._names[group]
+                    self._current = group
+                spare = names.popleft()
+                if not names:
+                    del self._names[group]
+                self._usable -= 1
             fd = self._open(spare)
             if fd is not None:
-                return fd, spare
+                return fd, spare, group
 
     def _open(self, spare: str) -> int | None:
         try:
@@ -249,15 +292,18 @@ class SparePool:
         None when there is no usable spare.
         """
         taken = self._pop_open()
-        if taken is not None:
-            self.reused += 1
-        return taken
+        if taken is None:
+            return None
+        self.reused += 1
+        fd, spare, _ = taken
+        return fd, spare
 
     def clear(self) -> None:
         """Delete every spare (at shutdown)."""
         with self._lock:
-            names, self._names = list(self._names), deque()
-            names += [spare for spare, _ in self._pending]
+            names = [spare for group in self._names.values() for spare in group]
+            names += [spare for spare, _, _ in self._pending]
+            self._names, self._usable = {}, 0
             self._pending = []
         for name in names:
             _unlink_quietly(name)

@@ -28,8 +28,16 @@ def write_file(path: str, data: bytes, mode: int = 0o600) -> int:
     return os.stat(path).st_ino
 
 
-class SparePoolTests(unittest.SynchronousTestCase):
+class SettleAtOnce:
+    """These tests follow single spares: a settle makes even one waiting spare usable."""
+
     def setUp(self) -> None:
+        self.patch(spares_module, "SETTLE_MIN", 1)
+
+
+class SparePoolTests(SettleAtOnce, unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        super().setUp()
         self.layout = make_layout(self)
         self.pool = SparePool(self.layout, limit=3)
         self.scratch = os.path.join(self.layout.queuedir, "bounce")
@@ -150,6 +158,37 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(self.pool.usable, 1)
         self.assertEqual(len(os.listdir(self.layout.dir("pid"))), 1)
 
+    def test_message_files_are_handed_out_one_directory_at_a_time(self) -> None:
+        """Consecutive takes share a mess/N (one directory fsync for a batch): the current one until empty, then the largest."""
+        pool = SparePool(self.layout, same_name=True)
+        self.addCleanup(pool.clear)
+        directory_of: dict[int, str] = {}
+        for name, count in (("3", 1), ("5", 3), ("7", 2)):
+            directory = os.path.join(self.layout.queuedir, "mess", name)
+            for i in range(count):
+                path = os.path.join(directory, f"{name}0{i}")
+                directory_of[write_file(path, b"x")] = name
+                self.assertTrue(pool.keep(path))
+        pool.settle(force=True)
+        self.assertEqual(pool.usable, 6)
+        taken = []
+        for _ in range(3):
+            fd, spare = pool.take_open()
+            taken.append(directory_of[os.fstat(fd).st_ino])
+            os.close(fd)
+            os.unlink(spare)
+        # one comes back to mess/5 while it is being used: it is still the current directory
+        back = os.path.join(self.layout.queuedir, "mess", "5", "509")
+        directory_of[write_file(back, b"x")] = "5"
+        self.assertTrue(pool.keep(back))
+        pool.settle(force=True)
+        while pool.usable:
+            fd, spare = pool.take_open()
+            taken.append(directory_of[os.fstat(fd).st_ino])
+            os.close(fd)
+            os.unlink(spare)
+        self.assertEqual(taken, ["5", "5", "5", "5", "7", "7", "3"])
+
     def test_a_pool_of_same_name_files_skips_their_own_directory(self) -> None:
         synced = []
 
@@ -168,6 +207,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         pool.clear()
 
     def test_settling_waits_for_a_batch_while_enough_spares_are_usable(self) -> None:
+        self.patch(spares_module, "SETTLE_MIN", 2)
         self.patch(spares_module, "SETTLE_LOW_WATER", 2)
         self.patch(spares_module, "SETTLE_BATCH", 3)
         pool = SparePool(self.layout, limit=10)
@@ -179,9 +219,12 @@ class SparePoolTests(unittest.SynchronousTestCase):
                 write_file(path, b"x")
                 pool.keep(path)
 
-        keep(2)
+        keep(1)
         pool.settle()
-        self.assertEqual(pool.usable, 2)  # below the low water mark: settled at once
+        self.assertEqual(pool.usable, 0)  # below the low water mark, but a single spare waits: later
+        keep(1)
+        pool.settle()
+        self.assertEqual(pool.usable, 2)  # below the low water mark and a few wait: settled
         keep(2)
         pool.settle()
         self.assertEqual(pool.usable, 2)  # enough usable, too few waiting: later
@@ -205,7 +248,7 @@ class SparePoolTests(unittest.SynchronousTestCase):
         self.assertEqual(os.listdir(self.layout.dir("pid")), [])
 
 
-class RecyclingTests(unittest.SynchronousTestCase):
+class RecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
     """The queue writer, preprocessing and the scheduler share the spares."""
 
     def test_preprocessing_reuses_and_returns_inodes(self) -> None:
@@ -308,10 +351,11 @@ class BackgroundUnlinkTests(unittest.SynchronousTestCase):
         self.successResultOf(s.stopService())
 
 
-class MessageRecyclingTests(unittest.SynchronousTestCase):
+class MessageRecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
     """A finished message's file becomes the next message's, its id with it; bounced ones never."""
 
     def setUp(self) -> None:
+        super().setUp()
         self.root, self.layout = make_root(self)
         self.spares = SparePool(self.layout)
         self.mess_spares = SparePool(self.layout)
@@ -361,7 +405,7 @@ class MessageRecyclingTests(unittest.SynchronousTestCase):
         self.assertEqual(self.mess_spares.usable, 0)
 
 
-class ReaderLockTests(unittest.SynchronousTestCase):
+class ReaderLockTests(SettleAtOnce, unittest.SynchronousTestCase):
     def test_file_still_read_is_never_reused(self) -> None:
         import fcntl
 
