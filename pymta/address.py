@@ -9,6 +9,7 @@ as qmail does.
 
 from __future__ import annotations
 
+import re
 import time
 
 __all__ = [
@@ -59,20 +60,21 @@ def quote_address(address: str) -> str:
     return quote_local(local) + "@" + domain
 
 
+_LOG_UNSAFE = re.compile(r"[^!-$&-~]")
+
+
+def _log_char(match: re.Match[str]) -> str:
+    return "/" if match.group() == "\n" else "_"
+
+
 def safe_log(text: str) -> str:
     """
     qmail-send's "safe" log text: newline becomes C{/}; every other character
     below 33 or above 126, and C{%}, becomes C{_}.
     """
-    out = []
-    for c in text:
-        if c == "\n":
-            out.append("/")
-        elif c == "%" or ord(c) < 33 or ord(c) > 126:
-            out.append("_")
-        else:
-            out.append(c)
-    return "".join(out)
+    if _LOG_UNSAFE.search(text) is None:
+        return text
+    return _LOG_UNSAFE.sub(_log_char, text)
 
 
 _MONTHS = ("Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec")

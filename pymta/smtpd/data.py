@@ -82,25 +82,39 @@ class DataStream:
         """
         pos = 0
         n = len(buf)
-        while pos < n:
-            if self.in_header:
+        if self.in_header:
+            # header lines one by one (for the hop count), handed on together
+            header: list[bytes] = []
+            outcome: str | None = None
+            while pos < n:
                 nl = buf.find(b"\n", pos)
                 if nl == -1:
                     break
                 if nl == pos or buf[nl - 1] != 13:
-                    return pos, BARE_LF
+                    outcome = BARE_LF
+                    break
                 content = buf[pos : nl - 1]
-                pos = nl + 1
                 if content == b".":
-                    return pos, END
+                    pos = nl + 1
+                    outcome = END
+                    break
+                pos = nl + 1
                 if content.startswith(b"."):
                     content = content[1:]
+                header.append(content)
                 if not content:
                     self.in_header = False
-                elif _is_hop_line(content):
+                    break
+                if _is_hop_line(content):
                     self.hops += 1
-                self._out(content + b"\n")
-                continue
+            if header:
+                header.append(b"")
+                self._out(b"\n".join(header))
+            if outcome is not None:
+                return pos, outcome
+        while pos < n:
+            if self.in_header:
+                break
             last = buf.rfind(b"\n", pos)
             if last == -1:
                 break

@@ -18,16 +18,19 @@ C{(AUTH <user>)} after the address part.
 
 from __future__ import annotations
 
+import re
+
 from pymta.address import qmail_date
 
 __all__ = ["received_line", "safe_header_text", "protocol_word"]
 
-_SAFE = set(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789.@%+/=:-[]")
+#: outside qmail's safe set: letters, digits and .@%+/=:-[]
+_UNSAFE = re.compile(r"[^a-zA-Z0-9.@%+/=:\-\[\]]")
 
 
 def safe_header_text(text: str) -> str:
     """qmail's Received-line escaping: anything outside its safe set becomes C{?}."""
-    return "".join(c if ord(c) < 128 and ord(c) in _SAFE else "?" for c in text)
+    return _UNSAFE.sub("?", text)
 
 
 def protocol_word(esmtp: bool, tls: bool, authenticated: bool) -> str:

@@ -55,6 +55,19 @@ class DataStreamTests(SynchronousTestCase):
         data = b"Received: a\r\nDELIVERED-To: b\r\nreceivedx\r\nX-Received: no\r\n\r\nReceived: body\r\n.\r\n"
         self.assertEqual(run(data)[3].hops, 3)
 
+    def test_header_of_one_feed_handed_on_in_one_piece(self) -> None:
+        out: list[bytes] = []
+        stream = DataStream(out.append)
+        stream.feed(b"A: 1\r\nReceived: 2\r\n.B: 3\r\n\r\nbody\r\n")
+        self.assertEqual(out, [b"A: 1\nReceived: 2\nB: 3\n\n", b"body\n"])
+        self.assertEqual((stream.hops, stream.in_header), (1, False))
+
+    def test_too_many_hops_writes_nothing_more(self) -> None:
+        out, outcome, _, stream = run(b"Received: x\r\n" * 120 + b"\r\nbody\r\n.\r\n", chunk=50)
+        self.assertEqual(outcome, END)
+        self.assertTrue(stream.too_many_hops)
+        self.assertFalse(out.endswith(b"body\n"))
+
     def test_databytes(self) -> None:
         out, outcome, _, stream = run(b"123456789\r\n.\r\n", databytes=10)
         self.assertFalse(stream.too_big)
