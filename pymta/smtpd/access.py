@@ -27,6 +27,7 @@ the info; C{=host} keys match when the caller did a reverse lookup
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import re
 from dataclasses import dataclass, field
@@ -99,6 +100,7 @@ def _expand_address(address: str) -> list[str]:
     return [address]
 
 
+@functools.lru_cache(maxsize=4096)
 def normalise_ip(ip: str) -> str:
     """An IPv4-mapped IPv6 address (C{::ffff:1.2.3.4}) as plain IPv4; others unchanged."""
     try:
@@ -151,9 +153,13 @@ class AccessRules:
     def __len__(self) -> int:
         return len(self.rules)
 
-    @property
+    @functools.cached_property
     def uses_host_names(self) -> bool:
-        """True when some rule is keyed by a host name (C{=...}): a reverse lookup is worth doing."""
+        """
+        True when some rule is keyed by a host name (C{=...}): a reverse
+        lookup is worth doing.  Worked out once (asked per connection; the
+        rules do not change after parsing, a reload makes new ones).
+        """
         return any(key.startswith("=") or "@=" in key for key in self.rules)
 
     def lookup(self, ip: str, host: str | None = None, info: str | None = None) -> AccessRule:
