@@ -25,6 +25,7 @@ component, Twisted's documented way to choose an application's observer).
 
 from __future__ import annotations
 
+import math
 import signal
 import string
 import sys
@@ -66,17 +67,19 @@ class ClassicLogFormat:
 
     def __init__(self, time_format: str = timeFormatRFC3339) -> None:
         self.time_format = time_format
-        self._second: int | None = None
-        self._stamp = ""
+        #: (second, its time stamp): one object, so a thread never pairs one second with another's stamp
+        self._stamp: tuple[int, str] | None = None
         self._formats: dict[str, _Parsed | None] = {}
 
     def _time(self, when: float) -> str:
-        # datetime rounds a time stamp to the microsecond before taking its second
-        second = int((when + 5e-7) // 1)
-        if second != self._second:
-            self._stamp = formatTime(second, self.time_format)
-            self._second = second
-        return self._stamp
+        # the second datetime.fromtimestamp shows: it rounds the fraction to microseconds first
+        fraction, whole = math.modf(when)
+        micros = round(fraction * 1e6)
+        second = int(whole) + (1 if micros >= 1_000_000 else -1 if micros < 0 else 0)
+        cached = self._stamp
+        if cached is None or cached[0] != second:
+            cached = self._stamp = (second, formatTime(second, self.time_format))
+        return cached[1]
 
     def _slow(self, event: LogEvent) -> str | None:
         return formatEventAsClassicLogText(event, formatTime=lambda when: formatTime(when, self.time_format))
@@ -101,7 +104,8 @@ class ClassicLogFormat:
             return self._slow(event)
         try:
             text = "".join([literal if name is None else literal + format(event[name], "") for literal, name in parts])
-        except Exception:
+        except BaseException:
+            # Twisted's formatter catches everything too (and says so in the line)
             return self._slow(event)
         if not text:
             return None
@@ -139,13 +143,15 @@ def twistd_observer(
     The observer twistd would make from C{twistd_options} (its
     C{ServerOptions}), with L{ClassicLogFormat}; None when the options are not
     twistd's or choose another observer (C{--logger}, C{--syslog}, or
-    C{--logfile -} without C{--nodaemon}, which twistd refuses itself).
+    C{--logfile -} without C{--nodaemon}, which twistd refuses itself), and
+    with C{--debug}, which changes C{nodaemon} after twistd's logger read it.
     """
     from twisted.application.app import ServerOptions
 
     if not isinstance(twistd_options, ServerOptions):
         return None
-    if twistd_options.get("logger") or twistd_options.get("syslog"):
+    if twistd_options.get("logger") or twistd_options.get("syslog") or twistd_options.get("debug"):
+        # --debug: twistd's logger chose its destination before --debug turned "nodaemon" on
         return None
     name = twistd_options.get("logfile") or ""
     nodaemon = bool(twistd_options.get("nodaemon"))

@@ -109,7 +109,8 @@ class SameTextAsTwistdTests(unittest.SynchronousTestCase):
 
     def test_time_stamp_follows_the_clock(self) -> None:
         formatter = ClassicLogFormat()
-        for when in (WHEN, WHEN + 0.5, WHEN + 1, WHEN + 61.75, WHEN + 3600 * 24 * 183, 1_764_000_000.9999997):
+        for when in (WHEN, WHEN + 0.5, WHEN + 1, WHEN + 61.75, WHEN + 3600 * 24 * 183, 1_764_000_000.9999997,
+                     704.9999995, 704.9999994, 0.0, -0.5, -1.0000004, -1.0000006):
             with self.subTest(when=when):
                 made = event(qmail_line="tick", log_time=when)
                 self.assertEqual(formatter(made), twisted_text(made))
@@ -165,7 +166,8 @@ class TwistdObserverTests(unittest.SynchronousTestCase):
             self.assertIs(observer._outFile, sys.stdout)
 
     def test_other_observers_left_to_twistd(self) -> None:
-        for argv in (["--syslog"], ["--logger", "twisted.logger.textFileLogObserver"], ["--logfile", "-"]):
+        for argv in (["--syslog"], ["--logger", "twisted.logger.textFileLogObserver"], ["--logfile", "-"], ["--debug"],
+                     ["--debug", "--logfile", "-"]):
             with self.subTest(argv=argv):
                 self.assertIsNone(twistd_observer(self.options(*argv)))
 

@@ -19,7 +19,8 @@ whole.  Rules (reference section 4.4):
   C{received} or C{delivered} (any case); 100 or more refuses the message
   at the end (554).
 - databytes: bytes as stored; more than the limit refuses the message at the
-  end (552); nothing more is written once the limit is passed.
+  end (552); nothing more is written once the limit is passed (the header
+  lines of one read go on together, so such a piece is dropped whole).
 - A line longer than C{max_line} bytes without its LF ends the session
   (the client is sending an endless line); at most that much is buffered.
 """
