@@ -113,28 +113,26 @@ class DataStream:
                 self._out(b"\n".join(header))
             if outcome is not None:
                 return pos, outcome
-        while pos < n:
-            if self.in_header:
-                break
+        if not self.in_header:
+            # the body: every complete line at once (the rest waits for its line end)
             last = buf.rfind(b"\n", pos)
-            if last == -1:
-                break
-            chunk = buf[pos : last + 1]
-            if chunk.startswith(b".\r\n"):
-                end_at = 0
-            else:
-                i = chunk.find(b"\n.\r\n")
-                end_at = i + 1 if i != -1 else -1
-            body = chunk if end_at == -1 else chunk[:end_at]
-            if body.count(b"\n") != body.count(b"\r\n"):
-                return pos, BARE_LF
-            data = body.replace(b"\r\n", b"\n")
-            if data.startswith(b".") or b"\n." in data:
-                data = b"\n".join(line[1:] if line.startswith(b".") else line for line in data.split(b"\n"))
-            self._out(data)
-            if end_at != -1:
-                return pos + end_at + 3, END
-            pos = last + 1
+            if last != -1:
+                chunk = buf[pos : last + 1]
+                if chunk.startswith(b".\r\n"):
+                    end_at = 0
+                else:
+                    i = chunk.find(b"\n.\r\n")
+                    end_at = i + 1 if i != -1 else -1
+                body = chunk if end_at == -1 else chunk[:end_at]
+                if body.count(b"\n") != body.count(b"\r\n"):
+                    return pos, BARE_LF
+                data = body.replace(b"\r\n", b"\n")
+                if data.startswith(b".") or b"\n." in data:
+                    data = b"\n".join(line[1:] if line.startswith(b".") else line for line in data.split(b"\n"))
+                self._out(data)
+                if end_at != -1:
+                    return pos + end_at + 3, END
+                pos = last + 1
         if n - pos > self.max_line:
             return pos, LINE_TOO_LONG
         return pos, None
