@@ -13,7 +13,7 @@ server starts waiting for it:
   - L{LineDeadline.hold} / L{LineDeadline.release}: the server is busy (a
     queue commit, a password check, a mailbox child, a full queue buffer)
     and the time does not count against the client; C{release} gives it a
-    whole period again.
+    whole period again (also used for progress of a long reply).
 
 For a DATA phase, L{LineDeadline.start_data} adds a minimum average rate:
 a message may take C{seconds} whatever its size; after that its bytes
@@ -77,12 +77,13 @@ class LineDeadline:
             self._held_at = self.clock.seconds()
 
     def release(self) -> None:
-        """The server waits for the client again: a whole period from now (nothing if not held)."""
-        if self._held_at is None:
-            return
-        now = self.clock.seconds()
-        self._data_held += now - self._held_at
-        self._held_at = None
+        """
+        The server waits for the client again, or its output to the client
+        moved on (a long RETR being read): a whole period from now.
+        """
+        if self._held_at is not None:
+            self._data_held += self.clock.seconds() - self._held_at
+            self._held_at = None
         self.restart()
 
     @property

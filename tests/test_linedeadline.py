@@ -76,12 +76,15 @@ class Lines(Base):
         self.clock.advance(1)
         self.assertEqual(self.expired, [(1000 + 50 + 3600 + 60, LINE)])
 
-    def test_release_without_hold_changes_nothing(self) -> None:
+    def test_release_as_progress_without_hold(self) -> None:
         self.deadline.restart()
-        self.clock.advance(40)
-        self.deadline.release()
-        self.clock.advance(20)
-        self.assertEqual(self.expired, [(1060, LINE)])
+        for _ in range(10):  # a long reply the client keeps reading
+            self.clock.advance(40)
+            self.deadline.release()
+        self.clock.advance(59)
+        self.assertEqual(self.expired, [])
+        self.clock.advance(1)
+        self.assertEqual(self.expired, [(1460, LINE)])
 
     def test_stop(self) -> None:
         self.deadline.restart()
