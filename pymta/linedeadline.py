@@ -49,7 +49,8 @@ class LineDeadline:
         self._expired = expired
         self._since = 0.0  # when the current line's period started
         self._held_at: float | None = None  # when a hold began; None when not held
-        self._stopped = True
+        self._started = False
+        self._stopped = False  # for good
         self._call: Any = None
         self._min_rate = 0
         self._data_start = 0.0
@@ -59,9 +60,9 @@ class LineDeadline:
     # -- the line --------------------------------------------------------
 
     def restart(self) -> None:
-        """A new line's period starts now (the deadline also starts running if it was stopped)."""
+        """A new line's period starts now (the first call starts the deadline)."""
         self._since = self.clock.seconds()
-        self._stopped = False
+        self._started = True
         self._schedule()
 
     def received(self, data: bytes) -> None:
@@ -91,7 +92,7 @@ class LineDeadline:
         return self._held_at is not None
 
     def stop(self) -> None:
-        """No more deadline (the connection is gone or closing)."""
+        """No more deadline, for good (the connection is gone or closing): later calls change nothing."""
         self._stopped = True
         if self._call is not None and self._call.active():
             self._call.cancel()
@@ -114,7 +115,7 @@ class LineDeadline:
 
     def due(self) -> tuple[float, str] | None:
         """When the client's time runs out and why, or None while held or stopped."""
-        if self._stopped or self._held_at is not None:
+        if not self._started or self._stopped or self._held_at is not None:
             return None
         when, reason = self._since + self.seconds, LINE
         if self._min_rate:

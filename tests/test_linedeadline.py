@@ -93,6 +93,15 @@ class Lines(Base):
         self.clock.advance(120)
         self.assertEqual(self.expired, [])
 
+    def test_stopped_for_good(self) -> None:
+        """Work finishing after the connection is gone arms no timer (it would keep the session in memory)."""
+        self.deadline.restart()
+        self.deadline.hold()
+        self.deadline.stop()
+        self.deadline.release()
+        self.deadline.restart()
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
     def test_shorter_period_rescheduled(self) -> None:
         self.deadline.restart()
         self.deadline.seconds = 5
