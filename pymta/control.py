@@ -72,6 +72,8 @@ SPECS: tuple[ControlSpec, ...] = (
     ControlSpec("bouncehost", HOST, "bouncehost", "host part of the bounce sender", "send"),
     ControlSpec("concurrencyincoming", INT, 40, "simultaneous SMTP sessions accepted", "smtpd", 1),
     ControlSpec("concurrencylocal", INT, 10, "simultaneous local deliveries (0 = hold)", "send", 0),
+    ControlSpec("concurrencypop3", INT, 40, "simultaneous POP3 sessions accepted", "pop3d", 1),
+    ControlSpec("concurrencypop3perip", INT, 10, "simultaneous POP3 sessions from one client address (IPv6: /64)", "pop3d", 1),
     ControlSpec("concurrencyremote", INT, 20, "simultaneous remote deliveries (0 = hold)", "send", 0),
     ControlSpec("databytes", INT, 0, "largest message accepted by SMTP in bytes (0 = no limit)", "smtpd", 0),
     ControlSpec("defaultdelivery", LINES, ("./Maildir/",), "delivery instructions when a user has no .qmail", "send"),
@@ -84,6 +86,7 @@ SPECS: tuple[ControlSpec, ...] = (
     ControlSpec("idhost", HOST, "idhost", "host name used in Message-ID by inject", "inject"),
     ControlSpec("localiphost", HOST, "localiphost", "name substituted for this host's [IP] literals", "smtpd"),
     ControlSpec("locals", LIST, None, "domains delivered locally (default: me)", "send"),
+    ControlSpec("mindatarate", INT, 100, "bytes per second DATA must average after its first timeoutsmtpd seconds (0 = off)", "smtpd", 0),
     ControlSpec("morercpthosts", LIST, (), "more domains accepted for relaying (used when rcpthosts exists)", "smtpd"),
     ControlSpec("percenthack", LIST, (), "domains where user%host@domain is rewritten to user@host", "send"),
     ControlSpec("plusdomain", HOST, "plusdomain", "domain added to hosts ending in + by inject", "inject"),
@@ -94,7 +97,7 @@ SPECS: tuple[ControlSpec, ...] = (
     ControlSpec("smtproutes", MAP, (), "artificial SMTP routes domain:relay:port", "remote"),
     ControlSpec("timeoutconnect", INT, 60, "seconds to wait for a remote connection", "remote", 1),
     ControlSpec("timeoutremote", INT, 1200, "seconds to wait for a remote server's reply", "remote", 1),
-    ControlSpec("timeoutsmtpd", INT, 1200, "seconds smtpd waits for a client's next line", "smtpd", 1),
+    ControlSpec("timeoutsmtpd", INT, 1200, "seconds smtpd gives a client for each line", "smtpd", 1),
     ControlSpec("virtualdomains", MAP, (), "virtual users and domains: key:prepend", "send"),
 )
 
@@ -175,6 +178,8 @@ class Controls:
     bouncehost: str
     concurrencyincoming: int
     concurrencylocal: int
+    concurrencypop3: int
+    concurrencypop3perip: int
     concurrencyremote: int
     databytes: int
     defaultdelivery: str
@@ -187,6 +192,7 @@ class Controls:
     idhost: str
     localiphost: str
     locals: frozenset[str]
+    mindatarate: int
     morercpthosts: frozenset[str]
     percenthack: frozenset[str]
     plusdomain: str

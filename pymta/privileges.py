@@ -25,6 +25,8 @@ from twisted.application.service import MultiService
 from twisted.logger import ILogObserver, Logger
 from twisted.python.components import Componentized
 
+from pymta.fdlimit import raise_open_files_limit
+
 __all__ = ["RootDroppingService", "drop_root", "mail_account", "PrivilegeError"]
 
 log = Logger(namespace="pymta")
@@ -86,6 +88,12 @@ class RootDroppingService(MultiService):
             if parent.getComponent(ILogObserver, None) is None:
                 parent.setComponent(ILogObserver, self.log_observer)
         super().setServiceParent(parent)
+
+    def privilegedStartService(self) -> None:
+        # before ports and helper processes (they inherit it): see pymta.fdlimit
+        before, after = raise_open_files_limit()
+        log.info("open files limit {limit}{raised}", limit=after, raised=f" (raised from {before})" if after != before else "")
+        super().privilegedStartService()
 
     def startService(self) -> None:
         try:

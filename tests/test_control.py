@@ -128,3 +128,34 @@ class ParseMapProperties(unittest.TestCase):
                 continue
             expected[k.lower()] = v.rstrip(" \t\r")
         self.assertEqual(table, expected)
+
+
+class DeadlineAndPOP3LimitControls(unittest.SynchronousTestCase):
+    """mindatarate, concurrencypop3, concurrencypop3perip: strict numbers with their minimums."""
+
+    def setUp(self) -> None:
+        self.root = self.mktemp()
+        os.makedirs(os.path.join(self.root, "control"))
+
+    def write(self, name: str, text: str) -> None:
+        with open(os.path.join(self.root, "control", name), "w") as f:
+            f.write(text)
+
+    def test_defaults(self) -> None:
+        c = load_controls(self.root)
+        self.assertEqual((c.mindatarate, c.concurrencypop3, c.concurrencypop3perip), (100, 40, 10))
+
+    def test_values(self) -> None:
+        self.write("mindatarate", "0\n")
+        self.write("concurrencypop3", "200\n")
+        self.write("concurrencypop3perip", "3\n")
+        c = load_controls(self.root)
+        self.assertEqual((c.mindatarate, c.concurrencypop3, c.concurrencypop3perip), (0, 200, 3))
+
+    def test_refused(self) -> None:
+        for name, text in (("concurrencypop3", "0"), ("concurrencypop3perip", "0"), ("mindatarate", "-5"),
+                           ("mindatarate", "fast"), ("concurrencypop3", "10 sessions")):
+            self.write(name, text + "\n")
+            e = self.assertRaises(ControlError, load_controls, self.root)
+            self.assertEqual((os.path.basename(e.path), e.lineno), (name, 1))
+            os.remove(os.path.join(self.root, "control", name))

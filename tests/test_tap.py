@@ -113,6 +113,18 @@ class OptionsTests(unittest.SynchronousTestCase):
         smtpd.context.reader.reload()
         self.assertIsNot(smtpd.context.rules, before)
 
+    def test_pop3_connection_limits_read_at_start_and_reload(self) -> None:
+        root = make_root(self)
+        with open(os.path.join(root, "control", "concurrencypop3"), "w") as f:
+            f.write("7\n")
+        service = tap.makeService(options_for(root))
+        pop3 = [child for child in IServiceCollection(service) if hasattr(child, "settings")][0]
+        self.assertEqual((pop3.settings.max_connections, pop3.settings.max_connections_per_address), (7, 10))
+        with open(os.path.join(root, "control", "concurrencypop3perip"), "w") as f:
+            f.write("2\n")
+        pop3.reader.reload()
+        self.assertEqual((pop3.settings.max_connections, pop3.settings.max_connections_per_address), (7, 2))
+
 
 class TacFileTests(unittest.SynchronousTestCase):
     """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""

@@ -43,7 +43,7 @@ __all__ = ["main", "show", "EXTRA_FILES"]
 EXTRA_FILES: dict[str, str] = {
     "servercert.pem": "TLS private key and certificate chain for smtpd (STARTTLS, implicit TLS) and pop3d (STLS)",
     "rbls": "DNS blocklist zones asked for every SMTP client (rblsmtpd style)",
-    "concurrencyperip": "simultaneous SMTP sessions one client address may hold",
+    "concurrencyperip": "simultaneous SMTP sessions one client address (IPv6: its /64) may hold",
     "rcptcheck": "refuse unknown local recipients at RCPT time when present",
     "tlsdestinations": "per-destination TLS policy for remote delivery",
     "queuesync": "how pymta-send makes the queue durable: fsync (each file and directory) or syncfs (the file system)",

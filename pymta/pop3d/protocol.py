@@ -25,7 +25,13 @@ Choices, documented:
     (a password check, a RETR) wait in a bounded buffer.  After STLS every
     byte already received is discarded (RFC 2595).  A line over 512 octets
     gets C{-ERR line too long} and is skipped.
-  - Idle timeout: the connection is closed silently (qmail does so).
+  - Each command line must be complete within C{timeout} seconds of the
+    server waiting for it (L{LineDeadline}: per line, not per byte as
+    qmail); a password check or mailbox child does not count, a RETR gets
+    a whole period whenever its output moves on.  At the deadline the
+    connection is closed silently (qmail does so).
+  - Connections are counted at accept, in total and per client address
+    (L{ConnectionLimiter}); the excess gets C{-ERR [SYS/TEMP]} and is closed.
   - A dropped connection deletes nothing.
 """
 
@@ -41,10 +47,11 @@ from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
-from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
 from pymta.address import safe_log
+from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
+from pymta.linedeadline import LineDeadline
 from pymta.pop3d.auth import (
     APOP_DIGEST,
     Account,
@@ -53,12 +60,17 @@ from pymta.pop3d.auth import (
     LoginFailed,
     LoginTemporaryFailure,
 )
-from pymta.pop3d.mailbox import MailboxSession, MessageUnavailable, NoMaildir
+from pymta.pop3d.mailbox import MailboxSession, NoMaildir
+from pymta.pop3d.transaction import TransactionCommands
 
 __all__ = ["POP3Server", "POP3Factory", "ServerSettings", "LoginRefused", "MAX_LINE"]
 
 MAX_LINE = 512
 MAX_PIPELINE_BUFFER = 65536
+LIMIT_REPLIES = {
+    TOTAL: b"[SYS/TEMP] too many connections, try again later",
+    PER_ADDRESS: b"[SYS/TEMP] too many connections from your address, try again later",
+}
 
 log = Logger(namespace="pymta.pop3d")
 
@@ -81,6 +93,9 @@ class ServerSettings:
     tls_context: object | None = None  # an IOpenSSLServerConnectionCreator for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
+    max_connections: int = 40  # control/concurrencypop3
+    max_connections_per_address: int = 10  # control/concurrencypop3perip
+    connections: ConnectionLimiter = field(default_factory=ConnectionLimiter)
     failure_delay: float = 2.0
     max_failures_per_connection: int = 3
     limiter: AddressLimiter | None = None
@@ -95,13 +110,14 @@ class ServerSettings:
         return self.clock
 
 
-class POP3Server(Protocol, TimeoutMixin):
+class POP3Server(Protocol, TransactionCommands):
     """One POP3 connection."""
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.clock = settings.reactor_time()
-        self.callLater = self.clock.callLater  # TimeoutMixin uses it
+        self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
+        self._counted = False
         self.state = "AUTHORIZATION"
         self.timestamp = b""
         self.user: bytes | None = None
@@ -130,13 +146,21 @@ class POP3Server(Protocol, TimeoutMixin):
         factory = getattr(self, "factory", None)
         if factory is not None:
             factory.connections.add(self)
-        self._no_delay()
         settings = self.settings
+        refusal = settings.connections.acquire(
+            self.peer_address(), settings.max_connections, settings.max_connections_per_address
+        )
+        if refusal is not None:
+            log.info("pop3 refused {peer}: too many connections ({limit})", peer=self.peer_address(), limit=refusal)
+            self.err(LIMIT_REPLIES[refusal])
+            return self.close()
+        self._counted = True
+        self._no_delay()
         settings.counter[0] += 1
         self.timestamp = f"<{os.getpid()}.{int(self.clock.seconds())}.{settings.counter[0]}@{settings.hostname}>".encode(
             "ascii", "replace"
         )
-        self.setTimeout(settings.timeout)
+        self._deadline.restart()
         self.send(b"+OK " + self.timestamp)
 
     def _no_delay(self) -> None:
@@ -159,7 +183,10 @@ class POP3Server(Protocol, TimeoutMixin):
         if factory is not None:
             factory.connections.discard(self)
         self._closed = True
-        self.setTimeout(None)
+        self._deadline.stop()
+        if self._counted:
+            self._counted = False
+            self.settings.connections.release(self.peer_address())
         for call in self._pending_calls:
             if call.active():
                 call.cancel()
@@ -168,7 +195,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self.mailbox.close()
             self.mailbox = None
 
-    def timeoutConnection(self) -> None:
+    def _timed_out(self, reason: str) -> None:
         log.info("pop3 timeout from {peer}", peer=self.peer_address())
         self.close()
 
@@ -199,7 +226,7 @@ class POP3Server(Protocol, TimeoutMixin):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
-        self.resetTimeout()
+        self._deadline.received(data)
         self._buffer += data
         self._process()
 
@@ -247,6 +274,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self.transport.resumeProducing()
 
     def _run(self, line: bytes) -> None:
+        self._deadline.hold()  # the server's own work does not count against the client
         try:
             result = self._dispatch(line)
         except Exception:
@@ -258,6 +286,8 @@ class POP3Server(Protocol, TimeoutMixin):
             self._busy = True
             result.addErrback(self._command_crashed)
             result.addBoth(self._command_done)
+        else:
+            self._deadline.release()
 
     def _command_crashed(self, failure: Failure) -> None:
         log.failure("pop3 command failed", failure)
@@ -266,6 +296,7 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def _command_done(self, _: object) -> None:
         self._busy = False
+        self._deadline.release()
         if not self._closed:
             self._process()
 
@@ -466,7 +497,7 @@ class POP3Server(Protocol, TimeoutMixin):
             self.account = account
             self.mailbox = mailbox
             if hasattr(mailbox, "on_progress"):
-                mailbox.on_progress = self.resetTimeout  # type: ignore[attr-defined]
+                mailbox.on_progress = self._deadline.release  # type: ignore[attr-defined]
             self.state = "TRANSACTION"
             log.info(
                 "pop3 login {user} from {peer}: {count} messages",
@@ -485,130 +516,6 @@ class POP3Server(Protocol, TimeoutMixin):
             self.close()
 
         return d.addCallbacks(opened, failed)
-
-    # -- TRANSACTION -----------------------------------------------------
-
-    def _message_number(self, arg: bytes) -> int | None:
-        """0-based index of a live message, or None after replying -ERR."""
-        assert self.mailbox is not None
-        if not arg.isdigit():
-            self.err(b"syntax error")
-            return None
-        n = int(arg)
-        if n == 0:
-            self.err(b"messages are counted from 1")
-            return None
-        if n > len(self.mailbox.messages):
-            self.err(b"not that many messages")
-            return None
-        if n - 1 in self.deleted:
-            self.err(b"already deleted")
-            return None
-        return n - 1
-
-    def trans_STAT(self, arg: bytes) -> None:
-        assert self.mailbox is not None
-        messages = self.mailbox.messages
-        octets = sum(m.size for i, m in enumerate(messages) if i not in self.deleted)
-        self.ok(b"%d %d" % (len(messages), octets))
-
-    def _listing(self, arg: bytes, value: Callable[[int], bytes]) -> None:
-        assert self.mailbox is not None
-        if arg:
-            index = self._message_number(arg.split(b" ")[0])
-            if index is not None:
-                self.ok(b"%d %s" % (index + 1, value(index)))
-            return
-        lines = [b"%d %s" % (i + 1, value(i)) for i in range(len(self.mailbox.messages)) if i not in self.deleted]
-        self.send_multiline(b"", lines)
-
-    def trans_LIST(self, arg: bytes) -> None:
-        assert self.mailbox is not None
-        messages = self.mailbox.messages
-        self._listing(arg, lambda i: b"%d" % messages[i].size)
-
-    def trans_UIDL(self, arg: bytes) -> None:
-        assert self.mailbox is not None
-        messages = self.mailbox.messages
-        self._listing(arg, lambda i: messages[i].uid.encode("ascii"))
-
-    def _send_message(self, index: int, top: int | None) -> defer.Deferred:
-        assert self.mailbox is not None
-        d = self.mailbox.send_message(index, top, self.ok, self.transport)
-
-        def unavailable(failure: Failure) -> None:
-            if failure.check(MessageUnavailable):
-                self.err(b"unable to open that message")
-                return None
-            if not self._closed:  # the stream broke after +OK: the reply cannot be completed
-                log.failure("pop3 message transfer failed", failure)
-                self.close()
-            return None
-
-        return d.addErrback(unavailable)
-
-    def trans_RETR(self, arg: bytes) -> Optional[defer.Deferred]:
-        words = arg.split(b" ")
-        index = self._message_number(words[0])
-        if index is None:
-            return None
-        top = None
-        if len(words) > 1 and words[1]:
-            if not words[1].isdigit():
-                self.err(b"syntax error")
-                return None
-            top = int(words[1])
-        return self._send_message(index, top)
-
-    def trans_TOP(self, arg: bytes) -> Optional[defer.Deferred]:
-        words = arg.split(b" ")
-        if len(words) < 2 or not words[1].isdigit():
-            self.err(b"syntax error")
-            return None
-        index = self._message_number(words[0])
-        if index is None:
-            return None
-        return self._send_message(index, int(words[1]))
-
-    def trans_DELE(self, arg: bytes) -> None:
-        index = self._message_number(arg.split(b" ")[0])
-        if index is None:
-            return
-        self.deleted.add(index)
-        self.last = max(self.last, index + 1)
-        self.ok()
-
-    def trans_LAST(self, arg: bytes) -> None:
-        self.ok(b"%d" % self.last)
-
-    def trans_RSET(self, arg: bytes) -> None:
-        self.deleted.clear()
-        self.last = 0
-        self.ok()
-
-    def trans_QUIT(self, arg: bytes) -> defer.Deferred:
-        assert self.mailbox is not None
-        self.state = "UPDATE"
-        mailbox = self.mailbox
-        d = mailbox.commit(sorted(self.deleted))
-
-        def committed(all_gone: bool) -> None:
-            if not all_gone:
-                self.err(b"unable to unlink all deleted messages")
-            self.ok()
-            log.info(
-                "pop3 logout {user}: {deleted} deleted",
-                user=safe_log(self.account.name if self.account else ""), deleted=len(self.deleted),
-            )
-            self.close()
-
-        def failed(failure: Failure) -> None:
-            log.failure("pop3 update failed", failure)
-            self.err(b"unable to unlink all deleted messages")
-            self.ok()
-            self.close()
-
-        return d.addCallbacks(committed, failed)
 
 
 class POP3Factory(Factory):

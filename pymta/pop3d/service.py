@@ -23,7 +23,9 @@ or, given C{checkpassword}, from that external program.  Mailboxes are
 opened by L{pymta.pop3d.opener.MailboxOpener} (in-process for the daemon's
 own uid, a per-user child when the daemon is root).  USER/PASS and AUTH
 PLAIN need TLS unless C{allow_plaintext}.  The APOP banner host is
-control/me.
+control/me.  control/concurrencypop3 and control/concurrencypop3perip limit
+the sessions, in total and per client address (IPv6: per /64); both are
+read at start and on every reload.
 """
 
 from __future__ import annotations
@@ -36,7 +38,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
-from pymta.control import ControlReader
+from pymta.control import ControlReader, Controls
 from pymta.passwdfile import PasswdFileChecker
 from pymta.pop3d.auth import Account, AddressLimiter, LoginKeepingAuthenticator, PasswdFileAuthenticator
 from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
@@ -77,7 +79,7 @@ class POP3Service(service.MultiService):
         return d
 
     def reload(self) -> None:
-        """Re-read the certificate and control/me (the caller reloads the ControlReader)."""
+        """Re-read the certificate, control/me and the connection limits (the caller reloads the ControlReader)."""
         try:
             self.tls.reload()
             self.settings.tls_context = self.tls
@@ -85,6 +87,13 @@ class POP3Service(service.MultiService):
             if os.path.exists(self.tls.path):
                 log.error("pop3d: keeping the old certificate: {error}", error=str(e))
         self.settings.hostname = self.reader.current.me or socket.getfqdn()
+        apply_connection_limits(self.settings, self.reader.current)
+
+
+def apply_connection_limits(settings: ServerSettings, controls: Controls) -> None:
+    """control/concurrencypop3 and control/concurrencypop3perip into C{settings}, for new connections."""
+    settings.max_connections = controls.concurrencypop3
+    settings.max_connections_per_address = controls.concurrencypop3perip
 
 
 def build_pop3_service(
@@ -131,6 +140,7 @@ def build_pop3_service(
         limiter=AddressLimiter(reactor.seconds),
         clock=reactor,
     )
+    apply_connection_limits(settings, reader.current)
     svc = POP3Service(reader, settings, tls, spawner)
     for description in listen:
         pop3_factory = POP3Factory(settings)

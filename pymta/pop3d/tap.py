@@ -36,7 +36,7 @@ class Options(usage.Options):
     optParameters = [
         ["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"],
         ["checkpassword", None, None, "authenticate with this checkpassword program (a command line, split like a shell would, no shell run)"],
-        ["timeout", None, 600.0, "idle timeout in seconds", float],
+        ["timeout", None, 600.0, "seconds a client has to send each command line", float],
         ["failure-delay", None, 2.0, "seconds before answering a failed login", float],
     ]
     optFlags = [["allow-plaintext-auth", None, "accept USER/PASS and AUTH PLAIN without TLS"]]

@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from twisted.cred.portal import Portal
 
+from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls
 from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules
@@ -22,7 +23,13 @@ from pymta.smtpd.auth import offered_mechanisms
 from pymta.smtpd.dnsbl import DNSBL
 from pymta.tls import ServerTLS
 
-__all__ = ["ConnectionLimiter", "SMTPDContext", "ListenerSettings", "per_ip_limit"]
+__all__ = ["ConnectionLimiter", "SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
+
+#: the answer to a client over a connection limit (L{ConnectionLimiter.acquire}'s reason)
+LIMIT_REPLIES = {
+    TOTAL: "421 too many connections, try again later (#4.3.2)",
+    PER_ADDRESS: "421 too many connections from your address, try again later (#4.3.2)",
+}
 
 
 def per_ip_limit(controls: Controls) -> int:
@@ -36,32 +43,6 @@ def per_ip_limit(controls: Controls) -> int:
         if value.isdigit() and int(value) > 0:
             return int(value)
     return max(1, controls.concurrencyincoming // 2)
-
-
-class ConnectionLimiter:
-    """Counts open sessions, in total and per client address."""
-
-    def __init__(self) -> None:
-        self.total = 0
-        self.by_ip: dict[str, int] = {}
-
-    def acquire(self, ip: str, total_limit: int, ip_limit: int) -> str | None:
-        """Take a slot: None, or the 421 reply when a limit is reached."""
-        if self.total >= total_limit:
-            return "421 too many connections, try again later (#4.3.2)"
-        if self.by_ip.get(ip, 0) >= ip_limit:
-            return "421 too many connections from your address, try again later (#4.3.2)"
-        self.total += 1
-        self.by_ip[ip] = self.by_ip.get(ip, 0) + 1
-        return None
-
-    def release(self, ip: str) -> None:
-        self.total -= 1
-        left = self.by_ip.get(ip, 1) - 1
-        if left <= 0:
-            self.by_ip.pop(ip, None)
-        else:
-            self.by_ip[ip] = left
 
 
 @dataclass

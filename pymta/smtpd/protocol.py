@@ -37,10 +37,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pymta.interfaces import MessageWriter, QueueRefused
+from pymta.linedeadline import DATA_RATE, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.access import normalise_ip
 from pymta.smtpd.auth import ISubmitter, AuthSyntaxError, SASLExchange, start_exchange
-from pymta.smtpd.context import ListenerSettings, SMTPDContext
+from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.received import received_line
@@ -72,7 +73,7 @@ class SMTPServerProtocol(Protocol):
         self._processing = False
         self._paused = False
         self._queue_full = False
-        self._timer: Any = None
+        self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
         self._counted = False
         self._pending: defer.Deferred | None = None
         self._cancel_on_close = False
@@ -103,7 +104,14 @@ class SMTPServerProtocol(Protocol):
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
-        self.timeout = max(1, self.controls.timeoutsmtpd)
+        # counted at accept, before any lookup: parallel connects cannot pass the limits
+        refusal = self.ctx.limiter.acquire(
+            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
+        )
+        if refusal is not None:
+            log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=LIMIT_REPLIES[refusal])
+            return self._close_with(LIMIT_REPLIES[refusal])
+        self._counted = True
         rules = self.ctx.rules
         resolver = self.ctx.resolver
         if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
@@ -138,6 +146,7 @@ class SMTPServerProtocol(Protocol):
         rule = self.ctx.rules.lookup(self.remote_ip, host=remote_host)
         if not rule.allow:
             log.info("smtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
+            self._release_slot()
             self._mode = CLOSED
             self.transport.loseConnection()
             return None
@@ -145,21 +154,13 @@ class SMTPServerProtocol(Protocol):
         if remote_host is not None:
             self.env["TCPREMOTEHOST"] = remote_host
         self.env.update(rule.environment)
-        refusal = self.ctx.limiter.acquire(
-            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
-        )
-        if refusal is not None:
-            log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=refusal)
-            self._close_with(refusal)
-            return None
-        self._counted = True
         self.relayclient = self.env.get("RELAYCLIENT")
         self.databytes = self.controls.databytes
         value = self.env.get("DATABYTES", "").strip()
         if value.isdigit():
             self.databytes = int(value)
         log.info("smtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
-        self._arm_timer()
+        self._deadline.restart()
         variable = self.env.get("RBLSMTPD")
         if self.ctx.dnsbl is not None or variable is not None:
             if self.ctx.dnsbl is None:
@@ -182,19 +183,15 @@ class SMTPServerProtocol(Protocol):
         log.info("rblsmtpd: {ip} pid {pid}: {reply}", ip=self.remote_ip, pid=os.getpid(), reply=reply)
         self._mode = RBL
         self._rbl_reply = reply
-        self.timeout = self.ctx.rbl_session_seconds
-        self._arm_timer()
+        self._deadline.seconds = self.ctx.rbl_session_seconds  # one period for the whole session
+        self._deadline.restart()
         self.reply(f"220 {RBL_HOST}")
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._mode = CLOSED
         self._buf = b""
-        if self._timer is not None and self._timer.active():
-            self._timer.cancel()
-        self._timer = None
-        if self._counted:
-            self._counted = False
-            self.ctx.limiter.release(self.remote_ip)
+        self._deadline.stop()
+        self._release_slot()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.abort()
@@ -202,6 +199,11 @@ class SMTPServerProtocol(Protocol):
         # to finish (the message is then queued, as with any lost 250).
         if self._pending is not None and self._cancel_on_close and not self._pending.called:
             self._pending.cancel()
+
+    def _release_slot(self) -> None:
+        if self._counted:
+            self._counted = False
+            self.ctx.limiter.release(self.remote_ip)
 
     def reply(self, line: str) -> None:
         """Send one reply line (or several joined by CRLF)."""
@@ -215,27 +217,17 @@ class SMTPServerProtocol(Protocol):
         self._buf = b""
         self.transport.loseConnection()
 
-    # -- timer -----------------------------------------------------------
+    # -- deadline (pymta.linedeadline: per line, held while the server works) --
 
-    def _arm_timer(self) -> None:
-        if self._timer is not None and self._timer.active():
-            self._timer.reset(self.timeout)
-        else:
-            self._timer = self.clock.callLater(self.timeout, self._timed_out)
-
-    def _timed_out(self) -> None:
-        self._timer = None
+    def _timed_out(self, reason: str) -> None:
         if self._mode == CLOSED:
-            return
-        if (self._busy or self._queue_full) and self._mode != RBL:
-            # the session waits for the queue, not for the client
-            self._arm_timer()
             return
         if self._mode == RBL:
             self._mode = CLOSED
             self.transport.loseConnection()
             return
-        log.info("smtpd: {ip}: timeout", ip=self.remote_ip)
+        rate = " (DATA below mindatarate)" if reason == DATA_RATE else ""
+        log.info("smtpd: {ip}: timeout{rate}", ip=self.remote_ip, rate=rate)
         self._close_with(REPLY_TIMEOUT)
 
     # -- input -----------------------------------------------------------
@@ -244,20 +236,21 @@ class SMTPServerProtocol(Protocol):
         if self._mode == CLOSED:
             return
         self._buf += data
-        if not self._rbl_reply:
-            # rblsmtpd's fake server ends after a fixed time, however busy the client
-            self._arm_timer()
+        if not self._rbl_reply:  # rblsmtpd's fake server ends after a fixed time, however busy the client
+            self._deadline.received(data)
         self._process()
 
     def _run_pending(self, d: defer.Deferred, cancel_on_close: bool = False) -> None:
         """Hold further input until C{d} fires."""
         self._busy = True
+        self._deadline.hold()  # the server's own work does not count against the client
         self._pending = d
         self._cancel_on_close = cancel_on_close
 
         def done(result: object) -> None:
             self._pending = None
             self._busy = False
+            self._deadline.release()
             if isinstance(result, Failure) and not result.check(defer.CancelledError):
                 log.failure("smtpd: unexpected error", result)
                 if self._mode != CLOSED:
@@ -507,6 +500,7 @@ class SMTPServerProtocol(Protocol):
             self.reply("451 qqt failure (#4.3.0)")
             return
         self._mode = DATA
+        self._deadline.start_data(self.controls.mindatarate)
         self.reply("354 go ahead")
 
     def _process_data(self) -> None:
@@ -532,6 +526,7 @@ class SMTPServerProtocol(Protocol):
             return
         assert outcome == END
         self._mode = COMMAND
+        self._deadline.end_data()
         d = self._finish_message()
         if d is not None:
             self._run_pending(d)
@@ -541,6 +536,10 @@ class SMTPServerProtocol(Protocol):
         if full and writer is not self._writer:
             return
         self._queue_full = full
+        if full:
+            self._deadline.hold()
+        else:
+            self._deadline.release()
         if not self._processing:
             self._flow_control()
 

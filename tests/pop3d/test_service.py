@@ -11,7 +11,7 @@ from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pymta.certs import self_signed_pem
-from pymta.control import ControlReader
+from pymta.control import ControlError, ControlReader
 from pymta.passwdfile import set_password
 from pymta.pop3d.auth import Account
 from pymta.pop3d.opener import MailboxOpener
@@ -393,3 +393,24 @@ class ReloadTests(SynchronousTestCase):
         self.assertIs(svc.settings.tls_context, svc.tls)
         self.assertTrue(svc.tls.available)
         self.flushLoggedErrors()
+
+
+class ConnectionLimitsReloadTests(SynchronousTestCase):
+    def test_limits_from_controls_at_start_and_reload(self) -> None:
+        root = os.path.abspath(self.mktemp())
+        control = os.path.join(root, "control")
+        os.makedirs(control)
+        reader = ControlReader(root)
+        svc = build_pop3_service(root, reader, [], reactor=reactor)
+        self.assertEqual((svc.settings.max_connections, svc.settings.max_connections_per_address), (40, 10))
+        for name, value in (("concurrencypop3", "100"), ("concurrencypop3perip", "4")):
+            with open(os.path.join(control, name), "w") as f:
+                f.write(value + "\n")
+        reader.reload()
+        svc.reload()
+        self.assertEqual((svc.settings.max_connections, svc.settings.max_connections_per_address), (100, 4))
+        with open(os.path.join(control, "concurrencypop3perip"), "w") as f:
+            f.write("none\n")
+        self.assertRaises(ControlError, reader.reload)  # the old values stay in force
+        svc.reload()
+        self.assertEqual((svc.settings.max_connections, svc.settings.max_connections_per_address), (100, 4))
