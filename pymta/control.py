@@ -157,8 +157,6 @@ SPECS: tuple[ControlSpec, ...] = (
 
 SPEC_BY_NAME: Mapping[str, ControlSpec] = {s.name: s for s in SPECS}
 
-_UNREAD = object()
-
 
 def _read_file(path: str) -> list[str] | None:
     """Lines of a control file without line ends, or None when it is absent."""
@@ -272,27 +270,26 @@ def _address_entry_problem(entry: str) -> str | None:
 
 
 def _qmqp_server_problem(entry: str) -> str | None:
-    """qmqpservers: an IP address, optionally with :PORT (IPv6 in brackets then)."""
-    address, port = entry, ""
+    """qmqpservers: an IP address, optionally with :PORT (an IPv6 address in brackets then)."""
+    port: str | None = None
     if entry.startswith("["):
         end = entry.find("]")
-        if literal_address(entry[: end + 1]) is None:
+        literal = literal_address(entry[: end + 1]) if end != -1 else None
+        if literal is None:
             return f"not an IP address: {entry!r}"
-        address, port = entry[1:end], entry[end + 1 :]
-        if port and not port.startswith(":"):
+        address, rest = literal, entry[end + 1 :]
+        if rest and not rest.startswith(":"):
             return f"unexpected text after the address in {entry!r}"
-        port = port[1:] if port else ""
-        if port == "" and entry[end + 1 :]:
-            return f"empty port in {entry!r}"
+        port = rest[1:] if rest else None
     elif entry.count(":") == 1:
         address, port = entry.split(":")
-        if not port:
-            return f"empty port in {entry!r}"
+    else:
+        address = entry
     problem = ip_address_problem(address)
     if problem is not None:
         return problem
-    if port and (not (port.isascii() and port.isdigit()) or not 0 < int(port) < 65536):
-        return f"bad port {port!r} (expected 1 to 65535)"
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return f"empty port in {entry!r}" if not port else f"bad port {port!r} (expected 1 to 65535)"
     return None
 
 
@@ -402,7 +399,9 @@ class Controls:
     timeoutsmtpd: int
     virtualdomains: Mapping[str, str]
     sources: Mapping[str, str] = field(default_factory=dict)
-    _extras: dict[str, object] = field(default_factory=dict, init=False, repr=False, compare=False)
+    _extras: dict[str, tuple[tuple[int, str], ...] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def path(self, name: str) -> str:
         """The path of control file C{name}."""
@@ -417,14 +416,13 @@ class Controls:
         when the snapshot is made), so a change applies from the next
         reload on, as for qmail's files.  The list is a L{ControlLines}.
         """
-        cached = self._extras.get(name, _UNREAD)
-        if cached is _UNREAD:
+        if name not in self._extras:
             lines = _read_file(self.path(name))
-            cached = None if lines is None else tuple(_entries(lines))
-            self._extras[name] = cached
-        if cached is None:
+            self._extras[name] = None if lines is None else tuple(_entries(lines))
+        entries = self._extras[name]
+        if entries is None:
             return None
-        return ControlLines(self.path(name), cached)  # type: ignore[arg-type]
+        return ControlLines(self.path(name), entries)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.locals
@@ -473,7 +471,8 @@ def load_controls(root: str) -> Controls:
                 value = parse_list(lines, path)
             elif spec.kind == MAP:
                 table = parse_map(path, lines)
-                _check_table(spec.name, table)  # type: ignore[arg-type]
+                assert isinstance(table, ControlTable)
+                _check_table(spec.name, table)
                 value = table
             elif spec.kind == ORDERED:
                 _check_entries(path, spec.name, lines)

@@ -135,15 +135,19 @@ class ControlsTests(unittest.TestCase):
         self.refused("qmqpservers", "qmqp.example\n", 1, "not an IP address")
         self.refused("qmqpservers", "192.0.2.1:notaport\n", 1, "bad port")
         self.refused("qmqpservers", "192.0.2.1:\n", 1, "empty port")
+        self.refused("qmqpservers", "[2001:db8::1]:\n", 1, "empty port")
+        self.refused("qmqpservers", "[2001:db8::1]628\n", 1, "unexpected text")
+        self.refused("qmqpservers", "[2001:db8::1\n", 1, "not an IP address")
+        self.refused("qmqpservers", "[192.0.2.1]:99999\n", 1, "bad port '99999'")
 
     def test_list_good_entries(self) -> None:
         self.write("rcpthosts", "Example.com\n.example.org\n[192.0.2.1]\nlocalhost\n")
         self.write("badmailfrom", "spammer@example.net\n@bad.example\nbareword\n")
-        self.write("qmqpservers", "192.0.2.1\n192.0.2.2:628\n2001:db8::1\n[2001:db8::2]:628\n")
+        self.write("qmqpservers", "192.0.2.1\n192.0.2.2:628\n2001:db8::1\n[2001:db8::2]:628\n[IPv6:2001:db8::3]\n")
         c = load_controls(self.root)
         self.assertEqual(c.rcpthosts, frozenset(["example.com", ".example.org", "[192.0.2.1]", "localhost"]))
         self.assertEqual(c.badmailfrom, frozenset(["spammer@example.net", "@bad.example", "bareword"]))
-        self.assertEqual(len(c.qmqpservers), 4)
+        self.assertEqual(len(c.qmqpservers), 5)
 
     def test_map_repeated_key_refused(self) -> None:
         # qmail lets the last line win: the first one would silently never apply
