@@ -5,10 +5,23 @@ qmail control files: ROOT/control/NAME, typed, with qmail's defaults.
 Parsing follows qmail: single-value files use their first line with trailing
 blanks removed; list files have one entry per line, blank lines and lines
 starting with ``#`` skipped; colon-keyed tables (virtualdomains, smtproutes)
-split at the first colon and the last duplicate key wins.  Host-name files
-fall back to ``me``.  Where qmail silently treats a malformed value as absent,
-pymta refuses it with a L{ControlError} that names the file and the line, so
-an administrator's typo never turns into an unnoticed default.
+split at the first colon.  Host-name files fall back to ``me``.
+
+Where qmail silently ignores or misreads a line, pymta refuses it with a
+L{ControlError} that names the file and the line, so an administrator's typo
+never turns into an unnoticed default or an entry that never matches: a
+malformed number; a further line in a single-value file (other than blank
+and ``#`` lines); a value on line 2 under an empty line 1; a blank at the
+start of or inside an entry (except in smtpgreeting); a host name, domain or
+address literal that cannot be one; a ``.suffix`` where only whole domains
+match (locals, percenthack); a key repeated in a table (one line of the two
+would never apply); every smtproutes line that
+L{pymta.remote.smtproutes.parse_route} refuses.
+
+Entries remember where they came from: L{ControlLines} (pymta's extra
+files, L{Controls.extra_lines}) and L{ControlTable} (the colon tables) carry
+the file and each entry's line, so the parsers of the extra files and the
+delivery-time use of smtproutes name file and line as well.
 
 A L{Controls} object is an immutable snapshot; L{ControlReader} holds the
 current one and replaces it on L{ControlReader.reload}, keeping the old
@@ -19,15 +32,21 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, Mapping
+from typing import Callable, Iterable, Mapping, Sequence
+
+from pymta.hostnames import blank_problem, domain_problem, ip_address_problem, literal_address
+from pymta.remote.smtproutes import RouteError, key_problem, parse_route
 
 __all__ = [
     "ControlError",
+    "ControlLines",
+    "ControlTable",
     "ControlSpec",
     "Controls",
     "ControlReader",
     "SPECS",
     "load_controls",
+    "entry_error",
 ]
 
 
@@ -39,6 +58,44 @@ class ControlError(Exception):
         self.lineno = lineno
         self.reason = reason
         super().__init__(f"{path}:{lineno}: {reason}")
+
+
+class ControlLines(list[str]):
+    """The entries of a control file, each remembering its line (L{error} names both)."""
+
+    def __init__(self, path: str, numbered: Iterable[tuple[int, str]] = ()) -> None:
+        pairs = list(numbered)
+        super().__init__(entry for _, entry in pairs)
+        self.path = path
+        self.linenos = [lineno for lineno, _ in pairs]
+
+    def error(self, index: int, reason: str) -> ControlError:
+        """The L{ControlError} for entry C{index}."""
+        return ControlError(self.path, self.linenos[index], reason)
+
+
+class ControlTable(dict[str, str]):
+    """A colon table (key to value) remembering the file and each key's line."""
+
+    def __init__(self, path: str) -> None:
+        super().__init__()
+        self.path = path
+        self.linenos: dict[str, int] = {}
+
+    def error(self, key: str, reason: str) -> ControlError:
+        """The L{ControlError} for the line of C{key}."""
+        return ControlError(self.path, self.linenos.get(key, 0), reason)
+
+
+def entry_error(lines: Sequence[str], index: int, reason: str, name: str) -> ControlError:
+    """
+    The L{ControlError} for entry C{index} of C{lines}: its file and line
+    when C{lines} is a L{ControlLines}, else C{name} and the entry's
+    position (1 for the first).
+    """
+    if isinstance(lines, ControlLines) and index < len(lines.linenos):
+        return lines.error(index, reason)
+    return ControlError(name, index + 1, reason)
 
 
 # kinds of control files
@@ -138,8 +195,21 @@ def _first_line(lines: list[str]) -> str | None:
     return value if value else None
 
 
+def check_single_value(path: str, lines: list[str]) -> None:
+    """
+    Refuse what qmail would silently ignore in a single-value file: a
+    further line (blank and C{#} lines may follow the value), or a value
+    under an empty first line.
+    """
+    for lineno, entry in _entries(lines[1:]):
+        if _first_line(lines) is None:
+            raise ControlError(path, lineno + 1, "the value must be on the first line, which is empty")
+        raise ControlError(path, lineno + 1, f"only the first line is read: this line would be ignored: {entry!r}")
+
+
 def parse_int(path: str, lines: list[str], minimum: int | None) -> int | None:
     """The decimal number on the first line of a control file."""
+    check_single_value(path, lines)
     value = _first_line(lines)
     if value is None:
         return None
@@ -152,19 +222,148 @@ def parse_int(path: str, lines: list[str], minimum: int | None) -> int | None:
     return number
 
 
-def parse_list(lines: list[str]) -> frozenset[str]:
+def parse_list(lines: list[str], path: str = "list") -> frozenset[str]:
+    """The lowercased entries of a list file; a blank at the start of or inside an entry is refused."""
+    for lineno, entry in _entries(lines):
+        problem = blank_problem(entry)
+        if problem is not None:
+            raise ControlError(path, lineno, f"{problem}: such an entry never matches")
     return frozenset(entry.lower() for _, entry in _entries(lines))
 
 
 def parse_map(path: str, lines: list[str]) -> dict[str, str]:
-    """A colon-keyed table: key up to the first colon (lowercased), last duplicate wins."""
-    table: dict[str, str] = {}
+    """
+    A colon-keyed table: key up to the first colon (lowercased).  A line
+    without a colon, a blank in a key and a key given twice are refused.
+    The result is a L{ControlTable}.
+    """
+    table = ControlTable(path)
     for lineno, entry in _entries(lines):
         if ":" not in entry:
             raise ControlError(path, lineno, f"line has no colon: {entry!r}")
         key, value = entry.split(":", 1)
-        table[key.lower()] = value
+        problem = blank_problem(key) if key else None
+        if problem is not None:
+            raise ControlError(path, lineno, f"{problem} in the key: such a key never matches")
+        key = key.lower()
+        if key in table:
+            raise ControlError(path, lineno, f"key {key!r} repeats line {table.linenos[key]}: one of the two would never apply")
+        table[key] = value
+        table.linenos[key] = lineno
     return table
+
+
+def _local_part_problem(value: str) -> str | None:
+    """bouncefrom, doublebounceto: a local part (one with blanks inside is quoted where used)."""
+    if "@" in value:
+        return f"'@' in the local part {value!r} (the host part is a file of its own)"
+    if value[:1].isspace():
+        return f"blank at the start of {value!r}"
+    return None
+
+
+def _address_entry_problem(entry: str) -> str | None:
+    """badmailfrom: an address, or @domain; an address without @ is allowed (qmail matches it as it is)."""
+    if "@" not in entry:
+        return None
+    domain = entry[entry.rfind("@") + 1 :]
+    if not domain:
+        return f"nothing after the @ in {entry!r}"
+    return domain_problem(domain, suffix=False)
+
+
+def _qmqp_server_problem(entry: str) -> str | None:
+    """qmqpservers: an IP address, optionally with :PORT (an IPv6 address in brackets then)."""
+    port: str | None = None
+    if entry.startswith("["):
+        end = entry.find("]")
+        literal = literal_address(entry[: end + 1]) if end != -1 else None
+        if literal is None:
+            return f"not an IP address: {entry!r}"
+        address, rest = literal, entry[end + 1 :]
+        if rest and not rest.startswith(":"):
+            return f"unexpected text after the address in {entry!r}"
+        port = rest[1:] if rest else None
+    elif entry.count(":") == 1:
+        address, port = entry.split(":")
+    else:
+        address = entry
+    problem = ip_address_problem(address)
+    if problem is not None:
+        return problem
+    if port is not None and not (port.isascii() and port.isdigit() and 0 < int(port) < 65536):
+        return f"empty port in {entry!r}" if not port else f"bad port {port!r} (expected 1 to 65535)"
+    return None
+
+
+def _virtual_key_problem(key: str) -> str | None:
+    if key == "":
+        return None
+    if "@" in key:
+        local, domain = key[: key.rfind("@")], key[key.rfind("@") + 1 :]
+        if not local:
+            return f"empty local part in the key {key!r}"
+        return domain_problem(domain, suffix=False)
+    return domain_problem(key)
+
+
+def _virtual_value_problem(value: str) -> str | None:
+    if "@" in value:
+        return f"'@' in the prepend {value!r}: the prepend is a local-part prefix, not an address"
+    return blank_problem(value)
+
+
+#: what a single-value file's value must be (files not listed: anything)
+_VALUE_CHECKS: Mapping[str, Callable[[str], str | None]] = {
+    **{name: (lambda v: domain_problem(v, suffix=False))
+       for name in ("me", "bouncehost", "defaultdomain", "defaulthost", "doublebouncehost", "envnoathost",
+                    "helohost", "idhost", "localiphost", "plusdomain")},
+    "bouncefrom": _local_part_problem,
+    "doublebounceto": _local_part_problem,
+}
+
+#: what an entry of a list file must be
+_ENTRY_CHECKS: Mapping[str, Callable[[str], str | None]] = {
+    "rcpthosts": domain_problem,
+    "morercpthosts": domain_problem,
+    "locals": lambda e: domain_problem(e, suffix=False),
+    "percenthack": lambda e: domain_problem(e, suffix=False),
+    "badmailfrom": _address_entry_problem,
+    "qmqpservers": _qmqp_server_problem,
+}
+
+
+def _check_value(path: str, name: str, lines: list[str]) -> None:
+    check_single_value(path, lines)
+    value = _first_line(lines)
+    check = _VALUE_CHECKS.get(name)
+    if value is None or check is None:
+        return
+    problem = check(value)
+    if problem is not None:
+        raise ControlError(path, 1, problem)
+
+
+def _check_entries(path: str, name: str, lines: list[str]) -> None:
+    check = _ENTRY_CHECKS.get(name)
+    for lineno, entry in _entries(lines):
+        problem = blank_problem(entry) or (check(entry) if check is not None else None)
+        if problem is not None:
+            raise ControlError(path, lineno, problem)
+
+
+def _check_table(name: str, table: ControlTable) -> None:
+    for key, value in table.items():
+        if name == "smtproutes":
+            problem = key_problem(key)
+            try:
+                parse_route(value)
+            except RouteError as e:
+                problem = problem or str(e)
+        else:
+            problem = _virtual_key_problem(key) or _virtual_value_problem(value)
+        if problem is not None:
+            raise table.error(key, problem)
 
 
 @dataclass(frozen=True)
@@ -206,6 +405,9 @@ class Controls:
     timeoutsmtpd: int
     virtualdomains: Mapping[str, str]
     sources: Mapping[str, str] = field(default_factory=dict)
+    _extras: dict[str, tuple[tuple[int, str], ...] | None] = field(
+        default_factory=dict, init=False, repr=False, compare=False
+    )
 
     def path(self, name: str) -> str:
         """The path of control file C{name}."""
@@ -214,13 +416,19 @@ class Controls:
     def extra_lines(self, name: str) -> list[str] | None:
         """
         Entries of a control file pymta adds to qmail's set (rbls,
-        tlsdestinations, ...), read now: comments and blank lines skipped,
-        None when the file is absent.
+        tlsdestinations, ...): comments and blank lines skipped, None when
+        the file is absent.  The file is read once per snapshot (at its
+        first use; a daemon's checks, L{ControlReader.add_check}, use it
+        when the snapshot is made), so a change applies from the next
+        reload on, as for qmail's files.  The list is a L{ControlLines}.
         """
-        lines = _read_file(self.path(name))
-        if lines is None:
+        if name not in self._extras:
+            lines = _read_file(self.path(name))
+            self._extras[name] = None if lines is None else tuple(_entries(lines))
+        entries = self._extras[name]
+        if entries is None:
             return None
-        return [entry for _, entry in _entries(lines)]
+        return ControlLines(self.path(name), entries)
 
     def is_local_domain(self, domain: str) -> bool:
         return domain.lower() in self.locals
@@ -260,14 +468,20 @@ def load_controls(root: str) -> Controls:
         if present:
             assert lines is not None
             if spec.kind in (HOST, TEXT):
+                _check_value(path, spec.name, lines)
                 value = _first_line(lines)
             elif spec.kind == INT:
                 value = parse_int(path, lines, spec.minimum)
             elif spec.kind == LIST:
-                value = parse_list(lines)
+                _check_entries(path, spec.name, lines)
+                value = parse_list(lines, path)
             elif spec.kind == MAP:
-                value = parse_map(path, lines)
+                table = parse_map(path, lines)
+                assert isinstance(table, ControlTable)
+                _check_table(spec.name, table)
+                value = table
             elif spec.kind == ORDERED:
+                _check_entries(path, spec.name, lines)
                 value = tuple(entry for _, entry in _entries(lines))
             elif spec.kind == LINES:
                 kept = [line.rstrip(" \t\r") for line in lines]
@@ -314,13 +528,28 @@ class ControlReader:
         self.root = root
         self.current: Controls = load_controls(root)
         self._listeners: list[Callable[[Controls], None]] = []
+        self._checks: list[Callable[[Controls], object]] = []
+
+    def add_check(self, check: Callable[[Controls], object]) -> None:
+        """
+        Have C{check(controls)} approve every snapshot: the current one now
+        (its L{ControlError} propagates, so a daemon does not start) and
+        each new one at L{reload}, before it replaces the current one.  A
+        daemon adds the parsers of the extra files it reads (rbls,
+        tlsdestinations, ...), which L{load_controls} does not know.
+        """
+        check(self.current)
+        self._checks.append(check)
 
     def reload(self) -> Controls:
         """
-        Re-read all control files.  On a L{ControlError} the old values stay
-        in force and the error propagates for the caller to log.
+        Re-read all control files.  On a L{ControlError} (of a file or of a
+        check) the old values stay in force and the error propagates for
+        the caller to log.
         """
         new = load_controls(self.root)
+        for check in self._checks:
+            check(new)
         self.current = new
         for listener in list(self._listeners):
             listener(new)

@@ -97,14 +97,17 @@ def makeService(options: Options) -> IService:
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
     try:
         send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ControlError) as e:
         raise SystemExit(f"pymta: {e}")
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
     if options["smtp"] or options["submission"]:
-        smtpd = build_smtpd_service(
-            root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
-        )
+        try:
+            smtpd = build_smtpd_service(
+                root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
+            )
+        except ControlError as e:
+            raise SystemExit(f"pymta: {e}")
         smtpd.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
     if options["pop3"]:

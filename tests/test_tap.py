@@ -126,6 +126,33 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual((pop3.settings.max_connections, pop3.settings.max_connections_per_address), (7, 2))
 
 
+class ConfigurationErrorTests(unittest.SynchronousTestCase):
+    """twistd pymta stops on a malformed file of any of its parts with one line naming file and line."""
+
+    def test_one_line_per_part(self) -> None:
+        root = make_root(self)
+        for name, text, reason in (
+            ("smtproutes", "x.example:relay.example:99999\n", "bad port '99999'"),
+            ("tlsdestinations", "x.example\n", "expected domain:"),
+            ("rbls", "zen.example:perm\n", "expected zone"),
+        ):
+            path = os.path.join(root, "control", name)
+            with open(path, "w") as f:
+                f.write(text)
+            options = tap.Options()
+            options.parseOptions(["--root", root, "--smtp", "tcp:0:interface=127.0.0.1"])
+            with self.assertRaises(SystemExit) as cm:
+                tap.makeService(options)
+            self.assertTrue(str(cm.exception).startswith(f"pymta: {path}:1: "), str(cm.exception))
+            self.assertIn(reason, str(cm.exception))
+            os.unlink(path)
+        with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:
+            f.write("127.0.0.1 :deny\n:allow\n")
+        with self.assertRaises(SystemExit) as cm:
+            tap.makeService(options)
+        self.assertEqual(str(cm.exception), f"pymta: {root}/etc/tcp.smtp:1: blank in the address '127.0.0.1 ': 127.0.0.1 :deny")
+
+
 class TacFileTests(unittest.SynchronousTestCase):
     """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""
 

@@ -17,10 +17,11 @@ show one entry per line.  Then pymta's own extra files (C{servercert.pem},
 C{rbls}, ...) when present, and every other file in C{control/} as qmail
 does: C{NAME: I have no idea what this file does.}
 
-A malformed control file is shown as C{NAME: Oops! FILE:LINE: reason}
-(the rest of the listing still appears), reported on standard error, and
-the command exits 111, as it does for a root without a readable
-C{control/}.
+A malformed control file - qmail's or one of pymta's extra files, each
+read by the parser its daemon uses (L{pymta.extracontrols}) - is shown as
+C{NAME: Oops! FILE:LINE: reason} (the rest of the listing still appears),
+reported on standard error, and the command exits 111, as it does for a
+root without a readable C{control/}.
 """
 
 from __future__ import annotations
@@ -107,12 +108,18 @@ def _certificate_summary(path: str) -> str:
             f"{'' if has_key else '; Oops! no private key in this file'}.")
 
 
-def _extra_lines(controls: Controls, name: str) -> list[str]:
+def _extra_error(controls: Controls, name: str) -> ControlError | None:
+    """What is wrong with extra file C{name}: its parser's error (L{pymta.extracontrols}), or None."""
+    from pymta.extracontrols import PARSERS
+
     try:
-        lines = controls.extra_lines(name)
+        controls.extra_lines(name)
+        parse = PARSERS.get(name)
+        if parse is not None:
+            parse(controls)
     except ControlError as e:
-        return [f"Oops! {e}"]
-    return [_safe(line) for line in lines or []]
+        return e
+    return None
 
 
 def _root_lines(root: str) -> list[str]:
@@ -207,7 +214,12 @@ def show(root: str, out: TextIO) -> int:
             out.write(f"\n{name}: {_certificate_summary(os.path.join(controldir, name))}\n")
             out.write(f"  # {EXTRA_FILES[name]}\n")
         elif name in EXTRA_FILES:
-            lines = _extra_lines(controls, name)
+            error = _extra_error(controls, name)
+            if error is not None:
+                broken[name] = error
+                out.write(f"\n{name}: Oops! {error}\n  # {EXTRA_FILES[name]}\n")
+                continue
+            lines = [_safe(line) for line in controls.extra_lines(name) or []]
             out.write(f"\n{name} (file):{' (empty)' if not lines else ''}\n")
             for line in lines:
                 out.write(f"    {line}\n")

@@ -4,7 +4,9 @@ C{pymta tcprules [--root ROOT] [FILE]} - check SMTP access rules.
 
 Reads FILE (default ROOT/etc/tcp.smtp) in tcprules' text format and reports
 the first line that does not parse the way ucspi-tcp's tcprules does
-(C{tcprules: fatal: unable to parse this line: ...}, exit 100).  There is
+(C{tcprules: fatal: unable to parse this line: ...}, exit 100), or that
+pymta refuses because it could never apply (C{tcprules: fatal: REASON:
+LINE}; see L{pymta.smtpd.access}).  There is
 no compiled index: pymta-smtpd reads the text file at start and on reload,
 so a file that passes this check is what the daemon will use.
 
@@ -48,7 +50,7 @@ def main(argv: list[str]) -> int:
     try:
         rules = AccessRules.parse(text, path)
     except TcpRulesError as e:
-        sys.stderr.write(f"tcprules: fatal: unable to parse this line: {e.line}\n")
+        sys.stderr.write(f"tcprules: fatal: {e.why}: {e.line}\n")
         sys.stderr.write(f"tcprules: {path}:{e.lineno}\n")
         return 100
     if args.check is None:

@@ -75,7 +75,7 @@ def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_f
     from twisted.internet import stdio
 
     from pymta.smtpd.access import AccessRules
-    from pymta.smtpd.context import ListenerSettings, SMTPDContext
+    from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
     from pymta.smtpd.protocol import SMTPServerProtocol
 
     if reactor is None:
@@ -84,6 +84,7 @@ def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_f
         reactor = global_reactor
     try:
         reader = ControlReader(root)
+        reader.add_check(per_ip_limit)  # the session asks for it when it starts
     except ControlError as e:
         raise SessionUnavailable(f"unable to read controls: {e}") from None
     context = SMTPDContext(

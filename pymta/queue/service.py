@@ -35,7 +35,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
 from pymta.queue.scheduler import CHANNELS, Scheduler
 from pymta.queue.spares import SparePool
-from pymta.queue.syncing import QueueSync
+from pymta.queue.syncing import QueueSync, queuesync_mode
 from pymta.queue.trigger import TriggerListener
 from pymta.signals import SignalService
 
@@ -199,6 +199,7 @@ def build_send_service(
     except ImportError:  # pragma: no cover - the cleaner ships with pymta
         clean_queue = None
 
+    reader.add_check(queuesync_mode)  # checked at every reload too, though only read here
     sync, sync_warning = QueueSync.from_control(layout.queuedir, controls.extra_lines("queuesync"))
     if sync_warning is not None:
         log.warn("{problem}", problem=sync_warning)

@@ -21,10 +21,12 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable
 
+from pymta.control import Controls, entry_error
 from pymta.fsutil import fsync_dir
 
 __all__ = [
     "SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "QueueSync", "SYNC_MODES", "syncfs", "filesystem_type",
+    "parse_queuesync", "queuesync_mode",
 ]
 
 #: threads of the shared pool (each mostly waits for the disk)
@@ -129,6 +131,28 @@ def filesystem_type(path: str) -> str | None:
         if len(fields) > 2 and fields[2] == device and " - " in line:
             found = line.split(" - ", 1)[1].split()[0]  # the last mount of the device wins
     return found
+
+
+def parse_queuesync(lines: list[str] | None) -> str:
+    """
+    The mode of control/queuesync's entries (None when the file is absent:
+    C{fsync}): C{fsync} or C{syncfs}, on one line.  Anything else is a
+    L{ControlError} naming the line (the file's line when C{lines} is the
+    L{pymta.control.ControlLines} that L{queuesync_mode} reads).
+    """
+    if not lines:
+        return "fsync"
+    wanted = lines[0].strip().lower()
+    if wanted not in SYNC_MODES:
+        raise entry_error(lines, 0, f"unknown mode {lines[0]!r} (expected {' or '.join(SYNC_MODES)})", "queuesync")
+    if len(lines) > 1:
+        raise entry_error(lines, 1, f"only one mode is read: this line would be ignored: {lines[1]!r}", "queuesync")
+    return wanted
+
+
+def queuesync_mode(controls: Controls) -> str:
+    """The mode C{controls}' control/queuesync asks for; L{ControlError} when it names none."""
+    return parse_queuesync(controls.extra_lines("queuesync"))
 
 
 class QueueSync:
@@ -254,11 +278,10 @@ class QueueSync:
     def from_control(cls, queuedir: str, lines: list[str] | None) -> tuple["QueueSync", str | None]:
         """
         The mode control/queuesync (its lines, None when absent) asks for,
-        and a warning when it cannot be had (then C{fsync} is used).
+        and a warning when it cannot be had (then C{fsync} is used).  A file
+        that names no mode is a L{ControlError} (L{parse_queuesync}).
         """
-        wanted = lines[0].strip().lower() if lines else "fsync"
-        if wanted not in SYNC_MODES:
-            return cls(queuedir), f"control/queuesync: unknown mode {wanted!r}; using fsync"
+        wanted = parse_queuesync(lines)
         if wanted == "syncfs":
             why_not = cls.available(queuedir)
             if why_not is not None:

@@ -94,7 +94,7 @@ def makeService(options: Options) -> IService:
         service, _ = build_send_service(
             root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
         )
-    except (ValueError, OSError) as e:
+    except (ValueError, OSError, ControlError) as e:
         raise SystemExit(f"pymta-send: {e}")
     top = RootDroppingService(root)
     service.setServiceParent(top)

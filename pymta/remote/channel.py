@@ -56,7 +56,7 @@ from pymta.remote.dns import DNSResolver, Resolver
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
-from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable
+from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, tls_destinations
 
 __all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
 
@@ -173,6 +173,8 @@ class RemoteChannel:
         self._active: set[SMTPClientProtocol] = set()
         self._inflight: set[Deferred] = set()
         self._stopping = False
+        self._tls_table: tuple[Controls, TLSPolicyTable] | None = None
+        reader.add_check(self.tls_policies)  # a bad tlsdestinations stops the start, fails a reload
         self.idle_seconds = idle_seconds
         self._idle: dict[tuple, list[SMTPClientProtocol]] = {}
         self._idle_timers: dict[SMTPClientProtocol, Any] = {}
@@ -222,6 +224,13 @@ class RemoteChannel:
 
     # -- one job ------------------------------------------------------------
 
+    def tls_policies(self, controls: Controls) -> TLSPolicyTable:
+        """control/tlsdestinations of C{controls}, parsed once per snapshot (L{ControlError} on a bad line)."""
+        cached = self._tls_table
+        if cached is None or cached[0] is not controls:
+            cached = self._tls_table = (controls, tls_destinations(controls))
+        return cached[1]
+
     @defer.inlineCallbacks
     def _deliver(self, job: DeliveryJob) -> defer.Generator:
         controls = self.reader.current
@@ -247,8 +256,9 @@ class RemoteChannel:
         except RouteFailure as failure:
             return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
         try:
-            policy = TLSPolicyTable(controls.extra_lines("tlsdestinations")).policy_for(domain)
-        except ControlError:
+            policy = self.tls_policies(controls).policy_for(domain)
+        except (ControlError, OSError) as e:
+            log.error("tlsdestinations unusable, deferring {domain}: {error}", domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))

@@ -4,13 +4,19 @@ Where a remote recipient's mail goes: smtproutes, IP literals, MX records.
 
 L{find_smtproute} applies C{control/smtproutes} as qmail-remote does: keys
 are tried as the exact domain, then each suffix starting with C{.} (longest
-first), then the empty key (default route).  A value is C{relay[:port]}:
+first), then the empty key (default route).  A value is C{relay[:port]}
+(syntax: L{pymta.remote.smtproutes}, whose names this module re-exports):
 
   - C{firewall.example:26}      relay host, port 26
   - C{[192.0.2.1]} / C{192.0.2.1} an IPv4 relay by address
   - C{[2001:db8::1]:587}        an IPv6 relay (brackets required)
   - C{} (nothing after the key's colon): no relay, MX as usual
   - C{:2525} (pymta extension): MX as usual, but connect to port 2525
+
+The control files are checked when read, so a value that does not parse
+only reaches L{TargetPlanner.plan} from a table built some other way; it is
+a deferral (qmail's C{Unable to read control files}) and a log line naming
+the file and line.
 
 L{TargetPlanner.plan} turns a domain into the ordered list of L{Target}s to
 try, or raises L{RouteFailure} carrying the qmail status letter and text:
@@ -43,8 +49,10 @@ from typing import Callable, Iterable, Mapping
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pymta.control import ControlTable
 from pymta.interfaces import DEFERRAL, FAILURE
 from pymta.remote.dns import (
     DNSError,
@@ -54,6 +62,7 @@ from pymta.remote.dns import (
     ip_literal,
     is_null_mx,
 )
+from pymta.remote.smtproutes import SMTP_PORT, Route, RouteError, lookup_suffixes, parse_route
 
 __all__ = [
     "SMTP_PORT",
@@ -68,7 +77,7 @@ __all__ = [
     "is_self_address",
 ]
 
-SMTP_PORT = 25
+log = Logger(namespace="pymta.remote")
 
 TEXT_NO_HOST = "Sorry, I couldn't find any host named {host}. (#5.1.2)"
 TEXT_DNS_TEMPORARY = "Sorry, I couldn't find any host by that name. (#4.1.2)"
@@ -82,10 +91,6 @@ TEXT_SELF_MX = (
 TEXT_BAD_ROUTE = "Unable to read control files. (#4.3.0)"
 
 
-class RouteError(ValueError):
-    """An smtproutes value that cannot be used."""
-
-
 class RouteFailure(Exception):
     """No target can be planned: C{status} (Z or D) and qmail's C{text}."""
 
@@ -93,14 +98,6 @@ class RouteFailure(Exception):
         super().__init__(text)
         self.status = status
         self.text = text
-
-
-@dataclass(frozen=True)
-class Route:
-    """An smtproutes entry: C{relay} None means "look up MX", with C{port}."""
-
-    relay: str | None
-    port: int = SMTP_PORT
 
 
 @dataclass(frozen=True)
@@ -113,48 +110,21 @@ class Target:
     preference: int = 0
 
 
-def lookup_suffixes(domain: str) -> list[str]:
-    """Keys qmail tries for C{domain}: itself, each C{.suffix} longest first, then C{""}."""
-    domain = domain.lower()
-    keys = [domain]
-    i = domain.find(".")
-    while i != -1:
-        keys.append(domain[i:])
-        i = domain.find(".", i + 1)
-    keys.append("")
-    return keys
-
-
-def parse_route(value: str) -> Route:
-    """Parse the part of an smtproutes line after the domain key."""
-    value = value.strip()
-    if value.startswith("["):
-        end = value.find("]")
-        if end == -1:
-            raise RouteError(f"unterminated [ in smtproutes relay {value!r}")
-        relay, rest = value[: end + 1], value[end + 1 :]
-        if ip_literal(relay) is None:
-            raise RouteError(f"not an IP address: {relay!r}")
-        if rest and not rest.startswith(":"):
-            raise RouteError(f"unexpected text after {relay!r}: {rest!r}")
-        port_text = rest[1:]
-    else:
-        relay, _, port_text = value.partition(":")
-        if ":" in port_text:
-            raise RouteError(f"IPv6 relays need brackets: {value!r}")
-    port = SMTP_PORT
-    if port_text:
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise RouteError(f"bad port in smtproutes: {port_text!r}")
-        port = int(port_text)
-    return Route(relay.strip() or None, port)
-
-
 def find_smtproute(smtproutes: Mapping[str, str], domain: str) -> Route | None:
-    """The smtproutes entry that applies to C{domain}, or None (plain MX delivery)."""
+    """
+    The smtproutes entry that applies to C{domain}, or None (plain MX
+    delivery).  A value that does not parse raises L{RouteError}; its
+    message starts with the file and line when C{smtproutes} is the
+    L{ControlTable} the control files were read into.
+    """
     for key in lookup_suffixes(domain):
         if key in smtproutes:
-            return parse_route(smtproutes[key])
+            try:
+                return parse_route(smtproutes[key])
+            except RouteError as e:
+                if isinstance(smtproutes, ControlTable):
+                    raise RouteError(str(smtproutes.error(key, str(e)))) from None
+                raise
     return None
 
 
@@ -204,7 +174,8 @@ class TargetPlanner:
         """Targets for C{domain} in the order to try; fails with L{RouteFailure}."""
         try:
             route = find_smtproute(smtproutes, domain)
-        except RouteError:
+        except RouteError as e:
+            log.error("smtproutes unusable for {domain}, deferring: {error}", domain=domain, error=str(e))
             return defer.fail(RouteFailure(DEFERRAL, TEXT_BAD_ROUTE))
         if route is not None and route.relay is not None:
             return self._relay(route.relay, route.port)

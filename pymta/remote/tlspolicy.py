@@ -19,6 +19,9 @@ domain, then C{.suffix} keys longest first, then the empty key or C{*}):
 
 A required TLS session that cannot be set up (no STARTTLS, failed
 handshake, failed verification) is a deferral; the next MX is tried.
+
+A line that cannot be used is an error naming file and line when the file
+is read (L{tls_destinations}; pymta-send checks it at start and reload).
 """
 
 from __future__ import annotations
@@ -32,9 +35,11 @@ from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from zope.interface import implementer
 
-from pymta.remote.routes import lookup_suffixes
+from pymta.control import ControlLines, Controls, entry_error
+from pymta.hostnames import domain_problem
+from pymta.remote.smtproutes import lookup_suffixes
 
-__all__ = ["OFF", "OPPORTUNISTIC", "VERIFY", "TLSPolicy", "TLSPolicyTable", "OpportunisticTLS"]
+__all__ = ["OFF", "OPPORTUNISTIC", "VERIFY", "TLSPolicy", "TLSPolicyTable", "OpportunisticTLS", "tls_destinations"]
 
 OFF = "off"
 OPPORTUNISTIC = "opportunistic"
@@ -87,17 +92,34 @@ def _is_ip(text: str) -> bool:
 
 
 class TLSPolicyTable:
-    """The parsed C{tlsdestinations} entries."""
+    """
+    The parsed C{tlsdestinations} entries.  A line that cannot be used is a
+    L{ControlError} naming it (when C{lines} is the L{ControlLines} of the
+    file; else its position): a domain that is none (a blank, C{*.example}),
+    a line without C{:} or C{-} (C{example.com} alone: verify or not?),
+    something after C{-domain}, a CA file that is not an absolute path or
+    holds no readable PEM certificate, a domain given twice.
+    """
 
     def __init__(self, lines: list[str] | None) -> None:
         self._verify: dict[str, str | None] = {}
         self._off: set[str] = set()
-        for line in lines or ():
-            if line.startswith("-"):
-                self._off.add(_key(line[1:].split(":", 1)[0]))
-                continue
-            key, _, ca = line.partition(":")
-            self._verify[_key(key)] = ca.strip() or None
+        entries = lines if lines is not None else []
+        seen: dict[str, int] = {}
+        for index, line in enumerate(entries):
+            try:
+                key, off, ca = _destination(line)
+            except ValueError as e:
+                raise entry_error(entries, index, str(e), "tlsdestinations") from None
+            if key in seen:
+                earlier = entries.linenos[seen[key]] if isinstance(entries, ControlLines) else seen[key] + 1
+                raise entry_error(entries, index, f"domain {key or '*'!r} repeats line {earlier}: one of the two "
+                                  "would never apply", "tlsdestinations")
+            seen[key] = index
+            if off:
+                self._off.add(key)
+            else:
+                self._verify[key] = ca
 
     def policy_for(self, domain: str) -> TLSPolicy:
         for key in lookup_suffixes(domain):
@@ -125,8 +147,49 @@ class TLSPolicyTable:
 
 
 def _key(text: str) -> str:
-    text = text.strip().lower()
-    return "" if text == "*" else text
+    """A domain key: the empty key or C{*} (every domain), a domain, a C{.suffix}; ValueError when none."""
+    if text in ("", "*"):
+        return ""
+    problem = domain_problem(text)
+    if problem is not None:
+        raise ValueError(f"bad domain: {problem}")
+    return text.lower()
+
+
+def _check_ca_file(path: str) -> None:
+    if not path.startswith("/"):
+        raise ValueError(f"the CA file must be an absolute path, not {path!r}")
+    try:
+        with open(path, "rb") as f:
+            blocks = _pem_blocks(f.read())
+    except OSError as e:
+        raise ValueError(f"unable to read the CA file {path}: {e.strerror or e}") from None
+    try:
+        for block in blocks:
+            ssl.Certificate.loadPEM(block)
+    except Exception as e:  # OpenSSL's errors are not ValueErrors
+        raise ValueError(f"unusable certificate in the CA file {path}: {e}") from None
+    if not blocks:
+        raise ValueError(f"no PEM certificate in the CA file {path}")
+
+
+def _destination(line: str) -> tuple[str, bool, str | None]:
+    """(key, TLS off?, CA file) of one tlsdestinations line; ValueError says what is wrong."""
+    if line.startswith("-"):
+        if ":" in line:
+            raise ValueError(f"nothing may follow the domain of a -domain line: {line!r}")
+        return _key(line[1:]), True, None
+    if ":" not in line:
+        raise ValueError(f"expected domain: (TLS verified), domain:CAFILE or -domain (no TLS), found {line!r}")
+    key, _, ca = line.partition(":")
+    if ca:
+        _check_ca_file(ca)
+    return _key(key), False, ca or None
+
+
+def tls_destinations(controls: Controls) -> TLSPolicyTable:
+    """The policy table of C{controls}' control/tlsdestinations; L{ControlError} on a bad line."""
+    return TLSPolicyTable(controls.extra_lines("tlsdestinations"))
 
 
 def _pem_blocks(data: bytes) -> list[bytes]:

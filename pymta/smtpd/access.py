@@ -5,8 +5,8 @@ SMTP access rules: ROOT/etc/tcp.smtp in tcprules' text format.
 One rule per line, C{address:allow} or C{address:deny}, optionally followed
 by C{,NAME=<q>value<q>} assignments where C{<q>} is any single quote
 character.  Comment lines (C{#}) and blank lines are skipped, trailing blanks
-removed, lines without a colon ignored; anything else that does not parse is
-an error naming the line (tcprules' C{unable to parse this line}).
+removed; anything else that does not parse is an error naming the line
+(tcprules' C{unable to parse this line}).
 
 Addresses: an exact IP (C{1.2.3.4}, C{::1}), a prefix ending in C{.} (IPv4)
 or C{:} (IPv6), a last-component range (C{1.2.3.40-50}), C{=host.name},
@@ -14,6 +14,18 @@ C{=.example.com} (any name ending in it), C{=} (any named client),
 C{info@ip} / C{info@=host}, and the empty address (the default rule).
 Because IPv6 addresses contain colons, the address ends at the first colon
 followed by C{allow} or C{deny}.
+
+Where tcprules silently accepts a line that can never apply, pymta refuses
+it with the file, the line and the reason (L{TcpRulesError}, a
+L{ControlError}): a line without a colon (tcprules skips it); an address
+with a blank (C{127.0.0.1 :deny}) or one that is none of the forms above
+(C{192.168.1.0/24}, C{192.168.1} without its final dot, C{mail.example}
+without C{=}, C{1.2.3.9-4}); an address that an earlier line already has
+(the first line wins in tcprules, so the later one never applies; ranges
+count); a variable name with a blank; a C{DATABYTES} that is not a decimal
+number.  An exact IPv6 address or prefix is written as clients' addresses
+are looked up (lowercase, no leading zeros, C{::ffff:1.2.3.4} as
+C{1.2.3.4}), so C{2001:DB8::0001} matches C{2001:db8::1}.
 
 Lookup is by specificity, not file order (ucspi-tcp's order): info@ip,
 info@=host, ip, =host, IP prefixes longest first, =.suffixes longest first,
@@ -32,20 +44,34 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from pymta.control import ControlError
+from pymta.hostnames import host_name_problem
+
 __all__ = ["AccessRule", "AccessRules", "TcpRulesError", "ALLOW_ALL", "normalise_ip"]
 
 _INSTRUCTION = re.compile(r"^(.*?):(allow|deny)(.*)$", re.S)
 _RANGE = re.compile(r"^(.*\.)(\d+)-(\d+)$")
 
 
-class TcpRulesError(ValueError):
-    """A line of a rules file that does not parse."""
+class TcpRulesError(ControlError, ValueError):
+    """
+    A line of a rules file that cannot be used: C{why} says what is wrong
+    (tcprules' "unable to parse this line" unless a more precise reason is
+    known), C{line} is the line.
+    """
 
-    def __init__(self, path: str, lineno: int, line: str) -> None:
-        self.path = path
-        self.lineno = lineno
+    def __init__(self, path: str, lineno: int, line: str, why: str = "unable to parse this line") -> None:
         self.line = line
-        super().__init__(f"{path}:{lineno}: unable to parse this line: {line}")
+        self.why = why
+        super().__init__(path, lineno, f"{why}: {line}")
+
+
+class _BadAddress(ValueError):
+    """Why an address of a rule cannot be used."""
+
+
+#: variables whose value pymta-smtpd reads as a number
+_NUMERIC_VARIABLES = ("DATABYTES",)
 
 
 @dataclass(frozen=True)
@@ -89,15 +115,82 @@ def _parse_instructions(text: str) -> tuple[bool, tuple[tuple[str, str], ...]] |
     return allow, tuple(env)
 
 
+def _variables_problem(env: tuple[tuple[str, str], ...]) -> str | None:
+    for name, value in env:
+        if not name or any(c.isspace() for c in name):
+            return f"bad variable name {name!r}"
+        if name in _NUMERIC_VARIABLES and not (value.strip().isascii() and value.strip().isdigit()):
+            return f"{name} must be a decimal number, not {value!r}"
+    return None
+
+
+def _ipv4_prefix(prefix: str) -> str:
+    """C{prefix} (ending in a dot) when it can begin an IPv4 address as clients' addresses are written."""
+    octets = prefix[:-1].split(".")
+    if len(octets) > 3 or not all(o.isascii() and o.isdigit() and int(o) < 256 and str(int(o)) == o for o in octets):
+        raise _BadAddress(f"not an IPv4 prefix: {prefix!r}")
+    return prefix
+
+
+def _ipv6_prefix(prefix: str) -> str:
+    """C{prefix} (ending in a colon) lowercased, without leading zeros, as clients' addresses are written."""
+    body = prefix[:-1]
+    groups = body.split(":")
+    if body.count("::") > 1 or len(groups) > 8 or not all(
+        len(g) <= 4 and all(c in "0123456789abcdefABCDEF" for c in g) for g in groups
+    ):
+        raise _BadAddress(f"not an IPv6 prefix: {prefix!r}")
+    return ":".join(g.lower().lstrip("0") or ("0" if g else "") for g in groups) + ":"
+
+
+def _exact_ip(text: str) -> str:
+    try:
+        ipaddress.ip_address(text)
+    except ValueError:
+        if "/" in text:
+            raise _BadAddress(f"{text!r}: no /bits networks; write a prefix ending in '.' or a range") from None
+        if any(c.isalpha() for c in text) and ":" not in text:
+            raise _BadAddress(f"{text!r} is not an IP address; a host name rule starts with '=' (={text})") from None
+        if text.count(".") < 3 and all(c.isdigit() or c == "." for c in text):
+            raise _BadAddress(f"{text!r} is not an IP address; a prefix ends with '.' ({text}.)") from None
+        raise _BadAddress(f"not an IP address, prefix, range or =host: {text!r}") from None
+    return normalise_ip(text)
+
+
+def _host_key(host: str) -> str:
+    """C{=}, C{=name} or C{=.suffix}, lowercased."""
+    name = host[1:]
+    if name:
+        problem = host_name_problem(name[1:] if name.startswith(".") else name)
+        if problem is not None:
+            raise _BadAddress(problem)
+    return host.lower()
+
+
 def _expand_address(address: str) -> list[str]:
-    """The keys one address stands for (a range becomes one key per number)."""
-    if address.startswith("=") or "@=" in address:
-        return [address.lower()]
+    """The keys one address stands for (a range becomes one key per number); L{_BadAddress} when none."""
+    if address == "":
+        return [""]
+    if any(c.isspace() for c in address):
+        raise _BadAddress(f"blank in the address {address!r}")
+    if "@" in address:
+        info, _, rest = address.rpartition("@")
+        if not info:
+            raise _BadAddress(f"empty ident information in {address!r}")
+        return [f"{info}@{_host_key(rest) if rest.startswith('=') else _exact_ip(rest)}"]
+    if address.startswith("="):
+        return [_host_key(address)]
     m = _RANGE.match(address)
-    if m and "@" not in address and not address.startswith("="):
-        prefix, first, last = m.group(1), int(m.group(2)), min(int(m.group(3)), 255)
+    if m:
+        prefix, first, last = _ipv4_prefix(m.group(1)), int(m.group(2)), min(int(m.group(3)), 255)
+        if prefix.count(".") != 3 or first > last:
+            raise _BadAddress(f"not a range of IPv4 addresses: {address!r}")
         return [f"{prefix}{n}" for n in range(first, last + 1)]
-    return [address]
+    if address.endswith(".") and ":" not in address:
+        return [_ipv4_prefix(address)]
+    if address.endswith(":"):
+        return [_ipv6_prefix(address)]
+    return [_exact_ip(address)]
 
 
 @functools.lru_cache(maxsize=4096)
@@ -127,17 +220,28 @@ class AccessRules:
             if not line or line.startswith("#"):
                 continue
             if ":" not in line:
-                continue
+                raise TcpRulesError(path, lineno, line, "no colon (a rule is address:allow or address:deny)")
             m = _INSTRUCTION.match(line)
             if m is None:
                 raise TcpRulesError(path, lineno, line)
-            address = m.group(1)
             parsed = _parse_instructions(m.group(2) + m.group(3))
             if parsed is None:
                 raise TcpRulesError(path, lineno, line)
             allow, env = parsed
-            for key in _expand_address(address):
-                rules.setdefault(key, AccessRule(key, allow, env, lineno))
+            problem = _variables_problem(env)
+            if problem is not None:
+                raise TcpRulesError(path, lineno, line, problem)
+            try:
+                keys = _expand_address(m.group(1))
+            except _BadAddress as e:
+                raise TcpRulesError(path, lineno, line, str(e)) from None
+            for key in keys:
+                if key in rules:
+                    raise TcpRulesError(
+                        path, lineno, line, f"line {rules[key].lineno} already has a rule for {repr(key) if key else 'the default'}"
+                        " (the first line would win, this one never apply)",
+                    )
+                rules[key] = AccessRule(key, allow, env, lineno)
         return cls(rules, path)
 
     @classmethod

@@ -16,7 +16,7 @@ from typing import Any, Callable
 from twisted.cred.portal import Portal
 
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
-from pymta.control import ControlReader, Controls
+from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
@@ -35,13 +35,19 @@ LIMIT_REPLIES = {
 def per_ip_limit(controls: Controls) -> int:
     """
     Sessions one client address may hold: C{control/concurrencyperip}
-    (a pymta addition), else half of concurrencyincoming (at least 1).
+    (a pymta addition: one number, at least 1), else half of
+    concurrencyincoming (at least 1).  Anything else in the file is a
+    L{ControlError} naming its line.
     """
     lines = controls.extra_lines("concurrencyperip")
     if lines:
         value = lines[0].strip()
-        if value.isdigit() and int(value) > 0:
-            return int(value)
+        if not (value.isascii() and value.isdigit()) or int(value) < 1:
+            raise entry_error(lines, 0, f"expected a number of sessions, at least 1, found {value!r}", "concurrencyperip")
+        if len(lines) > 1:
+            raise entry_error(lines, 1, f"only one number is read: this line would be ignored: {lines[1]!r}",
+                              "concurrencyperip")
+        return int(value)
     return max(1, controls.concurrencyincoming // 2)
 
 

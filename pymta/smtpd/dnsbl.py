@@ -30,9 +30,11 @@ from typing import Any, Iterable
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from pymta.control import ControlLines, Controls, entry_error
+from pymta.hostnames import host_name_problem
 from pymta.remote.dns import DNSPermanentError
 
-__all__ = ["RBLZone", "parse_rbls", "DNSBL", "reply_from_variable", "reverse_name", "clean_text"]
+__all__ = ["RBLZone", "parse_rbls", "rbl_zones", "DNSBL", "reply_from_variable", "reverse_name", "clean_text"]
 
 log = Logger()
 
@@ -44,19 +46,38 @@ class RBLZone:
     allowlist: bool = False
 
 
+def _zone(line: str) -> RBLZone:
+    """One entry of control/rbls; ValueError says what is wrong."""
+    allowlist = line.startswith("+")
+    name, colon, flag = line[1 if allowlist else 0 :].partition(":")
+    if colon and (allowlist or flag.lower() != "permanent"):
+        raise ValueError(f"expected zone, zone:permanent or +zone, found {line!r}")
+    problem = host_name_problem(name, final_dot=True)
+    if problem is not None:
+        raise ValueError(f"bad zone: {problem}")
+    return RBLZone(name.rstrip("."), permanent=bool(colon), allowlist=allowlist)
+
+
 def parse_rbls(lines: Iterable[str]) -> list[RBLZone]:
-    """Zones from the lines of control/rbls (comments already removed)."""
+    """
+    Zones from the entries of control/rbls (comments and blank lines
+    already removed, as L{pymta.control.Controls.extra_lines} gives them).
+    A line that is not C{zone}, C{zone:permanent} or C{+zone} with a zone
+    that is a host name is a L{ControlError} naming its line.
+    """
+    entries = lines if isinstance(lines, ControlLines) else list(lines)
     zones = []
-    for line in lines:
-        line = line.strip()
-        if not line:
-            continue
-        if line.startswith("+"):
-            zones.append(RBLZone(line[1:].strip().rstrip("."), allowlist=True))
-            continue
-        name, sep, flag = line.partition(":")
-        zones.append(RBLZone(name.strip().rstrip("."), permanent=flag.strip().lower() == "permanent"))
+    for index, line in enumerate(entries):
+        try:
+            zones.append(_zone(line))
+        except ValueError as e:
+            raise entry_error(entries, index, str(e), "rbls") from None
     return zones
+
+
+def rbl_zones(controls: Controls) -> list[RBLZone]:
+    """The zones of C{controls}' control/rbls (none when it is absent); L{ControlError} on a bad line."""
+    return parse_rbls(controls.extra_lines("rbls") or [])
 
 
 def clean_text(text: str) -> str:

@@ -17,7 +17,9 @@ client's address is looked up in reverse, as tcpserver -h does, at most
 
 L{SMTPDService.reload} re-reads ROOT/etc/tcp.smtp, the certificate and
 control/rbls (the caller reloads the control files themselves through the
-L{ControlReader}); a broken file keeps the old values and is logged.
+L{ControlReader}); a broken file keeps the old values and is logged.  The
+extra control files smtpd reads are parsed by L{check_controls}, which the
+reader runs at start and on every reload.
 """
 
 from __future__ import annotations
@@ -29,17 +31,17 @@ from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 
-from pymta.control import ControlReader
+from pymta.control import ControlReader, Controls
 from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
-from pymta.smtpd.context import ListenerSettings, SMTPDContext
-from pymta.smtpd.dnsbl import DNSBL, parse_rbls
+from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
+from pymta.smtpd.dnsbl import DNSBL, rbl_zones
 from pymta.smtpd.factory import SMTPFactory
-from pymta.smtpd.rcptcheck import recipient_check_for
+from pymta.smtpd.rcptcheck import rcptcheck_enabled, recipient_check_for
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, server_listener
 
-__all__ = ["SMTPDService", "build_smtpd_service", "rules_path", "cert_path"]
+__all__ = ["SMTPDService", "build_smtpd_service", "check_controls", "rules_path", "cert_path"]
 
 log = Logger()
 
@@ -89,10 +91,22 @@ class SMTPDService(service.MultiService):
 
 def make_dnsbl(reader: ControlReader, resolver: Any, clock: Any) -> DNSBL | None:
     """A DNSBL over control/rbls, or None when the file is absent/empty or there is no resolver."""
-    lines = reader.current.extra_lines("rbls")
-    if not lines or resolver is None:
+    zones = rbl_zones(reader.current)
+    if not zones or resolver is None:
         return None
-    return DNSBL(resolver, parse_rbls(lines), clock)
+    return DNSBL(resolver, zones, clock)
+
+
+def check_controls(controls: Controls) -> None:
+    """
+    Parse the extra control files smtpd reads (concurrencyperip, rbls,
+    rcptcheck): a L{ControlError} names the file and line.  Registered
+    with the reader, so smtpd does not start on such a file and a reload
+    that finds one keeps the old values.
+    """
+    per_ip_limit(controls)
+    rbl_zones(controls)
+    rcptcheck_enabled(controls)
 
 
 def passwd_allows_cram_md5(root: str) -> bool:
@@ -149,6 +163,7 @@ def build_smtpd_service(
         reactor = global_reactor
     own_checkers = portal_checkers is None
     checkers = list(portal_checkers) if portal_checkers is not None else _default_checkers(root)
+    reader.add_check(check_controls)
     rules = AccessRules.load(rules_path(root))
     tls = ServerTLS(cert_path(root))
     if tls.error and os.path.exists(cert_path(root)):

@@ -227,6 +227,18 @@ class SMTPSessionTests(SynchronousTestCase):
         self.assertTrue(data.endswith(b"Subject: bs\n\nhello\n.dot\n"))
         self.assertIn(b"\nReceived: from localhost (HELO client)", data)
 
+    def test_malformed_concurrencyperip_is_a_temporary_failure_naming_file_and_line(self) -> None:
+        # the session asks for the per-address limit as it starts: a bad value must not crash it half-way
+        root = make_root(self)
+        QueueLayout(os.path.join(root, "queue")).create()
+        path = os.path.join(root, "control", "concurrencyperip")
+        with open(path, "w") as f:
+            f.write("many\n")
+        result = self.run_session(root, b"QUIT\r\n")
+        self.assertEqual((result.returncode, result.stdout), (75, b""))
+        self.assertEqual(result.stderr.decode(), "sendmail: fatal: unable to run an SMTP session: unable to read controls: "
+                         f"{path}:1: expected a number of sessions, at least 1, found 'many'\n")
+
     def test_no_queue_is_a_temporary_failure(self) -> None:
         root = make_root(self)
         result = self.run_session(root, b"QUIT\r\n")

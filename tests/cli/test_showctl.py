@@ -72,6 +72,30 @@ class ShowctlTests(SynchronousTestCase):
         self.assertIn("    :smarthost.example\n", block)
         self.assertIn("defaultdelivery (file):\n    ./Maildir/\n    |/usr/bin/filter\n", output)
 
+    def test_malformed_smtproutes_and_extra_files(self) -> None:
+        # each used to pass showctl with exit 0
+        self.write("smtproutes", "a.example:relay.example\nb.example:relay.example:99999\n")
+        self.write("rbls", "zen.example:perm\n")
+        self.write("concurrencyperip", "five\n")
+        err = io.StringIO()
+        self.patch(sys, "stderr", err)
+        status, output = self.show()
+        self.assertEqual(status, 111)
+        routes = os.path.join(self.control, "smtproutes")
+        self.assertTrue(self.paragraph(output, "smtproutes").startswith(
+            f"smtproutes: Oops! {routes}:2: bad port '99999' in 'relay.example:99999' (expected 1 to 65535)\n"))
+        rbls = os.path.join(self.control, "rbls")
+        self.assertTrue(self.paragraph(output, "rbls").startswith(
+            f"rbls: Oops! {rbls}:1: expected zone, zone:permanent or +zone, found 'zen.example:perm'\n"))
+        self.assertIn("concurrencyperip: Oops! ", output)
+        self.assertIn("helohost (me): mail.example.com", output)  # the rest is still listed
+        self.assertEqual(sorted(err.getvalue().splitlines()), sorted([
+            f"pymta showctl: fatal: {os.path.join(self.control, 'concurrencyperip')}:1: expected a number of sessions,"
+            " at least 1, found 'five'",
+            f"pymta showctl: fatal: {rbls}:1: expected zone, zone:permanent or +zone, found 'zen.example:perm'",
+            f"pymta showctl: fatal: {routes}:2: bad port '99999' in 'relay.example:99999' (expected 1 to 65535)",
+        ]))
+
     def test_unknown_and_extra_files(self) -> None:
         self.write("frobnicate", "x\n")
         self.write("rbls", "zen.example\n")

@@ -41,6 +41,13 @@ class TcpRulesCommand(SynchronousTestCase):
         self.assertIn("tcprules: fatal: unable to parse this line: 1.2.3.4:maybe\n", err)
         self.assertIn(":2\n", err)
 
+    def test_rule_that_never_applies(self) -> None:
+        self.write("127.:allow\n127.0.0.1 :deny\n:allow\n")
+        code, out, err = self.run_cmd("--root", self.root)
+        self.assertEqual((code, out), (100, ""))
+        self.assertEqual(err, "tcprules: fatal: blank in the address '127.0.0.1 ': 127.0.0.1 :deny\n"
+                              f"tcprules: {self.path}:2\n")
+
     def test_unterminated_quote(self) -> None:
         self.write('127.:allow,RELAYCLIENT="x\n')
         self.assertEqual(self.run_cmd(self.path)[0], 100)

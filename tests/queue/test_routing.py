@@ -2,6 +2,7 @@
 
 from twisted.trial import unittest
 
+from pymta.control import ControlError
 from pymta.queue.routing import LOCAL, REMOTE, Route, route_recipient, strip_virtual_prepend, virtual_keys
 from tests.queue.helpers import controls_from
 
@@ -65,9 +66,11 @@ class RoutingTableTests(unittest.SynchronousTestCase):
         self.assertEqual(route_recipient("a@keep.example", c), Route(REMOTE, "a@keep.example"))
         self.assertEqual(route_recipient("a@me.example", c), Route(LOCAL, "a@me.example"))
 
-    def test_last_duplicate_wins(self) -> None:
-        c = controls_from(self, me="me.example\n", virtualdomains="d.example:first\nD.example:second\n")
-        self.assertEqual(route_recipient("a@d.example", c), Route(LOCAL, "second-a@d.example"))
+    def test_repeated_key_refused(self) -> None:
+        # qmail lets the last line win; pymta refuses the file, as one line would silently never apply
+        e = self.assertRaises(ControlError, controls_from, self, me="me.example\n",
+                              virtualdomains="d.example:first\nD.example:second\n")
+        self.assertIn("virtualdomains:2: key 'd.example' repeats line 1", str(e))
 
     def test_at_in_local_part_splits_at_last(self) -> None:
         c = controls_from(self, me="me.example\n")

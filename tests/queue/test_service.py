@@ -15,7 +15,7 @@ from twisted.internet import defer, reactor, task, threads, utils
 from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
-from pymta.control import ControlReader
+from pymta.control import ControlError, ControlReader
 from pymta.queue.service import NoDeliveryChannel, build_send_service, pid_file_path
 from tests.queue.test_scheduler import RecordingChannel, make_root, queue_message, write_control
 
@@ -109,15 +109,12 @@ class SendServiceTests(unittest.TestCase):
         receipt = await writer.finish()
         await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
 
-    def test_unknown_queuesync_falls_back_to_fsync(self) -> None:
-        events: list[dict] = []
-        globalLogPublisher.addObserver(events.append)
-        self.addCleanup(globalLogPublisher.removeObserver, events.append)
-        write_control(self.root, "queuesync", "sometimes\n")
-        _, sink = self.start()
-        self.assertEqual(sink.queue.sync.mode, "fsync")
-        self.assertIn("control/queuesync: unknown mode 'sometimes'; using fsync",
-                      [e.get("problem") for e in events])
+    def test_unknown_queuesync_refused(self) -> None:
+        # it used to be a warning and fsync: a typo in the file went unnoticed
+        write_control(self.root, "queuesync", "# how to sync\nsometimes\n")
+        error = self.assertRaises(ControlError, self.start)
+        self.assertEqual(str(error), f"{os.path.join(self.root, 'control', 'queuesync')}:2: "
+                                     "unknown mode 'sometimes' (expected fsync or syncfs)")
 
     def test_crash_leftovers_cleaned_at_start(self) -> None:
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])

@@ -7,8 +7,9 @@ import threading
 
 from twisted.trial import unittest
 
+from pymta.control import ControlError, load_controls
 from pymta.queue import syncing
-from pymta.queue.syncing import QueueSync, fsync_all, run_parallel
+from pymta.queue.syncing import QueueSync, fsync_all, parse_queuesync, queuesync_mode, run_parallel
 from tests.queue.helpers import script_syncfs
 
 
@@ -61,10 +62,23 @@ class QueueSyncTests(unittest.SynchronousTestCase):
         else:
             self.assertEqual(sync.mode, "fsync")
             self.assertIn("syncfs unavailable", warning)
-        sync, warning = QueueSync.from_control("/q", ["fdatasync"])
-        self.assertEqual(sync.mode, "fsync")
-        self.assertEqual(warning, "control/queuesync: unknown mode 'fdatasync'; using fsync")
+        error = self.assertRaises(ControlError, QueueSync.from_control, "/q", ["fdatasync"])
+        self.assertEqual(str(error), "queuesync:1: unknown mode 'fdatasync' (expected fsync or syncfs)")
         self.assertRaises(ValueError, QueueSync, "/q", "sometimes")
+
+    def test_parse_queuesync(self) -> None:
+        self.assertEqual(parse_queuesync(None), "fsync")
+        self.assertEqual(parse_queuesync([]), "fsync")
+        self.assertEqual(parse_queuesync([" SyncFS"]), "syncfs")
+        error = self.assertRaises(ControlError, parse_queuesync, ["fsync", "syncfs"])
+        self.assertEqual(str(error), "queuesync:2: only one mode is read: this line would be ignored: 'syncfs'")
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "control"))
+        path = os.path.join(root, "control", "queuesync")
+        with open(path, "w") as f:
+            f.write("# durability\nsync fs\n")
+        error = self.assertRaises(ControlError, queuesync_mode, load_controls(root))
+        self.assertEqual(str(error), f"{path}:2: unknown mode 'sync fs' (expected fsync or syncfs)")
 
     def test_old_kernels_and_other_systems_are_refused(self) -> None:
         self.patch(syncing.os, "uname", lambda: os.uname_result(("Linux", "h", "5.4.0-1", "#1", "x86_64")))

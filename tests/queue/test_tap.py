@@ -60,6 +60,31 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertIsInstance(scheduler.channels["remote"], NoDeliveryChannel)
 
 
+class ConfigurationErrorTests(unittest.SynchronousTestCase):
+    """A malformed control file pymta-send reads stops makeService with one line naming file and line."""
+
+    def refused(self, name: str, text: str, lineno: int, reason: str, delivery: bool = True) -> None:
+        root, _ = make_root(self, **{name: text})
+        o = tap.Options()
+        o.parseOptions(["--root", root] + ([] if delivery else ["--no-delivery"]))
+        with self.assertRaises(SystemExit) as cm:
+            tap.makeService(o)
+        message = str(cm.exception)
+        self.assertTrue(message.startswith(f"pymta-send: {root}/control/{name}:{lineno}: "), message)
+        self.assertIn(reason, message)
+        self.assertNotIn("\n", message)
+
+    def test_smtproutes(self) -> None:
+        self.refused("smtproutes", "a.example:relay.example\nb.example:relay.example:99999\n", 2, "bad port '99999'")
+        self.refused("smtproutes", "b.example:[127.0.0.1:25]\n", 1, "not an IP address: '[127.0.0.1:25]'")
+
+    def test_tlsdestinations(self) -> None:
+        self.refused("tlsdestinations", "# verify\nbank.example\n", 2, "expected domain:")
+
+    def test_queuesync(self) -> None:
+        self.refused("queuesync", "sometimes\n", 1, "unknown mode 'sometimes'", delivery=False)
+
+
 class _Collect(ProcessProtocol):
     def __init__(self) -> None:
         self.output = b""
@@ -103,6 +128,24 @@ class TwistdTests(unittest.TestCase):
         self.assertIn("status: exiting", text)
         self.assertTrue(os.path.exists(layout.local(mid)))  # deferred, kept
         self.assertFalse(os.path.exists(os.path.join(root, "run", "pymta-send.pid")))
+
+
+    async def test_twistd_pymta_send_refuses_a_bad_smtproutes_line(self) -> None:
+        # the issue's case: it used to start, then defer every delivery to that domain naming no file
+        for line, reason in (("b.example:relay.example:notaport",
+                              "bad port 'notaport' in 'relay.example:notaport' (expected 1 to 65535)"),
+                             ("b.example:[256.1.1.1]", "not an IP address: '[256.1.1.1]'")):
+            root, _ = make_root(self, short=True, smtproutes=f"a.example:relay.example:2525\n{line}\n")
+            proto = _Collect()
+            env = dict(os.environ, PYTHONPATH=PROJECT)
+            twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+            args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-", "pymta-send", "--root", root]
+            reactor.spawnProcess(proto, sys.executable, args, env=env, path=PROJECT, childFDs={1: "r", 2: "r"})
+            code, _ = await proto.ended
+            text = proto.output.decode(errors="replace")
+            self.assertNotEqual(code, 0, text)
+            self.assertEqual(text, f"pymta-send: {root}/control/smtproutes:2: {reason}\n")
+            self.assertFalse(os.path.exists(os.path.join(root, "run", "ctl.sock")))
 
 
 class EndToEndTests(unittest.TestCase):

@@ -8,8 +8,10 @@ from __future__ import annotations
 import os
 
 from twisted.internet import defer, reactor, task
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from pymta.control import ControlError, load_controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
 from pymta.remote.channel import TEXT_NO_CONNECTION, RemoteChannel
 from pymta.remote.datastream import encode_message
@@ -492,6 +494,45 @@ class TLSTests(ChannelTestBase):
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         self.assertEqual(results[0].status, SUCCESS)
         self.assertNotIn(b"STARTTLS", factory.sessions[0].commands)
+
+
+class TLSDestinationsFileTests(ChannelTestBase):
+    """control/tlsdestinations is parsed when the channel is made and at each reload, not at delivery."""
+
+    def test_bad_line_refuses_the_channel(self) -> None:
+        root = make_root(self.mktemp(), {"tlsdestinations": "# verified\nbank.example\n"})
+        error = self.assertRaises(ControlError, RemoteChannel, root, reader(root), resolver=FakeResolver(), reactor=reactor)
+        self.assertTrue(str(error).startswith(f"{root}/control/tlsdestinations:2: expected domain:"), str(error))
+
+    @defer.inlineCallbacks
+    def test_reload_keeps_the_old_table(self) -> defer.Generator:
+        factory, port = self.server()
+        channel, root = self.routed(port, tlsdestinations="-example.test")
+        with open(os.path.join(root, "control", "tlsdestinations"), "w") as f:
+            f.write("-example.test:\n")
+        error = self.assertRaises(ControlError, channel.reader.reload)
+        self.assertIn("tlsdestinations:1: nothing may follow the domain of a -domain line", str(error))
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results[0].status, SUCCESS)
+        self.assertNotIn(b"STARTTLS", factory.sessions[0].commands)
+
+    @defer.inlineCallbacks
+    def test_unchecked_snapshot_defers_naming_file_and_line(self) -> defer.Generator:
+        # only a snapshot that bypassed the reader's checks can get here: it defers and logs where the fault is
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        factory, port = self.server()
+        channel, root = self.routed(port)
+        with open(os.path.join(root, "control", "tlsdestinations"), "w") as f:
+            f.write("example.test\n")
+        channel.reader.current = load_controls(root)
+        results = yield channel.deliver(job(root, ["bob@example.test"]))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, "Unable to read control files. (#4.3.0)\n")])
+        logged = [formatEvent(e) for e in events if "tlsdestinations" in formatEvent(e)]
+        self.assertEqual(len(logged), 1, logged)
+        self.assertIn(f"{root}/control/tlsdestinations:1: expected domain:", logged[0])
+        self.assertEqual(factory.sessions, [])
 
 
 class IPv6Tests(ChannelTestBase):

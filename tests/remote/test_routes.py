@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
+from pymta.control import ControlTable, parse_map
 from pymta.interfaces import DEFERRAL, FAILURE
 from pymta.remote import routes
 from pymta.remote.dns import DNSTemporaryError
@@ -93,6 +95,22 @@ class PlannerTests(unittest.SynchronousTestCase):
     def test_bad_route_defers(self) -> None:
         failure = self.failureResultOf(self.planner(FakeResolver()).plan("x.test", {"x.test": "host:notaport"}), RouteFailure)
         self.assertEqual((failure.value.status, failure.value.text), (DEFERRAL, routes.TEXT_BAD_ROUTE))
+
+    def test_bad_route_from_control_file_names_file_and_line(self) -> None:
+        # the control files are checked when read; a table that reaches delivery broken still names its line
+        table = parse_map("/r/control/smtproutes", ["# routes", "good.test:relay.test", "x.test:host:99999"])
+        self.assertIsInstance(table, ControlTable)
+        error = self.assertRaises(routes.RouteError, find_smtproute, table, "x.test")
+        self.assertTrue(str(error).startswith("/r/control/smtproutes:3: bad port '99999'"), str(error))
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        failure = self.failureResultOf(self.planner(FakeResolver()).plan("x.test", table), RouteFailure)
+        self.assertEqual((failure.value.status, failure.value.text), (DEFERRAL, routes.TEXT_BAD_ROUTE))
+        logged = [formatEvent(e) for e in events if "smtproutes" in formatEvent(e)]
+        self.assertEqual(len(logged), 1)
+        self.assertIn("x.test", logged[0])
+        self.assertIn("/r/control/smtproutes:3: bad port '99999'", logged[0])
 
     def test_self_check_keeps_lower_preferences(self) -> None:
         resolver = FakeResolver(mx={"d.test": [(10, "a.d.test"), (20, "me.d.test"), (30, "c.d.test")]},

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
+from pymta.control import ControlError
 from pymta.smtpd.access import AccessRules, TcpRulesError, normalise_ip
 
 RULES = """\
@@ -20,7 +21,6 @@ RULES = """\
 joe@10.5.5.5:allow,X="ident"
 ::1:allow,RELAYCLIENT=""
 2001:db8::deny
-10.9.9.9:allow
 :allow,X="default"
 """
 
@@ -29,7 +29,7 @@ class Parsing(SynchronousTestCase):
     def setUp(self) -> None:
         self.rules = AccessRules.parse(RULES)
 
-    def test_exact_beats_prefix_and_first_line_wins(self) -> None:
+    def test_exact_beats_prefix(self) -> None:
         self.assertFalse(self.rules.lookup("10.9.9.9").allow)
         self.assertEqual(self.rules.lookup("10.9.9.9").lineno, 4)
         rule = self.rules.lookup("10.9.9.8")
@@ -71,16 +71,83 @@ class Parsing(SynchronousTestCase):
         self.assertTrue(AccessRules.load("/nonexistent/tcp.smtp").lookup("1.2.3.4").allow)
 
     def test_ignored_lines(self) -> None:
-        rules = AccessRules.parse("no colon here\n\n# x:deny\n1.2.3.4:deny   \n")
+        rules = AccessRules.parse("\n# x:deny\n   \n1.2.3.4:deny   \n")
         self.assertEqual(len(rules), 1)
         self.assertFalse(rules.lookup("1.2.3.4").allow)
 
     def test_errors(self) -> None:
-        for line in ("1.2.3.4:maybe", "1.2.3.4:allow,X", '1.2.3.4:allow,X="open', "1.2.3.4:allow;X=/y/", "1.2.3.4:allow,X="):
+        for line in ("1.2.3.4:maybe", "1.2.3.4:allow,X", '1.2.3.4:allow,X="open', "1.2.3.4:allow;X=/y/", "1.2.3.4:allow,X=",
+                     "1.2.3.4:deny # comment"):
             with self.assertRaises(TcpRulesError) as cm:
-                AccessRules.parse("# first\n" + line + "\n")
+                AccessRules.parse("# first\n" + line + "\n", "/r/etc/tcp.smtp")
             self.assertEqual(cm.exception.lineno, 2)
             self.assertEqual(cm.exception.line, line)
+            self.assertEqual(str(cm.exception), f"/r/etc/tcp.smtp:2: unable to parse this line: {line}")
+
+    def refused(self, line: str, why: str) -> TcpRulesError:
+        """C{line}, third in a file, is refused naming file, line and C{why}."""
+        with self.assertRaises(TcpRulesError, msg=line) as cm:
+            AccessRules.parse('127.:allow,RELAYCLIENT=""\n# x\n' + line + "\n:allow\n", "/r/etc/tcp.smtp")
+        error = cm.exception
+        self.assertIsInstance(error, ControlError)
+        self.assertEqual((error.path, error.lineno, error.line), ("/r/etc/tcp.smtp", 3, line))
+        self.assertTrue(str(error).startswith("/r/etc/tcp.smtp:3: "), str(error))
+        self.assertIn(why, str(error), line)
+        return error
+
+    def test_blank_in_address_refused(self) -> None:
+        # the issue's case: the deny would never apply
+        self.refused("127.0.0.1 :deny", "blank in the address '127.0.0.1 '")
+        self.refused(" 10.0.0.1:deny", "blank in the address ' 10.0.0.1'")
+        self.refused("=mail .example:deny", "blank in the address")
+
+    def test_line_without_colon_refused(self) -> None:
+        # tcprules skips such a line; it is always a mistake
+        self.refused("10.0.0.1 deny", "no colon")
+
+    def test_addresses_that_never_match_refused(self) -> None:
+        cases = {
+            "192.168.1.0/24:deny": "no /bits networks",
+            "192.168.1:deny": "a prefix ends with '.' (192.168.1.)",
+            "mail.example.com:deny": "a host name rule starts with '=' (=mail.example.com)",
+            "256.1.1.1:deny": "not an IP address",
+            "010.1.:deny": "not an IPv4 prefix",
+            "1.2.3.4.5.:deny": "not an IPv4 prefix",
+            "192.168.*:deny": "not an IP address",
+            "1.2.3.9-4:deny": "not a range",
+            "1.2.300.1-4:deny": "not an IPv4 prefix",
+            "1.2.1-4:deny": "not a range",
+            "2001:db8:xyz::deny": "not an IPv6 prefix",
+            "=*.example.com:deny": "'*'",
+            "=.example..com:deny": "empty label",
+            "@10.0.0.1:deny": "empty ident",
+            "joe@10.0.0.:deny": "not an IP address",
+        }
+        for line, why in cases.items():
+            self.refused(line, why)
+
+    def test_repeated_address_refused(self) -> None:
+        # tcprules lets the first line win: the later one would silently never apply
+        self.refused("127.:deny", "line 1 already has a rule for '127.'")
+        error = self.assertRaises(TcpRulesError, AccessRules.parse, "10.1.2.1-10:deny\n10.1.2.5:allow\n")
+        self.assertIn("line 1 already has a rule for '10.1.2.5'", str(error))
+        error = self.assertRaises(TcpRulesError, AccessRules.parse, ":allow\n:deny\n")
+        self.assertIn("line 1 already has a rule for the default", str(error))
+        error = self.assertRaises(TcpRulesError, AccessRules.parse, "::1:allow\n0:0:0:0:0:0:0:1:deny\n")
+        self.assertIn("line 1 already has a rule for '::1'", str(error))
+
+    def test_variables_checked(self) -> None:
+        self.refused('10.0.0.1:allow, RELAYCLIENT=""', "bad variable name ' RELAYCLIENT'")
+        self.refused('10.0.0.1:allow,DATABYTES="10M"', "DATABYTES must be a decimal number, not '10M'")
+        rule = AccessRules.parse('10.0.0.1:allow,DATABYTES=" 1000",OTHER="any thing"\n').lookup("10.0.0.1")
+        self.assertEqual(rule.environment, {"DATABYTES": " 1000", "OTHER": "any thing"})
+
+    def test_addresses_written_as_clients_are_looked_up(self) -> None:
+        rules = AccessRules.parse("2001:DB8::0001:deny\n2001:0DB8:00aa::allow\n::ffff:192.0.2.1:deny\nJoe@=Host.Example:deny\n")
+        self.assertFalse(rules.lookup("2001:db8::1").allow)
+        self.assertEqual(rules.lookup("2001:db8:aa::7").key, "2001:db8:aa:")
+        self.assertFalse(rules.lookup("192.0.2.1").allow)
+        self.assertFalse(rules.lookup("192.0.2.9", host="host.example", info="Joe").allow)
 
     def test_any_quote_character(self) -> None:
         rule = AccessRules.parse("1.:allow,A=/x y/,B=|q|,C=\"\"\n").lookup("1.0.0.1")

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import os
+
 from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from pymta.control import ControlError, load_controls
 from pymta.remote.dns import DNSPermanentError, DNSTemporaryError
-from pymta.smtpd.dnsbl import DNSBL, parse_rbls, reply_from_variable, reverse_name
+from pymta.smtpd.dnsbl import DNSBL, RBLZone, parse_rbls, rbl_zones, reply_from_variable, reverse_name
 from tests.smtpd.helpers import Session, make_root
 
 
@@ -95,6 +98,36 @@ class Decisions(SynchronousTestCase):
         for i in range(50):
             bl.check(f"10.0.0.{i}")
         self.assertEqual(len(bl._cache), 10)
+
+
+class ZoneFile(SynchronousTestCase):
+    """control/rbls: every line is a zone, zone:permanent or +zone; anything else names file and line."""
+
+    def test_forms(self) -> None:
+        self.assertEqual(parse_rbls(["zen.example", "perm.example.:Permanent", "+allow.example"]),
+                         [RBLZone("zen.example"), RBLZone("perm.example", permanent=True),
+                          RBLZone("allow.example", allowlist=True)])
+
+    def test_refused_lines(self) -> None:
+        cases = {
+            "zen.example:perm": "expected zone, zone:permanent or +zone",  # used to be a temporary zone
+            "+allow.example:permanent": "expected zone",  # used to be an allowlist named 'allow.example:permanent'
+            "zen example": "blank inside",
+            " zen.example": "blank at the start",
+            "zen..example": "empty label",
+            "http://zen.example": "expected zone",
+        }
+        for line, reason in cases.items():
+            error = self.assertRaises(ControlError, parse_rbls, ["ok.example", line])
+            self.assertTrue(str(error).startswith("rbls:2: "), str(error))
+            self.assertIn(reason, str(error), line)
+
+    def test_file_and_line(self) -> None:
+        root = make_root(self.mktemp(), rbls="# zones\nzen.example\n\nzen.example:perm")
+        error = self.assertRaises(ControlError, rbl_zones, load_controls(root))
+        self.assertEqual(str(error), f"{os.path.join(root, 'control', 'rbls')}:4: "
+                                     "expected zone, zone:permanent or +zone, found 'zen.example:perm'")
+        self.assertEqual(rbl_zones(load_controls(make_root(self.mktemp()))), [])
 
 
 class FakeServer(SynchronousTestCase):

@@ -6,14 +6,15 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.control import load_controls
-from pymta.smtpd.rcptcheck import recipient_check_for
+from pymta.control import ControlError, load_controls
+from pymta.smtpd.rcptcheck import rcptcheck_enabled, recipient_check_for
 from tests.smtpd.helpers import Session, make_root
 
 
 class RecipientCheck(SynchronousTestCase):
     def setUp(self) -> None:
-        self.root = os.path.abspath(make_root(self.mktemp(), rcptcheck="1", virtualdomains="virt.example:joe"))
+        self.root = os.path.abspath(make_root(self.mktemp(), rcptcheck="# on: unknown local recipients get 550 at RCPT",
+                                              virtualdomains="virt.example:joe"))
         home = os.path.join(self.root, "home", "joe")
         os.makedirs(home)
         os.makedirs(os.path.join(self.root, "alias"))
@@ -51,6 +52,22 @@ class RecipientCheck(SynchronousTestCase):
     def test_disabled_without_control_file(self) -> None:
         os.unlink(os.path.join(self.root, "control", "rcptcheck"))
         self.assertIsNone(recipient_check_for(self.root, load_controls(self.root)))
+
+    def test_a_value_is_refused(self) -> None:
+        # "0" or "off" would turn the check on: the file takes no value
+        path = os.path.join(self.root, "control", "rcptcheck")
+        self.assertTrue(rcptcheck_enabled(load_controls(self.root)))
+        for text in ("0\n", "# enabled?\noff\n"):
+            with open(path, "w") as f:
+                f.write(text)
+            error = self.assertRaises(ControlError, recipient_check_for, self.root, load_controls(self.root))
+            self.assertTrue(str(error).startswith(f"{path}:{text.count(chr(10))}: rcptcheck takes no value"), str(error))
+            self.assertIn("remove the file to turn it off", str(error))
+        with open(path, "w") as f:
+            f.write("")
+        self.assertTrue(rcptcheck_enabled(load_controls(self.root)))
+        os.unlink(path)
+        self.assertFalse(rcptcheck_enabled(load_controls(self.root)))
 
     def test_in_session(self) -> None:
         s = Session(self.root, recipient_check=self.check)

@@ -11,7 +11,7 @@ from twisted.cred.checkers import InMemoryUsernamePasswordDatabaseDontUse
 from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import TestCase
 
-from pymta.control import ControlReader
+from pymta.control import ControlError, ControlReader
 from pymta.smtpd.service import build_smtpd_service
 from tests.smtpd.helpers import MemorySink, make_root
 from tests.smtpd.tlsutil import write_cert
@@ -215,6 +215,58 @@ class ServiceTests(TestCase):
             f.write("127.0.0.1:maybe\n")
         self.svc.reload()
         self.assertFalse(self.svc.context.rules.lookup("127.0.0.1").allow)
+
+
+class ExtraControlFiles(TestCase):
+    """smtpd's extra control files are parsed at start and at reload: a bad line names file and line."""
+
+    def build(self, root: str, reader: ControlReader | None = None):  # type: ignore[no-untyped-def]
+        return build_smtpd_service(root, reader or ControlReader(root), MemorySink(), [], [], reactor=reactor,
+                                   resolver=object())
+
+    def test_bad_files_refuse_the_start(self) -> None:
+        for name, text, lineno, reason in (
+            ("concurrencyperip", "five", 1, "found 'five'"),
+            ("rbls", "# zones\nzen.example:perm", 2, "expected zone, zone:permanent or +zone"),
+            ("rcptcheck", "off", 1, "rcptcheck takes no value"),
+        ):
+            root = make_root(self.mktemp(), **{name: text})
+            with self.assertRaises(ControlError) as cm:
+                self.build(root)
+            self.assertTrue(str(cm.exception).startswith(f"{root}/control/{name}:{lineno}: "), str(cm.exception))
+            self.assertIn(reason, str(cm.exception))
+
+    def test_reload_keeps_old_values(self) -> None:
+        root = make_root(self.mktemp(), rbls="zen.example", concurrencyperip="3")
+        reader = ControlReader(root)
+        svc = self.build(root, reader)
+        self.assertEqual([z.name for z in svc.context.dnsbl.zones], ["zen.example"])
+        with open(os.path.join(root, "control", "concurrencyperip"), "w") as f:
+            f.write("3 per client\n")
+        with open(os.path.join(root, "control", "rbls"), "w") as f:
+            f.write("other.example\n")
+        with self.assertRaises(ControlError) as cm:
+            reader.reload()
+        self.assertIn("concurrencyperip:1: expected a number of sessions", str(cm.exception))
+        svc.reload()
+        self.assertEqual([z.name for z in svc.context.dnsbl.zones], ["zen.example"])
+        self.assertEqual(svc.context.per_ip_limit(reader.current), 3)
+        with open(os.path.join(root, "control", "concurrencyperip"), "w") as f:
+            f.write("4\n")
+        reader.reload()
+        svc.reload()
+        self.assertEqual([z.name for z in svc.context.dnsbl.zones], ["other.example"])
+        self.assertEqual(svc.context.per_ip_limit(reader.current), 4)
+
+    def test_tap_refuses_in_one_line(self) -> None:
+        from pymta.smtpd.tap import Options, makeService
+
+        root = os.path.abspath(make_root(self.mktemp(), rbls="zen example"))
+        o = Options()
+        o.parseOptions(["--root", root, "--listen", "tcp:0:interface=127.0.0.1"])
+        with self.assertRaises(SystemExit) as cm:
+            makeService(o)
+        self.assertEqual(str(cm.exception), f"pymta-smtpd: {root}/control/rbls:1: bad zone: blank inside 'zen example'")
 
 
 class PasswdFileAuth(TestCase):

@@ -1,0 +1,104 @@
+# -*- test-case-name: tests.remote.test_smtproutes -*-
+"""
+The syntax of C{control/smtproutes}: pure, so that L{pymta.control} checks
+every line when it reads the file (a daemon does not start on a bad line)
+and L{pymta.remote.routes} applies the same parser at delivery time.
+
+A line is C{key:value}, the key ending at the first colon (qmail's rule).
+Keys: a domain, a C{.suffix} (any domain ending so), an address literal
+(C{[192.0.2.1]}, the domain of C{user@[192.0.2.1]}), or nothing (the
+default route).  Values (qmail's C{relay[:port]}, reference section 5.1):
+
+  - C{} (nothing): no relay, MX as usual
+  - C{relay.example} / C{relay.example:26}: that host, port 25 / 26
+  - C{192.0.2.1} / C{[192.0.2.1]} / C{[192.0.2.1]:2525}: an IPv4 relay
+  - C{[2001:db8::1]} / C{[2001:db8::1]:587}: an IPv6 relay (pymta's;
+    brackets required, qmail has no IPv6)
+  - C{:2525} (pymta's): MX as usual, connecting to port 2525
+
+Anything else is refused with the reason: a port that is not 1-65535, an
+address literal that is not an address (C{[256.1.1.1]},
+C{[127.0.0.1:25]}), a relay that is not a host name, a further field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pymta.hostnames import domain_problem, host_name_problem, literal_address
+
+__all__ = ["SMTP_PORT", "Route", "RouteError", "lookup_suffixes", "parse_route", "key_problem"]
+
+SMTP_PORT = 25
+
+
+class RouteError(ValueError):
+    """An smtproutes value that cannot be used; the message says why."""
+
+
+@dataclass(frozen=True)
+class Route:
+    """An smtproutes entry: C{relay} None means "look up MX", with C{port}."""
+
+    relay: str | None
+    port: int = SMTP_PORT
+
+
+def lookup_suffixes(domain: str) -> list[str]:
+    """Keys qmail tries for C{domain}: itself, each C{.suffix} longest first, then C{""}."""
+    domain = domain.lower()
+    keys = [domain]
+    i = domain.find(".")
+    while i != -1:
+        keys.append(domain[i:])
+        i = domain.find(".", i + 1)
+    keys.append("")
+    return keys
+
+
+def _port(text: str, value: str) -> int:
+    if not text:
+        raise RouteError(f"empty port after the relay in {value!r}")
+    if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
+        raise RouteError(f"bad port {text!r} in {value!r} (expected 1 to 65535)")
+    return int(text)
+
+
+def parse_route(value: str) -> Route:
+    """The route of the part of an smtproutes line after the key's colon; L{RouteError} says what is wrong."""
+    if value != value.strip():
+        raise RouteError(f"blank around the relay {value!r}")
+    if value.startswith("["):
+        end = value.find("]")
+        if end == -1:
+            raise RouteError(f"unterminated [ in relay {value!r}")
+        relay, rest = value[: end + 1], value[end + 1 :]
+        if literal_address(relay) is None:
+            raise RouteError(f"not an IP address: {relay!r}")
+        if not rest:
+            return Route(relay, SMTP_PORT)
+        if not rest.startswith(":"):
+            raise RouteError(f"unexpected text after {relay!r}: {rest!r}")
+        if ":" in rest[1:]:
+            raise RouteError(f"extra field after the port in {value!r}")
+        return Route(relay, _port(rest[1:], value))
+    fields = value.split(":")
+    if len(fields) > 2:
+        if literal_address(f"[{value}]") is not None:
+            raise RouteError(f"IPv6 relays need brackets: {value!r}")
+        raise RouteError(f"extra field after the port in {value!r} (expected relay[:port])")
+    relay = fields[0]
+    if relay:
+        problem = host_name_problem(relay, final_dot=True)
+        if problem is not None:
+            raise RouteError(f"bad relay: {problem}")
+    port = _port(fields[1], value) if len(fields) == 2 else SMTP_PORT
+    return Route(relay or None, port)
+
+
+def key_problem(key: str) -> str | None:
+    """Why C{key} (before the first colon) can never match a recipient domain, or None."""
+    if key == "":
+        return None
+    problem = domain_problem(key)
+    return None if problem is None else f"bad domain key: {problem}"
