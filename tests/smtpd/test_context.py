@@ -1,4 +1,4 @@
-"""Tests for pymta.smtpd.context: control/concurrencyperip and the connection limiter."""
+"""Tests for pymta.smtpd.context: control/concurrencyperip (the limiter itself: tests/test_connectionlimit.py)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.control import ControlError, load_controls
-from pymta.smtpd.context import ConnectionLimiter, per_ip_limit
+from pymta.smtpd.context import per_ip_limit
 from tests.smtpd.helpers import make_root
 
 
@@ -39,14 +39,3 @@ class PerIPLimitTests(SynchronousTestCase):
         self.refused("-3", 1, "found '-3'")
         self.refused("5\n6", 2, "this line would be ignored: '6'")
 
-
-class ConnectionLimiterTests(SynchronousTestCase):
-    def test_limits(self) -> None:
-        limiter = ConnectionLimiter()
-        self.assertIsNone(limiter.acquire("192.0.2.1", 3, 2))
-        self.assertIsNone(limiter.acquire("192.0.2.1", 3, 2))
-        self.assertIn("from your address", limiter.acquire("192.0.2.1", 3, 2) or "")
-        self.assertIsNone(limiter.acquire("192.0.2.2", 3, 2))
-        self.assertIn("too many connections,", limiter.acquire("192.0.2.3", 3, 2) or "")
-        limiter.release("192.0.2.1")
-        self.assertIsNone(limiter.acquire("192.0.2.3", 3, 2))
