@@ -71,6 +71,12 @@ def _name(user: bytes) -> str:
     return safe_log(user.decode("utf-8", "replace"))
 
 
+def _gone(failure: Failure) -> None:
+    """The client went away during the delay: nothing to answer."""
+    failure.trap(defer.CancelledError)
+    return None
+
+
 def attempt_login(
     rules: LoginRules, peer: str, user: bytes, check: Callable[[], defer.Deferred], failures_before: int
 ) -> defer.Deferred:
@@ -100,6 +106,6 @@ def attempt_login(
         delay = failure_delay(attempt.failures, rules.base_delay, MAX_DELAY)
         if delay <= 0:
             return answer
-        return task.deferLater(rules.clock, delay, lambda: answer)
+        return task.deferLater(rules.clock, delay, lambda: answer).addErrback(_gone)
 
     return d.addErrback(failed)

@@ -68,6 +68,12 @@ def _avatar_name(result: tuple) -> str:
     return avatar.decode("utf-8", "replace") if isinstance(avatar, bytes) else str(avatar)
 
 
+def _gone(failure: Failure) -> None:
+    """The client went away during the delay: nothing to answer."""
+    failure.trap(defer.CancelledError)
+    return None
+
+
 def decide_auth(
     ctx: SMTPDContext, ip: str, mechanism: str, exchange: SASLExchange, failures_before: int
 ) -> defer.Deferred:
@@ -108,6 +114,6 @@ def decide_auth(
         delay = failure_delay(attempt.failures, ctx.auth_failure_delay, ctx.max_auth_delay)
         if delay <= 0:
             return verdict
-        return task.deferLater(ctx.clock, delay, lambda: verdict)
+        return task.deferLater(ctx.clock, delay, lambda: verdict).addErrback(_gone)
 
     return d.addCallbacks(succeeded, failed)
