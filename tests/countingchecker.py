@@ -12,7 +12,9 @@ class CountingChecker:
     """
     Passes every check to C{inner}; C{calls} counts them, C{running} and
     C{most_running} follow how many run at once.  With C{hold} set, checks
-    wait until L{release} (to keep them in flight).
+    wait until L{release} (to keep them in flight); like a check in a
+    thread, a held check cannot be stopped: cancelled, it fails with
+    CancelledError only when released.
     """
 
     def __init__(self, inner: ICredentialsChecker, hold: bool = False) -> None:
@@ -29,7 +31,11 @@ class CountingChecker:
         self.running += 1
         self.most_running = max(self.most_running, self.running)
         if self.hold:
-            gate: defer.Deferred = defer.Deferred()
+
+            def unstoppable(held: defer.Deferred) -> None:
+                held.pause()
+
+            gate: defer.Deferred = defer.Deferred(unstoppable)
             self._held.append((gate, credentials))
             d = gate.addCallback(lambda creds: self.inner.requestAvatarId(creds))
         else:
@@ -43,4 +49,11 @@ class CountingChecker:
     def release(self) -> None:
         held, self._held = self._held, []
         for gate, credentials in held:
-            gate.callback(credentials)
+            if gate.called:  # cancelled: its work "ends" now
+                gate.unpause()
+            else:
+                gate.callback(credentials)
+
+    def __getattr__(self, name: str) -> object:
+        """Anything else (C{lookup} of a passwd-file checker) from the wrapped checker."""
+        return getattr(self.inner, name)
