@@ -7,6 +7,8 @@ wrapper around the real checker.
 from __future__ import annotations
 
 import os
+import socket
+import time
 
 from twisted.internet import defer, reactor, task, threads
 from twisted.trial.unittest import TestCase
@@ -122,3 +124,49 @@ class AbandonedChecks(GuessingTestBase):
         yield defer.Deferred.fromCoroutine(self.settled())
         self.assertEqual(self.checker.calls, 1)
         self.assertEqual(self.svc.settings.limiter.failures("127.0.0.1"), 1)  # type: ignore[union-attr]
+
+
+class AbandonedCheckpassword(TestCase):
+    """A client that hangs up while its checkpassword program runs: the program is killed."""
+
+    timeout = 60
+
+    @defer.inlineCallbacks
+    def test_program_killed(self):  # type: ignore[no-untyped-def]
+        from tests.pop3d.test_checkpassword import write_checkpassword
+
+        root = os.path.abspath(self.mktemp())
+        home = os.path.join(root, "home")
+        os.makedirs(os.path.join(root, "control"))
+        os.makedirs(home)
+        program = write_checkpassword(os.path.join(root, "checkpw"), home)
+        svc = build_pop3_service(
+            root, ControlReader(root), ["tcp:0:interface=127.0.0.1"], reactor=reactor,
+            allow_plaintext=True, checkpassword=[program], open_mailbox=lambda account: defer.fail(AssertionError()),
+        )
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        port = next(iter(svc))._waitingForPort.result.getHost().port  # type: ignore[attr-defined]
+        pidfile = os.path.join(home, "slow.pid")
+
+        def client() -> int:
+            """Log in, wait until the program runs (it then sleeps 60 s), hang up."""
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+                s.recv(512)
+                s.sendall(b"USER slow\r\nPASS x\r\n")
+                for _ in range(1000):
+                    if os.path.exists(pidfile) and os.path.getsize(pidfile):
+                        break
+                    time.sleep(0.02)
+            with open(pidfile) as f:
+                return int(f.read())
+
+        pid = yield threads.deferToThread(client)
+        for _ in range(1000):
+            try:
+                os.kill(pid, 0)
+            except ProcessLookupError:
+                break
+            yield task.deferLater(reactor, 0.02, lambda: None)
+        self.assertRaises(ProcessLookupError, os.kill, pid, 0)
+        self.assertEqual(svc.settings.limiter.failures("127.0.0.1"), 1)  # type: ignore[union-attr]
