@@ -58,10 +58,6 @@ MAX_PIPELINE_BUFFER = 65536
 log = Logger(namespace="pymta.pop3d")
 
 
-def _log_name(name: bytes) -> str:
-    return safe_log(name.decode("utf-8", "replace"))
-
-
 class LoginRefused(Exception):
     """The account is valid but cannot be served here; the text goes to the client."""
 

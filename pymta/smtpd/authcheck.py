@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.smtpd.test_tls_auth -*-
+# -*- test-case-name: tests.smtpd.test_authcheck -*-
 """
 The decision on one SMTP AUTH exchange whose credentials are complete
 (PLAIN, LOGIN, CRAM-MD5 alike), through the daemon's
