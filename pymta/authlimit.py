@@ -244,9 +244,9 @@ class LoginLimiter:
         self.accounts.reserve(account)
         return Attempt(self, address, account)
 
-    def failures(self, address: str) -> int:
-        """Failures (and attempts in flight) of a budget key within the window."""
-        return self.addresses.used(address, self.clock.seconds() - self.limits.window)
+    def failures(self, ip: str) -> int:
+        """Failures (and attempts in flight) of an address (or its budget key) within the window."""
+        return self.addresses.used(client_key(ip), self.clock.seconds() - self.limits.window)
 
     def _settle(self, attempt: Attempt, failed: bool, succeeded: bool) -> None:
         now = self.clock.seconds() if failed else None
