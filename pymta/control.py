@@ -156,6 +156,10 @@ SPECS: tuple[ControlSpec, ...] = (
     ControlSpec("timeoutremote", INT, 1200, "seconds to wait for a remote server's reply", "remote", 1),
     ControlSpec("timeoutsmtpd", INT, 1200, "seconds smtpd gives a client for each line", "smtpd", 1),
     ControlSpec("virtualdomains", MAP, (), "virtual users and domains: key:prepend", "send"),
+    ControlSpec("authfailuresperip", INT, 10, "failed logins (SMTP AUTH, POP3) per client address per authfailurewindow", "smtpd, pop3d", 1),
+    ControlSpec("authfailuresperaccount", INT, 30, "failed logins per account per authfailurewindow, from addresses new to it (0 = no limit)", "smtpd, pop3d", 0),
+    ControlSpec("authfailurewindow", INT, 600, "seconds a failed login counts against its address and account", "smtpd, pop3d", 1),
+    ControlSpec("authconcurrency", INT, 4, "password checks running at once (8 times as many may wait)", "smtpd, pop3d", 1),
 )
 
 SPEC_BY_NAME: Mapping[str, ControlSpec] = {s.name: s for s in SPECS}
@@ -404,6 +408,10 @@ class Controls:
     timeoutremote: int
     timeoutsmtpd: int
     virtualdomains: Mapping[str, str]
+    authfailuresperip: int = 10
+    authfailuresperaccount: int = 30
+    authfailurewindow: int = 600
+    authconcurrency: int = 4
     sources: Mapping[str, str] = field(default_factory=dict)
     _extras: dict[str, tuple[tuple[int, str], ...] | None] = field(
         default_factory=dict, init=False, repr=False, compare=False

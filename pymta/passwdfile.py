@@ -45,6 +45,7 @@ from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.internet import defer, threads
 from twisted.logger import Logger
+from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.fsutil import replace_file
@@ -291,6 +292,34 @@ def _as_str(value: str | bytes) -> str:
     return value
 
 
+def _until_thread_done(work: defer.Deferred) -> defer.Deferred:
+    """
+    The result of C{work} (a check running in a thread), cancellable: a
+    thread cannot be stopped, so a cancelled check fails with
+    C{CancelledError} only once its thread is done.  Whoever bounds the
+    checks running at once (L{pymta.checkgate}) counts it until then, and
+    its result is dropped.
+    """
+
+    def cancel(result: defer.Deferred) -> None:
+        result.pause()
+        work.addBoth(lambda _: result.unpause())
+
+    result: defer.Deferred = defer.Deferred(cancel)
+
+    def forward(outcome: object) -> None:
+        if result.called:
+            return None  # cancelled: nobody waits for it
+        if isinstance(outcome, Failure):
+            result.errback(outcome)
+        else:
+            result.callback(outcome)
+        return None
+
+    work.addBoth(forward)
+    return result
+
+
 @implementer(ICredentialsChecker)
 class PasswdFileChecker:
     """
@@ -320,7 +349,8 @@ class PasswdFileChecker:
             from twisted.internet import reactor
         else:
             reactor = self._reactor
-        return threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[attr-defined]
+        work = threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[attr-defined]
+        return _until_thread_done(work)
 
     def requestAvatarId(self, credentials: object) -> defer.Deferred:
         name = _as_str(credentials.username)  # type: ignore[attr-defined]

@@ -26,6 +26,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
+from pymta.authlimit import AuthLimits, LoginLimiter
 from pymta.control import ControlError, ControlReader
 from pymta.privileges import RootDroppingService
 from pymta.twistdlog import twistd_observer
@@ -101,17 +102,22 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"pymta: {e}")
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
+    # one budget of failed logins and one bound on password checks for SMTP AUTH and POP3
+    logins = LoginLimiter(reactor, AuthLimits.from_controls(reader.current))
     if options["smtp"] or options["submission"]:
         try:
             smtpd = build_smtpd_service(
-                root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
+                root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
+                login_limiter=logins,
             )
         except ControlError as e:
             raise SystemExit(f"pymta: {e}")
         smtpd.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
     if options["pop3"]:
-        pop3 = build_pop3_service(root, reader, options["pop3"], reactor, allow_plaintext=plaintext)
+        pop3 = build_pop3_service(
+            root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins
+        )
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
     top.log_observer = twistd_observer(getattr(options, "parent", None))

@@ -5,11 +5,12 @@ from __future__ import annotations
 import hashlib
 import os
 import stat
+import threading
 
 import bcrypt
 from twisted.cred import error
 from twisted.cred.credentials import IUsernameHashedPassword, UsernamePassword
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred, inlineCallbacks
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 from zope.interface import implementer
 
@@ -146,6 +147,29 @@ class ThreadedCheckerTests(TestCase):
         d = checker.requestAvatarId(UsernamePassword(b"t", b"pw"))
         d.addCallback(self.assertEqual, "t")
         return d
+
+
+    @inlineCallbacks
+    def test_cancelled_check_ends_with_its_thread(self):  # type: ignore[no-untyped-def]
+        """A cancelled check fails with CancelledError only once its thread is done (a bound on checks holds)."""
+        path = self.mktemp()
+        set_password(path, "t", "pw", 1, 1, "/h", scheme="PLAIN")
+        checker = PasswdFileChecker(path)
+        release = threading.Event()
+        ran: list[str] = []
+
+        def slow_verify(stored: str, password: bytes) -> bool:
+            release.wait(30)
+            ran.append("verified")
+            return True
+
+        d = checker._run(slow_verify, "x", b"y")
+        d.cancel()
+        self.assertNoResult(d)
+        release.set()
+        with self.assertRaises(CancelledError):
+            yield d
+        self.assertEqual(ran, ["verified"])
 
 
 class SetPasswordTests(SynchronousTestCase):

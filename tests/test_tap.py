@@ -125,6 +125,22 @@ class OptionsTests(unittest.SynchronousTestCase):
         pop3.reader.reload()
         self.assertEqual((pop3.settings.max_connections, pop3.settings.max_connections_per_address), (7, 2))
 
+    def test_smtpd_and_pop3d_share_one_login_limiter(self) -> None:
+        """One budget of failed logins for SMTP AUTH and POP3; a reload applies new budgets to it."""
+        root = make_root(self)
+        options = tap.Options()
+        options.parseOptions(["--root", root, "--submission", "tcp:0:interface=127.0.0.1",
+                              "--pop3", "tcp:0:interface=127.0.0.1", "--no-delivery"])
+        service = tap.makeService(options)
+        smtpd, pop3d = list(IServiceCollection(service))[1:]
+        limiter = smtpd.context.auth_limiter
+        self.assertIs(pop3d.settings.limiter, limiter)
+        self.assertEqual(limiter.limits.per_address, 10)
+        with open(os.path.join(root, "control", "authfailuresperip"), "w") as f:
+            f.write("4\n")
+        smtpd.context.reader.reload()
+        self.assertEqual(limiter.limits.per_address, 4)
+
 
 class ConfigurationErrorTests(unittest.SynchronousTestCase):
     """twistd pymta stops on a malformed file of any of its parts with one line naming file and line."""

@@ -16,8 +16,8 @@ into the L{Account} (C{login}), for the root mailbox spawner, which checks
 the login again itself before it serves another uid's Maildir
 (L{pymta.pop3d.rootauth}).
 
-L{AddressLimiter} counts failed logins per client address in a sliding
-window; a blocked address is refused before any password is checked.
+How many logins may be tried, and how many checked at once, is
+L{pymta.authlimit}'s business (through L{pymta.pop3d.login}).
 """
 
 from __future__ import annotations
@@ -26,9 +26,8 @@ import hashlib
 import hmac
 import os
 import re
-from collections import deque
 from dataclasses import dataclass, field, replace
-from typing import Callable, Protocol as TypingProtocol
+from typing import Protocol as TypingProtocol
 
 from twisted.cred.credentials import IUsernameHashedPassword, UsernamePassword
 from twisted.cred.error import UnauthorizedLogin
@@ -46,7 +45,6 @@ __all__ = [
     "PasswdFileAuthenticator",
     "LoginKeepingAuthenticator",
     "APOPCredentials",
-    "AddressLimiter",
     "APOP_DIGEST",
 ]
 
@@ -138,35 +136,3 @@ class LoginKeepingAuthenticator:
     def check_apop(self, user: bytes, timestamp: bytes, digest: bytes) -> defer.Deferred:
         login = LoginRequest("APOP", user, digest.lower(), timestamp)
         return self.inner.check_apop(user, timestamp, digest).addCallback(replace, login=login)
-
-
-class AddressLimiter:
-    """At most C{max_failures} failed logins per address within C{window} seconds."""
-
-    def __init__(self, now: Callable[[], float], max_failures: int = 10, window: float = 600.0) -> None:
-        self._now = now
-        self.max_failures = max_failures
-        self.window = window
-        self._failures: dict[str, deque[float]] = {}
-
-    def _recent(self, address: str) -> deque[float]:
-        times = self._failures.get(address)
-        if times is None:
-            return deque()
-        limit = self._now() - self.window
-        while times and times[0] <= limit:
-            times.popleft()
-        if not times:
-            del self._failures[address]
-        return times
-
-    def blocked(self, address: str) -> bool:
-        return len(self._recent(address)) >= self.max_failures
-
-    def record_failure(self, address: str) -> None:
-        times = self._recent(address)
-        times.append(self._now())
-        self._failures[address] = times
-        if len(self._failures) > 100_000:  # bound memory under a spray of addresses
-            for key in list(self._failures)[:50_000]:
-                del self._failures[key]

@@ -19,7 +19,8 @@ child according to the uid (L{pymta.pop3d.opener}).
 
 APOP passes the digest as the password and the banner timestamp; USER/PASS
 and AUTH PLAIN pass an empty timestamp, so an APOP-capable program can tell
-a digest from a password.  A program that exits 0 without running its
+a digest from a password.  Cancelling a check's Deferred (the client has
+gone) kills the program; the Deferred fails once the program has ended.  A program that exits 0 without running its
 arguments (so no account report) is a temporary failure, not a login.
 """
 
@@ -49,8 +50,19 @@ class _CheckpasswordProcess(ProcessProtocol):
         self.user = user
         self.report = b""
         self.stderr = b""
-        self.done: defer.Deferred = defer.Deferred()
+        self.done: defer.Deferred = defer.Deferred(self._abandon)
         self.timer = None
+
+    def _abandon(self, done: defer.Deferred) -> None:
+        """The client has gone: kill the child; C{done} fails with CancelledError once it has ended."""
+        done.pause()
+        self.kill()
+
+    def kill(self) -> None:
+        try:
+            self.transport.signalProcess("KILL")  # type: ignore[union-attr]
+        except Exception:  # not started, or already gone
+            pass
 
     def connectionMade(self) -> None:
         self.transport.writeToChild(3, self.payload)
@@ -68,6 +80,9 @@ class _CheckpasswordProcess(ProcessProtocol):
             self.timer.cancel()
         if self.stderr:
             log.info("checkpassword: {stderr}", stderr=self.stderr.decode("utf-8", "replace").strip())
+        if self.done.called:  # abandoned (L{_abandon}): its result is CancelledError
+            self.done.unpause()
+            return
         code = getattr(reason.value, "exitCode", None)
         signal = getattr(reason.value, "signal", None)
         if signal is not None or code is None:
@@ -128,13 +143,7 @@ class CheckpasswordAuthenticator:
             log.error("cannot run checkpassword {program}: {error}", program=self.program[0], error=str(e))
             return defer.fail(LoginTemporaryFailure("unable to fork"))
 
-        def kill() -> None:
-            try:
-                proto.transport.signalProcess("KILL")
-            except Exception:  # already gone
-                pass
-
-        proto.timer = self.reactor.callLater(self.timeout, kill)  # type: ignore[attr-defined]
+        proto.timer = self.reactor.callLater(self.timeout, proto.kill)  # type: ignore[attr-defined]
         return proto.done
 
     def check_password(self, user: bytes, password: bytes) -> defer.Deferred:

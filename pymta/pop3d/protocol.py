@@ -16,11 +16,11 @@ Choices, documented:
     differ from the reported size.  CAPA is answered in both states.
   - USER/PASS and AUTH PLAIN are refused before TLS unless the listener
     allows plaintext; APOP is always allowed (no password on the wire).
-  - A failed login is answered C{-ERR authorization failed} after a delay
-    (C{failure_delay}); the connection is closed after
+  - Logins go through the daemon's L{LoginLimiter} (L{pymta.pop3d.login}):
+    over budget they are refused before any check; a failed login is
+    answered C{-ERR [AUTH] authorization failed} after a growing delay
+    (C{failure_delay} per recent failure); the connection is closed after
     C{max_failures_per_connection} failures (qmail-popup closes after one).
-    An address with too many recent failures (L{AddressLimiter}) is refused
-    before any check.
   - Commands are processed one at a time; lines pipelined behind a slow one
     (a password check, a RETR) wait in a bounded buffer.  After STLS every
     byte already received is discarded (RFC 2595).  A line over 512 octets
@@ -50,16 +50,11 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pymta.address import safe_log
+from pymta.authlimit import LoginLimiter
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.linedeadline import LineDeadline
-from pymta.pop3d.auth import (
-    APOP_DIGEST,
-    Account,
-    AddressLimiter,
-    Authenticator,
-    LoginFailed,
-    LoginTemporaryFailure,
-)
+from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
+from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
 from pymta.pop3d.mailbox import MailboxSession, NoMaildir
 from pymta.pop3d.transaction import TransactionCommands
 
@@ -73,10 +68,6 @@ LIMIT_REPLIES = {
 }
 
 log = Logger(namespace="pymta.pop3d")
-
-
-def _log_name(name: bytes) -> str:
-    return safe_log(name.decode("utf-8", "replace"))
 
 
 class LoginRefused(Exception):
@@ -98,7 +89,7 @@ class ServerSettings:
     connections: ConnectionLimiter = field(default_factory=ConnectionLimiter)
     failure_delay: float = 2.0
     max_failures_per_connection: int = 3
-    limiter: AddressLimiter | None = None
+    limiter: LoginLimiter | None = None  # one of its own when None
     clock: object | None = None  # IReactorTime; the global reactor when None
     counter: list[int] = field(default_factory=lambda: [0])
 
@@ -108,6 +99,11 @@ class ServerSettings:
 
             return reactor
         return self.clock
+
+    def login_rules(self) -> LoginRules:
+        if self.limiter is None:
+            self.limiter = LoginLimiter(self.reactor_time())
+        return LoginRules(self.limiter, self.reactor_time(), self.failure_delay, self.max_failures_per_connection)
 
 
 class POP3Server(Protocol, TransactionCommands):
@@ -134,7 +130,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._reading_paused = False
         self._sasl_pending = False
         self._tls_started = False
-        self._pending_calls: list = []
+        self._login_pending: defer.Deferred | None = None
 
     # -- connection -----------------------------------------------------
 
@@ -187,10 +183,8 @@ class POP3Server(Protocol, TransactionCommands):
         if self._counted:
             self._counted = False
             self.settings.connections.release(self.peer_address())
-        for call in self._pending_calls:
-            if call.active():
-                call.cancel()
-        self._pending_calls = []
+        if self._login_pending is not None:  # a check waiting for a slot never runs; checkpassword is killed
+            self._login_pending.cancel()
         if self.mailbox is not None:
             self.mailbox.close()
             self.mailbox = None
@@ -439,51 +433,20 @@ class POP3Server(Protocol, TransactionCommands):
         self.transport.startTLS(self.settings.tls_context)
 
     def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:
-        peer = self.peer_address()
-        limiter = self.settings.limiter
-        if limiter is not None and limiter.blocked(peer):
-            self.err(b"[LOGIN-DELAY] too many failed logins from your address, try again later")
-            log.info("pop3 login refused (address limit) {user} from {peer}", user=_log_name(user), peer=peer)
-            self.close()
-            return defer.succeed(None)
-        d = defer.maybeDeferred(check)
-        d.addCallbacks(self._logged_in, self._login_failed, errbackArgs=(user, peer))
-        return d
+        d = attempt_login(self.settings.login_rules(), self.peer_address(), user, check, self.failures)
+        self._login_pending = d
+        return d.addCallback(self._login_answered)
 
-    def _login_failed(self, failure: Failure, user: bytes, peer: str) -> defer.Deferred | None:
-        if failure.check(LoginTemporaryFailure):
-            self.err(b"[SYS/TEMP] " + str(failure.value).encode("utf-8", "replace"))
-            return None
-        if failure.check(LoginRefused):
-            self.err(str(failure.value).encode("utf-8", "replace"))
-            self.close()
-            return None
-        if failure.check(NoMaildir):
-            self.err(b"this user has no $HOME/Maildir")
-            self.close()
-            return None
-        if not failure.check(LoginFailed):
-            log.failure("pop3 login check failed", failure)
-            self.err(b"[SYS/TEMP] unable to check the password")
-            self.close()
-            return None
-        self.failures += 1
-        log.info("pop3 login failed {user} from {peer}", user=_log_name(user), peer=peer)
-        if self.settings.limiter is not None:
-            self.settings.limiter.record_failure(peer)
-        d: defer.Deferred = defer.Deferred()
-
-        def answer() -> None:
-            self.err(b"[AUTH] authorization failed")
-            if self.failures >= self.settings.max_failures_per_connection:
+    def _login_answered(self, result: Account | LoginAnswer | None) -> defer.Deferred | None:
+        self._login_pending = None
+        if isinstance(result, Account):
+            return self._logged_in(result)
+        if result is not None and not self._closed:
+            self.failures += result.failed
+            self.err(result.text)
+            if result.close:
                 self.close()
-            d.callback(None)
-
-        if self.settings.failure_delay > 0:
-            self._pending_calls.append(self.clock.callLater(self.settings.failure_delay, answer))
-        else:
-            answer()
-        return d
+        return None
 
     def _logged_in(self, account: Account) -> defer.Deferred:
         if self._closed:

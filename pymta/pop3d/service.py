@@ -40,7 +40,8 @@ from twisted.logger import Logger
 
 from pymta.control import ControlReader, Controls
 from pymta.passwdfile import PasswdFileChecker
-from pymta.pop3d.auth import Account, AddressLimiter, LoginKeepingAuthenticator, PasswdFileAuthenticator
+from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.pop3d.auth import Account, LoginKeepingAuthenticator, PasswdFileAuthenticator
 from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.protocol import POP3Factory, ServerSettings
@@ -79,7 +80,9 @@ class POP3Service(service.MultiService):
         return d
 
     def reload(self) -> None:
-        """Re-read the certificate, control/me and the connection limits (the caller reloads the ControlReader)."""
+        """Re-read the certificate, control/me, the connection limits and the login budgets (the caller reloads the ControlReader)."""
+        if self.settings.limiter is not None:
+            self.settings.limiter.configure(AuthLimits.from_controls(self.reader.current))
         try:
             self.tls.reload()
             self.settings.tls_context = self.tls
@@ -107,11 +110,14 @@ def build_pop3_service(
     timeout: float = 600.0,
     failure_delay: float = 2.0,
     open_mailbox: Callable[[Account], defer.Deferred] | None = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> POP3Service:
     """
     The POP3 service of C{root} listening on every endpoint in C{listen}.
     C{open_mailbox} replaces the L{MailboxOpener} (tests use it to act as a
-    mail uid while running as root).
+    mail uid while running as root).  C{login_limiter} is shared with
+    smtpd in one process (C{twistd pymta}); by default pop3d has its own,
+    with the budgets of the control files.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -137,7 +143,7 @@ def build_pop3_service(
         allow_plaintext=allow_plaintext,
         timeout=timeout,
         failure_delay=failure_delay,
-        limiter=AddressLimiter(reactor.seconds),
+        limiter=login_limiter or LoginLimiter(reactor, AuthLimits.from_controls(reader.current)),
         clock=reactor,
     )
     apply_connection_limits(settings, reader.current)

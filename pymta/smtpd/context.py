@@ -15,6 +15,7 @@ from typing import Any, Callable
 
 from twisted.cred.portal import Portal
 
+from pymta.authlimit import AuthLimits, LoginLimiter
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
@@ -64,6 +65,10 @@ class SMTPDContext:
     C{recipient_check}, when set, is called as C{(controls, address)} for
     each recipient that passed relay policy and returns (a Deferred of)
     True to accept, False to refuse with 550.
+
+    C{auth_limiter} budgets AUTH attempts and bounds the password checks
+    running at once (L{pymta.authlimit}); when not given, one is made with
+    the budgets of the control files.
     """
 
     reader: ControlReader
@@ -84,32 +89,16 @@ class SMTPDContext:
     rbl_session_seconds: float = 60.0
     recipient_check: Callable[[Controls, str], Any] | None = None
     local_ips: frozenset[str] = frozenset({"127.0.0.1"})
-    auth_failure_window: float = 900.0
     max_auth_delay: float = 30.0
     cram_md5: bool | None = None
     resolver: Any = None
     reverse_lookup_seconds: float = 5.0
-    _auth_failures: dict[str, list[float]] = field(default_factory=dict)
+    auth_limiter: LoginLimiter | None = None
     _per_ip: tuple[Controls, int] | None = None
 
-    def note_auth_failure(self, ip: str) -> int:
-        """
-        Record a failed AUTH from C{ip}; returns how many failures that
-        address had within C{auth_failure_window} seconds, this one included,
-        across all its sessions (the delay before the 535 grows with it).
-        """
-        now = self.clock.seconds()
-        recent = [t for t in self._auth_failures.get(ip, ()) if t > now - self.auth_failure_window]
-        recent.append(now)
-        self._auth_failures[ip] = recent[-100:]
-        if len(self._auth_failures) > 10000:
-            cutoff = now - self.auth_failure_window
-            for key in [k for k, v in self._auth_failures.items() if v[-1] <= cutoff]:
-                del self._auth_failures[key]
-        return len(recent)
-
-    def auth_failure_delay_for(self, failures: int) -> float:
-        return min(self.auth_failure_delay * failures, self.max_auth_delay)
+    def __post_init__(self) -> None:
+        if self.auth_limiter is None:
+            self.auth_limiter = LoginLimiter(self.clock, AuthLimits.from_controls(self.reader.current))
 
     def auth_mechanisms(self) -> list[str]:
         if self.portal is None:

@@ -19,8 +19,9 @@ data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
 - STARTTLS throws away everything the client sent after the command and
   forgets HELO, sender, recipients and AUTH (RFC 3207 4.2).
 - AUTH only on submission listeners and only inside TLS unless the operator
-  allows plaintext; failures are answered after a growing delay and the
-  session ends after C{max_auth_failures}.
+  allows plaintext; L{pymta.smtpd.authcheck} decides each exchange through
+  the daemon's login limiter (budgets, growing delays, a bound on checks
+  running at once); the session ends after C{max_auth_failures}.
 """
 
 from __future__ import annotations
@@ -29,8 +30,7 @@ import base64
 import os
 from typing import Any, Callable
 
-from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
@@ -40,7 +40,8 @@ from pymta.interfaces import MessageWriter, QueueRefused
 from pymta.linedeadline import DATA_RATE, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.access import normalise_ip
-from pymta.smtpd.auth import ISubmitter, AuthSyntaxError, SASLExchange, start_exchange
+from pymta.smtpd.auth import AuthSyntaxError, SASLExchange, start_exchange
+from pymta.smtpd.authcheck import AuthVerdict, decide_auth
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
@@ -669,44 +670,20 @@ class SMTPServerProtocol(Protocol):
             return None
         self._sasl = None
         self._mode = COMMAND
-        assert self.ctx.portal is not None
-        d = self.ctx.portal.login(exchange.credentials, None, ISubmitter)
-        user = exchange.username or ""
+        d = decide_auth(self.ctx, self.remote_ip, self._sasl_mechanism, exchange, self.auth_failures)
+        # cancelled when the client goes: a check still waiting for a slot never runs
+        self._run_pending(d.addCallback(self._auth_decided), cancel_on_close=True)
+        return None
 
-        def success(result: tuple) -> None:
-            self.auth_user = str(result[1] if not isinstance(result[1], bytes) else result[1].decode("utf-8", "replace"))
-            log.info(
-                "smtpd: {ip}: AUTH {mech} ok as {user}", ip=self.remote_ip, mech=self._sasl_mechanism, user=self.auth_user
-            )
-            self.reply("235 ok, go ahead (#2.0.0)")
-
-        def failure(reason: Failure) -> defer.Deferred | None:
-            if reason.check(defer.CancelledError):
-                return None
-            if not reason.check(UnauthorizedLogin):
-                log.failure("smtpd: AUTH checker error", reason)
-            self.auth_failures += 1
-            log.info(
-                "smtpd: {ip}: AUTH {mech} failed for {user} ({n})",
-                ip=self.remote_ip,
-                mech=self._sasl_mechanism,
-                user=user,
-                n=self.auth_failures,
-            )
-            delay = self.ctx.auth_failure_delay_for(self.ctx.note_auth_failure(self.remote_ip))
-            return defer.Deferred.fromCoroutine(self._answer_failure(delay))
-
-        return d.addCallbacks(success, failure)
-
-    async def _answer_failure(self, delay: float) -> None:
-        if delay > 0:
-            await task.deferLater(self.clock, delay, lambda: None)
-        if self._mode == CLOSED:
+    def _auth_decided(self, verdict: AuthVerdict | None) -> None:
+        if verdict is None or self._mode == CLOSED:
             return
-        if self.auth_failures >= self.ctx.max_auth_failures:
-            self._close_with("421 too many authentication failures (#4.7.0)")
+        self.auth_user = verdict.user or self.auth_user
+        self.auth_failures += verdict.failed
+        if verdict.close:
+            self._close_with(verdict.reply)
         else:
-            self.reply("535 authorization failed (#5.7.8)")
+            self.reply(verdict.reply)
 
     def _auth_line(self, line: bytes) -> defer.Deferred | None:
         exchange = self._sasl

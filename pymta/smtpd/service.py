@@ -16,10 +16,11 @@ client's address is looked up in reverse, as tcpserver -h does, at most
 5 seconds).
 
 L{SMTPDService.reload} re-reads ROOT/etc/tcp.smtp, the certificate and
-control/rbls (the caller reloads the control files themselves through the
-L{ControlReader}); a broken file keeps the old values and is logged.  The
-extra control files smtpd reads are parsed by L{check_controls}, which the
-reader runs at start and on every reload.
+control/rbls, and applies the AUTH budgets of the control files (the caller
+reloads the control files themselves through the L{ControlReader}); a
+broken file keeps the old values and is logged.  The extra control files
+smtpd reads are parsed by L{check_controls}, which the reader runs at
+start and on every reload.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 
+from pymta.authlimit import AuthLimits, LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules, TcpRulesError
@@ -80,6 +82,8 @@ class SMTPDService(service.MultiService):
         self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
         if self.passwd_checkers:
             self.context.cram_md5 = passwd_allows_cram_md5(self.root)
+        if self.context.auth_limiter is not None:
+            self.context.auth_limiter.configure(AuthLimits.from_controls(self.context.reader.current))
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -148,6 +152,7 @@ def build_smtpd_service(
     *,
     auth_without_tls: bool = False,
     resolver: Any = None,
+    login_limiter: LoginLimiter | None = None,
 ) -> SMTPDService:
     """
     The SMTP service of a root: C{listen} endpoints speak port-25 SMTP,
@@ -155,7 +160,8 @@ def build_smtpd_service(
     C{auth_without_tls}).  C{portal_checkers} default to a
     L{pymta.passwdfile.PasswdFileChecker} over ROOT/users/passwd; C{resolver}
     (for DNSBL) to L{pymta.remote.dns.DNSResolver}, created only when
-    control/rbls lists zones.
+    control/rbls lists zones; C{login_limiter} (shared with pop3d in one
+    process) to one of smtpd's own with the budgets of the control files.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -181,6 +187,7 @@ def build_smtpd_service(
         local_ips=frozenset({"127.0.0.1", "::1"}),
         cram_md5=passwd_allows_cram_md5(root) if own_checkers else None,
         resolver=resolver,
+        auth_limiter=login_limiter,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = recipient_check_for(root, reader.current)

@@ -6,7 +6,7 @@ import hashlib
 import os
 import sys
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
 from pymta.pop3d.auth import LoginFailed, LoginTemporaryFailure
@@ -28,6 +28,11 @@ if user == b"busy":
     sys.exit(111)
 if user == b"noexec":
     sys.exit(0)
+if user == b"slow":
+    with open(os.path.join({home!r}, "slow.pid"), "w") as f:
+        f.write(str(os.getpid()))
+    import time
+    time.sleep(60)
 ok = password == b"secret" if not stamp else password == hashlib.md5(stamp + b"secret").hexdigest().encode()
 if user != b"alice" or not ok:
     sys.exit(1)
@@ -72,6 +77,24 @@ class CheckpasswordTests(TestCase):
             yield self.auth.check_password(b"alice", b"nope")
         with self.assertRaises(LoginFailed):
             yield self.auth.check_password(b"al\0ice", b"secret")
+
+    @defer.inlineCallbacks
+    def test_cancel_kills_the_program(self):  # type: ignore[no-untyped-def]
+        """A check abandoned by its client kills checkpassword; the Deferred fails once it has ended."""
+        d = self.auth.check_password(b"slow", b"x")
+        pidfile = os.path.join(self.home, "slow.pid")
+        for _ in range(500):
+            if os.path.exists(pidfile) and os.path.getsize(pidfile):
+                break
+            yield task.deferLater(reactor, 0.01, lambda: None)
+        with open(pidfile) as f:
+            pid = int(f.read())
+        d.cancel()
+        with self.assertRaises(defer.CancelledError):
+            yield d
+        # reaped: the pid is no longer a child of ours
+        with self.assertRaises(ChildProcessError):
+            os.waitpid(pid, os.WNOHANG)
 
     @defer.inlineCallbacks
     def test_apop_gets_timestamp(self):  # type: ignore[no-untyped-def]

@@ -12,7 +12,8 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.pop3d.auth import AddressLimiter, LoginTemporaryFailure
+from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.pop3d.auth import LoginTemporaryFailure
 from pymta.pop3d.mailbox import open_local_mailbox
 from pymta.pop3d.protocol import LoginRefused, POP3Factory, ServerSettings
 from tests.pop3d.helpers import FakeAuthenticator, TLSStringTransport, drain, put_message, sample_maildir
@@ -35,7 +36,7 @@ class ProtocolTestBase(SynchronousTestCase):
             tls_context=self.tls_context,
             allow_plaintext=self.allow_plaintext,
             failure_delay=2.0,
-            limiter=AddressLimiter(self.clock.seconds, max_failures=5, window=600),
+            limiter=LoginLimiter(self.clock, AuthLimits(per_address=5, window=600)),
             clock=self.clock,
         )
         self.factory = POP3Factory(self.settings)
@@ -89,9 +90,14 @@ class AuthorizationTests(ProtocolTestBase):
         self.transport.clear()
         self.clock.advance(0.2)
         self.assertEqual(self.transport.value(), b"-ERR [AUTH] authorization failed\r\n+OK \r\n")
-        for _ in range(2):
-            self.lines(b"USER alice\r\nPASS wrong\r\n")
-            self.clock.advance(2)
+        # the delay grows with the address's failures: 2 s each
+        self.lines(b"USER alice\r\nPASS wrong\r\n")
+        self.clock.advance(3.9)
+        self.assertEqual(self.transport.value(), b"+OK \r\n")
+        self.clock.advance(0.2)
+        self.assertEqual(self.transport.value(), b"+OK \r\n-ERR [AUTH] authorization failed\r\n")
+        self.lines(b"USER alice\r\nPASS wrong\r\n")
+        self.clock.advance(6)
         self.assertTrue(self.transport.disconnecting)
 
     def test_address_limit(self) -> None:
@@ -100,10 +106,12 @@ class AuthorizationTests(ProtocolTestBase):
             self.lines(b"USER alice\r\nPASS wrong\r\n", proto, transport)
             self.clock.advance(2)
         proto, transport = self.connect()
+        calls = len(self.auth.calls)
         self.assertEqual(
             self.lines(b"USER alice\r\nPASS secret\r\n", proto, transport),
             [b"+OK ", b"-ERR [LOGIN-DELAY] too many failed logins from your address, try again later"],
         )
+        self.assertEqual(len(self.auth.calls), calls)  # refused before any check
         self.assertTrue(transport.disconnecting)
         other, t2 = self.connect("192.0.2.2")
         self.assertEqual(self.lines(b"USER alice\r\nPASS secret\r\n", other, t2), [b"+OK ", b"+OK "])
