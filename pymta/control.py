@@ -308,12 +308,17 @@ class ControlReader:
         self.root = root
         self.current: Controls = load_controls(root)
         self._listeners: list[Callable[[Controls], None]] = []
+        #: run before every reload; raises ControlError to refuse it (see pymta.configcheck.startup)
+        self.precheck: Callable[[], None] | None = None
 
     def reload(self) -> Controls:
         """
-        Re-read all control files.  On a L{ControlError} the old values stay
-        in force and the error propagates for the caller to log.
+        Re-read all control files.  On a L{ControlError} (from the files or
+        from C{precheck}) the old values stay in force and the error
+        propagates for the caller to log.
         """
+        if self.precheck is not None:
+            self.precheck()
         new = load_controls(self.root)
         self.current = new
         for listener in list(self._listeners):

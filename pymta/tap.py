@@ -26,7 +26,10 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.control import ControlError, ControlReader
+from pymta.configcheck.startup import checked_reader
+from pymta.control import ControlError
+from pymta.smtpd.access import TcpRulesError
+from pymta.tls import TLSConfigError
 from pymta.privileges import RootDroppingService
 from pymta.twistdlog import twistd_observer
 
@@ -88,10 +91,7 @@ def makeService(options: Options) -> IService:
     from pymta.smtpd.service import build_smtpd_service
 
     root = options["root"]
-    try:
-        reader = ControlReader(root)
-    except ControlError as e:
-        raise SystemExit(f"pymta: {e}")
+    reader = checked_reader(root, "pymta")
     top = RootDroppingService(root)
     top.setName("pymta")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
@@ -101,14 +101,19 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"pymta: {e}")
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
+    try:
+        if options["smtp"] or options["submission"]:
+            smtpd = build_smtpd_service(
+                root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
+            )
+        if options["pop3"]:
+            pop3 = build_pop3_service(root, reader, options["pop3"], reactor, allow_plaintext=plaintext)
+    except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
+        raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
     if options["smtp"] or options["submission"]:
-        smtpd = build_smtpd_service(
-            root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext
-        )
         smtpd.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
     if options["pop3"]:
-        pop3 = build_pop3_service(root, reader, options["pop3"], reactor, allow_plaintext=plaintext)
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
     top.log_observer = twistd_observer(getattr(options, "parent", None))

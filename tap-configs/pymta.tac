@@ -12,7 +12,7 @@ from pymta import tap  # noqa: E402
 application = _common.application("pymta")
 _common.attach(application, tap, [
     "--root", _common.root(),
-    "--smtp", os.environ.get("PYMTA_SMTP", "tcp:25"),
-    "--submission", os.environ.get("PYMTA_SUBMISSION", "tcp:587"),
-    "--pop3", os.environ.get("PYMTA_POP3", "tcp:110"),
+    "--smtp", _common.endpoint("PYMTA_SMTP", "tcp:25"),
+    "--submission", _common.endpoint("PYMTA_SUBMISSION", "tcp:587"),
+    "--pop3", _common.endpoint("PYMTA_POP3", "tcp:110"),
 ])
