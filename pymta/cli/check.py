@@ -45,6 +45,7 @@ def report(problems: list[Problem], out: TextIO, err: TextIO) -> int:
     warnings = [p for p in in_order if not p.is_error]
     for problem in errors + warnings:
         out.write(_printable(str(problem)) + "\n")
+    out.flush()  # the lines before the summary, also when both go to one pipe
     if errors:
         err.write(f"pymta check: {len(errors)} error{'s' if len(errors) != 1 else ''}, "
                   f"{len(warnings)} warning{'s' if len(warnings) != 1 else ''}: the daemons would refuse to start\n")

@@ -91,8 +91,8 @@ def every_error(
     Every error C{parse} finds in C{lines}: after each one the line it
     names (C{line_of}, 1-based; 0 when it names none) is blanked and the
     parse is repeated.  The parsers skip blank lines, so each round moves
-    on; an error that names no line, or a line already blank, ends the
-    search.
+    on; an error that names no line ends the search, and one that names a
+    line already blanked ends it without being counted again.
     """
     work = list(lines)
     found: list[E] = []
@@ -101,9 +101,11 @@ def every_error(
             parse(work)
             return found
         except errors as e:  # type: ignore[misc]
-            found.append(e)
             lineno = line_of(e)
-            if not 0 < lineno <= len(work) or not work[lineno - 1].strip():
+            if 0 < lineno <= len(work) and not work[lineno - 1].strip():
+                return found  # the parser blames a line it should now skip: nothing new
+            found.append(e)
+            if not 0 < lineno <= len(work):
                 return found
             work[lineno - 1] = "\n" if work[lineno - 1].endswith("\n") else ""
     return found

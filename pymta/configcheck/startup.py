@@ -57,7 +57,7 @@ def _checked(root: str, program: str) -> list[Problem]:
     for problem in problems:
         if not problem.is_error:
             log.warn("{program}: {problem}", program=program, problem=str(problem))
-    return [p for p in problems if p.is_error]
+    return sorted((p for p in problems if p.is_error), key=lambda p: (p.path, p.line))  # as pymta check lists them
 
 
 def check_before_start(root: str, program: str) -> None:
