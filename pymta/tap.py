@@ -61,17 +61,25 @@ class Options(usage.Options):
         self["submission"] = []
         self["pop3"] = []
 
+    def _endpoint(self, kind: str, endpoint: str) -> None:
+        from twisted.internet import reactor
+
+        from pymta.tls import check_server_endpoint
+
+        check_server_endpoint(reactor, endpoint)  # a usage error naming it, not a traceback later
+        self[kind].append(endpoint)
+
     def opt_smtp(self, endpoint: str) -> None:
         """Listen for SMTP (port 25 rules) on ENDPOINT (repeatable)."""
-        self["smtp"].append(endpoint)
+        self._endpoint("smtp", endpoint)
 
     def opt_submission(self, endpoint: str) -> None:
         """Listen for message submission (AUTH required) on ENDPOINT (repeatable)."""
-        self["submission"].append(endpoint)
+        self._endpoint("submission", endpoint)
 
     def opt_pop3(self, endpoint: str) -> None:
         """Listen for POP3 on ENDPOINT (repeatable; ssl: endpoints for POP3S)."""
-        self["pop3"].append(endpoint)
+        self._endpoint("pop3", endpoint)
 
     def postOptions(self) -> None:
         from pymta.queue.tap import check_queue_root, parse_stop_timeout

@@ -71,6 +71,12 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual(options["smtp"], ["tcp:0", "tcp6:0"])
         self.assertEqual(options["pop3"], ["tcp:0"])
 
+    def test_bad_endpoint_is_a_usage_error_naming_it(self) -> None:
+        root = make_root(self)
+        for option in ("--smtp", "--submission", "--pop3"):
+            e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--root", root, option, "tcp:abc"])
+            self.assertIn("bad endpoint 'tcp:abc'", str(e))
+
     def test_make_service_has_all_three(self) -> None:
         root = make_root(self)
         options = tap.Options()
