@@ -5,7 +5,8 @@ The files in C{ROOT/control/}: read by L{pymta.control.load_controls}
 know, blanks it keeps, and an open relay.
 
 L{load_every_control} finds all the complaints of a reader that stops at
-the first one: it reads a private copy of C{control/}, and after each
+the first one: it reads a private copy of C{control/} (in a temporary
+directory; without one, only the first complaint is found), and after each
 error blanks the line named (or drops the file, for an error on no
 particular line) and reads again.
 
@@ -64,7 +65,16 @@ def load_every_control(root: str) -> tuple[Controls | None, list[Problem]]:
         names = []
     except OSError as e:
         return None, [Problem(controldir, 0, ERROR, f"cannot list it: {e.strerror}")]
-    with tempfile.TemporaryDirectory(prefix="pymta-check-") as scratch:
+    try:
+        scratch_dir = tempfile.TemporaryDirectory(prefix="pymta-check-")
+    except OSError:  # no writable temporary directory: the first error only
+        try:
+            return load_controls(root), problems
+        except ControlError as e:
+            return None, problems + [Problem(e.path, e.lineno, ERROR, e.reason)]
+        except OSError as e:
+            return None, problems + [Problem(str(e.filename or controldir), 0, ERROR, f"cannot read it: {e.strerror}")]
+    with scratch_dir as scratch:
         copy = os.path.join(scratch, "control")
         os.mkdir(copy)
         for name in names:

@@ -114,17 +114,16 @@ def every_error(
 def service_account(root: str) -> tuple[int, int] | None:
     """
     The uid and gid the daemons of C{root} run as: the owner of
-    C{ROOT/queue} when started as root (None when that is root itself or
-    there is no queue), else this process's own.
+    C{ROOT/queue}, which they become when started as root (None when that
+    is root itself).  Without a queue: this process's own, or None for
+    root.
     """
-    if os.geteuid() != 0:
-        return os.geteuid(), os.getegid()
     try:
         st = os.stat(os.path.join(root, "queue"))
     except OSError:
-        return None
+        return None if os.geteuid() == 0 else (os.geteuid(), os.getegid())
     if st.st_uid == 0:
-        return None
+        return None if os.geteuid() == 0 else (os.geteuid(), os.getegid())
     return st.st_uid, st.st_gid
 
 

@@ -41,6 +41,21 @@ class LoadEveryControlTests(SynchronousTestCase):
         self.assertEqual(located(root, problems), [("control/locals", 2, ERROR)])
         self.assertIn("UTF-8", problems[0].text)
 
+    def test_without_a_temporary_directory_the_first_error(self) -> None:
+        import tempfile
+
+        root = init_root(self)
+        write(root, "control/databytes", "ten\n")
+        write(root, "control/queuelifetime", "long\n")
+
+        def no_tmp(*args: object, **kwargs: object) -> None:
+            raise PermissionError(13, "Permission denied", "/tmp")
+
+        self.patch(tempfile, "TemporaryDirectory", no_tmp)
+        controls, problems = load_every_control(root)
+        self.assertIsNone(controls)
+        self.assertEqual(located(root, problems), [("control/databytes", 1, ERROR)])
+
     def test_no_control_directory_at_all(self) -> None:
         controls, problems = load_every_control(os.path.abspath(self.mktemp()))
         self.assertEqual(problems, [])

@@ -65,10 +65,17 @@ class EveryErrorTests(SynchronousTestCase):
 
 
 class ServiceAccountTests(SynchronousTestCase):
-    def test_not_root_is_itself(self) -> None:
+    def test_not_root_without_a_queue_is_itself(self) -> None:
         if os.geteuid() == 0:
             raise self.skipTest("needs a non-root process")
         self.assertEqual(service_account(self.mktemp()), (os.geteuid(), os.getegid()))
+
+    def test_the_queue_owner(self) -> None:
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "queue"))
+        st = os.stat(os.path.join(root, "queue"))
+        expected = None if st.st_uid == 0 else (st.st_uid, st.st_gid)
+        self.assertEqual(service_account(root), expected)
 
     def test_root_becomes_the_queue_owner(self) -> None:
         if os.geteuid() != 0:
