@@ -28,9 +28,9 @@ from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError
+from pymta.privileges import RootDroppingService
 from pymta.smtpd.access import TcpRulesError
 from pymta.tls import TLSConfigError
-from pymta.privileges import RootDroppingService
 from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]

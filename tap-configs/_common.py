@@ -5,8 +5,9 @@ Every .tac reads its settings from the environment, so one file serves every
 site: PYMTA_ROOT (default /var/pymta) and the listener variables named in
 each file.  A bad setting stops twistd with one line naming it (a bad
 endpoint in PYMTA_SMTP, a root without a queue, a configuration error
-found by the daemon's checks), never a traceback.  When started as root, the services drop to the owner of
-ROOT/queue after binding ports and starting the spawners
+found by the daemon's checks), never a traceback.  When started as root,
+the services drop to the owner of ROOT/queue after binding ports and
+starting the spawners
 (L{pymta.privileges.RootDroppingService}; unlike twistd's C{--uid} this
 works for a mail uid without a passwd entry).
 """
@@ -41,9 +42,9 @@ def application(name: str) -> service.Application:
 
 
 def attach(app: service.Application, tap_module, argv: list[str]) -> None:
-    from pymta.privileges import RootDroppingService
-
     from twisted.python import usage
+
+    from pymta.privileges import RootDroppingService
 
     options = tap_module.Options()
     try:

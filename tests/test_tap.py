@@ -123,9 +123,10 @@ class OptionsTests(unittest.SynchronousTestCase):
 class TacFileTests(unittest.SynchronousTestCase):
     """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""
 
-    def load(self, name: str, root: str) -> IService:
+    def load(self, name: str, root: str, **overrides: str) -> IService:
         env = {"PYMTA_ROOT": root, "PYMTA_SMTP": "tcp:0:interface=127.0.0.1",
                "PYMTA_SUBMISSION": "tcp:0:interface=127.0.0.1", "PYMTA_POP3": "tcp:0:interface=127.0.0.1"}
+        env.update(overrides)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -145,6 +146,13 @@ class TacFileTests(unittest.SynchronousTestCase):
         for name in tacs:
             service = self.load(name, root)
             self.assertTrue(list(IServiceCollection(service)), name)
+
+    def test_empty_variable_disables_a_listener(self) -> None:
+        root = make_root(self)
+        top = list(IServiceCollection(self.load("pymta.tac", root, PYMTA_SUBMISSION="", PYMTA_POP3="")))[0]
+        self.assertEqual(names(top), ["pymta-send", "SMTPDService"])
+        smtpd = list(IServiceCollection(top))[1]
+        self.assertEqual(len(list(IServiceCollection(smtpd))), 1)  # the SMTP listener alone
 
 
 class PrivilegeTests(unittest.SynchronousTestCase):
