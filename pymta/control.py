@@ -549,12 +549,17 @@ class ControlReader:
         check(self.current)
         self._checks.append(check)
 
+        #: run before every reload; raises ControlError to refuse it (see pymta.configcheck.startup)
+        self.precheck: Callable[[], None] | None = None
+
     def reload(self) -> Controls:
         """
-        Re-read all control files.  On a L{ControlError} (of a file or of a
-        check) the old values stay in force and the error propagates for
-        the caller to log.
+        Re-read all control files.  On a L{ControlError} (from C{precheck},
+        a file or a check) the old values stay in force and the error
+        propagates for the caller to log.
         """
+        if self.precheck is not None:
+            self.precheck()
         new = load_controls(self.root)
         for check in self._checks:
             check(new)

@@ -63,16 +63,19 @@ def reload_on_hangup(
 ) -> SignalService:
     """
     A L{SignalService} whose SIGHUP re-reads the control files through
-    C{reader} (a broken file keeps the old values and is logged as
-    C{NAME: keeping old controls: ...}), then calls C{reload_service()} and
-    logs C{NAME: reloaded} on C{log}.
+    C{reader}, then calls C{reload_service()} and logs C{NAME: reloaded} on
+    C{log}.  A broken file (or an error of the reader's C{precheck}) keeps
+    the whole old configuration, control files and what the service
+    derives from them alike, and is logged as C{NAME: reload refused,
+    old configuration kept: FILE:LINE: ...}.
     """
 
     def reload() -> None:
         try:
             reader.reload()
         except ControlError as e:
-            log.error("{name}: keeping old controls: {error}", name=name, error=str(e))
+            log.error("{name}: reload refused, old configuration kept: {error}", name=name, error=str(e))
+            return
         reload_service()
         log.info("{name}: reloaded", name=name)
 

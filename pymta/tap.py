@@ -27,8 +27,11 @@ from twisted.logger import Logger
 from twisted.python import usage
 
 from pymta.authlimit import AuthLimits, LoginLimiter
-from pymta.control import ControlError, ControlReader
+from pymta.configcheck.startup import checked_reader
+from pymta.control import ControlError
 from pymta.privileges import RootDroppingService
+from pymta.smtpd.access import TcpRulesError
+from pymta.tls import TLSConfigError
 from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]
@@ -59,17 +62,25 @@ class Options(usage.Options):
         self["submission"] = []
         self["pop3"] = []
 
+    def _endpoint(self, kind: str, endpoint: str) -> None:
+        from twisted.internet import reactor
+
+        from pymta.tls import check_server_endpoint
+
+        check_server_endpoint(reactor, endpoint)  # a usage error naming it, not a traceback later
+        self[kind].append(endpoint)
+
     def opt_smtp(self, endpoint: str) -> None:
         """Listen for SMTP (port 25 rules) on ENDPOINT (repeatable)."""
-        self["smtp"].append(endpoint)
+        self._endpoint("smtp", endpoint)
 
     def opt_submission(self, endpoint: str) -> None:
         """Listen for message submission (AUTH required) on ENDPOINT (repeatable)."""
-        self["submission"].append(endpoint)
+        self._endpoint("submission", endpoint)
 
     def opt_pop3(self, endpoint: str) -> None:
         """Listen for POP3 on ENDPOINT (repeatable; ssl: endpoints for POP3S)."""
-        self["pop3"].append(endpoint)
+        self._endpoint("pop3", endpoint)
 
     def postOptions(self) -> None:
         from pymta.queue.tap import check_queue_root, parse_stop_timeout
@@ -89,10 +100,7 @@ def makeService(options: Options) -> IService:
     from pymta.smtpd.service import build_smtpd_service
 
     root = options["root"]
-    try:
-        reader = ControlReader(root)
-    except ControlError as e:
-        raise SystemExit(f"pymta: {e}")
+    reader = checked_reader(root, "pymta")
     top = RootDroppingService(root)
     top.setName("pymta")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
@@ -104,20 +112,22 @@ def makeService(options: Options) -> IService:
     plaintext = bool(options["allow-plaintext-auth"])
     # one budget of failed logins and one bound on password checks for SMTP AUTH and POP3
     logins = LoginLimiter(reactor, AuthLimits.from_controls(reader.current))
-    if options["smtp"] or options["submission"]:
-        try:
+    try:
+        if options["smtp"] or options["submission"]:
             smtpd = build_smtpd_service(
                 root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
                 login_limiter=logins,
             )
-        except ControlError as e:
-            raise SystemExit(f"pymta: {e}")
+        if options["pop3"]:
+            pop3 = build_pop3_service(
+                root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins
+            )
+    except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
+        raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
+    if options["smtp"] or options["submission"]:
         smtpd.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
     if options["pop3"]:
-        pop3 = build_pop3_service(
-            root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins
-        )
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
     top.log_observer = twistd_observer(getattr(options, "parent", None))

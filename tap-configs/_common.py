@@ -3,8 +3,11 @@ Shared by the .tac files in this directory (not imported by pymta itself).
 
 Every .tac reads its settings from the environment, so one file serves every
 site: PYMTA_ROOT (default /var/pymta) and the listener variables named in
-each file.  When started as root, the services drop to the owner of
-ROOT/queue after binding ports and starting the spawners
+each file.  A bad setting stops twistd with one line naming it (a bad
+endpoint in PYMTA_SMTP, a root without a queue, a configuration error
+found by the daemon's checks), never a traceback.  When started as root,
+the services drop to the owner of ROOT/queue after binding ports and
+starting the spawners
 (L{pymta.privileges.RootDroppingService}; unlike twistd's C{--uid} this
 works for a mail uid without a passwd entry).
 """
@@ -18,15 +21,36 @@ def root() -> str:
     return os.environ.get("PYMTA_ROOT", "/var/pymta")
 
 
+def endpoint(variable: str, default: str) -> str:
+    """The endpoint string in environment C{variable} (else C{default}), checked: one line naming it if bad."""
+    from twisted.internet import reactor
+    from twisted.python import usage
+
+    from pymta.tls import check_server_endpoint
+
+    value = os.environ.get(variable, default)
+    if value:
+        try:
+            check_server_endpoint(reactor, value)
+        except usage.UsageError as e:
+            raise SystemExit(f"{variable}={value}: {e}") from None
+    return value
+
+
 def application(name: str) -> service.Application:
     return service.Application(name)
 
 
 def attach(app: service.Application, tap_module, argv: list[str]) -> None:
+    from twisted.python import usage
+
     from pymta.privileges import RootDroppingService
 
     options = tap_module.Options()
-    options.parseOptions(argv)
+    try:
+        options.parseOptions(argv)
+    except usage.UsageError as e:
+        raise SystemExit(f"{service.IService(app).name}: {e}") from None
     made = tap_module.makeService(options)
     if isinstance(made, RootDroppingService):
         made.setServiceParent(app)

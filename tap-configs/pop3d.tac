@@ -9,4 +9,4 @@ import _common  # noqa: E402
 from pymta.pop3d import tap  # noqa: E402
 
 application = _common.application("pymta-pop3d")
-_common.attach(application, tap, ["--root", _common.root(), "--listen", os.environ.get("PYMTA_POP3", "tcp:110")])
+_common.attach(application, tap, ["--root", _common.root(), "--listen", _common.endpoint("PYMTA_POP3", "tcp:110")])

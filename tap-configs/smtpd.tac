@@ -10,7 +10,7 @@ import _common  # noqa: E402
 from pymta.smtpd import tap  # noqa: E402
 
 application = _common.application("pymta-smtpd")
-argv = ["--root", _common.root(), "--listen", os.environ.get("PYMTA_SMTP", "tcp:25")]
-if os.environ.get("PYMTA_SUBMISSION", "tcp:587"):
-    argv += ["--submission", os.environ.get("PYMTA_SUBMISSION", "tcp:587")]
+argv = ["--root", _common.root(), "--listen", _common.endpoint("PYMTA_SMTP", "tcp:25")]
+if _common.endpoint("PYMTA_SUBMISSION", "tcp:587"):
+    argv += ["--submission", _common.endpoint("PYMTA_SUBMISSION", "tcp:587")]
 _common.attach(application, tap, argv)

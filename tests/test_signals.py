@@ -60,8 +60,9 @@ class ReloadOnHangupTests(unittest.SynchronousTestCase):
         self.assertEqual((reader.calls, order), (1, ["service"]))
         self.assertEqual(lines, ["pop3d: reloaded"])
 
-    def test_broken_controls_are_logged_and_the_service_still_reloads(self) -> None:
+    def test_broken_controls_keep_the_whole_old_configuration(self) -> None:
+        """The service does not re-read its own files either: the old configuration stays whole."""
         reader = _Reader(ControlError("/r/control/me", 1, "empty"))
         order, lines = self.hangup(reader)
-        self.assertEqual(order, ["service"])
-        self.assertEqual(lines, ["pop3d: keeping old controls: /r/control/me:1: empty", "pop3d: reloaded"])
+        self.assertEqual(order, [])
+        self.assertEqual(lines, ["pop3d: reload refused, old configuration kept: /r/control/me:1: empty"])

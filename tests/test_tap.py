@@ -71,6 +71,12 @@ class OptionsTests(unittest.SynchronousTestCase):
         self.assertEqual(options["smtp"], ["tcp:0", "tcp6:0"])
         self.assertEqual(options["pop3"], ["tcp:0"])
 
+    def test_bad_endpoint_is_a_usage_error_naming_it(self) -> None:
+        root = make_root(self)
+        for option in ("--smtp", "--submission", "--pop3"):
+            e = self.assertRaises(usage.UsageError, tap.Options().parseOptions, ["--root", root, option, "tcp:abc"])
+            self.assertIn("bad endpoint 'tcp:abc'", str(e))
+
     def test_make_service_has_all_three(self) -> None:
         root = make_root(self)
         options = tap.Options()
@@ -172,9 +178,10 @@ class ConfigurationErrorTests(unittest.SynchronousTestCase):
 class TacFileTests(unittest.SynchronousTestCase):
     """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""
 
-    def load(self, name: str, root: str) -> IService:
+    def load(self, name: str, root: str, **overrides: str) -> IService:
         env = {"PYMTA_ROOT": root, "PYMTA_SMTP": "tcp:0:interface=127.0.0.1",
                "PYMTA_SUBMISSION": "tcp:0:interface=127.0.0.1", "PYMTA_POP3": "tcp:0:interface=127.0.0.1"}
+        env.update(overrides)
         saved = {k: os.environ.get(k) for k in env}
         os.environ.update(env)
         try:
@@ -194,6 +201,13 @@ class TacFileTests(unittest.SynchronousTestCase):
         for name in tacs:
             service = self.load(name, root)
             self.assertTrue(list(IServiceCollection(service)), name)
+
+    def test_empty_variable_disables_a_listener(self) -> None:
+        root = make_root(self)
+        top = list(IServiceCollection(self.load("pymta.tac", root, PYMTA_SUBMISSION="", PYMTA_POP3="")))[0]
+        self.assertEqual(names(top), ["pymta-send", "SMTPDService"])
+        smtpd = list(IServiceCollection(top))[1]
+        self.assertEqual(len(list(IServiceCollection(smtpd))), 1)  # the SMTP listener alone
 
 
 class PrivilegeTests(unittest.SynchronousTestCase):

@@ -16,9 +16,11 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.control import ControlReader, default_root
+from pymta.configcheck.startup import checked_reader
+from pymta.control import ControlError, default_root
 from pymta.privileges import RootDroppingService
 from pymta.signals import reload_on_hangup
+from pymta.tls import TLSConfigError
 from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]
@@ -80,17 +82,20 @@ def makeService(options: Options) -> service.IService:
     from pymta.pop3d.service import build_pop3_service
 
     root = os.path.abspath(options["root"])
-    reader = ControlReader(root)
-    svc = build_pop3_service(
-        root,
-        reader,
-        options["listen"],
-        reactor=reactor,
-        allow_plaintext=bool(options["allow-plaintext-auth"]),
-        checkpassword=options["checkpassword"] or None,
-        timeout=options["timeout"],
-        failure_delay=options["failure-delay"],
-    )
+    reader = checked_reader(root, "pymta-pop3d")
+    try:
+        svc = build_pop3_service(
+            root,
+            reader,
+            options["listen"],
+            reactor=reactor,
+            allow_plaintext=bool(options["allow-plaintext-auth"]),
+            checkpassword=options["checkpassword"] or None,
+            timeout=options["timeout"],
+            failure_delay=options["failure-delay"],
+        )
+    except (ControlError, TLSConfigError, OSError) as e:
+        raise SystemExit(f"pymta-pop3d: configuration error, not starting: {e}") from None
 
     reload_on_hangup(reader, svc.reload, "pop3d", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)

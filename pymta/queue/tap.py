@@ -15,7 +15,8 @@ from typing import Any, Callable, Mapping
 from twisted.application.service import IService
 from twisted.python import usage
 
-from pymta.control import ControlError, ControlReader, default_root
+from pymta.configcheck.startup import checked_reader
+from pymta.control import ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
@@ -85,10 +86,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     root = options["root"]
-    try:
-        reader = ControlReader(root)
-    except ControlError as e:
-        raise SystemExit(f"pymta-send: {e}")
+    reader = checked_reader(root, "pymta-send")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
     try:
         service, _ = build_send_service(

@@ -15,7 +15,8 @@ from twisted.application import service
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.control import ControlError, ControlReader, default_root
+from pymta.configcheck.startup import checked_reader
+from pymta.control import ControlError, default_root
 from pymta.privileges import RootDroppingService
 from pymta.signals import reload_on_hangup
 from pymta.twistdlog import twistd_observer
@@ -84,8 +85,8 @@ def makeService(options: Options) -> service.IService:
     from pymta.tls import TLSConfigError
 
     root = os.path.abspath(options["root"])
+    reader = checked_reader(root, "pymta-smtpd")
     try:
-        reader = ControlReader(root)
         # connections to pymta-send are kept for the sessions' next messages
         sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
         svc = build_smtpd_service(
@@ -97,8 +98,8 @@ def makeService(options: Options) -> service.IService:
             reactor=reactor,
             auth_without_tls=bool(options["allow-plaintext-auth"]),
         )
-    except (ControlError, TcpRulesError, TLSConfigError) as e:
-        raise SystemExit(f"pymta-smtpd: {e}") from None
+    except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
+        raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
 
     reload_on_hangup(reader, svc.reload, "smtpd", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
