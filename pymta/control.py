@@ -537,6 +537,8 @@ class ControlReader:
         self.current: Controls = load_controls(root)
         self._listeners: list[Callable[[Controls], None]] = []
         self._checks: list[Callable[[Controls], object]] = []
+        #: run before every reload; raises ControlError to refuse it (see pymta.configcheck.startup)
+        self.precheck: Callable[[], None] | None = None
 
     def add_check(self, check: Callable[[Controls], object]) -> None:
         """
@@ -548,9 +550,6 @@ class ControlReader:
         """
         check(self.current)
         self._checks.append(check)
-
-        #: run before every reload; raises ControlError to refuse it (see pymta.configcheck.startup)
-        self.precheck: Callable[[], None] | None = None
 
     def reload(self) -> Controls:
         """
