@@ -35,10 +35,10 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IOpenSSLContextFactory, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
@@ -54,6 +54,7 @@ from pymta.pop3d.auth import (
     LoginTemporaryFailure,
 )
 from pymta.pop3d.mailbox import MailboxSession, MessageUnavailable, NoMaildir
+from pymta.streamtransport import IStreamTransport
 
 __all__ = ["POP3Server", "POP3Factory", "ServerSettings", "LoginRefused", "MAX_LINE"]
 
@@ -78,7 +79,7 @@ class ServerSettings:
     hostname: str
     authenticator: Authenticator
     open_mailbox: Callable[[Account], defer.Deferred]
-    tls_context: object | None = None  # an IOpenSSLServerConnectionCreator for STLS
+    tls_context: IOpenSSLContextFactory | None = None  # a ServerTLS, for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
     failure_delay: float = 2.0
@@ -97,11 +98,12 @@ class ServerSettings:
 
 class POP3Server(Protocol, TimeoutMixin):
     """One POP3 connection."""
+    transport: IStreamTransport  # every method but __init__ runs once connected
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
         self.clock = settings.reactor_time()
-        self.callLater = self.clock.callLater  # TimeoutMixin uses it
+        self.callLater = self.clock.callLater  # type: ignore[method-assign]  # TimeoutMixin's, made to be replaced
         self.state = "AUTHORIZATION"
         self.timestamp = b""
         self.user: bytes | None = None
@@ -141,7 +143,7 @@ class POP3Server(Protocol, TimeoutMixin):
 
     def _no_delay(self) -> None:
         """Replies are written whole; Nagle would only hold back a reply's last segment."""
-        transport = self.transport
+        transport: object = self.transport
         for _ in range(3):  # the TCP transport may sit under a TLS wrapper
             set_no_delay = getattr(transport, "setTcpNoDelay", None)
             if set_no_delay is not None:
@@ -405,7 +407,7 @@ class POP3Server(Protocol, TimeoutMixin):
         self._skipping = False
         self.user = None
         self._tls_started = True
-        self.transport.startTLS(self.settings.tls_context)
+        cast(ITLSTransport, self.transport).startTLS(self.settings.tls_context)  # type: ignore[arg-type]  # takes a context factory too
 
     def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:
         peer = self.peer_address()
