@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.cred.error import UnauthorizedLogin
 from twisted.internet import defer, task
@@ -44,6 +44,7 @@ from pymta.smtpd.context import ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.received import received_line
+from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
 
@@ -59,6 +60,7 @@ RBL_HOST = "rblsmtpd.local"
 
 class SMTPServerProtocol(Protocol):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
+    transport: IStreamTransport  # every method but __init__ runs once connected
 
     def __init__(self, context: SMTPDContext, settings: ListenerSettings) -> None:
         self.ctx = context
@@ -103,7 +105,7 @@ class SMTPServerProtocol(Protocol):
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
-        self.timeout = max(1, self.controls.timeoutsmtpd)
+        self.timeout: float = max(1, self.controls.timeoutsmtpd)
         rules = self.ctx.rules
         resolver = self.ctx.resolver
         if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
@@ -618,7 +620,7 @@ class SMTPServerProtocol(Protocol):
         self.auth_user = None
         self._reset_transaction()
         try:
-            self.transport.startTLS(self.ctx.tls)  # type: ignore[attr-defined]
+            cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
         except Exception:
             log.failure("smtpd: STARTTLS failed to start")
             self._mode = CLOSED
@@ -670,7 +672,7 @@ class SMTPServerProtocol(Protocol):
             return None
         self._sasl = None
         self._mode = COMMAND
-        assert self.ctx.portal is not None
+        assert self.ctx.portal is not None and exchange.credentials is not None
         d = self.ctx.portal.login(exchange.credentials, None, ISubmitter)
         user = exchange.username or ""
 
