@@ -10,15 +10,15 @@ says whether C{loseConnection} was already called.  A protocol whose
 methods run only while it is connected declares C{transport:
 IStreamTransport}, so the type checker sees what the code relies on.
 
-C{abortConnection} (TCP, UNIX and TLS, not stdio) and C{startTLS} stay
-with Twisted's L{ITCPTransport} and L{ITLSTransport}.
+L{ISocketStreamTransport} adds C{abortConnection} (TCP, UNIX and TLS, not
+stdio); C{startTLS} stays with Twisted's L{ITLSTransport}.
 """
 
 from __future__ import annotations
 
 from twisted.internet.interfaces import IConsumer, IPushProducer, ITransport
 
-__all__ = ["IStreamTransport"]
+__all__ = ["IStreamTransport", "ISocketStreamTransport"]
 
 
 class IStreamTransport(ITransport, IPushProducer, IConsumer):
@@ -29,3 +29,10 @@ class IStreamTransport(ITransport, IPushProducer, IConsumer):
     # some still set 0 and 1); a type here rather than an interface
     # Attribute, so the checker knows what it holds
     disconnecting: bool
+
+
+class ISocketStreamTransport(IStreamTransport):
+    """A connected TCP, UNIX or TLS transport: a socket, which can also be aborted."""
+
+    def abortConnection() -> None:
+        """Close at once, dropping what is not written yet (as L{ITCPTransport.abortConnection})."""

@@ -14,9 +14,10 @@ from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.stdio import StandardIO
 from twisted.protocols.tls import TLSMemoryBIOFactory, TLSMemoryBIOProtocol
 from twisted.trial.unittest import TestCase
+from zope.interface.exceptions import BrokenImplementation
 from zope.interface.verify import verifyObject
 
-from pymta.streamtransport import IStreamTransport
+from pymta.streamtransport import ISocketStreamTransport, IStreamTransport
 from tests.smtpd.tlsutil import cert_pem
 
 
@@ -33,8 +34,8 @@ class StreamTransportTests(TestCase):
         protocol = _Recording()
         return Factory.forProtocol(lambda: protocol), protocol
 
-    def _check(self, transport: object) -> None:
-        self.assertTrue(verifyObject(IStreamTransport, transport, tentative=True))
+    def _check(self, transport: object, interface: type[IStreamTransport] = ISocketStreamTransport) -> None:
+        self.assertTrue(verifyObject(interface, transport, tentative=True))
         self.assertFalse(transport.disconnecting)  # type: ignore[attr-defined]
         transport.loseConnection()  # type: ignore[attr-defined]
         self.assertTrue(transport.disconnecting)  # type: ignore[attr-defined]
@@ -79,5 +80,6 @@ class StreamTransportTests(TestCase):
         self.assertIs(self.successResultOf(protocol.connected_transport), stdio)
         closed = defer.Deferred()
         protocol.connectionLost = lambda reason: closed.callback(None)  # type: ignore[method-assign]
-        self._check(stdio)
+        self.assertRaises(BrokenImplementation, verifyObject, ISocketStreamTransport, stdio, tentative=True)
+        self._check(stdio, IStreamTransport)
         return closed
