@@ -19,7 +19,9 @@ $(BIN)/pymta: setup.cfg pyproject.toml
 
 venv: $(BIN)/pymta
 
+# mypy first (files and plugin in setup.cfg's [mypy]: pymta and twisted/plugins), then the tests
 test: venv
+	$(BIN)/mypy
 	$(BIN)/python -m twisted.trial -j$(TRIAL_JOBS) tests
 
 # Property tests with fresh random examples, ten rounds (make test draws fixed ones).
@@ -31,4 +33,4 @@ run: venv
 	$(BIN)/python -m pymta.cli.runlocal --root $(ROOT) --smtp '$(SMTP)' --submission '$(SUBMISSION)' --pop3 '$(POP3)'
 
 clean:
-	rm -rf $(VENV) _trial_temp* build *.egg-info
+	rm -rf $(VENV) _trial_temp* build *.egg-info .mypy_cache

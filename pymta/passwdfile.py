@@ -36,7 +36,7 @@ import hmac
 import os
 import stat
 from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, cast
 
 import argon2
 import bcrypt
@@ -44,6 +44,7 @@ from twisted.cred import error
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.cred.credentials import IUsernameHashedPassword, IUsernamePassword
 from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorThreads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
@@ -332,7 +333,7 @@ class PasswdFileChecker:
 
     credentialInterfaces = (IUsernamePassword, IUsernameHashedPassword)
 
-    def __init__(self, path: str, verify_in_thread: bool = True, reactor: object = None) -> None:
+    def __init__(self, path: str, verify_in_thread: bool = True, reactor: IReactorThreads | None = None) -> None:
         self.path = path
         self._cache = _FileCache(path)
         self._verify_in_thread = verify_in_thread
@@ -345,11 +346,13 @@ class PasswdFileChecker:
     def _run(self, f: Callable[..., bool], *args: object) -> defer.Deferred:
         if not self._verify_in_thread:
             return defer.maybeDeferred(f, *args)
-        if self._reactor is None:
-            from twisted.internet import reactor
-        else:
-            reactor = self._reactor
-        work = threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)  # type: ignore[attr-defined]
+        reactor = self._reactor
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            # Twisted types the global reactor without IReactorThreads, which every reactor provides
+            reactor = cast(IReactorThreads, global_reactor)
+        work = threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *args)
         return _until_thread_done(work)
 
     def requestAvatarId(self, credentials: object) -> defer.Deferred:
@@ -402,6 +405,7 @@ def set_password(
     lock_fd = os.open(path + ".lock", os.O_WRONLY | os.O_CREAT, 0o600)
     try:
         fcntl.flock(lock_fd, fcntl.LOCK_EX)
+        owner: tuple[int, int] | None
         try:
             with open(path, encoding="utf-8", errors="surrogateescape") as f:
                 lines = f.read().split("\n")

@@ -29,8 +29,9 @@ import math
 import signal
 import string
 import sys
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import FileLogObserver, LogEvent, formatEventAsClassicLogText, formatTime, timeFormatRFC3339
 from twisted.python import logfile
 
@@ -131,7 +132,8 @@ def _rotate_on_usr1(log_file: logfile.LogFile) -> None:
     def rotate(signum: int, frame: Any) -> None:
         from twisted.internet import reactor
 
-        reactor.callFromThread(log_file.rotate)
+        # Twisted types the global reactor without IReactorFromThreads, which every reactor provides
+        cast(IReactorFromThreads, reactor).callFromThread(log_file.rotate)
 
     signal.signal(signal.SIGUSR1, rotate)
 

@@ -119,9 +119,10 @@ def convert(
         if len(fields) < 3:
             raise Pw2uError(f"subusers: bad line {line!r} (expected sub:user:pre:)")
         sub, user, pre = fields[:3]
-        a = by_name.get(user)
-        if a is None:
+        owner = by_name.get(user)
+        if owner is None:
             raise Pw2uError(f"subusers: unknown or skipped user {user!r}", 111)
+        a = owner
         out.append(f"={sub}:{a.name}:{a.uid}:{a.gid}:{a.home}:-:{pre}:")
         if extensions:
             out.append(f"+{sub}-:{a.name}:{a.uid}:{a.gid}:{a.home}:-:{pre}-:")

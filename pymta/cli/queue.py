@@ -21,7 +21,7 @@ import argparse
 import os
 import sys
 import tempfile
-from typing import BinaryIO
+from typing import IO
 
 from pymta.control import default_root
 from pymta.interfaces import QueueRefused
@@ -35,7 +35,7 @@ _READ = 65536
 _SPOOL_IN_MEMORY = 1 << 20
 
 
-def read_message(fd: int) -> BinaryIO:
+def read_message(fd: int) -> IO[bytes]:
     """Fd 0 to its end, spooled (in memory up to 1 MB, then a temporary file)."""
     spool = tempfile.SpooledTemporaryFile(max_size=_SPOOL_IN_MEMORY)
     while True:

@@ -123,5 +123,8 @@ def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_f
             else:
                 reactor.callLater(0, reactor.stop)
 
-    stdio.StandardIO(StdioSession(context, ListenerSettings()), stdin=stdin_fd, stdout=stdout_fd, reactor=reactor)
+    # mypy takes stdio's Windows StandardIO, which has no stdin and stdout; the POSIX one runs here
+    stdio.StandardIO(  # type: ignore[call-arg]
+        StdioSession(context, ListenerSettings()), stdin=stdin_fd, stdout=stdout_fd, reactor=reactor
+    )
     reactor.run(installSignalHandlers=False)

@@ -35,6 +35,7 @@ from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -56,6 +57,7 @@ class SpawnerProtocol(ProcessProtocol):
     """The parent's end of the spawner's pipes."""
 
     log = Logger()
+    transport: IProcessTransport  # spawned, so connected before any method runs
 
     def __init__(self, channel: "LocalChannel") -> None:
         self.channel = channel
@@ -254,7 +256,8 @@ class LocalChannel:
             return
         d, job, recipient = entry
         status = record.get("status")
-        output = record.get("output") if isinstance(record.get("output"), str) else ""
+        raw_output = record.get("output")
+        output = raw_output if isinstance(raw_output, str) else ""
         if status not in ("K", "Z", "D"):
             d.callback(DeliveryResult("Z", f"Local delivery spawner sent status {status!r}. (#4.3.0)"))
             return

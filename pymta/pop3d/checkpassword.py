@@ -30,6 +30,7 @@ import os
 from typing import Sequence
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IProcessTransport
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -45,6 +46,8 @@ MAX_REPORT = 8192
 
 
 class _CheckpasswordProcess(ProcessProtocol):
+    transport: IProcessTransport  # spawned, so connected before any method runs
+
     def __init__(self, payload: bytes, user: str) -> None:
         self.payload = payload
         self.user = user

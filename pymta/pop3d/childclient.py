@@ -17,11 +17,11 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from typing import Callable
+from typing import Callable, cast
 
 from twisted.internet import defer
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IConsumer, IPushProducer
+from twisted.internet.interfaces import IConsumer, IProcessTransport, IPushProducer
 from twisted.internet.protocol import ProcessProtocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -49,6 +49,8 @@ class MailboxDenied(ChildFailed):
 @implementer(IPushProducer)
 class ChildMailbox(ProcessProtocol):
     """One mailbox child process, speaking the C{mailboxchild} protocol."""
+
+    transport: IProcessTransport  # a spawned child (or the spawner's socket), connected before use
 
     def __init__(self) -> None:
         self.messages: list[MessageInfo] = []
@@ -121,12 +123,12 @@ class ChildMailbox(ProcessProtocol):
     def pauseProducing(self) -> None:
         if not self._gone and not self._paused:
             self._paused = True
-            self.transport.pauseProducing()
+            cast(IPushProducer, self.transport).pauseProducing()  # a Process and the socket stand-in both are
 
     def resumeProducing(self) -> None:
         if not self._gone and self._paused:
             self._paused = False
-            self.transport.resumeProducing()
+            cast(IPushProducer, self.transport).resumeProducing()
 
     def stopProducing(self) -> None:
         self._consumer = None

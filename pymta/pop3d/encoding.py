@@ -63,7 +63,7 @@ class MessageEncoder:
         data = self._partial + data
         lines = data.split(b"\n")
         self._partial = lines.pop()
-        out = []
+        out: list[bytes] = []
         for line in lines:
             if self._emit_top_line(line, out):
                 break

@@ -23,7 +23,7 @@ from typing import BinaryIO, Callable, Protocol as TypingProtocol
 
 from twisted.internet import defer, threads
 from twisted.internet.error import ConnectionLost
-from twisted.internet.interfaces import IConsumer, IPullProducer
+from twisted.internet.interfaces import IConsumer, IPullProducer, IReactorThreads
 from zope.interface import implementer
 
 from pymta.pop3d.encoding import CHUNK_SIZE, MessageEncoder
@@ -164,7 +164,7 @@ class LocalMailbox:
             self._streamer = None
 
 
-def open_local_mailbox(maildir: str, reactor: object = None) -> defer.Deferred:
+def open_local_mailbox(maildir: str, reactor: IReactorThreads | None = None) -> defer.Deferred:
     """
     Load C{maildir} in-process -> Deferred[L{LocalMailbox}] (fails with
     L{NoMaildir}).  With a C{reactor} the scan (which reads every message
@@ -178,4 +178,4 @@ def open_local_mailbox(maildir: str, reactor: object = None) -> defer.Deferred:
 
     if reactor is None:
         return defer.maybeDeferred(load)
-    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), load)  # type: ignore[attr-defined]
+    return threads.deferToThreadPool(reactor, reactor.getThreadPool(), load)

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import os
 import sys
-from typing import BinaryIO
+from typing import BinaryIO, Iterable
 
 from pymta.pop3d.encoding import CHUNK_SIZE, MessageEncoder
 from pymta.pop3d.maildir import MaildirStore, MessageUnavailable, NoMaildir
@@ -71,7 +71,7 @@ def _send_message(store: MaildirStore, index: int, top: int | None, out: BinaryI
     out.write(b"%d\n" % len(tail) + tail + b"0\n")
 
 
-def serve(store: MaildirStore, inp: BinaryIO, out: BinaryIO) -> None:
+def serve(store: MaildirStore, inp: Iterable[bytes], out: BinaryIO) -> None:
     """Answer requests from C{inp} until EOF."""
     for raw in inp:
         words = raw.rstrip(b"\n").split(b" ")

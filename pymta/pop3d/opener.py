@@ -26,9 +26,10 @@ import sys
 from typing import Callable
 
 from twisted.internet import defer
+from twisted.internet.interfaces import IReactorThreads
 
 from pymta.pop3d.auth import Account
-from pymta.pop3d.childclient import MailboxDenied, open_child_mailbox
+from pymta.pop3d.childclient import ChildMailbox, MailboxDenied, open_child_mailbox
 from pymta.pop3d.mailbox import open_local_mailbox
 from pymta.pop3d.protocol import LoginRefused
 from pymta.pop3d.spawnerclient import MailboxSpawner
@@ -41,7 +42,7 @@ class MailboxOpener:
 
     def __init__(
         self,
-        reactor: object,
+        reactor: IReactorThreads,
         euid: Callable[[], int] = os.geteuid,
         python: str = sys.executable,
         spawner: MailboxSpawner | None = None,
@@ -50,7 +51,7 @@ class MailboxOpener:
         self._euid = euid
         self.python = python
         self.spawner = spawner
-        self.children: set = set()  # live mailbox children (ChildMailbox)
+        self.children: set[ChildMailbox] = set()  # live mailbox children
 
     def mode(self, account: Account) -> str:
         """C{"local"} or C{"child"}; raises L{LoginRefused} when the account cannot be served."""
@@ -90,6 +91,11 @@ class MailboxOpener:
         failure.trap(MailboxDenied)  # type: ignore[attr-defined]
         raise LoginRefused(f"[AUTH] mailbox refused: {failure.value}")  # type: ignore[attr-defined]
 
-    def _track(self, child: object) -> None:
+    def _track(self, child: ChildMailbox) -> None:
         self.children.add(child)
-        child.ended.addBoth(lambda result: (self.children.discard(child), result)[1])  # type: ignore[attr-defined]
+
+        def forget(result: object) -> object:
+            self.children.discard(child)
+            return result
+
+        child.ended.addBoth(forget)

@@ -41,10 +41,10 @@ import base64
 import binascii
 import os
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Callable, Optional, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport
+from twisted.internet.interfaces import IOpenSSLContextFactory, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
@@ -57,6 +57,7 @@ from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
 from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
 from pymta.pop3d.mailbox import MailboxSession, NoMaildir
 from pymta.pop3d.transaction import TransactionCommands
+from pymta.streamtransport import IStreamTransport
 
 __all__ = ["POP3Server", "POP3Factory", "ServerSettings", "LoginRefused", "MAX_LINE"]
 
@@ -81,7 +82,7 @@ class ServerSettings:
     hostname: str
     authenticator: Authenticator
     open_mailbox: Callable[[Account], defer.Deferred]
-    tls_context: object | None = None  # an IOpenSSLServerConnectionCreator for STLS
+    tls_context: IOpenSSLContextFactory | None = None  # a ServerTLS, for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
     max_connections: int = 40  # control/concurrencypop3
@@ -108,6 +109,7 @@ class ServerSettings:
 
 class POP3Server(Protocol, TransactionCommands):
     """One POP3 connection."""
+    transport: IStreamTransport  # every method but __init__ runs once connected
 
     def __init__(self, settings: ServerSettings) -> None:
         self.settings = settings
@@ -161,7 +163,7 @@ class POP3Server(Protocol, TransactionCommands):
 
     def _no_delay(self) -> None:
         """Replies are written whole; Nagle would only hold back a reply's last segment."""
-        transport = self.transport
+        transport: object = self.transport
         for _ in range(3):  # the TCP transport may sit under a TLS wrapper
             set_no_delay = getattr(transport, "setTcpNoDelay", None)
             if set_no_delay is not None:
@@ -430,7 +432,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._skipping = False
         self.user = None
         self._tls_started = True
-        self.transport.startTLS(self.settings.tls_context)
+        cast(ITLSTransport, self.transport).startTLS(self.settings.tls_context)  # type: ignore[arg-type]  # takes a context factory too
 
     def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:
         d = attempt_login(self.settings.login_rules(), self.peer_address(), user, check, self.failures)

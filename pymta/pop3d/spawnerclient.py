@@ -172,7 +172,9 @@ class MailboxSpawner:
         ident = b"%d" % self._next_id
         d: defer.Deferred = defer.Deferred()
         self._pending[ident] = d
-        self._control.transport.write(request)
+        transport = self._control.transport
+        assert transport is not None  # connected when start() adopted the socket
+        transport.write(request)
 
         def adopted(mailbox: ChildMailbox) -> defer.Deferred:
             if on_spawn is not None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import BinaryIO, Sequence
+from typing import IO, Sequence
 
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
@@ -36,7 +36,7 @@ class SocketUnavailable(Exception):
     """Nothing accepts connections on the inject socket (absent, refused, no permission)."""
 
 
-def _chunks(message: bytes | BinaryIO):
+def _chunks(message: bytes | IO[bytes]):
     if isinstance(message, (bytes, bytearray, memoryview)):
         view = memoryview(message)
         for start in range(0, len(view), _CHUNK):
@@ -62,7 +62,7 @@ def may_write_queue(queuedir: str) -> bool:
     return euid == 0 or euid == owner
 
 
-def enqueue_socket(socket_path: str, message: bytes | BinaryIO, sender: str, recipients: Sequence[str], origin: str = "") -> QueueReceipt:
+def enqueue_socket(socket_path: str, message: bytes | IO[bytes], sender: str, recipients: Sequence[str], origin: str = "") -> QueueReceipt:
     """
     Send one message through the inject socket.  Raises L{SocketUnavailable}
     when no server accepts the connection (nothing was sent), L{QueueRefused}
@@ -98,9 +98,9 @@ def enqueue_socket(socket_path: str, message: bytes | BinaryIO, sender: str, rec
         except OSError as e:
             if e.errno in (errno.EPIPE, errno.ECONNRESET):
                 # the server refused early and closed; its reply may be waiting
-                result = _late_reply(sock)
-                if result is not None:
-                    raise result from e
+                refused = _late_reply(sock)
+                if refused is not None:
+                    raise refused from e
             raise QueueFailure(EXIT_NETWORK, f"inject socket: {e.strerror or e}") from e
     finally:
         sock.close()
@@ -127,7 +127,7 @@ def _late_reply(sock: socket.socket) -> QueueRefused | None:
 
 
 def enqueue_direct(
-    layout: QueueLayout, message: bytes | BinaryIO, sender: str, recipients: Sequence[str], origin: str | None = None
+    layout: QueueLayout, message: bytes | IO[bytes], sender: str, recipients: Sequence[str], origin: str | None = None
 ) -> QueueReceipt:
     """Write the message into the queue from this process (the caller must be allowed to)."""
     check_envelope(sender, recipients)
@@ -144,7 +144,7 @@ def enqueue_direct(
 
 def enqueue(
     root: str,
-    message: bytes | BinaryIO,
+    message: bytes | IO[bytes],
     sender: str,
     recipients: Sequence[str],
     origin: str | None = None,

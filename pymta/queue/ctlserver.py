@@ -81,12 +81,16 @@ class CtlProtocol(LineOnlyReceiver):
         except Exception as e:  # the control socket never takes the daemon down
             log.failure("ctl command {command} failed", command=command)
             reply = [f"error: {e}"]
-        self.transport.write("".join(l + "\n" for l in reply).encode("utf-8", "replace"))
-        self.transport.loseConnection()
+        transport = self.transport
+        assert transport is not None  # lines arrive only on a connection
+        transport.write("".join(l + "\n" for l in reply).encode("utf-8", "replace"))
+        transport.loseConnection()
 
     def lineLengthExceeded(self, line: bytes) -> None:
-        self.transport.write(b"error: command too long\n")
-        self.transport.loseConnection()
+        transport = self.transport
+        assert transport is not None
+        transport.write(b"error: command too long\n")
+        transport.loseConnection()
 
 
 class CtlFactory(Factory):

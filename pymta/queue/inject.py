@@ -34,12 +34,14 @@ from typing import Callable, Iterable, Sequence
 
 from twisted.internet import defer
 from twisted.internet.endpoints import UNIXClientEndpoint, connectProtocol
+from twisted.internet.interfaces import IPushProducer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
-from pymta.interfaces import MessageSink, QueueReceipt, QueueRefused
+from pymta.interfaces import MessageSink, MessageWriter, QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_BUG, EXIT_NETWORK, EXIT_TIMEOUT, QueueFailure
 from pymta.queue.framing import (
@@ -55,6 +57,7 @@ from pymta.queue.framing import (
 )
 from pymta.queue.listening import listen_unix
 from pymta.queue.store import RefusedWriter
+from pymta.streamtransport import ISocketStreamTransport
 
 __all__ = [
     "INJECT_SOCKET",
@@ -97,12 +100,13 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
     """One client connection on the inject socket; messages one after another."""
 
     timeOut = 3600
+    transport: ISocketStreamTransport  # the methods below run once connected
 
     def __init__(self, factory: "InjectServerFactory") -> None:
         self.factory = factory
         self._parser = NetstringParser(MAX_ENVELOPE)
         self._state = "envelope"
-        self._writer = None
+        self._writer: MessageWriter | None = None
         self._peer: tuple[int, int, int] | None = None
         self._connected = False
 
@@ -132,6 +136,7 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
                 if self._state == "envelope":
                     self._start(value)
                 elif value:
+                    assert self._writer is not None  # _start set it with the state "data"
                     self._writer.write(value)
                 else:
                     self._finish()
@@ -141,6 +146,7 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
 
     def _start(self, payload: bytes) -> None:
         requested, sender, recipients = parse_envelope(payload)
+        assert self._peer is not None  # connectionMade closed the connection without one
         pid, uid, _ = self._peer
         origin = f"by uid {uid}"
         if requested:
@@ -156,10 +162,12 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
         self._state = "waiting"
         self.transport.pauseProducing()
         writer, self._writer = self._writer, None
+        assert writer is not None  # _start set it with the state "data"
         d = writer.finish()
         d.addCallbacks(self._committed, self._refused)
 
     def _committed(self, receipt: QueueReceipt) -> None:
+        assert self._peer is not None  # only a message from a known peer is committed
         pid, uid, _ = self._peer
         log.info("inject: msg {id} from uid {uid} pid {pid}", id=receipt.message_id, uid=uid, pid=pid)
         self._answered(receipt)
@@ -241,6 +249,7 @@ def listen_inject(reactor, root: str, factory: InjectServerFactory) -> "defer.De
     return listen_unix(reactor, inject_socket_path(root), 0o666, factory)
 
 
+@implementer(IPushProducer)
 class _InjectConnection(Protocol):
     """
     One client connection to the inject socket, carrying one message at a
@@ -249,6 +258,8 @@ class _InjectConnection(Protocol):
     message writer attached at the moment.  After a clean reply to a finished
     message the sink may keep it for the next message.
     """
+
+    transport: ISocketStreamTransport  # used once connected
 
     def __init__(self, sink: "InjectClientSink") -> None:
         self.sink = sink

@@ -117,7 +117,7 @@ def _remove_envelope(layout: QueueLayout, message_id: int, spares: SparePool | N
         if spare is not None:
             _unlink_if_present(spare)
         raise
-    if spare is not None:
+    if spare is not None and spares is not None:  # a spare comes only from spares
         spares.add(spare, (os.path.dirname(intd), layout.dir("todo")))
 
 
@@ -253,8 +253,8 @@ def preprocess_batch(
         return result
     errors = [e for e in sync.directories(sorted(dirs), since) if e is not None]
     if errors:
-        e = errors[0]
-        reason = f"syncfs: {e.strerror}" if whole_fs else f"fsync of {e.filename}: {e.strerror}"
+        first = errors[0]
+        reason = f"syncfs: {first.strerror}" if whole_fs else f"fsync of {first.filename}: {first.strerror}"
         result.trouble.extend((item.message_id, reason) for item in synced)
         return result
     for item in synced:

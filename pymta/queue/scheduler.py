@@ -53,11 +53,11 @@ import itertools
 import os
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Mapping, TypeAlias, cast
 
 from twisted.application.service import Service
 from twisted.internet import defer, task, threads
-from twisted.internet.interfaces import IDelayedCall, IReactorTime
+from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
@@ -118,7 +118,7 @@ class _Envelope:
     message_id: int
 
 
-_Unlink = "str | tuple[str, tuple[str, ...]] | _Envelope"
+_Unlink: TypeAlias = "str | tuple[str, tuple[str, ...]] | _Envelope"
 
 
 def _unlink_all(paths: list[_Unlink], mess_spares: "SparePool | None" = None,
@@ -262,7 +262,7 @@ class Scheduler(Service):
         L{QueueSync}); None fsyncs every file and directory.
     """
 
-    name = "pymta-send-scheduler"
+    name = "pymta-send-scheduler"  # type: ignore[assignment]  # Twisted's Service leaves name unannotated, so None
 
     def __init__(
         self,
@@ -428,7 +428,12 @@ class Scheduler(Service):
             return defer.succeed(None)
         waiting = defer.DeferredList(list(self._in_flight), consumeErrors=True)
         done: defer.Deferred[None] = defer.Deferred()
-        timer = self.clock.callLater(self.stop_timeout, lambda: done.called or done.callback(None))
+
+        def give_up() -> None:
+            if not done.called:
+                done.callback(None)
+
+        timer = self.clock.callLater(self.stop_timeout, give_up)
 
         def finished(_: object) -> None:
             if timer.active():
@@ -649,7 +654,7 @@ class Scheduler(Service):
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
         if self._preprocessing:
             return
-        batch = []
+        batch: list[int] = []
         while self._todo and len(batch) < TODO_BATCH:
             message_id = self._todo.pop()
             if message_id not in self._first:
@@ -664,8 +669,9 @@ class Scheduler(Service):
             return
         self._preprocessing = True
         self._preprocessing_ids = set(batch)
+        reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
         d = threads.deferToThreadPool(
-            self.clock, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
+            reactor, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
             spares=self.spares, known=self._take_fresh(batch), sync=self.sync,
         )
         self._in_flight.add(d)
@@ -1184,9 +1190,10 @@ class Scheduler(Service):
             return
         self.log.line(f"end msg {message_id}")
         self.stats["messages_done"] += 1
-        mess: str | tuple[str, tuple[str, ...]] = layout.mess(message_id)
+        mess_file = layout.mess(message_id)
+        mess: str | tuple[str, tuple[str, ...]] = mess_file
         if self.mess_spares is not None:
-            mess = (mess, (os.path.dirname(layout.intd(message_id)), layout.dir("todo")))
+            mess = (mess_file, (os.path.dirname(layout.intd(message_id)), layout.dir("todo")))
         self._unlink_later(_Envelope(message_id), mess)
 
     def _record_first(self, first: _FirstAttempt, now: int) -> None:
@@ -1341,14 +1348,15 @@ class Scheduler(Service):
             self.log.warning(f"unable to unlink info/{message_id}: {e.strerror}; will try again later")
             self._retry_done(message_id)
             return
-        mess: str | tuple[str, tuple[str, ...]] = layout.mess(message_id)
+        mess_file = layout.mess(message_id)
+        mess: str | tuple[str, tuple[str, ...]] = mess_file
         if recyclable and self.mess_spares is not None:
             # its id may come back once every other name of this message is durably gone
             # (a removed bounce/ file is not, hence only messages that never had one)
             dirs = tuple(os.path.dirname(p) for p in (layout.info(message_id), layout.local(message_id),
                                                        layout.remote(message_id), layout.intd(message_id),
                                                        layout.todo(message_id)))
-            mess = (mess, dirs)
+            mess = (mess_file, dirs)
         self._unlink_later(layout.intd(message_id), mess)
         self.stats["messages_done"] += 1
 
@@ -1366,11 +1374,12 @@ class Scheduler(Service):
         elif not self._unlinking:
             self._unlinking = True
             batch = self._take_unlinks()
-            d = threads.deferToThreadPool(self.clock, self.threadpool, _unlink_all, batch, self.mess_spares, self.spares,
+            reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
+            d = threads.deferToThreadPool(reactor, self.threadpool, _unlink_all, batch, self.mess_spares, self.spares,
                                           self.layout)
             self._in_flight.add(d)
 
-            def done(result: object) -> None:
+            def done(result: list[str] | Failure) -> None:
                 self._in_flight.discard(d)
                 self._unlinking = False
                 if isinstance(result, Failure):

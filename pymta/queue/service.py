@@ -30,6 +30,7 @@ from twisted.python.threadpool import ThreadPool
 
 from pymta.control import ControlReader
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
+from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
@@ -194,11 +195,6 @@ def build_send_service(
     layout = QueueLayout.for_root(root)
     if not os.path.isdir(layout.queuedir):
         raise FileNotFoundError(f"{layout.queuedir}: no queue here; run 'pymta init {root}' first")
-    try:
-        from pymta.queue.cleaner import clean_queue
-    except ImportError:  # pragma: no cover - the cleaner ships with pymta
-        clean_queue = None
-
     reader.add_check(queuesync_mode)  # checked at every reload too, though only read here
     sync, sync_warning = QueueSync.from_control(layout.queuedir, controls.extra_lines("queuesync"))
     if sync_warning is not None:

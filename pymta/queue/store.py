@@ -470,16 +470,18 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     C{trigger=False} skips the trigger FIFO (the caller tells its
     scheduler directly).
     """
+    if not messages:
+        return []
     outcomes: list[QueueReceipt | QueueFailure | None] = [None] * len(messages)
     live: list[int] = []
-    sync = messages[0].queue.sync if messages else None
-    whole_fs = sync is not None and sync.whole_fs
+    sync = messages[0].queue.sync
+    whole_fs = sync.whole_fs
     for i, message in enumerate(messages):
         if (message._prepared or (whole_fs and message._intd_fd >= 0)) and not message._closed:
             live.append(i)
         else:
             outcomes[i] = QueueFailure(EXIT_BUG, "message not prepared or already committed")
-    layout = messages[0].queue.layout if messages else None
+    layout = messages[0].queue.layout
 
     def fail(indexes: list[int], failure: QueueFailure, remove: bool) -> list[int]:
         for i in indexes:

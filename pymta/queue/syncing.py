@@ -19,7 +19,7 @@ import os
 import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 from pymta.control import Controls, entry_error
 from pymta.fsutil import fsync_dir
@@ -44,7 +44,7 @@ def _pool() -> ThreadPoolExecutor:
         return _executor
 
 
-def run_parallel(f: Callable[[Any], None], items: list[Any]) -> list[OSError | None]:
+def run_parallel(f: Callable[[Any], None], items: Sequence[Any]) -> list[OSError | None]:
     """
     C{f(item)} for every item, the first one in the calling thread and the
     others in the shared pool at the same time; the OSError each raised, or
@@ -72,7 +72,7 @@ def _sync(target: int | str) -> None:
         fsync_dir(target)
 
 
-def fsync_each(targets: list[int | str]) -> list[OSError | None]:
+def fsync_each(targets: Sequence[int | str]) -> list[OSError | None]:
     """fsync each open descriptor (int) and directory (path) of C{targets}, one after the other."""
     out: list[OSError | None] = []
     for target in targets:
@@ -85,7 +85,7 @@ def fsync_each(targets: list[int | str]) -> list[OSError | None]:
     return out
 
 
-def fsync_all(targets: list[int | str]) -> list[OSError | None]:
+def fsync_all(targets: Sequence[int | str]) -> list[OSError | None]:
     """fsync each open descriptor (int) and directory (path) of C{targets}, all at once."""
     return run_parallel(_sync, targets)
 

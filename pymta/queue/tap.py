@@ -16,7 +16,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
-from pymta.control import ControlReader, default_root
+from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service

@@ -17,6 +17,7 @@ import os
 from typing import Callable
 
 from twisted.application.service import Service
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IReadDescriptor
 from twisted.internet.main import CONNECTION_DONE
 from twisted.logger import Logger
@@ -41,7 +42,8 @@ class _FifoReader:
     def logPrefix(self) -> str:
         return "pymta-trigger"
 
-    def doRead(self) -> object:
+    # the reactor takes the exception itself, as from Twisted's own tcp doRead; IReadDescriptor names only Failure
+    def doRead(self) -> ConnectionDone | None:  # type: ignore[override]
         pulled = False
         eof = False
         while True:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import time
 from collections import OrderedDict
-from typing import Any, Callable
+from typing import Any, Callable, Generator, cast
 
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
@@ -232,7 +232,7 @@ class RemoteChannel:
         return cached[1]
 
     @defer.inlineCallbacks
-    def _deliver(self, job: DeliveryJob) -> defer.Generator:
+    def _deliver(self, job: DeliveryJob) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
         controls = self.reader.current
         results: list[DeliveryResult | None] = [None] * len(job.recipients)
         groups: "OrderedDict[str, list[int]]" = OrderedDict()
@@ -247,10 +247,12 @@ class RemoteChannel:
             group_results = yield self._deliver_domain(job, controls, domain, [job.recipients[i] for i in indices])
             for i, result in zip(indices, group_results):
                 results[i] = result
-        return results
+        return cast(list[DeliveryResult], results)  # every place filled above
 
     @defer.inlineCallbacks
-    def _deliver_domain(self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]) -> defer.Generator:
+    def _deliver_domain(
+        self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]
+    ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
         try:
             targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes)
         except RouteFailure as failure:
@@ -274,12 +276,12 @@ class RemoteChannel:
                     results[i] = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
             pending = [pending[position] for position in outcome.retry]
             targets = [used] + [t for t in targets if t != used]
-        return results
+        return cast(list[DeliveryResult], results)  # every place filled: the loop ends when none is pending
 
     @defer.inlineCallbacks
     def _try_targets(
         self, targets: list[Target], job: DeliveryJob, controls: Controls, recipients: list[str], policy: TLSPolicy
-    ) -> defer.Generator:
+    ) -> Generator[Deferred[Any], Any, tuple[SessionOutcome | str, Target | None]]:
         """The first usable server's outcome and its target, or (text, None) when none could be used."""
         last_text = TEXT_NO_CONNECTION
         for target in targets:
@@ -320,7 +322,7 @@ class RemoteChannel:
         tls: Any,
         tls_required: bool,
         key: tuple,
-    ) -> defer.Generator:
+    ) -> Generator[Deferred[Any], Any, object]:  # a SessionOutcome, or _CONNECT_FAILED
         try:
             message = open(job.message_path, "rb")
         except OSError as e:

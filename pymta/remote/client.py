@@ -44,7 +44,7 @@ import io
 import os
 import re
 from dataclasses import dataclass, field
-from typing import IO, Any, Callable, Sequence
+from typing import IO, Any, Callable, Sequence, cast
 
 from OpenSSL import SSL
 from twisted.internet import interfaces
@@ -144,6 +144,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
 
     delimiter = b"\n"
     MAX_LENGTH = MAX_LINE
+    transport: interfaces.ITCPTransport  # the methods below run once connected
 
     def __init__(
         self,
@@ -172,7 +173,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self.tls = tls
         self.tls_required = tls_required
         if callLater is not None:
-            self.callLater = callLater
+            self.callLater = callLater  # type: ignore[method-assign]  # TimeoutMixin's, made to be replaced
         self.outcome = SessionOutcome()
         self.finished: Deferred[SessionOutcome] = Deferred()
         self._done = False
@@ -426,7 +427,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             return
         self._stage = "tls"
         self._handler = self._unexpected
-        self.transport.startTLS(self.tls)
+        cast(interfaces.ITLSTransport, self.transport).startTLS(self.tls)
 
     def _mail(self) -> None:
         self._stage = "mail"

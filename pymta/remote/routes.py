@@ -45,7 +45,7 @@ from __future__ import annotations
 import ipaddress
 import random
 from dataclasses import dataclass
-from typing import Callable, Iterable, Mapping
+from typing import Any, Callable, Generator, Iterable, Mapping, NoReturn
 
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
@@ -195,7 +195,7 @@ class TargetPlanner:
                 raise RouteFailure(DEFERRAL, TEXT_RELAY_NOT_FOUND.format(host=relay))
             return [Target(a, port, relay, 0) for a in _unique(addresses)]
 
-        def failed(f: Failure) -> None:
+        def failed(f: Failure) -> NoReturn:
             f.trap(DNSError)
             if f.check(DNSTemporaryError):
                 raise RouteFailure(DEFERRAL, TEXT_DNS_TEMPORARY)
@@ -204,7 +204,7 @@ class TargetPlanner:
         return d.addCallbacks(found, failed)
 
     @defer.inlineCallbacks
-    def _mx(self, domain: str, port: int) -> defer.Generator:
+    def _mx(self, domain: str, port: int) -> Generator[Deferred[Any], Any, list[Target]]:
         try:
             records = yield self.resolver.mx(domain)
         except DNSPermanentError:

@@ -17,7 +17,9 @@ import binascii
 from typing import Iterable, Sequence
 
 from twisted.cred.checkers import ICredentialsChecker
-from twisted.cred.credentials import CramMD5Credentials, IUsernameHashedPassword, IUsernamePassword, UsernamePassword
+from twisted.cred.credentials import (
+    CramMD5Credentials, ICredentials, IUsernameHashedPassword, IUsernamePassword, UsernamePassword,
+)
 from twisted.cred.portal import IRealm, Portal
 from zope.interface import Interface, implementer
 
@@ -87,7 +89,7 @@ class SASLExchange:
 
     def __init__(self) -> None:
         self.challenge: bytes | None = None
-        self.credentials: object | None = None
+        self.credentials: ICredentials | None = None
         self.username: str | None = None
 
     def respond(self, line: bytes) -> None:

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import base64
 import os
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import ISSLTransport, ITLSTransport
@@ -46,6 +46,7 @@ from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.received import received_line
+from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
 
@@ -61,6 +62,7 @@ RBL_HOST = "rblsmtpd.local"
 
 class SMTPServerProtocol(Protocol):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
+    transport: IStreamTransport  # every method but __init__ runs once connected
 
     def __init__(self, context: SMTPDContext, settings: ListenerSettings) -> None:
         self.ctx = context
@@ -618,7 +620,7 @@ class SMTPServerProtocol(Protocol):
         self.auth_user = None
         self._reset_transaction()
         try:
-            self.transport.startTLS(self.ctx.tls)  # type: ignore[attr-defined]
+            cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
         except Exception:
             log.failure("smtpd: STARTTLS failed to start")
             self._mode = CLOSED

@@ -170,6 +170,12 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertEqual(m._intd_fd, -1)
         self.assertEqual((files_under(self.layout, "mess"), files_under(self.layout, "intd")), ([], []))
 
+    def test_empty_batch_commits_nothing(self) -> None:
+        fsyncs = FsyncRecorder(self)
+        self.assertEqual(commit_prepared([]), [])
+        self.assertEqual(fsyncs.dirs, [])
+        self.assertEqual(files_under(self.layout, "todo"), [])
+
     def test_unprepared_message_is_refused(self) -> None:
         m = Queue(self.layout).begin("by uid 1", 1, 1)
         [outcome] = commit_prepared([m])
