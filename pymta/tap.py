@@ -28,7 +28,6 @@ from twisted.python import usage
 
 from pymta.control import ControlError, ControlReader
 from pymta.privileges import RootDroppingService
-from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]
 
@@ -111,7 +110,7 @@ def makeService(options: Options) -> IService:
         pop3 = build_pop3_service(root, reader, options["pop3"], reactor, allow_plaintext=plaintext)
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
-    top.log_observer = twistd_observer(getattr(options, "parent", None))
+    top.use_twistd_options(getattr(options, "parent", None))
     return top
 
 

@@ -6,7 +6,8 @@ site: PYMTA_ROOT (default /var/pymta) and the listener variables named in
 each file.  When started as root, the services drop to the owner of
 ROOT/queue after binding ports and starting the spawners
 (L{pymta.privileges.RootDroppingService}; unlike twistd's C{--uid} this
-works for a mail uid without a passwd entry).
+works for a mail uid without a passwd entry); with no such account they
+refuse to start.
 """
 
 import os
@@ -23,10 +24,12 @@ def application(name: str) -> service.Application:
 
 
 def attach(app: service.Application, tap_module, argv: list[str]) -> None:
-    from pymta.privileges import RootDroppingService
+    from pymta.privileges import RootDroppingService, refuse_root_without_account
 
     options = tap_module.Options()
     options.parseOptions(argv)
+    # started as root with no account to become: one line and exit, never the network side as root
+    refuse_root_without_account(options["root"], service.IService(app).name)
     made = tap_module.makeService(options)
     if isinstance(made, RootDroppingService):
         made.setServiceParent(app)
