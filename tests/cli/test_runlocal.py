@@ -188,7 +188,8 @@ class MakeRunFromPrivateCloneTests(SynchronousTestCase):
             with open(output, errors="replace") as f:
                 return f.read()
 
-        self.assertTrue(wait_until(lambda: os.path.exists(output) and "dropped root" in text(), 90), text() if os.path.exists(output) else "")
+        started = wait_until(lambda: os.path.exists(output) and ("dropped root" in text() or make.poll() is not None), 90)
+        self.assertTrue(started and make.poll() is None, text() if os.path.exists(output) else "make run did not start")
         match = re.search(r"pymta is starting on (\S+)", text())
         assert match is not None, text()
         root = match.group(1)
