@@ -78,6 +78,7 @@ class RefusingChildrenTests(SynchronousTestCase):
             raise self.skipTest("needs root")
         base = tempfile.mkdtemp(prefix="pymta-priv-")
         self.addCleanup(shutil.rmtree, base, True)
+        os.chmod(base, 0o755)  # the mail uid must reach the root
         self.root = os.path.join(base, "root")
         subprocess.run(
             [sys.executable, "-m", "pymta.cli.main", "init", self.root, "--me", "priv.test", "--mail-uid", "4242:4242"],
