@@ -27,6 +27,7 @@ as the shipped units do) needs none of this.
 from __future__ import annotations
 
 import os
+import stat
 from typing import Any
 
 from twisted.logger import Logger
@@ -55,7 +56,13 @@ class RotatingLogFile(logfile.LogFile):
         how SIGUSR1 works.  Returns a warning for the log when pymta cannot
         rotate the file itself, else None.
         """
-        os.chown(self.path, account.uid, account.gid)
+        fd = self._file.fileno()
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            # /dev/null, a terminal, a pipe: nothing to give away or rotate
+            self.mode = REOPEN
+            self.rotateLength = None
+            return None
+        os.fchown(fd, account.uid, account.gid)  # the file open, even when the path is a link
         if may_write_in(self.directory, account):
             self.mode = ROTATE
             return None

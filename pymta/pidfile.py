@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import os
 import signal
+import stat
 
 from pymta.fsaccess import Account, may_write_in
 
@@ -40,7 +41,8 @@ def hand_over_pid_file(path: str, account: Account) -> str | None:
     """
     path = os.path.abspath(path)
     if may_write_in(os.path.dirname(path), account):
-        os.chown(path, account.uid, account.gid)
+        if stat.S_ISREG(os.lstat(path).st_mode):  # never through a symbolic link
+            os.lchown(path, account.uid, account.gid)
         return None
     helper = start_pid_file_remover(path, os.getpid())
     return (
@@ -49,25 +51,35 @@ def hand_over_pid_file(path: str, account: Account) -> str | None:
     )
 
 
+#: the signals the helper ignores: the terminal's, systemd's stop, the daemon's own controls
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+
+
 def start_pid_file_remover(path: str, pid: int) -> int:
     """Fork the helper described in the module docstring; returns its pid."""
     read_end, write_end = os.pipe()
-    child = os.fork()
-    if child == 0:  # pragma: no cover - the helper's own process; tests watch what it does
-        try:
-            _remover(path, pid, read_end)
-        finally:
-            os._exit(0)
+    # blocked across the fork, so none of them can end the helper before it ignores them
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the helper's own process; tests watch what it does
+            try:
+                _remover(path, pid, read_end)
+            finally:
+                os._exit(0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     os.close(read_end)
     _HELD.append(write_end)
     return child
 
 
 def _remover(path: str, pid: int, read_end: int) -> None:
-    os.closerange(0, read_end)
-    os.closerange(read_end + 1, os.sysconf("SC_OPEN_MAX") if hasattr(os, "sysconf") else 65536)
-    for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+    for signum in _IGNORED:
         signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.closerange(0, read_end)
+    os.closerange(read_end + 1, os.sysconf("SC_OPEN_MAX"))
     try:
         while os.read(read_end, 4096):
             pass

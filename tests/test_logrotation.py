@@ -66,6 +66,15 @@ class UnitTests(SynchronousTestCase):
         self.assertEqual(read(self.log_file.path), "second\n")
         self.assertEqual(self.messages(LogLevel.info), [f"SIGUSR1: log file {self.log_file.path} rotated"])
 
+    def test_not_a_regular_file(self) -> None:
+        log_file = RotatingLogFile.fromFullPath(os.devnull)
+        self.addCleanup(log_file.close)
+        before = os.stat(os.devnull)
+        self.assertIsNone(log_file.hand_over(Account(MAIL, MAIL)))
+        after = os.stat(os.devnull)
+        self.assertEqual((after.st_uid, after.st_gid), (before.st_uid, before.st_gid))  # never given away
+        self.assertIsNone(log_file.rotateLength)
+
     def test_rotation_not_permitted_is_logged(self) -> None:
         self.log_file.hand_over(self.me)
         self.patch(os, "access", lambda path, mode: False)
