@@ -32,7 +32,6 @@ from pymta.control import ControlError
 from pymta.privileges import RootDroppingService
 from pymta.smtpd.access import TcpRulesError
 from pymta.tls import TLSConfigError
-from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]
 
@@ -130,7 +129,7 @@ def makeService(options: Options) -> IService:
     if options["pop3"]:
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
-    top.log_observer = twistd_observer(getattr(options, "parent", None))
+    top.use_twistd_options(getattr(options, "parent", None))
     return top
 
 

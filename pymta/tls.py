@@ -7,8 +7,16 @@ qmail's TLS patches keep it.
 L{ServerTLS} is a context factory whose certificate can be replaced at run
 time: L{ServerTLS.reload} reads the file again, and every connection started
 afterwards (STARTTLS, or implicit TLS through C{TLSMemoryBIOFactory}) gets the
-new certificate; a broken file keeps the old one and raises.  TLS 1.2 is the
-minimum, Twisted's default cipher list applies.
+new certificate; a broken file keeps the old one and raises.
+
+The server profile (L{SERVER_CIPHERS}): TLS 1.2 is the minimum; at TLS 1.2
+only suites with forward secrecy (ECDHE key exchange) and an AEAD cipher
+(AES-GCM, ChaCha20-Poly1305) are offered; TLS 1.3 keeps OpenSSL's suites,
+which all have both.  Finite-field DHE is left out: Twisted configures no
+DH group unless given one, and every client that has the TLS 1.2 AEAD
+suites also has ECDHE.  The SMTP client's opportunistic STARTTLS
+(L{pymta.remote.tlspolicy}) keeps a broader list: for it the alternative is
+plain text.
 
 L{server_listener} is how smtpd and pop3d turn one endpoint string into a
 listening service: C{ssl:PORT[:opts]} without key files (L{implicit_tls_port})
@@ -40,17 +48,47 @@ __all__ = [
     "implicit_tls_port",
     "server_listener",
     "check_server_endpoint",
+    "SERVER_TLS12_SUITES",
+    "SERVER_CIPHERS",
+    "server_options",
 ]
 
 _PEM_BLOCK = re.compile(rb"-----BEGIN ([A-Z0-9 ]+)-----.*?-----END \1-----\s*", re.S)
+
+
+#: the TLS 1.2 suites the server side offers, in its order of preference
+SERVER_TLS12_SUITES = (
+    "ECDHE-ECDSA-AES128-GCM-SHA256",
+    "ECDHE-RSA-AES128-GCM-SHA256",
+    "ECDHE-ECDSA-AES256-GCM-SHA384",
+    "ECDHE-RSA-AES256-GCM-SHA384",
+    "ECDHE-ECDSA-CHACHA20-POLY1305",
+    "ECDHE-RSA-CHACHA20-POLY1305",
+)
+
+#: Twisted's form of the server profile (TLS 1.3 suites are not affected by it)
+SERVER_CIPHERS = ssl.AcceptableCiphers.fromOpenSSLCipherString(":".join(SERVER_TLS12_SUITES))
 
 
 class TLSConfigError(Exception):
     """The certificate file is missing, unreadable or inconsistent."""
 
 
+def server_options(
+    private_key: Any, certificate: Any, chain: list[Any] | None = None
+) -> ssl.CertificateOptions:
+    """C{CertificateOptions} with the server profile: TLS 1.2 minimum, L{SERVER_CIPHERS}."""
+    return ssl.CertificateOptions(
+        privateKey=private_key,
+        certificate=certificate,
+        extraCertChain=chain or [],
+        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+        acceptableCiphers=SERVER_CIPHERS,
+    )
+
+
 def load_server_options(path: str) -> ssl.CertificateOptions:
-    """C{CertificateOptions} (TLS 1.2+) from a PEM with key, certificate and chain."""
+    """C{CertificateOptions} (the server profile) from a PEM with key, certificate and chain."""
     try:
         with open(path, "rb") as f:
             pem = f.read()
@@ -86,11 +124,10 @@ def load_server_options(path: str) -> ssl.CertificateOptions:
     if leaf_index is None:
         raise TLSConfigError(f"{path}: no certificate matches the private key")
     leaf = certs.pop(leaf_index)
-    return ssl.CertificateOptions(
-        privateKey=crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
-        certificate=crypto.X509.from_cryptography(leaf),
-        extraCertChain=[crypto.X509.from_cryptography(c) for c in certs],
-        raiseMinimumTo=ssl.TLSVersion.TLSv1_2,
+    return server_options(
+        crypto.PKey.from_cryptography_key(key),  # type: ignore[arg-type]
+        crypto.X509.from_cryptography(leaf),
+        [crypto.X509.from_cryptography(c) for c in certs],
     )
 
 
@@ -160,7 +197,8 @@ def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS
     A service listening on the endpoint C{description} with C{factory}.  For
     implicit TLS (L{implicit_tls_port}) the factory is wrapped in
     C{TLSMemoryBIOFactory} over C{tls}, which must then hold a certificate
-    (else L{TLSConfigError}).  Listening errors are raised from
+    (else L{TLSConfigError}); an C{ssl:} endpoint with its own key files gets
+    the server profile too (L{_with_server_profile}).  Listening errors are raised from
     C{privilegedStartService}/C{startService}, not only logged.
     """
     tcp = implicit_tls_port(description)
@@ -170,7 +208,23 @@ def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS
         endpoint = endpoints.serverFromString(reactor, tcp)
         factory = TLSMemoryBIOFactory(tls, False, factory)
     else:
-        endpoint = endpoints.serverFromString(reactor, description)
+        endpoint = _with_server_profile(endpoints.serverFromString(reactor, description), description)
     listener = internet.StreamServerEndpointService(endpoint, factory)
     listener._raiseSynchronously = True
     return listener
+
+
+def _with_server_profile(endpoint: Any, description: str) -> Any:
+    """
+    C{endpoint}, with the server profile when it is an C{ssl:} endpoint with
+    its own key files.  Twisted's parser builds those options with its
+    default cipher list and keeps them in the endpoint; they are rebuilt
+    from the same key and certificates.
+    """
+    if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
+        return endpoint
+    options = getattr(endpoint, "_sslContextFactory", None)
+    if not isinstance(options, ssl.CertificateOptions):
+        raise TLSConfigError(f"{description}: cannot apply the server TLS profile to this endpoint")
+    endpoint._sslContextFactory = server_options(options.privateKey, options.certificate, options.extraCertChain)
+    return endpoint

@@ -17,8 +17,9 @@ is still written and flushed on its own, as twistd does.
 
 L{twistd_observer} chooses the destination exactly as twistd's Unix logger
 does for the options given (C{--logfile}, C{--nodaemon}), rotation by size
-and on SIGUSR1 included; with C{--syslog} or C{--logger} it returns None and
-twistd's own choice stands.  L{pymta.privileges.RootDroppingService} gives
+and on SIGUSR1 included (through L{pymta.logrotation.RotatingLogFile}, which
+keeps rotation working after the privilege drop); with C{--syslog} or
+C{--logger} it returns None and twistd's own choice stands.  L{pymta.privileges.RootDroppingService} gives
 the observer to the twistd application it joins (as its C{ILogObserver}
 component, Twisted's documented way to choose an application's observer).
 """
@@ -35,7 +36,9 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import FileLogObserver, LogEvent, formatEventAsClassicLogText, formatTime, timeFormatRFC3339
 from twisted.python import logfile
 
-__all__ = ["ClassicLogFormat", "fast_text_observer", "twistd_observer"]
+from pymta.logrotation import RotatingLogFile
+
+__all__ = ["ClassicLogFormat", "TwistdFileObserver", "fast_text_observer", "twistd_observer"]
 
 #: a format string made of literal text and plain fields: [(literal, field name or None), ...]
 _Parsed = list[tuple[str, str | None]]
@@ -119,27 +122,39 @@ class ClassicLogFormat:
         return f"{self._time(when)} [{system}] {text}".replace("\n", "\n\t") + "\n"
 
 
+class TwistdFileObserver(FileLogObserver):
+    """A C{FileLogObserver} that knows its log file, when it writes to one (for L{pymta.privileges})."""
+
+    def __init__(self, out_file: Any, log_file: logfile.LogFile | None = None) -> None:
+        super().__init__(out_file, ClassicLogFormat())
+        self.log_file = log_file
+
+
 def fast_text_observer(out_file: Any) -> FileLogObserver:
     """A C{FileLogObserver} writing twistd's text lines to C{out_file} (see L{ClassicLogFormat})."""
-    return FileLogObserver(out_file, ClassicLogFormat())
+    return TwistdFileObserver(out_file)
 
 
 def _rotate_on_usr1(log_file: logfile.LogFile) -> None:
-    """Rotate C{log_file} on SIGUSR1 unless something else handles it (as twistd does)."""
+    """
+    Rotate C{log_file} on SIGUSR1 unless something else handles it (as twistd
+    does); a L{RotatingLogFile} decides itself what SIGUSR1 means.
+    """
     if signal.getsignal(signal.SIGUSR1):
         return
+    action = log_file.on_usr1 if isinstance(log_file, RotatingLogFile) else log_file.rotate
 
     def rotate(signum: int, frame: Any) -> None:
         from twisted.internet import reactor
 
         # Twisted types the global reactor without IReactorFromThreads, which every reactor provides
-        cast(IReactorFromThreads, reactor).callFromThread(log_file.rotate)
+        cast(IReactorFromThreads, reactor).callFromThread(action)
 
     signal.signal(signal.SIGUSR1, rotate)
 
 
 def twistd_observer(
-    twistd_options: Any, open_log: Callable[[str], logfile.LogFile] = logfile.LogFile.fromFullPath
+    twistd_options: Any, open_log: Callable[[str], logfile.LogFile] = RotatingLogFile.fromFullPath
 ) -> FileLogObserver | None:
     """
     The observer twistd would make from C{twistd_options} (its
@@ -163,4 +178,4 @@ def twistd_observer(
         return fast_text_observer(sys.stdout)
     log_file = open_log(name or "twistd.log")
     _rotate_on_usr1(log_file)
-    return fast_text_observer(log_file)
+    return TwistdFileObserver(log_file, log_file)

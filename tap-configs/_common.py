@@ -9,7 +9,8 @@ found by the daemon's checks), never a traceback.  When started as root,
 the services drop to the owner of ROOT/queue after binding ports and
 starting the spawners
 (L{pymta.privileges.RootDroppingService}; unlike twistd's C{--uid} this
-works for a mail uid without a passwd entry).
+works for a mail uid without a passwd entry); with no such account they
+refuse to start.
 """
 
 import os
@@ -44,13 +45,15 @@ def application(name: str) -> service.Application:
 def attach(app: service.Application, tap_module, argv: list[str]) -> None:
     from twisted.python import usage
 
-    from pymta.privileges import RootDroppingService
+    from pymta.privileges import RootDroppingService, refuse_root_without_account
 
     options = tap_module.Options()
     try:
         options.parseOptions(argv)
     except usage.UsageError as e:
         raise SystemExit(f"{service.IService(app).name}: {e}") from None
+    # started as root with no account to become: one line and exit, never the network side as root
+    refuse_root_without_account(options["root"], service.IService(app).name)
     made = tap_module.makeService(options)
     if isinstance(made, RootDroppingService):
         made.setServiceParent(app)

@@ -22,6 +22,7 @@ TAP_CONFIGS = os.path.join(os.path.dirname(HERE), "tap-configs")
 def make_root(test: unittest.SynchronousTestCase) -> str:
     base = tempfile.mkdtemp(prefix="pymta-tap-")
     test.addCleanup(shutil.rmtree, base, True)
+    os.chmod(base, 0o755)  # the mail uid must reach the root
     root = os.path.join(base, "root")
     argv = [root, "--me", "tap.example", "--user", "alice:pw"]
     if os.getuid() == 0:

@@ -22,6 +22,10 @@ The mail uid/gid own the homes, Maildirs, alias directory, queue and
 C{run/}.  Not as root they are the invoking account's; as root they come
 from C{--mail-uid} (required; uid 0 is refused, mail is never delivered as
 root).  Control files and C{users/} stay owned by the invoking account.
+
+A root that could not work is refused before anything is made
+(L{check_root_location}): one the mail account cannot reach (a directory
+on the way it may not enter, such as C{/root}).
 """
 
 from __future__ import annotations
@@ -39,10 +43,13 @@ from typing import TextIO
 
 from pymta.certs import write_self_signed
 from pymta.cli.maildirmake import maildirmake
+from pymta.fsaccess import Account, blocking_directory, describe
 from pymta.fsutil import replace_file, write_new_file
 from pymta.queue.layout import QueueLayout
 
-__all__ = ["main", "init_root", "InitError", "InitReport", "parse_mail_uid", "parse_user", "ALIAS_NAMES"]
+__all__ = [
+    "main", "init_root", "check_root_location", "InitError", "InitReport", "parse_mail_uid", "parse_user", "ALIAS_NAMES",
+]
 
 ALIAS_NAMES = ("postmaster", "mailer-daemon", "root", "abuse")
 
@@ -266,6 +273,23 @@ def _rebuild_assign_index(root: str, report: InitReport) -> None:
     report.made.append("users/assign index (pymta newu)")
 
 
+def check_root_location(root: str, uid: int, gid: int) -> None:
+    """
+    L{InitError} (one line, with the fix) for a root the mail account
+    cannot reach: every daemon, delivery child and mailbox child runs as
+    that account or a mailbox user, so a directory on the way that does not
+    let it through (such as C{/root}) makes a root that cannot work.
+    """
+    blocked = blocking_directory(root, Account(uid, gid))
+    if blocked is not None:
+        directory, st = blocked
+        raise InitError(
+            f"uid {uid} gid {gid} (the mail account) cannot reach {root}: {describe(directory, st)} does not "
+            f"let it through; choose a root it can reach (such as /var/pymta) or open the way "
+            f"(chmod o+x {directory})", 100
+        )
+
+
 def init_root(
     root: str,
     me: str | None = None,
@@ -303,6 +327,7 @@ def init_root(
         raise InitError(f"--me: {me!r} is not a host name", 100)
 
     root = os.path.abspath(root)
+    check_root_location(root, uid, gid)
     existing_me = _read_first_line(os.path.join(root, "control", "me"))
     effective_me = existing_me or (me.lower() if me else _default_me())
     report = InitReport(root=root, me=effective_me, uid=uid, gid=gid)

@@ -2,6 +2,15 @@
 What C{make run} does: initialise an embedded root when it is absent, print
 how to use it, then run C{twistd -n pymta} on it in the foreground.
 
+Started as root, the daemon drops to the mail uid (the invoking user's
+C{SUDO_UID}, else 65534), which must reach the root: a clone in a directory
+only root may enter (C{/root}, a 0700 home) cannot hold it.  Then the root
+is made in L{RELOCATED_ROOTS} instead, and the requested path
+(C{./var/pymta}) becomes a symbolic link to it, so every command given the
+usual path still finds it (L{reachable_root}).  The code itself may stay in
+such a directory: the daemon keeps the directories of C{sys.path} open
+from before the drop (L{pymta.heldimports}).
+
 Not a C{pymta} subcommand: it is the README's first command, kept in Python
 so the Makefile stays small.
 """
@@ -10,16 +19,24 @@ from __future__ import annotations
 
 import argparse
 import getpass
+import hashlib
 import os
 import pwd
 import secrets
 import sys
 
 from pymta.cli import init as init_command
+from pymta.fsaccess import Account, blocking_directory, describe
 
-__all__ = ["main"]
+__all__ = ["main", "reachable_root", "RELOCATED_ROOTS"]
 
 DEFAULT_ROOT_UID = 65534  # nobody: the embedded default never delivers as root
+#: where C{make run} as root keeps a root the mail uid could not reach where it was asked for
+RELOCATED_ROOTS = "/var/lib/pymta-make-run"
+
+
+class RootLocationError(Exception):
+    """The requested root cannot be used, nor be made somewhere else."""
 
 
 def _mailbox_account() -> tuple[str, str | None]:
@@ -35,6 +52,50 @@ def _mailbox_account() -> tuple[str, str | None]:
             name = "admin"
         return name, f"{sudo_uid}:{sudo_gid}"
     return "admin", f"{DEFAULT_ROOT_UID}:{DEFAULT_ROOT_UID}"
+
+
+def _mail_ids(mail_uid: str | None) -> Account | None:
+    if mail_uid is None:
+        return None
+    uid, gid = init_command.parse_mail_uid(mail_uid)
+    return Account(uid, gid)
+
+
+def reachable_root(requested: str, account: Account | None, relocated_roots: str = RELOCATED_ROOTS) -> tuple[str, str | None]:
+    """
+    The root to use for C{requested} (absolute) when the daemons will run as
+    C{account} (None: as the invoking user, nothing to check), and a note to
+    print when it had to be made elsewhere.  L{RootLocationError} when the
+    requested root exists where the account cannot reach it.
+    """
+    if account is None:
+        return requested, None
+    real = os.path.realpath(requested)
+    blocked = blocking_directory(real, account)
+    if blocked is None:
+        return real, None
+    if os.path.lexists(requested):
+        directory, st = blocked
+        raise RootLocationError(
+            f"{requested} exists, but {account} (the mail uid) cannot reach it: {describe(directory, st)}; "
+            f"remove it (rm -rf {requested}) and run make run again to have it made in {relocated_roots}"
+        )
+    name = hashlib.sha256(os.fsencode(requested)).hexdigest()[:12]
+    target = os.path.join(relocated_roots, name)
+    os.makedirs(relocated_roots, 0o755, exist_ok=True)
+    still_blocked = blocking_directory(relocated_roots, account)
+    if still_blocked is not None:
+        raise RootLocationError(
+            f"{account} (the mail uid) can reach neither {requested} nor {relocated_roots}: "
+            f"{describe(*still_blocked)}"
+        )
+    os.makedirs(os.path.dirname(requested), exist_ok=True)
+    os.symlink(target, requested)
+    directory, st = blocked
+    return target, (
+        f"{requested}: {describe(directory, st)} does not let {account} (the mail uid) through; "
+        f"the root is made in {target} and {requested} links to it"
+    )
 
 
 def _endpoint_port(endpoint: str) -> str:
@@ -88,19 +149,26 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--submission", default="tcp:2587:interface=127.0.0.1")
     parser.add_argument("--pop3", default="tcp:1110:interface=127.0.0.1")
     args = parser.parse_args(argv)
-    root = os.path.abspath(args.root)
+    try:
+        root, note = reachable_root(os.path.abspath(args.root), _mail_ids(_mailbox_account()[1]))
+    except (RootLocationError, OSError) as e:
+        sys.stderr.write(f"make run: {e}\n")
+        return 1
+    if note:
+        sys.stdout.write(note + "\n")
     initialise(root)
     sys.stdout.write(hints(root, args.smtp, args.pop3))
     sys.stdout.flush()
+    # Started as root, twistd pymta drops to the owner of ROOT/queue by itself; only the
+    # local delivery and POP3 mailbox spawners keep root.  The same interpreter runs
+    # twistd (whatever the script's first line says), from the root, a directory the
+    # mail uid may enter.
     twistd = os.path.join(os.path.dirname(sys.executable), "twistd")
-    command = [twistd, "-n", "--pidfile=", "--logfile=-"]
-    if os.getuid() == 0:
-        # only the local spawner keeps root; everything else runs as the mail uid
-        st = os.stat(os.path.join(root, "queue"))
-        command += ["--uid", str(st.st_uid), "--gid", str(st.st_gid)]
-    command += ["pymta", "--root", root, "--smtp", args.smtp,
-                "--submission", args.submission, "--pop3", args.pop3]
-    os.execv(twistd, command)
+    command = [sys.executable, twistd, "-n", "--pidfile=", "--logfile=-",
+               "pymta", "--root", root, "--smtp", args.smtp,
+               "--submission", args.submission, "--pop3", args.pop3]
+    os.chdir(root)
+    os.execv(sys.executable, command)
     return 1  # not reached
 
 

@@ -20,7 +20,6 @@ from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
-from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService", "installed_channels", "check_queue_root", "parse_stop_timeout"]
 
@@ -96,5 +95,5 @@ def makeService(options: Options) -> IService:
         raise SystemExit(f"pymta-send: {e}")
     top = RootDroppingService(root)
     service.setServiceParent(top)
-    top.log_observer = twistd_observer(getattr(options, "parent", None))
+    top.use_twistd_options(getattr(options, "parent", None))
     return top

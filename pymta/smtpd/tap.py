@@ -19,7 +19,6 @@ from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, default_root
 from pymta.privileges import RootDroppingService
 from pymta.signals import reload_on_hangup
-from pymta.twistdlog import twistd_observer
 
 __all__ = ["Options", "makeService"]
 
@@ -104,5 +103,5 @@ def makeService(options: Options) -> service.IService:
     reload_on_hangup(reader, svc.reload, "smtpd", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
     svc.setServiceParent(top)
-    top.log_observer = twistd_observer(getattr(options, "parent", None))
+    top.use_twistd_options(getattr(options, "parent", None))
     return top

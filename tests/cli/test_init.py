@@ -69,9 +69,25 @@ class RootInitTests(SynchronousTestCase):
         if not IS_ROOT:
             raise self.skipTest("needs root")
         self.root = os.path.abspath(self.mktemp())
+        os.chmod(os.path.dirname(self.root), 0o755)  # trial's is private: the mail uid must reach the root
 
     def init(self, *extra: str) -> tuple[int, str, str]:
         return run_init([self.root, "--me", "mail.example.com", "--mail-uid", MAIL_IDS, *extra])
+
+    def test_root_the_mail_uid_cannot_reach_is_refused(self) -> None:
+        private = os.path.dirname(self.root)
+        os.chmod(private, 0o700)
+        status, out, err = self.init("--user", "alice")
+        self.assertEqual(status, 100)
+        self.assertEqual(
+            err,
+            f"pymta init: fatal: uid 4321 gid 4322 (the mail account) cannot reach {self.root}: {private} "
+            f"(mode 0700, owner 0:0) does not let it through; choose a root it can reach (such as /var/pymta) "
+            f"or open the way (chmod o+x {private})\n",
+        )
+        self.assertFalse(os.path.exists(self.root))  # refused before anything was made
+        os.chmod(private, 0o711)
+        self.assertEqual(self.init()[0], 0)
 
     def test_root_needs_mail_uid(self) -> None:
         status, out, err = run_init([self.root, "--me", "h.example"])

@@ -58,13 +58,17 @@ class TwistdRunTests(SynchronousTestCase):
         home = os.path.join(root, "home", "u")
         sample_maildir(os.path.join(home, "Maildir"))
         uid = os.getuid()
-        if uid == 0:  # served by a mailbox child running as the test uid
+        if uid == 0:  # a POP3-only root: pop3d runs as the owner of ROOT/run, here the mailbox's uid
             from tests.pop3d.test_childmailbox import TEST_GID, TEST_UID, chown_tree
 
             os.chmod(os.path.dirname(root), 0o755)
             chown_tree(home, TEST_UID, TEST_GID)
+            os.makedirs(os.path.join(root, "run"))
+            os.chown(os.path.join(root, "run"), TEST_UID, TEST_GID)
             uid = TEST_UID
         set_password(os.path.join(root, "users", "passwd"), "u", "pw", uid, uid, home, scheme="BLF-CRYPT")
+        if os.getuid() == 0:
+            os.chmod(os.path.join(root, "users", "passwd"), 0o644)
         port = free_port()
         env = dict(os.environ, PYTHONPATH=REPO)
         proc = subprocess.Popen(
@@ -96,6 +100,10 @@ class TwistdRunTests(SynchronousTestCase):
         self.assertIn(proc.wait(30), (0, -signal.SIGTERM))  # twistd re-raises the signal it stopped on
         log = proc.stdout.read().decode()
         self.assertIn("pop3 login u from 127.0.0.1: 3 messages", log)
+        if os.getuid() == 0:
+            from tests.pop3d.test_childmailbox import TEST_GID
+
+            self.assertIn(f"dropped root: running as uid {uid} gid {TEST_GID}", log)
 
 
 class TwistdDroppedPrivilegesTests(SynchronousTestCase):

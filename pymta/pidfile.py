@@ -1,0 +1,97 @@
+# -*- test-case-name: tests.test_pidfile -*-
+"""
+twistd's pid file (C{--pidfile}) across the privilege drop.
+
+twistd writes the pid file as root and removes it when the reactor has
+stopped, by then as the mail account: in a directory only root may write
+(C{/run}, C{/var/run}, root's home) the removal failed and the file stayed.
+
+L{hand_over_pid_file}, called as root just before the drop:
+
+- when the account may write in the pid file's directory, the file is given
+  to the account (which also covers a sticky directory such as C{/tmp}) and
+  twistd removes it at exit as usual;
+- otherwise a small helper process is forked that keeps root, holds no
+  descriptor but the read end of a pipe from the daemon, ignores the
+  terminal's and systemd's stop signals, and waits for end of file on that
+  pipe, which comes when the daemon ends in any way (even C{SIGKILL}).  It
+  then removes the pid file if the file still names the daemon, and exits.
+  It reads nothing the network side could influence.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import stat
+
+from pymta.fsaccess import Account, may_write_in
+
+__all__ = ["hand_over_pid_file", "start_pid_file_remover"]
+
+#: write ends of the pipes to remover helpers: open for the life of the process
+_HELD: list[int] = []
+
+
+def hand_over_pid_file(path: str, account: Account) -> str | None:
+    """
+    As root, before the drop to C{account}: make sure C{path} is removed
+    when this process ends.  Returns what was done, for the log, or None
+    when the account can remove it itself (twistd then does).
+    """
+    path = os.path.abspath(path)
+    if may_write_in(os.path.dirname(path), account):
+        if stat.S_ISREG(os.lstat(path).st_mode):  # never through a symbolic link
+            os.lchown(path, account.uid, account.gid)
+        return None
+    helper = start_pid_file_remover(path, os.getpid())
+    return (
+        f"pid file {path}: {os.path.dirname(path)} is not writable by {account}; "
+        f"a helper process (pid {helper}, root, idle) removes the file when this process ends"
+    )
+
+
+#: the signals the helper ignores: the terminal's, systemd's stop, the daemon's own controls
+_IGNORED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2, signal.SIGALRM)
+
+
+def start_pid_file_remover(path: str, pid: int) -> int:
+    """Fork the helper described in the module docstring; returns its pid."""
+    read_end, write_end = os.pipe()
+    # blocked across the fork, so none of them can end the helper before it ignores them
+    previous = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
+    try:
+        child = os.fork()
+        if child == 0:  # pragma: no cover - the helper's own process; tests watch what it does
+            try:
+                _remover(path, pid, read_end)
+            finally:
+                os._exit(0)
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, previous)
+    os.close(read_end)
+    _HELD.append(write_end)
+    return child
+
+
+def _remover(path: str, pid: int, read_end: int) -> None:
+    for signum in _IGNORED:
+        signal.signal(signum, signal.SIG_IGN)
+    signal.pthread_sigmask(signal.SIG_SETMASK, set())
+    os.closerange(0, read_end)
+    os.closerange(read_end + 1, os.sysconf("SC_OPEN_MAX"))
+    try:
+        while os.read(read_end, 4096):
+            pass
+    except OSError:
+        pass
+    try:
+        with open(path) as f:
+            named = f.read(64).strip()
+    except OSError:
+        return
+    if named == str(pid):
+        try:
+            os.unlink(path)
+        except OSError:
+            pass

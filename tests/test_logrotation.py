@@ -1,0 +1,191 @@
+"""
+pymta.logrotation: twistd's log file after the privilege drop, in units and
+with real `twistd pymta-send` children started as root.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+from twisted.logger import LogLevel, globalLogPublisher
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.fsaccess import Account
+from pymta.logrotation import REOPEN, ROTATE, RotatingLogFile
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+MAIL = 4242
+
+
+def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def read(path: str) -> str:
+    try:
+        with open(path, errors="replace") as f:
+            return f.read()
+    except FileNotFoundError:
+        return ""
+
+
+class UnitTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.dir = os.path.realpath(self.mktemp())
+        os.makedirs(self.dir)
+        self.log_file = RotatingLogFile.fromFullPath(os.path.join(self.dir, "pymta.log"))
+        self.addCleanup(self.log_file.close)
+        self.me = Account(os.getuid(), os.getgid())
+        # an account that may not write a 0555 directory (root may write anything)
+        self.other = Account(MAIL, MAIL) if os.getuid() == 0 else self.me
+        self.events: list[dict] = []
+        globalLogPublisher.addObserver(self.events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, self.events.append)
+
+    def messages(self, level: LogLevel) -> list[str]:
+        return [e["log_format"].format(**e) for e in self.events if e.get("log_level") == level]
+
+    def test_writable_directory_rotates(self) -> None:
+        self.assertIsNone(self.log_file.hand_over(self.me))
+        self.assertEqual(self.log_file.mode, ROTATE)
+        self.log_file.write("first\n")
+        self.log_file.on_usr1()
+        self.log_file.write("second\n")
+        self.assertEqual(read(self.log_file.path + ".1"), "first\n")
+        self.assertEqual(read(self.log_file.path), "second\n")
+        self.assertEqual(self.messages(LogLevel.info), [f"SIGUSR1: log file {self.log_file.path} rotated"])
+
+    def test_not_a_regular_file(self) -> None:
+        log_file = RotatingLogFile.fromFullPath(os.devnull)
+        self.addCleanup(log_file.close)
+        before = os.stat(os.devnull)
+        self.assertIsNone(log_file.hand_over(Account(MAIL, MAIL)))
+        after = os.stat(os.devnull)
+        self.assertEqual((after.st_uid, after.st_gid), (before.st_uid, before.st_gid))  # never given away
+        self.assertIsNone(log_file.rotateLength)
+
+    def test_rotation_not_permitted_is_logged(self) -> None:
+        self.log_file.hand_over(self.me)
+        self.patch(os, "access", lambda path, mode: False)
+        self.log_file.write("kept\n")
+        self.log_file.on_usr1()
+        self.assertFalse(os.path.exists(self.log_file.path + ".1"))
+        self.assertEqual(len(self.messages(LogLevel.error)), 1)
+        self.assertIn("cannot rotate log file", self.messages(LogLevel.error)[0])
+
+    def test_closed_directory_reopens(self) -> None:
+        os.chmod(self.dir, 0o555)
+        self.addCleanup(os.chmod, self.dir, 0o755)
+        warning = self.log_file.hand_over(self.other)
+        self.assertEqual(self.log_file.mode, REOPEN)
+        self.assertIsNone(self.log_file.rotateLength)  # no size rotation that could not happen
+        assert warning is not None
+        self.assertIn(f"{self.dir} is not writable by uid {self.other.uid}", warning)
+        self.assertIn("SIGUSR1 reopens it", warning)
+        self.assertIn("journal", warning)
+        os.chmod(self.dir, 0o755)
+        # what logrotate does: move the file away, create the new one, send SIGUSR1
+        self.log_file.write("before\n")
+        os.rename(self.log_file.path, self.log_file.path + ".1")
+        open(self.log_file.path, "w").close()
+        self.log_file.on_usr1()
+        self.log_file.write("after\n")
+        self.assertEqual(read(self.log_file.path + ".1"), "before\n")
+        self.assertEqual(read(self.log_file.path), "after\n")
+
+    def test_failed_reopen_keeps_the_old_file(self) -> None:
+        os.chmod(self.dir, 0o555)
+        self.addCleanup(os.chmod, self.dir, 0o755)
+        self.log_file.hand_over(self.other)
+        self.assertEqual(self.log_file.mode, REOPEN)
+        os.chmod(self.dir, 0o755)
+        os.rename(self.log_file.path, self.log_file.path + ".1")
+        os.mkdir(self.log_file.path)  # cannot be opened as the log
+        self.log_file.on_usr1()
+        self.log_file.write("still here\n")
+        self.assertEqual(read(self.log_file.path + ".1"), "still here\n")
+        self.assertIn("cannot reopen log file", self.messages(LogLevel.error)[0])
+
+
+class TwistdChildTests(SynchronousTestCase):
+    """As root: `twistd pymta-send --logfile --pidfile` with both files in a root-owned or a mail-owned directory."""
+
+    def setUp(self) -> None:
+        if os.getuid() != 0:
+            raise self.skipTest("needs root")
+        self.base = tempfile.mkdtemp(prefix="pymta-log-")
+        self.addCleanup(shutil.rmtree, self.base, True)
+        os.chmod(self.base, 0o755)
+        self.root = os.path.join(self.base, "root")
+        subprocess.run(
+            [sys.executable, "-m", "pymta.cli.main", "init", self.root, "--me", "log.test", "--mail-uid", f"{MAIL}:{MAIL}"],
+            check=True, capture_output=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO),
+        )
+        self.logs = os.path.join(self.base, "logs")
+        os.mkdir(self.logs, 0o755)
+        self.log = os.path.join(self.logs, "send.log")
+        self.pid = os.path.join(self.logs, "send.pid")
+
+    def start(self) -> int:
+        """A daemonized twistd pymta-send; its pid once it has dropped root."""
+        twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        subprocess.run(
+            [sys.executable, "-c", twistd, "--pidfile", self.pid, "--logfile", self.log, "pymta-send", "--root", self.root],
+            check=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60,
+        )
+        self.assertTrue(wait_until(lambda: "dropped root" in read(self.log)), read(self.log))
+        pid = int(read(self.pid))
+        self.addCleanup(self.kill, pid)
+        return pid
+
+    def kill(self, pid: int) -> None:
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+
+    def stop(self, pid: int) -> None:
+        os.kill(pid, signal.SIGTERM)
+        self.assertTrue(wait_until(lambda: not os.path.exists(f"/proc/{pid}")), "twistd did not stop")
+
+    def test_root_owned_directory(self) -> None:
+        pid = self.start()
+        text = read(self.log)
+        self.assertIn(f"[pymta#warn] log file {self.log}: {self.logs} is not writable by uid {MAIL} gid {MAIL}", text)
+        self.assertIn(f"[pymta#info] pid file {self.pid}: {self.logs} is not writable by uid {MAIL} gid {MAIL}; "
+                      "a helper process (pid ", text)
+        # logrotate: rename, create the new file for the account, SIGUSR1
+        os.rename(self.log, self.log + ".1")
+        fd = os.open(self.log, os.O_CREAT | os.O_WRONLY, 0o640)
+        os.fchown(fd, MAIL, MAIL)
+        os.close(fd)
+        os.kill(pid, signal.SIGUSR1)
+        self.assertTrue(wait_until(lambda: "reopened" in read(self.log)), read(self.log))
+        self.stop(pid)
+        self.assertIn("Server Shut Down.", read(self.log))
+        self.assertNotIn("Server Shut Down.", read(self.log + ".1"))
+        self.assertTrue(wait_until(lambda: not os.path.exists(self.pid)), "the pid file stayed")
+        self.assertNotIn("Traceback", read(self.log) + read(self.log + ".1"))
+
+    def test_directory_of_the_mail_account(self) -> None:
+        os.chown(self.logs, MAIL, MAIL)
+        pid = self.start()
+        self.assertNotIn("is not writable", read(self.log))
+        os.kill(pid, signal.SIGUSR1)
+        self.assertTrue(wait_until(lambda: "rotated" in read(self.log)), read(self.log))
+        self.assertIn("dropped root: running as uid 4242", read(self.log + ".1"))
+        self.stop(pid)
+        self.assertIn("Server Shut Down.", read(self.log))
+        self.assertFalse(os.path.exists(self.pid))  # removed by twistd itself, now the account's file
+        self.assertNotIn("Traceback", read(self.log) + read(self.log + ".1"))
