@@ -27,6 +27,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "newu": ("pymta.cli.newu", "rebuild the users/assign index"),
     "pw2u": ("pymta.cli.pw2u", "turn /etc/passwd into users/assign lines"),
     "passwd": ("pymta.cli.passwd", "set a POP3/AUTH password in users/passwd"),
+    "deploy": ("pymta.cli.deploy", "write the .tac files and systemd units of this installation"),
 }
 
 
