@@ -119,11 +119,12 @@ def main(argv: list[str]) -> int:
     for item in planned:
         out.write(f"{'wrote' if item in written else 'unchanged'} {item.path}\n")
     if not args.no_units:
-        for warning in _hidden_warnings(settings) + _account_warnings(settings):
-            sys.stderr.write(f"pymta deploy: warning: {warning}\n")
         if written:
             out.write("next: systemctl daemon-reload, then enable either pymta.service "
                       "or pymta-send, pymta-smtpd and pymta-pop3d\n")
+        out.flush()  # the list first, then any warning, also when both go to one pipe
+        for warning in _hidden_warnings(settings) + _account_warnings(settings):
+            sys.stderr.write(f"pymta deploy: warning: {warning}\n")
     return 0
 
 
