@@ -29,6 +29,22 @@ def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
     return subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT, **kwargs)  # type: ignore[call-overload]
 
 
+def copy_source(target: str) -> None:
+    """The files git tracks (in a checkout), else the tree without build and test leftovers."""
+    listed = None
+    if shutil.which("git") and os.path.exists(os.path.join(REPO, ".git")):
+        listed = subprocess.run(["git", "-C", REPO, "ls-files", "-z", "--cached"],
+                                capture_output=True, timeout=60)
+    if listed is None or listed.returncode != 0:
+        shutil.copytree(REPO, target, ignore=_NOT_SOURCE)
+        return
+    for name in listed.stdout.decode().split("\0"):
+        path = os.path.join(REPO, name)
+        if name and os.path.isfile(path) and not os.path.islink(path):
+            os.makedirs(os.path.dirname(os.path.join(target, name)), exist_ok=True)
+            shutil.copy2(path, os.path.join(target, name))
+
+
 _built: dict[str, str] = {}
 
 
@@ -45,7 +61,7 @@ def built_wheel() -> tuple[str, str]:
         work = tempfile.mkdtemp(prefix="pymta-wheel-")
         atexit.register(shutil.rmtree, work, True)
         source = os.path.join(work, "source")
-        shutil.copytree(REPO, source, ignore=_NOT_SOURCE)  # the build must not write into the checkout
+        copy_source(source)  # the build must not write into the checkout
         built = run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
                      "--wheel-dir", os.path.join(work, "dist"), source])
         if built.returncode != 0:
