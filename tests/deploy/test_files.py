@@ -91,7 +91,10 @@ class UnitContentTests(SynchronousTestCase):
         for name, (_, unit) in self.units().items():
             self.assertEqual(unit["Service.Type"], ["simple"], name)
             self.assertEqual(unit["Service.Restart"], ["on-failure"], name)
-            self.assertEqual(unit["Service.ExecReload"], ["/bin/kill -HUP $MAINPID"], name)
+            # root units: the main process has dropped to the queue owner, and their root keeps no
+            # CAP_KILL for signalling it (pop3d none at all), so the reload command runs with "+"
+            reload = "/bin/kill -HUP $MAINPID" if name == "pymta-smtpd.service" else "+/bin/kill -HUP $MAINPID"
+            self.assertEqual(unit["Service.ExecReload"], [reload], name)
             self.assertEqual(unit["Service.ExecStart"],
                              [f"/opt/pymta/bin/twistd --nodaemon --pidfile= --logfile=- -y /etc/pymta/{tacs[name]}"], name)
             self.assertEqual(unit["Service.LimitNOFILE"], ["16384"], name)
