@@ -25,8 +25,10 @@ _NOT_SOURCE = shutil.ignore_patterns(".git", ".venv", "_trial_temp*", "build", "
                                      "__pycache__", "var")
 
 
-def run(argv: list[str], **kwargs: object) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT, **kwargs)  # type: ignore[call-overload]
+def run(argv: list[str], cwd: str | None = None) -> subprocess.CompletedProcess[str]:
+    """Without PYTHONPATH (trial -j sets it to this checkout, which would hide the installed copy)."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYMTA_ROOT")}
+    return subprocess.run(argv, capture_output=True, text=True, timeout=STEP_TIMEOUT, cwd=cwd, env=env)
 
 
 def copy_source(target: str) -> None:
@@ -108,17 +110,16 @@ class WheelTests(SynchronousTestCase):
         installed = run([sys.executable, "-m", "pip", "--python", python, "install", "--no-deps", "--no-index",
                          "--quiet", self.wheel])
         self.assertEqual(installed.returncode, 0, installed.stderr)
-        env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYMTA_ROOT")}
         pymta = os.path.join(venv, "bin", "pymta")
 
-        done = run([pymta, "--version"], cwd="/", env=env)
+        done = run([pymta, "--version"], cwd="/")
         self.assertEqual((done.returncode, done.stdout), (0, "pymta 0.1.0\n"), done.stderr)
 
-        where = run([python, "-c", "import pymta.deploy; print(pymta.deploy.__file__)"], cwd="/", env=env)
+        where = run([python, "-c", "import pymta.deploy; print(pymta.deploy.__file__)"], cwd="/")
         self.assertTrue(where.stdout.startswith(venv + "/"), where.stdout + where.stderr)
 
         # no twistd in this venv (installed without dependencies): said so, with the fix
-        done = run([pymta, "deploy", "--show", "pymta-send.service"], cwd="/", env=env)
+        done = run([pymta, "deploy", "--show", "pymta-send.service"], cwd="/")
         self.assertEqual(done.returncode, 1)
         self.assertIn("no twistd in ", done.stderr)
         self.assertIn("give its path with --twistd PATH", done.stderr)
@@ -126,7 +127,7 @@ class WheelTests(SynchronousTestCase):
         target = os.path.join(self.work, "written")
         done = run([pymta, "deploy", "--twistd", "/opt/pymta/bin/twistd", "--root", "/srv/mail",
                     "--tac-dir", os.path.join(target, "tac"), "--unit-dir", os.path.join(target, "units")],
-                   cwd="/", env=env)
+                   cwd="/")
         self.assertEqual(done.returncode, 0, done.stderr)
         self.assertEqual(sorted(os.listdir(os.path.join(target, "tac"))), sorted(TAC_FILES))
         with open(os.path.join(target, "units", "pymta-send.service")) as f:
