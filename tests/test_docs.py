@@ -31,7 +31,7 @@ C{DIR/root} (not yet created: the chapter's first block runs
 C{pymta init}), C{MAILUID} is C{--mail-uid 4242:4242} when the tests run
 as root and empty otherwise, and C{SMTP_PORT}, C{SUBMISSION_PORT},
 C{POP3_PORT}, C{OTHER_PORT} are free loopback ports, and C{SRC} is the source checkout
-(for C{tap-configs/}).  After a chapter every process its
+(for C{docs/tools/}).  After a chapter every process its
 blocks left behind (background jobs, daemonized twistds found through pid
 files anywhere in the directory) is killed.
 """

@@ -132,7 +132,7 @@ class RefusingChildrenTests(SynchronousTestCase):
         for tac, program in (("smtpd.tac", "pymta-smtpd"), ("pymta.tac", "pymta"), ("pop3d.tac", "pymta-pop3d")):
             with self.subTest(tac=tac):
                 code, out, err = self.run_twistd(
-                    "-n", "--pidfile=", "--logfile=-", "-y", os.path.join(REPO, "tap-configs", tac), env=env
+                    "-n", "--pidfile=", "--logfile=-", "-y", os.path.join(REPO, "pymta", "deploy", "tac", tac), env=env
                 )
                 self.assertRefused(program, code, out, err)
 

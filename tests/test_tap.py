@@ -1,4 +1,4 @@
-"""Tests for pymta.tap (twistd pymta) and the .tac files in tap-configs/."""
+"""Tests for pymta.tap (twistd pymta) and the .tac files in pymta/deploy/tac/."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from pymta.cli import init as init_command
 from pymta.privileges import PrivilegeError, drop_root
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-TAP_CONFIGS = os.path.join(os.path.dirname(HERE), "tap-configs")
+TAP_CONFIGS = os.path.join(os.path.dirname(HERE), "pymta", "deploy", "tac")
 
 
 def make_root(test: unittest.SynchronousTestCase) -> str:
@@ -177,7 +177,7 @@ class ConfigurationErrorTests(unittest.SynchronousTestCase):
 
 
 class TacFileTests(unittest.SynchronousTestCase):
-    """Every .tac in tap-configs/ builds its application (nothing is started or bound)."""
+    """Every .tac in pymta/deploy/tac/ builds its application (nothing is started or bound)."""
 
     def load(self, name: str, root: str, **overrides: str) -> IService:
         env = {"PYMTA_ROOT": root, "PYMTA_SMTP": "tcp:0:interface=127.0.0.1",

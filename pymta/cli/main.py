@@ -28,11 +28,23 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "pw2u": ("pymta.cli.pw2u", "turn /etc/passwd into users/assign lines"),
     "passwd": ("pymta.cli.passwd", "set a POP3/AUTH password in users/passwd"),
     "check": ("pymta.cli.check", "check the configuration with the daemons' own parsers"),
+    "deploy": ("pymta.cli.deploy", "write the .tac files and systemd units of this installation"),
 }
 
 
+def version() -> str:
+    """The installed distribution's version (from its metadata), as C{pymta --version} prints it."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as distribution_version
+
+    try:
+        return distribution_version("pymta")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def usage() -> str:
-    lines = ["usage: pymta SUBCOMMAND [args...]", "", "subcommands:"]
+    lines = ["usage: pymta SUBCOMMAND [args...] | pymta --version", "", "subcommands:"]
     for name, (_, text) in COMMANDS.items():
         lines.append(f"  {name:<12} {text}")
     return "\n".join(lines) + "\n"
@@ -44,6 +56,9 @@ def main(argv: list[str] | None = None) -> int:
     if not argv or argv[0] in ("-h", "--help", "help"):
         sys.stdout.write(usage())
         return 0 if argv else 100
+    if argv[0] in ("--version", "-V"):
+        sys.stdout.write(f"pymta {version()}\n")
+        return 0
     name, rest = argv[0], argv[1:]
     if name not in COMMANDS:
         sys.stderr.write(f"pymta: unknown subcommand {name!r}\n" + usage())

@@ -166,10 +166,14 @@ class RemoteChannel:
 
         self.planner = TargetPlanner(self.resolver, is_own_address, shuffle)
         self.dead_hosts = DeadHostMemory(tcpto_path(root), clock=reactor.seconds)
-        try:
-            self.dead_hosts.clear()  # as qmail-rspawn does at startup
-        except OSError as e:
-            log.warn("cannot reset {path}: {error}", path=self.dead_hosts.path, error=e)
+        # Reset as qmail-rspawn does at startup, but once the reactor runs: after the
+        # drop from root, so the queue's owner does it without root's capabilities
+        # (the systemd units leave root no CAP_DAC_OVERRIDE for the owner's files).
+        when_running = getattr(reactor, "callWhenRunning", None)
+        if callable(when_running):
+            when_running(self._reset_dead_hosts)
+        else:
+            self._reset_dead_hosts()
         self._active: set[SMTPClientProtocol] = set()
         self._inflight: set[Deferred] = set()
         self._stopping = False
@@ -198,6 +202,12 @@ class RemoteChannel:
             return result
 
         return d.addBoth(done)
+
+    def _reset_dead_hosts(self) -> None:
+        try:
+            self.dead_hosts.clear()
+        except OSError as e:
+            log.warn("cannot reset {path}: {error}", path=self.dead_hosts.path, error=e)
 
     def start(self) -> None:
         """Accept deliveries again after L{stop} (the scheduler calls this when it starts)."""

@@ -33,6 +33,16 @@ class DispatchTests(SynchronousTestCase):
             self.assertIn(b"usage", done.stdout.lower(), name)
         self.assertEqual(os.listdir(scratch), [])
 
+    def test_version(self) -> None:
+        """--version and -V print the installed distribution's version from its metadata."""
+        from importlib.metadata import version
+
+        expected = f"pymta {version('pymta')}\n".encode()
+        for flag in ("--version", "-V"):
+            done = self.run_pymta(flag)
+            self.assertEqual((done.returncode, done.stdout, done.stderr), (0, expected, b""), flag)
+        self.assertRegex(version("pymta"), r"^\d+\.\d+")
+
     def test_reader_going_away_is_quiet(self) -> None:
         """pymta showctl | head: no BrokenPipeError traceback."""
         root = self.mktemp()

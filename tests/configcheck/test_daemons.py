@@ -22,7 +22,7 @@ from pymta.certs import self_signed_pem
 from tests.configcheck.helpers import init_root, write
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-TAP_CONFIGS = os.path.join(PROJECT, "tap-configs")
+TAP_CONFIGS = os.path.join(PROJECT, "pymta", "deploy", "tac")
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
 LOOPBACK = "tcp:0:interface=127.0.0.1"
 WAIT = 60.0

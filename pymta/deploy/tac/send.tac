@@ -1,4 +1,4 @@
-# twistd -ny tap-configs/send.tac  -- the queue manager (pymta-send)
+# twistd -ny /etc/pymta/send.tac  -- the queue manager (pymta-send)
 # Environment: PYMTA_ROOT.
 import os
 import sys

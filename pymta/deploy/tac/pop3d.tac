@@ -1,4 +1,4 @@
-# twistd -ny tap-configs/pop3d.tac  -- the POP3 server (pymta-pop3d)
+# twistd -ny /etc/pymta/pop3d.tac  -- the POP3 server (pymta-pop3d)
 # Environment: PYMTA_ROOT, PYMTA_POP3 (default tcp:110).
 import os
 import sys

@@ -1,4 +1,4 @@
-# twistd -ny tap-configs/smtpd.tac  -- the SMTP server (pymta-smtpd)
+# twistd -ny /etc/pymta/smtpd.tac  -- the SMTP server (pymta-smtpd)
 # Environment: PYMTA_ROOT, PYMTA_SMTP (default tcp:25), PYMTA_SUBMISSION (default tcp:587;
 # empty disables submission).
 import os

@@ -1,4 +1,4 @@
-# twistd -ny tap-configs/pymta.tac  -- smtpd + send + pop3d in one process
+# twistd -ny /etc/pymta/pymta.tac  -- smtpd + send + pop3d in one process
 # Environment: PYMTA_ROOT, PYMTA_SMTP (default tcp:25), PYMTA_SUBMISSION (tcp:587),
 # PYMTA_POP3 (tcp:110); an empty value disables that listener.
 import os
