@@ -16,7 +16,7 @@ from twisted.application.service import IService
 from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
-from pymta.control import ControlReader, default_root
+from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
@@ -93,7 +93,7 @@ def makeService(options: Options) -> IService:
             root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
         )
     except (ValueError, OSError, ControlError) as e:
-        raise SystemExit(f"pymta-send: {e}")
+        raise SystemExit(f"pymta-send: configuration error, not starting: {e}") from None
     top = RootDroppingService(root)
     service.setServiceParent(top)
     top.log_observer = twistd_observer(getattr(options, "parent", None))
