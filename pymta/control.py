@@ -530,6 +530,17 @@ class ControlReader:
     Services keep a reader, not a snapshot, and take C{reader.current} once per
     session or per delivery, so a reload never changes values under a running
     transaction.
+
+    Two hooks can refuse a configuration; they judge different things.
+    L{add_check}: the parser of a file L{load_controls} does not know (rbls,
+    tlsdestinations, ...), added by the component that reads the file (so
+    for every reader, C{sendmail -bs} and tests too) and run on each
+    snapshot, so the lines used are the lines checked.  C{precheck}: the
+    whole root (etc/tcp.smtp, users/, the certificate too) with every error
+    counted, set by the daemons (L{pymta.configcheck.startup}); it is no
+    function of a snapshot and runs before L{load_controls}, whose first
+    error would hide the others.  Both use the same parsers
+    (L{pymta.extracontrols}), so they cannot disagree.
     """
 
     def __init__(self, root: str) -> None:
@@ -537,7 +548,7 @@ class ControlReader:
         self.current: Controls = load_controls(root)
         self._listeners: list[Callable[[Controls], None]] = []
         self._checks: list[Callable[[Controls], object]] = []
-        #: run before every reload; raises ControlError to refuse it (see pymta.configcheck.startup)
+        #: run before every reload; raises ControlError to refuse it (see the class docstring)
         self.precheck: Callable[[], None] | None = None
 
     def add_check(self, check: Callable[[Controls], object]) -> None:

@@ -9,7 +9,9 @@ daemons that read a file run its parser at start and at every reload
 (L{pymta.control.ControlReader.add_check}): smtpd through
 L{pymta.smtpd.service.check_controls}, pymta-send through its remote
 channel (tlsdestinations) and L{pymta.queue.service.build_send_service}
-(queuesync).  C{pymta showctl} and checking tools run them all.
+(queuesync).  C{pymta showctl} runs them all, and so does C{pymta check}
+(L{pymta.configcheck.controlfiles}), which every daemon runs at start and
+before each reload: these parsers are the only judges of these files.
 
 C{servercert.pem} is not here: L{pymta.tls} reads it.
 """

@@ -106,7 +106,7 @@ def makeService(options: Options) -> IService:
     try:
         send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
     except (ValueError, OSError, ControlError) as e:
-        raise SystemExit(f"pymta: {e}")
+        raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
     # one budget of failed logins and one bound on password checks for SMTP AUTH and POP3

@@ -166,14 +166,16 @@ class ConfigurationErrorTests(unittest.SynchronousTestCase):
             options.parseOptions(["--root", root, "--smtp", "tcp:0:interface=127.0.0.1"])
             with self.assertRaises(SystemExit) as cm:
                 tap.makeService(options)
-            self.assertTrue(str(cm.exception).startswith(f"pymta: {path}:1: "), str(cm.exception))
+            self.assertTrue(str(cm.exception).startswith(f"pymta: configuration error, not starting: {path}:1: "),
+                            str(cm.exception))
             self.assertIn(reason, str(cm.exception))
             os.unlink(path)
         with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:
             f.write("127.0.0.1 :deny\n:allow\n")
         with self.assertRaises(SystemExit) as cm:
             tap.makeService(options)
-        self.assertEqual(str(cm.exception), f"pymta: {root}/etc/tcp.smtp:1: blank in the address '127.0.0.1 ': 127.0.0.1 :deny")
+        self.assertEqual(str(cm.exception), f"pymta: configuration error, not starting: {root}/etc/tcp.smtp:1: "
+                                            "blank in the address '127.0.0.1 ': 127.0.0.1 :deny")
 
 
 class TacFileTests(unittest.SynchronousTestCase):

@@ -1,20 +1,20 @@
 # -*- test-case-name: tests.configcheck.test_controlfiles -*-
 """
-The files in C{ROOT/control/}: read by L{pymta.control.load_controls}
-(the daemons' own reader) with every complaint it has, names it does not
-know, blanks it keeps, and an open relay.
+The files in C{ROOT/control/}: read by the daemons' own parsers
+(L{pymta.control.load_controls} for qmail's files, L{pymta.extracontrols}
+for pymta's extra ones) with every complaint they have, names pymta does
+not know, and an open relay.
 
-L{load_every_control} finds all the complaints of a reader that stops at
+L{load_every_control} finds all the complaints of parsers that stop at
 the first one: it reads a private copy of C{control/} (in a temporary
 directory; without one, only the first complaint is found), and after each
 error blanks the line named (or drops the file, for an error on no
 particular line) and reads again.
 
-Blanks: every reader removes blanks at the end of a line, and numbers are
-read without the blanks around them, so those are harmless.  A blank at the
-start of an entry of a list or host-name file, or next to the colon of a
-C{virtualdomains} key, stays part of the entry: the entry then never
-matches (C{ example.com} in rcpthosts), so that is an error.
+The parsers are the only judges of a line: a blank that would make an
+entry never match (C{ example.com} in rcpthosts, C{a.example :alice} in
+virtualdomains) is their error, and blanks at the end of a line are
+removed by every reader, so nothing here looks at blanks itself.
 """
 
 from __future__ import annotations
@@ -25,16 +25,14 @@ import os
 import shutil
 import stat
 import tempfile
-from typing import Iterable, Iterator
+from typing import Iterator
 
 from pymta.cli.showctl import EXTRA_FILES
-from pymta.control import HOST, LIST, MAP, ORDERED, SPECS, TEXT, ControlError, Controls, load_controls
+from pymta.control import SPECS, ControlError, Controls, load_controls
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Problem
+from pymta.extracontrols import check_extra_controls
 
 __all__ = ["load_every_control", "check_control_files", "known_control_names"]
-
-#: MAP files whose values are used with their blanks (smtproutes strips them)
-_VALUE_KEEPS_BLANKS = frozenset({"virtualdomains"})
 
 
 def known_control_names() -> frozenset[str]:
@@ -49,6 +47,13 @@ def _blank(data: bytes, lineno: int) -> bytes | None:
         return None
     lines[lineno - 1] = b""
     return b"\n".join(lines)
+
+
+def _read_controls(root: str) -> Controls:
+    """The controls of C{root} as a daemon reads them: every file through its parser."""
+    controls = load_controls(root)
+    check_extra_controls(controls)
+    return controls
 
 
 def load_every_control(root: str) -> tuple[Controls | None, list[Problem]]:
@@ -69,7 +74,7 @@ def load_every_control(root: str) -> tuple[Controls | None, list[Problem]]:
         scratch_dir = tempfile.TemporaryDirectory(prefix="pymta-check-")
     except OSError:  # no writable temporary directory: the first error only
         try:
-            return load_controls(root), problems
+            return _read_controls(root), problems
         except ControlError as e:
             return None, problems + [Problem(e.path, e.lineno, ERROR, e.reason)]
         except OSError as e:
@@ -87,7 +92,7 @@ def load_every_control(root: str) -> tuple[Controls | None, list[Problem]]:
                 problems.append(Problem(source, 0, ERROR, f"cannot read it: {e.strerror}"))
         for _ in range(sum(_size_in_lines(os.path.join(copy, n)) for n in os.listdir(copy)) + len(names) + 1):
             try:
-                controls = load_controls(scratch)
+                controls = _read_controls(scratch)
             except ControlError as e:
                 name = os.path.relpath(e.path, copy)
                 if name.startswith(os.pardir) or os.sep in name:
@@ -117,43 +122,6 @@ def _leave_out(path: str, lineno: int) -> None:
         f.write(blanked)
 
 
-def _lines(path: str) -> list[str] | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read().decode("utf-8", "replace").split("\n")
-    except OSError:
-        return None
-
-
-def _entries(lines: Iterable[str]) -> Iterator[tuple[int, str]]:
-    """(line number, line without its line end) for every line a list reader takes as an entry."""
-    for lineno, line in enumerate(lines, 1):
-        line = line.rstrip(" \t\r")
-        if line and not line.startswith("#"):
-            yield lineno, line
-
-
-def _blank_problems(path: str, kind: str, name: str) -> Iterator[Problem]:
-    lines = _lines(path)
-    if not lines:
-        return
-    if kind in (HOST, TEXT):
-        first = lines[0].rstrip(" \t\r")
-        if first and first != first.lstrip():
-            yield Problem(path, 1, ERROR, f"blank at the start of {first.strip()!r}: it would be used with the blank")
-        return
-    for lineno, line in _entries(lines):
-        if line != line.lstrip():
-            yield Problem(path, lineno, ERROR, f"blank at the start of {line.strip()!r}: this entry never matches")
-            continue
-        if kind == MAP and ":" in line:
-            key, value = line.split(":", 1)
-            if key != key.rstrip():
-                yield Problem(path, lineno, ERROR, f"blank before the colon: the key {key!r} never matches")
-            elif name in _VALUE_KEEPS_BLANKS and value != value.lstrip():
-                yield Problem(path, lineno, ERROR, f"blank after the colon: {value!r} is used with the blank")
-
-
 def _unknown_name(controldir: str, name: str, present: set[str], known: frozenset[str]) -> Problem:
     path = os.path.join(controldir, name)
     close = difflib.get_close_matches(name, sorted(known), n=1, cutoff=0.75)
@@ -167,7 +135,7 @@ def _unknown_name(controldir: str, name: str, present: set[str], known: frozense
 
 
 def check_control_files(ctx: CheckContext) -> Iterator[Problem]:
-    """Broken lines, unknown names, blanks that matter, and an open relay."""
+    """Broken lines (L{load_every_control}), unknown names, and an open relay."""
     controldir = ctx.path("control")
     yield from ctx.control_problems
     try:
@@ -178,12 +146,6 @@ def check_control_files(ctx: CheckContext) -> Iterator[Problem]:
     for name in sorted(present - known):
         if not name.startswith("."):
             yield _unknown_name(controldir, name, present, known)
-    broken = {(p.path, p.line) for p in ctx.control_problems}
-    for spec in SPECS:
-        if spec.name in present and spec.kind in (HOST, TEXT, LIST, MAP, ORDERED):
-            for problem in _blank_problems(os.path.join(controldir, spec.name), spec.kind, spec.name):
-                if (problem.path, problem.line) not in broken:
-                    yield problem
     if ctx.controls is not None and ctx.controls.rcpthosts is None:
         yield Problem(os.path.join(controldir, "rcpthosts"), 0, WARNING,
                       "absent: OPEN RELAY: pymta-smtpd accepts mail for every domain from every client; "

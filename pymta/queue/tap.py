@@ -92,7 +92,7 @@ def makeService(options: Options) -> IService:
             root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
         )
     except (ValueError, OSError, ControlError) as e:
-        raise SystemExit(f"pymta-send: {e}")
+        raise SystemExit(f"pymta-send: configuration error, not starting: {e}") from None
     top = RootDroppingService(root)
     service.setServiceParent(top)
     top.use_twistd_options(getattr(options, "parent", None))

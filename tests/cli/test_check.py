@@ -81,4 +81,4 @@ class CommandLineTests(SynchronousTestCase):
                                 cwd=PROJECT, capture_output=True, text=True, timeout=60)
         self.assertEqual(result.returncode, 2)
         self.assertEqual(result.stdout, f"{root}/control/rcpthosts:1: error: blank at the start of "
-                                        "'mx.example.test': this entry never matches\n")
+                                        "' mx.example.test'\n")

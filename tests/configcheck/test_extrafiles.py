@@ -1,11 +1,20 @@
-"""smtproutes, tlsdestinations, rbls, concurrencyperip, queuesync and etc/tcp.smtp through their daemons' parsers."""
+"""
+smtproutes, tlsdestinations, rbls, concurrencyperip and queuesync through
+their daemons' parsers (reported with the control files); queuesync's
+warnings and etc/tcp.smtp.
+"""
 
 from __future__ import annotations
 
+import os
+
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.configcheck.extrafiles import check_extra_files, check_smtproutes, check_tcp_smtp
+from pymta.certs import self_signed_pem
+from pymta.configcheck.controlfiles import check_control_files
+from pymta.configcheck.extrafiles import check_extra_files, check_tcp_smtp
 from pymta.configcheck.problem import ERROR, WARNING
+from pymta.queue import syncing
 from tests.configcheck.helpers import check, init_root, located, write
 
 
@@ -26,44 +35,67 @@ class SmtproutesTests(SynchronousTestCase):
             "h.example:",
             "i.example::2525",
         ]) + "\n")
-        problems = check(root, check_smtproutes)
+        problems = check(root, check_control_files)
         self.assertEqual(located(root, problems), [("control/smtproutes", n, ERROR) for n in (1, 2, 3, 4, 5)])
-        self.assertEqual(problems[1].text, "bad port in smtproutes: '99999'")
+        self.assertEqual(problems[1].text, "bad port '99999' in 'relay.example:99999' (expected 1 to 65535)")
         self.assertEqual(problems[3].text, "not an IP address: '[127.0.0.1:25]'")
 
     def test_absent(self) -> None:
-        self.assertEqual(check(init_root(self), check_smtproutes), [])
+        self.assertEqual(check(init_root(self), check_control_files), [])
 
 
 class ExtraFileTests(SynchronousTestCase):
     def test_tlsdestinations_ca_file_must_exist(self) -> None:
         root = init_root(self)
-        ca = write(root, "etc/ca.pem", "")
+        pem = self_signed_pem("ca.example.test")
+        ca = write(root, "etc/ca.pem", pem[pem.index(b"-----BEGIN CERTIFICATE-----"):])
         write(root, "control/tlsdestinations", f"a.example:\nb.example:{ca}\nc.example:/no/such/ca.pem\n-d.example\n")
-        problems = check(root, check_extra_files)
+        problems = check(root, check_control_files)
         self.assertEqual(located(root, problems), [("control/tlsdestinations", 3, ERROR)])
-        self.assertIn("/no/such/ca.pem does not exist", problems[0].text)
+        self.assertIn("unable to read the CA file /no/such/ca.pem", problems[0].text)
 
-    def test_queuesync_warning_is_pymta_sends(self) -> None:
+    def test_queuesync_unknown_mode_is_an_error(self) -> None:
         root = init_root(self)
         write(root, "control/queuesync", "sometimes\n")
+        problems = check(root, check_control_files)
+        self.assertEqual(located(root, problems), [("control/queuesync", 1, ERROR)])
+        self.assertEqual(problems[0].text, "unknown mode 'sometimes' (expected fsync or syncfs)")
+        self.assertEqual(check(root, check_extra_files), [])  # reported once, with the control files
+
+    def test_queuesync_warning_is_pymta_sends(self) -> None:
+        """syncfs where pymta-send cannot have it: its warning, and fsync."""
+        root = init_root(self)
+        write(root, "control/queuesync", "syncfs\n")
+        self.patch(syncing.os, "uname", lambda: os.uname_result(("Linux", "h", "5.4.0-1", "#1", "x86_64")))
         problems = check(root, check_extra_files)
         self.assertEqual(located(root, problems), [("control/queuesync", 1, WARNING)])
-        self.assertEqual(problems[0].text, "unknown mode 'sometimes'; using fsync")
+        self.assertEqual(problems[0].text, "syncfs unavailable (kernels before 5.8 do not report syncfs(2) "
+                                           "write-back errors); using fsync")
+        self.assertEqual(check(root, check_control_files), [])
 
     def test_read_errors_of_extra_files_name_the_line(self) -> None:
         root = init_root(self)
         write(root, "control/rbls", "zen.example\nbad\0zone\n")
         write(root, "control/concurrencyperip", b"\xff\n")
-        problems = check(root, check_extra_files)
+        problems = check(root, check_control_files)
         self.assertEqual(sorted(located(root, problems)),
                          [("control/concurrencyperip", 1, ERROR), ("control/rbls", 2, ERROR)])
+
+    def test_every_bad_line_of_an_extra_file(self) -> None:
+        root = init_root(self)
+        write(root, "control/rbls", "zen example\nok.example\nbl.example:sometimes\n")
+        write(root, "control/rcptcheck", "yes\n")
+        problems = check(root, check_control_files)
+        self.assertEqual(located(root, problems), [
+            ("control/rbls", 1, ERROR), ("control/rbls", 3, ERROR), ("control/rcptcheck", 1, ERROR),
+        ])
 
     def test_good_files(self) -> None:
         root = init_root(self)
         write(root, "control/rbls", "zen.example\n+allow.example\nbl.example:permanent\n")
         write(root, "control/concurrencyperip", "5\n")
         write(root, "control/queuesync", "fsync\n")
+        self.assertEqual(check(root, check_control_files), [])
         self.assertEqual(check(root, check_extra_files), [])
 
 
@@ -81,12 +113,16 @@ class TcpSmtpTests(SynchronousTestCase):
         write(root, "etc/tcp.smtp", "127.0.0.1 :deny\n 10.0.0.1:deny\n::1:allow\n:allow\n")
         problems = check(root, check_tcp_smtp)
         self.assertEqual(located(root, problems), [("etc/tcp.smtp", 1, ERROR), ("etc/tcp.smtp", 2, ERROR)])
-        self.assertIn("'127.0.0.1'", problems[0].text)
+        self.assertIn("'127.0.0.1 '", problems[0].text)
+        self.assertTrue(problems[0].text.endswith(": 127.0.0.1 :deny"), problems[0].text)
 
-    def test_line_without_a_colon_is_ignored_with_a_warning(self) -> None:
+    def test_line_without_a_colon_is_an_error(self) -> None:
+        """tcprules ignores such a line; pymta-smtpd refuses it, so pymta check does."""
         root = init_root(self)
         write(root, "etc/tcp.smtp", "# rules\n127.0.0.1 deny\n:allow\n")
-        self.assertEqual(located(root, check(root, check_tcp_smtp)), [("etc/tcp.smtp", 2, WARNING)])
+        problems = check(root, check_tcp_smtp)
+        self.assertEqual(located(root, problems), [("etc/tcp.smtp", 2, ERROR)])
+        self.assertIn("no colon", problems[0].text)
 
     def test_pymta_init_rules_and_no_file(self) -> None:
         root = init_root(self)

@@ -44,6 +44,7 @@ class OptionsTests(unittest.SynchronousTestCase):
         o.parseOptions(["--root", root, "--no-delivery"])
         with self.assertRaises(SystemExit) as e:
             tap.makeService(o)
+        self.assertTrue(str(e.exception).startswith("pymta-send: configuration error, not starting: "), e.exception)
         self.assertIn("control/locals are both missing", str(e.exception))
         with open(os.path.join(root, "control", "locals"), "w") as f:
             f.write("mail.example\n")
@@ -70,7 +71,8 @@ class ConfigurationErrorTests(unittest.SynchronousTestCase):
         with self.assertRaises(SystemExit) as cm:
             tap.makeService(o)
         message = str(cm.exception)
-        self.assertTrue(message.startswith(f"pymta-send: {root}/control/{name}:{lineno}: "), message)
+        self.assertTrue(message.startswith(f"pymta-send: configuration error, not starting: "
+                                           f"{root}/control/{name}:{lineno}: "), message)
         self.assertIn(reason, message)
         self.assertNotIn("\n", message)
 
@@ -148,7 +150,8 @@ class TwistdTests(unittest.TestCase):
             code, _ = await proto.ended
             text = proto.output.decode(errors="replace")
             self.assertNotEqual(code, 0, text)
-            self.assertEqual(text, f"pymta-send: {root}/control/smtproutes:2: {reason}\n")
+            self.assertEqual(text, f"pymta-send: configuration error, not starting: {root}/control/smtproutes:2: "
+                                   f"{reason}\n")
             self.assertFalse(os.path.exists(os.path.join(root, "run", "ctl.sock")))
 
 

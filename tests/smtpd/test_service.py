@@ -266,7 +266,8 @@ class ExtraControlFiles(TestCase):
         o.parseOptions(["--root", root, "--listen", "tcp:0:interface=127.0.0.1"])
         with self.assertRaises(SystemExit) as cm:
             makeService(o)
-        self.assertEqual(str(cm.exception), f"pymta-smtpd: {root}/control/rbls:1: bad zone: blank inside 'zen example'")
+        self.assertEqual(str(cm.exception), f"pymta-smtpd: configuration error, not starting: {root}/control/rbls:1: "
+                                            "bad zone: blank inside 'zen example'")
 
 
 class PasswdFileAuth(TestCase):
