@@ -50,8 +50,13 @@ class ThousandConnections(SynchronousTestCase):
 
             os.chmod(os.path.dirname(self.root), 0o755)
             chown_tree(home, TEST_UID, TEST_GID)
+            # a POP3-only root: pymta-pop3d runs as the owner of run/ (it refuses to stay root)
+            os.makedirs(os.path.join(self.root, "run"))
+            os.chown(os.path.join(self.root, "run"), TEST_UID, TEST_GID)
             uid = TEST_UID
         set_password(os.path.join(self.root, "users", "passwd"), "u", "pw", uid, uid, home, scheme="PLAIN")
+        if uid != os.getuid():  # the daemon, as the owner of run/, reads users/passwd
+            os.chown(os.path.join(self.root, "users", "passwd"), uid, uid)
         self.port = free_port()
         hard = resource.getrlimit(resource.RLIMIT_NOFILE)[1]
         self.log = os.path.join(self.root, "pop3d.log")
