@@ -26,7 +26,6 @@ data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
 
 from __future__ import annotations
 
-import base64
 import os
 from typing import Any, Callable, cast
 
@@ -40,11 +39,12 @@ from pymta.interfaces import MessageWriter, QueueRefused
 from pymta.linedeadline import DATA_RATE, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.access import normalise_ip
-from pymta.smtpd.auth import AuthSyntaxError, SASLExchange, start_exchange
-from pymta.smtpd.authcheck import AuthVerdict, decide_auth
+from pymta.smtpd.auth import SASLExchange
+from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
+from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.streamtransport import IStreamTransport
 
@@ -52,15 +52,12 @@ __all__ = ["SMTPServerProtocol"]
 
 log = Logger()
 
-COMMAND, DATA, AUTH, SKIP_LINE, RBL, CLOSED = "command", "data", "auth", "skip", "rbl", "closed"
-
 REPLY_BARE_LF = "451 See https://cr.yp.to/docs/smtplf.html."
 REPLY_TIMEOUT = "451 timeout (#4.4.2)"
-REPLY_UNIMPLEMENTED = "502 unimplemented (#5.5.1)"
 RBL_HOST = "rblsmtpd.local"
 
 
-class SMTPServerProtocol(Protocol):
+class SMTPServerProtocol(Protocol, AuthCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
 
@@ -627,79 +624,3 @@ class SMTPServerProtocol(Protocol):
             self.transport.loseConnection()
             return
         self.tls = True
-
-    # -- AUTH ----------------------------------------------------------------
-
-    def smtp_auth(self, arg: str) -> defer.Deferred | None:
-        if not self.settings.submission or self.ctx.portal is None or not self.ctx.auth_mechanisms():
-            self.reply(REPLY_UNIMPLEMENTED)
-            return None
-        if not (self.tls or self.ctx.auth_without_tls):
-            self.reply("538 encryption required for requested authentication mechanism (#5.7.11)")
-            return None
-        if self.auth_user is not None:
-            self.reply("503 you are already authenticated (#5.5.1)")
-            return None
-        if self.sender is not None:
-            self.reply("503 no AUTH during a mail transaction (#5.5.1)")
-            return None
-        mechanism, _, initial = arg.partition(" ")
-        if not mechanism:
-            self.reply("501 auth type required (#5.5.4)")
-            return None
-        initial = initial.strip()
-        try:
-            exchange = start_exchange(
-                mechanism,
-                initial.encode("ascii") if initial else None,
-                self.ctx.auth_mechanisms(),
-                (self.controls.me or "localhost").encode("ascii", "replace"),
-            )
-        except (AuthSyntaxError, UnicodeEncodeError):
-            self.reply("501 malformed auth input (#5.5.4)")
-            return None
-        if exchange is None:
-            self.reply("504 auth type unimplemented (#5.5.4)")
-            return None
-        self._sasl_mechanism = mechanism.upper()
-        return self._auth_step(exchange)
-
-    def _auth_step(self, exchange: SASLExchange) -> defer.Deferred | None:
-        if exchange.challenge is not None:
-            self._sasl = exchange
-            self._mode = AUTH
-            self.reply("334 " + base64.b64encode(exchange.challenge).decode("ascii"))
-            return None
-        self._sasl = None
-        self._mode = COMMAND
-        d = decide_auth(self.ctx, self.remote_ip, self._sasl_mechanism, exchange, self.auth_failures)
-        # cancelled when the client goes: a check still waiting for a slot never runs
-        self._run_pending(d.addCallback(self._auth_decided), cancel_on_close=True)
-        return None
-
-    def _auth_decided(self, verdict: AuthVerdict | None) -> None:
-        if verdict is None or self._mode == CLOSED:
-            return
-        self.auth_user = verdict.user or self.auth_user
-        self.auth_failures += verdict.failed
-        if verdict.close:
-            self._close_with(verdict.reply)
-        else:
-            self.reply(verdict.reply)
-
-    def _auth_line(self, line: bytes) -> defer.Deferred | None:
-        exchange = self._sasl
-        assert exchange is not None
-        if line.strip() == b"*":
-            self._sasl = None
-            self._mode = COMMAND
-            self.reply("501 auth exchange cancelled (#5.0.0)")
-            return None
-        try:
-            exchange.respond(line.strip())
-        except AuthSyntaxError:
-            self._sasl = None
-            self._mode = COMMAND
-            self.reply("501 malformed auth input (#5.5.4)")
-            return None
-        return self._auth_step(exchange)
