@@ -36,7 +36,6 @@ C{task.Clock}.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -45,6 +44,7 @@ from twisted.internet import defer
 from twisted.python.failure import Failure
 
 from pymta.checkgate import CheckGate, GateFull
+from pymta.clientaddress import client_group
 
 __all__ = [
     "AuthLimits",
@@ -52,7 +52,6 @@ __all__ = [
     "Attempt",
     "OverBudget",
     "GateFull",
-    "client_key",
     "account_key",
     "failure_delay",
     "KNOWN_GOOD_SECONDS",
@@ -69,19 +68,6 @@ TABLE_SIZE = 50_000
 MAX_TIMES_PER_KEY = 1000
 #: longest account key kept (longer user names share the prefix's budget)
 MAX_ACCOUNT_KEY = 256
-
-
-def client_key(ip: str) -> str:
-    """The address a budget is kept for: IPv4 as is, IPv4-mapped IPv6 as IPv4, IPv6 by its /64."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip  # "unknown", a UNIX socket peer: one budget for all of them
-    if isinstance(address, ipaddress.IPv6Address):
-        if address.ipv4_mapped is not None:
-            return str(address.ipv4_mapped)
-        return str(ipaddress.IPv6Network(((int(address) >> 64) << 64, 64)))
-    return str(address)
 
 
 def account_key(user: bytes | str) -> str:
@@ -231,7 +217,7 @@ class LoginLimiter:
     def begin(self, ip: str, user: bytes | str) -> Attempt:
         """Reserve one attempt for C{ip} and C{user}, or raise L{OverBudget}."""
         limits = self.limits
-        address, account = client_key(ip), account_key(user)
+        address, account = client_group(ip), account_key(user)
         since = self.clock.seconds() - limits.window
         used = self.addresses.used(address, since)
         if used >= limits.per_address:
@@ -246,7 +232,7 @@ class LoginLimiter:
 
     def failures(self, ip: str) -> int:
         """Failures (and attempts in flight) of an address (or its budget key) within the window."""
-        return self.addresses.used(client_key(ip), self.clock.seconds() - self.limits.window)
+        return self.addresses.used(client_group(ip), self.clock.seconds() - self.limits.window)
 
     def _settle(self, attempt: Attempt, failed: bool, succeeded: bool) -> None:
         now = self.clock.seconds() if failed else None

@@ -14,7 +14,6 @@ from pymta.authlimit import (
     LoginLimiter,
     OverBudget,
     account_key,
-    client_key,
     failure_delay,
 )
 from pymta.control import load_controls
@@ -29,19 +28,6 @@ def right() -> defer.Deferred:
 
 
 class KeyTests(SynchronousTestCase):
-    def test_ipv4_and_mapped(self) -> None:
-        self.assertEqual(client_key("192.0.2.7"), "192.0.2.7")
-        self.assertEqual(client_key("::ffff:192.0.2.7"), "192.0.2.7")
-
-    def test_ipv6_grouped_by_64(self) -> None:
-        self.assertEqual(client_key("2001:db8:1:2:aaaa::1"), "2001:db8:1:2::/64")
-        self.assertEqual(client_key("2001:db8:1:2:ffff:ffff:ffff:ffff"), "2001:db8:1:2::/64")
-        self.assertNotEqual(client_key("2001:db8:1:3::1"), client_key("2001:db8:1:2::1"))
-        self.assertEqual(client_key("fe80::1%eth0"), "fe80::/64")
-
-    def test_not_an_address(self) -> None:
-        self.assertEqual(client_key("unknown"), "unknown")
-
     def test_account(self) -> None:
         self.assertEqual(account_key(b" Alice\t"), "alice")
         self.assertEqual(account_key("ALICE"), account_key(b"alice"))

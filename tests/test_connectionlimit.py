@@ -4,17 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter, client_group
-
-
-class ClientGroup(SynchronousTestCase):
-    def test_groups(self) -> None:
-        self.assertEqual(client_group("192.0.2.7"), "192.0.2.7")
-        self.assertEqual(client_group("::ffff:192.0.2.7"), "192.0.2.7")
-        self.assertEqual(client_group("2001:db8:1:2::7"), "2001:db8:1:2::/64")
-        self.assertEqual(client_group("2001:db8:1:2:ffff:1:2:3"), "2001:db8:1:2::/64")
-        self.assertEqual(client_group("2001:db8:1:3::7"), "2001:db8:1:3::/64")
-        self.assertEqual(client_group("unknown"), "unknown")
+from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 
 
 class Limits(SynchronousTestCase):
@@ -28,7 +18,7 @@ class Limits(SynchronousTestCase):
         self.assertIsNone(limiter.acquire("192.0.2.3", 3, 2))
         for ip in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
             limiter.release(ip)
-        self.assertEqual((limiter.total, limiter.by_ip), (0, {}))
+        self.assertEqual((limiter.total, limiter.by_group), (0, {}))
 
     def test_ipv6_one_slot_set_per_64(self) -> None:
         limiter = ConnectionLimiter()
@@ -38,4 +28,4 @@ class Limits(SynchronousTestCase):
         self.assertIsNone(limiter.acquire("2001:db8:0:1::1", 100, 2))
         limiter.release("2001:db8::2")
         self.assertIsNone(limiter.acquire("2001:db8::3", 100, 2))
-        self.assertEqual(limiter.by_ip, {"2001:db8::/64": 2, "2001:db8:0:1::/64": 1})
+        self.assertEqual(limiter.by_group, {"2001:db8::/64": 2, "2001:db8:0:1::/64": 1})

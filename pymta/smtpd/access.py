@@ -44,6 +44,7 @@ import ipaddress
 import re
 from dataclasses import dataclass, field
 
+from pymta.clientaddress import normalise_ip
 from pymta.control import ControlError
 from pymta.hostnames import host_name_problem
 
@@ -191,18 +192,6 @@ def _expand_address(address: str) -> list[str]:
     if address.endswith(":"):
         return [_ipv6_prefix(address)]
     return [_exact_ip(address)]
-
-
-@functools.lru_cache(maxsize=4096)
-def normalise_ip(ip: str) -> str:
-    """An IPv4-mapped IPv6 address (C{::ffff:1.2.3.4}) as plain IPv4; others unchanged."""
-    try:
-        parsed = ipaddress.ip_address(ip)
-    except ValueError:
-        return ip
-    if isinstance(parsed, ipaddress.IPv6Address) and parsed.ipv4_mapped is not None:
-        return str(parsed.ipv4_mapped)
-    return str(parsed)
 
 
 @dataclass

@@ -35,10 +35,10 @@ from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pymta.clientaddress import normalise_ip
 from pymta.interfaces import MessageWriter, QueueRefused
 from pymta.linedeadline import DATA_RATE, LineDeadline
 from pymta.smtpd import policy
-from pymta.smtpd.access import normalise_ip
 from pymta.smtpd.auth import SASLExchange
 from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
