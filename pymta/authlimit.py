@@ -45,10 +45,12 @@ from twisted.python.failure import Failure
 
 from pymta.checkgate import CheckGate, GateFull
 from pymta.clientaddress import client_group
+from pymta.control import ControlReader
 
 __all__ = [
     "AuthLimits",
     "LoginLimiter",
+    "limiter_for",
     "Attempt",
     "OverBudget",
     "GateFull",
@@ -298,3 +300,13 @@ class Attempt:
         if not self._settled:
             self._settled = True
             self.limiter._settle(self, failed, succeeded)
+
+
+def limiter_for(reader: ControlReader, clock: Any) -> LoginLimiter:
+    """
+    A L{LoginLimiter} with the budgets of C{reader}'s control files, which
+    takes the new budgets at every successful reload of C{reader}.
+    """
+    limiter = LoginLimiter(clock, AuthLimits.from_controls(reader.current))
+    reader.on_reload(lambda controls: limiter.configure(AuthLimits.from_controls(controls)))
+    return limiter

@@ -26,7 +26,7 @@ from twisted.application.service import IService
 from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.authlimit import limiter_for
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError
 from pymta.privileges import RootDroppingService
@@ -110,7 +110,7 @@ def makeService(options: Options) -> IService:
     send.setServiceParent(top)
     plaintext = bool(options["allow-plaintext-auth"])
     # one budget of failed logins and one bound on password checks for SMTP AUTH and POP3
-    logins = LoginLimiter(reactor, AuthLimits.from_controls(reader.current))
+    logins = limiter_for(reader, reactor)
     try:
         if options["smtp"] or options["submission"]:
             smtpd = build_smtpd_service(

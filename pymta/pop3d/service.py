@@ -40,7 +40,7 @@ from twisted.logger import Logger
 
 from pymta.control import ControlReader, Controls
 from pymta.passwdfile import PasswdFileChecker
-from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.pop3d.auth import Account, LoginKeepingAuthenticator, PasswdFileAuthenticator
 from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
@@ -81,8 +81,6 @@ class POP3Service(service.MultiService):
 
     def reload(self) -> None:
         """Re-read the certificate, control/me, the connection limits and the login budgets (the caller reloads the ControlReader)."""
-        if self.settings.limiter is not None:
-            self.settings.limiter.configure(AuthLimits.from_controls(self.reader.current))
         try:
             self.tls.reload()
             self.settings.tls_context = self.tls
@@ -143,7 +141,7 @@ def build_pop3_service(
         allow_plaintext=allow_plaintext,
         timeout=timeout,
         failure_delay=failure_delay,
-        limiter=login_limiter or LoginLimiter(reactor, AuthLimits.from_controls(reader.current)),
+        limiter=login_limiter or limiter_for(reader, reactor),
         clock=reactor,
     )
     apply_connection_limits(settings, reader.current)

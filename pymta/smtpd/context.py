@@ -15,7 +15,7 @@ from typing import Any, Callable
 
 from twisted.cred.portal import Portal
 
-from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
@@ -98,7 +98,7 @@ class SMTPDContext:
 
     def __post_init__(self) -> None:
         if self.auth_limiter is None:
-            self.auth_limiter = LoginLimiter(self.clock, AuthLimits.from_controls(self.reader.current))
+            self.auth_limiter = limiter_for(self.reader, self.clock)
 
     def auth_mechanisms(self) -> list[str]:
         if self.portal is None:

@@ -32,7 +32,7 @@ from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
 from twisted.logger import Logger
 
-from pymta.authlimit import AuthLimits, LoginLimiter
+from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules, TcpRulesError
@@ -82,8 +82,6 @@ class SMTPDService(service.MultiService):
         self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
         if self.passwd_checkers:
             self.context.cram_md5 = passwd_allows_cram_md5(self.root)
-        if self.context.auth_limiter is not None:
-            self.context.auth_limiter.configure(AuthLimits.from_controls(self.context.reader.current))
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
