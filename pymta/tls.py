@@ -217,10 +217,15 @@ def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS
 def _with_server_profile(endpoint: Any, description: str) -> Any:
     """
     C{endpoint}, with the server profile when it is an C{ssl:} endpoint with
-    its own key files.  Twisted's parser builds those options with its
+    its own key files, also inside a wrapping endpoint such as
+    C{haproxy:ssl:...}.  Twisted's parser builds those options with its
     default cipher list and keeps them in the endpoint; they are rebuilt
     from the same key and certificates.
     """
+    inner = getattr(endpoint, "_wrappedEndpoint", None)  # Twisted's _WrapperServerEndpoint (haproxy:)
+    if inner is not None:
+        endpoint._wrappedEndpoint = _with_server_profile(inner, description)
+        return endpoint
     if not isinstance(endpoint, endpoints.SSL4ServerEndpoint):
         return endpoint
     options = getattr(endpoint, "_sslContextFactory", None)

@@ -245,3 +245,21 @@ class ExplicitKeyFileTests(SynchronousTestCase):
 
         offered = SSL.Connection(context_factory.getContext()).get_cipher_list()
         self.assertEqual([c for c in offered if not c.startswith("TLS_")], list(SERVER_TLS12_SUITES))
+
+    def test_ssl_endpoint_inside_a_wrapping_endpoint(self) -> None:
+        """haproxy:ssl:... (the PROXY protocol in front of TLS) gets the profile on its inner ssl: endpoint."""
+        key_file = self.mktemp()
+        with open(key_file, "wb") as f:
+            f.write(rsa_pem())
+        from OpenSSL import SSL
+        from twisted.internet.testing import MemoryReactor
+
+        from pymta.tls import ServerTLS
+
+        memory = MemoryReactor()
+        listener = server_listener(memory, f"haproxy:ssl:4651:privateKey={key_file}", Factory(), ServerTLS("/nonexistent"))
+        listener.privilegedStartService()
+        self.addCleanup(listener.stopService)
+        offered = SSL.Connection(memory.sslServers[0][2].getContext()).get_cipher_list()
+        self.assertEqual([c for c in offered if not c.startswith("TLS_")], list(SERVER_TLS12_SUITES))
+
