@@ -27,12 +27,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable
 
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pymta.address import safe_log
-from pymta.authlimit import GateFull, LoginLimiter, OverBudget, failure_delay
+from pymta.authlimit import LoginLimiter
+from pymta.loginflow import BUSY, ERROR, OK, REFUSED, TEMPORARY, WRONG, LoginOutcome, limited_login
 from pymta.pop3d.auth import LoginFailed, LoginTemporaryFailure
 
 __all__ = ["LoginAnswer", "LoginRules", "attempt_login", "MAX_DELAY"]
@@ -71,41 +71,34 @@ def _name(user: bytes) -> str:
     return safe_log(user.decode("utf-8", "replace"))
 
 
-def _gone(failure: Failure) -> None:
-    """The client went away during the delay: nothing to answer."""
-    failure.trap(defer.CancelledError)
-    return None
-
-
 def attempt_login(
     rules: LoginRules, peer: str, user: bytes, check: Callable[[], defer.Deferred], failures_before: int
 ) -> defer.Deferred:
     """Check one login of C{user} from C{peer} (C{check} starts the password check); see the module."""
-    try:
-        attempt = rules.limiter.begin(peer, user)
-    except OverBudget as refusal:
-        log.info("pop3 login refused {user} from {peer}: {why}", user=_name(user), peer=peer, why=str(refusal))
-        return defer.succeed(LoginAnswer(_REFUSED[refusal.kind], close=True))
-    d = attempt.run(check, is_temporary=lambda f: f.check(LoginTemporaryFailure) is not None)
+    d = limited_login(
+        rules.limiter, rules.clock, peer, user, check,
+        is_wrong=lambda f: f.check(LoginFailed) is not None,
+        is_temporary=lambda f: f.check(LoginTemporaryFailure) is not None,
+        base_delay=rules.base_delay, max_delay=MAX_DELAY,
+    )
 
-    def failed(failure: Failure) -> Any:
-        if failure.check(defer.CancelledError):
+    def answer(outcome: LoginOutcome | None) -> Any:
+        if outcome is None:
             return None
-        if failure.check(GateFull):
-            log.info("pop3 login refused {user} from {peer}: {why}", user=_name(user), peer=peer, why=str(failure.value))
+        if outcome.kind == OK:
+            return outcome.result
+        if outcome.kind in (REFUSED, BUSY):
+            log.info("pop3 login refused {user} from {peer}: {why}", user=_name(user), peer=peer, why=outcome.reason)
+            if outcome.kind == REFUSED:
+                return LoginAnswer(_REFUSED[outcome.budget], close=True)
             return LoginAnswer(b"[SYS/TEMP] too many logins in progress, try again later")
-        if failure.check(LoginTemporaryFailure):
+        failure = outcome.failure
+        if outcome.kind == TEMPORARY and failure is not None:
             return LoginAnswer(b"[SYS/TEMP] " + str(failure.value).encode("utf-8", "replace"))
-        if not failure.check(LoginFailed):
+        if outcome.kind == ERROR:
             log.failure("pop3 login check failed", failure)
             return LoginAnswer(b"[SYS/TEMP] unable to check the password", close=True)
         log.info("pop3 login failed {user} from {peer}", user=_name(user), peer=peer)
-        answer = LoginAnswer(
-            b"[AUTH] authorization failed", close=failures_before + 1 >= rules.max_failures, failed=True
-        )
-        delay = failure_delay(attempt.failures, rules.base_delay, MAX_DELAY)
-        if delay <= 0:
-            return answer
-        return task.deferLater(rules.clock, delay, lambda: answer).addErrback(_gone)
+        return LoginAnswer(b"[AUTH] authorization failed", close=failures_before + 1 >= rules.max_failures, failed=True)
 
-    return d.addErrback(failed)
+    return d.addCallback(answer)

@@ -29,15 +29,12 @@ success; never a password.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
-
 from twisted.cred.error import UnauthorizedLogin
-from twisted.internet import defer, task
+from twisted.internet import defer
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pymta.address import safe_log
-from pymta.authlimit import GateFull, OverBudget, failure_delay
+from pymta.loginflow import BUSY, OK, REFUSED, WRONG, LoginOutcome, limited_login
 from pymta.smtpd.auth import ISubmitter, SASLExchange
 from pymta.smtpd.context import SMTPDContext
 
@@ -68,12 +65,6 @@ def _avatar_name(result: tuple) -> str:
     return avatar.decode("utf-8", "replace") if isinstance(avatar, bytes) else str(avatar)
 
 
-def _gone(failure: Failure) -> None:
-    """The client went away during the delay: nothing to answer."""
-    failure.trap(defer.CancelledError)
-    return None
-
-
 def decide_auth(
     ctx: SMTPDContext, ip: str, mechanism: str, exchange: SASLExchange, failures_before: int
 ) -> defer.Deferred:
@@ -81,39 +72,34 @@ def decide_auth(
     portal, limiter = ctx.portal, ctx.auth_limiter
     assert portal is not None and limiter is not None
     user = safe_log(exchange.username or "")
-    try:
-        attempt = limiter.begin(ip, exchange.username or "")
-    except OverBudget as refusal:
-        log.info("smtpd: {ip}: AUTH {mech} refused for {user}: {why}", ip=ip, mech=mechanism, user=user, why=str(refusal))
-        return defer.succeed(AuthVerdict(_REFUSED[refusal.kind], close=True))
-    d = attempt.run(
+    d = limited_login(
+        limiter, ctx.clock, ip, exchange.username or "",
         lambda: portal.login(exchange.credentials, None, ISubmitter),  # type: ignore[arg-type]
+        is_wrong=lambda f: f.check(UnauthorizedLogin) is not None,
         is_temporary=lambda f: f.check(UnauthorizedLogin) is None,
+        base_delay=ctx.auth_failure_delay, max_delay=ctx.max_auth_delay,
     )
 
-    def succeeded(result: tuple) -> AuthVerdict:
-        name = _avatar_name(result)
-        log.info("smtpd: {ip}: AUTH {mech} ok as {user}", ip=ip, mech=mechanism, user=safe_log(name))
-        return AuthVerdict("235 ok, go ahead (#2.0.0)", user=name)
-
-    def failed(reason: Failure) -> Any:
-        if reason.check(defer.CancelledError):
+    def verdict(outcome: LoginOutcome | None) -> AuthVerdict | None:
+        if outcome is None:
             return None
-        if reason.check(GateFull):
-            log.info("smtpd: {ip}: AUTH {mech} refused for {user}: {why}", ip=ip, mech=mechanism, user=user, why=str(reason.value))
+        if outcome.kind == OK:
+            name = _avatar_name(outcome.result)
+            log.info("smtpd: {ip}: AUTH {mech} ok as {user}", ip=ip, mech=mechanism, user=safe_log(name))
+            return AuthVerdict("235 ok, go ahead (#2.0.0)", user=name)
+        if outcome.kind in (REFUSED, BUSY):
+            log.info("smtpd: {ip}: AUTH {mech} refused for {user}: {why}", ip=ip, mech=mechanism, user=user, why=outcome.reason)
+            if outcome.kind == REFUSED:
+                return AuthVerdict(_REFUSED[outcome.budget], close=True)
             return AuthVerdict(REPLY_TEMPORARY)
-        if not reason.check(UnauthorizedLogin):
-            log.failure("smtpd: AUTH checker error", reason)
+        if outcome.kind != WRONG:  # the checker could not decide or failed: not the client's fault
+            assert outcome.failure is not None
+            log.failure("smtpd: AUTH checker error", outcome.failure)
             return AuthVerdict(REPLY_TEMPORARY)
         failures = failures_before + 1
         log.info("smtpd: {ip}: AUTH {mech} failed for {user} ({n})", ip=ip, mech=mechanism, user=user, n=failures)
         if failures >= ctx.max_auth_failures:
-            verdict = AuthVerdict("421 too many authentication failures (#4.7.0)", failed=True, close=True)
-        else:
-            verdict = AuthVerdict("535 authorization failed (#5.7.8)", failed=True)
-        delay = failure_delay(attempt.failures, ctx.auth_failure_delay, ctx.max_auth_delay)
-        if delay <= 0:
-            return verdict
-        return task.deferLater(ctx.clock, delay, lambda: verdict).addErrback(_gone)
+            return AuthVerdict("421 too many authentication failures (#4.7.0)", failed=True, close=True)
+        return AuthVerdict("535 authorization failed (#5.7.8)", failed=True)
 
-    return d.addCallbacks(succeeded, failed)
+    return d.addCallback(verdict)
