@@ -9,6 +9,8 @@ that exists, so it is safe to re-run with more C{--user}s):
 - C{control/}: C{me}, C{locals} and C{rcpthosts} (both C{me}, so the new
   server is never an open relay), C{defaultdelivery} (C{./Maildir/}) and
   C{servercert.pem} (key + self-signed certificate for C{me}, mode 0600);
+  in a new root (no C{control/me} yet) also the safe settings of
+  L{pymta.cli.initcontrols}: C{rcptcheck}, C{databytes}, C{timeoutsmtpd};
 - C{alias/}: C{.qmail-postmaster}, C{.qmail-mailer-daemon},
   C{.qmail-root}, C{.qmail-abuse} forwarding to the first C{--user}
   (C{&NAME@ME}); without a user they deliver to C{alias/Maildir/};
@@ -42,6 +44,7 @@ from dataclasses import dataclass, field
 from typing import TextIO
 
 from pymta.certs import write_self_signed
+from pymta.cli.initcontrols import NEW_ROOT_CONTROLS
 from pymta.cli.maildirmake import maildirmake
 from pymta.fsaccess import Account, blocking_directory, describe
 from pymta.fsutil import replace_file, write_new_file
@@ -335,14 +338,16 @@ def init_root(
         report.warnings.append(f"control/me already says {existing_me!r}; kept (edit it by hand to change)")
     builder = _Builder(root, report, is_root)
     try:
-        _build(builder, root, effective_me, users, uid, gid)
+        _build(builder, root, effective_me, users, uid, gid, new_root=existing_me is None)
     except OSError as e:
         where = f" {e.filename}" if e.filename else ""
         raise InitError(f"unable to set up{where}: {e.strerror or e}") from None
     return report
 
 
-def _build(b: _Builder, root: str, me: str, users: list[tuple[str, str | None]], uid: int, gid: int) -> None:
+def _build(
+    b: _Builder, root: str, me: str, users: list[tuple[str, str | None]], uid: int, gid: int, new_root: bool
+) -> None:
     try:
         os.makedirs(os.path.dirname(root), exist_ok=True)
     except OSError:
@@ -358,6 +363,9 @@ def _build(b: _Builder, root: str, me: str, users: list[tuple[str, str | None]],
     b.file(os.path.join(control, "locals"), line, 0o644)
     b.file(os.path.join(control, "rcpthosts"), line, 0o644)
     b.file(os.path.join(control, "defaultdelivery"), b"./Maildir/\n", 0o644)
+    if new_root:  # an existing root, or a qmail control/ copied in, keeps its behaviour
+        for setting in NEW_ROOT_CONTROLS:
+            b.file(os.path.join(control, setting.name), setting.data, 0o644)
     cert = os.path.join(control, "servercert.pem")
     if write_self_signed(cert, me, uid if b.is_root else -1, gid if b.is_root else -1):
         b.report.made.append(b.rel(cert) + f" (self-signed for {me})")
@@ -436,8 +444,12 @@ def _hints(report: InitReport, users: list[tuple[str, str | None]]) -> str:
         "SMTP: mail to " + (f"{users[0][0]}@{me}" if users else f"postmaster@{me}") + " is accepted on the smtp port;",
         f"  relaying is allowed for clients matched by {root}/etc/tcp.smtp (127.* in the example)",
         "  and for clients that AUTH on the submission port with a users/passwd account.",
-        f"Local mail: echo 'Subject: hi' | pymta inject --root {root} " + (users[0][0] if users else "postmaster"),
     ]
+    if os.path.exists(os.path.join(root, "control", "rcptcheck")):
+        lines.append("  Mail to unknown local users is refused at RCPT (control/rcptcheck; remove it to bounce later).")
+    if "." in me:  # pymta inject completes a host without a dot with defaultdomain
+        lines.append(f"Local mail: echo 'Subject: hi' | pymta inject --root {root} "
+                     + (users[0][0] if users else "postmaster"))
     pop_users = [name for name, password in users if password is not None]
     if pop_users:
         lines.append(f"POP3: log in as {', '.join(pop_users)} with the password given (STLS first; "

@@ -11,6 +11,11 @@ usual path still finds it (L{reachable_root}).  The code itself may stay in
 such a directory: the daemon keeps the directories of C{sys.path} open
 from before the drop (L{pymta.heldimports}).
 
+What it prints is the README's quick start (L{quick_start_lines}) for the
+endpoints in use: read the account it made, send that account a message
+over SMTP, read it back over POP3, each line working as printed from the
+checkout, with the virtual environment's Python.
+
 Not a C{pymta} subcommand: it is the README's first command, kept in Python
 so the Makefile stays small.
 """
@@ -22,13 +27,14 @@ import getpass
 import hashlib
 import os
 import pwd
+import re
 import secrets
 import sys
 
 from pymta.cli import init as init_command
 from pymta.fsaccess import Account, blocking_directory, describe
 
-__all__ = ["main", "reachable_root", "RELOCATED_ROOTS"]
+__all__ = ["main", "reachable_root", "RELOCATED_ROOTS", "quick_start_lines", "hints", "initialise"]
 
 DEFAULT_ROOT_UID = 65534  # nobody: the embedded default never delivers as root
 #: where C{make run} as root keeps a root the mail uid could not reach where it was asked for
@@ -98,30 +104,87 @@ def reachable_root(requested: str, account: Account | None, relocated_roots: str
     )
 
 
-def _endpoint_port(endpoint: str) -> str:
-    parts = endpoint.split(":")
-    return parts[1] if len(parts) > 1 else endpoint
+def _endpoint_address(endpoint: str, default_host: str = "127.0.0.1") -> tuple[str, str]:
+    """
+    The address and port a client on this host connects to for a
+    C{tcp:PORT[:interface=IP]} endpoint (a colon inside a value escaped
+    with a backslash, as Twisted writes it: C{interface=\\:\\:1}).
+    """
+    parts = [part.replace("\\:", ":") for part in re.split(r"(?<!\\):", endpoint)]
+    host = next((p[len("interface="):] for p in parts[2:] if p.startswith("interface=")), "")
+    if host in ("", "0.0.0.0", "::"):
+        host = default_host
+    return host, parts[1] if len(parts) > 1 else endpoint
 
 
 def initialise(root: str) -> str | None:
-    """Create C{root} with one mailbox user; returns the generated password (None if it existed)."""
+    """
+    Create C{root} with one mailbox user; returns the generated password
+    (None if the root existed).  The user and password go to
+    C{ROOT/run/first-password}, readable by whoever started C{make run}
+    (through sudo: the invoking user).
+    """
     if os.path.exists(os.path.join(root, "control", "me")):
         return None
     user, mail_uid = _mailbox_account()
     password = secrets.token_urlsafe(12)
-    argv = [root, "--me", "localhost", "--user", f"{user}:{password}"]
-    if mail_uid:
-        argv += ["--mail-uid", mail_uid]
-    status = init_command.main(argv)
-    if status:
-        raise SystemExit(status)
-    with open(os.path.join(root, "run", "first-password"), "w") as f:
+    try:
+        report = init_command.init_root(
+            root, "localhost", [init_command.parse_user(f"{user}:{password}")],
+            init_command.parse_mail_uid(mail_uid) if mail_uid else None,
+        )
+    except init_command.InitError as e:
+        sys.stderr.write(f"make run: {e.text}\n")
+        raise SystemExit(e.status) from None
+    for warning in report.warnings:
+        sys.stderr.write(f"make run: warning: {warning}\n")
+    sys.stdout.write(f"made the root {root}: me = localhost, mailbox user {user}\n")
+    path = os.path.join(root, "run", "first-password")
+    with open(path, "w") as f:
         os.fchmod(f.fileno(), 0o600)
         f.write(f"{user}:{password}\n")
+        owner = _invoking_user()
+        if owner is not None:
+            os.fchown(f.fileno(), *owner)
     return password
 
 
-def hints(root: str, smtp: str, pop3: str) -> str:
+def _invoking_user() -> tuple[int, int] | None:
+    """The uid and gid of the user who ran C{sudo make run}, when we are root through sudo."""
+    if os.getuid() != 0:
+        return None
+    try:
+        uid, gid = int(os.environ["SUDO_UID"]), int(os.environ["SUDO_GID"])
+    except (KeyError, ValueError):
+        return None
+    return (uid, gid) if uid != 0 else None
+
+
+def quick_start_lines(password_file: str, smtp: tuple[str, str], pop3: tuple[str, str], python: str) -> list[str]:
+    """
+    The README's quick start, for these addresses: read the user and
+    password C{make run} wrote, send that user a message over SMTP, read
+    it back over POP3 (STLS first: the certificate of C{pymta init} is
+    self-signed, hence the unverified context).
+    """
+    return [
+        f"IFS=: read -r user password < {password_file}",
+        f"{python} -c \"import smtplib; smtplib.SMTP('{smtp[0]}', {smtp[1]}).sendmail("
+        "'$user@localhost', ['$user@localhost'], 'Subject: hi\\n\\nhello from pymta\\n')\"",
+        f"{python} -c \"import poplib, ssl; p = poplib.POP3('{pop3[0]}', {pop3[1]}); "
+        "p.stls(ssl._create_unverified_context()); p.user('$user'); p.pass_('$password'); "
+        "print(b'\\n'.join(p.retr(1)[1]).decode())\"",
+    ]
+
+
+def _shown_path(path: str) -> str:
+    """C{path} relative to the current directory when it is below it (as the README writes it), else absolute."""
+    relative = os.path.relpath(os.path.abspath(path))
+    return os.path.abspath(path) if relative.startswith("..") else relative
+
+
+def hints(root: str, shown_root: str, smtp: str, pop3: str, python: str) -> str:
+    """What C{make run} prints before starting: the account, then the quick start for these endpoints."""
     account = "?"
     try:
         with open(os.path.join(root, "run", "first-password")) as f:
@@ -129,16 +192,14 @@ def hints(root: str, smtp: str, pop3: str) -> str:
     except OSError:
         pass
     user, _, password = account.partition(":")
-    sport, pport = _endpoint_port(smtp), _endpoint_port(pop3)
+    password_file = os.path.join(shown_root, "run", "first-password")
+    lines = quick_start_lines(password_file, _endpoint_address(smtp), _endpoint_address(pop3), python)
+    quick_start = "".join(f"    {line}\n" for line in lines)
     return f"""
 pymta is starting on {root}
-  mailbox user: {user}   POP3 password: {password}   (kept in {root}/run/first-password)
-  send a message:
-    swaks --server 127.0.0.1:{sport} --to {user}@localhost
-    python3 -c "import smtplib; s=smtplib.SMTP('127.0.0.1', {sport}); s.sendmail('me@localhost', ['{user}@localhost'], 'Subject: hi\\n\\nhello\\n')"
-  read it back:
-    python3 -c "import poplib,ssl; p=poplib.POP3('127.0.0.1', {pport}); p.stls(ssl._create_unverified_context()); p.user('{user}'); p.pass_('{password}'); print(p.retr(1)[1])"
-  the queue: .venv/bin/pymta qread --root {root}    stop: Ctrl-C
+  mailbox user: {user}   POP3 password: {password}   (kept in {password_file})
+  send yourself a message and read it back, from {os.getcwd()} in another terminal:
+{quick_start}  the queue: {_shown_path(os.path.join(os.path.dirname(python), "pymta"))} qread --root {shown_root}    stop: Ctrl-C
 """
 
 
@@ -157,7 +218,7 @@ def main(argv: list[str] | None = None) -> int:
     if note:
         sys.stdout.write(note + "\n")
     initialise(root)
-    sys.stdout.write(hints(root, args.smtp, args.pop3))
+    sys.stdout.write(hints(root, _shown_path(args.root), args.smtp, args.pop3, _shown_path(sys.executable)))
     sys.stdout.flush()
     # Started as root, twistd pymta drops to the owner of ROOT/queue by itself; only the
     # local delivery and POP3 mailbox spawners keep root.  The same interpreter runs

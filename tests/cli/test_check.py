@@ -36,6 +36,7 @@ class CheckCommandTests(SynchronousTestCase):
 
     def test_errors_first_in_file_and_line_order(self) -> None:
         root = init_root(self)
+        os.unlink(os.path.join(root, "control", "rcptcheck"))  # so its misspelling is an error, not a warning
         write(root, "etc/tcp.smtp", "x:perhaps\n:allow\n")
         write(root, "control/smtproutes", "b.example:relay:99999\na.example:relay:notaport\n")
         write(root, "control/rcptchek", "")

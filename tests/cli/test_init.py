@@ -13,6 +13,7 @@ from cryptography import x509
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.cli import init
+from pymta.cli.initcontrols import NEW_ROOT_CONTROLS
 from pymta.control import load_controls
 from pymta.queue.layout import QueueLayout
 
@@ -144,6 +145,39 @@ class RootInitTests(SynchronousTestCase):
         self.assertTrue(rules.endswith(":allow\n"))
         self.assertIn("made control/me", out)
         self.assertIn("POP3", out)
+
+    def test_new_root_gets_the_safe_settings(self) -> None:
+        status, out, err = self.init("--user", "alice")
+        self.assertEqual((status, err), (0, ""))
+        controls = load_controls(self.root)
+        self.assertEqual((controls.databytes, controls.timeoutsmtpd), (36700160, 300))
+        for setting in NEW_ROOT_CONTROLS:
+            path = os.path.join(self.root, "control", setting.name)
+            with open(path, "rb") as f:
+                self.assertEqual(f.read(), setting.data)
+            self.assertEqual(stat.S_IMODE(os.stat(path).st_mode), 0o644)
+            self.assertIn(f"made control/{setting.name}\n", out)
+        self.assertIn("Mail to unknown local users is refused at RCPT (control/rcptcheck", out)
+
+    def test_existing_root_gets_no_new_settings(self) -> None:
+        """A root made before (or by hand, with control/me) keeps its behaviour when init adds a user."""
+        self.assertEqual(self.init("--user", "alice")[0], 0)
+        for setting in NEW_ROOT_CONTROLS:  # as a root made before pymta init wrote them
+            os.unlink(os.path.join(self.root, "control", setting.name))
+        status, out, err = self.init("--user", "carol")
+        self.assertEqual((status, err), (0, ""))
+        self.assertEqual(sorted(os.listdir(os.path.join(self.root, "control"))),
+                         ["defaultdelivery", "locals", "me", "rcpthosts", "servercert.pem"])
+        self.assertNotIn("Mail to unknown local users", out)
+
+    def test_inject_hint_only_for_a_name_with_a_dot(self) -> None:
+        """pymta inject completes a host without a dot with defaultdomain: user@localhost.localhost."""
+        self.assertIn(f"Local mail: echo 'Subject: hi' | pymta inject --root {self.root} alice\n",
+                      self.init("--user", "alice")[1])
+        other = self.root + "-dotless"
+        status, out, _ = run_init([other, "--me", "localhost", "--mail-uid", MAIL_IDS, "--user", "alice"])
+        self.assertEqual(status, 0)
+        self.assertNotIn("pymta inject", out)
 
     def test_assign_index_built_and_extensions_resolve(self) -> None:
         from pymta.local.assign import INDEX_NAME, parse_assign

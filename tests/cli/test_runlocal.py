@@ -1,12 +1,14 @@
 """
 pymta.cli.runlocal (`make run`): where the embedded root goes when the mail
-uid could not reach it, and - as root - `make run` in a fresh clone inside a
-0700 directory, delivering a message sent over SMTP and reading it back over
-POP3.
+uid could not reach it; as root, `make run` in a fresh clone inside a 0700
+directory, delivering a message sent over SMTP and reading it back over
+POP3; and the README's quick start, run as printed against `make run` in a
+fresh clone, which is also what `make run` prints.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import poplib
 import re
@@ -15,6 +17,7 @@ import signal
 import smtplib
 import socket
 import ssl
+import stat
 import subprocess
 import sys
 import tempfile
@@ -22,11 +25,36 @@ import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.cli.runlocal import RootLocationError, reachable_root
+from pymta.cli.runlocal import RootLocationError, hints, initialise, quick_start_lines, reachable_root
 from pymta.fsaccess import Account
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOBODY = Account(65534, 65534)
+#: how the README and make run's hints name the password file and the Python (relative to the checkout)
+PASSWORD_FILE = "var/pymta/run/first-password"
+VENV_PYTHON = ".venv/bin/python"
+
+
+def readme_blocks() -> list[list[str]]:
+    """The lines of each C{sh} block of README.md, in order."""
+    with open(os.path.join(REPO, "README.md"), encoding="utf-8") as f:
+        text = f.read()
+    return [block.splitlines() for block in re.findall(r"^```sh\n(.*?)^```$", text, re.M | re.S)]
+
+
+def readme_quick_start() -> list[str]:
+    """The README's quick start: the block after the one with C{make run}."""
+    blocks = readme_blocks()
+    first = next(i for i, block in enumerate(blocks) if any(line.startswith("make run") for line in block))
+    return blocks[first + 1]
+
+
+def makefile_port(variable: str) -> int:
+    """The port of an endpoint default in the Makefile (C{SMTP ?= tcp:2525:...})."""
+    with open(os.path.join(REPO, "Makefile")) as f:
+        match = re.search(rf"^{variable} \?= tcp:(\d+):", f.read(), re.M)
+    assert match is not None, variable
+    return int(match.group(1))
 
 
 def free_ports(count: int) -> list[int]:
@@ -77,6 +105,80 @@ def held_directories(pid: int) -> set[str]:
         if os.path.isdir(target):
             paths.add(target)
     return paths
+
+
+def clone_checkout(test: SynchronousTestCase, base: str) -> str:
+    """
+    C{git clone} of this checkout into C{base}/pymta, its working tree's
+    changes copied over, C{.venv} a link to the running virtual environment
+    (no pip install; make is told not to rebuild it).  Skips C{test} when
+    that cannot be done here.
+    """
+    if sys.prefix == sys.base_prefix:
+        raise test.skipTest("needs to run in a virtual environment (it is reused)")
+    for program in ("git", "make"):
+        if shutil.which(program) is None:
+            raise test.skipTest(f"needs {program}")
+    if subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
+        raise test.skipTest("not a git checkout")
+    clone = os.path.join(base, "pymta")
+    subprocess.run(["git", "clone", "-q", REPO, clone], check=True, timeout=120)
+    changed = subprocess.run(
+        ["git", "-C", REPO, "ls-files", "--modified", "--others", "--exclude-standard", "-z"],
+        capture_output=True, check=True,
+    ).stdout.decode().split("\0")
+    for name in filter(None, changed):  # test the working tree, not only what is committed
+        source = os.path.join(REPO, name)
+        if os.path.isfile(source):
+            os.makedirs(os.path.dirname(os.path.join(clone, name)), exist_ok=True)
+            shutil.copy2(source, os.path.join(clone, name))
+    os.symlink(sys.prefix, os.path.join(clone, ".venv"))
+    return clone
+
+
+class MakeRun:
+    """
+    C{make run} in C{clone} on these loopback ports (PYTHONPATH the clone, so
+    the code imported is the clone's), in a session of its own, its output
+    teed into C{base}/make-run.txt; the test's cleanup stops it.
+    """
+
+    def __init__(self, test: SynchronousTestCase, clone: str, base: str, smtp: int, submission: int, pop3: int) -> None:
+        env = dict(os.environ, PYTHONPATH=clone)
+        for name in ("SUDO_UID", "SUDO_GID", "PYMTA_ROOT"):
+            env.pop(name, None)
+        self.process = subprocess.Popen(
+            ["make", "-o", ".venv/bin/pymta", "run",
+             f"SMTP=tcp:{smtp}:interface=127.0.0.1", f"SUBMISSION=tcp:{submission}:interface=127.0.0.1",
+             f"POP3=tcp:{pop3}:interface=127.0.0.1"],
+            cwd=clone, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        self.output = os.path.join(base, "make-run.txt")
+        test.addCleanup(self.stop)
+        reader = subprocess.Popen(["tee", self.output], stdin=self.process.stdout, stdout=subprocess.DEVNULL)
+        test.addCleanup(reader.wait, 30)
+
+    def stop(self) -> None:
+        """Ctrl-C, as a person stops it (SIGKILL after 30 seconds)."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+
+    def text(self) -> str:
+        """Its output so far."""
+        try:
+            with open(self.output, errors="replace") as f:
+                return f.read()
+        except FileNotFoundError:
+            return ""
+
+    def running(self) -> bool:
+        return self.process.poll() is None
 
 
 class ReachableRootTests(SynchronousTestCase):
@@ -135,61 +237,16 @@ class MakeRunFromPrivateCloneTests(SynchronousTestCase):
     def setUp(self) -> None:
         if os.getuid() != 0:
             raise self.skipTest("needs root")
-        if sys.prefix == sys.base_prefix:
-            raise self.skipTest("needs to run in a virtual environment (it is reused)")
-        for program in ("git", "make"):
-            if shutil.which(program) is None:
-                raise self.skipTest(f"needs {program}")
-        if subprocess.run(["git", "-C", REPO, "rev-parse", "HEAD"], capture_output=True).returncode != 0:
-            raise self.skipTest("not a git checkout")
         self.base = tempfile.mkdtemp(prefix="pymta-makerun-")  # 0700: only root may enter
         self.addCleanup(shutil.rmtree, self.base, True)
-        self.clone = os.path.join(self.base, "pymta")
-        subprocess.run(["git", "clone", "-q", REPO, self.clone], check=True, timeout=120)
-        changed = subprocess.run(
-            ["git", "-C", REPO, "ls-files", "--modified", "--others", "--exclude-standard", "-z"],
-            capture_output=True, check=True,
-        ).stdout.decode().split("\0")
-        for name in filter(None, changed):  # test the working tree, not only what is committed
-            source = os.path.join(REPO, name)
-            if os.path.isfile(source):
-                os.makedirs(os.path.dirname(os.path.join(self.clone, name)), exist_ok=True)
-                shutil.copy2(source, os.path.join(self.clone, name))
-        os.symlink(sys.prefix, os.path.join(self.clone, ".venv"))
+        self.clone = clone_checkout(self, self.base)
 
     def test_make_run_delivers(self) -> None:
         smtp, submission, pop3 = free_ports(3)
-        env = dict(os.environ, PYTHONPATH=self.clone)
-        for name in ("SUDO_UID", "SUDO_GID", "PYMTA_ROOT"):
-            env.pop(name, None)
-        make = subprocess.Popen(
-            ["make", "-o", ".venv/bin/pymta", "run",
-             f"SMTP=tcp:{smtp}:interface=127.0.0.1", f"SUBMISSION=tcp:{submission}:interface=127.0.0.1",
-             f"POP3=tcp:{pop3}:interface=127.0.0.1"],
-            cwd=self.clone, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        output = os.path.join(self.base, "make-run.txt")
-
-        def stop() -> None:
-            if make.poll() is None:
-                os.killpg(make.pid, signal.SIGINT)
-                try:
-                    make.wait(30)
-                except subprocess.TimeoutExpired:
-                    os.killpg(make.pid, signal.SIGKILL)
-                    make.wait()
-
-        self.addCleanup(stop)
-        reader = subprocess.Popen(["tee", output], stdin=make.stdout, stdout=subprocess.DEVNULL)
-        self.addCleanup(reader.wait, 30)
-
-        def text() -> str:
-            with open(output, errors="replace") as f:
-                return f.read()
-
-        started = wait_until(lambda: os.path.exists(output) and ("dropped root" in text() or make.poll() is not None), 90)
-        self.assertTrue(started and make.poll() is None, text() if os.path.exists(output) else "make run did not start")
+        make = MakeRun(self, self.clone, self.base, smtp, submission, pop3)
+        text = make.text
+        started = wait_until(lambda: "dropped root" in text() or not make.running(), 90)
+        self.assertTrue(started and make.running(), text())
         match = re.search(r"pymta is starting on (\S+)", text())
         assert match is not None, text()
         root = match.group(1)
@@ -218,6 +275,131 @@ class MakeRunFromPrivateCloneTests(SynchronousTestCase):
         self.assertEqual(pop.retr(1)[1][-1], b"hello")
         pop.quit()
 
-        stop()
+        make.stop()
         self.assertNotIn("Traceback", text())
         self.assertNotIn("PermissionError", text())
+
+
+class InitialiseTests(SynchronousTestCase):
+    def test_password_file_belongs_to_the_sudo_user(self) -> None:
+        """`sudo make run`: the user reads first-password from another terminal, as the README does."""
+        if os.getuid() != 0:
+            raise self.skipTest("needs root")
+        base = os.path.abspath(self.mktemp())
+        os.makedirs(base)
+        os.chmod(base, 0o755)
+        os.chmod(os.path.dirname(base), 0o755)
+        self.patch(os, "environ", dict(os.environ, SUDO_UID="4321", SUDO_GID="4322"))
+        out = io.StringIO()
+        self.patch(sys, "stdout", out)
+        root = os.path.join(base, "root")
+        password = initialise(root)
+        path = os.path.join(root, "run", "first-password")
+        st = os.stat(path)
+        self.assertEqual((st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)), (4321, 4322, 0o600))
+        with open(path) as f:
+            user, _, written = f.read().strip().partition(":")
+        self.assertEqual(written, password)
+        self.assertEqual(os.stat(os.path.join(root, "queue")).st_uid, 4321)
+        self.assertIn(f"made the root {root}: me = localhost, mailbox user {user}\n", out.getvalue())
+        self.assertIsNone(initialise(root))  # made once
+
+
+class QuickStartTextTests(SynchronousTestCase):
+    """The README's quick start is what make run prints for the Makefile's endpoints."""
+
+    def test_readme_is_make_runs_quick_start(self) -> None:
+        smtp, pop3 = makefile_port("SMTP"), makefile_port("POP3")
+        lines = readme_quick_start()
+        self.assertEqual(len(lines), 3)
+        self.assertEqual(lines, quick_start_lines(PASSWORD_FILE, ("127.0.0.1", str(smtp)), ("127.0.0.1", str(pop3)), VENV_PYTHON))
+
+    def test_install_guide_shows_the_same_lines(self) -> None:
+        with open(os.path.join(REPO, "docs", "install.md"), encoding="utf-8") as f:
+            blocks = [b.splitlines() for b in re.findall(r"^```sh\n(.*?)^```$", f.read(), re.M | re.S)]
+        self.assertIn(readme_quick_start(), blocks)
+
+    def test_hints_print_the_quick_start(self) -> None:
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "run"))
+        with open(os.path.join(root, "run", "first-password"), "w") as f:
+            f.write("alice:pw\n")
+        text = hints(root, "var/pymta", f"tcp:{makefile_port('SMTP')}:interface=127.0.0.1",
+                     f"tcp:{makefile_port('POP3')}", VENV_PYTHON)
+        self.assertIn("mailbox user: alice   POP3 password: pw   (kept in var/pymta/run/first-password)", text)
+        for line in readme_quick_start():
+            self.assertIn(f"\n    {line}\n", text)
+        self.assertIn("the queue: .venv/bin/pymta qread --root var/pymta", text)
+
+    def test_endpoint_addresses(self) -> None:
+        lines = quick_start_lines("p", ("::1", "25"), ("127.0.0.2", "110"), "py")
+        self.assertIn("smtplib.SMTP('::1', 25)", lines[1])
+        self.assertIn("poplib.POP3('127.0.0.2', 110)", lines[2])
+        root = self.mktemp()
+        text = hints(root, root, "tcp6:2525:interface=\\:\\:1", "tcp:1110:interface=0.0.0.0", "py")
+        self.assertIn("smtplib.SMTP('::1', 2525)", text)
+        self.assertIn("poplib.POP3('127.0.0.1', 1110)", text)
+
+
+class ReadmeQuickStartTests(SynchronousTestCase):
+    """
+    From a fresh clone (as in L{MakeRunFromPrivateCloneTests}, in a directory
+    the mail uid can reach): `make run` on free loopback ports, then the
+    README's quick start exactly as printed there (the default ports
+    replaced by the free ones, which make run prints instead): the message
+    comes back over POP3, the log and the queue show no bounce.
+    """
+
+    timeout = 180
+
+    def setUp(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="pymta-readme-")
+        self.addCleanup(shutil.rmtree, self.base, True)
+        os.chmod(self.base, 0o755)
+        self.clone = clone_checkout(self, self.base)
+
+    def test_quick_start_as_printed(self) -> None:
+        smtp, submission, pop3 = free_ports(3)
+        readme_smtp, readme_pop3 = makefile_port("SMTP"), makefile_port("POP3")
+        lines = []
+        for line in readme_quick_start():
+            self.assertLessEqual(line.count(str(readme_smtp)) + line.count(str(readme_pop3)), 1, line)
+            lines.append(line.replace(str(readme_smtp), str(smtp)).replace(str(readme_pop3), str(pop3)))
+        make = MakeRun(self, self.clone, self.base, smtp, submission, pop3)
+
+        def listening(port: int) -> bool:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                return True
+            except OSError:
+                return False
+
+        started = wait_until(lambda: (listening(smtp) and listening(pop3)) or not make.running(), 90)
+        self.assertTrue(started and make.running(), make.text())
+        for line in lines:  # what make run printed is what the README says
+            self.assertIn(f"\n    {line}\n", make.text())
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTHON", "VIRTUAL_ENV"))}
+        maildirs = os.path.join(self.clone, "var", "pymta", "home", "*", "Maildir", "new")
+        # a person takes longer between two lines than a local delivery: wait as long as it may take
+        delivered = f"for i in $(seq 300); do ls {maildirs} | grep -q . && break; sleep 0.1; done"
+        script = "\n".join([lines[0], lines[1], delivered, lines[2]]) + "\n"
+        result = subprocess.run(["bash", "-e", "-o", "pipefail", "-c", script], cwd=self.clone, env=env,
+                                capture_output=True, timeout=90)
+        output = result.stdout.decode(errors="replace")
+        self.assertEqual(result.returncode, 0, output + result.stderr.decode(errors="replace") + make.text())
+        self.assertIn("\nSubject: hi\n\nhello from pymta\n", output)
+        self.assertRegex(output, r"^Return-Path: <[^@>]+@localhost>\nDelivered-To: [^@\n]+@localhost\n")
+
+        self.assertTrue(wait_until(lambda: "end msg" in make.text(), 30), make.text())
+        qread = subprocess.run([".venv/bin/pymta", "qread", "--root", "var/pymta"], cwd=self.clone, env=env,
+                               capture_output=True, timeout=60)
+        self.assertEqual((qread.returncode, qread.stdout, qread.stderr), (0, b"", b""))
+        queue = os.path.join(self.clone, "var", "pymta", "queue")
+        self.assertEqual([f for sub in ("mess", "bounce", "todo") for _, _, fs in os.walk(os.path.join(queue, sub))
+                          for f in fs], [])
+        make.stop()
+        log = make.text()
+        self.assertEqual(log.count("new msg "), 1, log)
+        for bad in ("bounce msg", "triple bounce", "delivery 1: failure", "Traceback"):
+            self.assertNotIn(bad, log)
