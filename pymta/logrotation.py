@@ -20,6 +20,12 @@ rotation work where it can and says so where it cannot:
   outside rotation tool needs (logrotate with C{create MODE UID GID} and
   C{postrotate kill -USR1}); the log says this once, at start.
 
+The file is opened without following a symbolic link (C{O_NOFOLLOW}), and
+given to the account only when it is a regular file with one name, the one at
+the path (L{pymta.ownfile}): the account may own the directory, and could
+otherwise make root give it any file through a link.  As root, a file with
+more than one name is not even opened for writing.
+
 Under systemd, logging to the journal (C{twistd -n} without C{--logfile},
 as the shipped units do) needs none of this.
 """
@@ -34,8 +40,9 @@ from twisted.logger import Logger
 from twisted.python import logfile
 
 from pymta.fsaccess import Account, may_write_in
+from pymta.ownfile import UnsafeFile, open_no_follow, require_sole_regular
 
-__all__ = ["RotatingLogFile", "ROTATE", "REOPEN"]
+__all__ = ["RotatingLogFile", "ROTATE", "REOPEN", "UnsafeFile"]
 
 log = Logger(namespace="pymta")
 
@@ -50,6 +57,25 @@ class RotatingLogFile(logfile.LogFile):
         super().__init__(name, directory, **kwargs)
         self.mode = ROTATE
 
+    def _openFile(self) -> None:
+        """Twisted's open (append at the end, create when missing), but through no symbolic link (see the module docstring)."""
+        mode = 0o666 if self.defaultMode is None else self.defaultMode
+        fd = open_no_follow(self.path, os.O_RDWR | os.O_CREAT, mode)
+        try:
+            st = os.fstat(fd)
+            if stat.S_ISREG(st.st_mode):
+                if os.geteuid() == 0 and st.st_nlink != 1:
+                    raise UnsafeFile(f"{self.path} has {st.st_nlink} names (hard links); as root pymta writes only a log file with one name")
+                if self.defaultMode is not None:
+                    os.fchmod(fd, self.defaultMode)
+            self._file = os.fdopen(fd, "rb+", 0)
+        except BaseException:
+            os.close(fd)
+            raise
+        self.closed = False
+        self._file.seek(0, 2)
+        self.size = self._file.tell()
+
     def hand_over(self, account: Account) -> str | None:
         """
         As root, before the drop to C{account}: give it the file and choose
@@ -62,7 +88,14 @@ class RotatingLogFile(logfile.LogFile):
             self.mode = REOPEN
             self.rotateLength = None
             return None
-        os.fchown(fd, account.uid, account.gid)  # the file open, even when the path is a link
+        try:
+            require_sole_regular(fd, self.path)
+        except UnsafeFile as e:
+            # kept as root's: the account writes through the descriptor it inherits, and cannot reopen the file
+            self.mode = REOPEN
+            self.rotateLength = None
+            return f"log file {self.path}: not given to {account}: {e}"
+        os.fchown(fd, account.uid, account.gid)
         if may_write_in(self.directory, account):
             self.mode = ROTATE
             return None

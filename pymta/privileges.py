@@ -130,6 +130,8 @@ class RootDroppingService(MultiService):
         self.root = root
         self.log_observer = log_observer
         self.twistd_options: Any = None
+        #: twistd's --pidfile, written by pymta instead when started as root (see pymta.pidfile)
+        self.pid_file: str | None = None
 
     def use_twistd_options(self, twistd_options: Any) -> None:
         """
@@ -146,6 +148,10 @@ class RootDroppingService(MultiService):
             refuse_root_without_account(self.root, getattr(twistd_options, "subCommand", None) or "pymta")
         self.twistd_options = twistd_options
         self.log_observer = twistd_observer(twistd_options)
+        if os.geteuid() == 0 and twistd_options.get("pidfile"):
+            # twistd would open the name as root, following a link the account put there
+            self.pid_file = os.path.abspath(twistd_options["pidfile"])
+            twistd_options["pidfile"] = ""
 
     def setServiceParent(self, parent: Any) -> None:
         if self.log_observer is not None and isinstance(parent, Componentized):
@@ -159,6 +165,9 @@ class RootDroppingService(MultiService):
         log.info("open files limit {limit}{raised}", limit=after, raised=f" (raised from {before})" if after != before else "")
         if os.geteuid() == 0:
             self._prepare_for_the_drop()
+        elif self.pid_file is not None:  # root when twistd's options came, no longer (--euid): twistd's way back
+            self.twistd_options["pidfile"] = self.pid_file
+            self.pid_file = None
         super().privilegedStartService()
 
     def _account(self) -> Account | None:
@@ -185,21 +194,38 @@ class RootDroppingService(MultiService):
         from pymta.pidfile import hand_over_pid_file
 
         hold_import_directories()
-        account = self._account()
-        if account is None:
-            return
-        log_file = getattr(self.log_observer, "log_file", None)
-        if isinstance(log_file, RotatingLogFile):
-            warning = log_file.hand_over(account)
-            if warning:
-                log.warn("{warning}", warning=warning)
-        options = self.twistd_options
-        pid_file = options.get("pidfile") if options is not None else None
-        if pid_file and os.path.exists(pid_file):
-            note = hand_over_pid_file(pid_file, account)
-            if note:
-                options["pidfile"] = ""  # the helper removes it; twistd would only fail to
-                log.info("{note}", note=note)
+        pid_fd = self._write_pid_file()
+        try:
+            account = self._account()
+            if account is None:
+                return
+            log_file = getattr(self.log_observer, "log_file", None)
+            if isinstance(log_file, RotatingLogFile):
+                warning = log_file.hand_over(account)
+                if warning:
+                    log.warn("{warning}", warning=warning)
+            if pid_fd is not None and self.pid_file is not None:
+                note = hand_over_pid_file(self.pid_file, account, pid_fd)
+                if note:
+                    self.twistd_options["pidfile"] = ""  # the helper removes it; twistd would only fail to
+                    log.info("{note}", note=note)
+        finally:
+            if pid_fd is not None:
+                os.close(pid_fd)
+
+    def _write_pid_file(self) -> int | None:
+        """As root, after twistd's fork: the pid file twistd was told to write (see L{pymta.pidfile}); its descriptor."""
+        from pymta.pidfile import UnsafeFile, write_pid_file
+
+        if self.pid_file is None:
+            return None
+        try:
+            fd = write_pid_file(self.pid_file)
+        except OSError as e:
+            reason = str(e) if isinstance(e, UnsafeFile) else f"{self.pid_file}: {e.strerror or e}"
+            raise SystemExit(f"cannot write the pid file: {reason}") from None
+        self.twistd_options["pidfile"] = self.pid_file  # twistd removes it at exit, as it would have
+        return fd
 
     def startService(self) -> None:
         try:

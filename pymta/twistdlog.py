@@ -27,6 +27,7 @@ component, Twisted's documented way to choose an application's observer).
 from __future__ import annotations
 
 import math
+import os
 import signal
 import string
 import sys
@@ -36,7 +37,7 @@ from twisted.internet.interfaces import IReactorFromThreads
 from twisted.logger import FileLogObserver, LogEvent, formatEventAsClassicLogText, formatTime, timeFormatRFC3339
 from twisted.python import logfile
 
-from pymta.logrotation import RotatingLogFile
+from pymta.logrotation import RotatingLogFile, UnsafeFile
 
 __all__ = ["ClassicLogFormat", "TwistdFileObserver", "fast_text_observer", "twistd_observer"]
 
@@ -162,6 +163,8 @@ def twistd_observer(
     twistd's or choose another observer (C{--logger}, C{--syslog}, or
     C{--logfile -} without C{--nodaemon}, which twistd refuses itself), and
     with C{--debug}, which changes C{nodaemon} after twistd's logger read it.
+    A log file that cannot be opened (or that pymta refuses to open, see
+    L{pymta.logrotation}) is C{SystemExit} with one line.
     """
     from twisted.application.app import ServerOptions
 
@@ -176,6 +179,12 @@ def twistd_observer(
         return fast_text_observer(sys.stdout) if nodaemon else None
     if nodaemon and not name:
         return fast_text_observer(sys.stdout)
-    log_file = open_log(name or "twistd.log")
+    try:
+        log_file = open_log(name or "twistd.log")
+    except OSError as e:
+        # a symbolic link at the name (pymta.ownfile), a missing directory...: one line, no traceback
+        program = getattr(twistd_options, "subCommand", None) or "twistd"
+        reason = str(e) if isinstance(e, UnsafeFile) else f"{os.path.abspath(name or 'twistd.log')}: {e.strerror or e}"
+        raise SystemExit(f"{program}: cannot open the log file: {reason}") from None
     _rotate_on_usr1(log_file)
     return TwistdFileObserver(log_file, log_file)

@@ -17,7 +17,7 @@ from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.fsaccess import Account
-from pymta.logrotation import REOPEN, ROTATE, RotatingLogFile
+from pymta.logrotation import REOPEN, ROTATE, RotatingLogFile, UnsafeFile
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIL = 4242
@@ -118,6 +118,58 @@ class UnitTests(SynchronousTestCase):
         self.assertIn("cannot reopen log file", self.messages(LogLevel.error)[0])
 
 
+class LinkTests(SynchronousTestCase):
+    """A link the account put at the log file's name: never opened through, never given away."""
+
+    def setUp(self) -> None:
+        self.dir = os.path.realpath(self.mktemp())
+        os.makedirs(self.dir)
+        self.path = os.path.join(self.dir, "pymta.log")
+        self.victim = os.path.join(self.dir, "victim")
+        with open(self.victim, "w") as f:
+            f.write("secret\n")
+        os.chmod(self.victim, 0o600)
+        self.account = Account(MAIL, MAIL) if os.getuid() == 0 else Account(os.getuid(), os.getgid())
+
+    def assertVictimUntouched(self) -> None:
+        st = os.stat(self.victim)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o777), (os.getuid(), os.getgid(), 0o600))
+        self.assertEqual(read(self.victim), "secret\n")
+
+    def test_symbolic_link_refused(self) -> None:
+        os.symlink(self.victim, self.path)
+        e = self.assertRaises(UnsafeFile, RotatingLogFile.fromFullPath, self.path)
+        self.assertIn(f"{self.path} is a symbolic link", str(e))
+        self.assertVictimUntouched()
+
+    def test_hard_link_refused_as_root(self) -> None:
+        if os.geteuid() != 0:
+            raise self.skipTest("as root only: another account's own hard link gains it nothing")
+        os.link(self.victim, self.path)
+        e = self.assertRaises(UnsafeFile, RotatingLogFile.fromFullPath, self.path)
+        self.assertIn("has 2 names (hard links)", str(e))
+        self.assertVictimUntouched()
+
+    def test_file_replaced_before_the_hand_over_is_kept(self) -> None:
+        log_file = RotatingLogFile.fromFullPath(self.path)
+        self.addCleanup(log_file.close)
+        os.unlink(self.path)
+        os.link(self.victim, self.path)  # what the account could do in its directory
+        warning = log_file.hand_over(self.account)
+        assert warning is not None
+        self.assertIn(f"log file {self.path}: not given to {self.account}: ", warning)
+        self.assertEqual(log_file.mode, REOPEN)
+        self.assertVictimUntouched()
+
+    def test_created_with_the_default_mode(self) -> None:
+        log_file = RotatingLogFile.fromFullPath(self.path, defaultMode=0o640)
+        self.addCleanup(log_file.close)
+        log_file.write("line\n")
+        self.assertEqual(os.stat(self.path).st_mode & 0o777, 0o640)
+        self.assertEqual(read(self.path), "line\n")
+        self.assertEqual(log_file.size, 5)
+
+
 class TwistdChildTests(SynchronousTestCase):
     """As root: `twistd pymta-send --logfile --pidfile` with both files in a root-owned or a mail-owned directory."""
 
@@ -189,3 +241,56 @@ class TwistdChildTests(SynchronousTestCase):
         self.assertIn("Server Shut Down.", read(self.log))
         self.assertFalse(os.path.exists(self.pid))  # removed by twistd itself, now the account's file
         self.assertNotIn("Traceback", read(self.log) + read(self.log + ".1"))
+
+    def refused(self, *twistd_args: str) -> str:
+        """stderr of a `twistd -n ... pymta-send` that must refuse to start."""
+        twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        done = subprocess.run(
+            [sys.executable, "-c", twistd, "-n", *twistd_args, "pymta-send", "--root", self.root],
+            capture_output=True, text=True, cwd=REPO, env=dict(os.environ, PYTHONPATH=REPO), timeout=60,
+        )
+        self.assertNotEqual(done.returncode, 0, done.stdout + done.stderr)
+        self.assertNotIn("Traceback", done.stdout + done.stderr)
+        return done.stderr.strip()
+
+    def victim(self) -> str:
+        victim = os.path.join(self.base, "victim")
+        with open(victim, "w") as f:
+            f.write("secret\n")
+        os.chmod(victim, 0o600)
+        return victim
+
+    def assertRootsOwn(self, victim: str) -> None:
+        st = os.stat(victim)
+        self.assertEqual((st.st_uid, st.st_gid, st.st_mode & 0o777), (0, 0, 0o600))
+        self.assertEqual(read(victim), "secret\n")
+
+    def test_log_file_symbolic_link_to_a_root_file(self) -> None:
+        """The review's report: the account links its log file name to a root-owned file."""
+        os.chown(self.logs, MAIL, MAIL)
+        victim = self.victim()
+        os.symlink(victim, self.log)
+        error = self.refused("--pidfile=", "--logfile", self.log)
+        self.assertEqual(error, f"pymta-send: cannot open the log file: {self.log} is a symbolic link (to {victim!r}); "
+                                "pymta opens this file as root and follows no link there: name the file itself")
+        self.assertRootsOwn(victim)
+
+    def test_log_file_hard_link_to_a_root_file(self) -> None:
+        os.chown(self.logs, MAIL, MAIL)
+        victim = self.victim()
+        os.link(victim, self.log)
+        error = self.refused("--pidfile=", "--logfile", self.log)
+        self.assertIn("cannot open the log file: ", error)
+        self.assertIn("has 2 names (hard links)", error)
+        self.assertNotIn("\n", error)
+        self.assertRootsOwn(victim)
+
+    def test_pid_file_symbolic_link(self) -> None:
+        """A link to a name that does not exist yet: twistd kept it, and would have created the target as root."""
+        os.chown(self.logs, MAIL, MAIL)
+        target = os.path.join(self.base, "created-by-root")
+        os.symlink(target, self.pid)
+        self.refused("--pidfile", self.pid, "--logfile", self.log)  # its stderr is the log by then
+        self.assertEqual(read(self.log).count(f"cannot write the pid file: {self.pid} is a symbolic link"), 1, read(self.log))
+        self.assertFalse(os.path.lexists(target))
+        self.assertTrue(os.path.islink(self.pid))  # left as it was

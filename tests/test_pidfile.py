@@ -14,7 +14,7 @@ import time
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.fsaccess import Account
-from pymta.pidfile import hand_over_pid_file
+from pymta.pidfile import UnsafeFile, hand_over_pid_file, write_pid_file
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -114,3 +114,38 @@ class OwnDirectoryTests(SynchronousTestCase):
         self.assertIsNone(hand_over_pid_file(path, Account(4242, 4242)))
         st = os.stat(path)
         self.assertEqual((st.st_uid, st.st_gid), (4242, 4242))
+
+    def test_hard_link_not_given_away(self) -> None:
+        if os.getuid() != 0:
+            raise self.skipTest("needs root (chown)")
+        directory = tempfile.mkdtemp(prefix="pymta-pid-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chown(directory, 4242, 4242)
+        victim = os.path.join(directory, "victim")
+        with open(victim, "w") as f:
+            f.write("1\n")
+        os.chmod(victim, 0o600)
+        path = os.path.join(directory, "twistd.pid")
+        os.link(victim, path)  # what the account could do in its directory
+        e = self.assertRaises(UnsafeFile, hand_over_pid_file, path, Account(4242, 4242))
+        self.assertIn("has 2 names (hard links)", str(e))
+        self.assertEqual(os.stat(victim).st_uid, 0)
+
+    def test_written_anew_and_given_through_its_descriptor(self) -> None:
+        if os.getuid() != 0:
+            raise self.skipTest("needs root (chown)")
+        directory = tempfile.mkdtemp(prefix="pymta-pid-")
+        self.addCleanup(shutil.rmtree, directory, True)
+        os.chown(directory, 4242, 4242)
+        path = os.path.join(directory, "twistd.pid")
+        fd = write_pid_file(path)
+        try:
+            self.assertIsNone(hand_over_pid_file(path, Account(4242, 4242), fd))
+        finally:
+            os.close(fd)
+        st = os.stat(path)
+        self.assertEqual((st.st_uid, st.st_mode & 0o777), (4242, 0o644))
+        with open(path) as f:
+            self.assertEqual(f.read(), str(os.getpid()))
+        e = self.assertRaises(UnsafeFile, write_pid_file, path)  # never over what is there
+        self.assertIn("appeared after twistd checked it", str(e))

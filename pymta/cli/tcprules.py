@@ -53,6 +53,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"tcprules: fatal: {e.why}: {e.line}\n")
         sys.stderr.write(f"tcprules: {path}:{e.lineno}\n")
         return 100
+    for lineno, overlap in rules.overlaps:
+        sys.stderr.write(f"tcprules: warning: {path}:{lineno}: {overlap}\n")
     if args.check is None:
         sys.stdout.write(f"tcprules: {path}: ok, {len(rules)} rule keys\n")
         return 0

@@ -8,7 +8,8 @@ What the daemons find in files beyond the control files' syntax:
     (L{pymta.configcheck.controlfiles}, through L{pymta.extracontrols}).
   - C{etc/tcp.smtp}: L{pymta.smtpd.access.AccessRules}, every bad line
     (lines without a colon and addresses with a blank, such as
-    C{127.0.0.1 :deny}, are its errors too).
+    C{127.0.0.1 :deny}, are its errors too), and a warning for each line
+    earlier lines take a part of (a range that still applies to the rest).
 """
 
 from __future__ import annotations
@@ -56,3 +57,6 @@ def check_tcp_smtp(ctx: CheckContext) -> Iterator[Problem]:
                         lambda e: e.lineno)
     for error in found:
         yield Problem(path, error.lineno, ERROR, error.reason)
+    if not found:
+        for lineno, overlap in AccessRules.parse(text, path).overlaps:
+            yield Problem(path, lineno, WARNING, overlap)

@@ -4,9 +4,11 @@ The configuration checks in the daemons: before they start, and before
 each reload.
 
 L{checked_reader} is what every twistd plugin (and so every .tac file)
-calls instead of C{ControlReader(root)}: it runs L{run_checks} with
-L{DAEMON_CHECKERS} (all of C{pymta check} but the queue's owner, which
-L{pymta.privileges} judges when it drops root), logs each
+calls instead of C{ControlReader(root)}: it runs L{run_checks} with the
+checks of the files that daemon reads (L{pymta.configcheck.daemonchecks}:
+never the queue's owner, which L{pymta.privileges} judges when it drops
+root; an expired certificate and a bad users/passwd line are warnings
+there), logs each
 warning, and on an error raises C{SystemExit} with one line naming the
 file and line (twistd prints it and exits 1, no traceback).  The reader it
 returns checks again before each reload (C{SIGHUP}, C{pymta ctl reload}):
@@ -21,7 +23,8 @@ from typing import Callable
 
 from twisted.logger import Logger
 
-from pymta.configcheck import DAEMON_CHECKERS, Problem, run_checks
+from pymta.configcheck import Problem, run_checks
+from pymta.configcheck.daemonchecks import checkers_of
 from pymta.control import ControlError, ControlReader
 
 __all__ = ["ConfigurationRefused", "checked_reader", "summary", "check_before_start", "reload_precheck"]
@@ -53,7 +56,7 @@ class ConfigurationRefused(ControlError):
 
 def _checked(root: str, program: str) -> list[Problem]:
     """Run the checks, log every warning; the errors."""
-    problems = run_checks(root, checkers=DAEMON_CHECKERS)
+    problems = run_checks(root, checkers=checkers_of(program))
     for problem in problems:
         if not problem.is_error:
             log.warn("{program}: {problem}", program=program, problem=str(problem))

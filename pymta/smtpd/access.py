@@ -22,7 +22,9 @@ with a blank (C{127.0.0.1 :deny}) or one that is none of the forms above
 (C{192.168.1.0/24}, C{192.168.1} without its final dot, C{mail.example}
 without C{=}, C{1.2.3.9-4}); an address that an earlier line already has
 (the first line wins in tcprules, so the later one never applies; ranges
-count); a variable name with a blank; a C{DATABYTES} that is not a decimal
+count: a range is refused only when every address in it is taken, and
+otherwise applies to the others, with L{AccessRules.overlaps} saying which
+were taken); a variable name with a blank; a C{DATABYTES} that is not a decimal
 number.  An exact IPv6 address or prefix is written as clients' addresses
 are looked up (lowercase, no leading zeros, C{::ffff:1.2.3.4} as
 C{1.2.3.4}), so C{2001:DB8::0001} matches C{2001:db8::1}.
@@ -194,16 +196,38 @@ def _expand_address(address: str) -> list[str]:
     return [_exact_ip(address)]
 
 
+def _key_name(key: str) -> str:
+    return repr(key) if key else "the default"
+
+
+def _never_applies(taken: list[str], rules: dict[str, AccessRule]) -> str:
+    """Why a line whose every key an earlier line has is refused."""
+    if len(taken) == 1:
+        return f"line {rules[taken[0]].lineno} already has a rule for {_key_name(taken[0])} (the first line would win, this one never apply)"
+    lines = ", ".join(str(n) for n in sorted({rules[key].lineno for key in taken}))
+    return f"every address of this line already has a rule (lines {lines}; the first line would win, this one never apply)"
+
+
+def _partly_taken(taken: list[str], count: int, rules: dict[str, AccessRule]) -> str:
+    """What earlier lines take from a line that still applies to its other keys (first wins, as in tcprules)."""
+    shown = ", ".join(f"{_key_name(key)} (line {rules[key].lineno})" for key in taken[:3])
+    more = f" and {len(taken) - 3} more" if len(taken) > 3 else ""
+    return f"earlier lines already have a rule for {shown}{more}; this line applies to its other {count - len(taken)} addresses"
+
+
 @dataclass
 class AccessRules:
     """A parsed rules file, looked up per connection."""
 
     rules: dict[str, AccessRule] = field(default_factory=dict)
     path: str = ""
+    #: (line number, what earlier lines take from it) for each line that applies only in part (worth a warning)
+    overlaps: list[tuple[int, str]] = field(default_factory=list)
 
     @classmethod
     def parse(cls, text: str, path: str = "tcp.smtp") -> "AccessRules":
         rules: dict[str, AccessRule] = {}
+        overlaps: list[tuple[int, str]] = []
         for lineno, raw in enumerate(text.split("\n"), 1):
             line = raw.rstrip(" \t\r")
             if not line or line.startswith("#"):
@@ -224,14 +248,15 @@ class AccessRules:
                 keys = _expand_address(m.group(1))
             except _BadAddress as e:
                 raise TcpRulesError(path, lineno, line, str(e)) from None
+            taken = [key for key in keys if key in rules]
+            if len(taken) == len(keys):
+                raise TcpRulesError(path, lineno, line, _never_applies(taken, rules))
+            if taken:
+                overlaps.append((lineno, _partly_taken(taken, len(keys), rules)))
             for key in keys:
-                if key in rules:
-                    raise TcpRulesError(
-                        path, lineno, line, f"line {rules[key].lineno} already has a rule for {repr(key) if key else 'the default'}"
-                        " (the first line would win, this one never apply)",
-                    )
-                rules[key] = AccessRule(key, allow, env, lineno)
-        return cls(rules, path)
+                if key not in rules:
+                    rules[key] = AccessRule(key, allow, env, lineno)
+        return cls(rules, path, overlaps)
 
     @classmethod
     def load(cls, path: str) -> "AccessRules":

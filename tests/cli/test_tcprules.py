@@ -68,3 +68,22 @@ class TcpRulesCommand(SynchronousTestCase):
 
     def test_usage_error(self) -> None:
         self.assertEqual(self.run_cmd("--bogus")[0], 100)
+
+    def test_partly_taken_range_is_a_warning(self) -> None:
+        self.write("10.0.0.5:deny\n10.0.0.1-255:allow\n")
+        code, out, err = self.run_cmd("--root", self.root)
+        self.assertEqual(code, 0)
+        self.assertIn("ok, 255 rule keys", out)
+        self.assertEqual(err, f"tcprules: warning: {self.path}:2: earlier lines already have a rule for '10.0.0.5' "
+                              "(line 1); this line applies to its other 254 addresses\n")
+        code, out, err = self.run_cmd("--root", self.root, "--check", "10.0.0.5")
+        self.assertEqual(code, 0)
+        self.assertIn("(line 1)", out)
+        self.assertIn("deny connection", out)
+
+    def test_wholly_taken_range_is_refused(self) -> None:
+        self.write("10.0.0.5:deny\n10.0.0.4:deny\n10.0.0.4-5:allow\n")
+        code, out, err = self.run_cmd("--root", self.root)
+        self.assertEqual(code, 100)
+        self.assertIn("tcprules: fatal: every address of this line already has a rule (lines 1, 2;", err)
+        self.assertIn(f"tcprules: {self.path}:3", err)

@@ -97,10 +97,10 @@ class RefusalTests(SynchronousTestCase):
                 self.assertOneLine(proc, f"pymta-smtpd: configuration error, not starting: {root}/{where}", text)
 
     def test_every_plugin_and_tac_file(self) -> None:
-        """Issue 13 item 9: a bad etc/tcp.smtp is one line under the all-in-one twistd pymta too."""
+        """Issue 13 item 9: a bad file every daemon reads (a control file) is one line under each of them."""
         root = init_root(self)
-        write(root, "etc/tcp.smtp", "1.2.3.4:perhaps\n")
-        where = f"{root}/etc/tcp.smtp:1: unable to parse this line: 1.2.3.4:perhaps"
+        write(root, "control/databytes", "lots\n")
+        where = f"{root}/control/databytes:1: "
         env = {"PYMTA_ROOT": root, "PYMTA_SMTP": LOOPBACK, "PYMTA_SUBMISSION": LOOPBACK, "PYMTA_POP3": LOOPBACK}
         runs = [
             ("pymta", twistd(root, "pymta", "--root", root, "--smtp", LOOPBACK, "--pop3", LOOPBACK)),

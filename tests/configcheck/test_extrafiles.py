@@ -129,3 +129,19 @@ class TcpSmtpTests(SynchronousTestCase):
         self.assertEqual(check(root, check_tcp_smtp), [])
         write(root, "etc/tcp.smtp", "")
         self.assertEqual(check(root, check_tcp_smtp), [])
+
+    def test_a_range_partly_taken_is_a_warning(self) -> None:
+        """A range after an exact address still applies to the others (tcprules): pymta check warns, no error."""
+        root = init_root(self)
+        write(root, "etc/tcp.smtp", "10.0.0.5:deny\n10.0.0.1-255:allow\n")
+        problems = check(root, check_tcp_smtp)
+        self.assertEqual(located(root, problems), [("etc/tcp.smtp", 2, WARNING)])
+        self.assertEqual(problems[0].text, "earlier lines already have a rule for '10.0.0.5' (line 1); "
+                                           "this line applies to its other 254 addresses")
+
+    def test_a_range_wholly_taken_is_an_error(self) -> None:
+        root = init_root(self)
+        write(root, "etc/tcp.smtp", "10.0.0.1-4:deny\n10.0.0.5:deny\n10.0.0.3-5:allow\n")
+        problems = check(root, check_tcp_smtp)
+        self.assertEqual(located(root, problems), [("etc/tcp.smtp", 3, ERROR)])
+        self.assertIn("every address of this line already has a rule (lines 1, 2;", problems[0].text)

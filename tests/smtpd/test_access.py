@@ -135,6 +135,23 @@ class Parsing(SynchronousTestCase):
         error = self.assertRaises(TcpRulesError, AccessRules.parse, "::1:allow\n0:0:0:0:0:0:0:1:deny\n")
         self.assertIn("line 1 already has a rule for '::1'", str(error))
 
+    def test_range_after_an_exact_address_applies_to_the_others(self) -> None:
+        """tcprules: the first line wins for 10.0.0.5, the range still applies to the other 254 addresses."""
+        rules = AccessRules.parse("10.0.0.5:deny\n10.0.0.1-255:allow\n")
+        self.assertFalse(rules.lookup("10.0.0.5").allow)
+        self.assertEqual(rules.lookup("10.0.0.5").lineno, 1)
+        self.assertTrue(rules.lookup("10.0.0.1").allow)
+        self.assertEqual(rules.lookup("10.0.0.255").lineno, 2)
+        self.assertEqual(rules.overlaps, [(2, "earlier lines already have a rule for '10.0.0.5' (line 1); "
+                                              "this line applies to its other 254 addresses")])
+        self.assertEqual(AccessRules.parse("10.0.0.1-3:deny\n10.0.0.4:allow\n").overlaps, [])
+
+    def test_range_every_address_of_which_is_taken_refused(self) -> None:
+        error = self.assertRaises(TcpRulesError, AccessRules.parse, "10.0.0.1-2:deny\n10.0.0.3:deny\n10.0.0.2-3:allow\n")
+        self.assertEqual(error.lineno, 3)
+        self.assertIn("every address of this line already has a rule (lines 1, 2; the first line would win, "
+                      "this one never apply)", str(error))
+
     def test_variables_checked(self) -> None:
         self.refused('10.0.0.1:allow, RELAYCLIENT=""', "bad variable name ' RELAYCLIENT'")
         self.refused('10.0.0.1:allow,DATABYTES="10M"', "DATABYTES must be a decimal number, not '10M'")
