@@ -30,6 +30,9 @@ Choices, documented:
     qmail); a password check or mailbox child does not count, a RETR gets
     a whole period whenever its output moves on.  At the deadline the
     connection is closed silently (qmail does so).
+  - Every close goes through L{ConnectionCloser}: an unfinished TLS
+    handshake is aborted, a client that does not read is aborted after a
+    grace period.
   - Connections are counted at accept, in total and per client address
     (L{ConnectionLimiter}); the excess gets C{-ERR [SYS/TEMP]} and is closed.
   - A dropped connection deletes nothing.
@@ -44,13 +47,15 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IOpenSSLContextFactory, ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import IHandshakeListener, IOpenSSLContextFactory, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
+from pymta.connectionclose import ConnectionCloser
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.linedeadline import LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
@@ -107,6 +112,7 @@ class ServerSettings:
         return LoginRules(self.limiter, self.reactor_time(), self.failure_delay, self.max_failures_per_connection)
 
 
+@implementer(IHandshakeListener)
 class POP3Server(Protocol, TransactionCommands):
     """One POP3 connection."""
     transport: IStreamTransport  # every method but __init__ runs once connected
@@ -115,6 +121,7 @@ class POP3Server(Protocol, TransactionCommands):
         self.settings = settings
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
+        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
         self._counted = False
         self.state = "AUTHORIZATION"
         self.timestamp = b""
@@ -145,6 +152,8 @@ class POP3Server(Protocol, TransactionCommands):
         if factory is not None:
             factory.connections.add(self)
         settings = self.settings
+        if ISSLTransport.providedBy(self.transport):
+            self._closer.tls_started()
         refusal = settings.connections.acquire(
             self.peer_address(), settings.max_connections, settings.max_connections_per_address
         )
@@ -176,7 +185,11 @@ class POP3Server(Protocol, TransactionCommands):
             if transport is None:
                 return
 
+    def handshakeCompleted(self) -> None:
+        self._closer.handshake_completed()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closer.lost()
         factory = getattr(self, "factory", None)
         if factory is not None:
             factory.connections.discard(self)
@@ -198,7 +211,7 @@ class POP3Server(Protocol, TransactionCommands):
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
 
     def send(self, line: bytes) -> None:
         if not self._closed:
@@ -432,6 +445,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._skipping = False
         self.user = None
         self._tls_started = True
+        self._closer.tls_started()
         cast(ITLSTransport, self.transport).startTLS(self.settings.tls_context)  # type: ignore[arg-type]  # takes a context factory too
 
     def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:

@@ -30,11 +30,13 @@ import os
 from typing import Any, Callable, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
+from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter, QueueRefused
 from pymta.linedeadline import DATA_RATE, LineDeadline
 from pymta.smtpd import policy
@@ -46,6 +48,7 @@ from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
+from pymta.smtpd.remotehost import can_look_up, remote_host_name
 from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
@@ -57,6 +60,7 @@ REPLY_TIMEOUT = "451 timeout (#4.4.2)"
 RBL_HOST = "rblsmtpd.local"
 
 
+@implementer(IHandshakeListener)
 class SMTPServerProtocol(Protocol, AuthCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
@@ -74,6 +78,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._paused = False
         self._queue_full = False
         self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
+        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
         self._counted = False
         self._pending: defer.Deferred | None = None
         self._cancel_on_close = False
@@ -104,6 +109,8 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
+        if self.tls:
+            self._closer.tls_started()
         # counted at accept, before any lookup: parallel connects cannot pass the limits
         refusal = self.ctx.limiter.acquire(
             self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
@@ -114,27 +121,13 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._counted = True
         rules = self.ctx.rules
         resolver = self.ctx.resolver
-        if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
-            # tcpserver -h -p: the client's name (TCPREMOTEHOST) for =host rules and the Received
-            # line, only when it maps back to the client's address (a PTR alone is the client's word)
-            d = resolver.ptr(self.remote_ip)
-            d.addCallback(self._confirm_name, resolver)
-            d.addTimeout(self.ctx.reverse_lookup_seconds, self.clock)
-            d.addCallbacks(lambda name: name, lambda failure: None)
-            d.addCallback(self._admit)
-            self._run_pending(d, cancel_on_close=True)
+        if rules.uses_host_names and can_look_up(resolver) and self.remote_ip != "unknown":
+            d = remote_host_name(resolver, self.remote_ip, self.ctx.reverse_lookup_seconds, self.clock)
+            self._run_pending(d.addCallback(self._admit), cancel_on_close=True)
             return
         pending = self._admit(None)
         if pending is not None:
             self._run_pending(pending, cancel_on_close=True)
-
-    def _confirm_name(self, names: list[str], resolver: Any) -> defer.Deferred | None:
-        """The first PTR name if its addresses include the client's (tcpserver -p), else None."""
-        if not names or not hasattr(resolver, "addresses"):
-            return None
-        name = names[0].rstrip(".")
-        d: defer.Deferred = resolver.addresses(name)
-        return d.addCallback(lambda found: name if self.remote_ip in {normalise_ip(a) for a in found} else None)
 
     def _admit(self, remote_host: str | None) -> defer.Deferred | None:
         """
@@ -148,7 +141,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
             log.info("smtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
             self._release_slot()
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return None
         self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
         if remote_host is not None:
@@ -187,8 +180,12 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._deadline.restart()
         self.reply(f"220 {RBL_HOST}")
 
+    def handshakeCompleted(self) -> None:
+        self._closer.handshake_completed()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._mode = CLOSED
+        self._closer.lost()
         self._buf = b""
         self._deadline.stop()
         self._release_slot()
@@ -215,7 +212,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.reply(line)
         self._mode = CLOSED
         self._buf = b""
-        self.transport.loseConnection()
+        self._closer.close(self.transport)
 
     # -- deadline (pymta.linedeadline: per line, held while the server works) --
 
@@ -224,7 +221,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
             return
         if self._mode == RBL:
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return
         rate = " (DATA below mindatarate)" if reason == DATA_RATE else ""
         log.info("smtpd: {ip}: timeout{rate}", ip=self.remote_ip, rate=rate)
@@ -616,11 +613,12 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.esmtp = False
         self.auth_user = None
         self._reset_transaction()
+        self._closer.tls_started()
         try:
             cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
         except Exception:
             log.failure("smtpd: STARTTLS failed to start")
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return
         self.tls = True
