@@ -60,6 +60,7 @@ from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.linedeadline import LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
 from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
+from pymta.pop3d.logindeadline import LOGIN_WITHIN_SECONDS, REPLY_TOO_SLOW, LoginDeadline
 from pymta.pop3d.mailbox import MailboxSession, NoMaildir
 from pymta.pop3d.transaction import TransactionCommands
 from pymta.streamtransport import IStreamTransport
@@ -90,6 +91,7 @@ class ServerSettings:
     tls_context: IOpenSSLContextFactory | None = None  # a ServerTLS, for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
+    login_within: float = LOGIN_WITHIN_SECONDS  # seconds from the greeting to a login (pymta.pop3d.logindeadline)
     max_connections: int = 40  # control/concurrencypop3
     max_connections_per_address: int = 10  # control/concurrencypop3perip
     connections: ConnectionLimiter = field(default_factory=ConnectionLimiter)
@@ -122,6 +124,7 @@ class POP3Server(Protocol, TransactionCommands):
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
         self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._login_deadline = LoginDeadline(self.clock, settings.login_within, self._login_too_slow)
         self._counted = False
         self.state = "AUTHORIZATION"
         self.timestamp = b""
@@ -168,6 +171,7 @@ class POP3Server(Protocol, TransactionCommands):
             "ascii", "replace"
         )
         self._deadline.restart()
+        self._login_deadline.start()
         self.send(b"+OK " + self.timestamp)
 
     def _no_delay(self) -> None:
@@ -195,6 +199,7 @@ class POP3Server(Protocol, TransactionCommands):
             factory.connections.discard(self)
         self._closed = True
         self._deadline.stop()
+        self._login_deadline.stop()
         if self._counted:
             self._counted = False
             self.settings.connections.release(self.peer_address())
@@ -206,6 +211,11 @@ class POP3Server(Protocol, TransactionCommands):
 
     def _timed_out(self, reason: str) -> None:
         log.info("pop3 timeout from {peer}", peer=self.peer_address())
+        self.close()
+
+    def _login_too_slow(self) -> None:
+        log.info("pop3 no login within {seconds} s from {peer}", seconds=self.settings.login_within, peer=self.peer_address())
+        self.err(REPLY_TOO_SLOW)
         self.close()
 
     def close(self) -> None:
@@ -293,6 +303,7 @@ class POP3Server(Protocol, TransactionCommands):
             return
         if isinstance(result, defer.Deferred):
             self._busy = True
+            self._login_deadline.hold()
             result.addErrback(self._command_crashed)
             result.addBoth(self._command_done)
         else:
@@ -306,6 +317,7 @@ class POP3Server(Protocol, TransactionCommands):
     def _command_done(self, _: object) -> None:
         self._busy = False
         self._deadline.release()
+        self._login_deadline.release()
         if not self._closed:
             self._process()
 
@@ -478,6 +490,7 @@ class POP3Server(Protocol, TransactionCommands):
             if hasattr(mailbox, "on_progress"):
                 mailbox.on_progress = self._deadline.release  # type: ignore[attr-defined]
             self.state = "TRANSACTION"
+            self._login_deadline.stop()
             log.info(
                 "pop3 login {user} from {peer}: {count} messages",
                 user=safe_log(account.name), peer=self.peer_address(), count=len(mailbox.messages),

@@ -46,6 +46,8 @@ from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
+from pymta.smtpd.idlecommands import IdleCommands
+from pymta.smtpd.junk import REPLY_TOO_MUCH_JUNK, JunkCounter
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
@@ -61,7 +63,7 @@ RBL_HOST = "rblsmtpd.local"
 
 
 @implementer(IHandshakeListener)
-class SMTPServerProtocol(Protocol, AuthCommands):
+class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
 
@@ -79,6 +81,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._queue_full = False
         self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
         self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._junk = JunkCounter(context.junk_command_limit, context.max_recipients)
         self._counted = False
         self._pending: defer.Deferred | None = None
         self._cancel_on_close = False
@@ -335,8 +338,14 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         if self._mode == RBL:
             self._rbl_command(verb_text)
             return None
-        handler: Callable[[str], defer.Deferred | None] | None = getattr(self, "smtp_" + verb_text, None)
-        if handler is None or not verb_text.isalpha():
+        handler: Callable[[str], defer.Deferred | None] | None = (
+            getattr(self, "smtp_" + verb_text, None) if verb_text.isalpha() else None
+        )
+        if self._junk.command(verb_text, handler is not None):
+            log.info("smtpd: {ip}: too many commands that make no progress", ip=self.remote_ip)
+            self._close_with(REPLY_TOO_MUCH_JUNK)
+            return None
+        if handler is None:
             self.reply(REPLY_UNIMPLEMENTED)
             return None
         return handler(arg_text)
@@ -568,6 +577,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
 
         def queued(receipt: Any) -> None:
             log.info("smtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
+            self._junk.message_accepted()
             self.reply(f"250 ok {int(self.clock.seconds())} qp {receipt.qp}")
 
         def refused(failure: Failure) -> None:
@@ -581,19 +591,6 @@ class SMTPServerProtocol(Protocol, AuthCommands):
                 self.reply("451 qq temporary problem (#4.3.0)")
 
         return d.addCallbacks(queued, refused)
-
-    def smtp_rset(self, arg: str) -> None:
-        self._reset_transaction()
-        self.reply("250 flushed")
-
-    def smtp_noop(self, arg: str) -> None:
-        self.reply("250 ok")
-
-    def smtp_vrfy(self, arg: str) -> None:
-        self.reply("252 send some mail, i'll try my best")
-
-    def smtp_help(self, arg: str) -> None:
-        self.reply("214 pymta, a qmail-compatible mail transfer agent")
 
     def smtp_quit(self, arg: str) -> None:
         self._close_with(f"221 {self.controls.smtpgreeting}")
