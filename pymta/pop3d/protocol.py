@@ -57,7 +57,7 @@ from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
 from pymta.connectionclose import ConnectionCloser
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
-from pymta.linedeadline import LineDeadline
+from pymta.linedeadline import Hold, LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
 from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
 from pymta.pop3d.logindeadline import LOGIN_WITHIN_SECONDS, REPLY_TOO_SLOW, LoginDeadline
@@ -137,6 +137,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._buffer = b""
         self._skipping = False
         self._busy = False
+        self._command_hold: Hold | None = None  # the deadline, held while a command is worked on
         self._processing = False
         self._closed = False
         self._reading_paused = False
@@ -293,7 +294,7 @@ class POP3Server(Protocol, TransactionCommands):
             self.transport.resumeProducing()
 
     def _run(self, line: bytes) -> None:
-        self._deadline.hold()  # the server's own work does not count against the client
+        self._command_hold = self._deadline.hold()  # the server's own work does not count against the client
         try:
             result = self._dispatch(line)
         except Exception:
@@ -307,7 +308,13 @@ class POP3Server(Protocol, TransactionCommands):
             result.addErrback(self._command_crashed)
             result.addBoth(self._command_done)
         else:
-            self._deadline.release()
+            self._command_hold.release()
+
+    def _output_moved_on(self) -> None:
+        """The command is answered, or its long reply is being read: the client's time counts again."""
+        if self._command_hold is not None:
+            self._command_hold.release()
+        self._deadline.progress()
 
     def _command_crashed(self, failure: Failure) -> None:
         log.failure("pop3 command failed", failure)
@@ -316,7 +323,7 @@ class POP3Server(Protocol, TransactionCommands):
 
     def _command_done(self, _: object) -> None:
         self._busy = False
-        self._deadline.release()
+        self._output_moved_on()
         self._login_deadline.release()
         if not self._closed:
             self._process()
@@ -488,7 +495,7 @@ class POP3Server(Protocol, TransactionCommands):
             self.account = account
             self.mailbox = mailbox
             if hasattr(mailbox, "on_progress"):
-                mailbox.on_progress = self._deadline.release  # type: ignore[attr-defined]
+                mailbox.on_progress = self._output_moved_on  # type: ignore[attr-defined]
             self.state = "TRANSACTION"
             self._login_deadline.stop()
             log.info(

@@ -38,7 +38,7 @@ from zope.interface import implementer
 
 from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter, QueueRefused
-from pymta.linedeadline import DATA_RATE, LineDeadline
+from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.access import normalise_ip
 from pymta.smtpd.auth import SASLExchange
@@ -75,10 +75,10 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._buf = b""
         self._mode = COMMAND
         self._after_skip = COMMAND
-        self._busy = False
+        self._busy: Hold | None = None  # a command's Deferred is pending
         self._processing = False
         self._paused = False
-        self._queue_full = False
+        self._queue_full: Hold | None = None  # the queue writer's buffer is over its bound
         self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
         self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
         self._junk = JunkCounter(context.junk_command_limit, context.max_recipients)
@@ -242,15 +242,15 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
 
     def _run_pending(self, d: defer.Deferred, cancel_on_close: bool = False) -> None:
         """Hold further input until C{d} fires."""
-        self._busy = True
-        self._deadline.hold()  # the server's own work does not count against the client
+        self._busy = self._deadline.hold()  # the server's own work does not count against the client
         self._pending = d
         self._cancel_on_close = cancel_on_close
 
         def done(result: object) -> None:
             self._pending = None
-            self._busy = False
-            self._deadline.release()
+            busy, self._busy = self._busy, None
+            if busy is not None:
+                busy.release()
             if isinstance(result, Failure) and not result.check(defer.CancelledError):
                 log.failure("smtpd: unexpected error", result)
                 if self._mode != CLOSED:
@@ -267,7 +267,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
             return
         self._processing = True
         try:
-            while not self._busy and self._buf and self._mode != CLOSED:
+            while self._busy is None and self._buf and self._mode != CLOSED:
                 if self._mode == DATA:
                     self._process_data()
                     if self._mode == DATA:
@@ -301,7 +301,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._flow_control()
 
     def _flow_control(self) -> None:
-        waiting = (self._busy and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full
+        waiting = (self._busy is not None and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full is not None
         if waiting and not self._paused and self._mode != CLOSED:
             self._paused = True
             self.transport.pauseProducing()
@@ -541,11 +541,11 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         """The queue writer's buffer went over its bound (C{full}) or drained: stop or go on reading."""
         if full and writer is not self._writer:
             return
-        self._queue_full = full
-        if full:
-            self._deadline.hold()
-        else:
-            self._deadline.release()
+        if full and self._queue_full is None:
+            self._queue_full = self._deadline.hold()
+        elif not full and self._queue_full is not None:
+            hold, self._queue_full = self._queue_full, None
+            hold.release()
         if not self._processing:
             self._flow_control()
 
