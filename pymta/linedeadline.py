@@ -10,10 +10,14 @@ server starts waiting for it:
   - L{LineDeadline.restart}: a new line starts now (greeting sent);
   - L{LineDeadline.received}: bytes arrived; only a line end (LF) starts
     the next line's period, other bytes change nothing;
-  - L{LineDeadline.hold} / L{LineDeadline.release}: the server is busy (a
-    queue commit, a password check, a mailbox child, a full queue buffer)
-    and the time does not count against the client; C{release} gives it a
-    whole period again (also used for progress of a long reply).
+  - L{LineDeadline.hold}: the server is busy (a queue commit, a password
+    check, a mailbox child, a full queue buffer) and the time does not
+    count against the client until the L{Hold} it returns is released.
+    Holds are counted: the deadline runs again only when the last one is
+    released, which gives the client a whole period; releasing a hold
+    twice changes nothing;
+  - L{LineDeadline.progress}: the server's output moved on (a long RETR
+    being read): a whole period from now, unless held.
 
 For a DATA phase, L{LineDeadline.start_data} adds a minimum average rate:
 a message may take C{seconds} whatever its size; after that its bytes
@@ -30,10 +34,27 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["LineDeadline", "LINE", "DATA_RATE"]
+__all__ = ["LineDeadline", "Hold", "LINE", "DATA_RATE"]
 
 LINE = "line"  # a line was not complete within the period
 DATA_RATE = "data rate"  # DATA fell below its minimum average rate
+
+
+class Hold:
+    """One reason the deadline is held (L{LineDeadline.hold}); L{release} it once the work is done."""
+
+    def __init__(self, deadline: "LineDeadline") -> None:
+        self._deadline: LineDeadline | None = deadline
+
+    @property
+    def active(self) -> bool:
+        return self._deadline is not None
+
+    def release(self) -> None:
+        """The work is done; later calls change nothing."""
+        deadline, self._deadline = self._deadline, None
+        if deadline is not None:
+            deadline._released()
 
 
 class LineDeadline:
@@ -48,7 +69,8 @@ class LineDeadline:
         self.seconds = seconds
         self._expired = expired
         self._since = 0.0  # when the current line's period started
-        self._held_at: float | None = None  # when a hold began; None when not held
+        self._held_at: float | None = None  # when the first of the current holds began; None when not held
+        self._holds = 0  # holds not released yet
         self._started = False
         self._stopped = False  # for good
         self._call: Any = None
@@ -72,20 +94,26 @@ class LineDeadline:
         if b"\n" in data:
             self._since = self.clock.seconds()
 
-    def hold(self) -> None:
-        """The server works: no deadline until L{release}."""
-        if self._held_at is None:
+    def hold(self) -> Hold:
+        """The server works: no deadline until every hold is released."""
+        if self._holds == 0:
             self._held_at = self.clock.seconds()
+        self._holds += 1
+        return Hold(self)
 
-    def release(self) -> None:
-        """
-        The server waits for the client again, or its output to the client
-        moved on (a long RETR being read): a whole period from now.
-        """
+    def _released(self) -> None:
+        self._holds -= 1
+        if self._holds > 0:
+            return
         if self._held_at is not None:
             self._data_held += self.clock.seconds() - self._held_at
             self._held_at = None
-        self.restart()
+        self.restart()  # the server waits for the client again: a whole period
+
+    def progress(self) -> None:
+        """The server's output to the client moved on (a long RETR being read): a whole period from now, unless held."""
+        if self._holds == 0:
+            self.restart()
 
     @property
     def held(self) -> bool:

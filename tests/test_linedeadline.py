@@ -64,27 +64,66 @@ class Lines(Base):
     def test_hold_and_release(self) -> None:
         self.deadline.restart()
         self.clock.advance(50)
-        self.deadline.hold()
+        hold = self.deadline.hold()
         self.assertTrue(self.deadline.held)
         self.clock.advance(3600)
         self.assertEqual(self.expired, [])
         self.deadline.received(b"pipelined\r\n")  # the next line arrived while the server worked
-        self.deadline.release()
+        hold.release()
         self.assertFalse(self.deadline.held)
         self.clock.advance(59)
         self.assertEqual(self.expired, [])
         self.clock.advance(1)
         self.assertEqual(self.expired, [(1000 + 50 + 3600 + 60, LINE)])
 
-    def test_release_as_progress_without_hold(self) -> None:
+    def test_progress_without_hold(self) -> None:
         self.deadline.restart()
         for _ in range(10):  # a long reply the client keeps reading
             self.clock.advance(40)
-            self.deadline.release()
+            self.deadline.progress()
         self.clock.advance(59)
         self.assertEqual(self.expired, [])
         self.clock.advance(1)
         self.assertEqual(self.expired, [(1460, LINE)])
+
+    def test_holds_are_counted(self) -> None:
+        """A queue buffer draining while a commit is pending does not start the client's clock."""
+        self.deadline.restart()
+        commit = self.deadline.hold()
+        queue_full = self.deadline.hold()
+        self.clock.advance(100)
+        queue_full.release()
+        self.assertTrue(self.deadline.held)
+        self.clock.advance(1000)  # the commit takes its time
+        self.assertEqual(self.expired, [])
+        commit.release()
+        self.assertFalse(self.deadline.held)
+        self.clock.advance(60)
+        self.assertEqual(self.expired, [(1000 + 1100 + 60, LINE)])
+
+    def test_a_hold_released_twice_counts_once(self) -> None:
+        self.deadline.restart()
+        first = self.deadline.hold()
+        second = self.deadline.hold()
+        first.release()
+        first.release()
+        self.assertFalse(first.active)
+        self.assertTrue(self.deadline.held)
+        self.clock.advance(1000)
+        self.assertEqual(self.expired, [])
+        second.release()
+        self.clock.advance(60)
+        self.assertEqual(len(self.expired), 1)
+
+    def test_progress_while_held_changes_nothing(self) -> None:
+        self.deadline.restart()
+        hold = self.deadline.hold()
+        self.deadline.progress()
+        self.clock.advance(1000)
+        self.assertEqual(self.expired, [])
+        hold.release()
+        self.clock.advance(60)
+        self.assertEqual(self.expired, [(2060, LINE)])
 
     def test_stop(self) -> None:
         self.deadline.restart()
@@ -96,9 +135,9 @@ class Lines(Base):
     def test_stopped_for_good(self) -> None:
         """Work finishing after the connection is gone arms no timer (it would keep the session in memory)."""
         self.deadline.restart()
-        self.deadline.hold()
+        hold = self.deadline.hold()
         self.deadline.stop()
-        self.deadline.release()
+        hold.release()
         self.deadline.restart()
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
@@ -147,9 +186,9 @@ class DataRate(Base):
     def test_time_held_does_not_count(self) -> None:
         self.deadline.start_data(100)
         self.clock.advance(30)
-        self.deadline.hold()  # the queue cannot take more
+        hold = self.deadline.hold()  # the queue cannot take more
         self.clock.advance(1000)
-        self.deadline.release()
+        hold.release()
         self.clock.advance(29)
         self.assertEqual(self.expired, [])
         self.deadline.received(b"\n")

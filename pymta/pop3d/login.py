@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
-from pymta.loginflow import BUSY, ERROR, OK, REFUSED, TEMPORARY, WRONG, LoginOutcome, limited_login
+from pymta.loginflow import BUSY, ERROR, OK, REFUSED, TEMPORARY, LoginOutcome, limited_login
 from pymta.pop3d.auth import LoginFailed, LoginTemporaryFailure
 
 __all__ = ["LoginAnswer", "LoginRules", "attempt_login", "MAX_DELAY"]

@@ -30,6 +30,9 @@ Choices, documented:
     qmail); a password check or mailbox child does not count, a RETR gets
     a whole period whenever its output moves on.  At the deadline the
     connection is closed silently (qmail does so).
+  - Every close goes through L{ConnectionCloser}: an unfinished TLS
+    handshake is aborted, a client that does not read is aborted after a
+    grace period.
   - Connections are counted at accept, in total and per client address
     (L{ConnectionLimiter}); the excess gets C{-ERR [SYS/TEMP]} and is closed.
   - A dropped connection deletes nothing.
@@ -44,17 +47,20 @@ from dataclasses import dataclass, field
 from typing import Callable, Optional, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IOpenSSLContextFactory, ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import IHandshakeListener, IOpenSSLContextFactory, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Factory, Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
+from pymta.connectionclose import ConnectionCloser
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
-from pymta.linedeadline import LineDeadline
+from pymta.linedeadline import Hold, LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
 from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
+from pymta.pop3d.logindeadline import LOGIN_WITHIN_SECONDS, REPLY_TOO_SLOW, LoginDeadline
 from pymta.pop3d.mailbox import MailboxSession, NoMaildir
 from pymta.pop3d.transaction import TransactionCommands
 from pymta.streamtransport import IStreamTransport
@@ -85,6 +91,7 @@ class ServerSettings:
     tls_context: IOpenSSLContextFactory | None = None  # a ServerTLS, for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
+    login_within: float = LOGIN_WITHIN_SECONDS  # seconds from the greeting to a login (pymta.pop3d.logindeadline)
     max_connections: int = 40  # control/concurrencypop3
     max_connections_per_address: int = 10  # control/concurrencypop3perip
     connections: ConnectionLimiter = field(default_factory=ConnectionLimiter)
@@ -107,6 +114,7 @@ class ServerSettings:
         return LoginRules(self.limiter, self.reactor_time(), self.failure_delay, self.max_failures_per_connection)
 
 
+@implementer(IHandshakeListener)
 class POP3Server(Protocol, TransactionCommands):
     """One POP3 connection."""
     transport: IStreamTransport  # every method but __init__ runs once connected
@@ -115,6 +123,8 @@ class POP3Server(Protocol, TransactionCommands):
         self.settings = settings
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
+        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._login_deadline = LoginDeadline(self.clock, settings.login_within, self._login_too_slow)
         self._counted = False
         self.state = "AUTHORIZATION"
         self.timestamp = b""
@@ -127,6 +137,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._buffer = b""
         self._skipping = False
         self._busy = False
+        self._command_hold: Hold | None = None  # the deadline, held while a command is worked on
         self._processing = False
         self._closed = False
         self._reading_paused = False
@@ -145,6 +156,8 @@ class POP3Server(Protocol, TransactionCommands):
         if factory is not None:
             factory.connections.add(self)
         settings = self.settings
+        if ISSLTransport.providedBy(self.transport):
+            self._closer.tls_started()
         refusal = settings.connections.acquire(
             self.peer_address(), settings.max_connections, settings.max_connections_per_address
         )
@@ -159,6 +172,7 @@ class POP3Server(Protocol, TransactionCommands):
             "ascii", "replace"
         )
         self._deadline.restart()
+        self._login_deadline.start()
         self.send(b"+OK " + self.timestamp)
 
     def _no_delay(self) -> None:
@@ -176,12 +190,17 @@ class POP3Server(Protocol, TransactionCommands):
             if transport is None:
                 return
 
+    def handshakeCompleted(self) -> None:
+        self._closer.handshake_completed()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self._closer.lost()
         factory = getattr(self, "factory", None)
         if factory is not None:
             factory.connections.discard(self)
         self._closed = True
         self._deadline.stop()
+        self._login_deadline.stop()
         if self._counted:
             self._counted = False
             self.settings.connections.release(self.peer_address())
@@ -195,10 +214,15 @@ class POP3Server(Protocol, TransactionCommands):
         log.info("pop3 timeout from {peer}", peer=self.peer_address())
         self.close()
 
+    def _login_too_slow(self) -> None:
+        log.info("pop3 no login within {seconds} s from {peer}", seconds=self.settings.login_within, peer=self.peer_address())
+        self.err(REPLY_TOO_SLOW)
+        self.close()
+
     def close(self) -> None:
         if not self._closed:
             self._closed = True
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
 
     def send(self, line: bytes) -> None:
         if not self._closed:
@@ -270,7 +294,7 @@ class POP3Server(Protocol, TransactionCommands):
             self.transport.resumeProducing()
 
     def _run(self, line: bytes) -> None:
-        self._deadline.hold()  # the server's own work does not count against the client
+        self._command_hold = self._deadline.hold()  # the server's own work does not count against the client
         try:
             result = self._dispatch(line)
         except Exception:
@@ -280,10 +304,17 @@ class POP3Server(Protocol, TransactionCommands):
             return
         if isinstance(result, defer.Deferred):
             self._busy = True
+            self._login_deadline.hold()
             result.addErrback(self._command_crashed)
             result.addBoth(self._command_done)
         else:
-            self._deadline.release()
+            self._command_hold.release()
+
+    def _output_moved_on(self) -> None:
+        """The command is answered, or its long reply is being read: the client's time counts again."""
+        if self._command_hold is not None:
+            self._command_hold.release()
+        self._deadline.progress()
 
     def _command_crashed(self, failure: Failure) -> None:
         log.failure("pop3 command failed", failure)
@@ -292,7 +323,8 @@ class POP3Server(Protocol, TransactionCommands):
 
     def _command_done(self, _: object) -> None:
         self._busy = False
-        self._deadline.release()
+        self._output_moved_on()
+        self._login_deadline.release()
         if not self._closed:
             self._process()
 
@@ -432,6 +464,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._skipping = False
         self.user = None
         self._tls_started = True
+        self._closer.tls_started()
         cast(ITLSTransport, self.transport).startTLS(self.settings.tls_context)  # type: ignore[arg-type]  # takes a context factory too
 
     def _login(self, user: bytes, check: Callable[[], defer.Deferred]) -> defer.Deferred:
@@ -462,8 +495,9 @@ class POP3Server(Protocol, TransactionCommands):
             self.account = account
             self.mailbox = mailbox
             if hasattr(mailbox, "on_progress"):
-                mailbox.on_progress = self._deadline.release  # type: ignore[attr-defined]
+                mailbox.on_progress = self._output_moved_on  # type: ignore[attr-defined]
             self.state = "TRANSACTION"
+            self._login_deadline.stop()
             log.info(
                 "pop3 login {user} from {peer}: {count} messages",
                 user=safe_log(account.name), peer=self.peer_address(), count=len(mailbox.messages),

@@ -22,6 +22,7 @@ from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
 from pymta.smtpd.dnsbl import DNSBL
+from pymta.smtpd.junk import JUNK_COMMAND_LIMIT
 from pymta.tls import ServerTLS
 
 __all__ = ["ConnectionLimiter", "SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
@@ -83,6 +84,7 @@ class SMTPDContext:
     auth_failure_delay: float = 1.0
     max_auth_failures: int = 3
     max_recipients: int = 1000
+    junk_command_limit: int = JUNK_COMMAND_LIMIT  # commands without progress (pymta.smtpd.junk)
     max_command_line: int = 4096
     max_data_line: int = 128 * 1024
     pipeline_buffer: int = 64 * 1024

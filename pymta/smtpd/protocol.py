@@ -30,22 +30,27 @@ import os
 from typing import Any, Callable, cast
 
 from twisted.internet import defer
-from twisted.internet.interfaces import ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport, ITLSTransport
 from twisted.internet.protocol import Protocol
 from twisted.logger import Logger
 from twisted.python.failure import Failure
+from zope.interface import implementer
 
 from pymta.clientaddress import normalise_ip
+from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter, QueueRefused
-from pymta.linedeadline import DATA_RATE, LineDeadline
+from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.auth import SASLExchange
 from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
+from pymta.smtpd.idlecommands import IdleCommands
+from pymta.smtpd.junk import REPLY_TOO_MUCH_JUNK, JunkCounter
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
+from pymta.smtpd.remotehost import can_look_up, remote_host_name
 from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
@@ -57,7 +62,8 @@ REPLY_TIMEOUT = "451 timeout (#4.4.2)"
 RBL_HOST = "rblsmtpd.local"
 
 
-class SMTPServerProtocol(Protocol, AuthCommands):
+@implementer(IHandshakeListener)
+class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
 
@@ -69,11 +75,13 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._buf = b""
         self._mode = COMMAND
         self._after_skip = COMMAND
-        self._busy = False
+        self._busy: Hold | None = None  # a command's Deferred is pending
         self._processing = False
         self._paused = False
-        self._queue_full = False
+        self._queue_full: Hold | None = None  # the queue writer's buffer is over its bound
         self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
+        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._junk = JunkCounter(context.junk_command_limit, context.max_recipients)
         self._counted = False
         self._pending: defer.Deferred | None = None
         self._cancel_on_close = False
@@ -104,6 +112,8 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
+        if self.tls:
+            self._closer.tls_started()
         # counted at accept, before any lookup: parallel connects cannot pass the limits
         refusal = self.ctx.limiter.acquire(
             self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
@@ -114,27 +124,13 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._counted = True
         rules = self.ctx.rules
         resolver = self.ctx.resolver
-        if rules.uses_host_names and resolver is not None and hasattr(resolver, "ptr") and self.remote_ip != "unknown":
-            # tcpserver -h -p: the client's name (TCPREMOTEHOST) for =host rules and the Received
-            # line, only when it maps back to the client's address (a PTR alone is the client's word)
-            d = resolver.ptr(self.remote_ip)
-            d.addCallback(self._confirm_name, resolver)
-            d.addTimeout(self.ctx.reverse_lookup_seconds, self.clock)
-            d.addCallbacks(lambda name: name, lambda failure: None)
-            d.addCallback(self._admit)
-            self._run_pending(d, cancel_on_close=True)
+        if rules.uses_host_names and can_look_up(resolver) and self.remote_ip != "unknown":
+            d = remote_host_name(resolver, self.remote_ip, self.ctx.reverse_lookup_seconds, self.clock)
+            self._run_pending(d.addCallback(self._admit), cancel_on_close=True)
             return
         pending = self._admit(None)
         if pending is not None:
             self._run_pending(pending, cancel_on_close=True)
-
-    def _confirm_name(self, names: list[str], resolver: Any) -> defer.Deferred | None:
-        """The first PTR name if its addresses include the client's (tcpserver -p), else None."""
-        if not names or not hasattr(resolver, "addresses"):
-            return None
-        name = names[0].rstrip(".")
-        d: defer.Deferred = resolver.addresses(name)
-        return d.addCallback(lambda found: name if self.remote_ip in {normalise_ip(a) for a in found} else None)
 
     def _admit(self, remote_host: str | None) -> defer.Deferred | None:
         """
@@ -148,7 +144,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
             log.info("smtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
             self._release_slot()
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return None
         self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
         if remote_host is not None:
@@ -187,8 +183,12 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._deadline.restart()
         self.reply(f"220 {RBL_HOST}")
 
+    def handshakeCompleted(self) -> None:
+        self._closer.handshake_completed()
+
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._mode = CLOSED
+        self._closer.lost()
         self._buf = b""
         self._deadline.stop()
         self._release_slot()
@@ -215,7 +215,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.reply(line)
         self._mode = CLOSED
         self._buf = b""
-        self.transport.loseConnection()
+        self._closer.close(self.transport)
 
     # -- deadline (pymta.linedeadline: per line, held while the server works) --
 
@@ -224,7 +224,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
             return
         if self._mode == RBL:
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return
         rate = " (DATA below mindatarate)" if reason == DATA_RATE else ""
         log.info("smtpd: {ip}: timeout{rate}", ip=self.remote_ip, rate=rate)
@@ -242,15 +242,15 @@ class SMTPServerProtocol(Protocol, AuthCommands):
 
     def _run_pending(self, d: defer.Deferred, cancel_on_close: bool = False) -> None:
         """Hold further input until C{d} fires."""
-        self._busy = True
-        self._deadline.hold()  # the server's own work does not count against the client
+        self._busy = self._deadline.hold()  # the server's own work does not count against the client
         self._pending = d
         self._cancel_on_close = cancel_on_close
 
         def done(result: object) -> None:
             self._pending = None
-            self._busy = False
-            self._deadline.release()
+            busy, self._busy = self._busy, None
+            if busy is not None:
+                busy.release()
             if isinstance(result, Failure) and not result.check(defer.CancelledError):
                 log.failure("smtpd: unexpected error", result)
                 if self._mode != CLOSED:
@@ -267,7 +267,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
             return
         self._processing = True
         try:
-            while not self._busy and self._buf and self._mode != CLOSED:
+            while self._busy is None and self._buf and self._mode != CLOSED:
                 if self._mode == DATA:
                     self._process_data()
                     if self._mode == DATA:
@@ -301,7 +301,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self._flow_control()
 
     def _flow_control(self) -> None:
-        waiting = (self._busy and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full
+        waiting = (self._busy is not None and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full is not None
         if waiting and not self._paused and self._mode != CLOSED:
             self._paused = True
             self.transport.pauseProducing()
@@ -338,8 +338,14 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         if self._mode == RBL:
             self._rbl_command(verb_text)
             return None
-        handler: Callable[[str], defer.Deferred | None] | None = getattr(self, "smtp_" + verb_text, None)
-        if handler is None or not verb_text.isalpha():
+        handler: Callable[[str], defer.Deferred | None] | None = (
+            getattr(self, "smtp_" + verb_text, None) if verb_text.isalpha() else None
+        )
+        if self._junk.command(verb_text, handler is not None):
+            log.info("smtpd: {ip}: too many commands that make no progress", ip=self.remote_ip)
+            self._close_with(REPLY_TOO_MUCH_JUNK)
+            return None
+        if handler is None:
             self.reply(REPLY_UNIMPLEMENTED)
             return None
         return handler(arg_text)
@@ -535,11 +541,11 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         """The queue writer's buffer went over its bound (C{full}) or drained: stop or go on reading."""
         if full and writer is not self._writer:
             return
-        self._queue_full = full
-        if full:
-            self._deadline.hold()
-        else:
-            self._deadline.release()
+        if full and self._queue_full is None:
+            self._queue_full = self._deadline.hold()
+        elif not full and self._queue_full is not None:
+            hold, self._queue_full = self._queue_full, None
+            hold.release()
         if not self._processing:
             self._flow_control()
 
@@ -571,6 +577,7 @@ class SMTPServerProtocol(Protocol, AuthCommands):
 
         def queued(receipt: Any) -> None:
             log.info("smtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
+            self._junk.message_accepted()
             self.reply(f"250 ok {int(self.clock.seconds())} qp {receipt.qp}")
 
         def refused(failure: Failure) -> None:
@@ -584,19 +591,6 @@ class SMTPServerProtocol(Protocol, AuthCommands):
                 self.reply("451 qq temporary problem (#4.3.0)")
 
         return d.addCallbacks(queued, refused)
-
-    def smtp_rset(self, arg: str) -> None:
-        self._reset_transaction()
-        self.reply("250 flushed")
-
-    def smtp_noop(self, arg: str) -> None:
-        self.reply("250 ok")
-
-    def smtp_vrfy(self, arg: str) -> None:
-        self.reply("252 send some mail, i'll try my best")
-
-    def smtp_help(self, arg: str) -> None:
-        self.reply("214 pymta, a qmail-compatible mail transfer agent")
 
     def smtp_quit(self, arg: str) -> None:
         self._close_with(f"221 {self.controls.smtpgreeting}")
@@ -616,11 +610,12 @@ class SMTPServerProtocol(Protocol, AuthCommands):
         self.esmtp = False
         self.auth_user = None
         self._reset_transaction()
+        self._closer.tls_started()
         try:
             cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
         except Exception:
             log.failure("smtpd: STARTTLS failed to start")
             self._mode = CLOSED
-            self.transport.loseConnection()
+            self._closer.close(self.transport)
             return
         self.tls = True

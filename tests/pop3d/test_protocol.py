@@ -182,12 +182,14 @@ class AuthorizationTests(ProtocolTestBase):
         self.assertTrue(self.transport.disconnecting)
 
     def test_timeout_closes_silently(self) -> None:
-        self.transport.clear()
-        self.clock.advance(599)
-        self.assertFalse(self.transport.disconnecting)
+        self.settings.timeout = 60  # shorter than the time to log in (login_within)
+        proto, transport = self.connect("192.0.2.9")
+        transport.clear()
+        self.clock.advance(59)
+        self.assertFalse(transport.disconnecting)
         self.clock.advance(2)
-        self.assertTrue(self.transport.disconnecting)
-        self.assertEqual(self.transport.value(), b"")
+        self.assertTrue(transport.disconnecting)
+        self.assertEqual(transport.value(), b"")
 
 
 class PlaintextPolicyTests(ProtocolTestBase):

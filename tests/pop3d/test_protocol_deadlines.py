@@ -11,6 +11,7 @@ from twisted.internet.address import IPv4Address, IPv6Address
 from twisted.trial.unittest import TestCase
 
 from pymta.control import ControlReader
+from pymta.pop3d.auth import LoginFailed
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.service import build_pop3_service
 from pymta.passwdfile import set_password
@@ -31,6 +32,8 @@ class Deadlines(ProtocolTestBase):
         return self.clock.seconds() - start
 
     def test_one_byte_a_second_closed_after_the_timeout(self) -> None:
+        self.settings.login_within = 10_000  # the line deadline, not the login deadline, is tested
+        self.proto, self.transport = self.connect("192.0.2.9")
         self.transport.clear()
         self.assertEqual(self.drip(b"USER " + b"a" * 2000, 3000), 600)
         # 600 bytes: answered once for being over 512, then closed without a word, as qmail
@@ -42,6 +45,7 @@ class Deadlines(ProtocolTestBase):
         self.assertEqual(self.drip(b"RETR 1" + b" " * 1000, 3000), 600)
 
     def test_each_line_gets_a_period(self) -> None:
+        self.login()
         for _ in range(5):
             self.clock.advance(599)
             self.assertEqual(self.lines(b"NOOP\r\n"), [b"+OK "])
@@ -96,6 +100,49 @@ class Deadlines(ProtocolTestBase):
         self.assertTrue(self.proto._busy)  # the client never reads: no chunk after the first
         self.clock.advance(600)
         self.assertTrue(self.transport.disconnecting)
+
+
+class LoginWithin(ProtocolTestBase):
+    """NOOP or CAPA before each line deadline does not keep a session that never logs in."""
+
+    def test_noop_every_two_seconds_closed_after_login_within(self) -> None:
+        answers = []
+        while not self.transport.disconnecting and self.clock.seconds() < 1000:
+            answers += self.lines(b"NOOP\r\n")
+            self.clock.advance(2)
+        self.assertEqual(self.clock.seconds(), 120)
+        self.assertEqual(answers, [b"+OK "] * 60)
+        self.assertEqual(self.transport.value(), b"+OK \r\n-ERR too slow to log in, closing\r\n")  # the last NOOP's, then
+
+    def test_logged_in_session_lives_on(self) -> None:
+        self.clock.advance(100)
+        self.login()
+        for _ in range(100):
+            self.assertEqual(self.lines(b"NOOP\r\n"), [b"+OK "])
+            self.clock.advance(2)
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_a_check_running_at_the_deadline_is_finished(self) -> None:
+        pending: defer.Deferred = defer.Deferred()
+        self.auth.result = pending
+        self.clock.advance(100)
+        self.lines(b"USER alice\r\nPASS secret\r\n")
+        self.clock.advance(100)  # a slow check, past the 120 s
+        self.assertFalse(self.transport.disconnecting)
+        pending.callback(self.auth.account)
+        self.assertEqual(self.transport.value(), b"+OK \r\n+OK \r\n")
+        self.assertFalse(self.transport.disconnecting)
+
+    def test_a_failed_check_past_the_deadline_closes(self) -> None:
+        pending: defer.Deferred = defer.Deferred()
+        self.auth.result = pending
+        self.clock.advance(100)
+        self.lines(b"USER alice\r\nPASS wrong\r\n")
+        self.clock.advance(100)
+        pending.errback(LoginFailed("authorization failed"))
+        self.clock.advance(10)  # the failure delay
+        self.assertTrue(self.transport.disconnecting)
+        self.assertTrue(self.transport.value().endswith(b"-ERR too slow to log in, closing\r\n"), self.transport.value())
 
 
 class ConnectionLimits(ProtocolTestBase):

@@ -211,3 +211,37 @@ class RealSockets(TestCase):
         self.assertEqual(last, b"451 timeout (#4.4.2)\r\n")
         self.assertGreaterEqual(took, 1.9)
         self.assertLess(took, 3.5)
+
+
+class CommandsWithoutProgress(Base):
+    """A line before each deadline keeps a session, but not for ever: junk commands are counted."""
+
+    def test_noop_every_two_seconds_is_closed_after_the_limit(self) -> None:
+        s = self.session()
+        replies = []
+        for _ in range(200):
+            if s.transport.disconnecting:
+                break
+            replies += s.cmd("NOOP")
+            s.clock.advance(2)
+        self.assertEqual(replies[:100], ["250 ok"] * 100)
+        self.assertEqual(replies[100:], ["421 too many commands that make no progress, closing (#4.7.0)"])
+        self.assertTrue(s.transport.disconnecting)
+
+    def test_mixed_junk_and_unknown_commands_count(self) -> None:
+        s = self.session()
+        s.cmd("EHLO first")  # progress; the repeats below are not
+        for i in range(100):
+            s.cmd(["RSET", "VRFY x", "HELP", "XYZZY", "EHLO again"][i % 5])
+        self.assertFalse(s.transport.disconnecting)
+        self.assertEqual(s.cmd("NOOP"), ["421 too many commands that make no progress, closing (#4.7.0)"])
+
+    def test_a_client_delivering_mail_is_not_cut(self) -> None:
+        s = self.session()
+        s.cmd("EHLO client")
+        for n in range(5):
+            for _ in range(60):
+                self.assertEqual(s.cmd("NOOP"), ["250 ok"])
+            self.in_data(s)
+            self.assertEqual(s.send(b"body\r\n.\r\n"), [f"250 ok 1800000000 qp {4001 + n}"])
+        self.assertFalse(s.transport.disconnecting)
