@@ -24,6 +24,7 @@ answer.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import ipaddress
 import os
 import sys
@@ -131,8 +132,9 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
     out, err = stdout or sys.stdout, stderr or sys.stderr
     parser = _parser()
     try:
-        args = parser.parse_args(list(argv))
-        addresses = _given_addresses(parser, args)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            args = parser.parse_args(list(argv))
+            addresses = _given_addresses(parser, args)
         nameserver = parse_nameserver(args.nameserver) if args.nameserver else None
     except SystemExit as e:
         return EXIT_USAGE if e.code else EXIT_OK
