@@ -72,14 +72,14 @@ def parse_nameserver(text: str) -> tuple[str, int]:
 class Lookup:
     """Answers from one resolver, in zone-file form (TXT strings joined, unquoted)."""
 
-    def __init__(self, nameserver: tuple[str, int] | None = None, timeout: float = LOOKUP_TIMEOUT) -> None:
+    def __init__(self, nameserver: tuple[str, int] | None = None, timeout: float | None = None) -> None:
         if nameserver is None:
             self.resolver = dns.resolver.Resolver()
         else:
             self.resolver = dns.resolver.Resolver(configure=False)
             self.resolver.nameservers = [nameserver[0]]
             self.resolver.port = nameserver[1]
-        self.resolver.lifetime = timeout
+        self.resolver.lifetime = LOOKUP_TIMEOUT if timeout is None else timeout
 
     def values(self, name: str, rtype: str) -> tuple[str, ...]:
         try:
@@ -152,7 +152,9 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
         return EXIT_TEMPORARY
     lookup = Lookup(nameserver)
     try:
-        if not addresses and args.action != "mta-sts":
+        if not addresses and args.action == "records":
+            addresses = _addresses_or_warning(lookup, controls.me, err)
+        elif not addresses and args.action == "check":
             addresses = list(lookup.addresses(controls.me))
         site = MailSite.from_controls(controls.me, controls.helohost, controls.locals, controls.rcpthosts,
                                       controls.virtualdomains, addresses, args.dmarc_policy, args.mta_sts_mode)
@@ -166,6 +168,15 @@ def main(argv: Sequence[str], stdout: TextIO | None = None, stderr: TextIO | Non
     except LookupFailed as e:
         err.write(f"pymta dns: no answer from DNS: {e}\n")
         return EXIT_TEMPORARY
+
+
+def _addresses_or_warning(lookup: Lookup, name: str, err: TextIO) -> list[str]:
+    """The addresses DNS has for C{name}; none (after a warning) when DNS does not answer."""
+    try:
+        return list(lookup.addresses(name))
+    except LookupFailed as e:
+        err.write(f"pymta dns: warning: no addresses of {name} from DNS ({e}); give --ipv4 / --ipv6\n")
+        return []
 
 
 def check(site: MailSite, lookup: Lookup, out: TextIO) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import socket
 import subprocess
 import sys
 
@@ -166,3 +167,21 @@ class CheckAgainstNsdTests(SynchronousTestCase):
         code, out, _ = run("check", "--root", root, "--nameserver", nameserver)
         self.assertEqual(code, dns_command.EXIT_TEMPORARY, out)
         self.assertIn("no answer 25.2.0.192.in-addr.arpa PTR mx.example.test.", out)
+
+
+class RecordsWithoutDnsTests(SynchronousTestCase):
+    def test_unanswered_address_lookup(self) -> None:
+        """No server on the port: `records` still prints the rest, `check` says DNS did not answer."""
+        root = mail_root(self)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as silent:
+            silent.bind(("127.0.0.1", 0))
+            nameserver = f"127.0.0.1:{silent.getsockname()[1]}"
+            self.patch(dns_command, "LOOKUP_TIMEOUT", 0.3)
+            code, out, err = run("records", "--root", root, "--nameserver", nameserver)
+            self.assertEqual(code, 0)
+            self.assertTrue(err.startswith("pymta dns: warning: no addresses of mx.example.test from DNS ("), err)
+            self.assertIn("example.test. 3600 IN MX 10 mx.example.test.\n", out)
+            self.assertIn("; no address of mx.example.test known", out)
+            code, out, err = run("check", "--root", root, "--nameserver", nameserver)
+            self.assertEqual(code, dns_command.EXIT_TEMPORARY)
+            self.assertTrue(err.startswith("pymta dns: no answer from DNS: mx.example.test A: "), err)
