@@ -14,6 +14,7 @@ From the root's settings (L{MailSite.from_controls}):
   or address literals).  C{me} itself is a mail domain too unless it is a
   host under one of the others (C{mx.example.org} under C{example.org}):
   then mail to it still reaches it by its address record (RFC 5321 §5.1).
+  Internationalised names are written in their ASCII (C{xn--}) form.
 
 For each mail domain: MX, SPF C{v=spf1 mx -all} (only the MX hosts send
 for it: pymta sends from the host that receives), DMARC at C{_dmarc}
@@ -31,6 +32,9 @@ import hashlib
 import ipaddress
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+
+import dns.exception
+import dns.name
 
 __all__ = [
     "Record",
@@ -101,11 +105,18 @@ class MailSite:
 
 
 def _name(text: str) -> str:
-    return text.strip().rstrip(".").lower()
+    """A name as DNS spells it: lower case, no final dot, an internationalised name in its xn-- form."""
+    text = text.strip().rstrip(".").lower()
+    if text.isascii():
+        return text
+    try:
+        return str(dns.name.from_unicode(text).to_text(omit_final_dot=True))
+    except (dns.exception.DNSException, UnicodeError):
+        return text  # not a usable name: _is_domain refuses it
 
 
 def _is_domain(entry: str) -> bool:
-    if not entry or entry.startswith(".") or "@" in entry or entry.startswith("["):
+    if not entry.isascii() or not entry or entry.startswith(".") or "@" in entry or entry.startswith("["):
         return False
     if entry in _NOT_MAIL_DOMAINS or "." not in entry:
         return False

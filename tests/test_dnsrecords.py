@@ -37,6 +37,10 @@ class MailDomainsTests(SynchronousTestCase):
             "localhost", "localhost.localdomain", "[192.0.2.1]", "192.0.2.1", "host", "@x.org", ".example.org",
         ]), ("mx.example.org",))
 
+    def test_internationalised_names_in_ascii_form(self) -> None:
+        made = site(me="mx.bücher.example", locals_=["Bücher.example"], rcpthosts=["bücher.example", "a..ü"])
+        self.assertEqual((made.mx_host, made.domains), ("mx.xn--bcher-kva.example", ("xn--bcher-kva.example",)))
+
     def test_me_is_a_mail_domain_unless_under_another(self) -> None:
         self.assertEqual(mail_domains("example.org", ["example.org"]), ("example.org",))
         self.assertEqual(mail_domains("mx.example.org", ["example.org", "mx.example.org"]), ("example.org",))
