@@ -73,13 +73,26 @@ class Lookup:
     """Answers from one resolver, in zone-file form (TXT strings joined, unquoted)."""
 
     def __init__(self, nameserver: tuple[str, int] | None = None, timeout: float | None = None) -> None:
-        if nameserver is None:
-            self.resolver = dns.resolver.Resolver()
-        else:
-            self.resolver = dns.resolver.Resolver(configure=False)
-            self.resolver.nameservers = [nameserver[0]]
-            self.resolver.port = nameserver[1]
-        self.resolver.lifetime = LOOKUP_TIMEOUT if timeout is None else timeout
+        self.nameserver = nameserver
+        self.timeout = LOOKUP_TIMEOUT if timeout is None else timeout
+        self._resolver: dns.resolver.Resolver | None = None
+
+    @property
+    def resolver(self) -> dns.resolver.Resolver:
+        """Made at the first question, so a machine without /etc/resolv.conf fails only when DNS is needed."""
+        if self._resolver is None:
+            if self.nameserver is None:
+                try:
+                    resolver = dns.resolver.Resolver()
+                except dns.exception.DNSException as e:
+                    raise LookupFailed(f"no resolver configured ({e}): give --nameserver") from None
+            else:
+                resolver = dns.resolver.Resolver(configure=False)
+                resolver.nameservers = [self.nameserver[0]]
+                resolver.port = self.nameserver[1]
+            resolver.lifetime = self.timeout
+            self._resolver = resolver
+        return self._resolver
 
     def values(self, name: str, rtype: str) -> tuple[str, ...]:
         try:

@@ -185,3 +185,19 @@ class RecordsWithoutDnsTests(SynchronousTestCase):
             code, out, err = run("check", "--root", root, "--nameserver", nameserver)
             self.assertEqual(code, dns_command.EXIT_TEMPORARY)
             self.assertTrue(err.startswith("pymta dns: no answer from DNS: mx.example.test A: "), err)
+
+    def test_no_resolver_configured(self) -> None:
+        """Without /etc/resolv.conf (here: an empty one), a clear line, not a traceback."""
+        empty = self.mktemp()
+        with open(empty, "w", encoding="ascii"):
+            pass
+        real = dns_command.dns.resolver.Resolver
+
+        def unconfigured(*args: object, **kwargs: object) -> object:
+            return real(filename=empty) if not args and not kwargs else real(*args, **kwargs)  # type: ignore[arg-type]
+
+        self.patch(dns_command.dns.resolver, "Resolver", unconfigured)
+        code, out, err = run("check", "--root", mail_root(self), "--ipv4", "192.0.2.25")
+        self.assertEqual(code, dns_command.EXIT_TEMPORARY)
+        self.assertIn("no answer", out)
+        self.assertIn("no resolver configured", out)
