@@ -10,7 +10,8 @@ and a check of what DNS publishes (L{pymta.dnsrecords} says what they are).
   ones, else those DNS has for C{control/me}.
 - C{check}: asks DNS (the system's resolver, or C{--nameserver}) for each
   record and prints one line per record: C{ok}, C{missing} or
-  C{different} with what was found.
+  C{different} with what was found (also for an MX host that is an
+  alias, which RFC 2181 §10.3 forbids).
 - C{mta-sts}: the MTA-STS policy file alone.
 
 C{--dmarc-policy} (none, quarantine, reject) and C{--mta-sts-mode}
@@ -35,7 +36,16 @@ import dns.exception
 import dns.resolver
 
 from pymta.control import ControlError, default_root, load_controls
-from pymta.dnsrecords import DMARC_POLICIES, MTA_STS_MODES, MailSite, compare, mta_sts_policy, records_for, zone_text
+from pymta.dnsrecords import (
+    DMARC_POLICIES,
+    MTA_STS_MODES,
+    MailSite,
+    Verdict,
+    compare,
+    mta_sts_policy,
+    records_for,
+    zone_text,
+)
 
 __all__ = ["main", "parse_nameserver", "Lookup", "LookupFailed"]
 
@@ -76,6 +86,8 @@ class Lookup:
         self.nameserver = nameserver
         self.timeout = LOOKUP_TIMEOUT if timeout is None else timeout
         self._resolver: dns.resolver.Resolver | None = None
+        #: names that turned out to be aliases (CNAME), and the name each one leads to
+        self.aliases: dict[str, str] = {}
 
     @property
     def resolver(self) -> dns.resolver.Resolver:
@@ -101,6 +113,8 @@ class Lookup:
             return ()
         except dns.exception.DNSException as e:
             raise LookupFailed(f"{name} {rtype}: {e}") from None
+        if answer.canonical_name != answer.qname:
+            self.aliases[name] = answer.canonical_name.to_text()
         if rtype == "TXT":
             return tuple(b"".join(r.strings).decode("utf-8", "replace") for r in answer)
         return tuple(r.to_text() for r in answer)
@@ -210,6 +224,9 @@ def check(site: MailSite, lookup: Lookup, out: TextIO) -> int:
             unanswered = True
             continue
         verdict = compare(record, found)
+        if record.rtype in ("A", "AAAA") and record.owner in lookup.aliases:
+            # RFC 2181 §10.3: an MX names a host, not an alias; strict senders refuse to follow one
+            verdict = Verdict(record, "different", (f"an alias (CNAME) of {lookup.aliases[record.owner]}",))
         line = verdict.line()
         if verdict.status != "ok" and record.asked_of_address_owner:
             line += " (ask the address's owner)"

@@ -160,6 +160,20 @@ class CheckAgainstNsdTests(SynchronousTestCase):
         self.assertIn("different _dmarc.example.test TXT", out)
         self.assertIn("(found: \"v=DMARC1; p=none;", out)
 
+    def test_mx_host_an_alias(self) -> None:
+        root = mail_root(self)
+        records = self.records(root)
+        zone = zone_lines(records).replace("mx.example.test. 3600 IN A 192.0.2.25\n",
+                                           "mx.example.test. 3600 IN CNAME host.example.test.\n"
+                                           "host.example.test. 3600 IN A 192.0.2.25\n")
+        zone = zone.replace('mx.example.test. 3600 IN TXT "v=spf1 a -all"\n', "")
+        nameserver = self.serve(zone, ptr_lines(records))
+        code, out, _ = run("check", "--root", root, "--nameserver", nameserver, "--ipv4", "192.0.2.25")
+        self.assertEqual(code, dns_command.EXIT_MISMATCH, out)
+        self.assertEqual(out.splitlines()[0],
+                         "different mx.example.test A 192.0.2.25 (found: an alias (CNAME) of host.example.test.)")
+        self.assertIn("ok        example.test MX 10 mx.example.test.", out.splitlines())
+
     def test_no_answer(self) -> None:
         root = mail_root(self)
         records = self.records(root)
