@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "passwd": ("pymta.cli.passwd", "set a POP3/AUTH password in users/passwd"),
     "check": ("pymta.cli.check", "check the configuration with the daemons' own parsers"),
     "deploy": ("pymta.cli.deploy", "write the .tac files and systemd units of this installation"),
+    "dns": ("pymta.cli.dns", "the DNS records a domain needs (records) and a check of what is published (check)"),
 }
 
 
