@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "passwd": ("pymta.cli.passwd", "set a POP3/AUTH password in users/passwd"),
     "check": ("pymta.cli.check", "check the configuration with the daemons' own parsers"),
     "deploy": ("pymta.cli.deploy", "write the .tac files and systemd units of this installation"),
+    "cert": ("pymta.cli.cert", "install a renewed TLS certificate (certbot deploy hook) and reload the daemons"),
 }
 
 
