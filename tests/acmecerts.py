@@ -7,6 +7,7 @@ C{live/NAME/*.pem} symbolic links into C{archive/NAME/*N.pem}).
 from __future__ import annotations
 
 import datetime
+import ipaddress
 import os
 from dataclasses import dataclass
 
@@ -44,8 +45,9 @@ def make_ca(name: str = "pymta test CA") -> Issued:
     return Issued(key, cert)
 
 
-def issue(ca: Issued, names: list[str], days: float = 90, starts: float = -1, rsa_key: bool = False) -> Issued:
-    """A leaf for C{names} valid from C{starts} days from now for C{days} days."""
+def issue(ca: Issued, names: list[str], days: float = 90, starts: float = -1, rsa_key: bool = False,
+          ips: tuple[str, ...] = ()) -> Issued:
+    """A leaf for C{names} (and the addresses C{ips}) valid from C{starts} days from now for C{days} days."""
     key: ec.EllipticCurvePrivateKey | rsa.RSAPrivateKey
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048) if rsa_key else ec.generate_private_key(ec.SECP256R1())
     start = NOW + datetime.timedelta(days=starts)
@@ -55,7 +57,8 @@ def issue(ca: Issued, names: list[str], days: float = 90, starts: float = -1, rs
         .issuer_name(ca.cert.subject).public_key(key.public_key())
         .serial_number(x509.random_serial_number())
         .not_valid_before(start).not_valid_after(start + datetime.timedelta(days=days))
-        .add_extension(x509.SubjectAlternativeName([x509.DNSName(n) for n in names]), critical=False)
+        .add_extension(x509.SubjectAlternativeName(
+            [x509.DNSName(n) for n in names] + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ips]), critical=False)
         .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
         .sign(ca.key, hashes.SHA256())
     )
