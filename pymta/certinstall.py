@@ -38,6 +38,7 @@ __all__ = [
     "checked_server_pem",
     "certificate_names",
     "name_matches",
+    "other_host_names",
     "install_server_pem",
     "EXPIRY_WARNING",
 ]
@@ -106,6 +107,23 @@ def name_matches(pattern: str, hostname: str) -> bool:
     if pattern.startswith("*.") and "." in hostname:
         return hostname.split(".", 1)[1] == pattern[2:] and hostname.split(".", 1)[0] != ""
     return False
+
+
+def other_host_names(chain_pem: bytes, hostname: str) -> list[str] | None:
+    """
+    The names of the first certificate in C{chain_pem} (the leaf, in an
+    ACME client's full chain) when none of them covers C{hostname}; None
+    when one does, or when the text cannot be read (L{checked_server_pem}
+    then says why).
+    """
+    try:
+        certs = x509.load_pem_x509_certificates(chain_pem)
+    except ValueError:
+        return None
+    if not certs:
+        return None
+    names = certificate_names(certs[0])
+    return None if any(name_matches(n, hostname) for n in names) else names
 
 
 def checked_server_pem(

@@ -10,7 +10,14 @@ from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from twisted.trial import unittest
 
-from pymta.certinstall import CertificateRefused, certificate_names, checked_server_pem, install_server_pem, name_matches
+from pymta.certinstall import (
+    CertificateRefused,
+    certificate_names,
+    checked_server_pem,
+    install_server_pem,
+    name_matches,
+    other_host_names,
+)
 from pymta.tls import load_server_options
 from tests.acmecerts import NOW, make_ca, issue
 
@@ -28,6 +35,19 @@ class NameMatchTests(unittest.TestCase):
     def test_ip_address(self) -> None:
         self.assertTrue(name_matches("192.0.2.1", "[192.0.2.1]"))
         self.assertFalse(name_matches("192.0.2.1", "192.0.2.2"))
+
+
+class OtherHostNamesTests(unittest.TestCase):
+    def test_leaf_decides(self) -> None:
+        ca = make_ca()
+        mine, web = issue(ca, ["mx.example.org"]), issue(ca, ["www.example.org", "example.org"])
+        self.assertIsNone(other_host_names(mine.cert_pem() + ca.cert_pem(), "mx.example.org"))
+        self.assertEqual(other_host_names(web.cert_pem() + ca.cert_pem(), "mx.example.org"),
+                         ["www.example.org", "example.org"])
+
+    def test_unreadable_is_left_to_the_full_check(self) -> None:
+        self.assertIsNone(other_host_names(b"garbage", "mx.example.org"))
+        self.assertIsNone(other_host_names(b"", "mx.example.org"))
 
 
 class CheckedServerPemTests(unittest.TestCase):

@@ -28,12 +28,8 @@ import datetime
 import os
 import sys
 
-from pymta.certinstall import CertificateRefused, certificate_names, checked_server_pem, install_server_pem, name_matches
-from pymta.cli.certreload import reload_all
-from pymta.configcheck.problem import service_account
 from pymta.control import default_root
 from pymta.deploy.files import DeployError, check_settings, render, shipped_text
-from pymta.tls import cert_path
 
 __all__ = ["main", "hook_text", "EXIT_OK", "EXIT_REFUSED", "EXIT_RELOAD_FAILED"]
 
@@ -64,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _read(path: str) -> bytes:
+    from pymta.certinstall import CertificateRefused
+
     try:
         with open(path, "rb") as f:
             return f.read()
@@ -82,32 +80,40 @@ def _me(root: str) -> str | None:
 
 def _owner(root: str) -> tuple[int, int] | None:
     """The daemons' account for the new file: only root can give files away."""
+    from pymta.configcheck.problem import service_account
+
     if os.geteuid() != 0:
         return None
     return service_account(root) or (0, 0)
 
 
 def install(args: argparse.Namespace) -> int:
+    # imported here: C{pymta cert hook} needs none of them (nor cryptography, OpenSSL, Twisted)
+    from pymta.certinstall import CertificateRefused, certificate_names, checked_server_pem, install_server_pem, other_host_names
+    from pymta.cli.certreload import reload_all
+    from pymta.tls import cert_path
+
     root = os.path.abspath(args.root or default_root())
     target = cert_path(root)
     if not os.path.isdir(os.path.dirname(target)):
         sys.stderr.write(f"pymta cert: {os.path.dirname(target)}: no such directory (is {root} a pymta root?)\n")
         return EXIT_REFUSED
     me = _me(root)
+    if args.only_for_me and me is None:
+        sys.stderr.write(f"pymta cert: refused, {target} unchanged: --only-for-me, but {root}/control/me is empty\n")
+        return EXIT_REFUSED
     now = datetime.datetime.now(datetime.timezone.utc)
     try:
-        checked = checked_server_pem(_read(args.cert), _read(args.key), me, now, args.cert, args.key)
+        chain = _read(args.cert)
+        if args.only_for_me and me is not None:
+            names = other_host_names(chain, me)
+            if names is not None:
+                sys.stdout.write(f"skipped {args.cert}: it names {', '.join(names) or 'nothing'}, not {me} (control/me)\n")
+                return EXIT_OK
+        checked = checked_server_pem(chain, _read(args.key), me, now, args.cert, args.key)
     except CertificateRefused as e:
         sys.stderr.write(f"pymta cert: refused, {target} unchanged: {e}\n")
         return EXIT_REFUSED
-    if args.only_for_me:
-        names = certificate_names(checked.leaf)
-        if me is None:
-            sys.stderr.write(f"pymta cert: refused, {target} unchanged: --only-for-me, but {root}/control/me is empty\n")
-            return EXIT_REFUSED
-        if not any(name_matches(n, me) for n in names):
-            sys.stdout.write(f"skipped {args.cert}: it names {', '.join(names)}, not {me} (control/me)\n")
-            return EXIT_OK
     for warning in checked.warnings:
         sys.stderr.write(f"pymta cert: warning: {warning}\n")
     try:

@@ -126,6 +126,31 @@ class InstallTests(unittest.TestCase):
         self.assertIn("skipped", out)
         self.assertFalse(os.path.exists(os.path.join(root, "control", "servercert.pem")))
 
+    def test_only_for_me_skips_another_hosts_broken_pair(self) -> None:
+        root = make_root(self.base)
+        web, stranger = issue(self.ca, ["www.example.org"]), issue(self.ca, ["www.example.org"])
+        chain, _ = self.files(web)
+        _, wrong_key = self.files(stranger, "b")
+        status, out, err = self.run_cert("install", "--root", root, "--only-for-me", "--cert", chain, "--key", wrong_key)
+        self.assertEqual((status, err), (0, ""))
+        self.assertIn("skipped", out)
+
+    def test_only_for_me_still_refuses_a_bad_pair_for_this_host(self) -> None:
+        root = make_root(self.base)
+        chain, _ = self.files(issue(self.ca, ["mx.example.org"]))
+        _, wrong_key = self.files(issue(self.ca, ["mx.example.org"]), "b")
+        status, out, err = self.run_cert("install", "--root", root, "--only-for-me", "--cert", chain, "--key", wrong_key)
+        self.assertEqual(status, cert.EXIT_REFUSED)
+        self.assertIn("matches the private key", err)
+
+    def test_only_for_me_without_control_me_is_refused(self) -> None:
+        root = make_root(self.base)
+        os.unlink(os.path.join(root, "control", "me"))
+        chain, key = self.files(issue(self.ca, ["mx.example.org"]))
+        status, _, err = self.run_cert("install", "--root", root, "--only-for-me", "--cert", chain, "--key", key)
+        self.assertEqual(status, cert.EXIT_REFUSED)
+        self.assertIn("control/me is empty", err)
+
     def test_not_a_root(self) -> None:
         chain, key = self.files(issue(self.ca, ["mx.example.org"]))
         status, _, err = self.run_cert("install", "--root", os.path.join(self.base, "nowhere"), "--cert", chain, "--key", key)
