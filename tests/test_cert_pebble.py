@@ -100,7 +100,10 @@ class PebbleRenewalTests(RenewalTestMixin, unittest.TestCase):
                    "--config-dir", letsencrypt,
                    "--work-dir", os.path.join(self.base, "certbot-work"),
                    "--logs-dir", os.path.join(self.base, "certbot-logs")]
-        env = dict(os.environ, REQUESTS_CA_BUNDLE=self.api_ca)
+        # certbot is the system's Python program: without PYTHONPATH (trial -j sets it), which
+        # would give it this venv's cryptography and pyOpenSSL instead of the system's
+        env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+        env["REQUESTS_CA_BUNDLE"] = self.api_ca
         return subprocess.run(command, env=env, capture_output=True, text=True, timeout=COMMAND_TIMEOUT)
 
     def certonly(self, name: str) -> None:
