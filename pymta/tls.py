@@ -43,6 +43,7 @@ from zope.interface import implementer
 __all__ = [
     "TLSConfigError",
     "load_server_options",
+    "server_options_from_pem",
     "ServerTLS",
     "cert_path",
     "implicit_tls_port",
@@ -94,6 +95,11 @@ def load_server_options(path: str) -> ssl.CertificateOptions:
             pem = f.read()
     except OSError as e:
         raise TLSConfigError(f"{path}: {e.strerror or e}") from None
+    return server_options_from_pem(pem, path)
+
+
+def server_options_from_pem(pem: bytes, path: str) -> ssl.CertificateOptions:
+    """L{load_server_options} for PEM text already read (C{path} only names it in errors)."""
     key = None
     certs: list[x509.Certificate] = []
     for m in _PEM_BLOCK.finditer(pem):

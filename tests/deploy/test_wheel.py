@@ -87,6 +87,7 @@ class WheelTests(SynchronousTestCase):
             self.assertIn(f"pymta/deploy/tac/{name}", names)
         for name in UNIT_FILES:
             self.assertIn(f"pymta/deploy/systemd/{name}", names)
+        self.assertIn("pymta/deploy/certbot/pymta", names)
         with zipfile.ZipFile(self.wheel) as z, open(os.path.join(REPO, "pymta", "deploy", "tac", "send.tac"), "rb") as f:
             self.assertEqual(z.read("pymta/deploy/tac/send.tac"), f.read())
 
@@ -135,3 +136,7 @@ class WheelTests(SynchronousTestCase):
         self.assertIn("ExecStart=/opt/pymta/bin/twistd --nodaemon --pidfile= --logfile=- -y "
                       f"{target}/tac/send.tac\n", unit)
         self.assertIn("ReadWritePaths=/srv/mail -/home\n", unit)
+
+        done = run([pymta, "cert", "hook", "--root", "/srv/mail"], cwd="/")
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertIn(f"exec {pymta} cert install --root /srv/mail --only-for-me", done.stdout)
