@@ -123,7 +123,7 @@ class POP3Server(Protocol, TransactionCommands):
         self.settings = settings
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
-        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._closer = ConnectionCloser(self.clock, idle=settings.timeout)  # closes for good, TLS handshake or not
         self._login_deadline = LoginDeadline(self.clock, settings.login_within, self._login_too_slow)
         self._counted = False
         self.state = "AUTHORIZATION"
@@ -223,6 +223,12 @@ class POP3Server(Protocol, TransactionCommands):
         if not self._closed:
             self._closed = True
             self._closer.close(self.transport)
+
+    def finish(self) -> None:
+        """Close after a complete reply (QUIT): what is buffered drains while the client reads it."""
+        if not self._closed:
+            self._closed = True
+            self._closer.finish(self.transport)
 
     def send(self, line: bytes) -> None:
         if not self._closed:
@@ -378,7 +384,7 @@ class POP3Server(Protocol, TransactionCommands):
 
     def auth_QUIT(self, arg: bytes) -> None:
         self.ok()
-        self.close()
+        self.finish()
 
     def _refuse_plaintext(self) -> bool:
         if self.plaintext_allowed():
