@@ -252,6 +252,7 @@ class POP3Server(Protocol, TransactionCommands):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        self._closer.received()  # decrypted bytes: a TLS handshake is over, even behind haproxy:ssl:
         self._deadline.received(data)
         self._buffer += data
         self._process()

@@ -187,9 +187,8 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._closer.handshake_completed()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._mode = CLOSED
+        self._mode, self._buf = CLOSED, b""
         self._closer.lost()
-        self._buf = b""
         self._deadline.stop()
         self._release_slot()
         if self._writer is not None:
@@ -236,6 +235,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         if self._mode == CLOSED:
             return
         self._buf += data
+        self._closer.received()  # decrypted bytes: a TLS handshake is over, even behind haproxy:ssl:
         if not self._rbl_reply:  # rblsmtpd's fake server ends after a fixed time, however busy the client
             self._deadline.received(data)
         self._process()
