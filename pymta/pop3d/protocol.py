@@ -32,7 +32,8 @@ Choices, documented:
     connection is closed silently (qmail does so).
   - Every close goes through L{ConnectionCloser}: an unfinished TLS
     handshake is aborted, a client that does not read is aborted after a
-    grace period.
+    grace period - after QUIT only once its output stops moving for
+    C{timeout} seconds (the messages are already deleted).
   - Connections are counted at accept, in total and per client address
     (L{ConnectionLimiter}); the excess gets C{-ERR [SYS/TEMP]} and is closed.
   - A dropped connection deletes nothing.
@@ -228,6 +229,8 @@ class POP3Server(Protocol, TransactionCommands):
         """Close after a complete reply (QUIT): what is buffered drains while the client reads it."""
         if not self._closed:
             self._closed = True
+            self._deadline.stop()  # no more input is read: the closer watches the output
+            self._login_deadline.stop()
             self._closer.finish(self.transport)
 
     def send(self, line: bytes) -> None:
