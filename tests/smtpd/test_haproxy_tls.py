@@ -2,7 +2,8 @@
 smtpd behind C{haproxy:ssl:} on a real socket: Twisted's TLS layer does not
 tell the protocol under the HAProxy wrapper that its handshake finished,
 so the first decrypted bytes do; a pipelined message and QUIT then get
-their 250 and 221 instead of an abort after C{354}.
+their 250 and 221 instead of an abort after C{354}; so does STARTTLS
+behind C{haproxy:tcp:}.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from pymta.control import ControlReader
 from pymta.smtpd.service import build_smtpd_service
 from tests.smtpd.helpers import MemorySink, make_root
 from tests.smtpd.tlsutil import write_cert
-from tests.tlsclient import pipeline_over_tls
+from tests.tlsclient import pipeline_after_starttls, pipeline_over_tls
 
 PROXY_HEADER = b"PROXY TCP4 127.0.0.2 127.0.0.1 1111 25\r\n"
 MESSAGE = b"Subject: x\r\n\r\n" + (b"b" * 70 + b"\r\n") * 3000 + b".\r\n"
@@ -36,12 +37,15 @@ class HAProxyOverTLS(TestCase):
         self.sink = MemorySink()
         self.svc = build_smtpd_service(
             root, ControlReader(root), self.sink,
-            [f"haproxy:ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}", "ssl:0:interface=127.0.0.1"], [],
+            [
+                f"haproxy:ssl:0:interface=127.0.0.1:privateKey={pem}:certKey={pem}", "ssl:0:interface=127.0.0.1",
+                "haproxy:tcp:0:interface=127.0.0.1",
+            ], [],
             reactor=reactor, portal_checkers=[],
         )
         self.svc.startService()
         self.addCleanup(self.svc.stopService)
-        self.haproxy_port, self.ssl_port = [
+        self.haproxy_port, self.ssl_port, self.haproxy_tcp_port = [
             c._waitingForPort.result.getHost().port for c in self.svc if hasattr(c, "_waitingForPort")
         ]
 
@@ -52,3 +56,13 @@ class HAProxyOverTLS(TestCase):
             self.assertIn(b"250 ok", replies.partition(b"354 go ahead\r\n")[2], (port, replies[-200:]))  # queued
             self.assertTrue(replies.endswith(b"\r\n221 mx.example.org\r\n"), (port, replies[-200:]))
         self.assertEqual(len(self.sink.queued), 2)
+
+    @defer.inlineCallbacks
+    def test_starttls_behind_haproxy_tcp(self):  # type: ignore[no-untyped-def]
+        before = PROXY_HEADER + b"EHLO x\r\nSTARTTLS\r\n"
+        replies = yield threads.deferToThread(
+            pipeline_after_starttls, self.haproxy_tcp_port, before, b"220 ready to start TLS\r\n", COMMANDS
+        )
+        self.assertIn(b"250 ok", replies.partition(b"354 go ahead\r\n")[2], replies[-200:])
+        self.assertTrue(replies.endswith(b"\r\n221 mx.example.org\r\n"), replies[-200:])
+        self.assertEqual(len(self.sink.queued), 1)
