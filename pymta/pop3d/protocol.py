@@ -32,7 +32,8 @@ Choices, documented:
     connection is closed silently (qmail does so).
   - Every close goes through L{ConnectionCloser}: an unfinished TLS
     handshake is aborted, a client that does not read is aborted after a
-    grace period.
+    grace period - after QUIT only once its output stops moving for
+    C{timeout} seconds (the messages are already deleted).
   - Connections are counted at accept, in total and per client address
     (L{ConnectionLimiter}); the excess gets C{-ERR [SYS/TEMP]} and is closed.
   - A dropped connection deletes nothing.
@@ -123,7 +124,7 @@ class POP3Server(Protocol, TransactionCommands):
         self.settings = settings
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
-        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._closer = ConnectionCloser(self.clock, idle=settings.timeout)  # closes for good, TLS handshake or not
         self._login_deadline = LoginDeadline(self.clock, settings.login_within, self._login_too_slow)
         self._counted = False
         self.state = "AUTHORIZATION"
@@ -224,6 +225,14 @@ class POP3Server(Protocol, TransactionCommands):
             self._closed = True
             self._closer.close(self.transport)
 
+    def finish(self) -> None:
+        """Close after a complete reply (QUIT): what is buffered drains while the client reads it."""
+        if not self._closed:
+            self._closed = True
+            self._deadline.stop()  # no more input is read: the closer watches the output
+            self._login_deadline.stop()
+            self._closer.finish(self.transport)
+
     def send(self, line: bytes) -> None:
         if not self._closed:
             self.transport.write(line + b"\r\n")
@@ -246,6 +255,7 @@ class POP3Server(Protocol, TransactionCommands):
     def dataReceived(self, data: bytes) -> None:
         if self._closed:
             return
+        self._closer.received()  # decrypted bytes: a TLS handshake is over, even behind haproxy:ssl:
         self._deadline.received(data)
         self._buffer += data
         self._process()
@@ -378,7 +388,7 @@ class POP3Server(Protocol, TransactionCommands):
 
     def auth_QUIT(self, arg: bytes) -> None:
         self.ok()
-        self.close()
+        self.finish()
 
     def _refuse_plaintext(self) -> bool:
         if self.plaintext_allowed():

@@ -38,6 +38,7 @@ class TransactionCommands:
     err: Callable[[bytes], None]
     send_multiline: Callable[[bytes, list[bytes]], None]
     close: Callable[[], None]
+    finish: Callable[[], None]
 
     def _message_number(self, arg: bytes) -> int | None:
         """0-based index of a live message, or None after replying -ERR."""
@@ -151,12 +152,12 @@ class TransactionCommands:
                 "pop3 logout {user}: {deleted} deleted",
                 user=safe_log(self.account.name if self.account else ""), deleted=len(self.deleted),
             )
-            self.close()
+            self.finish()
 
         def failed(failure: Failure) -> None:
             log.failure("pop3 update failed", failure)
             self.err(b"unable to unlink all deleted messages")
             self.ok()
-            self.close()
+            self.finish()
 
         return d.addCallbacks(committed, failed)

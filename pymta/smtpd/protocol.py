@@ -80,7 +80,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._paused = False
         self._queue_full: Hold | None = None  # the queue writer's buffer is over its bound
         self._deadline = LineDeadline(self.clock, max(1, self.controls.timeoutsmtpd), self._timed_out)
-        self._closer = ConnectionCloser(self.clock)  # closes for good, TLS handshake or not
+        self._closer = ConnectionCloser(self.clock, idle=self._deadline.seconds)  # closes for good, TLS handshake or not
         self._junk = JunkCounter(context.junk_command_limit, context.max_recipients)
         self._counted = False
         self._pending: defer.Deferred | None = None
@@ -187,9 +187,8 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._closer.handshake_completed()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._mode = CLOSED
+        self._mode, self._buf = CLOSED, b""
         self._closer.lost()
-        self._buf = b""
         self._deadline.stop()
         self._release_slot()
         if self._writer is not None:
@@ -211,11 +210,11 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
             return
         self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
 
-    def _close_with(self, line: str) -> None:
+    def _close_with(self, line: str, complete: bool = False) -> None:
         self.reply(line)
-        self._mode = CLOSED
-        self._buf = b""
-        self._closer.close(self.transport)
+        self._mode, self._buf = CLOSED, b""
+        # imposed: abort after the grace; complete (QUIT's 221): the reply drains while it moves
+        (self._closer.finish if complete else self._closer.close)(self.transport)
 
     # -- deadline (pymta.linedeadline: per line, held while the server works) --
 
@@ -236,6 +235,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         if self._mode == CLOSED:
             return
         self._buf += data
+        self._closer.received()  # decrypted bytes: a TLS handshake is over, even behind haproxy:ssl:
         if not self._rbl_reply:  # rblsmtpd's fake server ends after a fixed time, however busy the client
             self._deadline.received(data)
         self._process()
@@ -352,7 +352,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
 
     def _rbl_command(self, verb: str) -> None:
         if verb == "quit":
-            self._close_with(f"221 {RBL_HOST}")
+            self._close_with(f"221 {RBL_HOST}", complete=True)
         elif verb in ("helo", "ehlo", "mail", "rset", "noop"):
             self.reply(f"250 {RBL_HOST}")
         else:
@@ -593,7 +593,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         return d.addCallbacks(queued, refused)
 
     def smtp_quit(self, arg: str) -> None:
-        self._close_with(f"221 {self.controls.smtpgreeting}")
+        self._close_with(f"221 {self.controls.smtpgreeting}", complete=True)
 
     def smtp_starttls(self, arg: str) -> None:
         if not self.starttls_offered:
