@@ -29,6 +29,7 @@ from twisted.python import usage
 from pymta.authlimit import limiter_for
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError
+from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
 from pymta.smtpd.access import TcpRulesError
 from pymta.tls import TLSConfigError
@@ -84,6 +85,7 @@ class Options(usage.Options):
     def postOptions(self) -> None:
         from pymta.queue.tap import check_queue_root, parse_stop_timeout
 
+        refuse_unsafe_pid_file(self, "pymta")
         check_queue_root(self)
         if not (self["smtp"] or self["submission"] or self["pop3"]):
             raise usage.UsageError("give at least one of --smtp, --submission, --pop3")

@@ -33,6 +33,7 @@ import sys
 
 from pymta.cli import init as init_command
 from pymta.fsaccess import Account, blocking_directory, describe
+from pymta.ownfile import UnsafeFile, open_no_follow, require_sole_regular
 
 __all__ = ["main", "reachable_root", "RELOCATED_ROOTS", "quick_start_lines", "hints", "initialise"]
 
@@ -140,13 +141,36 @@ def initialise(root: str) -> str | None:
         sys.stderr.write(f"make run: warning: {warning}\n")
     sys.stdout.write(f"made the root {root}: me = localhost, mailbox user {user}\n")
     path = os.path.join(root, "run", "first-password")
-    with open(path, "w") as f:
-        os.fchmod(f.fileno(), 0o600)
-        f.write(f"{user}:{password}\n")
-        owner = _invoking_user()
-        if owner is not None:
-            os.fchown(f.fileno(), *owner)
+    try:
+        _write_first_password(path, f"{user}:{password}\n", _invoking_user())
+    except UnsafeFile as e:
+        sys.stderr.write(f"make run: {e}\n")
+        raise SystemExit(1) from None
     return password
+
+
+def _write_first_password(path: str, text: str, owner: tuple[int, int] | None) -> None:
+    """
+    Write C{text} to C{path} in C{run/}, a directory the mail account owns:
+    no link followed, never truncating before the file is known to be a
+    regular file with one name (L{pymta.ownfile}), no FIFO waited for.
+    """
+    fd = open_no_follow(path, os.O_WRONLY | os.O_CREAT | os.O_NONBLOCK, 0o600)
+    with os.fdopen(fd, "w") as f:
+        require_sole_regular(fd, path)
+        os.ftruncate(fd, 0)
+        os.fchmod(fd, 0o600)
+        f.write(text)
+        if owner is not None:
+            os.fchown(fd, *owner)
+
+
+def _read_first_password(path: str) -> str:
+    """C{path}'s text when it is a regular file with one name, read without following a link (root may read it)."""
+    fd = open_no_follow(path, os.O_RDONLY | os.O_NONBLOCK)
+    with os.fdopen(fd) as f:
+        require_sole_regular(fd, path)
+        return f.read(4096)
 
 
 def _invoking_user() -> tuple[int, int] | None:
@@ -187,8 +211,7 @@ def hints(root: str, shown_root: str, smtp: str, pop3: str, python: str) -> str:
     """What C{make run} prints before starting: the account, then the quick start for these endpoints."""
     account = "?"
     try:
-        with open(os.path.join(root, "run", "first-password")) as f:
-            account = f.read().strip()
+        account = _read_first_password(os.path.join(root, "run", "first-password")).strip()
     except OSError:
         pass
     user, _, password = account.partition(":")

@@ -18,6 +18,7 @@ from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, default_root
+from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
 from pymta.signals import reload_on_hangup
 from pymta.tls import TLSConfigError
@@ -62,6 +63,7 @@ class Options(usage.Options):
     opt_l = opt_listen
 
     def postOptions(self) -> None:
+        refuse_unsafe_pid_file(self, "pymta-pop3d")
         if not self["root"]:
             self["root"] = default_root()
         if not self["listen"]:

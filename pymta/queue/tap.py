@@ -18,6 +18,7 @@ from twisted.python import usage
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
+from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
 
@@ -58,6 +59,7 @@ class Options(usage.Options):
     ]
 
     def postOptions(self) -> None:
+        refuse_unsafe_pid_file(self, "pymta-send")
         check_queue_root(self)
         parse_stop_timeout(self)
         uids: tuple[int, ...] = ()

@@ -18,6 +18,7 @@ from pymta.control import Controls
 from pymta.smtpd.auth import AuthSyntaxError, SASLExchange, start_exchange
 from pymta.smtpd.authcheck import AuthVerdict, decide_auth
 from pymta.smtpd.context import ListenerSettings, SMTPDContext
+from pymta.smtpd.junk import JunkCounter
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, REPLY_UNIMPLEMENTED
 
 __all__ = ["AuthCommands"]
@@ -41,6 +42,7 @@ class AuthCommands:
     reply: Callable[[str], None]
     _close_with: Callable[[str], None]
     _run_pending: Callable[..., None]
+    _junk: JunkCounter
 
 
 
@@ -95,6 +97,8 @@ class AuthCommands:
         if verdict is None or self._mode == CLOSED:
             return
         self.auth_user = verdict.user or self.auth_user
+        if verdict.user:
+            self._junk.progress()
         self.auth_failures += verdict.failed
         if verdict.close:
             self._close_with(verdict.reply)

@@ -47,7 +47,8 @@ from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.idlecommands import IdleCommands
-from pymta.smtpd.junk import REPLY_TOO_MUCH_JUNK, JunkCounter
+from pymta.smtpd.greetcommands import GreetCommands
+from pymta.smtpd.junk import JunkCounter
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
@@ -63,7 +64,7 @@ RBL_HOST = "rblsmtpd.local"
 
 
 @implementer(IHandshakeListener)
-class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
+class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
 
@@ -313,10 +314,12 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
     def _line_too_long(self) -> None:
         """A line over the limit without its end yet: answer now, skip the rest of it."""
         self._long_line_seen()
-        self._after_skip = RBL if self._mode == RBL else COMMAND
-        self._mode = SKIP_LINE
+        if self._mode != CLOSED:
+            self._after_skip, self._mode = (RBL if self._mode == RBL else COMMAND), SKIP_LINE
 
     def _long_line_seen(self) -> None:
+        if self._mode != RBL and self._too_much_junk():
+            return
         self.reply("500 line too long (#5.5.2)")
         if self._mode == AUTH:
             self._sasl = None
@@ -325,6 +328,8 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
     def _line(self, line: bytes) -> defer.Deferred | None:
         if self._mode == AUTH:
             return self._auth_line(line)
+        if self._mode != RBL and self._too_much_junk():
+            return None
         if b"\0" in line:
             self.reply("501 NUL character in command (#5.5.2)")
             return None
@@ -341,10 +346,6 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         handler: Callable[[str], defer.Deferred | None] | None = (
             getattr(self, "smtp_" + verb_text, None) if verb_text.isalpha() else None
         )
-        if self._junk.command(verb_text, handler is not None):
-            log.info("smtpd: {ip}: too many commands that make no progress", ip=self.remote_ip)
-            self._close_with(REPLY_TOO_MUCH_JUNK)
-            return None
         if handler is None:
             self.reply(REPLY_UNIMPLEMENTED)
             return None
@@ -365,43 +366,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self.bad_sender = False
         self.recipients = []
 
-    @property
-    def auth_offered(self) -> bool:
-        return (
-            self.settings.submission
-            and self.ctx.portal is not None
-            and (self.tls or self.ctx.auth_without_tls)
-            and bool(self.ctx.auth_mechanisms())
-        )
-
-    @property
-    def starttls_offered(self) -> bool:
-        return (
-            not self.tls
-            and self.ctx.tls is not None
-            and self.ctx.tls.available
-            and ITLSTransport.providedBy(self.transport)
-        )
-
     # -- commands ----------------------------------------------------------
-
-    def smtp_helo(self, arg: str) -> None:
-        self.helo = arg
-        self.esmtp = False
-        self._reset_transaction()
-        self.reply(f"250 {self.controls.smtpgreeting}")
-
-    def smtp_ehlo(self, arg: str) -> None:
-        self.helo = arg
-        self.esmtp = True
-        self._reset_transaction()
-        lines = [self.controls.smtpgreeting, "PIPELINING", "8BITMIME"]
-        lines.append(f"SIZE {self.databytes}" if self.databytes else "SIZE")
-        if self.starttls_offered:
-            lines.append("STARTTLS")
-        if self.auth_offered and self.auth_user is None:
-            lines.append("AUTH " + " ".join(self.ctx.auth_mechanisms()))
-        self.reply("\r\n".join(f"250-{text}" for text in lines[:-1]) + f"\r\n250 {lines[-1]}")
 
     def smtp_mail(self, arg: str) -> None:
         if self.settings.submission and self.auth_user is None and self.relayclient is None:
@@ -423,6 +388,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self._reset_transaction()
         self.sender = parsed.address
         self.bad_sender = policy.is_bad_mailfrom(self.controls, parsed.address)
+        self._junk.progress()
         self.reply("250 ok")
 
     def smtp_rcpt(self, arg: str) -> defer.Deferred | None:
@@ -449,6 +415,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         recipient = decision.recipient
         if self.ctx.recipient_check is None:
             self.recipients.append(recipient)
+            self._junk.recipient_accepted()
             self.reply(decision.reply)
             return None
         d = defer.maybeDeferred(self.ctx.recipient_check, self.controls, recipient)
@@ -456,6 +423,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         def checked(known: bool) -> None:
             if known:
                 self.recipients.append(recipient)
+                self._junk.recipient_accepted()
                 self.reply("250 ok")
             else:
                 self.reply("550 sorry, no mailbox here by that name (#5.1.1)")
@@ -507,6 +475,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
             return
         self._mode = DATA
         self._deadline.start_data(self.controls.mindatarate)
+        self._junk.progress()
         self.reply("354 go ahead")
 
     def _process_data(self) -> None:
@@ -610,6 +579,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, IdleCommands):
         self.esmtp = False
         self.auth_user = None
         self._reset_transaction()
+        self._junk.tls_started()  # the EHLO that must follow is the session's first again
         self._closer.tls_started()
         try:
             cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too

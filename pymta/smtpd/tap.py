@@ -17,6 +17,7 @@ from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, default_root
+from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
 from pymta.signals import reload_on_hangup
 
@@ -64,6 +65,7 @@ class Options(usage.Options):
         self["submission"].append(description)
 
     def postOptions(self) -> None:
+        refuse_unsafe_pid_file(self, "pymta-smtpd")
         if not self["root"]:
             self["root"] = default_root()
         if not self["listen"] and not self["submission"]:

@@ -403,3 +403,59 @@ class ReadmeQuickStartTests(SynchronousTestCase):
         self.assertEqual(log.count("new msg "), 1, log)
         for bad in ("bounce msg", "triple bounce", "delivery 1: failure", "Traceback"):
             self.assertNotIn(bad, log)
+
+
+class FirstPasswordLinksTests(SynchronousTestCase):
+    """run/ belongs to the mail account: first-password is read and written without following links."""
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "run"))
+        self.path = os.path.join(self.root, "run", "first-password")
+        self.secret = os.path.abspath(self.mktemp())
+        with open(self.secret, "w") as f:
+            f.write("root:$6$hash:19000:0:99999:7:::\n")
+
+    def shown(self) -> str:
+        return hints(self.root, self.root, "tcp:2525", "tcp:1110", "py")
+
+    def test_symlink_is_not_read(self) -> None:
+        os.symlink(self.secret, self.path)
+        text = self.shown()
+        self.assertNotIn("hash", text)
+        self.assertIn("mailbox user: ?", text)
+
+    def test_hard_link_is_not_read(self) -> None:
+        os.link(self.secret, self.path)
+        self.assertNotIn("hash", self.shown())
+
+    def test_fifo_is_not_waited_for(self) -> None:
+        os.mkfifo(self.path)
+        self.assertIn("mailbox user: ?", self.shown())
+
+    def test_regular_file_is_read(self) -> None:
+        with open(self.path, "w") as f:
+            f.write("alice:pw\n")
+        self.assertIn("mailbox user: alice   POP3 password: pw", self.shown())
+
+    def test_write_refuses_a_symlink_and_leaves_its_target(self) -> None:
+        from pymta.cli.runlocal import _write_first_password
+        from pymta.ownfile import UnsafeFile
+
+        os.symlink(self.secret, self.path)
+        self.assertRaises(UnsafeFile, _write_first_password, self.path, "alice:pw\n", None)
+        os.unlink(self.path)
+        os.link(self.secret, self.path)
+        self.assertRaises(UnsafeFile, _write_first_password, self.path, "alice:pw\n", None)
+        with open(self.secret) as f:
+            self.assertEqual(f.read(), "root:$6$hash:19000:0:99999:7:::\n")
+
+    def test_write_replaces_a_stale_regular_file(self) -> None:
+        from pymta.cli.runlocal import _write_first_password
+
+        with open(self.path, "w") as f:
+            f.write("old:a-much-longer-old-password\n")
+        _write_first_password(self.path, "alice:pw\n", None)
+        with open(self.path) as f:
+            self.assertEqual(f.read(), "alice:pw\n")
+        self.assertEqual(stat.S_IMODE(os.stat(self.path).st_mode), 0o600)
