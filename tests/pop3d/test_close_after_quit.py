@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import glob
 import os
-import socket
-import ssl
 import time
 
 from twisted.internet import defer, reactor, threads
@@ -24,6 +22,7 @@ from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.service import build_pop3_service
 from tests.pop3d.helpers import make_maildir, put_message
 from tests.smtpd.tlsutil import write_cert
+from tests.tlsclient import pipeline_over_tls
 
 TIMEOUT = 30.0  # pymta-pop3d --timeout: longer than the stall
 STALL = CLOSE_GRACE_SECONDS + 2.0  # the client reads nothing this long after sending QUIT
@@ -32,29 +31,10 @@ WAIT = 20.0  # no read waits longer
 
 def download_with_a_stall(port: int) -> bytes:
     """Pipeline a download and QUIT over TLS, stall, then read everything."""
-    raw = socket.socket()
-    raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 16384)  # the server's side holds most of the message
-    raw.settimeout(WAIT)
-    raw.connect(("127.0.0.1", port))
-    context = ssl.create_default_context()
-    context.check_hostname = False
-    context.verify_mode = ssl.CERT_NONE
-    s = context.wrap_socket(raw)
-    got = b""
-    try:
-        s.sendall(b"USER alice\r\nPASS secret\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n")
-        time.sleep(STALL)
-        deadline = time.monotonic() + WAIT
-        while time.monotonic() < deadline:
-            data = s.recv(65536)
-            if not data:
-                break
-            got += data
-    except (OSError, ssl.SSLError) as e:
-        got += b"<" + repr(e).encode() + b">"
-    finally:
-        s.close()
-    return got
+    return pipeline_over_tls(
+        port, b"USER alice\r\nPASS secret\r\nRETR 1\r\nDELE 1\r\nQUIT\r\n", wait=WAIT, stall=STALL,
+        receive_buffer=16384,  # the server's side holds most of the message
+    )
 
 
 class DownloadThenQuit(TestCase):
