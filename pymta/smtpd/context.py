@@ -25,7 +25,7 @@ from pymta.smtpd.dnsbl import DNSBL
 from pymta.smtpd.junk import JUNK_COMMAND_LIMIT
 from pymta.tls import ServerTLS
 
-__all__ = ["ConnectionLimiter", "SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
+__all__ = ["SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
 
 #: the answer to a client over a connection limit (L{ConnectionLimiter.acquire}'s reason)
 LIMIT_REPLIES = {
