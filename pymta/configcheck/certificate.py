@@ -28,6 +28,7 @@ from typing import Any, Iterator
 from cryptography import x509
 
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Problem, problem_from_message
+from pymta.fsaccess import READ, Account, may
 
 __all__ = ["check_certificate", "EXPIRY_WARNING", "may_read"]
 
@@ -36,14 +37,7 @@ EXPIRY_WARNING = datetime.timedelta(days=30)
 
 def may_read(st: os.stat_result, account: tuple[int, int]) -> bool:
     """True when the owner of C{account} (uid, gid) may read a file with status C{st}."""
-    uid, gid = account
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IRUSR)
-    if st.st_gid == gid:
-        return bool(st.st_mode & stat.S_IRGRP)
-    return bool(st.st_mode & stat.S_IROTH)
+    return may(st, Account(*account), READ)
 
 
 def _leaf(options: Any, path: str) -> x509.Certificate | None:

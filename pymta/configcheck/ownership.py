@@ -25,20 +25,14 @@ import stat
 from typing import Iterator
 
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Problem
+from pymta.fsaccess import WRITE, Account, may
 
 __all__ = ["check_ownership", "check_queue_owner", "may_write"]
 
 
 def may_write(st: os.stat_result, account: tuple[int, int]) -> bool:
     """True when the owner of C{account} (uid, gid) may write to a file with status C{st}."""
-    uid, gid = account
-    if uid == 0:
-        return True
-    if st.st_uid == uid:
-        return bool(st.st_mode & stat.S_IWUSR)
-    if st.st_gid == gid:
-        return bool(st.st_mode & stat.S_IWGRP)
-    return bool(st.st_mode & stat.S_IWOTH)
+    return may(st, Account(*account), WRITE)
 
 
 def _configuration_dir(path: str, st: os.stat_result, ctx: CheckContext) -> Iterator[Problem]:
