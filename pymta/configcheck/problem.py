@@ -22,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Sequence, TypeVar
 
 from pymta.control import Controls
+from pymta.privileges import PrivilegeError, mail_account
 
 __all__ = [
     "ERROR",
@@ -113,18 +114,15 @@ def every_error(
 
 def service_account(root: str) -> tuple[int, int] | None:
     """
-    The uid and gid the daemons of C{root} run as: the owner of
-    C{ROOT/queue}, which they become when started as root (None when that
-    is root itself).  Without a queue: this process's own, or None for
-    root.
+    The uid and gid the daemons of C{root} run as: the account they become
+    when started as root (L{pymta.privileges.mail_account}: the owner of
+    C{ROOT/queue}, or of C{ROOT/run} without a queue).  Without such an
+    account: this process's own, or None for root.
     """
     try:
-        st = os.stat(os.path.join(root, "queue"))
-    except OSError:
+        return mail_account(root)
+    except PrivilegeError:
         return None if os.geteuid() == 0 else (os.geteuid(), os.getegid())
-    if st.st_uid == 0:
-        return None if os.geteuid() == 0 else (os.geteuid(), os.getegid())
-    return st.st_uid, st.st_gid
 
 
 @dataclass

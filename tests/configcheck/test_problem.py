@@ -86,3 +86,13 @@ class ServiceAccountTests(SynchronousTestCase):
         self.assertIsNone(service_account(root))  # a queue owned by root
         os.chown(os.path.join(root, "queue"), 4242, 4343)
         self.assertEqual(service_account(root), (4242, 4343))
+
+    def test_root_without_a_queue_becomes_the_owner_of_run(self) -> None:
+        """A POP3-only root: the daemons run as the owner of run/, as pymta.privileges decides."""
+        if os.geteuid() != 0:
+            raise self.skipTest("needs root")
+        root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(root, "run"))
+        self.assertIsNone(service_account(root))  # run/ owned by root
+        os.chown(os.path.join(root, "run"), 4242, 4343)
+        self.assertEqual(service_account(root), (4242, 4343))
