@@ -12,7 +12,9 @@ condition instead, with a bounded deadline:
   - L{eventually}: on the reactor, for C{async def} and C{inlineCallbacks}
     tests whose condition the reactor itself makes true.
 
-Both fail loudly rather than return quietly: L{wait_until} returns whether
+The default bound (30 s) is generous: it costs nothing when the condition
+comes true, and only a test that is failing anyway waits it out.  Both
+fail loudly rather than return quietly: L{wait_until} returns whether
 the condition held (the caller asserts it), L{eventually} fails its Deferred
 with an C{AssertionError} naming what was awaited.
 
@@ -31,7 +33,7 @@ from twisted.internet import defer, task
 __all__ = ["wait_until", "eventually", "process_ended"]
 
 
-def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval: float = 0.02) -> bool:
+def wait_until(predicate: Callable[[], object], timeout: float = 30.0, interval: float = 0.02) -> bool:
     """Call C{predicate} every C{interval} seconds until it is true (then True) or C{timeout} passes (then False)."""
     deadline = time.monotonic() + timeout
     while True:
@@ -44,7 +46,7 @@ def wait_until(predicate: Callable[[], object], timeout: float = 10.0, interval:
 
 def eventually(
     predicate: Callable[[], object],
-    timeout: float = 10.0,
+    timeout: float = 30.0,
     what: str = "the condition",
     clock: Any = None,
     interval: float = 0.01,
