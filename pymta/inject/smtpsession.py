@@ -45,7 +45,8 @@ def _socket_accepts(path: str) -> bool:
 
 def _sink(root: str, reactor: Any) -> Any:
     from pymta.queue.client import may_write_queue
-    from pymta.queue.inject import InjectClientSink, inject_socket_path
+    from pymta.queue.framing import inject_socket_path
+    from pymta.queue.injectclient import InjectClientSink
     from pymta.queue.layout import QueueLayout
     from pymta.queue.store import Queue, QueueSink
 

@@ -79,7 +79,8 @@ INJECT_CONNECTIONS_KEPT = 32
 def makeService(options: Options) -> service.IService:
     from twisted.internet import reactor
 
-    from pymta.queue.inject import InjectClientSink, inject_socket_path
+    from pymta.queue.framing import inject_socket_path
+    from pymta.queue.injectclient import InjectClientSink
     from pymta.smtpd.service import build_smtpd_service
 
     from pymta.smtpd.access import TcpRulesError
