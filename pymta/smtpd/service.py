@@ -10,7 +10,7 @@ wrapped in C{TLSMemoryBIOFactory}, so the certificate follows
 L{SMTPDService.reload}.  An C{ssl:} string with its own C{privateKey} is
 used as Twisted parses it (files read once).
 
-A DNS resolver (L{pymta.remote.dns.DNSResolver}) is made only when it is
+A DNS resolver (L{pymta.dns.DNSResolver}) is made only when it is
 needed: control/rbls lists zones, or tcp.smtp has C{=host} rules (then each
 client's address is looked up in reverse, as tcpserver -h does, at most
 5 seconds).
@@ -133,7 +133,7 @@ def _default_checkers(root: str) -> list[ICredentialsChecker]:
 
 def _default_resolver(reactor: Any) -> Any:
     try:
-        from pymta.remote.dns import DNSResolver
+        from pymta.dns import DNSResolver
     except ImportError:  # pragma: no cover
         return None
     return DNSResolver(reactor=reactor, lifetime=10.0)
@@ -157,7 +157,7 @@ def build_smtpd_service(
     C{submission} endpoints require AUTH (offered after STARTTLS unless
     C{auth_without_tls}).  C{portal_checkers} default to a
     L{pymta.passwdfile.PasswdFileChecker} over ROOT/users/passwd; C{resolver}
-    (for DNSBL) to L{pymta.remote.dns.DNSResolver}, created only when
+    (for DNSBL) to L{pymta.dns.DNSResolver}, created only when
     control/rbls lists zones; C{login_limiter} (shared with pop3d in one
     process) to one of smtpd's own with the budgets of the control files.
     """
