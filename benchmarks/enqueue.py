@@ -38,7 +38,7 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pymta.queue.client import enqueue_socket  # noqa: E402
-from pymta.queue.inject import inject_socket_path  # noqa: E402
+from pymta.queue.framing import inject_socket_path  # noqa: E402
 from pymta.queue.layout import QueueLayout  # noqa: E402
 from pymta.queue.store import Queue  # noqa: E402
 
@@ -86,7 +86,7 @@ def serve(root: str) -> None:
     """The queue manager's inject side, as pymta-send runs it."""
     from twisted.internet import reactor
 
-    from pymta.queue.inject import InjectServerFactory, listen_inject
+    from pymta.queue.injectserver import InjectServerFactory, listen_inject
     from pymta.queue.store import QueueSink
 
     sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor)

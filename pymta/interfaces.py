@@ -10,6 +10,8 @@ The seams between pymta's parts.
 - A L{Channel} delivers one message to some of its recipients and reports,
   per recipient, success (C{K}), deferral (C{Z}) or permanent failure (C{D})
   with the text qmail would log and put into a bounce.
+- L{LocalRecipients} is local delivery's answer, ahead of delivery, to
+  "has this local address a mailbox?" (smtpd's opt-in RCPT check).
 """
 
 from __future__ import annotations
@@ -30,6 +32,7 @@ __all__ = [
     "DeliveryResult",
     "DeliveryJob",
     "Channel",
+    "LocalRecipients",
 ]
 
 
@@ -127,3 +130,23 @@ class Channel(Protocol):
 
     def stop(self) -> "Deferred[None] | None":
         """Finish or abandon in-flight work on service stop."""
+
+
+class LocalRecipients(Protocol):
+    """
+    Local delivery's lookup of a local address, asked before the message
+    is accepted (smtpd's RCPT check, C{control/rcptcheck}).
+
+    Promise: it never says no when delivery might take the mail.  It fires
+    False only when local delivery would certainly find no mailbox (no
+    user, no alias, no matching C{.qmail} file); whatever cannot be decided
+    (an unreadable home directory, a broken users/assign) fires True.  It
+    never blocks the caller: the password database and home directories
+    are read elsewhere, and the answer comes as a Deferred.
+    """
+
+    def deliverable(self, local: str) -> "Deferred[bool]":
+        """
+        C{local} is the local part of the address as routing hands it to
+        local delivery (after virtualdomains, e.g. C{joe-lists}).
+        """

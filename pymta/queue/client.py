@@ -21,8 +21,7 @@ from typing import IO, Sequence
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_CONFIG, EXIT_NETWORK, EXIT_TIMEOUT, EXIT_READ_ERROR, QueueFailure
-from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, netstring, parse_reply
-from pymta.queue.inject import inject_socket_path
+from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, inject_socket_path, netstring, parse_reply
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue
 

@@ -129,12 +129,12 @@ class ThreadPoolService(Service):
 
 
 class InjectSocketService(UnixSocketService):
-    """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.inject.InjectServerFactory}."""
+    """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.injectserver.InjectServerFactory}."""
 
     listen_failure = "cannot listen on the inject socket"
 
     def __init__(self, root: str, sink: MessageSink, reactor: Any, trusted_uids: tuple[int, ...] = ()) -> None:
-        from pymta.queue.inject import inject_socket_path
+        from pymta.queue.framing import inject_socket_path
 
         super().__init__(reactor, inject_socket_path(root))
         self.root = root
@@ -142,7 +142,7 @@ class InjectSocketService(UnixSocketService):
         self.trusted_uids = trusted_uids
 
     def listen(self) -> "defer.Deferred[Any]":
-        from pymta.queue.inject import InjectServerFactory, listen_inject
+        from pymta.queue.injectserver import InjectServerFactory, listen_inject
 
         return listen_inject(self.reactor, self.root, InjectServerFactory(self.sink, trusted_uids=self.trusted_uids))
 

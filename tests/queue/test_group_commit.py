@@ -20,7 +20,7 @@ from pymta.queue import store, syncing
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.client import enqueue_socket
 from pymta.queue.errors import QueueFailure
-from pymta.queue.inject import inject_socket_path
+from pymta.queue.framing import inject_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import PAUSE_ENV, Queue, QueueSink, commit_prepared
 from pymta.queue.syncing import QueueSync
@@ -248,7 +248,7 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
 SERVER = """
 import os, sys
 from twisted.internet import reactor
-from pymta.queue.inject import InjectServerFactory, listen_inject
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue, QueueSink
 root = sys.argv[1]

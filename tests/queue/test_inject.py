@@ -1,4 +1,4 @@
-"""Tests for pymta.queue.inject and pymta.queue.framing: the inject socket."""
+"""Tests for the inject socket: pymta.queue.framing, pymta.queue.injectserver and pymta.queue.injectclient."""
 
 import os
 import shutil
@@ -17,11 +17,13 @@ from pymta.queue.framing import (
     NetstringParser,
     encode_envelope,
     encode_reply,
+    inject_socket_path,
     netstring,
     parse_envelope,
     parse_reply,
 )
-from pymta.queue.inject import InjectClientSink, InjectServerFactory, inject_socket_path, listen_inject
+from pymta.queue.injectclient import InjectClientSink
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue, QueueSink
 from tests.queue.test_store import ImmediateReactor, ImmediateThreadPool, files_under

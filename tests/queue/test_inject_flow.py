@@ -1,5 +1,5 @@
 """
-The inject client (pymta.queue.inject): back-pressure towards its feeder
+The inject socket's client (pymta.queue.injectclient): back-pressure towards its feeder
 and connections kept for the next message.
 """
 
@@ -14,17 +14,15 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue.framing import encode_envelope, encode_reply
-from pymta.queue.inject import (
+from pymta.queue.framing import encode_envelope, encode_reply, inject_socket_path
+from pymta.queue.injectclient import (
     _CLIENT_CHUNK,
     _PRECONNECT_LIMIT,
     InjectClientSink,
-    InjectServerFactory,
+    _InjectClientConnection,
     _InjectClientWriter,
-    _InjectConnection,
-    inject_socket_path,
-    listen_inject,
 )
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue, QueueSink
 
@@ -46,7 +44,7 @@ class InjectClientBackPressureTests(unittest.SynchronousTestCase):
         self.writer = _InjectClientWriter(self.sink.reactor, 60.0, encode_envelope("from network", "a@x", ["b@y"]))
         self.flow = FlowRecorder()
         self.writer.watch_backlog(self.flow.pause, self.flow.resume)
-        self.connection = _InjectConnection(self.sink)
+        self.connection = _InjectClientConnection(self.sink)
         self.connection.writer = self.writer
 
     def connect(self) -> StringTransport:

@@ -126,7 +126,7 @@ class SendServiceTests(unittest.TestCase):
 
     async def test_inject_socket(self) -> None:
         from pymta.queue.client import enqueue_socket
-        from pymta.queue.inject import inject_socket_path
+        from pymta.queue.framing import inject_socket_path
 
         self.start()
         path = inject_socket_path(self.root)

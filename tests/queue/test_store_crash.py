@@ -146,7 +146,7 @@ class FullDiskTests(unittest.SynchronousTestCase):
 
         from pymta.interfaces import QueueReceipt, QueueRefused
         from pymta.queue.framing import encode_envelope, netstring
-        from pymta.queue.inject import InjectServerFactory
+        from pymta.queue.injectserver import InjectServerFactory
         from pymta.queue.store import QueueSink
         from tests.queue.test_inject import read_replies
         from tests.queue.test_store import ImmediateReactor, ImmediateThreadPool

@@ -25,7 +25,8 @@ from twisted.internet import defer, reactor
 
 from pymta.control import ControlReader
 from pymta.interfaces import QueueReceipt
-from pymta.queue.inject import InjectClientSink, InjectServerFactory
+from pymta.queue.injectclient import InjectClientSink
+from pymta.queue.injectserver import InjectServerFactory
 from pymta.smtpd.service import build_smtpd_service
 
 
