@@ -5,7 +5,7 @@ into the queue.
 
 The server (L{InjectServerFactory}) runs inside C{pymta-send}, the only
 process that writes the queue; it streams each message into a
-L{pymta.interfaces.MessageSink} (normally L{pymta.queue.store.QueueSink})
+L{pymta.interfaces.MessageSink} (normally L{pymta.queue.sink.QueueSink})
 and answers only once the message is durable.  L{InjectClientSink} is the
 same L{pymta.interfaces.MessageSink} seen from another Twisted process
 (smtpd); L{pymta.queue.client} is the blocking client of command-line tools.
@@ -56,7 +56,7 @@ from pymta.queue.framing import (
     parse_reply,
 )
 from pymta.queue.listening import listen_unix
-from pymta.queue.store import RefusedWriter
+from pymta.queue.sink import RefusedWriter
 from pymta.streamtransport import ISocketStreamTransport
 
 __all__ = [

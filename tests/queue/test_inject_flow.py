@@ -26,7 +26,9 @@ from pymta.queue.inject import (
     listen_inject,
 )
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 
 
 class FlowRecorder:
@@ -156,7 +158,7 @@ class KeptConnectionTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed: list[int] = []
-        self.queue_sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
+        self.queue_sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         self.sink = InjectClientSink(reactor, inject_socket_path(self.root), keep_connections=2)
         self.addCleanup(self.sink.close)
         return self.listen()
