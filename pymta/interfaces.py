@@ -17,7 +17,7 @@ The seams between pymta's parts.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 
@@ -62,6 +62,14 @@ class MessageWriter(Protocol):
 
     def write(self, data: bytes) -> None:
         """Append message bytes (LF line ends, as stored on disk)."""
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """
+        Flow control for whoever feeds C{write()}: call C{pause()} when more
+        data waits on its way to the queue than the writer will hold, and
+        C{resume()} once it has drained or the message is settled.  A writer
+        that never holds a backlog does nothing.
+        """
 
     def finish(self) -> "Deferred[QueueReceipt]":
         """Commit: fires with a L{QueueReceipt} once durable, or fails with L{QueueRefused}."""

@@ -46,8 +46,10 @@ def _sink(root: str, reactor: Any) -> Any:
     from pymta.queue.client import may_write_queue
     from pymta.queue.framing import inject_socket_path
     from pymta.queue.injectclient import InjectClientSink
+    from pymta.queue.disk import QueueDisk
     from pymta.queue.layout import QueueLayout
-    from pymta.queue.store import Queue, QueueSink
+    from pymta.queue.sink import QueueSink
+    from pymta.queue.store import Queue
 
     path = inject_socket_path(root)
     if _socket_accepts(path):
@@ -63,7 +65,7 @@ def _sink(root: str, reactor: Any) -> Any:
         layout = QueueLayout(queuedir)
     except (OSError, ValueError) as e:
         raise SessionUnavailable(str(e)) from None
-    return QueueSink(Queue(layout), reactor)
+    return QueueSink(Queue(QueueDisk.plain(layout)), reactor)
 
 
 def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_fd: int = 1) -> None:

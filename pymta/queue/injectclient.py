@@ -27,7 +27,7 @@ from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_BUG, EXIT_NETWORK, EXIT_TIMEOUT, QueueFailure
 from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, netstring, parse_reply
-from pymta.queue.store import RefusedWriter
+from pymta.queue.sink import RefusedWriter
 from pymta.streamtransport import ISocketStreamTransport
 
 __all__ = ["InjectClientSink"]

@@ -7,7 +7,7 @@ L{pymta.queue.injectclient}; the blocking client of command-line tools is
 L{pymta.queue.client}).
 
 L{InjectServerFactory} streams each message into a
-L{pymta.interfaces.MessageSink} (normally L{pymta.queue.store.QueueSink})
+L{pymta.interfaces.MessageSink} (normally L{pymta.queue.sink.QueueSink})
 and answers only once the message is durable.  Wire format: see
 L{pymta.queue.framing}.  In short, per message::
 

@@ -75,7 +75,8 @@ from pymta.interfaces import (
 )
 from pymta.queue import bounce as bounces
 from pymta.queue.layout import QueueLayout
-from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch, queue_owner
+from pymta.queue.disk import QueueDisk, queue_owner
+from pymta.queue.preprocess import BatchResult, PreprocessLog, list_todo, preprocess_batch
 from pymta.queue.retry import DYING_TEXT, SYSFAIL_DELAY, is_dying, next_retry
 from pymta.queue.envelope import Envelope
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient, strip_virtual_prepend
@@ -671,8 +672,8 @@ class Scheduler(Service):
         self._preprocessing_ids = set(batch)
         reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
         d = threads.deferToThreadPool(
-            reactor, self.threadpool, preprocess_batch, self.layout, batch, controls, now=now, owner=self._owner,
-            spares=self.spares, known=self._take_fresh(batch), sync=self.sync,
+            reactor, self.threadpool, preprocess_batch, self._disk(), batch, controls, now=now,
+            known=self._take_fresh(batch),
         )
         self._in_flight.add(d)
 
@@ -693,10 +694,15 @@ class Scheduler(Service):
     def _preprocess_here(self, batch: list[int]) -> None:
         """Preprocess C{batch} in this (the reactor's) thread and apply the result."""
         result = preprocess_batch(
-            self.layout, batch, self.controls.current, on_new=self._log_new_once, on_info=self._log_info_once,
-            now=self.now(), owner=self._owner, spares=self.spares, known=self._take_fresh(batch), sync=self.sync,
+            self._disk(), batch, self.controls.current, log=PreprocessLog(self._log_new_once, self._log_info_once),
+            now=self.now(), known=self._take_fresh(batch),
         )
         self._apply_batch(result, True, batch)
+
+    def _disk(self) -> QueueDisk:
+        """The queue disk preprocessing writes through (no sync policy given: an fsync per file and directory)."""
+        sync = self.sync if self.sync is not None else QueueSync(self.layout.queuedir)
+        return QueueDisk(self.layout, sync, self._owner, self.spares, self.mess_spares)
 
     def _take_fresh(self, batch: list[int]) -> dict[int, tuple[Envelope, int]]:
         """The known envelopes of C{batch}'s fresh messages, forgotten here: a retry reads them from disk."""

@@ -459,9 +459,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply("451 qqt failure (#4.3.0)")
             return
         self._writer = writer
-        watch_backlog = getattr(writer, "watch_backlog", None)
-        if watch_backlog is not None:
-            watch_backlog(lambda: self._queue_backlog(writer, True), lambda: self._queue_backlog(writer, False))
+        writer.watch_backlog(lambda: self._queue_backlog(writer, True), lambda: self._queue_backlog(writer, False))
         self._stream = DataStream(writer.write, self.databytes, self.ctx.max_data_line)
         try:
             writer.write(

@@ -27,9 +27,11 @@ import os, sys
 from twisted.internet import reactor
 from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 root = sys.argv[1]
-sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor)
+sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor)
 listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
 reactor.run()
 """

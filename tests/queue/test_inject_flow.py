@@ -24,7 +24,9 @@ from pymta.queue.injectclient import (
 )
 from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 
 
 class FlowRecorder:
@@ -154,7 +156,7 @@ class KeptConnectionTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed: list[int] = []
-        self.queue_sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
+        self.queue_sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         self.sink = InjectClientSink(reactor, inject_socket_path(self.root), keep_connections=2)
         self.addCleanup(self.sink.close)
         return self.listen()

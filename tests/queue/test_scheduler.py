@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -114,6 +114,9 @@ class CollectingSink:
 
             def write(self, data: bytes) -> None:
                 self.data += data
+
+            def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+                pass  # nothing is held back: never a backlog
 
             def finish(self):
                 if sink.fail:

@@ -3,6 +3,7 @@
 import os
 import stat
 import time
+from dataclasses import replace
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -15,6 +16,7 @@ from pymta.queue.scheduler import QmailLog, Scheduler
 from pymta.queue import spares as spares_module
 from pymta.queue import syncing
 from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file, fill_file
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import Queue
 from tests.queue.helpers import controls_from
 from tests.queue.test_scheduler import CollectingSink, RecordingChannel, make_root, queue_message
@@ -259,13 +261,14 @@ class RecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
             pool.keep(os.path.join(layout.queuedir, "bounce", str(n)))
         pool.settle()
         spare_inodes = {os.stat(os.path.join(layout.dir("pid"), n)).st_ino for n in os.listdir(layout.dir("pid"))}
-        m = Queue(layout, spares=pool).begin("by uid 1", 1, 1)
+        disk = replace(QueueDisk.plain(layout), spares=pool)
+        m = Queue(disk).begin("by uid 1", 1, 1)
         m.write(b"Subject: x\n\nbody\n")
         mid = m.commit("a@mail.example", ["bob@mail.example"]).message_id
         intd_inode = os.stat(layout.intd(mid)).st_ino
         self.assertIn(intd_inode, spare_inodes)
         controls = controls_from(self, me="mail.example\n")
-        result = preprocess_batch(layout, [mid], controls, spares=pool)
+        result = preprocess_batch(disk, [mid], controls)
         self.assertEqual([p.message_id for p in result.done], [mid])
         self.assertFalse(os.path.exists(layout.todo(mid)))
         self.assertFalse(os.path.exists(layout.intd(mid)))
@@ -359,7 +362,7 @@ class MessageRecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
         self.root, self.layout = make_root(self)
         self.spares = SparePool(self.layout)
         self.mess_spares = SparePool(self.layout)
-        self.queue = Queue(self.layout, spares=self.spares, mess_spares=self.mess_spares)
+        self.queue = Queue(replace(QueueDisk.plain(self.layout), spares=self.spares, mess_spares=self.mess_spares))
         self.clock = task.Clock()
         self.clock.advance(1795000000)
         self.local = RecordingChannel(answer=lambda job, rcpt: ("D", "no such user\n") if "nobody" in rcpt else ("K", "ok\n"))
