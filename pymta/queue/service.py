@@ -32,6 +32,7 @@ from pymta.control import ControlReader
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
+from pymta.queue.disk import QueueDisk, queue_owner
 from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
 from pymta.queue.scheduler import CHANNELS, Scheduler
@@ -74,6 +75,9 @@ class NoDeliveryChannel:
     def __init__(self, name: str) -> None:
         self.name = name
         self.text = f"no {name} delivery channel is installed (#4.3.0)"
+
+    def start(self) -> None:
+        pass
 
     def deliver(self, job: DeliveryJob) -> "defer.Deferred[list[DeliveryResult]]":
         return defer.succeed([DeliveryResult(DEFERRAL, self.text) for _ in job.recipients])
@@ -206,10 +210,10 @@ def build_send_service(
     # e4a81c9, names unique per process; tests.queue.test_spares.test_two_pools_never_share_a_name).
     mess_spares = SparePool(layout, same_name=True, sync=sync)
     scheduler = Scheduler(
-        layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
+        QueueDisk(layout, sync, queue_owner(layout), spares, mess_spares), reader,
+        {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
-        spares=spares, mess_spares=mess_spares, sync=sync,
     )
     commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
     queue = Queue(layout, spares=spares, mess_spares=mess_spares, sync=sync)
