@@ -9,13 +9,15 @@ format that log analysers (qmailanalog and the like) read lives in one place.
 
 from __future__ import annotations
 
+from typing import Any, Callable
+
 from twisted.logger import Logger
 
 from pymta.address import safe_log
 from pymta.interfaces import DEFERRAL, SUCCESS
 from pymta.queue.sendfiles import TodoEnvelope
 
-__all__ = ["QmailLog"]
+__all__ = ["QmailLog", "guard"]
 
 
 class QmailLog:
@@ -68,3 +70,17 @@ class QmailLog:
 
     def triple_bounce(self, message_id: int) -> None:
         self.line(f"triple bounce: discarding bounce/{message_id}")
+
+
+def guard(log: QmailLog, what: str, f: Callable[..., Any], *args: Any) -> bool:
+    """
+    Run one step of pymta-send: an unexpected error is logged (an C{alert:}
+    line and the traceback) and never kills the service.  False when it failed.
+    """
+    try:
+        f(*args)
+    except Exception as e:
+        log.alert(f"internal error in {what}: {e!r}; continuing")
+        log.logger.failure("pymta-send: internal error in {what}", what=what)
+        return False
+    return True

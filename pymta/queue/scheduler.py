@@ -21,9 +21,7 @@ messages, which go to the thread pool when there is one.
 
 from __future__ import annotations
 
-import itertools
 import os
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, cast
 
 from twisted.application.service import Service
@@ -33,24 +31,22 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from pymta.control import ControlError, ControlReader
-from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
-from pymta.queue import bounce as bounces
-from pymta.queue.channeljob import ChannelJob, DueJobs, Unreadable, batch_size, read_job_files
-from pymta.queue.checkpoint import Checkpoint
+from pymta.interfaces import Channel, MessageSink
 from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
-from pymta.queue.finishing import Finished, Finisher, Outcome, quarantine
-from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, pair_with_records, plan_first_attempt
+from pymta.queue.finishing import Finished, Finisher, Outcome
+from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
 from pymta.queue.layout import QueueLayout
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
+from pymta.queue.passes import ChannelPasses, JobView
 from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch
-from pymta.queue.qmaillog import QmailLog
+from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, scan_queue
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendfiles import TodoEnvelope
-from pymta.queue.unlinking import BatchedUnlinker, delete_small
-from pymta.queue.verdict import REPORT_MAX, Verdict, judge
+from pymta.queue.unlinking import BatchedUnlinker
+from pymta.queue.verdict import REPORT_MAX
 
 __all__ = ["Scheduler", "QmailLog", "CHANNELS", "REPORT_MAX", "JobView", "FIRST_ATTEMPT_BACKLOG", "SYSFAIL_DELAY"]
 
@@ -64,17 +60,6 @@ TODO_SCAN_INTERVAL = 60
 
 #: seconds between runs of the crash cleaner (qmail: 76431)
 CLEANUP_INTERVAL = 76431
-
-
-@dataclass(frozen=True)
-class JobView:
-    """A read-only description of one queued job (for C{pymta ctl queue})."""
-
-    message_id: int
-    channel: str
-    due: int
-    running: bool
-    in_flight: int
 
 
 class Scheduler(Service):
@@ -116,7 +101,6 @@ class Scheduler(Service):
         self.disk = disk
         self.layout = disk.layout
         self.controls = controls
-        self.channels = dict(channels)
         self.clock = clock
         self.cleaner = cleaner
         self.log = log if log is not None else QmailLog()
@@ -129,14 +113,12 @@ class Scheduler(Service):
         self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0, "first_attempts": 0}
         #: where every message stands: the one truth
         self.messages = MessageStates(CHANNELS)
-        self._due = DueJobs(CHANNELS, self.messages.job)
-        self._passes: dict[str, ChannelJob | None] = {c: None for c in CHANNELS}
-        self._used: dict[str, int] = {c: 0 for c in CHANNELS}
+        self._passes = ChannelPasses(self.messages, dict(channels), disk, controls, clock, self.log, self.stats,
+                                     self._kick)
         self._preprocessing = False
+        #: preprocessing and bounce injections under way
         self._in_flight: set[defer.Deferred] = set()
-        self._delivery_ids = itertools.count(1)
         self._unlinker = BatchedUnlinker(disk, clock, threadpool, self.log)
-        self._checkpoint = Checkpoint(disk, controls, self.log)
         self._finisher = Finisher(disk, controls, sink, clock, self.log, self._unlinker)
         # the main loop's timers and flags
         self._wake: IDelayedCall | None = None
@@ -148,6 +130,15 @@ class Scheduler(Service):
         self._loops: list[task.LoopingCall] = []
         self._later: set[IDelayedCall] = set()
         self._channels_started = False
+
+    @property
+    def channels(self) -> dict[str, Channel]:
+        """The delivery channels by name."""
+        return cast(dict[str, Channel], self._passes.channels)
+
+    @channels.setter
+    def channels(self, channels: Mapping[str, Channel]) -> None:
+        self._passes.channels = dict(channels)
 
     @property
     def sink(self) -> MessageSink | None:
@@ -200,11 +191,9 @@ class Scheduler(Service):
         if self.threadpool is not None and not self.threadpool.started:
             self.threadpool.start()
         self._start_channels()
-        self.exiting = False
-        self._unlinker.stopping = False
+        self.exiting = self._passes.exiting = self._unlinker.stopping = False
         self.messages.clear()
-        self._due.clear()
-        self._passes = {c: None for c in CHANNELS}
+        self._passes.reset()
         self._preprocessing = False
         if self.cleaner is not None:
             self._run_cleaner()
@@ -221,8 +210,7 @@ class Scheduler(Service):
 
     def stopService(self) -> "defer.Deferred[None]":
         super().stopService()
-        self.exiting = True
-        self._unlinker.stopping = True
+        self.exiting = self._passes.exiting = self._unlinker.stopping = True
         for loop in self._loops:
             if loop.running:
                 loop.stop()
@@ -243,7 +231,7 @@ class Scheduler(Service):
     def _pending(self) -> list[defer.Deferred]:
         """Deliveries, preprocessing, bounce injections and unlinking still running."""
         busy = self._unlinker.busy()
-        return list(self._in_flight) + ([busy] if busy is not None else [])
+        return list(self._passes.in_flight | self._in_flight) + ([busy] if busy is not None else [])
 
     def _drain(self) -> "defer.Deferred[None]":
         if not self._pending():
@@ -273,21 +261,7 @@ class Scheduler(Service):
             self._guard("recording first attempts at exit", self._preprocess_here, unrecorded)
         if self._pending():
             self.log.warning(f"{len(self._pending())} deliveries still running at exit; they will be retried")
-        now = self.now()
-        for state in self.messages.in_stage(Stage.SCHEDULED):
-            for job in state.jobs.values():
-                if job.running:
-                    # results never came back (or the pass was open): retry at once next time
-                    due = now if (job.in_flight or job.pending) else job.retry
-                else:
-                    due = job.due
-                path = self.layout.channel(job.channel, job.message_id)
-                try:
-                    os.utime(path, (due, due))
-                except FileNotFoundError:
-                    pass
-                except OSError:
-                    self.log.warning(f"unable to utime {self._rel(path)}; message will be retried too soon")
+        self._passes.remember_due(self.now())
         stops = []
         for channel in self.channels.values():
             try:
@@ -314,25 +288,16 @@ class Scheduler(Service):
             self.log.warning(f"queue cleanup failed: {e}")
             return
         for path in removed or ():
-            self.log.logger.info("cleanup: removed crash leftover {path}", path=self._rel(path))
+            self.log.logger.info("cleanup: removed crash leftover {path}", path=os.path.relpath(path, self.layout.queuedir))
 
     # ---------------------------------------------------------------- control
 
     def status(self) -> str:
         """Log and return qmail's C{status:} line."""
-        line = self.status_text()
-        self.log.line(line)
-        return line
+        return self._passes.status()
 
     def status_text(self) -> str:
-        c = self.controls.current
-        line = (
-            f"status: local {self._used[LOCAL]}/{c.concurrencylocal}"
-            f" remote {self._used[REMOTE]}/{c.concurrencyremote}"
-        )
-        if self.exiting:
-            line += " exitasap"
-        return line
+        return self._passes.status_text()
 
     def reload(self) -> bool:
         """Re-read the control files (SIGHUP); malformed files keep the old values."""
@@ -351,12 +316,7 @@ class Scheduler(Service):
 
     def run_all_now(self) -> None:
         """Every waiting job is due now (SIGALRM / C{pymta ctl doqueue})."""
-        now = self.now()
-        for channel in CHANNELS:
-            waiting = [job for job in self._all_jobs() if job.channel == channel and not job.running]
-            for job in waiting:
-                job.due = min(job.due, now)
-            self._due.rebuild(channel, waiting)
+        self._passes.all_due_now(self.now())
         self.scan_todo()
         self._kick()
 
@@ -368,9 +328,6 @@ class Scheduler(Service):
         self.paused = False
         self._kick()
 
-    def _all_jobs(self) -> list[ChannelJob]:
-        return [job for state in self.messages.in_stage(Stage.SCHEDULED) for job in state.jobs.values()]
-
     def _first_attempts(self) -> list[tuple[FirstAttempt, bool]]:
         """Every first attempt waiting or running, with whether it runs."""
         return [(s.first, s.stage is Stage.FIRST_RUNNING)
@@ -378,23 +335,23 @@ class Scheduler(Service):
 
     def jobs(self) -> list[JobView]:
         """Every job the scheduler holds (first attempts included), by message id."""
-        views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self._all_jobs()]
+        views = self._passes.views()
         views += [JobView(f.message_id, f.channel, f.since, running, int(running))
                   for f, running in self._first_attempts()]
         return sorted(views, key=lambda v: (v.message_id, v.channel))
 
     def counts(self) -> dict[str, int]:
         c = self.controls.current
-        jobs = self._all_jobs()
+        jobs = list(self._passes.jobs())
         waiting = sum(1 for j in jobs if not j.running) + self.messages.count(Stage.FIRST_WAITING)
         return {
             "messages": self.messages.count(Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.FINISHING,
                                             Stage.FIRST_WAITING, Stage.FIRST_RUNNING),
             "jobs_waiting": waiting,
             "jobs_running": len(jobs) + self.messages.count(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) - waiting,
-            "local_used": self._used[LOCAL],
+            "local_used": self._passes.used[LOCAL],
             "local_limit": c.concurrencylocal,
-            "remote_used": self._used[REMOTE],
+            "remote_used": self._passes.used[REMOTE],
             "remote_limit": c.concurrencyremote,
             "todo": self.messages.count(Stage.WAITING),
             "paused": int(self.paused),
@@ -443,13 +400,10 @@ class Scheduler(Service):
 
         def plan() -> None:
             planned[0] = plan_first_attempt(message_id, envelope, self.controls.current, self.now(),
-                                            self._batch_size, self._capacity)
+                                            self._passes.batch_size, self._passes.capacity)
 
         self._guard(f"first attempt of msg {message_id}", plan)
         return planned[0]
-
-    def _batch_size(self, channel: str, sender: str) -> int:
-        return batch_size(self.channels[channel], sender)
 
     def scan_todo(self) -> None:
         """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
@@ -486,7 +440,7 @@ class Scheduler(Service):
         else:
             state = self.messages.add(message_id, stage)
         for channel, mtime in times.items():
-            self._add_job(state, channel, mtime)
+            self._passes.add_job(state, channel, mtime)
 
     def _preprocess(self) -> None:
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
@@ -549,7 +503,7 @@ class Scheduler(Service):
     def _apply_batch(self, result: BatchResult, logged: bool, batch: list[int]) -> None:
         """Quarantine, retry or schedule what a preprocessing batch produced."""
         for message_id, reason in result.corrupt:
-            self._quarantine(message_id, reason)
+            self._passes.quarantine(message_id, reason)
         for message_id, reason in result.trouble:
             self.log.warning(f"trouble with todo/{message_id}: {reason}; will try again later")
             self._retry_later(message_id, Later.PREPROCESS)
@@ -567,10 +521,10 @@ class Scheduler(Service):
             for channel in item.channels:
                 if first is not None and first.channel == channel:
                     self._guard(f"recording the first attempt of msg {item.message_id}",
-                                self._record_first, state, first, now)
+                                self._passes.record_first, state, first, now)
                     if channel in state.jobs:
                         continue
-                self._add_job(state, channel, now)
+                self._passes.add_job(state, channel, now)
 
     def _settle_batch(self, batch: list[int]) -> None:
         """
@@ -638,35 +592,12 @@ class Scheduler(Service):
 
     def _guard(self, what: str, f: Callable[..., Any], *args: Any) -> bool:
         """Run one step of the loop; an unexpected error is logged, never kills the service."""
-        try:
-            f(*args)
-        except Exception as e:
-            self.log.alert(f"internal error in {what}: {e!r}; continuing")
-            self.log.logger.failure("pymta-send: internal error in {what}", what=what)
-            return False
-        return True
-
-    def _capacity(self, channel: str) -> int:
-        c = self.controls.current
-        return c.concurrencylocal if channel == LOCAL else c.concurrencyremote
+        return guard(self.log, what, f, *args)
 
     def _dispatch(self, channel: str) -> None:
         now = self.now()
-        while self._used[channel] < self._capacity(channel) and not self.exiting and not self.paused:
-            job = self._passes[channel]
-            if job is not None:
-                if job.pending:
-                    self._start_batch(job)
-                    continue
-                self._passes[channel] = None
-                job.hit_eof = True
-                if job.in_flight == 0:
-                    self._close_job(job)
-                continue
-            top = self._due.first(channel)
-            if top is not None and top.due <= now:
-                self._due.pop(channel)
-                self._open_pass(top, now)
+        while self._passes.has_slot(channel) and not self.exiting and not self.paused:
+            if self._passes.step(channel, now):
                 continue
             first = self.messages.next_first(channel)
             if first is None:
@@ -676,13 +607,7 @@ class Scheduler(Service):
     def _set_wake(self) -> None:
         if self.exiting:
             return
-        soonest: int | None = None
-        for channel in CHANNELS:
-            if self._used[channel] >= self._capacity(channel) or self.paused:
-                continue
-            top = self._due.first(channel)
-            if top is not None and (soonest is None or top.due < soonest):
-                soonest = top.due
+        soonest = None if self.paused else self._passes.soonest()
         if self._wake is not None and self._wake.active():
             if self._wake_at == soonest:
                 return
@@ -718,138 +643,6 @@ class Scheduler(Service):
             self._resume_message(state.message_id)
         self._kick()
 
-    # ------------------------------------------------------------------- jobs
-
-    def _add_job(self, state: MessageState, channel: str, due: int) -> ChannelJob:
-        job = ChannelJob(state.message_id, channel, due)
-        state.jobs[channel] = job
-        self._due.push(job, due)
-        return job
-
-    def _rel(self, path: str) -> str:
-        return os.path.relpath(path, self.layout.queuedir)
-
-    def _open_pass(self, job: ChannelJob, now: int) -> None:
-        files = read_job_files(self.layout, job.message_id, job.channel, self._rel)
-        if isinstance(files, Unreadable):
-            if files.kind == "vanished":
-                # the file went away under us (message removed or quarantined)
-                if self._drop_job(job):
-                    self.messages.drop(job.message_id)
-            elif files.kind == "quarantine":
-                # nothing can ever deliver it; keep what is left for the administrator
-                self._quarantine(job.message_id, files.text)
-            else:
-                self.log.warning(f"trouble opening {files.text}; will try again later")
-                self._due.push(job, now + SYSFAIL_DELAY)
-            return
-        job.open_pass(files, now, self.controls.current.queuelifetime)
-        self._passes[job.channel] = job
-
-    def _start_batch(self, job: ChannelJob) -> None:
-        batch = job.take_batch(self._batch_size(job.channel, job.sender))
-
-        def finished(numbers: list[int], results: list[Any]) -> None:
-            self._delivered(job, batch, numbers, results)
-
-        self._launch(job.channel, job.message_id, job.sender, [a for _, a in batch], finished)
-
-    def _launch(self, channel_name: str, message_id: int, sender: str, recipients: list[str],
-                finished: Callable[[list[int], list[Any]], None]) -> None:
-        """
-        Start one delivery of C{message_id} to C{recipients} (one batch) on a
-        slot of C{channel_name}; C{finished(numbers, results)} gets the
-        delivery numbers and one result per recipient (a failing channel
-        counts as a deferral; a malformed answer gives C{None}s).
-        """
-        channel = self.channels[channel_name]
-        if len(recipients) == 1:
-            sender = bounces.verp_sender(sender, recipients[0])
-        numbers = []
-        for address in recipients:
-            number = next(self._delivery_ids)
-            numbers.append(number)
-            self.log.starting_delivery(number, message_id, channel_name, address)
-        self._used[channel_name] += 1
-        self.status()
-        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients))
-        d = defer.maybeDeferred(channel.deliver, delivery)
-        self._in_flight.add(d)
-
-        def done(result: object) -> None:
-            self._in_flight.discard(d)
-            if isinstance(result, Failure):
-                text = f"delivery channel failed: {result.getErrorMessage()}"
-                results: list[Any] = [DeliveryResult(DEFERRAL, text)] * len(recipients)
-            elif isinstance(result, (list, tuple)) and len(result) == len(recipients):
-                results = list(result)
-            else:
-                results = [None] * len(recipients)
-            finished(numbers, results)
-
-        d.addBoth(done)
-
-    def _judge(self, number: int, result: object, dying: bool) -> Verdict:
-        """Judge delivery C{number}'s result, log and count it."""
-        verdict = judge(result, dying)
-        self.log.delivery(number, verdict.status, verdict.text)
-        self.stats[verdict.stat] += 1
-        return verdict
-
-    def _delivered(self, job: ChannelJob, batch: list[tuple[int, str]], numbers: list[int], results: list[Any]) -> None:
-        path = self.layout.channel(job.channel, job.message_id)
-        try:
-            for (offset, address), number, result in zip(batch, numbers, results):
-                # a recipient whose result cannot be recorded stays T: it is tried again later
-                self._guard(f"recording delivery {number}", self._checkpoint_one, job, path, offset, address,
-                            self._judge(number, result, job.dying))
-        finally:
-            job.in_flight -= 1
-            self._used[job.channel] -= 1
-            self.status()
-            if job.hit_eof and job.in_flight == 0 and self._passes[job.channel] is not job:
-                self._guard(f"closing msg {job.message_id} {job.channel}", self._close_job, job)
-            self._kick()
-
-    def _checkpoint_one(self, job: ChannelJob, path: str, offset: int, address: str, verdict: Verdict) -> None:
-        if self._checkpoint.record(job.message_id, path, offset, address, verdict):
-            job.undone -= 1
-
-    def _close_job(self, job: ChannelJob) -> None:
-        """The pass is over: the job waits for its retry time, or its channel file goes."""
-        if self.messages.job(job.message_id, job.channel) is not job:
-            return
-        now = self.now()
-        if job.undone > 0:
-            self._due.push(job, job.retry)
-            return
-        path = self.layout.channel(job.channel, job.message_id)
-        try:
-            delete_small(self.disk, path)
-        except FileNotFoundError:
-            pass
-        except OSError:
-            self.log.warning(f"unable to unlink {self._rel(path)}; will try again later")
-            self._due.push(job, now + SYSFAIL_DELAY)
-            return
-        if self._drop_job(job):
-            other = REMOTE if job.channel == LOCAL else LOCAL
-            if os.path.exists(self.layout.channel(other, job.message_id)):
-                self.messages.drop(job.message_id)  # left to the next start, as it has no job
-            else:
-                self.messages.move(job.message_id, Stage.FINISH_QUEUED)
-                self._kick()
-
-    def _drop_job(self, job: ChannelJob) -> bool:
-        """Forget C{job}; True when it was its message's last (the caller moves the message on)."""
-        state = self.messages.get(job.message_id)
-        if state is None or state.jobs.get(job.channel) is not job:
-            return False
-        del state.jobs[job.channel]
-        if self._passes[job.channel] is job:
-            self._passes[job.channel] = None
-        return not state.jobs
-
     # ------------------------------------------------ first attempts (memory)
 
     def _start_first(self, state: MessageState) -> None:
@@ -857,27 +650,24 @@ class Scheduler(Service):
         assert first is not None
         self.messages.move(state.message_id, Stage.FIRST_RUNNING)
 
-        def finished(numbers: list[int], results: list[Any]) -> None:
-            try:
-                self._guard(f"first attempt of msg {first.message_id}", self._first_done, state, numbers, results)
-            finally:
-                self._used[first.channel] -= 1
-                self.status()
-                if self.messages.get(first.message_id) is state and state.stage is Stage.FIRST_RUNNING:
-                    # it succeeded (or met an internal error: then todo/ID is left to the next scan)
-                    self.messages.drop(first.message_id)
-                    if first.succeeded:
-                        self._guard(f"finishing msg {first.message_id}", self._remove_first, first.message_id)
-                self._kick()
+        def record(numbers: list[int], results: list[Any]) -> None:
+            self._guard(f"first attempt of msg {first.message_id}", self._first_done, state, numbers, results)
 
-        self._launch(first.channel, first.message_id, first.sender, list(first.recipients), finished)
+        def settled() -> None:
+            if self.messages.get(first.message_id) is state and state.stage is Stage.FIRST_RUNNING:
+                # it succeeded (or met an internal error: then todo/ID is left to the next scan)
+                self.messages.drop(first.message_id)
+                if first.succeeded:
+                    self._guard(f"finishing msg {first.message_id}", self._remove_first, first.message_id)
+
+        self._passes.launch(first.channel, first.message_id, first.sender, list(first.recipients), record, settled)
 
     def _first_done(self, state: MessageState, numbers: list[int], results: list[Any]) -> None:
         first = state.first
         assert first is not None
         self.stats["first_attempts"] += 1
         dying = is_dying(first.since, self.now(), self.controls.current.queuelifetime)
-        first.results = [self._judge(number, result, dying) for number, result in zip(numbers, results)]
+        first.results = [self._passes.judged(number, result, dying) for number, result in zip(numbers, results)]
         if first.succeeded:
             return
         self.messages.move(first.message_id, Stage.WAITING)
@@ -892,27 +682,6 @@ class Scheduler(Service):
     def _remove_first(self, message_id: int) -> None:
         if self._finisher.remove_first(message_id):
             self.stats["messages_done"] += 1
-
-    def _record_first(self, state: MessageState, first: FirstAttempt, now: int) -> None:
-        """
-        A preprocessed message's first attempt did not simply succeed: record
-        its results in the channel file as a pass would have, then schedule
-        or close the job.
-        """
-        message_id, channel = first.message_id, first.channel
-        job = self._add_job(state, channel, now)  # should anything below fail, the message is tried again
-        files = read_job_files(self.layout, message_id, channel, self._rel)
-        if isinstance(files, Unreadable):
-            return  # the pass will find out and tell
-        job.learn(files, now, self.controls.current.queuelifetime)
-        path = self.layout.channel(channel, message_id)
-        for record, verdict in pair_with_records(first, files.records):
-            self._guard(f"recording the first attempt of msg {message_id}", self._checkpoint_one, job, path,
-                        record.offset, record.address, verdict)
-        if job.undone == 0:
-            self._close_job(job)
-        else:
-            self._due.push(job, job.retry)
 
     # -------------------------------------------------------- finishing off
 
@@ -946,11 +715,3 @@ class Scheduler(Service):
         if finished.outcome is Outcome.REMOVED:
             self.stats["messages_done"] += 1
         self.messages.drop(message_id)
-
-    def _quarantine(self, message_id: int, reason: str) -> None:
-        state = self.messages.get(message_id)
-        if state is not None:
-            for job in list(state.jobs.values()):
-                self._drop_job(job)
-            self.messages.drop(message_id)
-        quarantine(self.disk, self.log, message_id, reason)
