@@ -63,7 +63,7 @@ class ChannelPasses:
                  changed: Callable[[], None]) -> None:
         self.messages = messages
         self.clock = clock
-        self.channels = channels
+        self.channels = dict(channels)
         self.disk = disk
         self.layout = disk.layout
         self.controls = controls
@@ -118,7 +118,29 @@ class ChannelPasses:
             yield from state.jobs.values()
 
     def views(self) -> list[JobView]:
-        return [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self.jobs()]
+        """Every job, and every first attempt waiting or running, by message id."""
+        views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self.jobs()]
+        for s in self.messages.in_stage(Stage.FIRST_WAITING, Stage.FIRST_RUNNING):
+            running = s.stage is Stage.FIRST_RUNNING
+            if s.first is not None:
+                views.append(JobView(s.message_id, s.first.channel, s.first.since, running, int(running)))
+        return sorted(views, key=lambda v: (v.message_id, v.channel))
+
+    def counts(self) -> dict[str, int]:
+        """Messages, jobs and slots for C{pymta ctl stat} (first attempts count as jobs)."""
+        c = self.controls.current
+        views = self.views()
+        waiting = sum(1 for v in views if not v.running)
+        return {
+            "messages": self.messages.count(Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.FINISHING,
+                                            Stage.FIRST_WAITING, Stage.FIRST_RUNNING),
+            "jobs_waiting": waiting,
+            "jobs_running": len(views) - waiting,
+            "local_used": self.used[LOCAL],
+            "local_limit": c.concurrencylocal,
+            "remote_used": self.used[REMOTE],
+            "remote_limit": c.concurrencyremote,
+        }
 
     def add_job(self, state: MessageState, channel: str, due: int) -> ChannelJob:
         """A scheduled message's job for C{channel}'s file, due at C{due}."""

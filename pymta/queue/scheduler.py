@@ -22,11 +22,11 @@ messages, which go to the thread pool when there is one.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Mapping, cast
+from typing import Any, Callable, Mapping
 
 from twisted.application.service import Service
-from twisted.internet import defer, task, threads
-from twisted.internet.interfaces import IDelayedCall, IReactorFromThreads, IReactorTime
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
@@ -37,18 +37,19 @@ from pymta.queue.envelope import Envelope
 from pymta.queue.finishing import Finished, Finisher, Outcome
 from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
 from pymta.queue.layout import QueueLayout
+from pymta.queue.looptimers import LoopTimers
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
 from pymta.queue.passes import ChannelPasses, JobView
-from pymta.queue.preprocess import BatchResult, list_todo, preprocess_batch
+from pymta.queue.preprocess import BatchResult, list_todo
+from pymta.queue.preprocessing import Preprocessor
 from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, scan_queue
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
 from pymta.queue.routing import LOCAL, REMOTE
-from pymta.queue.sendfiles import TodoEnvelope
 from pymta.queue.unlinking import BatchedUnlinker
 from pymta.queue.verdict import REPORT_MAX
 
-__all__ = ["Scheduler", "QmailLog", "CHANNELS", "REPORT_MAX", "JobView", "FIRST_ATTEMPT_BACKLOG", "SYSFAIL_DELAY"]
+__all__ = ["Scheduler", "CHANNELS", "REPORT_MAX", "JobView", "FIRST_ATTEMPT_BACKLOG", "SYSFAIL_DELAY"]
 
 CHANNELS = (LOCAL, REMOTE)
 
@@ -118,25 +119,22 @@ class Scheduler(Service):
         self._preprocessing = False
         #: preprocessing and bounce injections under way
         self._in_flight: set[defer.Deferred] = set()
+        self._preprocessor = Preprocessor(disk, controls, clock, threadpool, self.log)
         self._unlinker = BatchedUnlinker(disk, clock, threadpool, self.log)
         self._finisher = Finisher(disk, controls, sink, clock, self.log, self._unlinker)
         # the main loop's timers and flags
-        self._wake: IDelayedCall | None = None
-        self._wake_at: float | None = None
-        self._soon: IDelayedCall | None = None
+        self._timers = LoopTimers(clock)
         self._running = False
         self._rerun = False
         self._scan_requested = False
-        self._loops: list[task.LoopingCall] = []
-        self._later: set[IDelayedCall] = set()
         self._channels_started = False
 
     @property
     def channels(self) -> dict[str, Channel]:
         """The delivery channels by name."""
-        return cast(dict[str, Channel], self._passes.channels)
+        return self._passes.channels
 
-    @channels.setter
+    @channels.setter  # (and sink's) build_send_service sets both after construction
     def channels(self, channels: Mapping[str, Channel]) -> None:
         self._passes.channels = dict(channels)
 
@@ -149,25 +147,8 @@ class Scheduler(Service):
     def sink(self, sink: MessageSink | None) -> None:
         self._finisher.sink = sink
 
-    @property
-    def _owner(self) -> tuple[int, int] | None:
-        """Whom new queue files are given to: only a process still running as root gives them away."""
-        return self.disk.owner if os.geteuid() == 0 else None
-
-    # ------------------------------------------------------------------ time
-
     def now(self) -> int:
         return int(self.clock.seconds())
-
-    def _call_later(self, delay: float, f: Callable[..., Any], *args: Any) -> None:
-        call: IDelayedCall
-
-        def run() -> None:
-            self._later.discard(call)
-            f(*args)
-
-        call = self.clock.callLater(delay, run)
-        self._later.add(call)
 
     # --------------------------------------------------------------- service
 
@@ -199,60 +180,23 @@ class Scheduler(Service):
             self._run_cleaner()
         self._resume_queue()
         self.status()
-        for interval, f in ((self.todo_scan_interval, self.scan_todo), (CLEANUP_INTERVAL, self._run_cleaner)):
-            if f is self._run_cleaner and self.cleaner is None:
-                continue
-            loop = task.LoopingCall(f)
-            loop.clock = self.clock
-            loop.start(interval, now=False)
-            self._loops.append(loop)
+        self._timers.every(self.todo_scan_interval, self.scan_todo)
+        if self.cleaner is not None:
+            self._timers.every(CLEANUP_INTERVAL, self._run_cleaner)
         self.scan_todo()
 
     def stopService(self) -> "defer.Deferred[None]":
         super().stopService()
         self.exiting = self._passes.exiting = self._unlinker.stopping = True
-        for loop in self._loops:
-            if loop.running:
-                loop.stop()
-        self._loops = []
+        self._timers.cancel_all()
         self._channels_started = False
-        for call in list(self._later):
-            if call.active():
-                call.cancel()
-        self._later.clear()
-        for timer in (self._wake, self._soon):
-            if timer is not None and timer.active():
-                timer.cancel()
-        self._wake = self._soon = None
-        self._wake_at = None
         self.status()
-        return self._drain().addCallback(self._finish_stop)
+        return self._timers.drain(self._pending(), self.stop_timeout).addCallback(self._finish_stop)
 
     def _pending(self) -> list[defer.Deferred]:
         """Deliveries, preprocessing, bounce injections and unlinking still running."""
         busy = self._unlinker.busy()
         return list(self._passes.in_flight | self._in_flight) + ([busy] if busy is not None else [])
-
-    def _drain(self) -> "defer.Deferred[None]":
-        if not self._pending():
-            return defer.succeed(None)
-        waiting = defer.DeferredList(self._pending(), consumeErrors=True)
-        done: defer.Deferred[None] = defer.Deferred()
-
-        def give_up() -> None:
-            if not done.called:
-                done.callback(None)
-
-        timer = self.clock.callLater(self.stop_timeout, give_up)
-
-        def finished(_: object) -> None:
-            if timer.active():
-                timer.cancel()
-            if not done.called:
-                done.callback(None)
-
-        waiting.addBoth(finished)
-        return done
 
     def _finish_stop(self, _: object) -> "defer.Deferred[None]":
         # first attempts whose failures or deferrals still wait for preprocessing
@@ -262,12 +206,7 @@ class Scheduler(Service):
         if self._pending():
             self.log.warning(f"{len(self._pending())} deliveries still running at exit; they will be retried")
         self._passes.remember_due(self.now())
-        stops = []
-        for channel in self.channels.values():
-            try:
-                stops.append(defer.maybeDeferred(channel.stop))
-            except Exception:
-                pass
+        stops = [defer.maybeDeferred(channel.stop) for channel in self.channels.values()]
         if self.threadpool is not None and self.threadpool.started:
             self.threadpool.stop()
         self._clear_spares()
@@ -288,7 +227,8 @@ class Scheduler(Service):
             self.log.warning(f"queue cleanup failed: {e}")
             return
         for path in removed or ():
-            self.log.logger.info("cleanup: removed crash leftover {path}", path=os.path.relpath(path, self.layout.queuedir))
+            rel = os.path.relpath(path, self.layout.queuedir)
+            self.log.logger.info("cleanup: removed crash leftover {path}", path=rel)
 
     # ---------------------------------------------------------------- control
 
@@ -328,35 +268,13 @@ class Scheduler(Service):
         self.paused = False
         self._kick()
 
-    def _first_attempts(self) -> list[tuple[FirstAttempt, bool]]:
-        """Every first attempt waiting or running, with whether it runs."""
-        return [(s.first, s.stage is Stage.FIRST_RUNNING)
-                for s in self.messages.in_stage(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) if s.first is not None]
-
     def jobs(self) -> list[JobView]:
         """Every job the scheduler holds (first attempts included), by message id."""
-        views = self._passes.views()
-        views += [JobView(f.message_id, f.channel, f.since, running, int(running))
-                  for f, running in self._first_attempts()]
-        return sorted(views, key=lambda v: (v.message_id, v.channel))
+        return self._passes.views()
 
     def counts(self) -> dict[str, int]:
-        c = self.controls.current
-        jobs = list(self._passes.jobs())
-        waiting = sum(1 for j in jobs if not j.running) + self.messages.count(Stage.FIRST_WAITING)
-        return {
-            "messages": self.messages.count(Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.FINISHING,
-                                            Stage.FIRST_WAITING, Stage.FIRST_RUNNING),
-            "jobs_waiting": waiting,
-            "jobs_running": len(jobs) + self.messages.count(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) - waiting,
-            "local_used": self._passes.used[LOCAL],
-            "local_limit": c.concurrencylocal,
-            "remote_used": self._passes.used[REMOTE],
-            "remote_limit": c.concurrencyremote,
-            "todo": self.messages.count(Stage.WAITING),
-            "paused": int(self.paused),
-            **self.stats,
-        }
+        return {**self._passes.counts(), "todo": self.messages.count(Stage.WAITING), "paused": int(self.paused),
+                **self.stats}
 
     # ----------------------------------------------------------------- pickup
 
@@ -396,14 +314,10 @@ class Scheduler(Service):
     def _plan_first(self, message_id: int, envelope: Envelope) -> FirstAttempt | None:
         if self.messages.count(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) >= FIRST_ATTEMPT_BACKLOG:
             return None
-        planned: list[FirstAttempt | None] = [None]
-
-        def plan() -> None:
-            planned[0] = plan_first_attempt(message_id, envelope, self.controls.current, self.now(),
-                                            self._passes.batch_size, self._passes.capacity)
-
-        self._guard(f"first attempt of msg {message_id}", plan)
-        return planned[0]
+        planned: list[FirstAttempt | None] = []
+        self._guard(f"first attempt of msg {message_id}", lambda: planned.append(plan_first_attempt(
+            message_id, envelope, self.controls.current, self.now(), self._passes.batch_size, self._passes.capacity)))
+        return planned[0] if planned else None
 
     def scan_todo(self) -> None:
         """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
@@ -453,11 +367,7 @@ class Scheduler(Service):
             self._preprocess_batch_here(batch)
             return
         self._preprocessing = True
-        reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
-        d = threads.deferToThreadPool(
-            reactor, self.threadpool, preprocess_batch, self.layout, batch, self.controls.current, now=self.now(),
-            owner=self._owner, spares=self.disk.spares, known=self._take_fresh(batch), sync=self.disk.sync,
-        )
+        d = self._preprocessor.in_pool(batch, *self._known(batch))
         self._in_flight.add(d)
 
         def done(result: BatchResult | Failure) -> None:
@@ -468,7 +378,7 @@ class Scheduler(Service):
                 for message_id in batch:
                     self._retry_later(message_id, Later.PREPROCESS)
             else:
-                self._guard("preprocessing results", self._apply_batch, result, False, batch)
+                self._guard("preprocessing results", self._apply_batch, result)
             self._settle_batch(batch)
             self._kick()
 
@@ -482,25 +392,26 @@ class Scheduler(Service):
 
     def _preprocess_batch_here(self, batch: list[int]) -> None:
         try:
-            result = preprocess_batch(
-                self.layout, batch, self.controls.current, on_new=self._log_new_once, on_info=self._log_info_once,
-                now=self.now(), owner=self._owner, spares=self.disk.spares, known=self._take_fresh(batch),
-                sync=self.disk.sync,
-            )
-            self._apply_batch(result, True, batch)
+            self._apply_batch(self._preprocessor.here(batch, *self._known(batch)))
         finally:
             self._settle_batch(batch)
 
-    def _take_fresh(self, batch: list[int]) -> dict[int, tuple[Envelope, int]]:
-        """The known envelopes of C{batch}'s fresh messages, forgotten here: a retry reads them from disk."""
-        known = {}
+    def _known(self, batch: list[int]) -> tuple[dict[int, tuple[Envelope, int]], set[int]]:
+        """
+        What the scheduler knows of C{batch}: the envelopes of fresh messages
+        (forgotten here: a retry reads them from disk) and the ids whose
+        C{new msg} and C{info msg} a first attempt logged.
+        """
+        known, logged = {}, set()
         for message_id in batch:
             state = self.messages.get(message_id)
             if state is not None and state.fresh is not None:
                 known[message_id], state.fresh = state.fresh, None
-        return known
+            if state is not None and state.logged:
+                logged.add(message_id)
+        return known, logged
 
-    def _apply_batch(self, result: BatchResult, logged: bool, batch: list[int]) -> None:
+    def _apply_batch(self, result: BatchResult) -> None:
         """Quarantine, retry or schedule what a preprocessing batch produced."""
         for message_id, reason in result.corrupt:
             self._passes.quarantine(message_id, reason)
@@ -509,9 +420,6 @@ class Scheduler(Service):
             self._retry_later(message_id, Later.PREPROCESS)
         now = self.now()
         for item in result.done:
-            if not logged:
-                self._log_new_once(item.message_id)
-                self._log_info_once(item.message_id, item.envelope, item.size)
             state = self.messages.get(item.message_id)
             first = state.first if state is not None else None
             if not item.channels:
@@ -537,16 +445,6 @@ class Scheduler(Service):
             if state is not None and state.stage is Stage.PREPROCESSING:
                 self.messages.drop(message_id)
 
-    def _log_new_once(self, message_id: int) -> None:
-        state = self.messages.get(message_id)
-        if state is None or not state.logged:  # a first attempt logged it already
-            self.log.new_msg(message_id)
-
-    def _log_info_once(self, message_id: int, envelope: TodoEnvelope, size: int) -> None:
-        state = self.messages.get(message_id)
-        if state is None or not state.logged:
-            self.log.info_msg(message_id, envelope, size)
-
     # --------------------------------------------------------------- the loop
 
     def _kick(self) -> None:
@@ -556,11 +454,9 @@ class Scheduler(Service):
         if self._running:
             self._rerun = True
             return
-        if self._soon is None or not self._soon.active():
-            self._soon = self.clock.callLater(0, self._run)
+        self._timers.soon(self._run)
 
     def _run(self) -> None:
-        self._soon = None
         if self._running:
             self._rerun = True
             return
@@ -588,7 +484,8 @@ class Scheduler(Service):
             self._running = False
         if self.messages.count(Stage.WAITING) and not self._preprocessing:
             self._kick()
-        self._set_wake()
+        if not self.exiting:
+            self._timers.wake_at(None if self.paused else self._passes.soonest(), self._run)
 
     def _guard(self, what: str, f: Callable[..., Any], *args: Any) -> bool:
         """Run one step of the loop; an unexpected error is logged, never kills the service."""
@@ -604,24 +501,6 @@ class Scheduler(Service):
                 return
             self._start_first(first)
 
-    def _set_wake(self) -> None:
-        if self.exiting:
-            return
-        soonest = None if self.paused else self._passes.soonest()
-        if self._wake is not None and self._wake.active():
-            if self._wake_at == soonest:
-                return
-            self._wake.cancel()
-        self._wake = None
-        self._wake_at = soonest
-        if soonest is not None:
-            self._wake = self.clock.callLater(max(0.0, soonest - self.clock.seconds()), self._woken)
-
-    def _woken(self) -> None:
-        self._wake = None
-        self._wake_at = None
-        self._run()
-
     def _retry_later(self, message_id: int, later: Later) -> None:
         """A failure of the moment: try C{later} again after L{SYSFAIL_DELAY}."""
         if message_id in self.messages:
@@ -630,7 +509,7 @@ class Scheduler(Service):
             state = self.messages.add(message_id, Stage.LATER)
         state.later = later
         if not self.exiting:
-            self._call_later(SYSFAIL_DELAY, self._retry_now, state)
+            self._timers.later(SYSFAIL_DELAY, self._retry_now, state)
 
     def _retry_now(self, state: MessageState) -> None:
         if self.messages.get(state.message_id) is not state or state.stage is not Stage.LATER:

@@ -14,6 +14,7 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pymta.interfaces import DeliveryJob, DeliveryResult
+from pymta.queue import preprocess as preprocess_module
 from pymta.queue import scheduler as scheduler_module
 from pymta.queue.envelope import Envelope
 from pymta.queue.layout import QueueLayout
@@ -383,13 +384,13 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
 
     def record_known(self) -> list:
         seen: list = []
-        real = scheduler_module.preprocess_batch
+        real = preprocess_module.preprocess_batch
 
         def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
             seen.append((list(ids), dict(kw.get("known") or {})))
             return real(layout, ids, controls, **kw)
 
-        self.patch(scheduler_module, "preprocess_batch", preprocess_batch)
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
         return seen
 
     def test_several_deliveries_preprocessed_from_the_known_envelope(self) -> None:
@@ -408,7 +409,7 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(self.queue_files(), [])
 
     def test_a_message_waiting_for_a_retry_is_not_fresh(self) -> None:
-        real = scheduler_module.preprocess_batch
+        real = preprocess_module.preprocess_batch
         calls: list[list[int]] = []
 
         def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
@@ -417,7 +418,7 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
                 return BatchResult(trouble=[(i, "disk hiccup") for i in ids])
             return real(layout, ids, controls, **kw)
 
-        self.patch(scheduler_module, "preprocess_batch", preprocess_batch)
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
         s = self.start()
         mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
         s.notify(mid)  # found by a scan, say
