@@ -63,7 +63,7 @@ MOVES: dict[Stage | None, frozenset[Stage | None]] = {
     Stage.SCHEDULED: frozenset({Stage.FINISH_QUEUED, None}),
     Stage.FINISH_QUEUED: frozenset({Stage.FINISHING, Stage.LATER, None}),
     Stage.FINISHING: frozenset({Stage.LATER, None}),
-    Stage.LATER: frozenset({Stage.WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, None}),
+    Stage.LATER: frozenset({Stage.WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER}),
 }
 
 
