@@ -200,7 +200,10 @@ class Scheduler(Service):
 
     def _finish_stop(self, _: object) -> "defer.Deferred[None]":
         # first attempts whose failures or deferrals still wait for preprocessing
-        unrecorded = sorted(s.message_id for s in self.messages.in_stage(Stage.WAITING) if s.first is not None)
+        unrecorded = sorted(s.message_id for s in self.messages.in_stage(Stage.WAITING, Stage.LATER) if s.first)
+        for message_id in unrecorded:
+            if self.messages.stage(message_id) is Stage.LATER:
+                self.messages.move(message_id, Stage.WAITING)
         if unrecorded:
             self._guard("recording first attempts at exit", self._preprocess_here, unrecorded)
         if self._pending():

@@ -435,6 +435,32 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(calls, [[mid], [mid]])
         self.assertNotIn(mid, s.messages)
 
+    def test_a_failure_whose_preprocessing_had_trouble_is_recorded_at_a_stop(self) -> None:
+        real = preprocess_module.preprocess_batch
+        calls: list[list[int]] = []
+
+        def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
+            calls.append(list(ids))
+            if len(calls) == 1:
+                return BatchResult(trouble=[(i, "disk hiccup") for i in ids])
+            return real(layout, ids, controls, **kw)
+
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
+        self.local.answer = lambda job, r: ("D", "no mailbox here\n")
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["nobody@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertEqual(s.messages.stage(mid), Stage.LATER)
+        self.successResultOf(s.stopService())
+        # not tried again, but written down as a pass would have: the failure in bounce/, the job closed
+        self.assertEqual(len(self.local.jobs), 1)
+        self.assertFalse(os.path.exists(self.layout.local(mid)))
+        self.assertTrue(os.path.exists(self.layout.info(mid)))  # the next start bounces it
+        with open(self.layout.bounce(mid), "rb") as f:
+            self.assertIn(b"no mailbox here", f.read())
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
+
     def test_a_message_found_by_a_scan_is_read_from_disk(self) -> None:
         seen = self.record_known()
         s = self.start()
