@@ -125,10 +125,17 @@ class DeliveryJob:
 
 
 class Channel(Protocol):
-    """A delivery channel (local or remote)."""
+    """
+    A delivery channel (local or remote).  The scheduler calls C{start()}
+    once before the first delivery (while the process may still be root),
+    C{deliver()} for each batch of recipients and C{stop()} at the end.
+    """
 
     #: how many recipients of one message the scheduler may put into one job
     max_recipients: int
+
+    def start(self) -> None:
+        """Get ready to deliver (e.g. spawn a helper process); nothing to do for many channels."""
 
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
         """

@@ -79,6 +79,9 @@ class NoDeliveryChannel:
         self.name = name
         self.text = f"no {name} delivery channel is installed (#4.3.0)"
 
+    def start(self) -> None:
+        pass
+
     def deliver(self, job: DeliveryJob) -> "defer.Deferred[list[DeliveryResult]]":
         return defer.succeed([DeliveryResult(DEFERRAL, self.text) for _ in job.recipients])
 
@@ -207,10 +210,9 @@ def build_send_service(
     feed = CommitFeed()
     sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish)
     scheduler = Scheduler(
-        layout, reader, _resolve_channels(channels, sink), sink, reactor,
+        disk, reader, _resolve_channels(channels, sink), sink, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
-        spares=disk.spares, mess_spares=disk.mess_spares, sync=disk.sync,
     )
     feed.subscribe(scheduler.notify)
 

@@ -12,7 +12,9 @@ from twisted.trial import unittest
 from pymta.control import ControlReader
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.preprocess import preprocess_batch
-from pymta.queue.scheduler import QmailLog, Scheduler
+from pymta.queue.qmaillog import QmailLog
+from pymta.queue.scheduler import Scheduler
+from tests.queue.helpers import disk_for
 from pymta.queue import spares as spares_module
 from pymta.queue import syncing
 from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file, fill_file
@@ -287,8 +289,9 @@ class RecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
         clock = task.Clock()
         clock.advance(1795000000)
         events = []
-        s = Scheduler(layout, ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
-                      CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)), spares=pool)
+        s = Scheduler(disk_for(layout, spares=pool), ControlReader(root),
+                      {"local": RecordingChannel(), "remote": RecordingChannel()},
+                      CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)))
         mid = queue_message(layout, "a@mail.example", ["bob@mail.example", "carol@other.example"])
         s.startService()
         clock.advance(0)
@@ -335,7 +338,7 @@ class BackgroundUnlinkTests(unittest.SynchronousTestCase):
         clock = ThreadedClock()
         clock.advance(1795000000)
         pool = HeldPool()
-        s = Scheduler(layout, ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
+        s = Scheduler(disk_for(layout), ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
                       CollectingSink(), clock, log=QmailLog(Logger(observer=lambda e: None)), threadpool=pool)
         mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
         s.startService()
@@ -366,9 +369,9 @@ class MessageRecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
         self.clock = task.Clock()
         self.clock.advance(1795000000)
         self.local = RecordingChannel(answer=lambda job, rcpt: ("D", "no such user\n") if "nobody" in rcpt else ("K", "ok\n"))
-        self.scheduler = Scheduler(self.layout, ControlReader(self.root), {"local": self.local, "remote": RecordingChannel()},
-                                   CollectingSink(), self.clock, log=QmailLog(Logger(observer=lambda e: None)),
-                                   spares=self.spares, mess_spares=self.mess_spares)
+        self.scheduler = Scheduler(disk_for(self.layout, self.spares, self.mess_spares), ControlReader(self.root),
+                                   {"local": self.local, "remote": RecordingChannel()},
+                                   CollectingSink(), self.clock, log=QmailLog(Logger(observer=lambda e: None)))
         self.scheduler.startService()
         self.addCleanup(self.scheduler.stopService)
 
