@@ -38,8 +38,9 @@ import time
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from pymta.queue.client import enqueue_socket  # noqa: E402
-from pymta.queue.inject import inject_socket_path  # noqa: E402
+from pymta.queue.framing import inject_socket_path  # noqa: E402
 from pymta.queue.layout import QueueLayout  # noqa: E402
+from pymta.queue.disk import QueueDisk  # noqa: E402
 from pymta.queue.store import Queue  # noqa: E402
 
 MESSAGE = b"Subject: benchmark\nFrom: a@example.org\n\n" + (b"x" * 63 + b"\n") * 80  # ~5 KB
@@ -67,7 +68,7 @@ class Ceiling:
 
 
 def direct_writer(root: str):
-    queue = Queue(QueueLayout(os.path.join(root, "queue")))
+    queue = Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue"))))
 
     def step() -> None:
         m = queue.begin("by uid 0", 0, 1)
@@ -86,10 +87,10 @@ def serve(root: str) -> None:
     """The queue manager's inject side, as pymta-send runs it."""
     from twisted.internet import reactor
 
-    from pymta.queue.inject import InjectServerFactory, listen_inject
-    from pymta.queue.store import QueueSink
+    from pymta.queue.injectserver import InjectServerFactory, listen_inject
+    from pymta.queue.sink import QueueSink
 
-    sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor)
+    sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor)
     d = listen_inject(reactor, root, InjectServerFactory(sink))
     d.addCallback(lambda port: print("listening", flush=True))
     reactor.run()

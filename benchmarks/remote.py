@@ -43,6 +43,7 @@ def free_port() -> int:
 
 def prepare(root: str, count: int, concurrency: int, port: int) -> None:
     from pymta.queue.layout import QueueLayout
+    from pymta.queue.disk import QueueDisk
     from pymta.queue.store import Queue
 
     os.makedirs(os.path.join(root, "control"))
@@ -58,7 +59,7 @@ def prepare(root: str, count: int, concurrency: int, port: int) -> None:
             f.write(value + "\n")
     layout = QueueLayout.for_root(root)
     layout.create()
-    queue = Queue(layout)
+    queue = Queue(QueueDisk.plain(layout))
     for i in range(count):
         pending = queue.begin("from network", os.getuid(), os.getpid())
         pending.write(MESSAGE)

@@ -72,7 +72,9 @@ def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
     from pymta.control import ControlReader
     from pymta.interfaces import DeliveryResult
     from pymta.queue.layout import QueueLayout
-    from pymta.queue.scheduler import QmailLog, Scheduler
+    from pymta.queue.disk import QueueDisk
+    from pymta.queue.qmaillog import QmailLog
+    from pymta.queue.scheduler import Scheduler
 
     root = tempfile.mkdtemp(prefix="pymta-bench-", dir=workdir)
     try:
@@ -81,6 +83,9 @@ def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
 
         class InstantChannel:
             max_recipients = 100
+
+            def start(self):
+                pass
 
             def deliver(self, job):
                 return defer.succeed([DeliveryResult("K", "accepted\n")] * len(job.recipients))
@@ -97,7 +102,7 @@ def _child(mode: str, n: int, recipients: int, workdir: str) -> dict:
 
         layout = QueueLayout(os.path.join(root, "queue"))
         scheduler = Scheduler(
-            layout, ControlReader(root), {"local": InstantChannel(), "remote": InstantChannel()}, None, reactor,
+            QueueDisk.plain(layout), ControlReader(root), {"local": InstantChannel(), "remote": InstantChannel()}, None, reactor,
             log=QmailLog(Logger(namespace="pymta.send", observer=observe)),
             threadpool=ThreadPool(minthreads=1, maxthreads=1, name="bench-preprocess"),  # as build_send_service
         )

@@ -10,12 +10,14 @@ The seams between pymta's parts.
 - A L{Channel} delivers one message to some of its recipients and reports,
   per recipient, success (C{K}), deferral (C{Z}) or permanent failure (C{D})
   with the text qmail would log and put into a bounce.
+- L{LocalRecipients} is local delivery's answer, ahead of delivery, to
+  "has this local address a mailbox?" (smtpd's opt-in RCPT check).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 
@@ -30,6 +32,7 @@ __all__ = [
     "DeliveryResult",
     "DeliveryJob",
     "Channel",
+    "LocalRecipients",
 ]
 
 
@@ -59,6 +62,14 @@ class MessageWriter(Protocol):
 
     def write(self, data: bytes) -> None:
         """Append message bytes (LF line ends, as stored on disk)."""
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """
+        Flow control for whoever feeds C{write()}: call C{pause()} when more
+        data waits on its way to the queue than the writer will hold, and
+        C{resume()} once it has drained or the message is settled.  A writer
+        that never holds a backlog does nothing.
+        """
 
     def finish(self) -> "Deferred[QueueReceipt]":
         """Commit: fires with a L{QueueReceipt} once durable, or fails with L{QueueRefused}."""
@@ -114,10 +125,17 @@ class DeliveryJob:
 
 
 class Channel(Protocol):
-    """A delivery channel (local or remote)."""
+    """
+    A delivery channel (local or remote).  The scheduler calls C{start()}
+    once before the first delivery (while the process may still be root),
+    C{deliver()} for each batch of recipients and C{stop()} at the end.
+    """
 
     #: how many recipients of one message the scheduler may put into one job
     max_recipients: int
+
+    def start(self) -> None:
+        """Get ready to deliver (e.g. spawn a helper process); nothing to do for many channels."""
 
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
         """
@@ -127,3 +145,23 @@ class Channel(Protocol):
 
     def stop(self) -> "Deferred[None] | None":
         """Finish or abandon in-flight work on service stop."""
+
+
+class LocalRecipients(Protocol):
+    """
+    Local delivery's lookup of a local address, asked before the message
+    is accepted (smtpd's RCPT check, C{control/rcptcheck}).
+
+    Promise: it never says no when delivery might take the mail.  It fires
+    False only when local delivery would certainly find no mailbox (no
+    user, no alias, no matching C{.qmail} file); whatever cannot be decided
+    (an unreadable home directory, a broken users/assign) fires True.  It
+    never blocks the caller: the password database and home directories
+    are read elsewhere, and the answer comes as a Deferred.
+    """
+
+    def deliverable(self, local: str) -> "Deferred[bool]":
+        """
+        C{local} is the local part of the address as routing hands it to
+        local delivery (after virtualdomains, e.g. C{joe-lists}).
+        """

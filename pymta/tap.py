@@ -98,6 +98,7 @@ def makeService(options: Options) -> IService:
     from pymta.pop3d.service import build_pop3_service
     from pymta.queue.service import build_send_service
     from pymta.queue.tap import installed_channels
+    from pymta.services import local_recipient_lookup
     from pymta.smtpd.service import build_smtpd_service
 
     root = options["root"]
@@ -115,10 +116,12 @@ def makeService(options: Options) -> IService:
     logins = limiter_for(reader, reactor)
     try:
         if options["smtp"] or options["submission"]:
+            lookup = local_recipient_lookup(root, reactor)
             smtpd = build_smtpd_service(
                 root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
-                login_limiter=logins,
+                login_limiter=logins, local_recipients=lookup,
             )
+            lookup.setServiceParent(smtpd)
         if options["pop3"]:
             pop3 = build_pop3_service(
                 root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins

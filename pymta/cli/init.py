@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.cli.test_init -*-
 """
 C{pymta init ROOT [--me HOST] [--mail-uid UID:GID] [--user NAME[:PASSWORD]]...}:
-create a pymta root directory (ARCHITECTURE §3).
+create a pymta root directory (docs/install.md, 'Creating the root').
 
 What it makes, each only when absent (running it again changes nothing
 that exists, so it is safe to re-run with more C{--user}s):

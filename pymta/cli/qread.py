@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.cli.test_qread -*-
 """
-C{pymta qread [--root DIR]}: qmail-qread's listing (reference §10).
+C{pymta qread [--root DIR]}: qmail-qread's listing (see docs/internals.md,
+'Administrative tools').
 
 For every message in C{queue/info/} (split directories in order, entries in
 directory order)::

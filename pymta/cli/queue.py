@@ -6,7 +6,7 @@ The message is read from fd 0 to its end, then the envelope from fd 1
 (qmail-queue reads fd 1): C{F<sender>\\0}, C{T<rcpt>\\0}..., one more C{\\0}.
 The message goes into the queue through the inject socket, or directly when
 no queue manager listens and the caller may write the queue (see
-L{pymta.queue.client}).  The exit status is qmail-queue's (reference §1.3):
+L{pymta.queue.client}).  The exit status is qmail-queue's (docs/internals.md, 'qmail-queue exit codes'):
 0 queued; 11 address too long; 31 permanent refusal; 53 write error or
 disk full; 54 the message or envelope could not be read (also: envelope
 ended before its final NUL); 55 configuration unreadable; 56 no queue

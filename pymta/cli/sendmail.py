@@ -2,7 +2,7 @@
 """
 C{pymta sendmail} / C{pymta-sendmail} (and a C{sendmail}, C{mailq} or
 C{newaliases} symlink to it): the sendmail interface programs expect, on
-top of L{pymta.inject}, as qmail's sendmail wrapper (reference §6.2).
+top of L{pymta.inject}, as qmail's sendmail wrapper (see docs/internals.md, 'The sendmail wrapper').
 
 - C{-t}: recipients from the header B{and} the arguments (C{inject -H});
   without C{-t} only the arguments (C{inject -a}).  No recipients at all:

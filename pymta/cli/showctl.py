@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.cli.test_showctl -*-
 """
 C{pymta showctl [--root DIR]}: every control value and where it came from
-(qmail-showctl, reference §10).
+(qmail-showctl; see docs/internals.md, 'Administrative tools').
 
 After a few lines about the root (directory, user-ext delimiter, queue
 split, owner of the queue), each control file of L{pymta.control.SPECS}

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.inject.test_message -*-
 """
-qmail-inject's transformation of one message (reference §6.1): from the
+qmail-inject's transformation of one message (see docs/internals.md, 'qmail-inject'): from the
 options, the environment, the control values and the input, work out the
 envelope sender, the recipients and the rewritten header.
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.inject.test_rewrite -*-
 """
-qmail-inject's address completion (reference §6.1), on address tokens.
+qmail-inject's address completion (docs/internals.md, 'qmail-inject'), on address tokens.
 
 In this order: C{<>} and C{x@[]} are left alone; a source route
 (C{@a,@b:user@host}) is dropped; a trailing C{.} and then a trailing C{@}

@@ -25,7 +25,6 @@ __all__ = ["run_smtp_session", "SessionUnavailable", "TRUSTED_RULES"]
 
 #: the access rule of a -bs session: allowed, may relay, no size limit
 TRUSTED_RULES = ':allow,RELAYCLIENT="",DATABYTES="0",TCPREMOTEHOST="localhost"\n'
-IDLE_POLL = 0.02  # seconds between checks for the end of a piped session
 
 
 class SessionUnavailable(Exception):
@@ -45,9 +44,12 @@ def _socket_accepts(path: str) -> bool:
 
 def _sink(root: str, reactor: Any) -> Any:
     from pymta.queue.client import may_write_queue
-    from pymta.queue.inject import InjectClientSink, inject_socket_path
+    from pymta.queue.framing import inject_socket_path
+    from pymta.queue.injectclient import InjectClientSink
+    from pymta.queue.disk import QueueDisk
     from pymta.queue.layout import QueueLayout
-    from pymta.queue.store import Queue, QueueSink
+    from pymta.queue.sink import QueueSink
+    from pymta.queue.store import Queue
 
     path = inject_socket_path(root)
     if _socket_accepts(path):
@@ -63,7 +65,7 @@ def _sink(root: str, reactor: Any) -> Any:
         layout = QueueLayout(queuedir)
     except (OSError, ValueError) as e:
         raise SessionUnavailable(str(e)) from None
-    return QueueSink(Queue(layout), reactor)
+    return QueueSink(Queue(QueueDisk.plain(layout)), reactor)
 
 
 def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_fd: int = 1) -> None:
@@ -101,27 +103,19 @@ def run_smtp_session(root: str, reactor: Any = None, stdin_fd: int = 0, stdout_f
         def readConnectionLost(self) -> None:
             # stdin is at its end (a script piping a whole session): answer
             # everything already read, then close, as qmail-smtpd does
-            self._close_when_idle()
+            self.when_idle().addCallback(self._close)
 
         def writeConnectionLost(self) -> None:
             self.transport.loseConnection()
 
-        def _close_when_idle(self) -> None:
-            if self.transport.disconnecting:
-                return
-            if getattr(self, "_busy", False):  # a command still waits for the queue
-                reactor.callLater(IDLE_POLL, self._close_when_idle)
-                return
-            self.transport.loseConnection()
+        def _close(self, _: None) -> None:
+            if not self.transport.disconnecting:
+                self.transport.loseConnection()
 
         def connectionLost(self, reason: Any = None) -> None:
             super().connectionLost(reason)
-            pending = getattr(self, "_pending", None)
-            if pending is not None and not pending.called:
-                # a queue commit in flight finishes before the process ends
-                pending.addBoth(lambda _: reactor.callLater(0, reactor.stop))
-            else:
-                reactor.callLater(0, reactor.stop)
+            # a queue commit in flight finishes before the process ends
+            self.when_idle().addCallback(lambda _: reactor.callLater(0, reactor.stop))
 
     # mypy takes stdio's Windows StandardIO, which has no stdin and stdout; the POSIX one runs here
     stdio.StandardIO(  # type: ignore[call-arg]

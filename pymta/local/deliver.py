@@ -7,7 +7,7 @@ forward targets are returned in the L{LocalOutcome} and injected by the
 parent (L{pymta.local.channel.LocalChannel}) through the queue, after every
 other line succeeded, exactly when qmail-local would run qmail-queue.
 
-Steps (reference §3.4-§3.10): home checks; loop check against the
+Steps (docs/internals.md, '.qmail files' and the headings after it): home checks; loop check against the
 Delivered-To line; .qmail lookup (empty file or none for the bare user =
 defaultdelivery); NEWSENDER; the lines top to bottom, stopping at the first
 failure or after a program exits 99.  Identical mbox or Maildir lines in one

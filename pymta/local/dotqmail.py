@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.local.test_dotqmail -*-
 """
-Finding and reading a user's C{.qmail} file (reference §3.4, §3.5).
+Finding and reading a user's C{.qmail} file (see docs/internals.md, '.qmail files').
 
 Lookup for C{dash} + C{ext}: the extension is made safe (ASCII letters
 lowercased, C{.} turned into C{:}), then C{.qmail<dash><safeext>} is tried,
@@ -140,7 +140,10 @@ def find_dotqmail(home: str, dash: str, ext: str) -> FoundFile | None:
 
 
 def newsender(home: str, dash: str, ext: str, local: str, domain: str, sender: str) -> str:
-    """NEWSENDER (reference §3.10): the owner address when C{.qmail...-owner} exists."""
+    """
+    NEWSENDER (docs/internals.md, 'Forwarding and NEWSENDER'): the owner
+    address when C{.qmail...-owner} exists.
+    """
     if sender in ("", "#@[]"):
         return sender
     base = os.path.join(home, f".qmail{dash}{safe_ext(ext)}-owner")

@@ -1,7 +1,7 @@
 # -*- test-case-name: tests.local.test_getpw -*-
 """
-Which user receives mail for a local part (qmail-lspawn + qmail-getpw,
-reference §3.1-§3.3).
+Which user receives mail for a local part (qmail-lspawn + qmail-getpw; see
+docs/internals.md, 'Finding the local user').
 
 Order:
 

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.local.test_maildir -*-
 """
-Maildir delivery (qmail-local's maildir child, reference §3.8).
+Maildir delivery (qmail-local's maildir child; see docs/internals.md, 'Mbox,
+Maildir and program delivery').
 
 The message is written to C{tmp/NAME} with Return-Path and Delivered-To
 prepended, flushed and fsynced, then hard-linked to C{new/NAME}; the

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.local.test_mbox -*-
 """
-mbox delivery (reference §3.7).
+mbox delivery (see docs/internals.md, 'Mbox, Maildir and program delivery').
 
 The file is opened for appending (created with mode 0600), locked with both
 C{flock} and C{fcntl} record locks (so readers using either convention are

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.local.test_program -*-
 """
-Program delivery (reference §3.9): C{/bin/sh -c COMMAND} in the user's home
+Program delivery (docs/internals.md, 'Mbox, Maildir and program delivery'): C{/bin/sh -c
+COMMAND} in the user's home
 with the message on stdin, the qmail-command environment, stdout and stderr
 collected (capped) for the delivery report.
 

@@ -15,7 +15,7 @@ report per request::
      "forwards": [], "newsender": "a@b", "uid": 4242}
 
 C{did} is null unless the status is C{K}; C{forwards} are still to be
-queued by the parent (reference §3.10).
+queued by the parent (docs/internals.md, 'Forwarding and NEWSENDER').
 """
 
 from __future__ import annotations

@@ -4,7 +4,8 @@ The POP3 server protocol: RFC 1939 with qmail-popup/qmail-pop3d replies,
 CAPA (RFC 2449), STLS (RFC 2595), AUTH PLAIN (RFC 5034) and APOP.
 
 Written on C{Protocol} rather than C{twisted.mail.pop3.POP3} (whose APOP,
-RETR chunking and plaintext handling are broken, twisted-notes A.4).
+RETR chunking and plaintext handling are broken; see docs/internals.md, 'Why smtpd
+and pop3d do not use twisted.mail').
 
 Choices, documented:
 

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.queue.test_bounce -*-
 """
-Bounces in QSBMF (qmail-send bounce message format), reference §1.7, §2.5, §2.6.
+Bounces in QSBMF (qmail-send bounce message format); see docs/internals.md,
+'Bounces'.
 
 - L{bounce_entry}: the text appended to C{queue/bounce/ID} for one failed
   recipient (C{<addr>:} then the report, paragraphs never broken).

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.queue.test_cleaner -*-
 """
-Removal of files a crashed writer left in the queue (reference §1.4, §1.9).
+Removal of files a crashed writer left in the queue (see docs/internals.md,
+'Enqueue order and leftovers').
 
 A writer that dies before its commit point leaves, depending on the
 instant: a C{pid/} file (state S1 plus a name), a C{mess/N/ID} file (S2),

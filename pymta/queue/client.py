@@ -21,8 +21,8 @@ from typing import IO, Sequence
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_CONFIG, EXIT_NETWORK, EXIT_TIMEOUT, EXIT_READ_ERROR, QueueFailure
-from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, netstring, parse_reply
-from pymta.queue.inject import inject_socket_path
+from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, inject_socket_path, netstring, parse_reply
+from pymta.queue.disk import QueueDisk
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue
 
@@ -132,7 +132,7 @@ def enqueue_direct(
     """Write the message into the queue from this process (the caller must be allowed to)."""
     check_envelope(sender, recipients)
     uid = os.getuid()
-    pending = Queue(layout).begin(origin or f"by uid {uid}", uid, os.getpid())
+    pending = Queue(QueueDisk.plain(layout)).begin(origin or f"by uid {uid}", uid, os.getpid())
     try:
         for chunk in _chunks(message):
             pending.write(chunk)

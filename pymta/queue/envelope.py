@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.queue.test_store_envelope -*-
 """
-The queue's envelope records, byte for byte as qmail writes them (reference §1.2, §1.7).
+The queue's envelope records, byte for byte as qmail writes them
+(see docs/internals.md, 'Queue records').
 
 - C{todo/ID}, C{intd/ID}: C{u<uid>\\0p<pid>\\0F<sender>\\0T<r1>\\0T<r2>\\0...}
   (no extra NUL at the end).

@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.queue.test_store -*-
 """
-qmail-queue's failures: exit codes and the texts callers show (reference §1.3).
+qmail-queue's failures: exit codes and the texts callers show (see
+docs/internals.md, 'qmail-queue exit codes').
 
 Every way the queue can refuse a message is a L{QueueFailure}, a
 L{QueueRefused} that also carries qmail-queue's exit code, so the same

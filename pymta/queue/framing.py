@@ -1,7 +1,10 @@
 # -*- test-case-name: tests.queue.test_inject -*-
 """
-The inject socket's wire format (shared by the server, the Twisted client
-sink and the blocking client).
+The inject socket's address and wire format, shared by its server
+(L{pymta.queue.injectserver}), its Twisted client
+(L{pymta.queue.injectclient}) and the blocking client (L{pymta.queue.client}).
+
+The socket is C{ROOT/run/inject.sock} (L{inject_socket_path}).
 
 Everything is netstrings (C{<decimal length>:<bytes>,}, as in QMQP).  One
 connection carries one or more messages, one after the other::
@@ -23,12 +26,15 @@ connection is closed.
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import address_bytes, address_text
 
 __all__ = [
+    "INJECT_SOCKET",
+    "inject_socket_path",
     "MAX_CHUNK",
     "MAX_ENVELOPE",
     "FramingError",
@@ -40,9 +46,15 @@ __all__ = [
     "parse_reply",
 ]
 
+INJECT_SOCKET = os.path.join("run", "inject.sock")
 MAX_CHUNK = 1 << 20
 MAX_ENVELOPE = 16 << 20
 _MAX_DIGITS = 10
+
+
+def inject_socket_path(root: str) -> str:
+    """C{ROOT/run/inject.sock}."""
+    return os.path.join(root, INJECT_SOCKET)
 
 
 class FramingError(ValueError):

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.queue.test_layout -*-
 """
-The queue's directory layout, as qmail has it (reference §1.1).
+The queue's directory layout, as qmail has it (see docs/internals.md, 'Queue layout').
 
 ::
 

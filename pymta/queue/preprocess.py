@@ -1,14 +1,16 @@
-# -*- test-case-name: tests.queue.test_scheduler -*-
+# -*- test-case-name: tests.queue.test_preprocess -*-
 """
 Preprocessing of committed messages: C{todo/ID} -> C{info}, C{local}, C{remote}
-(reference §1.6).
+(docs/internals.md, "Data flow of one message", step 4).
 
 For a batch of message ids, each message gets a fresh C{info/N/ID} (its mtime
 becomes the birth time) and one C{T} record per recipient in C{local/N/ID}
 or C{remote/N/ID} as routing decides.  Then every new file and the
-directories holding them are fsynced - once per batch, a group commit - and
-only then are C{intd/ID} and C{todo/ID} removed.  A crash at any point leaves
-C{todo/ID} in place and the next start redoes the message from scratch.
+directories holding them are made durable - once per batch, a group commit,
+as the queue disk's sync policy says - and only then are C{intd/ID} and
+C{todo/ID} removed.  A crash at any point leaves C{todo/ID} in place and the
+next start redoes the message from scratch.  The disk's spare files, when it
+has any, give the new files their inodes and take back the envelope's.
 """
 
 from __future__ import annotations
@@ -18,13 +20,14 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterable, Mapping
 
 from pymta.control import Controls
+from pymta.queue.disk import QueueDisk
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
-from pymta.queue.syncing import SYNC_THREADS, QueueSync, run_parallel
+from pymta.queue.syncing import SYNC_THREADS, run_parallel
 from pymta.queue.sendfiles import QueueFileError, TodoEnvelope, encode, parse_todo
 
-__all__ = ["Preprocessed", "BatchResult", "preprocess_batch", "list_todo", "queue_owner"]
+__all__ = ["Preprocessed", "BatchResult", "PreprocessLog", "preprocess_batch", "list_todo"]
 
 
 @dataclass(frozen=True)
@@ -121,23 +124,6 @@ def _remove_envelope(layout: QueueLayout, message_id: int, spares: SparePool | N
         spares.add(spare, (os.path.dirname(intd), layout.dir("todo")))
 
 
-def queue_owner(layout: QueueLayout) -> tuple[int, int] | None:
-    """
-    When running as root, the owner of the queue directory (unless root):
-    files pymta-send creates are given to it, so a later run as that user
-    can still mark them done.
-    """
-    if os.geteuid() != 0:
-        return None
-    try:
-        st = os.stat(layout.queuedir)
-    except OSError:
-        return None
-    if (st.st_uid, st.st_gid) == (0, 0):
-        return None
-    return st.st_uid, st.st_gid
-
-
 def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None, spares: SparePool | None = None) -> int:
     """Create C{path} (it must not exist; from a spare when there is one), write C{data}; return the open fd for a later fsync."""
     fd = create_file(path, 0o600, spares, owner)
@@ -149,35 +135,41 @@ def _write_new(path: str, data: bytes, owner: tuple[int, int] | None = None, spa
     return fd
 
 
+@dataclass(frozen=True)
+class PreprocessLog:
+    """
+    Told at the moments qmail logs a new message while preprocessing it:
+    C{new_msg(id)}, then C{info_msg(id, envelope, size of the message file)}.
+    """
+
+    new_msg: Callable[[int], None]
+    info_msg: Callable[[int, TodoEnvelope, int], None]
+
+
 def preprocess_batch(
-    layout: QueueLayout,
+    disk: QueueDisk,
     message_ids: Iterable[int],
     controls: Controls,
-    on_new: Callable[[int], None] = lambda message_id: None,
-    on_info: Callable[[int, TodoEnvelope, int], None] = lambda message_id, envelope, size: None,
+    *,
+    log: PreprocessLog | None = None,
     now: float | None = None,
-    owner: tuple[int, int] | None = None,
-    spares: SparePool | None = None,
     known: Mapping[int, tuple[TodoEnvelope, int]] | None = None,
-    sync: QueueSync | None = None,
 ) -> BatchResult:
     """
-    Preprocess the messages C{message_ids}; C{on_new(id)} and
-    C{on_info(id, envelope, size)} are called at the moments qmail logs
-    C{new msg} and C{info msg}.  C{now}, when given, becomes the mtime of the
+    Preprocess the messages C{message_ids} in the queue on C{disk} (its
+    owner gets the new files when running as root, its spare files give
+    them their inodes, its sync policy makes the batch durable).
+    C{log}, when given, is told of each message as qmail logs C{new msg}
+    and C{info msg}.  C{now}, when given, becomes the mtime of the
     new files (the info file's is the birth time, the channel files' the
     next attempt) instead of the file system's clock, so the scheduler's
-    clock and the times on disk agree.  C{spares}, when given, provides the
-    new files' inodes and takes back the envelope's (L{pymta.queue.spares}).
+    clock and the times on disk agree.
     C{known} maps the ids of messages the caller committed itself, and
     never preprocessed before, to their envelope and message file size:
     their todo/ files are not read back, and since no earlier preprocessing
     can have left info or channel files of theirs, none are looked for.
-    C{sync} (default: an fsync per file and directory) may instead make
-    the batch durable with one syncfs of the queue's file system.
     """
-    if sync is None:
-        sync = QueueSync(layout.queuedir)
+    layout, sync, owner, spares = disk.layout, disk.sync, disk.owner, disk.spares
     whole_fs = sync.whole_fs
     since = sync.generation  # before the batch's first write (see QueueSync)
     result = BatchResult()
@@ -210,8 +202,9 @@ def preprocess_batch(
             if now is not None:
                 os.utime(info_fd, (now, now))
             dirs.add(os.path.dirname(layout.info(message_id)))
-            on_new(message_id)
-            on_info(message_id, envelope, size)
+            if log is not None:
+                log.new_msg(message_id)
+                log.info_msg(message_id, envelope, size)
             records: dict[str, list[bytes]] = {LOCAL: [], REMOTE: []}
             for recipient in envelope.recipients:
                 route = route_recipient(recipient, controls)

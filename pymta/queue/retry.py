@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.queue.test_retry -*-
 """
-qmail-send's retry schedule (reference §2.3).
+qmail-send's retry schedule (see docs/internals.md, 'Retry schedule').
 
 A pass over a message's channel file that starts at C{now} schedules the
 next pass, should recipients remain, at::

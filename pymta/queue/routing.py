@@ -1,6 +1,7 @@
 # -*- test-case-name: tests.queue.test_routing -*-
 """
-Recipient rewriting and channel choice, as qmail-send does it (reference §2.7).
+Recipient rewriting and channel choice, as qmail-send does it
+(see docs/internals.md, 'Recipient rewriting').
 
 For each envelope recipient, in order:
 

@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.queue.test_scheduler -*-
 """
-The queue files pymta-send reads and writes (reference §1.2, §1.6-§1.8).
+The queue files pymta-send reads and writes (see docs/internals.md, 'Queue records').
 
 - C{todo/ID}: C{u<uid>\\0p<pid>\\0F<sender>\\0T<rcpt>\\0...} as the queue
   writer left it (L{parse_todo});

@@ -11,7 +11,9 @@ before the scheduler drains its deliveries):
  1. the L{Scheduler};
  2. the trigger FIFO listener (C{queue/lock/trigger});
  3. the inject socket C{ROOT/run/inject.sock}, writing through the
-    in-process L{QueueSink} whose commits reach the scheduler at once;
+    in-process L{QueueSink} whose commits reach the scheduler at once
+    (through a L{CommitFeed}: the sink is built first, the channels from it,
+    then the scheduler with both);
  4. the control socket C{ROOT/run/ctl.sock} for C{pymta ctl};
  5. the pid file C{ROOT/run/pymta-send.pid} and the signal handlers
     (C{HUP} reload, C{ALRM} run the queue now; C{TERM} is twistd's stop).
@@ -34,9 +36,11 @@ from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.listening import UnixSocketService
+from pymta.queue.disk import QueueDisk
 from pymta.queue.scheduler import CHANNELS, Scheduler
-from pymta.queue.spares import SparePool
-from pymta.queue.syncing import QueueSync, queuesync_mode
+from pymta.queue.sink import CommitFeed, QueueSink
+from pymta.queue.store import Queue
+from pymta.queue.syncing import queuesync_mode
 from pymta.queue.trigger import TriggerListener
 from pymta.signals import SignalService
 
@@ -74,6 +78,9 @@ class NoDeliveryChannel:
     def __init__(self, name: str) -> None:
         self.name = name
         self.text = f"no {name} delivery channel is installed (#4.3.0)"
+
+    def start(self) -> None:
+        pass
 
     def deliver(self, job: DeliveryJob) -> "defer.Deferred[list[DeliveryResult]]":
         return defer.succeed([DeliveryResult(DEFERRAL, self.text) for _ in job.recipients])
@@ -129,12 +136,12 @@ class ThreadPoolService(Service):
 
 
 class InjectSocketService(UnixSocketService):
-    """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.inject.InjectServerFactory}."""
+    """Listens on C{ROOT/run/inject.sock} with L{pymta.queue.injectserver.InjectServerFactory}."""
 
     listen_failure = "cannot listen on the inject socket"
 
     def __init__(self, root: str, sink: MessageSink, reactor: Any, trusted_uids: tuple[int, ...] = ()) -> None:
-        from pymta.queue.inject import inject_socket_path
+        from pymta.queue.framing import inject_socket_path
 
         super().__init__(reactor, inject_socket_path(root))
         self.root = root
@@ -142,7 +149,7 @@ class InjectSocketService(UnixSocketService):
         self.trusted_uids = trusted_uids
 
     def listen(self) -> "defer.Deferred[Any]":
-        from pymta.queue.inject import InjectServerFactory, listen_inject
+        from pymta.queue.injectserver import InjectServerFactory, listen_inject
 
         return listen_inject(self.reactor, self.root, InjectServerFactory(self.sink, trusted_uids=self.trusted_uids))
 
@@ -180,8 +187,6 @@ def build_send_service(
     L{NoDeliveryChannel}.  C{trusted_uids} may ask the inject socket for an
     origin (the uid smtpd runs as).
     """
-    from pymta.queue.store import Queue, QueueSink
-
     if reactor is None:
         from twisted.internet import reactor as global_reactor
 
@@ -196,26 +201,20 @@ def build_send_service(
     if not os.path.isdir(layout.queuedir):
         raise FileNotFoundError(f"{layout.queuedir}: no queue here; run 'pymta init {root}' first")
     reader.add_check(queuesync_mode)  # checked at every reload too, though only read here
-    sync, sync_warning = QueueSync.from_control(layout.queuedir, controls.extra_lines("queuesync"))
+    disk, sync_warning = QueueDisk.for_queue_manager(layout, controls.extra_lines("queuesync"))
     if sync_warning is not None:
         log.warn("{problem}", problem=sync_warning)
-    spares = SparePool(layout, sync=sync)
-    # Message files are recycled too (their ids come back).  The losses the crash-under-load
-    # test saw at e9b94ee came from both pools naming their spares pid/spare.<pid>.1, .2, ...:
-    # one rename() replaced the other pool's spare and an inode was handed out twice (fixed in
-    # e4a81c9, names unique per process; tests.queue.test_spares.test_two_pools_never_share_a_name).
-    mess_spares = SparePool(layout, same_name=True, sync=sync)
+    commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
+    # the sink first (local forwarding channels write through it), then the scheduler with
+    # both; the sink's commits reach the scheduler through the feed
+    feed = CommitFeed()
+    sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish)
     scheduler = Scheduler(
-        layout, reader, {c: NoDeliveryChannel(c) for c in CHANNELS}, None, reactor,
+        disk, reader, _resolve_channels(channels, sink), sink, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
-        spares=spares, mess_spares=mess_spares, sync=sync,
     )
-    commits = ThreadPool(minthreads=0, maxthreads=COMMIT_THREADS, name="pymta-send-commit")
-    queue = Queue(layout, spares=spares, mess_spares=mess_spares, sync=sync)
-    sink = QueueSink(queue, reactor, commits, on_commit=scheduler.notify)
-    scheduler.sink = sink
-    scheduler.channels = _resolve_channels(channels, sink)
+    feed.subscribe(scheduler.notify)
 
     top = MultiService()
     top.setName("pymta-send")

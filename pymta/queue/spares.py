@@ -1,18 +1,19 @@
 # -*- test-case-name: tests.queue.test_spares -*-
 """
-Spare queue inodes: the small files of finished messages kept for reuse.
+Spare queue inodes: the files of finished messages kept for reuse, an
+optimisation over qmail's plain path (create every file, delete it when
+done; L{pymta.queue.disk.QueueDisk.plain} has no pools).
 
-Every message used to create and delete four inodes in the queue (mess,
-intd/todo, info, local or remote).  On ext4 without a journal the inode
-allocator skips every recently deleted inode of the block group, looking
-each one up, so under a steady load each creation scans thousands of them:
-a profile of pymta-send under smtp-source showed half of its CPU time in
-C{openat(O_CREAT)}.  L{SparePool} takes that churn away: instead of
+On qmail's plain path every message creates and deletes four inodes in the
+queue (mess, intd/todo, info, local or remote).  ext4's inode allocator
+skips every recently deleted inode of the block group, looking each one up,
+so under a steady load each creation scans many of them (docs/internals.md,
+"The queue on disk").  L{SparePool} takes that churn away: instead of
 unlinking C{intd/ID}, C{info/N/ID} and the channel files of a finished
 message, the queue manager renames them to C{pid/spare.<pid>.<n>}; new
 envelope, info and channel files are then made from a spare (truncated,
 re-moded, rewritten and fsynced, then linked to their name) when there is
-one, and created as before when there is none.
+one, and created as on the plain path when there is none.
 
 Message files have a pool of their own (C{same_name}): their inode number
 is the message id, so a recycled one comes back as the same C{mess/N/ID}
@@ -72,8 +73,8 @@ SETTLE_LOW_WATER = 64
 SETTLE_BATCH = 256
 #: spares waiting before a settle below the low water mark.  Under a steady load every message
 #: takes one spare and gives one back, so the usable count stays where it is; settling at
-#: every return kept it below the mark and cost two directory fsyncs per message.  Waiting
-#: for a few lets new files be created meanwhile, which grows the pool past the mark.
+#: every return would keep it below the mark at the cost of two directory fsyncs per message.
+#: Waiting for a few lets new files be created meanwhile, which grows the pool past the mark.
 SETTLE_MIN = 32
 
 

@@ -1,8 +1,11 @@
 # -*- test-case-name: tests.queue.test_syncing -*-
 """
-fsyncs in parallel: a disk takes several flushes at once far faster than
-one after the other (here: one thread ~640 file fsyncs/s, two ~1,370/s),
-and each C{os.fsync} waits for the disk with the GIL released.
+fsyncs in parallel, and the queue's sync policy (C{control/queuesync}).
+
+A disk takes several flushes at once far faster than one after the other,
+and each C{os.fsync} waits for the disk with the GIL released
+(docs/internals.md, "The queue on disk"; the figures are in
+benchmarks/README.md).
 
 L{run_parallel} runs a function over a list in a shared pool of
 L{SYNC_THREADS} threads and reports each item's OSError; L{fsync_all}

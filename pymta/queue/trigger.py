@@ -1,6 +1,6 @@
 # -*- test-case-name: tests.queue.test_service -*-
 """
-The C{lock/trigger} FIFO (reference §1.5): queue writers in other processes
+The C{lock/trigger} FIFO (see docs/internals.md, 'The trigger'): queue writers in other processes
 write one byte into it after each commit; pymta-send watches it with the
 reactor and scans C{todo/} when it becomes readable.
 

@@ -8,6 +8,8 @@ Remote delivery: pymta's qmail-remote.
 - L{pymta.remote.datastream}: DATA encoding (CRLF, dot-stuffing);
 - L{pymta.remote.tlspolicy}: opportunistic STARTTLS and control/tlsdestinations;
 - L{pymta.remote.tcpto}: dead-host memory (C{pymta ctl tcpok} calls C{clear});
-- L{pymta.remote.dns}: DNS on a thread pool (also smtpd's DNSBL lookups);
 - L{pymta.remote.localaddrs}: this machine's addresses.
+
+DNS (MX and address lookups on a thread pool) is the shared L{pymta.dns},
+which smtpd's DNSBL checks use too.
 """

@@ -52,7 +52,7 @@ from pymta.address import split_address
 from pymta.control import ControlError, ControlReader, Controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
 from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
-from pymta.remote.dns import DNSResolver, Resolver
+from pymta.dns import DNSResolver, Resolver
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
@@ -126,7 +126,7 @@ class RemoteChannel:
 
     @param root: the pymta root (the tcpto file is ROOT/queue/lock/tcpto).
     @param reader: controls are taken from C{reader.current} for each job.
-    @param resolver: a L{pymta.remote.dns.Resolver}; default a L{DNSResolver}
+    @param resolver: a L{pymta.dns.Resolver}; default a L{DNSResolver}
         (its thread pool is stopped by L{stop}).
     @param reactor: provides IReactorTCP and IReactorTime (default: global).
     @param is_own_address: tells whether an address is this machine's, for

@@ -5,7 +5,7 @@ pymta's SMTP client: one connection, one transaction, qmail-remote's rules.
 L{SMTPClientProtocol} talks to one server address and reports a
 L{SessionOutcome}: one report per recipient (C{r} accepted, C{h} refused
 for good, C{s} refused for now, with text) and a message report (C{K}, C{Z}
-or C{D} with text), in qmail-remote's wording (reference §5.2/5.3), plus
+or C{D} with text), in qmail-remote's wording (docs/internals.md, 'Remote delivery's reports'), plus
 hints for the caller: C{next_host} (nothing was sent yet, another address
 may be tried), C{tls_failed} (an optional TLS handshake failed: retry on a
 new plain connection) and C{retry} (recipients a server refused with 452

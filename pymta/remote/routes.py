@@ -54,7 +54,7 @@ from twisted.python.failure import Failure
 
 from pymta.control import ControlTable
 from pymta.interfaces import DEFERRAL, FAILURE
-from pymta.remote.dns import (
+from pymta.dns import (
     DNSError,
     DNSPermanentError,
     DNSTemporaryError,
@@ -153,7 +153,7 @@ class TargetPlanner:
     """
     Plans delivery targets for a domain.
 
-    @param resolver: a L{pymta.remote.dns.Resolver}.
+    @param resolver: a L{pymta.dns.Resolver}.
     @param is_own_address: tells whether an address (text) is this machine's,
         for the self check (usually L{is_self_address} with the interfaces'
         addresses).

@@ -2,7 +2,7 @@
 """
 Dead-host memory (qmail's tcpto), in C{ROOT/queue/lock/tcpto}.
 
-Semantics follow qmail (reference §5.4): only connect B{timeouts} count,
+Semantics follow qmail (docs/internals.md, 'Dead hosts'): only connect B{timeouts} count,
 refusals do not; an address is skipped while it has at least 2 recent
 timeouts and the last one is less than C{(60 + (pid & 31)) * 64} seconds
 old (about 64 to 97 minutes); a timeout within 120 s of the previous one

@@ -17,7 +17,7 @@ the time bound are ignored (rblsmtpd's default C{-C}).  Decisions are cached
 per address for C{cache_ttl} seconds, at most C{cache_size} addresses.
 
 The resolver is any object with C{txt(name)} and C{a(name)} returning
-Deferreds (L{pymta.remote.dns.DNSResolver} in the daemons, a fake in tests).
+Deferreds (L{pymta.dns.DNSResolver} in the daemons, a fake in tests).
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from twisted.logger import Logger
 
 from pymta.control import ControlLines, Controls, entry_error
 from pymta.hostnames import host_name_problem
-from pymta.remote.dns import DNSPermanentError
+from pymta.dns import DNSPermanentError
 
 __all__ = ["RBLZone", "parse_rbls", "rbl_zones", "DNSBL", "reply_from_variable", "reverse_name", "clean_text"]
 

@@ -10,7 +10,8 @@ data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
 
 - One command at a time.  A command may return a Deferred; until it fires
   further input stays in the buffer (the transport is paused when more
-  than C{pipeline_buffer} bytes wait), so replies always come in order.
+  than C{pipeline_buffer} bytes wait), so replies always come in order;
+  L{SMTPServerProtocol.when_idle} fires once no command waits.
 - Command lines end at LF (one CR before it removed); lines longer than
   C{max_command_line} get C{500} and are skipped without being buffered.
 - DATA goes through L{DataStream}: only CRLF.CRLF ends it, a bare LF gets
@@ -47,6 +48,7 @@ from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
 from pymta.smtpd.idlecommands import IdleCommands
+from pymta.smtpd.idlesignal import IdleSignal
 from pymta.smtpd.greetcommands import GreetCommands
 from pymta.smtpd.junk import JunkCounter
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
@@ -86,6 +88,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self._counted = False
         self._pending: defer.Deferred | None = None
         self._cancel_on_close = False
+        self._idle = IdleSignal()
         self.remote_ip = "unknown"
         self.local_ip = "unknown"
         self.env: dict[str, str] = {}
@@ -256,10 +259,10 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
                 log.failure("smtpd: unexpected error", result)
                 if self._mode != CLOSED:
                     self._close_with("421 internal error, closing (#4.3.0)")
-                return None
-            if not self._processing and self._mode != CLOSED:
-                self._process()
-            return None
+            elif not self._processing and self._mode != CLOSED:
+                self._process()  # works through the buffer (and fires the idle signal itself)
+            if not self._processing and self._pending is None:
+                self._idle.fire()
 
         d.addBoth(done)
 
@@ -300,6 +303,12 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         finally:
             self._processing = False
         self._flow_control()
+        if self._pending is None:
+            self._idle.fire()
+
+    def when_idle(self) -> "defer.Deferred[None]":
+        """Fires once no command waits (for the queue, a check) and the buffered input is worked through."""
+        return self._idle.wait(self._pending is None and not self._processing)
 
     def _flow_control(self) -> None:
         waiting = (self._busy is not None and len(self._buf) > self.ctx.pipeline_buffer) or self._queue_full is not None
@@ -450,9 +459,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply("451 qqt failure (#4.3.0)")
             return
         self._writer = writer
-        watch_backlog = getattr(writer, "watch_backlog", None)
-        if watch_backlog is not None:
-            watch_backlog(lambda: self._queue_backlog(writer, True), lambda: self._queue_backlog(writer, False))
+        writer.watch_backlog(lambda: self._queue_backlog(writer, True), lambda: self._queue_backlog(writer, False))
         self._stream = DataStream(writer.write, self.databytes, self.ctx.max_data_line)
         try:
             writer.write(

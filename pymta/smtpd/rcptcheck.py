@@ -4,49 +4,33 @@ Opt-in recipient check at RCPT time (a pymta addition; qmail accepts
 every local recipient and bounces later).
 
 Enabled when C{control/rcptcheck} exists (empty, or comment lines only:
-a value in it is an error, as C{0} or C{off} would turn the check on).  A recipient that routing
-(locals, virtualdomains, percenthack) sends to local delivery is looked up
-the way local delivery does it: users/assign, the password database, else
-the alias user; then, when the match leaves an extension (C{user-ext}, or
-any alias address), a C{.qmail-ext} or C{.qmail-default} file must exist.
-An exact user is always deliverable (defaultdelivery).
+a value in it is an error, as C{0} or C{off} would turn the check on).  A
+recipient that routing (locals, virtualdomains, percenthack) sends to
+local delivery is asked about through local delivery's public interface,
+L{pymta.interfaces.LocalRecipients} (in the daemons
+L{pymta.local.recipients.LocalRecipientLookup}, handed in by
+L{pymta.services}): users/assign, the password database, the alias user
+and the C{.qmail} files are read there, off the reactor thread.  Other
+recipients pass.
 
-Unknown: refused with 550.  Anything that cannot be decided here (an
-unreadable home directory, a broken assign file) is accepted: the check
-never refuses mail that delivery might take.
+Unknown: refused with 550.  Anything that cannot be decided is accepted:
+the check never refuses mail that delivery might take.
 """
 
 from __future__ import annotations
 
 from typing import Callable
 
+from twisted.internet import defer
+
 from pymta.control import Controls, entry_error
-from pymta.local.assign import AssignCache
-from pymta.local.dotqmail import find_dotqmail
-from pymta.local.errors import DeliveryFailure
-from pymta.local.getpw import find_user, load_assign
+from pymta.interfaces import LocalRecipients
 from pymta.queue.routing import LOCAL, route_recipient
 
-__all__ = ["recipient_check_for", "rcptcheck_enabled", "local_recipient_known"]
+__all__ = ["recipient_check_for", "rcptcheck_enabled", "RecipientCheck"]
 
-
-def local_recipient_known(root: str, controls: Controls, address: str, assign: AssignCache) -> bool:
-    """False only when local delivery would certainly find no mailbox for C{address}."""
-    route = route_recipient(address, controls)
-    if route.channel != LOCAL:
-        return True
-    local = route.address[: route.address.rfind("@")]
-    try:
-        user = find_user(root, local, load_assign(assign))
-    except DeliveryFailure:
-        return True
-    if user.source != "alias" and not user.ext:
-        return True
-    try:
-        found = find_dotqmail(user.home, user.dash, user.ext)
-    except (DeliveryFailure, OSError):
-        return True
-    return found is not None
+#: smtpd's recipient check: C{(controls, address)} -> Deferred[bool] (False: 550)
+RecipientCheck = Callable[[Controls, str], "defer.Deferred[bool]"]
 
 
 def rcptcheck_enabled(controls: Controls) -> bool:
@@ -62,13 +46,18 @@ def rcptcheck_enabled(controls: Controls) -> bool:
     return lines is not None
 
 
-def recipient_check_for(root: str, controls: Controls) -> Callable[[Controls, str], bool] | None:
-    """The check when control/rcptcheck exists, else None; L{ControlError} when it holds a value."""
-    if not rcptcheck_enabled(controls):
+def recipient_check_for(controls: Controls, local: LocalRecipients | None) -> RecipientCheck | None:
+    """
+    The check when control/rcptcheck exists and local delivery's lookup
+    C{local} is given, else None; L{ControlError} when the file holds a value.
+    """
+    if not rcptcheck_enabled(controls) or local is None:
         return None
-    assign = AssignCache(root)
 
-    def check(current: Controls, address: str) -> bool:
-        return local_recipient_known(root, current, address, assign)
+    def check(current: Controls, address: str) -> "defer.Deferred[bool]":
+        route = route_recipient(address, current)
+        if route.channel != LOCAL:
+            return defer.succeed(True)
+        return local.deliverable(route.address[: route.address.rfind("@")])
 
     return check

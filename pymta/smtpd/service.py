@@ -10,10 +10,15 @@ wrapped in C{TLSMemoryBIOFactory}, so the certificate follows
 L{SMTPDService.reload}.  An C{ssl:} string with its own C{privateKey} is
 used as Twisted parses it (files read once).
 
-A DNS resolver (L{pymta.remote.dns.DNSResolver}) is made only when it is
+A DNS resolver (L{pymta.dns.DNSResolver}) is made only when it is
 needed: control/rbls lists zones, or tcp.smtp has C{=host} rules (then each
 client's address is looked up in reverse, as tcpserver -h does, at most
 5 seconds).
+
+The opt-in RCPT check (control/rcptcheck, L{pymta.smtpd.rcptcheck}) asks
+local delivery through L{pymta.interfaces.LocalRecipients}; whoever builds
+the daemon (L{pymta.services}) hands one in, so smtpd itself never reads
+the password database or home directories.
 
 L{SMTPDService.reload} re-reads ROOT/etc/tcp.smtp, the certificate and
 control/rbls, and applies the AUTH budgets of the control files (the caller
@@ -34,13 +39,13 @@ from twisted.logger import Logger
 
 from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
-from pymta.interfaces import MessageSink
+from pymta.interfaces import LocalRecipients, MessageSink
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
 from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
 from pymta.smtpd.dnsbl import DNSBL, rbl_zones
 from pymta.smtpd.factory import SMTPFactory
-from pymta.smtpd.rcptcheck import rcptcheck_enabled, recipient_check_for
+from pymta.smtpd.rcptcheck import RecipientCheck, rcptcheck_enabled, recipient_check_for
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, server_listener
 
 __all__ = ["SMTPDService", "build_smtpd_service", "check_controls", "rules_path", "cert_path"]
@@ -55,12 +60,20 @@ def rules_path(root: str) -> str:
 class SMTPDService(service.MultiService):
     """The listeners plus the shared context; C{reload()} re-reads rules, certificate and zones."""
 
-    def __init__(self, root: str, context: SMTPDContext, resolver: Any = None, passwd_checkers: bool = False) -> None:
+    def __init__(
+        self,
+        root: str,
+        context: SMTPDContext,
+        resolver: Any = None,
+        passwd_checkers: bool = False,
+        local_recipients: LocalRecipients | None = None,
+    ) -> None:
         super().__init__()
         self.root = root
         self.context = context
         self.resolver = resolver
         self.passwd_checkers = passwd_checkers
+        self.local_recipients = local_recipients
 
     def reload(self) -> None:
         """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
@@ -79,7 +92,7 @@ class SMTPDService(service.MultiService):
             self.resolver = _default_resolver(self.context.clock)
         self.context.resolver = self.resolver
         self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
-        self.context.recipient_check = recipient_check_for(self.root, self.context.reader.current)
+        self.context.recipient_check = recipient_check_for(self.context.reader.current, self.local_recipients)
         if self.passwd_checkers:
             self.context.cram_md5 = passwd_allows_cram_md5(self.root)
 
@@ -97,6 +110,13 @@ def make_dnsbl(reader: ControlReader, resolver: Any, clock: Any) -> DNSBL | None
     if not zones or resolver is None:
         return None
     return DNSBL(resolver, zones, clock)
+
+
+def _recipient_check(controls: Controls, local_recipients: LocalRecipients | None) -> RecipientCheck | None:
+    check = recipient_check_for(controls, local_recipients)
+    if check is None and local_recipients is None and rcptcheck_enabled(controls):
+        log.warn("smtpd: control/rcptcheck is ignored: no local recipient lookup was given to this daemon")
+    return check
 
 
 def check_controls(controls: Controls) -> None:
@@ -133,7 +153,7 @@ def _default_checkers(root: str) -> list[ICredentialsChecker]:
 
 def _default_resolver(reactor: Any) -> Any:
     try:
-        from pymta.remote.dns import DNSResolver
+        from pymta.dns import DNSResolver
     except ImportError:  # pragma: no cover
         return None
     return DNSResolver(reactor=reactor, lifetime=10.0)
@@ -151,15 +171,19 @@ def build_smtpd_service(
     auth_without_tls: bool = False,
     resolver: Any = None,
     login_limiter: LoginLimiter | None = None,
+    local_recipients: LocalRecipients | None = None,
 ) -> SMTPDService:
     """
     The SMTP service of a root: C{listen} endpoints speak port-25 SMTP,
     C{submission} endpoints require AUTH (offered after STARTTLS unless
     C{auth_without_tls}).  C{portal_checkers} default to a
     L{pymta.passwdfile.PasswdFileChecker} over ROOT/users/passwd; C{resolver}
-    (for DNSBL) to L{pymta.remote.dns.DNSResolver}, created only when
+    (for DNSBL) to L{pymta.dns.DNSResolver}, created only when
     control/rbls lists zones; C{login_limiter} (shared with pop3d in one
     process) to one of smtpd's own with the budgets of the control files.
+    C{local_recipients} is local delivery's lookup for control/rcptcheck
+    (L{pymta.local.recipients.LocalRecipientLookup} in the daemons); without
+    one that check is off.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -188,8 +212,8 @@ def build_smtpd_service(
         auth_limiter=login_limiter,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
-    context.recipient_check = recipient_check_for(root, reader.current)
-    svc = SMTPDService(root, context, resolver, own_checkers)
+    context.recipient_check = _recipient_check(reader.current, local_recipients)
+    svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
             settings = ListenerSettings(submission=is_submission, implicit_tls=description.startswith("ssl:"))

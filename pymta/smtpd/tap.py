@@ -5,25 +5,21 @@ C{twistd pymta-smtpd --root DIR --listen ENDPOINT [--listen ...] [--submission E
 The SMTP server as its own process: accepted mail goes to the queue manager
 through the inject socket (ROOT/run/inject.sock).  SIGHUP re-reads the
 control files, ROOT/etc/tcp.smtp, the certificate and control/rbls.
+
+This module is the daemon's command line (the twistd plugin and the
+C{.tac} files name it); the daemon itself is put together in
+L{pymta.services}, where smtpd meets local delivery.
 """
 
 from __future__ import annotations
 
-import os
-
 from twisted.application import service
-from twisted.logger import Logger
 from twisted.python import usage
 
-from pymta.configcheck.startup import checked_reader
-from pymta.control import ControlError, default_root
+from pymta.control import default_root
 from pymta.pidfilecheck import refuse_unsafe_pid_file
-from pymta.privileges import RootDroppingService
-from pymta.signals import reload_on_hangup
 
 __all__ = ["Options", "makeService"]
-
-log = Logger()
 
 
 class Options(usage.Options):
@@ -72,38 +68,8 @@ class Options(usage.Options):
             raise usage.UsageError("give at least one --listen or --submission endpoint")
 
 
-# about the number of messages committed at once under load (concurrencyincoming is 20 by default)
-INJECT_CONNECTIONS_KEPT = 32
-
-
 def makeService(options: Options) -> service.IService:
-    from twisted.internet import reactor
+    """The daemon, composed where smtpd meets local delivery: L{pymta.services.smtpd_daemon}."""
+    from pymta.services import smtpd_daemon
 
-    from pymta.queue.inject import InjectClientSink, inject_socket_path
-    from pymta.smtpd.service import build_smtpd_service
-
-    from pymta.smtpd.access import TcpRulesError
-    from pymta.tls import TLSConfigError
-
-    root = os.path.abspath(options["root"])
-    reader = checked_reader(root, "pymta-smtpd")
-    try:
-        # connections to pymta-send are kept for the sessions' next messages
-        sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
-        svc = build_smtpd_service(
-            root,
-            reader,
-            sink,
-            options["listen"],
-            options["submission"],
-            reactor=reactor,
-            auth_without_tls=bool(options["allow-plaintext-auth"]),
-        )
-    except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
-        raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
-
-    reload_on_hangup(reader, svc.reload, "smtpd", log, reactor).setServiceParent(svc)
-    top = RootDroppingService(root)
-    svc.setServiceParent(top)
-    top.use_twistd_options(getattr(options, "parent", None))
-    return top
+    return smtpd_daemon(options)

@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from pymta.cli import qread
 from pymta.queue.layout import QueueLayout
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import Queue
 
 BORN = 1795643389  # 25 Nov 2026 21:49:49 GMT
@@ -17,7 +18,7 @@ class QreadTests(unittest.SynchronousTestCase):
         self.root = self.mktemp()
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
-        self.queue = Queue(self.layout)
+        self.queue = Queue(QueueDisk.plain(self.layout))
 
     def preprocessed(self, sender: bytes, local: bytes = b"", remote: bytes = b"", body: bytes = b"x\n") -> int:
         """A message as the scheduler leaves it after preprocessing."""

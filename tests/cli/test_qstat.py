@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from pymta.cli import qstat
 from pymta.queue.layout import QueueLayout
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import Queue
 
 
@@ -21,7 +22,7 @@ class QstatTests(unittest.SynchronousTestCase):
         root = self.mktemp()
         layout = QueueLayout(os.path.join(root, "queue"))
         layout.create()
-        q = Queue(layout)
+        q = Queue(QueueDisk.plain(layout))
         for _ in range(3):
             q.begin("by uid 0", 0, 1).commit("a@b", ["c@d"])
         r = q.begin("by uid 0", 0, 1).commit("a@b", ["c@d"])

@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import signal
 import sys
+from typing import Callable
 
 from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
@@ -35,6 +36,9 @@ class RecordingWriter:
 
     def write(self, data: bytes) -> None:
         self.record["data"] += data
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        pass  # nothing is held back: never a backlog
 
     def finish(self):
         if self.sink.refuse is not None:

@@ -3,10 +3,16 @@
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 from twisted.trial import unittest
 
 from pymta.control import Controls, load_controls
+
+if TYPE_CHECKING:
+    from pymta.queue.disk import QueueDisk
+    from pymta.queue.layout import QueueLayout
+    from pymta.queue.spares import SparePool
 
 
 def controls_from(testcase: unittest.SynchronousTestCase, **files: str) -> Controls:
@@ -40,3 +46,13 @@ def script_syncfs(testcase: unittest.SynchronousTestCase, script: list[int]) -> 
 
     testcase.patch(syncing, "_libc", ScriptedLibc())
     return script
+
+
+def disk_for(layout: "QueueLayout", spares: "SparePool | None" = None,
+             mess_spares: "SparePool | None" = None) -> "QueueDisk":
+    """qmail's plain queue disk for C{layout}, with the spare pools given."""
+    import dataclasses
+
+    from pymta.queue.disk import QueueDisk
+
+    return dataclasses.replace(QueueDisk.plain(layout), spares=spares, mess_spares=mess_spares)

@@ -1,4 +1,4 @@
-"""Tests for pymta.queue.bounce: QSBMF text, envelopes, VERP (reference §1.7, §2.5, §2.6)."""
+"""Tests for pymta.queue.bounce: QSBMF text, envelopes, VERP (docs/internals.md, 'Bounces')."""
 
 import io
 

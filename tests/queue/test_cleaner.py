@@ -7,6 +7,7 @@ from twisted.trial import unittest
 
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.layout import QueueLayout
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import Queue
 from tests.queue.test_store import files_under
 
@@ -17,7 +18,7 @@ class CleanerTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = QueueLayout(os.path.join(self.mktemp(), "queue"))
         self.layout.create()
-        self.queue = Queue(self.layout)
+        self.queue = Queue(QueueDisk.plain(self.layout))
 
     def leftover_mess(self, with_intd: bool = False) -> int:
         """A message whose writer died before the commit (states S2/S3)."""

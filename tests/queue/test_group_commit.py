@@ -1,5 +1,5 @@
 """
-Group commit in pymta.queue.store: messages prepared meanwhile share one
+Group commit (pymta.queue.groupcommit): messages prepared meanwhile share one
 directory fsync, and no receipt fires before that fsync is done.
 """
 
@@ -10,19 +10,23 @@ import subprocess
 import sys
 import tempfile
 import time
+from dataclasses import replace
 
 from twisted.internet import defer, threads
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue import store, syncing
+from pymta.queue import sink as sink_module, store, syncing
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.client import enqueue_socket
 from pymta.queue.errors import QueueFailure
-from pymta.queue.inject import inject_socket_path
+from pymta.queue.framing import inject_socket_path
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import PAUSE_ENV, Queue, QueueSink, commit_prepared
+from pymta.queue.disk import QueueDisk
+from pymta.queue.groupcommit import commit_prepared
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import PAUSE_ENV, MessageState, Queue
 from pymta.queue.syncing import QueueSync
 from tests.queue.helpers import script_syncfs
 from tests.queue.test_store import ImmediateReactor, files_under, make_layout
@@ -69,7 +73,7 @@ class FsyncRecorder:
 
 
 def prepared(layout: QueueLayout, n: int) -> list:
-    queue = Queue(layout)
+    queue = Queue(QueueDisk.plain(layout))
     out = []
     for i in range(n):
         m = queue.begin("by uid 1", 1, 1)
@@ -86,7 +90,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
     def test_one_todo_fsync_for_the_batch(self) -> None:
         fsyncs = FsyncRecorder(self)
         messages = prepared(self.layout, 5)
-        messages.append(Queue(self.layout).begin("by uid 1", 1, 1))
+        messages.append(Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1))
         self.addCleanup(messages[-1].abort)
         # a sixth message in the same mess/N directory as the first
         first_dir = os.path.dirname(messages[0].mess_path)
@@ -120,7 +124,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
 
     def test_failing_mess_fsync_removes_the_message(self) -> None:
         FsyncRecorder(self, fail_for="mess-dir-to-fail")
-        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
         os.rename(os.path.dirname(m.mess_path), os.path.join(self.layout.dir("mess"), "mess-dir-to-fail"))
         os.symlink("mess-dir-to-fail", os.path.dirname(m.mess_path))
         m.mess_path = os.path.join(self.layout.dir("mess"), "mess-dir-to-fail", str(m.message_id))
@@ -133,7 +137,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "intd"), [])
 
     def test_staged_message_whose_fsync_fails_is_removed(self) -> None:
-        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
         m.write(b"Subject: x\n\nbody\n")
         m.stage("a@b.example", ["c@d.example"])
         self.assertEqual(len(files_under(self.layout, "intd")), 1)
@@ -150,7 +154,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertIsInstance(outcome, QueueFailure)
 
     def test_stage_and_make_durable_only_in_order_and_once(self) -> None:
-        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
         self.addCleanup(m.abort)
         with self.assertRaises(QueueFailure):
             m.make_durable()  # nothing staged
@@ -163,11 +167,52 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         [outcome] = commit_prepared([m])
         self.assertIsInstance(outcome, QueueReceipt)
 
+    def test_each_step_moves_the_state_on(self) -> None:
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
+        self.assertIs(m.state, MessageState.WRITING)
+        m.stage("a@b.example", ["c@d.example"])
+        self.assertIs(m.state, MessageState.STAGED)
+        m.make_durable()
+        self.assertIs(m.state, MessageState.DURABLE)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        m.link_todo()
+        self.assertIs(m.state, MessageState.LINKED)
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
+        self.assertEqual(m.committed(), QueueReceipt(m.message_id, m.qp))
+        self.assertIs(m.state, MessageState.COMMITTED)
+        m.abort()  # committed: nothing to drop
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
+
+    def test_moves_out_of_order_are_refused_and_change_nothing(self) -> None:
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
+        self.addCleanup(m.abort)
+        for step in (m.link_todo, m.committed, m.fail_visible):
+            self.assertRaises(QueueFailure, step)
+            self.assertIs(m.state, MessageState.WRITING)
+        m.prepare("a@b.example", ["c@d.example"])
+        self.assertRaises(QueueFailure, m.committed)
+        self.assertIs(m.state, MessageState.DURABLE)
+        self.assertEqual(len(files_under(self.layout, "intd")), 1)
+
+    def test_a_linked_message_that_fails_stays_visible(self) -> None:
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
+        m.prepare("a@b.example", ["c@d.example"])
+        m.link_todo()
+        self.assertRaises(QueueFailure, m.fail)  # visible: never removed
+        m.fail_visible()
+        m.abort()
+        self.assertIs(m.state, MessageState.FAILED)
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
+        self.assertEqual(len(files_under(self.layout, "mess")), 1)
+
     def test_abort_after_stage_closes_and_removes_everything(self) -> None:
-        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        queue = Queue(QueueDisk.plain(self.layout))
+        open_before = len(os.listdir("/proc/self/fd"))
+        m = queue.begin("by uid 1", 1, 1)
         m.stage("a@b.example", ["c@d.example"])
         m.abort()
-        self.assertEqual(m._intd_fd, -1)
+        self.assertIs(m.state, MessageState.ABORTED)
+        self.assertEqual(len(os.listdir("/proc/self/fd")), open_before)
         self.assertEqual((files_under(self.layout, "mess"), files_under(self.layout, "intd")), ([], []))
 
     def test_empty_batch_commits_nothing(self) -> None:
@@ -177,7 +222,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "todo"), [])
 
     def test_unprepared_message_is_refused(self) -> None:
-        m = Queue(self.layout).begin("by uid 1", 1, 1)
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
         [outcome] = commit_prepared([m])
         self.assertIsInstance(outcome, QueueFailure)
         m.abort()
@@ -189,7 +234,7 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
         self.layout = make_layout(self)
         self.pool = ManualThreadPool()
         self.committed = []
-        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool, lambda message_id, *_: self.committed.append(message_id))
+        self.sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), self.pool, lambda message_id, *_: self.committed.append(message_id))
 
     def finish(self, n: int) -> list:
         results = []
@@ -209,7 +254,7 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
         self.assertTrue(all(isinstance(r, QueueReceipt) for r in results), results)
         self.assertEqual(self.committed, [r.message_id for r in results])
         self.assertEqual(fsyncs.dirs.count("todo"), 2)
-        self.assertEqual((self.sink._committer.batches, self.sink._committer.messages), (2, 4))
+        self.assertEqual((self.sink.committer.batches, self.sink.committer.messages), (2, 4))
 
     def test_no_receipt_before_the_directory_fsync(self) -> None:
         results = self.finish(2)
@@ -228,7 +273,7 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
         self.finish(1)
         self.pool.run_all()
         self.assertEqual(os.read(fd, 10), b"")  # no writer ever came: nothing to read
-        sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool)
+        sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), self.pool)
         w = sink.open_message("a@b.example", ["c@d.example"], origin="from network")
         w.finish()
         self.pool.run_all()
@@ -248,11 +293,13 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
 SERVER = """
 import os, sys
 from twisted.internet import reactor
-from pymta.queue.inject import InjectServerFactory, listen_inject
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 root = sys.argv[1]
-sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor, on_commit=lambda message_id, envelope, size: None)
+sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor, on_commit=lambda message_id, envelope, size: None)
 listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
 reactor.run()
 """
@@ -313,7 +360,7 @@ class SpillTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = make_layout(self)
         self.pool = ManualThreadPool()
-        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), self.pool)
+        self.sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), self.pool)
 
     def test_small_message_file_created_at_finish(self) -> None:
         w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
@@ -355,7 +402,7 @@ class SpillTests(unittest.SynchronousTestCase):
     def test_large_message_streams_to_its_file(self) -> None:
         w = self.sink.open_message("a@b.example", ["c@d.example"], origin="from network")
         chunk = b"x" * 1000 + b"\n"
-        for _ in range(store.SPILL_BYTES // len(chunk) + 2):
+        for _ in range(sink_module.SPILL_BYTES // len(chunk) + 2):
             w.write(chunk)
         self.assertEqual(len(files_under(self.layout, "mess")), 1)
         w.abort()
@@ -369,9 +416,9 @@ class SpillTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "mess"), [])
 
     def test_queue_refusing_a_large_message(self) -> None:
-        sink = QueueSink(Queue(QueueLayout(self.mktemp())), ImmediateReactor(), self.pool)
+        sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(self.mktemp()))), ImmediateReactor(), self.pool)
         w = sink.open_message("a@b.example", ["c@d.example"], origin="from network")
-        w.write(b"y" * (store.SPILL_BYTES + 1))
+        w.write(b"y" * (sink_module.SPILL_BYTES + 1))
         w.write(b"more")
         results = []
         w.finish().addBoth(results.append)
@@ -405,7 +452,7 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
 
     def sink(self, sync: RecordingSync) -> tuple[QueueSink, ManualThreadPool]:
         pool = ManualThreadPool()
-        return QueueSink(Queue(self.layout, sync=sync), ImmediateReactor(), pool), pool
+        return QueueSink(Queue(replace(QueueDisk.plain(self.layout), sync=sync)), ImmediateReactor(), pool), pool
 
     def finish(self, sink: QueueSink, n: int) -> list:
         results: list = []
@@ -424,7 +471,7 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
         self.assertEqual(len(results), 3)
         self.assertTrue(all(isinstance(r, QueueReceipt) for r in results), results)
         self.assertEqual(len(files_under(self.layout, "todo")), 3)
-        self.assertEqual((self.fsyncs, sync.calls), ([], 2 * sink._committer.batches))
+        self.assertEqual((self.fsyncs, sync.calls), ([], 2 * sink.committer.batches))
         for r in results:
             with open(self.layout.mess(r.message_id), "rb") as f:
                 self.assertTrue(f.read().endswith(b"Subject: x\n\nbody\n"))
@@ -450,7 +497,7 @@ class WholeFileSystemCommitTests(unittest.SynchronousTestCase):
 
     def test_prepared_messages_still_commit(self) -> None:
         sync = RecordingSync(self.layout.queuedir)
-        m = Queue(self.layout, sync=sync).begin("by uid 1", 1, 1)
+        m = Queue(replace(QueueDisk.plain(self.layout), sync=sync)).begin("by uid 1", 1, 1)
         m.write(b"Subject: x\n\nbody\n")
         m.commit("a@b.example", ["c@d.example"])  # prepare() fsyncs the files itself
         self.assertEqual(len(files_under(self.layout, "todo")), 1)

@@ -1,4 +1,4 @@
-"""Tests for pymta.queue.inject and pymta.queue.framing: the inject socket."""
+"""Tests for the inject socket: pymta.queue.framing, pymta.queue.injectserver and pymta.queue.injectclient."""
 
 import os
 import shutil
@@ -17,13 +17,17 @@ from pymta.queue.framing import (
     NetstringParser,
     encode_envelope,
     encode_reply,
+    inject_socket_path,
     netstring,
     parse_envelope,
     parse_reply,
 )
-from pymta.queue.inject import InjectClientSink, InjectServerFactory, inject_socket_path, listen_inject
+from pymta.queue.injectclient import InjectClientSink
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 from tests.queue.test_store import ImmediateReactor, ImmediateThreadPool, files_under
 
 
@@ -125,7 +129,7 @@ class InjectServerTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = QueueLayout(os.path.join(self.mktemp(), "queue"))
         self.layout.create()
-        sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool())
+        sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), ImmediateThreadPool())
         self.factory = InjectServerFactory(sink, trusted_uids=[77], credentials=lambda t: self.peer)
 
     def connect(self):
@@ -245,7 +249,7 @@ class InjectSocketIntegrationTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed = []
-        sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
+        sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         d = listen_inject(reactor, self.root, InjectServerFactory(sink))
 
         def listening(port):

@@ -17,7 +17,7 @@ from twisted.trial import unittest
 from pymta.interfaces import QueueRefused
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.client import enqueue_socket
-from pymta.queue.inject import inject_socket_path
+from pymta.queue.framing import inject_socket_path
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import PAUSE_ENV
 from tests.queue.test_store import files_under
@@ -25,11 +25,13 @@ from tests.queue.test_store import files_under
 SERVER = """
 import os, sys
 from twisted.internet import reactor
-from pymta.queue.inject import InjectServerFactory, listen_inject
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 root = sys.argv[1]
-sink = QueueSink(Queue(QueueLayout(os.path.join(root, "queue"))), reactor)
+sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor)
 listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
 reactor.run()
 """

@@ -1,5 +1,5 @@
 """
-The inject client (pymta.queue.inject): back-pressure towards its feeder
+The inject socket's client (pymta.queue.injectclient): back-pressure towards its feeder
 and connections kept for the next message.
 """
 
@@ -14,19 +14,19 @@ from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue.framing import encode_envelope, encode_reply
-from pymta.queue.inject import (
+from pymta.queue.framing import encode_envelope, encode_reply, inject_socket_path
+from pymta.queue.injectclient import (
     _CLIENT_CHUNK,
     _PRECONNECT_LIMIT,
     InjectClientSink,
-    InjectServerFactory,
+    _InjectClientConnection,
     _InjectClientWriter,
-    _InjectConnection,
-    inject_socket_path,
-    listen_inject,
 )
+from pymta.queue.injectserver import InjectServerFactory, listen_inject
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import QueueSink
+from pymta.queue.store import Queue
 from tests.waiting import eventually
 
 
@@ -47,7 +47,7 @@ class InjectClientBackPressureTests(unittest.SynchronousTestCase):
         self.writer = _InjectClientWriter(self.sink.reactor, 60.0, encode_envelope("from network", "a@x", ["b@y"]))
         self.flow = FlowRecorder()
         self.writer.watch_backlog(self.flow.pause, self.flow.resume)
-        self.connection = _InjectConnection(self.sink)
+        self.connection = _InjectClientConnection(self.sink)
         self.connection.writer = self.writer
 
     def connect(self) -> StringTransport:
@@ -157,7 +157,7 @@ class KeptConnectionTests(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.committed: list[int] = []
-        self.queue_sink = QueueSink(Queue(self.layout), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
+        self.queue_sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor, on_commit=lambda message_id, *_: self.committed.append(message_id))
         self.sink = InjectClientSink(reactor, inject_socket_path(self.root), keep_connections=2)
         self.addCleanup(self.sink.close)
         return self.listen()

@@ -17,7 +17,7 @@ from twisted.internet import defer, reactor, task
 from twisted.trial import unittest
 
 from pymta.queue.errors import QueueRefused
-from pymta.queue.inject import InjectClientSink
+from pymta.queue.injectclient import InjectClientSink
 
 
 class FinishAfterFailureTests(unittest.TestCase):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 
 from twisted.trial import unittest
 
 from pymta.queue import preprocess, syncing
+from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
-from pymta.queue.preprocess import fsync_files, preprocess_batch
+from pymta.queue.preprocess import PreprocessLog, fsync_files, preprocess_batch
 from pymta.queue.spares import SparePool
 from pymta.queue.syncing import QueueSync
 from tests.queue.test_group_commit import RecordingSync
@@ -31,7 +33,7 @@ class KnownEnvelopeTests(unittest.SynchronousTestCase):
         # todo/ID holds garbage: read back, it would be quarantined as corrupt
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"], todo=b"garbage")
         known = {mid: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example", "carol@far.example")), 1234)}
-        result = preprocess_batch(self.layout, [mid], self.controls, known=known)
+        result = preprocess_batch(QueueDisk.plain(self.layout), [mid], self.controls, known=known)
         self.assertEqual(result.corrupt, [])
         [done] = result.done
         self.assertEqual((done.size, done.channels), (1234, {"local": 1, "remote": 1}))
@@ -41,7 +43,20 @@ class KnownEnvelopeTests(unittest.SynchronousTestCase):
         self.assertFalse(os.path.exists(self.layout.todo(mid)))
         # the same garbage, not known: read back and found corrupt
         other = queue_message(self.layout, "a@mail.example", ["bob@mail.example"], todo=b"garbage")
-        self.assertEqual([i for i, _ in preprocess_batch(self.layout, [other], self.controls).corrupt], [other])
+        self.assertEqual([i for i, _ in preprocess_batch(QueueDisk.plain(self.layout), [other], self.controls).corrupt], [other])
+
+    def test_log_told_of_each_message_before_it_is_done(self) -> None:
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
+        lines: list = []
+
+        def info(message_id: int, envelope: object, size: int) -> None:
+            self.assertTrue(os.path.exists(self.layout.todo(message_id)))  # logged before the commit
+            lines.append(("info", message_id, size))
+
+        log = PreprocessLog(lambda message_id: lines.append(("new", message_id)), info)
+        result = preprocess_batch(QueueDisk.plain(self.layout), [mid], self.controls, log=log)
+        self.assertEqual([p.message_id for p in result.done], [mid])
+        self.assertEqual(lines, [("new", mid), ("info", mid, os.stat(self.layout.mess(mid)).st_size)])
 
     def test_unknown_message_is_read_from_disk_and_leftovers_removed(self) -> None:
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
@@ -50,7 +65,7 @@ class KnownEnvelopeTests(unittest.SynchronousTestCase):
         with open(self.layout.remote(mid), "wb") as f:
             f.write(b"Tstale@far.example\0")
         known = {other: (Envelope(1000, 4242, "z@mail.example", ("zed@mail.example",)), 10)}
-        result = preprocess_batch(self.layout, [mid, other], self.controls, known=known)
+        result = preprocess_batch(QueueDisk.plain(self.layout), [mid, other], self.controls, known=known)
         self.assertEqual(sorted(p.message_id for p in result.done), sorted([mid, other]))
         by_id = {p.message_id: p for p in result.done}
         self.assertEqual(by_id[mid].envelope.sender, "a@mail.example")
@@ -63,7 +78,7 @@ class KnownEnvelopeTests(unittest.SynchronousTestCase):
         b = queue_message(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"])
         size = os.stat(self.layout.mess(b)).st_size
         known = {b: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example", "x@far.example")), size)}
-        result = preprocess_batch(self.layout, [a, b], self.controls, known=known, now=1795000000)
+        result = preprocess_batch(QueueDisk.plain(self.layout), [a, b], self.controls, known=known, now=1795000000)
         first, second = sorted(result.done, key=lambda p: p.message_id != a)
         self.assertEqual((first.envelope, first.size, first.channels), (second.envelope, second.size, second.channels))
         for path in (self.layout.info, self.layout.local, self.layout.remote):
@@ -131,7 +146,7 @@ class WholeFileSystemSyncTests(unittest.SynchronousTestCase):
     def test_batch_synced_by_syncfs(self) -> None:
         sync = RecordingSync(self.layout.queuedir)
         ids = [queue_message(self.layout, "a@mail.example", ["bob@mail.example", "x@far.example"]) for _ in range(3)]
-        result = preprocess_batch(self.layout, ids, self.controls, sync=sync)
+        result = preprocess_batch(replace(QueueDisk.plain(self.layout), sync=sync), ids, self.controls)
         self.assertEqual(sorted(p.message_id for p in result.done), sorted(ids))
         self.assertEqual(self.fsyncs, [])
         self.assertEqual(sync.calls, 2)  # the new files, then the removal from todo/
@@ -143,7 +158,7 @@ class WholeFileSystemSyncTests(unittest.SynchronousTestCase):
         sync = RecordingSync(self.layout.queuedir, fail=lambda n: True)
         ids = [queue_message(self.layout, "a@mail.example", ["bob@mail.example"]) for _ in range(2)]
         open_before = len(os.listdir("/proc/self/fd"))
-        result = preprocess_batch(self.layout, ids, self.controls, sync=sync)
+        result = preprocess_batch(replace(QueueDisk.plain(self.layout), sync=sync), ids, self.controls)
         self.assertEqual(len(os.listdir("/proc/self/fd")), open_before)
         self.assertEqual(result.done, [])
         self.assertEqual(sorted(i for i, _ in result.trouble), sorted(ids))
@@ -205,7 +220,7 @@ class KnownButGoneTests(unittest.SynchronousTestCase):
         mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
         os.unlink(layout.todo(mid))  # finished meanwhile
         known = {mid: (Envelope(1000, 4242, "a@mail.example", ("bob@mail.example",)), 10)}
-        result = preprocess_batch(layout, [mid], controls, known=known)
+        result = preprocess_batch(QueueDisk.plain(layout), [mid], controls, known=known)
         self.assertEqual((result.done, result.trouble, result.corrupt), ([], [], []))
         self.assertFalse(os.path.exists(layout.info(mid)))
         self.assertFalse(os.path.exists(layout.local(mid)))

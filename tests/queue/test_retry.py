@@ -1,4 +1,4 @@
-"""Tests for pymta.queue.retry: qmail's retry formula and both schedules (reference §2.3)."""
+"""Tests for pymta.queue.retry: qmail's retry formula and both schedules (docs/internals.md, 'Retry schedule')."""
 
 from twisted.trial import unittest
 

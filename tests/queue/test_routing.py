@@ -1,4 +1,4 @@
-"""Table-driven tests for pymta.queue.routing (reference §2.7)."""
+"""Table-driven tests for pymta.queue.routing (docs/internals.md, 'Recipient rewriting')."""
 
 from twisted.trial import unittest
 

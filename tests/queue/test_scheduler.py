@@ -9,7 +9,7 @@ import os
 import shutil
 import tempfile
 import time
-from typing import Sequence
+from typing import Callable, Sequence
 
 from twisted.internet import defer, task
 from twisted.logger import Logger
@@ -18,7 +18,9 @@ from twisted.trial import unittest
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, DeliveryResult, QueueReceipt, QueueRefused
 from pymta.queue.layout import QueueLayout
-from pymta.queue.scheduler import QmailLog, Scheduler
+from pymta.queue.qmaillog import QmailLog
+from pymta.queue.scheduler import Scheduler
+from tests.queue.helpers import disk_for
 
 START = 1_790_000_000
 
@@ -76,6 +78,10 @@ class RecordingChannel:
         self.jobs: list[DeliveryJob] = []
         self.held: list[tuple[DeliveryJob, defer.Deferred]] = []
         self.stopped = False
+        self.started = 0
+
+    def start(self) -> None:
+        self.started += 1
 
     def deliver(self, job: DeliveryJob):
         self.jobs.append(job)
@@ -115,6 +121,9 @@ class CollectingSink:
             def write(self, data: bytes) -> None:
                 self.data += data
 
+            def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+                pass  # nothing is held back: never a backlog
+
             def finish(self):
                 if sink.fail:
                     return defer.fail(QueueRefused("qq write error or disk full (#4.3.0)"))
@@ -141,7 +150,7 @@ class SchedulerTestMixin:
 
     def make_scheduler(self, **kw) -> Scheduler:
         s = Scheduler(
-            self.layout,
+            disk_for(self.layout),
             ControlReader(self.root),
             {"local": kw.pop("local", self.local), "remote": kw.pop("remote", self.remote)},
             kw.pop("sink", self.sink),

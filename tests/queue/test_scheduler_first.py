@@ -14,9 +14,12 @@ from twisted.internet import defer
 from twisted.trial import unittest
 
 from pymta.interfaces import DeliveryJob, DeliveryResult
+from pymta.queue import preprocess as preprocess_module
 from pymta.queue import scheduler as scheduler_module
 from pymta.queue.envelope import Envelope
 from pymta.queue.layout import QueueLayout
+from pymta.queue.messagestate import Stage
+from pymta.queue.preprocess import BatchResult
 from pymta.queue.retry import next_retry
 from pymta.queue.scheduler import Scheduler
 from pymta.queue.sendfiles import read_channel_file
@@ -381,13 +384,13 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
 
     def record_known(self) -> list:
         seen: list = []
-        real = scheduler_module.preprocess_batch
+        real = preprocess_module.preprocess_batch
 
         def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
             seen.append((list(ids), dict(kw.get("known") or {})))
             return real(layout, ids, controls, **kw)
 
-        self.patch(scheduler_module, "preprocess_batch", preprocess_batch)
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
         return seen
 
     def test_several_deliveries_preprocessed_from_the_known_envelope(self) -> None:
@@ -402,19 +405,61 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual(seen, [([mid], {mid: (envelope, size)})])
         self.assertEqual(self.local.recipients(), ["bob@mail.example"])
         self.assertEqual(len(self.remote.jobs), 1)
-        self.assertEqual(s._fresh, {})
+        self.assertNotIn(mid, s.messages)  # finished: nothing of it is kept
         self.assertEqual(self.queue_files(), [])
 
     def test_a_message_waiting_for_a_retry_is_not_fresh(self) -> None:
+        real = preprocess_module.preprocess_batch
+        calls: list[list[int]] = []
+
+        def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
+            calls.append(list(ids))
+            if len(calls) == 1:  # a preprocessing that fails for now
+                return BatchResult(trouble=[(i, "disk hiccup") for i in ids])
+            return real(layout, ids, controls, **kw)
+
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
         s = self.start()
         mid, envelope, size = commit(self.layout, "a@mail.example", ["bob@mail.example"])
-        s._retry_notify(mid)  # as after a preprocessing that failed for now
-        s.notify(mid, envelope, size)  # a late notification of its commit
+        s.notify(mid)  # found by a scan, say
         self.clock.advance(0)
-        self.assertEqual((s._fresh, s.stats["first_attempts"]), ({}, 0))
+        self.assertEqual(s.messages.stage(mid), Stage.LATER)
+        self.assertIn(f"warning: trouble with todo/{mid}: disk hiccup; will try again later", self.lines())
+        s.notify(mid, envelope, size)  # a late notification of its commit: picked up again, not tried from memory
+        self.clock.advance(0)
+        self.assertEqual(s.stats["first_attempts"], 0)
+        self.assertEqual(calls, [[mid], [mid]])
+        self.assertEqual(self.local.recipients(), ["bob@mail.example"])
         self.clock.advance(scheduler_module.SYSFAIL_DELAY)
-        self.assertEqual(self.local.recipients().count("bob@mail.example"), 1)
-        self.assertEqual(s._retrying, set())
+        self.assertEqual(self.local.recipients(), ["bob@mail.example"])
+        self.assertEqual(calls, [[mid], [mid]])
+        self.assertNotIn(mid, s.messages)
+
+    def test_a_failure_whose_preprocessing_had_trouble_is_recorded_at_a_stop(self) -> None:
+        real = preprocess_module.preprocess_batch
+        calls: list[list[int]] = []
+
+        def preprocess_batch(layout, ids, controls, **kw):  # type: ignore[no-untyped-def]
+            calls.append(list(ids))
+            if len(calls) == 1:
+                return BatchResult(trouble=[(i, "disk hiccup") for i in ids])
+            return real(layout, ids, controls, **kw)
+
+        self.patch(preprocess_module, "preprocess_batch", preprocess_batch)
+        self.local.answer = lambda job, r: ("D", "no mailbox here\n")
+        s = self.start()
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["nobody@mail.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        self.assertEqual(s.messages.stage(mid), Stage.LATER)
+        self.successResultOf(s.stopService())
+        # not tried again, but written down as a pass would have: the failure in bounce/, the job closed
+        self.assertEqual(len(self.local.jobs), 1)
+        self.assertFalse(os.path.exists(self.layout.local(mid)))
+        self.assertTrue(os.path.exists(self.layout.info(mid)))  # the next start bounces it
+        with open(self.layout.bounce(mid), "rb") as f:
+            self.assertIn(b"no mailbox here", f.read())
+        self.assertFalse(os.path.exists(self.layout.todo(mid)))
 
     def test_a_message_found_by_a_scan_is_read_from_disk(self) -> None:
         seen = self.record_known()
@@ -428,12 +473,18 @@ class FreshEnvelopeTests(SchedulerTestMixin, unittest.SynchronousTestCase):
     def test_first_attempts_leave_nothing_behind(self) -> None:
         self.local.answer = lambda job, r: ("K", "ok\n") if r.startswith("bob") else ("Z", "busy\n")
         s = self.start()
+        mids = []
         for rcpt in ("bob@mail.example", "carol@mail.example"):
             mid, envelope, size = commit(self.layout, "a@mail.example", [rcpt])
             s.notify(mid, envelope, size)
+            mids.append(mid)
         self.clock.advance(0)
         self.assertEqual(s.stats["first_attempts"], 2)
-        self.assertEqual(s._fresh, {})  # one finished, one deferred and preprocessed
+        # one finished and forgotten, one deferred, preprocessed and scheduled: no envelope kept in memory
+        self.assertNotIn(mids[0], s.messages)
+        deferred = s.messages.get(mids[1])
+        assert deferred is not None
+        self.assertEqual((deferred.stage, deferred.fresh, deferred.first), (Stage.SCHEDULED, None, None))
 
 
 class ScanRacingTheCommitTests(unittest.SynchronousTestCase):
@@ -443,7 +494,8 @@ class ScanRacingTheCommitTests(unittest.SynchronousTestCase):
         from twisted.logger import Logger
 
         from pymta.control import ControlReader
-        from pymta.queue.scheduler import QmailLog
+        from pymta.queue.qmaillog import QmailLog
+        from tests.queue.helpers import disk_for
         from tests.queue.test_scheduler import CollectingSink, make_root
         from tests.queue.test_spares import HeldPool, ThreadedClock
 
@@ -453,7 +505,7 @@ class ScanRacingTheCommitTests(unittest.SynchronousTestCase):
         pool = HeldPool()
         local = RecordingChannel(hold=True)
         events: list[dict] = []
-        s = Scheduler(layout, ControlReader(root), {"local": local, "remote": RecordingChannel()},
+        s = Scheduler(disk_for(layout), ControlReader(root), {"local": local, "remote": RecordingChannel()},
                       CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)), threadpool=pool)
         s.startService()
         self.addCleanup(s.stopService)
@@ -463,9 +515,11 @@ class ScanRacingTheCommitTests(unittest.SynchronousTestCase):
         mid, envelope, size = commit(layout, "a@mail.example", ["bob@mail.example"])
         s.scan_todo()
         clock.advance(0)
-        self.assertIn(mid, s._preprocessing_ids)
+        self.assertEqual(s.messages.stage(mid), Stage.PREPROCESSING)
         s.notify(mid, envelope, size)
-        self.assertEqual(s._fresh, {})  # handled already: not fresh
+        state = s.messages.get(mid)
+        assert state is not None
+        self.assertEqual((state.stage, state.fresh), (Stage.PREPROCESSING, None))  # handled already: not fresh
         pool.run_all()
         clock.advance(0)
         local.release()

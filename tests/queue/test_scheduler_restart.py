@@ -170,6 +170,9 @@ class ScriptedChannel:
         self.ledger = ledger
         self.max_recipients = max_recipients
 
+    def start(self) -> None:
+        pass
+
     def deliver(self, job):
         from twisted.internet import defer
 

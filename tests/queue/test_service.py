@@ -16,6 +16,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from pymta.control import ControlError, ControlReader
+from pymta.interfaces import Channel, MessageSink
 from pymta.queue.service import NoDeliveryChannel, build_send_service, pid_file_path
 from tests.queue.test_scheduler import RecordingChannel, make_root, queue_message, write_control
 
@@ -74,6 +75,22 @@ class SendServiceTests(unittest.TestCase):
         await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
         self.assertFalse(os.path.exists(self.layout.mess(receipt.message_id)))
 
+    async def test_channels_are_made_from_the_sink_the_service_returns(self) -> None:
+        made = []
+
+        def channels(sink: MessageSink) -> dict[str, Channel]:  # a channel factory, as pymta.queue.tap makes
+            made.append(sink)
+            return {"local": self.local, "remote": self.remote}
+
+        _, sink = self.start(channels)
+        self.assertEqual(made, [sink])
+        # what a channel writes through it (a forward) reaches the scheduler at once
+        writer = made[0].open_message("a@mail.example", ["bob@mail.example"], origin="by alias")
+        writer.write(b"Subject: forwarded\n\nbody\n")
+        receipt = await writer.finish()
+        await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
+        self.assertEqual([job.message_id for job in self.local.jobs], [receipt.message_id])
+
     async def test_trigger_fifo_wakes_scheduler(self) -> None:
         self.start()
         await task.deferLater(reactor, 0.05, lambda: None)
@@ -102,8 +119,8 @@ class SendServiceTests(unittest.TestCase):
         write_control(self.root, "queuesync", "syncfs\n")
         _, sink = self.start()
         expected = "syncfs" if QueueSync.available() is None else "fsync"
-        self.assertEqual(sink.queue.sync.mode, expected)
-        self.assertIs(sink.queue.spares.sync, sink.queue.sync)
+        self.assertEqual(sink.queue.disk.sync.mode, expected)
+        self.assertIs(sink.queue.disk.spares.sync, sink.queue.disk.sync)
         writer = sink.open_message("a@mail.example", ["bob@mail.example"], origin="by uid 0")
         writer.write(b"Subject: hi\n\nbody\n")
         receipt = await writer.finish()
@@ -126,7 +143,7 @@ class SendServiceTests(unittest.TestCase):
 
     async def test_inject_socket(self) -> None:
         from pymta.queue.client import enqueue_socket
-        from pymta.queue.inject import inject_socket_path
+        from pymta.queue.framing import inject_socket_path
 
         self.start()
         path = inject_socket_path(self.root)

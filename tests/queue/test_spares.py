@@ -3,6 +3,7 @@
 import os
 import stat
 import time
+from dataclasses import replace
 
 from twisted.internet import task
 from twisted.logger import Logger
@@ -11,10 +12,13 @@ from twisted.trial import unittest
 from pymta.control import ControlReader
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.preprocess import preprocess_batch
-from pymta.queue.scheduler import QmailLog, Scheduler
+from pymta.queue.qmaillog import QmailLog
+from pymta.queue.scheduler import Scheduler
+from tests.queue.helpers import disk_for
 from pymta.queue import spares as spares_module
 from pymta.queue import syncing
 from pymta.queue.spares import SPARE_PREFIX, SparePool, create_file, fill_file
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import Queue
 from tests.queue.helpers import controls_from
 from tests.queue.test_scheduler import CollectingSink, RecordingChannel, make_root, queue_message
@@ -259,13 +263,14 @@ class RecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
             pool.keep(os.path.join(layout.queuedir, "bounce", str(n)))
         pool.settle()
         spare_inodes = {os.stat(os.path.join(layout.dir("pid"), n)).st_ino for n in os.listdir(layout.dir("pid"))}
-        m = Queue(layout, spares=pool).begin("by uid 1", 1, 1)
+        disk = replace(QueueDisk.plain(layout), spares=pool)
+        m = Queue(disk).begin("by uid 1", 1, 1)
         m.write(b"Subject: x\n\nbody\n")
         mid = m.commit("a@mail.example", ["bob@mail.example"]).message_id
         intd_inode = os.stat(layout.intd(mid)).st_ino
         self.assertIn(intd_inode, spare_inodes)
         controls = controls_from(self, me="mail.example\n")
-        result = preprocess_batch(layout, [mid], controls, spares=pool)
+        result = preprocess_batch(disk, [mid], controls)
         self.assertEqual([p.message_id for p in result.done], [mid])
         self.assertFalse(os.path.exists(layout.todo(mid)))
         self.assertFalse(os.path.exists(layout.intd(mid)))
@@ -284,8 +289,9 @@ class RecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
         clock = task.Clock()
         clock.advance(1795000000)
         events = []
-        s = Scheduler(layout, ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
-                      CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)), spares=pool)
+        s = Scheduler(disk_for(layout, spares=pool), ControlReader(root),
+                      {"local": RecordingChannel(), "remote": RecordingChannel()},
+                      CollectingSink(), clock, log=QmailLog(Logger(observer=events.append)))
         mid = queue_message(layout, "a@mail.example", ["bob@mail.example", "carol@other.example"])
         s.startService()
         clock.advance(0)
@@ -332,7 +338,7 @@ class BackgroundUnlinkTests(unittest.SynchronousTestCase):
         clock = ThreadedClock()
         clock.advance(1795000000)
         pool = HeldPool()
-        s = Scheduler(layout, ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
+        s = Scheduler(disk_for(layout), ControlReader(root), {"local": RecordingChannel(), "remote": RecordingChannel()},
                       CollectingSink(), clock, log=QmailLog(Logger(observer=lambda e: None)), threadpool=pool)
         mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
         s.startService()
@@ -359,13 +365,13 @@ class MessageRecyclingTests(SettleAtOnce, unittest.SynchronousTestCase):
         self.root, self.layout = make_root(self)
         self.spares = SparePool(self.layout)
         self.mess_spares = SparePool(self.layout)
-        self.queue = Queue(self.layout, spares=self.spares, mess_spares=self.mess_spares)
+        self.queue = Queue(replace(QueueDisk.plain(self.layout), spares=self.spares, mess_spares=self.mess_spares))
         self.clock = task.Clock()
         self.clock.advance(1795000000)
         self.local = RecordingChannel(answer=lambda job, rcpt: ("D", "no such user\n") if "nobody" in rcpt else ("K", "ok\n"))
-        self.scheduler = Scheduler(self.layout, ControlReader(self.root), {"local": self.local, "remote": RecordingChannel()},
-                                   CollectingSink(), self.clock, log=QmailLog(Logger(observer=lambda e: None)),
-                                   spares=self.spares, mess_spares=self.mess_spares)
+        self.scheduler = Scheduler(disk_for(self.layout, self.spares, self.mess_spares), ControlReader(self.root),
+                                   {"local": self.local, "remote": RecordingChannel()},
+                                   CollectingSink(), self.clock, log=QmailLog(Logger(observer=lambda e: None)))
         self.scheduler.startService()
         self.addCleanup(self.scheduler.stopService)
 

@@ -1,6 +1,8 @@
-"""Tests for pymta.queue.store: the crash-safe queue writer."""
+"""Tests for pymta.queue.store (the crash-safe queue writer) and pymta.queue.sink (the in-process sink)."""
 
 import os
+import resource
+import signal
 import stat
 
 from twisted.python.failure import Failure
@@ -10,7 +12,9 @@ from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import Envelope, parse_todo
 from pymta.queue.errors import QueueFailure, qq_text
 from pymta.queue.layout import QueueLayout
-from pymta.queue.store import Queue, QueueSink, pull_trigger, received_line
+from pymta.queue.disk import QueueDisk
+from pymta.queue.sink import CommitFeed, QueueSink
+from pymta.queue.store import MessageState, Queue, pull_trigger, received_line
 
 
 def make_layout(testcase) -> QueueLayout:
@@ -46,7 +50,7 @@ class ImmediateReactor:
 class QueueWriterTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = make_layout(self)
-        self.queue = Queue(self.layout, clock=lambda: 1795643348.0)
+        self.queue = Queue(QueueDisk.plain(self.layout), clock=lambda: 1795643348.0)
 
     def test_commit_writes_qmail_files(self) -> None:
         m = self.queue.begin("by uid 1000", 1000, 4242)
@@ -117,9 +121,16 @@ class QueueWriterTests(unittest.SynchronousTestCase):
 
     def test_write_error_reported_at_commit(self) -> None:
         m = self.queue.begin("by uid 0", 0, 1)
-        m._file.close()
-        m._file = _FailingFile()  # as a full disk behaves
-        m.write(b"x")
+        # a file size limit makes the writes fail as a full disk does (EFBIG instead of ENOSPC)
+        limits = resource.getrlimit(resource.RLIMIT_FSIZE)
+        handler = signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (100_000, limits[1]))
+        try:
+            m.write(b"x" * 200_000)  # does not raise
+        finally:
+            resource.setrlimit(resource.RLIMIT_FSIZE, limits)
+            signal.signal(signal.SIGXFSZ, handler)
+        m.write(b"more")
         e = self.assertRaises(QueueFailure, m.commit, "a@b", ["c@d"])
         self.assertEqual(e.text, "qq write error or disk full (#4.3.0)")
         self.assertFalse(e.permanent)
@@ -127,7 +138,7 @@ class QueueWriterTests(unittest.SynchronousTestCase):
             self.assertEqual(files_under(self.layout, d), [], d)
 
     def test_missing_queue(self) -> None:
-        queue = Queue(QueueLayout(self.mktemp()))
+        queue = Queue(QueueDisk.plain(QueueLayout(self.mktemp())))
         e = self.assertRaises(QueueFailure, queue.begin, "by uid 0", 0, 1)
         self.assertEqual(e.text, "qq trouble creating files in queue (#4.3.0)")
         self.assertEqual(e.exit_code, 63)
@@ -155,22 +166,6 @@ class QueueWriterTests(unittest.SynchronousTestCase):
         pull_trigger(self.layout)
 
 
-class _FailingFile:
-    closed = False
-
-    def write(self, data):
-        raise OSError(28, "No space left on device")
-
-    def flush(self):
-        raise OSError(28, "No space left on device")
-
-    def fileno(self):
-        return -1
-
-    def close(self):
-        self.closed = True
-
-
 class ExitTextTests(unittest.SynchronousTestCase):
     def test_table(self) -> None:
         self.assertEqual(qq_text(53), ("qq write error or disk full (#4.3.0)", False))
@@ -184,7 +179,7 @@ class QueueSinkTests(unittest.SynchronousTestCase):
     def setUp(self) -> None:
         self.layout = make_layout(self)
         self.committed = []
-        self.sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool(),
+        self.sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), ImmediateThreadPool(),
                               lambda *args: self.committed.append(args))
 
     def test_finish_fires_with_receipt(self) -> None:
@@ -222,14 +217,37 @@ class QueueSinkTests(unittest.SynchronousTestCase):
         def broken(message_id, envelope, size):
             raise RuntimeError("scheduler bug")
 
-        self.sink.on_commit = broken
-        w = self.sink.open_message("a@b", ["c@d"], origin="from network")
+        sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), ImmediateThreadPool(), broken)
+        w = sink.open_message("a@b", ["c@d"], origin="from network")
         self.successResultOf(w.finish())
         self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
 
     def test_queue_unavailable(self) -> None:
-        sink = QueueSink(Queue(QueueLayout(self.mktemp())), ImmediateReactor(), ImmediateThreadPool())
+        sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(self.mktemp()))), ImmediateReactor(), ImmediateThreadPool())
         w = sink.open_message("a@b", ["c@d"], origin="from network")
         w.write(b"x")
         f = self.failureResultOf(w.finish(), QueueRefused)
         self.assertFalse(f.value.permanent)
+
+
+class CommitFeedTests(unittest.SynchronousTestCase):
+    def test_every_subscriber_hears_of_every_commit_in_order(self) -> None:
+        feed = CommitFeed()
+        heard: list = []
+        feed.publish(1, Envelope(0, 1, "a@b", ("c@d",)), 10)  # nobody listening yet: nothing to tell
+        feed.subscribe(lambda *args: heard.append(("first",) + args))
+        feed.subscribe(lambda *args: heard.append(("second",) + args))
+        envelope = Envelope(0, 2, "a@b", ("c@d",))
+        feed.publish(2, envelope, 20)
+        self.assertEqual(heard, [("first", 2, envelope, 20), ("second", 2, envelope, 20)])
+
+    def test_a_sink_publishing_to_a_feed(self) -> None:
+        layout = make_layout(self)
+        feed = CommitFeed()
+        sink = QueueSink(Queue(QueueDisk.plain(layout)), ImmediateReactor(), ImmediateThreadPool(), feed.publish)
+        heard: list = []
+        feed.subscribe(lambda message_id, envelope, size: heard.append(message_id))
+        w = sink.open_message("a@b", ["c@d"], origin="from network")
+        w.write(b"Subject: x\n\nbody\n")
+        receipt = self.successResultOf(w.finish())
+        self.assertEqual(heard, [receipt.message_id])

@@ -19,6 +19,7 @@ from pymta.queue.cleaner import clean_queue
 from pymta.queue.envelope import parse_todo
 from pymta.queue.errors import QueueFailure
 from pymta.queue.layout import QueueLayout
+from pymta.queue.disk import QueueDisk
 from pymta.queue.store import PAUSE_ENV, STEPS, Queue
 from tests.queue.test_store import files_under
 
@@ -26,9 +27,10 @@ BODY = b"Subject: crash test\n\n" + b"payload line\n" * 2000
 
 WRITER = """
 import sys
+from pymta.queue.disk import QueueDisk
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue
-m = Queue(QueueLayout(sys.argv[1])).begin("by uid 0", 0, 1)
+m = Queue(QueueDisk.plain(QueueLayout(sys.argv[1]))).begin("by uid 0", 0, 1)
 m.write(sys.stdin.buffer.read())
 r = m.commit("sender@example.org", ["one@example.net", "two@example.com"])
 print(r.message_id, flush=True)
@@ -114,7 +116,7 @@ class FullDiskTests(unittest.SynchronousTestCase):
         self.layout.create()
 
     def test_fill_the_disk(self) -> None:
-        queue = Queue(self.layout)
+        queue = Queue(QueueDisk.plain(self.layout))
         body = b"x" * 99 + b"\n"
         acknowledged = []
         failures = []
@@ -146,12 +148,12 @@ class FullDiskTests(unittest.SynchronousTestCase):
 
         from pymta.interfaces import QueueReceipt, QueueRefused
         from pymta.queue.framing import encode_envelope, netstring
-        from pymta.queue.inject import InjectServerFactory
-        from pymta.queue.store import QueueSink
+        from pymta.queue.injectserver import InjectServerFactory
+        from pymta.queue.sink import QueueSink
         from tests.queue.test_inject import read_replies
         from tests.queue.test_store import ImmediateReactor, ImmediateThreadPool
 
-        sink = QueueSink(Queue(self.layout), ImmediateReactor(), ImmediateThreadPool())
+        sink = QueueSink(Queue(QueueDisk.plain(self.layout)), ImmediateReactor(), ImmediateThreadPool())
         factory = InjectServerFactory(sink, credentials=lambda t: (1, 1000, 1000))
         proto = factory.buildProtocol(None)
         transport = StringTransport()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.internet import defer
 
-from pymta.remote.dns import DNSPermanentError, DNSTemporaryError, ip_literal
+from pymta.dns import DNSPermanentError, DNSTemporaryError, ip_literal
 
 
 class FakeResolver:

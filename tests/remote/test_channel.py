@@ -15,7 +15,7 @@ from pymta.control import ControlError, load_controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
 from pymta.remote.channel import TEXT_NO_CONNECTION, RemoteChannel
 from pymta.remote.datastream import encode_message
-from pymta.remote.dns import DNSTemporaryError, NULL_MX
+from pymta.dns import DNSTemporaryError, NULL_MX
 from pymta.remote.routes import TEXT_SELF_MX
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from tests.remote.fakes import FakeResolver
@@ -580,7 +580,7 @@ class RealResolverTests(ChannelTestBase):
     def test_mx_lookup_through_a_dns_server(self) -> defer.Generator:
         from twisted.names import dns as tdns
 
-        from pymta.remote.dns import DNSResolver
+        from pymta.dns import DNSResolver
         from tests.remote.dnsserver import DNSTestServer
 
         factory, port = self.server("127.0.0.3")

@@ -8,7 +8,7 @@ from twisted.trial import unittest
 from pymta.control import ControlTable, parse_map
 from pymta.interfaces import DEFERRAL, FAILURE
 from pymta.remote import routes
-from pymta.remote.dns import DNSTemporaryError
+from pymta.dns import DNSTemporaryError
 from pymta.remote.routes import Route, RouteFailure, Target, TargetPlanner, find_smtproute, parse_route
 from tests.remote.fakes import FakeResolver
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
@@ -39,6 +40,9 @@ class MemoryWriter:
     def write(self, data: bytes) -> None:
         assert not self.aborted and not self.finished
         self.chunks.append(data)
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        pass  # nothing is held back: never a backlog
 
     @property
     def data(self) -> bytes:

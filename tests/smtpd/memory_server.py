@@ -17,6 +17,7 @@ Run: python -m tests.smtpd.memory_server ROOT [--inject SOCKET]
 from __future__ import annotations
 
 import os
+from typing import Callable
 import resource
 import sys
 import time
@@ -25,7 +26,8 @@ from twisted.internet import defer, reactor
 
 from pymta.control import ControlReader
 from pymta.interfaces import QueueReceipt
-from pymta.queue.inject import InjectClientSink, InjectServerFactory
+from pymta.queue.injectclient import InjectClientSink
+from pymta.queue.injectserver import InjectServerFactory
 from pymta.smtpd.service import build_smtpd_service
 
 
@@ -50,6 +52,9 @@ class FileWriter:
     def write(self, data: bytes) -> None:
         self.size += len(data)
         self.f.write(data)
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        pass  # written at once: never a backlog
 
     def finish(self) -> defer.Deferred:
         self.f.close()

@@ -8,7 +8,7 @@ from twisted.internet import defer, task
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.control import ControlError, load_controls
-from pymta.remote.dns import DNSPermanentError, DNSTemporaryError
+from pymta.dns import DNSPermanentError, DNSTemporaryError
 from pymta.smtpd.dnsbl import DNSBL, RBLZone, parse_rbls, rbl_zones, reply_from_variable, reverse_name
 from tests.smtpd.helpers import Session, make_root
 

@@ -9,7 +9,7 @@ from twisted.names import dns as tdns
 from twisted.trial.unittest import TestCase
 
 from pymta.control import ControlReader
-from pymta.remote.dns import DNSResolver
+from pymta.dns import DNSResolver
 from pymta.smtpd.service import build_smtpd_service
 from tests.remote.dnsserver import DNSTestServer
 from tests.smtpd.helpers import MemorySink, make_root

@@ -113,7 +113,7 @@ class ForwardConfirmedHostRules(SynchronousTestCase):
     def session(self, ptr, addresses):  # type: ignore[no-untyped-def]
         from twisted.internet import defer
 
-        from pymta.remote.dns import DNSPermanentError
+        from pymta.dns import DNSPermanentError
         from tests.smtpd.helpers import Session
 
         class Resolver:

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.remote.test_dns -*-
+# -*- test-case-name: tests.test_dns -*-
 """
 DNS lookups that never block the reactor.
 

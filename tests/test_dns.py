@@ -1,5 +1,5 @@
 """
-Tests for pymta.remote.dns against a real twisted.names authority on 127.0.0.1.
+Tests for pymta.dns against a real twisted.names authority on 127.0.0.1.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from twisted.internet.protocol import DatagramProtocol
 from twisted.names import dns as tdns
 from twisted.trial import unittest
 
-from pymta.remote import dns as pdns
+from pymta import dns as pdns
 from tests.remote.dnsserver import DNSTestServer
 
 ZONE = b"example.test"

@@ -1,0 +1,226 @@
+# -*- test-case-name: tests.queue.test_messagestate -*-
+"""
+Where each message stands in pymta-send: one map from message id to a
+L{MessageState}, the only record of it.  The scheduler moves a message from
+one L{Stage} to the next through L{MessageStates.move} (L{MessageStates.add}
+and L{MessageStates.drop} at the ends); a move the diagram does not allow
+raises L{IllegalMove}.  docs/internals.md ("pymta-send: where a message
+stands") draws the diagram and says what is on disk at each stage.
+
+The FIFOs kept here (messages waiting for preprocessing; first attempts
+waiting for a slot, per channel; messages waiting to be finished) are indexes into the map: an entry counts
+only while its message is still in the stage, and the same life of it, it
+was queued for.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from typing import Iterable, Iterator
+
+from pymta.queue.channeljob import ChannelJob
+from pymta.queue.envelope import Envelope
+from pymta.queue.firstattempt import FirstAttempt
+
+__all__ = ["Stage", "Later", "MessageState", "MessageStates", "IllegalMove", "MOVES"]
+
+
+class Stage(enum.Enum):
+    #: C{todo/ID} waits for preprocessing (a first attempt's verdicts may wait with it)
+    WAITING = "waiting for preprocessing"
+    #: in a preprocessing batch (thread pool, or the reactor thread)
+    PREPROCESSING = "preprocessing"
+    #: committed here, tried from memory as soon as its channel has a slot
+    FIRST_WAITING = "first attempt waiting"
+    FIRST_RUNNING = "first attempt running"
+    #: preprocessed: one job per channel file left
+    SCHEDULED = "scheduled"
+    #: no channel file left: waiting for its bounce and removal
+    FINISH_QUEUED = "waiting to be finished"
+    #: its bounce is being injected
+    FINISHING = "finishing"
+    #: a failure of the moment: tried again after a delay (L{Later} says what)
+    LATER = "retry later"
+
+
+class Later(enum.Enum):
+    """What a message in L{Stage.LATER} does when its time comes."""
+
+    PREPROCESS = "preprocess"
+    FINISH = "finish"
+    RESUME = "resume"
+
+
+#: the moves a message may make; None is "not in the map" (new, or gone: finished, quarantined, forgotten)
+MOVES: dict[Stage | None, frozenset[Stage | None]] = {
+    None: frozenset({Stage.WAITING, Stage.FIRST_WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER}),
+    Stage.WAITING: frozenset({Stage.PREPROCESSING}),
+    Stage.PREPROCESSING: frozenset({Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, None}),
+    Stage.FIRST_WAITING: frozenset({Stage.FIRST_RUNNING, Stage.WAITING}),
+    Stage.FIRST_RUNNING: frozenset({Stage.WAITING, None}),
+    Stage.SCHEDULED: frozenset({Stage.FINISH_QUEUED, None}),
+    Stage.FINISH_QUEUED: frozenset({Stage.FINISHING, Stage.LATER, None}),
+    Stage.FINISHING: frozenset({Stage.LATER, None}),
+    Stage.LATER: frozenset({Stage.WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER}),
+}
+
+
+class IllegalMove(RuntimeError):
+    """A move the diagram does not allow: a bug in the scheduler, never a condition of the queue."""
+
+
+@dataclass
+class MessageState:
+    """One message in pymta-send, and what its stage needs."""
+
+    message_id: int
+    stage: Stage
+    #: committed in this process and not preprocessed yet: its envelope and message size (read nothing back)
+    fresh: tuple[Envelope, int] | None = None
+    #: C{new msg} and C{info msg} are logged already (by its first attempt)
+    logged: bool = False
+    #: its first attempt: waiting or running, then its verdicts until preprocessing has recorded them
+    first: FirstAttempt | None = None
+    #: L{Stage.SCHEDULED}: its jobs by channel
+    jobs: dict[str, ChannelJob] = field(default_factory=dict)
+    #: L{Stage.LATER}: what to do when the time comes
+    later: Later | None = None
+
+
+class MessageStates:
+    """The map from message id to L{MessageState}, with its two FIFO indexes."""
+
+    def __init__(self, channels: Iterable[str]) -> None:
+        self._states: dict[int, MessageState] = {}
+        self._counts: Counter[Stage] = Counter()
+        self._first_fifo: dict[str, deque[MessageState]] = {c: deque() for c in channels}
+        self._finish_fifo: deque[MessageState] = deque()
+        self._waiting_fifo: deque[MessageState] = deque()
+
+    # -- queries -----------------------------------------------------------------
+
+    def __contains__(self, message_id: object) -> bool:
+        return message_id in self._states
+
+    def __len__(self) -> int:
+        return len(self._states)
+
+    def get(self, message_id: int) -> MessageState | None:
+        return self._states.get(message_id)
+
+    def stage(self, message_id: int) -> Stage | None:
+        state = self._states.get(message_id)
+        return None if state is None else state.stage
+
+    def count(self, *stages: Stage) -> int:
+        return sum(self._counts[s] for s in stages)
+
+    def in_stage(self, *stages: Stage) -> Iterator[MessageState]:
+        """The states in C{stages} (a snapshot: the caller may move them)."""
+        return iter([s for s in self._states.values() if s.stage in stages])
+
+    def job(self, message_id: int, channel: str) -> ChannelJob | None:
+        state = self._states.get(message_id)
+        if state is None or state.stage is not Stage.SCHEDULED:
+            return None
+        return state.jobs.get(channel)
+
+    # -- moves ---------------------------------------------------------------------
+
+    def add(self, message_id: int, stage: Stage, first: FirstAttempt | None = None) -> MessageState:
+        """A message the map does not hold enters it at C{stage} (L{Stage.FIRST_WAITING}: with its C{first} attempt)."""
+        if message_id in self._states:
+            raise IllegalMove(f"msg {message_id} is {self._states[message_id].stage.value} already")
+        self._check(message_id, None, stage)
+        if (stage is Stage.FIRST_WAITING) != (first is not None):
+            raise IllegalMove(f"msg {message_id}: a first attempt waits in {Stage.FIRST_WAITING.value}, and only there")
+        state = MessageState(message_id, stage, first=first)
+        self._states[message_id] = state
+        self._counts[stage] += 1
+        self._index(state)
+        return state
+
+    def move(self, message_id: int, stage: Stage) -> MessageState:
+        """Move a message the map holds to C{stage}."""
+        state = self._states.get(message_id)
+        if state is None:
+            raise IllegalMove(f"msg {message_id} is not known; cannot make it {stage.value}")
+        self._check(message_id, state.stage, stage)
+        self._counts[state.stage] -= 1
+        state.stage = stage
+        self._counts[stage] += 1
+        if stage in (Stage.SCHEDULED, Stage.FINISH_QUEUED):
+            # preprocessed: todo/ID is gone, and nothing of the message's time there outlives it
+            state.fresh, state.first, state.logged = None, None, False
+        if stage is not Stage.SCHEDULED:
+            state.jobs = {}
+        if stage is not Stage.LATER:
+            state.later = None
+        self._index(state)
+        return state
+
+    def drop(self, message_id: int) -> MessageState | None:
+        """The message leaves the map (finished, quarantined, or left to a later scan); None if not held."""
+        state = self._states.get(message_id)
+        if state is None:
+            return None
+        self._check(message_id, state.stage, None)
+        del self._states[message_id]
+        self._counts[state.stage] -= 1
+        return state
+
+    def clear(self) -> None:
+        self._states.clear()
+        self._counts.clear()
+        for fifo in self._first_fifo.values():
+            fifo.clear()
+        self._finish_fifo.clear()
+        self._waiting_fifo.clear()
+
+    # -- the FIFO indexes ------------------------------------------------------------
+
+    def next_first(self, channel: str) -> MessageState | None:
+        """The first attempt of C{channel} that has waited longest (removed from the FIFO), or None."""
+        fifo = self._first_fifo[channel]
+        while fifo:
+            state = fifo.popleft()
+            if self._valid(state, Stage.FIRST_WAITING):
+                return state
+        return None
+
+    def start_preprocessing(self, limit: int) -> list[MessageState]:
+        """Up to C{limit} messages waiting for preprocessing, longest waiting first, moved to L{Stage.PREPROCESSING}."""
+        batch: list[MessageState] = []
+        while self._waiting_fifo and len(batch) < limit:
+            state = self._waiting_fifo.popleft()
+            if self._valid(state, Stage.WAITING):
+                batch.append(self.move(state.message_id, Stage.PREPROCESSING))
+        return batch
+
+    def next_to_finish(self) -> MessageState | None:
+        """The message that has waited longest to be finished (removed from the FIFO), or None."""
+        while self._finish_fifo:
+            state = self._finish_fifo.popleft()
+            if self._valid(state, Stage.FINISH_QUEUED):
+                return state
+        return None
+
+    def _valid(self, state: MessageState, stage: Stage) -> bool:
+        return self._states.get(state.message_id) is state and state.stage is stage
+
+    def _index(self, state: MessageState) -> None:
+        if state.stage is Stage.FINISH_QUEUED:
+            self._finish_fifo.append(state)
+        elif state.stage is Stage.WAITING:
+            self._waiting_fifo.append(state)
+        elif state.stage is Stage.FIRST_WAITING and state.first is not None:
+            self._first_fifo[state.first.channel].append(state)
+
+    @staticmethod
+    def _check(message_id: int, old: Stage | None, new: Stage | None) -> None:
+        if new not in MOVES[old]:
+            was = "unknown" if old is None else old.value
+            to = "gone" if new is None else new.value
+            raise IllegalMove(f"msg {message_id} cannot go from {was} to {to}")

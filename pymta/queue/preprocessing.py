@@ -1,0 +1,79 @@
+# -*- test-case-name: tests.queue.test_scheduler -*-
+"""
+Running L{preprocess_batch} for pymta-send: in the reactor thread, or in the
+thread pool so that a batch's fsyncs do not stall the reactor.  Either way
+C{new msg} and C{info msg} are logged once per message (not again for one
+whose first attempt logged them already), before the scheduler applies
+the batch's result.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Collection, Mapping, cast
+
+from twisted.internet import defer, threads
+from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.python.threadpool import ThreadPool
+
+from pymta.control import ControlReader
+from pymta.queue import preprocess
+from pymta.queue.disk import QueueDisk
+from pymta.queue.envelope import Envelope
+from pymta.queue.preprocess import BatchResult
+from pymta.queue.qmaillog import QmailLog
+from pymta.queue.sendfiles import TodoEnvelope
+
+__all__ = ["Preprocessor"]
+
+
+class Preprocessor:
+    """Preprocesses batches of the queue on C{disk} (see the module docstring)."""
+
+    def __init__(self, disk: QueueDisk, controls: ControlReader, clock: IReactorTime, threadpool: ThreadPool | None,
+                 log: QmailLog) -> None:
+        self.disk = disk
+        self.controls = controls
+        self.clock = clock
+        self.threadpool = threadpool
+        self.log = log
+
+    def _disk(self) -> QueueDisk:
+        """The disk to write through: only a process still running as root gives new files away."""
+        return self.disk if os.geteuid() == 0 else dataclasses.replace(self.disk, owner=None)
+
+    def here(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]], logged: Collection[int]) -> BatchResult:
+        """Preprocess C{batch} now, in this thread (C{known}: envelopes not to read back; C{logged}: ids not to log)."""
+
+        def on_new(message_id: int) -> None:
+            if message_id not in logged:
+                self.log.new_msg(message_id)
+
+        def on_info(message_id: int, envelope: TodoEnvelope, size: int) -> None:
+            if message_id not in logged:
+                self.log.info_msg(message_id, envelope, size)
+
+        return preprocess.preprocess_batch(
+            self._disk(), batch, self.controls.current, log=preprocess.PreprocessLog(on_new, on_info),
+            now=int(self.clock.seconds()), known=known,
+        )
+
+    def in_pool(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]],
+                logged: Collection[int]) -> "defer.Deferred[BatchResult]":
+        """Preprocess C{batch} in the thread pool; the log lines are written in this thread once it is done."""
+        assert self.threadpool is not None
+        reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
+        d: defer.Deferred[BatchResult] = threads.deferToThreadPool(
+            reactor, self.threadpool, preprocess.preprocess_batch, self._disk(), batch, self.controls.current,
+            now=int(self.clock.seconds()), known=known,
+        )
+
+        def log_lines(result: BatchResult) -> BatchResult:
+            for item in result.done:
+                if item.message_id not in logged:
+                    self.log.new_msg(item.message_id)
+                    self.log.info_msg(item.message_id, item.envelope, item.size)
+            return result
+
+        return d.addCallback(log_lines)

@@ -1,0 +1,62 @@
+# -*- test-case-name: tests.queue.test_scheduler_restart -*-
+"""
+What pymta-send finds in the queue when it starts: messages waiting in
+C{todo/} (to be preprocessed again) and preprocessed messages (C{info/N/ID})
+with the channel files still to do, whose mtime is their next attempt.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pymta.queue.layout import QueueLayout
+from pymta.queue.preprocess import list_todo
+from pymta.queue.qmaillog import QmailLog
+
+__all__ = ["QueueContents", "scan_queue", "channel_times"]
+
+
+@dataclass(frozen=True)
+class QueueContents:
+    #: ids in todo/
+    todo: frozenset[int]
+    #: ids with an info file and no todo entry
+    preprocessed: tuple[int, ...]
+
+
+def scan_queue(layout: QueueLayout, log: QmailLog) -> QueueContents:
+    """List todo/ and info/ (a directory that cannot be read is warned about and skipped)."""
+    try:
+        todo = frozenset(list_todo(layout))
+    except OSError:
+        todo = frozenset()
+    preprocessed = []
+    info_top = layout.dir("info")
+    for n in range(layout.split):
+        try:
+            names = os.listdir(os.path.join(info_top, str(n)))
+        except OSError as e:
+            log.warning(f"unable to read info/{n}: {e.strerror}")
+            continue
+        preprocessed += [int(name) for name in names if name.isdigit() and int(name) not in todo]
+    return QueueContents(todo, tuple(preprocessed))
+
+
+def channel_times(layout: QueueLayout, log: QmailLog, channels: tuple[str, ...],
+                  message_id: int) -> dict[str, int] | None:
+    """
+    The next attempt time (mtime) of each channel file C{message_id} still
+    has (none: it is finished), or None when one could not be looked at
+    (warned about: try again later).
+    """
+    found = {}
+    for channel in channels:
+        try:
+            found[channel] = int(os.stat(layout.channel(channel, message_id)).st_mtime)
+        except FileNotFoundError:
+            continue
+        except OSError as e:
+            log.warning(f"unable to stat {channel}/{message_id}: {e.strerror}; will try again later")
+            return None
+    return found

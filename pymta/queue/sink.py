@@ -1,0 +1,234 @@
+# -*- test-case-name: tests.queue.test_store -*-
+"""
+The in-process L{pymta.interfaces.MessageSink}: messages go straight into a
+L{pymta.queue.store.Queue} without blocking the reactor.
+
+Files are created and written in the reactor thread (cheap calls, page
+cache); only the waits for the disk - the fsyncs and the group commit
+(L{pymta.queue.groupcommit}) - run in a thread pool.  pymta-send writes
+every message it is given (inject socket, bounces, forwards) through one
+L{QueueSink}, and tells its scheduler about each commit through
+C{on_commit}.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Callable, Sequence
+
+from twisted.internet import defer, threads
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from pymta.interfaces import MessageWriter, QueueReceipt, QueueRefused
+from pymta.queue.envelope import Envelope, check_envelope
+from pymta.queue.errors import EXIT_BUG, QueueFailure
+from pymta.queue.groupcommit import GroupCommitter
+from pymta.queue.store import PendingMessage, Queue
+
+__all__ = ["QueueSink", "RefusedWriter", "SPILL_BYTES", "CommitListener", "CommitFeed"]
+
+log = Logger(namespace="pymta.queue")
+
+#: message bytes a L{QueueSink} writer keeps in memory before it creates the message's file
+SPILL_BYTES = 65536
+
+#: told of each message committed: C{(message_id, envelope, size of the message file)}
+CommitListener = Callable[[int, Envelope, int], None]
+
+
+class CommitFeed:
+    """
+    Passes each commit a L{QueueSink} reports (give it L{publish} as
+    C{on_commit}) to every listener subscribed.  It lets the sink be built
+    before the scheduler that listens to it, and the scheduler with that
+    sink: pymta-send subscribes the scheduler once both exist.
+    """
+
+    def __init__(self) -> None:
+        self._listeners: list[CommitListener] = []
+
+    def subscribe(self, listener: CommitListener) -> None:
+        """Tell C{listener} of every commit from now on."""
+        self._listeners.append(listener)
+
+    def publish(self, message_id: int, envelope: Envelope, size: int) -> None:
+        """A message was committed: tell every listener (in the order they subscribed)."""
+        for listener in self._listeners:
+            listener(message_id, envelope, size)
+
+
+class RefusedWriter:
+    """A writer for a message the queue already refused: discards data, finish() fails."""
+
+    def __init__(self, failure: QueueRefused) -> None:
+        self._failure = failure
+
+    def write(self, data: bytes) -> None:
+        pass
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """Nothing is kept, so there is never a backlog: a no-op."""
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        return defer.fail(self._failure)
+
+    def abort(self) -> None:
+        pass
+
+
+class _SinkWriter:
+    """
+    L{QueueSink}'s writer.  Up to L{SPILL_BYTES} are kept in memory, so a
+    small message's file is created and written in one go at the end; a
+    larger message gets its file at once and is streamed there (page
+    cache, no fsync).  C{finish()} stages the message in the calling
+    (reactor) thread - file creation and writes, cheap calls - and leaves
+    only the fsyncs, which wait for the disk, to the pool (running the
+    cheap calls there too would only add hand-offs of the GIL between the
+    two threads).
+    """
+
+    def __init__(self, sink: "QueueSink", sender: str, recipients: Sequence[str], origin: str, uid: int, pid: int) -> None:
+        self._sink = sink
+        self._pending: PendingMessage | None = None
+        self._buffer = bytearray()
+        self._refusal: QueueRefused | None = None
+        self._sender = sender
+        self._recipients = list(recipients)
+        self._origin = origin
+        self._uid = uid
+        self._pid = pid
+        self._state = "open"
+
+    def write(self, data: bytes) -> None:
+        if self._state != "open" or self._refusal is not None:
+            return
+        if self._pending is not None:
+            self._pending.write(data)
+            return
+        self._buffer += data
+        if len(self._buffer) > SPILL_BYTES:
+            try:
+                self._begin()
+            except QueueRefused as e:
+                self._refusal = e
+                self._buffer = bytearray()
+
+    def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+        """Data goes to the page cache as it comes, nothing piles up: a no-op."""
+
+    def _begin(self) -> PendingMessage:
+        """Create the message's file and write what was kept so far (any thread; the reactor's waits meanwhile)."""
+        if self._pending is None:
+            pending = self._sink.queue.begin(self._origin, self._uid, self._pid)
+            pending.write(bytes(self._buffer))
+            self._buffer = bytearray()
+            self._pending = pending
+        return self._pending
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        if self._state != "open":
+            return defer.fail(QueueFailure(EXIT_BUG, f"finish() on a message that is {self._state}"))
+        self._state = "finishing"
+        sink = self._sink
+        d: defer.Deferred[QueueReceipt]
+        if self._refusal is not None:
+            d = defer.fail(self._refusal)
+        else:
+            try:
+                pending = self._begin()
+                pending.stage(self._sender, self._recipients)
+            except QueueRefused as e:
+                d = defer.fail(e)
+            except Exception as e:
+                # never raised to the caller (an inject connection would drop without a reply)
+                if self._pending is not None:
+                    self._pending.abort()
+                d = defer.fail(QueueFailure(EXIT_BUG, f"{type(e).__name__}: {e}"))
+            else:
+                if sink.queue.disk.sync.whole_fs:
+                    # the batch's syncfs makes it durable with the others
+                    d = sink.committer.add(pending)
+                else:
+                    durable = threads.deferToThreadPool(sink.reactor, sink.threadpool, pending.make_durable)
+                    d = durable.addCallback(lambda _: sink.committer.add(pending))
+        d.addCallbacks(self._committed, self._failed)
+        return d
+
+    def _committed(self, receipt: QueueReceipt) -> QueueReceipt:
+        self._state = "committed"
+        on_commit = self._sink.on_commit
+        if on_commit is not None:
+            envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients))
+            size = self._pending.size if self._pending is not None else 0
+            try:
+                on_commit(receipt.message_id, envelope, size)
+            except Exception:
+                log.failure("queue: on_commit hook failed for message {id}", id=receipt.message_id)
+        return receipt
+
+    def _failed(self, failure: Failure) -> Failure | defer.Deferred[QueueReceipt]:
+        self._state = "failed"
+        if not failure.check(QueueRefused):
+            log.failure("queue: unexpected error while committing", failure)
+            return defer.fail(QueueFailure(EXIT_BUG, str(failure.value)))
+        log.warn("queue: message refused: {error}", error=str(failure.value))
+        return failure
+
+    def abort(self) -> None:
+        if self._state == "open":
+            self._state = "aborted"
+            self._buffer = bytearray()
+            if self._pending is not None:
+                self._pending.abort()
+
+
+class QueueSink:
+    """
+    The in-process L{pymta.interfaces.MessageSink}: messages go straight into
+    C{queue}.  C{write()} keeps up to L{SPILL_BYTES} in memory, beyond that
+    it creates the mess file and appends to it in the caller's (reactor)
+    thread - page cache, no fsync; C{finish()} writes the rest and the
+    envelope there too, fsyncs the message's own files in C{threadpool}
+    (default: the reactor's; several messages at once), then publishes it
+    with the others prepared meanwhile in one group commit
+    (L{pymta.queue.groupcommit}) and fires with the receipt once the
+    message is durable.
+
+    C{on_commit(message_id, envelope, size)} is then called in the reactor
+    thread, so an in-process scheduler can pick the message up at once - it
+    is given the message's L{Envelope} and the size of its file too, so the
+    scheduler need not read them back; with such a listener the trigger
+    FIFO is not pulled (it would only make that scheduler rescan todo/).
+    """
+
+    def __init__(self, queue: Queue, reactor: Any, threadpool: Any = None, on_commit: CommitListener | None = None) -> None:
+        self.queue = queue
+        self.reactor = reactor
+        self.threadpool = threadpool if threadpool is not None else reactor.getThreadPool()
+        self.on_commit = on_commit
+        #: batches the prepared messages into group commits (its counters show the grouping achieved)
+        self.committer = GroupCommitter(reactor, self.threadpool, trigger=on_commit is None)
+
+    def open_message(
+        self,
+        sender: str,
+        recipients: Sequence[str],
+        *,
+        origin: str,
+        uid: int | None = None,
+        pid: int | None = None,
+    ) -> MessageWriter:
+        """
+        Start a message.  A bad envelope or a queue that cannot take a file
+        gives a writer whose C{finish()} fails with the L{QueueRefused}.
+        """
+        try:
+            check_envelope(sender, recipients)
+        except QueueRefused as e:
+            log.warn("queue: message refused: {error}", error=str(e))
+            return RefusedWriter(e)
+        uid = os.getuid() if uid is None else uid
+        pid = os.getpid() if pid is None else pid
+        return _SinkWriter(self, sender, recipients, origin, uid, pid)
