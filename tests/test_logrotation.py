@@ -11,25 +11,16 @@ import signal
 import subprocess
 import sys
 import tempfile
-import time
 
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.fsaccess import Account
 from pymta.logrotation import REOPEN, ROTATE, RotatingLogFile, UnsafeFile
+from tests.waiting import process_ended, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 MAIL = 4242
-
-
-def wait_until(predicate, timeout: float = 20.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def read(path: str) -> str:
@@ -209,7 +200,7 @@ class TwistdChildTests(SynchronousTestCase):
 
     def stop(self, pid: int) -> None:
         os.kill(pid, signal.SIGTERM)
-        self.assertTrue(wait_until(lambda: not os.path.exists(f"/proc/{pid}")), "twistd did not stop")
+        self.assertTrue(wait_until(lambda: process_ended(pid)), "twistd did not stop")
 
     def test_root_owned_directory(self) -> None:
         pid = self.start()

@@ -15,6 +15,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.fsaccess import Account
 from pymta.pidfile import UnsafeFile, hand_over_pid_file, write_pid_file
+from tests.waiting import process_ended, wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -36,15 +37,6 @@ DAEMON = textwrap.dedent(
             f.write("1\\n")
     """
 )
-
-
-def wait_until(predicate, timeout: float = 15.0) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 class HelperTests(SynchronousTestCase):
@@ -95,7 +87,7 @@ class HelperTests(SynchronousTestCase):
     def test_a_file_naming_another_process_stays(self) -> None:
         proc = self.daemon("replace")
         self.assertEqual(proc.wait(30), 0)
-        time.sleep(0.5)
+        self.assertTrue(wait_until(lambda: process_ended(self.helper)), "the helper is still there")  # it has decided
         with open(self.path) as f:
             self.assertEqual(f.read(), "1\n")
 

@@ -57,7 +57,7 @@ from zope.interface import implementer
 
 from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
-from pymta.connectionclose import ConnectionCloser
+from pymta.connectionclose import CLOSE_GRACE_SECONDS, ConnectionCloser
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.linedeadline import Hold, LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
@@ -93,6 +93,7 @@ class ServerSettings:
     tls_context: IOpenSSLContextFactory | None = None  # a ServerTLS, for STLS
     allow_plaintext: bool = False
     timeout: float = 600.0
+    close_grace: float = CLOSE_GRACE_SECONDS  # pymta.connectionclose: how often a closing connection's output is looked at
     login_within: float = LOGIN_WITHIN_SECONDS  # seconds from the greeting to a login (pymta.pop3d.logindeadline)
     max_connections: int = 40  # control/concurrencypop3
     max_connections_per_address: int = 10  # control/concurrencypop3perip
@@ -125,7 +126,7 @@ class POP3Server(Protocol, TransactionCommands):
         self.settings = settings
         self.clock = settings.reactor_time()
         self._deadline = LineDeadline(self.clock, settings.timeout, self._timed_out)
-        self._closer = ConnectionCloser(self.clock, idle=settings.timeout)  # closes for good, TLS handshake or not
+        self._closer = ConnectionCloser(self.clock, grace=settings.close_grace, idle=settings.timeout)  # closes for good, TLS handshake or not
         self._login_deadline = LoginDeadline(self.clock, settings.login_within, self._login_too_slow)
         self._counted = False
         self.state = "AUTHORIZATION"

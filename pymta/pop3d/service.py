@@ -38,6 +38,7 @@ from twisted.application import service
 from twisted.internet import defer
 from twisted.logger import Logger
 
+from pymta.connectionclose import CLOSE_GRACE_SECONDS
 from pymta.control import ControlReader, Controls
 from pymta.passwdfile import PasswdFileChecker
 from pymta.authlimit import LoginLimiter, limiter_for
@@ -109,13 +110,15 @@ def build_pop3_service(
     failure_delay: float = 2.0,
     open_mailbox: Callable[[Account], defer.Deferred] | None = None,
     login_limiter: LoginLimiter | None = None,
+    close_grace: float = CLOSE_GRACE_SECONDS,
 ) -> POP3Service:
     """
     The POP3 service of C{root} listening on every endpoint in C{listen}.
     C{open_mailbox} replaces the L{MailboxOpener} (tests use it to act as a
     mail uid while running as root).  C{login_limiter} is shared with
     smtpd in one process (C{twistd pymta}); by default pop3d has its own,
-    with the budgets of the control files.
+    with the budgets of the control files.  C{close_grace}: see
+    L{pymta.connectionclose} (tests shorten it).
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -140,6 +143,7 @@ def build_pop3_service(
         tls_context=tls if tls.available else None,
         allow_plaintext=allow_plaintext,
         timeout=timeout,
+        close_grace=close_grace,
         failure_delay=failure_delay,
         limiter=login_limiter or limiter_for(reader, reactor),
         clock=reactor,

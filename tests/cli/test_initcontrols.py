@@ -18,7 +18,6 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -27,6 +26,7 @@ from pymta.cli.initcontrols import MESSAGE_SIZE_LIMIT, NEW_ROOT_CONTROLS, SMTPD_
 from pymta.control import load_controls
 from pymta.extracontrols import check_extra_controls
 from pymta.smtpd.rcptcheck import rcptcheck_enabled
+from tests.waiting import wait_until
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
@@ -37,15 +37,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 class SettingsTests(SynchronousTestCase):

@@ -21,12 +21,12 @@ import stat
 import subprocess
 import sys
 import tempfile
-import time
 
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.cli.runlocal import RootLocationError, hints, initialise, quick_start_lines, reachable_root
 from pymta.fsaccess import Account
+from tests.waiting import wait_until
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 NOBODY = Account(65534, 65534)
@@ -68,15 +68,6 @@ def free_ports(count: int) -> list[int]:
     finally:
         for s in sockets:
             s.close()
-
-
-def wait_until(predicate, timeout: float) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.1)
-    return False
 
 
 def daemon_pid(marker: str) -> int:

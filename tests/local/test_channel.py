@@ -20,6 +20,7 @@ from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, QueueReceipt, QueueRefused
 from pymta.local.channel import NOT_RUNNING, SPAWNER_DIED, LocalChannel
 from tests.local.helpers import MESSAGE, chown_tree, make_home, maildir_files, write_file
+from tests.waiting import eventually, process_ended
 
 IS_ROOT = os.getuid() == 0
 UID = 4242 if IS_ROOT else os.getuid()
@@ -247,12 +248,17 @@ class LifecycleTests(ChannelTestCase):
     @defer.inlineCallbacks
     def test_spawner_death_defers_and_restarts(self) -> None:
         channel = self.make_channel(restart_delay=0.05)
-        self.dotqmail(".qmail-slow", "|sleep 3\n")
+        # the delivery runs until the test lets it go, after the spawner is dead
+        started, go = os.path.join(self.home, "started"), os.path.join(self.home, "go")
+        self.dotqmail(".qmail-slow", "|touch started; while [ ! -e go ]; do sleep 0.02; done\n")
+        self.addCleanup(write_file, go, "")
         channel.start()
         hello = yield channel.when_ready()
         d = channel.deliver(DeliveryJob(1, self.message, "", ("joe-slow@example.org",)))
-        yield task.deferLater(reactor, 0.3, lambda: None)
+        yield eventually(lambda: os.path.exists(started), what="the delivery to start")
         os.kill(hello["pid"], signal.SIGKILL)
+        yield eventually(lambda: process_ended(hello["pid"]), what="the spawner to die")
+        write_file(go, "")
         [result] = yield d
         self.assertEqual((result.status, result.text), ("Z", SPAWNER_DIED))
         hello2 = yield channel.when_ready()

@@ -3,7 +3,8 @@ pop3d on a real C{ssl:} socket: a message downloaded with a pipelined
 C{RETR 1}, C{DELE 1}, C{QUIT} reaches a client that stops reading for
 longer than the close grace, although QUIT has already deleted it: after a
 complete reply the connection drains while its output moves, and is
-aborted only after the session timeout without progress.
+aborted only after the session timeout without progress.  The service's
+close grace is shortened (0.5 s instead of 5 s), so the stall is too.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import time
 from twisted.internet import defer, reactor, threads
 from twisted.trial.unittest import TestCase
 
-from pymta.connectionclose import CLOSE_GRACE_SECONDS
 from pymta.control import ControlReader
 from pymta.passwdfile import set_password
 from pymta.pop3d.opener import MailboxOpener
@@ -25,7 +25,8 @@ from tests.smtpd.tlsutil import write_cert
 from tests.tlsclient import pipeline_over_tls
 
 TIMEOUT = 30.0  # pymta-pop3d --timeout: longer than the stall
-STALL = CLOSE_GRACE_SECONDS + 2.0  # the client reads nothing this long after sending QUIT
+CLOSE_GRACE = 0.5  # the server looks at a closing connection's output this often
+STALL = CLOSE_GRACE * 3  # the client reads nothing this long after sending QUIT: the server looks twice or more
 WAIT = 20.0  # no read waits longer
 
 
@@ -53,7 +54,7 @@ class DownloadThenQuit(TestCase):
         write_cert(os.path.join(root, "control", "servercert.pem"))
         self.svc = build_pop3_service(
             root, ControlReader(root), ["ssl:0:interface=127.0.0.1"], reactor=reactor,
-            allow_plaintext=True, timeout=TIMEOUT, open_mailbox=MailboxOpener(reactor, euid=lambda: os.getuid() or 4242),
+            allow_plaintext=True, timeout=TIMEOUT, close_grace=CLOSE_GRACE, open_mailbox=MailboxOpener(reactor, euid=lambda: os.getuid() or 4242),
         )
         self.svc.startService()
         self.addCleanup(self.svc.stopService)

@@ -24,7 +24,7 @@ WAIT = SilentTLSScenarios.WAIT
 
 
 class ImplicitTLSAndSTLS(SilentTLSScenarios, TestCase):
-    """A plain and an C{ssl:} listener, timeout 2 s, at most 6 sessions, 3 per address."""
+    """A plain and an C{ssl:} listener, timeout 1 s, at most 6 sessions, 3 per address."""
 
     timeout = 60
     FULL_REPLY = b"-ERR [SYS/TEMP] too many connections, try again later\r\n"

@@ -7,7 +7,7 @@ import os
 import shutil
 import tempfile
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.internet.task import Clock
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
@@ -27,6 +27,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.disk import QueueDisk
 from pymta.queue.sink import QueueSink
 from pymta.queue.store import Queue
+from tests.waiting import eventually
 
 
 class FlowRecorder:
@@ -199,8 +200,9 @@ class KeptConnectionTests(unittest.TestCase):
         self.assertEqual(len(self.server.protocols), 4)
         self.assertEqual(len(self.committed), 4)
         self.assertEqual(len(self.sink.idle), 2)
-        yield task.deferLater(reactor, 0.05, lambda: None)
-        self.assertEqual(sum(1 for p in self.server.protocols if p._connected), 2)
+        connected = lambda: sum(1 for p in self.server.protocols if p._connected)  # noqa: E731
+        yield eventually(lambda: connected() <= 2, what="the connections over the limit to close")
+        self.assertEqual(connected(), 2)
 
     @defer.inlineCallbacks
     def test_new_connection_after_the_server_restarts(self):  # type: ignore[no-untyped-def]
@@ -208,8 +210,7 @@ class KeptConnectionTests(unittest.TestCase):
         kept = list(self.sink.idle)
         self.assertEqual(len(kept), 1)
         yield self.stop_server()
-        yield task.deferLater(reactor, 0.1, lambda: None)
-        self.assertEqual(self.sink.idle, [])
+        yield eventually(lambda: self.sink.idle == [], what="the kept connection to be dropped")
         # the queue is down: a temporary failure, nothing kept
         e = yield self.assertFailure(self.send(), QueueRefused)
         self.assertFalse(e.permanent)

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
@@ -21,6 +21,7 @@ from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from tests.remote.fakes import FakeResolver
 from tests.remote.helpers import job, make_root, reader
 from tests.remote.smtpserver import ScriptedServerFactory, listen
+from tests.waiting import eventually
 
 OK_TEXT = "127.0.0.1 accepted message.\nRemote host said: 250 ok 1234 qp 56\n"
 
@@ -254,7 +255,7 @@ class ConnectionReuseTests(ChannelTestBase):
         factory, port = self.server(close_after_dot=True)
         channel, root = self.routed(port)
         first = yield channel.deliver(job(root, ["a@example.test"], message_id=1))
-        yield task.deferLater(reactor, 0.05, lambda: None)
+        yield eventually(lambda: channel._idle == {}, what="the channel to see the server's close")
         second = yield channel.deliver(job(root, ["b@example.test"], message_id=2))
         self.assertEqual([first[0].status, second[0].status], [SUCCESS, SUCCESS])
         self.assertEqual([len(s.data) for s in factory.sessions], [1, 1])
@@ -278,8 +279,7 @@ class ConnectionReuseTests(ChannelTestBase):
         self.addCleanup(channel.stop)
         yield channel.deliver(job(root, ["a@example.test"]))
         self.assertNotEqual(factory.sessions[0].commands[-1], b"QUIT")  # kept open for now
-        yield task.deferLater(reactor, 0.4, lambda: None)
-        self.assertEqual(factory.sessions[0].commands[-1], b"QUIT")
+        yield eventually(lambda: factory.sessions[0].commands[-1] == b"QUIT", what="the idle connection's QUIT")
         self.assertEqual(channel._idle, {})
 
     @defer.inlineCallbacks
@@ -615,10 +615,7 @@ class LifeCycleTests(ChannelTestBase):
         channel, root = self.routed(port)
         yield channel.deliver(job(root, ["a@example.test"], message_id=1))
         yield channel.stop()  # the kept connection is closed politely
-        for _ in range(50):
-            if factory.sessions[0].commands[-1] == b"QUIT":
-                break
-            yield task.deferLater(reactor, 0.02, lambda: None)
+        yield eventually(lambda: factory.sessions[0].commands[-1] == b"QUIT", what="the kept connection's QUIT")
         self.assertEqual(factory.sessions[0].commands[-1], b"QUIT")
         stopped = yield channel.deliver(job(root, ["b@example.test"], message_id=2))
         self.assertEqual(stopped[0].status, DEFERRAL)

@@ -11,12 +11,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.smtpd.tap import Options
+from tests.waiting import wait_until
 
 PROJECT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
@@ -53,15 +53,6 @@ class MakeServiceErrors(SynchronousTestCase):
         with self.assertRaises(SystemExit) as cm:
             makeService(o)
         self.assertIn("servercert.pem", str(cm.exception))
-
-
-def wait_for(predicate, seconds: float = 30) -> bool:  # type: ignore[no-untyped-def]
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.05)
-    return False
 
 
 def free_port() -> int:
@@ -122,7 +113,7 @@ class TwistdChildren(SynchronousTestCase):
     def test_mail_into_queue_and_sighup_reload(self) -> None:
         port = free_port()
         self.twistd("pymta-send", "--root", self.root)
-        self.assertTrue(wait_for(lambda: os.path.exists(os.path.join(self.root, "run", "inject.sock"))), self.log())
+        self.assertTrue(wait_until(lambda: os.path.exists(os.path.join(self.root, "run", "inject.sock"))), self.log())
         smtpd = self.twistd("pymta-smtpd", "--root", self.root, "--listen", f"tcp:{port}:interface=127.0.0.1")
 
         def listening() -> bool:
@@ -132,7 +123,7 @@ class TwistdChildren(SynchronousTestCase):
             except OSError:
                 return False
 
-        self.assertTrue(wait_for(listening), self.log())
+        self.assertTrue(wait_until(listening), self.log())
         with smtplib.SMTP("127.0.0.1", port, timeout=20) as c:
             code, text = c.ehlo("client.test")
             self.assertEqual(code, 250)
@@ -158,4 +149,4 @@ class TwistdChildren(SynchronousTestCase):
             with socket.create_connection(("127.0.0.1", port), timeout=5) as s:
                 return s.recv(100) == b""
 
-        self.assertTrue(wait_for(refused, 20), self.log())
+        self.assertTrue(wait_until(refused, 20), self.log())

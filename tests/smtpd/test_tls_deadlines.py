@@ -22,7 +22,7 @@ WAIT = SilentTLSScenarios.WAIT
 
 
 class ImplicitTLSAndStartTLS(SilentTLSScenarios, TestCase):
-    """Plain and C{ssl:} listeners, timeoutsmtpd 2, at most 6 sessions, 3 per address."""
+    """Plain and C{ssl:} listeners, timeoutsmtpd 1, at most 6 sessions, 3 per address."""
 
     timeout = 60
     FULL_REPLY = b"421 too many connections, try again later (#4.3.2)\r\n"
