@@ -8,7 +8,7 @@ raises L{pymta.control.ControlError} naming the file and the line.  The
 daemons that read a file run its parser at start and at every reload
 (L{pymta.control.ControlReader.add_check}): smtpd through
 L{pymta.smtpd.service.check_controls}, pymta-send through its remote
-channel (tlsdestinations) and L{pymta.queue.service.build_send_service}
+channel (tlsdestinations, smarthostauth) and L{pymta.queue.service.build_send_service}
 (queuesync).  C{pymta showctl} runs them all, and so does C{pymta check}
 (L{pymta.configcheck.controlfiles}), which every daemon runs at start and
 before each reload: these parsers are the only judges of these files.
@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from pymta.control import Controls
 from pymta.queue.syncing import queuesync_mode
+from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
 from pymta.smtpd.context import per_ip_limit
 from pymta.smtpd.dnsbl import rbl_zones
@@ -35,6 +36,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "rbls": rbl_zones,
     "rcptcheck": rcptcheck_enabled,
     "tlsdestinations": tls_destinations,
+    "smarthostauth": smarthost_credentials,
     "queuesync": queuesync_mode,
 }
 

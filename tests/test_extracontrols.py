@@ -17,6 +17,7 @@ BAD_SECOND_LINE = {
     "rcptcheck": "\n0\n",
     "tlsdestinations": "bank.example:\nother.example\n",
     "queuesync": "fsync\nsyncfs\n",
+    "smarthostauth": "relay.example alice secret\nrelay.example bob\n",
 }
 
 

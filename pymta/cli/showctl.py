@@ -47,6 +47,7 @@ EXTRA_FILES: dict[str, str] = {
     "concurrencyperip": "simultaneous SMTP sessions one client address (IPv6: its /64) may hold",
     "rcptcheck": "refuse unknown local recipients at RCPT time when present",
     "tlsdestinations": "per-destination TLS policy for remote delivery",
+    "smarthostauth": "passwords for the smtproutes relays that log in (auth=); shown masked",
     "queuesync": "how pymta-send makes the queue durable: fsync (each file and directory) or syncfs (the file system)",
     "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
 }
@@ -106,6 +107,13 @@ def _certificate_summary(path: str) -> str:
     has_key = b"PRIVATE KEY-----" in data
     return (f"certificate for {_safe(subject)}, {issuer}, valid until {expires:%Y-%m-%d}{note}"
             f"{'' if has_key else '; Oops! no private key in this file'}.")
+
+
+def _shown(name: str, line: str) -> str:
+    """A line of extra file C{name} as listed: passwords masked."""
+    from pymta.remote.smarthostauth import NAME, masked
+
+    return masked(line) if name == NAME else line
 
 
 def _extra_error(controls: Controls, name: str) -> ControlError | None:
@@ -219,7 +227,7 @@ def show(root: str, out: TextIO) -> int:
                 broken[name] = error
                 out.write(f"\n{name}: Oops! {error}\n  # {EXTRA_FILES[name]}\n")
                 continue
-            lines = [_safe(line) for line in controls.extra_lines(name) or []]
+            lines = [_safe(_shown(name, line)) for line in controls.extra_lines(name) or []]
             out.write(f"\n{name} (file):{' (empty)' if not lines else ''}\n")
             for line in lines:
                 out.write(f"    {line}\n")

@@ -23,7 +23,7 @@ import os
 from pymta.configcheck.accounts import check_assign, check_homes, check_passwd
 from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files, load_every_control
-from pymta.configcheck.extrafiles import check_extra_files, check_tcp_smtp
+from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership, check_queue_owner
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Checker, Problem, service_account
 
@@ -34,6 +34,7 @@ CHECKERS: tuple[Checker, ...] = (
     check_queue_owner,
     check_control_files,
     check_extra_files,
+    check_smarthostauth,
     check_certificate,
     check_tcp_smtp,
     check_assign,

@@ -6,6 +6,9 @@ What the daemons find in files beyond the control files' syntax:
     warnings (syncfs unavailable on the queue's file system: pymta-send
     uses fsync).  The file's syntax is checked with the other control files
     (L{pymta.configcheck.controlfiles}, through L{pymta.extracontrols}).
+  - C{control/smarthostauth}: mode and owner (L{check_smarthostauth}):
+    passwords only the mail account may read.  Its lines are checked with
+    the other control files.
   - C{etc/tcp.smtp}: L{pymta.smtpd.access.AccessRules}, every bad line
     (lines without a colon and addresses with a blank, such as
     C{127.0.0.1 :deny}, are its errors too), and a warning for each line
@@ -20,7 +23,7 @@ from typing import Iterator
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Problem, every_error
 from pymta.control import ControlError
 
-__all__ = ["check_extra_files", "check_tcp_smtp"]
+__all__ = ["check_extra_files", "check_smarthostauth", "check_tcp_smtp"]
 
 
 def check_extra_files(ctx: CheckContext) -> Iterator[Problem]:
@@ -38,6 +41,16 @@ def check_extra_files(ctx: CheckContext) -> Iterator[Problem]:
     sync.close()
     if warning is not None:
         yield Problem(controls.path("queuesync"), 1, WARNING, warning.removeprefix("control/queuesync: "))
+
+
+def check_smarthostauth(ctx: CheckContext) -> Iterator[Problem]:
+    """control/smarthostauth as pymta-send judges it: mode 0600 or stricter, owned by the mail account."""
+    from pymta.remote.smarthostauth import NAME, file_problem
+
+    path = ctx.path("control", NAME)
+    problem = file_problem(path, ctx.account)
+    if problem is not None:
+        yield Problem(path, 0, ERROR, problem)
 
 
 def check_tcp_smtp(ctx: CheckContext) -> Iterator[Problem]:

@@ -26,6 +26,12 @@ default) and the next message for the same address, port, helohost and TLS
 policy goes over it (MAIL onwards); a kept connection the server has closed
 meanwhile is replaced by a new one without any result being reported.
 
+A relay route's options (L{pymta.remote.smtproutes}) choose implicit TLS
+(C{smtps}), the login (C{auth=}, with the password from
+L{pymta.remote.smarthostauth}) and certificate verification
+(L{pymta.remote.tlspolicy.route_policy}); C{control/smarthostauth} is
+checked, mode and owner too, when the channel is made and at each reload.
+
 When no address could be used: C{Z} "Sorry, I wasn't able to establish an
 SMTP connection. (#4.4.1)", or the last server's refusal text when a server
 refused us.  An optional STARTTLS handshake that fails is retried once on a
@@ -55,8 +61,10 @@ from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientPro
 from pymta.dns import DNSResolver, Resolver
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
+from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
+from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
-from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, tls_destinations
+from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, route_policy, tls_destinations
 
 __all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
 
@@ -179,6 +187,10 @@ class RemoteChannel:
         self._stopping = False
         self._tls_table: tuple[Controls, TLSPolicyTable] | None = None
         reader.add_check(self.tls_policies)  # a bad tlsdestinations stops the start, fails a reload
+        self._auth_table: tuple[Controls, CredentialsTable] | None = None
+        account = daemon_account(root)
+        reader.add_check(lambda controls: check_file(controls, account))  # mode and owner: before it is read
+        reader.add_check(self.smarthost_credentials)
         self.idle_seconds = idle_seconds
         self._idle: dict[tuple, list[SMTPClientProtocol]] = {}
         self._idle_timers: dict[SMTPClientProtocol, Any] = {}
@@ -241,6 +253,13 @@ class RemoteChannel:
             cached = self._tls_table = (controls, tls_destinations(controls))
         return cached[1]
 
+    def smarthost_credentials(self, controls: Controls) -> CredentialsTable:
+        """control/smarthostauth of C{controls}, parsed once per snapshot (L{ControlError} on a bad line)."""
+        cached = self._auth_table
+        if cached is None or cached[0] is not controls:
+            cached = self._auth_table = (controls, smarthost_credentials(controls))
+        return cached[1]
+
     @defer.inlineCallbacks
     def _deliver(self, job: DeliveryJob) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
         controls = self.reader.current
@@ -267,16 +286,19 @@ class RemoteChannel:
             targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes)
         except RouteFailure as failure:
             return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
+        route = targets[0].route if targets else None
         try:
-            policy = self.tls_policies(controls).policy_for(domain)
-        except (ControlError, OSError) as e:
-            log.error("tlsdestinations unusable, deferring {domain}: {error}", domain=domain, error=str(e))
+            policy = route_policy(self.tls_policies(controls).policy_for(domain), route)
+            credentials = self.smarthost_credentials(controls).for_route(route)
+        except (ControlError, OSError, LookupError) as e:
+            log.error("tlsdestinations or smarthostauth unusable, deferring {domain}: {error}", domain=domain,
+                      error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
         while pending:
             batch = [recipients[i] for i in pending]
-            outcome, used = yield self._try_targets(targets, job, controls, batch, policy)
+            outcome, used = yield self._try_targets(targets, job, controls, batch, policy, route, credentials)
             if isinstance(outcome, str):
                 for i in pending:
                     results[i] = DeliveryResult(DEFERRAL, outcome)
@@ -290,10 +312,19 @@ class RemoteChannel:
 
     @defer.inlineCallbacks
     def _try_targets(
-        self, targets: list[Target], job: DeliveryJob, controls: Controls, recipients: list[str], policy: TLSPolicy
+        self,
+        targets: list[Target],
+        job: DeliveryJob,
+        controls: Controls,
+        recipients: list[str],
+        policy: TLSPolicy,
+        route: Route | None = None,
+        credentials: Credentials | None = None,
     ) -> Generator[Deferred[Any], Any, tuple[SessionOutcome | str, Target | None]]:
         """The first usable server's outcome and its target, or (text, None) when none could be used."""
         last_text = TEXT_NO_CONNECTION
+        smtps = route is not None and route.smtps
+        login = credentials.login if credentials is not None else None
         for target in targets:
             if self._stopping:
                 return TEXT_STOPPING, None
@@ -307,11 +338,12 @@ class RemoteChannel:
             except (OSError, ValueError) as e:
                 log.error("TLS trust for {host} unusable: {error}", host=target.host, error=e)
                 return f"Unable to load the TLS trust anchors for {target.host}. (#4.3.0)\n", None
-            key = (target.address, target.port, target.host, controls.helohost, policy, tls is None)
-            outcome = yield self._session(target, job, controls, recipients, tls, policy.required, key)
+            key = (target.address, target.port, target.host, controls.helohost, policy, smtps, login, tls is None)
+            outcome = yield self._session(target, job, controls, recipients, tls, policy.required or smtps, key,
+                                          smtps, credentials)
             if outcome is _CONNECT_FAILED:
                 continue
-            if outcome.tls_failed and not policy.required:
+            if outcome.tls_failed and not policy.required and not smtps:
                 key = key[:-1] + (True,)
                 outcome = yield self._session(target, job, controls, recipients, None, False, key)
                 if outcome is _CONNECT_FAILED:
@@ -332,6 +364,8 @@ class RemoteChannel:
         tls: Any,
         tls_required: bool,
         key: tuple,
+        implicit_tls: bool = False,
+        credentials: Credentials | None = None,
     ) -> Generator[Deferred[Any], Any, object]:  # a SessionOutcome, or _CONNECT_FAILED
         try:
             message = open(job.message_path, "rb")
@@ -364,6 +398,8 @@ class RemoteChannel:
                 tls_required=tls_required,
                 callLater=self.reactor.callLater,
                 keep_open=self.idle_seconds > 0,
+                implicit_tls=implicit_tls,
+                credentials=credentials,
             )
             endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)

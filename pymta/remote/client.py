@@ -12,8 +12,11 @@ new plain connection) and C{retry} (recipients a server refused with 452
 "too many recipients" after others were accepted: send them in a further
 transaction).
 
-Dialogue: greeting; C{EHLO helohost} (C{HELO} when EHLO is refused with
-5xx); STARTTLS when offered and TLS is not off, then EHLO again; C{MAIL},
+Dialogue: with C{implicit_tls}, the TLS handshake first; greeting;
+C{EHLO helohost} (C{HELO} when EHLO is refused with 5xx); STARTTLS when
+offered and TLS is not off, then EHLO again; with C{credentials}, AUTH
+(L{pymta.remote.smtpauth}) only inside TLS: without TLS, without a
+mechanism pymta knows, or refused, it is a deferral; C{MAIL},
 the C{RCPT}s (pipelined together with MAIL when the server offers
 PIPELINING; MAIL carries C{SIZE=} (the stored size), C{BODY=8BITMIME} and,
 when an address is not ASCII, C{SMTPUTF8}, each when the server offers the
@@ -46,7 +49,6 @@ import re
 from dataclasses import dataclass, field
 from typing import IO, Any, Callable, Sequence, cast
 
-from OpenSSL import SSL
 from twisted.internet import interfaces
 from twisted.internet.defer import Deferred
 from twisted.protocols.basic import FileSender, LineReceiver
@@ -57,6 +59,9 @@ from zope.interface import implementer
 from pymta.address import quote_address
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
 from pymta.remote.datastream import DataEncoder
+from pymta.remote.reply import Reply, said, tls_failure_reason
+from pymta.remote.smarthostauth import Credentials
+from pymta.remote.smtpauth import AuthExchange
 
 __all__ = [
     "MAX_LINE",
@@ -73,7 +78,6 @@ __all__ = [
 MAX_LINE = 4096
 MAX_REPLY_LINES = 200
 MAX_REPLY_BYTES = 64 * 1024
-MAX_TEXT = 5000
 
 # recipient reports, as qmail-remote prints them
 ACCEPTED = "r"
@@ -81,25 +85,6 @@ REFUSED = "h"
 DEFERRED = "s"
 
 _CODE = re.compile(rb"^([0-9]{3})(?:[ -]|$)")
-
-
-@dataclass(frozen=True)
-class Reply:
-    """A complete server reply: the code of its last line and all its lines."""
-
-    code: int
-    lines: tuple[bytes, ...]
-
-    @property
-    def kind(self) -> int:
-        """2, 3, 4 or 5; garbage (code 0) counts as 4, a temporary failure."""
-        first = self.code // 100
-        return first if first in (2, 3, 4, 5) else 4
-
-    def text(self) -> str:
-        """The reply as qmail keeps it: lines joined by LF, CRs dropped, NUL as ?, at most 5000 bytes."""
-        raw = b"\n".join(self.lines).replace(b"\r", b"").replace(b"\0", b"?")[:MAX_TEXT]
-        return raw.decode("utf-8", "replace")
 
 
 @dataclass
@@ -114,13 +99,6 @@ class SessionOutcome:
     tls_used: bool = False
     retry: list[int] = field(default_factory=list)
     stale: bool = False
-
-
-def said(reply: Reply | None) -> str:
-    """C{Remote host said: ...} lines for a report (empty without a reply)."""
-    if reply is None:
-        return ""
-    return f"Remote host said: {reply.text()}\n"
 
 
 @implementer(interfaces.IHandshakeListener)
@@ -140,6 +118,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
     @param keep_open: after the server's reply to the final dot, keep the
         connection (state C{idle}) for L{start_transaction} instead of
         quitting; L{quit} ends it.
+    @param implicit_tls: start TLS (C{tls}) as soon as connected (SMTPS).
+    @param credentials: log in with these after EHLO, inside TLS only.
     """
 
     delimiter = b"\n"
@@ -158,6 +138,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         tls_required: bool = False,
         callLater: Callable[..., Any] | None = None,
         keep_open: bool = False,
+        implicit_tls: bool = False,
+        credentials: Credentials | None = None,
     ) -> None:
         self.address = address
         self.keep_open = keep_open
@@ -172,6 +154,9 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self.timeout = timeout
         self.tls = tls
         self.tls_required = tls_required
+        self.implicit_tls = implicit_tls
+        self.credentials = credentials
+        self._auth: AuthExchange | None = None
         if callLater is not None:
             self.callLater = callLater  # type: ignore[method-assign]  # TimeoutMixin's, made to be replaced
         self.outcome = SessionOutcome()
@@ -198,6 +183,9 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         # without TCP_NODELAY, Nagle + delayed ACK stall each for ~40 ms
         if interfaces.ITCPTransport.providedBy(self.transport):
             self.transport.setTcpNoDelay(True)
+        if self.implicit_tls:
+            self._stage = "tls"
+            cast(interfaces.ITLSTransport, self.transport).startTLS(self.tls)
 
     def timeoutConnection(self) -> None:
         self._problem = "timeout"
@@ -223,7 +211,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             if self.tls_required:
                 self._finish(
                     DEFERRAL,
-                    f"TLS session with {self.address} failed: {_tls_reason(reason)}. (#4.7.5)\n",
+                    f"TLS session with {self.address} failed: {tls_failure_reason(reason)}. (#4.7.5)\n",
                     next_host=True,
                 )
             else:
@@ -239,11 +227,14 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         )
 
     def handshakeCompleted(self) -> None:
-        """The STARTTLS handshake is done: greet again."""
+        """The STARTTLS handshake is done: greet again (implicit TLS: wait for the greeting)."""
         if self._stage != "tls" or self._done:
             return
         self._tls_active = True
         self.outcome.tls_used = True
+        if self.implicit_tls:
+            self._stage = "greeting"
+            return
         self._stage = "ehlo"
         self._send(b"EHLO " + self.helohost.encode("utf-8"), self._on_ehlo)
 
@@ -388,17 +379,39 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             self._stage = "starttls"
             self._send(b"STARTTLS", self._on_starttls)
             return
-        if self._refuse_plain():
-            return
-        self._mail()
+        self._hello_done(reply)
 
     def _on_helo(self, reply: Reply) -> None:
         if reply.kind != 2:
             self._name_rejected(reply)
             return
+        self._hello_done(None)
+
+    def _hello_done(self, ehlo: Reply | None) -> None:
+        """After EHLO/HELO (and TLS, if any): log in when the route says so, then MAIL."""
         if self._refuse_plain():
             return
-        self._mail()
+        if self.credentials is None:
+            self._mail()
+            return
+        self._auth = AuthExchange.start(self.credentials, ehlo)
+        if self._auth is None:
+            self._finish(DEFERRAL, f"{self.address} does not offer AUTH PLAIN or LOGIN, which this route "
+                         f"needs. (#4.7.0)\n", next_host=True, quit=True)
+            return
+        self._stage = "auth"
+        self._send(self._auth.first(), self._on_auth)
+
+    def _on_auth(self, reply: Reply) -> None:
+        assert self._auth is not None and self.credentials is not None
+        if reply.code == 235:
+            self._mail()
+        elif reply.code == 334:
+            self._send(self._auth.answer(reply), self._on_auth)
+        else:  # a deferral even when permanent: the password is the operator's to fix, not the sender's
+            text = f"Connected to {self.address} but AUTH {self._auth.mechanism} as {self.credentials.login} " \
+                   f"failed (see control/smarthostauth).\n{self._auth.scrub(said(reply))}"
+            self._finish(DEFERRAL, text, next_host=reply.kind == 4, quit=True)
 
     def _name_rejected(self, reply: Reply) -> None:
         self._finish(
@@ -409,6 +422,10 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         )
 
     def _refuse_plain(self) -> bool:
+        if self.credentials is not None and not self._tls_active:
+            self._finish(DEFERRAL, f"Refusing to send credentials without TLS: {self.address} did not start "
+                         "TLS. (#4.7.10)\n", next_host=True, quit=True)
+            return True
         if self.tls_required and not self._tls_active:
             self._finish(
                 DEFERRAL,
@@ -569,12 +586,3 @@ def _file_size(message: IO[bytes]) -> int | None:
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
 
-
-def _tls_reason(reason: Failure | None) -> str:
-    if reason is None:
-        return "connection closed"
-    if reason.check(SSL.Error):
-        details = [part for entry in (reason.value.args[0] if reason.value.args else []) for part in entry[-1:]]
-        text = ", ".join(str(d) for d in details if d) or "handshake error"
-        return text.replace("\n", " ")[:200]
-    return reason.getErrorMessage().replace("\n", " ")[:200]

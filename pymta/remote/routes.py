@@ -108,6 +108,7 @@ class Target:
     port: int
     host: str
     preference: int = 0
+    route: Route | None = None  # the smtproutes relay route it came from (TLS and AUTH options)
 
 
 def find_smtproute(smtproutes: Mapping[str, str], domain: str) -> Route | None:
@@ -178,7 +179,7 @@ class TargetPlanner:
             log.error("smtproutes unusable for {domain}, deferring: {error}", domain=domain, error=str(e))
             return defer.fail(RouteFailure(DEFERRAL, TEXT_BAD_ROUTE))
         if route is not None and route.relay is not None:
-            return self._relay(route.relay, route.port)
+            return self._relay(route)
         port = route.port if route is not None else SMTP_PORT
         literal = ip_literal(domain) if domain.startswith("[") or _looks_numeric(domain) else None
         if literal is not None:
@@ -187,13 +188,15 @@ class TargetPlanner:
 
     # -- pieces ------------------------------------------------------------
 
-    def _relay(self, relay: str, port: int) -> "Deferred[list[Target]]":
+    def _relay(self, route: Route) -> "Deferred[list[Target]]":
+        relay = route.relay
+        assert relay is not None
         d = self.resolver.addresses(relay)
 
         def found(addresses: list[str]) -> list[Target]:
             if not addresses:
                 raise RouteFailure(DEFERRAL, TEXT_RELAY_NOT_FOUND.format(host=relay))
-            return [Target(a, port, relay, 0) for a in _unique(addresses)]
+            return [Target(a, route.port, relay, 0, route) for a in _unique(addresses)]
 
         def failed(f: Failure) -> NoReturn:
             f.trap(DNSError)

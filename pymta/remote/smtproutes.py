@@ -16,9 +16,25 @@ default route).  Values (qmail's C{relay[:port]}, reference section 5.1):
     brackets required, qmail has no IPv6)
   - C{:2525} (pymta's): MX as usual, connecting to port 2525
 
+A relay may be followed by options (pymta's), each after one blank, in any
+order, each at most once (docs/remote.md, 'Relaying through a smarthost'):
+
+  - C{smtps}: TLS from the first byte (implicit TLS), no STARTTLS; the
+    port defaults to 465
+  - C{auth=LOGIN}: log in (AUTH PLAIN or LOGIN, inside TLS only) as LOGIN,
+    with the password C{control/smarthostauth} gives for this relay and
+    LOGIN (L{pymta.remote.smarthostauth})
+  - C{ca=/path/ca.pem}: verify the relay's certificate against this file
+    (a route with C{auth=} is verified against the system's CAs without it)
+
+qmail has no blank in a value, so every qmail line keeps its meaning.
+
 Anything else is refused with the reason: a port that is not 1-65535, an
 address literal that is not an address (C{[256.1.1.1]},
-C{[127.0.0.1:25]}), a relay that is not a host name, a further field.
+C{[127.0.0.1:25]}), a relay that is not a host name, a further field, an
+option that is unknown, repeated, or given without a relay.  An option's
+text is never repeated in the reason: the qmail AUTH patches put a
+password there.
 """
 
 from __future__ import annotations
@@ -27,9 +43,10 @@ from dataclasses import dataclass
 
 from pymta.hostnames import domain_problem, host_name_problem, literal_address
 
-__all__ = ["SMTP_PORT", "Route", "RouteError", "lookup_suffixes", "parse_route", "key_problem"]
+__all__ = ["SMTP_PORT", "SMTPS_PORT", "Route", "RouteError", "lookup_suffixes", "parse_route", "key_problem"]
 
 SMTP_PORT = 25
+SMTPS_PORT = 465
 
 
 class RouteError(ValueError):
@@ -38,10 +55,22 @@ class RouteError(ValueError):
 
 @dataclass(frozen=True)
 class Route:
-    """An smtproutes entry: C{relay} None means "look up MX", with C{port}."""
+    """
+    An smtproutes entry: C{relay} None means "look up MX", with C{port};
+    C{smtps} (implicit TLS), C{login} (AUTH as this name) and C{ca_file}
+    (trust anchors) come from the options.
+    """
 
     relay: str | None
     port: int = SMTP_PORT
+    smtps: bool = False
+    login: str | None = None
+    ca_file: str | None = None
+
+    @property
+    def verified(self) -> bool:
+        """The relay's certificate must be verified: the route carries credentials or names a CA file."""
+        return self.login is not None or self.ca_file is not None
 
 
 def lookup_suffixes(domain: str) -> list[str]:
@@ -67,7 +96,48 @@ def _port(text: str, value: str) -> int:
 def parse_route(value: str) -> Route:
     """The route of the part of an smtproutes line after the key's colon; L{RouteError} says what is wrong."""
     if value != value.strip():
-        raise RouteError(f"blank around the relay {value!r}")
+        raise RouteError(f"blank around the relay {value.split(' ')[0].strip()!r}")
+    relay, *options = value.split(" ")
+    route = _relay_and_port(relay)
+    if not options:
+        return route
+    if route.relay is None:
+        raise RouteError("options need a relay: MX routes take none")
+    return _with_options(route, options, relay)
+
+
+_OPTIONS = "smtps, auth=LOGIN or ca=/path/to/ca.pem"
+
+
+def _with_options(route: Route, options: list[str], relay: str) -> Route:
+    seen: set[str] = set()
+    smtps, login, ca_file = False, None, None
+    for position, option in enumerate(options, 2):
+        name = option.split("=", 1)[0] if "=" in option else option
+        if name not in ("smtps", "auth", "ca") or (name == "smtps") == ("=" in option):
+            hint = " (a password belongs in control/smarthostauth)" if name and "=" not in option else ""
+            raise RouteError(f"field {position} after the relay is no option: expected {_OPTIONS}{hint}")
+        if name in seen:
+            raise RouteError(f"option {name} given twice")
+        seen.add(name)
+        argument = option.partition("=")[2]
+        if name == "smtps":
+            smtps = True
+        elif name == "auth":
+            if not argument or not argument.isprintable():
+                raise RouteError("auth= needs a login name (printable, no blank)")
+            login = argument
+        else:
+            if not argument.startswith("/"):
+                raise RouteError("ca= needs the absolute path of a PEM file of trusted certificates")
+            ca_file = argument
+    port = route.port if ":" in relay.rpartition("]")[2] or not smtps else SMTPS_PORT
+    return Route(route.relay, port, smtps, login, ca_file)
+
+
+def _relay_and_port(value: str) -> Route:
+    if not value:
+        return Route(None, SMTP_PORT)
     if value.startswith("["):
         end = value.find("]")
         if end == -1:

@@ -22,6 +22,12 @@ handshake, failed verification) is a deferral; the next MX is tried.
 
 A line that cannot be used is an error naming file and line when the file
 is read (L{tls_destinations}; pymta-send checks it at start and reload).
+
+A relay route's options (L{pymta.remote.smtproutes}) override the
+domain's policy (L{route_policy}): a route with C{auth=} or C{ca=} always
+verifies the relay's certificate (against its C{ca=} file, else the
+system's CAs) and the relay's name as the route writes it; an C{smtps}
+route cannot do without TLS, so C{-domain} means unverified TLS there.
 """
 
 from __future__ import annotations
@@ -37,9 +43,19 @@ from zope.interface import implementer
 
 from pymta.control import ControlLines, Controls, entry_error
 from pymta.hostnames import domain_problem
-from pymta.remote.smtproutes import lookup_suffixes
+from pymta.remote.smtproutes import Route, lookup_suffixes
+from pymta.remote.trustanchors import check_ca_file, verified_creator
 
-__all__ = ["OFF", "OPPORTUNISTIC", "VERIFY", "TLSPolicy", "TLSPolicyTable", "OpportunisticTLS", "tls_destinations"]
+__all__ = [
+    "OFF",
+    "OPPORTUNISTIC",
+    "VERIFY",
+    "TLSPolicy",
+    "TLSPolicyTable",
+    "OpportunisticTLS",
+    "tls_destinations",
+    "route_policy",
+]
 
 OFF = "off"
 OPPORTUNISTIC = "opportunistic"
@@ -136,14 +152,7 @@ class TLSPolicyTable:
             return None
         if policy.mode == OPPORTUNISTIC:
             return OpportunisticTLS(hostname)
-        if policy.ca_file:
-            with open(policy.ca_file, "rb") as f:
-                trust = ssl.trustRootFromCertificates(
-                    [ssl.Certificate.loadPEM(block) for block in _pem_blocks(f.read())]
-                )
-        else:
-            trust = ssl.platformTrust()
-        return ssl.optionsForClientTLS(hostname.strip("[]"), trustRoot=trust)
+        return verified_creator(hostname, policy.ca_file)
 
 
 def _key(text: str) -> str:
@@ -156,23 +165,6 @@ def _key(text: str) -> str:
     return text.lower()
 
 
-def _check_ca_file(path: str) -> None:
-    if not path.startswith("/"):
-        raise ValueError(f"the CA file must be an absolute path, not {path!r}")
-    try:
-        with open(path, "rb") as f:
-            blocks = _pem_blocks(f.read())
-    except OSError as e:
-        raise ValueError(f"unable to read the CA file {path}: {e.strerror or e}") from None
-    try:
-        for block in blocks:
-            ssl.Certificate.loadPEM(block)
-    except Exception as e:  # OpenSSL's errors are not ValueErrors
-        raise ValueError(f"unusable certificate in the CA file {path}: {e}") from None
-    if not blocks:
-        raise ValueError(f"no PEM certificate in the CA file {path}")
-
-
 def _destination(line: str) -> tuple[str, bool, str | None]:
     """(key, TLS off?, CA file) of one tlsdestinations line; ValueError says what is wrong."""
     if line.startswith("-"):
@@ -183,20 +175,22 @@ def _destination(line: str) -> tuple[str, bool, str | None]:
         raise ValueError(f"expected domain: (TLS verified), domain:CAFILE or -domain (no TLS), found {line!r}")
     key, _, ca = line.partition(":")
     if ca:
-        _check_ca_file(ca)
+        check_ca_file(ca)
     return _key(key), False, ca or None
+
+
+def route_policy(policy: TLSPolicy, route: Route | None) -> TLSPolicy:
+    """The TLS policy for a domain's C{policy} sent over C{route} (see the module docstring)."""
+    if route is None:
+        return policy
+    if route.verified:
+        return TLSPolicy(VERIFY, route.ca_file)
+    if route.smtps and policy.mode == OFF:
+        return TLSPolicy(OPPORTUNISTIC)
+    return policy
 
 
 def tls_destinations(controls: Controls) -> TLSPolicyTable:
     """The policy table of C{controls}' control/tlsdestinations; L{ControlError} on a bad line."""
     return TLSPolicyTable(controls.extra_lines("tlsdestinations"))
 
-
-def _pem_blocks(data: bytes) -> list[bytes]:
-    end = b"-----END CERTIFICATE-----"
-    blocks = []
-    for part in data.split(end)[:-1]:
-        start = part.find(b"-----BEGIN CERTIFICATE-----")
-        if start != -1:
-            blocks.append(part[start:] + end + b"\n")
-    return blocks

@@ -85,7 +85,13 @@ class PlannerTests(unittest.SynchronousTestCase):
     def test_relay_skips_self_check(self) -> None:
         planner = self.planner(FakeResolver())
         targets = self.successResultOf(planner.plan("x.test", {"": "127.0.0.1:2525"}))
-        self.assertEqual(targets, [Target("127.0.0.1", 2525, "127.0.0.1", 0)])
+        self.assertEqual(targets, [Target("127.0.0.1", 2525, "127.0.0.1", 0, Route("127.0.0.1", 2525))])
+
+    def test_relay_targets_carry_their_route_options(self) -> None:
+        planner = self.planner(FakeResolver())
+        targets = self.successResultOf(planner.plan("x.test", {"": "[192.0.2.9] smtps auth=alice"}))
+        self.assertEqual(targets, [Target("192.0.2.9", 465, "[192.0.2.9]", 0,
+                                          Route("[192.0.2.9]", 465, smtps=True, login="alice"))])
 
     def test_relay_not_found_defers(self) -> None:
         failure = self.failureResultOf(self.planner(FakeResolver()).plan("x.test", {"": "nohost.test"}), RouteFailure)

@@ -41,7 +41,8 @@ class ParseRouteTests(unittest.SynchronousTestCase):
             "relay.example:25:extra": "extra field",
             "2001:db8::1": "IPv6 relays need brackets",
             "256.1.1.1": "not an IPv4 address",
-            "relay example": "blank inside",
+            "relay example": "field 2 after the relay is no option",
+            "relay\texample": "blank inside",
             " relay.example": "blank around",
             "relay_example.com/24": "'/'",
             "*.example": "'*'",
@@ -50,6 +51,37 @@ class ParseRouteTests(unittest.SynchronousTestCase):
             with self.assertRaises(RouteError, msg=value) as cm:
                 parse_route(value)
             self.assertIn(reason, str(cm.exception), value)
+
+    def test_options(self) -> None:
+        self.assertEqual(parse_route("smtp.example.net:587 auth=alice@example.org"),
+                         Route("smtp.example.net", 587, login="alice@example.org"))
+        self.assertEqual(parse_route("smtp.example.net smtps"), Route("smtp.example.net", 465, smtps=True))
+        self.assertEqual(parse_route("smtp.example.net:2465 smtps"), Route("smtp.example.net", 2465, smtps=True))
+        self.assertEqual(parse_route("[192.0.2.1] ca=/etc/ca.pem smtps auth=a"),
+                         Route("[192.0.2.1]", 465, True, "a", "/etc/ca.pem"))
+        self.assertTrue(Route("r", login="a").verified)
+        self.assertTrue(Route("r", ca_file="/ca.pem").verified)
+        self.assertFalse(Route("r", smtps=True).verified)
+
+    def test_refused_options_never_repeat_their_text(self) -> None:
+        cases = {
+            "relay.example:587 alice S3cretPw": "field 2 after the relay is no option: expected smtps, auth=LOGIN "
+                                                "or ca=/path/to/ca.pem (a password belongs in control/smarthostauth)",
+            "relay.example auth=alice S3cretPw": "field 3 after the relay is no option",
+            "relay.example password=S3cretPw": "field 2 after the relay is no option",
+            "relay.example smtps=S3cretPw": "field 2 after the relay is no option",
+            "relay.example auth=": "auth= needs a login name",
+            "relay.example auth=a smtps auth=b": "option auth given twice",
+            "relay.example ca=etc/S3cretPw": "ca= needs the absolute path",
+            "relay.example  smtps": "field 2 after the relay is no option",
+            ":2525 smtps": "options need a relay",
+            " smtps": "blank around",
+        }
+        for value, reason in cases.items():
+            with self.assertRaises(RouteError, msg=value) as cm:
+                parse_route(value)
+            self.assertIn(reason, str(cm.exception), value)
+            self.assertNotIn("S3cretPw", str(cm.exception), value)
 
     def test_keys(self) -> None:
         for key in ("", "example.com", ".example.com", "[192.0.2.1]"):
