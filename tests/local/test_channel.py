@@ -248,11 +248,11 @@ class LifecycleTests(ChannelTestCase):
         hello = yield channel.when_ready()
         d = channel.deliver(DeliveryJob(1, self.message, "", ("joe-slow@example.org",)))
         yield task.deferLater(reactor, 0.3, lambda: None)
-        os.kill(hello["pid"], signal.SIGKILL)
+        os.kill(hello.pid, signal.SIGKILL)
         [result] = yield d
         self.assertEqual((result.status, result.text), ("Z", SPAWNER_DIED))
         hello2 = yield channel.when_ready()
-        self.assertNotEqual(hello2["pid"], hello["pid"])
+        self.assertNotEqual(hello2.pid, hello.pid)
         result = yield self.deliver("joe@example.org", channel=channel)
         self.assertEqual(result.status, "K")
 
@@ -297,7 +297,7 @@ class NotRootTests(ChannelTestCase):
     def test_other_uid_deferred_own_uid_delivered(self) -> None:
         self.unprivileged.start()
         hello = yield self.unprivileged.when_ready()
-        self.assertEqual(hello["uid"], OTHER)
+        self.assertEqual(hello.uid, OTHER)
         result = yield self.deliver("joe@example.org", channel=self.unprivileged)
         self.assertEqual((result.status, result.text), ("Z", f"Not running as root, cannot deliver as uid {UID}. (#4.3.0)"))
         self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])
