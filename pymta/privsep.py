@@ -22,10 +22,10 @@ twistd pymta-smtpd, twistd pymta-send, twistd pymta-pop3d, twistd pymta (all in 
     and pid file to the mail account, and start the spawners that keep
     root: pymta-send (and C{twistd pymta}) the local delivery spawner,
     pymta-pop3d (and C{twistd pymta}) the POP3 mailbox spawner.  Then, in
-    C{startService} and before any child service starts, L{become} the
-    mail account (C{dropped root: running as uid U gid G}); with twistd's
-    own C{--uid}, twistd drops instead.  Nothing that reads the network
-    runs before the drop.
+    C{startService} and before any child service starts (and before the
+    reactor runs, so before any connection is read), L{become} the mail
+    account (C{dropped root: running as uid U gid G}); with twistd's own
+    C{--uid}, twistd drops instead.
 
 pid file remover (L{pymta.pidfile})
     Forked as root just before the drop, only when the mail account may
@@ -74,8 +74,10 @@ pymta CLI (C{pymta init}, C{inject}, C{queue}, C{sendmail}, C{ctl}, C{passwd}, .
     socket (the caller's uid comes from the kernel), or, with no queue
     manager listening, directly into the queue when the caller is root or
     the queue's owner (files made by root are given to the queue's owner).
-    As root, C{pymta init} gives the root to C{--mail-uid}, and C{pymta
-    passwd} and C{pymta cert} give new files to the mail account.
+    As root, C{pymta init} gives the root to C{--mail-uid}, C{pymta
+    passwd} makes a new C{users/passwd} root's with the mail account's
+    group, and C{pymta cert} gives the new certificate to the daemons'
+    account.
 
 The spawners
 ============

@@ -19,7 +19,9 @@ become C{Z} and it is started again after C{restart_delay} seconds (then with
 the parent's current, possibly dropped, privileges: deliveries for other uids
 are deferred with a clear text until pymta-send is restarted as root).
 
-Each report becomes a L{DeliveryResult}; a successful delivery whose
+Requests and reports are the typed records of L{pymta.local.spawnrecords}
+(a malformed report defers its delivery; garbage on the pipe kills the
+spawner).  Each report becomes a L{DeliveryResult}; a successful delivery whose
 .qmail file forwards is queued here through the L{MessageSink} (message =
 Delivered-To line + the queued message, sender = NEWSENDER, origin
 C{by uid N}) before the result is given: C{did F+W+P} plus C{qp N}, or
