@@ -43,8 +43,9 @@ local delivery spawner (C{python -m pymta.local.spawner ROOT})
     and deliveries for other uids are deferred.
 
 delivery child (L{pymta.local.deliverychild})
-    Forked by the local spawner, one per uid and gid at a time; L{become}s
-    the recipient's uid and gid before any delivery code runs (C{.qmail}
+    Forked by the local spawner for one uid and gid (several may run for
+    one uid, one delivery each at a time); L{become}s the recipient's uid
+    and gid before any delivery code runs (C{.qmail}
     files, Maildir, mbox and the programs of C{|} lines all run as the
     user) and never changes uid again.  Under a spawner that is not root it
     stays the spawner's uid and serves only that uid.
