@@ -36,6 +36,7 @@ import stat
 
 from pymta.fsaccess import Account, may_write_in
 from pymta.ownfile import UnsafeFile, open_no_follow, require_sole_regular
+from pymta.privsep import fork_child
 
 __all__ = ["hand_over_pid_file", "start_pid_file_remover", "write_pid_file", "UnsafeFile"]
 
@@ -100,12 +101,8 @@ def start_pid_file_remover(path: str, pid: int) -> int:
     # blocked across the fork, so none of them can end the helper before it ignores them
     previous = signal.pthread_sigmask(signal.SIG_BLOCK, _IGNORED)
     try:
-        child = os.fork()
-        if child == 0:  # pragma: no cover - the helper's own process; tests watch what it does
-            try:
-                _remover(path, pid, read_end)
-            finally:
-                os._exit(0)
+        # never reaped by the daemon: the helper outlives it (see the module docstring)
+        child = fork_child(lambda: _remover(path, pid, read_end), status_on_error=0)
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, previous)
     os.close(read_end)

@@ -15,8 +15,10 @@ C{initgroups}); a mail uid from C{pymta init --mail-uid} need not have one.
 L{RootDroppingService} therefore does the drop itself: its children's
 C{privilegedStartService} runs as root (ports below 1024 are bound, the
 local delivery spawner and the POP3 mailbox spawner are started and keep
-root), then, in C{startService} and before any child starts,
-C{setgroups}, C{setgid}, C{setuid} switch the process to the mail account.
+root), then, in C{startService} and before any child starts, the process
+becomes the mail account (L{pymta.privsep.become}: C{setgroups},
+C{setgid}, C{setuid}, checked).  The privilege map of every pymta process
+is in L{pymta.privsep}.
 When twistd already dropped privileges (C{--uid}) or the process never had
 root, nothing happens.
 
@@ -38,6 +40,7 @@ from twisted.python.components import Componentized
 
 from pymta.fdlimit import raise_open_files_limit
 from pymta.fsaccess import Account
+from pymta.privsep import PrivilegeDropError, become, is_root
 
 __all__ = [
     "RootDroppingService",
@@ -103,15 +106,18 @@ def refuse_root_without_account(root: str, program: str) -> None:
 def drop_root(root: str) -> tuple[int, int] | None:
     """
     If the process is root, become the mail account of C{root} (uid and
-    group).  Returns the new C{(uid, gid)}, or None when there was nothing
-    to drop.
+    group, checked: L{pymta.privsep.become}).  Returns the new C{(uid,
+    gid)}, or None when there was nothing to drop; L{PrivilegeError} when
+    there is no account or the drop failed.
     """
-    if os.getuid() != 0 and os.geteuid() != 0:
+    if not is_root():
         return None
     uid, gid = mail_account(root)
-    os.setgroups([gid])
-    os.setgid(gid)
-    os.setuid(uid)
+    try:
+        # a queue made by hand may belong to group 0; the uid is never 0 (mail_account)
+        become(uid, gid, allow_root_group=True)
+    except PrivilegeDropError as e:
+        raise PrivilegeError(f"cannot become the mail account: {e}") from None
     return uid, gid
 
 

@@ -117,8 +117,6 @@ def cycles(graph: dict[str, set[str]]) -> list[list[str]]:
 
 
 class ModuleSizeTests(SynchronousTestCase):
-    skip = "enabled by the lead after the issue-14 merges"
-
     def test_no_module_over_the_limit(self) -> None:
         too_long = {}
         for module, path in module_files().items():

@@ -19,7 +19,9 @@ become C{Z} and it is started again after C{restart_delay} seconds (then with
 the parent's current, possibly dropped, privileges: deliveries for other uids
 are deferred with a clear text until pymta-send is restarted as root).
 
-Each report becomes a L{DeliveryResult}; a successful delivery whose
+Requests and reports are the typed records of L{pymta.local.spawnrecords}
+(a malformed report defers its delivery; garbage on the pipe kills the
+spawner).  Each report becomes a L{DeliveryResult}; a successful delivery whose
 .qmail file forwards is queued here through the L{MessageSink} (message =
 Delivered-To line + the queued message, sender = NEWSENDER, origin
 C{by uid N}) before the result is given: C{did F+W+P} plus C{qp N}, or
@@ -44,7 +46,8 @@ from pymta.address import split_address
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, DeliveryResult, MessageSink, QueueRefused
 from pymta.local.envelope import dtline
-from pymta.local.wire import RecordReader, WireError, encode_record
+from pymta.local.spawnrecords import DeliveryReport, DeliveryRequest, RecordError, SpawnerHello, parse_spawner_record
+from pymta.local.wire import RecordReader, WireError
 
 __all__ = ["LocalChannel", "SpawnerProtocol"]
 
@@ -62,7 +65,7 @@ class SpawnerProtocol(ProcessProtocol):
     def __init__(self, channel: "LocalChannel") -> None:
         self.channel = channel
         self.reader = RecordReader()
-        self.hello: dict[str, Any] | None = None
+        self.hello: SpawnerHello | None = None
         self.ended: Deferred[None] = Deferred()
         self._stderr = b""
 
@@ -82,11 +85,16 @@ class SpawnerProtocol(ProcessProtocol):
             self.transport.signalProcess("KILL")
             return
         for record in records:
-            if "hello" in record:
-                self.hello = record
-                self.channel._spawner_ready(record)
+            try:
+                parsed = parse_spawner_record(record)
+            except RecordError as e:
+                self.channel._bad_report(record, e)
+                continue
+            if isinstance(parsed, SpawnerHello):
+                self.hello = parsed
+                self.channel._spawner_ready(parsed)
             else:
-                self.channel._report(record)
+                self.channel._report(parsed)
 
     def processEnded(self, reason: Failure) -> None:
         if self._stderr:
@@ -125,7 +133,7 @@ class LocalChannel:
         self.stop_timeout = stop_timeout
         self.protocol: SpawnerProtocol | None = None
         self.spawner_uid: int | None = None
-        self._ready: list[Deferred[dict[str, Any]]] = []
+        self._ready: list[Deferred[SpawnerHello]] = []
         self._pending: dict[int, tuple[Deferred[DeliveryResult], DeliveryJob, str]] = {}
         self._next_slot = 1
         self._stopping = False
@@ -156,18 +164,18 @@ class LocalChannel:
             childFDs={0: "w", 1: "r", 2: "r"},
         )
 
-    def when_ready(self) -> "Deferred[dict[str, Any]]":
-        """Fires with the spawner's hello record (pid, uid) once it is running."""
+    def when_ready(self) -> "Deferred[SpawnerHello]":
+        """Fires with the spawner's hello (pid, uid) once it is running."""
         if self.protocol is not None and self.protocol.hello is not None:
             return defer.succeed(self.protocol.hello)
-        d: Deferred[dict[str, Any]] = Deferred()
+        d: Deferred[SpawnerHello] = Deferred()
         self._ready.append(d)
         return d
 
-    def _spawner_ready(self, hello: dict[str, Any]) -> None:
-        self.spawner_uid = hello.get("uid")
+    def _spawner_ready(self, hello: SpawnerHello) -> None:
+        self.spawner_uid = hello.uid
         self._failed_starts = 0
-        self.log.info("local spawner running as pid {pid}, uid {uid}", pid=hello.get("pid"), uid=hello.get("uid"))
+        self.log.info("local spawner running as pid {pid}, uid {uid}", pid=hello.pid, uid=hello.uid)
         ready, self._ready = self._ready, []
         for d in ready:
             d.callback(hello)
@@ -238,49 +246,48 @@ class LocalChannel:
         self._next_slot += 1
         d: Deferred[DeliveryResult] = Deferred()
         self._pending[slot] = (d, job, recipient)
-        request = {
-            "slot": slot,
-            "message": os.path.abspath(job.message_path),
-            "sender": job.sender,
-            "recipient": recipient,
-            "defaultdelivery": self.reader.current.defaultdelivery,
-        }
-        protocol.transport.writeToChild(0, encode_record(request))
+        request = DeliveryRequest(
+            slot, os.path.abspath(job.message_path), job.sender, recipient, self.reader.current.defaultdelivery
+        )
+        try:
+            data = request.encode()
+        except RecordError as e:
+            del self._pending[slot]
+            return defer.succeed(DeliveryResult("Z", f"Local delivery request refused: {e}. (#4.3.0)"))
+        protocol.transport.writeToChild(0, data)
         return d
 
-    def _report(self, record: dict[str, Any]) -> None:
+    def _bad_report(self, record: dict[str, Any], error: RecordError) -> None:
+        """A record from the spawner that is no hello and no report: its delivery (if known) is deferred."""
         slot = record.get("slot")
         entry = self._pending.pop(slot, None) if isinstance(slot, int) else None
         if entry is None:
-            self.log.error("local spawner reported an unknown slot: {record!r}", record=record)
+            self.log.error("local spawner sent a bad record ({error}): {record!r}", error=str(error), record=record)
+            return
+        entry[0].callback(DeliveryResult("Z", f"Local delivery spawner sent a bad report: {error}. (#4.3.0)"))
+
+    def _report(self, report: DeliveryReport) -> None:
+        entry = self._pending.pop(report.slot, None)
+        if entry is None:
+            self.log.error("local spawner reported an unknown slot: {report!r}", report=report)
             return
         d, job, recipient = entry
-        status = record.get("status")
-        raw_output = record.get("output")
-        output = raw_output if isinstance(raw_output, str) else ""
-        if status not in ("K", "Z", "D"):
-            d.callback(DeliveryResult("Z", f"Local delivery spawner sent status {status!r}. (#4.3.0)"))
-            return
-        if status != "K":
-            if output.startswith("Not running as root"):
+        if report.status != "K":
+            if report.needs_root:
                 self.log.warn(
                     "local delivery to {rcpt} needs another uid but pymta-send is not root: deferred",
                     rcpt=recipient,
                 )
-            d.callback(DeliveryResult(status, output))
+            d.callback(DeliveryResult(report.status, report.output))
             return
-        did = record.get("did") or [0, 0, 0]
-        forwards = record.get("forwards") or []
-        done = f"did {did[0]}+{did[1]}+{did[2]}\n"
-        if not forwards:
-            d.callback(DeliveryResult("K", output + done))
+        if not report.forwards:
+            d.callback(DeliveryResult("K", report.text()))
             return
-        uid = record.get("uid")
-        newsender = record.get("newsender", job.sender)
-        forwarded = self._forward(job, recipient, newsender, forwards, uid)
+        output = report.output
+        forwarded = self._forward(job, recipient, report.newsender, list(report.forwards), report.uid)
 
         def queued(qp: int) -> DeliveryResult:
-            return DeliveryResult("K", f"{output}{done}qp {qp}\n")
+            return DeliveryResult("K", f"{report.text()}qp {qp}\n")
 
         def refused(failure: Failure) -> DeliveryResult:
             if failure.check(QueueRefused):
@@ -291,12 +298,12 @@ class LocalChannel:
 
         forwarded.addCallbacks(queued, refused).chainDeferred(d)
 
-    def _forward(self, job: DeliveryJob, recipient: str, newsender: str, forwards: list[str], uid: Any) -> "Deferred[int]":
+    def _forward(self, job: DeliveryJob, recipient: str, newsender: str, forwards: list[str], uid: int | None) -> "Deferred[int]":
         """Queue Delivered-To + the message to C{forwards}; fires with the qp number."""
         local, domain = split_address(recipient)
-        origin = f"by uid {uid}" if isinstance(uid, int) else "by alias"
+        origin = f"by uid {uid}" if uid is not None else "by alias"
         try:
-            writer = self.sink.open_message(newsender, forwards, origin=origin, uid=uid if isinstance(uid, int) else None)
+            writer = self.sink.open_message(newsender, forwards, origin=origin, uid=uid)
         except QueueRefused:
             return defer.fail()
         except Exception as e:

@@ -28,6 +28,7 @@ from pymta.local.getpw import LocalUser
 from pymta.local.maildir import deliver_maildir
 from pymta.local.mbox import LOCK_TIMEOUT, deliver_mbox
 from pymta.local.program import ProgramContext, program_environment, run_program
+from pymta.local.spawnrecords import DeliveryCounts
 
 __all__ = ["LocalDelivery", "LocalOutcome", "deliver_local", "LOOP_TEXT", "NO_MAILBOX_TEXT"]
 
@@ -57,16 +58,13 @@ class LocalOutcome:
 
     status: str
     output: str
-    did: tuple[int, int, int] | None = None
+    did: DeliveryCounts | None = None
     forwards: list[str] = field(default_factory=list)
     newsender: str = ""
 
     def report_text(self) -> str:
         """The report text when there is nothing to forward (or forwarding is done elsewhere)."""
-        if self.did is None:
-            return self.output
-        f, w, p = self.did
-        return f"{self.output}did {f}+{w}+{p}\n"
+        return self.output + (self.did.text() if self.did is not None else "")
 
 
 def _check_forward(address: str, lineno: int) -> str:
@@ -180,4 +178,4 @@ def _deliver(request: LocalDelivery, fd: int, output: list[str], lock_timeout: f
                 deliver_mbox(path, instruction.value, uf + rp + dt, read_lines(fd), lock_timeout=lock_timeout)
             delivered.add((kind, path))
             files += 1
-    return LocalOutcome("K", "".join(output), (files, len(forwards), programs), forwards, newsender)
+    return LocalOutcome("K", "".join(output), DeliveryCounts(files, len(forwards), programs), forwards, newsender)

@@ -1,21 +1,9 @@
 # -*- test-case-name: tests.local.test_wire -*-
 """
 Framing on the pipe between L{pymta.local.channel} and the spawner: each
-record is a netstring (C{LEN:DATA,}) whose data is one JSON object.
-
-Parent to spawner, a request::
-
-    {"slot": 7, "message": "/var/pymta/queue/mess/3/1234", "sender": "a@b",
-     "recipient": "joe-x@example.org", "defaultdelivery": "./Maildir/\\n"}
-
-Spawner to parent: first C{{"hello": 1, "pid": P, "uid": U}}, then one
-report per request::
-
-    {"slot": 7, "status": "K", "output": "...", "did": [1, 0, 0],
-     "forwards": [], "newsender": "a@b", "uid": 4242}
-
-C{did} is null unless the status is C{K}; C{forwards} are still to be
-queued by the parent (docs/internals.md, 'Forwarding and NEWSENDER').
+record is a netstring (C{LEN:DATA,}) whose data is one JSON object, at
+most L{MAX_RECORD} bytes.  What the objects hold, and their checks, is
+L{pymta.local.spawnrecords}.
 """
 
 from __future__ import annotations

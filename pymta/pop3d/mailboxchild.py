@@ -3,8 +3,8 @@
 The per-session mailbox server of a system user:
 C{python -m pymta.pop3d.mailboxchild UID GID MAILDIR}.
 
-Started as root by pop3d (or as the user itself), it drops to the user
-(C{setgroups([gid])}, C{setgid}, C{setuid}, in that order; uid 0 refused),
+Started as root by pop3d (or as the user itself), it becomes the user
+(L{pymta.privsep.become}: uid 0 and gid 0 refused, checked afterwards),
 and only then touches the Maildir.  The network-facing process never reads
 the user's files; it talks to this child over stdin/stdout, one request at
 a time (no reactor here, no Twisted import):
@@ -30,25 +30,12 @@ from typing import BinaryIO, Iterable
 
 from pymta.pop3d.encoding import CHUNK_SIZE, MessageEncoder
 from pymta.pop3d.maildir import MaildirStore, MessageUnavailable, NoMaildir
+from pymta.privsep import PrivilegeDropError, become
 
-__all__ = ["main", "drop_privileges", "serve"]
+__all__ = ["main", "serve"]
 
 EXIT_USAGE = 2
 EXIT_PRIVILEGES = 3
-
-
-def drop_privileges(uid: int, gid: int) -> None:
-    """Become C{uid}/C{gid} for good; refuses uid 0 (L{PermissionError})."""
-    if uid == 0:
-        raise PermissionError("refusing to serve a mailbox as root")
-    if os.geteuid() == 0:
-        os.setgroups([gid])
-        os.setgid(gid)
-        os.setuid(uid)
-    if os.getuid() != uid or os.geteuid() != uid:
-        raise PermissionError(f"cannot become uid {uid}")
-    if os.getgid() != gid or os.getegid() != gid:
-        raise PermissionError(f"cannot become gid {gid}")
 
 
 def _send_message(store: MaildirStore, index: int, top: int | None, out: BinaryIO) -> None:
@@ -104,8 +91,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write("usage: python -m pymta.pop3d.mailboxchild UID GID MAILDIR\n")
         return EXIT_USAGE
     try:
-        drop_privileges(int(argv[0]), int(argv[1]))
-    except (PermissionError, OSError) as e:
+        become(int(argv[0]), int(argv[1]))
+    except PrivilegeDropError as e:
         sys.stderr.write(f"mailboxchild: {e}\n")
         return EXIT_PRIVILEGES
     os.umask(0o077)

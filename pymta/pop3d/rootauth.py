@@ -32,11 +32,12 @@ import signal
 import stat
 import time
 from dataclasses import dataclass
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from pymta.passwdfile import read_passwd, verify_password
 from pymta.pop3d.checkpassword import MAX_REPORT, REPORTER_ARGV
 from pymta.pop3d.spawnrequest import LoginRequest
+from pymta.privsep import fork_child, kill_and_reap, wait_child
 
 __all__ = [
     "SystemAccount",
@@ -106,14 +107,18 @@ class CheckpasswordSource:
     """
     The checkpassword program, run as pop3d runs it (L{pymta.pop3d.checkpassword}):
     C{user\\0secret\\0timestamp\\0} on fd 3, the fixed reporter as the rest of
-    its arguments, C{uid\\0gid\\0home\\0} back on stdout.
+    its arguments, C{uid\\0gid\\0home\\0} back on stdout; the program is
+    killed when it has not ended within C{timeout} seconds.
     """
 
-    def __init__(self, program: Sequence[str], timeout: float = 30.0) -> None:
+    def __init__(
+        self, program: Sequence[str], timeout: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         if not program or not os.path.isabs(program[0]):
             raise ValueError("checkpassword program must be an absolute path")
         self.program = list(program)
         self.timeout = timeout
+        self.clock = clock
 
     def authenticate(self, login: LoginRequest) -> SystemAccount:
         payload = login.user + b"\0" + login.secret + b"\0" + login.timestamp + b"\0"
@@ -133,20 +138,20 @@ class CheckpasswordSource:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # the spawner ignores it; we wait for ours
         auth_r, auth_w = os.pipe()
         out_r, out_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:
-            try:
-                high_auth, high_out = _above(auth_r), _above(out_w)
-                null = os.open(os.devnull, os.O_RDONLY)
-                os.dup2(null, 0)
-                os.dup2(high_out, 1)
-                os.dup2(high_auth, 3)
-                os.closerange(4, 1 << 16)
-                os.execve(self.program[0], self.program + REPORTER_ARGV, {"PATH": "/usr/bin:/bin"})
-            finally:
-                os._exit(111)
+
+        def run_program() -> int:
+            high_auth, high_out = _above(auth_r), _above(out_w)
+            null = os.open(os.devnull, os.O_RDONLY)
+            os.dup2(null, 0)
+            os.dup2(high_out, 1)
+            os.dup2(high_auth, 3)
+            os.closerange(4, 1 << 16)
+            os.execve(self.program[0], self.program + REPORTER_ARGV, {"PATH": "/usr/bin:/bin"})
+
+        pid = fork_child(run_program, status_on_error=111)
         os.close(auth_r)
         os.close(out_w)
+        deadline = self.clock() + self.timeout
         try:
             try:
                 os.write(auth_w, payload)
@@ -154,12 +159,10 @@ class CheckpasswordSource:
                 pass
             os.close(auth_w)
             report = b""
-            deadline = time.monotonic() + self.timeout
             while True:
-                left = deadline - time.monotonic()
+                left = deadline - self.clock()
                 if left <= 0 or not select.select([out_r], [], [], left)[0]:
-                    os.kill(pid, signal.SIGKILL)
-                    os.waitpid(pid, 0)
+                    kill_and_reap(pid)
                     return None, b""
                 data = os.read(out_r, 4096)
                 if not data:
@@ -168,7 +171,10 @@ class CheckpasswordSource:
                     report += data
         finally:
             os.close(out_r)
-        _, status = os.waitpid(pid, 0)
+        status = wait_child(pid, max(0.0, deadline - self.clock()), self.clock)
+        if status is None:  # closed its output but goes on running past the deadline
+            kill_and_reap(pid)
+            return None, b""
         return (os.WEXITSTATUS(status) if os.WIFEXITED(status) else None), report
 
 

@@ -18,7 +18,7 @@ never a uid or a path (L{pymta.pop3d.spawnrequest}; its docstring has the
 wire format).  The child, still root, checks that login itself against its
 own users/passwd or checkpassword program and takes uid, gid and home from
 that answer (L{pymta.pop3d.rootauth}: uid 0, gid 0 and a home not owned by
-the uid refused), drops to the user (setgroups, setgid, setuid), and only
+the uid refused), becomes the user (L{pymta.privsep.become}), and only
 then resolves C{home/Maildir} (refused if a symlink leads out of the home).
 A refused child answers pop3d's first request with C{DENIED <text>} and
 exits.  Checking in the child keeps a slow password hash from holding up
@@ -31,6 +31,10 @@ Reply::    C{OK <id>\\n} with one descriptor attached, or C{ERR <id> <text>\\n}
 A malformed or overlong request gets C{ERR}, and so does a request while
 L{MAX_CHILDREN} children live (finished ones are reaped before each fork and
 every few seconds); EOF on fd 3 (pop3d gone) ends the spawner.
+
+The loop (L{Spawner.run}) has the shape of the local delivery spawner's
+(L{pymta.local.spawner}), and forks, reaps and drops privileges the same
+way (L{pymta.privsep}, whose docstring says where the two differ).
 """
 
 from __future__ import annotations
@@ -38,12 +42,12 @@ from __future__ import annotations
 import array
 import os
 import re
-import select
+import selectors
 import signal
 import socket
 import sys
 
-from pymta.pop3d.mailboxchild import drop_privileges, serve
+from pymta.pop3d.mailboxchild import serve
 from pymta.pop3d.maildir import MaildirStore
 from pymta.pop3d.rootauth import (
     AccountSource,
@@ -55,8 +59,9 @@ from pymta.pop3d.rootauth import (
     confined_maildir,
 )
 from pymta.pop3d.spawnrequest import MAX_REQUEST, LoginRequest, parse_request
+from pymta.privsep import become, fork_child, reap_ended
 
-__all__ = ["main", "handle_request", "source_from_argv", "SPAWNER_FD"]
+__all__ = ["Spawner", "main", "handle_request", "source_from_argv", "SPAWNER_FD"]
 
 SPAWNER_FD = 3
 MAX_CHILDREN = 512  # live mailbox children (sessions and logins being checked)
@@ -69,14 +74,13 @@ def _open_as_user(source: AccountSource, login: LoginRequest) -> MaildirStore:
     account = source.authenticate(login)
     home = check_home(account)
     assert account.uid is not None and account.gid is not None
-    drop_privileges(account.uid, account.gid)
+    become(account.uid, account.gid)
     os.umask(0o077)
     return MaildirStore(confined_maildir(home))
 
 
-def _run_child(sock: socket.socket, source: AccountSource, login: LoginRequest) -> None:
-    """In the forked child: check, become the user, serve the mailbox on C{sock}. Never returns."""
-    code = 0
+def _child_main(sock: socket.socket, source: AccountSource, login: LoginRequest) -> int:
+    """The forked mailbox child: check, become the user, serve the mailbox on C{sock}; the exit status."""
     try:
         os.dup2(sock.fileno(), 0)
         os.dup2(sock.fileno(), 1)
@@ -89,17 +93,17 @@ def _run_child(sock: socket.socket, source: AccountSource, login: LoginRequest) 
                 out.write(b"DENIED %s\n" % str(e).encode("utf-8", "replace").replace(b"\n", b" "))
                 out.flush()
                 sys.stderr.write(f"mailbox child: {login.user!r}: {e}\n")
-                os._exit(1)
+                return 1
             serve(store, _LineReader(raw_in), out)
     except BrokenPipeError:
         pass
-    except BaseException as e:  # the child must never return into the spawner's loop
+    except BaseException as e:  # said here, in the words pop3d's log has always had
         try:
             sys.stderr.write(f"mailbox child: {e}\n")
         except Exception:
             pass
-        code = 1
-    os._exit(code)
+        return 1
+    return 0
 
 
 class _LineReader:
@@ -114,25 +118,12 @@ class _LineReader:
 
     def __next__(self) -> bytes:
         while b"\n" not in self._buffer:
-            data = self._raw.read(65536)  # type: ignore[attr-defined]
+            data = self._raw.read(65536)  # type: ignore[attr-defined]  # an unbuffered FileIO
             if not data:
                 raise StopIteration
             self._buffer += data
         line, _, self._buffer = self._buffer.partition(b"\n")
         return line + b"\n"
-
-
-def reap(children: set[int]) -> None:
-    """Forget the children that have ended (collecting their exit status)."""
-    while children:
-        try:
-            pid, _ = os.waitpid(-1, os.WNOHANG)
-        except ChildProcessError:
-            children.clear()
-            return
-        if pid == 0:
-            return
-        children.discard(pid)
 
 
 def handle_request(
@@ -151,22 +142,24 @@ def handle_request(
         control.sendall(b"ERR %s %s\n" % (ident, str(e).encode()))
         return
     if children is not None:
-        reap(children)
+        reap_ended(children)
         if len(children) >= MAX_CHILDREN:
             control.sendall(b"ERR %s too many mailbox sessions\n" % ident)
             return
     parent_end, child_end = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+
+    def child() -> int:
+        control.close()
+        parent_end.close()
+        return _child_main(child_end, source, login)
+
     try:
-        pid = os.fork()
+        pid = fork_child(child)
     except OSError as e:
         parent_end.close()
         child_end.close()
         control.sendall(b"ERR %s unable to fork: %s\n" % (ident, e.strerror.encode() if e.strerror else b"?"))
         return
-    if pid == 0:
-        control.close()
-        parent_end.close()
-        _run_child(child_end, source, login)
     if children is not None:
         children.add(pid)
     child_end.close()
@@ -177,6 +170,62 @@ def handle_request(
         )
     finally:
         parent_end.close()
+
+
+class Spawner:
+    """The spawner's state and loop: requests from C{control}, one forked child per login."""
+
+    def __init__(self, control: socket.socket, source: AccountSource) -> None:
+        self.control = control
+        self.source = source
+        self.children: set[int] = set()
+        self.selector = selectors.DefaultSelector()
+        self.buffer = b""
+        self.discarding = False  # inside an overlong line: drop it up to its newline
+        self.eof = False
+        self.status = 0
+
+    def run(self) -> int:
+        self.selector.register(self.control, selectors.EVENT_READ, None)
+        while not self.eof:
+            try:
+                events = self.selector.select(REAP_INTERVAL)
+            except InterruptedError:
+                continue
+            for _key, _ in events:
+                self._read_requests()
+            reap_ended(self.children)
+        return self.status
+
+    def _read_requests(self) -> None:
+        try:
+            data = self.control.recv(65536)
+        except InterruptedError:
+            return
+        except OSError:
+            self._end(1)
+            return
+        if not data:
+            self._end(0)
+            return
+        self.buffer += data
+        try:
+            while b"\n" in self.buffer:
+                line, _, self.buffer = self.buffer.partition(b"\n")
+                if self.discarding:
+                    self.discarding = False
+                    continue
+                handle_request(self.control, line, self.source, self.children)
+            if len(self.buffer) > MAX_REQUEST:
+                if not self.discarding:
+                    self.control.sendall(b"ERR - request too long\n")
+                self.discarding, self.buffer = True, b""
+        except OSError:
+            self._end(1)
+
+    def _end(self, status: int) -> None:
+        self.eof = True
+        self.status = status
 
 
 def source_from_argv(argv: list[str]) -> AccountSource:
@@ -196,36 +245,7 @@ def main(argv: list[str]) -> int:
         return 2
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    control = socket.socket(fileno=SPAWNER_FD)
-    children: set[int] = set()
-    buffer = b""
-    discarding = False  # inside an overlong line: drop it up to its newline
-    while True:
-        try:
-            if not select.select([control], [], [], REAP_INTERVAL)[0]:
-                reap(children)
-                continue
-            data = control.recv(65536)
-        except InterruptedError:
-            continue
-        except OSError:
-            return 1
-        if not data:
-            return 0
-        buffer += data
-        try:
-            while b"\n" in buffer:
-                line, _, buffer = buffer.partition(b"\n")
-                if discarding:
-                    discarding = False
-                    continue
-                handle_request(control, line, source, children)
-            if len(buffer) > MAX_REQUEST:
-                if not discarding:
-                    control.sendall(b"ERR - request too long\n")
-                discarding, buffer = True, b""
-        except OSError:
-            return 1
+    return Spawner(socket.socket(fileno=SPAWNER_FD), source).run()
 
 
 if __name__ == "__main__":

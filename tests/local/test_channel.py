@@ -13,7 +13,7 @@ import signal
 import sys
 from typing import Callable
 
-from twisted.internet import defer, reactor, task
+from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from pymta.control import ControlReader
@@ -256,13 +256,13 @@ class LifecycleTests(ChannelTestCase):
         hello = yield channel.when_ready()
         d = channel.deliver(DeliveryJob(1, self.message, "", ("joe-slow@example.org",)))
         yield eventually(lambda: os.path.exists(started), what="the delivery to start")
-        os.kill(hello["pid"], signal.SIGKILL)
-        yield eventually(lambda: process_ended(hello["pid"]), what="the spawner to die")
+        os.kill(hello.pid, signal.SIGKILL)
+        yield eventually(lambda: process_ended(hello.pid), what="the spawner to die")
         write_file(go, "")
         [result] = yield d
         self.assertEqual((result.status, result.text), ("Z", SPAWNER_DIED))
         hello2 = yield channel.when_ready()
-        self.assertNotEqual(hello2["pid"], hello["pid"])
+        self.assertNotEqual(hello2.pid, hello.pid)
         result = yield self.deliver("joe@example.org", channel=channel)
         self.assertEqual(result.status, "K")
 
@@ -307,7 +307,7 @@ class NotRootTests(ChannelTestCase):
     def test_other_uid_deferred_own_uid_delivered(self) -> None:
         self.unprivileged.start()
         hello = yield self.unprivileged.when_ready()
-        self.assertEqual(hello["uid"], OTHER)
+        self.assertEqual(hello.uid, OTHER)
         result = yield self.deliver("joe@example.org", channel=self.unprivileged)
         self.assertEqual((result.status, result.text), ("Z", f"Not running as root, cannot deliver as uid {UID}. (#4.3.0)"))
         self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])

@@ -3,17 +3,31 @@
 from __future__ import annotations
 
 import os
+from contextlib import contextmanager
+from typing import Iterator
 
 from twisted.internet import task
 from twisted.internet.error import ProcessTerminated
+from twisted.logger import globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob
 from pymta.local.channel import SPAWNER_DIED, LocalChannel
+from pymta.local.spawnrecords import DeliveryCounts, DeliveryReport, DeliveryRequest, SpawnerHello
 from pymta.local.wire import RecordReader, encode_record
 from tests.local.test_channel import RecordingSink
+
+
+@contextmanager
+def captured_log() -> Iterator[list[dict]]:
+    events: list[dict] = []
+    globalLogPublisher.addObserver(events.append)
+    try:
+        yield events
+    finally:
+        globalLogPublisher.removeObserver(events.append)
 
 
 class FakeTransport:
@@ -58,12 +72,15 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
         self.channel = LocalChannel(self.root, ControlReader(self.root), self.sink, self.reactor, restart_delay=5)
         self.channel.start()
         self.protocol = self.reactor.spawned[0][0]
-        self.protocol.childDataReceived(1, encode_record({"hello": 1, "pid": 77, "uid": 0}))
+        self.protocol.childDataReceived(1, SpawnerHello(77, 0).encode())
 
-    def requests(self) -> list[dict]:
-        return RecordReader().feed(self.protocol.transport.written)
+    def requests(self) -> list[DeliveryRequest]:
+        return [DeliveryRequest.parse(r) for r in RecordReader().feed(self.protocol.transport.written)]
 
-    def report(self, **record) -> None:
+    def report(self, report: DeliveryReport) -> None:
+        self.protocol.childDataReceived(1, report.encode())
+
+    def raw_report(self, **record) -> None:
         self.protocol.childDataReceived(1, encode_record(record))
 
     def test_spawn_arguments(self) -> None:
@@ -76,23 +93,36 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
     def test_request_and_reports(self) -> None:
         d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x",)))
         [request] = self.requests()
-        self.assertEqual(
-            request,
-            {"slot": 1, "message": self.message, "sender": "a@b", "recipient": "joe@x", "defaultdelivery": "./Mailbox\n"},
-        )
+        self.assertEqual(request, DeliveryRequest(1, self.message, "a@b", "joe@x", "./Mailbox\n"))
         self.assertNoResult(d)
-        self.report(slot=1, status="K", output="hi\n", did=[1, 0, 2], forwards=[], newsender="a@b", uid=5)
+        self.report(DeliveryReport(1, "K", "hi\n", DeliveryCounts(1, 0, 2), (), "a@b", 5))
         [result] = self.successResultOf(d)
         self.assertEqual((result.status, result.text), ("K", "hi\ndid 1+0+2\n"))
 
     def test_bad_status_and_unknown_slot(self) -> None:
         d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x",)))
-        self.report(slot=99, status="K", output="")
+        self.report(DeliveryReport.report(99, "K", ""))
         self.assertNoResult(d)
-        self.report(slot=1, status="Q", output="")
+        self.raw_report(slot=1, status="Q", output="")
         [result] = self.successResultOf(d)
         self.assertEqual(result.status, "Z")
         self.assertIn("'Q'", result.text)
+
+    def test_not_root_deferral_is_logged(self) -> None:
+        d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x",)))
+        text = "Not running as root, cannot deliver as uid 5. (#4.3.0)"
+        with captured_log() as events:
+            self.report(DeliveryReport.report(1, "Z", text, needs_root=True))
+        [result] = self.successResultOf(d)
+        self.assertEqual((result.status, result.text), ("Z", text))
+        self.assertTrue(any("pymta-send is not root" in str(e.get("log_format")) for e in events))
+
+    def test_malformed_report_defers_its_delivery(self) -> None:
+        d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x",)))
+        self.raw_report(slot=1, status="K", output="", did=[1, 0], forwards=[], newsender="", uid=5, needsroot=False)
+        [result] = self.successResultOf(d)
+        self.assertEqual(result.status, "Z")
+        self.assertIn("did is not three counts", result.text)
 
     def test_garbage_kills_spawner(self) -> None:
         self.protocol.childDataReceived(1, b"garbage")
@@ -100,7 +130,7 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
 
     def test_forward_with_verp_newsender(self) -> None:
         d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("list@x",)))
-        self.report(slot=1, status="K", output="", did=[0, 1, 0], forwards=["m@y"], newsender="list-owner-@x-@[]", uid=9)
+        self.report(DeliveryReport(1, "K", "", DeliveryCounts(0, 1, 0), ("m@y",), "list-owner-@x-@[]", 9))
         [result] = self.successResultOf(d)
         self.assertEqual(result.text, "did 0+1+0\nqp 4711\n")
         self.assertEqual(self.sink.queued[0]["sender"], "list-owner-@x-@[]")
@@ -109,7 +139,7 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
     def test_forward_message_vanished(self) -> None:
         d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("list@x",)))
         os.unlink(self.message)
-        self.report(slot=1, status="K", output="", did=[0, 1, 0], forwards=["m@y"], newsender="a@b", uid=9)
+        self.report(DeliveryReport(1, "K", "", DeliveryCounts(0, 1, 0), ("m@y",), "a@b", 9))
         [result] = self.successResultOf(d)
         self.assertEqual(result.status, "Z")
         self.assertIn("Unable to forward message: cannot read the queued message", result.text)

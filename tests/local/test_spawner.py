@@ -1,6 +1,7 @@
 """
 Tests for pymta.local.spawner, driving a real spawner process over its pipes
-(no reactor): request framing, child reuse per uid, idle retirement, bad input.
+(no reactor): request framing, child reuse per uid, child quotas, bad input;
+and a spawner in this process on a fake clock for idle retirement.
 """
 
 from __future__ import annotations
@@ -13,8 +14,13 @@ import time
 
 from twisted.trial import unittest
 
-from pymta.local.spawner import ROOT_REFUSED, cap_output, drop_privileges
+from pymta.local.childpool import Job
+from pymta.local.deliver import LocalDelivery
+from pymta.local.deliverychild import ROOT_REFUSED, become_recipient
 from pymta.local.errors import DeliveryFailure
+from pymta.local.getpw import LocalUser
+from pymta.local.spawner import Spawner
+from pymta.local.spawnrecords import DeliveryRequest, cap_output
 from pymta.local.wire import RecordReader, encode_record
 from tests.local.helpers import MESSAGE, chown_tree, make_home, write_file
 
@@ -121,18 +127,6 @@ class SpawnerTests(unittest.TestCase):
             self.assertNotEqual(ppid, first["output"].split()[0])
         self.assertEqual(spawner.close(), 0)
 
-    def test_idle_child_retired(self) -> None:
-        spawner = self.spawner(child_idle=0.1)
-        self.deliver(spawner, 1, "joe-pid@x")
-        first = spawner.next()
-        time.sleep(0.5)
-        self.deliver(spawner, 2, "joe-pid@x")
-        second = spawner.next()
-        self.assertNotEqual(first["output"].split()[0], second["output"].split()[0])
-        child = int(first["output"].split()[0])
-        self.assertFalse(os.path.exists(f"/proc/{child}"))  # exited and reaped
-        spawner.close()
-
     def test_child_retired_after_its_quota(self) -> None:
         spawner = self.spawner(child_deliveries=2)
         pids = []
@@ -201,7 +195,7 @@ class HelperTests(unittest.SynchronousTestCase):
         self.assertLessEqual(len(capped.encode()), 3000)
 
     def test_uid_zero_refused(self) -> None:
-        e = self.assertRaises(DeliveryFailure, drop_privileges, 0, 0)
+        e = self.assertRaises(DeliveryFailure, become_recipient, 0, 0)
         self.assertEqual((e.status, e.text), ("Z", ROOT_REFUSED))
 
     def test_privileges_dropped_in_order(self) -> None:
@@ -211,10 +205,10 @@ class HelperTests(unittest.SynchronousTestCase):
         pid = os.fork()
         if pid == 0:
             try:
-                drop_privileges(4242, 4343)
+                become_recipient(4242, 4343)
                 os.write(w, repr((os.getuid(), os.geteuid(), os.getgid(), os.getegid(), os.getgroups())).encode())
                 try:
-                    drop_privileges(4244, 4244)
+                    become_recipient(4244, 4244)
                 except DeliveryFailure as failure:
                     os.write(w, b"|" + failure.text.encode())
             finally:
@@ -254,20 +248,105 @@ class MessageFileLockTests(unittest.TestCase):
         spawner.close()
 
     def test_orphaned_spawner_starts_no_queued_delivery(self) -> None:
-        from pymta.local.spawner import Spawner, _Job
-        from pymta.local.wire import RecordReader
-
         read_end, write_end = os.pipe()
         self.addCleanup(os.close, read_end)
         self.addCleanup(os.close, write_end)
         spawner = Spawner(self.root, infd=-1, outfd=write_end)
         spawner.eof = True
         spawner.parent = -1  # as after the queue manager died and this process was handed to init
-        user = type("U", (), {"uid": UID, "gid": GID})()
-        spawner.waiting.append(_Job(7, self.message, "a@b", "joe", "x", user, "./Maildir/\n"))
+        user = LocalUser("joe", UID, GID, self.home, "", "", "assign")
+        spawner.waiting.append(Job(7, self.message, LocalDelivery("a@b", "joe", "x", user, "./Maildir/\n")))
         spawner._dispatch()
         self.assertEqual(list(spawner.waiting), [])
-        self.assertEqual(spawner.children, {})
+        self.assertEqual(spawner.pool.children, {})
         [report] = RecordReader().feed(os.read(read_end, 65536))
         self.assertEqual((report["slot"], report["status"]), (7, "Z"))
         self.assertEqual(os.listdir(os.path.join(self.home, "Maildir", "new")), [])
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+class QuietSpawner(Spawner):
+    """Its warnings kept for the test instead of written on this process's stderr."""
+
+    def warn(self, text: str) -> None:
+        self.warnings = getattr(self, "warnings", []) + [text]
+
+
+class IdleRetirementTests(unittest.SynchronousTestCase):
+    """A spawner in this process, its time from a fake clock: idle children retire when the clock says so."""
+
+    setUp = SpawnerTests.setUp
+
+    def start_spawner(self, **options) -> None:
+        self.clock = FakeClock()
+        self.requests_r, self.requests_w = os.pipe()
+        self.reports_r, self.reports_w = os.pipe()
+        self.spawner = QuietSpawner(self.root, self.requests_r, self.reports_w, clock=self.clock, **options)
+        # a delivery child forked from this process must not keep the test's ends either
+        self.spawner.pool.close_in_child += (self.requests_w, self.reports_r)
+        self.addCleanup(self.stop_spawner)
+        self.reader = RecordReader()
+        self.spawner.start()
+        [hello] = self.reports()
+        self.assertEqual(hello["uid"], os.getuid())
+
+    def stop_spawner(self) -> None:
+        if self.requests_w is not None:
+            os.close(self.requests_w)
+            self.requests_w = None
+            deadline = time.monotonic() + 20
+            while not self.spawner.finished() and time.monotonic() < deadline:
+                self.spawner.step(wait=0.05)
+            self.assertEqual(self.spawner.close(), 0)
+        for fd in (self.requests_r, self.reports_r, self.reports_w):
+            os.close(fd)
+
+    def reports(self, count: int = 1) -> list[dict]:
+        """Turn the spawner until C{count} records came out (children are real processes: bounded by 20 s)."""
+        records: list[dict] = []
+        deadline = time.monotonic() + 20
+        while len(records) < count:
+            self.assertLess(time.monotonic(), deadline, "no report from the spawner")
+            if select.select([self.reports_r], [], [], 0)[0]:
+                records.extend(self.reader.feed(os.read(self.reports_r, 65536)))
+            else:
+                self.spawner.step(wait=0.05)
+        return records
+
+    def deliver(self, slot: int) -> str:
+        """The delivery child's pid (the program's parent) for one delivery to joe-pid."""
+        os.write(self.requests_w, DeliveryRequest(slot, self.message, "a@b", "joe-pid@x", "./Maildir/\n").encode())
+        [report] = self.reports()
+        self.assertEqual((report["slot"], report["status"]), (slot, "K"))
+        return report["output"].split()[0]
+
+    def test_idle_child_retired_by_the_clock(self) -> None:
+        self.start_spawner(child_idle=2.0)
+        first = self.deliver(1)
+        self.clock.now += 1.9
+        self.spawner.step(wait=0)
+        self.assertEqual(self.deliver(2), first)  # idle 1.9 s of 2: still there
+        self.clock.now += 2.0
+        self.spawner.step(wait=0)
+        self.assertEqual(self.spawner.pool.children, {})  # retired
+        deadline = time.monotonic() + 20
+        while self.spawner.pool.unreaped:
+            self.assertLess(time.monotonic(), deadline, "retired child not reaped")
+            self.spawner.step(wait=0.05)
+        self.assertFalse(os.path.exists(f"/proc/{first}"))  # exited and reaped
+        self.assertNotEqual(self.deliver(3), first)
+
+    def test_pool_timeout_follows_the_clock(self) -> None:
+        self.start_spawner(child_idle=2.0)
+        self.assertIsNone(self.spawner.pool.timeout())  # no child: nothing to wake up for
+        self.deliver(1)
+        self.assertEqual(self.spawner.pool.timeout(), 2.0)
+        self.clock.now += 1.5
+        self.assertEqual(self.spawner.pool.timeout(), 0.5)

@@ -147,3 +147,50 @@ class LoginKeepingAuthenticatorTests(SynchronousTestCase):
         self.assertEqual(account, Account("alice", 5, 5, "/h"))
         account = self.successResultOf(auth.check_apop(b"bob", b"<1@x>", b"A" * 32))
         self.assertEqual(account.login, LoginRequest("APOP", b"bob", b"a" * 32, b"<1@x>"))
+
+
+class CheckpasswordDeadlineTests(SynchronousTestCase):
+    """The spawner's own checkpassword run is bounded, also after the program closed its output."""
+
+    def run_source(self, script: str, timeout: float) -> tuple[str, float]:
+        """Authenticate in a forked child (it resets SIGCHLD, which this process's reactor needs)."""
+        import time
+
+        from pymta.pop3d.rootauth import CheckpasswordSource
+        from pymta.privsep import fork_child, wait_child
+
+        program = os.path.abspath(self.mktemp())
+        with open(program, "w") as f:
+            f.write(script)
+        os.chmod(program, 0o755)
+        r, w = os.pipe()
+
+        def child() -> int:
+            os.close(r)
+            try:
+                CheckpasswordSource([program], timeout=timeout).authenticate(LoginRequest("PASS", b"alice", b"pw"))
+                text = "accepted"
+            except Exception as e:
+                text = f"{type(e).__name__}: {e}"
+            os.write(w, text.encode())
+            return 0
+
+        started = time.monotonic()
+        pid = fork_child(child)
+        os.close(w)
+        data = b""
+        while chunk := os.read(r, 4096):
+            data += chunk
+        os.close(r)
+        wait_child(pid)
+        return data.decode(), time.monotonic() - started
+
+    def test_program_that_closes_its_output_and_stays(self) -> None:
+        text, took = self.run_source("#!/bin/sh\nexec >&-\nexec sleep 30\n", timeout=0.5)
+        self.assertEqual(text, "LoginUnavailable: temporary authentication failure")
+        self.assertLess(took, 20)
+
+    def test_silent_program(self) -> None:
+        text, took = self.run_source("#!/bin/sh\nexec sleep 30\n", timeout=0.5)
+        self.assertEqual(text, "LoginUnavailable: temporary authentication failure")
+        self.assertLess(took, 20)
