@@ -68,6 +68,10 @@ class SpawnerProtocol(ProcessProtocol):
         self.hello: SpawnerHello | None = None
         self.ended: Deferred[None] = Deferred()
         self._stderr = b""
+        self._reports_closed = False
+        self._exit_reason: Failure | None = None
+        #: the channel was told the spawner is gone (once)
+        self._told = False
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
@@ -96,10 +100,32 @@ class SpawnerProtocol(ProcessProtocol):
             else:
                 self.channel._report(parsed)
 
+    def childConnectionLost(self, childFD: int) -> None:
+        if childFD == 1:
+            self._reports_closed = True
+            self._gone()
+
+    def processExited(self, reason: Failure) -> None:
+        self._exit_reason = reason
+        self._gone()
+
+    def _gone(self) -> None:
+        """
+        The spawner is gone once it has exited and every report it wrote is
+        read (its stdout closed): its deliveries still pending never get a
+        report.  Delivery children may hold its stderr longer (see
+        L{processEnded}); that must not hold up the deferral and restart.
+        """
+        if self._reports_closed and self._exit_reason is not None and not self._told:
+            self._told = True
+            self.channel._spawner_ended(self, self._exit_reason)
+
     def processEnded(self, reason: Failure) -> None:
         if self._stderr:
             self.log.warn("local spawner: {line}", line=self._stderr.decode("utf-8", "replace"))
-        self.channel._spawner_ended(self, reason)
+        if not self._told:
+            self._told = True
+            self.channel._spawner_ended(self, reason)
         self.ended.callback(None)
 
 
