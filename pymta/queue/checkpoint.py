@@ -41,7 +41,7 @@ class Checkpoint:
             recipient = strip_virtual_prepend(address, self.controls.current)
             try:
                 append_bounce(self.disk.layout, message_id, bounces.bounce_entry(recipient, verdict.text),
-                              self.disk.owner)
+                              self.disk.new_file_owner)
             except OSError as e:
                 # not marking it done keeps the failure: it is tried (and fails) again later
                 self.log.alert(f"unable to append to bounce message: {e.strerror}; will try again later")

@@ -61,6 +61,15 @@ class QueueDisk:
     spares: SparePool | None = None
     mess_spares: SparePool | None = None
 
+    @property
+    def new_file_owner(self) -> tuple[int, int] | None:
+        """
+        Whom a file created now is given to: L{owner} while this process is
+        root, None once it runs as the queue's owner itself (pymta-send
+        after twistd dropped root), when there is nothing to give away.
+        """
+        return self.owner if os.geteuid() == 0 else None
+
     @classmethod
     def plain(cls, layout: QueueLayout) -> "QueueDisk":
         """qmail's write path: an fsync per file and directory, no spare files."""

@@ -26,7 +26,7 @@ from twisted.python.failure import Failure
 
 from pymta.interfaces import QueueReceipt
 from pymta.queue.errors import EXIT_BUG, QueueFailure
-from pymta.queue.store import MessageState, PendingMessage, pause_for_crash_test, pull_trigger, write_failure
+from pymta.queue.store import WriteState, PendingMessage, pause_for_crash_test, pull_trigger, write_failure
 
 __all__ = ["commit_prepared", "GroupCommitter"]
 
@@ -51,7 +51,7 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
         return []
     disk = messages[0].queue.disk
     sync, layout = disk.sync, disk.layout
-    ready = (MessageState.DURABLE, MessageState.STAGED) if sync.whole_fs else (MessageState.DURABLE,)
+    ready = (WriteState.DURABLE, WriteState.STAGED) if sync.whole_fs else (WriteState.DURABLE,)
     outcomes: dict[int, QueueReceipt | QueueFailure] = {}
     live: list[int] = []
     for i, message in enumerate(messages):
@@ -78,7 +78,7 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
             outcomes[i] = failure
     live = []
     for i in sorted(synced):
-        if messages[i].state is MessageState.STAGED:  # the syncfs made it durable
+        if messages[i].state is WriteState.STAGED:  # the syncfs made it durable
             try:
                 messages[i].make_durable(fsync=False)
             except QueueFailure as e:

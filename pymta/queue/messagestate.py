@@ -67,6 +67,10 @@ MOVES: dict[Stage | None, frozenset[Stage | None]] = {
 }
 
 
+#: stale FIFO entries tolerated beyond twice the live ones before an index is compacted
+STALE_SLACK = 64
+
+
 class IllegalMove(RuntimeError):
     """A move the diagram does not allow: a bug in the scheduler, never a condition of the queue."""
 
@@ -126,6 +130,23 @@ class MessageStates:
         if state is None or state.stage is not Stage.SCHEDULED:
             return None
         return state.jobs.get(channel)
+
+    def take_known(self, message_ids: Iterable[int]) -> tuple[dict[int, tuple[Envelope, int]], set[int]]:
+        """
+        What preprocessing need not read or log again for these messages: the
+        envelopes of fresh ones (forgotten here: a retry reads them from disk)
+        and the ids whose C{new msg} and C{info msg} a first attempt logged.
+        """
+        known, logged = {}, set()
+        for message_id in message_ids:
+            state = self._states.get(message_id)
+            if state is None:
+                continue
+            if state.fresh is not None:
+                known[message_id], state.fresh = state.fresh, None
+            if state.logged:
+                logged.add(message_id)
+        return known, logged
 
     # -- moves ---------------------------------------------------------------------
 
@@ -212,11 +233,24 @@ class MessageStates:
 
     def _index(self, state: MessageState) -> None:
         if state.stage is Stage.FINISH_QUEUED:
-            self._finish_fifo.append(state)
+            fifo = self._finish_fifo
         elif state.stage is Stage.WAITING:
-            self._waiting_fifo.append(state)
+            fifo = self._waiting_fifo
         elif state.stage is Stage.FIRST_WAITING and state.first is not None:
-            self._first_fifo[state.first.channel].append(state)
+            fifo = self._first_fifo[state.first.channel]
+        else:
+            return
+        fifo.append(state)
+        if len(fifo) > 2 * self._counts[state.stage] + STALE_SLACK:
+            # entries of messages that left the stage another way: dropped now and then, so that
+            # an index stays within a constant factor of the messages it indexes
+            kept = [s for s in fifo if self._valid(s, state.stage)]
+            fifo.clear()
+            fifo.extend(kept)
+
+    def index_length(self) -> int:
+        """Entries in the FIFO indexes, stale ones included (at most about twice the messages they index)."""
+        return len(self._finish_fifo) + len(self._waiting_fifo) + sum(len(f) for f in self._first_fifo.values())
 
     @staticmethod
     def _check(message_id: int, old: Stage | None, new: Stage | None) -> None:

@@ -48,6 +48,10 @@ class BatchResult:
     corrupt: list[tuple[int, str]] = field(default_factory=list)
     trouble: list[tuple[int, str]] = field(default_factory=list)
 
+    def found(self) -> set[int]:
+        """The ids whose todo/ file the batch found (the others were gone)."""
+        return {p.message_id for p in self.done} | {i for i, _ in self.corrupt} | {i for i, _ in self.trouble}
+
 
 def list_todo(layout: QueueLayout) -> list[int]:
     """The message ids in C{todo/}, oldest inode numbers first."""
@@ -169,7 +173,7 @@ def preprocess_batch(
     their todo/ files are not read back, and since no earlier preprocessing
     can have left info or channel files of theirs, none are looked for.
     """
-    layout, sync, owner, spares = disk.layout, disk.sync, disk.owner, disk.spares
+    layout, sync, owner, spares = disk.layout, disk.sync, disk.new_file_owner, disk.spares
     whole_fs = sync.whole_fs
     since = sync.generation  # before the batch's first write (see QueueSync)
     result = BatchResult()

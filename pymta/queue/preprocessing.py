@@ -9,8 +9,6 @@ the batch's result.
 
 from __future__ import annotations
 
-import dataclasses
-import os
 from typing import Collection, Mapping, cast
 
 from twisted.internet import defer, threads
@@ -39,10 +37,6 @@ class Preprocessor:
         self.threadpool = threadpool
         self.log = log
 
-    def _disk(self) -> QueueDisk:
-        """The disk to write through: only a process still running as root gives new files away."""
-        return self.disk if os.geteuid() == 0 else dataclasses.replace(self.disk, owner=None)
-
     def here(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]], logged: Collection[int]) -> BatchResult:
         """Preprocess C{batch} now, in this thread (C{known}: envelopes not to read back; C{logged}: ids not to log)."""
 
@@ -55,7 +49,7 @@ class Preprocessor:
                 self.log.info_msg(message_id, envelope, size)
 
         return preprocess.preprocess_batch(
-            self._disk(), batch, self.controls.current, log=preprocess.PreprocessLog(on_new, on_info),
+            self.disk, batch, self.controls.current, log=preprocess.PreprocessLog(on_new, on_info),
             now=int(self.clock.seconds()), known=known,
         )
 
@@ -65,7 +59,7 @@ class Preprocessor:
         assert self.threadpool is not None
         reactor = cast(IReactorFromThreads, self.clock)  # a thread pool comes with a real reactor
         d: defer.Deferred[BatchResult] = threads.deferToThreadPool(
-            reactor, self.threadpool, preprocess.preprocess_batch, self._disk(), batch, self.controls.current,
+            reactor, self.threadpool, preprocess.preprocess_batch, self.disk, batch, self.controls.current,
             now=int(self.clock.seconds()), known=known,
         )
 

@@ -13,10 +13,8 @@ docs/internals.md ("pymta-send: where a message stands") has the model:
 the stages, the moves, what is on disk at each stage and what a crash
 leaves for the next start.
 
-Everything runs on the C{clock} given (a reactor or L{twisted.internet.task.Clock});
-queue file I/O is done synchronously in the reactor thread like
-qmail-send's own, except preprocessing and the unlinking of finished
-messages, which go to the thread pool when there is one.
+Everything runs on the C{clock} given (a reactor or a Clock); queue file I/O runs in the
+reactor thread like qmail-send's, but for preprocessing and unlinking (in the thread pool).
 """
 
 from __future__ import annotations
@@ -133,11 +131,6 @@ class Scheduler(Service):
     def channels(self) -> dict[str, Channel]:
         """The delivery channels by name."""
         return self._passes.channels
-
-    @property
-    def sink(self) -> MessageSink | None:
-        """Where bounces are injected."""
-        return self._finisher.sink
 
     def now(self) -> int:
         return int(self.clock.seconds())
@@ -361,8 +354,12 @@ class Scheduler(Service):
         if self.threadpool is None:
             self._preprocess_batch_here(batch)
             return
+        try:
+            d = self._preprocessor.in_pool(batch, *self.messages.take_known(batch))
+        except Exception:
+            self._settle_batch(batch, None)
+            raise
         self._preprocessing = True
-        d = self._preprocessor.in_pool(batch, *self._known(batch))
         self._in_flight.add(d)
 
         def done(result: BatchResult | Failure) -> None:
@@ -372,9 +369,10 @@ class Scheduler(Service):
                 self.log.alert(f"preprocessing failed: {result.getErrorMessage()}; will try again later")
                 for message_id in batch:
                     self._retry_later(message_id, Later.PREPROCESS)
+                self._settle_batch(batch, None)
             else:
                 self._guard("preprocessing results", self._apply_batch, result)
-            self._settle_batch(batch)
+                self._settle_batch(batch, result)
             self._kick()
 
         d.addBoth(done)
@@ -387,24 +385,14 @@ class Scheduler(Service):
 
     def _preprocess_batch_here(self, batch: list[int]) -> None:
         try:
-            self._apply_batch(self._preprocessor.here(batch, *self._known(batch)))
+            result = self._preprocessor.here(batch, *self.messages.take_known(batch))
+        except Exception:
+            self._settle_batch(batch, None)
+            raise
+        try:
+            self._apply_batch(result)
         finally:
-            self._settle_batch(batch)
-
-    def _known(self, batch: list[int]) -> tuple[dict[int, tuple[Envelope, int]], set[int]]:
-        """
-        What the scheduler knows of C{batch}: the envelopes of fresh messages
-        (forgotten here: a retry reads them from disk) and the ids whose
-        C{new msg} and C{info msg} a first attempt logged.
-        """
-        known, logged = {}, set()
-        for message_id in batch:
-            state = self.messages.get(message_id)
-            if state is not None and state.fresh is not None:
-                known[message_id], state.fresh = state.fresh, None
-            if state is not None and state.logged:
-                logged.add(message_id)
-        return known, logged
+            self._settle_batch(batch, result)
 
     def _apply_batch(self, result: BatchResult) -> None:
         """Quarantine, retry or schedule what a preprocessing batch produced."""
@@ -421,24 +409,34 @@ class Scheduler(Service):
                 self.messages.move(item.message_id, Stage.FINISH_QUEUED)
                 continue
             state = self.messages.move(item.message_id, Stage.SCHEDULED)
+            attempted = first.channel if first is not None and first.channel in item.channels else None
+            # every other channel's job first: recording the attempt may close its own job, and the
+            # message is finished only when that was the last
             for channel in item.channels:
-                if first is not None and first.channel == channel:
-                    self._guard(f"recording the first attempt of msg {item.message_id}",
-                                self._passes.record_first, state, first, now)
-                    if channel in state.jobs:
-                        continue
-                self._passes.add_job(state, channel, now)
+                if channel != attempted:
+                    self._passes.add_job(state, channel, now)
+            if first is not None and attempted is not None:
+                recorded = self._guard(f"recording the first attempt of msg {item.message_id}",
+                                       self._passes.record_first, state, first, now)
+                if not recorded and state.stage is Stage.SCHEDULED and attempted not in state.jobs:
+                    self._passes.add_job(state, attempted, now)
 
-    def _settle_batch(self, batch: list[int]) -> None:
+    def _settle_batch(self, batch: list[int], result: BatchResult | None) -> None:
         """
-        What a batch did not move on had its todo/ID gone (or met an internal
-        error): forgotten, with anything of its first attempt - its id can come
-        back; a todo/ file left is found by the next scan.
+        What a batch did not move on: a message whose todo/ID was gone is forgotten with its first
+        attempt (its id can come back); after an internal error (C{result} None: in preprocessing,
+        else in applying it) the rest is tried again later, keeping a first attempt's verdicts (a
+        success is recorded, never repeated), a preprocessed one resumed from its channel files.
         """
+        found = set() if result is None else result.found()
+        done = set() if result is None else {item.message_id for item in result.done}
         for message_id in batch:
-            state = self.messages.get(message_id)
-            if state is not None and state.stage is Stage.PREPROCESSING:
+            if self.messages.stage(message_id) is not Stage.PREPROCESSING:
+                continue
+            if result is not None and message_id not in found:
                 self.messages.drop(message_id)
+            else:
+                self._retry_later(message_id, Later.RESUME if message_id in done else Later.PREPROCESS)
 
     # --------------------------------------------------------------- the loop
 

@@ -31,7 +31,7 @@ replace the fsyncs by a syncfs of the file system
 (L{pymta.queue.syncing}), and L{pymta.queue.groupcommit} runs steps 5-6
 for many messages at once.
 
-Where a message stands is its L{MessageState}; each step moves it on and
+Where a message stands is its L{WriteState}; each step moves it on and
 refuses to run from any other state::
 
     WRITING --stage--> STAGED --make_durable--> DURABLE --link_todo--> LINKED --committed--> COMMITTED
@@ -94,7 +94,7 @@ from pymta.queue.syncing import fsync_each
 __all__ = [
     "STEPS",
     "PAUSE_ENV",
-    "MessageState",
+    "WriteState",
     "Queue",
     "PendingMessage",
     "pause_for_crash_test",
@@ -203,7 +203,7 @@ class Queue:
         return os.path.join(self.disk.layout.dir("pid"), f"{os.getpid()}.{time.time_ns()}.{seq}")
 
 
-class MessageState(enum.Enum):
+class WriteState(enum.Enum):
     """Where a L{PendingMessage} stands (the diagram is in L{pymta.queue.store}'s docstring)."""
 
     #: the mess file exists and takes data; nothing else is written
@@ -223,7 +223,7 @@ class MessageState(enum.Enum):
 
 
 #: the states in which the message's files are the writer's alone (an abort or a failure removes them)
-_PRIVATE = (MessageState.WRITING, MessageState.STAGED, MessageState.DURABLE)
+_PRIVATE = (WriteState.WRITING, WriteState.STAGED, WriteState.DURABLE)
 
 
 class PendingMessage:
@@ -250,7 +250,7 @@ class PendingMessage:
         self.mess_path = ""
         #: bytes of the message file (the Received line and the data) written so far
         self.size = 0
-        self._state = MessageState.WRITING
+        self._state = WriteState.WRITING
         self._lock_fd = -1
         #: a write error, reported when the message is staged
         self._error: QueueFailure | None = None
@@ -312,8 +312,8 @@ class PendingMessage:
                 raise QueueFailure(EXIT_PID_FILE, f"create {self._pid_path}: {e.strerror}") from e
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)
-                if disk.owner is not None:
-                    os.fchown(fd, *disk.owner)
+                if disk.new_file_owner is not None:
+                    os.fchown(fd, *disk.new_file_owner)
                 os.fchmod(fd, 0o644)
             except OSError as e:
                 os.close(fd)
@@ -327,7 +327,7 @@ class PendingMessage:
         return self.message_id
 
     @property
-    def state(self) -> MessageState:
+    def state(self) -> WriteState:
         """Where the message stands; only this class's methods move it."""
         return self._state
 
@@ -336,13 +336,13 @@ class PendingMessage:
         """The directory of the message file, C{mess/N}: its entry is made durable in step 5."""
         return os.path.dirname(self.mess_path)
 
-    def _require(self, action: str, *allowed: MessageState) -> None:
+    def _require(self, action: str, *allowed: WriteState) -> None:
         if self._state not in allowed:
             raise QueueFailure(EXIT_BUG, f"cannot {action} message {self.message_id}: it is {self._state.value}")
 
     def write(self, data: bytes) -> None:
         """Append message bytes; errors are kept for L{commit}.  Ignored once the message is staged or dropped."""
-        if self._error is not None or self._state is not MessageState.WRITING:
+        if self._error is not None or self._state is not WriteState.WRITING:
             return
         try:
             self._file.write(data)
@@ -397,15 +397,15 @@ class PendingMessage:
         yet (cheap calls, no waiting for the disk).  Raises L{QueueFailure}
         with everything removed again.
         """
-        self._require("stage", MessageState.WRITING)
+        self._require("stage", WriteState.WRITING)
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients)
             self._flush_data()
             self._intd_fd = self._write_envelope(envelope)
         except BaseException:
-            self._remove(MessageState.FAILED)
+            self._remove(WriteState.FAILED)
             raise
-        self._state = MessageState.STAGED
+        self._state = WriteState.STAGED
 
     def make_durable(self, fsync: bool = True) -> None:
         """
@@ -415,7 +415,7 @@ class PendingMessage:
         system made them durable already.  Raises L{QueueFailure} with
         everything removed again.
         """
-        self._require("make durable", MessageState.STAGED)
+        self._require("make durable", WriteState.STAGED)
         fd, self._intd_fd = self._intd_fd, -1
         try:
             try:
@@ -431,9 +431,9 @@ class PendingMessage:
                 if error is not None:
                     raise write_failure(error, what) from error
         except BaseException:
-            self._remove(MessageState.FAILED)
+            self._remove(WriteState.FAILED)
             raise
-        self._state = MessageState.DURABLE
+        self._state = WriteState.DURABLE
 
     def link_todo(self) -> None:
         """
@@ -444,20 +444,20 @@ class PendingMessage:
         L{committed} called.  A failing link removes the message (FAILED)
         and raises L{QueueFailure}.
         """
-        self._require("link into todo/", MessageState.DURABLE)
+        self._require("link into todo/", WriteState.DURABLE)
         layout = self.queue.disk.layout
         todo = layout.todo(self.message_id)
         try:
             os.link(layout.intd(self.message_id), todo)
         except OSError as e:
-            self._remove(MessageState.FAILED)
+            self._remove(WriteState.FAILED)
             raise QueueFailure(EXIT_TODO_FILE, f"link {todo}: {e.strerror}") from e
-        self._state = MessageState.LINKED
+        self._state = WriteState.LINKED
 
     def committed(self) -> QueueReceipt:
         """The todo directory is durable (LINKED -> COMMITTED): the file lock goes, the receipt is returned."""
-        self._require("acknowledge", MessageState.LINKED)
-        self._state = MessageState.COMMITTED
+        self._require("acknowledge", WriteState.LINKED)
+        self._state = WriteState.COMMITTED
         self._unlock()
         return QueueReceipt(self.message_id, self.qp)
 
@@ -467,19 +467,19 @@ class PendingMessage:
         the scheduler may already deliver the message, so its files stay
         (a possible duplicate, never a loss); the file lock goes.
         """
-        self._require("fail", MessageState.LINKED)
-        self._state = MessageState.FAILED
+        self._require("fail", WriteState.LINKED)
+        self._state = WriteState.FAILED
         self._unlock()
 
     def fail(self) -> None:
         """A shared step of its commit failed (WRITING, STAGED or DURABLE -> FAILED): the message is removed."""
         self._require("fail", *_PRIVATE)
-        self._remove(MessageState.FAILED)
+        self._remove(WriteState.FAILED)
 
     def abort(self) -> None:
         """Remove whatever this message has on disk (-> ABORTED); it never becomes visible.  A no-op once linked or dropped."""
         if self._state in _PRIVATE:
-            self._remove(MessageState.ABORTED)
+            self._remove(WriteState.ABORTED)
 
     def _flush_data(self) -> None:
         if self._error is not None:
@@ -505,12 +505,12 @@ class PendingMessage:
         intd = disk.layout.intd(self.message_id)
         pause_for_crash_test("intd")
         try:
-            fd = create_file(intd, 0o644, disk.spares, disk.owner)
+            fd = create_file(intd, 0o644, disk.spares, disk.new_file_owner)
         except FileExistsError:
             # intd/ID belongs to our id, hence to a dead message: stale.
             _unlink_quietly(intd)
             try:
-                fd = create_file(intd, 0o644, disk.spares, disk.owner)
+                fd = create_file(intd, 0o644, disk.spares, disk.new_file_owner)
             except OSError as e:
                 raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
         except OSError as e:
@@ -524,7 +524,7 @@ class PendingMessage:
             raise write_failure(e, f"write {intd}") from e
         return fd
 
-    def _remove(self, final: MessageState) -> None:
+    def _remove(self, final: WriteState) -> None:
         """Close and remove the message's files and release its lock; it is C{final} from now on."""
         self._state = final
         fd, self._intd_fd = self._intd_fd, -1

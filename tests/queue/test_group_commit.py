@@ -26,7 +26,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.disk import QueueDisk
 from pymta.queue.groupcommit import commit_prepared
 from pymta.queue.sink import QueueSink
-from pymta.queue.store import PAUSE_ENV, MessageState, Queue
+from pymta.queue.store import PAUSE_ENV, WriteState, Queue
 from pymta.queue.syncing import QueueSync
 from tests.queue.helpers import script_syncfs
 from tests.queue.test_store import ImmediateReactor, files_under, make_layout
@@ -169,17 +169,17 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
 
     def test_each_step_moves_the_state_on(self) -> None:
         m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
-        self.assertIs(m.state, MessageState.WRITING)
+        self.assertIs(m.state, WriteState.WRITING)
         m.stage("a@b.example", ["c@d.example"])
-        self.assertIs(m.state, MessageState.STAGED)
+        self.assertIs(m.state, WriteState.STAGED)
         m.make_durable()
-        self.assertIs(m.state, MessageState.DURABLE)
+        self.assertIs(m.state, WriteState.DURABLE)
         self.assertEqual(files_under(self.layout, "todo"), [])
         m.link_todo()
-        self.assertIs(m.state, MessageState.LINKED)
+        self.assertIs(m.state, WriteState.LINKED)
         self.assertEqual(len(files_under(self.layout, "todo")), 1)
         self.assertEqual(m.committed(), QueueReceipt(m.message_id, m.qp))
-        self.assertIs(m.state, MessageState.COMMITTED)
+        self.assertIs(m.state, WriteState.COMMITTED)
         m.abort()  # committed: nothing to drop
         self.assertEqual(len(files_under(self.layout, "todo")), 1)
 
@@ -188,10 +188,10 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.addCleanup(m.abort)
         for step in (m.link_todo, m.committed, m.fail_visible):
             self.assertRaises(QueueFailure, step)
-            self.assertIs(m.state, MessageState.WRITING)
+            self.assertIs(m.state, WriteState.WRITING)
         m.prepare("a@b.example", ["c@d.example"])
         self.assertRaises(QueueFailure, m.committed)
-        self.assertIs(m.state, MessageState.DURABLE)
+        self.assertIs(m.state, WriteState.DURABLE)
         self.assertEqual(len(files_under(self.layout, "intd")), 1)
 
     def test_a_linked_message_that_fails_stays_visible(self) -> None:
@@ -201,7 +201,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         self.assertRaises(QueueFailure, m.fail)  # visible: never removed
         m.fail_visible()
         m.abort()
-        self.assertIs(m.state, MessageState.FAILED)
+        self.assertIs(m.state, WriteState.FAILED)
         self.assertEqual(len(files_under(self.layout, "todo")), 1)
         self.assertEqual(len(files_under(self.layout, "mess")), 1)
 
@@ -211,7 +211,7 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         m = queue.begin("by uid 1", 1, 1)
         m.stage("a@b.example", ["c@d.example"])
         m.abort()
-        self.assertIs(m.state, MessageState.ABORTED)
+        self.assertIs(m.state, WriteState.ABORTED)
         self.assertEqual(len(os.listdir("/proc/self/fd")), open_before)
         self.assertEqual((files_under(self.layout, "mess"), files_under(self.layout, "intd")), ([], []))
 

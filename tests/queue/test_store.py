@@ -14,7 +14,7 @@ from pymta.queue.errors import QueueFailure, qq_text
 from pymta.queue.layout import QueueLayout
 from pymta.queue.disk import QueueDisk
 from pymta.queue.sink import CommitFeed, QueueSink
-from pymta.queue.store import MessageState, Queue, pull_trigger, received_line
+from pymta.queue.store import WriteState, Queue, pull_trigger, received_line
 
 
 def make_layout(testcase) -> QueueLayout:
