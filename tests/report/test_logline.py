@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
-from twisted.logger import Logger, LogEvent, LogLevel
+from twisted.logger import ILogObserver, Logger, LogEvent, LogLevel
+from zope.interface import provider
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta import interfaces
@@ -35,6 +36,7 @@ class ParseTextTests(SynchronousTestCase):
         # the lines come from pymta-send's own writer, so the reader follows the writer
         lines: list[str] = []
 
+        @provider(ILogObserver)
         def observe(event: LogEvent) -> None:
             lines.append(event["qmail_line"])
 
