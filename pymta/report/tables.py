@@ -80,7 +80,7 @@ def overall(t: Tally, u: Unmatched, top: int | None = None) -> str:
 
 
 def _reasons(title: str, rows: dict[str, ReasonRow], top: int | None) -> str:
-    ranked = sorted(rows.items(), key=lambda kv: (-kv[1].deliveries, -kv[1].xdelay, kv[0]))
+    ranked = sorted(rows.items(), key=lambda kv: (-kv[1].deliveries, kv[0]))
     cells: list[Sequence[str]] = [(str(r.deliveries), _s(r.xdelay), reason) for reason, r in ranked]
     shown, more = _limited(cells, top)
     lines = [title, "del: deliveries with this reason; xdelay: their total xdelay (s)", "",
