@@ -216,6 +216,11 @@ class Matchup:
         self.sink.message(Message(life.birth, when, life.size, life.sender,
                                   life.successes, life.failures, life.deferrals))
 
+    @property
+    def held(self) -> int:
+        """How many records it holds now: open messages and deliveries in flight."""
+        return len(self._lives) + len(self._flights)
+
     def finish(self) -> Unmatched:
         """The end of the log: what is still open is counted, and the counts returned."""
         self.unmatched.starts_without_result += len(self._flights)

@@ -74,7 +74,14 @@ def _open(path: str) -> IO[str]:
 
 
 def read_lines(paths: list[str]) -> Iterator[str]:
-    """The lines of C{paths} in order, one at a time (OSError for a file that cannot be read)."""
+    """The lines of C{paths} in order, one at a time (OSError naming the file for one that cannot be read)."""
     for path in paths:
-        with _open(path) as f:
-            yield from f
+        try:
+            with _open(path) as f:
+                yield from f
+        except OSError as e:
+            if e.filename is not None:
+                raise
+            raise OSError(e.errno, e.strerror or str(e), path) from e  # gzip's errors name no file
+        except EOFError as e:  # a compressed file cut short
+            raise OSError(None, str(e), path) from e

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
+from typing import Iterator
 
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -173,3 +174,30 @@ class TimeRangeTests(SynchronousTestCase):
         got, _ = run(ONE_MESSAGE, since=T0 + 5)
         self.assertEqual([d.status for d in got.deliveries], [FAILURE])
         self.assertEqual([(m.successes, m.failures) for m in got.messages], [(1, 1)])
+
+
+class StreamTests(SynchronousTestCase):
+    def test_memory_follows_the_queue_not_the_log(self) -> None:
+        # 20,000 messages, one after the other: never more than one message and one delivery held
+        def lines() -> Iterator[str]:
+            for i in range(20_000):
+                yield from log(
+                    (i, f"new msg {i}"),
+                    (i, f"info msg {i}: bytes 10 from <s@example.org> qp 1 uid 0"),
+                    (i, f"starting delivery {i + 1}: msg {i} to local r@example.org"),
+                    (i, f"delivery {i + 1}: success: ok"),
+                    (i, f"end msg {i}"),
+                )
+
+        recorder = Recorder()
+        matchup = Matchup(recorder)
+        reader = LineReader()
+        most = 0
+        for line in lines():
+            got = reader.read(line)
+            assert got is not None
+            matchup.feed(*got)
+            most = max(most, matchup.held)
+        self.assertEqual(most, 2)
+        self.assertEqual((len(recorder.messages), len(recorder.deliveries)), (20_000, 20_000))
+        self.assertEqual(matchup.finish().open_messages, 0)

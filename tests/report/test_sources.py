@@ -51,3 +51,15 @@ class RotatedFilesTests(SynchronousTestCase):
         self.assertEqual(with_rotated([missing]), [missing])
         with self.assertRaises(FileNotFoundError):
             list(read_lines([missing]))
+
+    def test_a_damaged_compressed_file_is_an_error_naming_it(self) -> None:
+        damaged, cut = self.path("send.log.4.gz"), self.path("send.log.5.gz")
+        with open(damaged, "wb") as f:
+            f.write(b"not gzip at all\n")
+        with open(cut, "wb") as f:
+            f.write(gzip.compress(b"line\n" * 1000)[:40])
+        for path in (damaged, cut):
+            with self.assertRaises(OSError) as caught:
+                list(read_lines([path]))
+            self.assertEqual(caught.exception.filename, path)
+            self.assertTrue(caught.exception.strerror)
