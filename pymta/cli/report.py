@@ -22,7 +22,7 @@ from typing import Iterable
 
 from pymta.report.logline import LineReader
 from pymta.report.matchup import Matchup
-from pymta.report.sources import read_lines, with_rotated
+from pymta.report.sources import bounded_lines, read_lines, with_rotated
 from pymta.report.tables import TABLES, render, table_name
 from pymta.report.tally import Tally
 from pymta.report.when import parse_when
@@ -82,7 +82,7 @@ def main(argv: list[str]) -> int:
     if not args.logfiles or "-" in args.logfiles:
         if files:
             parser.error("read either standard input (-) or files, not both")
-        lines = io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace")
+        lines = bounded_lines(io.TextIOWrapper(sys.stdin.buffer, encoding="utf-8", errors="replace"))
     else:
         lines = read_lines(with_rotated(files))
     try:

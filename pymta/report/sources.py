@@ -8,7 +8,8 @@ one number up), logrotate may compress them (C{send.log.2.gz}).  So
 C{send.log} means C{send.log.N}, ..., C{send.log.1}, C{send.log}, in that
 order; a rotated file named on its own is read alone.  Each file is read
 once, however it was named.  Bytes that are not UTF-8 are replaced, not
-fatal: such a line is garbage to the parser, nothing more.
+fatal: such a line is garbage to the parser, nothing more; so is a line
+longer than L{MAX_LINE}, which is skipped without being held whole.
 """
 
 from __future__ import annotations
@@ -19,7 +20,10 @@ import os
 import re
 from typing import IO, Iterable, Iterator
 
-__all__ = ["with_rotated", "read_lines"]
+__all__ = ["with_rotated", "read_lines", "bounded_lines", "MAX_LINE"]
+
+#: a longer line is skipped whole (qmail-send's lines are far shorter): memory stays bounded
+MAX_LINE = 64 * 1024
 
 _ROTATED = re.compile(r"\.(\d{1,6})(\.gz)?\Z")
 
@@ -73,12 +77,22 @@ def _open(path: str) -> IO[str]:
     return open(path, encoding="utf-8", errors="replace")
 
 
+def bounded_lines(f: IO[str], limit: int = MAX_LINE) -> Iterator[str]:
+    """The lines of C{f}, without the ones longer than C{limit} characters (never held whole)."""
+    skipping = False
+    while line := f.readline(limit):
+        whole = line.endswith("\n") or len(line) < limit
+        if not skipping and whole:
+            yield line
+        skipping = not whole and line != ""
+
+
 def read_lines(paths: list[str]) -> Iterator[str]:
     """The lines of C{paths} in order, one at a time (OSError naming the file for one that cannot be read)."""
     for path in paths:
         try:
             with _open(path) as f:
-                yield from f
+                yield from bounded_lines(f)
         except OSError as e:
             if e.filename is not None:
                 raise

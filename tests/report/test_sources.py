@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import gzip
+import io
 import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.report.sources import read_lines, with_rotated
+from pymta.report.sources import bounded_lines, read_lines, with_rotated
 
 
 class RotatedFilesTests(SynchronousTestCase):
@@ -63,3 +64,11 @@ class RotatedFilesTests(SynchronousTestCase):
                 list(read_lines([path]))
             self.assertEqual(caught.exception.filename, path)
             self.assertTrue(caught.exception.strerror)
+
+
+class BoundedLinesTests(SynchronousTestCase):
+    def test_overlong_lines_are_skipped_whole(self) -> None:
+        text = "short\n" + "x" * 25 + "\n" + "y" * 10 + "\n" + "z" * 20 + "\nlast"
+        self.assertEqual(list(bounded_lines(io.StringIO(text), limit=10)), ["short\n", "last"])
+        # a line of exactly the limit, newline included, is kept
+        self.assertEqual(list(bounded_lines(io.StringIO("123456789\nend\n"), limit=10)), ["123456789\n", "end\n"])
