@@ -197,14 +197,11 @@ class Matchup:
                 life.deferrals += 1
         if not inside:
             return
-        known = life is not None and life.birth is not None
-        self.sink.delivery(Delivery(
-            status=event.status, start=flight.start, end=when, channel=flight.channel,
-            recipient=flight.recipient, reason=event.reason,
-            birth=life.birth if life is not None else None,
-            size=life.size if known and life is not None else None,
-            sender=life.sender if known and life is not None else None,
-        ))
+        # size and sender come from the info line, which also gives the birth
+        birth = life.birth if life is not None else None
+        size, sender = (life.size, life.sender) if life is not None and birth is not None else (None, None)
+        self.sink.delivery(Delivery(event.status, flight.start, when, flight.channel, flight.recipient,
+                                    event.reason, birth, size, sender))
 
     def _end(self, when: float, inside: bool, message_id: int) -> None:
         life = self._lives.pop(message_id, None)
