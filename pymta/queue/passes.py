@@ -284,7 +284,7 @@ class ChannelPasses:
             self.log.starting_delivery(number, message_id, channel_name, address)
         self.used[channel_name] += 1
         self.status()
-        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients))
+        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients), tuple(numbers))
         d = defer.maybeDeferred(channel.deliver, delivery)
         self.in_flight.add(d)
 
