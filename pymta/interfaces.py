@@ -114,14 +114,27 @@ class DeliveryResult:
 class DeliveryJob:
     """
     What the scheduler hands a channel: the queued message file, the envelope
-    sender (VERP already expanded when it applies) and the recipients
-    (already rewritten by routing, e.g. C{prepend-user@virtual.example}).
+    sender (VERP already expanded when it applies), the recipients (already
+    rewritten by routing, e.g. C{prepend-user@virtual.example}) and the
+    delivery numbers of the log's C{starting delivery N} lines, one per
+    recipient (empty when there are none).
     """
 
     message_id: int
     message_path: str
     sender: str
     recipients: tuple[str, ...]
+    deliveries: tuple[int, ...] = ()
+
+    def about(self, recipient: str | None = None) -> str:
+        """
+        How a channel's log line names this job: C{msg ID delivery N}
+        (C{deliveries N,M} for several; only C{recipient}'s when given).
+        """
+        numbers = [str(n) for n, r in zip(self.deliveries, self.recipients) if recipient in (None, r)]
+        if not numbers:
+            return f"msg {self.message_id}"
+        return f"msg {self.message_id} {'delivery' if len(numbers) == 1 else 'deliveries'} {','.join(numbers)}"
 
 
 class Channel(Protocol):

@@ -8,12 +8,17 @@ directory order)::
 
     25 Nov 2026 21:49:49 GMT  #2179597  235  <me@test.example> [ bouncing]
     \\tremote\\tuser@other.example
+    \\t\\t25 Nov 2026 21:56:29 GMT (Sorry, I wasn't able to establish an SMTP connection. (#4.4.1))
       done\\tlocal\\tdone@here.example
 
 The date is the C{info} file's mtime (the message's birth), the size that
 of the C{mess} file; the sender line ends in a space.  Characters outside
-32..126 print as C{_}.  A message that cannot be read prints
-C{warning: trouble with #ID: REASON} and the listing goes on.  Messages not
+32..126 print as C{_}.  Under a recipient still to do, pymta adds why it
+waits when pymta-send kept a reason (C{queue/reason/}, see
+L{pymta.queue.reasons}): two tabs, the time of the attempt and the last
+error in parentheses, as Postfix's C{mailq} shows it (one line, cut at
+L{pymta.queue.reasons.SHOWN_MAX} characters).  A message that cannot be
+read prints C{warning: trouble with #ID: REASON} and the listing goes on.  Messages not
 yet preprocessed (only in C{todo/}) are not listed, as in qmail.  An
 unreadable queue prints C{fatal: ...} and exits 111.
 """
@@ -27,14 +32,21 @@ from typing import Iterator, TextIO
 
 from pymta.address import qmail_date
 from pymta.control import default_root
+from pymta.queue.envelope import address_text
 from pymta.queue.layout import QueueLayout
+from pymta.queue.reasons import Reason, current, latest, read_reasons, shown
 
-__all__ = ["main", "qread", "printable"]
+__all__ = ["main", "qread", "printable", "reason_line"]
 
 
 def printable(raw: bytes) -> str:
     """qmail-qread's output filter: bytes outside 32..126 become C{_}."""
     return "".join(chr(b) if 32 <= b <= 126 else "_" for b in raw)
+
+
+def reason_line(reason: Reason) -> str:
+    """The line under a waiting recipient that says why it waits."""
+    return f"\t\t{qmail_date(reason.at)[: -len(' -0000')]} GMT ({shown(reason.text)})"
 
 
 def _first_record(data: bytes) -> bytes:
@@ -61,6 +73,7 @@ def _describe(layout: QueueLayout, message_id: int) -> list[str]:
     date = qmail_date(born)[: -len(" -0000")]
     head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"")
     lines = [printable(head)]
+    reasons = latest(read_reasons(layout, message_id))
     for channel in ("local", "remote"):
         try:
             with open(layout.channel(channel, message_id), "rb") as f:
@@ -73,6 +86,9 @@ def _describe(layout: QueueLayout, message_id: int) -> list[str]:
                 lines.append(f"  done\t{channel}\t{printable(record[1:])}")
             elif kind == b"T":
                 lines.append(f"\t{channel}\t{printable(record[1:])}")
+                reason = current(reasons, channel, address_text(record[1:]), int(born)) if reasons else None
+                if reason is not None:
+                    lines.append(reason_line(reason))
     return lines
 
 

@@ -301,8 +301,8 @@ class LocalChannel:
         if report.status != "K":
             if report.needs_root:
                 self.log.warn(
-                    "local delivery to {rcpt} needs another uid but pymta-send is not root: deferred",
-                    rcpt=recipient,
+                    "{job}: local delivery to {rcpt} needs another uid but pymta-send is not root: deferred",
+                    job=job.about(recipient), message_id=job.message_id, rcpt=recipient,
                 )
             d.callback(DeliveryResult(report.status, report.output))
             return
@@ -319,7 +319,8 @@ class LocalChannel:
             if failure.check(QueueRefused):
                 error = failure.value
                 return DeliveryResult("D" if error.permanent else "Z", f"{output}Unable to forward message: {error.text}.")
-            self.log.failure("forwarding for {rcpt} failed", failure, rcpt=recipient)
+            self.log.failure("{job}: forwarding for {rcpt} failed", failure, job=job.about(recipient),
+                             message_id=job.message_id, rcpt=recipient)
             return DeliveryResult("Z", f"{output}Unable to forward message: {failure.getErrorMessage()}. (#4.3.0)")
 
         forwarded.addCallbacks(queued, refused).chainDeferred(d)

@@ -18,6 +18,7 @@ from typing import Callable, Iterable
 from pymta.interfaces import Channel
 from pymta.queue import bounce as bounces
 from pymta.queue.layout import QueueLayout
+from pymta.queue.reasons import JobReasons
 from pymta.queue.retry import is_dying, next_retry
 from pymta.queue.sendfiles import ChannelRecord, QueueFileError, read_channel_file, read_info
 
@@ -98,6 +99,8 @@ class ChannelJob:
     undone: int = 0
     #: every batch of the open pass has been dispatched
     hit_eof: bool = False
+    #: its lines in the message's reason file (why its recipients wait)
+    reasons: JobReasons = field(default_factory=JobReasons)
 
     def learn(self, files: JobFiles, now: int, lifetime: int) -> None:
         """Take the sender, the retry time and the count of undone records from C{files} (a pass at C{now})."""

@@ -15,7 +15,9 @@ pid file is created until its commit (or abort) is over.  A file the cleaner
 can lock has no live writer.  For a message file the cleaner then checks,
 in this order, that neither C{todo/ID} nor C{info/ID} exists (the scheduler
 creates C{info/ID} before it removes C{todo/ID}, so this order never misses
-a message in flight).  Files younger than C{grace} seconds are always left
+a message in flight).  A C{reason/N/ID} file (pymta's own) goes when its
+message has no C{info/N/ID} (reasons are written only after it exists),
+and so does a temporary file a rewrite of one left.  Files younger than C{grace} seconds are always left
 alone (a writer creates its pid file an instant before locking it).  On a
 filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
 """
@@ -163,6 +165,23 @@ def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GR
         if age is not None and age >= grace and not os.path.exists(layout.todo(message_id)):
             _remove(path, removed)
 
+    _clean_reasons(layout, now, grace, removed)
     for path in removed:
         log.info("cleaner: removed {path}", path=path)
     return removed
+
+
+def _clean_reasons(layout: QueueLayout, now: float, grace: float, removed: list[str]) -> None:
+    """Reason files whose message is gone, and temporary files of rewrites that never ended."""
+    top = layout.dir("reason")
+    for sub in _listdir(top):
+        subdir = os.path.join(top, sub)
+        if not os.path.isdir(subdir):
+            continue
+        for name in _listdir(subdir):
+            path = os.path.join(subdir, name)
+            age = _age(path, now)
+            if age is None or age < grace:
+                continue
+            if not name.isdigit() or not os.path.exists(layout.info(int(name))):
+                _remove(path, removed)

@@ -20,6 +20,7 @@ from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
 from pymta.queue.listening import UnixSocketService, listen_unix
+from pymta.queue.reasons import shown
 from pymta.queue.scheduler import Scheduler
 
 __all__ = ["CTL_SOCKET", "ctl_socket_path", "CtlProtocol", "CtlFactory", "CtlServerService", "COMMANDS"]
@@ -34,10 +35,13 @@ def ctl_socket_path(root: str) -> str:
     return os.path.join(root, CTL_SOCKET)
 
 
+def _stamp(t: int) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t)) + " GMT"
+
+
 def _when(t: int, now: float) -> str:
-    stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(t))
     delta = int(t - now)
-    return f"{stamp} GMT ({'in ' + str(delta) + ' s' if delta > 0 else 'due'})"
+    return f"{_stamp(t)} ({'in ' + str(delta) + ' s' if delta > 0 else 'due'})"
 
 
 def answer(scheduler: Scheduler, command: str) -> list[str]:
@@ -66,6 +70,8 @@ def answer(scheduler: Scheduler, command: str) -> list[str]:
         for job in scheduler.jobs():
             state = f"running ({job.in_flight} in flight)" if job.running else "next try " + _when(job.due, now)
             lines.append(f"msg {job.message_id} {job.channel} {state}")
+            if job.reason is not None:
+                lines.append(f"  last error {_stamp(job.reason.at)} ({shown(job.reason.text)})")
         return lines
     return [f"error: unknown command {command!r} (known: {', '.join(COMMANDS)})"]
 

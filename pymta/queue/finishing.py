@@ -24,6 +24,7 @@ from pymta.interfaces import MessageSink
 from pymta.queue import bounce as bounces
 from pymta.queue.disk import QueueDisk
 from pymta.queue.qmaillog import QmailLog
+from pymta.queue.reasons import remove_reasons
 from pymta.queue.sendfiles import QueueFileError, quarantine_message, read_info
 from pymta.queue.unlinking import BatchedUnlinker, RecyclableMessage, SpentEnvelope, Unlink, delete_small
 
@@ -143,6 +144,11 @@ class Finisher:
     def _remove(self, message_id: int, recyclable: bool = False) -> Outcome:
         layout = self.disk.layout
         self.log.end_msg(message_id)
+        try:
+            # before info/: a reason file never outlives its message (the cleaner catches a failure here)
+            remove_reasons(layout, message_id)
+        except OSError as e:
+            self.log.warning(f"unable to unlink reason/{layout.subdir(message_id)}/{message_id}: {e.strerror}")
         try:
             delete_small(self.disk, layout.info(message_id))
         except FileNotFoundError:

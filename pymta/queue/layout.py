@@ -13,6 +13,7 @@ The queue's directory layout, as qmail has it (see docs/internals.md, 'Queue lay
     ROOT/queue/local/N/ID   T<rcpt>\\0 / D<rcpt>\\0 records, local channel
     ROOT/queue/remote/N/ID  same for the remote channel
     ROOT/queue/bounce/ID    accumulated permanent-failure text
+    ROOT/queue/reason/N/ID  the last error of each waiting recipient (pymta's own)
     ROOT/queue/quarantine/  queue files that could not be parsed
     ROOT/queue/lock/        sendmutex, trigger (FIFO), tcpto
 """
@@ -25,7 +26,7 @@ import stat
 __all__ = ["QueueLayout", "DEFAULT_SPLIT"]
 
 DEFAULT_SPLIT = 23
-SPLIT_DIRS = ("mess", "info", "local", "remote")
+SPLIT_DIRS = ("mess", "info", "local", "remote", "reason")
 FLAT_DIRS = ("pid", "intd", "todo", "bounce", "quarantine", "lock")
 
 
@@ -107,6 +108,10 @@ class QueueLayout:
         if name not in ("local", "remote"):
             raise ValueError(name)
         return os.path.join(self.queuedir, name, self.subdir(message_id), str(message_id))
+
+    def reason(self, message_id: int) -> str:
+        """Why the message's recipients wait (L{pymta.queue.reasons}); not a qmail file."""
+        return os.path.join(self.queuedir, "reason", self.subdir(message_id), str(message_id))
 
     def intd(self, message_id: int) -> str:
         return os.path.join(self.queuedir, "intd", str(message_id))

@@ -36,6 +36,8 @@ from pymta.queue.finishing import quarantine
 from pymta.queue.firstattempt import FirstAttempt, pair_with_records
 from pymta.queue.messagestate import MessageState, MessageStates, Stage
 from pymta.queue.qmaillog import QmailLog, guard
+from pymta.queue.reasonbook import ReasonBook
+from pymta.queue.reasons import Reason
 from pymta.queue.retry import SYSFAIL_DELAY
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.unlinking import delete_small
@@ -53,6 +55,8 @@ class JobView:
     due: int
     running: bool
     in_flight: int
+    #: why its recipients wait: the newest reason kept (None: none known)
+    reason: Reason | None = None
 
 
 class ChannelPasses:
@@ -76,6 +80,7 @@ class ChannelPasses:
         self.in_flight: set[defer.Deferred] = set()
         self.used: dict[str, int] = {c: 0 for c in channels}
         self._checkpoint = Checkpoint(disk, controls, log)
+        self._reasons = ReasonBook(disk, log)
         self._due = DueJobs(channels, messages.job)
         self._open: dict[str, ChannelJob | None] = {c: None for c in channels}
         self._delivery_ids = itertools.count(1)
@@ -119,7 +124,8 @@ class ChannelPasses:
 
     def views(self) -> list[JobView]:
         """Every job, and every first attempt waiting or running, by message id."""
-        views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight) for j in self.jobs()]
+        views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight, self._reasons.last(j))
+                 for j in self.jobs()]
         for s in self.messages.in_stage(Stage.FIRST_WAITING, Stage.FIRST_RUNNING):
             running = s.stage is Stage.FIRST_RUNNING
             if s.first is not None:
@@ -142,9 +148,11 @@ class ChannelPasses:
             "remote_limit": c.concurrencyremote,
         }
 
-    def add_job(self, state: MessageState, channel: str, due: int) -> ChannelJob:
-        """A scheduled message's job for C{channel}'s file, due at C{due}."""
+    def add_job(self, state: MessageState, channel: str, due: int, resumed: bool = False) -> ChannelJob:
+        """A scheduled message's job for C{channel}'s file, due at C{due} (C{resumed}: found at start)."""
         job = ChannelJob(state.message_id, channel, due)
+        if not resumed:
+            job.reasons.kept = False  # a message just preprocessed has no reasons yet
         state.jobs[channel] = job
         self._due.push(job, due)
         return job
@@ -228,6 +236,8 @@ class ChannelPasses:
             else:
                 self.log.warning(f"trouble opening {files.text}; will try again later")
                 self._due.push(job, now + SYSFAIL_DELAY)
+                guard(self.log, f"keeping the reason of msg {job.message_id}", self._reasons.trouble, job,
+                      f"trouble opening {files.text}; will try again later", now)
             return
         job.open_pass(files, now, self.controls.current.queuelifetime)
         self._open[job.channel] = job
@@ -237,10 +247,16 @@ class ChannelPasses:
         path = self.layout.channel(job.channel, job.message_id)
 
         def record(numbers: list[int], results: list[Any]) -> None:
+            verdicts = []
             for (offset, address), number, result in zip(batch, numbers, results):
+                verdict = self.judged(number, result, job.dying)
                 # a recipient whose result cannot be recorded stays T: it is tried again later
                 guard(self.log, f"recording delivery {number}", self._checkpoint_one, job, path, offset, address,
-                      self.judged(number, result, job.dying))
+                      verdict)
+                verdicts.append((address, verdict))
+            # only once every result is checkpointed: why the deferred recipients wait
+            guard(self.log, f"keeping the reasons of msg {job.message_id}", self._reasons.noted, job, verdicts,
+                  self.now())
 
         def settled() -> None:
             job.in_flight -= 1
@@ -268,7 +284,7 @@ class ChannelPasses:
             self.log.starting_delivery(number, message_id, channel_name, address)
         self.used[channel_name] += 1
         self.status()
-        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients))
+        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients), tuple(numbers))
         d = defer.maybeDeferred(channel.deliver, delivery)
         self.in_flight.add(d)
 
@@ -315,9 +331,12 @@ class ChannelPasses:
             return  # the pass will find out and tell
         job.learn(files, now, self.controls.current.queuelifetime)
         path = self.layout.channel(channel, message_id)
-        for record, verdict in pair_with_records(first, files.records):
+        pairs = pair_with_records(first, files.records)
+        for record, verdict in pairs:
             guard(self.log, f"recording the first attempt of msg {message_id}", self._checkpoint_one, job, path,
                   record.offset, record.address, verdict)
+        guard(self.log, f"keeping the reasons of msg {message_id}", self._reasons.noted, job,
+              [(record.address, verdict) for record, verdict in pairs], now)
         if job.undone == 0:
             self.close_job(job)
         else:
@@ -327,6 +346,7 @@ class ChannelPasses:
         """The pass is over: the job waits for its retry time, or its channel file goes."""
         if self.messages.job(job.message_id, job.channel) is not job:
             return
+        guard(self.log, f"rewriting the reasons of msg {job.message_id}", self._reasons.closed, job)
         if job.undone > 0:
             self._due.push(job, job.retry)
             return

@@ -342,7 +342,7 @@ class Scheduler(Service):
         else:
             state = self.messages.add(message_id, stage)
         for channel, mtime in times.items():
-            self._passes.add_job(state, channel, mtime)
+            self._passes.add_job(state, channel, mtime, resumed=True)
 
     def _preprocess(self) -> None:
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""

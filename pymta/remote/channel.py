@@ -203,7 +203,7 @@ class RemoteChannel:
         d = self._deliver(job)
 
         def unexpected(f: Failure) -> list[DeliveryResult]:
-            log.failure("remote delivery of message {id} failed", f, id=job.message_id)
+            log.failure("{job}: remote delivery failed", f, job=job.about(), message_id=job.message_id)
             return [DeliveryResult(DEFERRAL, TEXT_INTERNAL) for _ in job.recipients]
 
         d.addErrback(unexpected)
@@ -283,7 +283,7 @@ class RemoteChannel:
         self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]
     ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
         try:
-            targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes)
+            targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes, job.about())
         except RouteFailure as failure:
             return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
         route = targets[0].route if targets else None
@@ -291,8 +291,8 @@ class RemoteChannel:
             policy = route_policy(self.tls_policies(controls).policy_for(domain), route)
             credentials = self.smarthost_credentials(controls).for_route(route)
         except (ControlError, OSError, LookupError) as e:
-            log.error("tlsdestinations or smarthostauth unusable, deferring {domain}: {error}", domain=domain,
-                      error=str(e))
+            log.error("{job}: tlsdestinations or smarthostauth unusable, deferring {domain}: {error}",
+                      job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
@@ -330,13 +330,16 @@ class RemoteChannel:
                 return TEXT_STOPPING, None
             try:
                 if self.dead_hosts.is_dead(target.address):
+                    log.info("{job}: {address} is marked dead (no answer lately); not tried", job=job.about(),
+                             message_id=job.message_id, address=target.address)
                     continue
             except OSError:
                 pass
             try:
                 tls = TLSPolicyTable.creator(policy, target.host)
             except (OSError, ValueError) as e:
-                log.error("TLS trust for {host} unusable: {error}", host=target.host, error=e)
+                log.error("{job}: TLS trust for {host} unusable: {error}", job=job.about(), message_id=job.message_id,
+                          host=target.host, error=e)
                 return f"Unable to load the TLS trust anchors for {target.host}. (#4.3.0)\n", None
             key = (target.address, target.port, target.host, controls.helohost, policy, smtps, login, tls is None)
             outcome = yield self._session(target, job, controls, recipients, tls, policy.required or smtps, key,
@@ -344,6 +347,8 @@ class RemoteChannel:
             if outcome is _CONNECT_FAILED:
                 continue
             if outcome.tls_failed and not policy.required and not smtps:
+                log.info("{job}: TLS with {address} failed; trying again without TLS", job=job.about(),
+                         message_id=job.message_id, address=target.address)
                 key = key[:-1] + (True,)
                 outcome = yield self._session(target, job, controls, recipients, None, False, key)
                 if outcome is _CONNECT_FAILED:
@@ -370,7 +375,8 @@ class RemoteChannel:
         try:
             message = open(job.message_path, "rb")
         except OSError as e:
-            log.error("cannot open message {path}: {error}", path=job.message_path, error=e)
+            log.error("{job}: cannot open message {path}: {error}", job=job.about(), message_id=job.message_id,
+                      path=job.message_path, error=e)
             return SessionOutcome(DEFERRAL, TEXT_NO_MESSAGE)
         try:
             while self._idle.get(key):
@@ -406,11 +412,13 @@ class RemoteChannel:
             try:
                 yield endpoint.connect(_OneConnection(protocol))
             except (error.TimeoutError, error.TCPTimedOutError):
-                log.info("connect to {address}:{port} timed out", address=target.address, port=target.port)
+                log.info("{job}: connect to {address}:{port} timed out", job=job.about(), message_id=job.message_id,
+                         address=target.address, port=target.port)
                 self._remember(self.dead_hosts.record_timeout, target.address)
                 return _CONNECT_FAILED
             except Exception as e:
-                log.info("connect to {address}:{port} failed: {error}", address=target.address, port=target.port, error=e)
+                log.info("{job}: connect to {address}:{port} failed: {error}", job=job.about(),
+                         message_id=job.message_id, address=target.address, port=target.port, error=e)
                 return _CONNECT_FAILED
             self._remember(self.dead_hosts.record_success, target.address)
             self._active.add(protocol)

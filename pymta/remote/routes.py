@@ -171,12 +171,16 @@ class TargetPlanner:
         self.is_own_address = is_own_address
         self.shuffle = shuffle if shuffle is not None else random.shuffle
 
-    def plan(self, domain: str, smtproutes: Mapping[str, str]) -> "Deferred[list[Target]]":
-        """Targets for C{domain} in the order to try; fails with L{RouteFailure}."""
+    def plan(self, domain: str, smtproutes: Mapping[str, str], about: str = "") -> "Deferred[list[Target]]":
+        """
+        Targets for C{domain} in the order to try; fails with L{RouteFailure}.
+        C{about} names the delivery in a log line (C{msg ID delivery N}).
+        """
         try:
             route = find_smtproute(smtproutes, domain)
         except RouteError as e:
-            log.error("smtproutes unusable for {domain}, deferring: {error}", domain=domain, error=str(e))
+            log.error("{about}smtproutes unusable for {domain}, deferring: {error}", about=f"{about}: " if about else "",
+                      domain=domain, error=str(e))
             return defer.fail(RouteFailure(DEFERRAL, TEXT_BAD_ROUTE))
         if route is not None and route.relay is not None:
             return self._relay(route)

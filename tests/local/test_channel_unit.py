@@ -8,7 +8,7 @@ from typing import Iterator
 
 from twisted.internet import task
 from twisted.internet.error import ProcessTerminated
-from twisted.logger import globalLogPublisher
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial import unittest
 
@@ -116,6 +116,16 @@ class ChannelUnitTests(unittest.SynchronousTestCase):
         [result] = self.successResultOf(d)
         self.assertEqual((result.status, result.text), ("Z", text))
         self.assertTrue(any("pymta-send is not root" in str(e.get("log_format")) for e in events))
+
+    def test_not_root_line_names_message_and_delivery(self) -> None:
+        d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x", "ann@x"), (11, 12)))
+        with captured_log() as events:
+            self.report(DeliveryReport.report(2, "Z", "Not running as root. (#4.3.0)", needs_root=True))
+            self.report(DeliveryReport(1, "K", "hi\n", DeliveryCounts(1, 0, 0), (), "a@b", 5))
+        self.successResultOf(d)
+        lines = [formatEvent(e) for e in events if "not root" in formatEvent(e)]
+        self.assertEqual(lines, ["msg 5 delivery 12: local delivery to ann@x needs another uid but pymta-send is not"
+                                 " root: deferred"])
 
     def test_malformed_report_defers_its_delivery(self) -> None:
         d = self.channel.deliver(DeliveryJob(5, self.message, "a@b", ("joe@x",)))

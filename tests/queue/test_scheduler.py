@@ -560,7 +560,8 @@ class BadQueueFileTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.clock.advance(400)
         self.assertEqual(len(self.remote.jobs), 1)
         qdir = os.path.join(self.layout.dir("quarantine"), str(mid))
-        self.assertEqual(sorted(os.listdir(qdir)), ["info", "mess", "remote"])
+        # the reason of the first deferral goes along with the message's other files
+        self.assertEqual(sorted(os.listdir(qdir)), ["info", "mess", "reason", "remote"])
         self.assertTrue(any("unknown recipient record" in l for l in self.lines()))
 
     def test_missing_message_file_quarantined(self) -> None:
@@ -571,7 +572,7 @@ class BadQueueFileTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.clock.advance(400)
         self.assertEqual(len(self.remote.jobs), 1)
         qdir = os.path.join(self.layout.dir("quarantine"), str(mid))
-        self.assertEqual(sorted(os.listdir(qdir)), ["info", "remote"])
+        self.assertEqual(sorted(os.listdir(qdir)), ["info", "reason", "remote"])
         self.assertIn(f"warning: msg {mid} quarantined in quarantine/{mid}: the message file is missing", self.lines())
 
     def test_unreadable_message_defers(self) -> None:

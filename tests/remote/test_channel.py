@@ -12,7 +12,7 @@ from twisted.logger import formatEvent, globalLogPublisher
 from twisted.trial import unittest
 
 from pymta.control import ControlError, load_controls
-from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryResult
+from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
 from pymta.remote.channel import TEXT_NO_CONNECTION, RemoteChannel
 from pymta.remote.datastream import encode_message
 from pymta.dns import DNSTemporaryError, NULL_MX
@@ -622,3 +622,47 @@ class LifeCycleTests(ChannelTestBase):
         channel.start()
         again = yield channel.deliver(job(root, ["c@example.test"], message_id=3))
         self.assertEqual(again[0].status, SUCCESS)
+
+
+class LogLinesNameTheMessageTests(ChannelTestBase):
+    """Every log line of a delivery says which message (and delivery) it is about."""
+
+    def logged(self) -> list[str]:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.events = events
+        return events
+
+    def texts(self) -> list[str]:
+        return [formatEvent(e) for e in self.events if e.get("log_namespace") == "pymta.remote"]
+
+    def numbered(self, root: str, recipients: list[str], numbers: tuple[int, ...], message_id: int = 4242):
+        plain = job(root, recipients, message_id=message_id)
+        return DeliveryJob(plain.message_id, plain.message_path, plain.sender, plain.recipients, numbers)
+
+    @defer.inlineCallbacks
+    def test_connect_error(self) -> defer.Generator:
+        _, port = self.server("127.0.0.3")  # the port is free on 127.0.0.2: nobody listens there
+        channel, root = self.channel({"smtproutes": f"example.test:127.0.0.2:{port}"})
+        self.logged()
+        results = yield channel.deliver(self.numbered(root, ["bob@example.test", "carol@example.test"], (7, 8)))
+        self.assertEqual(results, [DeliveryResult(DEFERRAL, TEXT_NO_CONNECTION)] * 2)
+        (line,) = [t for t in self.texts() if "connect to" in t]
+        self.assertTrue(line.startswith(f"msg 4242 deliveries 7,8: connect to 127.0.0.2:{port} failed: "), line)
+        self.assertEqual([e["message_id"] for e in self.events if "connect to" in formatEvent(e)], [4242])
+
+    @defer.inlineCallbacks
+    def test_dead_host(self) -> defer.Generator:
+        _, port = self.server()
+        channel, root = self.routed(port)
+        memory = DeadHostMemory(tcpto_path(root), clock=lambda: reactor.seconds() - 200)
+        memory.record_timeout("127.0.0.1")
+        DeadHostMemory(tcpto_path(root), clock=reactor.seconds).record_timeout("127.0.0.1")
+        self.logged()
+        yield channel.deliver(self.numbered(root, ["bob@example.test"], (3,)))
+        self.assertIn("msg 4242 delivery 3: 127.0.0.1 is marked dead (no answer lately); not tried", self.texts())
+
+    def test_job_without_numbers(self) -> None:
+        self.assertEqual(DeliveryJob(5, "p", "s", ("a", "b")).about(), "msg 5")
+        self.assertEqual(DeliveryJob(5, "p", "s", ("a", "b"), (1, 2)).about("b"), "msg 5 delivery 2")

@@ -102,6 +102,17 @@ class PlannerTests(unittest.SynchronousTestCase):
         failure = self.failureResultOf(self.planner(FakeResolver()).plan("x.test", {"x.test": "host:notaport"}), RouteFailure)
         self.assertEqual((failure.value.status, failure.value.text), (DEFERRAL, routes.TEXT_BAD_ROUTE))
 
+    def test_bad_route_log_line_names_the_delivery(self) -> None:
+        events: list[dict] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        self.failureResultOf(self.planner(FakeResolver()).plan("x.test", {"x.test": "host:notaport"},
+                                                                "msg 5 delivery 2"), RouteFailure)
+        logged = [formatEvent(e) for e in events if "smtproutes" in formatEvent(e)]
+        self.assertEqual(len(logged), 1)
+        self.assertTrue(logged[0].startswith("msg 5 delivery 2: smtproutes unusable for x.test, deferring: "),
+                        logged[0])
+
     def test_bad_route_from_control_file_names_file_and_line(self) -> None:
         # the control files are checked when read; a table that reaches delivery broken still names its line
         table = parse_map("/r/control/smtproutes", ["# routes", "good.test:relay.test", "x.test:host:99999"])
