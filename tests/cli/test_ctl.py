@@ -52,7 +52,7 @@ class CtlCommandTests(unittest.SynchronousTestCase):
             self.assertEqual(set(f.read()), {0})
 
     def test_permission_denied_is_named(self) -> None:
-        def denied(path, command, timeout=30.0):
+        def denied(path, command, timeout=30.0, args=()):
             raise PermissionError(13, "Permission denied")
 
         self.patch(ctl, "_ask", denied)
