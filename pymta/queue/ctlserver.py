@@ -93,7 +93,7 @@ def _queue_action(command: str) -> "Handler":
             selection = parse_selection(command, args)
         except ValueError as e:
             return [f"error: {e}"]
-        return ["ok"] + scheduler.control.act(command, selection)
+        return ["ok"] + scheduler.queue_control.act(command, selection)
 
     return handle
 

@@ -124,7 +124,7 @@ class Scheduler(Service):
         self._unlinker = BatchedUnlinker(disk, clock, threadpool, self.log)
         self._finisher = Finisher(disk, controls, sink, clock, self.log, self._unlinker)
         #: C{pymta ctl delete|hold|release|retry|bounce}
-        self.control = QueueControl(self.messages, self._passes, disk, controls, self.log, self._kick,
+        self.queue_control = QueueControl(self.messages, self._passes, disk, controls, self.log, self._kick,
                                     self._resume_message)
         # the main loop's timers and flags
         self._timers = LoopTimers(clock)
@@ -174,7 +174,7 @@ class Scheduler(Service):
         self._preprocessing = False
         if self.cleaner is not None:
             self._run_cleaner()
-        self.control.load()
+        self.queue_control.load()
         self._resume_queue()
         self.status()
         self._timers.every(self.todo_scan_interval, self.scan_todo)
@@ -343,7 +343,7 @@ class Scheduler(Service):
         if times is None:
             self._retry_later(message_id, Later.RESUME)
             return
-        if self.control.resumed(message_id, times):
+        if self.queue_control.resumed(message_id, times):
             return  # held
         stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
         if message_id in self.messages:
@@ -430,7 +430,7 @@ class Scheduler(Service):
                     if channel in state.jobs:
                         continue
                 self._passes.add_job(state, channel, now)
-            self.control.settle(state)
+            self.queue_control.settle(state)
 
     def _settle_batch(self, batch: list[int]) -> None:
         """
