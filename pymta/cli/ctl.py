@@ -1,20 +1,22 @@
 # -*- test-case-name: tests.cli.test_ctl -*-
 """
-C{pymta ctl [--root DIR] COMMAND}: drive a running pymta-send.
+C{pymta ctl [--root DIR] COMMAND [ARGS]}: drive a running pymta-send.
 
-  stat      the status line and queue counters
-  doqueue   retry every queued message now (like SIGALRM to qmail-send)
-  reload    reread the control files (like SIGHUP)
-  pause     start no new deliveries
-  cont      continue after pause
-  queue     every queued job and its next attempt
-  tcpok     forget every remote host marked dead (qmail-tcpok)
+The commands and their help are L{pymta.queue.ctlrequest.COMMANDS}, plus
+C{tcpok} (forget every remote host marked dead, like qmail-tcpok; no daemon
+needed).  The queue actions take a selection::
 
-Commands go over C{ROOT/run/ctl.sock}; without the socket, C{doqueue} and
-C{reload} fall back to signals to the pid in C{ROOT/run/pymta-send.pid}.
+  pymta ctl delete|hold|release|retry|bounce [ID...] [--domain D] [--sender S]
+      [--recipient R] [--older-than AGE] [--reason TEXT] [--dry-run]
 
-Exit codes: 0 done, 100 usage error, 111 pymta-send not running or the
-command failed (temporary trouble, as in qmail).
+checked here first (a malformed one is a usage error), then sent as one
+request line (L{pymta.queue.ctlrequest.CtlRequest}) over
+C{ROOT/run/ctl.sock}; without the socket, C{doqueue} and C{reload} fall
+back to signals to the pid in C{ROOT/run/pymta-send.pid}.
+
+Exit codes: 0 done (also "no message matched"), 100 usage error, 111
+pymta-send not running or the command failed (temporary trouble, as in
+qmail).
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ import socket
 import sys
 
 from pymta.control import default_root
+from pymta.queue.ctlrequest import COMMANDS, QUEUE_ACTIONS, CtlRequest, parse_selection
 
 __all__ = ["main", "EXIT_OK", "EXIT_USAGE", "EXIT_TEMP"]
 
@@ -33,15 +36,15 @@ EXIT_OK = 0
 EXIT_USAGE = 100
 EXIT_TEMP = 111
 
-SOCKET_COMMANDS = ("stat", "doqueue", "reload", "pause", "cont", "queue")
+SOCKET_COMMANDS = tuple(COMMANDS)
 SIGNALS = {"doqueue": signal.SIGALRM, "reload": signal.SIGHUP}
 
 
-def _ask(path: str, command: str, timeout: float = 30.0) -> str:
+def _ask(path: str, command: str, timeout: float = 30.0, args: tuple[str, ...] = ()) -> str:
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
         s.settimeout(timeout)
         s.connect(path)
-        s.sendall(command.encode() + b"\n")
+        s.sendall(CtlRequest(command, args).encode())
         chunks = []
         while True:
             data = s.recv(65536)
@@ -78,20 +81,42 @@ def _tcpok(root: str) -> int:
     return EXIT_OK
 
 
+def _arguments(command: str, words: list[str]) -> tuple[str, ...]:
+    """The request's arguments (L{ValueError} when malformed); tabs in a reason become spaces."""
+    if command not in QUEUE_ACTIONS:
+        if words:
+            raise ValueError(f"{command} takes no arguments")
+        return ()
+    parse_selection(command, words)
+    args = tuple(w.replace("\t", " ") for w in words)
+    CtlRequest(command, args).encode()  # within bounds
+    return args
+
+
 def main(argv: list[str]) -> int:
-    parser = argparse.ArgumentParser(prog="pymta ctl", description="control a running pymta-send")
+    epilog = "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items())
+    parser = argparse.ArgumentParser(
+        prog="pymta ctl", description="control a running pymta-send", formatter_class=argparse.RawTextHelpFormatter,
+        epilog=epilog + "\n  tcpok    forget every remote host marked dead (qmail-tcpok)\n\nqueue actions take: "
+        "[ID...] [--domain D] [--sender S] [--recipient R] [--older-than AGE] [--reason TEXT] [--dry-run]")
     parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT, else /var/pymta)")
     parser.add_argument("command", choices=SOCKET_COMMANDS + ("tcpok",))
+    parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return EXIT_OK if e.code == 0 else EXIT_USAGE
     root = os.path.abspath(args.root or default_root())
     if args.command == "tcpok":
-        return _tcpok(root)
+        return _tcpok(root) if not args.args else EXIT_USAGE
+    try:
+        request_args = _arguments(args.command, args.args)
+    except ValueError as e:
+        sys.stderr.write(f"pymta ctl {args.command}: {e}\n")
+        return EXIT_USAGE
     path = os.path.join(root, "run", "ctl.sock")
     try:
-        reply = _ask(path, args.command)
+        reply = _ask(path, args.command, args=request_args)
     except PermissionError:
         sys.stderr.write(f"pymta ctl: permission denied on {path}: run it as root or as the queue's owner\n")
         return EXIT_TEMP

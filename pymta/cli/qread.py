@@ -6,7 +6,7 @@ C{pymta qread [--root DIR]}: qmail-qread's listing (see docs/internals.md,
 For every message in C{queue/info/} (split directories in order, entries in
 directory order)::
 
-    25 Nov 2026 21:49:49 GMT  #2179597  235  <me@test.example> [ bouncing]
+    25 Nov 2026 21:49:49 GMT  #2179597  235  <me@test.example> [ bouncing][ held]
     \\tremote\\tuser@other.example
     \\t\\t25 Nov 2026 21:56:29 GMT (Sorry, I wasn't able to establish an SMTP connection. (#4.4.1))
       done\\tlocal\\tdone@here.example
@@ -67,11 +67,12 @@ def _message_ids(layout: QueueLayout) -> Iterator[int]:
 def _describe(layout: QueueLayout, message_id: int) -> list[str]:
     size = os.stat(layout.mess(message_id)).st_size
     bouncing = os.path.exists(layout.bounce(message_id))
+    held = os.path.exists(layout.hold(message_id))  # pymta ctl hold
     with open(layout.info(message_id), "rb") as f:
         sender = _first_record(f.read())[1:]
         born = os.fstat(f.fileno()).st_mtime
     date = qmail_date(born)[: -len(" -0000")]
-    head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"")
+    head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"") + (b" held" if held else b"")
     lines = [printable(head)]
     reasons = latest(read_reasons(layout, message_id))
     for channel in ("local", "remote"):

@@ -20,6 +20,13 @@ message has no C{info/N/ID} (reasons are written only after it exists),
 and so does a temporary file a rewrite of one left.  Files younger than C{grace} seconds are always left
 alone (a writer creates its pid file an instant before locking it).  On a
 filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
+
+A message C{pymta ctl delete} was removing when it died leaves a channel
+file, C{bounce/ID} or C{hold/ID} under an id with neither C{todo/ID} nor
+C{info/ID} (nothing else does: preprocessing writes C{info} before the
+channel files, finishing removes them before C{info}).  Those files go at
+once, whatever their age, and the message file with them unless a writer
+holds its lock (L{pymta.queue.ctldisk} has the order).
 """
 
 from __future__ import annotations
@@ -28,9 +35,11 @@ import errno
 import fcntl
 import os
 import time
+from typing import Callable
 
 from twisted.logger import Logger
 
+from pymta.queue.ctldisk import leftover_paths
 from pymta.queue.layout import QueueLayout
 
 __all__ = ["clean_queue", "STALE_AGE", "GRACE"]
@@ -109,6 +118,27 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
+def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int], bool], removed: list[str]) -> None:
+    """Remove what an interrupted C{pymta ctl delete} left (see the module docstring)."""
+    found: set[int] = set()
+    for top in ("local", "remote"):
+        for sub in _listdir(layout.dir(top)):
+            found.update(int(name) for name in _listdir(os.path.join(layout.dir(top), sub)) if name.isdigit())
+    for top in ("bounce", "hold"):
+        found.update(int(name) for name in _listdir(layout.dir(top)) if name.isdigit())
+    for message_id in sorted(found):
+        if not unprocessed(message_id):
+            continue
+        *files, mess = leftover_paths(layout, message_id)
+        for path in files:
+            _remove(path, removed)
+        verdict = _stale(mess, now, 0.0, lambda: unprocessed(message_id))
+        if verdict is not False:
+            _remove(mess, removed)
+            if verdict is not True:
+                os.close(verdict)
+
+
 def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GRACE) -> list[str]:
     """
     Remove crash leftovers: C{pid/} files, C{mess/N/ID} with neither
@@ -131,6 +161,8 @@ def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GR
 
     def unprocessed(message_id: int) -> bool:
         return not os.path.exists(layout.todo(message_id)) and not os.path.exists(layout.info(message_id))
+
+    _finish_deletes(layout, now, unprocessed, removed)
 
     messdir = layout.dir("mess")
     for sub in _listdir(messdir):

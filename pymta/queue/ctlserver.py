@@ -1,34 +1,39 @@
 # -*- test-case-name: tests.queue.test_service -*-
 """
 The control socket of pymta-send, C{ROOT/run/ctl.sock} (mode 0600): one
-command line per connection, as sent by C{pymta ctl}.
+request line per connection, as sent by C{pymta ctl}
+(L{pymta.queue.ctlrequest}: a command, then its arguments separated by tabs).
 
-Commands: C{stat}, C{doqueue}, C{reload}, C{pause}, C{cont}, C{queue}.
-The reply's first line is C{ok} or C{error: <reason>}; more lines may
-follow; the server then closes the connection.
+Commands: L{HANDLERS} - C{stat}, C{doqueue}, C{reload}, C{pause}, C{cont},
+C{queue}, and the queue actions C{delete}, C{hold}, C{release}, C{retry},
+C{bounce} (L{pymta.queue.queuecontrol}).  The reply's first line is C{ok}
+or C{error: <reason>}; more lines may follow; the server then closes the
+connection.  A command is added with its name in
+L{pymta.queue.ctlrequest.COMMANDS} and its handler here.
 """
 
 from __future__ import annotations
 
 import os
 import time
-from typing import Any
+from typing import Any, Callable
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.basic import LineOnlyReceiver
 
+from pymta.queue.ctlrequest import COMMANDS, MAX_REQUEST, QUEUE_ACTIONS, CtlRequest, parse_selection
 from pymta.queue.listening import UnixSocketService, listen_unix
 from pymta.queue.reasons import shown
 from pymta.queue.scheduler import Scheduler
 
-__all__ = ["CTL_SOCKET", "ctl_socket_path", "CtlProtocol", "CtlFactory", "CtlServerService", "COMMANDS"]
+__all__ = ["CTL_SOCKET", "ctl_socket_path", "CtlProtocol", "CtlFactory", "CtlServerService", "COMMANDS",
+           "HANDLERS", "answer"]
 
 log = Logger(namespace="pymta.send")
 
 CTL_SOCKET = os.path.join("run", "ctl.sock")
-COMMANDS = ("stat", "doqueue", "reload", "pause", "cont", "queue")
 
 
 def ctl_socket_path(root: str) -> str:
@@ -44,46 +49,97 @@ def _when(t: int, now: float) -> str:
     return f"{_stamp(t)} ({'in ' + str(delta) + ' s' if delta > 0 else 'due'})"
 
 
-def answer(scheduler: Scheduler, command: str) -> list[str]:
-    """The reply lines for one command."""
-    if command == "stat":
-        counts = scheduler.counts()
-        lines = ["ok", scheduler.status_text()]
-        lines += [f"{key}: {value}" for key, value in counts.items()]
-        return lines
-    if command == "doqueue":
-        scheduler.run_all_now()
-        return ["ok", "every queued message is being retried now"]
-    if command == "reload":
-        if scheduler.reload():
-            return ["ok", "control files reread"]
-        return [f"error: {scheduler.last_reload_error}; old values kept"]
-    if command == "pause":
-        scheduler.pause()
-        return ["ok", "deliveries paused"]
-    if command == "cont":
-        scheduler.cont()
-        return ["ok", "deliveries continue"]
-    if command == "queue":
-        now = scheduler.clock.seconds()
-        lines = ["ok"]
-        for job in scheduler.jobs():
-            state = f"running ({job.in_flight} in flight)" if job.running else "next try " + _when(job.due, now)
-            lines.append(f"msg {job.message_id} {job.channel} {state}")
-            if job.reason is not None:
-                lines.append(f"  last error {_stamp(job.reason.at)} ({shown(job.reason.text)})")
-        return lines
-    return [f"error: unknown command {command!r} (known: {', '.join(COMMANDS)})"]
+def _stat(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    counts = scheduler.counts()
+    return ["ok", scheduler.status_text()] + [f"{key}: {value}" for key, value in counts.items()]
+
+
+def _doqueue(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    scheduler.run_all_now()
+    return ["ok", "every queued message is being retried now"]
+
+
+def _reload(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    if scheduler.reload():
+        return ["ok", "control files reread"]
+    return [f"error: {scheduler.last_reload_error}; old values kept"]
+
+
+def _pause(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    scheduler.pause()
+    return ["ok", "deliveries paused"]
+
+
+def _cont(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    scheduler.cont()
+    return ["ok", "deliveries continue"]
+
+
+def _queue(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    now = scheduler.clock.seconds()
+    lines = ["ok"]
+    for job in scheduler.jobs():
+        if job.held:
+            state = "held"
+        elif job.running:
+            state = f"running ({job.in_flight} in flight)"
+        else:
+            state = "next try " + _when(job.due, now)
+        lines.append(f"msg {job.message_id} {job.channel} {state}")
+        if job.reason is not None:
+            lines.append(f"  last error {_stamp(job.reason.at)} ({shown(job.reason.text)})")
+    return lines
+
+
+def _queue_action(command: str) -> "Handler":
+    """The handler of a queue action (L{pymta.queue.queuecontrol.QueueControl.act})."""
+
+    def handle(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+        try:
+            selection = parse_selection(command, args)
+        except ValueError as e:
+            return [f"error: {e}"]
+        return ["ok"] + scheduler.queue_control.act(command, selection)
+
+    return handle
+
+
+Handler = Callable[[Scheduler, tuple[str, ...]], list[str]]
+
+#: the handler of each command (with no arguments unless a queue action)
+HANDLERS: dict[str, Handler] = {
+    "stat": _stat,
+    "doqueue": _doqueue,
+    "reload": _reload,
+    "pause": _pause,
+    "cont": _cont,
+    "queue": _queue,
+    **{name: _queue_action(name) for name in QUEUE_ACTIONS},
+}
+
+
+def answer(scheduler: Scheduler, request: str | CtlRequest) -> list[str]:
+    """The reply lines for one request (a bare command name, or a parsed request)."""
+    if isinstance(request, str):
+        request = CtlRequest(request.strip())
+    handler = HANDLERS.get(request.command)
+    if handler is None:
+        return [f"error: unknown command {request.command!r} (known: {', '.join(COMMANDS)})"]
+    if request.args and request.command not in QUEUE_ACTIONS:
+        return [f"error: {request.command} takes no arguments"]
+    return handler(scheduler, request.args)
 
 
 class CtlProtocol(LineOnlyReceiver):
     delimiter = b"\n"
-    MAX_LENGTH = 200
+    MAX_LENGTH = MAX_REQUEST
 
     def lineReceived(self, line: bytes) -> None:
-        command = line.decode("ascii", "replace").strip()
+        command = line[:40].decode("ascii", "replace").split("\t")[0].strip()
         try:
-            reply = answer(self.factory.scheduler, command)
+            reply = answer(self.factory.scheduler, CtlRequest.parse(line))
+        except ValueError as e:
+            reply = [f"error: {e}"]
         except Exception as e:  # the control socket never takes the daemon down
             log.failure("ctl command {command} failed", command=command)
             reply = [f"error: {e}"]

@@ -88,3 +88,9 @@ class QueueDisk:
         # message files come back under their own name (their inode number is the id): a pool of their own
         mess_spares = SparePool(layout, same_name=True, sync=sync)
         return cls(layout, sync, queue_owner(layout), spares, mess_spares), warning
+
+    def clear_spares(self) -> None:
+        """Delete every spare file (at start and stop: spares are never left for another process)."""
+        for pool in (self.spares, self.mess_spares):
+            if pool is not None:
+                pool.clear()

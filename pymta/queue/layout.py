@@ -14,6 +14,7 @@ The queue's directory layout, as qmail has it (see docs/internals.md, 'Queue lay
     ROOT/queue/remote/N/ID  same for the remote channel
     ROOT/queue/bounce/ID    accumulated permanent-failure text
     ROOT/queue/reason/N/ID  the last error of each waiting recipient (pymta's own)
+    ROOT/queue/hold/ID      empty: the message is held (pymta ctl hold)
     ROOT/queue/quarantine/  queue files that could not be parsed
     ROOT/queue/lock/        sendmutex, trigger (FIFO), tcpto
 """
@@ -27,7 +28,7 @@ __all__ = ["QueueLayout", "DEFAULT_SPLIT"]
 
 DEFAULT_SPLIT = 23
 SPLIT_DIRS = ("mess", "info", "local", "remote", "reason")
-FLAT_DIRS = ("pid", "intd", "todo", "bounce", "quarantine", "lock")
+FLAT_DIRS = ("pid", "intd", "todo", "bounce", "quarantine", "lock", "hold")
 
 
 class QueueLayout:
@@ -121,6 +122,9 @@ class QueueLayout:
 
     def bounce(self, message_id: int) -> str:
         return os.path.join(self.queuedir, "bounce", str(message_id))
+
+    def hold(self, message_id: int) -> str:
+        return os.path.join(self.queuedir, "hold", str(message_id))
 
     def dir(self, name: str) -> str:
         """A top-level queue directory by name (C{pid}, C{todo}, C{mess}, ...)."""

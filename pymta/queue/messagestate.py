@@ -24,7 +24,7 @@ from pymta.queue.channeljob import ChannelJob
 from pymta.queue.envelope import Envelope
 from pymta.queue.firstattempt import FirstAttempt
 
-__all__ = ["Stage", "Later", "MessageState", "MessageStates", "IllegalMove", "MOVES"]
+__all__ = ["Stage", "Later", "Pending", "MessageState", "MessageStates", "IllegalMove", "MOVES"]
 
 
 class Stage(enum.Enum):
@@ -43,6 +43,8 @@ class Stage(enum.Enum):
     FINISHING = "finishing"
     #: a failure of the moment: tried again after a delay (L{Later} says what)
     LATER = "retry later"
+    #: held by C{pymta ctl hold} (C{hold/ID} on disk): never attempted until released
+    HELD = "held"
 
 
 class Later(enum.Enum):
@@ -53,22 +55,37 @@ class Later(enum.Enum):
     RESUME = "resume"
 
 
-#: the moves a message may make; None is "not in the map" (new, or gone: finished, quarantined, forgotten)
+#: the moves a message may make; None is "not in the map" (new, or gone: finished, quarantined, forgotten,
+#: deleted by C{pymta ctl delete})
 MOVES: dict[Stage | None, frozenset[Stage | None]] = {
-    None: frozenset({Stage.WAITING, Stage.FIRST_WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER}),
-    Stage.WAITING: frozenset({Stage.PREPROCESSING}),
+    None: frozenset({Stage.WAITING, Stage.FIRST_WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER,
+                     Stage.HELD}),
+    Stage.WAITING: frozenset({Stage.PREPROCESSING, None}),
     Stage.PREPROCESSING: frozenset({Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, None}),
-    Stage.FIRST_WAITING: frozenset({Stage.FIRST_RUNNING, Stage.WAITING}),
+    Stage.FIRST_WAITING: frozenset({Stage.FIRST_RUNNING, Stage.WAITING, None}),
     Stage.FIRST_RUNNING: frozenset({Stage.WAITING, None}),
-    Stage.SCHEDULED: frozenset({Stage.FINISH_QUEUED, None}),
+    Stage.SCHEDULED: frozenset({Stage.FINISH_QUEUED, Stage.HELD, None}),
     Stage.FINISH_QUEUED: frozenset({Stage.FINISHING, Stage.LATER, None}),
     Stage.FINISHING: frozenset({Stage.LATER, None}),
-    Stage.LATER: frozenset({Stage.WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER}),
+    Stage.LATER: frozenset({Stage.WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, Stage.HELD}),
+    Stage.HELD: frozenset({Stage.SCHEDULED, Stage.FINISH_QUEUED, None}),
 }
 
 
 #: stale FIFO entries tolerated beyond twice the live ones before an index is compacted
 STALE_SLACK = 64
+
+
+@dataclass(frozen=True)
+class Pending:
+    """
+    A C{pymta ctl} action (C{hold}, C{delete} or C{bounce}) asked for while
+    the message was busy (a delivery in flight, preprocessing): done when it
+    is next scheduled with nothing in flight, forgotten if it finishes first.
+    """
+
+    action: str
+    reason: str | None = None
 
 
 class IllegalMove(RuntimeError):
@@ -91,6 +108,10 @@ class MessageState:
     jobs: dict[str, ChannelJob] = field(default_factory=dict)
     #: L{Stage.LATER}: what to do when the time comes
     later: Later | None = None
+    #: a ctl action waiting for the deliveries in flight (or the preprocessing) to end
+    pending: Pending | None = None
+    #: L{Stage.HELD}: the channels it has files for (for C{pymta ctl queue})
+    held_channels: tuple[str, ...] = ()
 
 
 class MessageStates:
@@ -179,6 +200,10 @@ class MessageStates:
             state.jobs = {}
         if stage is not Stage.LATER:
             state.later = None
+        if stage is not Stage.HELD:
+            state.held_channels = ()
+        if stage is Stage.FINISH_QUEUED:
+            state.pending = None  # nothing left to hold, delete or bounce
         self._index(state)
         return state
 

@@ -12,7 +12,9 @@ whole model.
 
 L{ChannelPasses} keeps the jobs in the scheduler's L{MessageStates} (a
 scheduled message's C{jobs}) and moves a message whose last job closed to
-L{Stage.FINISH_QUEUED}; C{changed()} tells the scheduler's loop to run.
+L{Stage.FINISH_QUEUED}; C{changed()} tells the scheduler's loop to run, and
+C{on_idle(state)} is told when a pass ends and leaves a message with a
+pending C{pymta ctl} action nothing in flight.
 """
 
 from __future__ import annotations
@@ -57,6 +59,8 @@ class JobView:
     in_flight: int
     #: why its recipients wait: the newest reason kept (None: none known)
     reason: Reason | None = None
+    #: held (C{pymta ctl hold}): never attempted until released
+    held: bool = False
 
 
 class ChannelPasses:
@@ -84,6 +88,8 @@ class ChannelPasses:
         self._due = DueJobs(channels, messages.job)
         self._open: dict[str, ChannelJob | None] = {c: None for c in channels}
         self._delivery_ids = itertools.count(1)
+        #: called with a scheduled message that has a pending ctl action once nothing of it is in flight
+        self.on_idle: Callable[[MessageState], None] | None = None
 
     def now(self) -> int:
         return int(self.clock.seconds())
@@ -130,22 +136,25 @@ class ChannelPasses:
             running = s.stage is Stage.FIRST_RUNNING
             if s.first is not None:
                 views.append(JobView(s.message_id, s.first.channel, s.first.since, running, int(running)))
+        for s in self.messages.in_stage(Stage.HELD):
+            views += [JobView(s.message_id, channel, 0, False, 0, held=True) for channel in s.held_channels]
         return sorted(views, key=lambda v: (v.message_id, v.channel))
 
     def counts(self) -> dict[str, int]:
         """Messages, jobs and slots for C{pymta ctl stat} (first attempts count as jobs)."""
         c = self.controls.current
-        views = self.views()
+        views = [v for v in self.views() if not v.held]
         waiting = sum(1 for v in views if not v.running)
         return {
             "messages": self.messages.count(Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.FINISHING,
-                                            Stage.FIRST_WAITING, Stage.FIRST_RUNNING),
+                                            Stage.FIRST_WAITING, Stage.FIRST_RUNNING, Stage.HELD),
             "jobs_waiting": waiting,
             "jobs_running": len(views) - waiting,
             "local_used": self.used[LOCAL],
             "local_limit": c.concurrencylocal,
             "remote_used": self.used[REMOTE],
             "remote_limit": c.concurrencyremote,
+            "held": self.messages.count(Stage.HELD),
         }
 
     def add_job(self, state: MessageState, channel: str, due: int, resumed: bool = False) -> ChannelJob:
@@ -169,6 +178,13 @@ class ChannelPasses:
             for job in waiting:
                 job.due = min(job.due, now)
             self._due.rebuild(channel, waiting)
+
+    def due_now(self, state: MessageState, now: int) -> int:
+        """Every waiting job of a scheduled message is due C{now} (C{pymta ctl retry}); how many."""
+        waiting = [job for job in state.jobs.values() if not job.running]
+        for job in waiting:
+            self._due.push(job, min(job.due, now))
+        return len(waiting)
 
     def remember_due(self, now: int) -> None:
         """At a stop: each channel file's mtime becomes its job's next attempt, for the next start."""
@@ -211,7 +227,7 @@ class ChannelPasses:
             self._open[channel] = None
             job.hit_eof = True
             if job.in_flight == 0:
-                self.close_job(job)
+                self._close_pass(job)
             return True
         top = self._due.first(channel)
         if top is None or top.due > now:
@@ -261,7 +277,7 @@ class ChannelPasses:
         def settled() -> None:
             job.in_flight -= 1
             if job.hit_eof and job.in_flight == 0 and self._open[job.channel] is not job:
-                guard(self.log, f"closing msg {job.message_id} {job.channel}", self.close_job, job)
+                guard(self.log, f"closing msg {job.message_id} {job.channel}", self._close_pass, job)
 
         self.launch(job.channel, job.message_id, job.sender, [a for _, a in batch], record, settled)
 
@@ -341,6 +357,15 @@ class ChannelPasses:
             self.close_job(job)
         else:
             self._due.push(job, job.retry)
+
+    def _close_pass(self, job: ChannelJob) -> None:
+        """A pass is over: L{close_job}, then a pending ctl action may act on a message with nothing in flight."""
+        self.close_job(job)
+        state = self.messages.get(job.message_id)
+        if state is None or state.pending is None or self.on_idle is None or state.stage is not Stage.SCHEDULED:
+            return
+        if not any(j.running for j in state.jobs.values()):
+            self.on_idle(state)
 
     def close_job(self, job: ChannelJob) -> None:
         """The pass is over: the job waits for its retry time, or its channel file goes."""

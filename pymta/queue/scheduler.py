@@ -40,6 +40,7 @@ from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
 from pymta.queue.passes import ChannelPasses, JobView
 from pymta.queue.preprocess import BatchResult, list_todo
 from pymta.queue.preprocessing import Preprocessor
+from pymta.queue.queuecontrol import QueueControl
 from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, scan_queue
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
@@ -120,6 +121,9 @@ class Scheduler(Service):
         self._preprocessor = Preprocessor(disk, controls, clock, threadpool, self.log)
         self._unlinker = BatchedUnlinker(disk, clock, threadpool, self.log)
         self._finisher = Finisher(disk, controls, sink, clock, self.log, self._unlinker)
+        #: C{pymta ctl delete|hold|release|retry|bounce}
+        self.queue_control = QueueControl(self.messages, self._passes, disk, controls, self.log, self._kick,
+                                    self._resume_message)
         # the main loop's timers and flags
         self._timers = LoopTimers(clock)
         self._running = False
@@ -163,6 +167,7 @@ class Scheduler(Service):
         self._preprocessing = False
         if self.cleaner is not None:
             self._run_cleaner()
+        self.queue_control.load()
         self._resume_queue()
         self.status()
         self._timers.every(self.todo_scan_interval, self.scan_todo)
@@ -197,18 +202,13 @@ class Scheduler(Service):
         stops = [defer.maybeDeferred(channel.stop) for channel in self.channels.values()]
         if self.threadpool is not None and self.threadpool.started:
             self.threadpool.stop()
-        self._clear_spares()
+        self.disk.clear_spares()
         self.log.line("status: exiting")
         return defer.DeferredList(stops, consumeErrors=True).addCallback(lambda _: None)
 
-    def _clear_spares(self) -> None:
-        for pool in (self.disk.spares, self.disk.mess_spares):
-            if pool is not None:
-                pool.clear()
-
     def _run_cleaner(self) -> None:
         assert self.cleaner is not None
-        self._clear_spares()  # spares live in pid/: deleted here rather than reported as crash leftovers
+        self.disk.clear_spares()  # spares live in pid/: deleted here rather than reported as crash leftovers
         try:
             removed = self.cleaner(self.layout)
         except Exception as e:
@@ -336,6 +336,8 @@ class Scheduler(Service):
         if times is None:
             self._retry_later(message_id, Later.RESUME)
             return
+        if self.queue_control.resumed(message_id, times):
+            return  # held
         stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
         if message_id in self.messages:
             state = self.messages.move(message_id, stage)
@@ -420,6 +422,7 @@ class Scheduler(Service):
                                        self._passes.record_first, state, first, now)
                 if not recorded and state.stage is Stage.SCHEDULED and attempted not in state.jobs:
                     self._passes.add_job(state, attempted, now)
+            self.queue_control.settle(state)
 
     def _settle_batch(self, batch: list[int], result: BatchResult | None) -> None:
         """

@@ -52,9 +52,44 @@ class CtlCommandTests(unittest.SynchronousTestCase):
             self.assertEqual(set(f.read()), {0})
 
     def test_permission_denied_is_named(self) -> None:
-        def denied(path, command, timeout=30.0):
+        def denied(path, command, timeout=30.0, args=()):
             raise PermissionError(13, "Permission denied")
 
         self.patch(ctl, "_ask", denied)
         self.assertEqual(ctl.main(["--root", self.root, "stat"]), ctl.EXIT_TEMP)
         self.assertIn("permission denied", self.err.getvalue())
+
+
+class CtlQueueActionTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "run"))
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", self.out)
+        self.patch(sys, "stderr", self.err)
+
+    def test_malformed_selection_is_a_usage_error_before_anything_is_sent(self) -> None:
+        sent = []
+        self.patch(ctl, "_ask", lambda *a, **kw: sent.append(a) or "ok\n")
+        for args in (["hold"], ["delete", "--older-than", "2w"], ["retry", "--frob"], ["stat", "x"],
+                     ["release", "1", "--reason", "r"]):
+            self.assertEqual(ctl.main(["--root", self.root, *args]), ctl.EXIT_USAGE, args)
+        self.assertEqual(sent, [])
+        self.assertIn("bad age '2w'", self.err.getvalue())
+
+    def test_request_sent_and_reply_printed(self) -> None:
+        sent = []
+
+        def ask(path, command, timeout=30.0, args=()):
+            sent.append((command, args))
+            return "ok\nno message matched\n"
+
+        self.patch(ctl, "_ask", ask)
+        self.assertEqual(ctl.main(["--root", self.root, "bounce", "--domain", "x.example", "--reason", "a\tb"]),
+                         ctl.EXIT_OK)
+        self.assertEqual(sent, [("bounce", ("--domain", "x.example", "--reason", "a b"))])
+        self.assertEqual(self.out.getvalue(), "no message matched\n")
+
+    def test_not_running(self) -> None:
+        self.assertEqual(ctl.main(["--root", self.root, "delete", "--domain", "x.example"]), ctl.EXIT_TEMP)
+        self.assertIn("pymta-send is not running", self.err.getvalue())

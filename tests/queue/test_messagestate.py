@@ -46,7 +46,7 @@ class MoveTests(unittest.TestCase):
         with self.assertRaises(IllegalMove):
             s.move(2, Stage.PREPROCESSING)  # not known
         with self.assertRaises(IllegalMove):
-            s.drop(1)  # a waiting todo/ entry is not forgotten before preprocessing had it
+            s.move(1, Stage.HELD)  # only a preprocessed message is held (ctl delete may drop a waiting one)
         with self.assertRaises(IllegalMove):
             s.add(3, Stage.FIRST_RUNNING)  # a first attempt waits for its slot first
         with self.assertRaises(IllegalMove):
@@ -66,7 +66,8 @@ class MoveTests(unittest.TestCase):
                             Stage.FIRST_WAITING: [Stage.FIRST_WAITING],
                             Stage.FIRST_RUNNING: [Stage.FIRST_WAITING, Stage.FIRST_RUNNING],
                             Stage.SCHEDULED: [Stage.SCHEDULED], Stage.FINISH_QUEUED: [Stage.FINISH_QUEUED],
-                            Stage.FINISHING: [Stage.FINISH_QUEUED, Stage.FINISHING], Stage.LATER: [Stage.LATER]}[old]
+                            Stage.FINISHING: [Stage.FINISH_QUEUED, Stage.FINISHING], Stage.LATER: [Stage.LATER],
+                            Stage.HELD: [Stage.HELD]}[old]
                     s.add(1, path[0], first_attempt(1) if path[0] is Stage.FIRST_WAITING else None)
                     for stage in path[1:]:
                         s.move(1, stage)
