@@ -95,6 +95,8 @@ def main(argv: list[str]) -> int:
     try:
         layout = QueueLayout(queuedir)
         qread(layout, sys.stdout)
+    except BrokenPipeError:
+        raise  # the reader went away: not trouble with the queue (pymta.cli.pipes)
     except (OSError, ValueError) as e:
         sys.stdout.flush()
         reason = e.strerror if isinstance(e, OSError) else str(e)
