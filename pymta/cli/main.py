@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("pymta.cli.queue", "qmail-queue interface: message on fd 0, envelope on fd 1"),
     "qstat": ("pymta.cli.qstat", "count queued messages"),
     "qread": ("pymta.cli.qread", "list queued messages and recipients"),
+    "qshape": ("pymta.cli.qshape", "the queue by domain and age (Postfix qshape)"),
     "showctl": ("pymta.cli.showctl", "show every control value and where it came from"),
     "ctl": ("pymta.cli.ctl", "control running services (stat, doqueue, reload, pause, cont, queue, tcpok)"),
     "maildirmake": ("pymta.cli.maildirmake", "create a Maildir"),

@@ -29,7 +29,7 @@ from pymta.address import qmail_date
 from pymta.control import default_root
 from pymta.queue.layout import QueueLayout
 
-__all__ = ["main", "qread", "printable"]
+__all__ = ["main", "qread", "printable", "message_ids", "first_record", "channel_records"]
 
 
 def printable(raw: bytes) -> str:
@@ -37,12 +37,14 @@ def printable(raw: bytes) -> str:
     return "".join(chr(b) if 32 <= b <= 126 else "_" for b in raw)
 
 
-def _first_record(data: bytes) -> bytes:
+def first_record(data: bytes) -> bytes:
+    """The first NUL-terminated record of a queue file (an info file's C{F<sender>})."""
     end = data.find(b"\0")
     return data if end == -1 else data[:end]
 
 
-def _message_ids(layout: QueueLayout) -> Iterator[int]:
+def message_ids(layout: QueueLayout) -> Iterator[int]:
+    """The ids of the preprocessed messages (C{info/}), split directories in order."""
     top = layout.dir("info")
     for n in range(layout.split):
         sub = os.path.join(top, str(n))
@@ -52,22 +54,27 @@ def _message_ids(layout: QueueLayout) -> Iterator[int]:
                     yield int(entry.name)
 
 
+def channel_records(layout: QueueLayout, channel: str, message_id: int) -> list[bytes]:
+    """The C{T}/C{D} records of a message's C{local} or C{remote} file; none when it has no such file."""
+    try:
+        with open(layout.channel(channel, message_id), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return data.split(b"\0")[:-1]
+
+
 def _describe(layout: QueueLayout, message_id: int) -> list[str]:
     size = os.stat(layout.mess(message_id)).st_size
     bouncing = os.path.exists(layout.bounce(message_id))
     with open(layout.info(message_id), "rb") as f:
-        sender = _first_record(f.read())[1:]
+        sender = first_record(f.read())[1:]
         born = os.fstat(f.fileno()).st_mtime
     date = qmail_date(born)[: -len(" -0000")]
     head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"")
     lines = [printable(head)]
     for channel in ("local", "remote"):
-        try:
-            with open(layout.channel(channel, message_id), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue
-        for record in data.split(b"\0")[:-1]:
+        for record in channel_records(layout, channel, message_id):
             kind = record[:1]
             if kind == b"D":
                 lines.append(f"  done\t{channel}\t{printable(record[1:])}")
@@ -78,7 +85,7 @@ def _describe(layout: QueueLayout, message_id: int) -> list[str]:
 
 def qread(layout: QueueLayout, out: TextIO) -> None:
     """Write the listing to C{out}; C{OSError} only when the info directories cannot be read."""
-    for message_id in _message_ids(layout):
+    for message_id in message_ids(layout):
         try:
             lines = _describe(layout, message_id)
         except OSError as e:
