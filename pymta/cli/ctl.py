@@ -11,8 +11,10 @@ needed).  The queue actions take a selection::
 
 checked here first (a malformed one is a usage error), then sent as one
 request line (L{pymta.queue.ctlrequest.CtlRequest}) over
-C{ROOT/run/ctl.sock}; without the socket, C{doqueue} and C{reload} fall
-back to signals to the pid in C{ROOT/run/pymta-send.pid}.
+C{ROOT/run/ctl.sock}; without the socket, C{doqueue}, C{flush},
+C{reload} and C{stop} fall back to signals to the pid in
+C{ROOT/run/pymta-send.pid}.  C{stop} waits until pymta-send's process is
+gone.
 
 Exit codes: 0 done (also "no message matched"), 100 usage error, 111
 pymta-send not running or the command failed (temporary trouble, as in
@@ -26,6 +28,7 @@ import os
 import signal
 import socket
 import sys
+import time
 
 from pymta.control import default_root
 from pymta.queue.ctlrequest import COMMANDS, QUEUE_ACTIONS, CtlRequest, parse_selection
@@ -37,7 +40,9 @@ EXIT_USAGE = 100
 EXIT_TEMP = 111
 
 SOCKET_COMMANDS = tuple(COMMANDS)
-SIGNALS = {"doqueue": signal.SIGALRM, "reload": signal.SIGHUP}
+SIGNALS = {"doqueue": signal.SIGALRM, "flush": signal.SIGALRM, "reload": signal.SIGHUP, "stop": signal.SIGTERM}
+#: how long C{stop} waits for pymta-send to be gone (its own stop timeout is 60 s by default)
+STOP_WAIT = 120.0
 
 
 def _ask(path: str, command: str, timeout: float = 30.0, args: tuple[str, ...] = ()) -> str:
@@ -64,6 +69,42 @@ def _signal(root: str, command: str) -> int:
         sys.stderr.write(f"pymta ctl: pymta-send is not running ({pidfile}: {e})\n")
         return EXIT_TEMP
     sys.stdout.write(f"signalled pymta-send (pid {pid})\n")
+    return EXIT_OK
+
+
+def _pid_in(pidfile: str) -> int | None:
+    try:
+        with open(pidfile) as f:
+            return int(f.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        pass  # another user's process: it exists
+    return True
+
+
+def _wait_stopped(pid: int | None) -> int:
+    """
+    Wait until process C{pid} is gone: pymta-send removes its pid file as
+    it I{starts} to stop, before its deliveries have drained.
+    """
+    if pid is None:
+        return EXIT_OK
+    timeout = STOP_WAIT
+    deadline = time.monotonic() + timeout
+    while _alive(pid):
+        if time.monotonic() > deadline:
+            sys.stderr.write(f"pymta ctl: pymta-send (pid {pid}) is still stopping after {int(timeout)} s\n")
+            return EXIT_TEMP
+        time.sleep(0.05)
+    sys.stdout.write(f"pymta-send (pid {pid}) has stopped\n")
     return EXIT_OK
 
 
@@ -115,6 +156,8 @@ def main(argv: list[str]) -> int:
         sys.stderr.write(f"pymta ctl {args.command}: {e}\n")
         return EXIT_USAGE
     path = os.path.join(root, "run", "ctl.sock")
+    pidfile = os.path.join(root, "run", "pymta-send.pid")
+    running = _pid_in(pidfile) if args.command == "stop" else None
     try:
         reply = _ask(path, args.command, args=request_args)
     except PermissionError:
@@ -122,7 +165,10 @@ def main(argv: list[str]) -> int:
         return EXIT_TEMP
     except OSError as e:
         if args.command in SIGNALS:
-            return _signal(root, args.command)
+            status = _signal(root, args.command)
+            if args.command == "stop" and status == EXIT_OK:
+                return _wait_stopped(running)
+            return status
         sys.stderr.write(f"pymta ctl: pymta-send is not running ({path}: {e.strerror or e})\n")
         return EXIT_TEMP
     first, _, rest = reply.partition("\n")
@@ -130,4 +176,7 @@ def main(argv: list[str]) -> int:
     if first != "ok":
         sys.stderr.write(f"pymta ctl: {first or 'no answer from pymta-send'}\n")
         return EXIT_TEMP
+    if args.command == "stop":
+        sys.stdout.flush()
+        return _wait_stopped(running)
     return EXIT_OK

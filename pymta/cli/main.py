@@ -11,6 +11,8 @@ import importlib
 import os
 import sys
 
+from pymta.cli.pipes import run_printing
+
 __all__ = ["main", "sendmail_main", "COMMANDS"]
 
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -20,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "queue": ("pymta.cli.queue", "qmail-queue interface: message on fd 0, envelope on fd 1"),
     "qstat": ("pymta.cli.qstat", "count queued messages"),
     "qread": ("pymta.cli.qread", "list queued messages and recipients"),
+    "qshape": ("pymta.cli.qshape", "the queue by domain and age (Postfix qshape)"),
     "showctl": ("pymta.cli.showctl", "show every control value and where it came from"),
     "ctl": ("pymta.cli.ctl", "control running services (stat, doqueue, reload, pause, cont, queue, tcpok)"),
     "maildirmake": ("pymta.cli.maildirmake", "create a Maildir"),
@@ -67,22 +70,15 @@ def main(argv: list[str] | None = None) -> int:
         sys.stderr.write(f"pymta: unknown subcommand {name!r}\n" + usage())
         return 100
     module = importlib.import_module(COMMANDS[name][0])
-    try:
-        status = int(module.main(rest) or 0)
-        sys.stdout.flush()
-    except BrokenPipeError:
-        # the reader went away (pymta qread | head): quietly, as a Unix tool does
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    return status
+    # the reader may go away (pymta qread | head): see pymta.cli.pipes
+    return run_printing(lambda: module.main(rest))
 
 
 def sendmail_main() -> int:
     """Entry point of C{pymta-sendmail} (and of a C{sendmail}/C{mailq} symlink to it)."""
     from pymta.cli import sendmail
 
-    return int(sendmail.main(sys.argv[1:], progname=os.path.basename(sys.argv[0])) or 0)
+    return run_printing(lambda: sendmail.main(sys.argv[1:], progname=os.path.basename(sys.argv[0])))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ from pymta.queue.envelope import address_text
 from pymta.queue.layout import QueueLayout
 from pymta.queue.reasons import Reason, current, latest, read_reasons, shown
 
-__all__ = ["main", "qread", "printable", "reason_line"]
+__all__ = ["main", "qread", "printable", "reason_line", "message_ids", "first_record", "channel_records"]
 
 
 def printable(raw: bytes) -> str:
@@ -49,12 +49,14 @@ def reason_line(reason: Reason) -> str:
     return f"\t\t{qmail_date(reason.at)[: -len(' -0000')]} GMT ({shown(reason.text)})"
 
 
-def _first_record(data: bytes) -> bytes:
+def first_record(data: bytes) -> bytes:
+    """The first NUL-terminated record of a queue file (an info file's C{F<sender>})."""
     end = data.find(b"\0")
     return data if end == -1 else data[:end]
 
 
-def _message_ids(layout: QueueLayout) -> Iterator[int]:
+def message_ids(layout: QueueLayout) -> Iterator[int]:
+    """The ids of the preprocessed messages (C{info/}), split directories in order."""
     top = layout.dir("info")
     for n in range(layout.split):
         sub = os.path.join(top, str(n))
@@ -64,24 +66,29 @@ def _message_ids(layout: QueueLayout) -> Iterator[int]:
                     yield int(entry.name)
 
 
+def channel_records(layout: QueueLayout, channel: str, message_id: int) -> list[bytes]:
+    """The C{T}/C{D} records of a message's C{local} or C{remote} file; none when it has no such file."""
+    try:
+        with open(layout.channel(channel, message_id), "rb") as f:
+            data = f.read()
+    except FileNotFoundError:
+        return []
+    return data.split(b"\0")[:-1]
+
+
 def _describe(layout: QueueLayout, message_id: int) -> list[str]:
     size = os.stat(layout.mess(message_id)).st_size
     bouncing = os.path.exists(layout.bounce(message_id))
     held = os.path.exists(layout.hold(message_id))  # pymta ctl hold
     with open(layout.info(message_id), "rb") as f:
-        sender = _first_record(f.read())[1:]
+        sender = first_record(f.read())[1:]
         born = os.fstat(f.fileno()).st_mtime
     date = qmail_date(born)[: -len(" -0000")]
     head = f"{date} GMT  #{message_id}  {size}  <".encode() + sender + b"> " + (b" bouncing" if bouncing else b"") + (b" held" if held else b"")
     lines = [printable(head)]
     reasons = latest(read_reasons(layout, message_id))
     for channel in ("local", "remote"):
-        try:
-            with open(layout.channel(channel, message_id), "rb") as f:
-                data = f.read()
-        except FileNotFoundError:
-            continue
-        for record in data.split(b"\0")[:-1]:
+        for record in channel_records(layout, channel, message_id):
             kind = record[:1]
             if kind == b"D":
                 lines.append(f"  done\t{channel}\t{printable(record[1:])}")
@@ -95,7 +102,7 @@ def _describe(layout: QueueLayout, message_id: int) -> list[str]:
 
 def qread(layout: QueueLayout, out: TextIO) -> None:
     """Write the listing to C{out}; C{OSError} only when the info directories cannot be read."""
-    for message_id in _message_ids(layout):
+    for message_id in message_ids(layout):
         try:
             lines = _describe(layout, message_id)
         except OSError as e:
@@ -112,6 +119,8 @@ def main(argv: list[str]) -> int:
     try:
         layout = QueueLayout(queuedir)
         qread(layout, sys.stdout)
+    except BrokenPipeError:
+        raise  # the reader went away: not trouble with the queue (pymta.cli.pipes)
     except (OSError, ValueError) as e:
         sys.stdout.flush()
         reason = e.strerror if isinstance(e, OSError) else str(e)

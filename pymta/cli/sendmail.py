@@ -17,6 +17,10 @@ top of L{pymta.inject}, as qmail's sendmail wrapper (see docs/internals.md, 'The
   served by pymta's SMTP protocol, allowed to relay, no size limit
   (L{pymta.inject.smtpsession}).  C{-bi} or invoked as
   C{newaliases}: qmail's message, exit 69.  Other C{-b} modes: usage.
+- C{-q} (the cron habit): run the queue now, as C{pymta ctl doqueue}
+  (L{pymta.cli.queuerun}).  C{-q30m} (a daemon's queue interval) is refused:
+  pymta-send runs its own schedule.  C{-qRdomain}/C{-qSsender} need the
+  queue selectors of C{pymta ctl retry} (L{pymta.cli.queuerun} says which).
 - Accepted and ignored: C{-i}, C{-oi}, any C{-o}X (C{-odi}, C{-oem},
   C{-oQ/dir}), C{-v}, C{-x}, C{-m}, C{-U}, C{-G}, C{-n}, C{-eX}, C{-B type},
   C{-p proto}, C{-N dsn}, C{-R ret}, C{-V envid}, C{-L label}, C{-h hops},
@@ -90,12 +94,13 @@ class SendmailRequest:
     """What the command line asks for."""
 
     def __init__(self) -> None:
-        self.mode = "m"  # m send, p list queue, s smtp session, i newaliases
+        self.mode = "m"  # m send, p list queue, s smtp session, i newaliases, q run the queue
         self.header_recipients = False
         self.sender: str | None = None
         self.full_name: str | None = None
         self.root: str | None = None
         self.recipients: list[str] = []
+        self.queue_run: str | None = None  # -q's attached text ("" for a plain -q)
 
 
 def _usage(detail: str) -> InjectError:
@@ -136,6 +141,10 @@ def parse_sendmail_arguments(argv: list[str]) -> SendmailRequest:
                     value = args[i]
                 _apply(request, letter, value)
                 break
+            if letter == "q":
+                request.mode = "q"
+                request.queue_run = word[j + 1 :]
+                break  # the rest of this word is -q's argument
             if letter == "t":
                 request.header_recipients = True
             elif letter in _IGNORED_FLAGS:
@@ -245,6 +254,10 @@ def main(
         err.write(f"{name}: fatal: please use fastforward/newaliases instead "
                   "(pymta aliases are ROOT/alias/.qmail-NAME files)\n")
         return EX_UNAVAILABLE
+    if request.mode == "q":
+        from pymta.cli.queuerun import run_queue
+
+        return run_queue(name, request.root or default_root(environment), request.queue_run or "", err)
     if request.mode == "s":
         return _smtp_session(name, request.root or default_root(environment), err)
     options = InjectOptions(

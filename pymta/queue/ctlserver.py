@@ -5,7 +5,9 @@ request line per connection, as sent by C{pymta ctl}
 (L{pymta.queue.ctlrequest}: a command, then its arguments separated by tabs).
 
 Commands: L{HANDLERS} - C{stat}, C{doqueue}, C{reload}, C{pause}, C{cont},
-C{queue}, and the queue actions C{delete}, C{hold}, C{release}, C{retry},
+C{queue}, C{flush} (Postfix's name for C{doqueue}), C{stop}
+(pymta-send stops as on SIGTERM once the reply is out: see L{CtlProtocol}),
+and the queue actions C{delete}, C{hold}, C{release}, C{retry},
 C{bounce} (L{pymta.queue.queuecontrol}).  The reply's first line is C{ok}
 or C{error: <reason>}; more lines may follow; the server then closes the
 connection.  A command is added with its name in
@@ -91,6 +93,10 @@ def _queue(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
     return lines
 
 
+def _stop(scheduler: Scheduler, args: tuple[str, ...]) -> list[str]:
+    return ["ok", "pymta-send is stopping"]
+
+
 def _queue_action(command: str) -> "Handler":
     """The handler of a queue action (L{pymta.queue.queuecontrol.QueueControl.act})."""
 
@@ -110,6 +116,8 @@ Handler = Callable[[Scheduler, tuple[str, ...]], list[str]]
 HANDLERS: dict[str, Handler] = {
     "stat": _stat,
     "doqueue": _doqueue,
+    "flush": _doqueue,
+    "stop": _stop,
     "reload": _reload,
     "pause": _pause,
     "cont": _cont,
@@ -133,6 +141,7 @@ def answer(scheduler: Scheduler, request: str | CtlRequest) -> list[str]:
 class CtlProtocol(LineOnlyReceiver):
     delimiter = b"\n"
     MAX_LENGTH = MAX_REQUEST
+    stopping = False  # a stop was answered: stop once the reply is out
 
     def lineReceived(self, line: bytes) -> None:
         command = line[:40].decode("ascii", "replace").split("\t")[0].strip()
@@ -146,7 +155,13 @@ class CtlProtocol(LineOnlyReceiver):
         transport = self.transport
         assert transport is not None  # lines arrive only on a connection
         transport.write("".join(l + "\n" for l in reply).encode("utf-8", "replace"))
+        self.stopping = command == "stop" and reply[:1] == ["ok"]
         transport.loseConnection()
+
+    def connectionLost(self, reason: Any = None) -> None:
+        # stop only once the reply has gone out: shutting down closes connections without flushing them
+        if self.stopping:
+            self.factory.stop()
 
     def lineLengthExceeded(self, line: bytes) -> None:
         transport = self.transport
@@ -159,17 +174,22 @@ class CtlFactory(Factory):
     protocol = CtlProtocol
     noisy = False
 
-    def __init__(self, scheduler: Scheduler) -> None:
+    def __init__(self, scheduler: Scheduler, stop: Callable[[], object]) -> None:
         self.scheduler = scheduler
+        #: what C{stop} does: the reactor's stop, as twistd's SIGTERM handler does
+        self.stop = stop
 
 
 class CtlServerService(UnixSocketService):
     """Listens on the control socket (mode 0600) while the service runs."""
 
-    def __init__(self, path: str, scheduler: Scheduler, root: str, reactor: Any) -> None:
+    def __init__(
+        self, path: str, scheduler: Scheduler, root: str, reactor: Any, stop: Callable[[], object] | None = None,
+    ) -> None:
         super().__init__(reactor, path)
         self.scheduler = scheduler
         self.root = root
+        self.stop = stop if stop is not None else reactor.stop
 
     def listen(self) -> "defer.Deferred[Any]":
-        return listen_unix(self.reactor, self.path, 0o600, CtlFactory(self.scheduler))
+        return listen_unix(self.reactor, self.path, 0o600, CtlFactory(self.scheduler, self.stop))

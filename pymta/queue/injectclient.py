@@ -27,6 +27,7 @@ from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_BUG, EXIT_NETWORK, EXIT_TIMEOUT, QueueFailure
 from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, netstring, parse_reply
+from pymta.queue.handoff import HandOffLog, describe_connect_failure
 from pymta.queue.sink import RefusedWriter
 from pymta.streamtransport import ISocketStreamTransport
 
@@ -123,8 +124,12 @@ class _InjectClientWriter:
     message is settled), to go on.
     """
 
-    def __init__(self, reactor, timeout: float, envelope: bytes) -> None:
+    def __init__(
+        self, reactor, timeout: float, envelope: bytes,
+        report: Callable[[QueueReceipt | QueueRefused], None] | None = None,
+    ) -> None:
         self._reactor = reactor
+        self._report = report
         self._timeout = timeout
         self._outgoing: list[bytes] | None = [envelope]
         self._buffer = bytearray()
@@ -222,10 +227,10 @@ class _InjectClientWriter:
         connection.transport.writeSequence(pending or [])
         self._update_backlog()
 
-    def connect_failed(self, failure: Failure) -> None:
+    def connect_failed(self, failure: Failure, detail: str | None = None) -> None:
         self._outgoing = None
         self._outgoing_bytes = 0
-        self.settle(QueueFailure(EXIT_NETWORK, f"inject socket: {failure.getErrorMessage()}"))
+        self.settle(QueueFailure(EXIT_NETWORK, detail or f"inject socket: {failure.getErrorMessage()}"))
 
     def replied_in_turn(self) -> bool:
         """The reply came after the whole message was sent (the connection is then ready for another)."""
@@ -245,6 +250,8 @@ class _InjectClientWriter:
             return
         self._outcome = result
         self._update_backlog()
+        if self._report is not None and self._state != "aborted":
+            self._report(result)
         if self._waiting is not None:
             self._deliver_outcome()
 
@@ -278,6 +285,9 @@ class InjectClientSink:
     timeout); a kept connection the server has closed is noticed when it
     closes and never reused.  With 0 (the default) each message is one
     connection.  L{close} drops the kept ones.
+
+    Every outcome goes to C{handoffs} (a L{HandOffLog}: why hand-offs fail,
+    logged once per condition).
     """
 
     def __init__(
@@ -287,8 +297,10 @@ class InjectClientSink:
         timeout: float = 3600.0,
         keep_connections: int = 0,
         idle_timeout: float = 60.0,
+        handoffs: HandOffLog | None = None,
     ) -> None:
         self.reactor = reactor
+        self.handoffs = handoffs if handoffs is not None else HandOffLog()
         self.socket_path = socket_path
         self.timeout = timeout
         self.keep_connections = keep_connections
@@ -308,7 +320,8 @@ class InjectClientSink:
             check_envelope(sender, recipients)
         except QueueRefused as e:
             return RefusedWriter(e)
-        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients))
+        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients),
+                                     self.handoffs.outcome)
         while self.idle:
             connection = self.idle.pop()
             self._stop_idle_timer(connection)
@@ -319,7 +332,7 @@ class InjectClientSink:
         connection = _InjectClientConnection(self)
         connection.writer = writer
         d = connectProtocol(UNIXClientEndpoint(self.reactor, self.socket_path, timeout=30), connection)
-        d.addErrback(writer.connect_failed)
+        d.addErrback(lambda failure: writer.connect_failed(failure, describe_connect_failure(failure, self.socket_path)))
         return writer
 
     def keep(self, connection: _InjectClientConnection) -> None:

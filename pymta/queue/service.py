@@ -14,7 +14,8 @@ before the scheduler drains its deliveries):
     in-process L{QueueSink} whose commits reach the scheduler at once
     (through a L{CommitFeed}: the sink is built first, the channels from it,
     then the scheduler with both);
- 4. the control socket C{ROOT/run/ctl.sock} for C{pymta ctl};
+ 4. the control socket C{ROOT/run/ctl.sock} for C{pymta ctl} (its C{stop}
+    stops the reactor, as twistd's C{TERM} handler does);
  5. the pid file C{ROOT/run/pymta-send.pid} and the signal handlers
     (C{HUP} reload, C{ALRM} run the queue now; C{TERM} is twistd's stop).
 """
@@ -177,10 +178,13 @@ def build_send_service(
     trusted_uids: tuple[int, ...] = (),
     stop_timeout: float = 60.0,
     signals: bool = True,
+    stop: Callable[[], object] | None = None,
 ) -> tuple[MultiService, MessageSink]:
     """
     The pymta-send service for the queue under C{root} and the in-process
     L{MessageSink} (smtpd in the same process writes through it).
+    C{stop} is what C{pymta ctl stop} calls (default: the reactor's stop, as
+    on SIGTERM).
 
     C{channels} maps C{local}/C{remote} to L{Channel}s, or is a callable
     taking the sink and returning that mapping; a missing channel is a
@@ -222,7 +226,7 @@ def build_send_service(
     scheduler.setServiceParent(top)
     TriggerListener(layout.trigger_path(), scheduler.scan_todo, reactor).setServiceParent(top)
     InjectSocketService(root, sink, reactor, trusted_uids).setServiceParent(top)
-    CtlServerService(ctl_socket_path(root), scheduler, root, reactor).setServiceParent(top)
+    CtlServerService(ctl_socket_path(root), scheduler, root, reactor, stop).setServiceParent(top)
     PidFileService(pid_file_path(root)).setServiceParent(top)
     if signals:
         SignalService({signal.SIGHUP: scheduler.reload, signal.SIGALRM: scheduler.run_all_now}, reactor).setServiceParent(top)

@@ -93,3 +93,50 @@ class CtlQueueActionTests(unittest.SynchronousTestCase):
     def test_not_running(self) -> None:
         self.assertEqual(ctl.main(["--root", self.root, "delete", "--domain", "x.example"]), ctl.EXIT_TEMP)
         self.assertIn("pymta-send is not running", self.err.getvalue())
+
+
+class StopAndFlushFallbackTests(unittest.SynchronousTestCase):
+    """Without the control socket, flush and stop fall back to signals; stop waits for the pid file."""
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "run"))
+        self.pidfile = os.path.join(self.root, "run", "pymta-send.pid")
+        with open(self.pidfile, "w") as f:
+            f.write("4321\n")
+        self.out, self.err = io.StringIO(), io.StringIO()
+        self.patch(sys, "stdout", self.out)
+        self.patch(sys, "stderr", self.err)
+        self.sent: list[tuple[int, int]] = []
+
+    def test_flush_is_doqueue(self) -> None:
+        self.patch(os, "kill", lambda pid, sig: self.sent.append((pid, sig)))
+        self.assertEqual(ctl.main(["--root", self.root, "flush"]), ctl.EXIT_OK)
+        self.assertEqual(self.sent, [(4321, signal.SIGALRM)])
+
+    def test_stop_signals_and_waits_until_the_process_is_gone(self) -> None:
+        alive = [True]
+
+        def kill(pid: int, sig: int) -> None:
+            self.sent.append((pid, sig))
+            if sig == 0:
+                if not alive[0]:
+                    raise ProcessLookupError(3, "No such process")
+                alive[0] = len([s for s in self.sent if s[1] == 0]) < 3  # gone at the third look
+
+        self.patch(os, "kill", kill)
+        self.assertEqual(ctl.main(["--root", self.root, "stop"]), ctl.EXIT_OK)
+        self.assertEqual(self.sent, [(4321, signal.SIGTERM)] + [(4321, 0)] * 4)
+        self.assertIn("pymta-send (pid 4321) has stopped", self.out.getvalue())
+
+    def test_stop_gives_up_waiting_after_the_bound(self) -> None:
+        self.patch(os, "kill", lambda pid, sig: self.sent.append((pid, sig)))
+        self.patch(ctl, "STOP_WAIT", 0.1)
+        self.assertEqual(ctl.main(["--root", self.root, "stop"]), ctl.EXIT_TEMP)
+        self.assertIn("pymta-send (pid 4321) is still stopping", self.err.getvalue())
+
+    def test_stop_without_a_pid_file_does_not_wait(self) -> None:
+        os.unlink(self.pidfile)
+        self.patch(ctl, "_ask", lambda path, command, timeout=30.0, args=(): "ok\npymta-send is stopping\n")
+        self.assertEqual(ctl.main(["--root", self.root, "stop"]), ctl.EXIT_OK)
+        self.assertEqual(self.out.getvalue(), "pymta-send is stopping\n")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import sys
 
 from twisted.internet import defer, reactor, task, threads, utils
@@ -213,6 +214,41 @@ class SendServiceTests(unittest.TestCase):
         out, err, code = await run_ctl(self.root, "stat")
         self.assertEqual(code, 111)
         self.assertIn(b"not running", err)
+
+    async def test_ctl_flush_and_stop(self) -> None:
+        """
+        flush is doqueue; stop answers, then stops the service (here: the given stop, not the reactor)
+        and ctl waits until the process in the pid file is gone (here: a stand-in child ended by stop).
+        """
+        self.remote.answer = lambda job, r: ("Z", "later\n")
+        stopped: list[defer.Deferred] = []
+        stand_in = subprocess.Popen(["sleep", "60"])
+        self.addCleanup(stand_in.wait)
+        self.addCleanup(stand_in.kill)
+
+        def stop() -> None:
+            stopped.append(service.stopService())
+            stand_in.kill()
+            stand_in.wait()
+
+        service, _ = self.start(stop=stop)
+        with open(pid_file_path(self.root), "w") as f:
+            f.write(f"{stand_in.pid}\n")
+        scheduler = service.getServiceNamed("pymta-send-scheduler")
+        queue_message(self.layout, "a@mail.example", ["r@other.example"])
+        scheduler.scan_todo()
+        await wait_for(lambda: self.remote.jobs)
+
+        out, err, code = await run_ctl(self.root, "flush")
+        self.assertEqual((code, out), (0, b"every queued message is being retried now\n"), err)
+        await wait_for(lambda: len(self.remote.jobs) == 2)
+
+        out, err, code = await run_ctl(self.root, "stop")
+        self.assertEqual(code, 0, err)
+        self.assertEqual(out.decode(), f"pymta-send is stopping\npymta-send (pid {stand_in.pid}) has stopped\n")
+        self.assertEqual(len(stopped), 1)
+        await stopped[0]
+        self.assertIn("status: exiting", self.lines)
 
     async def test_signals(self) -> None:
         self.remote.answer = lambda job, r: ("Z", "later\n")

@@ -136,6 +136,38 @@ class TwistdTests(unittest.TestCase):
         self.assertFalse(os.path.exists(os.path.join(root, "run", "pymta-send.pid")))
 
 
+    async def test_ctl_stop_ends_twistd_pymta_send_cleanly(self) -> None:
+        """pymta ctl stop: pymta-send stops as on SIGTERM, exit status 0, and ctl returns once it is gone."""
+        root, layout = make_root(self, short=True)
+        mid = queue_message(layout, "a@mail.example", ["bob@mail.example"])
+        if os.getuid() == 0:
+            for dirpath, _, filenames in os.walk(root):
+                for name in [dirpath] + [os.path.join(dirpath, f) for f in filenames]:
+                    os.lchown(name, 4242, 4242)
+        proto = _Collect()
+        env = dict(os.environ, PYTHONPATH=PROJECT)
+        twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
+        args = [sys.executable, "-c", twistd, "-n", "--pidfile=", "--logfile=-",
+                "pymta-send", "--root", root, "--no-delivery", "--stop-timeout", "5"]
+        process = reactor.spawnProcess(proto, sys.executable, args, env=env, path=PROJECT)
+        pid = process.pid
+        try:
+            await wait_for(lambda: b"delivery 1: deferral: no_local_delivery_channel_is_installed" in proto.output,
+                           timeout=30)
+            out, err, code = await run_ctl(root, "stop")
+            self.assertEqual(code, 0, err)
+            self.assertEqual(out.decode(), f"pymta-send is stopping\npymta-send (pid {pid}) has stopped\n")
+            self.assertIsNone(process.pid)  # reaped: the process had ended when ctl returned
+        finally:
+            if process.pid is not None:
+                process.signalProcess("KILL")
+        self.assertEqual(await proto.ended, (0, None), proto.output.decode(errors="replace"))
+        text = proto.output.decode()
+        self.assertIn("status: exiting", text)
+        self.assertIn("Server Shut Down.", text)
+        self.assertTrue(os.path.exists(layout.local(mid)))
+        self.assertFalse(os.path.exists(os.path.join(root, "run", "pymta-send.pid")))
+
     async def test_twistd_pymta_send_refuses_a_bad_smtproutes_line(self) -> None:
         # the issue's case: it used to start, then defer every delivery to that domain naming no file
         for line, reason in (("b.example:relay.example:notaport",
