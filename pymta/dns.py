@@ -41,6 +41,8 @@ from twisted.internet.interfaces import IReactorCore
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from pymta.resolvers import make_resolver
+
 __all__ = [
     "DNSError",
     "DNSPermanentError",
@@ -127,8 +129,10 @@ class DNSResolver:
         C{ThreadPool(0, maxthreads, "pymta-dns")} started on first use and
         stopped by L{stop} or at reactor shutdown.
     @param resolver: a configured C{dns.resolver.Resolver}; by default one
-        built from /etc/resolv.conf (127.0.0.1 when that file is missing)
-        with an LRU cache of 10000 answers kept for their TTL.
+        asking C{nameservers} (the servers of C{control/resolvers},
+        L{pymta.resolvers.configured_nameservers}), or when that is None
+        the servers of /etc/resolv.conf (127.0.0.1 when that file is
+        missing), with an LRU cache of 10000 answers kept for their TTL.
     @param lifetime: seconds one lookup may take in all (retries included).
     """
 
@@ -139,6 +143,7 @@ class DNSResolver:
         resolver: dns.resolver.Resolver | None = None,
         lifetime: float = 30.0,
         maxthreads: int = 8,
+        nameservers: tuple[tuple[str, int], ...] | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -151,20 +156,9 @@ class DNSResolver:
         self._started = False
         self._shutdown_trigger: Any = None
         if resolver is None:
-            resolver = self._system_resolver()
+            resolver = make_resolver(nameservers)
         self._resolver = resolver
         self._lifetime = lifetime
-
-    @staticmethod
-    def _system_resolver() -> dns.resolver.Resolver:
-        """/etc/resolv.conf's resolver with a TTL-honouring cache (thread-safe in dnspython)."""
-        try:
-            resolver = dns.resolver.Resolver()
-        except dns.resolver.NoResolverConfiguration:
-            resolver = dns.resolver.Resolver(configure=False)
-            resolver.nameservers = ["127.0.0.1"]
-        resolver.cache = dns.resolver.LRUCache(10000)
-        return resolver
 
     # -- life cycle --------------------------------------------------------
 

@@ -24,6 +24,8 @@ from pymta.control import Controls
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
+from pymta.resolvers import configured_nameservers
+from pymta.senderauth.settings import sender_auth_settings
 from pymta.smtpd.context import per_ip_limit
 from pymta.smtpd.dnsbl import rbl_zones
 from pymta.smtpd.rcptcheck import rcptcheck_enabled
@@ -38,6 +40,8 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "tlsdestinations": tls_destinations,
     "smarthostauth": smarthost_credentials,
     "queuesync": queuesync_mode,
+    "senderauth": sender_auth_settings,
+    "resolvers": configured_nameservers,
 }
 
 

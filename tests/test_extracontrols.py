@@ -18,6 +18,8 @@ BAD_SECOND_LINE = {
     "tlsdestinations": "bank.example:\nother.example\n",
     "queuesync": "fsync\nsyncfs\n",
     "smarthostauth": "relay.example alice secret\nrelay.example bob\n",
+    "senderauth": "check\nreject-everything\n",
+    "resolvers": "127.0.0.1\nns.example.net\n",
 }
 
 

@@ -46,6 +46,7 @@ from pymta.dnsrecords import (
     records_for,
     zone_text,
 )
+from pymta.resolvers import parse_nameserver
 
 __all__ = ["main", "parse_nameserver", "Lookup", "LookupFailed"]
 
@@ -58,25 +59,6 @@ LOOKUP_TIMEOUT = 5.0
 
 class LookupFailed(Exception):
     """DNS gave no answer (time-out, no server reachable, a server failure)."""
-
-
-def parse_nameserver(text: str) -> tuple[str, int]:
-    """C{IP}, C{IP:PORT} or C{[IPv6]:PORT} as (address, port); ValueError with a reason otherwise."""
-    host, port = text, "53"
-    if text.startswith("["):
-        host, sep, rest = text[1:].partition("]")
-        if not sep or (rest and not rest.startswith(":")):
-            raise ValueError(f"bad name server {text!r}: expected [IPv6]:PORT")
-        port = rest[1:] or "53"
-    elif text.count(":") == 1:
-        host, port = text.split(":")
-    try:
-        address = str(ipaddress.ip_address(host))
-    except ValueError:
-        raise ValueError(f"bad name server {text!r}: not an IP address") from None
-    if not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(f"bad name server {text!r}: bad port {port!r}")
-    return address, int(port)
 
 
 class Lookup:

@@ -50,6 +50,8 @@ EXTRA_FILES: dict[str, str] = {
     "smarthostauth": "passwords for the smtproutes relays that log in (auth=); shown masked",
     "queuesync": "how pymta-send makes the queue durable: fsync (each file and directory) or syncfs (the file system)",
     "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
+    "senderauth": "SPF, DKIM and DMARC checks of received mail (Authentication-Results) and their optional refusals",
+    "resolvers": "the DNS servers pymta asks instead of /etc/resolv.conf's",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

@@ -59,6 +59,7 @@ from pymta.control import ControlError, ControlReader, Controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
 from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
 from pymta.dns import DNSResolver, Resolver
+from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
@@ -165,7 +166,7 @@ class RemoteChannel:
         self.reader = reader
         self.reactor = reactor
         self._own_resolver = resolver is None
-        self.resolver: Resolver = resolver if resolver is not None else DNSResolver(reactor)
+        self.resolver: Resolver = resolver if resolver is not None else DNSResolver(reactor, nameservers=configured_nameservers(reader.current))
         if is_own_address is None:
             cached = _CachedOwnAddresses()
 

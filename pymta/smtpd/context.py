@@ -22,6 +22,7 @@ from pymta.interfaces import MessageSink
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
 from pymta.smtpd.dnsbl import DNSBL
+from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.junk import JUNK_COMMAND_LIMIT
 from pymta.tls import ServerTLS
 
@@ -70,6 +71,9 @@ class SMTPDContext:
     C{auth_limiter} budgets AUTH attempts and bounds the password checks
     running at once (L{pymta.authlimit}); when not given, one is made with
     the budgets of the control files.
+
+    C{end_of_data} holds the steps that see each whole message before it
+    is queued (L{pymta.smtpd.endofdata}); none by default.
     """
 
     reader: ControlReader
@@ -96,6 +100,7 @@ class SMTPDContext:
     resolver: Any = None
     reverse_lookup_seconds: float = 5.0
     auth_limiter: LoginLimiter | None = None
+    end_of_data: EndOfDataStage = field(default_factory=EndOfDataStage)  # checks of whole messages (senderauth)
     _per_ip: tuple[Controls, int] | None = None
 
     def __post_init__(self) -> None:

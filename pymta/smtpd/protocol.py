@@ -17,6 +17,7 @@ data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
 - DATA goes through L{DataStream}: only CRLF.CRLF ends it, a bare LF gets
   qmail's 451 and the connection is closed, the message is streamed into the
   queue as it arrives and acknowledged only when the sink says it is durable.
+  Checks of the whole message run in the end-of-data stage (L{pymta.smtpd.endofdata}).
 - STARTTLS throws away everything the client sent after the command and
   forgets HELO, sender, recipients and AUTH (RFC 3207 4.2).
 - AUTH only on submission listeners and only inside TLS unless the operator
@@ -39,7 +40,7 @@ from zope.interface import implementer
 
 from pymta.clientaddress import normalise_ip
 from pymta.connectionclose import ConnectionCloser
-from pymta.interfaces import MessageWriter, QueueRefused
+from pymta.interfaces import MessageWriter
 from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.auth import SASLExchange
@@ -47,6 +48,7 @@ from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
+from pymta.smtpd.endofdata import NO_STEPS, refusal_reply, session_facts
 from pymta.smtpd.idlecommands import IdleCommands
 from pymta.smtpd.idlesignal import IdleSignal
 from pymta.smtpd.greetcommands import GreetCommands
@@ -105,6 +107,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self.bad_sender = False
         self.recipients: list[str] = []
         self._writer: MessageWriter | None = None
+        self._steps = NO_STEPS  # the end-of-data steps of the transaction
         self._stream: DataStream | None = None
         self._rbl_reply = ""
 
@@ -377,28 +380,29 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
 
     # -- commands ----------------------------------------------------------
 
-    def smtp_mail(self, arg: str) -> None:
+    def smtp_mail(self, arg: str) -> defer.Deferred | None:
         if self.settings.submission and self.auth_user is None and self.relayclient is None:
             self.reply("530 authentication required (#5.7.0)")
-            return
+            return None
         parsed = policy.parse_path(arg)
         if len(parsed.address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES or policy.has_control_character(parsed.address):
             self.reply(policy.REPLY_SYNTAX)
-            return
+            return None
         params = policy.parse_mail_parameters(parsed.parameters)
         if "SIZE" in params:
             size = params["SIZE"]
             if not size.isdigit():
                 self.reply("501 malformed SIZE parameter (#5.5.4)")
-                return
+                return None
             if self.databytes and int(size) > self.databytes:
                 self.reply(policy.REPLY_DATABYTES)
-                return
+                return None
         self._reset_transaction()
         self.sender = parsed.address
         self.bad_sender = policy.is_bad_mailfrom(self.controls, parsed.address)
         self._junk.progress()
-        self.reply("250 ok")
+        self._steps = self.ctx.end_of_data.start(session_facts(self))
+        return self._steps.at_mail(self)
 
     def smtp_rcpt(self, arg: str) -> defer.Deferred | None:
         if self.sender is None:
@@ -453,7 +457,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply("503 RCPT first (#5.5.1)")
             return
         try:
-            writer = self.ctx.sink.open_message(self.sender, list(self.recipients), origin="from network")
+            writer = self._steps.open_message(self.ctx.sink, self.sender, list(self.recipients))
         except Exception:
             log.failure("smtpd: cannot open a queue message")
             self.reply("451 qqt failure (#4.3.0)")
@@ -557,14 +561,8 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply(f"250 ok {int(self.clock.seconds())} qp {receipt.qp}")
 
         def refused(failure: Failure) -> None:
-            if failure.check(defer.CancelledError):
-                return
-            if failure.check(QueueRefused):
-                error: QueueRefused = failure.value  # type: ignore[assignment]
-                self.reply(("554 " if error.permanent else "451 ") + error.text)
-            else:
-                log.failure("smtpd: queue failure", failure)
-                self.reply("451 qq temporary problem (#4.3.0)")
+            if not failure.check(defer.CancelledError):
+                self.reply(refusal_reply(failure))
 
         return d.addCallbacks(queued, refused)
 

@@ -43,9 +43,13 @@ from pymta.interfaces import LocalRecipients, MessageSink
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
 from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
+from pymta.resolvers import configured_nameservers
+from pymta.senderauth.settings import sender_auth_settings
 from pymta.smtpd.dnsbl import DNSBL, rbl_zones
+from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.factory import SMTPFactory
 from pymta.smtpd.rcptcheck import RecipientCheck, rcptcheck_enabled, recipient_check_for
+from pymta.smtpd.senderauthstep import SenderAuthStep, sender_auth_step
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, server_listener
 
 __all__ = ["SMTPDService", "build_smtpd_service", "check_controls", "rules_path", "cert_path"]
@@ -74,6 +78,7 @@ class SMTPDService(service.MultiService):
         self.resolver = resolver
         self.passwd_checkers = passwd_checkers
         self.local_recipients = local_recipients
+        self.sender_auth: SenderAuthStep | None = None
 
     def reload(self) -> None:
         """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
@@ -89,18 +94,26 @@ class SMTPDService(service.MultiService):
                 if tls.available:
                     log.error("smtpd: keeping old certificate: {error}", error=str(e))
         if self.resolver is None and (self.context.reader.current.extra_lines("rbls") or self.context.rules.uses_host_names):
-            self.resolver = _default_resolver(self.context.clock)
+            self.resolver = _default_resolver(self.context.clock, self.context.reader.current)
         self.context.resolver = self.resolver
         self.context.dnsbl = make_dnsbl(self.context.reader, self.resolver, self.context.clock)
         self.context.recipient_check = recipient_check_for(self.context.reader.current, self.local_recipients)
         if self.passwd_checkers:
             self.context.cram_md5 = passwd_allows_cram_md5(self.root)
+        self.set_sender_auth(sender_auth_step(self.context.reader.current, self.context.clock, self.sender_auth))
+
+    def set_sender_auth(self, step: SenderAuthStep | None) -> None:
+        """Use C{step} (control/senderauth's checks; None: off) for the transactions that start from now on."""
+        self.sender_auth = step
+        self.context.end_of_data = EndOfDataStage([step] if step is not None else [])
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
         stop = getattr(self.resolver, "stop", None)
         if stop is not None:
             stop()
+        if self.sender_auth is not None:
+            self.sender_auth.verifier.stop()
         return d
 
 
@@ -122,13 +135,15 @@ def _recipient_check(controls: Controls, local_recipients: LocalRecipients | Non
 def check_controls(controls: Controls) -> None:
     """
     Parse the extra control files smtpd reads (concurrencyperip, rbls,
-    rcptcheck): a L{ControlError} names the file and line.  Registered
+    rcptcheck, senderauth, resolvers): a L{ControlError} names the file and line.  Registered
     with the reader, so smtpd does not start on such a file and a reload
     that finds one keeps the old values.
     """
     per_ip_limit(controls)
     rbl_zones(controls)
     rcptcheck_enabled(controls)
+    sender_auth_settings(controls)
+    configured_nameservers(controls)
 
 
 def passwd_allows_cram_md5(root: str) -> bool:
@@ -151,12 +166,12 @@ def _default_checkers(root: str) -> list[ICredentialsChecker]:
     return [PasswdFileChecker(path)]
 
 
-def _default_resolver(reactor: Any) -> Any:
+def _default_resolver(reactor: Any, controls: Controls) -> Any:
     try:
         from pymta.dns import DNSResolver
     except ImportError:  # pragma: no cover
         return None
-    return DNSResolver(reactor=reactor, lifetime=10.0)
+    return DNSResolver(reactor=reactor, lifetime=10.0, nameservers=configured_nameservers(controls))
 
 
 def build_smtpd_service(
@@ -197,7 +212,7 @@ def build_smtpd_service(
     if tls.error and os.path.exists(cert_path(root)):
         log.error("smtpd: no TLS: {error}", error=tls.error)
     if resolver is None and (reader.current.extra_lines("rbls") or rules.uses_host_names):
-        resolver = _default_resolver(reactor)
+        resolver = _default_resolver(reactor, reader.current)
     context = SMTPDContext(
         reader=reader,
         sink=sink,
@@ -214,6 +229,7 @@ def build_smtpd_service(
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = _recipient_check(reader.current, local_recipients)
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
+    svc.set_sender_auth(sender_auth_step(reader.current, reactor))
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
             settings = ListenerSettings(submission=is_submission, implicit_tls=description.startswith("ssl:"))

@@ -1,0 +1,132 @@
+# -*- test-case-name: tests.senderauth.test_verifier -*-
+"""
+The asynchronous face of the sender checks: SPF at MAIL FROM, DKIM and
+DMARC once the message is in.
+
+pyspf, dkimpy and authheaders block, so each check runs on a worker
+thread of a bounded pool of the verifier's own (the reactor never waits)
+and asks DNS through L{pymta.senderauth.lookups.Lookups}: one shared
+dnspython resolver with its answer cache, one deadline (C{timeout}) per
+check.  Should a check still not be back a little after its deadline (a
+full pool), its Deferred fires with C{temperror} verdicts anyway.
+Checks never errback: an unexpected error is logged and becomes
+C{temperror}.
+
+C{run} is the seam that runs a blocking function: the thread pool by
+default, a synchronous call in unit tests.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import dns.resolver
+from twisted.internet import defer
+from twisted.internet.threads import deferToThreadPool
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.python.threadpool import ThreadPool
+
+from pymta.senderauth.dkimcheck import check_dkim
+from pymta.senderauth.dmarccheck import DMARCVerdict, check_dmarc
+from pymta.senderauth.lookups import DNSLookups, Lookups
+from pymta.senderauth.settings import DEFAULT_TIMEOUT
+from pymta.senderauth.spfcheck import SPFVerdicts, check_spf
+from pymta.senderauth.verdict import TEMPERROR, Verdict
+
+__all__ = ["SenderVerifier", "MessageVerdicts", "GRACE", "MAX_VERIFIED_BYTES"]
+
+log = Logger()
+
+#: seconds after a check's deadline before its answer is given up for
+GRACE = 5.0
+#: a larger message's signatures are not verified (C{dkim=policy}): dkimpy holds the message in memory
+MAX_VERIFIED_BYTES = 32 * 1024 * 1024
+
+Run = Callable[..., "defer.Deferred[Any]"]
+
+
+@dataclass(frozen=True)
+class MessageVerdicts:
+    dkim: tuple[Verdict, ...]
+    dmarc: DMARCVerdict
+
+
+class SenderVerifier:
+    """
+    @param resolver: the dnspython resolver all checks share (see L{pymta.resolvers.make_resolver}).
+    @param receiver: our host name (C{control/me}), for SPF explanations.
+    @param lookups: makes the L{DNSLookups} of one check from its deadline (tests give fakes).
+    """
+
+    def __init__(self, resolver: dns.resolver.Resolver | None, receiver: str, timeout: float = DEFAULT_TIMEOUT,
+                 reactor: Any = None, run: Run | None = None, maxthreads: int = 8,
+                 lookups: Callable[[float], DNSLookups] | None = None,
+                 nameservers: tuple[tuple[str, int], ...] | None = None) -> None:
+        if reactor is None:
+            from twisted.internet import reactor as global_reactor
+
+            reactor = global_reactor
+        self.reactor = reactor
+        self.receiver = receiver
+        self.timeout = timeout
+        self._resolver = resolver
+        self.nameservers = nameservers  # what the resolver asks (None: the system's servers), for reloads
+        self._lookups = lookups or (lambda deadline: Lookups(resolver, deadline))  # type: ignore[arg-type]
+        self._pool: ThreadPool | None = None
+        self._maxthreads = maxthreads
+        self._run = run or self._in_thread
+
+    def _in_thread(self, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":
+        if self._pool is None:
+            self._pool = ThreadPool(0, self._maxthreads, "pymta-senderauth")
+            self._pool.start()
+            if hasattr(self.reactor, "addSystemEventTrigger"):
+                self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
+        return deferToThreadPool(self.reactor, self._pool, function, *args)
+
+    def stop(self) -> None:
+        """Stop the worker threads (checks in flight finish first)."""
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.stop()
+
+    def _guarded(self, d: "defer.Deferred[Any]", fallback: Callable[[str], Any], what: str) -> "defer.Deferred[Any]":
+        def failed(failure: Failure) -> Any:
+            if failure.check(defer.TimeoutError, defer.CancelledError):
+                return fallback(f"{what} took longer than {self.timeout:g}s")
+            log.failure("senderauth: {what} failed", failure, what=what)
+            return fallback(f"{what}: internal error")
+
+        d.addTimeout(self.timeout + GRACE, self.reactor)
+        return d.addErrback(failed)
+
+    def check_sender(self, ip: str, sender: str, helo: str | None) -> "defer.Deferred[SPFVerdicts]":
+        """SPF of the HELO name and of C{sender} (C{""}: null sender) for a client at C{ip}."""
+
+        def work() -> SPFVerdicts:
+            return check_spf(self._lookups(time.monotonic() + self.timeout), ip, sender, helo, self.receiver)
+
+        def fallback(reason: str) -> SPFVerdicts:
+            mailfrom = None if not sender else Verdict("spf", TEMPERROR, reason, (("smtp.mailfrom", sender.rpartition("@")[2]),))
+            return SPFVerdicts(Verdict("spf", TEMPERROR, reason, (("smtp.helo", helo or "(none)"),)), mailfrom, "")
+
+        return self._guarded(defer.maybeDeferred(self._run, work), fallback, "SPF check")
+
+    def check_message(self, message: bytes, size: int, spf: SPFVerdicts) -> "defer.Deferred[MessageVerdicts]":
+        """DKIM and DMARC of C{message} (as stored, LF line ends; C{size} bytes in all, maybe more than given)."""
+
+        def work() -> MessageVerdicts:
+            lookups = self._lookups(time.monotonic() + self.timeout)
+            if size > MAX_VERIFIED_BYTES:
+                dkims = [Verdict("dkim", "policy", "message too large to verify")]
+            else:
+                dkims = check_dkim(lookups, message)
+            return MessageVerdicts(tuple(dkims), check_dmarc(lookups, message, spf.for_dmarc, spf.domain, dkims))
+
+        def fallback(reason: str) -> MessageVerdicts:
+            return MessageVerdicts((Verdict("dkim", TEMPERROR, reason),), DMARCVerdict(Verdict("dmarc", TEMPERROR, reason)))
+
+        return self._guarded(defer.maybeDeferred(self._run, work), fallback, "DKIM/DMARC check")
