@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.qmailhelpers.test_bouncesaying -*-
+# -*- test-case-name: tests.qmailhelpers.test_conditional -*-
 """
 C{bouncesaying error [program [arg ...]]}: bounce the message with the
 text C{error}, always, or only when C{program} (run with the message on

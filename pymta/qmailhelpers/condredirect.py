@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.qmailhelpers.test_condredirect -*-
+# -*- test-case-name: tests.qmailhelpers.test_conditional -*-
 """
 C{condredirect newaddress program [arg ...]}: run C{program} with the
 message on stdin; when it exits 0, queue the message (C{$DTLINE} first) to

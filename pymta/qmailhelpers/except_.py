@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.qmailhelpers.test_except -*-
+# -*- test-case-name: tests.qmailhelpers.test_conditional -*-
 """
 C{except program [arg ...]}: run C{program} with the message on stdin and
 turn its success into a bounce: exit 0 becomes 100, 111 stays 111 (also

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
+__all__ = ["MESSAGE", "DELIVERY_ENV", "helper_environment", "run_line"]
+
 import subprocess
-import sys
 import tempfile
 
 from pymta.local.program import base_environment
-from pymta.qmailhelpers import BIN_DIR
 
 MESSAGE = b"Subject: hello\nTo: joe@example.org\n\nFrom the start\nsecond line\n"
 
@@ -41,5 +40,3 @@ def run_line(command: str, *, message: bytes = MESSAGE, env: dict[str, str] | No
                               env=helper_environment() if env is None else env, cwd=cwd, timeout=60)
     return done.returncode, done.stdout.decode("utf-8", "replace")
 
-
-__all__ = ["BIN_DIR", "MESSAGE", "DELIVERY_ENV", "helper_environment", "run_line", "sys"]
