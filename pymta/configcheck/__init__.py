@@ -23,6 +23,7 @@ import os
 from pymta.configcheck.accounts import check_assign, check_homes, check_passwd
 from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files, load_every_control
+from pymta.configcheck.dotqmails import check_dotqmail_files
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership, check_queue_owner
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Checker, Problem, service_account
@@ -40,11 +41,13 @@ CHECKERS: tuple[Checker, ...] = (
     check_assign,
     check_passwd,
     check_homes,
+    check_dotqmail_files,
 )
 
 #: what the daemons run at start and before a reload: all but the queue's owner, which
-#: pymta.privileges judges when it drops root (a daemon not started as root drops nothing)
-DAEMON_CHECKERS: tuple[Checker, ...] = tuple(c for c in CHECKERS if c is not check_queue_owner)
+#: pymta.privileges judges when it drops root (a daemon not started as root drops nothing),
+#: and the .qmail files of every home (a walk through every home of the system)
+DAEMON_CHECKERS: tuple[Checker, ...] = tuple(c for c in CHECKERS if c not in (check_queue_owner, check_dotqmail_files))
 
 
 def make_context(root: str, now: datetime.datetime | None = None) -> CheckContext:

@@ -8,17 +8,25 @@ collected (capped) for the delivery report.
 Exit status 0 continues, 99 succeeds and stops the .qmail file, 100, 64, 65,
 70, 76, 77, 78 and 112 fail permanently, anything else defers; a program
 killed by a signal defers with C{Aack, child crashed. (#4.3.0)}.
+
+Besides qmail's variables the environment holds C{PATH} with the directory
+of the .qmail helper programs first (L{pymta.qmailhelpers.BIN_DIR}, so
+C{|preline procmail} finds C{preline}), C{PYMTA_PYTHON} (this interpreter,
+which those helpers run on) and C{PYMTA_ROOT} when the spawner has it (the
+root whose queue C{forward} and C{pymta inject} use).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from dataclasses import dataclass
 
 from pymta.local.errors import DeliveryFailure
+from pymta.qmailhelpers import BIN_DIR
 
-__all__ = ["ProgramContext", "program_environment", "run_program", "PERMANENT_EXITS", "OUTPUT_CAP"]
+__all__ = ["ProgramContext", "program_environment", "base_environment", "run_program", "PERMANENT_EXITS", "OUTPUT_CAP"]
 
 PERMANENT_EXITS = frozenset({64, 65, 70, 76, 77, 78, 100, 112})
 OUTPUT_CAP = 4000
@@ -66,9 +74,25 @@ def _ext_tails(ext: str) -> list[str]:
     return out
 
 
+def base_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
+    """
+    What every delivery program gets besides qmail's variables: C{PATH}
+    (the helpers' directory, then C{environ}'s PATH), C{PYMTA_PYTHON}, and
+    C{PYMTA_ROOT} when C{environ} (default: this process's) has it.
+    """
+    source = os.environ if environ is None else environ
+    inherited = source.get("PATH", DEFAULT_PATH)
+    if BIN_DIR not in inherited.split(":"):
+        inherited = f"{BIN_DIR}:{inherited}"
+    env = {"PATH": inherited, "PYMTA_PYTHON": sys.executable}
+    if source.get("PYMTA_ROOT"):
+        env["PYMTA_ROOT"] = source["PYMTA_ROOT"]
+    return env
+
+
 def program_environment(ctx: ProgramContext, base: dict[str, str] | None = None) -> dict[str, str]:
-    """The environment of a delivery program: C{base} (PATH etc.) plus qmail's variables."""
-    env = {"PATH": os.environ.get("PATH", DEFAULT_PATH)} if base is None else dict(base)
+    """The environment of a delivery program: C{base} (default L{base_environment}) plus qmail's variables."""
+    env = base_environment() if base is None else dict(base)
     host2, host3, host4 = _shorter_hosts(ctx.domain)
     ext2, ext3, ext4 = _ext_tails(ctx.ext)
     env.update(

@@ -252,6 +252,8 @@ def main(argv: list[str] | None = None) -> int:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGHUP, signal.SIG_IGN)
     os.umask(0o077)
+    # delivery programs get it (pymta.local.program): forward and pymta inject use this root's queue
+    os.environ["PYMTA_ROOT"] = os.path.abspath(args[0])
     try:
         return Spawner(args[0]).run()
     except OSError as e:

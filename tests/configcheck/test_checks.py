@@ -8,6 +8,7 @@ from typing import Iterator
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.configcheck import CHECKERS, DAEMON_CHECKERS, CheckContext, Problem, run_checks
+from pymta.configcheck.dotqmails import check_dotqmail_files
 from pymta.configcheck.ownership import check_queue_owner
 from pymta.configcheck.problem import ERROR, WARNING
 from tests.configcheck.helpers import init_root, located, write
@@ -18,7 +19,8 @@ class RunChecksTests(SynchronousTestCase):
         self.assertEqual(run_checks(init_root(self, "alice:pw", "bob")), [])
 
     def test_daemons_leave_the_queue_owner_to_privileges(self) -> None:
-        self.assertEqual(set(CHECKERS) - set(DAEMON_CHECKERS), {check_queue_owner})
+        # and the walk through every home to pymta check
+        self.assertEqual(set(CHECKERS) - set(DAEMON_CHECKERS), {check_queue_owner, check_dotqmail_files})
 
     def test_one_complaint_per_line(self) -> None:
         """load_controls and the smtproutes check both object to line 1: reported once."""

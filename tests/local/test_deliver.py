@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import os
 import stat
+import sys
 
 from twisted.trial import unittest
 
 from pymta.local.deliver import LOOP_TEXT, NO_MAILBOX_TEXT, LocalDelivery, deliver_local
+from pymta.local.program import base_environment
+from pymta.qmailhelpers import BIN_DIR
 from tests.local.helpers import MESSAGE, make_home, make_maildir, maildir_files, open_message, user, write_file
 
 
@@ -289,6 +292,27 @@ class ProgramTests(DeliverTestCase):
         for name, value in expected.items():
             self.assertEqual(env.get(name), value, name)
         self.assertIn("PATH", env)
+
+    def test_helpers_first_on_path(self) -> None:
+        # the .qmail helper programs are found by their bare names, on the interpreter pymta runs on
+        self.dotqmail(".qmail-x", '|echo "$PATH"; echo "$PYMTA_PYTHON"; command -v preline\n')
+        path, python, found = self.deliver("-", "x").output.splitlines()
+        self.assertEqual(path.split(":")[0], BIN_DIR)
+        self.assertEqual(python, sys.executable)
+        self.assertEqual(found, os.path.join(BIN_DIR, "preline"))
+
+    def test_preline(self) -> None:
+        self.dotqmail(".qmail-x", "|preline cat\n")
+        output = self.deliver("-", "x", sender="").output
+        self.assertRegex(output, r"^From MAILER-DAEMON [A-Z][a-z]{2} [A-Z][a-z]{2} \d\d [\d:]{8} \d{4}\n"
+                                 r"Return-Path: <>\nDelivered-To: joe-x@example.org\nSubject: test\n")
+
+    def test_pymta_root_passed_on(self) -> None:
+        self.patch(os, "environ", dict(os.environ, PYMTA_ROOT="/srv/pymta-root"))
+        self.dotqmail(".qmail-x", '|echo "$PYMTA_ROOT"\n')
+        self.assertEqual(self.deliver("-", "x").output, "/srv/pymta-root\n")
+        self.assertEqual(base_environment({"PATH": "/bin"}), {"PATH": f"{BIN_DIR}:/bin", "PYMTA_PYTHON": sys.executable})
+        self.assertEqual(base_environment({"PATH": f"/bin:{BIN_DIR}"})["PATH"], f"/bin:{BIN_DIR}")
 
     def test_default_unset_for_exact_file(self) -> None:
         self.dotqmail(".qmail-x", '|echo "${DEFAULT-unset}"\n')
