@@ -9,6 +9,7 @@ C{pymta ctl [--root DIR] COMMAND}: drive a running pymta-send.
   cont      continue after pause
   queue     every queued job and its next attempt
   tcpok     forget every remote host marked dead (qmail-tcpok)
+  health    exit 0 when pymta-send answers, 111 with the reason when not
 
 Commands go over C{ROOT/run/ctl.sock}; without the socket, C{doqueue} and
 C{reload} fall back to signals to the pid in C{ROOT/run/pymta-send.pid}.
@@ -81,7 +82,7 @@ def _tcpok(root: str) -> int:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="pymta ctl", description="control a running pymta-send")
     parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT, else /var/pymta)")
-    parser.add_argument("command", choices=SOCKET_COMMANDS + ("tcpok",))
+    parser.add_argument("command", choices=SOCKET_COMMANDS + ("tcpok", "health"))
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
@@ -89,6 +90,10 @@ def main(argv: list[str]) -> int:
     root = os.path.abspath(args.root or default_root())
     if args.command == "tcpok":
         return _tcpok(root)
+    if args.command == "health":
+        from pymta.cli.health import report, send_health
+
+        return report(send_health(root, 10.0), f"pymta-send of {root} is serving")
     path = os.path.join(root, "run", "ctl.sock")
     try:
         reply = _ask(path, args.command)

@@ -31,6 +31,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "deploy": ("pymta.cli.deploy", "write the .tac files and systemd units of this installation"),
     "dns": ("pymta.cli.dns", "the DNS records a domain needs (records) and a check of what is published (check)"),
     "cert": ("pymta.cli.cert", "install a renewed TLS certificate (certbot deploy hook) and reload the daemons"),
+    "health": ("pymta.cli.health", "is a daemon serving? (send, smtp ENDPOINT, pop3 ENDPOINT, http URL)"),
 }
 
 

@@ -13,6 +13,9 @@ import os
 import poplib
 import re
 import smtplib
+import socket
+import subprocess
+import sys
 
 from twisted.trial import unittest
 
@@ -52,8 +55,9 @@ class MetricsAcceptanceTests(unittest.TestCase):
         done = promtool_check(self.promtool, text)
         self.assertEqual(done.returncode, 0, f"promtool check metrics on {daemon}: {done.stdout!r} {done.stderr!r}")
 
-    def start(self, root: str, plugin: str, *args: str, ports: tuple[int, ...]) -> Daemon:
-        daemon = Daemon(root, plugin, *args)
+    def start(self, root: str, plugin: str, *args: str, ports: tuple[int, ...],
+              env: dict[str, str] | None = None) -> Daemon:
+        daemon = Daemon(root, plugin, *args, env=env)
         self.addCleanup(daemon.stop)
         daemon.wait_listening(*ports)
         return daemon
@@ -122,15 +126,35 @@ class MetricsAcceptanceTests(unittest.TestCase):
         self.assertGreaterEqual(sample(popped, "pymta_sessions_total", service="pop3d"), 2)
         self.assertEqual(sample(popped, "pymta_tls_sessions_total", service="pop3d"), 0)
 
+        # the health checks a probe runs: ok while serving, 111 and one line once pymta-send is gone
+        quiet = {"stdout": subprocess.DEVNULL, "stderr": subprocess.PIPE, "cwd": SRC}
+        pymta = [sys.executable, "-m", "pymta.cli.main"]
+        for argv in (["health", "smtp", f"127.0.0.1:{smtp}"], ["health", "pop3", f"tcp:127.0.0.1:{pop3}"],
+                     ["health", "http", f"http://127.0.0.1:{m_smtpd}/healthz"], ["ctl", "--root", root, "health"]):
+            self.assertEqual(subprocess.run(pymta + argv, **quiet).returncode, 0, argv)  # type: ignore[call-overload]
+        send.stop()
+        down = subprocess.run(pymta + ["ctl", "--root", root, "health"], **quiet)  # type: ignore[call-overload]
+        self.assertEqual(down.returncode, 111)
+        self.assertIn(b"pymta-send is not serving", down.stderr)
+
         # every metric the Grafana dashboard draws is in one of these scrapes
         scraped = set().union(*(metric_names(text) for _, text in scrapes.values()))
         self.assertEqual(dashboard_metric_names() - scraped, set())
 
     def test_all_in_one(self) -> None:
         root, _ = new_root(self.addCleanup)
+        # what systemd would hear: the daemon drops to the mail uid before it speaks
+        notify_path = os.path.join(os.path.dirname(root), "notify")
+        systemd = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        self.addCleanup(systemd.close)
+        systemd.bind(notify_path)
+        os.chmod(notify_path, 0o777)
+        systemd.settimeout(30)
         smtp, pop3, metrics = free_port(), free_port(), free_port()
-        self.start(root, "pymta", "--smtp", f"tcp:{smtp}:interface=127.0.0.1", "--pop3", f"tcp:{pop3}:interface=127.0.0.1",
-                   "--metrics", f"tcp:{metrics}:interface=127.0.0.1", ports=(smtp, pop3, metrics))
+        daemon = self.start(root, "pymta", "--smtp", f"tcp:{smtp}:interface=127.0.0.1",
+                            "--pop3", f"tcp:{pop3}:interface=127.0.0.1", "--metrics", f"tcp:{metrics}:interface=127.0.0.1",
+                            ports=(smtp, pop3, metrics), env={"NOTIFY_SOCKET": notify_path})
+        self.assertEqual(systemd.recv(4096).decode(), f"READY=1\nMAINPID={daemon.proc.pid}")
         with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
             client.sendmail("sender@remote.example", ["alice@test.example"], "Subject: one\r\n\r\nbody\r\n")
 
@@ -146,3 +170,5 @@ class MetricsAcceptanceTests(unittest.TestCase):
         self.assertIn("pymta_sessions_total", metric_names(text))
         self.assertEqual(scrape(metrics, "/healthz"), (200, "ok\n"))
         self.assertEqual(scrape(metrics, "/nothing")[0], 404)
+        daemon.stop()
+        self.assertEqual(systemd.recv(4096).decode(), "STOPPING=1")
