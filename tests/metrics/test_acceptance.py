@@ -38,7 +38,7 @@ def dashboard_metric_names() -> set[str]:
                  "topk", "avg", "count", "clamp_min", "time", "on", "ignoring"}
     for panel in board["panels"]:
         for target in panel.get("targets", []):
-            expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]', "", target["expr"])
+            expr = re.sub(r'\{[^}]*\}|"[^"]*"|\[[^\]]*\]|\b(by|without) \([^)]*\)', "", target["expr"])
             for word in re.findall(r"[a-zA-Z_:][a-zA-Z0-9_:]*", expr):
                 if word not in functions and not word.isdigit():
                     names.add(word)
