@@ -59,14 +59,16 @@ def greeting_health(kind: str, endpoint: str, timeout: float) -> str | None:
 
 def send_health(root: str, timeout: float) -> str | None:
     """None when pymta-send of C{root} answers C{stat} on its control socket, else why not."""
-    from pymta.cli.ctl import _ask
-
     path = os.path.join(root, "run", "ctl.sock")
     try:
-        reply = _ask(path, "stat", timeout=timeout)
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(timeout)
+            s.connect(path)
+            s.sendall(b"stat\n")
+            reply = s.makefile("rb").readline(4096).decode("utf-8", "replace")
     except OSError as e:
         return f"pymta-send is not serving: {path}: {e.strerror or e}"
-    first = reply.partition("\n")[0]
+    first = reply.rstrip("\n")
     if first != "ok":
         return f"pymta-send answered {first or 'nothing'!r} to stat"
     return None
