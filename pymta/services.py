@@ -29,7 +29,9 @@ from twisted.logger import Logger
 
 from pymta.control import ControlError
 from pymta.local.recipients import LocalRecipientLookup
+from pymta.monitoring import attach_monitoring, daemon_metrics
 from pymta.privileges import RootDroppingService
+from pymta.sessionevents import NO_EVENTS
 
 __all__ = ["local_recipient_lookup", "smtpd_daemon", "INJECT_CONNECTIONS_KEPT"]
 
@@ -66,6 +68,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
         reactor = global_reactor
     root = os.path.abspath(options["root"])
     reader = checked_reader(root, "pymta-smtpd")
+    metrics = daemon_metrics(options)
     lookup = local_recipient_lookup(root, reactor)
     try:
         # connections to pymta-send are kept for the sessions' next messages
@@ -79,6 +82,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
             reactor=reactor,
             auth_without_tls=bool(options["allow-plaintext-auth"]),
             local_recipients=lookup,
+            events=NO_EVENTS if metrics is None else metrics.sessions("smtpd"),
         )
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
@@ -86,5 +90,6 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     reload_on_hangup(reader, svc.reload, "smtpd", _smtpd_log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
     svc.setServiceParent(top)
+    attach_monitoring(top, svc, "pymta-smtpd", metrics, options.get("metrics"), reactor)
     top.use_twistd_options(getattr(options, "parent", None))
     return top

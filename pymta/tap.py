@@ -20,7 +20,7 @@ C{--uid}/C{--gid} told twistd.
 
 from __future__ import annotations
 
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from twisted.application.service import IService
 from twisted.logger import Logger
@@ -29,10 +29,15 @@ from twisted.python import usage
 from pymta.authlimit import limiter_for
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError
+from pymta.monitoring import METRICS_OPTION, attach_monitoring, check_metrics_option, daemon_metrics
 from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
+from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import TcpRulesError
 from pymta.tls import TLSConfigError
+
+if TYPE_CHECKING:
+    from pymta.metrics.daemon import DaemonMetrics
 
 __all__ = ["Options", "makeService"]
 
@@ -49,6 +54,7 @@ class Options(usage.Options):
     optParameters = [
         ["root", "r", None, "pymta root directory (default $PYMTA_ROOT, else /var/pymta)"],
         ["stop-timeout", None, "60", "seconds to wait for deliveries in flight when stopping"],
+        METRICS_OPTION,
     ]
     optFlags = [
         ["allow-plaintext-auth", None,
@@ -86,6 +92,7 @@ class Options(usage.Options):
         from pymta.queue.tap import check_queue_root, parse_stop_timeout
 
         refuse_unsafe_pid_file(self, "pymta")
+        check_metrics_option(self)
         check_queue_root(self)
         if not (self["smtp"] or self["submission"] or self["pop3"]):
             raise usage.UsageError("give at least one of --smtp, --submission, --pop3")
@@ -106,8 +113,10 @@ def makeService(options: Options) -> IService:
     top = RootDroppingService(root)
     top.setName("pymta")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
+    metrics = daemon_metrics(options)
     try:
-        send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"])
+        send, sink = build_send_service(root, reader, channels, reactor, stop_timeout=options["stop-timeout"],
+                                        metrics=metrics)
     except (ValueError, OSError, ControlError) as e:
         raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
     send.setServiceParent(top)
@@ -119,12 +128,13 @@ def makeService(options: Options) -> IService:
             lookup = local_recipient_lookup(root, reactor)
             smtpd = build_smtpd_service(
                 root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
-                login_limiter=logins, local_recipients=lookup,
+                login_limiter=logins, local_recipients=lookup, events=_events(metrics, "smtpd"),
             )
             lookup.setServiceParent(smtpd)
         if options["pop3"]:
             pop3 = build_pop3_service(
-                root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins
+                root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins,
+                events=_events(metrics, "pop3d"),
             )
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
@@ -134,8 +144,13 @@ def makeService(options: Options) -> IService:
     if options["pop3"]:
         pop3.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("pop3d", pop3.reload))
+    attach_monitoring(top, top, "pymta", metrics, options["metrics"], reactor)
     top.use_twistd_options(getattr(options, "parent", None))
     return top
+
+
+def _events(metrics: "DaemonMetrics | None", service: str) -> SessionEvents:
+    return NO_EVENTS if metrics is None else metrics.sessions(service)
 
 
 def _refresh(name: str, reload: Callable[[], None]) -> None:

@@ -4,7 +4,8 @@ C{pymta ctl [--root DIR] COMMAND [ARGS]}: drive a running pymta-send.
 
 The commands and their help are L{pymta.queue.ctlrequest.COMMANDS}, plus
 C{tcpok} (forget every remote host marked dead, like qmail-tcpok; no daemon
-needed).  The queue actions take a selection::
+needed) and C{health} (exit 0 when pymta-send answers, 111 with the reason
+when not).  The queue actions take a selection::
 
   pymta ctl delete|hold|release|retry|bounce [ID...] [--domain D] [--sender S]
       [--recipient R] [--older-than AGE] [--reason TEXT] [--dry-run]
@@ -138,10 +139,11 @@ def main(argv: list[str]) -> int:
     epilog = "\n".join(f"  {name:<8} {text}" for name, text in COMMANDS.items())
     parser = argparse.ArgumentParser(
         prog="pymta ctl", description="control a running pymta-send", formatter_class=argparse.RawTextHelpFormatter,
-        epilog=epilog + "\n  tcpok    forget every remote host marked dead (qmail-tcpok)\n\nqueue actions take: "
+        epilog=epilog + "\n  tcpok    forget every remote host marked dead (qmail-tcpok)"
+        "\n  health   exit 0 when pymta-send answers, 111 with the reason when not\n\nqueue actions take: "
         "[ID...] [--domain D] [--sender S] [--recipient R] [--older-than AGE] [--reason TEXT] [--dry-run]")
     parser.add_argument("--root", default=None, help="pymta root (default $PYMTA_ROOT, else /var/pymta)")
-    parser.add_argument("command", choices=SOCKET_COMMANDS + ("tcpok",))
+    parser.add_argument("command", choices=SOCKET_COMMANDS + ("tcpok", "health"))
     parser.add_argument("args", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     try:
         args = parser.parse_args(argv)
@@ -150,6 +152,12 @@ def main(argv: list[str]) -> int:
     root = os.path.abspath(args.root or default_root())
     if args.command == "tcpok":
         return _tcpok(root) if not args.args else EXIT_USAGE
+    if args.command == "health":
+        if args.args:
+            return EXIT_USAGE
+        from pymta.cli.health import report, send_health
+
+        return report(send_health(root, 10.0), f"pymta-send of {root} is serving")
     try:
         request_args = _arguments(args.command, args.args)
     except ValueError as e:

@@ -35,6 +35,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dns": ("pymta.cli.dns", "the DNS records a domain needs (records) and a check of what is published (check)"),
     "cert": ("pymta.cli.cert", "install a renewed TLS certificate (certbot deploy hook) and reload the daemons"),
     "report": ("pymta.cli.report", "qmailanalog's tables (zoverall, zfailures, ...) from pymta-send's log"),
+    "health": ("pymta.cli.health", "is a daemon serving? (send, smtp ENDPOINT, pop3 ENDPOINT, http URL)"),
 }
 
 

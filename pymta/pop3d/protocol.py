@@ -65,6 +65,7 @@ from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
 from pymta.pop3d.logindeadline import LOGIN_WITHIN_SECONDS, REPLY_TOO_SLOW, LoginDeadline
 from pymta.pop3d.mailbox import MailboxSession, NoMaildir
 from pymta.pop3d.transaction import TransactionCommands
+from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.streamtransport import IStreamTransport
 
 __all__ = ["POP3Server", "POP3Factory", "ServerSettings", "LoginRefused", "MAX_LINE"]
@@ -103,6 +104,7 @@ class ServerSettings:
     limiter: LoginLimiter | None = None  # one of its own when None
     clock: object | None = None  # IReactorTime; the global reactor when None
     counter: list[int] = field(default_factory=lambda: [0])
+    events: SessionEvents = NO_EVENTS  # what the sessions tell the daemon's metrics (pymta.sessionevents)
 
     def reactor_time(self):  # type: ignore[no-untyped-def]
         if self.clock is None:
@@ -159,7 +161,9 @@ class POP3Server(Protocol, TransactionCommands):
         if factory is not None:
             factory.connections.add(self)
         settings = self.settings
-        if ISSLTransport.providedBy(self.transport):
+        implicit_tls = ISSLTransport.providedBy(self.transport)
+        settings.events.session(implicit_tls)
+        if implicit_tls:
             self._closer.tls_started()
         refusal = settings.connections.acquire(
             self.peer_address(), settings.max_connections, settings.max_connections_per_address
@@ -476,6 +480,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._skipping = False
         self.user = None
         self._tls_started = True
+        self.settings.events.tls_started()
         self._closer.tls_started()
         cast(ITLSTransport, self.transport).startTLS(self.settings.tls_context)  # type: ignore[arg-type]  # takes a context factory too
 
@@ -490,6 +495,8 @@ class POP3Server(Protocol, TransactionCommands):
             return self._logged_in(result)
         if result is not None and not self._closed:
             self.failures += result.failed
+            if result.failed:
+                self.settings.events.login_failed()
             self.err(result.text)
             if result.close:
                 self.close()

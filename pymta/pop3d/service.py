@@ -47,6 +47,7 @@ from pymta.pop3d.checkpassword import CheckpasswordAuthenticator
 from pymta.pop3d.opener import MailboxOpener
 from pymta.pop3d.protocol import POP3Factory, ServerSettings
 from pymta.pop3d.spawnerclient import MailboxSpawner
+from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, implicit_tls_port, server_listener
 
 __all__ = ["POP3Service", "build_pop3_service", "implicit_tls_port"]
@@ -111,6 +112,7 @@ def build_pop3_service(
     open_mailbox: Callable[[Account], defer.Deferred] | None = None,
     login_limiter: LoginLimiter | None = None,
     close_grace: float = CLOSE_GRACE_SECONDS,
+    events: SessionEvents = NO_EVENTS,
 ) -> POP3Service:
     """
     The POP3 service of C{root} listening on every endpoint in C{listen}.
@@ -118,7 +120,8 @@ def build_pop3_service(
     mail uid while running as root).  C{login_limiter} is shared with
     smtpd in one process (C{twistd pymta}); by default pop3d has its own,
     with the budgets of the control files.  C{close_grace}: see
-    L{pymta.connectionclose} (tests shorten it).
+    L{pymta.connectionclose} (tests shorten it).  C{events} hears what
+    the sessions do, for the daemon's metrics.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -147,6 +150,7 @@ def build_pop3_service(
         failure_delay=failure_delay,
         limiter=login_limiter or limiter_for(reader, reactor),
         clock=reactor,
+        events=events,
     )
     apply_connection_limits(settings, reader.current)
     svc = POP3Service(reader, settings, tls, spawner)

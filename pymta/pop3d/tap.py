@@ -18,8 +18,10 @@ from twisted.python import usage
 
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, default_root
+from pymta.monitoring import METRICS_OPTION, attach_monitoring, check_metrics_option, daemon_metrics
 from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
+from pymta.sessionevents import NO_EVENTS
 from pymta.signals import reload_on_hangup
 from pymta.tls import TLSConfigError
 
@@ -40,6 +42,7 @@ class Options(usage.Options):
         ["checkpassword", None, None, "authenticate with this checkpassword program (a command line, split like a shell would, no shell run)"],
         ["timeout", None, 600.0, "seconds a client has to send each command line", float],
         ["failure-delay", None, 2.0, "seconds before answering a failed login", float],
+        METRICS_OPTION,
     ]
     optFlags = [["allow-plaintext-auth", None, "accept USER/PASS and AUTH PLAIN without TLS"]]
 
@@ -64,6 +67,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         refuse_unsafe_pid_file(self, "pymta-pop3d")
+        check_metrics_option(self)
         if not self["root"]:
             self["root"] = default_root()
         if not self["listen"]:
@@ -84,6 +88,7 @@ def makeService(options: Options) -> service.IService:
 
     root = os.path.abspath(options["root"])
     reader = checked_reader(root, "pymta-pop3d")
+    metrics = daemon_metrics(options)
     try:
         svc = build_pop3_service(
             root,
@@ -94,6 +99,7 @@ def makeService(options: Options) -> service.IService:
             checkpassword=options["checkpassword"] or None,
             timeout=options["timeout"],
             failure_delay=options["failure-delay"],
+            events=NO_EVENTS if metrics is None else metrics.sessions("pop3d"),
         )
     except (ControlError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta-pop3d: configuration error, not starting: {e}") from None
@@ -101,5 +107,6 @@ def makeService(options: Options) -> service.IService:
     reload_on_hangup(reader, svc.reload, "pop3d", log, reactor).setServiceParent(svc)
     top = RootDroppingService(root)
     svc.setServiceParent(top)
+    attach_monitoring(top, svc, "pymta-pop3d", metrics, options["metrics"], reactor)
     top.use_twistd_options(getattr(options, "parent", None))
     return top

@@ -92,6 +92,8 @@ class ChannelJob:
     sender: str = ""
     retry: int = 0
     dying: bool = False
+    #: the message's birth (its info file's mtime), known from the first pass on
+    birth: int = 0
     #: undispatched T records of the open pass, grouped by recipient domain (one SMTP transaction each)
     pending: "OrderedDict[str, deque[tuple[int, str]]]" = field(default_factory=OrderedDict)
     in_flight: int = 0
@@ -105,6 +107,7 @@ class ChannelJob:
     def learn(self, files: JobFiles, now: int, lifetime: int) -> None:
         """Take the sender, the retry time and the count of undone records from C{files} (a pass at C{now})."""
         self.sender = files.sender
+        self.birth = files.birth
         self.retry = next_retry(files.birth, now, self.channel)
         self.dying = is_dying(files.birth, now, lifetime)
         self.undone = sum(1 for r in files.records if not r.done)

@@ -179,6 +179,7 @@ def build_send_service(
     stop_timeout: float = 60.0,
     signals: bool = True,
     stop: Callable[[], object] | None = None,
+    metrics: Any = None,
 ) -> tuple[MultiService, MessageSink]:
     """
     The pymta-send service for the queue under C{root} and the in-process
@@ -189,7 +190,9 @@ def build_send_service(
     C{channels} maps C{local}/C{remote} to L{Channel}s, or is a callable
     taking the sink and returning that mapping; a missing channel is a
     L{NoDeliveryChannel}.  C{trusted_uids} may ask the inject socket for an
-    origin (the uid smtpd runs as).
+    origin (the uid smtpd runs as).  C{metrics}, a
+    L{pymta.metrics.daemon.DaemonMetrics}, counts deliveries from the
+    scheduler's log lines and reads its state map at each scrape.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -217,7 +220,10 @@ def build_send_service(
         disk, reader, _resolve_channels(channels, sink), sink, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
+        log=None if metrics is None else metrics.send_log(),
     )
+    if metrics is not None:
+        metrics.watch_send(scheduler, root, reactor)
     feed.subscribe(scheduler.notify)
 
     top = MultiService()

@@ -18,6 +18,7 @@ from twisted.python import usage
 from pymta.configcheck.startup import checked_reader
 from pymta.control import ControlError, ControlReader, default_root
 from pymta.interfaces import Channel, MessageSink
+from pymta.monitoring import METRICS_OPTION, attach_monitoring, check_metrics_option, daemon_metrics
 from pymta.pidfilecheck import refuse_unsafe_pid_file
 from pymta.privileges import RootDroppingService
 from pymta.queue.service import build_send_service
@@ -53,6 +54,7 @@ class Options(usage.Options):
         ["root", "r", None, "pymta root directory (default $PYMTA_ROOT, else /var/pymta)"],
         ["stop-timeout", None, "60", "seconds to wait for deliveries in flight when stopping"],
         ["trusted-uid", None, None, "comma-separated uids (smtpd's) allowed to set an origin on the inject socket"],
+        METRICS_OPTION,
     ]
     optFlags = [
         ["no-delivery", None, "defer every delivery instead of using the local and remote channels"],
@@ -60,6 +62,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         refuse_unsafe_pid_file(self, "pymta-send")
+        check_metrics_option(self)
         check_queue_root(self)
         parse_stop_timeout(self)
         uids: tuple[int, ...] = ()
@@ -89,13 +92,16 @@ def makeService(options: Options) -> IService:
     root = options["root"]
     reader = checked_reader(root, "pymta-send")
     channels = None if options["no-delivery"] else installed_channels(root, reader, reactor)
+    metrics = daemon_metrics(options)
     try:
         service, _ = build_send_service(
-            root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"]
+            root, reader, channels, reactor, trusted_uids=options["trusted-uid"], stop_timeout=options["stop-timeout"],
+            metrics=metrics,
         )
     except (ValueError, OSError, ControlError) as e:
         raise SystemExit(f"pymta-send: configuration error, not starting: {e}") from None
     top = RootDroppingService(root)
     service.setServiceParent(top)
+    attach_monitoring(top, service, "pymta-send", metrics, options["metrics"], reactor)
     top.use_twistd_options(getattr(options, "parent", None))
     return top

@@ -19,11 +19,13 @@ from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
+from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
 from pymta.smtpd.dnsbl import DNSBL
 from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.junk import JUNK_COMMAND_LIMIT
+from pymta.smtpd.replyreasons import tell
 from pymta.tls import ServerTLS
 
 __all__ = ["SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
@@ -74,6 +76,7 @@ class SMTPDContext:
 
     C{end_of_data} holds the steps that see each whole message before it
     is queued (L{pymta.smtpd.endofdata}); none by default.
+    C{events} hears what the sessions do, for the daemon's metrics.
     """
 
     reader: ControlReader
@@ -101,6 +104,8 @@ class SMTPDContext:
     reverse_lookup_seconds: float = 5.0
     auth_limiter: LoginLimiter | None = None
     end_of_data: EndOfDataStage = field(default_factory=EndOfDataStage)  # checks of whole messages (senderauth)
+    #: what the sessions tell the daemon's metrics (L{pymta.sessionevents})
+    events: SessionEvents = NO_EVENTS
     _per_ip: tuple[Controls, int] | None = None
 
     def __post_init__(self) -> None:
@@ -114,6 +119,11 @@ class SMTPDContext:
         if self.cram_md5 is False and "CRAM-MD5" in mechs:
             mechs.remove("CRAM-MD5")
         return mechs
+
+    def replied(self, line: str) -> None:
+        """A session sent C{line}: tell the metrics what it means (L{pymta.smtpd.replyreasons})."""
+        if self.events is not NO_EVENTS:
+            tell(self.events, line)
 
     def per_ip_limit(self, controls: Controls) -> int:
         """L{per_ip_limit} of C{controls}, read once per controls snapshot."""

@@ -21,6 +21,7 @@ class SMTPFactory(ServerFactory):
         self.settings = settings or ListenerSettings()
 
     def buildProtocol(self, addr: object) -> SMTPServerProtocol:
+        self.context.events.session(self.settings.implicit_tls)
         protocol = SMTPServerProtocol(self.context, self.settings)
         protocol.factory = self
         return protocol

@@ -215,6 +215,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         """Send one reply line (or several joined by CRLF)."""
         if self._mode == CLOSED and self.transport.disconnecting:
             return
+        self.ctx.replied(line)
         self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
 
     def _close_with(self, line: str, complete: bool = False) -> None:

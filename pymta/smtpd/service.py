@@ -40,6 +40,7 @@ from twisted.logger import Logger
 from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.interfaces import LocalRecipients, MessageSink
+from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
 from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
@@ -187,6 +188,7 @@ def build_smtpd_service(
     resolver: Any = None,
     login_limiter: LoginLimiter | None = None,
     local_recipients: LocalRecipients | None = None,
+    events: SessionEvents = NO_EVENTS,
 ) -> SMTPDService:
     """
     The SMTP service of a root: C{listen} endpoints speak port-25 SMTP,
@@ -198,7 +200,8 @@ def build_smtpd_service(
     process) to one of smtpd's own with the budgets of the control files.
     C{local_recipients} is local delivery's lookup for control/rcptcheck
     (L{pymta.local.recipients.LocalRecipientLookup} in the daemons); without
-    one that check is off.
+    one that check is off.  C{events} hears what the sessions do, for
+    the daemon's metrics.
     """
     if reactor is None:
         from twisted.internet import reactor as global_reactor
@@ -225,6 +228,7 @@ def build_smtpd_service(
         cram_md5=passwd_allows_cram_md5(root) if own_checkers else None,
         resolver=resolver,
         auth_limiter=login_limiter,
+        events=events,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = _recipient_check(reader.current, local_recipients)

@@ -17,6 +17,7 @@ from twisted.application import service
 from twisted.python import usage
 
 from pymta.control import default_root
+from pymta.monitoring import METRICS_OPTION, check_metrics_option
 from pymta.pidfilecheck import refuse_unsafe_pid_file
 
 __all__ = ["Options", "makeService"]
@@ -29,7 +30,7 @@ class Options(usage.Options):
         "tcp.smtp access rules and DNSBL).  ENDPOINT is a Twisted endpoint string; "
         "ssl:PORT without key files means implicit TLS with control/servercert.pem."
     )
-    optParameters = [["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"]]
+    optParameters = [["root", "r", None, "pymta root directory (default $PYMTA_ROOT or /var/pymta)"], METRICS_OPTION]
     optFlags = [["allow-plaintext-auth", None, "offer AUTH on submission without TLS too"]]
 
     def opt_allow_plain_auth(self) -> None:
@@ -62,6 +63,7 @@ class Options(usage.Options):
 
     def postOptions(self) -> None:
         refuse_unsafe_pid_file(self, "pymta-smtpd")
+        check_metrics_option(self)
         if not self["root"]:
             self["root"] = default_root()
         if not self["listen"] and not self["submission"]:

@@ -89,7 +89,9 @@ class UnitContentTests(SynchronousTestCase):
         tacs = {"pymta.service": "pymta.tac", "pymta-send.service": "send.tac",
                 "pymta-smtpd.service": "smtpd.tac", "pymta-pop3d.service": "pop3d.tac"}
         for name, (_, unit) in self.units().items():
-            self.assertEqual(unit["Service.Type"], ["simple"], name)
+            # READY=1 once listening (pymta.sdnotify), from the main process only
+            self.assertEqual(unit["Service.Type"], ["notify"], name)
+            self.assertEqual(unit["Service.NotifyAccess"], ["main"], name)
             self.assertEqual(unit["Service.Restart"], ["on-failure"], name)
             # root units: the main process has dropped to the queue owner, and their root keeps no
             # CAP_KILL for signalling it (pop3d none at all), so the reload command runs with "+"
