@@ -28,7 +28,8 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from pymta.control import ControlError
-from pymta.local.recipients import LocalRecipientLookup
+from pymta.interfaces import LocalRecipients
+from pymta.local.recipients import LocalRecipientLookup, RecentlyDeliverable
 from pymta.monitoring import attach_monitoring, daemon_metrics
 from pymta.privileges import RootDroppingService
 from pymta.sessionevents import NO_EVENTS
@@ -42,9 +43,14 @@ _smtpd_log = Logger(namespace="pymta.smtpd.tap")
 INJECT_CONNECTIONS_KEPT = 32
 
 
-def local_recipient_lookup(root: str, reactor: Any) -> LocalRecipientLookup:
-    """Local delivery's L{pymta.interfaces.LocalRecipients} for smtpd (a service to attach to it)."""
-    return LocalRecipientLookup(root, reactor)
+def local_recipient_lookup(root: str, reactor: Any) -> tuple[LocalRecipientLookup, LocalRecipients]:
+    """
+    Local delivery's lookup for smtpd's RCPT check: the service that runs its
+    threads (to attach to smtpd's service) and the L{LocalRecipients} smtpd
+    asks, which answers a recently found recipient from memory.
+    """
+    lookup = LocalRecipientLookup(root, reactor)
+    return lookup, RecentlyDeliverable(lookup, reactor)
 
 
 def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
@@ -69,7 +75,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     root = os.path.abspath(options["root"])
     reader = checked_reader(root, "pymta-smtpd")
     metrics = daemon_metrics(options)
-    lookup = local_recipient_lookup(root, reactor)
+    lookup, recipients = local_recipient_lookup(root, reactor)
     try:
         # connections to pymta-send are kept for the sessions' next messages
         sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
@@ -81,7 +87,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
             options["submission"],
             reactor=reactor,
             auth_without_tls=bool(options["allow-plaintext-auth"]),
-            local_recipients=lookup,
+            local_recipients=recipients,
             events=NO_EVENTS if metrics is None else metrics.sessions("smtpd"),
         )
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:

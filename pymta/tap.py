@@ -125,10 +125,10 @@ def makeService(options: Options) -> IService:
     logins = limiter_for(reader, reactor)
     try:
         if options["smtp"] or options["submission"]:
-            lookup = local_recipient_lookup(root, reactor)
+            lookup, recipients = local_recipient_lookup(root, reactor)
             smtpd = build_smtpd_service(
                 root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
-                login_limiter=logins, local_recipients=lookup, events=_events(metrics, "smtpd"),
+                login_limiter=logins, local_recipients=recipients, events=_events(metrics, "smtpd"),
             )
             lookup.setServiceParent(smtpd)
         if options["pop3"]:

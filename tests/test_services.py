@@ -7,7 +7,7 @@ import os
 from twisted.application.service import IServiceCollection
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.local.recipients import LocalRecipientLookup
+from pymta.local.recipients import LocalRecipientLookup, RecentlyDeliverable
 from pymta.services import smtpd_daemon
 from pymta.smtpd.service import SMTPDService
 from pymta.smtpd.tap import Options
@@ -32,7 +32,9 @@ class SMTPDaemonComposition(SynchronousTestCase):
         svc = self.daemon(rcptcheck="")
         lookups = [child for child in svc if isinstance(child, LocalRecipientLookup)]
         self.assertEqual(len(lookups), 1)  # its thread pool starts and stops with the SMTP service
-        self.assertIs(svc.local_recipients, lookups[0])
+        # smtpd asks it through the memory of recent answers
+        self.assertIsInstance(svc.local_recipients, RecentlyDeliverable)
+        self.assertIs(svc.local_recipients._lookup, lookups[0])
         self.assertIsNotNone(svc.context.recipient_check)
 
     def test_without_control_file_no_check(self) -> None:

@@ -26,19 +26,27 @@ import threading
 from typing import Any, Callable
 
 from twisted.application.service import Service
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import Deferred, succeed
+from twisted.internet.interfaces import IReactorTime
 from twisted.internet.threads import deferToThreadPool
 from twisted.python.threadpool import ThreadPool
 
+from pymta.interfaces import LocalRecipients
 from pymta.local.assign import AssignCache, AssignTable
 from pymta.local.dotqmail import find_dotqmail
 from pymta.local.errors import DeliveryFailure
 from pymta.local.getpw import find_user, load_assign
 
-__all__ = ["LocalRecipientLookup", "LOOKUP_THREADS"]
+__all__ = ["LocalRecipientLookup", "RecentlyDeliverable", "LOOKUP_THREADS", "POSITIVE_TTL"]
 
 #: threads looking up recipients at once (each lookup is a few system calls)
 LOOKUP_THREADS = 2
+
+#: seconds a local part found deliverable is answered from memory (L{RecentlyDeliverable})
+POSITIVE_TTL = 10.0
+
+#: local parts remembered at most (L{RecentlyDeliverable})
+POSITIVE_ENTRIES = 10000
 
 
 class LocalRecipientLookup(Service):
@@ -91,3 +99,41 @@ class LocalRecipientLookup(Service):
     def _assign_table(self) -> AssignTable | None:
         with self._assign_lock:
             return load_assign(self._assign)
+
+
+class RecentlyDeliverable:
+    """
+    L{pymta.interfaces.LocalRecipients} in front of a slower one: a local
+    part found deliverable is answered from memory for C{ttl} seconds,
+    without a trip to the lookup's threads; anything else is looked up
+    every time.  Only yes is remembered, so a stale answer can only accept
+    mail that delivery then bounces, as it would without the RCPT check;
+    a recipient just created or removed is seen within C{ttl} seconds.
+    """
+
+    def __init__(self, lookup: LocalRecipients, clock: IReactorTime, ttl: float = POSITIVE_TTL,
+                 size: int = POSITIVE_ENTRIES) -> None:
+        self._lookup = lookup
+        self._clock = clock
+        self._ttl = ttl
+        self._size = size
+        self._yes: dict[str, float] = {}
+
+    def deliverable(self, local: str) -> "Deferred[bool]":
+        """See L{pymta.interfaces.LocalRecipients.deliverable}."""
+        now = self._clock.seconds()
+        until = self._yes.get(local)
+        if until is not None and now < until:
+            return succeed(True)
+        d = self._lookup.deliverable(local)
+
+        def remember(known: bool) -> bool:
+            if known:
+                if len(self._yes) >= self._size:
+                    self._yes.clear()  # bounded: a burst of distinct names starts over
+                self._yes[local] = self._clock.seconds() + self._ttl
+            else:
+                self._yes.pop(local, None)
+            return known
+
+        return d.addCallback(remember)

@@ -9,10 +9,11 @@ import os
 import pwd
 import threading
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.trial import unittest
 from twisted.trial.unittest import TestCase
 
-from pymta.local.recipients import LocalRecipientLookup
+from pymta.local.recipients import LocalRecipientLookup, RecentlyDeliverable
 from tests.local.helpers import make_home, write_file
 
 
@@ -75,3 +76,54 @@ class LocalRecipientLookupTests(TestCase):
         lookup.startService()
         self.addCleanup(lookup.stopService)
         return d.addCallback(self.assertTrue)
+
+
+class CountingLookup:
+    """A LocalRecipients whose answers the test sets; it counts the questions."""
+
+    def __init__(self, answers: dict[str, bool]) -> None:
+        self.answers = answers
+        self.asked: list[str] = []
+
+    def deliverable(self, local: str) -> "defer.Deferred[bool]":
+        self.asked.append(local)
+        return defer.succeed(self.answers[local])
+
+
+class RecentlyDeliverableTests(unittest.SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.lookup = CountingLookup({"joe": True, "nobody": False})
+        self.recipients = RecentlyDeliverable(self.lookup, self.clock, ttl=10.0, size=3)
+
+    def ask(self, local: str) -> bool:
+        return self.successResultOf(self.recipients.deliverable(local))
+
+    def test_yes_is_remembered_for_the_ttl(self) -> None:
+        self.assertTrue(self.ask("joe"))
+        self.clock.advance(9.9)
+        self.assertTrue(self.ask("joe"))
+        self.assertEqual(self.lookup.asked, ["joe"])
+        self.clock.advance(0.2)
+        self.assertTrue(self.ask("joe"))
+        self.assertEqual(self.lookup.asked, ["joe", "joe"])
+
+    def test_no_is_asked_every_time(self) -> None:
+        self.assertFalse(self.ask("nobody"))
+        self.assertFalse(self.ask("nobody"))
+        self.assertEqual(self.lookup.asked, ["nobody", "nobody"])
+
+    def test_a_recipient_removed_is_refused_after_the_ttl(self) -> None:
+        self.assertTrue(self.ask("joe"))
+        self.lookup.answers["joe"] = False
+        self.clock.advance(11)
+        self.assertFalse(self.ask("joe"))
+        self.assertFalse(self.ask("joe"))
+
+    def test_memory_is_bounded(self) -> None:
+        for name in ("a", "b", "c", "d"):
+            self.lookup.answers[name] = True
+            self.ask(name)
+        self.ask("d")  # still remembered
+        self.ask("a")  # forgotten when the fourth name came: asked again
+        self.assertEqual(self.lookup.asked, ["a", "b", "c", "d", "a"])
