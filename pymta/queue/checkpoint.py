@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import os
 
-from pymta.control import ControlReader
 from pymta.interfaces import FAILURE, SUCCESS
 from pymta.queue import bounce as bounces
-from pymta.queue.disk import QueueDisk
-from pymta.queue.qmaillog import QmailLog
 from pymta.queue.routing import strip_virtual_prepend
 from pymta.queue.sendfiles import append_bounce, mark_done
 from pymta.queue.verdict import Verdict
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["Checkpoint"]
 
@@ -26,10 +24,10 @@ __all__ = ["Checkpoint"]
 class Checkpoint:
     """Writes verdicts into channel and bounce files."""
 
-    def __init__(self, disk: QueueDisk, controls: ControlReader, log: QmailLog) -> None:
-        self.disk = disk
-        self.controls = controls
-        self.log = log
+    def __init__(self, ctx: SendContext) -> None:
+        self.disk = ctx.disk
+        self.controls = ctx.controls
+        self.log = ctx.log
 
     def record(self, message_id: int, path: str, offset: int, address: str, verdict: Verdict) -> bool:
         """

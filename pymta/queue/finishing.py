@@ -17,9 +17,7 @@ import os
 from dataclasses import dataclass
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
 
-from pymta.control import ControlReader
 from pymta.interfaces import MessageSink
 from pymta.queue import bounce as bounces
 from pymta.queue.disk import QueueDisk
@@ -27,6 +25,7 @@ from pymta.queue.qmaillog import QmailLog
 from pymta.queue.reasons import remove_reasons
 from pymta.queue.sendfiles import QueueFileError, quarantine_message, read_info
 from pymta.queue.unlinking import BatchedUnlinker, RecyclableMessage, SpentEnvelope, Unlink, delete_small
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["Outcome", "Finished", "Finisher", "quarantine"]
 
@@ -60,13 +59,12 @@ def quarantine(disk: QueueDisk, log: QmailLog, message_id: int, reason: str) -> 
 class Finisher:
     """Bounce and remove finished messages (see the module docstring)."""
 
-    def __init__(self, disk: QueueDisk, controls: ControlReader, sink: MessageSink | None, clock: IReactorTime,
-                 log: QmailLog, unlinker: BatchedUnlinker) -> None:
-        self.disk = disk
-        self.controls = controls
+    def __init__(self, ctx: SendContext, sink: MessageSink | None, unlinker: BatchedUnlinker) -> None:
+        self.disk = ctx.disk
+        self.controls = ctx.controls
         self.sink = sink
-        self.clock = clock
-        self.log = log
+        self.clock = ctx.clock
+        self.log = ctx.log
         self.unlinker = unlinker
 
     def finish(self, message_id: int) -> "Finished | defer.Deferred[Finished]":

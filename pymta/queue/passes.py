@@ -25,25 +25,23 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator, Mapping
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IReactorTime
 from twisted.python.failure import Failure
 
-from pymta.control import ControlReader
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult
 from pymta.queue import bounce as bounces
 from pymta.queue.channeljob import ChannelJob, DueJobs, Unreadable, batch_size, read_job_files
 from pymta.queue.checkpoint import Checkpoint
-from pymta.queue.disk import QueueDisk
 from pymta.queue.finishing import quarantine
 from pymta.queue.firstattempt import FirstAttempt, pair_with_records
 from pymta.queue.messagestate import MessageState, MessageStates, Stage
-from pymta.queue.qmaillog import QmailLog, guard
+from pymta.queue.qmaillog import guard
 from pymta.queue.reasonbook import ReasonBook
 from pymta.queue.reasons import Reason
 from pymta.queue.retry import SYSFAIL_DELAY
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.unlinking import delete_small
 from pymta.queue.verdict import Verdict, judge
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["ChannelPasses", "JobView"]
 
@@ -66,16 +64,15 @@ class JobView:
 class ChannelPasses:
     """Slots, due jobs and open passes of the local and remote channels (see the module docstring)."""
 
-    def __init__(self, messages: MessageStates, channels: Mapping[str, Channel], disk: QueueDisk,
-                 controls: ControlReader, clock: IReactorTime, log: QmailLog, stats: dict[str, int],
-                 changed: Callable[[], None]) -> None:
+    def __init__(self, ctx: SendContext, messages: MessageStates, channels: Mapping[str, Channel],
+                 stats: dict[str, int], changed: Callable[[], None]) -> None:
         self.messages = messages
-        self.clock = clock
+        self.clock = ctx.clock
         self.channels = dict(channels)
-        self.disk = disk
-        self.layout = disk.layout
-        self.controls = controls
-        self.log = log
+        self.disk = ctx.disk
+        self.layout = ctx.disk.layout
+        self.controls = ctx.controls
+        self.log = ctx.log
         self.stats = stats
         self.changed = changed
         #: set at a stop: the status line says so
@@ -83,8 +80,8 @@ class ChannelPasses:
         #: deliveries whose results have not come back
         self.in_flight: set[defer.Deferred] = set()
         self.used: dict[str, int] = {c: 0 for c in channels}
-        self._checkpoint = Checkpoint(disk, controls, log)
-        self._reasons = ReasonBook(disk, log)
+        self._checkpoint = Checkpoint(ctx)
+        self._reasons = ReasonBook(ctx)
         self._due = DueJobs(channels, messages.job)
         self._open: dict[str, ChannelJob | None] = {c: None for c in channels}
         self._delivery_ids = itertools.count(1)

@@ -12,16 +12,13 @@ from __future__ import annotations
 from typing import Collection, Mapping, cast
 
 from twisted.internet import defer, threads
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
-from twisted.python.threadpool import ThreadPool
+from twisted.internet.interfaces import IReactorFromThreads
 
-from pymta.control import ControlReader
 from pymta.queue import preprocess
-from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
 from pymta.queue.preprocess import BatchResult
-from pymta.queue.qmaillog import QmailLog
 from pymta.queue.sendfiles import TodoEnvelope
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["Preprocessor"]
 
@@ -29,13 +26,12 @@ __all__ = ["Preprocessor"]
 class Preprocessor:
     """Preprocesses batches of the queue on C{disk} (see the module docstring)."""
 
-    def __init__(self, disk: QueueDisk, controls: ControlReader, clock: IReactorTime, threadpool: ThreadPool | None,
-                 log: QmailLog) -> None:
-        self.disk = disk
-        self.controls = controls
-        self.clock = clock
-        self.threadpool = threadpool
-        self.log = log
+    def __init__(self, ctx: SendContext) -> None:
+        self.disk = ctx.disk
+        self.controls = ctx.controls
+        self.clock = ctx.clock
+        self.threadpool = ctx.threadpool
+        self.log = ctx.log
 
     def here(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]], logged: Collection[int]) -> BatchResult:
         """Preprocess C{batch} now, in this thread (C{known}: envelopes not to read back; C{logged}: ids not to log)."""

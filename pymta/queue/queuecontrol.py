@@ -28,19 +28,17 @@ from dataclasses import dataclass
 from typing import Callable
 
 from pymta.address import safe_log
-from pymta.control import ControlReader
 from pymta.interfaces import FAILURE
 from pymta.queue.checkpoint import Checkpoint
 from pymta.queue.ctldisk import delete_messages, list_held, remove_holds, write_holds
 from pymta.queue.ctlrequest import Selection, Selector
-from pymta.queue.disk import QueueDisk
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Pending, Stage
 from pymta.queue.passes import ChannelPasses
-from pymta.queue.qmaillog import QmailLog
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendfiles import QueueFileError, parse_todo, read_channel_file, read_info
 from pymta.queue.unlinking import delete_small
 from pymta.queue.verdict import Verdict
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["QueueControl", "Facts", "DONE"]
 
@@ -83,17 +81,17 @@ class QueueControl:
         from what is on disk (the scheduler's start-up path).
     """
 
-    def __init__(self, messages: MessageStates, passes: ChannelPasses, disk: QueueDisk, controls: ControlReader,
-                 log: QmailLog, changed: Callable[[], None], resume: Callable[[int], None]) -> None:
+    def __init__(self, ctx: SendContext, messages: MessageStates, passes: ChannelPasses,
+                 changed: Callable[[], None], resume: Callable[[int], None]) -> None:
         self.messages = messages
         self.passes = passes
-        self.disk = disk
-        self.layout = disk.layout
-        self.log = log
+        self.disk = ctx.disk
+        self.layout = ctx.disk.layout
+        self.log = ctx.log
         self.changed = changed
         self.resume = resume
-        self.clock = passes.clock
-        self._checkpoint = Checkpoint(disk, controls, log)
+        self.clock = ctx.clock
+        self._checkpoint = Checkpoint(ctx)
         #: ids with a hold/ marker (read at start, kept up to date)
         self._held: set[int] = set()
         passes.on_idle = self.settle

@@ -19,10 +19,9 @@ from __future__ import annotations
 
 from pymta.interfaces import FAILURE, SUCCESS
 from pymta.queue.channeljob import ChannelJob
-from pymta.queue.disk import QueueDisk
-from pymta.queue.qmaillog import QmailLog
 from pymta.queue.reasons import Reason, append_reasons, compact, latest, read_reasons
 from pymta.queue.verdict import Verdict
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["ReasonBook", "MANGLED_TEXT"]
 
@@ -33,9 +32,9 @@ MANGLED_TEXT = "report mangled, will defer"
 class ReasonBook:
     """Writes and reads the reasons of the scheduler's channel jobs (see the module docstring)."""
 
-    def __init__(self, disk: QueueDisk, log: QmailLog) -> None:
-        self.disk = disk
-        self.log = log
+    def __init__(self, ctx: SendContext) -> None:
+        self.disk = ctx.disk
+        self.log = ctx.log
 
     def noted(self, job: ChannelJob, verdicts: list[tuple[str, Verdict]], now: int) -> None:
         """The verdicts of one batch of C{job} are checkpointed: keep the deferrals' texts."""

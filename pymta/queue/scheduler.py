@@ -45,6 +45,7 @@ from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, scan_queue
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
 from pymta.queue.routing import LOCAL, REMOTE
+from pymta.queue.sendcontext import SendContext
 from pymta.queue.unlinking import BatchedUnlinker
 from pymta.queue.verdict import REPORT_MAX
 
@@ -113,17 +114,16 @@ class Scheduler(Service):
         self.stats = {"delivered": 0, "failed": 0, "deferred": 0, "messages_done": 0, "bounces": 0, "first_attempts": 0}
         #: where every message stands: the one truth
         self.messages = MessageStates(CHANNELS)
-        self._passes = ChannelPasses(self.messages, dict(channels), disk, controls, clock, self.log, self.stats,
-                                     self._kick)
+        ctx = SendContext(disk, controls, clock, self.log, threadpool)
+        self._passes = ChannelPasses(ctx, self.messages, dict(channels), self.stats, self._kick)
         self._preprocessing = False
         #: preprocessing and bounce injections under way
         self._in_flight: set[defer.Deferred] = set()
-        self._preprocessor = Preprocessor(disk, controls, clock, threadpool, self.log)
-        self._unlinker = BatchedUnlinker(disk, clock, threadpool, self.log)
-        self._finisher = Finisher(disk, controls, sink, clock, self.log, self._unlinker)
+        self._preprocessor = Preprocessor(ctx)
+        self._unlinker = BatchedUnlinker(ctx)
+        self._finisher = Finisher(ctx, sink, self._unlinker)
         #: C{pymta ctl delete|hold|release|retry|bounce}
-        self.queue_control = QueueControl(self.messages, self._passes, disk, controls, self.log, self._kick,
-                                    self._resume_message)
+        self.queue_control = QueueControl(ctx, self.messages, self._passes, self._kick, self._resume_message)
         # the main loop's timers and flags
         self._timers = LoopTimers(clock)
         self._running = False

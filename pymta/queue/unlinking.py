@@ -20,12 +20,11 @@ from dataclasses import dataclass
 from typing import Union, cast
 
 from twisted.internet import defer, threads
-from twisted.internet.interfaces import IReactorFromThreads, IReactorTime
+from twisted.internet.interfaces import IReactorFromThreads
 from twisted.python.failure import Failure
-from twisted.python.threadpool import ThreadPool
 
 from pymta.queue.disk import QueueDisk
-from pymta.queue.qmaillog import QmailLog
+from pymta.queue.sendcontext import SendContext
 
 __all__ = ["RecyclableMessage", "SpentEnvelope", "Unlink", "unlink_all", "BatchedUnlinker", "delete_small"]
 
@@ -105,11 +104,11 @@ class BatchedUnlinker:
     what is left is unlinked in this thread.
     """
 
-    def __init__(self, disk: QueueDisk, clock: IReactorTime, threadpool: ThreadPool | None, log: QmailLog) -> None:
-        self.disk = disk
-        self.clock = clock
-        self.threadpool = threadpool
-        self.log = log
+    def __init__(self, ctx: SendContext) -> None:
+        self.disk = ctx.disk
+        self.clock = ctx.clock
+        self.threadpool = ctx.threadpool
+        self.log = ctx.log
         self.stopping = False
         self._items: list[Unlink] = []
         self._running: defer.Deferred[list[str]] | None = None
