@@ -85,11 +85,16 @@ def lookup_suffixes(domain: str) -> list[str]:
     return keys
 
 
+#: the text does not repeat the line: qmail's AUTH patches put a user and password there
+_EXTRA_FIELD = ("extra field after the port (expected relay[:port]; a login and password belong in "
+                "control/smarthostauth)")
+
+
 def _port(text: str, value: str) -> int:
     if not text:
         raise RouteError(f"empty port after the relay in {value!r}")
     if not (text.isascii() and text.isdigit()) or not 0 < int(text) < 65536:
-        raise RouteError(f"bad port {text!r} in {value!r} (expected 1 to 65535)")
+        raise RouteError(f"bad port {text!r} (expected 1 to 65535)")
     return int(text)
 
 
@@ -150,13 +155,13 @@ def _relay_and_port(value: str) -> Route:
         if not rest.startswith(":"):
             raise RouteError(f"unexpected text after {relay!r}: {rest!r}")
         if ":" in rest[1:]:
-            raise RouteError(f"extra field after the port in {value!r}")
+            raise RouteError(_EXTRA_FIELD)
         return Route(relay, _port(rest[1:], value))
     fields = value.split(":")
     if len(fields) > 2:
         if literal_address(f"[{value}]") is not None:
             raise RouteError(f"IPv6 relays need brackets: {value!r}")
-        raise RouteError(f"extra field after the port in {value!r} (expected relay[:port])")
+        raise RouteError(_EXTRA_FIELD)
     relay = fields[0]
     if relay:
         problem = host_name_problem(relay, final_dot=True)

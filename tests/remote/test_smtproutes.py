@@ -52,6 +52,14 @@ class ParseRouteTests(unittest.SynchronousTestCase):
                 parse_route(value)
             self.assertIn(reason, str(cm.exception), value)
 
+    def test_a_password_in_the_line_is_not_repeated(self) -> None:
+        """qmail's AUTH patches put login and password after the port: the error never shows them."""
+        for value in ("relay.example:587:alice:s3cret", "[192.0.2.1]:587:alice:s3cret"):
+            with self.assertRaises(RouteError) as cm:
+                parse_route(value)
+            self.assertIn("control/smarthostauth", str(cm.exception), value)
+            self.assertNotIn("s3cret", str(cm.exception), value)
+
     def test_options(self) -> None:
         self.assertEqual(parse_route("smtp.example.net:587 auth=alice@example.org"),
                          Route("smtp.example.net", 587, login="alice@example.org"))
