@@ -37,7 +37,7 @@ class SmtproutesTests(SynchronousTestCase):
         ]) + "\n")
         problems = check(root, check_control_files)
         self.assertEqual(located(root, problems), [("control/smtproutes", n, ERROR) for n in (1, 2, 3, 4, 5)])
-        self.assertEqual(problems[1].text, "bad port '99999' in 'relay.example:99999' (expected 1 to 65535)")
+        self.assertEqual(problems[1].text, "bad port '99999' (expected 1 to 65535)")
         self.assertEqual(problems[3].text, "not an IP address: '[127.0.0.1:25]'")
 
     def test_absent(self) -> None:

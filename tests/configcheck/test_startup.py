@@ -30,7 +30,7 @@ class StartTests(SynchronousTestCase):
         text = str(cm.exception.code)
         self.assertEqual(text.count("\n"), 0)
         self.assertEqual(text, f"pymta-smtpd: configuration error, not starting: {root}/control/smtproutes:1: "
-                               "bad port 'notaport' in 'relay:notaport' (expected 1 to 65535) "
+                               "bad port 'notaport' (expected 1 to 65535) "
                                "(and 1 more error: pymta check lists them)")
 
     def test_warnings_are_logged_and_the_daemon_starts(self) -> None:
