@@ -74,7 +74,7 @@ class RefusalTests(SynchronousTestCase):
             ("control/smtproutes", "# x\na.example:relay.example:99999\n", "control/smtproutes:2:", "99999"),
             ("control/smtproutes", "a.example:[256.1.1.1]\n", "control/smtproutes:1:", "[256.1.1.1]"),
             ("control/smtproutes", "a.example:[127.0.0.1:25]\n", "control/smtproutes:1:", "[127.0.0.1:25]"),
-            ("control/smtproutes", "a.example:relay.example:25:x\n", "control/smtproutes:1:", "relay.example:25:x"),
+            ("control/smtproutes", "a.example:relay.example:25:x\n", "control/smtproutes:1:", "extra field after the port"),
             ("control/smtproute", "a.example:relay.example\n", "control/smtproute:", "did you mean smtproutes?"),
             ("control/rcpthosts", "mx.example.test\n other.example\n", "control/rcpthosts:2:",
              "blank at the start of ' other.example'"),
