@@ -127,6 +127,8 @@ class QueueControl:
             return
         state.pending = None
         self._now(pending.action, [state], pending.reason)
+        if self.messages.get(state.message_id) is state and state.stage is Stage.SCHEDULED:
+            self.passes.requeue(state)  # not done: its jobs set aside meanwhile wait again
 
     # -- the command -------------------------------------------------------------------
 

@@ -1,0 +1,81 @@
+"""
+Tests for pymta.queue.queuecontrol and pymta.queue.passes: a pending
+pymta ctl action (asked for while a delivery is in flight) stops further
+deliveries of its message, can be cancelled, and says what it did.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from pymta.queue.ctlrequest import CtlRequest
+from pymta.queue.ctlserver import answer
+from pymta.queue.messagestate import Stage
+from pymta.queue.scheduler import Scheduler
+from pymta.queue.sendfiles import read_channel_file
+from tests.queue.test_scheduler import SchedulerTestMixin, queue_message
+
+THREE = ["r@one.example", "r@two.example", "r@three.example"]
+
+
+class Ctl:
+    def ctl(self, s: Scheduler, command: str, *args: str) -> list[str]:
+        return answer(s, CtlRequest(command, args))
+
+
+class PendingActionLetsThePassRun(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase):
+    """A pending action ends the open pass once its deliveries in flight return."""
+
+    controls = {"concurrencyremote": "1\n"}
+
+    def test_pending_hold_stops_further_batches(self) -> None:
+        self.remote.hold = True
+        mid = queue_message(self.layout, "a@mail.example", THREE)
+        s = self.start()
+        self.assertEqual(len(self.remote.held), 1)  # one domain in flight, two batches not dispatched
+        self.assertIn("busy", self.ctl(s, "hold", str(mid))[1])
+        self.remote.release("Z", "still dead\n")
+        self.clock.advance(0)
+        self.assertEqual(len(self.remote.jobs), 1, [j.recipients for j in self.remote.jobs])
+        self.assertEqual(s.messages.stage(mid), Stage.HELD)
+        # the untried recipients are still to be delivered
+        self.assertEqual(sum(1 for r in read_channel_file(self.layout.remote(mid)) if not r.done), 3)
+        self.remote.hold = False
+        self.remote.answer = lambda job, r: ("Z", "still dead\n")
+        self.ctl(s, "release", str(mid))
+        self.clock.advance(0)
+        tried = sorted(r for j in self.remote.jobs for r in j.recipients)
+        self.assertEqual(tried, sorted(THREE + ["r@one.example"]))
+
+    def test_pending_delete_stops_further_batches(self) -> None:
+        self.remote.hold = True
+        mid = queue_message(self.layout, "a@mail.example", THREE)
+        s = self.start()
+        self.assertIn("busy", self.ctl(s, "delete", str(mid))[1])
+        self.remote.release("K", "ok\n")
+        self.clock.advance(0)
+        self.assertEqual(len(self.remote.jobs), 1, [j.recipients for j in self.remote.jobs])
+        self.assertNotIn(mid, s.messages)
+        self.assertFalse(os.path.exists(self.layout.mess(mid)))
+
+
+class PendingActionOtherChannel(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase):
+    """No new pass of any channel opens for a message with a pending action."""
+
+    def test_other_channel_opens_no_pass_while_hold_pending(self) -> None:
+        self.remote.hold = True
+        self.local.answer = lambda job, r: ("Z", "mailbox busy\n")
+        mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example", "r@dead.example"])
+        s = self.start()
+        self.assertEqual(len(self.local.jobs), 1)
+        self.assertIn("busy", self.ctl(s, "hold", str(mid))[1])
+        s.run_all_now()
+        self.clock.advance(0)
+        self.assertEqual(len(self.local.jobs), 1)
+        self.remote.release("Z", "still dead\n")
+        self.clock.advance(0)
+        self.assertEqual(s.messages.stage(mid), Stage.HELD)
+        self.assertEqual(self.ctl(s, "queue"), ["ok", f"msg {mid} local held", f"msg {mid} remote held"])
+        self.assertEqual(len(self.local.jobs), 1)
