@@ -320,11 +320,7 @@ class QueueControl:
     def _bounce(self, state: MessageState, reason: str) -> str:
         """Every undelivered recipient fails with C{reason}; the normal finishing sends the bounce."""
         message_id = state.message_id
-        if state.stage is Stage.HELD:
-            error = remove_holds(self.disk, [message_id]).get(message_id)
-            if error is not None:
-                return f"msg {message_id}: unable to release it for the bounce: {error.strerror}"
-            self._held.discard(message_id)
+        held = state.stage is Stage.HELD
         self.log.line(f"bounce msg {message_id} by ctl: {safe_log(reason)}")
         verdict = Verdict(FAILURE, reason if reason.endswith("\n") else reason + "\n")
         trouble = None
@@ -351,6 +347,12 @@ class QueueControl:
             self.messages.drop(message_id)
             self.resume(message_id)
             return f"msg {message_id}: bounced in part ({trouble}); the rest stays queued"
+        if held:
+            # last: until every recipient is marked, a crash leaves the message held, not released
+            error = remove_holds(self.disk, [message_id]).get(message_id)
+            if error is not None:
+                self.log.warning(f"unable to remove hold/{message_id}: {error.strerror}; the cleaner will")
+            self._held.discard(message_id)
         self.messages.move(message_id, Stage.FINISH_QUEUED)
         return f"msg {message_id}: bounced"
 

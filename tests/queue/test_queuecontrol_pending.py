@@ -79,3 +79,37 @@ class PendingActionOtherChannel(Ctl, SchedulerTestMixin, unittest.SynchronousTes
         self.assertEqual(s.messages.stage(mid), Stage.HELD)
         self.assertEqual(self.ctl(s, "queue"), ["ok", f"msg {mid} local held", f"msg {mid} remote held"])
         self.assertEqual(len(self.local.jobs), 1)
+
+
+class Killed(BaseException):
+    """Stands for a SIGKILL at this instant: nothing after it runs."""
+
+
+class HeldBounceInterrupted(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase):
+    """The bounce of a held message removes its hold/ID marker last."""
+
+    def test_killed_bounce_of_a_held_message_leaves_it_held(self) -> None:
+        self.remote.answer = lambda job, r: ("Z", "connect to 127.0.0.9 failed\n")
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        s = self.start()
+        self.assertEqual(self.ctl(s, "hold", str(mid))[1], f"msg {mid}: held")
+
+        def kill(*args: object, **kwargs: object) -> bool:
+            raise Killed()
+
+        s.queue_control._checkpoint.record = kill  # type: ignore[method-assign]  # dies before marking anything
+        with self.assertRaises(Killed):
+            self.ctl(s, "bounce", str(mid))
+        self.assertTrue(os.path.exists(self.layout.hold(mid)))
+        s2 = self.start()  # the next start, on the same queue
+        self.assertEqual(s2.messages.stage(mid), Stage.HELD)
+
+    def test_bounce_of_a_held_message_removes_the_marker(self) -> None:
+        self.remote.answer = lambda job, r: ("Z", "connect to 127.0.0.9 failed\n")
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        s = self.start()
+        self.ctl(s, "hold", str(mid))
+        self.assertEqual(self.ctl(s, "bounce", str(mid))[1], f"msg {mid}: bounced")
+        self.clock.advance(0)
+        self.assertFalse(os.path.exists(self.layout.hold(mid)))
+        self.assertEqual(len(self.sink.messages), 1)
