@@ -126,7 +126,9 @@ class QueueControl:
         if pending is None or state.stage is not Stage.SCHEDULED or self._running(state):
             return
         state.pending = None
-        self._now(pending.action, [state], pending.reason)
+        for line in self._now(pending.action, [state], pending.reason):
+            if not line.endswith(": " + DONE[pending.action]):
+                self.log.warning(f"pending {pending.action}: {line}")
         if self.messages.get(state.message_id) is state and state.stage is Stage.SCHEDULED:
             self.passes.requeue(state)  # not done: its jobs set aside meanwhile wait again
 
@@ -146,6 +148,10 @@ class QueueControl:
         tally: Counter[str] = Counter()
         ready = []
         for state, _ in matched:
+            if command == "release" and state.pending is not None and state.pending.action == "hold":
+                lines.append(self._cancel_hold(state))
+                tally["done"] += 1
+                continue
             plan = self._plan(command, state)
             if plan == "now":
                 ready.append(state)
@@ -153,9 +159,10 @@ class QueueControl:
             if plan == "pending":
                 if state.stage is Stage.FIRST_WAITING:
                     self.messages.move(state.message_id, Stage.WAITING).first = None  # never attempted first
-                state.pending = Pending(command, selection.reason)
+                earlier, state.pending = state.pending, Pending(command, selection.reason)
                 when = "when its deliveries in flight end" if state.stage is Stage.SCHEDULED else "once preprocessed"
-                lines.append(f"msg {state.message_id}: busy; will be {DONE[command]} {when}")
+                instead = f" (instead of {DONE[earlier.action]})" if earlier and earlier.action != command else ""
+                lines.append(f"msg {state.message_id}: busy; will be {DONE[command]} {when}{instead}")
             else:
                 lines.append(f"msg {state.message_id}: left alone: {plan}")
             tally[plan if plan == "pending" else "skipped"] += 1
@@ -165,6 +172,14 @@ class QueueControl:
         self.changed()
         return lines + [f"{len(matched)} matched: {tally['done']} {DONE[command]}, {tally['pending']} after work "
                         f"in flight, {tally['skipped']} left alone"]
+
+    def _cancel_hold(self, state: MessageState) -> str:
+        """C{release} of a message whose hold is still pending: the hold is not done."""
+        state.pending = None
+        if state.stage is Stage.SCHEDULED:
+            self.passes.requeue(state)
+        self.log.line(f"release msg {state.message_id}: pending hold cancelled")
+        return f"msg {state.message_id}: released (its pending hold cancelled)"
 
     # -- selecting ----------------------------------------------------------------------
 

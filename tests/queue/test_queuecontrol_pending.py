@@ -113,3 +113,50 @@ class HeldBounceInterrupted(Ctl, SchedulerTestMixin, unittest.SynchronousTestCas
         self.clock.advance(0)
         self.assertFalse(os.path.exists(self.layout.hold(mid)))
         self.assertEqual(len(self.sink.messages), 1)
+
+
+class PendingActionChanges(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase):
+    """Release cancels a pending hold; a later action replaces an earlier one; failures are logged."""
+
+    def busy(self) -> tuple[Scheduler, int]:
+        self.remote.hold = True
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        return self.start(), mid
+
+    def test_release_cancels_a_pending_hold(self) -> None:
+        s, mid = self.busy()
+        self.assertIn("busy", self.ctl(s, "hold", str(mid))[1])
+        self.assertEqual(self.ctl(s, "release", str(mid))[1:],
+                         [f"msg {mid}: released (its pending hold cancelled)",
+                          "1 matched: 1 released, 0 after work in flight, 0 left alone"])
+        self.assertIn(f"release msg {mid}: pending hold cancelled", self.lines())
+        self.remote.release("Z", "still dead\n")
+        self.clock.advance(0)
+        self.assertEqual(s.messages.stage(mid), Stage.SCHEDULED)
+        self.assertFalse(os.path.exists(self.layout.hold(mid)))
+
+    def test_a_later_action_replaces_a_pending_one(self) -> None:
+        s, mid = self.busy()
+        self.ctl(s, "hold", str(mid))
+        self.assertEqual(self.ctl(s, "delete", str(mid))[1],
+                         f"msg {mid}: busy; will be deleted when its deliveries in flight end (instead of held)")
+        self.assertEqual(self.ctl(s, "delete", str(mid))[1],
+                         f"msg {mid}: busy; will be deleted when its deliveries in flight end")
+        self.remote.release("Z", "still dead\n")
+        self.assertNotIn(mid, s.messages)
+        self.assertFalse(os.path.exists(self.layout.hold(mid)))
+
+    def test_a_pending_action_that_fails_is_logged_and_the_message_goes_on(self) -> None:
+        from pymta.queue import queuecontrol
+        s, mid = self.busy()
+        self.ctl(s, "hold", str(mid))
+        self.patch(queuecontrol, "write_holds", lambda disk, ids: {i: OSError(28, "No space left on device")
+                                                                   for i in ids})
+        self.remote.release("Z", "still dead\n")
+        self.assertIn(f"warning: pending hold: msg {mid}: unable to hold: No space left on device", self.lines())
+        self.assertEqual(s.messages.stage(mid), Stage.SCHEDULED)
+        self.remote.hold = False
+        self.remote.answer = lambda job, r: ("K", "ok\n")
+        s.run_all_now()
+        self.clock.advance(0)
+        self.assertNotIn(mid, s.messages)  # delivered: its job waited again
