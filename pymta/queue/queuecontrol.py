@@ -30,7 +30,7 @@ from typing import Callable
 from pymta.address import safe_log
 from pymta.interfaces import FAILURE
 from pymta.queue.checkpoint import Checkpoint
-from pymta.queue.ctldisk import delete_messages, list_held, remove_holds, write_holds
+from pymta.queue.ctldisk import delete_messages, remove_holds, write_holds
 from pymta.queue.ctlrequest import Selection, Selector
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Pending, Stage
 from pymta.queue.passes import ChannelPasses
@@ -92,27 +92,22 @@ class QueueControl:
         self.resume = resume
         self.clock = ctx.clock
         self._checkpoint = Checkpoint(ctx)
-        #: ids with a hold/ marker (read at start, kept up to date)
-        self._held: set[int] = set()
         passes.on_idle = self.settle
 
     # -- start and the scheduler's hooks -------------------------------------------
-
-    def load(self) -> None:
-        """At start: which messages are held on disk."""
-        self._held = list_held(self.layout)
 
     def resumed(self, message_id: int, times: dict[str, int]) -> bool:
         """
         A preprocessed message goes back on its schedule with the channel
         files C{times}: True when it is held instead (in L{Stage.HELD} now).
-        A held message without a channel file is held no more.
+        A held message without a channel file is held no more.  Its
+        C{hold/ID} marker says it is held: the L{Stage.HELD} of the map is
+        the only other record of it.
         """
-        if message_id not in self._held:
+        if not os.path.exists(self.layout.hold(message_id)):
             return False
         if not times:
             remove_holds(self.disk, [message_id])
-            self._held.discard(message_id)
             return False
         state = self.messages.get(message_id)
         state = self.messages.add(message_id, Stage.HELD) if state is None else \
@@ -283,7 +278,6 @@ class QueueControl:
         for message_id in ids:
             error = failed.get(message_id)
             if error is None or not self._still_queued(message_id):
-                self._held.discard(message_id)
                 self.log.line(f"delete msg {message_id} by ctl")
                 self.log.end_msg(message_id)
                 lines.append(f"msg {message_id}: deleted")
@@ -308,7 +302,6 @@ class QueueControl:
                 continue
             channels = tuple(sorted(state.jobs))
             self.messages.move(message_id, Stage.HELD).held_channels = channels
-            self._held.add(message_id)
             self.log.line(f"hold msg {message_id}")
             lines.append(f"msg {message_id}: held")
         return lines
@@ -322,7 +315,6 @@ class QueueControl:
             if message_id in failed:
                 lines.append(f"msg {message_id}: unable to release: {failed[message_id].strerror}")
                 continue
-            self._held.discard(message_id)
             self.messages.drop(message_id)
             self.resume(message_id)
             resumed = self.messages.get(message_id)
@@ -367,10 +359,5 @@ class QueueControl:
             error = remove_holds(self.disk, [message_id]).get(message_id)
             if error is not None:
                 self.log.warning(f"unable to remove hold/{message_id}: {error.strerror}; the cleaner will")
-            self._held.discard(message_id)
         self.messages.move(message_id, Stage.FINISH_QUEUED)
         return f"msg {message_id}: bounced"
-
-    def held_ids(self) -> list[int]:
-        """The ids held on disk, as far as this process knows."""
-        return sorted(self._held)

@@ -160,3 +160,17 @@ class PendingActionChanges(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase
         s.run_all_now()
         self.clock.advance(0)
         self.assertNotIn(mid, s.messages)  # delivered: its job waited again
+
+
+class HeldIsTheStageAndTheMarker(Ctl, SchedulerTestMixin, unittest.SynchronousTestCase):
+    """Whether a message is held is its stage, and on disk its hold/ID marker: nothing else."""
+
+    def test_a_held_message_whose_bounce_stays_partial_stays_held(self) -> None:
+        self.remote.answer = lambda job, r: ("Z", "connect to 127.0.0.9 failed\n")
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        s = self.start()
+        self.ctl(s, "hold", str(mid))
+        s.queue_control._checkpoint.record = lambda *args: False  # type: ignore[method-assign]  # cannot mark
+        self.assertIn("bounced in part", self.ctl(s, "bounce", str(mid))[1])
+        self.assertEqual(s.messages.stage(mid), Stage.HELD)  # the marker on disk says so
+        self.assertTrue(os.path.exists(self.layout.hold(mid)))
