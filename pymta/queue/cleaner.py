@@ -15,14 +15,14 @@ pid file is created until its commit (or abort) is over.  A file the cleaner
 can lock has no live writer.  For a message file the cleaner then checks,
 in this order, that neither C{todo/ID} nor C{info/ID} exists (the scheduler
 creates C{info/ID} before it removes C{todo/ID}, so this order never misses
-a message in flight).  A C{reason/N/ID} file (pymta's own) goes when its
-message has no C{info/N/ID} (reasons are written only after it exists),
-and so does a temporary file a rewrite of one left.  Files younger than C{grace} seconds are always left
-alone (a writer creates its pid file an instant before locking it).  On a
+a message in flight).  A C{reason/N/ID} file (pymta's own) goes, whatever
+its age, when its message has no C{info/N/ID} (reasons are written only
+while it exists); a temporary file a rewrite of one left goes like the
+rest.  Files younger than C{grace} seconds are otherwise left alone (a writer creates its pid file an instant before locking it).  On a
 filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
 
 A message C{pymta ctl delete} was removing when it died leaves a channel
-file, C{bounce/ID} or C{hold/ID} under an id with neither C{todo/ID} nor
+file, C{bounce/ID}, C{hold/ID} or C{reason/N/ID} under an id with neither C{todo/ID} nor
 C{info/ID} (nothing else does: preprocessing writes C{info} before the
 channel files, finishing removes them before C{info}).  Those files go at
 once, whatever their age, and the message file with them unless a writer
@@ -126,6 +126,8 @@ def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int]
             found.update(int(name) for name in _listdir(os.path.join(layout.dir(top), sub)) if name.isdigit())
     for top in ("bounce", "hold"):
         found.update(int(name) for name in _listdir(layout.dir(top)) if name.isdigit())
+    for sub in _listdir(layout.dir("reason")):
+        found.update(int(name) for name in _listdir(os.path.join(layout.dir("reason"), sub)) if name.isdigit())
     for message_id in sorted(found):
         if not unprocessed(message_id):
             continue
@@ -212,8 +214,11 @@ def _clean_reasons(layout: QueueLayout, now: float, grace: float, removed: list[
             continue
         for name in _listdir(subdir):
             path = os.path.join(subdir, name)
-            age = _age(path, now)
-            if age is None or age < grace:
+            if name.isdigit():
+                # written only while info/ID exists: without it, a leftover at any age
+                if not os.path.exists(layout.info(int(name))):
+                    _remove(path, removed)
                 continue
-            if not name.isdigit() or not os.path.exists(layout.info(int(name))):
-                _remove(path, removed)
+            age = _age(path, now)
+            if age is not None and age >= grace:
+                _remove(path, removed)  # a rewrite's temporary file that never ended

@@ -218,9 +218,10 @@ class ChannelPasses:
         """
         job = self._open[channel]
         if job is not None:
-            if job.pending:
+            if job.pending and not self._action_pending(job):
                 self._start_batch(job)
                 return True
+            # every batch dispatched, or a ctl action waits: the untried records stay T in the file
             self._open[channel] = None
             job.hit_eof = True
             if job.in_flight == 0:
@@ -230,8 +231,25 @@ class ChannelPasses:
         if top is None or top.due > now:
             return False
         self._due.pop(channel)
+        if self._action_pending(top):
+            return True  # set aside: the action is done once its other channel's pass ends (see requeue)
         self._open_pass(top, now)
         return True
+
+    def _action_pending(self, job: ChannelJob) -> bool:
+        """A C{pymta ctl} action waits for C{job}'s message: no new delivery of it starts."""
+        state = self.messages.get(job.message_id)
+        return state is not None and state.pending is not None
+
+    def requeue(self, state: MessageState) -> None:
+        """
+        A scheduled message whose pending action was cancelled or could not
+        be done: its waiting jobs (some set aside by L{step}) wait for their
+        attempt times again.
+        """
+        for job in state.jobs.values():
+            if not job.running:
+                self._due.push(job, job.due)
 
     def _rel(self, path: str) -> str:
         return os.path.relpath(path, self.layout.queuedir)

@@ -30,7 +30,7 @@ from typing import Callable
 from pymta.address import safe_log
 from pymta.interfaces import FAILURE
 from pymta.queue.checkpoint import Checkpoint
-from pymta.queue.ctldisk import delete_messages, list_held, remove_holds, write_holds
+from pymta.queue.ctldisk import delete_messages, remove_holds, write_holds
 from pymta.queue.ctlrequest import Selection, Selector
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Pending, Stage
 from pymta.queue.passes import ChannelPasses
@@ -92,27 +92,22 @@ class QueueControl:
         self.resume = resume
         self.clock = ctx.clock
         self._checkpoint = Checkpoint(ctx)
-        #: ids with a hold/ marker (read at start, kept up to date)
-        self._held: set[int] = set()
         passes.on_idle = self.settle
 
     # -- start and the scheduler's hooks -------------------------------------------
-
-    def load(self) -> None:
-        """At start: which messages are held on disk."""
-        self._held = list_held(self.layout)
 
     def resumed(self, message_id: int, times: dict[str, int]) -> bool:
         """
         A preprocessed message goes back on its schedule with the channel
         files C{times}: True when it is held instead (in L{Stage.HELD} now).
-        A held message without a channel file is held no more.
+        A held message without a channel file is held no more.  Its
+        C{hold/ID} marker says it is held: the L{Stage.HELD} of the map is
+        the only other record of it.
         """
-        if message_id not in self._held:
+        if not os.path.exists(self.layout.hold(message_id)):
             return False
         if not times:
             remove_holds(self.disk, [message_id])
-            self._held.discard(message_id)
             return False
         state = self.messages.get(message_id)
         state = self.messages.add(message_id, Stage.HELD) if state is None else \
@@ -126,7 +121,11 @@ class QueueControl:
         if pending is None or state.stage is not Stage.SCHEDULED or self._running(state):
             return
         state.pending = None
-        self._now(pending.action, [state], pending.reason)
+        for line in self._now(pending.action, [state], pending.reason):
+            if not line.endswith(": " + DONE[pending.action]):
+                self.log.warning(f"pending {pending.action}: {line}")
+        if self.messages.get(state.message_id) is state and state.stage is Stage.SCHEDULED:
+            self.passes.requeue(state)  # not done: its jobs set aside meanwhile wait again
 
     # -- the command -------------------------------------------------------------------
 
@@ -144,6 +143,10 @@ class QueueControl:
         tally: Counter[str] = Counter()
         ready = []
         for state, _ in matched:
+            if command == "release" and state.pending is not None and state.pending.action == "hold":
+                lines.append(self._cancel_hold(state))
+                tally["done"] += 1
+                continue
             plan = self._plan(command, state)
             if plan == "now":
                 ready.append(state)
@@ -151,9 +154,10 @@ class QueueControl:
             if plan == "pending":
                 if state.stage is Stage.FIRST_WAITING:
                     self.messages.move(state.message_id, Stage.WAITING).first = None  # never attempted first
-                state.pending = Pending(command, selection.reason)
+                earlier, state.pending = state.pending, Pending(command, selection.reason)
                 when = "when its deliveries in flight end" if state.stage is Stage.SCHEDULED else "once preprocessed"
-                lines.append(f"msg {state.message_id}: busy; will be {DONE[command]} {when}")
+                instead = f" (instead of {DONE[earlier.action]})" if earlier and earlier.action != command else ""
+                lines.append(f"msg {state.message_id}: busy; will be {DONE[command]} {when}{instead}")
             else:
                 lines.append(f"msg {state.message_id}: left alone: {plan}")
             tally[plan if plan == "pending" else "skipped"] += 1
@@ -163,6 +167,14 @@ class QueueControl:
         self.changed()
         return lines + [f"{len(matched)} matched: {tally['done']} {DONE[command]}, {tally['pending']} after work "
                         f"in flight, {tally['skipped']} left alone"]
+
+    def _cancel_hold(self, state: MessageState) -> str:
+        """C{release} of a message whose hold is still pending: the hold is not done."""
+        state.pending = None
+        if state.stage is Stage.SCHEDULED:
+            self.passes.requeue(state)
+        self.log.line(f"release msg {state.message_id}: pending hold cancelled")
+        return f"msg {state.message_id}: released (its pending hold cancelled)"
 
     # -- selecting ----------------------------------------------------------------------
 
@@ -266,7 +278,6 @@ class QueueControl:
         for message_id in ids:
             error = failed.get(message_id)
             if error is None or not self._still_queued(message_id):
-                self._held.discard(message_id)
                 self.log.line(f"delete msg {message_id} by ctl")
                 self.log.end_msg(message_id)
                 lines.append(f"msg {message_id}: deleted")
@@ -291,7 +302,6 @@ class QueueControl:
                 continue
             channels = tuple(sorted(state.jobs))
             self.messages.move(message_id, Stage.HELD).held_channels = channels
-            self._held.add(message_id)
             self.log.line(f"hold msg {message_id}")
             lines.append(f"msg {message_id}: held")
         return lines
@@ -305,7 +315,6 @@ class QueueControl:
             if message_id in failed:
                 lines.append(f"msg {message_id}: unable to release: {failed[message_id].strerror}")
                 continue
-            self._held.discard(message_id)
             self.messages.drop(message_id)
             self.resume(message_id)
             resumed = self.messages.get(message_id)
@@ -318,11 +327,7 @@ class QueueControl:
     def _bounce(self, state: MessageState, reason: str) -> str:
         """Every undelivered recipient fails with C{reason}; the normal finishing sends the bounce."""
         message_id = state.message_id
-        if state.stage is Stage.HELD:
-            error = remove_holds(self.disk, [message_id]).get(message_id)
-            if error is not None:
-                return f"msg {message_id}: unable to release it for the bounce: {error.strerror}"
-            self._held.discard(message_id)
+        held = state.stage is Stage.HELD
         self.log.line(f"bounce msg {message_id} by ctl: {safe_log(reason)}")
         verdict = Verdict(FAILURE, reason if reason.endswith("\n") else reason + "\n")
         trouble = None
@@ -349,9 +354,10 @@ class QueueControl:
             self.messages.drop(message_id)
             self.resume(message_id)
             return f"msg {message_id}: bounced in part ({trouble}); the rest stays queued"
+        if held:
+            # last: until every recipient is marked, a crash leaves the message held, not released
+            error = remove_holds(self.disk, [message_id]).get(message_id)
+            if error is not None:
+                self.log.warning(f"unable to remove hold/{message_id}: {error.strerror}; the cleaner will")
         self.messages.move(message_id, Stage.FINISH_QUEUED)
         return f"msg {message_id}: bounced"
-
-    def held_ids(self) -> list[int]:
-        """The ids held on disk, as far as this process knows."""
-        return sorted(self._held)

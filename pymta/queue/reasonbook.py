@@ -17,6 +17,8 @@ written is logged and forgotten; it never holds up a delivery.
 
 from __future__ import annotations
 
+import os
+
 from pymta.interfaces import FAILURE, SUCCESS
 from pymta.queue.channeljob import ChannelJob
 from pymta.queue.reasons import Reason, append_reasons, compact, latest, read_reasons
@@ -98,9 +100,18 @@ class ReasonBook:
         """The newest reason of C{job}'s waiting recipients (read from the file once after a restart)."""
         state = job.reasons
         if state.last is None and state.kept is not False:
+            birth = job.birth or self._birth(job.message_id)
+            # a reason older than the message belongs to an earlier life of its id (as qread filters)
             mine = [r for r in latest(read_reasons(self.disk.layout, job.message_id)).values()
-                    if r.channel == job.channel]
+                    if r.channel == job.channel and r.at >= birth]
             if not mine and state.kept is None:
                 state.kept = False  # nothing to read next time
             state.last = max((r for r in mine if r.address not in state.cleared), key=lambda r: r.at, default=None)
         return state.last
+
+    def _birth(self, message_id: int) -> int:
+        """The message's birth (its info file's mtime) before its first pass has read it; 0 if unknown."""
+        try:
+            return int(os.stat(self.disk.layout.info(message_id)).st_mtime)
+        except OSError:
+            return 0

@@ -167,7 +167,6 @@ class Scheduler(Service):
         self._preprocessing = False
         if self.cleaner is not None:
             self._run_cleaner()
-        self.queue_control.load()
         self._resume_queue()
         self.status()
         self._timers.every(self.todo_scan_interval, self.scan_todo)

@@ -96,7 +96,7 @@ def append_bounce(layout: QueueLayout, message_id: int, entry: bytes, owner: tup
 def quarantine_message(layout: QueueLayout, message_id: int) -> str:
     """
     Move every file of a message into C{quarantine/ID[.n]/} (mess, todo, intd,
-    info, local, remote, bounce, reason) and return that directory.
+    info, local, remote, bounce, reason, hold) and return that directory.
     """
     base = os.path.join(layout.dir("quarantine"), str(message_id))
     os.makedirs(layout.dir("quarantine"), mode=0o700, exist_ok=True)
@@ -118,6 +118,7 @@ def quarantine_message(layout: QueueLayout, message_id: int) -> str:
         "remote": layout.remote(message_id),
         "bounce": layout.bounce(message_id),
         "reason": layout.reason(message_id),
+        "hold": layout.hold(message_id),
     }
     for name, path in sources.items():
         try:

@@ -87,3 +87,26 @@ class CleanerTests(unittest.SynchronousTestCase):
     def test_missing_directories_tolerated(self) -> None:
         layout = QueueLayout(self.mktemp(), split=23)
         self.assertEqual(clean_queue(layout), [])
+
+
+class ReasonLeftovers(unittest.TestCase):
+    """A reason file never outlives its message: it is written only while info/ID exists."""
+
+    def test_an_interrupted_delete_leaves_no_reason_file(self) -> None:
+        from pymta.queue.reasons import Reason, append_reasons
+        from tests.queue.test_scheduler import disk_for, make_root, queue_message
+        root, layout = make_root(self)
+        mid = queue_message(layout, "a@mail.example", ["r@dead.example"])
+        old = time.time() - 3600
+        os.utime(layout.mess(mid), (old, old))
+        os.unlink(layout.todo(mid))  # ctl delete's commit point: neither todo/ nor info/
+        append_reasons(disk_for(layout), mid, [Reason("remote", "r@dead.example", int(time.time()), "dead\n")])
+        clean_queue(layout)
+        self.assertEqual([p for p in (layout.mess(mid), layout.reason(mid)) if os.path.exists(p)], [])
+
+    def test_a_young_reason_file_without_info_goes(self) -> None:
+        from pymta.queue.reasons import Reason, append_reasons
+        from tests.queue.test_scheduler import disk_for, make_root
+        root, layout = make_root(self)
+        append_reasons(disk_for(layout), 4242, [Reason("remote", "r@x.example", int(time.time()), "dead\n")])
+        self.assertIn(layout.reason(4242), clean_queue(layout))
