@@ -22,13 +22,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pymta.queue.ages import LIMITS, age_index, column_label
 from pymta.queue.messagestate import MessageState, Stage
 from pymta.remote.tcpto import DeadHostMemory
 
 __all__ = ["QueueCollector", "DeliveryCounter", "AGE_COLUMNS", "age_column", "LATENCY_BUCKETS"]
 
-#: the age columns in minutes (Postfix qshape's), each the lower edge of a column
-AGE_COLUMNS = (0, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+#: the lower edge of each age column in minutes (qshape's columns, L{pymta.queue.ages})
+AGE_COLUMNS = (0, *LIMITS)
 
 #: seconds from acceptance to delivery: from a local delivery's instant to a remote one after days of retries
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400)
@@ -36,15 +37,11 @@ LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 3 
 
 def age_column(seconds: float) -> str:
     """The qshape column of a message C{seconds} old: C{"0-5"} ... C{"640-1280"}, C{"1280+"} (minutes)."""
-    minutes = max(0.0, seconds) / 60
-    for low, high in zip(AGE_COLUMNS, AGE_COLUMNS[1:]):
-        if minutes < high:
-            return f"{low}-{high}"
-    return f"{AGE_COLUMNS[-1]}+"
+    return column_label(age_index(seconds))
 
 
 def _age_labels() -> list[str]:
-    return [age_column(m * 60) for m in AGE_COLUMNS] + ["unknown"]
+    return [column_label(index) for index in range(len(LIMITS) + 1)] + ["unknown"]
 
 
 def birth_of(state: MessageState) -> int | None:
