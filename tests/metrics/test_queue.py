@@ -159,6 +159,20 @@ class CollectorOnSchedulerTests(SchedulerTestMixin, unittest.SynchronousTestCase
         self.assertEqual(ages["unknown"], 0)
         self.assertEqual(ages["1280+"], 1)
 
+    def test_age_of_a_held_message_after_restart(self) -> None:
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        first = self.start()
+        self.clock.advance(2 * 3600)
+        first.stopService()
+        open(self.layout.hold(mid), "wb").close()  # as pymta ctl hold leaves it
+        second = self.start()
+        self.addCleanup(second.stopService)
+        families = {m.name: m for m in self.collector(second).collect()}
+        states = {s.labels["state"]: s.value for s in families["pymta_queue_messages"].samples}
+        self.assertEqual(states["held"], 1)
+        ages = {s.labels["age_minutes"]: s.value for s in families["pymta_queue_messages_by_age"].samples}
+        self.assertEqual((ages["unknown"], ages["80-160"]), (0, 1))
+
     def test_age_of_a_message_preprocessed_here(self) -> None:
         queue_message(self.layout, "a@mail.example", ["r@dead.example"])
         scheduler = self.start()
