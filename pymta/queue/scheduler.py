@@ -262,11 +262,8 @@ class Scheduler(Service):
 
     def slots(self) -> dict[str, int]:
         """Deliveries running and the concurrency limit per channel, from memory (no queue file is read)."""
-        found = {}
-        for channel in CHANNELS:
-            found[f"{channel}_used"] = self._passes.used[channel]
-            found[f"{channel}_limit"] = self._passes.capacity(channel)
-        return found
+        used = {f"{c}_used": self._passes.used[c] for c in CHANNELS}
+        return used | {f"{c}_limit": self._passes.capacity(c) for c in CHANNELS}
 
     def counts(self) -> dict[str, int]:
         return {**self._passes.counts(), "todo": self.messages.count(Stage.WAITING), "paused": int(self.paused),
@@ -346,15 +343,12 @@ class Scheduler(Service):
             return
         birth = info_birth(self.layout, message_id) if times else None
         if self.queue_control.resumed(message_id, times):
-            held = self.messages.get(message_id)
-            if held is not None:
+            if (held := self.messages.get(message_id)) is not None:
                 held.birth = birth
             return
         stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
-        if message_id in self.messages:
-            state = self.messages.move(message_id, stage)
-        else:
-            state = self.messages.add(message_id, stage)
+        known = message_id in self.messages
+        state = self.messages.move(message_id, stage) if known else self.messages.add(message_id, stage)
         state.birth = birth
         for channel, mtime in times.items():
             self._passes.add_job(state, channel, mtime, resumed=True)
