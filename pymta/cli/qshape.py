@@ -13,7 +13,8 @@ By recipient domain (the default) every recipient still to be delivered
 C{todo} file before preprocessing) counts once; by sender domain every
 message counts once (one sender each, as Postfix says: a message
 distribution).  An age counts in the first column whose limit (minutes)
-it does not exceed, beyond 1280 minutes in C{1280+}; a message's age runs
+it is below, from 1280 minutes on in C{1280+} (L{pymta.queue.ages}, as
+Postfix's qshape and the C{pymta_queue_messages_by_age} metric); a message's age runs
 from its birth (the C{info} file's mtime; the C{todo} file's before
 preprocessing).  C{T} is the row's total; the C{TOTAL} row comes first,
 then the C{--top} domains (default 10; 0 for all) by total, ties by name.
@@ -39,24 +40,19 @@ from pymta.cli.qread import channel_records, first_record, message_ids
 from pymta.cli.queuestate import QUEUES, TODO, state_of
 from pymta.control import default_root
 from pymta.queue.envelope import EnvelopeError, address_bytes, parse_todo
+from pymta.queue.ages import LIMITS, age_index
 from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import list_todo
 
 __all__ = ["main", "LIMITS", "Shape", "QueuedMessage", "queued_messages", "domain_of", "bucket"]
 
-#: the age columns' upper limits in minutes (a geometric series, as Postfix's default)
-LIMITS = (5, 10, 20, 40, 80, 160, 320, 640, 1280)
 HEADERS = ("T",) + tuple(str(limit) for limit in LIMITS) + (f"{LIMITS[-1]}+",)
 NULL_SENDER = "MAILER-DAEMON"
 
 
 def bucket(age_seconds: float) -> int:
-    """The age column (0 for C{5} ... 9 for C{1280+}) of an age in seconds."""
-    minutes = age_seconds / 60
-    for index, limit in enumerate(LIMITS):
-        if minutes <= limit:
-            return index
-    return len(LIMITS)
+    """The age column (0 for C{5} ... 9 for C{1280+}) of an age in seconds (L{pymta.queue.ages})."""
+    return age_index(age_seconds)
 
 
 def domain_of(address: bytes) -> str:
@@ -102,14 +98,19 @@ def queued_messages(layout: QueueLayout, states: frozenset[str]) -> Iterator[Que
     or whose todo file is being written, is skipped; C{OSError} only when
     a queue directory cannot be read.
     """
+    seen: set[int] = set()  # counted from todo/: preprocessing may move it to info/ before that is listed
     if TODO in states:
         for message_id in list_todo(layout):
             try:
-                yield _not_preprocessed(layout, message_id)
+                message = _not_preprocessed(layout, message_id)
             except (FileNotFoundError, EnvelopeError):
                 continue
+            seen.add(message_id)
+            yield message
     if states - {TODO}:
         for message_id in message_ids(layout):
+            if message_id in seen:
+                continue
             try:
                 message = _preprocessed(layout, message_id)
             except FileNotFoundError:

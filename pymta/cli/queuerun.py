@@ -9,9 +9,7 @@ C{sendmail -q[...]}: what a sendmail-style queue run means to pymta.
   Refused with a clear message: pymta-send schedules its own retries
   (docs/queue.md), so there is nothing to run periodically.
 - C{-qRdomain}, C{-qSsender}: retry now only the messages to that domain or
-  from that sender, as C{pymta ctl retry --domain D} / C{--sender S} -
-  when this pymta's C{ctl} has a C{retry} command; otherwise refused, naming
-  what to use instead.
+  from that sender, as C{pymta ctl retry --domain D} / C{--sender S}.
 
 Exit codes are sendmail's: 0 done, 64 usage (or unsupported form), 75
 pymta-send not running or the command failed (try again).
@@ -39,12 +37,6 @@ class QueueRunRefused(Exception):
     """A C{-q} form pymta does not run; the text says why and what to use."""
 
 
-def _ctl_has(command: str) -> bool:
-    from pymta.cli import ctl
-
-    return command in ctl.SOCKET_COMMANDS
-
-
 def ctl_arguments(text: str) -> list[str]:
     """The C{pymta ctl} arguments for C{-q<text>}; raises L{QueueRunRefused}."""
     if text == "":
@@ -58,11 +50,6 @@ def ctl_arguments(text: str) -> list[str]:
     if letter in SELECTORS:
         if not value:
             raise QueueRunRefused(f"-q{letter} needs a value (-q{letter}example.com)")
-        if not _ctl_has("retry"):
-            raise QueueRunRefused(
-                f"-q{letter}{value}: this pymta cannot retry a selection of the queue "
-                f"(no 'pymta ctl retry {SELECTORS[letter]}'); 'sendmail -q' retries everything now"
-            )
         return ["retry", SELECTORS[letter], value]
     raise QueueRunRefused(f"-q{text}: unsupported (pymta knows -q, -qRdomain and -qSsender)")
 

@@ -3,7 +3,8 @@
 pymta-send's metrics.
 
 L{QueueCollector} reads the scheduler's one state map
-(L{pymta.queue.messagestate.MessageStates}) at scrape time, so the metrics
+(L{pymta.queue.messagestate.MessageStates}) at scrape time, from memory
+only (a scrape runs in the reactor thread and reads no queue file), so the metrics
 can never disagree with C{pymta ctl stat}: no parallel counters of state.
 L{DeliveryCounter} listens to qmail-send's log lines as
 L{pymta.queue.qmaillog.QmailLog} emits them (C{starting delivery N: msg M
@@ -21,13 +22,14 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from pymta.queue.ages import LIMITS, age_index, column_label
 from pymta.queue.messagestate import MessageState, Stage
 from pymta.remote.tcpto import DeadHostMemory
 
 __all__ = ["QueueCollector", "DeliveryCounter", "AGE_COLUMNS", "age_column", "LATENCY_BUCKETS"]
 
-#: the age columns in minutes (Postfix qshape's), each the lower edge of a column
-AGE_COLUMNS = (0, 5, 10, 20, 40, 80, 160, 320, 640, 1280)
+#: the lower edge of each age column in minutes (qshape's columns, L{pymta.queue.ages})
+AGE_COLUMNS = (0, *LIMITS)
 
 #: seconds from acceptance to delivery: from a local delivery's instant to a remote one after days of retries
 LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 3 * 86400, 7 * 86400)
@@ -35,22 +37,24 @@ LATENCY_BUCKETS = (0.5, 1, 2, 5, 10, 30, 60, 300, 900, 3600, 4 * 3600, 86400, 3 
 
 def age_column(seconds: float) -> str:
     """The qshape column of a message C{seconds} old: C{"0-5"} ... C{"640-1280"}, C{"1280+"} (minutes)."""
-    minutes = max(0.0, seconds) / 60
-    for low, high in zip(AGE_COLUMNS, AGE_COLUMNS[1:]):
-        if minutes < high:
-            return f"{low}-{high}"
-    return f"{AGE_COLUMNS[-1]}+"
+    return column_label(age_index(seconds))
 
 
 def _age_labels() -> list[str]:
-    return [age_column(m * 60) for m in AGE_COLUMNS] + ["unknown"]
+    return [column_label(index) for index in range(len(LIMITS) + 1)] + ["unknown"]
 
 
 def birth_of(state: MessageState) -> int | None:
-    """When the message was accepted, as far as memory knows (its first attempt, or a job's first pass)."""
-    if state.first is not None:
-        return state.first.since
+    """
+    When the message was accepted, as far as memory knows: its info file's
+    mtime (noted when it was preprocessed or found at start), its first
+    attempt's start, or a job's first pass.
+    """
     births = [job.birth for job in state.jobs.values() if job.birth]
+    if state.birth is not None:
+        births.append(state.birth)
+    if state.first is not None:
+        births.append(state.first.since)
     return min(births) if births else None
 
 
@@ -84,24 +88,24 @@ class QueueCollector(Collector):
             oldest = max(oldest, now - birth)
         by_age = GaugeMetricFamily("pymta_queue_messages_by_age",
                                    "Messages in pymta-send by age in minutes (qshape's columns); "
-                                   "unknown: not attempted since pymta-send started.", labels=["age_minutes"])
+                                   "unknown: not preprocessed yet.", labels=["age_minutes"])
         for label, count in columns.items():
             by_age.add_metric([label], count)
         yield by_age
         yield GaugeMetricFamily("pymta_queue_oldest_message_age_seconds",
                                 "Age of the oldest message whose age is known.", value=oldest)
-        counts = self.scheduler.counts()
+        slots = self.scheduler.slots()  # not counts(): it reads the reason files
         used = GaugeMetricFamily("pymta_channel_concurrency_used", "Deliveries running, per channel.",
                                  labels=["channel"])
         limit = GaugeMetricFamily("pymta_channel_concurrency_limit",
                                   "concurrencylocal and concurrencyremote.", labels=["channel"])
         for channel in ("local", "remote"):
-            used.add_metric([channel], counts[f"{channel}_used"])
-            limit.add_metric([channel], counts[f"{channel}_limit"])
+            used.add_metric([channel], slots[f"{channel}_used"])
+            limit.add_metric([channel], slots[f"{channel}_limit"])
         yield used
         yield limit
         yield GaugeMetricFamily("pymta_queue_paused", "1 while deliveries are paused (pymta ctl pause).",
-                                value=counts.get("paused", 0))
+                                value=int(self.scheduler.paused))
         dead = sum(1 for entry in self.dead_hosts.entries() if self.dead_hosts.is_dead(entry.address))
         yield GaugeMetricFamily("pymta_remote_hosts_dead", "Remote hosts skipped for now after timeouts (tcpto).",
                                 value=dead)

@@ -17,10 +17,11 @@ from typing import Any, Callable
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from twisted.application.internet import StreamServerEndpointService
 from twisted.internet.endpoints import serverFromString
+from twisted.web import http
 from twisted.web.resource import Resource
 from twisted.web.server import Request, Site
 
-__all__ = ["MetricsPage", "HealthPage", "metrics_site", "metrics_listener", "HealthCheck"]
+__all__ = ["MetricsPage", "HealthPage", "QuietSite", "metrics_site", "metrics_listener", "HealthCheck"]
 
 #: None when the daemon serves, else one line saying why not
 HealthCheck = Callable[[], "str | None"]
@@ -58,11 +59,18 @@ class HealthPage(Resource):
         return problem.encode("utf-8", "replace") + b"\n"
 
 
+class QuietSite(Site):
+    """A Site that keeps no access log: a scrape every few seconds is not news for the mail log."""
+
+    def log(self, request: http.Request) -> None:
+        pass
+
+
 def metrics_site(registry: CollectorRegistry, health: HealthCheck) -> Site:
     root = Resource()
     root.putChild(b"metrics", MetricsPage(registry))
     root.putChild(b"healthz", HealthPage(health))
-    site = Site(root)
+    site = QuietSite(root)
     site.noisy = False
     site.displayTracebacks = False
     return site

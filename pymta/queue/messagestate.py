@@ -112,6 +112,8 @@ class MessageState:
     pending: Pending | None = None
     #: L{Stage.HELD}: the channels it has files for (for C{pymta ctl queue})
     held_channels: tuple[str, ...] = ()
+    #: when it was accepted (its info file's mtime), once preprocessed here or found at start
+    birth: int | None = None
 
 
 class MessageStates:

@@ -14,7 +14,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import list_todo
 from pymta.queue.qmaillog import QmailLog
 
-__all__ = ["QueueContents", "scan_queue", "channel_times"]
+__all__ = ["QueueContents", "scan_queue", "channel_times", "info_birth"]
 
 
 @dataclass(frozen=True)
@@ -60,3 +60,11 @@ def channel_times(layout: QueueLayout, log: QmailLog, channels: tuple[str, ...],
             log.warning(f"unable to stat {channel}/{message_id}: {e.strerror}; will try again later")
             return None
     return found
+
+
+def info_birth(layout: QueueLayout, message_id: int) -> int | None:
+    """The birth of a preprocessed message (its info file's mtime), or None when it cannot be looked at."""
+    try:
+        return int(os.stat(layout.info(message_id)).st_mtime)
+    except OSError:
+        return None

@@ -42,7 +42,7 @@ from pymta.queue.preprocess import BatchResult, list_todo
 from pymta.queue.preprocessing import Preprocessor
 from pymta.queue.queuecontrol import QueueControl
 from pymta.queue.qmaillog import QmailLog, guard
-from pymta.queue.resume import channel_times, scan_queue
+from pymta.queue.resume import channel_times, info_birth, scan_queue
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendcontext import SendContext
@@ -259,6 +259,11 @@ class Scheduler(Service):
         """Every job the scheduler holds (first attempts included), by message id."""
         return self._passes.views()
 
+    def slots(self) -> dict[str, int]:
+        """Deliveries running and the concurrency limit per channel, from memory (no queue file is read)."""
+        used = {f"{c}_used": self._passes.used[c] for c in CHANNELS}
+        return used | {f"{c}_limit": self._passes.capacity(c) for c in CHANNELS}
+
     def counts(self) -> dict[str, int]:
         return {**self._passes.counts(), "todo": self.messages.count(Stage.WAITING), "paused": int(self.paused),
                 **self.stats}
@@ -335,13 +340,15 @@ class Scheduler(Service):
         if times is None:
             self._retry_later(message_id, Later.RESUME)
             return
+        birth = info_birth(self.layout, message_id) if times else None
         if self.queue_control.resumed(message_id, times):
-            return  # held
+            if (held := self.messages.get(message_id)) is not None:
+                held.birth = birth
+            return
         stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
-        if message_id in self.messages:
-            state = self.messages.move(message_id, stage)
-        else:
-            state = self.messages.add(message_id, stage)
+        known = message_id in self.messages
+        state = self.messages.move(message_id, stage) if known else self.messages.add(message_id, stage)
+        state.birth = birth
         for channel, mtime in times.items():
             self._passes.add_job(state, channel, mtime, resumed=True)
 
@@ -410,6 +417,7 @@ class Scheduler(Service):
                 self.messages.move(item.message_id, Stage.FINISH_QUEUED)
                 continue
             state = self.messages.move(item.message_id, Stage.SCHEDULED)
+            state.birth = now  # preprocessing gave the info file the scheduler's time, a moment ago
             attempted = first.channel if first is not None and first.channel in item.channels else None
             # every other channel's job first: recording the attempt may close its own job, and the
             # message is finished only when that was the last

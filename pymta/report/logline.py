@@ -105,11 +105,27 @@ class BounceQueued:
 
 
 @dataclass(frozen=True, slots=True)
+class DeletedByCtl:
+    """C{delete msg ID by ctl}: its C{end msg ID} follows; the message was not delivered."""
+
+    message_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class BouncedByCtl:
+    """C{bounce msg ID by ctl: REASON}: its undelivered recipients failed with REASON (no delivery lines)."""
+
+    message_id: int
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class NewRun:
     """The daemon stopped (C{status: exiting}) or started: delivery numbers start again."""
 
 
-Event = NewMessage | MessageInfo | DeliveryStart | DeliveryResult | MessageEnd | BounceQueued | NewRun
+Event = (NewMessage | MessageInfo | DeliveryStart | DeliveryResult | MessageEnd | BounceQueued | DeletedByCtl
+         | BouncedByCtl | NewRun)
 
 _NEW = re.compile(r"new msg (\d{1,20})\Z")
 _INFO = re.compile(r"info msg (\d{1,20}): bytes (\d{1,20}) from <(.*)> qp \d+ uid \d+\Z")
@@ -119,6 +135,8 @@ _RESULT = re.compile(r"delivery (\d{1,20}): (?:msg \d{1,20}:? )?(success|failure
 _MANGLED = re.compile(r"delivery (\d{1,20}): (?:msg \d{1,20}:? )?report mangled, will defer\Z")
 _END = re.compile(r"end msg (\d{1,20})\Z")
 _BOUNCE = re.compile(r"bounce msg (\d{1,20}) qp \d+\Z")
+_DELETED = re.compile(r"delete msg (\d{1,20}) by ctl\Z")
+_BOUNCED = re.compile(r"bounce msg (\d{1,20}) by ctl: (.*)\Z")
 _TWISTD_START = re.compile(r"twistd \S+ \(.*\) starting up\.\Z")
 
 
@@ -146,6 +164,11 @@ def parse_text(text: str) -> Event | None:
     elif head == "bounce":
         if m := _BOUNCE.match(text):
             return BounceQueued(int(m[1]))
+        if m := _BOUNCED.match(text):
+            return BouncedByCtl(int(m[1]), m[2])
+    elif head == "delete":
+        if m := _DELETED.match(text):
+            return DeletedByCtl(int(m[1]))
     elif text == "status: exiting" or (head == "twistd" and _TWISTD_START.match(text)):
         return NewRun()
     return None

@@ -31,6 +31,8 @@ from pymta.report.logline import (
     SUCCESS,
     FAILURE,
     BounceQueued,
+    BouncedByCtl,
+    DeletedByCtl,
     DeliveryResult,
     DeliveryStart,
     Event,
@@ -53,6 +55,7 @@ class _Life:
     successes: int = 0
     failures: int = 0
     deferrals: int = 0
+    deleted: bool = False  # by pymta ctl delete: its end is no completion
 
 
 @dataclass(slots=True)
@@ -124,6 +127,7 @@ class Unmatched:
     ends_without_info: int = 0  # the message was born before the first line read
     open_messages: int = 0  # still queued at the end of the log
     bounces: int = 0  # bounce messages queued (in the range)
+    deleted: int = 0  # messages deleted by pymta ctl delete (in the range), not counted as completed
     first: float | None = None  # the first and last time stamps in the range
     last: float | None = None
 
@@ -134,6 +138,9 @@ class Sink(Protocol):
     def delivery(self, delivery: Delivery) -> None: ...
 
     def message(self, message: Message) -> None: ...
+
+    def bounced_by_ctl(self, reason: str) -> None:
+        """A message's undelivered recipients failed with C{reason} by C{pymta ctl bounce}."""
 
 
 @dataclass
@@ -177,6 +184,11 @@ class Matchup:
         elif isinstance(event, BounceQueued):
             if inside:
                 self.unmatched.bounces += 1
+        elif isinstance(event, DeletedByCtl):
+            self._lives.setdefault(event.message_id, _Life()).deleted = True
+        elif isinstance(event, BouncedByCtl):
+            if inside:
+                self.sink.bounced_by_ctl(event.reason)
         elif isinstance(event, NewRun):
             self.unmatched.starts_without_result += len(self._flights)
             self._flights.clear()
@@ -206,6 +218,9 @@ class Matchup:
     def _end(self, when: float, inside: bool, message_id: int) -> None:
         life = self._lives.pop(message_id, None)
         if not inside:
+            return
+        if life is not None and life.deleted:
+            self.unmatched.deleted += 1
             return
         if life is None or life.birth is None or life.sender is None:
             self.unmatched.ends_without_info += 1

@@ -69,6 +69,7 @@ def overall(t: Tally, u: Unmatched, top: int | None = None) -> str:
         f"Time span (days): {span / 86400:.5f}",
         f"Average concurrency: {o.xdelay / span:.4f}" if span else "Average concurrency: -",
         f"Bounces queued: {u.bounces}",
+        f"Messages deleted by pymta ctl delete (not completed): {u.deleted}",
         "",
         "Not joined (the log starts or ends in the middle, or lines are missing):",
         f"  delivery results without their start: {u.results_without_start}",

@@ -129,6 +129,11 @@ class Tally:
             if success:
                 sender.sbytes += size
 
+    def bounced_by_ctl(self, reason: str) -> None:
+        """A C{pymta ctl bounce}: a zfailures row of its own (one per message; no delivery was attempted)."""
+        row = self.reasons[FAILURE].setdefault(f"bounced by ctl: {reason}", ReasonRow())
+        row.deliveries += 1
+
     def message(self, m: Message) -> None:
         o = self.overall
         o.messages += 1

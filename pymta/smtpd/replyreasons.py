@@ -6,9 +6,13 @@ started, a login refused.  Read from the replies themselves, so the
 protocol needs one hook (L{pymta.smtpd.context.SMTPDContext.replied})
 and every refusal is counted whatever code path sent it.
 
-A reply not listed here (a syntax error of the client's, C{503 MAIL
-first}, a C{250} to RCPT) counts as nothing: these are the dialogue, not a
-decision about mail.
+Any other C{4xx}/C{5xx} reply (a DNSBL's, SPF's or DMARC's refusal, whose
+text comes from their configuration) counts as a refusal of reason
+C{other}, so the label set stays bounded; a command's syntax or sequence
+error (C{500}-C{504}, C{555}: C{503 MAIL first}) and the AUTH dialogue's
+own replies (C{454}, C{535}, C{538}: failed logins are counted on their
+own) count as nothing, nor does a positive reply: these are the
+dialogue, not a decision about mail.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ import re
 
 from pymta.sessionevents import SessionEvents
 
-__all__ = ["ACCEPTED", "TLS_STARTED", "LOGIN_FAILED", "reply_event", "tell"]
+__all__ = ["ACCEPTED", "TLS_STARTED", "LOGIN_FAILED", "OTHER", "reply_event", "tell"]
 
 ACCEPTED = "accepted"
 TLS_STARTED = "tls"
@@ -47,6 +51,12 @@ _REFUSALS: tuple[tuple[str, str], ...] = (
 
 _LOGIN_FAILURES = ("535 authorization failed", "421 too many authentication failures")
 
+#: the reason of a 4xx/5xx reply listed nowhere above
+OTHER = "other"
+
+#: reply codes of the dialogue (a command's syntax or order, AUTH's exchange): no decision about mail
+_DIALOGUE_CODES = frozenset({"500", "501", "502", "503", "504", "555", "454", "535", "538"})
+
 
 def reply_event(line: str) -> list[str]:
     """
@@ -65,6 +75,10 @@ def reply_event(line: str) -> list[str]:
         if line.startswith(start):
             events.append(f"refused:{reason}")
             break
+    else:
+        code = line[:3]
+        if line[:1] in ("4", "5") and code.isdigit() and code not in _DIALOGUE_CODES:
+            events.append(f"refused:{OTHER}")
     return events
 
 

@@ -16,13 +16,19 @@ MINUTE = 60.0
 
 
 class BucketTests(unittest.SynchronousTestCase):
-    def test_first_column_whose_limit_the_age_does_not_exceed(self) -> None:
+    def test_half_open_columns_as_postfix(self) -> None:
+        """An age counts in the first column whose limit it is below (Postfix's qshape: age < limit)."""
         self.assertEqual(qshape.bucket(0), 0)
-        self.assertEqual(qshape.bucket(5 * MINUTE), 0)
-        self.assertEqual(qshape.bucket(5 * MINUTE + 1), 1)
-        self.assertEqual(qshape.bucket(1280 * MINUTE), 8)
-        self.assertEqual(qshape.bucket(1280 * MINUTE + 1), 9)
-        self.assertEqual(qshape.HEADERS, ("T", "5", "10", "20", "40", "80", "160", "320", "640", "1280", "1280+"))
+        self.assertEqual(qshape.bucket(5 * MINUTE - 1), 0)
+        self.assertEqual(qshape.bucket(5 * MINUTE), 1)
+        self.assertEqual(qshape.bucket(1280 * MINUTE - 1), 8)
+        self.assertEqual(qshape.bucket(1280 * MINUTE), 9)
+
+    def test_columns_agree_with_the_metric(self) -> None:
+        from pymta.metrics.queue import age_column
+        for seconds in (0, 1, 299, 300, 301, 599, 600, 40 * MINUTE, 1279 * MINUTE, 1280 * MINUTE, 10**7):
+            self.assertEqual(age_column(seconds), ["0-5", "5-10", "10-20", "20-40", "40-80", "80-160", "160-320",
+                                                   "320-640", "640-1280", "1280+"][qshape.bucket(seconds)], seconds)
 
     def test_domain_of(self) -> None:
         self.assertEqual(qshape.domain_of(b"Bob@Other.EXAMPLE"), "other.example")
@@ -107,6 +113,17 @@ class QshapeTests(unittest.SynchronousTestCase):
     def test_a_message_gone_meanwhile_is_skipped(self) -> None:
         os.unlink(self.files.layout.info(self.old))
         self.assertEqual(self.run_main()[1].splitlines()[1].split()[:2], ["TOTAL", "3"])
+
+    def test_a_message_preprocessed_between_the_listings_counts_once(self) -> None:
+        real = qshape.message_ids
+
+        def preprocessed_meanwhile(layout):
+            self.files.preprocess([self.fresh], NOW - 30)
+            self.assertFalse(os.path.exists(self.files.layout.todo(self.fresh)))
+            return real(layout)
+
+        self.patch(qshape, "message_ids", preprocessed_meanwhile)
+        self.assertEqual(self.run_main("--queue", "all")[1].splitlines()[1].split()[:2], ["TOTAL", "5"])
 
     def test_empty_and_missing_queue(self) -> None:
         empty = QueueFiles(self.mktemp())

@@ -29,16 +29,15 @@ class ArgumentTests(unittest.SynchronousTestCase):
                 queuerun.ctl_arguments(text)
             self.assertIn("pymta-send schedules its own retries", str(e.exception))
 
-    def test_selectors_map_to_ctl_retry_when_it_exists(self) -> None:
-        self.patch(ctl, "SOCKET_COMMANDS", ctl.SOCKET_COMMANDS + ("retry",))
+    def test_selectors_map_to_ctl_retry(self) -> None:
+        self.assertIn("retry", ctl.SOCKET_COMMANDS)
         self.assertEqual(queuerun.ctl_arguments("Rexample.com"), ["retry", "--domain", "example.com"])
         self.assertEqual(queuerun.ctl_arguments("Sboss@corp.example"), ["retry", "--sender", "boss@corp.example"])
 
-    def test_selectors_refused_without_ctl_retry(self) -> None:
+    def test_selectors_do_not_probe_ctl(self) -> None:
+        """ctl retry has shipped: -qR/-qS are never refused for want of it (the probe is gone)."""
         self.patch(ctl, "SOCKET_COMMANDS", tuple(c for c in ctl.SOCKET_COMMANDS if c != "retry"))
-        with self.assertRaises(queuerun.QueueRunRefused) as e:
-            queuerun.ctl_arguments("Rexample.com")
-        self.assertIn("no 'pymta ctl retry --domain'", str(e.exception))
+        self.assertEqual(queuerun.ctl_arguments("Rexample.com"), ["retry", "--domain", "example.com"])
 
     def test_odd_forms(self) -> None:
         for text in ("R", "S", "Xfoo"):

@@ -18,16 +18,23 @@ from pymta.queue.qmaillog import QmailLog
 from pymta.remote.tcpto import DeadHostMemory
 from twisted.logger import Logger
 
+from pymta.queue import reasonbook
+from pymta.queue.reasons import Reason, append_reasons
+from tests.queue.helpers import disk_for
+from tests.queue.test_scheduler import SchedulerTestMixin, queue_message
+
 
 class FakeScheduler:
-    """What the collector reads of a Scheduler: its state map, counts() and stats."""
+    """What the collector reads of a Scheduler: its state map, slots(), paused and stats."""
 
     def __init__(self) -> None:
         self.messages = MessageStates(("local", "remote"))
         self.stats = {"messages_done": 7, "bounces": 1}
 
-    def counts(self) -> dict[str, int]:
-        return {"local_used": 2, "local_limit": 10, "remote_used": 0, "remote_limit": 20, "paused": 0}
+        self.paused = False
+
+    def slots(self) -> dict[str, int]:
+        return {"local_used": 2, "local_limit": 10, "remote_used": 0, "remote_limit": 20}
 
 
 class QueueMetricsTests(unittest.TestCase):
@@ -98,3 +105,78 @@ class QueueMetricsTests(unittest.TestCase):
         self.assertEqual(self.value("pymta_delivery_latency_seconds_count", channel="local"), 1)
         self.assertEqual(self.value("pymta_delivery_latency_seconds_sum", channel="local"), 4)
         self.assertIsNone(self.value("pymta_delivery_latency_seconds_count", channel="remote"))
+
+
+class CollectorOnSchedulerTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    """The collector on a real Scheduler: ages known after a restart, and a scrape reads no queue file."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        self.remote.answer = lambda job, r: ("Z", "connect to 127.0.0.9 failed\n")
+
+    def collector(self, scheduler) -> QueueCollector:
+        return QueueCollector(scheduler, DeadHostMemory(os.path.join(self.root, "tcpto"), clock=self.clock.seconds),
+                              self.clock.seconds)
+
+    def test_scrape_does_no_queue_file_io(self) -> None:
+        ids = [queue_message(self.layout, "a@mail.example", [f"r{i}@dead.example"]) for i in range(5)]
+        first = self.start()
+        first.stopService()
+        for mid in ids:  # as a deferral left them
+            append_reasons(disk_for(self.layout), mid,
+                           [Reason("remote", "x@dead.example", int(self.clock.seconds()), "t")])
+        second = self.start()
+        self.addCleanup(second.stopService)
+        reads: list[tuple] = []
+        real = reasonbook.read_reasons
+        self.patch(reasonbook, "read_reasons", lambda *a: reads.append(a) or real(*a))
+        opened: list[str] = []
+        real_open = open
+
+        def watching_open(path, *a, **kw):
+            opened.append(str(path))
+            return real_open(path, *a, **kw)
+
+        import builtins
+        self.patch(builtins, "open", watching_open)
+        families = {m.name: m for m in self.collector(second).collect()}
+        self.assertEqual(reads, [], "a scrape read reason files in the reactor thread")
+        self.assertEqual([p for p in opened if self.root in p and "tcpto" not in p], [])
+        self.assertEqual(families["pymta_queue_messages"].samples[
+            [s.labels["state"] for s in families["pymta_queue_messages"].samples].index("scheduled")].value, 5)
+
+    def test_age_known_after_restart(self) -> None:
+        queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        first = self.start()
+        self.clock.advance(3 * 86400 - 10)  # a three-day-old message, its next retry still ahead
+        first.stopService()
+        second = self.start()
+        self.addCleanup(second.stopService)
+        families = {m.name: m for m in self.collector(second).collect()}
+        oldest = families["pymta_queue_oldest_message_age_seconds"].samples[0].value
+        self.assertGreater(oldest, 2 * 86400)
+        ages = {s.labels["age_minutes"]: s.value for s in families["pymta_queue_messages_by_age"].samples}
+        self.assertEqual(ages["unknown"], 0)
+        self.assertEqual(ages["1280+"], 1)
+
+    def test_age_of_a_held_message_after_restart(self) -> None:
+        mid = queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        first = self.start()
+        self.clock.advance(2 * 3600)
+        first.stopService()
+        open(self.layout.hold(mid), "wb").close()  # as pymta ctl hold leaves it
+        second = self.start()
+        self.addCleanup(second.stopService)
+        families = {m.name: m for m in self.collector(second).collect()}
+        states = {s.labels["state"]: s.value for s in families["pymta_queue_messages"].samples}
+        self.assertEqual(states["held"], 1)
+        ages = {s.labels["age_minutes"]: s.value for s in families["pymta_queue_messages_by_age"].samples}
+        self.assertEqual((ages["unknown"], ages["80-160"]), (0, 1))
+
+    def test_age_of_a_message_preprocessed_here(self) -> None:
+        queue_message(self.layout, "a@mail.example", ["r@dead.example"])
+        scheduler = self.start()
+        self.addCleanup(scheduler.stopService)
+        self.clock.advance(600)
+        families = {m.name: m for m in self.collector(scheduler).collect()}
+        self.assertEqual(families["pymta_queue_oldest_message_age_seconds"].samples[0].value, 600)

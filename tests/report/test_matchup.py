@@ -27,6 +27,10 @@ def log(*entries: tuple[int, str]) -> list[str]:
 class Recorder:
     deliveries: list[Delivery] = field(default_factory=list)
     messages: list[Message] = field(default_factory=list)
+    bounced: list[str] = field(default_factory=list)
+
+    def bounced_by_ctl(self, reason: str) -> None:
+        self.bounced.append(reason)
 
     def delivery(self, delivery: Delivery) -> None:
         self.deliveries.append(delivery)
@@ -133,6 +137,34 @@ class JoinTests(SynchronousTestCase):
                          [("first@example.org", 1), ("second@example.org", 2)])
         self.assertEqual([(m.sender, m.birth, m.attempts) for m in got.messages],
                          [("first@example.org", T0, 1), ("third@example.org", T0 + 5, 0)])
+
+
+class CtlTests(SynchronousTestCase):
+    def test_deleted_message_is_not_completed(self) -> None:
+        got, unmatched = run(log(
+            (0, "new msg 5"),
+            (0, "info msg 5: bytes 500 from <a@example.org> qp 7 uid 0"),
+            (1, "starting delivery 1: msg 5 to remote c@example.net"),
+            (2, "delivery 1: deferral: timeout"),
+            (50, "delete msg 5 by ctl"),
+            (50, "end msg 5"),
+            (60, "delete msg 6 by ctl"),  # born before the log began
+            (60, "end msg 6"),
+        ))
+        self.assertEqual(got.messages, [])
+        self.assertEqual((unmatched.deleted, unmatched.ends_without_info, unmatched.open_messages), (2, 0, 0))
+
+    def test_bounce_by_ctl_is_told(self) -> None:
+        got, unmatched = run(log(
+            (0, "new msg 5"),
+            (0, "info msg 5: bytes 500 from <a@example.org> qp 7 uid 0"),
+            (9, "bounce msg 5 by ctl: spam run, removed by the postmaster"),
+            (9, "bounce msg 5 qp 8"),
+            (9, "end msg 5"),
+        ))
+        self.assertEqual(got.bounced, ["spam run, removed by the postmaster"])
+        self.assertEqual(unmatched.bounces, 1)
+        self.assertEqual(len(got.messages), 1)
 
 
 class PartialLogTests(SynchronousTestCase):

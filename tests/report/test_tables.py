@@ -100,6 +100,23 @@ class RankedTablesTests(SynchronousTestCase):
         # ranked by count: the reason given twice comes first
         self.assertLess(deferrals.index("Sorry,_busy"), deferrals.index("timeout"))
 
+    def test_ctl_delete_and_bounce(self) -> None:
+        ctl_log = log(
+            (0, "new msg 10"),
+            (0, "info msg 10: bytes 50 from <d@example.org> qp 2 uid 0"),
+            (5, "delete msg 10 by ctl"),
+            (5, "end msg 10"),
+            (10, "new msg 11"),
+            (10, "info msg 11: bytes 50 from <d@example.org> qp 3 uid 0"),
+            (20, "bounce msg 11 by ctl: bounced by the postmaster"),
+            (20, "bounce msg 11 qp 4"),
+            (20, "end msg 11"),
+        )
+        text = report(ctl_log, tables=("overall", "failures"))
+        self.assertIn("Completed messages: 1\n", text)
+        self.assertIn("Messages deleted by pymta ctl delete (not completed): 1\n", text)
+        self.assertRegex(text, r"\n +1 +0\.00 +bounced by ctl: bounced by the postmaster\n")
+
     def test_recipients(self) -> None:
         self.assertEqual(rows(report(LOG, tables=("recipients",))), {
             # sbytes mess tries xdelay

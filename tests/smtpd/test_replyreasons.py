@@ -43,6 +43,18 @@ class ReplyEventTests(unittest.TestCase):
         for line, reason in cases.items():
             self.assertEqual(reply_event(line), [f"refused:{reason}"], line)
 
+    def test_other_refusals(self) -> None:
+        """DNSBL, SPF and DMARC refusals carry configured text: each counts as C{other}."""
+        for line in ("553 listed at dnsbl.example: see https://dnsbl.example/?192.0.2.1",
+                     "451 dnsbl.example lookup failed, try again later",
+                     "550 the SPF record of example.com does not allow 192.0.2.1 to send its mail (#5.7.23)",
+                     "550 DMARC policy of example.com rejects this message: neither SPF nor DKIM aligns",
+                     "421 too many commands that make no progress, closing (#4.7.0)"):
+            self.assertEqual(reply_event(line), ["refused:other"], line)
+        recorder = Recorder()
+        tell(recorder, "553 listed at dnsbl.example")
+        self.assertEqual(recorder.seen, ["other"])
+
     def test_accepted_and_tls(self) -> None:
         self.assertEqual(reply_event("250 ok 1700000000 qp 1234"), ["accepted"])
         self.assertEqual(reply_event("220 ready to start TLS"), ["tls"])
@@ -54,6 +66,10 @@ class ReplyEventTests(unittest.TestCase):
 
     def test_dialogue_counts_nothing(self) -> None:
         for line in ("250 ok", "354 go ahead", "503 MAIL first (#5.5.1)", "502 unimplemented (#5.5.1)",
+                     "500 line too long (#5.5.2)", "501 malformed SIZE parameter (#5.5.4)",
+                     "555 syntax error (#5.5.4)", "504 auth type unimplemented (#5.5.4)",
+                     "454 temporary authentication failure, try again later (#4.7.0)",
+                     "538 encryption required for requested authentication mechanism (#5.7.11)",
                      "220 mail.example ESMTP", "250 ok 1700000000 qp"):
             self.assertEqual(reply_event(line), [], line)
 
