@@ -65,7 +65,8 @@ class ChannelPasses:
     """Slots, due jobs and open passes of the local and remote channels (see the module docstring)."""
 
     def __init__(self, ctx: SendContext, messages: MessageStates, channels: Mapping[str, Channel],
-                 stats: dict[str, int], changed: Callable[[], None]) -> None:
+                 stats: dict[str, int], changed: Callable[[], None],
+                 on_idle: Callable[[MessageState], None] | None = None) -> None:
         self.messages = messages
         self.clock = ctx.clock
         self.channels = dict(channels)
@@ -86,7 +87,7 @@ class ChannelPasses:
         self._open: dict[str, ChannelJob | None] = {c: None for c in channels}
         self._delivery_ids = itertools.count(1)
         #: called with a scheduled message that has a pending ctl action once nothing of it is in flight
-        self.on_idle: Callable[[MessageState], None] | None = None
+        self.on_idle = on_idle
 
     def now(self) -> int:
         return int(self.clock.seconds())

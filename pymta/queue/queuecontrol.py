@@ -92,7 +92,6 @@ class QueueControl:
         self.resume = resume
         self.clock = ctx.clock
         self._checkpoint = Checkpoint(ctx)
-        passes.on_idle = self.settle
 
     # -- start and the scheduler's hooks -------------------------------------------
 

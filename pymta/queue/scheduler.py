@@ -1,17 +1,14 @@
 # -*- test-case-name: tests.queue.test_scheduler -*-
 """
-The queue manager (qmail-send's role): picks up committed messages, routes
-their recipients, drives deliveries through the local and remote channels
-under the concurrency limits, follows qmail's retry schedule, gathers
-permanent failures into one bounce and removes finished messages.
+The queue manager (qmail-send's role): picks up committed messages, routes their recipients,
+drives deliveries through the local and remote channels under the concurrency limits, follows
+qmail's retry schedule, gathers permanent failures into one bounce and removes finished messages.
 
-Where each message stands is one L{MessageState} in L{Scheduler.messages};
-the L{Scheduler} moves it from stage to stage and its collaborators do the
-work of one step each and say how it went: L{plan_first_attempt},
-L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{scan_queue}.
-docs/internals.md ("pymta-send: where a message stands") has the model:
-the stages, the moves, what is on disk at each stage and what a crash
-leaves for the next start.
+Where each message stands is one L{MessageState} in L{Scheduler.messages}; the L{Scheduler} moves
+it from stage to stage and its collaborators do one step each and say how it went:
+L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{scan_queue}.
+docs/internals.md ("pymta-send: where a message stands") has the model: the stages, the moves,
+what is on disk at each stage and what a crash leaves for the next start.
 
 Everything runs on the C{clock} given (a reactor or a Clock); queue file I/O runs in the
 reactor thread like qmail-send's, but for preprocessing and unlinking (in the thread pool).
@@ -115,7 +112,8 @@ class Scheduler(Service):
         #: where every message stands: the one truth
         self.messages = MessageStates(CHANNELS)
         ctx = SendContext(disk, controls, clock, self.log, threadpool)
-        self._passes = ChannelPasses(ctx, self.messages, dict(channels), self.stats, self._kick)
+        self._passes = ChannelPasses(ctx, self.messages, dict(channels), self.stats, self._kick,
+                                     on_idle=lambda state: self.queue_control.settle(state))
         self._preprocessing = False
         #: preprocessing and bounce injections under way
         self._in_flight: set[defer.Deferred] = set()

@@ -7,7 +7,7 @@ and L{pymta.remote.routes} applies the same parser at delivery time.
 A line is C{key:value}, the key ending at the first colon (qmail's rule).
 Keys: a domain, a C{.suffix} (any domain ending so), an address literal
 (C{[192.0.2.1]}, the domain of C{user@[192.0.2.1]}), or nothing (the
-default route).  Values (qmail's C{relay[:port]}, reference section 5.1):
+default route).  Values (qmail's C{relay[:port]}; docs/remote.md):
 
   - C{} (nothing): no relay, MX as usual
   - C{relay.example} / C{relay.example:26}: that host, port 25 / 26

@@ -4,7 +4,7 @@ The DATA state machine of qmail-smtpd, streaming.
 
 Input is the raw bytes after C{354}; output is the message as stored (LF line
 ends, leading dots removed), handed on in pieces as it arrives, never held
-whole.  Rules (reference section 4.4):
+whole.  Rules (qmail-smtpd's):
 
 - Only a line consisting of exactly C{.} and ended by CRLF ends the data:
   C{CRLF . CRLF}.  A leading dot is removed from every other line.

@@ -2,7 +2,7 @@
 """
 rblsmtpd's decision for one client, without blocking the reactor.
 
-Order (reference section 8.3): the C{RBLSMTPD} variable from the access rules
+Order (as qmail's rblsmtpd; docs/relaying.md): the C{RBLSMTPD} variable from the access rules
 decides first - set and empty accepts without lookups, C{-text} rejects
 permanently (553), other text rejects temporarily (451).  Otherwise each zone
 of C{control/rbls} is asked in file order and the first answer decides:
