@@ -111,7 +111,7 @@ class SenderVerifier:
 
         def fallback(reason: str) -> SPFVerdicts:
             mailfrom = None if not sender else Verdict("spf", TEMPERROR, reason, (("smtp.mailfrom", sender.rpartition("@")[2]),))
-            return SPFVerdicts(Verdict("spf", TEMPERROR, reason, (("smtp.helo", helo or "(none)"),)), mailfrom, "")
+            return SPFVerdicts(Verdict("spf", TEMPERROR, reason), mailfrom, "")
 
         return self._guarded(defer.maybeDeferred(self._run, work), fallback, "SPF check")
 
