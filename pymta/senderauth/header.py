@@ -15,7 +15,9 @@ meant.
 
 The authserv-id is C{control/me}.  A field that arrives with our
 authserv-id was not written by us (we write ours after the message has
-arrived): it is a forgery and is removed (RFC 8601 section 5); fields of other authserv-ids are kept.
+arrived): it is a forgery and is removed (RFC 8601 section 5); so is one
+whose authserv-id cannot be read (L{pymta.senderauth.authservid}).
+Fields of other authserv-ids are kept.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
+from pymta.senderauth.authservid import TSPECIALS, authserv_id_of
 from pymta.senderauth.verdict import Verdict
 
 __all__ = ["FIELD_NAME", "authentication_results", "authserv_id_of", "is_ours", "clean", "value_text"]
@@ -32,9 +35,6 @@ FIELD_NAME = b"authentication-results"
 MAX_TEXT = 200
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 _KEYWORD = re.compile(r"[^A-Za-z0-9_-]")
-_COMMENT = re.compile(r"\((?:[^()\\]|\\.)*\)")
-#: RFC 2045's tspecials: what ends a token
-TSPECIALS = frozenset('()<>@,;:\\"/[]?=')
 
 
 def clean(text: str) -> str:
@@ -90,18 +90,12 @@ def authentication_results(authserv_id: str, verdicts: Sequence[Verdict]) -> byt
     return (text + "\n").encode("utf-8", "replace")
 
 
-def authserv_id_of(value: bytes) -> str:
-    """The authserv-id a field's value starts with (comments and folding skipped), lowercase."""
-    text = value.decode("utf-8", "replace")
-    while True:
-        stripped = text.lstrip()
-        match = _COMMENT.match(stripped)
-        if match is None:
-            break
-        text = stripped[match.end():]
-    return re.split(r"[\s;(]", text.lstrip(), maxsplit=1)[0].lower()
-
-
 def is_ours(name: bytes, value: bytes, authserv_id: str) -> bool:
-    """True for an C{Authentication-Results} field whose authserv-id is C{authserv_id}."""
-    return name.strip().lower() == FIELD_NAME and authserv_id_of(value) == authserv_id.lower()
+    """
+    True for an C{Authentication-Results} field whose authserv-id is
+    C{authserv_id} (compared without case or a final dot), or cannot be read.
+    """
+    if name.strip().lower() != FIELD_NAME:
+        return False
+    found = authserv_id_of(value)
+    return found is None or found == authserv_id.rstrip(".").lower()
