@@ -7,7 +7,11 @@ pyspf, dkimpy and authheaders block, so each check runs on a worker
 thread of a bounded pool of the verifier's own (the reactor never waits)
 and asks DNS through L{pymta.senderauth.lookups.Lookups}: one shared
 dnspython resolver with its answer cache, one deadline (C{timeout}) per
-check.  Should a check still not be back a little after its deadline (a
+check.  A message's check asks for the From domains' DMARC policies
+first, then verifies the signatures that can align with them, then the
+others, each key lookup limited to L{PER_SIGNATURE}: a message cannot
+spend the deadline on keys of slow domains of its own to keep its
+policy from being read.  Should a check still not be back a little after its deadline (a
 full pool), its Deferred fires with C{temperror} verdicts anyway.
 Checks never errback: an unexpected error is logged and becomes
 C{temperror}.
@@ -30,13 +34,13 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from pymta.senderauth.dkimcheck import check_dkim
-from pymta.senderauth.dmarccheck import DMARCVerdict, check_dmarc
-from pymta.senderauth.lookups import DNSLookups, Lookups
+from pymta.senderauth.dmarccheck import DMARCVerdict, aligned_domains, check_dmarc, find_policies, from_domains, judge
+from pymta.senderauth.lookups import PER_QUERY, DNSLookups, Lookups
 from pymta.senderauth.settings import DEFAULT_TIMEOUT
 from pymta.senderauth.spfcheck import SPFVerdicts, check_spf
 from pymta.senderauth.verdict import TEMPERROR, Verdict
 
-__all__ = ["SenderVerifier", "MessageVerdicts", "GRACE", "MAX_VERIFIED_BYTES"]
+__all__ = ["SenderVerifier", "MessageVerdicts", "GRACE", "MAX_VERIFIED_BYTES", "PER_SIGNATURE"]
 
 log = Logger()
 
@@ -44,6 +48,9 @@ log = Logger()
 GRACE = 5.0
 #: a larger message's signatures are not verified (C{dkim=policy}): dkimpy holds the message in memory
 MAX_VERIFIED_BYTES = 32 * 1024 * 1024
+#: the most the key lookup of one DKIM signature may take
+PER_SIGNATURE = PER_QUERY
+TOO_LARGE = Verdict("dkim", "policy", "message too large to verify")
 
 Run = Callable[..., "defer.Deferred[Any]"]
 
@@ -119,12 +126,20 @@ class SenderVerifier:
         """DKIM and DMARC of C{message} (as stored, LF line ends; C{size} bytes in all, maybe more than given)."""
 
         def work() -> MessageVerdicts:
-            lookups = self._lookups(time.monotonic() + self.timeout)
+            deadline = time.monotonic() + self.timeout
+            domains = from_domains(message)
+            if not domains:  # None (an address without a domain) or no From: nothing to look up
+                dkims = check_dkim(self._lookups(deadline), message) if size <= MAX_VERIFIED_BYTES else [TOO_LARGE]
+                return MessageVerdicts(tuple(dkims), check_dmarc(self._lookups(deadline), message, spf.for_dmarc, spf.domain, dkims))
+            policies = find_policies(self._lookups(deadline), domains)  # first: nothing else spends its time
             if size > MAX_VERIFIED_BYTES:
-                dkims = [Verdict("dkim", "policy", "message too large to verify")]
-            else:
-                dkims = check_dkim(lookups, message)
-            return MessageVerdicts(tuple(dkims), check_dmarc(lookups, message, spf.for_dmarc, spf.domain, dkims))
+                return MessageVerdicts((TOO_LARGE,), judge(policies, spf.for_dmarc, spf.domain, [], dkim_checked=False))
+
+            def per_signature() -> DNSLookups:
+                return self._lookups(min(deadline, time.monotonic() + PER_SIGNATURE))
+
+            dkims = check_dkim(self._lookups(deadline), message, aligned_domains(policies), per_signature)
+            return MessageVerdicts(tuple(dkims), judge(policies, spf.for_dmarc, spf.domain, dkims))
 
         def fallback(reason: str) -> MessageVerdicts:
             return MessageVerdicts((Verdict("dkim", TEMPERROR, reason),), DMARCVerdict(Verdict("dmarc", TEMPERROR, reason)))
