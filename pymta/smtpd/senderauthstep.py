@@ -132,7 +132,7 @@ def sender_auth_step(controls: Controls, reactor: Any, previous: SenderAuthStep 
         return None
     authserv_id = controls.me or "localhost"
     verifier = previous.verifier if previous is not None else None
-    if verifier is None or verifier.timeout != settings.timeout or verifier.nameservers != nameservers:
+    if verifier is None or verifier.stopped or verifier.timeout != settings.timeout or verifier.nameservers != nameservers:
         if verifier is not None:
             verifier.stop()
         verifier = SenderVerifier(make_resolver(nameservers), authserv_id, settings.timeout, reactor, nameservers=nameservers)
