@@ -1,7 +1,8 @@
 """
 The organisational domain of a name (RFC 7489 section 3.2): its public
 suffix plus one label, by the public suffix list that the maintained
-C{publicsuffixlist} package ships (updated with its releases).  A name under no rule of the list has the default rule C{*}: its
+C{publicsuffixlist} package ships (updated with its releases).  A name
+under no rule of the list has the default rule C{*}: its
 top-level label is the suffix (so C{mail.example.test} belongs to
 C{example.test}).  The list is read once (about a tenth of a second), on
 the first question.
