@@ -8,15 +8,17 @@ verify; C{permerror} for a signature that cannot be checked (a malformed
 or incomplete field, no key published, a malformed or too small key);
 C{temperror} when the key's lookup timed out.  A message without a
 signature gets one C{none}.  The key is asked through L{DNSLookups}.
+One C{dkim.DKIM} (the message parsed once) verifies every signature.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Container
 
 import dkim
 
 from pymta.senderauth.lookups import DNSLookups, LookupTemporary
+from pymta.senderauth.orgdomain import org_domain
 from pymta.senderauth.verdict import FAIL, NONE, PASS, PERMERROR, TEMPERROR, Verdict
 
 __all__ = ["check_dkim", "MAX_SIGNATURES", "MIN_KEY_BITS"]
@@ -68,14 +70,13 @@ def _no_key_reason(key: _KeyLookup, name: str) -> str | None:
     return None
 
 
-def _verify_one(message: bytes, index: int, lookups: DNSLookups) -> Verdict:
-    signer = dkim.DKIM(message, minkey=MIN_KEY_BITS)
-    fields = [value for name, value in signer.headers if name.lower() == b"dkim-signature"]
-    tags = _signature_tags(fields[index])
+def _verify_one(signer: dkim.DKIM, tags: dict[bytes, bytes], index: int, lookups: DNSLookups) -> Verdict:
     props = _properties(tags)
     key = _KeyLookup(lookups)
     try:
         ok = signer.verify(idx=index, dnsfunc=key)
+    except LookupTemporary as e:
+        return Verdict("dkim", TEMPERROR, f"key lookup: {e}"[:200], props)
     except dkim.ValidationError as e:
         if str(e).startswith("body hash mismatch"):
             return Verdict("dkim", FAIL, "body hash did not verify", props)
@@ -91,25 +92,34 @@ def _verify_one(message: bytes, index: int, lookups: DNSLookups) -> Verdict:
     return Verdict("dkim", FAIL, "signature did not verify", props)
 
 
-def check_dkim(lookups: DNSLookups, message: bytes) -> list[Verdict]:
+def _first(tags: dict[bytes, bytes], orgs: Container[str]) -> bool:
+    domain = tags.get(b"d", b"").decode("ascii", "replace").strip().rstrip(".").lower()
+    return bool(domain) and org_domain(domain) in orgs
+
+
+def check_dkim(lookups: DNSLookups, message: bytes, aligned: Container[str] = (),
+               per_signature: Callable[[], DNSLookups] | None = None) -> list[Verdict]:
     """
     One verdict per signature of C{message} (the message as stored, LF
     line ends), or one C{none}.  Blocking: runs on a worker thread; a
     lookup that did not answer (L{LookupTemporary}) is that signature's
     C{temperror}.
+
+    Signatures whose C{d=} has an organisational domain in C{aligned}
+    (those that can count for DMARC) are verified first, then the others
+    from the top, L{MAX_SIGNATURES} in all; the verdicts are in the
+    header's order.  C{per_signature} makes each signature's own
+    L{DNSLookups} (its own time limit); without it all use C{lookups}.
     """
     try:
         signer = dkim.DKIM(message, minkey=MIN_KEY_BITS)
     except dkim.DKIMException as e:
         return [Verdict("dkim", PERMERROR, f"message cannot be parsed: {e}"[:200])]
-    count = sum(1 for name, _ in signer.headers if name.lower() == b"dkim-signature")
-    if count == 0:
+    fields = [_signature_tags(value) for name, value in signer.headers if name.lower() == b"dkim-signature"]
+    if not fields:
         return [Verdict("dkim", NONE, "message not signed")]
-    verdicts = []
-    for index in range(min(count, MAX_SIGNATURES)):
-        try:
-            verdicts.append(_verify_one(message, index, lookups))
-        except LookupTemporary as e:
-            fields = [value for name, value in signer.headers if name.lower() == b"dkim-signature"]
-            verdicts.append(Verdict("dkim", TEMPERROR, f"key lookup: {e}"[:200], _properties(_signature_tags(fields[index]))))
-    return verdicts
+    order = sorted(range(len(fields)), key=lambda index: not _first(fields[index], aligned))[:MAX_SIGNATURES]
+    verdicts = {}
+    for index in order:
+        verdicts[index] = _verify_one(signer, fields[index], index, per_signature() if per_signature else lookups)
+    return [verdicts[index] for index in sorted(verdicts)]

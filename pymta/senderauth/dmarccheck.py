@@ -16,17 +16,24 @@ Results: C{pass}; C{fail} (a policy exists and nothing aligned);
 C{none} (no policy record, no From address); C{permerror} (a malformed
 record, a C{p=} that is not none/quarantine/reject, a From address
 without a domain); C{temperror} (DNS did not answer).  With several From
-domains each is evaluated and a failure wins.  C{pct=} is not applied: a
-failure is reported as it is.
+domains (the first L{MAX_FROM_DOMAINS}) each is evaluated and a failure
+wins.  A failure under C{p=reject} outside the C{pct=} sample counts as
+C{p=quarantine} (section 6.6.4).  A DKIM C{temperror} of a signature that
+would align turns a failure into C{temperror}; a message whose
+signatures were not verified (too large) is C{none} unless SPF aligns.
+
+The verifier asks for the policies (L{find_policies}) before any DKIM
+key, then L{judge}s; L{check_dmarc} does both.
 """
 
 from __future__ import annotations
 
+import random
 from dataclasses import dataclass
 from email.parser import BytesHeaderParser
 from email.policy import compat32
 from email.utils import getaddresses
-from typing import Sequence
+from typing import Callable, Sequence
 
 from authheaders.dmarc_lookup import DMARCException, answer_to_dict
 
@@ -34,9 +41,12 @@ from pymta.senderauth.lookups import DNSLookups, LookupTemporary
 from pymta.senderauth.orgdomain import org_domain
 from pymta.senderauth.verdict import FAIL, NONE, PASS, PERMERROR, TEMPERROR, Verdict
 
-__all__ = ["DMARCVerdict", "check_dmarc", "from_domains", "POLICIES"]
+__all__ = ["DMARCVerdict", "DomainPolicy", "check_dmarc", "find_policies", "judge", "aligned_domains", "sampled",
+           "from_domains", "POLICIES", "MAX_FROM_DOMAINS"]
 
 POLICIES = ("none", "quarantine", "reject")
+#: the From domains whose policy is looked up
+MAX_FROM_DOMAINS = 4
 
 
 @dataclass(frozen=True)
@@ -96,23 +106,91 @@ def _aligned(domain: str, other: str, mode: str) -> bool:
     return other == domain or (mode != "s" and org_domain(other) == org_domain(domain))
 
 
-def _one(lookups: DNSLookups, domain: str, spf: Verdict, spf_domain: str, dkims: Sequence[Verdict]) -> DMARCVerdict:
-    props = (("header.from", domain),)
+@dataclass(frozen=True)
+class DomainPolicy:
+    """What policy discovery found for one From domain: the record's tags and policy, or an error verdict."""
+
+    domain: str
+    tags: dict[str, str] | None = None
+    policy: str = ""
+    error: Verdict | None = None
+
+
+def find_policies(lookups: DNSLookups, domains: Sequence[str]) -> list[DomainPolicy]:
+    """The policy of each From domain (asked before anything else, so no other question can spend its time)."""
+    found = []
+    for domain in domains[:MAX_FROM_DOMAINS]:
+        props = (("header.from", domain),)
+        try:
+            policy = _policy(lookups, domain)
+        except LookupTemporary as e:
+            found.append(DomainPolicy(domain, error=Verdict("dmarc", TEMPERROR, f"policy lookup: {e}"[:200], props)))
+        except _BadRecord as e:
+            found.append(DomainPolicy(domain, error=Verdict("dmarc", PERMERROR, f"malformed policy record: {e}"[:200], props)))
+        else:
+            found.append(DomainPolicy(domain) if policy is None else DomainPolicy(domain, policy[0], policy[1]))
+    return found
+
+
+def aligned_domains(policies: Sequence[DomainPolicy]) -> set[str]:
+    """The organisational domains a DKIM C{d=} may have to count for DMARC (its signatures are verified first)."""
+    return {org_domain(p.domain) for p in policies if p.tags is not None}
+
+
+def _pct(tags: dict[str, str]) -> int:
     try:
-        found = _policy(lookups, domain)
-    except LookupTemporary as e:
-        return DMARCVerdict(Verdict("dmarc", TEMPERROR, f"policy lookup: {e}"[:200], props))
-    except _BadRecord as e:
-        return DMARCVerdict(Verdict("dmarc", PERMERROR, f"malformed policy record: {e}"[:200], props))
-    if found is None:
+        return min(100, max(0, int(tags.get("pct", "100"))))
+    except ValueError:
+        return 100
+
+
+def sampled(pct: int) -> bool:
+    """RFC 7489 section 6.6.4: is this message one of the C{pct} percent the policy applies to."""
+    return random.randrange(100) < pct
+
+
+def _one(found: DomainPolicy, spf: Verdict, spf_domain: str, dkims: Sequence[Verdict], dkim_checked: bool,
+         sample: Callable[[int], bool]) -> DMARCVerdict:
+    props = (("header.from", found.domain),)
+    if found.error is not None:
+        return DMARCVerdict(found.error)
+    if found.tags is None:
         return DMARCVerdict(Verdict("dmarc", NONE, "no policy published", props))
-    tags, policy = found
-    spf_ok = spf.result == PASS and bool(spf_domain) and _aligned(domain, spf_domain, tags.get("aspf", "r"))
-    dkim_ok = any(v.result == PASS and _aligned(domain, v.value("header.d") or "", tags.get("adkim", "r")) for v in dkims)
-    return DMARCVerdict(Verdict("dmarc", PASS if spf_ok or dkim_ok else FAIL, "", props, f"p={policy}"), policy)
+    tags, policy = found.tags, found.policy
+    comment = f"p={policy}"
+    spf_ok = spf.result == PASS and bool(spf_domain) and _aligned(found.domain, spf_domain, tags.get("aspf", "r"))
+    aligned = [v for v in dkims if _aligned(found.domain, v.value("header.d") or "", tags.get("adkim", "r"))]
+    if spf_ok or any(v.result == PASS for v in aligned):
+        return DMARCVerdict(Verdict("dmarc", PASS, "", props, comment), policy)
+    if not dkim_checked:
+        return DMARCVerdict(Verdict("dmarc", NONE, "DKIM not verified: message too large", props, comment), policy)
+    if any(v.result == TEMPERROR for v in aligned):
+        return DMARCVerdict(Verdict("dmarc", TEMPERROR, "aligned DKIM key lookup did not answer", props, comment), policy)
+    pct = _pct(tags)
+    if policy == "reject" and pct < 100 and not sample(pct):
+        policy, comment = "quarantine", f"p=reject pct={pct}: not sampled"
+    return DMARCVerdict(Verdict("dmarc", FAIL, "", props, comment), policy)
 
 
-def check_dmarc(lookups: DNSLookups, message: bytes, spf: Verdict, spf_domain: str, dkims: Sequence[Verdict]) -> DMARCVerdict:
+def judge(policies: Sequence[DomainPolicy], spf: Verdict, spf_domain: str, dkims: Sequence[Verdict],
+          dkim_checked: bool = True, sample: Callable[[int], bool] = sampled) -> DMARCVerdict:
+    """
+    The verdict given each From domain's policy, the SPF verdict of
+    C{spf_domain} and the DKIM verdicts (C{dkim_checked} False: the
+    message was not verified, and only an aligned SPF pass can decide).
+    A DKIM C{temperror} of an aligned signature makes a failure
+    C{temperror}.  With several From domains a failure wins.
+    """
+    verdicts = [_one(found, spf, spf_domain, dkims, dkim_checked, sample) for found in policies]
+    for result in (FAIL, TEMPERROR, PERMERROR):
+        for verdict in verdicts:
+            if verdict.verdict.result == result:
+                return verdict
+    return verdicts[0]
+
+
+def check_dmarc(lookups: DNSLookups, message: bytes, spf: Verdict, spf_domain: str, dkims: Sequence[Verdict],
+                dkim_checked: bool = True) -> DMARCVerdict:
     """
     DMARC of C{message} given the SPF verdict of C{spf_domain} (the MAIL
     FROM domain, or the HELO name for a null sender) and the DKIM verdicts.
@@ -123,9 +201,4 @@ def check_dmarc(lookups: DNSLookups, message: bytes, spf: Verdict, spf_domain: s
         return DMARCVerdict(Verdict("dmarc", PERMERROR, "From address without a domain"))
     if not domains:
         return DMARCVerdict(Verdict("dmarc", NONE, "no From address"))
-    verdicts = [_one(lookups, domain, spf, spf_domain, dkims) for domain in domains]
-    for result in (FAIL, TEMPERROR, PERMERROR):
-        for found in verdicts:
-            if found.verdict.result == result:
-                return found
-    return verdicts[0]
+    return judge(find_policies(lookups, domains), spf, spf_domain, dkims, dkim_checked)

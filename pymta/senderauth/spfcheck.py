@@ -12,6 +12,9 @@ C{temperror}.
 The MAIL FROM identity of a null sender (bounces) is the HELO name
 (section 2.4): then only the HELO result is reported, and it is the one
 DMARC uses.
+
+Only a HELO that is a domain name is reported (C{smtp.helo}); the text of
+a C{fail}'s explanation (C{exp=}, the sender's own DNS data) is not.
 """
 
 from __future__ import annotations
@@ -29,6 +32,8 @@ from pymta.senderauth.verdict import NONE, Verdict
 __all__ = ["SPFVerdicts", "check_spf", "SPF_RESULTS"]
 
 SPF_RESULTS = frozenset({"pass", "fail", "softfail", "neutral", "none", "temperror", "permerror"})
+#: the reason given for C{fail} (the domain's C{exp=} explanation is never copied)
+FAIL_REASON = "SPF fail - not authorized"  # pyspf's own text when there is no exp=
 
 
 @dataclass(frozen=True)
@@ -91,6 +96,8 @@ def _evaluate(lookups: DNSLookups, ip: str, sender: str, helo: str, receiver: st
         return "temperror", str(e)
     if result not in SPF_RESULTS:
         return "permerror", f"unexpected SPF result {result!r}"
+    if result == "fail":
+        return result, FAIL_REASON  # not the record's exp= text: that is the sender's DNS talking
     return result, explanation or ""
 
 
@@ -107,7 +114,7 @@ def check_spf(lookups: DNSLookups, ip: str, sender: str, helo: str | None, recei
     """
     helo_domain = _helo_domain(helo)
     if helo_domain is None:
-        helo_verdict = Verdict("spf", NONE, "HELO is not a domain name", (("smtp.helo", helo or "(none)"),))
+        helo_verdict = Verdict("spf", NONE, "HELO is not a domain name")  # and is not copied
     else:
         result, why = _evaluate(lookups, ip, f"postmaster@{helo_domain}", helo_domain, receiver)
         helo_verdict = Verdict("spf", result, why, (("smtp.helo", helo_domain),))

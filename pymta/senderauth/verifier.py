@@ -7,8 +7,16 @@ pyspf, dkimpy and authheaders block, so each check runs on a worker
 thread of a bounded pool of the verifier's own (the reactor never waits)
 and asks DNS through L{pymta.senderauth.lookups.Lookups}: one shared
 dnspython resolver with its answer cache, one deadline (C{timeout}) per
-check.  Should a check still not be back a little after its deadline (a
-full pool), its Deferred fires with C{temperror} verdicts anyway.
+check.  A message's check asks for the From domains' DMARC policies
+first, then verifies the signatures that can align with them, then the
+others, each key lookup limited to L{PER_SIGNATURE}: a message cannot
+spend the deadline on keys of slow domains of its own to keep its
+policy from being read.  Should a check still not be back a little after its deadline (a
+full pool), its Deferred fires with C{temperror} verdicts anyway.  The
+deadline is fixed when the check is asked for: a worker that takes up a
+check whose deadline has passed does not run it, and at most
+L{MAX_WAITING} checks wait for a worker (one more is C{temperror} at
+once).  L{SenderVerifier.stop} (a reload) never blocks the reactor.
 Checks never errback: an unexpected error is logged and becomes
 C{temperror}.
 
@@ -18,6 +26,7 @@ default, a synchronous call in unit tests.
 
 from __future__ import annotations
 
+import threading
 import time
 from dataclasses import dataclass
 from typing import Any, Callable
@@ -30,13 +39,13 @@ from twisted.python.failure import Failure
 from twisted.python.threadpool import ThreadPool
 
 from pymta.senderauth.dkimcheck import check_dkim
-from pymta.senderauth.dmarccheck import DMARCVerdict, check_dmarc
-from pymta.senderauth.lookups import DNSLookups, Lookups
+from pymta.senderauth.dmarccheck import DMARCVerdict, aligned_domains, check_dmarc, find_policies, from_domains, judge
+from pymta.senderauth.lookups import PER_QUERY, DNSLookups, Lookups
 from pymta.senderauth.settings import DEFAULT_TIMEOUT
 from pymta.senderauth.spfcheck import SPFVerdicts, check_spf
 from pymta.senderauth.verdict import TEMPERROR, Verdict
 
-__all__ = ["SenderVerifier", "MessageVerdicts", "GRACE", "MAX_VERIFIED_BYTES"]
+__all__ = ["SenderVerifier", "MessageVerdicts", "GRACE", "MAX_VERIFIED_BYTES", "PER_SIGNATURE", "MAX_WAITING"]
 
 log = Logger()
 
@@ -44,8 +53,30 @@ log = Logger()
 GRACE = 5.0
 #: a larger message's signatures are not verified (C{dkim=policy}): dkimpy holds the message in memory
 MAX_VERIFIED_BYTES = 32 * 1024 * 1024
+#: the most the key lookup of one DKIM signature may take
+PER_SIGNATURE = PER_QUERY
+#: checks that may wait for a worker (beyond the busy ones); one more is C{temperror} at once
+MAX_WAITING = 64
+TOO_LARGE = Verdict("dkim", "policy", "message too large to verify")
 
 Run = Callable[..., "defer.Deferred[Any]"]
+
+
+class _Expired(Exception):
+    """A check's deadline passed before a worker took it up: it is not run."""
+
+
+class _Busy(Exception):
+    """Too many checks wait for a worker: the new one is not queued."""
+
+
+class _Stopped(Exception):
+    """The verifier was stopped (a reload replaced it): it starts no threads again."""
+
+
+def _skip_if_late(deadline: float) -> None:
+    if time.monotonic() >= deadline:
+        raise _Expired()
 
 
 @dataclass(frozen=True)
@@ -78,53 +109,100 @@ class SenderVerifier:
         self._pool: ThreadPool | None = None
         self._maxthreads = maxthreads
         self._run = run or self._in_thread
+        self._stopped = False
+        self._lock = threading.Lock()
+        self._queued = 0  # checks handed to the pool and not yet done
 
     def _in_thread(self, function: Callable[..., Any], *args: Any) -> "defer.Deferred[Any]":
+        if self._stopped:
+            return defer.fail(_Stopped())
+        with self._lock:
+            if self._queued >= self._maxthreads + MAX_WAITING:
+                return defer.fail(_Busy())
+            self._queued += 1
         if self._pool is None:
             self._pool = ThreadPool(0, self._maxthreads, "pymta-senderauth")
             self._pool.start()
             if hasattr(self.reactor, "addSystemEventTrigger"):
                 self.reactor.addSystemEventTrigger("during", "shutdown", self.stop)
-        return deferToThreadPool(self.reactor, self._pool, function, *args)
+
+        def counted() -> Any:
+            try:
+                return function(*args)
+            finally:
+                with self._lock:
+                    self._queued -= 1
+
+        return deferToThreadPool(self.reactor, self._pool, counted)
 
     def stop(self) -> None:
-        """Stop the worker threads (checks in flight finish first)."""
+        """
+        Stop the worker threads (checks in flight finish first) without
+        waiting for them: a thread of its own joins them, never the reactor.
+        A stopped verifier starts no pool again: its checks are C{temperror}.
+        """
+        self._stopped = True
         pool, self._pool = self._pool, None
         if pool is not None:
-            pool.stop()
+            threading.Thread(target=pool.stop, name="pymta-senderauth-stop", daemon=True).start()
+
+    @property
+    def stopped(self) -> bool:
+        return self._stopped
 
     def _guarded(self, d: "defer.Deferred[Any]", fallback: Callable[[str], Any], what: str) -> "defer.Deferred[Any]":
         def failed(failure: Failure) -> Any:
-            if failure.check(defer.TimeoutError, defer.CancelledError):
+            if failure.check(defer.TimeoutError, defer.CancelledError, _Expired):
                 return fallback(f"{what} took longer than {self.timeout:g}s")
+            if failure.check(_Busy):
+                return fallback(f"{what}: too many checks waiting")
+            if failure.check(_Stopped):
+                return fallback(f"{what}: checks stopped")
             log.failure("senderauth: {what} failed", failure, what=what)
             return fallback(f"{what}: internal error")
 
         d.addTimeout(self.timeout + GRACE, self.reactor)
         return d.addErrback(failed)
 
+    def _deadline(self) -> float:
+        """The deadline of a check submitted now."""
+        return time.monotonic() + self.timeout
+
     def check_sender(self, ip: str, sender: str, helo: str | None) -> "defer.Deferred[SPFVerdicts]":
         """SPF of the HELO name and of C{sender} (C{""}: null sender) for a client at C{ip}."""
 
+        deadline = self._deadline()
+
         def work() -> SPFVerdicts:
-            return check_spf(self._lookups(time.monotonic() + self.timeout), ip, sender, helo, self.receiver)
+            _skip_if_late(deadline)
+            return check_spf(self._lookups(deadline), ip, sender, helo, self.receiver)
 
         def fallback(reason: str) -> SPFVerdicts:
             mailfrom = None if not sender else Verdict("spf", TEMPERROR, reason, (("smtp.mailfrom", sender.rpartition("@")[2]),))
-            return SPFVerdicts(Verdict("spf", TEMPERROR, reason, (("smtp.helo", helo or "(none)"),)), mailfrom, "")
+            return SPFVerdicts(Verdict("spf", TEMPERROR, reason), mailfrom, "")
 
         return self._guarded(defer.maybeDeferred(self._run, work), fallback, "SPF check")
 
     def check_message(self, message: bytes, size: int, spf: SPFVerdicts) -> "defer.Deferred[MessageVerdicts]":
         """DKIM and DMARC of C{message} (as stored, LF line ends; C{size} bytes in all, maybe more than given)."""
 
+        deadline = self._deadline()
+
         def work() -> MessageVerdicts:
-            lookups = self._lookups(time.monotonic() + self.timeout)
+            _skip_if_late(deadline)
+            domains = from_domains(message)
+            if not domains:  # None (an address without a domain) or no From: nothing to look up
+                dkims = check_dkim(self._lookups(deadline), message) if size <= MAX_VERIFIED_BYTES else [TOO_LARGE]
+                return MessageVerdicts(tuple(dkims), check_dmarc(self._lookups(deadline), message, spf.for_dmarc, spf.domain, dkims))
+            policies = find_policies(self._lookups(deadline), domains)  # first: nothing else spends its time
             if size > MAX_VERIFIED_BYTES:
-                dkims = [Verdict("dkim", "policy", "message too large to verify")]
-            else:
-                dkims = check_dkim(lookups, message)
-            return MessageVerdicts(tuple(dkims), check_dmarc(lookups, message, spf.for_dmarc, spf.domain, dkims))
+                return MessageVerdicts((TOO_LARGE,), judge(policies, spf.for_dmarc, spf.domain, [], dkim_checked=False))
+
+            def per_signature() -> DNSLookups:
+                return self._lookups(min(deadline, time.monotonic() + PER_SIGNATURE))
+
+            dkims = check_dkim(self._lookups(deadline), message, aligned_domains(policies), per_signature)
+            return MessageVerdicts(tuple(dkims), judge(policies, spf.for_dmarc, spf.domain, dkims))
 
         def fallback(reason: str) -> MessageVerdicts:
             return MessageVerdicts((Verdict("dkim", TEMPERROR, reason),), DMARCVerdict(Verdict("dmarc", TEMPERROR, reason)))

@@ -9,8 +9,11 @@ C{Authentication-Results:} field with authserv-id C{control/me}
   MAIL FROM (so C{reject-spf-fail} can answer there, as other MTAs do:
   C{550 ... (#5.7.23)}, RFC 7372); DKIM and DMARC when the message is in
   (C{reject-dmarc}: C{550 ... (#5.7.1)} for a DMARC fail under
-  C{p=reject}).  Otherwise the message is taken whatever the verdicts,
-  also when DNS does not answer (C{temperror}).
+  C{p=reject}; C{451 ... (#4.7.5)} when the DMARC verdict is
+  C{temperror} and the policy is C{p=reject} or could not be read, so
+  a slow DNS cannot let a forgery through).  Otherwise the message is
+  taken whatever the verdicts, also when DNS does not answer
+  (C{temperror}).
 - A relay client or a logged-in user is not checked and gets no new
   field.
 - For every client, incoming C{Authentication-Results} fields carrying
@@ -31,7 +34,7 @@ from pymta.resolvers import configured_nameservers, make_resolver
 from pymta.senderauth.header import authentication_results, is_ours
 from pymta.senderauth.settings import SenderAuthSettings, sender_auth_settings
 from pymta.senderauth.spfcheck import SPFVerdicts
-from pymta.senderauth.verdict import FAIL
+from pymta.senderauth.verdict import FAIL, TEMPERROR
 from pymta.senderauth.verifier import MAX_VERIFIED_BYTES, SenderVerifier
 from pymta.smtpd.endofdata import SessionFacts, StepVerdict
 from pymta.smtpd.spool import SpooledMessage
@@ -88,6 +91,11 @@ class CheckedTransaction:
             log.info("smtpd: {ip}: DMARC fail for {domain} (p=reject): refused", ip=self.facts.client_ip, domain=domain)
             return StepVerdict(refusal=f"550 DMARC policy of {domain} rejects this message: neither SPF nor DKIM "
                                       "aligns with the From domain (#5.7.1)")
+        if step.settings.reject_dmarc and dmarc.verdict.result == TEMPERROR and dmarc.policy in ("reject", ""):
+            domain = dmarc.verdict.value("header.from") or "the From domain"
+            log.info("smtpd: {ip}: DMARC temperror for {domain} under reject-dmarc: deferred", ip=self.facts.client_ip,
+                     domain=domain)
+            return StepVerdict(refusal=f"451 DMARC of {domain} cannot be checked now: try again later (#4.7.5)")
         header = authentication_results(step.authserv_id, spf.all() + found.dkim + (dmarc.verdict,))
         return StepVerdict(add=(header,), drop=partial(_is_ours, step.authserv_id))
 
@@ -124,7 +132,7 @@ def sender_auth_step(controls: Controls, reactor: Any, previous: SenderAuthStep 
         return None
     authserv_id = controls.me or "localhost"
     verifier = previous.verifier if previous is not None else None
-    if verifier is None or verifier.timeout != settings.timeout or verifier.nameservers != nameservers:
+    if verifier is None or verifier.stopped or verifier.timeout != settings.timeout or verifier.nameservers != nameservers:
         if verifier is not None:
             verifier.stop()
         verifier = SenderVerifier(make_resolver(nameservers), authserv_id, settings.timeout, reactor, nameservers=nameservers)

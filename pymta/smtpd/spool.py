@@ -8,7 +8,8 @@ appends to a C{tempfile.SpooledTemporaryFile} (memory up to
 L{MEMORY_BYTES}, then an anonymous file in the temporary directory, gone
 when closed; smtpd's databytes bounds it).  C{finish()} runs the steps,
 then opens the real writer, writes the steps' new header fields, the
-message's header without the fields a step drops, and the rest in
+message's header without the fields a step drops (a bare CR in the
+header ends a line, as it will at a later hop), and the rest in
 pieces, pausing while the real writer reports a backlog; its commit is
 C{finish()}'s result.  C{abort()} drops the spool and a real writer
 already open.
@@ -16,6 +17,7 @@ already open.
 
 from __future__ import annotations
 
+import re
 import tempfile
 from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
 
@@ -27,7 +29,7 @@ __all__ = ["SpooledMessage", "SpoolingWriter", "HeaderEdit", "MEMORY_BYTES", "CH
 
 MEMORY_BYTES = 1024 * 1024
 CHUNK_BYTES = 64 * 1024
-#: a header field longer than this is passed on as it is (never dropped)
+#: a header field longer than this comes to the steps in parts: they see the first, which decides for all
 MAX_FIELD_BYTES = 64 * 1024
 
 
@@ -71,6 +73,22 @@ class SpooledMessage:
         return b"".join(lines)
 
 
+_BARE_CR = re.compile(rb"(?<=\r)(?!\n)")
+
+
+def _lines(spool: Any) -> Iterator[bytes]:
+    """
+    The lines from the spool's position; a bare CR (one not before the
+    LF) ends a line too, as it will once a later hop (pymta's own relay
+    among them) writes it as CRLF.
+    """
+    while True:
+        line = spool.readline()
+        if not line:
+            return
+        yield from (piece for piece in _BARE_CR.split(line) if piece) if b"\r" in line else (line,)
+
+
 def _fields(spool: Any) -> Iterator[bytes]:
     """
     The header's fields from the start of C{spool}, each with its
@@ -80,18 +98,18 @@ def _fields(spool: Any) -> Iterator[bytes]:
     """
     spool.seek(0)
     field = b""
-    while True:
-        line = spool.readline()
+    for line in _lines(spool):
         if line[:1] in (b" ", b"\t") and field and len(field) < MAX_FIELD_BYTES:
             field += line
             continue
         if field:
             yield field
-        if not line or line == b"\n":
-            if line:
-                yield line
+        if line == b"\n":
+            yield line
             return
         field = line
+    if field:
+        yield field
 
 
 class SpoolingWriter:
@@ -161,9 +179,14 @@ class SpoolingWriter:
         for edit in edits:
             for line in edit.add:
                 real.write(line)
+        dropping = False
         for text in _fields(self._spool):
-            name, colon, value = text.partition(b":")
-            if not (colon and text[:1] not in (b" ", b"\t") and any(drop(name, value) for drop in drops)):
+            if text[:1] in (b" ", b"\t"):  # the later part of a long field: goes with its first part
+                pass
+            else:
+                name, colon, value = text.partition(b":")
+                dropping = bool(colon) and any(drop(name, value) for drop in drops)
+            if not dropping:
                 real.write(text)
             if self._backlog is not None:
                 await self._backlog

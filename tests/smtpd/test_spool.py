@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import io
 from typing import Callable
 
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.smtpd.endofdata import StepVerdict
+import pymta.smtpd.spool as spool_module
 from pymta.smtpd.spool import CHUNK_BYTES, MEMORY_BYTES, SpooledMessage, SpoolingWriter
 from tests.smtpd.helpers import MemorySink, MemoryWriter
 
@@ -84,3 +86,20 @@ class SpoolTests(SynchronousTestCase):
         pending.callback([StepVerdict()])
         self.failureResultOf(d)
         self.assertEqual(sink.opened, [])
+
+
+class HeaderFieldsTests(SynchronousTestCase):
+    """How the replay splits the header: a bare CR ends a line; a long field's parts go with its first."""
+
+    def fields(self, header: bytes) -> list[bytes]:
+        spool = io.BytesIO(header + b"\nbody\n")
+        return list(spool_module._fields(spool))
+
+    def test_bare_cr_ends_a_line(self) -> None:
+        self.assertEqual(self.fields(b"X-Note: a\rB: b\n\tc\r\nC: c\n"),
+                         [b"X-Note: a\r", b"B: b\n\tc\r\n", b"C: c\n", b"\n"])
+
+    def test_long_field_comes_in_parts(self) -> None:
+        long = b"A: x\n" + b"\t" + b"y" * spool_module.MAX_FIELD_BYTES + b"\n\tz\n"
+        self.assertEqual(self.fields(long + b"B: b\n"), [b"A: x\n\t" + b"y" * spool_module.MAX_FIELD_BYTES + b"\n",
+                                                         b"\tz\n", b"B: b\n", b"\n"])
