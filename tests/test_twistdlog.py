@@ -8,6 +8,7 @@ import signal
 import sys
 
 from twisted.application.service import Application
+from twisted.internet import defer
 from twisted.logger import (
     FileLogObserver,
     ILogObserver,
@@ -17,6 +18,7 @@ from twisted.logger import (
     formatTime,
     timeFormatRFC3339,
 )
+from twisted.python import failure
 from twisted.python.failure import Failure
 from twisted.python.logfile import LogFile
 from twisted.scripts.twistd import ServerOptions
@@ -152,6 +154,11 @@ class TwistdObserverTests(unittest.SynchronousTestCase):
 
     def options(self, *argv: str) -> ServerOptions:
         options = ServerOptions()
+        if "--debug" in argv:
+            # twistd's --debug turns on Failure's debug mode for the whole process: any later Failure
+            # of a test in this process would stop in pdb and hang the run
+            self.addCleanup(defer.setDebugging, defer.getDebugging())
+            self.patch(failure.Failure, "__init__", failure.Failure.__init__)  # restored after the test
         options.parseOptions(list(argv))
         return options
 
