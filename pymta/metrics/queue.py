@@ -15,7 +15,6 @@ goes into a histogram.  Both run in the reactor thread.
 
 from __future__ import annotations
 
-import re
 from typing import Any, Callable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -25,6 +24,7 @@ from prometheus_client.registry import Collector
 from pymta.queue.ages import LIMITS, age_index, column_label
 from pymta.queue.messagestate import MessageState, Stage
 from pymta.remote.tcpto import DeadHostMemory
+from pymta.report.logline import DeliveryResult, DeliveryStart, parse_text
 
 __all__ = ["QueueCollector", "DeliveryCounter", "AGE_COLUMNS", "age_column", "LATENCY_BUCKETS"]
 
@@ -115,10 +115,6 @@ class QueueCollector(Collector):
         yield CounterMetricFamily("pymta_bounces", "Bounce messages injected.", value=stats.get("bounces", 0))
 
 
-_STARTING = re.compile(r"^starting delivery (\d+): msg (\d+) to (\w+) ")
-_RESULT = re.compile(r"^delivery (\d+): (success|deferral|failure|report mangled)")
-_RESULTS = {"success": "success", "deferral": "deferral", "failure": "failure", "report mangled": "deferral"}
-
 #: deliveries started whose result has not been seen: more means lost results, which are forgotten
 _PENDING_MAX = 100_000
 
@@ -144,22 +140,19 @@ class DeliveryCounter:
         line = event.get("qmail_line")
         if not isinstance(line, str):
             return
-        started = _STARTING.match(line)
-        if started is not None:
+        parsed = parse_text(line)
+        if isinstance(parsed, DeliveryStart):
             if len(self._started) >= _PENDING_MAX:
                 self._started.clear()
-            number, message_id, channel = int(started[1]), int(started[2]), started[3]
-            state = self.scheduler.messages.get(message_id)
-            self._started[number] = (channel, None if state is None else birth_of(state))
+            state = self.scheduler.messages.get(parsed.message_id)
+            self._started[parsed.number] = (parsed.channel, None if state is None else birth_of(state))
             return
-        result = _RESULT.match(line)
-        if result is None:
+        if not isinstance(parsed, DeliveryResult):
             return
-        known = self._started.pop(int(result[1]), None)
+        known = self._started.pop(parsed.number, None)
         if known is None:
             return
         channel, birth = known
-        outcome = _RESULTS[result[2]]
-        self.deliveries.labels(channel, outcome).inc()
-        if outcome == "success" and birth is not None:
+        self.deliveries.labels(channel, parsed.status).inc()
+        if parsed.status == "success" and birth is not None:
             self.latency.labels(channel).observe(max(0.0, self.now() - birth))
