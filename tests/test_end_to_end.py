@@ -50,6 +50,39 @@ def wait_for(predicate, timeout: float, what: str, log: str | None = None):
     raise AssertionError(f"timed out waiting for {what}{tail}")
 
 
+def start_twistd(testcase: unittest.SynchronousTestCase, twistd: list[str], args: list[str], log: str,
+                 ports: list[int]) -> subprocess.Popen:
+    """
+    Run C{twistd -n ARGS} (C{twistd}: the command that runs twistd) logging to
+    C{log}, stopped when C{testcase} ends; returns once every one of C{ports}
+    on 127.0.0.1 accepts a connection, and fails if twistd exits before.
+    """
+    command = [*twistd, "-n", "--pidfile=", f"--logfile={log}", *args]
+    proc = subprocess.Popen(command, cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+
+    def stop() -> None:
+        proc.terminate()
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+    testcase.addCleanup(stop)
+
+    def listening() -> bool:
+        try:
+            for port in ports:
+                socket.create_connection(("127.0.0.1", port), 0.5).close()
+            return True
+        except OSError:
+            testcase.assertIsNone(proc.poll(), "twistd pymta exited early; see " + log)
+            return False
+
+    wait_for(listening, 60, "pymta to listen", log)
+    return proc
+
+
 class SinkHandler(socketserver.StreamRequestHandler):
     """A tiny SMTP server that records every message it accepts."""
 
@@ -137,33 +170,11 @@ class EndToEndTests(unittest.SynchronousTestCase):
 
         smtp, submission, pop3 = free_port(), free_port(), free_port()
         log = os.path.join(root, "twistd.log")
-        command = [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", f"--logfile={log}"]
-        command += ["pymta", "--root", root,
-                    "--smtp", f"tcp:{smtp}:interface=127.0.0.1",
-                    "--submission", f"tcp:{submission}:interface=127.0.0.1",
-                    "--pop3", f"tcp:{pop3}:interface=127.0.0.1"]
-        proc = subprocess.Popen(command, cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        self.addCleanup(stop)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", pop3), 0.5).close()
-                socket.create_connection(("127.0.0.1", smtp), 0.5).close()
-                return True
-            except OSError:
-                self.assertIsNone(proc.poll(), "twistd pymta exited early; see " + log)
-                return False
-
-        wait_for(listening, 60, "pymta to listen", log)
+        start_twistd(self, [os.path.join(os.path.dirname(sys.executable), "twistd")],
+                     ["pymta", "--root", root,
+                      "--smtp", f"tcp:{smtp}:interface=127.0.0.1",
+                      "--submission", f"tcp:{submission}:interface=127.0.0.1",
+                      "--pop3", f"tcp:{pop3}:interface=127.0.0.1"], log, [pop3, smtp])
 
         with smtplib.SMTP("127.0.0.1", smtp, timeout=30) as client:
             for rcpt in ("alice@test.example", "alice-prog@test.example", "Info@virt.example",

@@ -20,7 +20,6 @@ import os
 import re
 import shutil
 import smtplib
-import socket
 import subprocess
 import sys
 import tempfile
@@ -28,7 +27,7 @@ import tempfile
 from twisted.trial import unittest
 
 from tests.packages import ensure_program
-from tests.test_end_to_end import SRC, free_port, wait_for
+from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
 
 MAIL_UID = 4242
 
@@ -109,31 +108,11 @@ class HelpersEndToEndTests(unittest.SynchronousTestCase):
         self.smtp = smtp = free_port()
         self.log = log = os.path.join(self.root, "twistd.log")
         twistd = "import sys; from twisted.scripts.twistd import run; sys.argv[0] = 'twistd'; run()"
-        command = [self.python, "-c", twistd, "-n", "--pidfile=", f"--logfile={log}", "pymta", "--root", self.root,
-                   "--smtp", f"tcp:{smtp}:interface=127.0.0.1",
-                   "--submission", f"tcp:{free_port()}:interface=127.0.0.1",
-                   "--pop3", f"tcp:{free_port()}:interface=127.0.0.1"]
-        proc = subprocess.Popen(command, cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        self.addCleanup(stop)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", smtp), 0.5).close()
-                return True
-            except OSError:
-                self.assertIsNone(proc.poll(), "twistd pymta exited early; see " + log)
-                return False
-
-        wait_for(listening, 60, "pymta to listen", log)
+        start_twistd(self, [self.python, "-c", twistd],
+                     ["pymta", "--root", self.root,
+                      "--smtp", f"tcp:{smtp}:interface=127.0.0.1",
+                      "--submission", f"tcp:{free_port()}:interface=127.0.0.1",
+                      "--pop3", f"tcp:{free_port()}:interface=127.0.0.1"], log, [smtp])
 
     def send(self, rcpt: str, subject: str, sender: str = "alice-bounces@test.example") -> None:
         with smtplib.SMTP("127.0.0.1", self.smtp, timeout=30) as client:

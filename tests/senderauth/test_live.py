@@ -27,7 +27,7 @@ from twisted.trial import unittest
 
 from tests.authdns import start_nsd
 from tests.senderauth.fakedns import Key
-from tests.test_end_to_end import SRC, free_port, wait_for
+from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
 
 ZONE = """$ORIGIN auth.test.
 @ 3600 IN SOA ns.auth.test. hostmaster.auth.test. 1 3600 600 86400 300
@@ -129,29 +129,8 @@ class LiveSenderChecks(unittest.SynchronousTestCase):
 
         smtp = free_port()
         log = os.path.join(root, "twistd.log")
-        command = [os.path.join(os.path.dirname(sys.executable), "twistd"), "-n", "--pidfile=", f"--logfile={log}",
-                   "pymta", "--root", root, "--smtp", f"tcp:{smtp}:interface=127.0.0.1"]
-        proc = subprocess.Popen(command, cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        self.addCleanup(stop)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", smtp), 0.5).close()
-                return True
-            except OSError:
-                self.assertIsNone(proc.poll(), "twistd pymta exited early; see " + log)
-                return False
-
-        wait_for(listening, 60, "pymta to listen", log)
+        start_twistd(self, [os.path.join(os.path.dirname(sys.executable), "twistd")],
+                     ["pymta", "--root", root, "--smtp", f"tcp:{smtp}:interface=127.0.0.1"], log, [smtp])
         with smtplib.SMTP("127.0.0.1", smtp, local_hostname="client.auth.test", timeout=30) as client:
             for subject, (sender, from_domain, signing, _) in CASES.items():
                 client.sendmail(sender, ["alice@test.example"], message(subject, from_domain, signing))
