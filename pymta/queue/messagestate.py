@@ -46,6 +46,10 @@ class Stage(enum.Enum):
     #: held by C{pymta ctl hold} (C{hold/ID} on disk): never attempted until released
     HELD = "held"
 
+    # Members are singletons, so identity is a valid hash; object's is done in C, while
+    # Enum's hashes the member's name in Python on every dict and set lookup of a stage.
+    __hash__ = object.__hash__
+
 
 class Later(enum.Enum):
     """What a message in L{Stage.LATER} does when its time comes."""
