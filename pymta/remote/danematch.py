@@ -33,10 +33,13 @@ from OpenSSL import crypto
 from service_identity import CertificateError, VerificationError
 from service_identity.cryptography import verify_certificate_hostname
 
-__all__ = ["DANE_TA", "DANE_EE", "TLSARecord", "usable", "association", "check_chain"]
+__all__ = ["DANE_TA", "DANE_EE", "NO_MATCH", "TLSARecord", "usable", "association", "check_chain"]
 
 DANE_TA = 2
 DANE_EE = 3
+
+#: why a chain fails when no record names any certificate of it
+NO_MATCH = "no TLSA record matches its certificate"
 
 _SELECTORS = (0, 1)
 _MATCHING = (0, 1, 2)
@@ -86,7 +89,7 @@ def check_chain(chain: Sequence[x509.Certificate], records: Sequence[TLSARecord]
     leaf = chain[0]
     if any(r.usage == DANE_EE and _matches(leaf, r) for r in records):
         return None
-    reason = "no TLSA record matches its certificate"
+    reason = NO_MATCH
     for record in (r for r in records if r.usage == DANE_TA):
         anchor = _anchor(chain, record)
         if anchor is None:

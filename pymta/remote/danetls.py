@@ -7,8 +7,8 @@ authenticated: the usual PKIX checks are replaced by
 L{pymta.remote.danematch.check_chain} over the chain the server sent.  A
 chain that does not match aborts the handshake with L{DaneMismatch}, whose
 text becomes the deferral's (C{TLS session with ADDRESS failed: TLSA
-records of mx.example.com do not match its certificate (...)}); the next
-MX is tried.
+records of mx.example.com do not match its certificate. (#4.7.5)}, with
+the reason when it is more than that); the next MX is tried.
 
 With no usable record (C{records} empty) TLS is still required but not
 authenticated (RFC 7672 section 2.2): L{DaneTLS} then checks nothing.
@@ -25,7 +25,7 @@ from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
-from pymta.remote.danematch import TLSARecord, check_chain
+from pymta.remote.danematch import NO_MATCH, TLSARecord, check_chain
 
 __all__ = ["DaneMismatch", "DaneTLS"]
 
@@ -102,7 +102,8 @@ def _verifier(tls_protocol: Any, policy: DaneTLS) -> Any:
             problem = f"unusable certificate: {e}"
         verdict.append(problem is None)
         if problem is not None:
-            error = DaneMismatch(f"TLSA records of {policy.host} do not match its certificate ({problem})")
+            detail = "" if problem == NO_MATCH else f" ({problem})"
+            error = DaneMismatch(f"TLSA records of {policy.host} do not match its certificate{detail}")
             tls_protocol.failVerification(Failure(error))
         return verdict[0]
 
