@@ -32,6 +32,10 @@ L{pymta.remote.smarthostauth}) and certificate verification
 (L{pymta.remote.tlspolicy.route_policy}); C{control/smarthostauth} is
 checked, mode and owner too, when the channel is made and at each reload.
 
+DANE (L{pymta.remote.dane}, on only with resolvers declared validating)
+decides per MX host: TLS required and the certificate checked against the
+TLSA records, or a deferral text for a host whose TLSA lookup failed.
+
 When no address could be used: C{Z} "Sorry, I wasn't able to establish an
 SMTP connection. (#4.4.1)", or the last server's refusal text when a server
 refused us.  An optional STARTTLS handshake that fails is retried once on a
