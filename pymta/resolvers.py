@@ -9,6 +9,13 @@ production to point mail at a local caching (or validating) resolver
 without changing the host's resolv.conf, and in tests to point it at a
 test server.  The daemons read it when they start.
 
+A server may be marked C{validating} after its address
+(C{127.0.0.1 validating}): the administrator declares that it checks
+DNSSEC signatures itself, so its AD bit can be trusted; DANE
+(L{pymta.remote.dane}) is used only when every listed server is marked.
+Marking some servers and not others is an error: which one answers is
+chance, and an AD bit from a server that does not validate is forgeable.
+
 L{parse_nameserver} is also C{pymta dns check --nameserver}'s parser.
 """
 
@@ -21,10 +28,14 @@ import dns.resolver
 
 from pymta.control import Controls, entry_error
 
-__all__ = ["parse_nameserver", "configured_nameservers", "make_resolver", "CACHE_ENTRIES"]
+__all__ = ["parse_nameserver", "configured_nameservers", "validating_resolvers", "make_resolver", "CACHE_ENTRIES",
+           "VALIDATING"]
 
 #: answers a resolver keeps (each for its TTL)
 CACHE_ENTRIES = 10000
+
+#: the word after a server's address that declares it a DNSSEC-validating resolver
+VALIDATING = "validating"
 
 
 def parse_nameserver(text: str) -> tuple[str, int]:
@@ -58,12 +69,31 @@ def configured_nameservers(controls: Controls) -> tuple[tuple[str, int], ...] | 
     if not lines:
         raise entry_error([""], 0, "no name server listed: remove the file to use the system's resolver", "resolvers")
     servers = []
+    marked = set()
     for index, line in enumerate(lines):
+        address, _, option = line.strip().partition(" ")
         try:
-            servers.append(parse_nameserver(line.strip()))
+            if option.strip() not in ("", VALIDATING):
+                raise ValueError(f"unknown option {option.strip()!r} after the name server: only {VALIDATING!r}")
+            servers.append(parse_nameserver(address))
         except ValueError as e:
             raise entry_error(lines, index, str(e), "resolvers") from None
+        marked.add(bool(option.strip()))
+        if len(marked) > 1:
+            raise entry_error(lines, index, f"mark every name server {VALIDATING!r} or none: DNSSEC answers are "
+                              "trusted only when every server validates", "resolvers")
     return tuple(servers)
+
+
+def validating_resolvers(controls: Controls) -> bool:
+    """
+    True when control/resolvers lists servers and every one is marked
+    C{validating} (checked by L{configured_nameservers}): their AD bit may be trusted.
+    """
+    if configured_nameservers(controls) is None:
+        return False
+    lines = controls.extra_lines("resolvers") or []
+    return all(line.strip().partition(" ")[2].strip() == VALIDATING for line in lines)
 
 
 def make_resolver(nameservers: tuple[tuple[str, int], ...] | None) -> dns.resolver.Resolver:

@@ -32,6 +32,10 @@ L{pymta.remote.smarthostauth}) and certificate verification
 (L{pymta.remote.tlspolicy.route_policy}); C{control/smarthostauth} is
 checked, mode and owner too, when the channel is made and at each reload.
 
+DANE (L{pymta.remote.dane}, on only with resolvers declared validating)
+decides per MX host: TLS required and the certificate checked against the
+TLSA records, or a deferral text for a host whose TLSA lookup failed.
+
 When no address could be used: C{Z} "Sorry, I wasn't able to establish an
 SMTP connection. (#4.4.1)", or the last server's refusal text when a server
 refused us.  An optional STARTTLS handshake that fails is retried once on a
@@ -57,6 +61,7 @@ from twisted.python.failure import Failure
 from pymta.address import split_address
 from pymta.control import ControlError, ControlReader, Controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
+from pymta.remote.dane import DanePlanner, HostDecisions
 from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
@@ -157,6 +162,7 @@ class RemoteChannel:
         is_own_address: Callable[[str], bool] | None = None,
         shuffle: Callable[[list], None] | None = None,
         idle_seconds: float = 3.0,
+        dane: DanePlanner | None = None,
     ) -> None:
         if reactor is None:
             from twisted.internet import reactor as global_reactor
@@ -174,6 +180,7 @@ class RemoteChannel:
                 return is_self_address(address, cached())
 
         self.planner = TargetPlanner(self.resolver, is_own_address, shuffle)
+        self.dane = dane if dane is not None else DanePlanner.from_controls(reader.current, reactor)  # off by default
         self.dead_hosts = DeadHostMemory(tcpto_path(root), clock=reactor.seconds)
         # Reset as qmail-rspawn does at startup, but once the reactor runs: after the
         # drop from root, so the queue's owner does it without root's capabilities
@@ -242,6 +249,7 @@ class RemoteChannel:
         def stop_resolver(_: object) -> None:
             if self._own_resolver and isinstance(self.resolver, DNSResolver):
                 self.resolver.stop()
+            self.dane.stop()
 
         return waiting.addCallback(stop_resolver)
 
@@ -295,11 +303,12 @@ class RemoteChannel:
             log.error("{job}: tlsdestinations or smarthostauth unusable, deferring {domain}: {error}",
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
+        dane = yield self.dane.decide(domain, targets, policy, route, job.about())
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
         while pending:
             batch = [recipients[i] for i in pending]
-            outcome, used = yield self._try_targets(targets, job, controls, batch, policy, route, credentials)
+            outcome, used = yield self._try_targets(targets, job, controls, batch, policy, route, credentials, dane)
             if isinstance(outcome, str):
                 for i in pending:
                     results[i] = DeliveryResult(DEFERRAL, outcome)
@@ -321,6 +330,7 @@ class RemoteChannel:
         policy: TLSPolicy,
         route: Route | None = None,
         credentials: Credentials | None = None,
+        dane: HostDecisions | None = None,
     ) -> Generator[Deferred[Any], Any, tuple[SessionOutcome | str, Target | None]]:
         """The first usable server's outcome and its target, or (text, None) when none could be used."""
         last_text = TEXT_NO_CONNECTION
@@ -336,15 +346,20 @@ class RemoteChannel:
                     continue
             except OSError:
                 pass
+            host_dane = dane.get(target.host) if dane else None  # DANE's demand of this MX, or its deferral text
+            if isinstance(host_dane, str):
+                last_text = host_dane
+                continue
             try:
-                tls = TLSPolicyTable.creator(policy, target.host)
+                tls = host_dane.creator() if host_dane else TLSPolicyTable.creator(policy, target.host)
             except (OSError, ValueError) as e:
                 log.error("{job}: TLS trust for {host} unusable: {error}", job=job.about(), message_id=job.message_id,
                           host=target.host, error=e)
                 return f"Unable to load the TLS trust anchors for {target.host}. (#4.3.0)\n", None
-            key = (target.address, target.port, target.host, controls.helohost, policy, smtps, login, tls is None)
-            outcome = yield self._session(target, job, controls, recipients, tls, policy.required or smtps, key,
-                                          smtps, credentials)
+            key = (target.address, target.port, target.host, controls.helohost, policy, smtps, login, host_dane,
+                   tls is None)
+            outcome = yield self._session(target, job, controls, recipients, tls,
+                                          policy.required or smtps or host_dane is not None, key, smtps, credentials)
             if outcome is _CONNECT_FAILED:
                 continue
             if outcome.tls_failed and not policy.required and not smtps:
