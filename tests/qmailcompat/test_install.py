@@ -21,6 +21,7 @@ from pymta.qmailcompat import PROGRAMS
 from pymta.qmailcompat.install import DEFAULT_TARGETS, MANIFEST, MARKER, CompatRefused, install, remove
 from pymta.queue.envelope import parse_todo
 from pymta.queue.layout import QueueLayout
+from tests.qmailcompat.helpers import hold_real_paths
 from tests.queue.test_store import files_under
 
 
@@ -196,8 +197,7 @@ class RealPathsTests(unittest.SynchronousTestCase):
     """As root: the default targets themselves, put back exactly as they were."""
 
     def test_install_and_remove_default_targets(self) -> None:
-        if os.getuid() != 0:
-            raise unittest.SkipTest("needs root (writes /var/qmail and /var/lib/qmail)")
+        hold_real_paths(self)
         for target in DEFAULT_TARGETS:
             if os.path.exists(os.path.join(target, MANIFEST)) or os.path.lexists(os.path.join(target, "bin", "qmail-queue")):
                 raise unittest.SkipTest(f"{target} already has a qmail-queue or a compatibility directory")
