@@ -67,7 +67,7 @@ def script_text(name: str, root: str, python: str | None = None) -> str:
     return (
         "#!/bin/sh\n"
         f"{MARKER} (remove: pymta qmail-compat remove): qmail's {name} runs pymta's\n"
-        f"PYMTA_ROOT=\"${{PYMTA_ROOT:-{root}}}\"; export PYMTA_ROOT\n"
+        f"[ -n \"$PYMTA_ROOT\" ] || PYMTA_ROOT={shlex.quote(root)}; export PYMTA_ROOT\n"
         f"exec {shlex.quote(python)} -P -m pymta.qmailcompat {name} \"$@\"\n"
     )
 

@@ -18,7 +18,7 @@ from twisted.trial import unittest
 
 from pymta.cli import qmailcompat as compat_cli
 from pymta.qmailcompat import PROGRAMS
-from pymta.qmailcompat.install import DEFAULT_TARGETS, MANIFEST, MARKER, CompatRefused, install, remove
+from pymta.qmailcompat.install import DEFAULT_TARGETS, MANIFEST, MARKER, CompatRefused, install, remove, script_text
 from pymta.queue.envelope import parse_todo
 from pymta.queue.layout import QueueLayout
 from tests.qmailcompat.helpers import hold_real_paths
@@ -87,6 +87,15 @@ class CompatDirectoryTests(unittest.SynchronousTestCase):
             mess = f.read()
         self.assertRegex(mess, rb"^Received: \(pymta \d+ invoked by uid %d\); \d{1,2} [A-Z][a-z]{2} \d{4} "
                                rb"\d\d:\d\d:\d\d -0000\nSubject: cron\n\nnightly\n$" % os.getuid())
+
+    def test_root_is_quoted_and_the_callers_root_wins(self) -> None:
+        odd = "/srv/it's a $HOME `root`"
+        head = "".join(script_text("qmail-queue", odd).splitlines(keepends=True)[:3]) + 'printf %s "$PYMTA_ROOT"\n'
+        done = subprocess.run(["/bin/sh", "-c", head], capture_output=True, env={"PATH": "/usr/bin:/bin"}, timeout=60)
+        self.assertEqual(done.stdout.decode(), odd)
+        done = subprocess.run(["/bin/sh", "-c", head], capture_output=True, timeout=60,
+                              env={"PATH": "/usr/bin:/bin", "PYMTA_ROOT": "/var/other"})
+        self.assertEqual(done.stdout.decode(), "/var/other")
 
     def test_qmail_queue_exit_codes_are_qmail_queues(self) -> None:
         install(self.root, [self.target])
