@@ -13,7 +13,10 @@ Besides qmail's variables the environment holds C{PATH} with the directory
 of the .qmail helper programs first (L{pymta.qmailhelpers.BIN_DIR}, so
 C{|preline procmail} finds C{preline}), C{PYMTA_PYTHON} (this interpreter,
 which those helpers run on) and C{PYMTA_ROOT} when the spawner has it (the
-root whose queue C{forward} and C{pymta inject} use).
+root whose queue C{forward} and C{pymta inject} use).  C{QMAILQUEUE} names
+L{QMAILQUEUE_PROGRAM} (qmail-queue's interface into pymta's queue), so
+qmail's own add-ons (dot-forward, fastforward) queue through pymta, unless
+this process's environment already names a program there.
 """
 
 from __future__ import annotations
@@ -26,11 +29,21 @@ from dataclasses import dataclass
 from pymta.local.errors import DeliveryFailure
 from pymta.qmailhelpers import BIN_DIR
 
-__all__ = ["ProgramContext", "program_environment", "base_environment", "run_program", "PERMANENT_EXITS", "OUTPUT_CAP"]
+__all__ = [
+    "ProgramContext",
+    "program_environment",
+    "base_environment",
+    "run_program",
+    "PERMANENT_EXITS",
+    "OUTPUT_CAP",
+    "QMAILQUEUE_PROGRAM",
+]
 
 PERMANENT_EXITS = frozenset({64, 65, 70, 76, 77, 78, 100, 112})
 OUTPUT_CAP = 4000
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
+#: the program delivery programs find in C{QMAILQUEUE} (docs/dotqmail.md, 'The environment')
+QMAILQUEUE_PROGRAM = os.path.join(BIN_DIR, "qmail-queue")
 
 
 @dataclass(frozen=True)
@@ -77,14 +90,15 @@ def _ext_tails(ext: str) -> list[str]:
 def base_environment(environ: dict[str, str] | None = None) -> dict[str, str]:
     """
     What every delivery program gets besides qmail's variables: C{PATH}
-    (the helpers' directory, then C{environ}'s PATH), C{PYMTA_PYTHON}, and
+    (the helpers' directory, then C{environ}'s PATH), C{PYMTA_PYTHON},
+    C{QMAILQUEUE} (C{environ}'s, else L{QMAILQUEUE_PROGRAM}), and
     C{PYMTA_ROOT} when C{environ} (default: this process's) has it.
     """
     source = os.environ if environ is None else environ
     inherited = source.get("PATH", DEFAULT_PATH)
     if BIN_DIR not in inherited.split(":"):
         inherited = f"{BIN_DIR}:{inherited}"
-    env = {"PATH": inherited, "PYMTA_PYTHON": sys.executable}
+    env = {"PATH": inherited, "PYMTA_PYTHON": sys.executable, "QMAILQUEUE": source.get("QMAILQUEUE") or QMAILQUEUE_PROGRAM}
     if source.get("PYMTA_ROOT"):
         env["PYMTA_ROOT"] = source["PYMTA_ROOT"]
     return env

@@ -9,7 +9,7 @@ import sys
 from twisted.trial import unittest
 
 from pymta.local.deliver import LOOP_TEXT, NO_MAILBOX_TEXT, LocalDelivery, deliver_local
-from pymta.local.program import base_environment
+from pymta.local.program import QMAILQUEUE_PROGRAM, base_environment
 from pymta.qmailhelpers import BIN_DIR
 from tests.local.helpers import MESSAGE, make_home, make_maildir, maildir_files, open_message, user, write_file
 
@@ -311,8 +311,22 @@ class ProgramTests(DeliverTestCase):
         self.patch(os, "environ", dict(os.environ, PYMTA_ROOT="/srv/pymta-root"))
         self.dotqmail(".qmail-x", '|echo "$PYMTA_ROOT"\n')
         self.assertEqual(self.deliver("-", "x").output, "/srv/pymta-root\n")
-        self.assertEqual(base_environment({"PATH": "/bin"}), {"PATH": f"{BIN_DIR}:/bin", "PYMTA_PYTHON": sys.executable})
+        self.assertEqual(base_environment({"PATH": "/bin"}), {"PATH": f"{BIN_DIR}:/bin", "PYMTA_PYTHON": sys.executable,
+                                                             "QMAILQUEUE": QMAILQUEUE_PROGRAM})
         self.assertEqual(base_environment({"PATH": f"/bin:{BIN_DIR}"})["PATH"], f"/bin:{BIN_DIR}")
+
+    def test_qmailqueue_names_pymtas_qmail_queue(self) -> None:
+        # qmail's add-ons (dot-forward, fastforward) queue through $QMAILQUEUE: pymta's qmail-queue
+        self.dotqmail(".qmail-x", '|echo "$QMAILQUEUE"\n')
+        self.assertEqual(self.deliver("-", "x").output, QMAILQUEUE_PROGRAM + "\n")
+        self.assertEqual(QMAILQUEUE_PROGRAM, os.path.join(BIN_DIR, "qmail-queue"))
+        self.assertTrue(os.access(QMAILQUEUE_PROGRAM, os.X_OK))
+
+    def test_qmailqueue_of_the_administrator_kept(self) -> None:
+        # a QMAILQUEUE the daemons were started with (a filter in front of the queue) stays
+        self.patch(os, "environ", dict(os.environ, QMAILQUEUE="/usr/local/bin/qmail-scanner-queue"))
+        self.dotqmail(".qmail-x", '|echo "$QMAILQUEUE"\n')
+        self.assertEqual(self.deliver("-", "x").output, "/usr/local/bin/qmail-scanner-queue\n")
 
     def test_default_unset_for_exact_file(self) -> None:
         self.dotqmail(".qmail-x", '|echo "${DEFAULT-unset}"\n')
