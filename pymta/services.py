@@ -61,6 +61,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     error is one line and C{SystemExit}.
     """
     from pymta.configcheck.startup import checked_reader
+    from pymta.qmtpd.service import add_qmtp_listeners
     from pymta.queue.framing import inject_socket_path
     from pymta.queue.injectclient import InjectClientSink
     from pymta.signals import reload_on_hangup
@@ -90,6 +91,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
             local_recipients=recipients,
             events=NO_EVENTS if metrics is None else metrics.sessions("smtpd"),
         )
+        add_qmtp_listeners(svc, options.get("qmtp", ()), reactor)
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
     lookup.setServiceParent(svc)

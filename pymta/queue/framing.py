@@ -82,8 +82,8 @@ class NetstringParser:
         """Bytes received but not yet returned."""
         return len(self._buffer)
 
-    def next(self) -> bytes | None:
-        """The next complete netstring, or C{None} until more bytes arrive."""
+    def _prefix(self) -> tuple[int, int] | None:
+        """C{(colon position, length)} of the next netstring's C{LEN:} prefix, None until it has arrived."""
         buf = self._buffer
         colon = buf.find(b":", 0, _MAX_DIGITS + 1)
         if colon == -1:
@@ -96,6 +96,15 @@ class NetstringParser:
         length = int(digits)
         if length > self.max_length:
             raise FramingError(f"netstring of {length} bytes exceeds {self.max_length}")
+        return colon, length
+
+    def next(self) -> bytes | None:
+        """The next complete netstring, or C{None} until more bytes arrive."""
+        prefix = self._prefix()
+        if prefix is None:
+            return None
+        buf = self._buffer
+        colon, length = prefix
         end = colon + 1 + length
         if len(buf) < end + 1:
             return None
@@ -104,6 +113,36 @@ class NetstringParser:
         value = bytes(buf[colon + 1 : end])
         del buf[: end + 1]
         return value
+
+    # -- streaming a long string (QMTP's message): prefix, bytes, comma --
+
+    def next_length(self) -> int | None:
+        """
+        The length of the next netstring once its C{LEN:} prefix has
+        arrived (checked as in L{next}), for a caller that streams the
+        string: the prefix is consumed, the caller then takes the bytes
+        with L{take} and the comma with L{take_comma}.  None until then.
+        """
+        prefix = self._prefix()
+        if prefix is None:
+            return None
+        del self._buffer[: prefix[0] + 1]
+        return prefix[1]
+
+    def take(self, limit: int) -> bytes:
+        """Up to C{limit} of the bytes received (possibly none)."""
+        value = bytes(self._buffer[:limit])
+        del self._buffer[:limit]
+        return value
+
+    def take_comma(self) -> bool:
+        """Consume the comma that ends a streamed string: False until it has arrived, L{FramingError} if another byte came."""
+        if not self._buffer:
+            return False
+        if self._buffer[0] != ord(","):
+            raise FramingError("netstring does not end with a comma")
+        del self._buffer[:1]
+        return True
 
 
 def _split_all(payload: bytes) -> list[bytes]:

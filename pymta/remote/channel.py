@@ -21,6 +21,9 @@ domain, and for each domain:
      refused one C{D} (C{h}) or C{Z} (C{s}) with the server's text, followed
      by the message's text when that is not better.
 
+A domain control/qmtproutes names goes over QMTP instead
+(L{pymta.remote.qmtpdelivery}).
+
 After a message, the connection is kept open for C{idle_seconds} (3 by
 default) and the next message for the same address, port, helohost and TLS
 policy goes over it (MAIL onwards); a kept connection the server has closed
@@ -66,6 +69,7 @@ from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientPro
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
+from pymta.remote.qmtpdelivery import QMTPDelivery
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
 from pymta.remote.smtproutes import Route
@@ -199,6 +203,8 @@ class RemoteChannel:
         account = daemon_account(root)
         reader.add_check(lambda controls: check_file(controls, account))  # mode and owner: before it is read
         reader.add_check(self.smarthost_credentials)
+        self.qmtp = QMTPDelivery(self.planner, self.dead_hosts, reactor)  # the domains control/qmtproutes names
+        reader.add_check(self.qmtp.routes)
         self.idle_seconds = idle_seconds
         self._idle: dict[tuple, list[SMTPClientProtocol]] = {}
         self._idle_timers: dict[SMTPClientProtocol, Any] = {}
@@ -235,6 +241,7 @@ class RemoteChannel:
 
     def stop(self) -> "Deferred[None]":
         self._stopping = True
+        self.qmtp.stop()
         for protocol in list(self._active):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
@@ -291,6 +298,9 @@ class RemoteChannel:
     def _deliver_domain(
         self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]
     ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
+        qmtp_route = self.qmtp.route_for(controls, domain)
+        if qmtp_route is not None:
+            return (yield self.qmtp.deliver(job, controls, domain, recipients, qmtp_route))
         try:
             targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes, job.about())
         except RouteFailure as failure:

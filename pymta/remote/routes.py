@@ -182,6 +182,10 @@ class TargetPlanner:
             log.error("{about}smtproutes unusable for {domain}, deferring: {error}", about=f"{about}: " if about else "",
                       domain=domain, error=str(e))
             return defer.fail(RouteFailure(DEFERRAL, TEXT_BAD_ROUTE))
+        return self.plan_route(domain, route)
+
+    def plan_route(self, domain: str, route: Route | None) -> "Deferred[list[Target]]":
+        """L{plan} for a route already found (C{None}: MX to port 25); QMTP's routes come this way."""
         if route is not None and route.relay is not None:
             return self._relay(route)
         port = route.port if route is not None else SMTP_PORT

@@ -51,8 +51,9 @@ def received_line(
     tls: bool = False,
     auth_user: str | None = None,
     when: float | None = None,
+    protocol: str | None = None,
 ) -> bytes:
-    """The two-line Received header (LF line ends, as stored)."""
+    """The two-line Received header (LF line ends, as stored); C{protocol} (e.g. C{QMTP}) replaces the SMTP word."""
     parts = ["Received: from ", safe_header_text(remote_host)]
     if helo is not None and helo.lower() != remote_host.lower():
         parts += [" (HELO ", safe_header_text(helo), ")"]
@@ -66,7 +67,7 @@ def received_line(
         "\n  by ",
         safe_header_text(local_host),
         " with ",
-        protocol_word(esmtp, tls, auth_user is not None),
+        protocol or protocol_word(esmtp, tls, auth_user is not None),
         "; ",
         qmail_date(when),
         "\n",

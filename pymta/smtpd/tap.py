@@ -24,7 +24,7 @@ __all__ = ["Options", "makeService"]
 
 
 class Options(usage.Options):
-    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--submission ENDPOINT ...]"
+    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--submission ENDPOINT ...] [--qmtp ENDPOINT ...]"
     longdesc = (
         "pymta's ESMTP server (qmail-smtpd with ESMTP, STARTTLS, submission AUTH, "
         "tcp.smtp access rules and DNSBL).  ENDPOINT is a Twisted endpoint string; "
@@ -41,6 +41,7 @@ class Options(usage.Options):
         super().__init__()
         self["listen"] = []
         self["submission"] = []
+        self["qmtp"] = []
 
     def _check_endpoint(self, description: str) -> None:
         from twisted.internet import reactor
@@ -61,13 +62,18 @@ class Options(usage.Options):
         self._check_endpoint(description)
         self["submission"].append(description)
 
+    def opt_qmtp(self, description: str) -> None:
+        """QMTP endpoint (qmail-qmtpd, tcp.smtp's rules), e.g. tcp:209 (repeatable)"""
+        self._check_endpoint(description)
+        self["qmtp"].append(description)
+
     def postOptions(self) -> None:
         refuse_unsafe_pid_file(self, "pymta-smtpd")
         check_metrics_option(self)
         if not self["root"]:
             self["root"] = default_root()
-        if not self["listen"] and not self["submission"]:
-            raise usage.UsageError("give at least one --listen or --submission endpoint")
+        if not self["listen"] and not self["submission"] and not self["qmtp"]:
+            raise usage.UsageError("give at least one --listen, --submission or --qmtp endpoint")
 
 
 def makeService(options: Options) -> service.IService:

@@ -1,0 +1,344 @@
+# -*- test-case-name: tests.qmtpd.test_protocol -*-
+"""
+One QMTP connection (qmail-qmtpd): messages in netstrings, one reply
+netstring per message, several messages per connection.
+
+Per message the client sends three netstrings: the message (its first
+byte C{LF}: the lines end in LF; C{CR}: they end in CRLF, turned into LF
+here), the sender, and a netstring holding one netstring per recipient.
+The answer is C{K} (queued: C{Kok <time> qp <qp>}, sent only once the
+queue has made the message durable), C{Z} (try again later) or C{D}
+(refused for good), followed by the reason.
+
+What is taken from smtpd (L{pymta.smtpd.context.SMTPDContext}, shared with
+the SMTP listeners): tcp.smtp's rule for the client (C{deny} closes the
+connection; C{RELAYCLIENT}, C{DATABYTES}), the connection limits, the
+queue sink, control/databytes, the envelope rules (L{pymta.qmtpd.envelope})
+and the C{Received:} line, with the word C{QMTP}.  The message streams
+into a spool (L{pymta.smtpd.spool.SpoolingWriter}) while it arrives, since
+its envelope comes after it; once the envelope is judged, the spool goes
+into the queue.
+
+Bounds: the sender netstring is at most L{MAX_SENDER} bytes, the
+recipients' at most L{MAX_RECIPIENT_LIST}; a message over databytes is read
+and dropped (C{D}); input waiting while a message is committed is at most
+L{PIPELINE_BUFFER} before reading pauses; every wait for the client is
+bounded by control/timeoutsmtpd.  Anything that is not QMTP (a bad
+netstring, a first byte other than LF or CR, an empty message) closes the
+connection without a reply, as qmail-qmtpd does; the message is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+from twisted.internet import defer
+from twisted.internet.protocol import Protocol
+from twisted.logger import Logger
+from twisted.protocols.policies import TimeoutMixin
+from twisted.python.failure import Failure
+
+from pymta.clientaddress import normalise_ip
+from pymta.interfaces import MessageWriter, QueueReceipt, QueueRefused
+from pymta.qmtpd.envelope import EnvelopeDecision, decide, split_netstrings
+from pymta.queue.framing import FramingError, NetstringParser, netstring
+from pymta.smtpd import policy
+from pymta.smtpd.context import SMTPDContext
+from pymta.smtpd.endofdata import ORIGIN
+from pymta.smtpd.received import received_line
+from pymta.smtpd.remotehost import can_look_up, remote_host_name
+from pymta.smtpd.spool import HeaderEdit, SpooledMessage, SpoolingWriter
+from pymta.streamtransport import ISocketStreamTransport
+
+__all__ = ["QMTPServerProtocol", "MAX_SENDER", "MAX_RECIPIENT_LIST", "PIPELINE_BUFFER", "CHUNK"]
+
+log = Logger(namespace="pymta.qmtpd")
+
+#: the longest sender netstring read (an address has at most 900 bytes)
+MAX_SENDER = 1024
+#: the longest recipient-list netstring read (1000 recipients of 900 bytes, framed)
+MAX_RECIPIENT_LIST = 1000 * 910
+#: bytes waiting while a message is committed before reading pauses
+PIPELINE_BUFFER = 256 * 1024
+#: message bytes taken from the input at once
+CHUNK = 64 * 1024
+#: any length a netstring's ten digits can say: databytes bounds what is kept
+_MAX_MESSAGE = 10**10
+
+TEXT_DATABYTES = "D" + policy.REPLY_DATABYTES[4:]
+
+# states of the connection
+_LENGTH, _FIRST, _BODY, _COMMA, _SENDER, _RECIPIENTS, _COMMITTING, _CLOSED = range(8)
+
+
+async def _no_edits(message: SpooledMessage) -> Sequence[HeaderEdit]:
+    return ()
+
+
+class _Incoming:
+    """One message on its way in: the spool, what it weighs, how its lines end."""
+
+    def __init__(self, sink_open: Any, databytes: int, crlf: bool) -> None:
+        self.decision: EnvelopeDecision | None = None
+        self.writer: MessageWriter = SpoolingWriter(self._open_real, _no_edits)
+        self._sink_open = sink_open
+        self.databytes = databytes
+        self.crlf = crlf
+        self.size = 0
+        self._cr = False  # a CR at the end of the last piece (CRLF mode)
+
+    def _open_real(self) -> MessageWriter:
+        decision = self.decision
+        assert decision is not None
+        return self._sink_open(decision.sender, list(decision.recipients), origin=ORIGIN)
+
+    @property
+    def too_big(self) -> bool:
+        return self.databytes > 0 and self.size > self.databytes
+
+    def write(self, data: bytes, last: bool = False) -> None:
+        if self.crlf:
+            if self._cr:
+                data = b"\r" + data
+            self._cr = data.endswith(b"\r") and not last
+            if self._cr:
+                data = data[:-1]
+            data = data.replace(b"\r\n", b"\n")
+        self.size += len(data)
+        if not self.too_big:
+            self.writer.write(data)
+
+
+class QMTPServerProtocol(Protocol, TimeoutMixin):
+    """One QMTP session; see the module's description.  Built by L{pymta.qmtpd.service.QMTPFactory}."""
+
+    transport: ISocketStreamTransport  # every method but __init__ runs once connected
+
+    def __init__(self, context: SMTPDContext) -> None:
+        self.ctx = context
+        self.clock = context.clock
+        self.controls = context.reader.current
+        self.timeout = max(1, self.controls.timeoutsmtpd)
+        self._parser = NetstringParser(_MAX_MESSAGE)
+        self._state = _LENGTH
+        self._admitted = False
+        self._counted = False
+        self._paused = False
+        self._lookup: defer.Deferred | None = None
+        self._remaining = 0
+        self._message: _Incoming | None = None
+        self._sender = b""
+        self.remote_ip = "unknown"
+        self.local_ip = "unknown"
+        self.env: dict[str, str] = {}
+        self.relayclient: str | None = None
+        self.databytes = 0
+
+    def callLater(self, period: float, func: Any) -> Any:  # TimeoutMixin's scheduler: the context's clock
+        return self.clock.callLater(period, func)
+
+    # -- connection ------------------------------------------------------
+
+    def connectionMade(self) -> None:
+        self.remote_ip = normalise_ip(getattr(self.transport.getPeer(), "host", None) or "unknown")
+        self.local_ip = normalise_ip(getattr(self.transport.getHost(), "host", None) or "unknown")
+        refusal = self.ctx.limiter.acquire(
+            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
+        )
+        if refusal is not None:
+            log.info("qmtpd: {ip}: too many connections ({limit})", ip=self.remote_ip, limit=refusal)
+            self._close()
+            return
+        self._counted = True
+        self.setTimeout(self.timeout)
+        if self.ctx.rules.uses_host_names and can_look_up(self.ctx.resolver) and self.remote_ip != "unknown":
+            self._lookup = remote_host_name(self.ctx.resolver, self.remote_ip, self.ctx.reverse_lookup_seconds,
+                                            self.clock)
+            self._lookup.addCallback(self._admit)
+            return
+        self._admit(None)
+
+    def _admit(self, remote_host: str | None) -> None:
+        self._lookup = None
+        if self._state == _CLOSED:
+            return
+        rule = self.ctx.rules.lookup(self.remote_ip, host=remote_host)
+        if not rule.allow:
+            log.info("qmtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
+            self._close()
+            return
+        self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
+        if remote_host is not None:
+            self.env["TCPREMOTEHOST"] = remote_host
+        self.env.update(rule.environment)
+        self.relayclient = self.env.get("RELAYCLIENT")
+        self.databytes = self.controls.databytes
+        value = self.env.get("DATABYTES", "").strip()
+        if value.isdigit():
+            self.databytes = int(value)
+        log.info("qmtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
+        self._admitted = True
+        self._process()
+
+    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
+        self.setTimeout(None)
+        committing = self._state == _COMMITTING
+        self._state = _CLOSED
+        if self._counted:
+            self._counted = False
+            self.ctx.limiter.release(self.remote_ip)
+        if self._lookup is not None:
+            self._lookup.cancel()
+        # a commit in flight is left to finish (the message is then queued, as with any lost reply)
+        if self._message is not None and not committing:
+            self._message.writer.abort()
+        self._message = None
+
+    def timeoutConnection(self) -> None:
+        log.info("qmtpd: {ip}: timeout", ip=self.remote_ip)
+        self._drop_message()
+        self._close()
+
+    def _close(self) -> None:
+        self._state = _CLOSED
+        self.setTimeout(None)
+        self.transport.abortConnection()
+
+    def _protocol_error(self, why: str) -> None:
+        log.info("qmtpd: {ip}: not QMTP, closing: {why}", ip=self.remote_ip, why=why)
+        self._drop_message()
+        self._close()
+
+    def _drop_message(self) -> None:
+        message, self._message = self._message, None
+        if message is not None:
+            message.writer.abort()
+
+    # -- input -----------------------------------------------------------
+
+    def dataReceived(self, data: bytes) -> None:
+        if self._state == _CLOSED:
+            return
+        self.resetTimeout()
+        self._parser.feed(data)
+        self._process()
+
+    def _process(self) -> None:
+        try:
+            while self._admitted and self._state not in (_COMMITTING, _CLOSED) and self._step():
+                pass
+        except FramingError as e:
+            self._protocol_error(str(e))
+        self._flow_control()
+
+    def _flow_control(self) -> None:
+        waiting = self._state == _COMMITTING and self._parser.pending() > PIPELINE_BUFFER
+        if waiting != self._paused and self._state != _CLOSED:
+            self._paused = waiting
+            (self.transport.pauseProducing if waiting else self.transport.resumeProducing)()
+
+    def _step(self) -> bool:
+        """Advance by one piece of input; False when more input is needed."""
+        parser = self._parser
+        if self._state == _LENGTH:
+            length = parser.next_length()
+            if length is None:
+                return False
+            if length == 0:
+                raise FramingError("empty message")
+            self._remaining, self._state = length, _FIRST
+        elif self._state == _FIRST:
+            first = parser.take(1)
+            if not first:
+                return False
+            if first not in (b"\n", b"\r"):
+                raise FramingError(f"message starts with {first!r}, not LF or CR")
+            self._remaining -= 1
+            self._start_message(crlf=first == b"\r")
+            self._state = _BODY if self._remaining else _COMMA
+        elif self._state == _BODY:
+            chunk = parser.take(min(self._remaining, CHUNK))
+            if not chunk:
+                return False
+            self._remaining -= len(chunk)
+            assert self._message is not None
+            self._message.write(chunk, last=not self._remaining)
+            if not self._remaining:
+                self._state = _COMMA
+        elif self._state == _COMMA:
+            if not parser.take_comma():
+                return False
+            parser.max_length, self._state = MAX_SENDER, _SENDER
+        elif self._state == _SENDER:
+            sender = parser.next()
+            if sender is None:
+                return False
+            self._sender = sender
+            parser.max_length, self._state = MAX_RECIPIENT_LIST, _RECIPIENTS
+        elif self._state == _RECIPIENTS:
+            payload = parser.next()
+            if payload is None:
+                return False
+            recipients = split_netstrings(payload)
+            if recipients is None:
+                raise FramingError("recipients are not a list of netstrings")
+            parser.max_length = _MAX_MESSAGE
+            self._end_message(recipients)
+        return True
+
+    # -- one message -------------------------------------------------------
+
+    def _start_message(self, crlf: bool) -> None:
+        message = self._message = _Incoming(self.ctx.sink.open_message, self.databytes, crlf)
+        message.writer.write(
+            received_line(
+                remote_host=self.env.get("TCPREMOTEHOST", "unknown"),
+                remote_ip=self.remote_ip,
+                local_host=self.controls.me or self.local_ip,
+                helo=None,
+                when=self.clock.seconds(),
+                protocol="QMTP",
+            )
+        )
+
+    def _end_message(self, recipients: list[bytes]) -> None:
+        message, self._message = self._message, None
+        assert message is not None
+        decision = decide(self.controls, self._sender, recipients, relayclient=self.relayclient,
+                          local_ips=self.ctx.local_ips | {self.local_ip})
+        refusal = decision.refusal
+        if refusal is None and message.too_big:
+            refusal = TEXT_DATABYTES
+        if refusal is not None:
+            message.writer.abort()
+            log.info("qmtpd: {ip}: message refused: {reply}", ip=self.remote_ip, reply=refusal)
+            self._reply(refusal)
+            self._state = _LENGTH
+            return
+        message.decision = decision
+        self._state = _COMMITTING
+        self.setTimeout(None)  # the server's own work does not count against the client
+        d = defer.maybeDeferred(message.writer.finish)
+        d.addCallbacks(self._queued, self._refused).addCallback(self._committed)
+
+    def _queued(self, receipt: QueueReceipt) -> str:
+        log.info("qmtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
+        return f"Kok {int(self.clock.seconds())} qp {receipt.qp}"
+
+    def _refused(self, failure: Failure) -> str:
+        error = failure.value
+        if isinstance(error, QueueRefused):
+            return ("D" if error.permanent else "Z") + error.text
+        log.failure("qmtpd: queue failure", failure)
+        return "Zqq temporary problem (#4.3.0)"
+
+    def _committed(self, reply: str) -> None:
+        if self._state == _CLOSED:
+            return
+        self._reply(reply)
+        self._state = _LENGTH
+        self.setTimeout(self.timeout)
+        self._process()
+
+    def _reply(self, reply: str) -> None:
+        self.transport.write(netstring(reply.encode("utf-8", "replace")))

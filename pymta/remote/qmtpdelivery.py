@@ -1,0 +1,144 @@
+# -*- test-case-name: tests.remote.test_qmtpdelivery -*-
+"""
+Remote delivery over QMTP, for the domains control/qmtproutes names
+(L{pymta.remote.qmtproutes}); the remote channel
+(L{pymta.remote.channel.RemoteChannel}) hands them here.
+
+The targets are planned as for SMTP (L{pymta.remote.routes.TargetPlanner}:
+the relay's addresses, or the domain's MX hosts with the self check), on
+the route's port (209 unless the line says otherwise).  Addresses the
+dead-host memory marks as dead are skipped; a failed connect moves on to
+the next address (a timeout is remembered); the first connection made
+carries the message (L{pymta.remote.qmtpclient.QMTPClientProtocol}) and
+its one reply is every recipient's result.  No connection: C{Z}
+"Sorry, I wasn't able to establish a QMTP connection. (#4.4.1)".
+"""
+
+from __future__ import annotations
+
+from typing import Any, Generator
+
+from twisted.internet import defer, error
+from twisted.internet.defer import Deferred
+from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
+from twisted.internet.protocol import Factory
+from twisted.logger import Logger
+
+from pymta.control import Controls
+from pymta.interfaces import DEFERRAL, DeliveryJob, DeliveryResult
+from pymta.remote.qmtpclient import QMTPClientProtocol, QMTPOutcome
+from pymta.remote.qmtproutes import QMTPRoutes, qmtp_routes
+from pymta.remote.routes import RouteFailure, TargetPlanner
+from pymta.remote.smtproutes import Route
+from pymta.remote.tcpto import DeadHostMemory
+
+__all__ = ["QMTPDelivery", "TEXT_NO_QMTP_CONNECTION"]
+
+TEXT_NO_QMTP_CONNECTION = "Sorry, I wasn't able to establish a QMTP connection. (#4.4.1)\n"
+TEXT_NO_MESSAGE = "Unable to read message. (#4.3.0)\n"
+
+log = Logger(namespace="pymta.remote")
+
+
+class _OneConnection(Factory):
+    noisy = False
+
+    def __init__(self, protocol: QMTPClientProtocol) -> None:
+        self._protocol = protocol
+
+    def buildProtocol(self, addr: Any) -> QMTPClientProtocol:
+        return self._protocol
+
+
+class QMTPDelivery:
+    """QMTP's part of the remote channel: the routes table per snapshot and the deliveries."""
+
+    def __init__(self, planner: TargetPlanner, dead_hosts: DeadHostMemory, reactor: Any) -> None:
+        self.planner = planner
+        self.dead_hosts = dead_hosts
+        self.reactor = reactor
+        self._table: tuple[Controls, QMTPRoutes] | None = None
+        self._active: set[QMTPClientProtocol] = set()
+
+    def routes(self, controls: Controls) -> QMTPRoutes:
+        """control/qmtproutes of C{controls}, parsed once per snapshot (L{pymta.control.ControlError} on a bad line)."""
+        cached = self._table
+        if cached is None or cached[0] is not controls:
+            cached = self._table = (controls, qmtp_routes(controls))
+        return cached[1]
+
+    def route_for(self, controls: Controls, domain: str) -> Route | None:
+        """The QMTP route of C{domain}, or None (SMTP as usual)."""
+        return self.routes(controls).route_for(domain)
+
+    def stop(self) -> None:
+        """Drop the connections in flight (their recipients are deferred)."""
+        for protocol in list(self._active):
+            if protocol.transport is not None:
+                protocol.transport.abortConnection()
+
+    @defer.inlineCallbacks
+    def deliver(
+        self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str], route: Route
+    ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
+        """One result per recipient (the same for all: QMTP answers once per message)."""
+        try:
+            targets = yield self.planner.plan_route(domain, route)
+        except RouteFailure as failure:
+            return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
+        for target in targets:
+            try:
+                if self.dead_hosts.is_dead(target.address):
+                    log.info("{job}: {address} is marked dead (no answer lately); not tried", job=job.about(),
+                             message_id=job.message_id, address=target.address)
+                    continue
+            except OSError:
+                pass
+            outcome = yield self._session(job, controls, recipients, target.address, target.port)
+            if outcome is not None:
+                return [DeliveryResult(outcome.status, outcome.text) for _ in recipients]
+        return [DeliveryResult(DEFERRAL, TEXT_NO_QMTP_CONNECTION) for _ in recipients]
+
+    @defer.inlineCallbacks
+    def _session(
+        self, job: DeliveryJob, controls: Controls, recipients: list[str], address: str, port: int
+    ) -> Generator[Deferred[Any], Any, QMTPOutcome | None]:
+        """The outcome of one connection, or None when it could not be made."""
+        try:
+            message = open(job.message_path, "rb")
+        except OSError as e:
+            log.error("{job}: cannot open message {path}: {error}", job=job.about(), message_id=job.message_id,
+                      path=job.message_path, error=e)
+            return QMTPOutcome(DEFERRAL, TEXT_NO_MESSAGE)
+        try:
+            protocol = QMTPClientProtocol(address, job.sender, recipients, message, timeout=controls.timeoutremote,
+                                          callLater=self.reactor.callLater)
+            endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
+            endpoint = endpoint_class(self.reactor, address, port, timeout=controls.timeoutconnect)
+            try:
+                yield endpoint.connect(_OneConnection(protocol))
+            except (error.TimeoutError, error.TCPTimedOutError):
+                log.info("{job}: QMTP connect to {address}:{port} timed out", job=job.about(),
+                         message_id=job.message_id, address=address, port=port)
+                self._remember(self.dead_hosts.record_timeout, address)
+                return None
+            except Exception as e:
+                log.info("{job}: QMTP connect to {address}:{port} failed: {error}", job=job.about(),
+                         message_id=job.message_id, address=address, port=port, error=e)
+                return None
+            self._remember(self.dead_hosts.record_success, address)
+            self._active.add(protocol)
+            try:
+                outcome: QMTPOutcome = yield protocol.finished
+            finally:
+                self._active.discard(protocol)
+            return outcome
+        finally:
+            message.close()
+
+    @staticmethod
+    def _remember(update: Any, address: str) -> None:
+        try:
+            update(address)
+        except OSError as e:
+            log.warn("cannot update the dead-host memory: {error}", error=e)
