@@ -49,9 +49,10 @@ def wire_form(message: bytes) -> bytes:
 
 def header_fields(message: bytes) -> list[tuple[str, bytes]]:
     """C{(lowercased name, unfolded value)} of each header field of a wire-form message, in order."""
-    head = message.split(b"\r\n\r\n", 1)[0]
     fields: list[tuple[str, bytes]] = []
-    for line in head.split(b"\r\n"):
+    for line in message.split(b"\r\n"):
+        if not line:
+            break
         if line[:1] in (b" ", b"\t") and fields:
             name, value = fields[-1]
             fields[-1] = (name, value + b" " + line.strip())
