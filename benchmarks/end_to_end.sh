@@ -5,7 +5,8 @@
 # the same run: accepted/s, delivered/s, peak RSS and the ratios.
 # Installs Debian's postfix (smtp-source and the comparison instance) when
 # run as root and it is missing.  Arguments go to benchmarks/end_to_end_bench.py
-# (--count 2000 --sessions 20 --size 5120 --rounds 1 --only pymta,pymta-split,postfix --settle-us US).
+# (--count 2000 --sessions 20 --size 5120 --rounds 1 --only pymta,pymta-split,postfix,pymta-dkim --settle-us US;
+# pymta-dkim: twistd pymta signing every message, and the ratio signing on/off when pymta runs too).
 set -e
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/postfix ]; then

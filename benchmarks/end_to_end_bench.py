@@ -4,6 +4,10 @@ a mail server on loopback that delivers every one of them to a local
 Maildir; measured in the same run for
 
  - C{twistd pymta} (smtpd, send and pop3d in one process, plus the spawner);
+ - C{twistd pymta} signing every message with DKIM (C{pymta-dkim}: an rsa
+   2048 and an ed25519 key for the sender's domain, made by C{pymta dkim
+   keygen}; 127.0.0.1 a relay client, so its sessions are trusted), with
+   its throughput as a ratio to C{pymta}'s (signing off) in the same run;
  - pymta as separate processes (C{twistd pymta-smtpd} + C{twistd pymta-send}:
    two reactors on two cores);
  - a throw-away Postfix instance (own config and queue directories under the
@@ -19,7 +23,7 @@ the RSS and of the PSS of the server's whole process tree, sampled every
 ratios pymta/Postfix.
 
 Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
-       [--only pymta,pymta-split,postfix]
+       [--only pymta,pymta-split,postfix,pymta-dkim]
 Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
 through benchmarks/end_to_end.sh, which installs Debian's postfix first.
 """
@@ -49,6 +53,7 @@ TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 PYMTA = [sys.executable, "-m", "pymta.cli.main"]
 MAIL_UID = 4242
 DOMAIN = "bench.example"
+SENDER_DOMAIN = "example.org"  # smtp_source's -f sender@example.org, also its From: field
 USER = "alice"
 
 
@@ -223,8 +228,8 @@ def twistd(args: list[str], log: str) -> subprocess.Popen:
 class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
-    def __init__(self, base: str, split: bool, queuesync: str = "syncfs") -> None:
-        self.name = "pymta-split" if split else "pymta"
+    def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False) -> None:
+        self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta"
         self.split = split
         self.base = base
         self.root = os.path.join(base, "root")
@@ -239,6 +244,20 @@ class PymtaServer:
             with open(os.path.join(control, name), "w") as f:
                 f.write(value + "\n")
         self.maildir = os.path.join(self.root, "home", USER, "Maildir")
+        if dkim:
+            self.sign_with_dkim()
+
+    def sign_with_dkim(self) -> None:
+        """Keys for smtp-source's sender domain in control/dkimkeys; 127.0.0.1 a relay client (trusted: signed)."""
+        lines = []
+        for selector, kind in (("bench-rsa", "rsa"), ("bench-ed", "ed25519")):
+            out = subprocess.run([*PYMTA, "dkim", "keygen", SENDER_DOMAIN, selector, "--type", kind, "--root", self.root],
+                                 check=True, capture_output=True, text=True, cwd=PROJECT).stdout
+            lines += [line[2:] for line in out.splitlines() if line.startswith(f"# {SENDER_DOMAIN}:")]
+        with open(os.path.join(self.root, "control", "dkimkeys"), "w") as f:
+            f.write("\n".join(lines) + "\n")
+        with open(os.path.join(self.root, "etc", "tcp.smtp"), "w") as f:
+            f.write('127.0.0.1:allow,RELAYCLIENT=""\n')
 
     def start(self) -> None:
         listen = f"tcp:{self.port}:interface=127.0.0.1"
@@ -391,7 +410,8 @@ def main() -> int:
                 if name == "postfix":
                     server = PostfixServer(where)
                 else:
-                    server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync)
+                    server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync,
+                                         dkim=(name == "pymta-dkim"))
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)
@@ -420,6 +440,10 @@ def main() -> int:
     for name in wanted:
         print(f"  {name:12s} {median(name, 'accepted'):10.0f} {median(name, 'delivered'):11.0f}"
               f" {median(name, 'peak_mb'):11.1f} {median(name, 'peak_pss_mb'):11.1f}")
+    if "pymta-dkim" in wanted and "pymta" in wanted:
+        print(f"  ratio signing on/off (pymta-dkim/pymta): "
+              f"accepted {median('pymta-dkim', 'accepted') / median('pymta', 'accepted'):.2f}, "
+              f"delivered {median('pymta-dkim', 'delivered') / median('pymta', 'delivered'):.2f}")
     if "postfix" in wanted:
         for name in wanted:
             if name == "postfix":

@@ -194,7 +194,7 @@ def zone_text(site: MailSite) -> str:
     out = [
         f"; DNS records for the mail of {', '.join(site.domains) or '(no mail domain)'}",
         f"; MX host {site.mx_host}, HELO name {site.helo_host}",
-        "; DKIM: not yet (pymta does not sign mail yet), so no DKIM record",
+        "; DKIM: pymta dkim keygen DOMAIN SELECTOR makes a key and prints its record; pymta dkim records prints those of control/dkimkeys",
     ]
     if not site.addresses:
         out.append(f"; no address of {site.mx_host} known: give --ipv4 / --ipv6 for its A/AAAA and PTR records")

@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from pymta.control import Controls
+from pymta.dkim.keys import key_entries
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.qmtproutes import qmtp_routes
 from pymta.remote.smarthostauth import smarthost_credentials
@@ -44,6 +45,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "senderauth": sender_auth_settings,
     "resolvers": configured_nameservers,
     "qmtproutes": qmtp_routes,
+    "dkimkeys": key_entries,
 }
 
 

@@ -45,10 +45,10 @@ def _free_udp_port() -> int:
             return port
 
 
-def _config(directory: str, port: int, zones: Mapping[str, str]) -> str:
+def _config(directory: str, port: int, zones: Mapping[str, str], address: str = "127.0.0.1") -> str:
     lines = [
         "server:",
-        f"  ip-address: 127.0.0.1@{port}",
+        f"  ip-address: {address}@{port}",
         f"  port: {port}",
         f"  username: {'nobody' if os.getuid() == 0 else chr(34) * 2}",
         f'  zonesdir: "{directory}"',
@@ -65,21 +65,25 @@ def _config(directory: str, port: int, zones: Mapping[str, str]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _answers(port: int, origin: str) -> bool:
+def _answers(port: int, origin: str, address: str = "127.0.0.1") -> bool:
     query = dns.message.make_query(origin, "SOA")
     try:
-        reply = dns.query.udp(query, "127.0.0.1", port=port, timeout=0.5)
+        reply = dns.query.udp(query, address, port=port, timeout=0.5)
     except (dns.exception.DNSException, OSError):
         return False
     return bool(reply.answer)
 
 
-def start_nsd(test: SynchronousTestCase, zones: Mapping[str, str]) -> int | None:
+def start_nsd(test: SynchronousTestCase, zones: Mapping[str, str], address: str = "127.0.0.1",
+              port: int | None = None) -> int | None:
     """
     Serve C{zones} (origin -> zone-file text, each with its SOA and NS)
     and return the port, or None when NSD is not available.  Fails the
-    test when NSD is installed but does not answer in time.
+    test when NSD is installed but does not answer in time.  C{address}
+    and C{port} (default: a free one) are where it listens (port 53 on
+    an address of 127/8 for a client that reads /etc/resolv.conf).
     """
+    fixed = port
     nsd = ensure_program("nsd", "nsd") or ensure_program("/usr/sbin/nsd", "nsd")
     if nsd is None:
         return None
@@ -92,20 +96,20 @@ def start_nsd(test: SynchronousTestCase, zones: Mapping[str, str]) -> int | None
         os.chmod(os.path.join(directory, f"{origin}.zone"), 0o644)
     log = ""
     for _ in range(_ATTEMPTS):
-        port = _free_udp_port()
+        port = fixed if fixed is not None else _free_udp_port()
         config = os.path.join(directory, "nsd.conf")
         with open(config, "w", encoding="ascii") as f:
-            f.write(_config(directory, port, zones))
+            f.write(_config(directory, port, zones, address))
         child = subprocess.Popen([nsd, "-d", "-c", config], stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                                  start_new_session=True)
         test.addCleanup(_stop, child)
         deadline = time.monotonic() + NSD_START_TIMEOUT
         while time.monotonic() < deadline and child.poll() is None:
-            if all(_answers(port, origin) for origin in zones):
+            if all(_answers(port, origin, address) for origin in zones):
                 return port
             time.sleep(0.1)
         log = _stop(child)
-    test.fail(f"nsd did not serve the test zones on 127.0.0.1: {log}")
+    test.fail(f"nsd did not serve the test zones on {address}: {log}")
     return None
 
 

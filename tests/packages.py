@@ -14,7 +14,7 @@ import os
 import shutil
 import subprocess
 
-__all__ = ["ensure_program"]
+__all__ = ["ensure_program", "ensure_perl_module"]
 
 _tried: dict[str, bool] = {}
 
@@ -48,3 +48,25 @@ def ensure_program(program: str, package: str, preseed: str | None = None) -> st
             _apt("update", "-q")
             _apt(*install, preseed=preseed)
     return find()
+
+
+def ensure_perl_module(module: str, package: str) -> bool:
+    """True when perl can load C{module}, installing C{package} (as L{ensure_program} does) when it cannot."""
+    def loads() -> bool:
+        perl = shutil.which("perl")
+        if perl is None:
+            return False
+        try:
+            return subprocess.run([perl, f"-M{module}", "-e", "1"], capture_output=True, timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    if loads() or os.getuid() != 0 or not shutil.which("apt-get"):
+        return loads()
+    if package not in _tried:
+        _tried[package] = True
+        install = ("install", "-y", "-q", "--no-install-recommends", package)
+        if not _apt(*install):
+            _apt("update", "-q")
+            _apt(*install)
+    return loads()

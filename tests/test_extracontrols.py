@@ -21,6 +21,7 @@ BAD_SECOND_LINE = {
     "senderauth": "check\nreject-everything\n",
     "resolvers": "127.0.0.1\nns.example.net\n",
     "qmtproutes": "far.example:relay.example\nbad.example:relay.example smtps\n",
+    "dkimkeys": "example.com:s1:dkim/s1.key\nexample.com:s1\n",
 }
 
 

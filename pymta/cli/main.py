@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("pymta.cli.report", "qmailanalog's tables (zoverall, zfailures, ...) from pymta-send's log"),
     "health": ("pymta.cli.health", "is a daemon serving? (send, smtp ENDPOINT, pop3 ENDPOINT, http URL)"),
     "qmail-compat": ("pymta.cli.qmailcompat", "qmail's program paths for qmail's add-ons (install, remove)"),
+    "dkim": ("pymta.cli.dkim", "DKIM signing keys: keygen DOMAIN SELECTOR, records"),
 }
 
 

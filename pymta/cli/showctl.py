@@ -53,6 +53,7 @@ EXTRA_FILES: dict[str, str] = {
     "senderauth": "SPF, DKIM and DMARC checks of received mail (Authentication-Results) and their optional refusals",
     "resolvers": "the DNS servers pymta asks instead of /etc/resolv.conf's",
     "qmtproutes": "domains delivered over QMTP (domain:relay[:port], port 209 by default)",
+    "dkimkeys": "DKIM keys (DOMAIN:SELECTOR:KEYFILE) that sign mail of trusted SMTP sessions and local injection",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

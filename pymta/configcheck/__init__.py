@@ -23,6 +23,7 @@ import os
 from pymta.configcheck.accounts import check_assign, check_homes, check_passwd
 from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files, load_every_control
+from pymta.configcheck.dkimkeys import check_dkimkeys
 from pymta.configcheck.dotqmails import check_dotqmail_files
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership, check_queue_owner
@@ -42,6 +43,7 @@ CHECKERS: tuple[Checker, ...] = (
     check_passwd,
     check_homes,
     check_dotqmail_files,
+    check_dkimkeys,
 )
 
 #: what the daemons run at start and before a reload: all but the queue's owner, which

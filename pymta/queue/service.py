@@ -32,6 +32,8 @@ from twisted.logger import Logger
 from twisted.python.threadpool import ThreadPool
 
 from pymta.control import ControlReader
+from pymta.dkim.localsigning import LocalSigningSink
+from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
@@ -231,7 +233,8 @@ def build_send_service(
     ThreadPoolService(commits).setServiceParent(top)
     scheduler.setServiceParent(top)
     TriggerListener(layout.trigger_path(), scheduler.scan_todo, reactor).setServiceParent(top)
-    InjectSocketService(root, sink, reactor, trusted_uids).setServiceParent(top)
+    inject_sink = LocalSigningSink(sink, DKIMSigning.for_reader(reader, reactor))  # control/dkimkeys (pymta.dkim)
+    InjectSocketService(root, inject_sink, reactor, trusted_uids).setServiceParent(top)
     CtlServerService(ctl_socket_path(root), scheduler, root, reactor, stop).setServiceParent(top)
     PidFileService(pid_file_path(root)).setServiceParent(top)
     if signals:

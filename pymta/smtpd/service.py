@@ -39,6 +39,7 @@ from twisted.logger import Logger
 
 from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
+from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import LocalRecipients, MessageSink
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules, TcpRulesError
@@ -47,6 +48,7 @@ from pymta.smtpd.context import ListenerSettings, SMTPDContext, per_ip_limit
 from pymta.resolvers import configured_nameservers
 from pymta.senderauth.settings import sender_auth_settings
 from pymta.smtpd.dnsbl import DNSBL, rbl_zones
+from pymta.smtpd.dkimsignstep import DKIMSignStep
 from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.factory import SMTPFactory
 from pymta.smtpd.rcptcheck import RecipientCheck, rcptcheck_enabled, recipient_check_for
@@ -80,6 +82,7 @@ class SMTPDService(service.MultiService):
         self.passwd_checkers = passwd_checkers
         self.local_recipients = local_recipients
         self.sender_auth: SenderAuthStep | None = None
+        self.dkim_sign: DKIMSignStep | None = None  # control/dkimkeys: signing of trusted sessions' mail
 
     def reload(self) -> None:
         """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
@@ -106,7 +109,8 @@ class SMTPDService(service.MultiService):
     def set_sender_auth(self, step: SenderAuthStep | None) -> None:
         """Use C{step} (control/senderauth's checks; None: off) for the transactions that start from now on."""
         self.sender_auth = step
-        self.context.end_of_data = EndOfDataStage([step] if step is not None else [])
+        self.context.end_of_data = EndOfDataStage(([step] if step is not None else []) +
+                                                  ([self.dkim_sign] if self.dkim_sign is not None else []))
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -233,6 +237,7 @@ def build_smtpd_service(
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = _recipient_check(reader.current, local_recipients)
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
+    svc.dkim_sign = DKIMSignStep(DKIMSigning.for_reader(reader, reactor))
     svc.set_sender_auth(sender_auth_step(reader.current, reactor))
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:

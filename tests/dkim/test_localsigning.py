@@ -1,0 +1,66 @@
+"""Locally injected messages are signed at the inject socket's sink; other origins pass straight through."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.dkim.localsigning import LocalSigningSink
+from pymta.dkim.signing import DKIMSigning
+from pymta.interfaces import QueueReceipt
+from tests.dkim.helpers import signing_keys, verify_all
+
+MESSAGE = b"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: hi\n\nHello.\n"
+
+
+class Writer:
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.data = b""
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    def watch_backlog(self, pause, resume) -> None:  # type: ignore[no-untyped-def]
+        pass
+
+    def finish(self) -> "defer.Deferred[QueueReceipt]":
+        return defer.succeed(QueueReceipt(1, 2))
+
+    def abort(self) -> None:
+        pass
+
+
+class Sink:
+    def __init__(self) -> None:
+        self.writers: list[Writer] = []
+
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):  # type: ignore[no-untyped-def]
+        self.writers.append(Writer(origin))
+        return self.writers[-1]
+
+
+class LocalSigningTests(SynchronousTestCase):
+    def inject(self, origin: str, keys: dict | None = None) -> tuple[object, Sink]:
+        sink = Sink()
+        writer = LocalSigningSink(sink, DKIMSigning(signing_keys() if keys is None else keys)).open_message(
+            "alice@example.com", ["bob@example.org"], origin=origin, uid=1000, pid=7)
+        for chunk in (MESSAGE[:20], MESSAGE[20:]):
+            writer.write(chunk)
+        self.assertEqual(self.successResultOf(writer.finish()), QueueReceipt(1, 2))
+        return writer, sink
+
+    def test_a_local_injection_is_signed(self) -> None:
+        writer, sink = self.inject("by uid 1000")
+        self.assertNotIsInstance(writer, Writer)  # spooled until signed
+        data = sink.writers[0].data
+        self.assertTrue(data.startswith(b"DKIM-Signature: "))
+        self.assertTrue(data.endswith(MESSAGE))
+        self.assertEqual(sink.writers[0].origin, "by uid 1000")
+        self.assertEqual(verify_all(data), [True, True])
+
+    def test_other_origins_and_no_keys_pass_straight_through(self) -> None:
+        for origin, keys in (("from network", None), ("for bounce", None), ("by alias", None), ("by uid 1000", {})):
+            writer, sink = self.inject(origin, keys)
+            self.assertIs(writer, sink.writers[0], origin)
+            self.assertEqual(sink.writers[0].data, MESSAGE, origin)
