@@ -61,6 +61,8 @@ from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientPro
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
+from pymta.remote.mtasts import MTASTS
+from pymta.remote.mtastscache import cache_path
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
 from pymta.remote.smtproutes import Route
@@ -188,6 +190,8 @@ class RemoteChannel:
         self._stopping = False
         self._tls_table: tuple[Controls, TLSPolicyTable] | None = None
         reader.add_check(self.tls_policies)  # a bad tlsdestinations stops the start, fails a reload
+        self.mtasts = MTASTS.for_channel(self.resolver, reactor, cache_path(root))
+        reader.add_check(self.mtasts.settings)  # so does a bad control/mtasts
         self._auth_table: tuple[Controls, CredentialsTable] | None = None
         account = daemon_account(root)
         reader.add_check(lambda controls: check_file(controls, account))  # mode and owner: before it is read
@@ -228,6 +232,7 @@ class RemoteChannel:
 
     def stop(self) -> "Deferred[None]":
         self._stopping = True
+        self.mtasts.stop()
         for protocol in list(self._active):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
@@ -295,6 +300,10 @@ class RemoteChannel:
             log.error("{job}: tlsdestinations or smarthostauth unusable, deferring {domain}: {error}",
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
+        sts = yield self.mtasts.decide(domain, targets, policy, route, controls, job.about())  # RFC 8461
+        if sts.refusal is not None:
+            return [DeliveryResult(DEFERRAL, sts.refusal) for _ in recipients]
+        targets, policy = sts.targets, sts.policy
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
         while pending:
@@ -309,7 +318,7 @@ class RemoteChannel:
                     results[i] = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
             pending = [pending[position] for position in outcome.retry]
             targets = [used] + [t for t in targets if t != used]
-        return cast(list[DeliveryResult], results)  # every place filled: the loop ends when none is pending
+        return sts.explain(cast(list[DeliveryResult], results))  # every place filled: the loop ends when none is pending
 
     @defer.inlineCallbacks
     def _try_targets(
