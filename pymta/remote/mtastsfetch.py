@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from typing import Any, Generator, cast
 
+from service_identity import VerificationError
 from twisted.internet import defer
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
@@ -137,6 +138,8 @@ def _reason(failure: Failure) -> str:
         return str(error)
     if isinstance(error, defer.CancelledError) or isinstance(error, defer.TimeoutError):
         return "timed out"
+    if isinstance(error, VerificationError):
+        return f"the web server's certificate is not valid for its name ({error})"[:300]
     return tls_failure_reason(failure)
 
 
@@ -178,7 +181,9 @@ class PolicyFetcher:
     def _read(self, response: IResponse) -> "Deferred[bytes]":
         problem = self._problem(response)
         if problem is not None:
-            response.deliverBody(_BoundedBody(0))  # drops the connection at the body's first byte
+            drain = _BoundedBody(0)  # drops the connection at the body's first byte
+            drain.done.addErrback(lambda _: None)
+            response.deliverBody(drain)
             raise FetchError(problem)
         body = _BoundedBody(self.max_body)
         response.deliverBody(body)
