@@ -300,7 +300,7 @@ class RemoteChannel:
             log.error("{job}: tlsdestinations or smarthostauth unusable, deferring {domain}: {error}",
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
-        sts = yield self.mtasts.decide(domain, targets, policy, route, controls, job.about())  # RFC 8461
+        sts = yield self.mtasts.decide(domain, targets, policy, route, controls, job)  # MTA-STS, RFC 8461
         if sts.refusal is not None:
             return [DeliveryResult(DEFERRAL, sts.refusal) for _ in recipients]
         targets, policy = sts.targets, sts.policy

@@ -37,6 +37,7 @@ from twisted.logger import Logger
 
 from pymta.control import ControlError, Controls
 from pymta.dns import DNSError, Resolver, ip_literal
+from pymta.interfaces import DeliveryJob
 from pymta.remote.mtastsapply import STSDecision, apply_policy, unchanged
 from pymta.remote.mtastscache import CachedPolicy, PolicyCache
 from pymta.remote.mtastsfetch import FetchError, PolicyFetcher
@@ -177,12 +178,18 @@ class MTASTS:
 
     @defer.inlineCallbacks
     def decide(self, domain: str, targets: list[Target], policy: TLSPolicy, route: Route | None,
-               controls: Controls, about: str = "") -> Generator[Deferred[Any], Any, STSDecision]:
-        """The targets and TLS policy for C{domain} under its MTA-STS policy, if one applies; never fails."""
+               controls: Controls, job: DeliveryJob | None = None) -> Generator[Deferred[Any], Any, STSDecision]:
+        """
+        The targets and TLS policy for C{domain} under its MTA-STS policy,
+        if one applies; never fails.  C{job} is named in the log lines.
+        """
+        about = job.about() if job is not None else domain
+        message_id = job.message_id if job is not None else None
         try:
             settings = self.settings(controls)
         except ControlError as e:  # checked at start and reload: only a table built some other way
-            log.error("{about}: control/mtasts unusable, MTA-STS off: {error}", about=about, error=str(e))
+            log.error("{about}: control/mtasts unusable, MTA-STS off: {error}", about=about, message_id=message_id,
+                      error=str(e))
             return unchanged(targets, policy)
         if (not settings.enabled or policy.mode != OPPORTUNISTIC or not targets
                 or (route is not None and route.relay is not None) or ip_literal(domain) is not None):
@@ -190,5 +197,5 @@ class MTASTS:
         sts = yield self.discovery.policy(domain, settings.ca_file)
         decision = apply_policy(domain, sts, targets, policy, settings.ca_file)
         for note in decision.notes:
-            log.info("{about}: {note}", about=about, note=note)
+            log.info("{about}: {note}", about=about, message_id=message_id, note=note)
         return decision
