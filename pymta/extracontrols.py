@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from pymta.control import Controls
 from pymta.queue.syncing import queuesync_mode
+from pymta.remote.mtastssettings import mtasts_settings
 from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
 from pymta.resolvers import configured_nameservers
@@ -42,6 +43,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "queuesync": queuesync_mode,
     "senderauth": sender_auth_settings,
     "resolvers": configured_nameservers,
+    "mtasts": mtasts_settings,
 }
 
 

@@ -52,6 +52,7 @@ EXTRA_FILES: dict[str, str] = {
     "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
     "senderauth": "SPF, DKIM and DMARC checks of received mail (Authentication-Results) and their optional refusals",
     "resolvers": "the DNS servers pymta asks instead of /etc/resolv.conf's",
+    "mtasts": "MTA-STS in remote delivery: off, or the CA file for policy servers and MX hosts (absent: on, system CAs)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}
