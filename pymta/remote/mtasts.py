@@ -6,7 +6,10 @@ what it does to a delivery (L{MTASTS.decide}, the remote channel's one call).
 Discovery (L{PolicyDiscovery.policy}), for each delivery to a domain:
 
   1. ask TXT C{_mta-sts.DOMAIN} (pymta's resolver, at most C{txt_timeout}
-     seconds; the resolver caches answers for their TTL);
+     seconds; the resolver caches answers for their TTL).  When there is
+     no valid record, or no answer, that is remembered for C{no_record_memo}
+     seconds: most domains publish no policy, and their deliveries should
+     not each pay a question (a new policy is then seen that much later);
   2. no valid record, or the lookup failed: the cached policy while it is
      fresh (less than C{max_age} old), else none;
   3. a record whose C{id} is the cached policy's, and that policy fresh:
@@ -51,6 +54,8 @@ __all__ = ["MTASTS", "PolicyDiscovery", "TXT_TIMEOUT", "RETRY_AFTER"]
 
 TXT_TIMEOUT = 10.0
 RETRY_AFTER = 300.0
+NO_RECORD_MEMO = 300.0
+MEMO_ENTRIES = 10000
 
 log = Logger(namespace="pymta.remote")
 
@@ -67,13 +72,15 @@ class PolicyDiscovery:
 
     def __init__(self, resolver: Resolver, fetch: Callable[[str, str | None], "Deferred[bytes]"],
                  cache: PolicyCache, reactor: Any, txt_timeout: float = TXT_TIMEOUT,
-                 retry_after: float = RETRY_AFTER) -> None:
+                 retry_after: float = RETRY_AFTER, no_record_memo: float = NO_RECORD_MEMO) -> None:
         self.resolver = resolver
         self.fetch = fetch
         self.cache = cache
         self.reactor = reactor
         self.txt_timeout = txt_timeout
         self.retry_after = retry_after
+        self.no_record_memo = no_record_memo
+        self._no_record: dict[str, float] = {}  # domain -> no TXT question before
         self._failed: dict[str, tuple[str, float]] = {}  # domain -> (record id, no new fetch before)
         self._running: dict[str, Deferred[Policy | None]] = {}
 
@@ -117,6 +124,11 @@ class PolicyDiscovery:
     @defer.inlineCallbacks
     def _find(self, domain: str, ca_file: str | None) -> Generator[Deferred[Any], Any, Policy | None]:
         cached = self.cache.get(domain)
+        now = self.reactor.seconds()
+        usable = cached.policy if cached is not None and cached.fresh(now) else None
+        if now < self._no_record.get(domain, now):
+            return usable
+        self._no_record.pop(domain, None)
         name = f"_mta-sts.{domain}"
         try:
             records = yield self.resolver.txt(name).addTimeout(self.txt_timeout, self.reactor)
@@ -125,10 +137,11 @@ class PolicyDiscovery:
             if cached is not None:
                 log.info("MTA-STS: TXT lookup of {name} failed ({error}); the cached policy stands",
                          name=name, error=getattr(e, "reason", "timed out"))
-        now = self.reactor.seconds()
-        usable = cached.policy if cached is not None and cached.fresh(now) else None
         found = record_id(records) if records else None
         if found is None:
+            if len(self._no_record) >= MEMO_ENTRIES:
+                self._no_record.clear()
+            self._no_record[domain] = now + self.no_record_memo
             return usable
         if cached is not None and cached.record_id == found and usable is not None:
             return usable
@@ -139,6 +152,8 @@ class PolicyDiscovery:
             body = yield self.fetch(domain, ca_file)
             policy = parse_policy(body)
         except (FetchError, PolicyError) as e:
+            if len(self._failed) >= MEMO_ENTRIES:
+                self._failed.clear()
             self._failed[domain] = (found, now + self.retry_after)
             log.warn("MTA-STS policy of {domain} (TXT id {id}) unusable: {error}; {fallback}", domain=domain,
                      id=found, error=str(e), fallback="the cached policy stands" if usable else "no policy applies")

@@ -104,8 +104,10 @@ class DiscoveryTests(SynchronousTestCase):
         self.policy()
         del self.resolver.txt_table[NAME]
         self.assertEqual(self.policy(), POLICY)
+        self.clock.advance(301)  # past the memory of "no record"
         self.resolver.txt_table[NAME] = DNSTemporaryError
         self.assertEqual(self.policy(), POLICY)
+        self.assertEqual(self.resolver.queries.count(("TXT", NAME)), 3)
         self.clock.advance(3600)
         self.assertIsNone(self.policy())
         self.assertEqual(len(self.fetcher.calls), 1)
@@ -113,10 +115,22 @@ class DiscoveryTests(SynchronousTestCase):
     def test_no_record_no_policy(self) -> None:
         self.resolver.txt_table[NAME] = ["v=spf1 -all"]
         self.assertIsNone(self.policy())
+        self.clock.advance(301)
         self.resolver.txt_table[NAME] = ["v=STSv1; id=one"]
         self.fetcher.body = b"version: STSv1\nmode: enforce\nmax_age: 5\n"  # no mx: unusable
         self.assertIsNone(self.policy())
         self.assertFalse(os.path.exists(self.path))
+
+    def test_no_record_remembered_for_a_while(self) -> None:
+        del self.resolver.txt_table[NAME]
+        self.assertIsNone(self.policy())
+        self.clock.advance(299)
+        self.resolver.txt_table[NAME] = ["v=STSv1; id=one"]
+        self.assertIsNone(self.policy())  # no question asked: the domain had no record 299 s ago
+        self.assertEqual(self.resolver.queries, [("TXT", NAME)])
+        self.clock.advance(1)
+        self.assertEqual(self.policy(), POLICY)
+        self.assertEqual(self.resolver.queries, [("TXT", NAME)] * 2)
 
     def test_txt_lookup_bounded_in_time(self) -> None:
         slow: Deferred[list[str]] = Deferred()
