@@ -8,7 +8,9 @@ the current controls from C{reader.current}, groups the recipients by
 domain, and for each domain:
 
   1. plans the targets (L{pymta.remote.routes.TargetPlanner}: smtproutes,
-     IP literals, MX with self check);
+     IP literals, MX with self check); the domain's MTA-STS policy
+     (L{pymta.remote.mtasts}) may then keep only the MX hosts it lists and
+     require verified TLS to them;
   2. tries them in order: addresses the dead-host memory
      (L{pymta.remote.tcpto}) marks as dead are skipped; a connect failure,
      a refused greeting or EHLO/HELO, or a connection lost before MAIL moves
