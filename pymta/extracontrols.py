@@ -24,6 +24,7 @@ from pymta.control import Controls
 from pymta.dkim.keys import key_entries
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.qmtproutes import qmtp_routes
+from pymta.remote.mtastssettings import mtasts_settings
 from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
 from pymta.resolvers import configured_nameservers
@@ -46,6 +47,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "resolvers": configured_nameservers,
     "qmtproutes": qmtp_routes,
     "dkimkeys": key_entries,
+    "mtasts": mtasts_settings,
 }
 
 

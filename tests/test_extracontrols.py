@@ -22,6 +22,7 @@ BAD_SECOND_LINE = {
     "resolvers": "127.0.0.1\nns.example.net\n",
     "qmtproutes": "far.example:relay.example\nbad.example:relay.example smtps\n",
     "dkimkeys": "example.com:s1:dkim/s1.key\nexample.com:s1\n",
+    "mtasts": "off\nstrict\n",
 }
 
 

@@ -54,6 +54,7 @@ EXTRA_FILES: dict[str, str] = {
     "resolvers": "the DNS servers pymta asks instead of /etc/resolv.conf's",
     "qmtproutes": "domains delivered over QMTP (domain:relay[:port], port 209 by default)",
     "dkimkeys": "DKIM keys (DOMAIN:SELECTOR:KEYFILE) that sign mail of trusted SMTP sessions and local injection",
+    "mtasts": "MTA-STS in remote delivery: off, or the CA file for policy servers and MX hosts (absent: on, system CAs)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

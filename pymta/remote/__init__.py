@@ -7,6 +7,8 @@ Remote delivery: pymta's qmail-remote.
 - L{pymta.remote.client}: the SMTP client protocol (one connection);
 - L{pymta.remote.datastream}: DATA encoding (CRLF, dot-stuffing);
 - L{pymta.remote.tlspolicy}: opportunistic STARTTLS and control/tlsdestinations;
+- L{pymta.remote.mtasts}: MTA-STS (RFC 8461) policies of recipient domains
+  (mtastspolicy, mtastsfetch, mtastscache, mtastsapply, mtastssettings);
 - L{pymta.remote.tcpto}: dead-host memory (C{pymta ctl tcpok} calls C{clear});
 - L{pymta.remote.localaddrs}: this machine's addresses.
 

@@ -8,7 +8,9 @@ the current controls from C{reader.current}, groups the recipients by
 domain, and for each domain:
 
   1. plans the targets (L{pymta.remote.routes.TargetPlanner}: smtproutes,
-     IP literals, MX with self check);
+     IP literals, MX with self check); the domain's MTA-STS policy
+     (L{pymta.remote.mtasts}) may then keep only the MX hosts it lists and
+     require verified TLS to them;
   2. tries them in order: addresses the dead-host memory
      (L{pymta.remote.tcpto}) marks as dead are skipped; a connect failure,
      a refused greeting or EHLO/HELO, or a connection lost before MAIL moves
@@ -69,6 +71,9 @@ from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientPro
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
+from pymta.remote.mtasts import MTASTS
+from pymta.remote.mtastsapply import unchanged
+from pymta.remote.mtastscache import cache_path
 from pymta.remote.qmtpdelivery import QMTPDelivery
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
@@ -199,6 +204,8 @@ class RemoteChannel:
         self._stopping = False
         self._tls_table: tuple[Controls, TLSPolicyTable] | None = None
         reader.add_check(self.tls_policies)  # a bad tlsdestinations stops the start, fails a reload
+        self.mtasts = MTASTS.for_channel(self.resolver, reactor, cache_path(root))
+        reader.add_check(self.mtasts.settings)  # so does a bad control/mtasts
         self._auth_table: tuple[Controls, CredentialsTable] | None = None
         account = daemon_account(root)
         reader.add_check(lambda controls: check_file(controls, account))  # mode and owner: before it is read
@@ -242,6 +249,7 @@ class RemoteChannel:
     def stop(self) -> "Deferred[None]":
         self._stopping = True
         self.qmtp.stop()
+        self.mtasts.stop()
         for protocol in list(self._active):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
@@ -314,6 +322,12 @@ class RemoteChannel:
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
         dane = yield self.dane.decide(domain, targets, policy, route, job.about())
+        # DANE, where it applies to the domain, wins over MTA-STS (RFC 8461 section 2)
+        sts = unchanged(targets, policy) if dane else (yield self.mtasts.decide(domain, targets, policy, route,
+                                                                                  controls, job))
+        if sts.refusal is not None:
+            return [DeliveryResult(DEFERRAL, sts.refusal) for _ in recipients]
+        targets, policy = sts.targets, sts.policy
         results: list[DeliveryResult | None] = [None] * len(recipients)
         pending = list(range(len(recipients)))
         while pending:
@@ -328,7 +342,7 @@ class RemoteChannel:
                     results[i] = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
             pending = [pending[position] for position in outcome.retry]
             targets = [used] + [t for t in targets if t != used]
-        return cast(list[DeliveryResult], results)  # every place filled: the loop ends when none is pending
+        return sts.explain(cast(list[DeliveryResult], results))  # every place filled: the loop ends when none is pending
 
     @defer.inlineCallbacks
     def _try_targets(

@@ -389,7 +389,9 @@ class RoutingTests(ChannelTestBase):
         channel, root = self.channel({"smtproutes": f"example.test::{port}"}, resolver)
         results = yield channel.deliver(job(root, ["bob@example.test"]))
         self.assertEqual(results[0].status, SUCCESS)
-        self.assertEqual(resolver.queries, [("MX", "example.test"), ("A", "example.test")])
+        # MTA-STS (on by default) asks for the domain's policy record too
+        self.assertEqual(resolver.queries, [("MX", "example.test"), ("A", "example.test"),
+                                            ("TXT", "_mta-sts.example.test")])
 
     @defer.inlineCallbacks
     def test_default_route_to_named_relay(self) -> defer.Generator:
