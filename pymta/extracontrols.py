@@ -21,6 +21,7 @@ from __future__ import annotations
 from typing import Callable, Mapping
 
 from pymta.control import Controls
+from pymta.dsn.bounceformat import bounce_format
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
@@ -42,6 +43,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "queuesync": queuesync_mode,
     "senderauth": sender_auth_settings,
     "resolvers": configured_nameservers,
+    "bounceformat": bounce_format,
 }
 
 

@@ -52,6 +52,7 @@ EXTRA_FILES: dict[str, str] = {
     "morercpthosts.cdb": "not used: pymta reads morercpthosts directly",
     "senderauth": "SPF, DKIM and DMARC checks of received mail (Authentication-Results) and their optional refusals",
     "resolvers": "the DNS servers pymta asks instead of /etc/resolv.conf's",
+    "bounceformat": "the form of failure reports: qsbmf (qmail's, the default) or dsn (RFC 3464 multipart/report)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}
