@@ -44,6 +44,8 @@ __all__ = [
     "encode_dsn_file",
     "parse_dsn_file",
     "read_dsn_file",
+    "read_dsn_path",
+    "dsn_path_for_message",
     "write_dsn_file",
     "append_success",
     "remove_dsn_file",
@@ -112,8 +114,20 @@ def parse_dsn_file(data: bytes) -> DsnFile:
 
 def read_dsn_file(layout: QueueLayout, message_id: int) -> DsnFile | None:
     """The message's dsn file, None when it has none; OSError, L{EnvelopeError} as they come."""
+    return read_dsn_path(dsn_path(layout, message_id))
+
+
+def dsn_path_for_message(message_path: str) -> str:
+    """C{QUEUE/dsn/N/ID} for the message file C{QUEUE/mess/N/ID}."""
+    subdir, name = os.path.split(message_path)
+    top, n = os.path.split(subdir)
+    return os.path.join(os.path.dirname(top), "dsn", n, name)
+
+
+def read_dsn_path(path: str) -> DsnFile | None:
+    """The dsn file at C{path}, None when there is none; OSError, L{EnvelopeError} as they come."""
     try:
-        with open(dsn_path(layout, message_id), "rb") as f:
+        with open(path, "rb") as f:
             data = f.read(MAX_DSN_FILE + 1)
     except FileNotFoundError:
         return None
