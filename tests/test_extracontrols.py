@@ -20,6 +20,7 @@ BAD_SECOND_LINE = {
     "smarthostauth": "relay.example alice secret\nrelay.example bob\n",
     "senderauth": "check\nreject-everything\n",
     "resolvers": "127.0.0.1\nns.example.net\n",
+    "bounceformat": "dsn\nqsbmf\n",
 }
 
 
