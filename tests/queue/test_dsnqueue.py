@@ -63,6 +63,32 @@ class DsnQueueTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertFalse(os.path.exists(dsn_path(self.layout, message_id)))
         self.assertEqual(self.queue_files(), [])
 
+    def test_interrupted_preprocessing_is_redone(self) -> None:
+        """A crash after preprocessing wrote some files but before todo/ID went: the next start writes them afresh."""
+        self.local = RecordingChannel(hold=True)
+        dsn = MessageDsn(recipients=(RecipientDsn(("SUCCESS",)),))
+        message_id = self.queue(dsn, ["bob@mail.example"])
+        path = dsn_path(self.layout, message_id)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        for leftover in (path, self.layout.info(message_id)):
+            with open(leftover, "wb") as f:
+                f.write(b"half writ")
+        self.start()
+        found = read_dsn_file(self.layout, message_id)
+        assert found is not None
+        self.assertEqual(found.request("bob@mail.example"), RecipientDsn(("SUCCESS",)))
+        self.assertFalse(os.path.exists(self.layout.todo(message_id)))
+
+    def test_dsn_file_without_info_is_cleaned(self) -> None:
+        from pymta.queue.cleaner import clean_queue
+
+        path = dsn_path(self.layout, 12345)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path, "wb") as f:
+            f.write(b"RFULL\0")
+        clean_queue(self.layout, now=self.clock.seconds())
+        self.assertFalse(os.path.exists(path))
+
     def test_notify_never_sends_no_bounce(self) -> None:
         self.local = RecordingChannel(lambda job, r: ("D", NO_MAILBOX))
         self.queue(MessageDsn(recipients=(RecipientDsn(("NEVER",)),)), ["nobody@mail.example"])
