@@ -22,6 +22,7 @@ from typing import Callable, Mapping
 
 from pymta.control import Controls
 from pymta.dkim.keys import key_entries
+from pymta.dsn.bounceformat import bounce_format
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.qmtproutes import qmtp_routes
 from pymta.remote.mtastssettings import mtasts_settings
@@ -48,6 +49,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "qmtproutes": qmtp_routes,
     "dkimkeys": key_entries,
     "mtasts": mtasts_settings,
+    "bounceformat": bounce_format,
 }
 
 

@@ -21,6 +21,8 @@ from typing import Callable, Protocol, Sequence
 
 from twisted.internet.defer import Deferred
 
+from pymta.dsn.params import MessageDsn
+
 __all__ = [
     "QueueReceipt",
     "QueueRefused",
@@ -89,11 +91,15 @@ class MessageSink(Protocol):
         origin: str,
         uid: int | None = None,
         pid: int | None = None,
+        dsn: MessageDsn | None = None,
     ) -> MessageWriter:
         """
         Start a message.  C{origin} is the text qmail-queue puts into its
         C{Received:} line after C{invoked}: C{"from network"},
-        C{"for bounce"}, C{"by alias"} or C{"by uid N"}.
+        C{"for bounce"}, C{"by alias"} or C{"by uid N"}.  C{dsn}: what the
+        client asked for with RFC 3461's parameters (one request per
+        recipient, in order), kept with the message when it is more than
+        the defaults.
         """
 
 
@@ -108,6 +114,8 @@ class DeliveryResult:
 
     status: str
     text: str
+    #: a success whose NOTIFY request went on to the next server with the message (it reports from now on)
+    notify_passed_on: bool = False
 
 
 @dataclass(frozen=True)

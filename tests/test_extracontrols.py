@@ -23,6 +23,7 @@ BAD_SECOND_LINE = {
     "qmtproutes": "far.example:relay.example\nbad.example:relay.example smtps\n",
     "dkimkeys": "example.com:s1:dkim/s1.key\nexample.com:s1\n",
     "mtasts": "off\nstrict\n",
+    "bounceformat": "dsn\nqsbmf\n",
 }
 
 

@@ -5,16 +5,26 @@ qmail-send does: a success overwrites the recipient's C{T} record with
 C{D}; a failure is first appended to C{bounce/ID}, then marked C{D}; a
 deferral leaves the record alone.  A restart therefore never repeats a
 finished delivery, and never loses a failure before its bounce.
+
+A message with DSN data (C{dsn/N/ID}, L{pymta.queue.dsnfile}) follows its
+recipients' requests: a failure of a recipient whose NOTIFY leaves out
+FAILURE (NOTIFY=NEVER) goes into no bounce, and a success of one that asked
+for SUCCESS is appended to the dsn file first (C{delivered} by the local
+channel, C{relayed} by the remote one unless the next server took the
+request over) - should that fail, the recipient is marked done all the
+same: a lost notice is better than a second delivery.
 """
 
 from __future__ import annotations
 
 import os
 
+from pymta.dsn.params import RecipientDsn
 from pymta.interfaces import FAILURE, SUCCESS
 from pymta.queue import bounce as bounces
+from pymta.queue.dsnfile import append_success, read_dsn_file
 from pymta.queue.routing import strip_virtual_prepend
-from pymta.queue.sendfiles import append_bounce, mark_done
+from pymta.queue.sendfiles import QueueFileError, append_bounce, mark_done
 from pymta.queue.verdict import Verdict
 from pymta.queue.sendcontext import SendContext
 
@@ -35,7 +45,10 @@ class Checkpoint:
         C{path}.  True when the record is now done; a record that could not be
         marked stays C{T} and is tried again later.
         """
-        if verdict.status == FAILURE:
+        request = self._request(message_id, address) if verdict.status in (FAILURE, SUCCESS) else None
+        if verdict.status == FAILURE and request is not None and not request.wants("FAILURE"):
+            pass  # NOTIFY=NEVER (or only SUCCESS/DELAY): no failure report
+        elif verdict.status == FAILURE:
             recipient = strip_virtual_prepend(address, self.controls.current)
             try:
                 append_bounce(self.disk.layout, message_id, bounces.bounce_entry(recipient, verdict.text),
@@ -46,6 +59,12 @@ class Checkpoint:
                 return False
         elif verdict.status != SUCCESS:
             return False
+        elif request is not None and request.wants("SUCCESS") and not verdict.notify_passed_on:
+            local = os.path.dirname(os.path.dirname(path)) == self.disk.layout.dir("local")
+            try:
+                append_success(self.disk.layout, message_id, "delivered" if local else "relayed", address)
+            except OSError as e:
+                self.log.warning(f"unable to record a success notice for msg {message_id}: {e.strerror}")
         try:
             mark_done(path, offset)
         except OSError:
@@ -53,3 +72,12 @@ class Checkpoint:
             self.log.warning(f"trouble marking {rel}; message will be delivered twice!")
             return False
         return True
+
+    def _request(self, message_id: int, address: str) -> RecipientDsn | None:
+        """The recipient's DSN request, None for a message without DSN data (or an unreadable dsn file)."""
+        try:
+            found = read_dsn_file(self.disk.layout, message_id)
+        except (OSError, QueueFileError) as e:
+            self.log.warning(f"unable to read the dsn file of msg {message_id}: {e}; using the defaults")
+            return None
+        return found.request(address) if found is not None else None

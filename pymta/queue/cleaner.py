@@ -15,9 +15,9 @@ pid file is created until its commit (or abort) is over.  A file the cleaner
 can lock has no live writer.  For a message file the cleaner then checks,
 in this order, that neither C{todo/ID} nor C{info/ID} exists (the scheduler
 creates C{info/ID} before it removes C{todo/ID}, so this order never misses
-a message in flight).  A C{reason/N/ID} file (pymta's own) goes, whatever
-its age, when its message has no C{info/N/ID} (reasons are written only
-while it exists); a temporary file a rewrite of one left goes like the
+a message in flight).  A C{reason/N/ID} or C{dsn/N/ID} file (pymta's own)
+goes, whatever its age, when its message has no C{info/N/ID} (they are
+written only while it exists); a temporary file a rewrite of one left goes like the
 rest.  Files younger than C{grace} seconds are otherwise left alone (a writer creates its pid file an instant before locking it).  On a
 filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
 
@@ -206,8 +206,12 @@ def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GR
 
 
 def _clean_reasons(layout: QueueLayout, now: float, grace: float, removed: list[str]) -> None:
-    """Reason files whose message is gone, and temporary files of rewrites that never ended."""
-    top = layout.dir("reason")
+    """Reason and dsn files whose message is gone, and temporary files of rewrites that never ended."""
+    for top in (layout.dir("reason"), layout.dir("dsn")):
+        _clean_beside_info(layout, top, now, grace, removed)
+
+
+def _clean_beside_info(layout: QueueLayout, top: str, now: float, grace: float, removed: list[str]) -> None:
     for sub in _listdir(top):
         subdir = os.path.join(top, sub)
         if not os.path.isdir(subdir):

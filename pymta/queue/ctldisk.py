@@ -22,6 +22,7 @@ from __future__ import annotations
 import os
 
 from pymta.queue.disk import QueueDisk
+from pymta.queue.dsnfile import dsn_path
 from pymta.queue.layout import QueueLayout
 
 __all__ = ["list_held", "write_holds", "remove_holds", "delete_messages", "leftover_paths"]
@@ -109,7 +110,8 @@ def _unlink(path: str) -> None:
 def leftover_paths(layout: QueueLayout, message_id: int) -> tuple[str, ...]:
     """A message's files after its commit point, in the order they are removed (the message file last)."""
     return (layout.local(message_id), layout.remote(message_id), layout.bounce(message_id),
-            layout.reason(message_id), layout.hold(message_id), layout.intd(message_id), layout.mess(message_id))
+            layout.reason(message_id), layout.hold(message_id), dsn_path(layout, message_id),
+            layout.intd(message_id), layout.mess(message_id))
 
 
 def delete_messages(disk: QueueDisk, message_ids: list[int]) -> dict[int, OSError]:

@@ -4,7 +4,11 @@ The queue's envelope records, byte for byte as qmail writes them
 (see docs/internals.md, 'Queue records').
 
 - C{todo/ID}, C{intd/ID}: C{u<uid>\\0p<pid>\\0F<sender>\\0T<r1>\\0T<r2>\\0...}
-  (no extra NUL at the end).
+  (no extra NUL at the end).  A message with DSN data (RFC 3461, only when
+  a client asked for more than the defaults) has pymta's own records as
+  well: C{R<FULL|HDRS>} and C{E<envid>} after C{F}, C{N<notify>} and
+  C{O<orcpt>} right after the C{T} they belong to (docs/internals.md,
+  "DSN data in the queue").
 - C{info/N/ID}: C{F<sender>\\0}.
 - C{local/N/ID}, C{remote/N/ID}: C{T<addr>\\0} (to do) or C{D<addr>\\0} (done)
   records; marking done overwrites the one C{T} byte at the record's offset.
@@ -24,6 +28,7 @@ from dataclasses import dataclass
 from typing import Iterable, Sequence
 
 from pymta.address import MAX_ADDRESS_BYTES
+from pymta.dsn.params import DsnSyntaxError, MessageDsn, RecipientDsn, check_envid, check_notify, check_orcpt, check_ret
 from pymta.queue.errors import (
     EXIT_ADDRESS_TOO_LONG,
     EXIT_ENVELOPE_FORMAT,
@@ -43,6 +48,9 @@ __all__ = [
     "check_address",
     "check_envelope",
     "encode_todo",
+    "encode_message_dsn",
+    "encode_recipient_dsn",
+    "DsnRecords",
     "parse_todo",
     "encode_info",
     "parse_info",
@@ -61,12 +69,13 @@ class EnvelopeError(ValueError):
 
 @dataclass(frozen=True)
 class Envelope:
-    """A committed message's envelope: who queued it and for whom."""
+    """A committed message's envelope: who queued it and for whom (C{dsn}: its DSN data, if any)."""
 
     uid: int
     pid: int
     sender: str
     recipients: tuple[str, ...]
+    dsn: MessageDsn | None = None
 
 
 @dataclass(frozen=True)
@@ -107,12 +116,86 @@ def check_envelope(sender: str, recipients: Sequence[str]) -> tuple[bytes, list[
     return check_address(sender), [check_address(r) for r in recipients]
 
 
-def encode_todo(uid: int, pid: int, sender: str, recipients: Iterable[str]) -> bytes:
-    """The content of C{intd/ID} and C{todo/ID}; validates every address."""
+def encode_todo(uid: int, pid: int, sender: str, recipients: Iterable[str], dsn: MessageDsn | None = None) -> bytes:
+    """The content of C{intd/ID} and C{todo/ID}; validates every address (C{dsn}: only when meaningful)."""
     parts = [b"u%d\0p%d\0F" % (uid, pid), check_address(sender), b"\0"]
-    for r in recipients:
+    if dsn is not None and not dsn.meaningful:
+        dsn = None
+    if dsn is not None:
+        parts.append(encode_message_dsn(dsn))
+    for index, r in enumerate(recipients):
         parts += [b"T", check_address(r), b"\0"]
+        if dsn is not None:
+            parts.append(encode_recipient_dsn(dsn.for_recipient(index)))
     return b"".join(parts)
+
+
+def encode_message_dsn(dsn: MessageDsn) -> bytes:
+    """The C{R} and C{E} records of C{dsn} (values are ASCII, checked when received)."""
+    out = b""
+    if dsn.ret is not None:
+        out += b"R" + dsn.ret.encode("ascii") + b"\0"
+    if dsn.envid is not None:
+        out += b"E" + dsn.envid.encode("ascii") + b"\0"
+    return out
+
+
+def encode_recipient_dsn(request: RecipientDsn) -> bytes:
+    """The C{N} and C{O} records of one recipient's request."""
+    out = b""
+    if request.notify is not None:
+        out += b"N" + ",".join(request.notify).encode("ascii") + b"\0"
+    if request.orcpt is not None:
+        out += b"O" + request.orcpt.encode("ascii") + b"\0"
+    return out
+
+
+class DsnRecords:
+    """
+    Gathers the DSN records of a queue file as they are read: C{R}, C{E}
+    for the message, C{N}, C{O} for the recipient read last (L{recipient}
+    opens one).  L{EnvelopeError} for a malformed or misplaced one.
+    """
+
+    def __init__(self) -> None:
+        self.ret: str | None = None
+        self.envid: str | None = None
+        self.recipients: list[RecipientDsn] = []
+        self.seen = False
+
+    def recipient(self) -> None:
+        self.recipients.append(RecipientDsn())
+
+    def take(self, kind: bytes, value: bytes) -> bool:
+        """Record C{kind}/C{value} if it is a DSN record (True), else False."""
+        if kind not in (b"R", b"E", b"N", b"O"):
+            return False
+        try:
+            text = value.decode("ascii")
+            if kind == b"R" and self.ret is None:
+                self.ret = check_ret(text)
+            elif kind == b"E" and self.envid is None:
+                self.envid = check_envid(text)
+            elif kind in (b"N", b"O") and self.recipients:
+                last = self.recipients[-1]
+                if kind == b"N" and last.notify is None:
+                    self.recipients[-1] = RecipientDsn(check_notify(text), last.orcpt)
+                elif kind == b"O" and last.orcpt is None:
+                    self.recipients[-1] = RecipientDsn(last.notify, check_orcpt(text))
+                else:
+                    raise EnvelopeError(f"second {kind.decode()} record for one recipient")
+            else:
+                raise EnvelopeError(f"misplaced or repeated {kind.decode()} record")
+        except (UnicodeDecodeError, DsnSyntaxError):
+            raise EnvelopeError(f"bad {kind.decode()} record {value[:40]!r}") from None
+        self.seen = True
+        return True
+
+    def result(self) -> MessageDsn | None:
+        """The message's DSN data, or None when the file had none."""
+        if not self.seen:
+            return None
+        return MessageDsn(self.ret, self.envid, tuple(self.recipients))
 
 
 def _records(data: bytes) -> list[bytes]:
@@ -129,8 +212,11 @@ def parse_todo(data: bytes) -> Envelope:
     uid = pid = -1
     sender: str | None = None
     recipients: list[str] = []
+    dsn = DsnRecords()
     for rec in _records(data):
         kind, value = rec[:1], rec[1:]
+        if sender is not None and dsn.take(kind, value):
+            continue
         if kind in (b"u", b"p"):
             if not value.isdigit():
                 raise EnvelopeError(f"bad number in {kind.decode()} record: {value[:40]!r}")
@@ -146,11 +232,12 @@ def parse_todo(data: bytes) -> Envelope:
             if sender is None:
                 raise EnvelopeError("T record before F record")
             recipients.append(address_text(value))
+            dsn.recipient()
         else:
             raise EnvelopeError(f"unknown record {rec[:40]!r}")
     if sender is None:
         raise EnvelopeError("no F record")
-    return Envelope(uid, pid, sender, tuple(recipients))
+    return Envelope(uid, pid, sender, tuple(recipients), dsn.result())
 
 
 def encode_info(sender: str) -> bytes:

@@ -3,6 +3,8 @@
 Finishing a message no recipient is left of, as qmail-send does: its
 bounce (the failures gathered in C{bounce/ID}) is injected as a new message
 first, and only then are the message's own files removed (C{end msg}).
+The bounce is QSBMF or RFC 3464's report (L{pymta.queue.dsnreport}), which
+also carries the success notices a message's C{dsn/N/ID} holds.
 Also the end of a message that never left C{todo/} (its first attempt
 succeeded) and quarantine.
 
@@ -21,6 +23,8 @@ from twisted.internet import defer
 from pymta.interfaces import MessageSink
 from pymta.queue import bounce as bounces
 from pymta.queue.disk import QueueDisk
+from pymta.queue.dsnfile import DsnFile, read_dsn_file, remove_dsn_file
+from pymta.queue.dsnreport import notices_due, wants_report, write_report
 from pymta.queue.qmaillog import QmailLog
 from pymta.queue.reasons import remove_reasons
 from pymta.queue.sendfiles import QueueFileError, quarantine_message, read_info
@@ -77,7 +81,7 @@ class Finisher:
             if os.path.exists(path):
                 return Finished(Outcome.GONE)
         try:
-            sender, _ = read_info(layout, message_id)
+            sender, birth = read_info(layout, message_id)
         except FileNotFoundError:
             return Finished(Outcome.GONE)
         except QueueFileError as e:
@@ -86,8 +90,13 @@ class Finisher:
         except OSError as e:
             self.log.warning(f"unable to read info/{message_id}: {e.strerror}; will try again later")
             return Finished(Outcome.RETRY)
-        if not os.path.exists(layout.bounce(message_id)):
-            return Finished(self._remove(message_id, recyclable=True))
+        try:
+            dsn = read_dsn_file(layout, message_id)
+        except (OSError, QueueFileError) as e:  # its requests were honoured already: bounce without it
+            self.log.warning(f"unable to read dsn/{layout.subdir(message_id)}/{message_id}: {e}")
+            dsn = None
+        if not os.path.exists(layout.bounce(message_id)) and not notices_due(bounces.unverp(sender), dsn):
+            return Finished(self._remove(message_id, recyclable=dsn is None))
         envelope = bounces.bounce_envelope(sender, self.controls.current)
         if envelope is not None and not os.path.exists(layout.mess(message_id)):
             quarantine(self.disk, self.log, message_id, "the message file is missing; the bounce cannot quote it")
@@ -95,7 +104,7 @@ class Finisher:
         if envelope is None:
             self.log.triple_bounce(message_id)
             return Finished(self._bounce_sent(message_id))
-        d = self._inject_bounce(message_id, envelope)
+        d = self._inject_bounce(message_id, envelope, dsn, birth)
 
         def injected(qp: int) -> Finished:
             self.log.bounce_msg(message_id, qp)
@@ -107,7 +116,8 @@ class Finisher:
 
         return d.addCallbacks(injected, failed)
 
-    def _inject_bounce(self, message_id: int, envelope: bounces.BounceEnvelope) -> "defer.Deferred[int]":
+    def _inject_bounce(self, message_id: int, envelope: bounces.BounceEnvelope, dsn: DsnFile | None = None,
+                       birth: float = 0.0) -> "defer.Deferred[int]":
         if self.sink is None:
             return defer.fail(RuntimeError("no message sink for bounces"))
         layout = self.disk.layout
@@ -116,9 +126,13 @@ class Finisher:
             writer = self.sink.open_message(
                 envelope.sender, [envelope.recipient], origin="for bounce", uid=os.getuid(), pid=os.getpid()
             )
-            with open(layout.bounce(message_id), "rb") as failures, open(layout.mess(message_id), "rb") as mess:
-                bounces.compose_bounce(writer.write, envelope, self.controls.current, failures, mess,
-                                       self.clock.seconds())
+            if wants_report(self.controls.current, envelope, dsn, self.log.warning):
+                write_report(writer.write, layout, message_id, self.controls.current, envelope, dsn, birth,
+                             self.clock.seconds())
+            else:
+                with open(layout.bounce(message_id), "rb") as failures, open(layout.mess(message_id), "rb") as mess:
+                    bounces.compose_bounce(writer.write, envelope, self.controls.current, failures, mess,
+                                           self.clock.seconds())
             d = writer.finish()
         except Exception:
             if writer is not None:
@@ -147,6 +161,11 @@ class Finisher:
             remove_reasons(layout, message_id)
         except OSError as e:
             self.log.warning(f"unable to unlink reason/{layout.subdir(message_id)}/{message_id}: {e.strerror}")
+        try:
+            remove_dsn_file(layout, message_id)  # before info/: ids come back, a dsn file must not
+        except OSError as e:
+            self.log.warning(f"unable to unlink dsn/{layout.subdir(message_id)}/{message_id}: {e.strerror}; will try again later")
+            return Outcome.RETRY
         try:
             delete_small(self.disk, layout.info(message_id))
         except FileNotFoundError:

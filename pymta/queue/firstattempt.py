@@ -59,10 +59,12 @@ def plan_first_attempt(
     """
     The first attempt of a message committed just now, or None when it goes
     the usual way: no recipients, several channels or domains, more
-    recipients than one delivery takes (C{batch_size(channel, sender)}), or
-    deliveries on its channel switched off (C{capacity(channel)} is 0).
+    recipients than one delivery takes (C{batch_size(channel, sender)}),
+    deliveries on its channel switched off (C{capacity(channel)} is 0), or
+    DSN data (its deliveries and results need the C{dsn/N/ID} file that
+    preprocessing writes).
     """
-    if not envelope.recipients:
+    if not envelope.recipients or envelope.dsn is not None:
         return None
     routes = [route_recipient(r, controls) for r in envelope.recipients]
     channel = routes[0].channel

@@ -15,7 +15,10 @@ connection carries one or more messages, one after the other::
     server: netstring(reply)            after the message is durable or refused
 
 The envelope comes first so the server can start writing the message while
-it streams in.  C{origin} is the text the caller asks for after C{invoked}
+it streams in.  A message with DSN data (RFC 3461) ends its envelope with
+one more netstring, a NUL and then the queue's own DSN records
+(L{pymta.queue.envelope}; an empty C{T} record before each recipient's):
+no address holds a NUL, so it cannot be taken for a recipient.  C{origin} is the text the caller asks for after C{invoked}
 in the C{Received:} line (empty: "by uid <peer uid>"); the server grants it
 only to trusted peers.  The reply is C{K<id> qp <qp>} once the message is
 fsynced and linked into todo/, or C{Z<text>} (temporary) / C{D<text>}
@@ -29,8 +32,16 @@ from __future__ import annotations
 import os
 from typing import Sequence
 
+from pymta.dsn.params import MessageDsn
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue.envelope import address_bytes, address_text
+from pymta.queue.envelope import (
+    DsnRecords,
+    EnvelopeError,
+    address_bytes,
+    address_text,
+    encode_message_dsn,
+    encode_recipient_dsn,
+)
 
 __all__ = [
     "INJECT_SOCKET",
@@ -42,6 +53,7 @@ __all__ = [
     "NetstringParser",
     "encode_envelope",
     "parse_envelope",
+    "parse_envelope_dsn",
     "encode_reply",
     "parse_reply",
 ]
@@ -159,20 +171,50 @@ def _split_all(payload: bytes) -> list[bytes]:
     return out
 
 
-def encode_envelope(origin: str, sender: str, recipients: Sequence[str]) -> bytes:
-    """The first netstring of a message on the inject socket."""
+def encode_envelope(origin: str, sender: str, recipients: Sequence[str], dsn: MessageDsn | None = None) -> bytes:
+    """The first netstring of a message on the inject socket (C{dsn} only when it is meaningful)."""
     inner = [netstring(origin.encode("utf-8", "surrogateescape")), netstring(address_bytes(sender))]
     inner += [netstring(address_bytes(r)) for r in recipients]
+    if dsn is not None and dsn.meaningful:
+        records = [encode_message_dsn(dsn)]
+        records += [b"T\0" + encode_recipient_dsn(dsn.for_recipient(i)) for i in range(len(recipients))]
+        inner.append(netstring(b"\0" + b"".join(records)))
     return netstring(b"".join(inner))
 
 
-def parse_envelope(payload: bytes) -> tuple[str, str, list[str]]:
-    """C{(origin, sender, recipients)} from an envelope netstring's payload."""
+def _parse_dsn(block: bytes, count: int) -> MessageDsn | None:
+    if block and not block.endswith(b"\0"):
+        raise FramingError("DSN records without their final NUL")
+    found = DsnRecords()
+    try:
+        for record in block.split(b"\0")[:-1] if block else []:
+            if record == b"T":
+                found.recipient()
+            elif not found.take(record[:1], record[1:]):
+                raise FramingError(f"unknown DSN record {record[:20]!r}")
+    except EnvelopeError as e:
+        raise FramingError(str(e)) from None
+    if len(found.recipients) != count:
+        raise FramingError("DSN records do not match the recipients")
+    return found.result()
+
+
+def parse_envelope_dsn(payload: bytes) -> tuple[str, str, list[str], MessageDsn | None]:
+    """C{(origin, sender, recipients, dsn)} from an envelope netstring's payload."""
     parts = _split_all(payload)
     if len(parts) < 2:
         raise FramingError("envelope needs an origin and a sender")
     origin = parts[0].decode("utf-8", "surrogateescape")
-    return origin, address_text(parts[1]), [address_text(p) for p in parts[2:]]
+    dsn = None
+    if len(parts) > 2 and parts[-1].startswith(b"\0"):
+        dsn = _parse_dsn(parts.pop()[1:], len(parts) - 2)
+    return origin, address_text(parts[1]), [address_text(p) for p in parts[2:]], dsn
+
+
+def parse_envelope(payload: bytes) -> tuple[str, str, list[str]]:
+    """C{(origin, sender, recipients)} from an envelope netstring's payload (any DSN data left out)."""
+    origin, sender, recipients, _ = parse_envelope_dsn(payload)
+    return origin, sender, recipients
 
 
 def encode_reply(result: QueueReceipt | QueueRefused) -> bytes:

@@ -23,6 +23,7 @@ from twisted.internet.protocol import Protocol
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
+from pymta.dsn.params import MessageDsn
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.queue.envelope import check_envelope
 from pymta.queue.errors import EXIT_BUG, EXIT_NETWORK, EXIT_TIMEOUT, QueueFailure
@@ -315,12 +316,13 @@ class InjectClientSink:
         origin: str,
         uid: int | None = None,
         pid: int | None = None,
+        dsn: MessageDsn | None = None,
     ):
         try:
             check_envelope(sender, recipients)
         except QueueRefused as e:
             return RefusedWriter(e)
-        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients),
+        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients, dsn),
                                      self.handoffs.outcome)
         while self.idle:
             connection = self.idle.pop()

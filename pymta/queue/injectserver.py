@@ -46,7 +46,7 @@ from pymta.queue.framing import (
     NetstringParser,
     encode_reply,
     inject_socket_path,
-    parse_envelope,
+    parse_envelope_dsn,
 )
 from pymta.queue.listening import listen_unix
 from pymta.streamtransport import ISocketStreamTransport
@@ -125,7 +125,7 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
                 return
 
     def _start(self, payload: bytes) -> None:
-        requested, sender, recipients = parse_envelope(payload)
+        requested, sender, recipients, dsn = parse_envelope_dsn(payload)
         assert self._peer is not None  # connectionMade closed the connection without one
         pid, uid, _ = self._peer
         origin = f"by uid {uid}"
@@ -134,7 +134,10 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
                 origin = requested
             else:
                 log.info("inject: uid {uid} may not claim origin {origin!r}", uid=uid, origin=requested)
-        self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
+        if dsn is None:  # a sink that predates DSN data is still a sink
+            self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
+        else:
+            self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, dsn=dsn)
         self._state = "data"
         self._parser.max_length = MAX_CHUNK
 

@@ -21,6 +21,7 @@ from typing import Callable, Iterable, Mapping
 
 from pymta.control import Controls
 from pymta.queue.disk import QueueDisk
+from pymta.queue.dsnfile import dsn_path, encode_dsn_file, write_dsn_file
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
@@ -198,7 +199,7 @@ def preprocess_batch(
                     size = os.stat(layout.mess(message_id)).st_size
                 except FileNotFoundError:
                     raise QueueFileError(f"todo/{message_id} has no message file") from None
-                # what an interrupted earlier preprocessing may have left
+                # what an interrupted earlier preprocessing may have left (a dsn file: write_dsn_file replaces it)
                 for path in (layout.local(message_id), layout.remote(message_id), layout.info(message_id)):
                     _unlink_if_present(path)
             info_fd = _write_new(layout.info(message_id), b"F" + encode(envelope.sender) + b"\0", owner, spares)
@@ -210,9 +211,14 @@ def preprocess_batch(
                 log.new_msg(message_id)
                 log.info_msg(message_id, envelope, size)
             records: dict[str, list[bytes]] = {LOCAL: [], REMOTE: []}
+            routed = []
             for recipient in envelope.recipients:
                 route = route_recipient(recipient, controls)
                 records[route.channel].append(b"T" + encode(route.address) + b"\0")
+                routed.append(route.address)
+            if envelope.dsn is not None:  # after info/: a dsn file never exists without it
+                fds.append(write_dsn_file(layout, message_id, encode_dsn_file(envelope.dsn, routed), owner))
+                dirs.add(os.path.dirname(dsn_path(layout, message_id)))
             for channel, recs in records.items():
                 if recs:
                     path = layout.channel(channel, message_id)

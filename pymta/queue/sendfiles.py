@@ -31,6 +31,7 @@ from pymta.queue.envelope import (
     parse_recipients,
     parse_todo,
 )
+from pymta.queue.dsnfile import dsn_path
 from pymta.queue.layout import QueueLayout
 
 __all__ = [
@@ -96,7 +97,7 @@ def append_bounce(layout: QueueLayout, message_id: int, entry: bytes, owner: tup
 def quarantine_message(layout: QueueLayout, message_id: int) -> str:
     """
     Move every file of a message into C{quarantine/ID[.n]/} (mess, todo, intd,
-    info, local, remote, bounce, reason, hold) and return that directory.
+    info, local, remote, bounce, reason, hold, dsn) and return that directory.
     """
     base = os.path.join(layout.dir("quarantine"), str(message_id))
     os.makedirs(layout.dir("quarantine"), mode=0o700, exist_ok=True)
@@ -119,6 +120,7 @@ def quarantine_message(layout: QueueLayout, message_id: int) -> str:
         "bounce": layout.bounce(message_id),
         "reason": layout.reason(message_id),
         "hold": layout.hold(message_id),
+        "dsn": dsn_path(layout, message_id),
     }
     for name, path in sources.items():
         try:

@@ -20,6 +20,7 @@ from twisted.internet import defer, threads
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
+from pymta.dsn.params import MessageDsn
 from pymta.interfaces import MessageWriter, QueueReceipt, QueueRefused
 from pymta.queue.envelope import Envelope, check_envelope
 from pymta.queue.errors import EXIT_BUG, QueueFailure
@@ -89,7 +90,9 @@ class _SinkWriter:
     two threads).
     """
 
-    def __init__(self, sink: "QueueSink", sender: str, recipients: Sequence[str], origin: str, uid: int, pid: int) -> None:
+    def __init__(self, sink: "QueueSink", sender: str, recipients: Sequence[str], origin: str, uid: int, pid: int,
+                 dsn: MessageDsn | None = None) -> None:
+        self._dsn = dsn
         self._sink = sink
         self._pending: PendingMessage | None = None
         self._buffer = bytearray()
@@ -122,6 +125,7 @@ class _SinkWriter:
         """Create the message's file and write what was kept so far (any thread; the reactor's waits meanwhile)."""
         if self._pending is None:
             pending = self._sink.queue.begin(self._origin, self._uid, self._pid)
+            pending.dsn = self._dsn
             pending.write(bytes(self._buffer))
             self._buffer = bytearray()
             self._pending = pending
@@ -160,7 +164,8 @@ class _SinkWriter:
         self._state = "committed"
         on_commit = self._sink.on_commit
         if on_commit is not None:
-            envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients))
+            dsn = self._dsn if self._dsn is not None and self._dsn.meaningful else None
+            envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients), dsn)
             size = self._pending.size if self._pending is not None else 0
             try:
                 on_commit(receipt.message_id, envelope, size)
@@ -219,6 +224,7 @@ class QueueSink:
         origin: str,
         uid: int | None = None,
         pid: int | None = None,
+        dsn: MessageDsn | None = None,
     ) -> MessageWriter:
         """
         Start a message.  A bad envelope or a queue that cannot take a file
@@ -231,4 +237,4 @@ class QueueSink:
             return RefusedWriter(e)
         uid = os.getuid() if uid is None else uid
         pid = os.getpid() if pid is None else pid
-        return _SinkWriter(self, sender, recipients, origin, uid, pid)
+        return _SinkWriter(self, sender, recipients, origin, uid, pid, dsn)

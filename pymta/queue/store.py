@@ -77,6 +77,7 @@ from twisted.logger import Logger
 from pymta.address import qmail_date
 from pymta.interfaces import QueueReceipt
 from pymta.queue.disk import QueueDisk
+from pymta.dsn.params import MessageDsn
 from pymta.queue.envelope import encode_todo
 from pymta.queue.errors import (
     EXIT_BUG,
@@ -258,6 +259,8 @@ class PendingMessage:
         self._recycled_file = False
         #: the open C{intd/ID} while STAGED
         self._intd_fd = -1
+        #: the message's DSN data (RFC 3461), written into its envelope by L{stage}
+        self.dsn: MessageDsn | None = None
         #: the disk's sync error count before anything was written (L{QueueSync.directories}'s C{since})
         self.sync_generation = queue.disk.sync.generation
         layout = queue.disk.layout
@@ -399,7 +402,7 @@ class PendingMessage:
         """
         self._require("stage", WriteState.WRITING)
         try:
-            envelope = encode_todo(self.uid, self.qp, sender, recipients)
+            envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
             self._flush_data()
             self._intd_fd = self._write_envelope(envelope)
         except BaseException:

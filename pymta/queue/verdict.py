@@ -30,6 +30,8 @@ class Verdict:
 
     status: str | None
     text: str
+    #: a success whose DSN request the next server took over (L{pymta.interfaces.DeliveryResult.notify_passed_on})
+    notify_passed_on: bool = False
 
     @property
     def stat(self) -> str:
@@ -57,4 +59,4 @@ def judge(result: object, dying: bool) -> Verdict:
         if text and not text.endswith("\n"):
             text += "\n"
         text += DYING_TEXT
-    return Verdict(status, text)
+    return Verdict(status, text, getattr(result, "notify_passed_on", False) is True)

@@ -68,6 +68,7 @@ from pymta.control import ControlError, ControlReader, Controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
 from pymta.remote.dane import DanePlanner, HostDecisions
 from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
+from pymta.remote.dsnout import requests_for
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
@@ -339,7 +340,10 @@ class RemoteChannel:
                 break
             for position, i in enumerate(pending):
                 if position not in outcome.retry:
-                    results[i] = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
+                    result = combine_report(outcome.recipients.get(position), outcome.status, outcome.text)
+                    if outcome.dsn_passed_on and result.status == SUCCESS:  # the next server reports from now on
+                        result = DeliveryResult(result.status, result.text, notify_passed_on=True)
+                    results[i] = result
             pending = [pending[position] for position in outcome.retry]
             targets = [used] + [t for t in targets if t != used]
         return sts.explain(cast(list[DeliveryResult], results))  # every place filled: the loop ends when none is pending
@@ -412,6 +416,7 @@ class RemoteChannel:
         implicit_tls: bool = False,
         credentials: Credentials | None = None,
     ) -> Generator[Deferred[Any], Any, object]:  # a SessionOutcome, or _CONNECT_FAILED
+        requests = requests_for(job.message_path)
         try:
             message = open(job.message_path, "rb")
         except OSError as e:
@@ -425,6 +430,7 @@ class RemoteChannel:
                 if not kept.connected:
                     continue
                 self._active.add(kept)
+                kept.dsn = requests
                 try:
                     outcome = yield kept.start_transaction(job.sender, recipients, message)
                 finally:
@@ -447,6 +453,7 @@ class RemoteChannel:
                 implicit_tls=implicit_tls,
                 credentials=credentials,
             )
+            protocol.dsn = requests
             endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)
             try:

@@ -59,6 +59,7 @@ from zope.interface import implementer
 from pymta.address import quote_address
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
 from pymta.remote.datastream import DataEncoder
+from pymta.remote.dsnout import DsnFile, mail_suffix, rcpt_suffix
 from pymta.remote.reply import Reply, said, tls_failure_reason
 from pymta.remote.smarthostauth import Credentials
 from pymta.remote.smtpauth import AuthExchange
@@ -99,6 +100,7 @@ class SessionOutcome:
     tls_used: bool = False
     retry: list[int] = field(default_factory=list)
     stale: bool = False
+    dsn_passed_on: bool = False
 
 
 @implementer(interfaces.IHandshakeListener)
@@ -174,6 +176,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._sender: FileSender | None = None
         self._problem: str | None = None
         self._mail_failed: Reply | None = None
+        self.dsn: DsnFile | None = None  # the message's DSN requests (L{pymta.remote.dsnout}), set per transaction
 
     # -- connection ---------------------------------------------------------
 
@@ -458,6 +461,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             mail += b" BODY=8BITMIME"
         if b"SMTPUTF8" in self._extensions and not all(a.isascii() for a in [self.sender, *self.recipient_list]):
             mail += b" SMTPUTF8"
+        mail += mail_suffix(self.dsn, self._extensions)
+        self.outcome.dsn_passed_on = self.dsn is not None and b"DSN" in self._extensions
         if not pipelining:
             self._send(mail, self._on_mail)
             return
@@ -469,7 +474,8 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self.transport.write(b"".join(c + b"\r\n" for c in commands))
 
     def _rcpt_command(self, index: int) -> bytes:
-        return b"RCPT TO:<" + quote_address(self.recipient_list[index]).encode("utf-8") + b">"
+        r = self.recipient_list[index]
+        return b"RCPT TO:<" + quote_address(r).encode("utf-8") + b">" + rcpt_suffix(self.dsn, r, self._extensions)
 
     def _mail_refused(self, reply: Reply) -> None:
         status = FAILURE if reply.kind == 5 else DEFERRAL

@@ -33,6 +33,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from pymta.interfaces import MessageSink, MessageWriter, QueueRefused
+from pymta.smtpd.mailparams import TransactionParameters
 from pymta.smtpd.spool import SpooledMessage, SpoolingWriter
 
 __all__ = [
@@ -153,11 +154,20 @@ class Transaction:
 
         return defer.Deferred.fromCoroutine(ask())
 
-    def open_message(self, sink: MessageSink, sender: str, recipients: list[str]) -> MessageWriter:
-        """The writer smtpd streams DATA into: the sink's own, or a spool that runs the steps at finish()."""
-        if not self.steps:
-            return sink.open_message(sender, recipients, origin=ORIGIN)
-        return SpoolingWriter(lambda: sink.open_message(sender, recipients, origin=ORIGIN), self._verdicts)
+    def open_message(self, sink: MessageSink, sender: str, recipients: list[str],
+                     params: TransactionParameters | None = None) -> MessageWriter:
+        """
+        The writer smtpd streams DATA into: the sink's own, or a spool that runs the steps at finish().
+        C{params}: the transaction's ESMTP parameters, whose DSN data (if any) goes to the sink.
+        """
+        dsn = params.message_dsn(len(recipients)) if params is not None else None
+
+        def open_writer() -> MessageWriter:
+            if dsn is None:
+                return sink.open_message(sender, recipients, origin=ORIGIN)
+            return sink.open_message(sender, recipients, origin=ORIGIN, dsn=dsn)
+
+        return open_writer() if not self.steps else SpoolingWriter(open_writer, self._verdicts)
 
     async def _verdicts(self, message: SpooledMessage) -> list[StepVerdict]:
         verdicts = []

@@ -67,7 +67,7 @@ class GreetCommands:
         self.esmtp = True
         self._reset_transaction()
         self._junk.greeted()
-        lines = [self.controls.smtpgreeting, "PIPELINING", "8BITMIME"]
+        lines = [self.controls.smtpgreeting, "PIPELINING", "8BITMIME", "DSN"]
         lines.append(f"SIZE {self.databytes}" if self.databytes else "SIZE")
         if self.starttls_offered:
             lines.append("STARTTLS")

@@ -53,6 +53,7 @@ from pymta.smtpd.idlecommands import IdleCommands
 from pymta.smtpd.idlesignal import IdleSignal
 from pymta.smtpd.greetcommands import GreetCommands
 from pymta.smtpd.junk import JunkCounter
+from pymta.smtpd.mailparams import TransactionParameters
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
@@ -106,6 +107,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self.sender: str | None = None
         self.bad_sender = False
         self.recipients: list[str] = []
+        self.params = TransactionParameters()  # MAIL's and RCPT's ESMTP parameters (SIZE, DSN)
         self._writer: MessageWriter | None = None
         self._steps = NO_STEPS  # the end-of-data steps of the transaction
         self._stream: DataStream | None = None
@@ -378,6 +380,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self.sender = None
         self.bad_sender = False
         self.recipients = []
+        self.params = TransactionParameters()
 
     # -- commands ----------------------------------------------------------
 
@@ -389,17 +392,12 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         if len(parsed.address.encode("utf-8")) > policy.MAX_ADDRESS_BYTES or policy.has_control_character(parsed.address):
             self.reply(policy.REPLY_SYNTAX)
             return None
-        params = policy.parse_mail_parameters(parsed.parameters)
-        if "SIZE" in params:
-            size = params["SIZE"]
-            if not size.isdigit():
-                self.reply("501 malformed SIZE parameter (#5.5.4)")
-                return None
-            if self.databytes and int(size) > self.databytes:
-                self.reply(policy.REPLY_DATABYTES)
-                return None
+        params = TransactionParameters.at_mail(parsed.parameters, self.databytes)
+        if isinstance(params, str):
+            self.reply(params)
+            return None
         self._reset_transaction()
-        self.sender = parsed.address
+        self.sender, self.params = parsed.address, params
         self.bad_sender = policy.is_bad_mailfrom(self.controls, parsed.address)
         self._junk.progress()
         self._steps = self.ctx.end_of_data.start(session_facts(self))
@@ -419,6 +417,10 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             return None
         if len(self.recipients) >= self.ctx.max_recipients:
             self.reply("452 too many recipients (#4.5.3)")
+            return None
+        refusal = self.params.at_rcpt(parsed.parameters, address, len(self.recipients))
+        if refusal is not None:
+            self.reply(refusal)
             return None
         decision = policy.rcpt_decision(
             self.controls, address, relayclient=self.relayclient, authenticated=self.auth_user is not None
@@ -458,7 +460,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply("503 RCPT first (#5.5.1)")
             return
         try:
-            writer = self._steps.open_message(self.ctx.sink, self.sender, list(self.recipients))
+            writer = self._steps.open_message(self.ctx.sink, self.sender, list(self.recipients), self.params)
         except Exception:
             log.failure("smtpd: cannot open a queue message")
             self.reply("451 qqt failure (#4.3.0)")

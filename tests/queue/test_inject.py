@@ -275,6 +275,18 @@ class InjectSocketIntegrationTests(unittest.TestCase):
             self.assertEqual(parse_todo(f.read()).uid, os.getuid())
 
     @defer.inlineCallbacks
+    def test_client_sink_dsn_reaches_todo(self):
+        from pymta.dsn.params import MessageDsn, RecipientDsn
+
+        dsn = MessageDsn("HDRS", "e1", (RecipientDsn(("SUCCESS",), "rfc822;o@d"), RecipientDsn()))
+        sink = InjectClientSink(reactor, inject_socket_path(self.root))
+        w = sink.open_message("a@b", ["c@d", "e@f"], origin="from network", dsn=dsn)
+        w.write(b"Subject: x\n\nhi\n")
+        receipt = yield w.finish()
+        with open(self.layout.todo(receipt.message_id), "rb") as f:
+            self.assertEqual(parse_todo(f.read()).dsn, dsn)
+
+    @defer.inlineCallbacks
     def test_client_sink_refusal(self):
         sink = InjectClientSink(reactor, inject_socket_path(self.root))
         w = sink.open_message("a@b", ["x" * 1200], origin="from network")
@@ -321,3 +333,22 @@ def deferLater(seconds):
     from twisted.internet import task
 
     return task.deferLater(reactor, seconds, lambda: None)
+
+
+class EnvelopeDsnTests(unittest.TestCase):
+    def test_round_trip(self) -> None:
+        from pymta.dsn.params import MessageDsn, RecipientDsn
+        from pymta.queue.framing import parse_envelope_dsn
+
+        dsn = MessageDsn("FULL", None, (RecipientDsn(), RecipientDsn(("NEVER",))))
+        p = NetstringParser(10000)
+        p.feed(encode_envelope("", "a@b", ["c@d", "e@f"], dsn))
+        self.assertEqual(parse_envelope_dsn(p.next() or b""), ("", "a@b", ["c@d", "e@f"], dsn))
+
+    def test_bad_dsn_block(self) -> None:
+        from pymta.queue.framing import parse_envelope_dsn
+
+        inner = netstring(b"") + netstring(b"a@b") + netstring(b"c@d") + netstring(b"\0T\0T\0")
+        self.assertRaises(FramingError, parse_envelope_dsn, inner)  # two T for one recipient
+        inner = netstring(b"") + netstring(b"a@b") + netstring(b"c@d") + netstring(b"\0T\0Xno\0")
+        self.assertRaises(FramingError, parse_envelope_dsn, inner)

@@ -158,3 +158,30 @@ class QmailQueueEnvelopeTests(unittest.SynchronousTestCase):
             parse_qq_envelope(data)
         except QueueFailure as e:
             self.assertIn(e.exit_code, (11, 54, 91))
+
+
+class TodoDsnRecordTests(unittest.SynchronousTestCase):
+    """pymta's own DSN records in todo/ (docs/internals.md, "DSN data in the queue")."""
+
+    def test_exact_bytes(self) -> None:
+        from pymta.dsn.params import MessageDsn, RecipientDsn
+
+        dsn = MessageDsn("HDRS", "id1", (RecipientDsn(("SUCCESS", "FAILURE"), "rfc822;o@x"), RecipientDsn()))
+        data = encode_todo(1, 2, "s@x", ["a@x", "b@x"], dsn)
+        self.assertEqual(data, b"u1\0p2\0Fs@x\0RHDRS\0Eid1\0Ta@x\0NSUCCESS,FAILURE\0Orfc822;o@x\0Tb@x\0")
+        self.assertEqual(parse_todo(data), Envelope(1, 2, "s@x", ("a@x", "b@x"), dsn))
+
+    def test_plain_dsn_writes_nothing(self) -> None:
+        from pymta.dsn.params import MessageDsn, RecipientDsn
+
+        plain = MessageDsn(recipients=(RecipientDsn(),))
+        self.assertEqual(encode_todo(1, 2, "s@x", ["a@x"], plain), encode_todo(1, 2, "s@x", ["a@x"]))
+        self.assertIsNone(parse_todo(encode_todo(1, 2, "s@x", ["a@x"])).dsn)
+
+    def test_bad_records(self) -> None:
+        for data in (b"u1\0p2\0Fs@x\0NNEVER\0Ta@x\0",  # N before any T
+                     b"u1\0p2\0Fs@x\0Ta@x\0NNEVER\0NNEVER\0",
+                     b"u1\0p2\0Fs@x\0RALL\0Ta@x\0",
+                     b"u1\0p2\0Fs@x\0Ta@x\0Oa@b\0",
+                     b"u1\0p2\0Fs@x\0Eid\0Eid\0Ta@x\0"):
+            self.assertRaises(EnvelopeError, parse_todo, data)

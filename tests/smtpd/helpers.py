@@ -75,9 +75,10 @@ class MemorySink:
         self.hold = False
         self.held: list[tuple[defer.Deferred, MemoryWriter]] = []
 
-    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):  # type: ignore[no-untyped-def]
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None, dsn=None):  # type: ignore[no-untyped-def]
         assert origin == "from network"
         w = MemoryWriter(self, sender, list(recipients))
+        w.dsn = dsn
         self.opened.append(w)
         return w
 

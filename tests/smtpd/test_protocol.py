@@ -39,7 +39,7 @@ class GreetingAndCommands(Base):
         s.take()
         self.assertEqual(
             s.cmd("EHLO client.example"),
-            ["250-mail.example.org welcome", "250-PIPELINING", "250-8BITMIME", "250 SIZE 1000"],
+            ["250-mail.example.org welcome", "250-PIPELINING", "250-8BITMIME", "250-DSN", "250 SIZE 1000"],
         )
 
     def test_simple_replies(self) -> None:
@@ -240,7 +240,7 @@ class Delivery(Base):
             b"MAIL FROM:<d@x>\r\nRCPT TO:<e@y>\r\nDATA\r\nsecond\r\n.\r\nQUIT\r\n"
         )
         self.assertEqual(
-            replies[4:],
+            replies[5:],
             ["250 ok", "250 ok", "250 ok", "354 go ahead", "250 ok 1800000000 qp 4001", "250 ok", "250 ok", "354 go ahead",
              "250 ok 1800000000 qp 4002", "221 mx.example.org"],
         )
