@@ -22,6 +22,7 @@ from __future__ import annotations
 from typing import Sequence
 
 from pymta.dkim.signing import DKIMSigning
+from pymta.dsn.params import MessageDsn
 from pymta.interfaces import MessageSink, MessageWriter
 from pymta.smtpd.spool import SpooledMessage, SpoolingWriter
 
@@ -47,11 +48,15 @@ class LocalSigningSink:
         self.signing = signing
 
     def open_message(self, sender: str, recipients: Sequence[str], *, origin: str,
-                     uid: int | None = None, pid: int | None = None) -> MessageWriter:
+                     uid: int | None = None, pid: int | None = None, dsn: MessageDsn | None = None) -> MessageWriter:
+        def real_writer() -> MessageWriter:
+            if dsn is None:  # as the sink was called before DSN: sinks and fakes without the keyword still work
+                return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
+            return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, dsn=dsn)
+
         if not origin.startswith(LOCAL_ORIGIN) or not self.signing.active:
-            return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
-        return SpoolingWriter(lambda: self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid),
-                              self._signatures)
+            return real_writer()
+        return SpoolingWriter(real_writer, self._signatures)
 
     async def _signatures(self, message: SpooledMessage) -> list[Signatures]:
         return [Signatures(await self.signing.sign(message.read()))]

@@ -7,6 +7,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.dkim.localsigning import LocalSigningSink
 from pymta.dkim.signing import DKIMSigning
+from pymta.dsn.params import MessageDsn
 from pymta.interfaces import QueueReceipt
 from tests.dkim.helpers import signing_keys, verify_all
 
@@ -35,16 +36,19 @@ class Sink:
     def __init__(self) -> None:
         self.writers: list[Writer] = []
 
-    def open_message(self, sender, recipients, *, origin, uid=None, pid=None):  # type: ignore[no-untyped-def]
+        self.dsn: list[object] = []
+
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None, **dsn):  # type: ignore[no-untyped-def]
+        self.dsn.append(dsn)
         self.writers.append(Writer(origin))
         return self.writers[-1]
 
 
 class LocalSigningTests(SynchronousTestCase):
-    def inject(self, origin: str, keys: dict | None = None) -> tuple[object, Sink]:
+    def inject(self, origin: str, keys: dict | None = None, dsn: MessageDsn | None = None) -> tuple[object, Sink]:
         sink = Sink()
         writer = LocalSigningSink(sink, DKIMSigning(signing_keys() if keys is None else keys)).open_message(
-            "alice@example.com", ["bob@example.org"], origin=origin, uid=1000, pid=7)
+            "alice@example.com", ["bob@example.org"], origin=origin, uid=1000, pid=7, dsn=dsn)
         for chunk in (MESSAGE[:20], MESSAGE[20:]):
             writer.write(chunk)
         self.assertEqual(self.successResultOf(writer.finish()), QueueReceipt(1, 2))
@@ -64,3 +68,11 @@ class LocalSigningTests(SynchronousTestCase):
             writer, sink = self.inject(origin, keys)
             self.assertIs(writer, sink.writers[0], origin)
             self.assertEqual(sink.writers[0].data, MESSAGE, origin)
+
+    def test_dsn_data_reaches_the_queue_signed_or_not(self) -> None:
+        dsn = MessageDsn(ret="HDRS", envid="QQ314159")
+        for origin, keys in (("by uid 1000", None), ("from network", None), ("by uid 1000", {})):
+            _, sink = self.inject(origin, keys, dsn)
+            self.assertEqual(sink.dsn, [{"dsn": dsn}], origin)
+        _, sink = self.inject("by uid 1000")
+        self.assertEqual(sink.dsn, [{}])  # no DSN data: the sink is called as before DSN existed
