@@ -54,10 +54,10 @@ def logical_lines(text: str) -> Iterator[tuple[int, str]]:
             pending.append(line)
             continue
         if pending:
-            yield start, " ".join(pending)
+            yield start, " ".join(pending).rstrip()
         start, pending = lineno, [line] if line else []
     if pending:
-        yield start, " ".join(pending)
+        yield start, " ".join(pending).rstrip()
 
 
 def alias_key(name: str) -> str:
