@@ -12,7 +12,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.cli.main import COMMANDS
 from pymta.cli.newaliases import main
-from pymta.forwarding.database import read_database
+from pymta.forwarding.database import Target, read_database
 from pymta.forwarding.entries import ADDRESS, Entry
 
 
@@ -39,7 +39,7 @@ class NewaliasesTests(SynchronousTestCase):
         self.assertEqual((code, err), (0, "pymta newaliases: warning: /nonexistent/list (line 2) cannot be read now\n"))
         self.assertEqual(out, f"pymta newaliases: 2 aliases compiled into {self.aliases}.idx\n")
         db = read_database(self.aliases + ".idx")
-        self.assertEqual(db.exact("root@").targets, (Entry(ADDRESS, "alice@mail.example.org"),))  # type: ignore[union-attr]
+        self.assertEqual(db.lookup("root@anywhere.example"), ("root@", Target((Entry(ADDRESS, "alice@mail.example.org"),), None)))
 
     def test_an_error_keeps_the_old_database(self) -> None:
         self.assertEqual(self.run_main("root: alice\n")[0], 0)
