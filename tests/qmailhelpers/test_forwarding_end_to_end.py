@@ -33,7 +33,7 @@ class ForwardingEndToEndTests(HelpersFixture):
         super().setUp()
         self.sink = socketserver.ThreadingTCPServer(("127.0.0.1", 0), SinkHandler)
         self.sink.daemon_threads = True
-        self.sink.messages = []  # type: ignore[attr-defined]
+        self.sink.messages = []  # type: ignore[attr-defined]  # an attribute SinkHandler appends to
         threading.Thread(target=self.sink.serve_forever, daemon=True).start()
         self.addCleanup(self.sink.server_close)
         self.addCleanup(self.sink.shutdown)
