@@ -29,7 +29,7 @@ from typing import Mapping
 
 from pymta.qmailhelpers.common import PERMANENT, TEMPORARY, Fatal, exec_failure_code, reason, run_helper
 
-__all__ = ["PrelineOptions", "parse_arguments", "prepended", "run_preceded", "main", "USAGE"]
+__all__ = ["PrelineOptions", "parse_arguments", "prepended", "main", "USAGE"]
 
 USAGE = "usage: preline [ -frdFRD ] cmd [ arg ... ]"
 _CHUNK = 65536
@@ -105,25 +105,18 @@ def _write_all(fd: int, data: bytes) -> None:
         view = view[os.write(fd, view):]
 
 
-def run_preceded(program: list[str], head: bytes) -> int:
-    """
-    Run C{program} with C{head} and then fd 0 (from its current offset) on
-    its stdin; its exit code, or L{Fatal} as described above.
-    """
+def _preline(argv: list[str], environ: Mapping[bytes, bytes]) -> int:
+    options = parse_arguments(argv)
+    head = prepended(options, environ)
     try:
-        child = subprocess.Popen(program, stdin=subprocess.PIPE, close_fds=True)
+        child = subprocess.Popen(list(options.program), stdin=subprocess.PIPE, close_fds=True)
     except OSError as e:
-        raise Fatal(exec_failure_code(e), f"unable to run {program[0]}: {reason(e)}") from None
+        raise Fatal(exec_failure_code(e), f"unable to run {options.program[0]}: {reason(e)}") from None
     _feed(child, head)
     code = child.wait()
     if code < 0:
         raise Fatal(TEMPORARY, "child crashed")
     return code
-
-
-def _preline(argv: list[str], environ: Mapping[bytes, bytes]) -> int:
-    options = parse_arguments(argv)
-    return run_preceded(list(options.program), prepended(options, environ))
 
 
 def main(argv: list[str], environ: Mapping[bytes, bytes] | None = None) -> int:

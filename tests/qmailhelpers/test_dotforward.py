@@ -23,8 +23,9 @@ class DotForwardTests(QueueFixture):
             f.write(text)
         os.chmod(path, mode)
 
-    def dotforward(self, args: str = ".forward") -> tuple[int, str]:
-        return run_line(f"dot-forward {args}", env=self.env(USER="joe", HOST="example.org"), cwd=self.home)
+    def dotforward(self, args: str = ".forward", message: bytes = MESSAGE) -> tuple[int, str]:
+        return run_line(f"dot-forward {args}", env=self.env(USER="joe", HOST="example.org"), cwd=self.home,
+                        message=message)
 
     def test_no_file_or_empty_file(self) -> None:
         self.assertEqual(self.dotforward(), (0, ""))
@@ -58,10 +59,14 @@ class DotForwardTests(QueueFixture):
         self.assertEqual(self.queued(), [])
 
     def test_failing_program(self) -> None:
+        # a program that stops before reading the message is judged by its exit code (a big message fills the pipe)
+        big = MESSAGE + (b"x" * 99 + b"\n") * 4000
         self.forward('"|exit 100", bob@example.net\n')
-        self.assertEqual(self.dotforward()[0], 100)
+        self.assertEqual(self.dotforward(message=big)[0], 100)
         self.forward('"|exit 1"\n')
-        self.assertEqual(self.dotforward()[0], 111)
+        self.assertEqual(self.dotforward(message=big)[0], 111)
+        self.forward('"|exit 0"\n')
+        self.assertEqual(self.dotforward(message=big), (99, ""))
         self.assertEqual(self.queued(), [])
 
     def test_show_and_include_refused(self) -> None:
