@@ -38,6 +38,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "health": ("pymta.cli.health", "is a daemon serving? (send, smtp ENDPOINT, pop3 ENDPOINT, http URL)"),
     "qmail-compat": ("pymta.cli.qmailcompat", "qmail's program paths for qmail's add-ons (install, remove)"),
     "dkim": ("pymta.cli.dkim", "DKIM signing keys: keygen DOMAIN SELECTOR, records"),
+    "newaliases": ("pymta.cli.newaliases", "compile ROOT/etc/aliases for fastforward"),
 }
 
 

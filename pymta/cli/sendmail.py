@@ -241,7 +241,7 @@ def main(
     environment = os.environ if env is None else env
     if name == "newaliases":
         err.write(f"{name}: fatal: please use fastforward/newaliases instead "
-                  "(pymta aliases are ROOT/alias/.qmail-NAME files)\n")
+                  "(pymta newaliases compiles ROOT/etc/aliases)\n")
         return EX_UNAVAILABLE
     try:
         request = parse_sendmail_arguments(argv)
@@ -252,7 +252,7 @@ def main(
         return _queue_listing(request.root, environment)
     if request.mode == "i":
         err.write(f"{name}: fatal: please use fastforward/newaliases instead "
-                  "(pymta aliases are ROOT/alias/.qmail-NAME files)\n")
+                  "(pymta newaliases compiles ROOT/etc/aliases)\n")
         return EX_UNAVAILABLE
     if request.mode == "q":
         from pymta.cli.queuerun import run_queue

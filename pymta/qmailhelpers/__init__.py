@@ -1,6 +1,9 @@
 """
 The C{.qmail} helper programs: C{preline}, C{forward}, C{condredirect},
-C{bouncesaying} and C{except} (docs/dotqmail.md, 'Helper programs').
+C{bouncesaying} and C{except} (docs/dotqmail.md, 'Helper programs'),
+C{fastforward} and C{dot-forward} (docs/dotqmail.md, 'Aliases and
+.forward files'), and C{newaliases} (C{pymta newaliases} under qmail's
+name).
 
 Each helper is a module of this package with a C{main(argv) -> int}
 returning qmail's exit code: 0 (success, go on with the next line), 99
@@ -30,4 +33,7 @@ NAMES = {
     "condredirect": "condredirect",
     "bouncesaying": "bouncesaying",
     "except": "except_",
+    "fastforward": "fastforward",
+    "dot-forward": "dotforward",
+    "newaliases": "newaliases",
 }

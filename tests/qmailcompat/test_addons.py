@@ -84,14 +84,15 @@ class AddOnsEndToEndTests(unittest.SynchronousTestCase):
             return f.read()
 
     def test_dot_forward(self) -> None:
-        self.program("dot-forward", "dot-forward")
+        # Debian's own program by its path: the bare name is pymta's dot-forward (first on the PATH of deliveries)
+        original = self.program("/usr/bin/dot-forward", "dot-forward")
         # a .forward with an address and a program: forwarded, the program run, and dot-forward exits 99
         self.write(".forward", 'alice-fwdbox@test.example, "|cat > dfprog.txt"\n')
-        self.dotqmail("df", "|dot-forward .forward\n./rest/\n")
+        self.dotqmail("df", f"|{original} .forward\n./rest/\n")
         self.dotqmail("fwdbox", "./fwd/\n")
         # delivery to the user herself: dot-forward exits 0 and the next line delivers
         self.write(".forward-me", "alice\n")
-        self.dotqmail("dfme", "|dot-forward .forward-me\n./rest/\n")
+        self.dotqmail("dfme", f"|{original} .forward-me\n./rest/\n")
         self.start()
         self.send("alice-df@test.example", "dot forwarded", sender="sender@remote.example")
         self.send("alice-dfme@test.example", "to me", sender="sender@remote.example")
@@ -110,7 +111,8 @@ class AddOnsEndToEndTests(unittest.SynchronousTestCase):
         self.assertEqual(len(os.listdir(os.path.join(self.home, "rest", "new"))), 1)
 
     def test_fastforward_with_setforward_cdb(self) -> None:
-        self.program("fastforward", "fastforward")
+        # the bare name is pymta's fastforward, which hands a cdb it cannot read to Debian's program on the PATH
+        self.program("/usr/bin/fastforward", "fastforward")
         setforward = self.program("setforward", "fastforward")
         table = ("fwd@test.example: alice-fwdbox@test.example;\n"
                  "list@test.example: alice-fwdbox@test.example, alice-listbox@test.example;\n"

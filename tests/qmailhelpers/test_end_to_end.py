@@ -66,7 +66,9 @@ def delivery_python(base: str, uid: int | None) -> str:
     return python
 
 
-class HelpersEndToEndTests(unittest.SynchronousTestCase):
+class HelpersFixture(unittest.SynchronousTestCase):
+    """A pymta root with the mailbox user alice (Maildirs fwd, cond, rest, bounces) and a way to run twistd pymta on it."""
+
     def setUp(self) -> None:
         # short (UNIX socket paths are limited to 107 bytes) and traversable by the mail uid
         base = tempfile.mkdtemp(prefix="pymta-qh-")
@@ -135,6 +137,8 @@ class HelpersEndToEndTests(unittest.SynchronousTestCase):
         with open(self.log, encoding="utf-8", errors="replace") as f:
             return f.read()
 
+
+class HelpersEndToEndTests(HelpersFixture):
     def test_preline_procmail(self) -> None:
         if ensure_program("procmail", "procmail") is None:
             raise unittest.SkipTest("procmail is not installed (the suite installs it when run as root on Debian)")
