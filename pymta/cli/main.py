@@ -36,6 +36,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "cert": ("pymta.cli.cert", "install a renewed TLS certificate (certbot deploy hook) and reload the daemons"),
     "report": ("pymta.cli.report", "qmailanalog's tables (zoverall, zfailures, ...) from pymta-send's log"),
     "health": ("pymta.cli.health", "is a daemon serving? (send, smtp ENDPOINT, pop3 ENDPOINT, http URL)"),
+    "maildirsmtp": ("pymta.cli.maildirsmtp", "hand a Maildir's held mail to an SMTP server (serialmail)"),
 }
 
 
