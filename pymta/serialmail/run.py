@@ -71,6 +71,9 @@ def run_serial(program: str, argv: list[str], make_courier: MakeCourier, default
         err.write(f"{program}: {line}\n")
         err.flush()
 
+    if argv[:1] in (["-h"], ["--help"]):
+        sys.stdout.write(usage.split(": ", 1)[1])
+        return 0
     try:
         opts, args = getopt.gnu_getopt(argv, "t:B", ["root=", "port="])
         options = dict(opts)
