@@ -39,6 +39,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qmail-compat": ("pymta.cli.qmailcompat", "qmail's program paths for qmail's add-ons (install, remove)"),
     "dkim": ("pymta.cli.dkim", "DKIM signing keys: keygen DOMAIN SELECTOR, records"),
     "newaliases": ("pymta.cli.newaliases", "compile ROOT/etc/aliases for fastforward"),
+    "maildirsmtp": ("pymta.cli.maildirsmtp", "hand a Maildir's held mail to an SMTP server (serialmail)"),
 }
 
 

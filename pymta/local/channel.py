@@ -52,8 +52,8 @@ from pymta.local.wire import RecordReader, WireError
 __all__ = ["LocalChannel", "SpawnerProtocol"]
 
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-NOT_RUNNING = "Local delivery spawner is not running. (#4.3.0)"
-SPAWNER_DIED = "Local delivery spawner exited during the delivery. (#4.3.0)"
+NOT_RUNNING = "Local delivery spawner is not running. (#4.3.0)\n"
+SPAWNER_DIED = "Local delivery spawner exited during the delivery. (#4.3.0)\n"
 
 
 class SpawnerProtocol(ProcessProtocol):
@@ -260,7 +260,7 @@ class LocalChannel:
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
         results = [self._deliver_one(job, recipient) for recipient in job.recipients]
         return defer.gatherResults(results, consumeErrors=True).addErrback(
-            lambda f: [DeliveryResult("Z", f"Internal error in local channel: {f.getErrorMessage()}. (#4.3.0)")]
+            lambda f: [DeliveryResult("Z", f"Internal error in local channel: {f.getErrorMessage()}. (#4.3.0)\n")]
             * len(job.recipients)
         )
 
@@ -279,7 +279,7 @@ class LocalChannel:
             data = request.encode()
         except RecordError as e:
             del self._pending[slot]
-            return defer.succeed(DeliveryResult("Z", f"Local delivery request refused: {e}. (#4.3.0)"))
+            return defer.succeed(DeliveryResult("Z", f"Local delivery request refused: {e}. (#4.3.0)\n"))
         protocol.transport.writeToChild(0, data)
         return d
 
@@ -290,7 +290,7 @@ class LocalChannel:
         if entry is None:
             self.log.error("local spawner sent a bad record ({error}): {record!r}", error=str(error), record=record)
             return
-        entry[0].callback(DeliveryResult("Z", f"Local delivery spawner sent a bad report: {error}. (#4.3.0)"))
+        entry[0].callback(DeliveryResult("Z", f"Local delivery spawner sent a bad report: {error}. (#4.3.0)\n"))
 
     def _report(self, report: DeliveryReport) -> None:
         entry = self._pending.pop(report.slot, None)
@@ -318,10 +318,10 @@ class LocalChannel:
         def refused(failure: Failure) -> DeliveryResult:
             if failure.check(QueueRefused):
                 error = failure.value
-                return DeliveryResult("D" if error.permanent else "Z", f"{output}Unable to forward message: {error.text}.")
+                return DeliveryResult("D" if error.permanent else "Z", f"{output}Unable to forward message: {error.text}.\n")
             self.log.failure("{job}: forwarding for {rcpt} failed", failure, job=job.about(recipient),
                              message_id=job.message_id, rcpt=recipient)
-            return DeliveryResult("Z", f"{output}Unable to forward message: {failure.getErrorMessage()}. (#4.3.0)")
+            return DeliveryResult("Z", f"{output}Unable to forward message: {failure.getErrorMessage()}. (#4.3.0)\n")
 
         forwarded.addCallbacks(queued, refused).chainDeferred(d)
 

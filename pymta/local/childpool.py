@@ -33,7 +33,7 @@ from typing import Callable, cast
 from pymta.local.childrecords import MAX_LINE, encode_delivery, parse_outcome
 from pymta.local.deliver import LocalDelivery
 from pymta.local.deliverychild import child_main
-from pymta.local.errors import DeliveryFailure
+from pymta.local.errors import DeliveryFailure, printed
 from pymta.local.spawnrecords import DeliveryReport, RecordError, Status
 from pymta.privsep import fork_child, reap_ended, wait_child
 
@@ -57,8 +57,8 @@ class Job:
         return (self.delivery.user.uid, self.delivery.user.gid)
 
     def report(self, status: str, text: str) -> DeliveryReport:
-        """A report for this job without a delivery (C{status} Z or D, a L{DeliveryFailure}'s)."""
-        return DeliveryReport.report(self.slot, cast(Status, status), text, uid=self.delivery.user.uid)
+        """A report for this job without a delivery (C{status} Z or D, a L{DeliveryFailure}'s), C{text} with its newline."""
+        return DeliveryReport.report(self.slot, cast(Status, status), printed(text), uid=self.delivery.user.uid)
 
 
 @dataclass
@@ -113,7 +113,7 @@ class ChildPool:
             try:
                 child = self._free_child(job.key)
             except DeliveryFailure as failure:
-                self.report(job.report(failure.status, failure.text))
+                self.report(job.report(failure.status, failure.report))
                 return True
             if child is None:
                 return False

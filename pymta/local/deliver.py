@@ -99,7 +99,7 @@ def deliver_local(
     try:
         return _deliver(request, message_fd, output, lock_timeout, time.time() if now is None else now)
     except DeliveryFailure as failure:
-        return LocalOutcome(failure.status, "".join(output) + failure.text)
+        return LocalOutcome(failure.status, "".join(output) + failure.report)
 
 
 def _deliver(request: LocalDelivery, fd: int, output: list[str], lock_timeout: float, now: float) -> LocalOutcome:

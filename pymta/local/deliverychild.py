@@ -107,7 +107,7 @@ def _deliver_request(
     line: bytes, fds: list[int], key: tuple[int, int], refusal: DeliveryFailure | None, lock_timeout: float
 ) -> LocalOutcome:
     if refusal is not None:
-        return LocalOutcome(refusal.status, refusal.text)
+        return LocalOutcome(refusal.status, refusal.report)
     if len(fds) != 1:
         raise ValueError(f"expected one message descriptor, got {len(fds)}")
     delivery = parse_delivery(line)

@@ -179,8 +179,12 @@ def run_program(command: str, home: str, message_fd: int, env: dict[str, str], c
     if code in (0, 99):
         return ProgramOutcome(stop=code == 99, output=output)
     if code in PERMANENT_EXITS:
-        raise DeliveryFailure.permanent(_text(output) or f"Program exited with status {code}. (#5.0.0)")
-    raise DeliveryFailure.temporary(_text(output) or f"Program exited with status {code}. (#4.0.0)")
+        if output:
+            raise DeliveryFailure.permanent(_text(output), verbatim=True)
+        raise DeliveryFailure.permanent(f"Program exited with status {code}. (#5.0.0)")
+    if output:
+        raise DeliveryFailure.temporary(_text(output), verbatim=True)
+    raise DeliveryFailure.temporary(f"Program exited with status {code}. (#4.0.0)")
 
 
 def _text(output: bytes) -> str:

@@ -61,7 +61,7 @@ from pymta.local.childpool import CHILD_DELIVERIES, CHILD_IDLE, MAX_CHILDREN, Ch
 from pymta.local.defaultdelivery import DefaultDelivery
 from pymta.local.deliver import LocalDelivery
 from pymta.local.deliverychild import uid_refusal
-from pymta.local.errors import DeliveryFailure
+from pymta.local.errors import DeliveryFailure, printed
 from pymta.local.getpw import find_user
 from pymta.local.spawnrecords import BadRequest, DeliveryReport, DeliveryRequest, SpawnerHello
 from pymta.local.wire import RecordReader, WireError
@@ -190,14 +190,14 @@ class Spawner:
             if e.slot is None:
                 self.warn(f"request without a slot number ignored: {record!r:.200}")
             else:
-                self.send(DeliveryReport.report(e.slot, "D", e.text))
+                self.send(DeliveryReport.report(e.slot, "D", printed(e.text)))
             return
         slot = request.slot
         if any("\0" in v for v in (request.message, request.sender, request.recipient, request.defaultdelivery)):
-            self.send(DeliveryReport.report(slot, "D", "Sorry, address contains a NUL byte. (#5.1.3)"))
+            self.send(DeliveryReport.report(slot, "D", "Sorry, address contains a NUL byte. (#5.1.3)\n"))
             return
         if "@" not in request.recipient:
-            self.send(DeliveryReport.report(slot, "D", "Sorry, address must include host name. (#5.1.3)"))
+            self.send(DeliveryReport.report(slot, "D", "Sorry, address must include host name. (#5.1.3)\n"))
             return
         local, domain = split_address(request.recipient)
         if not local:
@@ -206,18 +206,18 @@ class Spawner:
         try:
             table = self.assign.table()
         except AssignError as e:
-            self.send(DeliveryReport.report(slot, "Z", f"Trouble reading users/assign: {e}. (#4.3.0)"))
+            self.send(DeliveryReport.report(slot, "Z", f"Trouble reading users/assign: {e}. (#4.3.0)\n"))
             return
         try:
             user = find_user(self.root, local, table)
             refusal = uid_refusal(user.uid)
             if refusal is not None:
-                self.send(DeliveryReport.report(slot, "Z", refusal.text, needs_root=user.uid != 0))
+                self.send(DeliveryReport.report(slot, "Z", refusal.report, needs_root=user.uid != 0))
                 return
             # the spawner's own copy: the request's text comes from the mail uid
             defaultdelivery = self.default_delivery.current()
         except DeliveryFailure as failure:
-            self.send(DeliveryReport.report(slot, "D" if failure.status == "D" else "Z", failure.text))
+            self.send(DeliveryReport.report(slot, "D" if failure.status == "D" else "Z", failure.report))
             return
         delivery = LocalDelivery(request.sender, local, domain, user, defaultdelivery)
         self.waiting.append(Job(slot, request.message, delivery))
@@ -232,7 +232,7 @@ class Spawner:
             # Its successor will deliver these again, and their message files may by then hold
             # other messages: none is started (running ones finish; nobody reads the reports).
             for job in self.waiting:
-                self.send(DeliveryReport.report(job.slot, "Z", "The queue manager went away before this delivery started. (#4.3.0)"))
+                self.send(DeliveryReport.report(job.slot, "Z", "The queue manager went away before this delivery started. (#4.3.0)\n"))
             self.waiting.clear()
             return
         kept: deque[Job] = deque()

@@ -10,7 +10,9 @@ without a line end gets one.  A bare CR that is not followed by LF is data.
 L{MessageEncoder} is fed raw chunks of any size (the state between chunks is
 "at line start" and "a CR is pending") and returns encoded bytes; with
 C{top_lines} it implements TOP: the header, the empty line, then that many
-body lines.  L{crlf_size} counts what a message occupies with CRLF line ends
+body lines.  A message that ends inside its header (no empty line at all)
+still gets the empty line after it, as RFC 1939 describes TOP's answer and
+qmail-pop3d sends it: C{TOP n 0} is always the header, an empty line, C{.}.  L{crlf_size} counts what a message occupies with CRLF line ends
 and without stuffing - the size STAT/LIST report and the client receives.
 """
 
@@ -94,10 +96,12 @@ class MessageEncoder:
             if self._top is not None:
                 rest = self._partial + rest
                 self._partial = b""
+                out: list[bytes] = []
                 if rest:
-                    out: list[bytes] = []
                     self._emit_top_line(rest, out, terminated=False)
-                    tail = b"".join(out)
+                if self._in_header:
+                    out.append(b"\r\n")  # the header's end, which the message lacked
+                tail = b"".join(out)
             else:
                 tail = self._encode_whole_lines(rest)
                 if not self._at_line_start:

@@ -323,7 +323,7 @@ class ChannelPasses:
         def done(result: object) -> None:
             self.in_flight.discard(d)
             if isinstance(result, Failure):
-                text = f"delivery channel failed: {result.getErrorMessage()}"
+                text = f"delivery channel failed: {result.getErrorMessage()}\n"
                 results: list[Any] = [DeliveryResult(DEFERRAL, text)] * len(recipients)
             elif isinstance(result, (list, tuple)) and len(result) == len(recipients):
                 results = list(result)

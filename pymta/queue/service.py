@@ -80,7 +80,7 @@ class NoDeliveryChannel:
 
     def __init__(self, name: str) -> None:
         self.name = name
-        self.text = f"no {name} delivery channel is installed (#4.3.0)"
+        self.text = f"no {name} delivery channel is installed (#4.3.0)\n"
 
     def start(self) -> None:
         pass

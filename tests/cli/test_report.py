@@ -25,7 +25,7 @@ from tests.waiting import wait_until
 
 SRC = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 BIN = os.path.dirname(sys.executable)
-NOSUCH = "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)"
+NOSUCH = "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/"  # qmail's final / (issue 17)
 NO_CONNECTION = "Sorry,_I_wasn't_able_to_establish_an_SMTP_connection._(#4.4.1)/"
 
 

@@ -165,7 +165,7 @@ class RequestTests(ChannelTestCase):
     @defer.inlineCallbacks
     def test_address_without_host(self) -> None:
         result = yield self.deliver("joe")
-        self.assertEqual((result.status, result.text), ("D", "Sorry, address must include host name. (#5.1.3)"))
+        self.assertEqual((result.status, result.text), ("D", "Sorry, address must include host name. (#5.1.3)\n"))
 
     @defer.inlineCallbacks
     def test_empty_local_part_is_trash(self) -> None:
@@ -176,7 +176,7 @@ class RequestTests(ChannelTestCase):
     def test_missing_message(self) -> None:
         os.unlink(self.message)
         result = yield self.deliver("joe@example.org")
-        self.assertEqual((result.status, result.text), ("Z", "Unable to open message: No such file or directory. (#4.3.0)"))
+        self.assertEqual((result.status, result.text), ("Z", "Unable to open message: No such file or directory. (#4.3.0)\n"))
 
     @defer.inlineCallbacks
     def test_unknown_goes_to_alias(self) -> None:
@@ -219,7 +219,7 @@ class ForwardTests(ChannelTestCase):
         self.dotqmail(".qmail-fwd", "&x@example.net\n")
         self.sink.refuse = QueueRefused("qq write error or disk full (#4.3.0)")
         result = yield self.deliver("joe-fwd@example.org")
-        self.assertEqual((result.status, result.text), ("Z", "Unable to forward message: qq write error or disk full (#4.3.0)."))
+        self.assertEqual((result.status, result.text), ("Z", "Unable to forward message: qq write error or disk full (#4.3.0).\n"))
         self.sink.refuse = QueueRefused("qq permanent problem (#5.3.0)", permanent=True)
         result = yield self.deliver("joe-fwd@example.org")
         self.assertEqual(result.status, "D")
@@ -234,7 +234,7 @@ class ForwardTests(ChannelTestCase):
         result = yield self.deliver("joe-fwd@example.org")
         self.assertEqual(
             (result.status, result.text),
-            ("D", "This message is looping: it already has my Delivered-To line. (#5.4.6)"),
+            ("D", "This message is looping: it already has my Delivered-To line. (#5.4.6)\n"),
         )
 
 
@@ -243,7 +243,7 @@ class LifecycleTests(ChannelTestCase):
     def test_child_killed(self) -> None:
         self.dotqmail(".qmail-kill", "|kill -9 $PPID; sleep 5\n")
         result = yield self.deliver("joe-kill@example.org")
-        self.assertEqual((result.status, result.text), ("Z", "Local delivery child crashed (signal 9). (#4.3.0)"))
+        self.assertEqual((result.status, result.text), ("Z", "Local delivery child crashed (signal 9). (#4.3.0)\n"))
 
     @defer.inlineCallbacks
     def test_spawner_death_defers_and_restarts(self) -> None:
@@ -312,7 +312,7 @@ class NotRootTests(ChannelTestCase):
         hello = yield self.unprivileged.when_ready()
         self.assertEqual(hello.uid, OTHER)
         result = yield self.deliver("joe@example.org", channel=self.unprivileged)
-        self.assertEqual((result.status, result.text), ("Z", f"Not running as root, cannot deliver as uid {UID}. (#4.3.0)"))
+        self.assertEqual((result.status, result.text), ("Z", f"Not running as root, cannot deliver as uid {UID}. (#4.3.0)\n"))
         self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])
         result = yield self.deliver("other@example.org", channel=self.unprivileged)
         self.assertEqual(result.status, "K")

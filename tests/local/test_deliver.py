@@ -57,7 +57,7 @@ class DefaultDeliveryTests(DeliverTestCase):
 
     def test_extension_without_file_bounces(self) -> None:
         outcome = self.deliver("-", "nothing")
-        self.assertEqual((outcome.status, outcome.output), ("D", NO_MAILBOX_TEXT))
+        self.assertEqual((outcome.status, outcome.output), ("D", NO_MAILBOX_TEXT + "\n"))
 
     def test_first_line_blank(self) -> None:
         self.dotqmail(".qmail", "\n./Maildir/\n")
@@ -90,7 +90,7 @@ class LookupTests(DeliverTestCase):
         self.dotqmail("x", "|echo escaped\n")
         self.assertTrue(os.path.exists(outside))
         outcome = self.deliver("-", "../x")
-        self.assertEqual((outcome.status, outcome.output), ("D", NO_MAILBOX_TEXT))
+        self.assertEqual((outcome.status, outcome.output), ("D", NO_MAILBOX_TEXT + "\n"))
         self.dotqmail(".qmail-default", "|echo default:$DEFAULT\n")
         self.assertEqual(self.deliver("-", "../x").output, "default:../x\n")
 
@@ -99,13 +99,13 @@ class LookupTests(DeliverTestCase):
             path = self.dotqmail(".qmail", "./Maildir/\n", mode)
             os.chmod(path, mode)
             outcome = self.deliver()
-            self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: .qmail file is writable. (#4.7.0)"))
+            self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: .qmail file is writable. (#4.7.0)\n"))
 
     def test_writable_home_refused(self) -> None:
         for mode in (0o770, 0o707):
             os.chmod(self.home, mode)
             outcome = self.deliver()
-            self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: home directory is writable. (#4.7.0)"))
+            self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: home directory is writable. (#4.7.0)\n"))
 
     def test_sticky_home_defers(self) -> None:
         os.chmod(self.home, 0o700 | stat.S_ISVTX)
@@ -176,7 +176,7 @@ class LineTypeTests(DeliverTestCase):
     def test_forward_only_x_bit(self) -> None:
         self.dotqmail(".qmail", "a@example.net\n./Maildir/\n", 0o744)
         outcome = self.deliver()
-        self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)"))
+        self.assertEqual((outcome.status, outcome.output), ("Z", "Uh-oh: .qmail has file delivery but has x bit set. (#4.7.0)\n"))
         self.dotqmail(".qmail", "a@example.net\n|true\n", 0o744)
         self.assertIn("prog delivery but has x bit set", self.deliver().output)
         self.dotqmail(".qmail", "a@example.net\n", 0o744)
@@ -212,14 +212,14 @@ class LineTypeTests(DeliverTestCase):
     def test_mbox_unopenable(self) -> None:
         self.dotqmail(".qmail", "./nodir/mbox\n")
         outcome = self.deliver()
-        self.assertEqual((outcome.status, outcome.output), ("Z", "Unable to open ./nodir/mbox: No such file or directory. (#4.2.1)"))
+        self.assertEqual((outcome.status, outcome.output), ("Z", "Unable to open ./nodir/mbox: No such file or directory. (#4.2.1)\n"))
 
     def test_failure_stops_processing_and_drops_forwards(self) -> None:
         self.dotqmail(".qmail", "x@example.net\n|echo before\n|exit 111\n./Maildir/\n")
         outcome = self.deliver()
         self.assertEqual(outcome.status, "Z")
         self.assertEqual(outcome.forwards, [])
-        self.assertEqual(outcome.output, "before\nProgram exited with status 111. (#4.0.0)")
+        self.assertEqual(outcome.output, "before\nProgram exited with status 111. (#4.0.0)\n")
         self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])
 
 
@@ -248,7 +248,7 @@ class ProgramTests(DeliverTestCase):
 
     def test_killed_program(self) -> None:
         outcome = self.run_program("kill -9 $$")
-        self.assertEqual((outcome.status, outcome.output), ("Z", "Aack, child crashed. (#4.3.0)"))
+        self.assertEqual((outcome.status, outcome.output), ("Z", "Aack, child crashed. (#4.3.0)\n"))
 
     def test_missing_program(self) -> None:
         outcome = self.run_program("/nonexistent/program-xyz")
@@ -358,7 +358,7 @@ class LoopTests(DeliverTestCase):
         os.close(self.fd)
         self.fd = open_message(os.path.join(self.base, "mess2"), b"Delivered-To: joe@example.org\n" + MESSAGE)
         outcome = self.deliver()
-        self.assertEqual((outcome.status, outcome.output), ("D", LOOP_TEXT))
+        self.assertEqual((outcome.status, outcome.output), ("D", LOOP_TEXT + "\n"))
         self.assertEqual(maildir_files(os.path.join(self.home, "Maildir")), [])
 
     def test_other_delivered_to_and_body_lines_are_not_loops(self) -> None:

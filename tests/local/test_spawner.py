@@ -160,9 +160,9 @@ class SpawnerTests(unittest.TestCase):
         self.assertEqual(
             [(r["slot"], r["status"], r["output"]) for r in reports],
             [
-                (1, "D", "Internal error: request has no defaultdelivery. (#5.3.0)"),
-                (2, "D", "Sorry, address contains a NUL byte. (#5.1.3)"),
-                (3, "Z", "Unable to open message: No such file or directory. (#4.3.0)"),
+                (1, "D", "Internal error: request has no defaultdelivery. (#5.3.0)\n"),
+                (2, "D", "Sorry, address contains a NUL byte. (#5.1.3)\n"),
+                (3, "Z", "Unable to open message: No such file or directory. (#4.3.0)\n"),
             ],
         )
         self.assertEqual(spawner.close(), 0)

@@ -101,7 +101,7 @@ class RootNeverDeliversTests(unittest.TestCase):
         spawner = self.spawner()
         self.deliver(spawner, 1, "zzqx-nosuch@x")
         report = spawner.next()
-        self.assertEqual((report["status"], report["output"]), ("Z", base.ROOT_REFUSED))
+        self.assertEqual((report["status"], report["output"]), ("Z", base.ROOT_REFUSED + "\n"))
         self.assertEqual(spawner.close(), 0)
 
     def test_passwd_root_account_goes_to_the_alias_user(self) -> None:

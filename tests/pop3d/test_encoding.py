@@ -58,6 +58,17 @@ class EncoderTests(SynchronousTestCase):
         self.assertEqual(encode(msg, top=10), encode(msg))
         self.assertEqual(encode(b"H: 1\r\n\r\nb1", [3, 4], top=5), b"H: 1\r\n\r\nb1\r\n.\r\n")
 
+    def test_top_zero_ends_with_the_empty_line(self) -> None:
+        # header, the empty line that ends it, then the terminator: exact bytes,
+        # also when the message has no empty line (a header only) or no final LF
+        for msg in (b"H: 1\nH: 2\n\nbody\n", b"H: 1\nH: 2\n", b"H: 1\r\nH: 2"):
+            for chunks in (None, [1] * len(msg), [3, 4]):
+                self.assertEqual(encode(msg, chunks, top=0), b"H: 1\r\nH: 2\r\n\r\n.\r\n", (msg, chunks))
+        self.assertEqual(encode(b"", top=0), b"\r\n.\r\n")
+        self.assertEqual(encode(b"H: 1\n", top=3), b"H: 1\r\n\r\n.\r\n")
+        # RETR sends the message as stored: no empty line is made up
+        self.assertEqual(encode(b"H: 1\n"), b"H: 1\r\n.\r\n")
+
     def test_top_stops_early(self) -> None:
         enc = MessageEncoder(1)
         self.assertEqual(enc.feed(b"H: x\n\nb1\nb2\n"), b"H: x\r\n\r\nb1\r\n")
@@ -85,4 +96,8 @@ class EncoderTests(SynchronousTestCase):
         self.assertEqual(len(plain), file_crlf_size(io.BytesIO(data)))
         for line in whole[:-3].split(b"\r\n")[:-1]:
             self.assertNotIn(b"\n", line)
-        self.assertEqual(encode(data, chunks, top=10**6), whole)
+        # TOP with a limit past the end is RETR, plus the empty line that ends
+        # the header when the message has none
+        body = whole[:-3]
+        has_empty_line = body.startswith(b"\r\n") or b"\r\n\r\n" in body
+        self.assertEqual(encode(data, chunks, top=10**6), whole if has_empty_line else body + b"\r\n.\r\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import os
+import time
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -259,6 +260,20 @@ class TransactionTests(ProtocolTestBase):
         self.assertEqual(self.lines(b"RETR 2 1\r\n"), [b"+OK ", b"Subject: two", b"", b"..dot", b"."])
         self.assertEqual(self.lines(b"TOP 2\r\nTOP 2 x\r\n"), [b"-ERR syntax error"] * 2)
 
+    def test_top_and_retr_exact_bytes(self) -> None:
+        # RFC 1939 TOP: header, the empty line, k body lines, then "." (qmail-pop3d
+        # sends one more empty line before the "."; pymta does not, for TOP or RETR)
+        self.transport.clear()
+        self.proto.dataReceived(b"TOP 2 0\r\nTOP 2 2\r\nRETR 3\r\nLIST 3\r\n")
+        drain(self.transport)
+        self.assertEqual(
+            self.transport.value(),
+            b"+OK \r\nSubject: two\r\n\r\n.\r\n"
+            b"+OK \r\nSubject: two\r\n\r\n..dot\r\nline2\r\n.\r\n"
+            b"+OK \r\nSubject: three\r\n\r\nlast\r\n.\r\n"
+            b"+OK 3 24\r\n",  # the CRLF size: "Subject: three\r\n\r\nlast" and the line end the file lacks
+        )
+
     def test_message_number_errors(self) -> None:
         self.assertEqual(
             self.lines(b"RETR x\r\nRETR 0\r\nRETR 4\r\nRETR\r\nLIST 99\r\nDELE -1\r\nRETR 99999999999999999999\r\n"),
@@ -363,3 +378,23 @@ class FuzzTests(ProtocolTestBase):
         self.assertEqual(self.flushLoggedErrors(), [])
         proto.connectionLost(None)
         self.assertEqual(len(os.listdir(os.path.join(self.maildir, "cur"))) + len(os.listdir(os.path.join(self.maildir, "new"))), 3)
+
+
+class HeaderOnlyMessageTests(ProtocolTestBase):
+    """A message without an empty line: TOP still ends its header with one."""
+
+    def setUp(self) -> None:
+        super().setUp()
+        put_message(self.maildir, "1003.D.host", b"Subject: four\nX: y\n", mtime=time.time() - 50)
+        self.login()
+
+    def test_top_zero_supplies_the_empty_line(self) -> None:
+        self.transport.clear()
+        self.proto.dataReceived(b"TOP 4 0\r\nTOP 4 5\r\nRETR 4\r\n")
+        drain(self.transport)
+        self.assertEqual(
+            self.transport.value(),
+            b"+OK \r\nSubject: four\r\nX: y\r\n\r\n.\r\n"
+            b"+OK \r\nSubject: four\r\nX: y\r\n\r\n.\r\n"
+            b"+OK \r\nSubject: four\r\nX: y\r\n.\r\n",
+        )

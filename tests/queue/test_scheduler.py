@@ -308,7 +308,7 @@ class DeliveryTests(SchedulerTestMixin, unittest.SynchronousTestCase):
 
         mid = queue_message(self.layout, "a@mail.example", ["bob@mail.example"])
         self.start(local=Broken())
-        self.assertIn("delivery 1: deferral: delivery_channel_failed:_boom", self.lines())
+        self.assertIn("delivery 1: deferral: delivery_channel_failed:_boom/", self.lines())
         self.assertTrue(os.path.exists(self.layout.local(mid)))
 
     def test_unrecordable_result_keeps_recipient_and_frees_slot(self) -> None:

@@ -129,7 +129,7 @@ class FirstAttemptTests(FirstAttemptMixin, unittest.SynchronousTestCase):
 
         s = self.start(local=Broken())
         mid = self.notify(s, "a@mail.example", ["bob@mail.example"])
-        self.assertIn("delivery 1: deferral: delivery_channel_failed:_spawner_gone", self.lines())
+        self.assertIn("delivery 1: deferral: delivery_channel_failed:_spawner_gone/", self.lines())
         self.assertTrue(os.path.exists(self.layout.local(mid)))
         self.assertEqual(len(s.jobs()), 1)
 

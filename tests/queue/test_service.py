@@ -162,8 +162,8 @@ class SendServiceTests(unittest.TestCase):
         receipt = await writer.finish()
         mid = receipt.message_id
         await wait_for(lambda: sum("deferral" in l for l in self.lines) == 2)
-        self.assertIn("delivery 1: deferral: no_local_delivery_channel_is_installed_(#4.3.0)", self.lines)
-        self.assertIn("delivery 2: deferral: no_remote_delivery_channel_is_installed_(#4.3.0)", self.lines)
+        self.assertIn("delivery 1: deferral: no_local_delivery_channel_is_installed_(#4.3.0)/", self.lines)
+        self.assertIn("delivery 2: deferral: no_remote_delivery_channel_is_installed_(#4.3.0)/", self.lines)
         for path in (self.layout.local(mid), self.layout.remote(mid), self.layout.mess(mid)):
             self.assertTrue(os.path.exists(path), path)
 
@@ -276,4 +276,4 @@ class NoDeliveryChannelTests(unittest.SynchronousTestCase):
         results = self.successResultOf(
             NoDeliveryChannel("remote").deliver(DeliveryJob(1, "/x", "a@b", ("c@d", "e@f")))
         )
-        self.assertEqual(results, [DeliveryResult("Z", "no remote delivery channel is installed (#4.3.0)")] * 2)
+        self.assertEqual(results, [DeliveryResult("Z", "no remote delivery channel is installed (#4.3.0)\n")] * 2)

@@ -73,6 +73,15 @@ class ParseTextTests(SynchronousTestCase):
         self.assertEqual(parse_text("delivery 7: msg 12 deferral: busy"), DeliveryResult(7, DEFERRAL, "busy"))
         self.assertEqual(parse_text("delivery 7: msg 12: failure: no"), DeliveryResult(7, FAILURE, "no"))
 
+    def test_texts_with_and_without_the_final_slash(self) -> None:
+        # before issue 17 pymta logged its own texts without qmail's final "/": both read
+        self.assertEqual(parse_text("delivery 8: failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)"),
+                         DeliveryResult(8, FAILURE, "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)"))
+        self.assertEqual(parse_text("delivery 8: failure: Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/"),
+                         DeliveryResult(8, FAILURE, "Sorry,_no_mailbox_here_by_that_name._(#5.1.1)/"))
+        self.assertEqual(parse_text("delivery 2: deferral: no_local_delivery_channel_is_installed_(#4.3.0)/"),
+                         DeliveryResult(2, DEFERRAL, "no_local_delivery_channel_is_installed_(#4.3.0)/"))
+
     def test_other_lines_are_nothing(self) -> None:
         for text in [
             "status: local 0/10 remote 0/20",
