@@ -40,6 +40,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dkim": ("pymta.cli.dkim", "DKIM signing keys: keygen DOMAIN SELECTOR, records"),
     "newaliases": ("pymta.cli.newaliases", "compile ROOT/etc/aliases for fastforward"),
     "maildirsmtp": ("pymta.cli.maildirsmtp", "hand a Maildir's held mail to an SMTP server (serialmail)"),
+    "maildirqmtp": ("pymta.cli.maildirqmtp", "hand a Maildir's held mail to a QMTP server (serialmail)"),
 }
 
 

@@ -59,7 +59,7 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
     @param address: the server's IP address as text (used in report texts).
     @param sender: envelope sender (C{""} for bounces).
     @param recipients: envelope recipients, all answered by the one reply.
-    @param message: the stored message, opened for binary reading.
+    @param message: the stored message, opened for binary reading; sent from its position.
     @param timeout: seconds to wait for any progress (timeoutremote).
     @param callLater: the scheduler for the timeout (a Clock in tests).
     """
@@ -91,8 +91,8 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
 
     def connectionMade(self) -> None:
         self.setTimeout(self.timeout)
-        try:
-            size = os.fstat(self.message.fileno()).st_size
+        try:  # from where the file stands: a held Maildir message starts after its envelope lines
+            size = os.fstat(self.message.fileno()).st_size - self.message.tell()
         except (OSError, ValueError):
             self._end(DEFERRAL, "Unable to read message. (#4.3.0)\n")
             return

@@ -66,10 +66,12 @@ class MaildirSMTPTests(unittest.SynchronousTestCase):
         self.pymta("init", *init)
         self.home = os.path.join(self.root, "home", "alice")
         self.smtp = free_port()
+        self.qmtp = free_port()
         self.log = os.path.join(self.root, "twistd.log")
         start_twistd(self, [os.path.join(os.path.dirname(sys.executable), "twistd")],
-                     ["pymta", "--root", self.root, "--smtp", f"tcp:{self.smtp}:interface=127.0.0.1"],
-                     self.log, [self.smtp])
+                     ["pymta", "--root", self.root, "--smtp", f"tcp:{self.smtp}:interface=127.0.0.1",
+                      "--qmtp", f"tcp:{self.qmtp}:interface=127.0.0.1"],
+                     self.log, [self.smtp, self.qmtp])
 
     def pymta(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "pymta.cli.main", *args], cwd=SRC, capture_output=True,
@@ -121,6 +123,31 @@ class MaildirSMTPTests(unittest.SynchronousTestCase):
 
         again = self.maildirsmtp(held, "alice-hold-", "127.0.0.1", "--port", str(self.smtp))
         self.assertEqual((again.returncode, again.stderr), (0, ""))
+
+    def test_maildirqmtp_hands_held_mail_over_qmtp(self) -> None:
+        with open(os.path.join(self.home, ".qmail-hold-default"), "w") as f:
+            f.write("./held/\n")
+        held = os.path.join(self.home, "held")
+        held_maildir(held)
+        if self.owner:
+            for path in (self.home + "/.qmail-hold-default", held, held + "/new", held + "/cur", held + "/tmp"):
+                os.chown(path, *self.owner)
+        self.send("alice-hold-alice@test.example", "over qmtp")
+        wait_for(lambda: len(os.listdir(os.path.join(held, "new"))) == 1, 60, "one held message", self.log)
+
+        done = self.pymta("maildirqmtp", "--root", self.root, held, "alice-hold-", "127.0.0.1",
+                          "--port", str(self.qmtp))
+        self.assertEqual(done.returncode, 0, done.stderr)
+        self.assertRegex(done.stderr, r"^maildirqmtp: info: new/\S+ succeeded: 127\.0\.0\.1 accepted message\."
+                                      r"/Remote host said: ok \d+ qp \d+\n$")
+        self.assertEqual(os.listdir(os.path.join(held, "new")) + os.listdir(os.path.join(held, "cur")), [])
+        wait_for(lambda: len(self.inbox()) == 1, 60, "the handed-over message in alice's Maildir", self.log)
+        [message] = self.inbox()
+        self.assertTrue(message.startswith(b"Return-Path: <bob@remote.example>\nDelivered-To: alice@test.example\n"),
+                        message[:200])
+        self.assertIn(b"with QMTP", message)
+        self.assertNotIn(b"alice-hold-alice", message)  # the held copy's envelope lines stay behind
+        self.assertIn(b"body of over qmtp", message)
 
     def test_refusing_server(self) -> None:
         server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), RefusingHandler)
