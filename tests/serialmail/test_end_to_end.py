@@ -94,7 +94,8 @@ class MaildirSMTPTests(unittest.SynchronousTestCase):
         with smtplib.SMTP("127.0.0.1", self.smtp, timeout=30) as client:
             client.sendmail("bob@remote.example", [rcpt], f"Subject: {subject}\r\n\r\nbody of {subject}\r\n")
 
-    def test_held_mail_is_handed_over_to_a_running_pymta(self) -> None:
+    def hold_for_alice(self) -> str:
+        """alice's held Maildir, where the running pymta delivers alice-hold-ADDRESS."""
         with open(os.path.join(self.home, ".qmail-hold-default"), "w") as f:
             f.write("./held/\n")
         held = os.path.join(self.home, "held")
@@ -102,6 +103,10 @@ class MaildirSMTPTests(unittest.SynchronousTestCase):
         if self.owner:
             for path in (self.home + "/.qmail-hold-default", held, held + "/new", held + "/cur", held + "/tmp"):
                 os.chown(path, *self.owner)
+        return held
+
+    def test_held_mail_is_handed_over_to_a_running_pymta(self) -> None:
+        held = self.hold_for_alice()
         self.send("alice-hold-alice@test.example", "first")
         self.send("alice-hold-alice@test.example", "second")
         wait_for(lambda: len(os.listdir(os.path.join(held, "new"))) == 2, 60, "two held messages", self.log)
@@ -125,13 +130,7 @@ class MaildirSMTPTests(unittest.SynchronousTestCase):
         self.assertEqual((again.returncode, again.stderr), (0, ""))
 
     def test_maildirqmtp_hands_held_mail_over_qmtp(self) -> None:
-        with open(os.path.join(self.home, ".qmail-hold-default"), "w") as f:
-            f.write("./held/\n")
-        held = os.path.join(self.home, "held")
-        held_maildir(held)
-        if self.owner:
-            for path in (self.home + "/.qmail-hold-default", held, held + "/new", held + "/cur", held + "/tmp"):
-                os.chown(path, *self.owner)
+        held = self.hold_for_alice()
         self.send("alice-hold-alice@test.example", "over qmtp")
         wait_for(lambda: len(os.listdir(os.path.join(held, "new"))) == 1, 60, "one held message", self.log)
 
