@@ -23,10 +23,11 @@ One fetch at a time per domain: deliveries that ask meanwhile share it.
 Nothing here errbacks: a problem is logged and means "no policy".
 
 Precedence (docs/remote.md): MTA-STS applies only to MX delivery under
-opportunistic TLS - a relay route of control/smtproutes, a
+opportunistic TLS - a relay route of control/smtproutes or a
 control/tlsdestinations entry for the domain (including C{*} and
-C{.suffix} entries) or a DNSSEC-validated DANE policy decided before it
-come first and MTA-STS is not looked up.  C{control/mtasts} turns it off
+C{.suffix} entries) come first and MTA-STS is not looked up.  DANE
+decides per MX host: an MX host with DANE follows DANE, the others this
+decision (L{pymta.remote.tlsprecedence}).  C{control/mtasts} turns it off
 (L{pymta.remote.mtastssettings}).
 """
 
