@@ -9,6 +9,7 @@ Remote delivery: pymta's qmail-remote.
 - L{pymta.remote.tlspolicy}: opportunistic STARTTLS and control/tlsdestinations;
 - L{pymta.remote.mtasts}: MTA-STS (RFC 8461) policies of recipient domains
   (mtastspolicy, mtastsfetch, mtastscache, mtastsapply, mtastssettings);
+- L{pymta.remote.tlsprecedence}: DANE per MX host, MTA-STS for the other hosts;
 - L{pymta.remote.tcpto}: dead-host memory (C{pymta ctl tcpok} calls C{clear});
 - L{pymta.remote.localaddrs}: this machine's addresses.
 

@@ -39,7 +39,9 @@ checked, mode and owner too, when the channel is made and at each reload.
 
 DANE (L{pymta.remote.dane}, on only with resolvers declared validating)
 decides per MX host: TLS required and the certificate checked against the
-TLSA records, or a deferral text for a host whose TLSA lookup failed.
+TLSA records, or a deferral text for a host whose TLSA lookup failed; the
+other MX hosts follow the domain's MTA-STS policy
+(L{pymta.remote.tlsprecedence}).
 
 When no address could be used: C{Z} "Sorry, I wasn't able to establish an
 SMTP connection. (#4.4.1)", or the last server's refusal text when a server
@@ -73,7 +75,6 @@ from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.mtasts import MTASTS
-from pymta.remote.mtastsapply import unchanged
 from pymta.remote.mtastscache import cache_path
 from pymta.remote.qmtpdelivery import QMTPDelivery
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
@@ -81,6 +82,7 @@ from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file
 from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, route_policy, tls_destinations
+from pymta.remote.tlsprecedence import combine
 
 __all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
 
@@ -323,17 +325,19 @@ class RemoteChannel:
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
         dane = yield self.dane.decide(domain, targets, policy, route, job.about())
-        # DANE, where it applies to the domain, wins over MTA-STS (RFC 8461 section 2)
-        sts = unchanged(targets, policy) if dane else (yield self.mtasts.decide(domain, targets, policy, route,
-                                                                                  controls, job))
-        if sts.refusal is not None:
-            return [DeliveryResult(DEFERRAL, sts.refusal) for _ in recipients]
-        targets, policy = sts.targets, sts.policy
+        sts = yield self.mtasts.decide(domain, targets, policy, route, controls, job)
+        plan = combine(targets, dane, sts)  # DANE per MX host, MTA-STS for the others (RFC 8461 section 2)
+        if plan.refusal is not None:
+            return [DeliveryResult(DEFERRAL, plan.refusal) for _ in recipients]
+        targets = plan.targets
         results: list[DeliveryResult | None] = [None] * len(recipients)
+        hosts: list[str | None] = [None] * len(recipients)  # the MX host each result came from
         pending = list(range(len(recipients)))
         while pending:
             batch = [recipients[i] for i in pending]
-            outcome, used = yield self._try_targets(targets, job, controls, batch, policy, route, credentials, dane)
+            outcome, used = yield self._try_targets(targets, job, controls, batch, plan.policy, route, credentials, dane)
+            for i in pending:
+                hosts[i] = used.host if used is not None else None
             if isinstance(outcome, str):
                 for i in pending:
                     results[i] = DeliveryResult(DEFERRAL, outcome)
@@ -346,7 +350,7 @@ class RemoteChannel:
                     results[i] = result
             pending = [pending[position] for position in outcome.retry]
             targets = [used] + [t for t in targets if t != used]
-        return sts.explain(cast(list[DeliveryResult], results))  # every place filled: the loop ends when none is pending
+        return plan.explain(cast(list[DeliveryResult], results), hosts)  # every place filled: none is pending
 
     @defer.inlineCallbacks
     def _try_targets(
@@ -360,8 +364,11 @@ class RemoteChannel:
         credentials: Credentials | None = None,
         dane: HostDecisions | None = None,
     ) -> Generator[Deferred[Any], Any, tuple[SessionOutcome | str, Target | None]]:
-        """The first usable server's outcome and its target, or (text, None) when none could be used."""
-        last_text = TEXT_NO_CONNECTION
+        """
+        The first usable server's outcome and its target; when none could be
+        used, the last refusal's text and the target that gave it (None: none).
+        """
+        last_text, last_target = TEXT_NO_CONNECTION, None
         smtps = route is not None and route.smtps
         login = credentials.login if credentials is not None else None
         for target in targets:
@@ -376,7 +383,7 @@ class RemoteChannel:
                 pass
             host_dane = dane.get(target.host) if dane else None  # DANE's demand of this MX, or its deferral text
             if isinstance(host_dane, str):
-                last_text = host_dane
+                last_text, last_target = host_dane, target
                 continue
             try:
                 tls = host_dane.creator() if host_dane else TLSPolicyTable.creator(policy, target.host)
@@ -398,10 +405,10 @@ class RemoteChannel:
                 if outcome is _CONNECT_FAILED:
                     continue
             if outcome.next_host:
-                last_text = outcome.text
+                last_text, last_target = outcome.text, target
                 continue
             return outcome, target
-        return last_text, None
+        return last_text, last_target
 
     @defer.inlineCallbacks
     def _session(

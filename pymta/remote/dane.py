@@ -21,7 +21,9 @@ proves nothing.  When on, for a recipient domain that goes by MX:
 
 Precedence: an smtproutes relay route, or a control/tlsdestinations entry
 for the domain (even C{*:}), wins: DANE is only asked when the domain's
-policy is the default, opportunistic TLS.  IP-literal domains have no DANE.
+policy is the default, opportunistic TLS (a route that only sets the port,
+C{domain::PORT}, is still MX delivery; the TLSA records are those of that
+port).  IP-literal domains have no DANE.
 
 Not done (documented in docs/remote.md): a domain without MX records (its
 own address records) gets no DANE, and CNAMEs of MX hosts are not
@@ -84,8 +86,8 @@ class DanePlanner:
             self.resolver.stop()
 
     def applies(self, domain: str, policy: TLSPolicy, route: Route | None) -> bool:
-        """Whether DANE is asked for C{domain} at all (on, by MX, nothing configured wins)."""
-        return (self.enabled and route is None and policy.mode == OPPORTUNISTIC
+        """Whether DANE is asked for C{domain} at all (on, by MX or C{domain::PORT}, nothing configured wins)."""
+        return (self.enabled and (route is None or route.relay is None) and policy.mode == OPPORTUNISTIC
                 and not domain.startswith("[") and ip_literal(domain) is None)
 
     def decide(self, domain: str, targets: list[Target], policy: TLSPolicy, route: Route | None,

@@ -23,10 +23,11 @@ One fetch at a time per domain: deliveries that ask meanwhile share it.
 Nothing here errbacks: a problem is logged and means "no policy".
 
 Precedence (docs/remote.md): MTA-STS applies only to MX delivery under
-opportunistic TLS - a relay route of control/smtproutes, a
+opportunistic TLS - a relay route of control/smtproutes or a
 control/tlsdestinations entry for the domain (including C{*} and
-C{.suffix} entries) or a DNSSEC-validated DANE policy decided before it
-come first and MTA-STS is not looked up.  C{control/mtasts} turns it off
+C{.suffix} entries) come first and MTA-STS is not looked up.  DANE
+decides per MX host: an MX host with DANE follows DANE, the others this
+decision (L{pymta.remote.tlsprecedence}).  C{control/mtasts} turns it off
 (L{pymta.remote.mtastssettings}).
 """
 
@@ -107,9 +108,10 @@ class PolicyDiscovery:
         return mine
 
     def stop(self) -> None:
-        """Give up the lookups and fetches in progress (their deliveries see no policy)."""
+        """Give up the lookups and fetches in progress (their deliveries see no policy); write the cache."""
         for running in list(self._running.values()):
             running.cancel()
+        self.cache.flush()
 
     @defer.inlineCallbacks
     def _discover(self, domain: str, ca_file: str | None) -> Generator[Deferred[Any], Any, Policy | None]:
@@ -179,7 +181,8 @@ class MTASTS:
     def for_channel(cls, resolver: Resolver, reactor: Any, cache_file: str | None) -> "MTASTS":
         """The real thing: HTTPS fetches through C{resolver}, the cache in C{cache_file}."""
         fetcher = PolicyFetcher(reactor, resolver)
-        return cls(PolicyDiscovery(resolver, fetcher.fetch, PolicyCache(cache_file, reactor.seconds), reactor))
+        cache = PolicyCache(cache_file, reactor.seconds, call_later=reactor.callLater)  # written in batches
+        return cls(PolicyDiscovery(resolver, fetcher.fetch, cache, reactor))
 
     def settings(self, controls: Controls) -> MTASTSSettings:
         """control/mtasts of C{controls} (L{ControlError} on a bad line)."""

@@ -6,12 +6,19 @@ a policy holds for its C{max_age} from when it was fetched, even when its
 TXT record is gone meanwhile, which is what protects a domain against
 an attacker who removes the record).
 
-The file is pymta's own JSON text, written whole to a temporary file and
-renamed over the old one after each change (no fsync: losing it costs a
-fetch, nothing else).  A file that cannot be read or parsed counts as
-empty, an entry that does not parse is skipped; each is logged once.
-At most L{MAX_ENTRIES} domains are kept: expired entries go first, then
-those that expire soonest.
+The file is pymta's own JSON text, written whole to a temporary file,
+fsynced and renamed over the old one: the cached policies are what keeps
+an enforced policy in force while an attacker hides its TXT record, so a
+crash must not leave an empty or partial file behind.  By default the file
+is written at each change; the channel passes the reactor's C{callLater}
+so that changes are written together at most once per C{write_delay}
+seconds (the file holds up to L{MAX_ENTRIES} domains), and at L{flush}
+(stop).  A file that cannot be read or parsed counts as empty, an entry
+that does not parse is skipped; each is logged once.  Entries read back
+are not trusted further than fresh ones: C{max_age} is clamped to the
+RFC's L{MAX_AGE}, and an entry fetched in the future (which would stretch
+its life) is skipped.  At most L{MAX_ENTRIES} domains are kept: expired
+entries go first, then those that expire soonest.
 """
 
 from __future__ import annotations
@@ -23,12 +30,13 @@ from typing import Any, Callable
 
 from twisted.logger import Logger
 
-from pymta.remote.mtastspolicy import MODES, Policy
+from pymta.remote.mtastspolicy import MAX_AGE, MODES, Policy
 
-__all__ = ["CACHE_NAME", "MAX_ENTRIES", "CachedPolicy", "PolicyCache", "cache_path"]
+__all__ = ["CACHE_NAME", "MAX_ENTRIES", "WRITE_DELAY", "CachedPolicy", "PolicyCache", "cache_path"]
 
 CACHE_NAME = "mtasts"
 MAX_ENTRIES = 10000
+WRITE_DELAY = 30.0
 
 log = Logger(namespace="pymta.remote")
 
@@ -71,7 +79,7 @@ class CachedPolicy:
             raise ValueError("bad max_age or mx")
         if not all(isinstance(m, str) for m in mx):
             raise ValueError("bad mx")
-        return cls(record_id, float(fetched), Policy(mode, max_age, tuple(mx)))
+        return cls(record_id, float(fetched), Policy(mode, min(max_age, MAX_AGE), tuple(mx)))
 
 
 class PolicyCache:
@@ -80,19 +88,26 @@ class PolicyCache:
 
     @param path: the file, or None to keep the cache in memory only.
     @param clock: seconds since the epoch (the reactor's C{seconds}).
+    @param call_later: the reactor's C{callLater} to write changes together
+        C{write_delay} seconds after the first; None: at each change.
     """
 
-    def __init__(self, path: str | None, clock: Callable[[], float], max_entries: int = MAX_ENTRIES) -> None:
+    def __init__(self, path: str | None, clock: Callable[[], float], max_entries: int = MAX_ENTRIES,
+                 call_later: Callable[..., Any] | None = None, write_delay: float = WRITE_DELAY) -> None:
         self.path = path
         self.clock = clock
         self.max_entries = max_entries
+        self.call_later = call_later
+        self.write_delay = write_delay
         self._entries: dict[str, CachedPolicy] | None = None
+        self._dirty = False
+        self._timer: Any = None
 
     def get(self, domain: str) -> CachedPolicy | None:
         return self._loaded().get(domain)
 
     def put(self, domain: str, entry: CachedPolicy) -> None:
-        """Keep C{entry} for C{domain} and write the file."""
+        """Keep C{entry} for C{domain} and write the file (now, or with the next batch)."""
         entries = self._loaded()
         entries[domain] = entry
         if len(entries) > self.max_entries:
@@ -101,7 +116,24 @@ class PolicyCache:
                 del entries[gone]
             for gone in sorted(entries, key=lambda d: entries[d].expires)[: max(0, len(entries) - self.max_entries)]:
                 del entries[gone]
-        self._save(entries)
+        self._dirty = True
+        if self.call_later is None:
+            self.flush()
+        elif self._timer is None:
+            self._timer = self.call_later(self.write_delay, self._written_later)
+
+    def flush(self) -> None:
+        """Write the changes not written yet, now (at stop)."""
+        if self._timer is not None and self._timer.active():
+            self._timer.cancel()
+        self._timer = None
+        if self._dirty and self._entries is not None:
+            self._dirty = False
+            self._save(self._entries)
+
+    def _written_later(self) -> None:
+        self._timer = None
+        self.flush()
 
     def _loaded(self) -> dict[str, CachedPolicy]:
         if self._entries is None:
@@ -124,9 +156,13 @@ class PolicyCache:
             log.warn("MTA-STS cache {path} unusable, starting empty: no domains", path=self.path)
             return {}
         entries: dict[str, CachedPolicy] = {}
+        now = self.clock()
         for domain, value in domains.items():
             try:
-                entries[str(domain)] = CachedPolicy.parse(value)
+                entry = CachedPolicy.parse(value)
+                if entry.fetched > now:
+                    raise ValueError("fetched in the future")
+                entries[str(domain)] = entry
             except ValueError as e:
                 log.warn("MTA-STS cache {path}: entry for {domain} skipped: {error}", path=self.path,
                          domain=domain, error=e)
@@ -141,6 +177,8 @@ class PolicyCache:
         try:
             with open(temporary, "w", encoding="ascii") as f:
                 f.write(text + "\n")
+                f.flush()
+                os.fsync(f.fileno())
             os.replace(temporary, self.path)
         except OSError as e:
             log.warn("cannot write the MTA-STS cache {path}: {error}", path=self.path, error=e)

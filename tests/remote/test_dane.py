@@ -119,6 +119,14 @@ class DecisionTests(unittest.SynchronousTestCase):
         self.assertEqual(self.decide(resolver, domain="[127.0.0.1]"), {})
         self.assertEqual(resolver.asked, [])
 
+    def test_port_route_is_still_mx_delivery(self) -> None:
+        # smtproutes "example.test::2525" looks up MX as usual: DANE applies, TLSA at that port
+        resolver = FakeSecureResolver(SECURE_MX, {f"_2525._tcp.{MX}": SecureAnswer((self.record,), True)})
+        planner = DanePlanner(resolver)  # type: ignore[arg-type]  # a fake with the methods used
+        decisions = self.successResultOf(planner.decide("example.test", targets(MX, port=2525),
+                                                        TLSPolicy(OPPORTUNISTIC), Route(None, 2525)))
+        self.assertEqual(decisions, {MX: DaneTLS(MX, (self.record,), (MX, "example.test"))})
+
     def test_off_without_a_validating_resolver(self) -> None:
         planner = DanePlanner(None)
         self.assertFalse(planner.enabled)

@@ -149,6 +149,15 @@ class DiscoveryTests(SynchronousTestCase):
         self.assertEqual(self.successResultOf(first), POLICY)
         self.assertEqual(self.successResultOf(second), POLICY)
 
+    def test_stop_writes_the_batched_cache(self) -> None:
+        cache = PolicyCache(self.path, self.clock.seconds, call_later=self.clock.callLater)
+        discovery = PolicyDiscovery(self.resolver, self.fetcher.fetch, cache, self.clock)
+        self.assertEqual(self.policy(discovery), POLICY)
+        self.assertFalse(os.path.exists(self.path))  # waiting for the batch
+        discovery.stop()
+        self.assertEqual(self.policy(self.make()), POLICY)  # a restart finds it without a fetch
+        self.assertEqual(len(self.fetcher.calls), 1)
+
     def test_stop_gives_up_pending_fetches(self) -> None:
         self.fetcher.body = None
         d = self.discovery.policy("example.test")

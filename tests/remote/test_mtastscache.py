@@ -10,7 +10,7 @@ from twisted.logger import globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.remote.mtastscache import CachedPolicy, PolicyCache, cache_path
-from pymta.remote.mtastspolicy import ENFORCE, TESTING, Policy
+from pymta.remote.mtastspolicy import ENFORCE, MAX_AGE, TESTING, Policy
 
 POLICY = Policy(ENFORCE, 3600, ("mx.example.test", "*.example.net"))
 
@@ -72,6 +72,40 @@ class CacheTests(SynchronousTestCase):
         broken = PolicyCache(os.path.join(self.path, "missing-dir", "mtasts"), self.clock.seconds)
         broken.put("example.test", CachedPolicy("id1", 1.0, POLICY))  # logged, not raised
         self.assertIsNotNone(broken.get("example.test"))
+
+    def test_writes_batched_by_the_reactor(self) -> None:
+        cache = PolicyCache(self.path, self.clock.seconds, call_later=self.clock.callLater, write_delay=30)
+        first, second = CachedPolicy("id1", self.clock.seconds(), POLICY), CachedPolicy("id2", self.clock.seconds(), POLICY)
+        cache.put("one.test", first)
+        cache.put("two.test", second)
+        self.assertFalse(os.path.exists(self.path))  # not in the reactor at each put
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(30)
+        self.assertEqual(PolicyCache(self.path, self.clock.seconds).get("two.test"), second)
+        cache.put("three.test", first)
+        cache.flush()  # at stop: written now, the timer is cancelled
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(PolicyCache(self.path, self.clock.seconds).get("three.test"), first)
+
+    def test_written_file_is_synced_before_the_rename(self) -> None:
+        calls: list[str] = []
+        real_fsync, real_replace = os.fsync, os.replace
+        self.patch(os, "fsync", lambda fd: (calls.append("fsync"), real_fsync(fd))[1])
+        self.patch(os, "replace", lambda a, b: (calls.append("replace"), real_replace(a, b))[1])
+        PolicyCache(self.path, self.clock.seconds).put("example.test", CachedPolicy("id1", 1.0, POLICY))
+        self.assertEqual(calls, ["fsync", "replace"])
+
+    def test_entries_read_back_are_bounded(self) -> None:
+        now = self.clock.seconds()
+        long = dict(CachedPolicy("id1", now, POLICY).encode(), max_age=10 * MAX_AGE)
+        future = CachedPolicy("id2", now + 3600, POLICY).encode()
+        with open(self.path, "w") as f:
+            json.dump({"version": 1, "domains": {"long.test": long, "future.test": future}}, f)
+        cache = PolicyCache(self.path, self.clock.seconds)
+        entry = cache.get("long.test")
+        assert entry is not None
+        self.assertEqual(entry.policy.max_age, MAX_AGE)
+        self.assertIsNone(cache.get("future.test"))  # a fetch time to come would stretch the policy's life
 
     def test_path(self) -> None:
         self.assertEqual(cache_path("/var/pymta"), "/var/pymta/queue/lock/mtasts")
