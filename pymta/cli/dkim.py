@@ -25,7 +25,7 @@ from typing import TextIO
 
 from pymta.control import ControlError, default_root, load_controls
 from pymta.dkim.keygen import (
-    KEY_TYPES, RSA_BITS, dns_record, generate, key_path, public_record, record_of_private, write_key,
+    KEY_TYPES, RSA_BITS, UnsafeKeyDir, dns_record, generate, key_path, public_record, record_of_private, write_key,
 )
 from pymta.dkim.keys import NAME, key_entries, selector_problem
 from pymta.hostnames import host_name_problem
@@ -64,6 +64,9 @@ def keygen(root: str, domain: str, selector: str, key_type: str, out: TextIO, er
         write_key(path, key, daemon_account(root))
     except FileExistsError:
         err.write(f"pymta dkim: {path} exists; it is never overwritten (choose another selector)\n")
+        return EXIT_FAILED
+    except UnsafeKeyDir as e:
+        err.write(f"pymta dkim: {e}: no key written\n")
         return EXIT_FAILED
     except OSError as e:
         err.write(f"pymta dkim: cannot write {path}: {e.strerror}\n")

@@ -7,7 +7,10 @@ L{generate} makes an RSA key of 2048 bits or an Ed25519 key
 C{ROOT/etc/dkim/DOMAIN.SELECTOR.key}, created exclusively (an existing
 file is never overwritten), mode 0600, owned by the mail account (when run
 as root).  The directory is made mode 0755 and stays its maker's (root's):
-the daemons read the key but cannot put another file in its place.  (Not
+the daemons read the key but cannot put another file in its place.  An
+existing directory (and the C{etc} above it) must be a real directory of
+root or of the account running keygen that nobody else may write
+(L{key_dir_problem}), else nothing is written.  (Not
 under C{control/}: that holds control files only, each one
 C{pymta check} and C{pymta showctl} know.)  L{dns_record} is the TXT record
 to publish at C{SELECTOR._domainkey.DOMAIN}, in zone-file form, its text
@@ -19,6 +22,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
@@ -26,7 +30,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 from pymta.dkim.keys import ED25519, RSA, read_key
 
 __all__ = ["KEY_TYPES", "RSA_BITS", "generate", "write_key", "key_path", "public_record", "dns_record",
-           "txt_strings", "record_of_private"]
+           "txt_strings", "record_of_private", "key_dir_problem", "UnsafeKeyDir"]
 
 #: --type values and the algorithm each signs with
 KEY_TYPES = {"rsa": RSA, "ed25519": ED25519}
@@ -50,14 +54,38 @@ def key_path(root: str, domain: str, selector: str) -> str:
     return os.path.join(root, "etc", KEY_DIR, f"{domain.lower()}.{selector}.key")
 
 
+class UnsafeKeyDir(Exception):
+    """The key directory could be changed by others than the account writing the key."""
+
+
+def key_dir_problem(directory: str) -> str | None:
+    """Why a key may not be written into C{directory} (or it may not stay there), or None."""
+    for path in (directory, os.path.dirname(directory)):
+        try:
+            st = os.lstat(path)
+        except OSError as e:
+            return f"{path}: cannot check it: {e.strerror}"
+        if not stat.S_ISDIR(st.st_mode):
+            return f"{path} is not a directory (a symbolic link?)"
+        if st.st_uid not in (0, os.geteuid()):
+            return f"{path} is owned by uid {st.st_uid}, neither root nor uid {os.geteuid()} who writes the key"
+        if st.st_mode & 0o022:
+            return f"{path} is writable by others (mode {stat.S_IMODE(st.st_mode):04o}): chmod go-w"
+    return None
+
+
 def write_key(path: str, key: PrivateKey, account: tuple[int, int] | None) -> None:
     """
     Write C{key} to C{path} (PEM, PKCS#8): created exclusively, mode 0600;
-    L{FileExistsError} when the file exists.  Run as root, the file is
-    given to C{account} (the mail account).
+    L{FileExistsError} when the file exists, L{UnsafeKeyDir} when its
+    directory breaks L{key_dir_problem}.  Run as root, the file is given
+    to C{account} (the mail account).
     """
     directory = os.path.dirname(path)
     os.makedirs(directory, mode=0o755, exist_ok=True)
+    problem = key_dir_problem(directory)
+    if problem is not None:
+        raise UnsafeKeyDir(problem)
     pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                             serialization.NoEncryption())
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)

@@ -16,8 +16,9 @@ prints the line.
 
 L{key_entries} judges the text (what C{pymta showctl} and the control
 files' checks run, as anyone); L{load_signing_keys} reads the key files,
-each judged by L{pymta.secretfile.secret_file_problem} first (mode 0600
-owned by the mail account, or 0640 root and the mail account's group).
+each opened and judged by L{pymta.secretfile.read_secret_file} (mode 0600
+owned by the mail account, or 0640 root and the mail account's group;
+never through a link, judged on the open file).
 Either raises L{ControlError} naming the file and line.
 """
 
@@ -34,7 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
 
 from pymta.control import Controls, entry_error
 from pymta.hostnames import host_name_problem
-from pymta.secretfile import daemon_account, secret_file_problem
+from pymta.secretfile import SecretFileProblem, daemon_account, read_secret_file
 
 __all__ = [
     "NAME", "RSA", "ED25519", "KeyEntry", "SigningKey", "SigningKeys", "key_entries", "read_key",
@@ -156,15 +157,11 @@ def load_signing_keys(controls: Controls, account: tuple[int, int] | None = None
     lines = controls.extra_lines(NAME) or []
     found: dict[str, list[SigningKey]] = {}
     for index, entry in enumerate(entries):
-        problem = secret_file_problem(entry.path, account, "the private key")
-        if problem is None:
-            try:
-                with open(entry.path, "rb") as f:
-                    algorithm, private = read_key(f.read(_MAX_KEY_BYTES))
-            except OSError as e:
-                problem = f"cannot read it: {e.strerror}"
-            except ValueError as e:
-                problem = str(e)
+        problem = None
+        try:
+            algorithm, private = read_key(read_secret_file(entry.path, account, "the private key", _MAX_KEY_BYTES))
+        except (SecretFileProblem, ValueError) as e:
+            problem = str(e)
         if problem is not None:
             raise entry_error(lines, index, f"key file {entry.path}: {problem}", NAME)
         found.setdefault(entry.domain, []).append(SigningKey(entry.domain, entry.selector, algorithm, private))

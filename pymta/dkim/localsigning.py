@@ -9,9 +9,22 @@ account pymta-send runs as.  So pymta-send signs: L{LocalSigningSink}
 wraps the sink the inject socket writes into, and a message whose origin
 is C{by uid N} (a local user's injection: the kernel's word for the peer,
 never the client's) is spooled (L{pymta.smtpd.spool.SpoolingWriter}),
-signed when its From domain has keys, and only then written into the
-queue, whose commit the client waits for.  The signature is in the queued
-message, so every delivery attempt sends the same bytes.
+signed when it originated here and its From domain has keys, and only
+then written into the queue, whose commit the client waits for.  The
+signature is in the queued message, so every delivery attempt sends the
+same bytes.
+
+Originated here means: the header has no C{Delivered-To:} and no
+C{Received:} field (L{forwarded}).  Delivery programs re-inject through
+the same socket as C{by uid N} (C{forward}, fastforward, dot-forward,
+C{qmail-queue} under C{QMAILQUEUE}, list managers), and what they pass on
+came from elsewhere: every local delivery puts a C{Delivered-To:} line on
+top, and mail from the network carries the C{Received:} lines of the
+hops it took.  A message a local user writes has neither (the queue adds
+pymta's own C{Received:} line after this sink).  Without that rule a
+stranger's C{From: ceo@DOMAIN}, forwarded by an alias, would leave with a
+valid signature of DOMAIN.  Any field of either name counts, whatever it
+says: a stranger can write any text into one.
 
 Other origins pass straight through: C{from network} (smtpd signed what
 it had to), C{for bounce}, C{by alias}.  Without keys nothing is spooled.
@@ -19,16 +32,29 @@ it had to), C{for bounce}, C{by alias}.  Without keys nothing is spooled.
 
 from __future__ import annotations
 
+import re
 from typing import Sequence
 
+from pymta.dkim.signer import wire_form
 from pymta.dkim.signing import DKIMSigning
 from pymta.dsn.params import MessageDsn
 from pymta.interfaces import MessageSink, MessageWriter
 from pymta.smtpd.spool import SpooledMessage, SpoolingWriter
 
-__all__ = ["LocalSigningSink", "Signatures"]
+__all__ = ["LocalSigningSink", "Signatures", "forwarded"]
 
 LOCAL_ORIGIN = "by uid "
+_PASSED_ON = re.compile(rb"(?:received|delivered-to)[ \t]*:", re.IGNORECASE)
+
+
+def forwarded(header: bytes) -> bool:
+    """Whether a header (as stored) has a C{Received:} or C{Delivered-To:} field: mail that came from elsewhere."""
+    for line in wire_form(header).split(b"\r\n"):
+        if not line:
+            break
+        if _PASSED_ON.match(line):
+            return True
+    return False
 
 
 class Signatures:
@@ -59,4 +85,6 @@ class LocalSigningSink:
         return SpoolingWriter(real_writer, self._signatures)
 
     async def _signatures(self, message: SpooledMessage) -> list[Signatures]:
-        return [Signatures(await self.signing.sign(message.read()))]
+        if forwarded(message.header()):
+            return []
+        return [Signatures(await self.signing.sign_spooled(message))]

@@ -30,7 +30,8 @@ import dkim
 
 from pymta.dkim.keys import SigningKey, SigningKeys
 
-__all__ = ["SIGNED_FIELDS", "sign_message", "signing_domain", "signed_fields", "wire_form", "header_fields"]
+__all__ = ["SIGNED_FIELDS", "sign_message", "signing_domain", "signed_fields", "wire_form", "header_fields",
+           "header_domain"]
 
 SIGNED_FIELDS = frozenset({
     "from", "to", "cc", "subject", "date", "message-id", "reply-to", "in-reply-to", "references",
@@ -74,6 +75,14 @@ def signing_domain(fields: Sequence[tuple[str, bytes]]) -> str | None:
         return None
     domain = addresses[0].rpartition("@")[2].strip().lower().removesuffix(".")
     return domain or None
+
+
+def header_domain(header: bytes) -> str | None:
+    """The signing domain of a message whose header (as stored) is C{header}; None when it has none."""
+    try:
+        return signing_domain(header_fields(wire_form(header)))
+    except ValueError:
+        return None
 
 
 def signed_fields(names: Iterable[str]) -> list[bytes]:

@@ -14,22 +14,46 @@ reactor's thread pool (a large body is hashed in Python; RSA signing is
 a few milliseconds), or in the calling thread for a clock without one
 (the unit tests' C{task.Clock}).  Signing never refuses a message: an
 unexpected failure is logged and the message goes unsigned.
+
+L{DKIMSigning.sign_spooled} signs a spooled message (smtpd's end-of-data
+step, the inject socket's L{pymta.dkim.localsigning}) without holding
+more than needed in memory: the signing domain is read from the header
+first, and the body is read only when that domain has keys and the
+message is at most L{MAX_SIGNED_BYTES} long.  A longer message is queued
+unsigned, with the log line C{dkim: message of N bytes is over the signing
+limit of M bytes: queued unsigned}; smtpd's C{databytes}, when set lower,
+keeps network messages under the cap, and local injection has no limit.
 """
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any, Callable, Protocol
 
 from twisted.internet import defer, threads
 from twisted.logger import Logger
 
 from pymta.control import ControlReader, Controls
 from pymta.dkim.keys import SigningKeys, load_signing_keys
-from pymta.dkim.signer import sign_message
+from pymta.dkim.signer import header_domain, sign_message
 
-__all__ = ["DKIMSigning"]
+__all__ = ["DKIMSigning", "MAX_SIGNED_BYTES", "SpooledText"]
 
 log = Logger()
+
+#: a longer message is queued unsigned (dkimpy signs a message held whole in memory, several times over)
+MAX_SIGNED_BYTES = 64 * 1024 * 1024
+
+
+class SpooledText(Protocol):
+    """A message held on disk or in memory (L{pymta.smtpd.spool.SpooledMessage})."""
+
+    size: int
+
+    def header(self, limit: int = ...) -> bytes:
+        """The header, bounded."""
+
+    def read(self) -> bytes:
+        """The whole message."""
 
 
 class DKIMSigning:
@@ -66,6 +90,17 @@ class DKIMSigning:
     def active(self) -> bool:
         """True when there is a key to sign with."""
         return bool(self.keys)
+
+    def sign_spooled(self, message: SpooledText) -> "defer.Deferred[tuple[bytes, ...]]":
+        """L{sign} for a spooled message, its body read only when it will be signed (see the module docstring)."""
+        domain = header_domain(message.header())
+        if domain is None or domain not in self.keys:
+            return defer.succeed(())
+        if message.size > MAX_SIGNED_BYTES:
+            log.info("dkim: message of {size} bytes is over the signing limit of {limit} bytes: queued unsigned",
+                     size=message.size, limit=MAX_SIGNED_BYTES)
+            return defer.succeed(())
+        return self.sign(message.read())
 
     def sign(self, message: bytes) -> "defer.Deferred[tuple[bytes, ...]]":
         """The C{DKIM-Signature:} fields for C{message} (as stored), () when none applies or signing failed."""

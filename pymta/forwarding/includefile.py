@@ -18,10 +18,8 @@ it over the old one (C{mv}), never by editing it in place.
 
 from __future__ import annotations
 
-import os
-import stat
-
 from pymta.forwarding.entries import ADDRESS, INCLUDE, Entry, EntryError, parse_list, qualify
+from pymta.forwarding.guardedfile import NOT_REGULAR, OPEN, READ, TOO_LARGE, WRITABLE, UnusableFile, read_guarded
 from pymta.inject.rewrite import Rewriter
 
 __all__ = ["IncludeError", "read_include", "MAX_FILE"]
@@ -36,23 +34,16 @@ class IncludeError(Exception):
 def read_include(path: str, rewriter: Rewriter) -> list[Entry]:
     """The targets listed in C{path}; L{IncludeError} when it cannot be used."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        raise IncludeError(f"unable to open {path}: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise IncludeError(f"{path} is not a regular file")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise IncludeError(f"{path} is group- or world-writable")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except OSError as e:
-        raise IncludeError(f"unable to read {path}: {e.strerror}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE:
-        raise IncludeError(f"{path} is larger than {MAX_FILE} bytes")
+        data = read_guarded(path, MAX_FILE)
+    except UnusableFile as e:
+        strerror = e.error.strerror if e.error is not None else ""
+        raise IncludeError({
+            OPEN: f"unable to open {path}: {strerror}",
+            NOT_REGULAR: f"{path} is not a regular file",
+            WRITABLE: f"{path} is group- or world-writable",
+            READ: f"unable to read {path}: {strerror}",
+            TOO_LARGE: f"{path} is larger than {MAX_FILE} bytes",
+        }[e.kind]) from None
     text = data.decode("utf-8", "surrogateescape")
     entries: list[Entry] = []
     for lineno, line in enumerate(text.split("\n"), 1):

@@ -17,7 +17,17 @@ C{bin/qmail-queue} is someone else's (a real qmail) is refused as a whole,
 and any other name already taken is left alone and reported.  What was made
 is listed in the manifest C{TARGET/.pymta-qmail-compat}; L{remove} deletes
 exactly that (files still carrying our marker, the link still pointing where
-we put it, directories we created once empty) and then the manifest.
+we put it, directories we created once empty) and then the manifest; an
+entry naming a path outside the target (absolute, or through C{..}) is
+ignored and reported.
+
+Run as root, C{install} first refuses (L{CompatRefused}, nothing written)
+a target or C{bin/} that others than root could change, and an interpreter
+or pymta package that others than root could change, since root's cron
+jobs will run them (L{pymta.qmailcompat.trust}); C{remove} leaves such a
+target alone.  Files are written under a fresh name (C{mkstemp}: created
+exclusively, never through a link), given their mode by descriptor, and
+renamed into place.
 """
 
 from __future__ import annotations
@@ -25,10 +35,13 @@ from __future__ import annotations
 import json
 import os
 import shlex
+import stat
 import sys
+import tempfile
 from dataclasses import dataclass, field
 
 from pymta.qmailcompat import PROGRAMS
+from pymta.qmailcompat.trust import directory_problem, runtime_problems
 
 __all__ = [
     "DEFAULT_TARGETS",
@@ -75,10 +88,17 @@ def script_text(name: str, root: str, python: str | None = None) -> str:
 def _ours(path: str) -> bool:
     """Whether C{path} is a script that L{install} wrote."""
     try:
-        with open(path, "rb") as f:
-            head = f.read(200)
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
     except OSError:
         return False
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            return False
+        head = os.read(fd, 200)
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
     return head.startswith(b"#!/bin/sh\n" + MARKER.encode())
 
 
@@ -92,13 +112,41 @@ def _read_manifest(target: str) -> dict:
 
 
 def _write_atomically(path: str, text: str, mode: int) -> None:
-    tmp = f"{path}.pymta-tmp{os.getpid()}"
-    with open(tmp, "w", encoding="utf-8") as f:
-        f.write(text)
-        f.flush()
-        os.fsync(f.fileno())
-    os.chmod(tmp, mode)
-    os.replace(tmp, path)
+    """C{text} into a new file next to C{path} (exclusive, no link followed), mode set by descriptor, renamed over C{path}."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.pymta-tmp", dir=os.path.dirname(path))
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(text.encode("utf-8"))
+            f.flush()
+            os.fchmod(f.fileno(), mode)
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+        raise
+
+
+def _inside(relative: str) -> bool:
+    """Whether a manifest entry names a path in its target (relative, never up through C{..})."""
+    if os.path.isabs(relative):
+        return False
+    normal = os.path.normpath(relative)
+    return normal != ".." and not normal.startswith(".." + os.sep)
+
+
+def _untrusted(target: str) -> str | None:
+    """Run as root: why root may not write in C{target} or its C{bin/} (those that exist), else None."""
+    if os.geteuid() != 0:
+        return None
+    for directory in (target, os.path.join(target, "bin")):
+        if os.path.lexists(directory):
+            problem = directory_problem(directory)
+            if problem is not None:
+                return problem
+    return None
 
 
 def _check_target(target: str) -> None:
@@ -108,6 +156,13 @@ def _check_target(target: str) -> None:
             f"{queue} exists and is not pymta's (a qmail installation?): nothing installed; "
             "pymta never replaces a real qmail (pass --target DIR for another directory)"
         )
+    existing = target
+    while not os.path.lexists(existing):  # a target to make: judge the directory it will be made in
+        existing = os.path.dirname(existing)
+    problem = _untrusted(target) if existing == target else (
+        directory_problem(existing) if os.geteuid() == 0 else None)
+    if problem is not None:
+        raise CompatRefused(f"{problem}: others could change what root's programs run: nothing installed")
 
 
 def install(root: str, targets: tuple[str, ...] | list[str] = DEFAULT_TARGETS, python: str | None = None) -> CompatReport:
@@ -116,6 +171,13 @@ def install(root: str, targets: tuple[str, ...] | list[str] = DEFAULT_TARGETS, p
     targets = [os.path.abspath(t) for t in targets]
     for target in targets:
         _check_target(target)
+    if os.geteuid() == 0:
+        problems = runtime_problems(python or sys.executable)
+        if problems:
+            raise CompatRefused(
+                "the scripts would have root run code that others than root can change: "
+                + "; ".join(problems[:5]) + (f" (and {len(problems) - 5} more)" if len(problems) > 5 else "")
+                + ": nothing installed (install pymta for root, or pass a root-owned interpreter)")
     report = CompatReport()
     for target in targets:
         _install_one(root, target, python, report)
@@ -132,6 +194,9 @@ def _install_one(root: str, target: str, python: str | None, report: CompatRepor
             os.chmod(directory, 0o755)
             made_dirs.append(os.path.relpath(directory, target) if directory != target else ".")
             report.done.append(f"{directory}/")
+    problem = _untrusted(target)  # again, now that both exist
+    if problem is not None:
+        raise CompatRefused(f"{problem}: others could change what root's programs run")
     files: list[str] = manifest["files"]
     for name in PROGRAMS:
         path = os.path.join(bindir, name)
@@ -163,12 +228,31 @@ def remove(targets: tuple[str, ...] | list[str] = DEFAULT_TARGETS) -> CompatRepo
         if not os.path.exists(os.path.join(target, MANIFEST)):
             report.kept.append(f"{target} (no {MANIFEST}: nothing of pymta's)")
             continue
+        problem = _untrusted(target)
+        if problem is not None:
+            report.kept.append(f"{target} ({problem}: left alone)")
+            continue
         _remove_one(target, report)
     return report
 
 
+def _entries_inside(target: str, entries: list, report: CompatReport) -> list[str]:
+    """The manifest entries naming paths in C{target}; each other one reported in C{report.kept}."""
+    inside = []
+    for relative in entries:
+        if isinstance(relative, str) and _inside(relative):
+            inside.append(relative)
+        else:
+            report.kept.append(f"{relative!r} in {os.path.join(target, MANIFEST)} (not a path in {target}: ignored)")
+    return inside
+
+
 def _remove_one(target: str, report: CompatReport) -> None:
     manifest = _read_manifest(target)
+    for key in ("files", "dirs"):
+        manifest[key] = _entries_inside(target, manifest[key], report)
+    manifest["links"] = {relative: manifest["links"][relative]
+                         for relative in _entries_inside(target, list(manifest["links"]), report)}
     for relative in manifest["files"]:
         path = os.path.join(target, relative)
         if _ours(path):

@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import errno
 import os
-import stat
 import sys
 from dataclasses import dataclass, field
 from typing import Mapping
@@ -61,26 +60,21 @@ class ForwardFile:
 
 def read_forward_file(name: str) -> bytes | None:
     """The content of C{name}, or None when it is absent or empty; L{Fatal} (111) when it cannot be used."""
+    from pymta.forwarding.guardedfile import NOT_REGULAR, OPEN, READ, TOO_LARGE, WRITABLE, UnusableFile, read_guarded
+
     try:
-        fd = os.open(name, os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY)
-    except OSError as e:
-        if e.errno in (errno.ENOENT, errno.ENOTDIR):
+        data = read_guarded(name, MAX_FILE)
+    except UnusableFile as e:
+        if e.kind == OPEN and e.error is not None and e.error.errno in (errno.ENOENT, errno.ENOTDIR):
             return None
-        raise Fatal(TEMPORARY, f"unable to open {name}: {reason(e)}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise Fatal(TEMPORARY, f"{name} is not a regular file")
-        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
-            raise Fatal(TEMPORARY, f"Uh-oh: {os.path.basename(name)} file is writable. (#4.7.0)")
-        with os.fdopen(os.dup(fd), "rb") as f:
-            data = f.read(MAX_FILE + 1)
-    except OSError as e:
-        raise Fatal(TEMPORARY, f"unable to read {name}: {reason(e)}") from None
-    finally:
-        os.close(fd)
-    if len(data) > MAX_FILE:
-        raise Fatal(TEMPORARY, f"{name} is larger than {MAX_FILE} bytes")
+        why = reason(e.error) if e.error is not None else ""
+        raise Fatal(TEMPORARY, {
+            OPEN: f"unable to open {name}: {why}",
+            NOT_REGULAR: f"{name} is not a regular file",
+            WRITABLE: f"Uh-oh: {os.path.basename(name)} file is writable. (#4.7.0)",
+            READ: f"unable to read {name}: {why}",
+            TOO_LARGE: f"{name} is larger than {MAX_FILE} bytes",
+        }[e.kind]) from None
     return data or None
 
 

@@ -38,7 +38,7 @@ class SigningTransaction:
         return defer.succeed(None)
 
     def at_end_of_data(self, message: SpooledMessage) -> "defer.Deferred[StepVerdict]":
-        return self.signing.sign(message.read()).addCallback(lambda fields: StepVerdict(add=fields))
+        return self.signing.sign_spooled(message).addCallback(lambda fields: StepVerdict(add=fields))
 
 
 class DKIMSignStep:

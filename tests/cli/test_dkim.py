@@ -64,6 +64,30 @@ class KeygenTests(SynchronousTestCase):
         self.assertEqual(run("frobnicate")[0], 100)
         self.assertFalse(os.path.exists(os.path.join(root, "etc", "dkim", "example.com.s1.key")))
 
+    def test_a_key_directory_others_could_change_is_refused(self) -> None:
+        root = init_root(self)
+        keys = os.path.join(root, "etc", "dkim")
+        os.makedirs(keys, exist_ok=True)
+        os.chmod(keys, 0o777)
+        code, out, err = run("keygen", "example.com", "s1", "--root", root)
+        self.assertEqual((code, out), (1, ""))
+        self.assertIn(f"{keys} is writable by others (mode 0777): chmod go-w: no key written", err)
+        os.chmod(keys, 0o755)
+        os.rename(keys, keys + ".real")
+        os.symlink(keys + ".real", keys)  # a link where the directory should be
+        code, _, err = run("keygen", "example.com", "s1", "--root", root)
+        self.assertEqual(code, 1)
+        self.assertIn(f"{keys} is not a directory (a symbolic link?)", err)
+        os.unlink(keys)
+        os.rename(keys + ".real", keys)
+        if os.getuid() == 0:
+            os.chown(keys, 4242, 0)
+            code, _, err = run("keygen", "example.com", "s1", "--root", root)
+            self.assertIn(f"{keys} is owned by uid 4242, neither root nor uid 0 who writes the key", err)
+            os.chown(keys, 0, 0)
+        self.assertEqual(os.listdir(keys), [])
+        self.assertEqual(run("keygen", "example.com", "s1", "--root", root)[0], 0)
+
     def test_record_strings(self) -> None:
         self.assertEqual(txt_strings("a" * 600), ["a" * 255, "a" * 255, "a" * 90])
         self.assertEqual(dns_record("Example.com.", "s", "v=DKIM1; p=x"), 's._domainkey.example.com. IN TXT "v=DKIM1; p=x"')

@@ -93,6 +93,34 @@ class KeyFileTests(SynchronousTestCase):
             self.assertIn("not the mail account's group", secret_file_problem(path, mail) or "")
 
 
+class KeyFileSwapTests(SynchronousTestCase):
+    """The key file is judged on what was opened: a file swapped for a link after a check is refused."""
+
+    def test_a_link_swapped_in_after_the_check_is_refused(self) -> None:
+        root = make_root(os.path.abspath(self.mktemp()))
+        write_keys(root)
+        path = os.path.join(root, "etc", "dkim", "example.com.r1.key")
+        good = os.lstat(path)
+        readable = path + ".anyone"
+        os.rename(path, readable)
+        os.chmod(readable, 0o644)
+        os.symlink(readable, path)
+        real_lstat = os.lstat
+        # a check by path would have seen the good file, the link came just after it
+        self.patch(os, "lstat", lambda p, *a, **k: good if p == path else real_lstat(p, *a, **k))
+        error = self.assertRaises(ControlError, load_signing_keys, load_controls(root), ACCOUNT)
+        self.assertIn("not a regular file", str(error))
+
+    def test_a_fifo_is_refused_without_blocking(self) -> None:
+        root = make_root(os.path.abspath(self.mktemp()))
+        write_keys(root)
+        path = os.path.join(root, "etc", "dkim", "example.com.r1.key")
+        os.unlink(path)
+        os.mkfifo(path, 0o600)
+        error = self.assertRaises(ControlError, load_signing_keys, load_controls(root), ACCOUNT)
+        self.assertIn("not a regular file", str(error))
+
+
 class ReloadTests(SynchronousTestCase):
     def test_signing_follows_reloads_and_a_bad_key_keeps_the_old(self) -> None:
         root = make_root(os.path.abspath(self.mktemp()))

@@ -137,11 +137,16 @@ class LiveSigning(unittest.SynchronousTestCase):
             client.login("alice", "secret")
             client.sendmail("alice@example.com", ["bob@remote.example"], message("submission"))
         self.pymta("inject", "bob@remote.example", input=message("inject").replace(b"\r\n", b"\n"))
+        # what |forward re-injects: its Delivered-To line and a stranger's message with its Received line
+        forwarded = (b"Delivered-To: alice@example.com\nReceived: from evil.example (203.0.113.9)\n"
+                     + message("forwarded").replace(b"\r\n", b"\n"))
+        self.pymta("inject", "bob@remote.example", input=forwarded)
 
-        wait_for(lambda: len(self.sink.messages) >= 3, 60, "three remote deliveries", log)
+        wait_for(lambda: len(self.sink.messages) >= 4, 60, "four remote deliveries", log)
         arrived = {m["data"].split(b"Subject: ", 1)[1].split(b"\r\n", 1)[0].decode(): received(m["data"])
                    for m in self.sink.messages}
-        self.assertEqual(sorted(arrived), ["inject", "relayclient", "submission"])
+        self.assertEqual(sorted(arrived), ["forwarded", "inject", "relayclient", "submission"])
+        self.assertNotIn(b"DKIM-Signature", arrived.pop("forwarded"))
 
         def lookup(name: bytes, timeout: int = 5) -> bytes | None:
             query = dns.message.make_query(name.decode(), "TXT")

@@ -76,3 +76,37 @@ class LocalSigningTests(SynchronousTestCase):
             self.assertEqual(sink.dsn, [{"dsn": dsn}], origin)
         _, sink = self.inject("by uid 1000")
         self.assertEqual(sink.dsn, [{}])  # no DSN data: the sink is called as before DSN existed
+
+
+FORWARDED = (b"Delivered-To: alice@example.org\n"
+             b"Received: from evil.example (203.0.113.9)\n  by mx.example.org with SMTP; 1 Jan 2027 00:00:00 -0000\n"
+             b"From: CEO <ceo@example.com>\nTo: alice@example.org\nSubject: wire the money\n\npay now\n")
+
+
+class ForwardedMailTests(SynchronousTestCase):
+    """A delivery program re-injecting a message (|forward, fastforward, dot-forward, a list manager) as 'by uid N'."""
+
+    def inject(self, message: bytes) -> bytes:
+        sink = Sink()
+        writer = LocalSigningSink(sink, DKIMSigning(signing_keys())).open_message(
+            "", ["alice@gmail.example"], origin="by uid 1000", uid=1000, pid=7)
+        writer.write(message)
+        self.assertEqual(self.successResultOf(writer.finish()), QueueReceipt(1, 2))
+        return sink.writers[0].data
+
+    def test_forwarded_network_mail_is_not_signed(self) -> None:
+        self.assertEqual(self.inject(FORWARDED), FORWARDED)
+
+    def test_a_delivered_to_or_a_received_field_alone_is_enough(self) -> None:
+        for extra in (b"Delivered-To: alice@example.org\n", b"delivered-to : alice@example.org\n",
+                      b"Received: from x\n", b"RECEIVED:\n (pymta 7 invoked by uid 1000)\n",
+                      b"X-Note: a\rReceived: from a bare CR\n"):
+            message = MESSAGE.replace(b"Subject: hi\n", b"Subject: hi\n" + extra)
+            self.assertEqual(self.inject(message), message, extra)
+
+    def test_fresh_local_mail_is_signed(self) -> None:
+        message = b"X-Received-Count: 1\nX-Delivered-To: no\n" + MESSAGE + b"Received: in the body\n"
+        data = self.inject(message)
+        self.assertTrue(data.startswith(b"DKIM-Signature: "))
+        self.assertTrue(data.endswith(message))
+        self.assertEqual(verify_all(data), [True, True])

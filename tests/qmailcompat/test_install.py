@@ -12,7 +12,9 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
+from shlex import quote as shlex_quote
 
 from twisted.trial import unittest
 
@@ -170,6 +172,118 @@ class CompatDirectoryTests(unittest.SynchronousTestCase):
         report = remove([self.target])
         self.assertEqual(report.done, [])
         self.assertEqual(listing(self.target), before)
+
+
+class HostileTargetTests(unittest.SynchronousTestCase):
+    """What another account may have planted in a target: links at the temporary names, manifests, loose modes."""
+
+    def setUp(self) -> None:
+        self.base = tempfile.mkdtemp(prefix="pymta-compat-")
+        self.addCleanup(shutil.rmtree, self.base, True)
+        self.root = os.path.join(self.base, "root")
+        os.makedirs(os.path.join(self.root, "control"))
+        self.target = os.path.join(self.base, "qmail")
+        self.victim = os.path.join(self.base, "victim")
+        with open(self.victim, "w") as f:
+            f.write("precious\n")
+        os.chmod(self.victim, 0o600)
+
+    def victim_state(self) -> tuple[str, str]:
+        with open(self.victim) as f:
+            return f.read(), oct(os.stat(self.victim).st_mode & 0o777)
+
+    def test_install_never_writes_through_a_planted_link(self) -> None:
+        os.makedirs(os.path.join(self.target, "bin"))
+        for name in ("qmail-queue", "sendmail"):
+            os.symlink(self.victim, os.path.join(self.target, "bin", f"{name}.pymta-tmp{os.getpid()}"))
+            os.symlink(self.victim, os.path.join(self.target, "bin", f".{name}.pymta-tmp{os.getpid()}"))
+        os.symlink(self.victim, os.path.join(self.target, f"{MANIFEST}.pymta-tmp{os.getpid()}"))
+        install(self.root, [self.target])
+        self.assertEqual(self.victim_state(), ("precious\n", "0o600"))
+        path = os.path.join(self.target, "bin", "qmail-queue")
+        self.assertFalse(os.path.islink(path))
+        self.assertEqual(oct(os.stat(path).st_mode & 0o777), "0o755")
+
+    def test_a_link_where_a_program_goes_is_not_pymtas_and_is_kept(self) -> None:
+        os.makedirs(os.path.join(self.target, "bin"))
+        os.symlink(self.victim, os.path.join(self.target, "bin", "sendmail"))
+        report = install(self.root, [self.target])
+        self.assertIn(f"{self.target}/bin/sendmail (not pymta's)", report.kept)
+        self.assertEqual(self.victim_state(), ("precious\n", "0o600"))
+
+    def test_remove_ignores_manifest_entries_outside_the_target(self) -> None:
+        install(self.root, [self.target])
+        with open(os.path.join(self.target, MANIFEST)) as f:
+            manifest = json.load(f)
+        outside = os.path.relpath(self.victim, self.target)  # ../victim
+        manifest["files"] += [outside, self.victim, "bin/../../victim"]
+        manifest["links"][outside] = "x"
+        manifest["dirs"] = [".."] + manifest["dirs"]
+        with open(self.victim, "w") as f:  # it even looks like ours
+            f.write(script_text("qmail-queue", self.root))
+        with open(os.path.join(self.target, MANIFEST), "w") as f:
+            json.dump(manifest, f)
+        report = remove([self.target])
+        self.assertTrue(os.path.exists(self.victim))
+        for entry in (outside, self.victim, "bin/../../victim", ".."):
+            self.assertIn(f"{entry!r} in {self.target}/{MANIFEST} (not a path in {self.target}: ignored)", report.kept)
+        self.assertFalse(os.path.exists(self.target))
+        self.assertTrue(os.path.isdir(self.base))
+
+
+class RootTrustTests(unittest.SynchronousTestCase):
+    """As root: a target, bin/ or interpreter that others could change is refused before anything is written."""
+
+    def setUp(self) -> None:
+        if os.geteuid() != 0:
+            raise unittest.SkipTest("the checks are root's: only root's cron jobs run what others planted")
+        self.base = tempfile.mkdtemp(prefix="pymta-compat-")
+        self.addCleanup(shutil.rmtree, self.base, True)
+        self.root = os.path.join(self.base, "root")
+        os.makedirs(os.path.join(self.root, "control"))
+        self.target = os.path.join(self.base, "qmail")
+
+    def refused(self, *, python: str | None = None) -> str:
+        before = listing(self.base)
+        with self.assertRaises(CompatRefused) as caught:
+            install(self.root, [self.target], python=python)
+        self.assertEqual(listing(self.base), before)
+        return str(caught.exception)
+
+    def test_a_target_or_bin_others_can_write_is_refused(self) -> None:
+        os.makedirs(os.path.join(self.target, "bin"))
+        os.chmod(self.target, 0o775)
+        self.assertIn(f"{self.target} is writable by others than root (mode 0775)", self.refused())
+        os.chmod(self.target, 0o755)
+        os.chown(os.path.join(self.target, "bin"), 1, 0)
+        self.assertIn(f"{self.target}/bin is owned by uid 1, not root", self.refused())
+        os.chown(os.path.join(self.target, "bin"), 0, 0)
+        install(self.root, [self.target])
+        self.assertTrue(os.access(os.path.join(self.target, "bin", "qmail-queue"), os.X_OK))
+
+    def test_a_target_to_make_in_a_directory_others_can_write_is_refused(self) -> None:
+        os.chmod(self.base, 0o777)
+        self.target = os.path.join(self.base, "var", "qmail")
+        self.assertIn(f"{self.base} is writable by others than root (mode 0777)", self.refused())
+
+    def test_remove_leaves_a_target_others_can_write_alone(self) -> None:
+        install(self.root, [self.target])
+        os.chmod(self.target, 0o777)
+        report = remove([self.target])
+        self.assertEqual(report.done, [])
+        self.assertIn(f"{self.target} ({self.target} is writable by others than root (mode 0777): left alone)",
+                      report.kept)
+
+    def test_an_interpreter_others_can_change_is_refused(self) -> None:
+        python = os.path.join(self.base, "python")
+        with open(python, "w") as f:
+            f.write("#!/bin/sh\nexec " + shlex_quote(sys.executable) + ' "$@"\n')
+        os.chmod(python, 0o775)
+        self.assertIn(f"{python} is writable by others than root (mode 0775)", self.refused(python=python))
+        os.chmod(python, 0o755)
+        install(self.root, [self.target], python=python)
+        with open(os.path.join(self.target, "bin", "qmail-queue")) as f:
+            self.assertIn(python, f.read())
 
 
 class CommandTests(unittest.SynchronousTestCase):
