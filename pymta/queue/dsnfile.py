@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.queue.test_dsnfile -*-
+# -*- test-case-name: tests.queue.test_dsnqueue -*-
 """
 C{dsn/N/ID}: a preprocessed message's DSN data (RFC 3461), pymta's own file
 beside qmail's layout (docs/internals.md, "DSN data in the queue").  Only a
@@ -15,8 +15,11 @@ routing), so a delivery result finds its request by address.  The file is
 written by preprocessing in the same durable batch as C{info/N/ID} (after
 it), removed by finishing before C{info/N/ID}, and moved into
 C{quarantine/} with the rest; the crash cleaner removes one whose message
-has no C{info/N/ID}.  C{S} records are appended by the checkpoint before the
-recipient is marked done and are not fsynced (as C{bounce/ID} is not).
+has neither C{todo/ID} nor C{info/N/ID}.  C{S} records are appended by the
+checkpoint before the recipient is marked done and are not fsynced (as
+C{bounce/ID} is not); a failed append is cut back, and a torn one (a
+crash) is skipped by the parser.  pymta-send reads these files only at a
+start (L{pymta.queue.dsnbook}).
 """
 
 from __future__ import annotations

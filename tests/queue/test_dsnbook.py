@@ -232,3 +232,42 @@ class CleanerTests(unittest.SynchronousTestCase):
         clean_queue(layout, grace=0.0)
         self.assertTrue(os.path.exists(dsn_path(layout, 21)))
         self.assertFalse(os.path.exists(dsn_path(layout, 22)))
+
+
+class RecyclingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    """A finished message's file is recycled only once its dsn file's removal is durable too."""
+
+    controls = {"locals": "mail.example\n"}
+
+    def finished_items(self, todo: bytes | None, recipients: list[str]) -> list[Any]:
+        from pymta.control import ControlReader
+        from pymta.queue.scheduler import Scheduler
+        from pymta.queue.spares import SparePool
+        from tests.queue.helpers import disk_for
+
+        s = Scheduler(disk_for(self.layout, mess_spares=SparePool(self.layout)), ControlReader(self.root),
+                      {"local": self.local, "remote": self.remote}, self.sink, self.clock)
+        items: list[Any] = []
+        self.patch(s._unlinker, "later", lambda *found: items.extend(found))
+        queue_message(self.layout, "alice@far.example", recipients, todo=todo)
+        s.startService()
+        self.addCleanup(s.stopService)
+        self.clock.advance(0)
+        return items
+
+    def test_dsn_directory_is_synced_before_the_id_comes_back(self) -> None:
+        from pymta.queue.unlinking import RecyclableMessage
+
+        dsn = MessageDsn(recipients=(RecipientDsn(("NEVER",)),))
+        items = self.finished_items(encode_todo(1000, 4242, "alice@far.example", ["a@mail.example"], dsn),
+                                    ["a@mail.example"])
+        [message] = [item for item in items if isinstance(item, RecyclableMessage)]
+        self.assertIn(os.path.join(self.layout.queuedir, "dsn", os.path.basename(os.path.dirname(message.path))),
+                      message.dirs)
+
+    def test_plain_message_needs_no_dsn_directory(self) -> None:
+        from pymta.queue.unlinking import RecyclableMessage
+
+        [message] = [item for item in self.finished_items(None, ["a@mail.example"])
+                     if isinstance(item, RecyclableMessage)]
+        self.assertFalse(any(f"{os.sep}dsn{os.sep}" in d for d in message.dirs))
