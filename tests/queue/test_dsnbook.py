@@ -222,6 +222,29 @@ class DsnFileRecordsTests(unittest.SynchronousTestCase):
             self.assertEqual(on_disk.successes, {"a@x": action})
 
 
+    def test_unlisted_directory_is_read_file_by_file(self) -> None:
+        """dsn/N/ cannot be listed at the start: its messages' files are read when first asked about."""
+        layout = make_layout(self)
+        dsn = MessageDsn(recipients=(RecipientDsn(("SUCCESS",)),))
+        write_file(dsn_path(layout, 23 + 5), encode_dsn_file(dsn, ["a@x"]))
+        real = os.scandir
+
+        def scandir(path: Any) -> Any:
+            if str(path).endswith(f"{os.sep}dsn{os.sep}5"):
+                raise PermissionError(errno.EACCES, "Permission denied")
+            return real(path)
+
+        self.patch(os, "scandir", scandir)
+        warnings: list[str] = []
+        book = DsnBook()
+        book.load(layout, skip=frozenset(), warn=warnings.append)
+        self.assertEqual(warnings, ["unable to read dsn/5: Permission denied; reading its files one by one"])
+        self.assertFalse(book.has_file(5))
+        self.assertEqual(book.get(28), DsnFile(requests={"a@x": RecipientDsn(("SUCCESS",))}))
+        book.preprocessed(51, None)  # known from preprocessing: never read
+        self.assertFalse(book.has_file(51))
+
+
 class CleanerTests(unittest.SynchronousTestCase):
     def test_dsn_file_of_a_message_in_todo_is_kept(self) -> None:
         """Preprocessing redoing a leftover todo/ID rewrites info/ and dsn/: the cleaner leaves its dsn file alone."""
