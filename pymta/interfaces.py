@@ -22,6 +22,7 @@ from typing import Callable, Protocol, Sequence
 from twisted.internet.defer import Deferred
 
 from pymta.dsn.params import MessageDsn
+from pymta.dsn.stored import DsnFile
 
 __all__ = [
     "QueueReceipt",
@@ -125,7 +126,10 @@ class DeliveryJob:
     sender (VERP already expanded when it applies), the recipients (already
     rewritten by routing, e.g. C{prepend-user@virtual.example}) and the
     delivery numbers of the log's C{starting delivery N} lines, one per
-    recipient (empty when there are none).
+    recipient (empty when there are none).  C{dsn}: the message's DSN
+    requests (RFC 3461) by routed recipient, None for a message without
+    any - the scheduler keeps them in memory, a channel never reads them
+    from the queue.
     """
 
     message_id: int
@@ -133,6 +137,7 @@ class DeliveryJob:
     sender: str
     recipients: tuple[str, ...]
     deliveries: tuple[int, ...] = ()
+    dsn: DsnFile | None = None
 
     def about(self, recipient: str | None = None) -> str:
         """

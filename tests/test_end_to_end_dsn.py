@@ -91,7 +91,7 @@ class DsnEndToEndTests(unittest.SynchronousTestCase):
         [notice] = [m for m in mails if m.get_content_type() == "multipart/report"]
         per_message, group = notice.get_payload()[1].get_payload()
         self.assertEqual(per_message["Reporting-MTA"], "dns; test.example")
-        self.assertEqual(per_message["Original-Envelope-Id"], "e2e+2B1")
+        self.assertEqual(per_message["Original-Envelope-Id"], "e2e+1")  # ENVID=e2e+2B1, xtext decoded
         self.assertEqual((group["Action"], group["Status"]), ("delivered", "2.0.0"))
         self.assertEqual(group["Original-Recipient"], "rfc822;first@test.example")
 

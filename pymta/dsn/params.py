@@ -153,9 +153,6 @@ class MessageDsn:
     def for_recipient(self, index: int) -> RecipientDsn:
         return self.recipients[index] if index < len(self.recipients) else RecipientDsn()
 
-    def wants_success(self) -> bool:
-        return any(r.wants("SUCCESS") for r in self.recipients)
-
 
 def check_ret(value: str) -> str:
     ret = value.upper()

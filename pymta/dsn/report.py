@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, Callable, Sequence
 
 from pymta.address import qmail_date
+from pymta.dsn.params import xtext_decode
 
 __all__ = ["RecipientReport", "ReportHeader", "parse_bounce_blocks", "failure_report", "success_report", "compose_report"]
 
@@ -91,7 +92,8 @@ def failure_report(recipient: str, text: str, original: str | None = None) -> Re
         status = "5.0.0"
     remote = _REMOTE.match(text)
     if said is not None:
-        diagnostic = "smtp; " + _one_line(said.group(1) + " " + (said.group(2) or "") + said.group(3))
+        code, enhanced, rest = said.group(1), said.group(2), said.group(3).lstrip(" -")
+        diagnostic = "smtp; " + _one_line(" ".join(p for p in (code, enhanced, rest) if p))
     else:
         diagnostic = "X-pymta; " + _one_line(text.replace("/", " "))
     return RecipientReport(recipient, "failed", status, text, original,
@@ -164,7 +166,7 @@ def compose_report(
         head += f"<{r.final_recipient}>:\n{r.text.rstrip(chr(10))}\n\n"
     head += f"--{boundary}\nContent-Type: message/delivery-status\n\nReporting-MTA: dns; {_one_line(header.reporting_mta)}\n"
     if header.envid is not None:
-        head += f"Original-Envelope-Id: {header.envid}\n"
+        head += f"Original-Envelope-Id: {_one_line(xtext_decode(header.envid))}\n"  # kept as xtext
     head += f"Arrival-Date: {qmail_date(header.arrival)}\n"
     for r in recipients:
         head += f"\nFinal-Recipient: rfc822; {_one_line(r.final_recipient)}\n"
@@ -176,7 +178,9 @@ def compose_report(
         if r.diagnostic is not None:
             head += f"Diagnostic-Code: {r.diagnostic}\n"
     kind = "text/rfc822-headers" if header_only else "message/rfc822"
-    head += f"\n--{boundary}\nContent-Type: {kind}\n\nReturn-Path: {header.return_path}\n"
+    # the message is returned as it came, 8-bit bytes and all
+    head += (f"\n--{boundary}\nContent-Type: {kind}\nContent-Transfer-Encoding: 8bit\n\n"
+             f"Return-Path: {header.return_path}\n")
     write(head.encode("utf-8", "surrogateescape"))
     _copy(message, write, header_only)
     write(f"\n--{boundary}--\n".encode("ascii"))

@@ -6,7 +6,8 @@ C{D}; a failure is first appended to C{bounce/ID}, then marked C{D}; a
 deferral leaves the record alone.  A restart therefore never repeats a
 finished delivery, and never loses a failure before its bounce.
 
-A message with DSN data (C{dsn/N/ID}, L{pymta.queue.dsnfile}) follows its
+A message with DSN data (C{dsn/N/ID}, L{pymta.queue.dsnfile}; known from
+memory, L{pymta.queue.dsnbook}, so a message without costs nothing) follows its
 recipients' requests: a failure of a recipient whose NOTIFY leaves out
 FAILURE (NOTIFY=NEVER) goes into no bounce, and a success of one that asked
 for SUCCESS is appended to the dsn file first (C{delivered} by the local
@@ -22,9 +23,8 @@ import os
 from pymta.dsn.params import RecipientDsn
 from pymta.interfaces import FAILURE, SUCCESS
 from pymta.queue import bounce as bounces
-from pymta.queue.dsnfile import append_success, read_dsn_file
 from pymta.queue.routing import strip_virtual_prepend
-from pymta.queue.sendfiles import QueueFileError, append_bounce, mark_done
+from pymta.queue.sendfiles import append_bounce, mark_done
 from pymta.queue.verdict import Verdict
 from pymta.queue.sendcontext import SendContext
 
@@ -38,6 +38,7 @@ class Checkpoint:
         self.disk = ctx.disk
         self.controls = ctx.controls
         self.log = ctx.log
+        self.dsn = ctx.dsn
 
     def record(self, message_id: int, path: str, offset: int, address: str, verdict: Verdict) -> bool:
         """
@@ -62,7 +63,7 @@ class Checkpoint:
         elif request is not None and request.wants("SUCCESS") and not verdict.notify_passed_on:
             local = os.path.dirname(os.path.dirname(path)) == self.disk.layout.dir("local")
             try:
-                append_success(self.disk.layout, message_id, "delivered" if local else "relayed", address)
+                self.dsn.append_success(self.disk.layout, message_id, "delivered" if local else "relayed", address)
             except OSError as e:
                 self.log.warning(f"unable to record a success notice for msg {message_id}: {e.strerror}")
         try:
@@ -75,9 +76,5 @@ class Checkpoint:
 
     def _request(self, message_id: int, address: str) -> RecipientDsn | None:
         """The recipient's DSN request, None for a message without DSN data (or an unreadable dsn file)."""
-        try:
-            found = read_dsn_file(self.disk.layout, message_id)
-        except (OSError, QueueFileError) as e:
-            self.log.warning(f"unable to read the dsn file of msg {message_id}: {e}; using the defaults")
-            return None
+        found = self.dsn.get(message_id)
         return found.request(address) if found is not None else None

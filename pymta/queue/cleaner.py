@@ -17,7 +17,9 @@ in this order, that neither C{todo/ID} nor C{info/ID} exists (the scheduler
 creates C{info/ID} before it removes C{todo/ID}, so this order never misses
 a message in flight).  A C{reason/N/ID} or C{dsn/N/ID} file (pymta's own)
 goes, whatever its age, when its message has no C{info/N/ID} (they are
-written only while it exists); a temporary file a rewrite of one left goes like the
+written only while it exists) - a dsn file only when there is no C{todo/ID}
+either, checked first: preprocessing, redoing a message, writes it afresh
+beside a new C{info/N/ID}; a temporary file a rewrite of one left goes like the
 rest.  Files younger than C{grace} seconds are otherwise left alone (a writer creates its pid file an instant before locking it).  On a
 filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
 
@@ -207,11 +209,19 @@ def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GR
 
 def _clean_reasons(layout: QueueLayout, now: float, grace: float, removed: list[str]) -> None:
     """Reason and dsn files whose message is gone, and temporary files of rewrites that never ended."""
-    for top in (layout.dir("reason"), layout.dir("dsn")):
-        _clean_beside_info(layout, top, now, grace, removed)
+
+    def no_info(message_id: int) -> bool:
+        return not os.path.exists(layout.info(message_id))
+
+    def gone(message_id: int) -> bool:  # in this order: preprocessing makes info/ID before todo/ID goes
+        return not os.path.exists(layout.todo(message_id)) and no_info(message_id)
+
+    _clean_beside_info(layout, layout.dir("reason"), now, grace, removed, no_info)
+    _clean_beside_info(layout, layout.dir("dsn"), now, grace, removed, gone)
 
 
-def _clean_beside_info(layout: QueueLayout, top: str, now: float, grace: float, removed: list[str]) -> None:
+def _clean_beside_info(layout: QueueLayout, top: str, now: float, grace: float, removed: list[str],
+                       gone: Callable[[int], bool]) -> None:
     for sub in _listdir(top):
         subdir = os.path.join(top, sub)
         if not os.path.isdir(subdir):
@@ -220,7 +230,7 @@ def _clean_beside_info(layout: QueueLayout, top: str, now: float, grace: float, 
             path = os.path.join(subdir, name)
             if name.isdigit():
                 # written only while info/ID exists: without it, a leftover at any age
-                if not os.path.exists(layout.info(int(name))):
+                if gone(int(name)):
                     _remove(path, removed)
                 continue
             age = _age(path, now)

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.queue.test_dsnfile -*-
+# -*- test-case-name: tests.queue.test_dsnqueue -*-
 """
 C{dsn/N/ID}: a preprocessed message's DSN data (RFC 3461), pymta's own file
 beside qmail's layout (docs/internals.md, "DSN data in the queue").  Only a
@@ -15,17 +15,20 @@ routing), so a delivery result finds its request by address.  The file is
 written by preprocessing in the same durable batch as C{info/N/ID} (after
 it), removed by finishing before C{info/N/ID}, and moved into
 C{quarantine/} with the rest; the crash cleaner removes one whose message
-has no C{info/N/ID}.  C{S} records are appended by the checkpoint before the
-recipient is marked done and are not fsynced (as C{bounce/ID} is not).
+has neither C{todo/ID} nor C{info/N/ID}.  C{S} records are appended by the
+checkpoint before the recipient is marked done and are not fsynced (as
+C{bounce/ID} is not); a failed append is cut back, and a torn one (a
+crash) is skipped by the parser.  pymta-send reads these files only at a
+start (L{pymta.queue.dsnbook}).
 """
 
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Callable, Sequence
 
 from pymta.dsn.params import MessageDsn, RecipientDsn
+from pymta.dsn.stored import DsnFile
 from pymta.fsutil import write_all
 from pymta.queue.envelope import (
     DsnRecords,
@@ -42,10 +45,11 @@ __all__ = [
     "DsnFile",
     "dsn_path",
     "encode_dsn_file",
+    "dsn_file_for",
     "parse_dsn_file",
     "read_dsn_file",
     "read_dsn_path",
-    "dsn_path_for_message",
+    "read_dsn_bytes",
     "write_dsn_file",
     "append_success",
     "remove_dsn_file",
@@ -55,21 +59,6 @@ __all__ = [
 ACTIONS = ("delivered", "relayed")
 #: a dsn file is small: a request per recipient; more than this is not ours
 MAX_DSN_FILE = 4 << 20
-
-
-@dataclass(frozen=True)
-class DsnFile:
-    """What C{dsn/N/ID} holds: the message's data, the requests by routed address, successes to report."""
-
-    ret: str | None = None
-    envid: str | None = None
-    requests: dict[str, RecipientDsn] = field(default_factory=dict)
-    #: routed recipient -> RFC 3464 action, in the order they were recorded
-    successes: dict[str, str] = field(default_factory=dict)
-
-    def request(self, address: str) -> RecipientDsn:
-        """The request of the recipient C{address} (as routed); the defaults when it has none."""
-        return self.requests.get(address, RecipientDsn())
 
 
 def dsn_path(layout: QueueLayout, message_id: int) -> str:
@@ -86,8 +75,23 @@ def encode_dsn_file(dsn: MessageDsn, routed: Sequence[str]) -> bytes:
     return b"".join(parts)
 
 
-def parse_dsn_file(data: bytes) -> DsnFile:
-    """L{EnvelopeError} when C{data} is not a dsn file (a truncated last C{S} record is ignored: a crash)."""
+def dsn_file_for(dsn: MessageDsn, routed: Sequence[str]) -> DsnFile:
+    """What L{parse_dsn_file} finds in L{encode_dsn_file}C{(dsn, routed)}, without the bytes."""
+    requests: dict[str, RecipientDsn] = {}
+    for index, address in enumerate(routed):
+        request = dsn.for_recipient(index)
+        if not request.plain:
+            requests.setdefault(address, request)
+    return DsnFile(dsn.ret, dsn.envid, requests)
+
+
+def parse_dsn_file(data: bytes, bad: Callable[[bytes], None] | None = None) -> DsnFile:
+    """
+    L{EnvelopeError} when C{data} is not a dsn file.  A truncated last C{S}
+    record (a crash) is ignored, and so is a malformed one (what is left of
+    a torn append, run into by the next): C{bad} is told of it.  Nothing
+    else is ever appended, so the requests are whole or the file is not one.
+    """
     records = data.split(b"\0")
     if records[-1] and not records[-1].startswith(b"S"):
         raise EnvelopeError("dsn file: truncated record")
@@ -102,7 +106,9 @@ def parse_dsn_file(data: bytes) -> DsnFile:
         elif kind == b"S":
             action, colon, done = value.partition(b":")
             if not colon or action.decode("ascii", "replace") not in ACTIONS:
-                raise EnvelopeError(f"dsn file: bad S record {record[:40]!r}")
+                if bad is not None:
+                    bad(record[:80])
+                continue
             successes.setdefault(address_text(done), action.decode("ascii"))
         elif not found.take(kind, value):
             raise EnvelopeError(f"dsn file: unknown record {record[:40]!r}")
@@ -117,15 +123,14 @@ def read_dsn_file(layout: QueueLayout, message_id: int) -> DsnFile | None:
     return read_dsn_path(dsn_path(layout, message_id))
 
 
-def dsn_path_for_message(message_path: str) -> str:
-    """C{QUEUE/dsn/N/ID} for the message file C{QUEUE/mess/N/ID}."""
-    subdir, name = os.path.split(message_path)
-    top, n = os.path.split(subdir)
-    return os.path.join(os.path.dirname(top), "dsn", n, name)
-
-
-def read_dsn_path(path: str) -> DsnFile | None:
+def read_dsn_path(path: str, bad: Callable[[bytes], None] | None = None) -> DsnFile | None:
     """The dsn file at C{path}, None when there is none; OSError, L{EnvelopeError} as they come."""
+    data = read_dsn_bytes(path)
+    return None if data is None else parse_dsn_file(data, bad)
+
+
+def read_dsn_bytes(path: str) -> bytes | None:
+    """The bytes of the dsn file at C{path}, None when there is none; OSError, L{EnvelopeError} (too large)."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_DSN_FILE + 1)
@@ -133,7 +138,7 @@ def read_dsn_path(path: str) -> DsnFile | None:
         return None
     if len(data) > MAX_DSN_FILE:
         raise EnvelopeError("dsn file too large")
-    return parse_dsn_file(data)
+    return data
 
 
 def _ensure_directory(layout: QueueLayout, path: str, owner: tuple[int, int] | None) -> None:
@@ -180,13 +185,27 @@ def write_dsn_file(layout: QueueLayout, message_id: int, data: bytes, owner: tup
     return fd
 
 
-def append_success(layout: QueueLayout, message_id: int, action: str, address: str) -> None:
-    """Append an C{S} record (the file exists: only a message with requests asks for one)."""
+def append_success(layout: QueueLayout, message_id: int, action: str, address: str, torn: bool = False) -> None:
+    """
+    Append an C{S} record (the file exists: only a message with requests
+    asks for one); C{torn}: the file ends in a torn record, which a NUL
+    ends first.  Should the write fail (ENOSPC half way), the file is cut
+    back to its old size, so that no torn record is left to run into.
+    """
     if action not in ACTIONS:
         raise ValueError(action)
-    fd = os.open(dsn_path(layout, message_id), os.O_WRONLY | os.O_APPEND)
+    record = b"\0" * torn + b"S" + action.encode("ascii") + b":" + address_bytes(address) + b"\0"
+    fd = os.open(dsn_path(layout, message_id), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
     try:
-        write_all(fd, b"S" + action.encode("ascii") + b":" + address_bytes(address) + b"\0")
+        size = os.fstat(fd).st_size
+        try:
+            write_all(fd, record)
+        except OSError:
+            try:
+                os.ftruncate(fd, size)
+            except OSError:
+                pass  # the parser skips what is left (a malformed S record)
+            raise
     finally:
         os.close(fd)
 

@@ -4,7 +4,9 @@ Finishing a message no recipient is left of, as qmail-send does: its
 bounce (the failures gathered in C{bounce/ID}) is injected as a new message
 first, and only then are the message's own files removed (C{end msg}).
 The bounce is QSBMF or RFC 3464's report (L{pymta.queue.dsnreport}), which
-also carries the success notices a message's C{dsn/N/ID} holds.
+also carries the success notices a message's C{dsn/N/ID} holds (known from
+memory, L{pymta.queue.dsnbook}: once the report is injected no notice is
+due, so a removal tried again never sends them twice).
 Also the end of a message that never left C{todo/} (its first attempt
 succeeded) and quarantine.
 
@@ -23,7 +25,7 @@ from twisted.internet import defer
 from pymta.interfaces import MessageSink
 from pymta.queue import bounce as bounces
 from pymta.queue.disk import QueueDisk
-from pymta.queue.dsnfile import DsnFile, read_dsn_file, remove_dsn_file
+from pymta.queue.dsnfile import DsnFile, dsn_path, remove_dsn_file
 from pymta.queue.dsnreport import notices_due, wants_report, write_report
 from pymta.queue.qmaillog import QmailLog
 from pymta.queue.reasons import remove_reasons
@@ -70,6 +72,7 @@ class Finisher:
         self.clock = ctx.clock
         self.log = ctx.log
         self.unlinker = unlinker
+        self.dsn = ctx.dsn
 
     def finish(self, message_id: int) -> "Finished | defer.Deferred[Finished]":
         """
@@ -90,24 +93,22 @@ class Finisher:
         except OSError as e:
             self.log.warning(f"unable to read info/{message_id}: {e.strerror}; will try again later")
             return Finished(Outcome.RETRY)
-        try:
-            dsn = read_dsn_file(layout, message_id)
-        except (OSError, QueueFileError) as e:  # its requests were honoured already: bounce without it
-            self.log.warning(f"unable to read dsn/{layout.subdir(message_id)}/{message_id}: {e}")
-            dsn = None
+        dsn = self.dsn.get(message_id)
         if not os.path.exists(layout.bounce(message_id)) and not notices_due(bounces.unverp(sender), dsn):
-            return Finished(self._remove(message_id, recyclable=dsn is None))
+            return Finished(self._remove(message_id, recyclable=True))
         envelope = bounces.bounce_envelope(sender, self.controls.current)
         if envelope is not None and not os.path.exists(layout.mess(message_id)):
             quarantine(self.disk, self.log, message_id, "the message file is missing; the bounce cannot quote it")
             return Finished(Outcome.GONE)
         if envelope is None:
             self.log.triple_bounce(message_id)
+            self.dsn.notices_sent(message_id)  # nobody to send them to
             return Finished(self._bounce_sent(message_id))
         d = self._inject_bounce(message_id, envelope, dsn, birth)
 
         def injected(qp: int) -> Finished:
             self.log.bounce_msg(message_id, qp)
+            self.dsn.notices_sent(message_id)
             return Finished(self._bounce_sent(message_id), bounced=True)
 
         def failed(reason: object) -> Finished:
@@ -161,11 +162,15 @@ class Finisher:
             remove_reasons(layout, message_id)
         except OSError as e:
             self.log.warning(f"unable to unlink reason/{layout.subdir(message_id)}/{message_id}: {e.strerror}")
-        try:
-            remove_dsn_file(layout, message_id)  # before info/: ids come back, a dsn file must not
-        except OSError as e:
-            self.log.warning(f"unable to unlink dsn/{layout.subdir(message_id)}/{message_id}: {e.strerror}; will try again later")
-            return Outcome.RETRY
+        had_dsn = self.dsn.has_file(message_id)
+        if had_dsn:
+            try:
+                remove_dsn_file(layout, message_id)  # before info/: ids come back, a dsn file must not
+            except OSError as e:
+                self.log.warning(f"unable to unlink dsn/{layout.subdir(message_id)}/{message_id}: {e.strerror}; "
+                                 "will try again later")
+                return Outcome.RETRY
+            self.dsn.forget(message_id)
         try:
             delete_small(self.disk, layout.info(message_id))
         except FileNotFoundError:
@@ -176,10 +181,12 @@ class Finisher:
         mess: Unlink = layout.mess(message_id)
         if recyclable and self.disk.mess_spares is not None:
             # its id may come back once every other name of this message is durably gone
-            # (a removed bounce/ file is not, hence only messages that never had one)
+            # (a removed bounce/ file is not, hence only messages that never had one; a dsn file is)
             dirs = tuple(os.path.dirname(p) for p in (layout.info(message_id), layout.local(message_id),
                                                        layout.remote(message_id), layout.intd(message_id),
                                                        layout.todo(message_id)))
+            if had_dsn:
+                dirs += (os.path.dirname(dsn_path(layout, message_id)),)
             mess = RecyclableMessage(layout.mess(message_id), dirs)
         self.unlinker.later(layout.intd(message_id), mess)
         return Outcome.REMOVED

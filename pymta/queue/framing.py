@@ -52,7 +52,6 @@ __all__ = [
     "netstring",
     "NetstringParser",
     "encode_envelope",
-    "parse_envelope",
     "parse_envelope_dsn",
     "encode_reply",
     "parse_reply",
@@ -209,12 +208,6 @@ def parse_envelope_dsn(payload: bytes) -> tuple[str, str, list[str], MessageDsn 
     if len(parts) > 2 and parts[-1].startswith(b"\0"):
         dsn = _parse_dsn(parts.pop()[1:], len(parts) - 2)
     return origin, address_text(parts[1]), [address_text(p) for p in parts[2:]], dsn
-
-
-def parse_envelope(payload: bytes) -> tuple[str, str, list[str]]:
-    """C{(origin, sender, recipients)} from an envelope netstring's payload (any DSN data left out)."""
-    origin, sender, recipients, _ = parse_envelope_dsn(payload)
-    return origin, sender, recipients
 
 
 def encode_reply(result: QueueReceipt | QueueRefused) -> bytes:

@@ -74,6 +74,7 @@ class ChannelPasses:
         self.layout = ctx.disk.layout
         self.controls = ctx.controls
         self.log = ctx.log
+        self.dsn = ctx.dsn
         self.stats = stats
         self.changed = changed
         #: set at a stop: the status line says so
@@ -316,7 +317,10 @@ class ChannelPasses:
             self.log.starting_delivery(number, message_id, channel_name, address)
         self.used[channel_name] += 1
         self.status()
-        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients), tuple(numbers))
+        # a first attempt is never of a message with DSN data (and its id may be an old message's)
+        dsn = None if self.messages.stage(message_id) is Stage.FIRST_RUNNING else self.dsn.get(message_id)
+        delivery = DeliveryJob(message_id, self.layout.mess(message_id), sender, tuple(recipients), tuple(numbers),
+                               dsn)
         d = defer.maybeDeferred(channel.deliver, delivery)
         self.in_flight.add(d)
 

@@ -21,7 +21,8 @@ from typing import Callable, Iterable, Mapping
 
 from pymta.control import Controls
 from pymta.queue.disk import QueueDisk
-from pymta.queue.dsnfile import dsn_path, encode_dsn_file, write_dsn_file
+from pymta.dsn.stored import DsnFile
+from pymta.queue.dsnfile import dsn_file_for, dsn_path, encode_dsn_file, write_dsn_file
 from pymta.queue.layout import QueueLayout
 from pymta.queue.routing import LOCAL, REMOTE, route_recipient
 from pymta.queue.spares import SparePool, create_file, fill_file
@@ -39,6 +40,8 @@ class Preprocessed:
     envelope: TodoEnvelope
     size: int
     channels: dict[str, int]
+    #: what its dsn/N/ID holds (None: it has none)
+    dsn: DsnFile | None = None
 
 
 @dataclass
@@ -182,6 +185,7 @@ def preprocess_batch(
     dirs: set[str] = set()
     for message_id in message_ids:
         fds: list[int] = []
+        dsn: DsnFile | None = None
         try:
             fresh = known.get(message_id) if known is not None else None
             if fresh is not None:
@@ -218,6 +222,7 @@ def preprocess_batch(
                 routed.append(route.address)
             if envelope.dsn is not None:  # after info/: a dsn file never exists without it
                 fds.append(write_dsn_file(layout, message_id, encode_dsn_file(envelope.dsn, routed), owner))
+                dsn = dsn_file_for(envelope.dsn, routed)
                 dirs.add(os.path.dirname(dsn_path(layout, message_id)))
             for channel, recs in records.items():
                 if recs:
@@ -238,7 +243,7 @@ def preprocess_batch(
             result.trouble.append((message_id, f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
             continue
         counts = {c: len(r) for c, r in records.items() if r}
-        written.append((Preprocessed(message_id, envelope, size, counts), fds))
+        written.append((Preprocessed(message_id, envelope, size, counts, dsn), fds))
     synced: list[Preprocessed] = []
     if whole_fs:
         # the directories' syncfs below makes the new files durable too

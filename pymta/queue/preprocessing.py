@@ -3,8 +3,9 @@
 Running L{preprocess_batch} for pymta-send: in the reactor thread, or in the
 thread pool so that a batch's fsyncs do not stall the reactor.  Either way
 C{new msg} and C{info msg} are logged once per message (not again for one
-whose first attempt logged them already), before the scheduler applies
-the batch's result.
+whose first attempt logged them already), and the DSN data of each message
+done goes into the L{pymta.queue.dsnbook.DsnBook}, before the scheduler
+applies the batch's result.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ class Preprocessor:
         self.clock = ctx.clock
         self.threadpool = ctx.threadpool
         self.log = ctx.log
+        self.dsn = ctx.dsn
 
     def here(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]], logged: Collection[int]) -> BatchResult:
         """Preprocess C{batch} now, in this thread (C{known}: envelopes not to read back; C{logged}: ids not to log)."""
@@ -44,10 +46,16 @@ class Preprocessor:
             if message_id not in logged:
                 self.log.info_msg(message_id, envelope, size)
 
-        return preprocess.preprocess_batch(
+        return self._noted(preprocess.preprocess_batch(
             self.disk, batch, self.controls.current, log=preprocess.PreprocessLog(on_new, on_info),
             now=int(self.clock.seconds()), known=known,
-        )
+        ))
+
+    def _noted(self, result: BatchResult) -> BatchResult:
+        """The book learns the DSN data of the messages done (in this, the reactor's, thread)."""
+        for item in result.done:
+            self.dsn.preprocessed(item.message_id, item.dsn)
+        return result
 
     def in_pool(self, batch: list[int], known: Mapping[int, tuple[Envelope, int]],
                 logged: Collection[int]) -> "defer.Deferred[BatchResult]":
@@ -64,6 +72,6 @@ class Preprocessor:
                 if item.message_id not in logged:
                     self.log.new_msg(item.message_id)
                     self.log.info_msg(item.message_id, item.envelope, item.size)
-            return result
+            return self._noted(result)
 
         return d.addCallback(log_lines)

@@ -92,6 +92,7 @@ class QueueControl:
         self.resume = resume
         self.clock = ctx.clock
         self._checkpoint = Checkpoint(ctx)
+        self.dsn = ctx.dsn
 
     # -- start and the scheduler's hooks -------------------------------------------
 
@@ -279,6 +280,7 @@ class QueueControl:
             if error is None or not self._still_queued(message_id):
                 self.log.line(f"delete msg {message_id} by ctl")
                 self.log.end_msg(message_id)
+                self.dsn.forget(message_id)
                 lines.append(f"msg {message_id}: deleted")
                 continue
             lines.append(f"msg {message_id}: unable to delete: {error.strerror}")

@@ -2,7 +2,9 @@
 """
 What pymta-send finds in the queue when it starts: messages waiting in
 C{todo/} (to be preprocessed again) and preprocessed messages (C{info/N/ID})
-with the channel files still to do, whose mtime is their next attempt.
+with the channel files still to do, whose mtime is their next attempt;
+and, for the L{DsnBook}, the DSN data of the preprocessed ones (one listing
+of C{dsn/N/}, after the crash cleaner).
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pymta.queue.dsnbook import DsnBook
 from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import list_todo
 from pymta.queue.qmaillog import QmailLog
@@ -25,8 +28,11 @@ class QueueContents:
     preprocessed: tuple[int, ...]
 
 
-def scan_queue(layout: QueueLayout, log: QmailLog) -> QueueContents:
-    """List todo/ and info/ (a directory that cannot be read is warned about and skipped)."""
+def scan_queue(layout: QueueLayout, log: QmailLog, dsn: DsnBook | None = None) -> QueueContents:
+    """
+    List todo/ and info/ (a directory that cannot be read is warned about
+    and skipped); C{dsn}, when given, is loaded afresh from C{dsn/N/}.
+    """
     try:
         todo = frozenset(list_todo(layout))
     except OSError:
@@ -40,6 +46,8 @@ def scan_queue(layout: QueueLayout, log: QmailLog) -> QueueContents:
             log.warning(f"unable to read info/{n}: {e.strerror}")
             continue
         preprocessed += [int(name) for name in names if name.isdigit() and int(name) not in todo]
+    if dsn is not None:
+        dsn.load(layout, todo, log.warning)
     return QueueContents(todo, tuple(preprocessed))
 
 

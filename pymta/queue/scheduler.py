@@ -112,6 +112,7 @@ class Scheduler(Service):
         #: where every message stands: the one truth
         self.messages = MessageStates(CHANNELS)
         ctx = SendContext(disk, controls, clock, self.log, threadpool)
+        self._dsn = ctx.dsn  # which messages have DSN data (loaded at start, kept by preprocessing)
         self._passes = ChannelPasses(ctx, self.messages, dict(channels), self.stats, self._kick,
                                      on_idle=lambda state: self.queue_control.settle(state))
         self._preprocessing = False
@@ -327,7 +328,7 @@ class Scheduler(Service):
 
     def _resume_queue(self) -> None:
         """At start: todo/ waits for preprocessing, every preprocessed message goes back on its schedule."""
-        contents = scan_queue(self.layout, self.log)
+        contents = scan_queue(self.layout, self.log, self._dsn)
         for message_id in contents.todo:
             self._pick_up(message_id)
         for message_id in contents.preprocessed:

@@ -12,13 +12,14 @@ each.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from twisted.internet.interfaces import IReactorTime
 from twisted.python.threadpool import ThreadPool
 
 from pymta.control import ControlReader
 from pymta.queue.disk import QueueDisk
+from pymta.queue.dsnbook import DsnBook
 from pymta.queue.qmaillog import QmailLog
 
 __all__ = ["SendContext"]
@@ -33,6 +34,7 @@ class SendContext:
     @ivar log: qmail-send's log lines.
     @ivar threadpool: where preprocessing and unlinking run; None runs them
         in the reactor thread (tests with a Clock).
+    @ivar dsn: the DSN data of the messages that have some (in memory).
     """
 
     disk: QueueDisk
@@ -40,6 +42,7 @@ class SendContext:
     clock: IReactorTime
     log: QmailLog
     threadpool: ThreadPool | None = None
+    dsn: DsnBook = field(default_factory=DsnBook)
 
     def now(self) -> int:
         """The clock's time in whole seconds, as the queue's file times are."""

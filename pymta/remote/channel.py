@@ -70,7 +70,6 @@ from pymta.control import ControlError, ControlReader, Controls
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS, DeliveryJob, DeliveryResult
 from pymta.remote.dane import DanePlanner, HostDecisions
 from pymta.remote.client import ACCEPTED, REFUSED, SessionOutcome, SMTPClientProtocol
-from pymta.remote.dsnout import requests_for
 from pymta.dns import DNSResolver, Resolver
 from pymta.resolvers import configured_nameservers
 from pymta.remote.localaddrs import own_addresses as discover_own_addresses
@@ -423,7 +422,7 @@ class RemoteChannel:
         implicit_tls: bool = False,
         credentials: Credentials | None = None,
     ) -> Generator[Deferred[Any], Any, object]:  # a SessionOutcome, or _CONNECT_FAILED
-        requests = requests_for(job.message_path)
+        requests = job.dsn
         try:
             message = open(job.message_path, "rb")
         except OSError as e:

@@ -7,32 +7,24 @@ server then reports on those recipients itself.  A server without C{DSN}
 gets plain commands, and a success of a recipient that asked for one is
 reported by pymta-send as C{relayed} (L{pymta.queue.checkpoint}).
 
-The requests come from the message's C{dsn/N/ID}
-(L{pymta.queue.dsnfile}), found beside its C{mess/N/ID}; a message
-without one (or with one that cannot be read: logged) sends nothing extra.
+The requests come with the job (L{pymta.interfaces.DeliveryJob.dsn}, what
+the message's C{dsn/N/ID} holds); a message without any sends nothing
+extra.  A recipient of such a message without a kept ORCPT (none was
+given, or one naming the recipient itself, which is not stored) gets
+C{ORCPT=rfc822;}I{recipient} (RFC 3461 section 4.2 lets a relay add the
+address it received): the routed address, which is the received one for
+every remote recipient but one rewritten by C{control/percenthack} (or
+completed with C{control/envnoathost}).
 """
 
 from __future__ import annotations
 
-from twisted.logger import Logger
+from dataclasses import replace
 
-from pymta.dsn.params import MessageDsn, mail_parameters, rcpt_parameters
-from pymta.queue.dsnfile import DsnFile, dsn_path_for_message, read_dsn_path
-from pymta.queue.envelope import EnvelopeError
+from pymta.dsn.params import MessageDsn, mail_parameters, rcpt_parameters, xtext_encode
+from pymta.dsn.stored import DsnFile
 
-__all__ = ["DsnFile", "requests_for", "mail_suffix", "rcpt_suffix"]
-
-log = Logger()
-
-
-def requests_for(message_path: str) -> DsnFile | None:
-    """The DSN data of the message stored at C{message_path} (C{QUEUE/mess/N/ID}), or None."""
-    path = dsn_path_for_message(message_path)
-    try:
-        return read_dsn_path(path)
-    except (OSError, EnvelopeError) as e:
-        log.warn("cannot read {path}: {error}; DSN requests not passed on", path=path, error=e)
-        return None
+__all__ = ["DsnFile", "mail_suffix", "rcpt_suffix"]
 
 
 def mail_suffix(requests: DsnFile | None, extensions: set[bytes]) -> bytes:
@@ -46,4 +38,7 @@ def rcpt_suffix(requests: DsnFile | None, recipient: str, extensions: set[bytes]
     """What RCPT TO for C{recipient} (as routed) gets added for this server."""
     if requests is None or b"DSN" not in extensions:
         return b""
-    return rcpt_parameters(requests.request(recipient)).encode("ascii")
+    request = requests.request(recipient)
+    if request.orcpt is None:
+        request = replace(request, orcpt="rfc822;" + xtext_encode(recipient))
+    return rcpt_parameters(request).encode("ascii")

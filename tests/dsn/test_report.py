@@ -50,6 +50,11 @@ class FieldsTests(unittest.SynchronousTestCase):
         self.assertEqual(failure_report("a@b", "it broke\n").status, "5.0.0")
         self.assertEqual(failure_report("a@b", "deferred too long (#4.4.7)\n").status, "5.0.0")
 
+    def test_diagnostic_without_enhanced_code(self) -> None:
+        for said in ("550 no such user", "550-no such user"):
+            r = failure_report("a@b", f"192.0.2.1 does not like recipient.\nRemote host said: {said}\n")
+            self.assertEqual(r.diagnostic, "smtp; 550 no such user")
+
     def test_blocks(self) -> None:
         data = b"<a@b>:\nfirst\nline\n\n<c@d>:\nsecond\n\n"
         self.assertEqual(parse_bounce_blocks(data), [("a@b", "first\nline"), ("c@d", "second")])
@@ -67,7 +72,7 @@ class ReportTests(unittest.SynchronousTestCase):
         self.assertIn("<bob@y>:\nSorry, no mailbox here", human.get_content())
         per_message, per_recipient = status_groups(report)
         self.assertEqual(per_message["Reporting-MTA"], "dns; mx.example")
-        self.assertEqual(per_message["Original-Envelope-Id"], "QQ+2B1")
+        self.assertEqual(per_message["Original-Envelope-Id"], "QQ+1")  # xtext decoded (RFC 3461 section 6.3)
         self.assertIn("Arrival-Date", per_message)
         self.assertEqual(per_recipient["Final-Recipient"], "rfc822; bob@y")
         self.assertEqual(per_recipient["Original-Recipient"], "rfc822;o@y")
@@ -75,6 +80,15 @@ class ReportTests(unittest.SynchronousTestCase):
         self.assertEqual(per_recipient["Status"], "5.1.1")
         self.assertEqual(returned.get_content_type(), "message/rfc822")
         self.assertIn(b"body line", returned.as_bytes())
+
+    def test_envid_is_decoded(self) -> None:
+        per_message = status_groups(build([success_report("x@y", "delivered")], envid="ab+2Bcd+3D1"))[0]
+        self.assertEqual(per_message["Original-Envelope-Id"], "ab+cd=1")
+
+    def test_returned_message_may_hold_8bit(self) -> None:
+        report = build([failure_report("bob@y", "no (#5.1.1)\n")])
+        returned = report.get_payload()[2]
+        self.assertEqual(returned["Content-Transfer-Encoding"], "8bit")
 
     def test_ret_hdrs_returns_the_header(self) -> None:
         report = build([failure_report("bob@y", "no (#5.1.1)\n")], ret="HDRS")

@@ -19,7 +19,7 @@ from pymta.queue.framing import (
     encode_reply,
     inject_socket_path,
     netstring,
-    parse_envelope,
+    parse_envelope_dsn,
     parse_reply,
 )
 from pymta.queue.injectclient import InjectClientSink
@@ -56,11 +56,11 @@ class FramingTests(unittest.SynchronousTestCase):
         self.assertRaises(FramingError, p.next)
 
     def test_envelope_round_trip(self) -> None:
-        self.assertEqual(parse_envelope(encode_envelope("", "a@b", ["c@d", "e@f"])[3:-1]), ("", "a@b", ["c@d", "e@f"]))
+        self.assertEqual(parse_envelope_dsn(encode_envelope("", "a@b", ["c@d", "e@f"])[3:-1])[:3], ("", "a@b", ["c@d", "e@f"]))
 
     def test_envelope_needs_sender(self) -> None:
-        self.assertRaises(FramingError, parse_envelope, netstring(b""))
-        self.assertRaises(FramingError, parse_envelope, netstring(b"") + b"3:ab")
+        self.assertRaises(FramingError, parse_envelope_dsn, netstring(b""))
+        self.assertRaises(FramingError, parse_envelope_dsn, netstring(b"") + b"3:ab")
 
     def test_replies(self) -> None:
         self.assertEqual(encode_reply(QueueReceipt(12, 12)), b"9:K12 qp 12,")
@@ -102,7 +102,7 @@ class FramingTests(unittest.SynchronousTestCase):
         data = encode_envelope(origin, sender, recipients)
         p = NetstringParser(len(data))
         p.feed(data)
-        self.assertEqual(parse_envelope(p.next()), (origin, sender, recipients))
+        self.assertEqual(parse_envelope_dsn(p.next()), (origin, sender, recipients, None))
 
 
 def message(sender: str, recipients, body: bytes, origin: str = "", chunk: int = 7) -> bytes:

@@ -1,34 +1,25 @@
 """
 Passing DSN requests on (pymta.remote.dsnout) through RemoteChannel: real
-sockets on 127.0.0.1, a scripted server with and without DSN in its EHLO.
+sockets on 127.0.0.1, a scripted server with and without DSN in its EHLO;
+the requests come with the job (DeliveryJob.dsn).
 """
 
 from __future__ import annotations
 
-import os
 from dataclasses import replace
 
 from twisted.internet import defer
 
 from pymta.dsn.params import MessageDsn, RecipientDsn
 from pymta.interfaces import SUCCESS, DeliveryJob
-from pymta.queue.dsnfile import dsn_path_for_message, encode_dsn_file
+from pymta.queue.dsnfile import encode_dsn_file, parse_dsn_file
 from tests.remote.helpers import job
 from tests.remote.test_channel import ChannelTestBase
 
 
 def with_requests(delivery: DeliveryJob, dsn: MessageDsn, routed: list[str]) -> DeliveryJob:
-    """The job's message moved to QUEUE/mess/1/ID, with C{dsn} in QUEUE/dsn/1/ID."""
-    mess = os.path.join(os.path.dirname(delivery.message_path), "queue", "mess", "1", str(delivery.message_id))
-    os.makedirs(os.path.dirname(mess))
-    os.rename(delivery.message_path, mess)
-    path = dsn_path_for_message(mess)
-    self_check = os.path.join(os.path.dirname(delivery.message_path), "queue", "dsn", "1", str(delivery.message_id))
-    assert path == self_check, path
-    os.makedirs(os.path.dirname(path))
-    with open(path, "wb") as f:
-        f.write(encode_dsn_file(dsn, routed))
-    return replace(delivery, message_path=mess)
+    """The job with the message's DSN data, as the scheduler hands it over (what dsn/N/ID holds)."""
+    return replace(delivery, dsn=parse_dsn_file(encode_dsn_file(dsn, routed)))
 
 
 DSN = MessageDsn("HDRS", "env+2B1", (RecipientDsn(("SUCCESS", "FAILURE"), "rfc822;orig@example.test"), RecipientDsn()))
@@ -45,7 +36,8 @@ class PassOnTests(ChannelTestBase):
         commands = factory.sessions[0].commands
         self.assertIn(b"MAIL FROM:<alice@pymta.example> RET=HDRS ENVID=env+2B1", commands)
         self.assertIn(b"RCPT TO:<bob@example.test> NOTIFY=SUCCESS,FAILURE ORCPT=rfc822;orig@example.test", commands)
-        self.assertIn(b"RCPT TO:<carol@example.test>", commands)
+        # no ORCPT kept (none given, or the address itself): the recipient as received (RFC 3461 section 4.2)
+        self.assertIn(b"RCPT TO:<carol@example.test> ORCPT=rfc822;carol@example.test", commands)
 
     @defer.inlineCallbacks
     def test_server_without_dsn_gets_plain_commands(self) -> defer.Generator:
