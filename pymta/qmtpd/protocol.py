@@ -1,28 +1,35 @@
 # -*- test-case-name: tests.qmtpd.test_protocol -*-
 """
 One QMTP connection (qmail-qmtpd): messages in netstrings, one reply
-netstring per message, several messages per connection.
+netstring per recipient, several messages per connection.
 
 Per message the client sends three netstrings: the message (its first
 byte C{LF}: the lines end in LF; C{CR}: they end in CRLF, turned into LF
 here), the sender, and a netstring holding one netstring per recipient.
-The answer is C{K} (queued: C{Kok <time> qp <qp>}, sent only once the
-queue has made the message durable), C{Z} (try again later) or C{D}
-(refused for good), followed by the reason.
+Each recipient is answered, in the order the client gave them: C{K}
+(queued: C{Kok <time> qp <qp>}), C{Z} (try again later) or C{D} (refused
+for good), followed by the reason.  The message is queued once, for the
+recipients the envelope rules accept (L{pymta.qmtpd.envelope}; none: no
+queue write), and the answers go out together once the queue has made it
+durable: C{K} to each accepted recipient, or the queue's C{Z}/C{D}.
 
 What is taken from smtpd (L{pymta.smtpd.context.SMTPDContext}, shared with
 the SMTP listeners): tcp.smtp's rule for the client (C{deny} closes the
 connection; C{RELAYCLIENT}, C{DATABYTES}), the connection limits, the
 queue sink, control/databytes, the envelope rules (L{pymta.qmtpd.envelope})
 and the C{Received:} line, with the word C{QMTP}.  The message streams
-into a spool (L{pymta.smtpd.spool.SpoolingWriter}) while it arrives, since
-its envelope comes after it; once the envelope is judged, the spool goes
-into the queue.
+into a spool (L{pymta.qmtpd.incoming}) while it arrives, since its
+envelope comes after it; once the envelope is judged, the spool goes into
+the queue, through smtpd's end-of-data steps (DKIM signing) for a
+C{RELAYCLIENT} client.
 
 Bounds: the sender netstring is at most L{MAX_SENDER} bytes, the
 recipients' at most L{MAX_RECIPIENT_LIST}; a message over databytes is read
-and dropped (C{D}); input waiting while a message is committed is at most
-L{PIPELINE_BUFFER} before reading pauses; every wait for the client is
+and dropped (C{D}), and with databytes 0 (no limit) a message is bounded by
+L{UNLIMITED_DATABYTES} all the same, since it is spooled before its
+envelope is checked; input waiting before the client is admitted (the
+reverse lookup of C{=host} rules) or while a message is committed is at
+most L{PIPELINE_BUFFER} before reading pauses; every wait for the client is
 bounded by control/timeoutsmtpd.  Anything that is not QMTP (a bad
 netstring, a first byte other than LF or CR, an empty message) closes the
 connection without a reply, as qmail-qmtpd does; the message is dropped.
@@ -30,7 +37,7 @@ connection without a reply, as qmail-qmtpd does; the message is dropped.
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any
 
 from twisted.internet import defer
 from twisted.internet.protocol import Protocol
@@ -38,19 +45,21 @@ from twisted.logger import Logger
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 
+from pymta.cli.initcontrols import MESSAGE_SIZE_LIMIT
 from pymta.clientaddress import normalise_ip
-from pymta.interfaces import MessageWriter, QueueReceipt, QueueRefused
-from pymta.qmtpd.envelope import EnvelopeDecision, decide, split_netstrings
-from pymta.queue.framing import FramingError, NetstringParser, netstring
+from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.qmtpd.envelope import EnvelopeDecision, decide
+from pymta.qmtpd.incoming import IncomingMessage
+from pymta.queue.framing import FramingError, NetstringParser, netstring, split_netstrings
 from pymta.smtpd import policy
+from pymta.smtpd.admission import admission
 from pymta.smtpd.context import SMTPDContext
-from pymta.smtpd.endofdata import ORIGIN
+from pymta.smtpd.endofdata import NO_STEPS, SessionFacts
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
-from pymta.smtpd.spool import HeaderEdit, SpooledMessage, SpoolingWriter
 from pymta.streamtransport import ISocketStreamTransport
 
-__all__ = ["QMTPServerProtocol", "MAX_SENDER", "MAX_RECIPIENT_LIST", "PIPELINE_BUFFER", "CHUNK"]
+__all__ = ["QMTPServerProtocol", "MAX_SENDER", "MAX_RECIPIENT_LIST", "PIPELINE_BUFFER", "CHUNK", "UNLIMITED_DATABYTES"]
 
 log = Logger(namespace="pymta.qmtpd")
 
@@ -58,55 +67,19 @@ log = Logger(namespace="pymta.qmtpd")
 MAX_SENDER = 1024
 #: the longest recipient-list netstring read (1000 recipients of 900 bytes, framed)
 MAX_RECIPIENT_LIST = 1000 * 910
-#: bytes waiting while a message is committed before reading pauses
+#: bytes waiting before admission or while a message is committed before reading pauses
 PIPELINE_BUFFER = 256 * 1024
 #: message bytes taken from the input at once
 CHUNK = 64 * 1024
 #: any length a netstring's ten digits can say: databytes bounds what is kept
 _MAX_MESSAGE = 10**10
+#: the bound of a message when databytes is 0 (no limit): the databytes pymta init writes into a new root
+UNLIMITED_DATABYTES = MESSAGE_SIZE_LIMIT
 
 TEXT_DATABYTES = "D" + policy.REPLY_DATABYTES[4:]
 
 # states of the connection
 _LENGTH, _FIRST, _BODY, _COMMA, _SENDER, _RECIPIENTS, _COMMITTING, _CLOSED = range(8)
-
-
-async def _no_edits(message: SpooledMessage) -> Sequence[HeaderEdit]:
-    return ()
-
-
-class _Incoming:
-    """One message on its way in: the spool, what it weighs, how its lines end."""
-
-    def __init__(self, sink_open: Any, databytes: int, crlf: bool) -> None:
-        self.decision: EnvelopeDecision | None = None
-        self.writer: MessageWriter = SpoolingWriter(self._open_real, _no_edits)
-        self._sink_open = sink_open
-        self.databytes = databytes
-        self.crlf = crlf
-        self.size = 0
-        self._cr = False  # a CR at the end of the last piece (CRLF mode)
-
-    def _open_real(self) -> MessageWriter:
-        decision = self.decision
-        assert decision is not None
-        return self._sink_open(decision.sender, list(decision.recipients), origin=ORIGIN)
-
-    @property
-    def too_big(self) -> bool:
-        return self.databytes > 0 and self.size > self.databytes
-
-    def write(self, data: bytes, last: bool = False) -> None:
-        if self.crlf:
-            if self._cr:
-                data = b"\r" + data
-            self._cr = data.endswith(b"\r") and not last
-            if self._cr:
-                data = data[:-1]
-            data = data.replace(b"\r\n", b"\n")
-        self.size += len(data)
-        if not self.too_big:
-            self.writer.write(data)
 
 
 class QMTPServerProtocol(Protocol, TimeoutMixin):
@@ -126,7 +99,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._paused = False
         self._lookup: defer.Deferred | None = None
         self._remaining = 0
-        self._message: _Incoming | None = None
+        self._message: IncomingMessage | None = None
         self._sender = b""
         self.remote_ip = "unknown"
         self.local_ip = "unknown"
@@ -167,15 +140,9 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
             log.info("qmtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
             self._close()
             return
-        self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
-        if remote_host is not None:
-            self.env["TCPREMOTEHOST"] = remote_host
-        self.env.update(rule.environment)
-        self.relayclient = self.env.get("RELAYCLIENT")
-        self.databytes = self.controls.databytes
-        value = self.env.get("DATABYTES", "").strip()
-        if value.isdigit():
-            self.databytes = int(value)
+        admitted = admission(self.controls, rule, self.remote_ip, self.local_ip, remote_host)
+        self.env, self.relayclient = dict(admitted.env), admitted.relayclient
+        self.databytes = admitted.databytes or UNLIMITED_DATABYTES  # spooled before the envelope is judged
         log.info("qmtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
         self._admitted = True
         self._process()
@@ -232,7 +199,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._flow_control()
 
     def _flow_control(self) -> None:
-        waiting = self._state == _COMMITTING and self._parser.pending() > PIPELINE_BUFFER
+        held = not self._admitted or self._state == _COMMITTING
+        waiting = held and self._parser.pending() > PIPELINE_BUFFER
         if waiting != self._paused and self._state != _CLOSED:
             self._paused = waiting
             (self.transport.pauseProducing if waiting else self.transport.resumeProducing)()
@@ -280,8 +248,6 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
             if payload is None:
                 return False
             recipients = split_netstrings(payload)
-            if recipients is None:
-                raise FramingError("recipients are not a list of netstrings")
             parser.max_length = _MAX_MESSAGE
             self._end_message(recipients)
         return True
@@ -289,7 +255,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     # -- one message -------------------------------------------------------
 
     def _start_message(self, crlf: bool) -> None:
-        message = self._message = _Incoming(self.ctx.sink.open_message, self.databytes, crlf)
+        message = self._message = IncomingMessage(self.ctx.sink.open_message, self.databytes, crlf)
         message.writer.write(
             received_line(
                 remote_host=self.env.get("TCPREMOTEHOST", "unknown"),
@@ -309,17 +275,20 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         refusal = decision.refusal
         if refusal is None and message.too_big:
             refusal = TEXT_DATABYTES
-        if refusal is not None:
+        if refusal is not None or not decision.recipients:
             message.writer.abort()
-            log.info("qmtpd: {ip}: message refused: {reply}", ip=self.remote_ip, reply=refusal)
-            self._reply(refusal)
+            replies = decision.replies(refusal or "")  # without an accepted recipient, every reply is a refusal
+            log.info("qmtpd: {ip}: message refused: {reply}", ip=self.remote_ip,
+                     reply=replies[0] if replies else "no recipients")
+            self._answer(replies)
             self._state = _LENGTH
             return
-        message.decision = decision
+        facts = SessionFacts(self.remote_ip, None, decision.sender, relay_client=True)
+        transaction = self.ctx.end_of_data.start(facts) if self.relayclient is not None else NO_STEPS
         self._state = _COMMITTING
         self.setTimeout(None)  # the server's own work does not count against the client
-        d = defer.maybeDeferred(message.writer.finish)
-        d.addCallbacks(self._queued, self._refused).addCallback(self._committed)
+        d = message.commit(decision, transaction)
+        d.addCallbacks(self._queued, self._refused).addCallback(self._committed, decision)
 
     def _queued(self, receipt: QueueReceipt) -> str:
         log.info("qmtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
@@ -332,13 +301,14 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         log.failure("qmtpd: queue failure", failure)
         return "Zqq temporary problem (#4.3.0)"
 
-    def _committed(self, reply: str) -> None:
+    def _committed(self, result: str, decision: EnvelopeDecision) -> None:
         if self._state == _CLOSED:
             return
-        self._reply(reply)
+        self._answer(decision.replies(result))
         self._state = _LENGTH
         self.setTimeout(self.timeout)
         self._process()
 
-    def _reply(self, reply: str) -> None:
-        self.transport.write(netstring(reply.encode("utf-8", "replace")))
+    def _answer(self, replies: list[str]) -> None:
+        """One reply netstring per recipient, in order, written at once."""
+        self.transport.write(b"".join(netstring(reply.encode("utf-8", "replace")) for reply in replies))

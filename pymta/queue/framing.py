@@ -51,6 +51,7 @@ __all__ = [
     "FramingError",
     "netstring",
     "NetstringParser",
+    "split_netstrings",
     "encode_envelope",
     "parse_envelope_dsn",
     "encode_reply",
@@ -156,7 +157,8 @@ class NetstringParser:
         return True
 
 
-def _split_all(payload: bytes) -> list[bytes]:
+def split_netstrings(payload: bytes) -> list[bytes]:
+    """The netstrings C{payload} is made of; L{FramingError} when it is anything else."""
     parser = NetstringParser(len(payload))
     parser.feed(payload)
     out = []
@@ -200,7 +202,7 @@ def _parse_dsn(block: bytes, count: int) -> MessageDsn | None:
 
 def parse_envelope_dsn(payload: bytes) -> tuple[str, str, list[str], MessageDsn | None]:
     """C{(origin, sender, recipients, dsn)} from an envelope netstring's payload."""
-    parts = _split_all(payload)
+    parts = split_netstrings(payload)
     if len(parts) < 2:
         raise FramingError("envelope needs an origin and a sender")
     origin = parts[0].decode("utf-8", "surrogateescape")

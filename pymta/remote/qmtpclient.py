@@ -4,14 +4,14 @@ pymta's QMTP client: one connection, one message (qmail-remote's QMTP).
 
 L{QMTPClientProtocol} sends the stored message (LF line ends, as QMTP
 carries them) in a netstring that starts with C{LF}, streamed from its
-file, then the sender and the recipients in netstrings, and reads the one
-reply netstring: C{K} (accepted), C{Z} (try again later) or C{D} (refused
-for good) and the server's text.  The reply is for all recipients at once.
-It reports a L{QMTPOutcome} with the status letter and a text in
-qmail-remote's wording (C{ADDR accepted message.} / C{ADDR failed after
-I sent the message.} and C{Remote host said: ...}; a connection that
-dies before the reply is a deferral, C{Possible duplicate!} once the
-whole message went out).
+file, then the sender and the recipients in netstrings, and reads one
+reply netstring per recipient, in the order they were sent: C{K}
+(accepted), C{Z} (try again later) or C{D} (refused for good) and the
+server's text.  It reports one L{QMTPOutcome} per recipient with the
+status letter and a text in qmail-remote's wording (C{ADDR accepted
+message.} / C{ADDR failed after I sent the message.} and C{Remote host
+said: ...}); the recipients a connection ends without answering are
+deferred (C{Possible duplicate!} once the whole message went out).
 
 C{timeout} (control/timeoutremote) bounds every wait for the server; a
 reply over L{MAX_REPLY} bytes or one that is not a netstring drops the
@@ -46,7 +46,7 @@ _STATUS = {b"K": SUCCESS, b"Z": DEFERRAL, b"D": FAILURE}
 
 @dataclass(frozen=True)
 class QMTPOutcome:
-    """The message's status letter (K, Z or D) and the report text (ends with LF)."""
+    """One recipient's status letter (K, Z or D) and the report text (ends with LF)."""
 
     status: str
     text: str
@@ -58,7 +58,7 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
 
     @param address: the server's IP address as text (used in report texts).
     @param sender: envelope sender (C{""} for bounces).
-    @param recipients: envelope recipients, all answered by the one reply.
+    @param recipients: envelope recipients, each answered by its own reply.
     @param message: the stored message, opened for binary reading; sent from its position.
     @param timeout: seconds to wait for any progress (timeoutremote).
     @param callLater: the scheduler for the timeout (a Clock in tests).
@@ -82,10 +82,11 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
         self.timeout = timeout
         if callLater is not None:
             self.callLater = callLater  # type: ignore[method-assign]  # TimeoutMixin's scheduler, a Clock in tests
-        self.finished: Deferred[QMTPOutcome] = Deferred()
+        self.finished: Deferred[list[QMTPOutcome]] = Deferred()  # one per recipient, in order
         self._parser = NetstringParser(MAX_REPLY)
         self._sent = False
-        self._outcome: QMTPOutcome | None = None
+        self._outcomes: list[QMTPOutcome] = []
+        self._done = False
         self._problem = ""
         self._left = 0  # message bytes still to send
 
@@ -94,7 +95,7 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
         try:  # from where the file stands: a held Maildir message starts after its envelope lines
             size = os.fstat(self.message.fileno()).st_size - self.message.tell()
         except (OSError, ValueError):
-            self._end(DEFERRAL, "Unable to read message. (#4.3.0)\n")
+            self._end_all(DEFERRAL, "Unable to read message. (#4.3.0)\n")
             return
         self.transport.write(b"%d:\n" % (size + 1))
         self._left = size
@@ -109,54 +110,65 @@ class QMTPClientProtocol(Protocol, TimeoutMixin):
         return chunk
 
     def _message_sent(self, _: object) -> None:
-        if self._outcome is not None or not self.connected:
+        if self._done or not self.connected:
             return
         if self._left:
-            self._end(DEFERRAL, "Unable to read message. (#4.3.0)\n")  # shorter than fstat said
+            self._end_all(DEFERRAL, "Unable to read message. (#4.3.0)\n")  # shorter than fstat said
             return
         envelope = b"".join(netstring(address_bytes(r)) for r in self.recipients)
         self.transport.write(b"," + netstring(address_bytes(self.sender)) + netstring(envelope))
         self._sent = True
 
     def _unreadable(self, failure: Failure) -> None:
-        if self._outcome is None and failure.check(OSError):
-            self._end(DEFERRAL, "Unable to read message. (#4.3.0)\n")
+        if not self._done and failure.check(OSError):
+            self._end_all(DEFERRAL, "Unable to read message. (#4.3.0)\n")
         # otherwise the connection went away and connectionLost reports it
 
     def dataReceived(self, data: bytes) -> None:
-        if self._outcome is not None:
+        if self._done:
             return
         self.resetTimeout()
         self._parser.feed(data)
-        try:
-            payload = self._parser.next()
-        except FramingError as e:
-            self._problem = f"bad reply: {e}"
-            self.transport.abortConnection()
-            return
-        if payload is None:
-            return
+        while len(self._outcomes) < len(self.recipients):
+            try:
+                payload = self._parser.next()
+            except FramingError as e:
+                self._problem = f"bad reply: {e}"
+                self.transport.abortConnection()
+                return
+            if payload is None:
+                return
+            self._outcomes.append(self._outcome(payload))
+        self._done = True
+        self.setTimeout(None)
+        self.transport.loseConnection()
+
+    def _outcome(self, payload: bytes) -> QMTPOutcome:
+        """One recipient's outcome from its reply."""
         status = _STATUS.get(payload[:1], DEFERRAL)
         text = said(Reply(0, (payload[1:] if payload[:1] in _STATUS else payload,)))
         if status == SUCCESS:
-            self._end(status, f"{self.address} accepted message.\n{text}")
-        else:
-            self._end(status, f"{self.address} failed after I sent the message.\n{text}")
+            return QMTPOutcome(status, f"{self.address} accepted message.\n{text}")
+        return QMTPOutcome(status, f"{self.address} failed after I sent the message.\n{text}")
 
     def timeoutConnection(self) -> None:
         self._problem = "timeout"
         self.transport.abortConnection()
 
-    def _end(self, status: str, text: str) -> None:
-        self._outcome = QMTPOutcome(status, text)
+    def _end_all(self, status: str, text: str) -> None:
+        """Every recipient not yet answered gets C{status} and C{text}; the connection is closed."""
+        self._outcomes += [QMTPOutcome(status, text)] * (len(self.recipients) - len(self._outcomes))
+        self._done = True
         self.setTimeout(None)
         self.transport.loseConnection()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
-        if self._outcome is None:
+        if len(self._outcomes) < len(self.recipients):
             duplicate = "Possible duplicate! " if self._sent else ""
             why = f" ({self._problem})" if self._problem not in ("", "timeout") else ""
-            self._outcome = QMTPOutcome(DEFERRAL, f"Connected to {self.address} but connection died{why}. {duplicate}(#4.4.2)\n")
+            died = QMTPOutcome(DEFERRAL, f"Connected to {self.address} but connection died{why}. {duplicate}(#4.4.2)\n")
+            self._outcomes += [died] * (len(self.recipients) - len(self._outcomes))
+        self._done = True
         if not self.finished.called:
-            self.finished.callback(self._outcome)
+            self.finished.callback(self._outcomes)

@@ -10,7 +10,8 @@ the route's port (209 unless the line says otherwise).  Addresses the
 dead-host memory marks as dead are skipped; a failed connect moves on to
 the next address (a timeout is remembered); the first connection made
 carries the message (L{pymta.remote.qmtpclient.QMTPClientProtocol}) and
-its one reply is every recipient's result.  No connection: C{Z}
+the server's reply for each recipient is that recipient's result (those
+the connection ends without answering are deferred).  No connection: C{Z}
 "Sorry, I wasn't able to establish a QMTP connection. (#4.4.1)".
 """
 
@@ -81,7 +82,7 @@ class QMTPDelivery:
     def deliver(
         self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str], route: Route
     ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
-        """One result per recipient (the same for all: QMTP answers once per message)."""
+        """One result per recipient, from the server's reply for it."""
         try:
             targets = yield self.planner.plan_route(domain, route)
         except RouteFailure as failure:
@@ -94,22 +95,22 @@ class QMTPDelivery:
                     continue
             except OSError:
                 pass
-            outcome = yield self._session(job, controls, recipients, target.address, target.port)
-            if outcome is not None:
-                return [DeliveryResult(outcome.status, outcome.text) for _ in recipients]
+            outcomes = yield self._session(job, controls, recipients, target.address, target.port)
+            if outcomes is not None:
+                return [DeliveryResult(outcome.status, outcome.text) for outcome in outcomes]
         return [DeliveryResult(DEFERRAL, TEXT_NO_QMTP_CONNECTION) for _ in recipients]
 
     @defer.inlineCallbacks
     def _session(
         self, job: DeliveryJob, controls: Controls, recipients: list[str], address: str, port: int
-    ) -> Generator[Deferred[Any], Any, QMTPOutcome | None]:
-        """The outcome of one connection, or None when it could not be made."""
+    ) -> Generator[Deferred[Any], Any, list[QMTPOutcome] | None]:
+        """The outcome of one connection for each recipient, or None when it could not be made."""
         try:
             message = open(job.message_path, "rb")
         except OSError as e:
             log.error("{job}: cannot open message {path}: {error}", job=job.about(), message_id=job.message_id,
                       path=job.message_path, error=e)
-            return QMTPOutcome(DEFERRAL, TEXT_NO_MESSAGE)
+            return [QMTPOutcome(DEFERRAL, TEXT_NO_MESSAGE) for _ in recipients]
         try:
             protocol = QMTPClientProtocol(address, job.sender, recipients, message, timeout=controls.timeoutremote,
                                           callLater=self.reactor.callLater)
@@ -129,10 +130,10 @@ class QMTPDelivery:
             self._remember(self.dead_hosts.record_success, address)
             self._active.add(protocol)
             try:
-                outcome: QMTPOutcome = yield protocol.finished
+                outcomes: list[QMTPOutcome] = yield protocol.finished
             finally:
                 self._active.discard(protocol)
-            return outcome
+            return outcomes
         finally:
             message.close()
 

@@ -137,6 +137,11 @@ class TLSPolicyTable:
             else:
                 self._verify[key] = ca
 
+    @property
+    def keys(self) -> frozenset[str]:
+        """Every domain key of the file (C{""}: every domain), TLS on or off."""
+        return frozenset(self._verify) | frozenset(self._off)
+
     def policy_for(self, domain: str) -> TLSPolicy:
         for key in lookup_suffixes(domain):
             if key in self._off:

@@ -4,8 +4,9 @@ A L{pymta.serialmail.courier.Courier} over QMTP: C{pymta maildirqmtp}'s.
 
 Each message goes over a connection of its own (pymta's QMTP client,
 L{pymta.remote.qmtpclient}, as remote delivery uses it): the held body
-from its offset, the held sender, the one recipient.  QMTP's one reply
-is the message's status: C{K} only when the server said C{K}.  A
+from its offset, the held sender, the one recipient.  The server's reply
+for that recipient is the message's status: C{K} only when the server
+said C{K}.  A
 connection that cannot be made is C{Z} with C{stop} set: the run ends
 there, as maildirsmtp's does.
 """
@@ -57,7 +58,7 @@ class QMTPCourier:
         except Exception as e:
             return Handover(DEFERRED, f"Sorry, I wasn't able to establish a QMTP connection to {self.host}: "
                             f"{e.__class__.__name__}. (#4.4.1)\n", stop=True)
-        outcome = await protocol.finished
+        [outcome] = await protocol.finished  # one recipient, one reply
         return Handover(outcome.status, outcome.text)
 
     def close(self) -> "Deferred[None]":

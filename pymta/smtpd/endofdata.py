@@ -167,9 +167,10 @@ class Transaction:
                 return sink.open_message(sender, recipients, origin=ORIGIN)
             return sink.open_message(sender, recipients, origin=ORIGIN, dsn=dsn)
 
-        return open_writer() if not self.steps else SpoolingWriter(open_writer, self._verdicts)
+        return open_writer() if not self.steps else SpoolingWriter(open_writer, self.verdicts)
 
-    async def _verdicts(self, message: SpooledMessage) -> list[StepVerdict]:
+    async def verdicts(self, message: SpooledMessage) -> list[StepVerdict]:
+        """The steps' verdicts on the whole message, in order; L{StepRefusal} when one refuses it."""
         verdicts = []
         for step in self.steps:
             verdict = await step.at_end_of_data(message)

@@ -43,6 +43,7 @@ from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter
 from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
+from pymta.smtpd.admission import admission
 from pymta.smtpd.auth import SASLExchange
 from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
@@ -155,15 +156,8 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self._mode = CLOSED
             self._closer.close(self.transport)
             return None
-        self.env = {"TCPREMOTEIP": self.remote_ip, "TCPLOCALIP": self.local_ip}
-        if remote_host is not None:
-            self.env["TCPREMOTEHOST"] = remote_host
-        self.env.update(rule.environment)
-        self.relayclient = self.env.get("RELAYCLIENT")
-        self.databytes = self.controls.databytes
-        value = self.env.get("DATABYTES", "").strip()
-        if value.isdigit():
-            self.databytes = int(value)
+        admitted = admission(self.controls, rule, self.remote_ip, self.local_ip, remote_host)
+        self.env, self.relayclient, self.databytes = dict(admitted.env), admitted.relayclient, admitted.databytes
         log.info("smtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
         self._deadline.restart()
         variable = self.env.get("RBLSMTPD")

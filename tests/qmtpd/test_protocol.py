@@ -2,22 +2,29 @@
 
 from __future__ import annotations
 
+import os
 import random
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
+from pymta.cli.initcontrols import MESSAGE_SIZE_LIMIT
 from pymta.control import ControlReader
+from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import QueueRefused
+from pymta.qmtpd import envelope
 from pymta.qmtpd import protocol as qmtp_protocol
 from pymta.qmtpd.service import QMTPFactory
 from pymta.queue.framing import NetstringParser, netstring
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.context import SMTPDContext
+from pymta.smtpd.dkimsignstep import DKIMSignStep
+from pymta.smtpd.endofdata import EndOfDataStage, SessionFacts, StepVerdict
+from tests.dkim.helpers import signing_keys, verify_all
 from tests.smtpd.helpers import MemorySink, make_root
 
 
@@ -29,12 +36,13 @@ def qmtp_message(body: bytes, sender: bytes, recipients: list[bytes], first: byt
 class Session:
     """Drives one QMTPServerProtocol over a StringTransport."""
 
-    def __init__(self, root: str, rules: str = "", peer: str = "192.0.2.7", sink: MemorySink | None = None) -> None:
+    def __init__(self, root: str, rules: str = "", peer: str = "192.0.2.7", sink: MemorySink | None = None,
+                 resolver: object = None) -> None:
         self.clock = task.Clock()
         self.clock.advance(1_800_000_000)
         self.sink = sink or MemorySink()
         self.context = SMTPDContext(reader=ControlReader(root), sink=self.sink, clock=self.clock,
-                                    rules=AccessRules.parse(rules))
+                                    rules=AccessRules.parse(rules), resolver=resolver)
         self.proto = QMTPFactory(self.context).buildProtocol(None)
         self.transport = StringTransport(hostAddress=IPv4Address("TCP", "198.51.100.1", 209),
                                          peerAddress=IPv4Address("TCP", peer, 40000))
@@ -99,7 +107,7 @@ class Messages(Base):
         s = self.session()
         for byte in qmtp_message(b"x\n" * 100, b"a@b.example", [b"joe@example.org", b"ann@example.org"]):
             s.proto.dataReceived(bytes([byte]))
-        self.assertEqual(s.replies(), [b"Kok 1800000000 qp 4001"])
+        self.assertEqual(s.replies(), [b"Kok 1800000000 qp 4001"] * 2)  # one reply per recipient
         self.assertTrue(s.sink.queued[0].data.endswith(b"x\n" * 100))
 
     def test_crlf_message_is_stored_with_lf(self) -> None:
@@ -136,17 +144,92 @@ class Messages(Base):
         self.assertEqual(s.sink.queued, [])
 
 
-class Relaying(Base):
-    def test_recipient_outside_rcpthosts_refuses_the_message(self) -> None:
+RCPTHOSTS = b"Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
+DATABYTES = b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"
+
+
+class RepliesPerRecipient(Base):
+    """One reply netstring per recipient, in order, as qmail-qmtpd answers."""
+
+    def test_each_recipient_is_judged_on_its_own(self) -> None:
         s = self.session()
         self.assertEqual(
-            s.send(qmtp_message(b"x\n", b"", [b"joe@example.org", b"x@elsewhere.example"])),
-            [b"Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"],
+            s.send(qmtp_message(b"x\n", b"", [b"joe@example.org", b"x@elsewhere.example", b"ann@example.org"])),
+            [b"Kok 1800000000 qp 4001", RCPTHOSTS, b"Kok 1800000000 qp 4001"],
         )
-        self.assertEqual(s.sink.queued, [])
+        [w] = s.sink.queued  # queued once, for the accepted ones
+        self.assertEqual(w.recipients, ["joe@example.org", "ann@example.org"])
+
+    def test_no_recipient_accepted_means_no_queue_write(self) -> None:
+        s = self.session()
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"x@elsewhere.example", b"a%b@example.org"])),
+                         [RCPTHOSTS, RCPTHOSTS])
+        self.assertEqual((s.sink.opened, s.sink.queued), ([], []))
         # the connection goes on
         self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"joe@example.org"])), [b"Kok 1800000000 qp 4001"])
 
+    def test_pipelined_messages_keep_their_replies_apart(self) -> None:
+        s = self.session()
+        data = qmtp_message(b"a\n", b"", [b"joe@example.org", b"x@elsewhere.example"]) + \
+            qmtp_message(b"b\n", b"", [b"ann@example.org"])
+        self.assertEqual(s.send(data), [b"Kok 1800000000 qp 4001", RCPTHOSTS, b"Kok 1800000000 qp 4002"])
+
+    def test_every_reply_waits_for_the_commit(self) -> None:
+        s = self.session()
+        s.sink.hold = True
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"x@elsewhere.example", b"joe@example.org"])), [])
+        s.sink.release()
+        self.assertEqual(s.replies(), [RCPTHOSTS, b"Kok 1800000000 qp 4001"])
+
+    def test_a_queue_failure_answers_every_accepted_recipient(self) -> None:
+        s = self.session()
+        s.sink.refuse = QueueRefused("qq write error or disk full (#4.3.0)")
+        self.assertEqual(
+            s.send(qmtp_message(b"x\n", b"", [b"joe@example.org", b"x@elsewhere.example", b"ann@example.org"])),
+            [b"Zqq write error or disk full (#4.3.0)", RCPTHOSTS, b"Zqq write error or disk full (#4.3.0)"],
+        )
+
+    def test_databytes_answers_every_accepted_recipient(self) -> None:
+        s = self.session(rules="192.0.2.7:allow,DATABYTES=\"10\"\n")
+        self.assertEqual(
+            s.send(qmtp_message(b"0123456789A\n", b"", [b"joe@example.org", b"x@elsewhere.example"])),
+            [DATABYTES, RCPTHOSTS],
+        )
+        self.assertEqual(s.sink.queued, [])
+
+    def test_sender_rules_answer_every_recipient(self) -> None:
+        s = self.session()
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"a\nb@c", [b"joe@example.org", b"ann@example.org"])),
+                         [b"Dunacceptable sender (#5.1.7)"] * 2)
+        self.assertEqual(s.sink.opened, [])
+
+    def test_badmailfrom_answers_every_recipient(self) -> None:
+        with open(os.path.join(self.root, "control", "badmailfrom"), "w") as f:
+            f.write("spam@bad.example\n")
+        s = self.session()
+        self.assertEqual(
+            s.send(qmtp_message(b"x\n", b"spam@bad.example", [b"joe@example.org", b"x@elsewhere.example"])),
+            [b"Dsorry, your envelope sender is in my badmailfrom list (#5.7.1)", RCPTHOSTS],
+        )
+        self.assertEqual(s.sink.opened, [])
+
+    def test_no_recipients_no_reply(self) -> None:
+        s = self.session()
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [])), [])
+        self.assertEqual(s.sink.opened, [])
+        self.assertFalse(s.transport.disconnecting)
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"joe@example.org"])), [b"Kok 1800000000 qp 4001"])
+
+    def test_recipients_over_the_limit(self) -> None:
+        s = self.session()
+        recipients = [b"u%d@example.org" % i for i in range(envelope.MAX_RECIPIENTS + 2)]
+        replies = s.send(qmtp_message(b"x\n", b"", recipients))
+        self.assertEqual(replies, [b"Kok 1800000000 qp 4001"] * envelope.MAX_RECIPIENTS
+                         + [b"Dsorry, too many recipients (#5.5.3)"] * 2)
+        self.assertEqual(len(s.sink.queued[0].recipients), envelope.MAX_RECIPIENTS)
+
+
+class Relaying(Base):
     def test_relayclient_relays_and_is_appended(self) -> None:
         s = self.session(rules="192.0.2.7:allow,RELAYCLIENT=\"\"\n")
         self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"x@elsewhere.example"])), [b"Kok 1800000000 qp 4001"])
@@ -160,16 +243,16 @@ class Relaying(Base):
 
     def test_databytes_from_the_rule(self) -> None:
         s = self.session(rules="192.0.2.7:allow,DATABYTES=\"10\"\n")
-        self.assertEqual(s.send(qmtp_message(b"0123456789A\n", b"", [b"joe@example.org"])),
-                         [b"Dsorry, that message size exceeds my databytes limit (#5.3.4)"])
+        self.assertEqual(s.send(qmtp_message(b"0123456789A\n", b"", [b"joe@example.org"])), [DATABYTES])
         self.assertEqual(s.send(qmtp_message(b"short\n", b"", [b"joe@example.org"])), [b"Kok 1800000000 qp 4001"])
 
     def test_address_rules(self) -> None:
         s = self.session()
-        self.assertEqual(s.send(qmtp_message(b"x\n", b"a\nb@c", [b"joe@example.org"]))[0][:1], b"D")
-        self.assertEqual(s.send(qmtp_message(b"x\n", b"", []))[0][:1], b"D")
-        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"j" * 901 + b"@example.org"]))[0][:1], b"D")
-        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"a%b@example.org"]))[0][:1], b"D")
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"a\nb@c", [b"joe@example.org"])),
+                         [b"Dunacceptable sender (#5.1.7)"])
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"j" * 901 + b"@example.org", b"a\x00b@example.org"])),
+                         [b"Dsorry, I can't handle that recipient (#5.1.3)"] * 2)
+        self.assertEqual(s.send(qmtp_message(b"x\n", b"", [b"a%b@example.org"])), [RCPTHOSTS])
         self.assertEqual(s.sink.queued, [])
 
 
@@ -209,3 +292,91 @@ class BadInput(Base):
             s.send(bytes(data))  # no exception; replies are netstrings
             for reply in s.replies():
                 self.assertIn(reply[:1], (b"K", b"Z", b"D"))
+
+
+class SlowResolver:
+    """A resolver whose PTR answers never come: the lookup ends at reverse_lookup_seconds."""
+
+    def ptr(self, ip: str) -> defer.Deferred:
+        return defer.Deferred()
+
+
+class Bounds(Base):
+    def test_input_before_admission_pauses_reading(self) -> None:
+        s = Session(self.root, rules='=trusted.example:allow,RELAYCLIENT=""\n:allow\n', resolver=SlowResolver())
+        self.addCleanup(s.close)
+        message = qmtp_message(b"x" * 100_000 + b"\n", b"", [b"joe@example.org"])
+        for _ in range(20):  # the client goes on sending while the lookup is pending
+            s.proto.dataReceived(message)
+        self.assertEqual(s.transport.producerState, "paused")
+        self.assertEqual(s.replies(), [])
+        s.clock.advance(5)  # the lookup gives up: admitted by the catch-all rule, reading resumes
+        self.assertEqual(s.transport.producerState, "producing")
+        self.assertEqual(len(s.replies()), 20)
+        self.assertEqual(len(s.sink.queued), 20)
+
+    def test_small_input_before_admission_does_not_pause(self) -> None:
+        s = Session(self.root, rules='=trusted.example:allow\n:allow\n', resolver=SlowResolver())
+        self.addCleanup(s.close)
+        s.proto.dataReceived(qmtp_message(b"x\n", b"", [b"joe@example.org"]))
+        self.assertEqual(s.transport.producerState, "producing")
+        s.clock.advance(5)
+        self.assertEqual(s.replies(), [b"Kok 1800000005 qp 4001"])
+
+    def test_without_databytes_the_spool_is_bounded(self) -> None:
+        self.patch(qmtp_protocol, "UNLIMITED_DATABYTES", 20)
+        s = self.session()  # control/databytes is 0: no limit for SMTP
+        self.assertEqual(s.send(qmtp_message(b"x" * 30 + b"\n", b"", [b"joe@example.org"])), [DATABYTES])
+        self.assertEqual(s.sink.opened, [])
+        self.assertEqual(s.send(qmtp_message(b"short\n", b"", [b"joe@example.org"])), [b"Kok 1800000000 qp 4001"])
+
+    def test_the_bound_without_databytes_is_pymta_inits_databytes(self) -> None:
+        self.assertEqual(qmtp_protocol.UNLIMITED_DATABYTES, MESSAGE_SIZE_LIMIT)
+
+
+MESSAGE = b"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: hello\n\nHello Bob.\n"
+
+
+class Signing(Base):
+    """RELAYCLIENT clients' mail goes through the end-of-data stage, as over SMTP: DKIM signing."""
+
+    def signing_session(self, rules: str) -> Session:
+        s = self.session(rules=rules)
+        s.context.end_of_data = EndOfDataStage([DKIMSignStep(DKIMSigning(signing_keys()))])
+        return s
+
+    def test_a_relay_client_is_signed(self) -> None:
+        s = self.signing_session('192.0.2.7:allow,RELAYCLIENT=""\n')
+        self.assertEqual(s.send(qmtp_message(MESSAGE, b"alice@example.com", [b"bob@example.org"])),
+                         [b"Kok 1800000000 qp 4001"])
+        data = s.sink.queued[0].data
+        self.assertTrue(data.startswith(b"DKIM-Signature: v=1; "), data[:200])
+        self.assertLess(data.index(b"DKIM-Signature: "), data.index(b"Received: from "))
+        self.assertTrue(data.endswith(MESSAGE))
+        self.assertEqual(verify_all(data), [True, True])
+
+    def test_other_clients_are_not_signed(self) -> None:
+        s = self.signing_session("")
+        self.assertEqual(s.send(qmtp_message(MESSAGE, b"alice@example.com", [b"bob@example.org"])),
+                         [b"Kok 1800000000 qp 4001"])
+        self.assertNotIn(b"DKIM-Signature", s.sink.queued[0].data)
+
+    def test_a_step_refusal_answers_every_accepted_recipient(self) -> None:
+        s = self.signing_session('192.0.2.7:allow,RELAYCLIENT=""\n')
+        s.context.end_of_data = EndOfDataStage([Refusing()])
+        self.assertEqual(s.send(qmtp_message(MESSAGE, b"alice@example.com", [b"bob@example.org", b"x@y.example"])),
+                         [b"Dno thanks (#5.7.1)"] * 2)
+        self.assertEqual(s.sink.queued, [])
+
+
+class Refusing:
+    """An end-of-data step that refuses every message of a trusted session."""
+
+    def for_transaction(self, facts: SessionFacts) -> "Refusing | None":
+        return self if facts.relay_client else None
+
+    def at_mail(self) -> defer.Deferred:
+        return defer.succeed(None)
+
+    def at_end_of_data(self, message: object) -> defer.Deferred:
+        return defer.succeed(StepVerdict(refusal="554 no thanks (#5.7.1)"))

@@ -10,7 +10,7 @@ from twisted.trial import unittest
 
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
 from pymta.queue.framing import netstring
-from pymta.remote.qmtpclient import MAX_REPLY, QMTPClientProtocol
+from pymta.remote.qmtpclient import MAX_REPLY, QMTPClientProtocol, QMTPOutcome
 
 
 class Harness:
@@ -37,7 +37,8 @@ class Harness:
         self.proto.connectionLost(Failure(ConnectionDone()))
 
     @property
-    def outcome(self):
+    def outcome(self) -> list[QMTPOutcome]:
+        """One outcome per recipient, in order."""
         assert len(self.outcomes) == 1, self.outcomes
         return self.outcomes[0]
 
@@ -62,17 +63,42 @@ class ClientTests(unittest.TestCase):
             (b"?what", DEFERRAL, "192.0.2.1 failed after I sent the message.\nRemote host said: ?what\n"),
         ):
             h = Harness(self)
-            for byte in netstring(reply):  # in pieces
+            for byte in netstring(reply) * 2:  # one reply per recipient, in pieces
                 h.proto.dataReceived(bytes([byte]))
             self.assertTrue(h.transport.disconnecting)
             h.lost()
-            self.assertEqual((h.outcome.status, h.outcome.text), (status, text))
+            self.assertEqual([(o.status, o.text) for o in h.outcome], [(status, text)] * 2)
+
+    def test_each_reply_is_its_recipients(self) -> None:
+        h = Harness(self)
+        # a qmail-qmtpd answer: bob accepted, ann refused by rcpthosts
+        h.proto.dataReceived(netstring(b"Kok 1700000000 qp 42")
+                             + netstring(b"Dsorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"))
+        h.lost()
+        self.assertEqual([o.status for o in h.outcome], [SUCCESS, FAILURE])
+        self.assertEqual(h.outcome[1].text, "192.0.2.1 failed after I sent the message.\n"
+                         "Remote host said: sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)\n")
+
+    def test_the_connection_waits_for_every_reply(self) -> None:
+        h = Harness(self)
+        h.proto.dataReceived(netstring(b"Kok 1700000000 qp 42"))
+        self.assertFalse(h.transport.disconnecting)
+        self.assertEqual(h.outcomes, [])
+        h.proto.dataReceived(netstring(b"Kok 1700000000 qp 42"))
+        self.assertTrue(h.transport.disconnecting)
 
     def test_connection_dies_after_the_message_is_possible_duplicate(self) -> None:
         h = Harness(self)
         h.lost()
-        self.assertEqual(h.outcome.status, DEFERRAL)
-        self.assertEqual(h.outcome.text, "Connected to 192.0.2.1 but connection died. Possible duplicate! (#4.4.2)\n")
+        died = "Connected to 192.0.2.1 but connection died. Possible duplicate! (#4.4.2)\n"
+        self.assertEqual([(o.status, o.text) for o in h.outcome], [(DEFERRAL, died)] * 2)
+
+    def test_fewer_replies_than_recipients_defer_the_rest(self) -> None:
+        h = Harness(self, recipients=("bob@example.test", "ann@example.test", "cy@example.test"))
+        h.proto.dataReceived(netstring(b"Dno such user (#5.1.1)"))
+        h.lost()
+        self.assertEqual([o.status for o in h.outcome], [FAILURE, DEFERRAL, DEFERRAL])
+        self.assertEqual(h.outcome[2].text, "Connected to 192.0.2.1 but connection died. Possible duplicate! (#4.4.2)\n")
 
     def test_bad_or_long_reply_drops_the_connection(self) -> None:
         for reply in (b"x5:Kok,", b"%d:" % (MAX_REPLY + 1)):
@@ -80,12 +106,18 @@ class ClientTests(unittest.TestCase):
             h.proto.dataReceived(reply)
             self.assertTrue(h.transport.disconnecting or h.transport.disconnected, reply)
             h.lost()
-            self.assertEqual(h.outcome.status, DEFERRAL)
-            self.assertIn("connection died (bad reply:", h.outcome.text)
+            self.assertEqual([o.status for o in h.outcome], [DEFERRAL] * 2)
+            self.assertIn("connection died (bad reply:", h.outcome[1].text)
+
+    def test_a_bad_reply_after_a_good_one_keeps_the_good_one(self) -> None:
+        h = Harness(self)
+        h.proto.dataReceived(netstring(b"Kok 1700000000 qp 42") + b"x5:Kok,")
+        h.lost()
+        self.assertEqual([o.status for o in h.outcome], [SUCCESS, DEFERRAL])
 
     def test_timeout(self) -> None:
         h = Harness(self)
         h.clock.advance(61)
         h.lost()
-        self.assertEqual(h.outcome.status, DEFERRAL)
-        self.assertIn("connection died. Possible duplicate!", h.outcome.text)
+        self.assertEqual([o.status for o in h.outcome], [DEFERRAL] * 2)
+        self.assertIn("connection died. Possible duplicate!", h.outcome[0].text)

@@ -45,3 +45,47 @@ class FileTests(unittest.TestCase):
             qmtp_routes(load_controls(root))
         self.assertIn("qmtproutes:3", str(caught.exception))
         self.assertIn("bad port", str(caught.exception))
+
+
+class TLSConflictTests(unittest.TestCase):
+    """QMTP has no TLS: a qmtproutes line for a domain tlsdestinations requires TLS for is an error."""
+
+    def check(self, qmtproutes: str, tlsdestinations: str) -> str | None:
+        """The error qmtp_routes gives for these files (None when it takes them)."""
+        root = self.mktemp()
+        os.makedirs(os.path.join(root, "control"))
+        for name, text in (("me", "me.example\n"), ("qmtproutes", qmtproutes), ("tlsdestinations", tlsdestinations)):
+            with open(os.path.join(root, "control", name), "w") as f:
+                f.write(text)
+        try:
+            qmtp_routes(load_controls(root))
+        except ControlError as e:
+            return str(e)
+        return None
+
+    def test_conflicts_name_the_qmtproutes_line(self) -> None:
+        for qmtproutes, tls, line, domain in (
+            ("a.example:r.example\nfar.example:r.example\n", "far.example:\n", 2, "far.example"),
+            (".example.org:r.example\n", "a.example.org:\n", 1, "a.example.org"),
+            ("a.example.org:r.example\n", ".example.org:\n", 1, "a.example.org"),
+            (":r.example\n", "b.example:\n", 1, "b.example"),
+            ("b.example:r.example\n", "*:\n", 1, "b.example"),
+            (".b.c.example:r.example\n", ".c.example:\n-x.b.c.example\n", 1, "*.b.c.example"),
+        ):
+            error = self.check(qmtproutes, tls)
+            self.assertIsNotNone(error, (qmtproutes, tls))
+            self.assertIn(f"qmtproutes:{line}:", error)
+            self.assertIn(f"control/tlsdestinations requires TLS for {domain}", error)
+
+    def test_no_conflict(self) -> None:
+        for qmtproutes, tls in (
+            ("far.example:r.example\n", "near.example:\n"),
+            ("far.example:r.example\n", "*:\n-far.example\n"),
+            (".example.org:r.example\n", "example.org:\n"),
+            ("far.example:r.example\n", ""),
+            ("", "*:\n"),
+        ):
+            self.assertIsNone(self.check(qmtproutes, tls), (qmtproutes, tls))
+
+    def test_a_bad_tlsdestinations_is_left_to_its_own_parser(self) -> None:
+        self.assertIsNone(self.check("far.example:r.example\n", "far.example\n"))
