@@ -61,7 +61,6 @@ from typing import Any, Callable, Generator, cast
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
@@ -82,6 +81,7 @@ from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, route_policy, tls_destinations
 from pymta.remote.tlsprecedence import combine
+from pymta.remote.oneconnection import connect_quietly
 
 __all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
 
@@ -116,17 +116,6 @@ def combine_report(report: tuple[str, str] | None, status: str, text: str) -> De
         own_text += text
     return DeliveryResult(forced, own_text)
 
-
-class _OneConnection(Factory):
-    """Hands out one prepared protocol, without a log line per connection."""
-
-    noisy = False
-
-    def __init__(self, protocol: SMTPClientProtocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: Any) -> SMTPClientProtocol:
-        return self._protocol
 
 
 class _CachedOwnAddresses:
@@ -463,7 +452,7 @@ class RemoteChannel:
             endpoint_class = TCP6ClientEndpoint if ":" in target.address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, target.address, target.port, timeout=controls.timeoutconnect)
             try:
-                yield endpoint.connect(_OneConnection(protocol))
+                yield connect_quietly(endpoint, protocol)
             except (error.TimeoutError, error.TCPTimedOutError):
                 log.info("{job}: connect to {address}:{port} timed out", job=job.about(), message_id=job.message_id,
                          address=target.address, port=target.port)

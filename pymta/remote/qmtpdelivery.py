@@ -22,7 +22,6 @@ from typing import Any, Generator
 from twisted.internet import defer, error
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint
-from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 
 from pymta.control import Controls
@@ -32,6 +31,7 @@ from pymta.remote.qmtproutes import QMTPRoutes, qmtp_routes
 from pymta.remote.routes import RouteFailure, TargetPlanner
 from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory
+from pymta.remote.oneconnection import connect_quietly
 
 __all__ = ["QMTPDelivery", "TEXT_NO_QMTP_CONNECTION"]
 
@@ -40,15 +40,6 @@ TEXT_NO_MESSAGE = "Unable to read message. (#4.3.0)\n"
 
 log = Logger(namespace="pymta.remote")
 
-
-class _OneConnection(Factory):
-    noisy = False
-
-    def __init__(self, protocol: QMTPClientProtocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: Any) -> QMTPClientProtocol:
-        return self._protocol
 
 
 class QMTPDelivery:
@@ -117,7 +108,7 @@ class QMTPDelivery:
             endpoint_class = TCP6ClientEndpoint if ":" in address else TCP4ClientEndpoint
             endpoint = endpoint_class(self.reactor, address, port, timeout=controls.timeoutconnect)
             try:
-                yield endpoint.connect(_OneConnection(protocol))
+                yield connect_quietly(endpoint, protocol)
             except (error.TimeoutError, error.TCPTimedOutError):
                 log.info("{job}: QMTP connect to {address}:{port} timed out", job=job.about(),
                          message_id=job.message_id, address=address, port=port)

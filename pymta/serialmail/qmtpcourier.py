@@ -17,23 +17,14 @@ from typing import IO, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory
 
 from pymta.remote.qmtpclient import QMTPClientProtocol
 from pymta.serialmail.courier import DEFERRED, Handover
 from pymta.serialmail.held import HeldMessage
+from pymta.remote.oneconnection import connect_quietly
 
 __all__ = ["QMTPCourier"]
 
-
-class _OneConnection(Factory):
-    noisy = False
-
-    def __init__(self, protocol: QMTPClientProtocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: Any) -> QMTPClientProtocol:
-        return self._protocol
 
 
 class QMTPCourier:
@@ -54,7 +45,7 @@ class QMTPCourier:
                                       callLater=self.reactor.callLater)
         endpoint = HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.connect_timeout)
         try:
-            await endpoint.connect(_OneConnection(protocol))
+            await connect_quietly(endpoint, protocol)
         except Exception as e:
             return Handover(DEFERRED, f"Sorry, I wasn't able to establish a QMTP connection to {self.host}: "
                             f"{e.__class__.__name__}. (#4.4.1)\n", stop=True)

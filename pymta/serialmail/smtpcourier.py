@@ -22,26 +22,15 @@ from typing import IO, Any
 
 from twisted.internet.defer import Deferred, ensureDeferred, succeed
 from twisted.internet.endpoints import HostnameEndpoint
-from twisted.internet.protocol import Factory
 
 from pymta.remote.channel import combine_report
 from pymta.remote.client import SMTPClientProtocol
 from pymta.serialmail.courier import DEFERRED, Handover
 from pymta.serialmail.held import HeldMessage
+from pymta.remote.oneconnection import connect_quietly
 
 __all__ = ["SMTPCourier"]
 
-
-class _OneConnection(Factory):
-    """Hands out one prepared protocol."""
-
-    noisy = False
-
-    def __init__(self, protocol: SMTPClientProtocol) -> None:
-        self._protocol = protocol
-
-    def buildProtocol(self, addr: Any) -> SMTPClientProtocol:
-        return self._protocol
 
 
 class SMTPCourier:
@@ -76,7 +65,7 @@ class SMTPCourier:
                                       self.timeout, keep_open=True)
         endpoint = HostnameEndpoint(self.reactor, self.host, self.port, timeout=self.connect_timeout)
         try:
-            await endpoint.connect(_OneConnection(protocol))
+            await connect_quietly(endpoint, protocol)
         except Exception as e:
             return Handover(DEFERRED, f"Sorry, I wasn't able to establish an SMTP connection to {self.host}: "
                             f"{e.__class__.__name__}. (#4.4.1)\n", stop=True)
