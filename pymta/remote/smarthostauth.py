@@ -14,7 +14,8 @@ hold blanks, but not end with one: trailing blanks are removed from every
 control line).  The port is no part of the key: one account, one password.
 
 The file holds secrets, so it must be a regular file of mode 0600 or
-stricter owned by the mail account pymta-send runs as (L{file_problem}):
+stricter owned by the mail account pymta-send runs as, or of mode 0640 owned
+by root and the mail account's group (L{file_problem}, L{pymta.secretfile}):
 anything else stops pymta-send at start and makes a reload keep the old
 configuration, with one line naming the file.  A route whose login has no
 entry here, or whose C{ca=} file is unusable, is refused the same way,
@@ -25,15 +26,14 @@ listing (L{masked}) or delivery report ever shows a password.
 from __future__ import annotations
 
 import os
-import stat
 from dataclasses import dataclass, field
 from typing import Mapping
 
 from pymta.control import ControlError, ControlLines, ControlTable, Controls, entry_error
 from pymta.hostnames import host_name_problem, literal_address
-from pymta.privileges import PrivilegeError, mail_account
 from pymta.remote.smtproutes import Route, RouteError, parse_route
 from pymta.remote.trustanchors import check_ca_file
+from pymta.secretfile import daemon_account, secret_file_problem
 
 __all__ = [
     "NAME",
@@ -149,32 +149,11 @@ def smarthost_credentials(controls: Controls) -> CredentialsTable:
 def file_problem(path: str, account: tuple[int, int] | None) -> str | None:
     """
     Why the file at C{path} may not hold passwords, or None (also when it
-    is absent): not a regular file, readable or writable by group or
-    others, or not owned by C{account}'s uid (when that is known).
+    is absent): the rule of every secret pymta reads, L{pymta.secretfile}.
     """
-    try:
-        st = os.lstat(path)
-    except FileNotFoundError:
+    if not os.path.lexists(path):
         return None
-    except OSError as e:
-        return f"cannot check it: {e.strerror}"
-    if not stat.S_ISREG(st.st_mode):
-        return "not a regular file: it must be a file of mode 0600 owned by the mail account"
-    mode = stat.S_IMODE(st.st_mode)
-    if mode & 0o077:
-        return f"mode {mode:04o}: others than its owner can read or change the passwords (chmod 600)"
-    if account is not None and st.st_uid != account[0]:
-        return (f"owned by uid {st.st_uid}, not by uid {account[0]}, the mail account pymta-send runs as "
-                f"(chown {account[0]}:{account[1]})")
-    return None
-
-
-def daemon_account(root: str) -> tuple[int, int] | None:
-    """The account pymta-send of C{root} runs as: the mail account, else this process's (None for root)."""
-    try:
-        return mail_account(root)
-    except PrivilegeError:
-        return None if os.geteuid() == 0 else (os.geteuid(), os.getegid())
+    return secret_file_problem(path, account, "the passwords")
 
 
 def check_file(controls: Controls, account: tuple[int, int] | None) -> None:
