@@ -118,12 +118,12 @@ class ProxiedConnection(policies.ProtocolWrapper):
     def getPeer(self) -> IAddress:
         if self._header is not None and self._header.source is not None:
             return self._header.source
-        return self.transport.getPeer()  # type: ignore[union-attr]  # set by makeConnection
+        return self._socket().getPeer()
 
     def getHost(self) -> IAddress:
         if self._header is not None and self._header.destination is not None:
             return self._header.destination
-        return self.transport.getHost()  # type: ignore[union-attr]  # set by makeConnection
+        return self._socket().getHost()
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
         self._cancel_deadline()
@@ -131,8 +131,13 @@ class ProxiedConnection(policies.ProtocolWrapper):
             self._connected = False
             super().connectionLost(reason)
 
+    def _socket(self) -> Any:
+        """The connection from the proxy (an ITCPTransport; set by makeConnection)."""
+        assert self.transport is not None
+        return self.transport
+
     def _socket_peer(self) -> str:
-        peer = self.transport.getPeer()  # type: ignore[union-attr]  # set by makeConnection
+        peer = self._socket().getPeer()
         return str(getattr(peer, "host", None) or peer)
 
     def _timed_out(self) -> None:
@@ -143,7 +148,7 @@ class ProxiedConnection(policies.ProtocolWrapper):
         self._refused = True
         self._cancel_deadline()
         log.info("proxy: refused {peer}: {reason}", peer=self._socket_peer(), reason=reason)
-        self.transport.abortConnection()  # type: ignore[union-attr]  # set by makeConnection
+        self._socket().abortConnection()
 
     def _cancel_deadline(self) -> None:
         if self._deadline is not None and self._deadline.active():
