@@ -33,6 +33,7 @@ from pymta.senderauth.settings import sender_auth_settings
 from pymta.smtpd.context import per_ip_limit
 from pymta.smtpd.dnsbl import rbl_zones
 from pymta.smtpd.rcptcheck import rcptcheck_enabled
+from pymta.trustedproxies import trusted_proxies
 
 __all__ = ["PARSERS", "check_extra_controls"]
 
@@ -50,6 +51,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "dkimkeys": key_entries,
     "mtasts": mtasts_settings,
     "bounceformat": bounce_format,
+    "trustedproxies": trusted_proxies,
 }
 
 

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Any
+from typing import Any, Callable
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -39,6 +39,9 @@ from twisted.internet.interfaces import IOpenSSLContextFactory
 from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from zope.interface import implementer
+
+from pymta.proxylistener import TrustedProxyFactory, split_proxy_prefix
+from pymta.trustedproxies import TrustedProxies
 
 __all__ = [
     "TLSConfigError",
@@ -192,13 +195,16 @@ def check_server_endpoint(reactor: Any, description: str) -> None:
     L{server_listener} can listen on (for implicit TLS: its C{tcp:} form;
     the certificate itself is checked when the service is built).
     """
+    _, inner = split_proxy_prefix(description)
     try:
-        endpoints.serverFromString(reactor, implicit_tls_port(description) or description)
+        endpoints.serverFromString(reactor, implicit_tls_port(inner) or description)
     except (ValueError, TypeError, KeyError, OSError) as e:
         raise usage.UsageError(f"bad endpoint {description!r}: {e}") from None
 
 
-def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS) -> internet.StreamServerEndpointService:
+def server_listener(
+    reactor: Any, description: str, factory: Any, tls: ServerTLS, proxies: Callable[[], TrustedProxies] | None = None
+) -> internet.StreamServerEndpointService:
     """
     A service listening on the endpoint C{description} with C{factory}.  For
     implicit TLS (L{implicit_tls_port}) the factory is wrapped in
@@ -206,7 +212,15 @@ def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS
     (else L{TLSConfigError}); an C{ssl:} endpoint with its own key files gets
     the server profile too (L{_with_server_profile}).  Listening errors are raised from
     C{privilegedStartService}/C{startService}, not only logged.
+
+    C{haproxy:ENDPOINT} listens on ENDPOINT behind a proxy: the factory is
+    wrapped in L{TrustedProxyFactory}, which believes a PROXY header only
+    from the addresses C{proxies()} lists (None: no proxy is trusted).  For
+    implicit TLS (C{haproxy:ssl:PORT}) the header comes before the TLS
+    handshake, as HAProxy sends it; an C{ssl:} endpoint with its own key
+    files reads it inside TLS, as Twisted's C{haproxy:} did.
     """
+    proxied, description = split_proxy_prefix(description)
     tcp = implicit_tls_port(description)
     if tcp is not None:
         if not tls.available:
@@ -215,6 +229,8 @@ def server_listener(reactor: Any, description: str, factory: Any, tls: ServerTLS
         factory = TLSMemoryBIOFactory(tls, False, factory)
     else:
         endpoint = _with_server_profile(endpoints.serverFromString(reactor, description), description)
+    if proxied:  # outermost: the header is read before anything else
+        factory = TrustedProxyFactory(factory, proxies or TrustedProxies, reactor)
     listener = internet.StreamServerEndpointService(endpoint, factory)
     listener._raiseSynchronously = True
     return listener

@@ -24,6 +24,7 @@ BAD_SECOND_LINE = {
     "dkimkeys": "example.com:s1:dkim/s1.key\nexample.com:s1\n",
     "mtasts": "off\nstrict\n",
     "bounceformat": "dsn\nqsbmf\n",
+    "trustedproxies": "10.0.0.0/8\n10.1.2.3/16\n",
 }
 
 

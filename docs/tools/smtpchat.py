@@ -9,6 +9,9 @@ following arguments are the message, one line each, up to an argument
 C{.}, which ends the data.  After C{STARTTLS} is answered with C{220} the
 connection continues inside TLS (the certificate is not checked).  It
 stops at the first reply that closes the connection, or after C{QUIT}.
+
+C{--proxy CLIENT_IP} first sends the PROXY protocol line a proxy such as
+HAProxy would send for a client at CLIENT_IP (for a C{haproxy:} listener).
 """
 
 from __future__ import annotations
@@ -32,10 +35,21 @@ def read_reply(stream) -> list[str]:
 
 
 def main(argv: list[str]) -> int:
+    client = None
+    if argv[:1] == ["--proxy"]:
+        client, argv = argv[1], argv[2:]
     target, words = argv[0], argv[1:]
     host, _, port = target.rpartition(":")
     sock = socket.create_connection((host or "127.0.0.1", int(port)), timeout=30)
     stream = sock.makefile("rb")
+    if client is not None:
+        server = sock.getpeername()[0]
+        family = "TCP6" if ":" in client else "TCP4"
+        if family == "TCP6" and ":" not in server:
+            server = "::ffff:" + server
+        line = f"PROXY {family} {client} {server} 40000 {port}"
+        print(">", line)
+        sock.sendall(line.encode() + b"\r\n")
 
     def show(reply: list[str]) -> bool:
         for line in reply:

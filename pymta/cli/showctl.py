@@ -56,6 +56,7 @@ EXTRA_FILES: dict[str, str] = {
     "dkimkeys": "DKIM keys (DOMAIN:SELECTOR:KEYFILE) that sign mail of trusted SMTP sessions and local injection",
     "mtasts": "MTA-STS in remote delivery: off, or the CA file for policy servers and MX hosts (absent: on, system CAs)",
     "bounceformat": "the form of failure reports: qsbmf (qmail's, the default) or dsn (RFC 3464 multipart/report)",
+    "trustedproxies": "proxies (addresses, prefixes) whose PROXY headers haproxy: listeners believe (absent: none)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

@@ -49,6 +49,7 @@ from pymta.pop3d.protocol import POP3Factory, ServerSettings
 from pymta.pop3d.spawnerclient import MailboxSpawner
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, implicit_tls_port, server_listener
+from pymta.trustedproxies import current_trusted_proxies
 
 __all__ = ["POP3Service", "build_pop3_service", "implicit_tls_port"]
 
@@ -154,8 +155,9 @@ def build_pop3_service(
     )
     apply_connection_limits(settings, reader.current)
     svc = POP3Service(reader, settings, tls, spawner)
+    proxies = current_trusted_proxies(reader)  # haproxy: listeners (control/trustedproxies)
     for description in listen:
         pop3_factory = POP3Factory(settings)
         svc.factories.append(pop3_factory)
-        server_listener(reactor, description, pop3_factory, tls).setServiceParent(svc)
+        server_listener(reactor, description, pop3_factory, tls, proxies).setServiceParent(svc)
     return svc

@@ -31,7 +31,7 @@ start and on every reload.
 from __future__ import annotations
 
 import os
-from typing import Any, Iterable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 from twisted.application import service
 from twisted.cred.checkers import ICredentialsChecker
@@ -54,6 +54,8 @@ from pymta.smtpd.factory import SMTPFactory
 from pymta.smtpd.rcptcheck import RecipientCheck, rcptcheck_enabled, recipient_check_for
 from pymta.smtpd.senderauthstep import SenderAuthStep, sender_auth_step
 from pymta.tls import ServerTLS, TLSConfigError, cert_path, server_listener
+from pymta.proxylistener import split_proxy_prefix
+from pymta.trustedproxies import TrustedProxies, current_trusted_proxies
 
 __all__ = ["SMTPDService", "build_smtpd_service", "check_controls", "rules_path", "cert_path"]
 
@@ -83,6 +85,7 @@ class SMTPDService(service.MultiService):
         self.local_recipients = local_recipients
         self.sender_auth: SenderAuthStep | None = None
         self.dkim_sign: DKIMSignStep | None = None  # control/dkimkeys: signing of trusted sessions' mail
+        self.trusted_proxies: Callable[[], TrustedProxies] = TrustedProxies  # haproxy: listeners (control/trustedproxies)
 
     def reload(self) -> None:
         """Re-read tcp.smtp, servercert.pem and control/rbls; keep old values on errors."""
@@ -239,8 +242,11 @@ def build_smtpd_service(
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
     svc.dkim_sign = DKIMSignStep(DKIMSigning.for_reader(reader, reactor))
     svc.set_sender_auth(sender_auth_step(reader.current, reactor))
+    svc.trusted_proxies = current_trusted_proxies(reader)
     for descriptions, is_submission in ((listen, False), (submission, True)):
         for description in descriptions:
-            settings = ListenerSettings(submission=is_submission, implicit_tls=description.startswith("ssl:"))
-            server_listener(reactor, description, SMTPFactory(context, settings), tls).setServiceParent(svc)
+            implicit_tls = split_proxy_prefix(description)[1].startswith("ssl:")
+            settings = ListenerSettings(submission=is_submission, implicit_tls=implicit_tls)
+            factory = SMTPFactory(context, settings)
+            server_listener(reactor, description, factory, tls, svc.trusted_proxies).setServiceParent(svc)
     return svc

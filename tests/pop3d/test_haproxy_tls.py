@@ -32,6 +32,8 @@ class HAProxyOverTLS(TestCase):
         os.makedirs(os.path.join(root, "control"))
         pem = os.path.join(root, "control", "servercert.pem")
         write_cert(pem)
+        with open(os.path.join(root, "control", "trustedproxies"), "w") as f:
+            f.write("127.0.0.1\n")  # the test's client is the proxy
         home = os.path.join(root, "home", "alice")
         sample_maildir(os.path.join(home, "Maildir"))
         uid = os.getuid() or 4242

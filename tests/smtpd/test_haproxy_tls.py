@@ -34,6 +34,8 @@ class HAProxyOverTLS(TestCase):
             f.write(':allow,RELAYCLIENT=""\n')
         pem = os.path.join(root, "control", "servercert.pem")
         write_cert(pem)
+        with open(os.path.join(root, "control", "trustedproxies"), "w") as f:
+            f.write("127.0.0.1\n")  # the test's client is the proxy
         self.sink = MemorySink()
         self.svc = build_smtpd_service(
             root, ControlReader(root), self.sink,
