@@ -24,6 +24,7 @@ BAD_SECOND_LINE = {
     "dkimkeys": "example.com:s1:dkim/s1.key\nexample.com:s1\n",
     "mtasts": "off\nstrict\n",
     "bounceformat": "dsn\nqsbmf\n",
+    "lmtproutes": "mail.example:unix:/run/dovecot/lmtp\nbad.example:\n",
 }
 
 
