@@ -11,7 +11,10 @@ check; addresses the dead-host memory marks as dead are skipped, a
 connect timeout is remembered).  A connection that cannot be made, or
 whose greeting or LHLO fails, moves on to the next address; the first
 session carries the message (L{pymta.remote.lmtpclient}) and each
-recipient gets its own result.  None at all: C{Z} "Sorry, I wasn't able
+recipient gets its own result.  A transaction has one recipient unless
+the route's C{recipients=N} allows more: Dovecot writes C{Delivered-To:}
+(and the C{for} of its Received line) only into a transaction with one
+recipient, and qmail's local delivery writes Delivered-To into each copy.  None at all: C{Z} "Sorry, I wasn't able
 to establish an LMTP connection. (#4.4.1)".
 
 Each route has its own limit (the line's C{concurrency=N}): a delivery
@@ -156,18 +159,33 @@ class LMTPDelivery:
                 log.error("{job}: cannot open message {path}: {error}", job=job.about(), message_id=job.message_id,
                           path=job.message_path, error=e)
                 return [DeliveryResult(DEFERRAL, TEXT_NO_MESSAGE) for _ in recipients]
+            results: list[DeliveryResult] = []
             with message:
-                text = TEXT_NO_LMTP_CONNECTION
-                for target in targets:
-                    if self._is_dead(job, route, target):
-                        continue
-                    outcome = yield self._session(pool, route, target, job, controls, recipients, message)
-                    if isinstance(outcome, LMTPOutcome):
-                        return outcome.results
-                    text = outcome or text
-                return [DeliveryResult(DEFERRAL, text) for _ in recipients]
+                for start in range(0, len(recipients), route.recipients):
+                    batch = recipients[start:start + route.recipients]
+                    outcome = yield self._over_targets(pool, route, targets, job, controls, batch, message)
+                    if isinstance(outcome, str):  # no server took the session: the same for the rest
+                        return results + [DeliveryResult(DEFERRAL, outcome) for _ in recipients[start:]]
+                    results += outcome.results
+            return results
         finally:
             pool.slots.release()
+
+    @defer.inlineCallbacks
+    def _over_targets(
+        self, pool: _RoutePool, route: LMTPRoute, targets: list[str], job: DeliveryJob, controls: Controls,
+        recipients: list[str], message: IO[bytes],
+    ) -> Generator[Deferred[Any], Any, LMTPOutcome | str]:
+        """The first session's outcome, or the deferral text when no target took one."""
+        text = TEXT_NO_LMTP_CONNECTION
+        for target in targets:
+            if self._is_dead(job, route, target):
+                continue
+            outcome = yield self._session(pool, route, target, job, controls, recipients, message)
+            if isinstance(outcome, LMTPOutcome):
+                return outcome
+            text = outcome or text
+        return text
 
     def _is_dead(self, job: DeliveryJob, route: LMTPRoute, address: str) -> bool:
         if route.path is not None:

@@ -3,7 +3,7 @@
 C{control/lmtproutes}: the domains whose mail goes to an LMTP server
 (RFC 2033; e.g. Dovecot's C{lmtp} service) for final delivery.
 
-A line is C{key:server[ concurrency=N]}; the key ends at the first colon
+A line is C{key:server[ OPTION...]}; the key ends at the first colon
 and is looked up as in smtproutes (the exact domain, then each
 C{.suffix} longest first: L{pymta.remote.smtproutes.lookup_suffixes}),
 but the empty key (every domain) is refused: mailbox domains are named.
@@ -14,9 +14,12 @@ The server is
     in smtproutes' relay syntax (L{pymta.remote.smtproutes.parse_route}),
     port 24 by default.
 
-C{concurrency=N} (1 to 1000, default L{DEFAULT_CONCURRENCY}) bounds the
-connections pymta-send holds to that server at once; connections are kept
-between messages (L{pymta.remote.lmtpdelivery}).
+Options, each at most once: C{concurrency=N} (1 to 1000, default
+L{DEFAULT_CONCURRENCY}) bounds the connections pymta-send holds to that
+server at once (connections are kept between messages:
+L{pymta.remote.lmtpdelivery}); C{recipients=N} (1 to 100, default 1) is
+the most recipients one transaction carries (Dovecot writes
+C{Delivered-To:} only when there is one).
 
 The recipients of these domains are remote ones: a domain listed here
 must not also be in control/locals or control/virtualdomains (local
@@ -40,6 +43,8 @@ __all__ = ["LMTP_PORT", "DEFAULT_CONCURRENCY", "NAME", "LMTPRoute", "LMTPRoutes"
 LMTP_PORT = 24
 DEFAULT_CONCURRENCY = 10
 MAX_CONCURRENCY = 1000
+MAX_RECIPIENTS = 100
+_LIMITS = {"concurrency": MAX_CONCURRENCY, "recipients": MAX_RECIPIENTS}
 NAME = "lmtproutes"
 
 
@@ -54,6 +59,7 @@ class LMTPRoute:
     host: str | None = None
     port: int = LMTP_PORT
     concurrency: int = DEFAULT_CONCURRENCY
+    recipients: int = 1
 
     @property
     def server(self) -> str:
@@ -61,17 +67,18 @@ class LMTPRoute:
         return self.path if self.path is not None else f"{self.host}:{self.port}"
 
 
-def _concurrency(options: list[str]) -> int:
-    if not options:
-        return DEFAULT_CONCURRENCY
-    if len(options) > 1:
-        raise RouteError("one option at most after the server (concurrency=N)")
-    name, equals, value = options[0].partition("=")
-    if name != "concurrency" or not equals:
-        raise RouteError(f"unknown option {options[0]!r} (expected concurrency=N)")
-    if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= MAX_CONCURRENCY:
-        raise RouteError(f"bad concurrency {value!r} (expected 1 to {MAX_CONCURRENCY})")
-    return int(value)
+def _options(options: list[str]) -> tuple[int, int]:
+    found: dict[str, int] = {}
+    for option in options:
+        name, equals, value = option.partition("=")
+        if name not in _LIMITS or not equals:
+            raise RouteError(f"unknown option {option!r} (expected concurrency=N or recipients=N)")
+        if name in found:
+            raise RouteError(f"option {name} given twice")
+        if not (value.isascii() and value.isdigit()) or not 0 < int(value) <= _LIMITS[name]:
+            raise RouteError(f"bad {name} {value!r} (expected 1 to {_LIMITS[name]})")
+        found[name] = int(value)
+    return found.get("concurrency", DEFAULT_CONCURRENCY), found.get("recipients", 1)
 
 
 def parse_lmtproute(value: str) -> LMTPRoute:
@@ -79,19 +86,19 @@ def parse_lmtproute(value: str) -> LMTPRoute:
     if value != value.strip() or "  " in value:
         raise RouteError("blank around the server or between options")
     server, *options = value.split(" ")
-    concurrency = _concurrency(options)
+    settings = _options(options)
     if server.startswith("unix:"):
         path = server[len("unix:"):]
         if not path.startswith("/") or not path.isprintable():
             raise RouteError(f"unix: needs the absolute path of the LMTP socket, not {path!r}")
-        return LMTPRoute(path=path, concurrency=concurrency)
+        return LMTPRoute(path, None, LMTP_PORT, *settings)
     if not server:
         raise RouteError("no server (expected unix:/path or host[:port]): LMTP has no MX lookup")
     route = parse_route(server)
     if route.relay is None:
         raise RouteError("no server (expected unix:/path or host[:port]): LMTP has no MX lookup")
     port = route.port if ":" in server.rpartition("]")[2] else LMTP_PORT
-    return LMTPRoute(host=route.relay, port=port, concurrency=concurrency)
+    return LMTPRoute(None, route.relay, port, *settings)
 
 
 class LMTPRoutes:

@@ -46,7 +46,7 @@ class LMTPDeliveryTests(unittest.TestCase):
     @defer.inlineCallbacks
     def test_each_recipient_gets_its_own_result(self) -> defer.Generator:
         factory = self.server(unknown=(b"nobody@mail.test",), after_dot={b"full@mail.test": b"452 4.2.2 Quota"})
-        channel, root = self.channel(f"mail.test:unix:{self.socket}")
+        channel, root = self.channel(f"mail.test:unix:{self.socket} recipients=3")
         results = yield channel.deliver(job(root, ["ann@mail.test", "nobody@mail.test", "full@mail.test"],
                                             b"Subject: hi\n\n.dot\n"))
         self.assertEqual([(r.status, r.text) for r in results], [
@@ -58,6 +58,27 @@ class LMTPDeliveryTests(unittest.TestCase):
         [session] = factory.sessions
         self.assertEqual(session.commands[:2], [b"LHLO pymta.example", b"MAIL FROM:<alice@pymta.example> BODY=8BITMIME"])
         self.assertEqual(session.messages, [b"Subject: hi\n\n..dot\n"])  # as on the wire: dot-stuffed
+
+    @defer.inlineCallbacks
+    def test_one_recipient_a_transaction_by_default(self) -> defer.Generator:
+        factory = self.server(unknown=(b"nobody@mail.test",))
+        channel, root = self.channel(f"mail.test:unix:{self.socket}")
+        results = yield channel.deliver(job(root, ["ann@mail.test", "nobody@mail.test", "bob@mail.test"]))
+        self.assertEqual([r.status for r in results], [SUCCESS, FAILURE, SUCCESS])
+        [session] = factory.sessions  # over one connection
+        self.assertEqual([c for c in session.commands if c.startswith((b"RCPT", b"RSET"))], [
+            b"RCPT TO:<ann@mail.test>", b"RSET", b"RCPT TO:<nobody@mail.test>", b"RSET", b"RCPT TO:<bob@mail.test>"])
+        self.assertEqual(len(session.messages), 2)
+
+    @defer.inlineCallbacks
+    def test_no_connection_is_tried_again_for_the_next_recipient(self) -> defer.Generator:
+        channel, root = self.channel(f"mail.test:unix:{self.socket}")
+        tried: list = []
+        connect = channel.lmtp._endpoint
+        channel.lmtp._endpoint = lambda *args: tried.append(args) or connect(*args)  # type: ignore[method-assign]
+        results = yield channel.deliver(job(root, ["ann@mail.test", "bob@mail.test"]))
+        self.assertEqual([r.text for r in results], [TEXT_NO_LMTP_CONNECTION] * 2)
+        self.assertEqual(len(tried), 1)
 
     @defer.inlineCallbacks
     def test_lmtproutes_wins_over_smtproutes_and_qmtproutes(self) -> defer.Generator:

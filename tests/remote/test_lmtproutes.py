@@ -17,6 +17,8 @@ class ParseTests(unittest.TestCase):
         self.assertEqual(route, LMTPRoute(path="/run/dovecot/lmtp", concurrency=DEFAULT_CONCURRENCY))
         self.assertEqual(route.server, "/run/dovecot/lmtp")
         self.assertEqual(parse_lmtproute("unix:/x/lmtp concurrency=3"), LMTPRoute(path="/x/lmtp", concurrency=3))
+        self.assertEqual(parse_lmtproute("unix:/x/lmtp recipients=50 concurrency=3"),
+                         LMTPRoute(path="/x/lmtp", concurrency=3, recipients=50))
 
     def test_tcp_servers(self) -> None:
         self.assertEqual(parse_lmtproute("mail.example"), LMTPRoute(host="mail.example", port=LMTP_PORT))
@@ -36,7 +38,8 @@ class ParseTests(unittest.TestCase):
             ("mail.example concurrency=1001", "bad concurrency"),
             ("mail.example concurrency=x", "bad concurrency"),
             ("mail.example smtps", "unknown option"),
-            ("mail.example concurrency=2 concurrency=3", "one option"),
+            ("mail.example concurrency=2 concurrency=3", "given twice"),
+            ("mail.example recipients=101", "bad recipients"),
             ("mail.example  concurrency=2", "blank"),
             (" mail.example", "blank"),
             ("mail.example:99999", "bad port"),
