@@ -15,7 +15,7 @@ from typing import Iterator
 from pymta.configcheck.problem import WARNING, CheckContext, Problem
 from pymta.control import ControlError, ControlLines
 from pymta.queue.routing import LOCAL, route_recipient
-from pymta.remote.lmtproutes import NAME, lmtp_routes
+from pymta.remote.lmtproutes import NAME, LMTPRoutes
 
 __all__ = ["check_lmtp_domains"]
 
@@ -26,12 +26,15 @@ def check_lmtp_domains(ctx: CheckContext) -> Iterator[Problem]:
     if controls is None:
         return
     try:
-        lmtp_routes(controls)
         lines = controls.extra_lines(NAME)
-    except (ControlError, OSError):
+    except OSError:
         return  # the control files' check reports it
     path = ctx.path("control", NAME)
     for index, line in enumerate(lines or ()):
+        try:
+            LMTPRoutes([line])
+        except ControlError:
+            continue  # the control files' check reports the line
         domain = line.partition(":")[0].lower()
         if domain.startswith(".") or route_recipient(f"postmaster@{domain}", controls).channel != LOCAL:
             continue

@@ -32,8 +32,8 @@ class LMTPDomainsTests(SynchronousTestCase):
 
     def test_a_bad_file_is_the_control_files_check_to_report(self) -> None:
         root = init_root(self)
-        write(root, "control/lmtproutes", "mail.example:unix:relative\n")
-        self.assertEqual(check(root, check_lmtp_domains), [])
+        write(root, "control/lmtproutes", "mail.example:unix:relative\nmx.example.test:unix:/run/lmtp\n")
+        self.assertEqual(located(root, check(root, check_lmtp_domains)), [("control/lmtproutes", 2, WARNING)])
         problems = check(root, check_control_files)
         self.assertEqual(located(root, problems), [("control/lmtproutes", 1, ERROR)])
         self.assertIn("absolute path", problems[0].text)
