@@ -112,9 +112,10 @@ class DovecotLMTP:
 
     def start(self, timeout: float = 30.0) -> None:
         """Run Dovecot in the foreground (as the account); returns once the LMTP socket answers."""
-        as_account = {"user": self.uid, "group": self.gid, "extra_groups": []} if os.getuid() == 0 else {}
+        root = os.getuid() == 0  # then Dovecot runs as the account, without root's groups
         self.proc = subprocess.Popen([DOVECOT, "-F", "-c", self.conf], stdout=subprocess.DEVNULL,
-                                     stderr=subprocess.STDOUT, **as_account)  # type: ignore[call-overload]
+                                     stderr=subprocess.STDOUT, user=self.uid if root else None,
+                                     group=self.gid if root else None, extra_groups=[] if root else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
