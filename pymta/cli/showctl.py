@@ -56,7 +56,7 @@ EXTRA_FILES: dict[str, str] = {
     "dkimkeys": "DKIM keys (DOMAIN:SELECTOR:KEYFILE) that sign mail of trusted SMTP sessions and local injection",
     "mtasts": "MTA-STS in remote delivery: off, or the CA file for policy servers and MX hosts (absent: on, system CAs)",
     "bounceformat": "the form of failure reports: qsbmf (qmail's, the default) or dsn (RFC 3464 multipart/report)",
-    "lmtproutes": "domains delivered to an LMTP server (domain:unix:/path or domain:host[:port], port 24; concurrency=N)",
+    "lmtproutes": "domains handed to an LMTP server (domain:unix:/path or domain:host[:port]; concurrency=N recipients=N)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}
