@@ -9,6 +9,12 @@ Maildir; measured in the same run for
    keygen}; 127.0.0.1 is a relay client in the tcp.smtp C{pymta init}
    writes, so the sessions of both runs are trusted), with
    its throughput as a ratio to C{pymta}'s (signing off) in the same run;
+ - C{twistd pymta} handing every message to a private Dovecot over LMTP
+   (C{pymta-lmtp}: Debian's dovecot-lmtpd run by L{tests.dovecot}, the
+   recipient's domain in control/lmtproutes on Dovecot's unix socket; the
+   delivered count is Dovecot's Maildir, the memory and CPU include
+   Dovecot's processes), with its throughput as a ratio to C{pymta}'s
+   (pymta's own Maildir delivery) in the same run;
  - pymta as separate processes (C{twistd pymta-smtpd} + C{twistd pymta-send}:
    two reactors on two cores);
  - a throw-away Postfix instance (own config and queue directories under the
@@ -24,7 +30,7 @@ the RSS and of the PSS of the server's whole process tree, sampled every
 ratios pymta/Postfix.
 
 Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
-       [--only pymta,pymta-split,postfix,pymta-dkim]
+       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp]
 Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
 through benchmarks/end_to_end.sh, which installs Debian's postfix first.
 """
@@ -40,7 +46,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -50,12 +56,16 @@ sys.path.insert(0, HERE)
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
 
+if TYPE_CHECKING:
+    from tests.dovecot import DovecotLMTP
+
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 PYMTA = [sys.executable, "-m", "pymta.cli.main"]
 MAIL_UID = 4242
 DOMAIN = "bench.example"
 SENDER_DOMAIN = "example.org"  # smtp_source's -f sender@example.org, also its From: field
 USER = "alice"
+LMTP_DOMAIN = "lmtp.bench.example"  # pymta-lmtp: control/lmtproutes sends it to Dovecot
 
 
 # -- process-tree memory ------------------------------------------------
@@ -229,8 +239,9 @@ def twistd(args: list[str], log: str) -> subprocess.Popen:
 class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
-    def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False) -> None:
-        self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta"
+    def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False,
+                 lmtp: bool = False) -> None:
+        self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta-lmtp" if lmtp else "pymta"
         self.split = split
         self.base = base
         self.root = os.path.join(base, "root")
@@ -247,6 +258,23 @@ class PymtaServer:
         self.maildir = os.path.join(self.root, "home", USER, "Maildir")
         if dkim:
             self.sign_with_dkim()
+        self.dovecot = self.deliver_over_lmtp() if lmtp else None
+
+    def deliver_over_lmtp(self) -> "DovecotLMTP":
+        """A private Dovecot LMTP with USER's mailbox; LMTP_DOMAIN's mail goes to its unix socket."""
+        from tests.dovecot import DovecotLMTP
+
+        where = os.path.join(self.base, "dovecot")
+        os.mkdir(where)
+        dovecot = DovecotLMTP(where, [USER], free_port())
+        control = os.path.join(self.root, "control")
+        with open(os.path.join(control, "rcpthosts"), "a") as f:
+            f.write(LMTP_DOMAIN + "\n")
+        with open(os.path.join(control, "lmtproutes"), "w") as f:
+            f.write(f"{LMTP_DOMAIN}:unix:{dovecot.socket}\n")
+        self.rcpt = f"{USER}@{LMTP_DOMAIN}"
+        self.maildir = os.path.join(where, "mail", USER, "Maildir")
+        return dovecot
 
     def sign_with_dkim(self) -> None:
         """Keys for smtp-source's sender domain in control/dkimkeys (127.0.0.1 is a relay client already: signed)."""
@@ -259,6 +287,8 @@ class PymtaServer:
             f.write("\n".join(lines) + "\n")
 
     def start(self) -> None:
+        if self.dovecot is not None:
+            self.dovecot.start()
         listen = f"tcp:{self.port}:interface=127.0.0.1"
         if self.split:
             self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
@@ -271,10 +301,13 @@ class PymtaServer:
         wait_for(lambda: port_open(self.port), 60, self.name)
 
     def pids(self) -> list[int]:
-        return [p.pid for p in self.procs if p.poll() is None]
+        dovecot = [self.dovecot.proc] if self.dovecot is not None and self.dovecot.proc is not None else []
+        return [p.pid for p in self.procs + dovecot if p.poll() is None]
 
     def stop(self) -> None:
         stop_processes(self.procs, 60)
+        if self.dovecot is not None:
+            self.dovecot.stop()
 
 
 class PostfixServer:
@@ -389,6 +422,13 @@ def main() -> int:
     if not os.path.exists(SMTP_SOURCE):
         raise SystemExit("smtp-source is missing (benchmarks/end_to_end.sh installs postfix)")
     wanted = [name for name in args.only.split(",") if name]
+    if "pymta-lmtp" in wanted:
+        from tests.dovecot import missing
+
+        reason = missing()
+        if reason:
+            print(f"pymta-lmtp: not run ({reason})")
+            wanted.remove("pymta-lmtp")
     if "postfix" in wanted:
         reason = available_postfix()
         if reason:
@@ -410,7 +450,7 @@ def main() -> int:
                     server = PostfixServer(where)
                 else:
                     server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync,
-                                         dkim=(name == "pymta-dkim"))
+                                         dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)
@@ -443,6 +483,10 @@ def main() -> int:
         print(f"  ratio signing on/off (pymta-dkim/pymta): "
               f"accepted {median('pymta-dkim', 'accepted') / median('pymta', 'accepted'):.2f}, "
               f"delivered {median('pymta-dkim', 'delivered') / median('pymta', 'delivered'):.2f}")
+    if "pymta-lmtp" in wanted and "pymta" in wanted:
+        print(f"  ratio LMTP to Dovecot / pymta's Maildir delivery (pymta-lmtp/pymta): "
+              f"accepted {median('pymta-lmtp', 'accepted') / median('pymta', 'accepted'):.2f}, "
+              f"delivered {median('pymta-lmtp', 'delivered') / median('pymta', 'delivered'):.2f}")
     if "postfix" in wanted:
         for name in wanted:
             if name == "postfix":

@@ -25,6 +25,7 @@ from pymta.dkim.keys import key_entries
 from pymta.dsn.bounceformat import bounce_format
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.qmtproutes import qmtp_routes
+from pymta.remote.lmtproutes import lmtp_routes
 from pymta.remote.mtastssettings import mtasts_settings
 from pymta.remote.smarthostauth import smarthost_credentials
 from pymta.remote.tlspolicy import tls_destinations
@@ -52,6 +53,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "mtasts": mtasts_settings,
     "bounceformat": bounce_format,
     "trustedproxies": trusted_proxies,
+    "lmtproutes": lmtp_routes,
 }
 
 

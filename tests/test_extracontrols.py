@@ -25,6 +25,7 @@ BAD_SECOND_LINE = {
     "mtasts": "off\nstrict\n",
     "bounceformat": "dsn\nqsbmf\n",
     "trustedproxies": "10.0.0.0/8\n10.1.2.3/16\n",
+    "lmtproutes": "mail.example:unix:/run/dovecot/lmtp\nbad.example:\n",
 }
 
 

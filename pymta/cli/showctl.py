@@ -57,6 +57,7 @@ EXTRA_FILES: dict[str, str] = {
     "mtasts": "MTA-STS in remote delivery: off, or the CA file for policy servers and MX hosts (absent: on, system CAs)",
     "bounceformat": "the form of failure reports: qsbmf (qmail's, the default) or dsn (RFC 3464 multipart/report)",
     "trustedproxies": "proxies (addresses, prefixes) whose PROXY headers haproxy: listeners believe (absent: none)",
+    "lmtproutes": "domains handed to an LMTP server (domain:unix:/path or domain:host[:port]; concurrency=N recipients=N)",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

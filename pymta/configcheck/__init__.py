@@ -25,6 +25,7 @@ from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files, load_every_control
 from pymta.configcheck.dkimkeys import check_dkimkeys
 from pymta.configcheck.dotqmails import check_dotqmail_files
+from pymta.configcheck.lmtpdomains import check_lmtp_domains
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership, check_queue_owner
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Checker, Problem, service_account
@@ -44,6 +45,7 @@ CHECKERS: tuple[Checker, ...] = (
     check_homes,
     check_dotqmail_files,
     check_dkimkeys,
+    check_lmtp_domains,
 )
 
 #: what the daemons run at start and before a reload: all but the queue's owner, which

@@ -24,6 +24,7 @@ from pymta.configcheck.accounts import check_assign, check_homes, check_passwd
 from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files
 from pymta.configcheck.dkimkeys import check_dkimkeys
+from pymta.configcheck.lmtpdomains import check_lmtp_domains
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership
 from pymta.configcheck.problem import WARNING, CheckContext, Checker, Problem
@@ -55,7 +56,7 @@ passwd_for_daemons = _as_warning(check_passwd, lambda p: p.text.endswith(SKIPPED
 CHECKERS_OF: dict[str, tuple[Checker, ...]] = {
     # control files, queue (queuesync), local delivery's users/assign and homes
     "pymta-send": (check_ownership, check_control_files, check_extra_files, check_smarthostauth, check_assign,
-                   check_homes, check_dkimkeys),
+                   check_homes, check_dkimkeys, check_lmtp_domains),
     # control files, tcp.smtp, certificate (STARTTLS), users/passwd (AUTH)
     "pymta-smtpd": (check_ownership, check_control_files, certificate_for_daemons, check_tcp_smtp, passwd_for_daemons,
                     check_dkimkeys),
@@ -63,7 +64,7 @@ CHECKERS_OF: dict[str, tuple[Checker, ...]] = {
     "pymta-pop3d": (check_ownership, check_control_files, certificate_for_daemons, passwd_for_daemons, check_homes),
     # the all-in-one process: every file (the queue's owner is judged by pymta.privileges)
     "pymta": (check_ownership, check_control_files, check_extra_files, check_smarthostauth, certificate_for_daemons,
-              check_tcp_smtp, check_assign, passwd_for_daemons, check_homes, check_dkimkeys),
+              check_tcp_smtp, check_assign, passwd_for_daemons, check_homes, check_dkimkeys, check_lmtp_domains),
 }
 
 

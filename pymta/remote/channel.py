@@ -24,7 +24,8 @@ domain, and for each domain:
      by the message's text when that is not better.
 
 A domain control/qmtproutes names goes over QMTP instead
-(L{pymta.remote.qmtpdelivery}).
+(L{pymta.remote.qmtpdelivery}); one control/lmtproutes names goes to its
+LMTP server (L{pymta.remote.lmtpdelivery}), whatever the other two say.
 
 After a message, the connection is kept open for C{idle_seconds} (3 by
 default) and the next message for the same address, port, helohost and TLS
@@ -75,6 +76,7 @@ from pymta.remote.localaddrs import own_addresses as discover_own_addresses
 from pymta.remote.mtasts import MTASTS
 from pymta.remote.mtastscache import cache_path
 from pymta.remote.qmtpdelivery import QMTPDelivery
+from pymta.remote.lmtpdelivery import LMTPDelivery
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
 from pymta.remote.smtproutes import Route
@@ -204,6 +206,8 @@ class RemoteChannel:
         self.qmtp = QMTPDelivery(self.planner, self.dead_hosts, reactor)  # the domains control/qmtproutes names
         reader.add_check(self.qmtp.routes)
         self.idle_seconds = idle_seconds
+        self.lmtp = LMTPDelivery(self.planner, self.dead_hosts, reactor, idle_seconds)  # control/lmtproutes
+        reader.add_check(self.lmtp.routes)
         self._idle: dict[tuple, list[SMTPClientProtocol]] = {}
         self._idle_timers: dict[SMTPClientProtocol, Any] = {}
 
@@ -236,15 +240,17 @@ class RemoteChannel:
     def start(self) -> None:
         """Accept deliveries again after L{stop} (the scheduler calls this when it starts)."""
         self._stopping = False
+        self.lmtp.start()
 
     def stop(self) -> "Deferred[None]":
         self._stopping = True
         self.qmtp.stop()
+        lmtp_closing = self.lmtp.stop()
         self.mtasts.stop()
         for protocol in list(self._active):
             if protocol.transport is not None:
                 protocol.transport.abortConnection()
-        closing = []
+        closing = lmtp_closing
         for key in list(self._idle):
             for protocol in list(self._idle.get(key, ())):
                 self._unpark(key, protocol)
@@ -297,6 +303,9 @@ class RemoteChannel:
     def _deliver_domain(
         self, job: DeliveryJob, controls: Controls, domain: str, recipients: list[str]
     ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
+        lmtp_route = self.lmtp.route_for(controls, domain)
+        if lmtp_route is not None:
+            return (yield self.lmtp.deliver(job, controls, domain, recipients, lmtp_route))
         qmtp_route = self.qmtp.route_for(controls, domain)
         if qmtp_route is not None:
             return (yield self.qmtp.deliver(job, controls, domain, recipients, qmtp_route))
