@@ -84,6 +84,7 @@ from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, route_policy, tls_destinations
 from pymta.remote.tlsprecedence import combine
 from pymta.remote.oneconnection import connect_quietly
+from pymta.snapshotcache import PerSnapshot
 
 __all__ = ["RemoteChannel", "TEXT_NO_CONNECTION", "combine_report"]
 
@@ -195,11 +196,11 @@ class RemoteChannel:
         self._active: set[SMTPClientProtocol] = set()
         self._inflight: set[Deferred] = set()
         self._stopping = False
-        self._tls_table: tuple[Controls, TLSPolicyTable] | None = None
+        self._tls_table: PerSnapshot[TLSPolicyTable] = PerSnapshot(tls_destinations)
         reader.add_check(self.tls_policies)  # a bad tlsdestinations stops the start, fails a reload
         self.mtasts = MTASTS.for_channel(self.resolver, reactor, cache_path(root))
         reader.add_check(self.mtasts.settings)  # so does a bad control/mtasts
-        self._auth_table: tuple[Controls, CredentialsTable] | None = None
+        self._auth_table: PerSnapshot[CredentialsTable] = PerSnapshot(smarthost_credentials)
         account = daemon_account(root)
         reader.add_check(lambda controls: check_file(controls, account))  # mode and owner: before it is read
         reader.add_check(self.smarthost_credentials)
@@ -269,17 +270,11 @@ class RemoteChannel:
 
     def tls_policies(self, controls: Controls) -> TLSPolicyTable:
         """control/tlsdestinations of C{controls}, parsed once per snapshot (L{ControlError} on a bad line)."""
-        cached = self._tls_table
-        if cached is None or cached[0] is not controls:
-            cached = self._tls_table = (controls, tls_destinations(controls))
-        return cached[1]
+        return self._tls_table(controls)
 
     def smarthost_credentials(self, controls: Controls) -> CredentialsTable:
         """control/smarthostauth of C{controls}, parsed once per snapshot (L{ControlError} on a bad line)."""
-        cached = self._auth_table
-        if cached is None or cached[0] is not controls:
-            cached = self._auth_table = (controls, smarthost_credentials(controls))
-        return cached[1]
+        return self._auth_table(controls)
 
     @defer.inlineCallbacks
     def _deliver(self, job: DeliveryJob) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:

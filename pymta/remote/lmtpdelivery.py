@@ -44,6 +44,7 @@ from pymta.remote.lmtproutes import LMTPRoute, LMTPRoutes, lmtp_routes
 from pymta.remote.routes import RouteFailure, TargetPlanner
 from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory
+from pymta.snapshotcache import PerSnapshot
 
 __all__ = ["LMTPDelivery", "TEXT_NO_LMTP_CONNECTION"]
 
@@ -97,17 +98,14 @@ class LMTPDelivery:
         self.dead_hosts = dead_hosts
         self.reactor = reactor
         self.idle_seconds = idle_seconds
-        self._table: tuple[Controls, LMTPRoutes] | None = None
+        self._table: PerSnapshot[LMTPRoutes] = PerSnapshot(lmtp_routes)
         self._pools: dict[LMTPRoute, _RoutePool] = {}
         self._active: set[LMTPClientProtocol] = set()
         self._stopping = False
 
     def routes(self, controls: Controls) -> LMTPRoutes:
         """control/lmtproutes of C{controls}, parsed once per snapshot (L{pymta.control.ControlError} on a bad line)."""
-        cached = self._table
-        if cached is None or cached[0] is not controls:
-            cached = self._table = (controls, lmtp_routes(controls))
-        return cached[1]
+        return self._table(controls)
 
     def route_for(self, controls: Controls, domain: str) -> LMTPRoute | None:
         """The LMTP route of C{domain}, or None (QMTP or SMTP as usual)."""

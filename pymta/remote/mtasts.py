@@ -50,6 +50,7 @@ from pymta.remote.mtastssettings import MTASTSSettings, mtasts_settings
 from pymta.remote.smtproutes import Route
 from pymta.remote.routes import Target
 from pymta.remote.tlspolicy import OPPORTUNISTIC, TLSPolicy
+from pymta.snapshotcache import PerSnapshot
 
 __all__ = ["MTASTS", "PolicyDiscovery", "TXT_TIMEOUT", "RETRY_AFTER"]
 
@@ -175,7 +176,7 @@ class MTASTS:
 
     def __init__(self, discovery: PolicyDiscovery) -> None:
         self.discovery = discovery
-        self._settings: tuple[Controls, MTASTSSettings] | None = None
+        self._settings: PerSnapshot[MTASTSSettings] = PerSnapshot(mtasts_settings)
 
     @classmethod
     def for_channel(cls, resolver: Resolver, reactor: Any, cache_file: str | None) -> "MTASTS":
@@ -186,10 +187,7 @@ class MTASTS:
 
     def settings(self, controls: Controls) -> MTASTSSettings:
         """control/mtasts of C{controls} (L{ControlError} on a bad line)."""
-        cached = self._settings
-        if cached is None or cached[0] is not controls:
-            cached = self._settings = (controls, mtasts_settings(controls))
-        return cached[1]
+        return self._settings(controls)
 
     def stop(self) -> None:
         self.discovery.stop()

@@ -32,6 +32,7 @@ from pymta.remote.routes import RouteFailure, TargetPlanner
 from pymta.remote.smtproutes import Route
 from pymta.remote.tcpto import DeadHostMemory
 from pymta.remote.oneconnection import connect_quietly
+from pymta.snapshotcache import PerSnapshot
 
 __all__ = ["QMTPDelivery", "TEXT_NO_QMTP_CONNECTION"]
 
@@ -49,15 +50,12 @@ class QMTPDelivery:
         self.planner = planner
         self.dead_hosts = dead_hosts
         self.reactor = reactor
-        self._table: tuple[Controls, QMTPRoutes] | None = None
+        self._table: PerSnapshot[QMTPRoutes] = PerSnapshot(qmtp_routes)
         self._active: set[QMTPClientProtocol] = set()
 
     def routes(self, controls: Controls) -> QMTPRoutes:
         """control/qmtproutes of C{controls}, parsed once per snapshot (L{pymta.control.ControlError} on a bad line)."""
-        cached = self._table
-        if cached is None or cached[0] is not controls:
-            cached = self._table = (controls, qmtp_routes(controls))
-        return cached[1]
+        return self._table(controls)
 
     def route_for(self, controls: Controls, domain: str) -> Route | None:
         """The QMTP route of C{domain}, or None (SMTP as usual)."""

@@ -27,6 +27,7 @@ from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.junk import JUNK_COMMAND_LIMIT
 from pymta.smtpd.replyreasons import tell
 from pymta.tls import ServerTLS
+from pymta.snapshotcache import PerSnapshot
 
 __all__ = ["SMTPDContext", "ListenerSettings", "per_ip_limit", "LIMIT_REPLIES"]
 
@@ -106,7 +107,7 @@ class SMTPDContext:
     end_of_data: EndOfDataStage = field(default_factory=EndOfDataStage)  # checks of whole messages (senderauth)
     #: what the sessions tell the daemon's metrics (L{pymta.sessionevents})
     events: SessionEvents = NO_EVENTS
-    _per_ip: tuple[Controls, int] | None = None
+    _per_ip: PerSnapshot[int] = field(default_factory=lambda: PerSnapshot(per_ip_limit), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.auth_limiter is None:
@@ -127,10 +128,7 @@ class SMTPDContext:
 
     def per_ip_limit(self, controls: Controls) -> int:
         """L{per_ip_limit} of C{controls}, read once per controls snapshot."""
-        cached = self._per_ip
-        if cached is None or cached[0] is not controls:
-            cached = self._per_ip = (controls, per_ip_limit(controls))
-        return cached[1]
+        return self._per_ip(controls)
 
 
 @dataclass(frozen=True)
