@@ -20,12 +20,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from OpenSSL import SSL, crypto
-from twisted.internet import ssl
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.remote.danematch import NO_MATCH, TLSARecord, check_chain
+from pymta.remote.tlspolicy import unverified_client_context
 
 __all__ = ["DaneMismatch", "DaneTLS"]
 
@@ -54,19 +54,11 @@ class DaneTLS:
 
 @implementer(IOpenSSLClientConnectionCreator)
 class _DaneCreator:
-    _shared_options: ssl.CertificateOptions | None = None
-
     def __init__(self, policy: DaneTLS) -> None:
         self.policy = policy
 
-    @classmethod
-    def _context(cls) -> SSL.Context:
-        if cls._shared_options is None:
-            cls._shared_options = ssl.CertificateOptions(verify=False)
-        return cls._shared_options.getContext()
-
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        connection = SSL.Connection(self._context(), None)
+        connection = SSL.Connection(unverified_client_context(), None)
         try:
             connection.set_tlsext_host_name(self.policy.host.encode("idna"))
         except (UnicodeError, ValueError):

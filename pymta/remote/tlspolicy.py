@@ -72,24 +72,29 @@ class TLSPolicy:
         return self.mode == VERIFY
 
 
+_UNVERIFIED: list[ssl.CertificateOptions] = []
+
+
+def unverified_client_context() -> SSL.Context:
+    """
+    The one client context without certificate checks that opportunistic
+    and DANE sessions share (building one is costly); a session that checks
+    something sets its own verify callback on its connection.
+    """
+    if not _UNVERIFIED:
+        _UNVERIFIED.append(ssl.CertificateOptions(verify=False))
+    return _UNVERIFIED[0].getContext()
+
+
 @implementer(IOpenSSLClientConnectionCreator)
 class OpportunisticTLS:
     """Client TLS without certificate checks, sending SNI when the host is a name."""
 
-    _shared_options: ssl.CertificateOptions | None = None
-
     def __init__(self, hostname: str | None) -> None:
         self._hostname = hostname
 
-    @classmethod
-    def _context(cls) -> SSL.Context:
-        # one context for every opportunistic session: building one is costly
-        if cls._shared_options is None:
-            cls._shared_options = ssl.CertificateOptions(verify=False)
-        return cls._shared_options.getContext()
-
     def clientConnectionForTLS(self, tlsProtocol: Any) -> SSL.Connection:
-        connection = SSL.Connection(self._context(), None)
+        connection = SSL.Connection(unverified_client_context(), None)
         if self._hostname and not _is_ip(self._hostname):
             try:
                 connection.set_tlsext_host_name(self._hostname.encode("idna"))
