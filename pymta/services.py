@@ -61,6 +61,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     error is one line and C{SystemExit}.
     """
     from pymta.configcheck.startup import checked_reader
+    from pymta.qmqpd.service import add_qmqp_listeners
     from pymta.qmtpd.service import add_qmtp_listeners
     from pymta.queue.framing import inject_socket_path
     from pymta.queue.injectclient import InjectClientSink
@@ -92,6 +93,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
             events=NO_EVENTS if metrics is None else metrics.sessions("smtpd"),
         )
         add_qmtp_listeners(svc, options.get("qmtp", ()), reactor)
+        add_qmqp_listeners(svc, options.get("qmqp", ()), reactor)
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
     lookup.setServiceParent(svc)
