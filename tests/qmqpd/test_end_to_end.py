@@ -4,13 +4,15 @@ inject} in a second root with only control/qmqpservers (no queue, no
 pymta-send) hands a message to the server, which delivers it to a local
 Maildir; a client tcp.qmqp does not list is refused; with no server
 answering, inject exits 111 and delivers nothing (the caller keeps the
-message).
+message).  C{twistd pymta-smtpd} on a null client answers C{250} to an
+SMTP client once the QMQP server has said C{K}, and keeps no queue.
 """
 
 from __future__ import annotations
 
 import os
 import shutil
+import smtplib
 import socket
 import subprocess
 import sys
@@ -43,7 +45,8 @@ class QMQPEndToEnd(unittest.SynchronousTestCase):
                                "alice@test.example"], input=message, capture_output=True, timeout=120, cwd=SRC,
                               env={**os.environ, "USER": "app"})
 
-    def test_null_client_to_qmqp_server(self) -> None:
+    def start_server(self) -> tuple[str, int, str]:
+        """A running C{twistd pymta --qmqp} whose tcp.qmqp allows 127.0.0.1: its root, port and log."""
         root = os.path.join(self.base, "server")
         init = [root, "--me", "test.example", "--user", "alice:secret"]
         if os.getuid() == 0:
@@ -56,7 +59,10 @@ class QMQPEndToEnd(unittest.SynchronousTestCase):
         log = os.path.join(root, "twistd.log")
         start_twistd(self, [os.path.join(os.path.dirname(sys.executable), "twistd")],
                      ["pymta", "--root", root, "--qmqp", f"tcp:{qmqp}:interface=127.0.0.1"], log, [qmqp])
+        return root, qmqp, log
 
+    def test_null_client_to_qmqp_server(self) -> None:
+        root, qmqp, log = self.start_server()
         # the first server listed does not answer: the second takes the message
         client = self.null_client("app", f"127.0.0.1:{free_port()}\n127.0.0.1:{qmqp}")
         result = self.inject(client, b"Subject: via QMQP\n\nfrom a null client\n")
@@ -93,3 +99,29 @@ class QMQPEndToEnd(unittest.SynchronousTestCase):
         self.assertEqual(result.returncode, 111, result.stderr)
         self.assertIn(b"connection to mail server rejected (#4.4.1)", result.stderr)
         self.assertEqual(len(os.listdir(maildir_new)), 1)
+
+    def test_pymta_smtpd_on_a_null_client_says_250_after_the_servers_k(self) -> None:
+        root, qmqp, log = self.start_server()
+        client = self.null_client("app", f"127.0.0.1:{qmqp}")
+        run = os.path.join(client, "run")
+        os.mkdir(run)
+        if os.getuid() == 0:
+            os.chown(run, 4242, 4242)  # the account pymta-smtpd runs as
+            os.chmod(client, 0o755)
+        smtp = free_port()
+        client_log = os.path.join(client, "twistd.log")
+        start_twistd(self, [os.path.join(os.path.dirname(sys.executable), "twistd")],
+                     ["pymta-smtpd", "--root", client, "--listen", f"tcp:{smtp}:interface=127.0.0.1"], client_log, [smtp])
+        with smtplib.SMTP("127.0.0.1", smtp, timeout=60) as s:
+            # sendmail raises unless every reply is 2xx: the 250 after DATA came after the server's K
+            refused = s.sendmail("app@app.example", ["alice@test.example"],
+                                 b"Subject: via pymta-smtpd\r\n\r\nthrough a null client\r\n")
+            self.assertEqual(refused, {})
+        maildir_new = os.path.join(root, "home", "alice", "Maildir", "new")
+        [name] = wait_for(lambda: os.listdir(maildir_new), 60, "the Maildir delivery", log)
+        with open(os.path.join(maildir_new, name), "rb") as f:
+            delivered = f.read()
+        self.assertIn(b"  by app.example with SMTP; ", delivered)  # the null client's smtpd
+        self.assertIn(b"  by test.example with QMQP; ", delivered)  # the server's
+        self.assertTrue(delivered.endswith(b"Subject: via pymta-smtpd\n\nthrough a null client\n"), delivered)
+        self.assertEqual(sorted(os.listdir(client)), ["control", "run", "twistd.log"])  # no queue there
