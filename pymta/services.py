@@ -8,7 +8,8 @@ it needs of them it gets through the seams in L{pymta.interfaces}, built
 here:
 
 - the queue sink: L{pymta.queue.injectclient.InjectClientSink} in
-  C{pymta-smtpd}, the queue manager's own sink in C{twistd pymta}
+  C{pymta-smtpd} (L{pymta.qmqpsink.QMQPSink} on a null client), the
+  queue manager's own sink in C{twistd pymta}
   (L{pymta.tap});
 - the RCPT check's lookup, L{pymta.interfaces.LocalRecipients}:
   L{pymta.local.recipients.LocalRecipientLookup}, a service whose thread
@@ -28,7 +29,7 @@ from twisted.application import service
 from twisted.logger import Logger
 
 from pymta.control import ControlError
-from pymta.interfaces import LocalRecipients
+from pymta.interfaces import LocalRecipients, MessageSink
 from pymta.local.recipients import LocalRecipientLookup, RecentlyDeliverable
 from pymta.monitoring import attach_monitoring, daemon_metrics
 from pymta.privileges import RootDroppingService
@@ -61,6 +62,9 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     error is one line and C{SystemExit}.
     """
     from pymta.configcheck.startup import checked_reader
+    from pymta.qmqpd.service import add_qmqp_listeners
+    from pymta.qmqpservers import null_client_path, qmqp_servers
+    from pymta.qmqpsink import QMQPSink
     from pymta.qmtpd.service import add_qmtp_listeners
     from pymta.queue.framing import inject_socket_path
     from pymta.queue.injectclient import InjectClientSink
@@ -78,8 +82,11 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
     metrics = daemon_metrics(options)
     lookup, recipients = local_recipient_lookup(root, reactor)
     try:
-        # connections to pymta-send are kept for the sessions' next messages
-        sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
+        sink: MessageSink
+        if os.path.exists(null_client_path(root)):  # a null client: no local queue (docs/qmqp.md)
+            sink = QMQPSink(reactor, lambda: qmqp_servers(reader.current))
+        else:  # connections to pymta-send are kept for the sessions' next messages
+            sink = InjectClientSink(reactor, inject_socket_path(root), keep_connections=INJECT_CONNECTIONS_KEPT)
         svc = build_smtpd_service(
             root,
             reader,
@@ -92,6 +99,7 @@ def smtpd_daemon(options: Any, reactor: Any = None) -> service.IService:
             events=NO_EVENTS if metrics is None else metrics.sessions("smtpd"),
         )
         add_qmtp_listeners(svc, options.get("qmtp", ()), reactor)
+        add_qmqp_listeners(svc, options.get("qmqp", ()), reactor)
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta-smtpd: configuration error, not starting: {e}") from None
     lookup.setServiceParent(svc)

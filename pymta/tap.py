@@ -45,7 +45,7 @@ log = Logger(namespace="pymta")
 
 
 class Options(usage.Options):
-    synopsis = "--root DIR [--smtp ENDPOINT]... [--submission ENDPOINT]... [--pop3 ENDPOINT]... [--qmtp ENDPOINT]..."
+    synopsis = "--root DIR [--smtp ENDPOINT]... [--submission ENDPOINT]... [--pop3 ENDPOINT]... [--qmtp ENDPOINT]... [--qmqp ENDPOINT]..."
     longdesc = (
         "pymta's SMTP server, queue manager and POP3 server in one process. "
         "ENDPOINT is a Twisted endpoint string such as tcp:25 or "
@@ -68,6 +68,7 @@ class Options(usage.Options):
         self["submission"] = []
         self["pop3"] = []
         self["qmtp"] = []
+        self["qmqp"] = []
 
     def _endpoint(self, kind: str, endpoint: str) -> None:
         from twisted.internet import reactor
@@ -93,14 +94,18 @@ class Options(usage.Options):
         """Listen for QMTP (qmail-qmtpd, tcp.smtp's rules) on ENDPOINT (repeatable)."""
         self._endpoint("qmtp", endpoint)
 
+    def opt_qmqp(self, endpoint: str) -> None:
+        """Listen for QMQP (qmail-qmqpd, etc/tcp.qmqp's rules) on ENDPOINT (repeatable)."""
+        self._endpoint("qmqp", endpoint)
+
     def postOptions(self) -> None:
         from pymta.queue.tap import check_queue_root, parse_stop_timeout
 
         refuse_unsafe_pid_file(self, "pymta")
         check_metrics_option(self)
         check_queue_root(self)
-        if not (self["smtp"] or self["submission"] or self["pop3"] or self["qmtp"]):
-            raise usage.UsageError("give at least one of --smtp, --submission, --pop3, --qmtp")
+        if not (self["smtp"] or self["submission"] or self["pop3"] or self["qmtp"] or self["qmqp"]):
+            raise usage.UsageError("give at least one of --smtp, --submission, --pop3, --qmtp, --qmqp")
         parse_stop_timeout(self)
 
 
@@ -108,6 +113,7 @@ def makeService(options: Options) -> IService:
     from twisted.internet import reactor
 
     from pymta.pop3d.service import build_pop3_service
+    from pymta.qmqpd.service import add_qmqp_listeners
     from pymta.qmtpd.service import add_qmtp_listeners
     from pymta.queue.service import build_send_service
     from pymta.queue.tap import installed_channels
@@ -130,7 +136,7 @@ def makeService(options: Options) -> IService:
     # one budget of failed logins and one bound on password checks for SMTP AUTH and POP3
     logins = limiter_for(reader, reactor)
     try:
-        if options["smtp"] or options["submission"] or options["qmtp"]:
+        if options["smtp"] or options["submission"] or options["qmtp"] or options["qmqp"]:
             lookup, recipients = local_recipient_lookup(root, reactor)
             smtpd = build_smtpd_service(
                 root, reader, sink, options["smtp"], options["submission"], reactor, auth_without_tls=plaintext,
@@ -138,6 +144,7 @@ def makeService(options: Options) -> IService:
             )
             lookup.setServiceParent(smtpd)
             add_qmtp_listeners(smtpd, options["qmtp"], reactor)
+            add_qmqp_listeners(smtpd, options["qmqp"], reactor)
         if options["pop3"]:
             pop3 = build_pop3_service(
                 root, reader, options["pop3"], reactor, allow_plaintext=plaintext, login_limiter=logins,
@@ -145,7 +152,7 @@ def makeService(options: Options) -> IService:
             )
     except (ControlError, TcpRulesError, TLSConfigError, OSError) as e:
         raise SystemExit(f"pymta: configuration error, not starting: {e}") from None
-    if options["smtp"] or options["submission"] or options["qmtp"]:
+    if options["smtp"] or options["submission"] or options["qmtp"] or options["qmqp"]:
         smtpd.setServiceParent(top)
         reader.on_reload(lambda controls: _refresh("smtpd", smtpd.reload))
     if options["pop3"]:

@@ -470,10 +470,16 @@ def main(argv: list[str], stdout: TextIO | None = None, stderr: TextIO | None = 
                         help="as root: the account owning queue, homes and Maildirs (not 0)")
     parser.add_argument("--user", action="append", default=[], metavar="NAME[:PASSWORD]",
                         help="a mailbox user (repeatable); with a password also a POP3 account")
+    parser.add_argument("--null-client", nargs="+", default=None, metavar="SERVER",
+                        help="make ROOT only a null client of these QMQP servers (IP or IP:PORT); see docs/qmqp.md")
     try:
         args = parser.parse_args(argv)
     except SystemExit as e:
         return 100 if e.code else 0
+    if args.null_client is not None:  # pymta.cli.initnullclient does the work
+        from pymta.cli.initnullclient import run
+
+        return run(args.root, args.me or _default_me(), args.null_client, bool(args.user or args.mail_uid), out, err)
     try:
         users = [parse_user(spec) for spec in args.user]
         mail_ids = parse_mail_uid(args.mail_uid) if args.mail_uid is not None else None

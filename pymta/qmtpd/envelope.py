@@ -28,6 +28,7 @@ __all__ = [
     "TEXT_BAD_RECIPIENT",
     "TEXT_RCPTHOSTS",
     "TEXT_TOO_MANY",
+    "envelope_address",
 ]
 
 #: recipients one message may have (smtpd's limit per transaction); the others are refused
@@ -75,6 +76,10 @@ def _text(address: bytes) -> str | None:
     except UnicodeDecodeError:
         return None
     return None if policy.has_control_character(text) else text
+
+
+#: an address as text, or None when pymta cannot take it (shared with L{pymta.qmqpd.envelope})
+envelope_address = _text
 
 
 def decide(

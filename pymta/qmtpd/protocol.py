@@ -52,6 +52,7 @@ from pymta.qmtpd.envelope import EnvelopeDecision, decide
 from pymta.qmtpd.incoming import IncomingMessage
 from pymta.queue.framing import FramingError, NetstringParser, netstring, split_netstrings
 from pymta.smtpd import policy
+from pymta.smtpd.access import AccessRules
 from pymta.smtpd.admission import admission
 from pymta.smtpd.context import SMTPDContext
 from pymta.smtpd.endofdata import NO_STEPS, SessionFacts
@@ -86,6 +87,9 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     """One QMTP session; see the module's description.  Built by L{pymta.qmtpd.service.QMTPFactory}."""
 
     transport: ISocketStreamTransport  # every method but __init__ runs once connected
+    #: the name in log lines and the rules file named there (L{pymta.qmqpd.protocol} has its own)
+    name = "qmtpd"
+    rules_name = "tcp.smtp"
 
     def __init__(self, context: SMTPDContext) -> None:
         self.ctx = context
@@ -106,6 +110,11 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self.env: dict[str, str] = {}
         self.relayclient: str | None = None
         self.databytes = 0
+        self.rules: AccessRules = context.rules
+
+    def access_rules(self) -> AccessRules:
+        """The rules clients are admitted by, read once per connection: tcp.smtp's."""
+        return self.ctx.rules
 
     def callLater(self, period: float, func: Any) -> Any:  # TimeoutMixin's scheduler: the context's clock
         return self.clock.callLater(period, func)
@@ -119,12 +128,13 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
             self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
         )
         if refusal is not None:
-            log.info("qmtpd: {ip}: too many connections ({limit})", ip=self.remote_ip, limit=refusal)
+            log.info("{name}: {ip}: too many connections ({limit})", name=self.name, ip=self.remote_ip, limit=refusal)
             self._close()
             return
         self._counted = True
         self.setTimeout(self.timeout)
-        if self.ctx.rules.uses_host_names and can_look_up(self.ctx.resolver) and self.remote_ip != "unknown":
+        self.rules = self.access_rules()
+        if self.rules.uses_host_names and can_look_up(self.ctx.resolver) and self.remote_ip != "unknown":
             self._lookup = remote_host_name(self.ctx.resolver, self.remote_ip, self.ctx.reverse_lookup_seconds,
                                             self.clock)
             self._lookup.addCallback(self._admit)
@@ -135,15 +145,16 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._lookup = None
         if self._state == _CLOSED:
             return
-        rule = self.ctx.rules.lookup(self.remote_ip, host=remote_host)
+        rule = self.rules.lookup(self.remote_ip, host=remote_host)
         if not rule.allow:
-            log.info("qmtpd: deny {ip} (tcp.smtp line {line})", ip=self.remote_ip, line=rule.lineno)
+            log.info("{name}: deny {ip} ({rules} line {line})", name=self.name, ip=self.remote_ip,
+                     rules=self.rules_name, line=rule.lineno)
             self._close()
             return
         admitted = admission(self.controls, rule, self.remote_ip, self.local_ip, remote_host)
         self.env, self.relayclient = dict(admitted.env), admitted.relayclient
         self.databytes = admitted.databytes or UNLIMITED_DATABYTES  # spooled before the envelope is judged
-        log.info("qmtpd: ok {ip} -> {local}", ip=self.remote_ip, local=self.local_ip)
+        log.info("{name}: ok {ip} -> {local}", name=self.name, ip=self.remote_ip, local=self.local_ip)
         self._admitted = True
         self._process()
 
@@ -162,7 +173,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._message = None
 
     def timeoutConnection(self) -> None:
-        log.info("qmtpd: {ip}: timeout", ip=self.remote_ip)
+        log.info("{name}: {ip}: timeout", name=self.name, ip=self.remote_ip)
         self._drop_message()
         self._close()
 
@@ -172,7 +183,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self.transport.abortConnection()
 
     def _protocol_error(self, why: str) -> None:
-        log.info("qmtpd: {ip}: not QMTP, closing: {why}", ip=self.remote_ip, why=why)
+        log.info("{name}: {ip}: not {proto}, closing: {why}", name=self.name, ip=self.remote_ip,
+                 proto=self.name[:4].upper(), why=why)
         self._drop_message()
         self._close()
 
@@ -291,14 +303,15 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         d.addCallbacks(self._queued, self._refused).addCallback(self._committed, decision)
 
     def _queued(self, receipt: QueueReceipt) -> str:
-        log.info("qmtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)
+        log.info("{name}: {ip}: message {id} queued, qp {qp}", name=self.name, ip=self.remote_ip,
+                 id=receipt.message_id, qp=receipt.qp)
         return f"Kok {int(self.clock.seconds())} qp {receipt.qp}"
 
     def _refused(self, failure: Failure) -> str:
         error = failure.value
         if isinstance(error, QueueRefused):
             return ("D" if error.permanent else "Z") + error.text
-        log.failure("qmtpd: queue failure", failure)
+        log.failure("{name}: queue failure", failure, name=self.name)
         return "Zqq temporary problem (#4.3.0)"
 
     def _committed(self, result: str, decision: EnvelopeDecision) -> None:

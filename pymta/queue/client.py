@@ -7,7 +7,8 @@ L{enqueue} sends a message through the inject socket C{ROOT/run/inject.sock}
 when a queue manager listens there.  When nothing listens, a caller that
 may write the queue itself (root, or the owner of C{ROOT/queue}) writes it
 directly with the same crash-safe writer the daemon uses; anyone else gets a
-temporary error that says what is wrong.  Either way the function returns
+temporary error that says what is wrong.  On a null client (a root with
+control/qmqpservers) the message goes to a QMQP server instead.  Either way the function returns
 only once the message is durable, or raises L{QueueRefused}.
 """
 
@@ -25,6 +26,8 @@ from pymta.queue.framing import FramingError, NetstringParser, encode_envelope, 
 from pymta.queue.disk import QueueDisk
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue
+from pymta.qmqpservers import null_client_path
+from pymta.nullclient import send_to_qmqp_servers
 
 __all__ = ["enqueue", "enqueue_direct", "enqueue_socket", "may_write_queue", "SocketUnavailable"]
 
@@ -156,6 +159,8 @@ def enqueue(
     for trusted callers only; the default is C{by uid <uid>}.
     """
     check_envelope(sender, recipients)
+    if os.path.exists(null_client_path(root)):  # a null client: no local queue (docs/qmqp.md)
+        return send_to_qmqp_servers(root, message, sender, recipients)
     path = inject_socket_path(root)
     try:
         return enqueue_socket(path, message, sender, recipients, origin or "")

@@ -24,7 +24,7 @@ __all__ = ["Options", "makeService"]
 
 
 class Options(usage.Options):
-    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--submission ENDPOINT ...] [--qmtp ENDPOINT ...]"
+    synopsis = "--root DIR --listen ENDPOINT [--listen ENDPOINT ...] [--submission ENDPOINT ...] [--qmtp ENDPOINT ...] [--qmqp ENDPOINT ...]"
     longdesc = (
         "pymta's ESMTP server (qmail-smtpd with ESMTP, STARTTLS, submission AUTH, "
         "tcp.smtp access rules and DNSBL).  ENDPOINT is a Twisted endpoint string; "
@@ -42,6 +42,7 @@ class Options(usage.Options):
         self["listen"] = []
         self["submission"] = []
         self["qmtp"] = []
+        self["qmqp"] = []
 
     def _check_endpoint(self, description: str) -> None:
         from twisted.internet import reactor
@@ -67,13 +68,18 @@ class Options(usage.Options):
         self._check_endpoint(description)
         self["qmtp"].append(description)
 
+    def opt_qmqp(self, description: str) -> None:
+        """QMQP endpoint (qmail-qmqpd, etc/tcp.qmqp's rules), e.g. tcp:628 (repeatable)"""
+        self._check_endpoint(description)
+        self["qmqp"].append(description)
+
     def postOptions(self) -> None:
         refuse_unsafe_pid_file(self, "pymta-smtpd")
         check_metrics_option(self)
         if not self["root"]:
             self["root"] = default_root()
-        if not self["listen"] and not self["submission"] and not self["qmtp"]:
-            raise usage.UsageError("give at least one --listen, --submission or --qmtp endpoint")
+        if not self["listen"] and not self["submission"] and not self["qmtp"] and not self["qmqp"]:
+            raise usage.UsageError("give at least one --listen, --submission, --qmtp or --qmqp endpoint")
 
 
 def makeService(options: Options) -> service.IService:
