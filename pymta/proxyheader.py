@@ -14,9 +14,12 @@ version, so a client that sends anything else is refused at once.
 The header either names the client (C{source}, a TCP address over IPv4
 or IPv6: C{PROXY TCP4 ...}, or version 2's PROXY command with an INET or
 INET6 stream) or names nobody (C{source} None): version 2's LOCAL command
-and version 1's C{UNKNOWN} are what a proxy sends on its own connections,
-health checks, and then the connection's own addresses stand.  Any other
-family (UNIX sockets, datagrams) is refused.
+is what a proxy sends on its own connections, health checks, and then the
+connection's own addresses stand.  A header for a client the proxy cannot
+name (version 1's C{UNKNOWN}, version 2's PROXY command without an address
+family) is refused: the proxy's own address would stand for that client,
+and on loopback it may relay.  Any other family (UNIX sockets, datagrams)
+is refused.
 
 Twisted's parsers (C{twisted.protocols.haproxy}) are used for the fields;
 they are not part of its public API (only C{proxyEndpoint} is, which
@@ -82,8 +85,9 @@ def _read_v1(data: bytes) -> tuple[ProxyHeader, bytes] | None:
             raise BadProxyHeader(f"PROXY line longer than {V1_MAX} bytes")
         return None
     line = data[:end]
-    if line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN "):  # the rest is to be ignored
-        return ProxyHeader(1, None, None), data[end + 2 :]
+    if line == b"PROXY UNKNOWN" or line.startswith(b"PROXY UNKNOWN "):
+        # a client the proxy cannot name: taking the proxy's own address for it could make it a relay client
+        raise BadProxyHeader("PROXY UNKNOWN: the proxy does not name the client")
     try:
         info = V1Parser.parse(line)
     except (InvalidProxyHeader, ValueError) as e:
@@ -115,7 +119,9 @@ def _read_v2(data: bytes) -> tuple[ProxyHeader, bytes] | None:
     except (InvalidProxyHeader, ValueError, KeyError, struct.error) as e:
         raise BadProxyHeader(f"bad PROXY v2 header (version/command {data[12]:#04x}, family {data[13]:#04x})") from e
     if info.source is None:
-        return ProxyHeader(2, None, None), data[16 + length :]
+        if data[12] & 0x0F != 0:  # PROXY without an address family: a client nobody can name (see v1 UNKNOWN)
+            raise BadProxyHeader("PROXY v2 header without the client's address")
+        return ProxyHeader(2, None, None), data[16 + length :]  # LOCAL: the proxy's own connection (health check)
     return ProxyHeader(2, _checked(info.source), _checked(info.destination)), data[16 + length :]
 
 

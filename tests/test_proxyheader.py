@@ -29,10 +29,10 @@ class Version1(TestCase):
         for cut in (0, 1, 5, 6, len(whole) - 1):
             self.assertIsNone(read_header(whole[:cut]), cut)
 
-    def test_unknown_names_nobody(self) -> None:
-        found = read_header(b"PROXY UNKNOWN\r\nQUIT\r\n")
-        assert found is not None
-        self.assertEqual((found[0].source, found[0].destination, found[1]), (None, None, b"QUIT\r\n"))
+    def test_unknown_is_refused(self) -> None:
+        """A client the proxy cannot name would get the proxy's address (a relay client on loopback): refused."""
+        for line in (b"PROXY UNKNOWN\r\nQUIT\r\n", b"PROXY UNKNOWN ffff::1 ffff::2 1 25\r\nQUIT\r\n"):
+            self.assertRaises(BadProxyHeader, read_header, line)
 
     def test_refused(self) -> None:
         for data in (
@@ -81,6 +81,7 @@ class Version2(TestCase):
             good[:12] + b"\x2f" + good[13:],  # unknown command
             good[:13] + b"\x12" + good[14:],  # a datagram
             unix,
+            V2_SIGNATURE + bytes([0x21, 0x00]) + struct.pack("!H", 0),  # PROXY naming no client (AF_UNSPEC)
             good[:14] + struct.pack("!H", 4) + good[16:20],  # addresses cut short
             good[:14] + struct.pack("!H", MAX_V2_BODY + 1),  # over the bound: refused before it is read
         ):
