@@ -195,7 +195,10 @@ def check_server_endpoint(reactor: Any, description: str) -> None:
     L{server_listener} can listen on (for implicit TLS: its C{tcp:} form;
     the certificate itself is checked when the service is built).
     """
-    _, inner = split_proxy_prefix(description)
+    proxied, inner = split_proxy_prefix(description)
+    if proxied and split_proxy_prefix(inner)[0]:
+        # the inner one would be Twisted's own wrapper, which believes anyone's header
+        raise usage.UsageError(f"bad endpoint {description!r}: haproxy: given twice")
     try:
         endpoints.serverFromString(reactor, implicit_tls_port(inner) or description)
     except (ValueError, TypeError, KeyError, OSError) as e:

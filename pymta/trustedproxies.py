@@ -52,10 +52,14 @@ def parse_trusted_proxies(lines: Sequence[str]) -> TrustedProxies:
     for index, entry in enumerate(lines):
         text = entry.strip()
         try:
-            networks.append(ipaddress.ip_network(text, strict=True))
+            network = ipaddress.ip_network(text, strict=True)
         except ValueError as e:
             reason = f"{e}" if "/" in text else f"not an IP address or prefix: {text!r}"
             raise entry_error(lines, index, reason, FILE_NAME) from None
+        if isinstance(network, ipaddress.IPv6Network) and network.network_address.ipv4_mapped is not None:
+            # peers are compared as IPv4 (normalise_ip), so such an entry could never match
+            raise entry_error(lines, index, f"an IPv4-mapped address: write it as IPv4, not {text!r}", FILE_NAME)
+        networks.append(network)
     return TrustedProxies(tuple(networks))
 
 

@@ -176,6 +176,7 @@ class CheckServerEndpointTests(SynchronousTestCase):
             "ssl:465:bogus=1",
             "ssl:465:privateKey=/nonexistent/key.pem",
             "ssl:465:certKey=/nonexistent/cert.pem",
+            "haproxy:haproxy:tcp:2525",  # Twisted's own wrapper inside ours would believe any header
         ):
             with self.assertRaises(usage.UsageError) as cm:
                 check_server_endpoint(MemoryReactor(), description)

@@ -31,6 +31,8 @@ class ParseAndMatch(SynchronousTestCase):
             ("10.1.2.3/16", "10.1.2.3/16 has host bits set"),
             ("10.0.0.0/33", "'10.0.0.0/33' does not appear to be an IPv4 or IPv6 network"),
             ("10.0.", "not an IP address or prefix: '10.0.'"),
+            ("::ffff:127.0.0.1", "an IPv4-mapped address: write it as IPv4, not '::ffff:127.0.0.1'"),
+            ("::ffff:0:0/96", "an IPv4-mapped address: write it as IPv4, not '::ffff:0:0/96'"),
         ):
             error = self.assertRaises(ControlError, parse_trusted_proxies, ["127.0.0.1", entry])
             self.assertEqual((error.lineno, error.reason), (2, reason))
