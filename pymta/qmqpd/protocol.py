@@ -34,9 +34,7 @@ from twisted.logger import Logger
 from pymta.qmqpd.access import QMQPRules
 from pymta.qmqpd.envelope import decide
 from pymta.qmtpd.envelope import EnvelopeDecision
-from pymta.qmtpd.incoming import IncomingMessage
 from pymta.qmtpd.protocol import (
-    CHUNK,
     MAX_RECIPIENT_LIST,
     MAX_SENDER,
     TEXT_DATABYTES,
@@ -48,7 +46,6 @@ from pymta.queue.framing import FramingError, netstring, split_netstrings
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.context import SMTPDContext
 from pymta.smtpd.endofdata import SessionFacts
-from pymta.smtpd.received import received_line
 
 __all__ = ["QMQPServerProtocol", "MAX_ENVELOPE"]
 
@@ -66,6 +63,7 @@ class QMQPServerProtocol(QMTPServerProtocol):
 
     name = "qmqpd"
     rules_name = "tcp.qmqp"
+    received_protocol = "QMQP"
 
     def __init__(self, context: SMTPDContext, rules: QMQPRules) -> None:
         super().__init__(context)
@@ -97,12 +95,8 @@ class QMQPServerProtocol(QMTPServerProtocol):
             self._start_message(crlf=False)
             self._state = _BODY if length else _COMMA
         elif self._state == _BODY:
-            chunk = parser.take(min(self._remaining, CHUNK))
-            if not chunk:
+            if not self._stream_body():
                 return False
-            self._remaining -= len(chunk)
-            assert self._message is not None
-            self._message.write(chunk, last=not self._remaining)
             if not self._remaining:
                 self._state = _COMMA
         elif self._state == _COMMA:
@@ -120,19 +114,6 @@ class QMQPServerProtocol(QMTPServerProtocol):
                 raise FramingError("no sender")
             self._end_envelope(parts[0], parts[1:])
         return True
-
-    def _start_message(self, crlf: bool) -> None:
-        message = self._message = IncomingMessage(self.ctx.sink.open_message, self.databytes, crlf)
-        message.writer.write(
-            received_line(
-                remote_host=self.env.get("TCPREMOTEHOST", "unknown"),
-                remote_ip=self.remote_ip,
-                local_host=self.controls.me or self.local_ip,
-                helo=None,
-                when=self.clock.seconds(),
-                protocol="QMQP",
-            )
-        )
 
     def _end_envelope(self, sender: bytes, recipients: list[bytes]) -> None:
         message, self._message = self._message, None

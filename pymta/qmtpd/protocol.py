@@ -90,6 +90,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     #: the name in log lines and the rules file named there (L{pymta.qmqpd.protocol} has its own)
     name = "qmtpd"
     rules_name = "tcp.smtp"
+    #: the protocol the Received line names
+    received_protocol = "QMTP"
 
     def __init__(self, context: SMTPDContext) -> None:
         self.ctx = context
@@ -237,12 +239,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
             self._start_message(crlf=first == b"\r")
             self._state = _BODY if self._remaining else _COMMA
         elif self._state == _BODY:
-            chunk = parser.take(min(self._remaining, CHUNK))
-            if not chunk:
+            if not self._stream_body():
                 return False
-            self._remaining -= len(chunk)
-            assert self._message is not None
-            self._message.write(chunk, last=not self._remaining)
             if not self._remaining:
                 self._state = _COMMA
         elif self._state == _COMMA:
@@ -275,9 +273,19 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
                 local_host=self.controls.me or self.local_ip,
                 helo=None,
                 when=self.clock.seconds(),
-                protocol="QMTP",
+                protocol=self.received_protocol,
             )
         )
+
+    def _stream_body(self) -> bool:
+        """Move up to a chunk of the message's remaining bytes into the spool; False when none has arrived."""
+        chunk = self._parser.take(min(self._remaining, CHUNK))
+        if not chunk:
+            return False
+        self._remaining -= len(chunk)
+        assert self._message is not None
+        self._message.write(chunk, last=not self._remaining)
+        return True
 
     def _end_message(self, recipients: list[bytes]) -> None:
         message, self._message = self._message, None
