@@ -21,6 +21,7 @@ import sys
 import tempfile
 import threading
 import time
+from typing import Any
 
 from twisted.trial import unittest
 
@@ -50,15 +51,15 @@ def wait_for(predicate, timeout: float, what: str, log: str | None = None):
     raise AssertionError(f"timed out waiting for {what}{tail}")
 
 
-def start_twistd(testcase: unittest.SynchronousTestCase, twistd: list[str], args: list[str], log: str,
-                 ports: list[int]) -> subprocess.Popen:
+def start_listening(testcase: unittest.SynchronousTestCase, command: list[str], what: str, log: str | None,
+                    ports: list[int], timeout: float = 60, **popen: Any) -> subprocess.Popen:
     """
-    Run C{twistd -n ARGS} (C{twistd}: the command that runs twistd) logging to
-    C{log}, stopped when C{testcase} ends; returns once every one of C{ports}
-    on 127.0.0.1 accepts a connection, and fails if twistd exits before.
+    Run C{command} (C{popen}: more of Popen's arguments), stopped when
+    C{testcase} ends; returns once every one of C{ports} on 127.0.0.1 accepts
+    a connection, and fails if the process exits before (C{log}: where to look).
     """
-    command = [*twistd, "-n", "--pidfile=", f"--logfile={log}", *args]
-    proc = subprocess.Popen(command, cwd=SRC, stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
+    popen.setdefault("stdout", subprocess.DEVNULL)
+    proc = subprocess.Popen(command, **popen)
 
     def stop() -> None:
         proc.terminate()
@@ -76,11 +77,22 @@ def start_twistd(testcase: unittest.SynchronousTestCase, twistd: list[str], args
                 socket.create_connection(("127.0.0.1", port), 0.5).close()
             return True
         except OSError:
-            testcase.assertIsNone(proc.poll(), "twistd pymta exited early; see " + log)
+            testcase.assertIsNone(proc.poll(), f"{what} exited early" + (f"; see {log}" if log else ""))
             return False
 
-    wait_for(listening, 60, "pymta to listen", log)
+    wait_for(listening, timeout, f"{what} to listen", log)
     return proc
+
+
+def start_twistd(testcase: unittest.SynchronousTestCase, twistd: list[str], args: list[str], log: str,
+                 ports: list[int]) -> subprocess.Popen:
+    """
+    Run C{twistd -n ARGS} (C{twistd}: the command that runs twistd) logging to
+    C{log}, stopped when C{testcase} ends; returns once every one of C{ports}
+    on 127.0.0.1 accepts a connection, and fails if twistd exits before.
+    """
+    command = [*twistd, "-n", "--pidfile=", f"--logfile={log}", *args]
+    return start_listening(testcase, command, "twistd pymta", log, ports, cwd=SRC, stderr=subprocess.STDOUT)
 
 
 class SinkHandler(socketserver.StreamRequestHandler):

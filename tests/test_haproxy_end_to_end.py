@@ -26,7 +26,7 @@ from twisted.trial import unittest
 
 from tests.packages import ensure_program
 from tests.proxyheaders import v2
-from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
+from tests.test_end_to_end import SRC, free_port, start_listening, start_twistd, wait_for
 
 HAPROXY_CONFIG = """\
 global
@@ -99,29 +99,9 @@ class HAProxyInFront(unittest.SynchronousTestCase):
             f.write(HAPROXY_CONFIG.format(user=user, smtp_front=smtp_front, smtp_back=smtp_back,
                                           pop3_front=pop3_front, pop3_back=pop3_back))
         errors = os.path.join(self.base, "haproxy.log")
-        proc = subprocess.Popen([self.haproxy, "-db", "-f", config], stdout=subprocess.DEVNULL,
-                                stderr=open(errors, "w"))
-
-        def stop() -> None:
-            proc.terminate()
-            try:
-                proc.wait(30)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-
-        self.addCleanup(stop)
-
-        def listening() -> bool:
-            try:
-                for port in (smtp_front, pop3_front):
-                    socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return True
-            except OSError:
-                self.assertIsNone(proc.poll(), "haproxy exited early; see " + errors)
-                return False
-
-        wait_for(listening, 30, "haproxy to listen", errors)
+        with open(errors, "w") as stderr:
+            start_listening(self, [self.haproxy, "-db", "-f", config], "haproxy", errors, [smtp_front, pop3_front],
+                            timeout=30, stderr=stderr)
         return smtp_front, pop3_front
 
     def logged(self) -> str:

@@ -28,7 +28,7 @@ from twisted.trial import unittest
 
 from pymta.queue.framing import NetstringParser, netstring
 from tests.packages import ensure_program
-from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
+from tests.test_end_to_end import SRC, free_port, start_listening, start_twistd, wait_for
 
 QUEUE_SCRIPT = """#!/bin/sh
 # qmail-queue's interface: the message on fd 0, the envelope on fd 1
@@ -76,25 +76,11 @@ class QMTPEndToEnd(unittest.SynchronousTestCase):
             f.write(QUEUE_SCRIPT.format(out=out))
         os.chmod(script, 0o755)
         port = free_port()
-        proc = subprocess.Popen([tcpserver, "-R", "-H", "127.0.0.1", str(port), mailfront, "qmtp", "qmail", "accept"],
-                                env=dict(os.environ, QMAILQUEUE=script), stdout=subprocess.DEVNULL,
-                                stderr=open(os.path.join(self.base, "mailfront.log"), "w"))
-
-        def stop() -> None:
-            proc.terminate()
-            proc.wait(30)
-
-        self.addCleanup(stop)
-
-        def listening() -> bool:
-            try:
-                socket.create_connection(("127.0.0.1", port), 0.5).close()
-                return True
-            except OSError:
-                self.assertIsNone(proc.poll(), "tcpserver exited early")
-                return False
-
-        wait_for(listening, 30, "tcpserver to listen")
+        errors = os.path.join(self.base, "mailfront.log")
+        with open(errors, "w") as stderr:
+            start_listening(self, [tcpserver, "-R", "-H", "127.0.0.1", str(port), mailfront, "qmtp", "qmail", "accept"],
+                            "tcpserver", errors, [port], timeout=30, env=dict(os.environ, QMAILQUEUE=script),
+                            stderr=stderr)
         return port, out
 
     def test_qmtp_both_ways(self) -> None:
