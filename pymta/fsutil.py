@@ -20,6 +20,7 @@ something on the strength of a new name calls L{fsync_dir} afterwards.
 from __future__ import annotations
 
 import os
+import tempfile
 
 __all__ = ["fsync_dir", "write_all", "write_new_file", "replace_file"]
 
@@ -75,13 +76,13 @@ def write_new_file(path: str, data: bytes, mode: int, uid: int = -1, gid: int = 
 def replace_file(path: str, data: bytes, mode: int, owner: tuple[int, int] | None = None) -> None:
     """
     Replace C{path} (or create it) with C{data} atomically and durably: a
-    temporary file is written, given C{mode} (and C{owner}, a C{(uid, gid)},
+    new temporary file beside it (exclusive, mode 0600 until written) is written, given C{mode} (and C{owner}, a C{(uid, gid)},
     when given), fsynced, renamed over C{path} and the directory fsynced.
     An error while the temporary file is written removes it again; C{path}
     is unchanged until the rename.
     """
-    tmp = _temporary_name(path)
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    # a new name, created exclusively (never through a link someone planted in the directory)
+    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.tmp.", dir=os.path.dirname(os.path.abspath(path)))
     try:
         write_all(fd, data)
         os.fchmod(fd, mode)

@@ -16,11 +16,11 @@ from __future__ import annotations
 import difflib
 import os
 import stat
-import tempfile
 from dataclasses import dataclass
 from typing import Literal
 
 from pymta.deploy.files import DeployError
+from pymta.fsutil import replace_file
 
 __all__ = ["Planned", "plan", "write", "diff", "FILE_MODE", "DIR_MODE"]
 
@@ -68,22 +68,8 @@ def diff(item: Planned) -> str:
 
 
 def _write_one(path: str, content: bytes) -> None:
-    directory = os.path.dirname(path) or "."
-    os.makedirs(directory, mode=DIR_MODE, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(prefix=".pymta-deploy-", dir=directory)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content)
-            f.flush()
-            os.fchmod(f.fileno(), FILE_MODE)
-            os.fsync(f.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        try:
-            os.unlink(temporary)
-        except FileNotFoundError:
-            pass
-        raise
+    os.makedirs(os.path.dirname(path) or ".", mode=DIR_MODE, exist_ok=True)
+    replace_file(path, content, FILE_MODE)
 
 
 def write(planned: list[Planned], force: bool = False) -> list[Planned]:

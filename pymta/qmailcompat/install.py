@@ -37,9 +37,9 @@ import os
 import shlex
 import stat
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
+from pymta.fsutil import replace_file
 from pymta.qmailcompat import PROGRAMS
 from pymta.qmailcompat.trust import directory_problem, runtime_problems
 
@@ -113,20 +113,7 @@ def _read_manifest(target: str) -> dict:
 
 def _write_atomically(path: str, text: str, mode: int) -> None:
     """C{text} into a new file next to C{path} (exclusive, no link followed), mode set by descriptor, renamed over C{path}."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.pymta-tmp", dir=os.path.dirname(path))
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(text.encode("utf-8"))
-            f.flush()
-            os.fchmod(f.fileno(), mode)
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except FileNotFoundError:
-            pass
-        raise
+    replace_file(path, text.encode("utf-8"), mode)
 
 
 def _inside(relative: str) -> bool:
