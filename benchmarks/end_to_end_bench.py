@@ -74,6 +74,9 @@ DOMAIN = "bench.example"
 SENDER_DOMAIN = "example.org"  # smtp_source's -f sender@example.org, also its From: field
 USER = "alice"
 LMTP_DOMAIN = "lmtp.bench.example"  # pymta-lmtp: control/lmtproutes sends it to Dovecot
+#: every name --only knows
+TARGETS = ("pymta", "pymta-split", "postfix", "pymta-dkim", "pymta-lmtp", "pymta-haproxy1", "pymta-haproxy2",
+           "pymta-qmqp")
 #: (target, reference, what the ratio of their throughputs measures), printed when both ran
 HOP_RATIOS = (
     ("pymta-haproxy1", "pymta", "HAProxy in front of one front-end / pymta direct"),
@@ -450,8 +453,6 @@ def make_server(name: str, where: str, queuesync: str,
         server = PymtaServer(os.path.join(where, "server"), split=False, queuesync=queuesync, qmqp=True)
         assert server.qmqp_port is not None
         return QMQPHop(where, server, server.qmqp_port, PYMTA, twistd, MAIL_UID, PROJECT)
-    if name not in ("pymta", "pymta-split", "pymta-dkim", "pymta-lmtp"):
-        raise SystemExit(f"end_to_end_bench: no target {name!r}")
     return PymtaServer(where, split=(name == "pymta-split"), queuesync=queuesync,
                        dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
 
@@ -475,6 +476,9 @@ def main() -> int:
     if not os.path.exists(SMTP_SOURCE):
         raise SystemExit("smtp-source is missing (benchmarks/end_to_end.sh installs postfix)")
     wanted = [name for name in args.only.split(",") if name]
+    unknown = [name for name in wanted if name not in TARGETS]
+    if unknown:
+        raise SystemExit(f"end_to_end_bench: no target {', '.join(unknown)} (known: {', '.join(TARGETS)})")
     if "pymta-lmtp" in wanted:
         from tests.dovecot import missing
 
