@@ -7,7 +7,9 @@
 # run as root and it is missing.  Arguments go to benchmarks/end_to_end_bench.py
 # (--count 2000 --sessions 20 --size 5120 --rounds 1 --only pymta,pymta-split,postfix,pymta-dkim --settle-us US;
 # pymta-dkim: twistd pymta signing every message, and the ratio signing on/off when pymta runs too;
-# pymta-lmtp: twistd pymta delivering over LMTP to a private Dovecot, and the ratio LMTP/Maildir).
+# pymta-lmtp: twistd pymta delivering over LMTP to a private Dovecot, and the ratio LMTP/Maildir;
+# pymta-haproxy1, pymta-haproxy2: Debian's haproxy, installed when missing, in front of one or two
+# twistd pymta front-ends; pymta-qmqp: a null client's pymta-smtpd handing each message to pymta over QMQP).
 set -e
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/postfix ]; then

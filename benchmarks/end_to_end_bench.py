@@ -17,6 +17,13 @@ Maildir; measured in the same run for
    (pymta's own Maildir delivery) in the same run;
  - pymta as separate processes (C{twistd pymta-smtpd} + C{twistd pymta-send}:
    two reactors on two cores);
+ - tiers (benchmarks/tiers.py): Debian's HAProxy (send-proxy-v2, round
+   robin) in front of one C{twistd pymta} (C{pymta-haproxy1}) and of two,
+   each with its own root and queue (C{pymta-haproxy2}), with the ratios
+   haproxy1/pymta (the proxy hop) and haproxy2/haproxy1 (a second
+   front-end on the same machine); a null client's C{twistd pymta-smtpd}
+   handing every message over QMQP to C{twistd pymta} (C{pymta-qmqp}), with
+   the ratio qmqp/pymta;
  - a throw-away Postfix instance (own config and queue directories under the
    temporary directory, inet on a loopback port, local(8) delivering to a
    Maildir through an alias: the same Maildir code as C{home_mailbox =
@@ -30,7 +37,7 @@ the RSS and of the PSS of the server's whole process tree, sampled every
 ratios pymta/Postfix.
 
 Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
-       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp]
+       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp,pymta-haproxy1,pymta-haproxy2,pymta-qmqp]
 Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
 through benchmarks/end_to_end.sh, which installs Debian's postfix first.
 """
@@ -55,6 +62,7 @@ sys.path.insert(0, HERE)
 
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
+from tiers import HAProxyFronted, QMQPHop, accepts_connections  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import DovecotLMTP
@@ -66,6 +74,15 @@ DOMAIN = "bench.example"
 SENDER_DOMAIN = "example.org"  # smtp_source's -f sender@example.org, also its From: field
 USER = "alice"
 LMTP_DOMAIN = "lmtp.bench.example"  # pymta-lmtp: control/lmtproutes sends it to Dovecot
+#: every name --only knows
+TARGETS = ("pymta", "pymta-split", "postfix", "pymta-dkim", "pymta-lmtp", "pymta-haproxy1", "pymta-haproxy2",
+           "pymta-qmqp")
+#: (target, reference, what the ratio of their throughputs measures), printed when both ran
+HOP_RATIOS = (
+    ("pymta-haproxy1", "pymta", "HAProxy in front of one front-end / pymta direct"),
+    ("pymta-haproxy2", "pymta-haproxy1", "two front-ends / one, both behind HAProxy"),
+    ("pymta-qmqp", "pymta", "a null client's QMQP hop / pymta direct"),
+)
 
 
 # -- process-tree memory ------------------------------------------------
@@ -240,8 +257,11 @@ class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
     def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False,
-                 lmtp: bool = False) -> None:
+                 lmtp: bool = False, proxied: bool = False, qmqp: bool = False) -> None:
         self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta-lmtp" if lmtp else "pymta"
+        #: proxied: the SMTP listener is haproxy: (control/trustedproxies: 127.0.0.1); qmqp: a --qmqp listener too
+        self.proxied = proxied
+        self.qmqp_port = free_port() if qmqp else None
         self.split = split
         self.base = base
         self.root = os.path.join(base, "root")
@@ -259,6 +279,12 @@ class PymtaServer:
         if dkim:
             self.sign_with_dkim()
         self.dovecot = self.deliver_over_lmtp() if lmtp else None
+        if proxied:
+            with open(os.path.join(control, "trustedproxies"), "w") as f:
+                f.write("127.0.0.1\n")
+        if qmqp:
+            with open(os.path.join(self.root, "etc", "tcp.qmqp"), "w") as f:
+                f.write("127.0.0.1:allow\n")
 
     def deliver_over_lmtp(self) -> "DovecotLMTP":
         """A private Dovecot LMTP with USER's mailbox; LMTP_DOMAIN's mail goes to its unix socket."""
@@ -289,16 +315,21 @@ class PymtaServer:
     def start(self) -> None:
         if self.dovecot is not None:
             self.dovecot.start()
-        listen = f"tcp:{self.port}:interface=127.0.0.1"
+        listen = f"{'haproxy:' if self.proxied else ''}tcp:{self.port}:interface=127.0.0.1"
         if self.split:
             self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
             wait_for(lambda: os.path.exists(os.path.join(self.root, "run", "pymta-send.pid")), 60, "pymta-send")
             self.procs.append(twistd(["pymta-smtpd", "--root", self.root, "--listen", listen],
                                      os.path.join(self.base, "smtpd.log")))
         else:
-            self.procs.append(twistd(["pymta", "--root", self.root, "--smtp", listen],
+            qmqp = ["--qmqp", f"tcp:{self.qmqp_port}:interface=127.0.0.1"] if self.qmqp_port else []
+            self.procs.append(twistd(["pymta", "--root", self.root, "--smtp", listen, *qmqp],
                                      os.path.join(self.base, "pymta.log")))
-        wait_for(lambda: port_open(self.port), 60, self.name)
+        # a haproxy: listener greets nobody before a PROXY header
+        wait_for(lambda: (accepts_connections if self.proxied else port_open)(self.port), 60, self.name)
+
+    def delivered(self) -> int:
+        return count_new(self.maildir)
 
     def pids(self) -> list[int]:
         dovecot = [self.dovecot.proc] if self.dovecot is not None and self.dovecot.proc is not None else []
@@ -363,6 +394,9 @@ class PostfixServer:
     def stop(self) -> None:
         self.inst.stop()
 
+    def delivered(self) -> int:
+        return count_new(self.maildir)
+
 
 def available_postfix() -> str | None:
     from tests.remote.postfix import available
@@ -372,7 +406,7 @@ def available_postfix() -> str | None:
 
 # -- one measurement ----------------------------------------------------
 
-def measure(server: "PymtaServer | PostfixServer", count: int, sessions: int, size: int,
+def measure(server: "PymtaServer | PostfixServer | HAProxyFronted | QMQPHop", count: int, sessions: int, size: int,
             deliver_timeout: float) -> dict:
     server.start()
     try:
@@ -381,10 +415,10 @@ def measure(server: "PymtaServer | PostfixServer", count: int, sessions: int, si
             start = time.monotonic()
             accept_elapsed = smtp_source(server.port, count, sessions, size, server.rcpt)
             deadline = time.monotonic() + deliver_timeout
-            while count_new(server.maildir) < count and time.monotonic() < deadline:
+            while server.delivered() < count and time.monotonic() < deadline:
                 time.sleep(0.02)
             delivered_at = time.monotonic()
-            delivered = count_new(server.maildir)
+            delivered = server.delivered()
             cpu_after = tree_cpu_seconds(server.pids())
     finally:
         server.stop()
@@ -401,6 +435,26 @@ def measure(server: "PymtaServer | PostfixServer", count: int, sessions: int, si
         "cpu_split": {name: round(used, 2) for name, used in sorted(spent.items(), key=lambda kv: -kv[1])
                       if used >= 0.05},
     }
+
+
+def make_server(name: str, where: str, queuesync: str,
+                haproxy: str | None) -> "PymtaServer | PostfixServer | HAProxyFronted | QMQPHop":
+    """The server under test called C{name} (see C{--only}), its files under C{where}."""
+    if name == "postfix":
+        return PostfixServer(where)
+    if name in ("pymta-haproxy1", "pymta-haproxy2") and haproxy is not None:
+        fronts: list = []
+        for i in range(int(name[-1])):
+            os.makedirs(os.path.join(where, f"front{i}"))
+            fronts.append(PymtaServer(os.path.join(where, f"front{i}"), split=False, queuesync=queuesync, proxied=True))
+        return HAProxyFronted(where, haproxy, fronts)
+    if name == "pymta-qmqp":
+        os.makedirs(os.path.join(where, "server"))
+        server = PymtaServer(os.path.join(where, "server"), split=False, queuesync=queuesync, qmqp=True)
+        assert server.qmqp_port is not None
+        return QMQPHop(where, server, server.qmqp_port, PYMTA, twistd, MAIL_UID, PROJECT)
+    return PymtaServer(where, split=(name == "pymta-split"), queuesync=queuesync,
+                       dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
 
 
 def main() -> int:
@@ -422,6 +476,9 @@ def main() -> int:
     if not os.path.exists(SMTP_SOURCE):
         raise SystemExit("smtp-source is missing (benchmarks/end_to_end.sh installs postfix)")
     wanted = [name for name in args.only.split(",") if name]
+    unknown = [name for name in wanted if name not in TARGETS]
+    if unknown:
+        raise SystemExit(f"end_to_end_bench: no target {', '.join(unknown)} (known: {', '.join(TARGETS)})")
     if "pymta-lmtp" in wanted:
         from tests.dovecot import missing
 
@@ -429,6 +486,14 @@ def main() -> int:
         if reason:
             print(f"pymta-lmtp: not run ({reason})")
             wanted.remove("pymta-lmtp")
+    haproxy = None
+    if any(name.startswith("pymta-haproxy") for name in wanted):
+        from tests.packages import ensure_program
+
+        haproxy = ensure_program("haproxy", "haproxy")
+        if haproxy is None:
+            print("pymta-haproxy1, pymta-haproxy2: not run (needs haproxy from Debian)")
+            wanted = [name for name in wanted if not name.startswith("pymta-haproxy")]
     if "postfix" in wanted:
         reason = available_postfix()
         if reason:
@@ -446,11 +511,7 @@ def main() -> int:
                 where = os.path.join(base, f"{name}-{rnd}")
                 os.makedirs(where)
                 os.chmod(where, 0o755)
-                if name == "postfix":
-                    server = PostfixServer(where)
-                else:
-                    server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync,
-                                         dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
+                server = make_server(name, where, args.queuesync, haproxy)
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)
@@ -487,6 +548,11 @@ def main() -> int:
         print(f"  ratio LMTP to Dovecot / pymta's Maildir delivery (pymta-lmtp/pymta): "
               f"accepted {median('pymta-lmtp', 'accepted') / median('pymta', 'accepted'):.2f}, "
               f"delivered {median('pymta-lmtp', 'delivered') / median('pymta', 'delivered'):.2f}")
+    for over, under, what in HOP_RATIOS:
+        if over in wanted and under in wanted:
+            print(f"  ratio {what} ({over}/{under}): "
+                  f"accepted {median(over, 'accepted') / median(under, 'accepted'):.2f}, "
+                  f"delivered {median(over, 'delivered') / median(under, 'delivered'):.2f}")
     if "postfix" in wanted:
         for name in wanted:
             if name == "postfix":
