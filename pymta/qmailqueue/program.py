@@ -61,6 +61,7 @@ def program_for(root: str, environ: Mapping[str, str], rule_env: Mapping[str, st
         return None
     merged = dict(environ)
     merged.update(rule_env)
+    root = os.path.abspath(root)
     merged["PYMTA_ROOT"] = root
     merged.setdefault("PYMTA_PYTHON", sys.executable)
     return QmailQueueProgram(os.path.join(root, value), root, tuple(sorted(merged.items())), timeout)
