@@ -13,7 +13,10 @@ run in qmail's home).
 
 The program runs without arguments and with the caller's environment,
 plus C{PYMTA_ROOT} (the root, so its C{pymta queue} finds the queue) and
-C{PYMTA_PYTHON} (the interpreter, which C{qmailbin/qmail-queue} uses).
+C{PYMTA_PYTHON} (the interpreter, which C{qmailbin/qmail-queue} uses);
+its own C{QMAILQUEUE} names L{QUEUE_PROGRAM}, pymta's qmail-queue, as a
+delivery program's does: a filter passes the message on with
+C{"$QMAILQUEUE"} and never runs itself again.
 It is given L{QmailQueueProgram.timeout} seconds to end
 (C{control/timeoutqmailqueue}); qmail-queue's own bound is a day, but an
 SMTP client waits only ten minutes for the answer to its message
@@ -28,10 +31,14 @@ import sys
 from dataclasses import dataclass
 from typing import Mapping
 
-__all__ = ["QmailQueueProgram", "program_for", "VARIABLE", "DEFAULT_TIMEOUT"]
+from pymta.qmailhelpers import BIN_DIR
+
+__all__ = ["QmailQueueProgram", "program_for", "VARIABLE", "DEFAULT_TIMEOUT", "QUEUE_PROGRAM"]
 
 VARIABLE = "QMAILQUEUE"
 DEFAULT_TIMEOUT = 300
+#: pymta's qmail-queue (C{pymta queue} under that name), in the program's own C{QMAILQUEUE}
+QUEUE_PROGRAM = os.path.join(BIN_DIR, "qmail-queue")
 
 
 @dataclass(frozen=True)
@@ -63,5 +70,6 @@ def program_for(root: str, environ: Mapping[str, str], rule_env: Mapping[str, st
     merged.update(rule_env)
     root = os.path.abspath(root)
     merged["PYMTA_ROOT"] = root
+    merged[VARIABLE] = QUEUE_PROGRAM
     merged.setdefault("PYMTA_PYTHON", sys.executable)
     return QmailQueueProgram(os.path.join(root, value), root, tuple(sorted(merged.items())), timeout)

@@ -15,7 +15,6 @@ import tempfile
 
 from twisted.trial import unittest
 
-from pymta.local.program import QMAILQUEUE_PROGRAM
 from tests.qmailhelpers.test_end_to_end import MAIL_UID, delivery_python
 from tests.test_end_to_end import SRC, free_port, start_listening, wait_for
 
@@ -43,7 +42,7 @@ class Base(unittest.SynchronousTestCase):
         self.save = write_script(os.path.join(self.base, "save"),
                                  f'cat > {self.out}/message; cat <&1 > {self.out}/envelope; exit 0\n')
         self.tag = write_script(os.path.join(self.base, "tag"),
-                                f'{{ echo "X-Scanned: tagged by the filter"; cat; }} | {QMAILQUEUE_PROGRAM}\n')
+                                '{ echo "X-Scanned: tagged by the filter"; cat; } | "$QMAILQUEUE"\n')
 
     def pymta(self, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         return subprocess.run([sys.executable, "-m", "pymta.cli.main", *args], cwd=SRC, env=env,

@@ -6,7 +6,8 @@ import sys
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.qmailqueue.program import DEFAULT_TIMEOUT, program_for
+from pymta.local.program import QMAILQUEUE_PROGRAM
+from pymta.qmailqueue.program import DEFAULT_TIMEOUT, QUEUE_PROGRAM, program_for
 
 
 class ProgramTests(SynchronousTestCase):
@@ -31,7 +32,8 @@ class ProgramTests(SynchronousTestCase):
         self.assertEqual(program.env["PYMTA_ROOT"], "/r")
         self.assertEqual(program.env["PYMTA_PYTHON"], sys.executable)
         self.assertEqual(program.env["PATH"], "/bin")
-        self.assertEqual(program.env["QMAILQUEUE"], "bin/scan")
+        self.assertEqual(program.env["QMAILQUEUE"], QUEUE_PROGRAM)
+        self.assertEqual(QUEUE_PROGRAM, QMAILQUEUE_PROGRAM)
         program = program_for("/r", {"QMAILQUEUE": "/x", "PYMTA_PYTHON": "/py"})
         assert program is not None
         self.assertEqual((program.env["PYMTA_PYTHON"], program.timeout), ("/py", DEFAULT_TIMEOUT))
