@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from twisted.internet import task
+from twisted.internet import defer, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,6 +15,7 @@ from pymta.qmailqueue.hook import QmailQueueHook
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.qmailqueue.spawned import QmailQueueSink
 from pymta.qmqpsink import QMQPSink
+from pymta.smtpd.endofdata import EndOfDataStage, StepVerdict
 from tests.qmailqueue.test_spawned import FakeProcess
 from tests.smtpd.helpers import MemorySink, Session, make_root
 
@@ -109,3 +110,50 @@ class SmtpdTests(Base):
         s = self.session(peer="198.51.100.9", replies=("250 ok 1800000000 qp 4001",))
         self.assertEqual(self.processes, [])
         self.assertEqual(len(s.sink.queued), 1)
+
+
+class _TagStep:
+    """An end-of-data step that adds a header field to every message."""
+
+    def for_transaction(self, facts: Any) -> "_TagStep":
+        return self
+
+    def at_mail(self) -> "defer.Deferred[str | None]":
+        return defer.succeed(None)
+
+    def at_end_of_data(self, message: Any) -> "defer.Deferred[StepVerdict]":
+        return defer.succeed(StepVerdict(add=(b"X-Step: checked\n",)))
+
+
+class StepsTests(Base):
+    def test_the_end_of_data_steps_run_before_the_program(self) -> None:
+        root = make_root(self.mktemp())
+        s = Session(root, rules=':allow,QMAILQUEUE="/usr/local/bin/scan"', end_of_data=EndOfDataStage([_TagStep()]))
+        s.context.qmailqueue = self.hook()
+        s.take()
+        for line in ("HELO client.example", "MAIL FROM:<a@x.example>", "RCPT TO:<b@y.example>", "DATA"):
+            s.cmd(line)
+        self.assertEqual(s.send(b"Subject: s\r\n\r\nbody\r\n.\r\n"), [])
+        process = self.processes[0]
+        self.assertTrue(process.written[0].startswith(b"X-Step: checked\nReceived: from unknown"), process.written[0])
+        process.end(0)
+        self.assertEqual(s.take(), ["250 ok 1800000000 qp 4321"])
+
+
+class QmtpTests(Base):
+    """The QMTP server (and the QMQP server that subclasses it) shares smtpd's choice."""
+
+    def test_the_rules_program_answers_for_qmtp(self) -> None:
+        from tests.qmtpd.test_protocol import Session as QmtpSession, qmtp_message
+
+        s = QmtpSession(make_root(self.mktemp(), rcpthosts="example.org"),
+                        rules='192.0.2.7:allow,QMAILQUEUE="/usr/local/bin/scan"\n:allow')
+        self.addCleanup(s.close)
+        s.context.qmailqueue = self.hook()
+        self.assertEqual(s.send(qmtp_message(b"Subject: hi\n\nbody\n", b"a@elsewhere.example", [b"joe@example.org"])), [])
+        process = self.processes[0]
+        self.assertEqual(process.written[1], b"Fa@elsewhere.example\0Tjoe@example.org\0\0")
+        self.assertTrue(process.written[0].endswith(b"Subject: hi\n\nbody\n"))
+        process.end(31)
+        self.assertEqual(s.replies(), [b"Dmail server permanently rejected message (#5.3.0)"])
+        self.assertEqual(s.sink.queued, [])
