@@ -79,6 +79,9 @@ class _Protocol(ProcessProtocol):
     def childConnectionLost(self, childFD: int) -> None:
         self.writer.lost(childFD)
 
+    def processExited(self, reason: Failure) -> None:
+        self.writer.exited(getattr(reason.value, "exitCode", None), getattr(reason.value, "signal", None))
+
     def processEnded(self, reason: Failure) -> None:
         self.writer.ended(getattr(reason.value, "exitCode", None), getattr(reason.value, "signal", None))
 
@@ -106,6 +109,8 @@ class ProgramWriter:
         self._settled = False
         self._finishing = False
         self._open = {0, 1}
+        self._readers = {6}
+        self._exit: tuple[int | None, int | None] | None = None
         self._early_loss = False
         self._custom = b""
         self._stderr = b""
@@ -148,7 +153,7 @@ class ProgramWriter:
 
     def abort(self) -> None:
         if not self._settled:
-            self._settle(QueueFailure(EXIT_TIMEOUT, "message dropped"))
+            self._settle(QueueFailure(EXIT_TIMEOUT, "message dropped"), quiet=True)
             self._kill()
         self._result.addErrback(lambda _: None)
 
@@ -164,8 +169,21 @@ class ProgramWriter:
         if fd in self._open and not self._finishing:
             self._early_loss = True
         self._open.discard(fd)
+        self._readers.discard(fd)
+        if fd == 6 and self._exit is not None:
+            self.ended(*self._exit)
         if fd == 0 and self._resume is not None:
             self._resume()
+
+    def exited(self, exit_code: int | None, signal: int | None) -> None:
+        """
+        The program has exited; its reply on descriptor 6 is read once that
+        pipe is closed, and a process it left running with descriptor 2
+        open does not hold the answer back.
+        """
+        self._exit = (exit_code, signal)
+        if 6 not in self._readers:
+            self.ended(exit_code, signal)
 
     def ended(self, exit_code: int | None, signal: int | None) -> None:
         self._open.clear()
@@ -189,7 +207,7 @@ class ProgramWriter:
             except Exception:  # it has ended meanwhile
                 pass
 
-    def _settle(self, failure: QueueFailure | None) -> None:
+    def _settle(self, failure: QueueFailure | None, quiet: bool = False) -> None:
         self._settled = True
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
@@ -200,7 +218,8 @@ class ProgramWriter:
         if failure is None:
             self._result.callback(QueueReceipt(0, self.pid))
             return
-        log.info("qmailqueue: {path} qp {pid}: {detail}", path=self.program.path, pid=self.pid, detail=str(failure))
+        if not quiet:
+            log.info("qmailqueue: {path} qp {pid}: {detail}", path=self.program.path, pid=self.pid, detail=str(failure))
         self._result.errback(failure)
 
 

@@ -86,6 +86,24 @@ class SinkTests(SynchronousTestCase):
         process.end(0)
         self.assertEqual(self.successResultOf(d), QueueReceipt(0, 4321))
 
+    def test_the_answer_comes_at_exit_once_fd6_is_closed(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        process.protocol.childDataReceived(6, b"Dnot this one (#5.7.1)")
+        process.protocol.processExited(Failure(error.ProcessTerminated(82)))
+        self.assertNoResult(d)  # its reply may still be on the way
+        process.protocol.childConnectionLost(6)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual(failure.value.text, "not this one (#5.7.1)")
+        process.end(82)  # descriptor 2, held by what it left running, closes later: nothing changes
+
+    def test_a_process_left_running_with_stderr_does_not_hold_the_answer(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        process.protocol.childConnectionLost(6)
+        process.protocol.processExited(Failure(error.ProcessDone(0)))
+        self.assertEqual(self.successResultOf(d), QueueReceipt(0, 4321))
+
     def test_a_big_message_goes_in_pieces(self) -> None:
         body = b"Subject: big\n\n" + b"x" * (spool.CHUNK_BYTES * 3) + b"\n"
         d = self.message(body)
