@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.cli.test_inject -*-
 """
 Running one injection: read the controls, prepare the message, then queue
-it (through L{pymta.queue.client.enqueue}) or print it (C{-n}).
+it (through L{pymta.queue.client.enqueue}, or the program C{QMAILQUEUE}
+names: L{pymta.qmailqueue.blocking}) or print it (C{-n}).
 
 Shared by C{pymta inject} and C{pymta sendmail}; each maps the
 L{InjectError} kinds to its own exit codes.
@@ -58,6 +59,15 @@ def _default_enqueue(root: str, message: BinaryIO, sender: str, recipients: Sequ
     return enqueue(root, message, sender, recipients)
 
 
+def _qmailqueue_or_queue(root: str, env: Mapping[str, str], timeout: int) -> Enqueue:
+    """The program C{QMAILQUEUE} names (it wins over the queue and a null client's QMQP servers), else the queue."""
+    from pymta.qmailqueue.blocking import program_enqueue
+    from pymta.qmailqueue.program import program_for
+
+    program = program_for(root, env, timeout=timeout)
+    return _default_enqueue if program is None else program_enqueue(program)
+
+
 def inject(
     root: str,
     options: InjectOptions,
@@ -86,7 +96,7 @@ def inject(
             stdout.write(chunk)
         stdout.flush()
         return None
-    queue = enqueue or _default_enqueue
+    queue = enqueue or _qmailqueue_or_queue(root, env, controls.timeoutqmailqueue)
     try:
         return queue(root, io.BufferedReader(ChunkReader(prepared.chunks())), prepared.sender, prepared.recipients)
     except QueueRefused as e:

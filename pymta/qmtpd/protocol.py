@@ -265,7 +265,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     # -- one message -------------------------------------------------------
 
     def _start_message(self, crlf: bool) -> None:
-        message = self._message = IncomingMessage(self.ctx.sink.open_message, self.databytes, crlf)
+        message = self._message = IncomingMessage(self.ctx.sink_for(self.env).open_message, self.databytes, crlf)
         message.writer.write(
             received_line(
                 remote_host=self.env.get("TCPREMOTEHOST", "unknown"),

@@ -11,7 +11,7 @@ L{SMTPDService.reload} swap rules, certificate and zones in one place.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from twisted.cred.portal import Portal
 
@@ -19,6 +19,7 @@ from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
+from pymta.qmailqueue.hook import QmailQueueHook
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
@@ -78,6 +79,8 @@ class SMTPDContext:
     C{end_of_data} holds the steps that see each whole message before it
     is queued (L{pymta.smtpd.endofdata}); none by default.
     C{events} hears what the sessions do, for the daemon's metrics.
+    C{qmailqueue}, when set, puts a C{QMAILQUEUE} program in the queue's
+    place for the sessions it names one for (L{sink_for}).
     """
 
     reader: ControlReader
@@ -107,6 +110,7 @@ class SMTPDContext:
     end_of_data: EndOfDataStage = field(default_factory=EndOfDataStage)  # checks of whole messages (senderauth)
     #: what the sessions tell the daemon's metrics (L{pymta.sessionevents})
     events: SessionEvents = NO_EVENTS
+    qmailqueue: QmailQueueHook | None = None
     _per_ip: PerSnapshot[int] = field(default_factory=lambda: PerSnapshot(per_ip_limit), repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -125,6 +129,10 @@ class SMTPDContext:
         """A session sent C{line}: tell the metrics what it means (L{pymta.smtpd.replyreasons})."""
         if self.events is not NO_EVENTS:
             tell(self.events, line)
+
+    def sink_for(self, env: Mapping[str, str]) -> MessageSink:
+        """Where a message of a session with environment C{env} goes: L{sink}, or its C{QMAILQUEUE} program."""
+        return self.sink if self.qmailqueue is None else self.qmailqueue.sink_for(self.sink, env)
 
     def per_ip_limit(self, controls: Controls) -> int:
         """L{per_ip_limit} of C{controls}, read once per controls snapshot."""

@@ -454,7 +454,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self.reply("503 RCPT first (#5.5.1)")
             return
         try:
-            writer = self._steps.open_message(self.ctx.sink, self.sender, list(self.recipients), self.params)
+            writer = self._steps.open_message(self.ctx.sink_for(self.env), self.sender, list(self.recipients), self.params)
         except Exception:
             log.failure("smtpd: cannot open a queue message")
             self.reply("451 qqt failure (#4.3.0)")

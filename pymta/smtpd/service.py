@@ -41,6 +41,7 @@ from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import LocalRecipients, MessageSink
+from pymta.qmailqueue.hook import QmailQueueHook
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
@@ -238,6 +239,7 @@ def build_smtpd_service(
         events=events,
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
+    context.qmailqueue = QmailQueueHook(root, reactor, lambda: reader.current.timeoutqmailqueue)
     context.recipient_check = _recipient_check(reader.current, local_recipients)
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
     svc.dkim_sign = DKIMSignStep(DKIMSigning.for_reader(reader, reactor))

@@ -1,0 +1,228 @@
+"""
+The daemons' QMAILQUEUE sink with a fake spawner and task.Clock: the
+program starts at finish(), gets the message on fd 0 and the envelope on
+fd 1, and its end (or its time bound) decides what finish() says.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from twisted.internet import defer, error, task
+from twisted.internet.protocol import ProcessProtocol
+from twisted.python.failure import Failure
+from twisted.test.proto_helpers import StringTransport
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.interfaces import QueueReceipt
+from pymta.qmailqueue.program import QmailQueueProgram
+from pymta.qmailqueue.spawned import ProgramWriter, QmailQueueSink
+from pymta.queue.errors import QueueFailure
+from pymta.smtpd import spool
+
+
+class FakeProcess:
+    """A process transport that records what it is given, per descriptor."""
+
+    def __init__(self, protocol: ProcessProtocol, pid: int = 4321) -> None:
+        self.protocol = protocol
+        self.pid: int | None = pid
+        self.written: dict[int, bytes] = {0: b"", 1: b""}
+        self.closed: list[int] = []
+        self.signals: list[str] = []
+        self.pipes = {0: StringTransport()}
+
+    def writeToChild(self, fd: int, data: bytes) -> None:
+        assert fd not in self.closed, f"write to closed fd {fd}"
+        self.written[fd] += data
+
+    def closeChildFD(self, fd: int) -> None:
+        self.closed.append(fd)
+
+    def signalProcess(self, name: str) -> None:
+        self.signals.append(name)
+
+    def end(self, exit_code: int | None, signal: int | None = None, reply: bytes = b"", stderr: bytes = b"") -> None:
+        if reply:
+            self.protocol.childDataReceived(6, reply)
+        if stderr:
+            self.protocol.childDataReceived(2, stderr)
+        for fd in (0, 1, 2, 6):
+            self.protocol.childConnectionLost(fd)
+        self.pid = None
+        reason = error.ProcessDone(0) if exit_code == 0 else error.ProcessTerminated(exit_code, signal)
+        self.protocol.processEnded(Failure(reason))
+
+
+class SinkTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.clock = task.Clock()
+        self.processes: list[FakeProcess] = []
+        self.programs: list[QmailQueueProgram] = []
+        self.program = QmailQueueProgram("/usr/local/bin/scan", "/root", (("QMAILQUEUE", "/usr/local/bin/scan"),), 60)
+
+    def spawn(self, protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+        process = FakeProcess(protocol)
+        self.processes.append(process)
+        self.programs.append(program)
+        return process
+
+    def message(self, body: bytes = b"Subject: s\n\nbody\n", recipients: tuple[str, ...] = ("b@x.example", "c@y.example")) -> "defer.Deferred[QueueReceipt]":
+        sink = QmailQueueSink(self.program, self.spawn, self.clock)
+        writer = sink.open_message("a@app.example", list(recipients), origin="from network")
+        writer.write(b"Received: x\n")
+        writer.write(body)
+        self.assertEqual(self.processes, [], "the program starts at finish(), not before")
+        return writer.finish()
+
+    def test_message_on_fd0_envelope_on_fd1_then_receipt(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        self.assertEqual(self.programs, [self.program])
+        self.assertEqual(process.written[0], b"Received: x\nSubject: s\n\nbody\n")
+        self.assertEqual(process.written[1], b"Fa@app.example\0Tb@x.example\0Tc@y.example\0\0")
+        self.assertEqual(process.closed, [0, 1])
+        self.assertNoResult(d)
+        process.end(0)
+        self.assertEqual(self.successResultOf(d), QueueReceipt(0, 4321))
+
+    def test_the_answer_comes_at_exit_once_fd6_is_closed(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        process.protocol.childDataReceived(6, b"Dnot this one (#5.7.1)")
+        process.protocol.processExited(Failure(error.ProcessTerminated(82)))
+        self.assertNoResult(d)  # its reply may still be on the way
+        process.protocol.childConnectionLost(6)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual(failure.value.text, "not this one (#5.7.1)")
+        process.end(82)  # descriptor 2, held by what it left running, closes later: nothing changes
+
+    def test_a_process_left_running_with_stderr_does_not_hold_the_answer(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        process.protocol.childConnectionLost(6)
+        process.protocol.processExited(Failure(error.ProcessDone(0)))
+        self.assertEqual(self.successResultOf(d), QueueReceipt(0, 4321))
+
+    def test_a_big_message_goes_in_pieces(self) -> None:
+        body = b"Subject: big\n\n" + b"x" * (spool.CHUNK_BYTES * 3) + b"\n"
+        d = self.message(body)
+        self.assertEqual(self.processes[0].written[0], b"Received: x\n" + body)
+        self.processes[0].end(0)
+        self.successResultOf(d)
+
+    def test_exit_31_is_permanent(self) -> None:
+        d = self.message()
+        self.processes[0].end(31, stderr=b"virus found\n")
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("mail server permanently rejected message (#5.3.0)", True))
+
+    def test_exit_71_is_temporary(self) -> None:
+        d = self.message()
+        self.processes[0].end(71)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("mail server temporarily rejected message (#4.3.0)", False))
+
+    def test_exit_82_with_its_reply_on_fd6(self) -> None:
+        d = self.message()
+        self.processes[0].end(82, reply=b"Dcustom no thanks (#5.7.1)")
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("custom no thanks (#5.7.1)", True))
+
+    def test_killed_is_a_crash(self) -> None:
+        d = self.message()
+        self.processes[0].end(None, signal=9)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("qq crashed (#4.3.0)", False))
+
+    def test_over_the_bound_it_is_killed_and_refused_at_once(self) -> None:
+        d = self.message()
+        self.clock.advance(59)
+        self.assertNoResult(d)
+        self.clock.advance(1)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("qq timeout (#4.3.0)", False))
+        self.assertEqual(self.processes[0].signals, ["KILL"])
+        self.processes[0].end(None, signal=9)  # its end later changes nothing
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def writer(self) -> ProgramWriter:
+        """A started program, as the spool replays the message into it."""
+        return ProgramWriter(self.program, self.spawn, self.clock, "", ["b@x.example"])
+
+    def test_a_program_that_stops_reading_did_not_queue_it(self) -> None:
+        real = self.writer()
+        real.write(b"m\n")
+        process = self.processes[0]
+        process.protocol.childConnectionLost(0)  # it closed its descriptor 0
+        real.write(b"more\n")
+        d = real.finish()
+        self.assertEqual(process.written[0], b"m\n")
+        self.assertEqual(process.closed, [1])
+        process.end(0)
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertEqual(failure.value.text, "qq read error (#4.3.0)")
+
+    def test_exit_before_finish_is_its_answer(self) -> None:
+        real = self.writer()
+        process = self.processes[0]
+        process.end(31)
+        real.write(b"more\n")
+        failure = self.failureResultOf(real.finish(), QueueFailure)
+        self.assertTrue(failure.value.permanent)
+        self.assertEqual((process.written[0], process.closed), (b"", []))
+        real = self.writer()
+        self.processes[1].end(0)
+        failure = self.failureResultOf(real.finish(), QueueFailure)
+        self.assertEqual(failure.value.text, "qq read error (#4.3.0)")
+
+    def test_a_program_that_cannot_start_is_refused_for_now(self) -> None:
+        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+            raise QueueFailure(120, "/usr/local/bin/scan: not an executable file")
+
+        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
+        writer.write(b"m\n")
+        failure = self.failureResultOf(writer.finish(), QueueFailure)
+        self.assertEqual((failure.value.text, failure.value.permanent), ("unable to exec qq (#4.3.0)", False))
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_an_address_too_long_starts_nothing(self) -> None:
+        d = self.message(recipients=("b" * 1100 + "@x.example",))
+        failure = self.failureResultOf(d, QueueFailure)
+        self.assertTrue(failure.value.permanent)
+        self.assertEqual(self.processes, [])
+
+    def test_abort_kills_a_running_program(self) -> None:
+        real = self.writer()
+        real.abort()
+        self.assertEqual(self.processes[0].signals, ["KILL"])
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+
+    def test_the_pipe_backlog_pauses_the_spool(self) -> None:
+        paused: list[bool] = []
+
+        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+            process = self.spawn(protocol, program)
+            original = process.writeToChild
+
+            def write(fd: int, data: bytes) -> None:
+                original(fd, data)
+                if fd == 0 and not paused:  # the pipe is full after the first piece
+                    paused.append(True)
+                    process.pipes[0].producer.pauseProducing()
+
+            process.writeToChild = write
+            return process
+
+        body = b"Subject: s\n\n" + b"y" * (spool.CHUNK_BYTES * 4)
+        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
+        writer.write(body)
+        d = writer.finish()
+        process = self.processes[0]
+        self.assertEqual(process.written[0], b"Subject: s\n")
+        self.assertEqual(process.closed, [])
+        process.pipes[0].producer.resumeProducing()
+        self.assertEqual(process.written[0], body)
+        self.assertEqual(process.closed, [0, 1])
+        process.end(0)
+        self.successResultOf(d)
