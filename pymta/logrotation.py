@@ -51,7 +51,11 @@ REOPEN = "reopen"
 
 
 class RotatingLogFile(logfile.LogFile):
-    """A twistd C{LogFile} that can be handed to the account the process drops to."""
+    """
+    A twistd C{LogFile} that can be handed to the account the process drops
+    to.  Its file is unbuffered, as Twisted's: each C{write} reaches the
+    descriptor at once (L{pymta.twistdlog} counts on it).
+    """
 
     def __init__(self, name: str, directory: str, **kwargs: Any) -> None:
         super().__init__(name, directory, **kwargs)

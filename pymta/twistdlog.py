@@ -129,6 +129,18 @@ class TwistdFileObserver(FileLogObserver):
     def __init__(self, out_file: Any, log_file: logfile.LogFile | None = None) -> None:
         super().__init__(out_file, ClassicLogFormat())
         self.log_file = log_file
+        #: a L{RotatingLogFile} writes each line straight to its descriptor (it opens it unbuffered):
+        #: the flush C{FileLogObserver} makes after every line would do nothing but cost two calls
+        self._unbuffered = log_file if isinstance(log_file, RotatingLogFile) and log_file is out_file else None
+
+    def __call__(self, event: LogEvent) -> None:
+        log_file = self._unbuffered
+        if log_file is None or self._encoding is not None:
+            super().__call__(event)
+            return
+        text = self.formatEvent(event)
+        if text:
+            log_file.write(text)
 
 
 def fast_text_observer(out_file: Any) -> FileLogObserver:
