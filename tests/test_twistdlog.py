@@ -118,6 +118,15 @@ class SameTextAsTwistdTests(unittest.SynchronousTestCase):
                 made = event(qmail_line="tick", log_time=when)
                 self.assertEqual(formatter(made), twisted_text(made))
 
+    def test_time_stamp_of_one_formatter_across_the_end_of_a_second(self) -> None:
+        """The stamp kept from the line before is used only where no rounding can reach the next second."""
+        formatter = ClassicLogFormat()
+        for when in (WHEN, WHEN + 0.7499989, WHEN + 0.7499995, WHEN + 0.75, WHEN + 0.76, 704.1, 704.999998,
+                     704.9999994, 704.9999995, 705.0, -2.5, -1.0000006, -1.0000004, -0.9999999):
+            with self.subTest(when=when):
+                made = event(qmail_line="tick", log_time=when)
+                self.assertEqual(formatter(made), twisted_text(made))
+
     def test_time_zone_offsets(self) -> None:
         """A zone with daylight saving time: each side of the change gets its own offset."""
         if not hasattr(__import__("time"), "tzset"):
