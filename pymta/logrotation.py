@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import os
 import stat
+import threading
 from typing import Any
 
 from twisted.logger import Logger
@@ -49,13 +50,34 @@ log = Logger(namespace="pymta")
 ROTATE = "rotate"
 REOPEN = "reopen"
 
+#: Twisted's C{LogFile.write} (rotation by size included) without the pure-Python lock
+#: C{twisted.python.threadable} wraps it in (it keeps the plain function as C{__wrapped__})
+_write_unlocked = getattr(logfile.LogFile.write, "__wrapped__", logfile.LogFile.write)
+
 
 class RotatingLogFile(logfile.LogFile):
-    """A twistd C{LogFile} that can be handed to the account the process drops to."""
+    """
+    A twistd C{LogFile} that can be handed to the account the process drops
+    to.  Its file is unbuffered, as Twisted's: each C{write} reaches the
+    descriptor at once (L{pymta.twistdlog} counts on it).
+
+    Writes, rotations and reopenings hold one lock of the C{threading}
+    module, where Twisted's C{write} and C{rotate} each take a lock written
+    in Python: a line costs a few calls instead of about ten.
+    """
 
     def __init__(self, name: str, directory: str, **kwargs: Any) -> None:
+        self._lock = threading.RLock()
         super().__init__(name, directory, **kwargs)
         self.mode = ROTATE
+
+    def write(self, data: str | bytes) -> None:
+        with self._lock:
+            _write_unlocked(self, data)
+
+    def rotate(self) -> None:
+        with self._lock:
+            super().rotate()
 
     def _openFile(self) -> None:
         """Twisted's open (append at the end, create when missing), but through no symbolic link (see the module docstring)."""
@@ -130,6 +152,7 @@ class RotatingLogFile(logfile.LogFile):
 
     def _reopen_keeping_old_on_error(self) -> None:
         """Open the path again; when that fails, the file open until now stays in use (Twisted's reopen closes it first)."""
-        old = self._file
-        self._openFile()
-        old.close()
+        with self._lock:
+            old = self._file
+            self._openFile()
+            old.close()

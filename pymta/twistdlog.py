@@ -46,6 +46,9 @@ _Parsed = list[tuple[str, str | None]]
 
 _MAX_FORMATS = 1024
 
+#: a time stamp at least this far before the next second cannot round up into it (see L{ClassicLogFormat._time})
+_SAME_SECOND = 0.999999
+
 
 def _plain_fields(format_string: str) -> _Parsed | None:
     """The parts of C{format_string} when every field is a plain C{{name}}; None otherwise."""
@@ -74,14 +77,17 @@ class ClassicLogFormat:
         self.time_format = time_format
         #: (second, its time stamp): one object, so a thread never pairs one second with another's stamp
         self._stamp: tuple[int, str] | None = None
-        self._formats: dict[str, _Parsed | None] = {}
+        #: the parse of each format string seen; a lone plain field (qmail's C{{qmail_line}}) is kept as its name
+        self._formats: dict[str, _Parsed | str | None] = {}
 
     def _time(self, when: float) -> str:
+        cached = self._stamp
+        if cached is not None and cached[0] <= when < cached[0] + _SAME_SECOND:
+            return cached[1]  # the second of the line before, far enough from the next one
         # the second datetime.fromtimestamp shows: it rounds the fraction to microseconds first
         fraction, whole = math.modf(when)
         micros = round(fraction * 1e6)
         second = int(whole) + (1 if micros >= 1_000_000 else -1 if micros < 0 else 0)
-        cached = self._stamp
         if cached is None or cached[0] != second:
             cached = self._stamp = (second, formatTime(second, self.time_format))
         return cached[1]
@@ -103,12 +109,17 @@ class ClassicLogFormat:
             parts = self._formats[format_string]
         except KeyError:
             parts = _plain_fields(format_string)
+            if parts is not None and len(parts) == 1 and parts[0][0] == "" and parts[0][1] is not None:
+                parts = parts[0][1]
             if len(self._formats) < _MAX_FORMATS:
                 self._formats[format_string] = parts
         if parts is None:
             return self._slow(event)
         try:
-            text = "".join([literal if name is None else literal + format(event[name], "") for literal, name in parts])
+            if isinstance(parts, str):
+                text = format(event[parts], "")
+            else:
+                text = "".join([literal if name is None else literal + format(event[name], "") for literal, name in parts])
         except BaseException:
             # Twisted's formatter catches everything too (and says so in the line)
             return self._slow(event)
@@ -129,6 +140,18 @@ class TwistdFileObserver(FileLogObserver):
     def __init__(self, out_file: Any, log_file: logfile.LogFile | None = None) -> None:
         super().__init__(out_file, ClassicLogFormat())
         self.log_file = log_file
+        #: a L{RotatingLogFile} writes each line straight to its descriptor (it opens it unbuffered):
+        #: the flush C{FileLogObserver} makes after every line would do nothing but cost two calls
+        self._unbuffered = log_file if isinstance(log_file, RotatingLogFile) and log_file is out_file else None
+
+    def __call__(self, event: LogEvent) -> None:
+        log_file = self._unbuffered
+        if log_file is None or self._encoding is not None:
+            super().__call__(event)
+            return
+        text = self.formatEvent(event)
+        if text:
+            log_file.write(text)
 
 
 def fast_text_observer(out_file: Any) -> FileLogObserver:

@@ -11,6 +11,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 
 from twisted.logger import LogLevel, globalLogPublisher
 from twisted.trial.unittest import SynchronousTestCase
@@ -56,6 +57,31 @@ class UnitTests(SynchronousTestCase):
         self.assertEqual(read(self.log_file.path + ".1"), "first\n")
         self.assertEqual(read(self.log_file.path), "second\n")
         self.assertEqual(self.messages(LogLevel.info), [f"SIGUSR1: log file {self.log_file.path} rotated"])
+
+    def test_threads_write_through_size_rotations_and_usr1(self) -> None:
+        """Lines written by several threads while the size limit and SIGUSR1 rotate (one lock for both): each lands whole, once."""
+        self.log_file.rotateLength = 4000
+        self.assertIsNone(self.log_file.hand_over(self.me))
+        interval = sys.getswitchinterval()
+        sys.setswitchinterval(1e-6)  # threads change often
+        self.addCleanup(sys.setswitchinterval, interval)
+
+        def writer(n: int) -> None:
+            for i in range(300):
+                self.log_file.write(f"writer {n} line {i} " + "x" * 40 + "\n")
+
+        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for _ in range(5):
+            self.log_file.on_usr1()
+        for t in threads:
+            t.join()
+        lines = []
+        for name in os.listdir(self.dir):
+            lines += read(os.path.join(self.dir, name)).splitlines()
+        self.assertEqual(sorted(lines), sorted(f"writer {n} line {i} " + "x" * 40 for n in range(4) for i in range(300)))
+        self.assertGreater(len(os.listdir(self.dir)), 10)
 
     def test_not_a_regular_file(self) -> None:
         log_file = RotatingLogFile.fromFullPath(os.devnull)

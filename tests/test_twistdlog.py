@@ -24,6 +24,7 @@ from twisted.python.logfile import LogFile
 from twisted.scripts.twistd import ServerOptions
 from twisted.trial import unittest
 
+from pymta.logrotation import RotatingLogFile
 from pymta.privileges import RootDroppingService
 from pymta.twistdlog import ClassicLogFormat, fast_text_observer, twistd_observer
 
@@ -117,6 +118,15 @@ class SameTextAsTwistdTests(unittest.SynchronousTestCase):
                 made = event(qmail_line="tick", log_time=when)
                 self.assertEqual(formatter(made), twisted_text(made))
 
+    def test_time_stamp_of_one_formatter_across_the_end_of_a_second(self) -> None:
+        """The stamp kept from the line before is used only where no rounding can reach the next second."""
+        formatter = ClassicLogFormat()
+        for when in (WHEN, WHEN + 0.7499989, WHEN + 0.7499995, WHEN + 0.75, WHEN + 0.76, 704.1, 704.999998,
+                     704.9999994, 704.9999995, 705.0, -2.5, -1.0000006, -1.0000004, -0.9999999):
+            with self.subTest(when=when):
+                made = event(qmail_line="tick", log_time=when)
+                self.assertEqual(formatter(made), twisted_text(made))
+
     def test_time_zone_offsets(self) -> None:
         """A zone with daylight saving time: each side of the change gets its own offset."""
         if not hasattr(__import__("time"), "tzset"):
@@ -196,6 +206,29 @@ class TwistdObserverTests(unittest.SynchronousTestCase):
         with open(path) as f:
             self.assertTrue(f.read().endswith(" [pymta.send#info] new msg 42\n"))
         self.assertNotEqual(signal.getsignal(signal.SIGUSR1), signal.SIG_DFL)
+
+    def test_rotating_log_file_gets_each_line_at_once(self) -> None:
+        """pymta's own log file is unbuffered: each line is on disk after its write, with no flush call."""
+        previous = signal.getsignal(signal.SIGUSR1)
+        self.addCleanup(signal.signal, signal.SIGUSR1, previous)
+        path = os.path.abspath(self.mktemp())
+        opened: list[RotatingLogFile] = []
+
+        def open_log(name: str) -> RotatingLogFile:
+            opened.append(RotatingLogFile.fromFullPath(name))
+            return opened[-1]
+
+        observer = twistd_observer(self.options("--logfile", path), open_log=open_log)
+        assert observer is not None
+        self.addCleanup(opened[0].close)
+        flushes: list[None] = []
+        self.patch(opened[0], "flush", lambda: flushes.append(None))
+        observer(event(qmail_line="new msg 42"))
+        observer(event(qmail_line="end msg 42"))
+        with open(path) as f:
+            lines = f.read().splitlines()
+        self.assertEqual([line.split("] ", 1)[1] for line in lines], ["new msg 42", "end msg 42"])
+        self.assertEqual((flushes, opened[0].size), ([], os.path.getsize(path)))
 
     def test_daemon_without_logfile_uses_twistd_log(self) -> None:
         names: list[str] = []

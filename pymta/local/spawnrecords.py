@@ -29,7 +29,7 @@ qmail-lspawn caps qmail-local's report.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Literal, NamedTuple, cast
+from typing import Any, Literal, NamedTuple
 
 from pymta.local.wire import encode_record
 
@@ -83,7 +83,10 @@ def _is_id(value: object) -> bool:
 
 
 def _text_within(value: object, limit: int) -> bool:
-    return isinstance(value, str) and len(value.encode("utf-8", "surrogateescape")) <= limit
+    """A str of at most C{limit} bytes in UTF-8 (a code point takes at most four: a short one is not encoded)."""
+    if not isinstance(value, str):
+        return False
+    return len(value) <= limit >> 2 or len(value.encode("utf-8", "surrogateescape")) <= limit
 
 
 class DeliveryCounts(NamedTuple):
@@ -99,9 +102,12 @@ class DeliveryCounts(NamedTuple):
 
     @classmethod
     def parse(cls, value: object) -> "DeliveryCounts":
-        if not isinstance(value, list) or len(value) != 3 or not all(_is_id(n) for n in value):
+        if not isinstance(value, list) or len(value) != 3:
             raise RecordError("did is not three counts")
-        return cls(*value)
+        files, forwards, programs = value
+        if not (_is_id(files) and _is_id(forwards) and _is_id(programs)):
+            raise RecordError("did is not three counts")
+        return cls(files, forwards, programs)
 
 
 @dataclass(frozen=True)
@@ -118,12 +124,12 @@ class DeliveryRequest:
         """L{BadRequest} unless every field is within its bounds."""
         if not _is_id(self.slot):
             raise BadRequest(None, "request without a slot number")
-        for name, limit in (("message", MAX_PATH), ("sender", MAX_TEXT), ("recipient", MAX_TEXT),
-                            ("defaultdelivery", MAX_TEXT)):
-            value = getattr(self, name)
+        for name, value, limit in (("message", self.message, MAX_PATH), ("sender", self.sender, MAX_TEXT),
+                                   ("recipient", self.recipient, MAX_TEXT),
+                                   ("defaultdelivery", self.defaultdelivery, MAX_TEXT)):
             if not isinstance(value, str):
                 raise BadRequest(self.slot, f"Internal error: request has no {name}. (#5.3.0)")
-            if not _text_within(value, limit):
+            if len(value) > limit >> 2 and not _text_within(value, limit):  # a short text is within (see there)
                 raise BadRequest(self.slot, f"Internal error: request field {name} is too long. (#5.3.0)")
 
     def encode(self) -> bytes:
@@ -217,7 +223,8 @@ class DeliveryReport:
             raise RecordError("did goes with status K, and only with it")
         if self.forwards and self.status != "K":
             raise RecordError("forwards go with status K only")
-        if len(self.forwards) > MAX_FORWARDS or not all(_text_within(f, MAX_TEXT) for f in self.forwards):
+        if self.forwards and (len(self.forwards) > MAX_FORWARDS
+                              or not all(_text_within(f, MAX_TEXT) for f in self.forwards)):
             raise RecordError("bad forwards")
         if not _text_within(self.newsender, MAX_TEXT):
             raise RecordError("bad newsender")
@@ -236,10 +243,11 @@ class DeliveryReport:
 
     @classmethod
     def parse(cls, record: dict[str, Any]) -> "DeliveryReport":
-        status = record.get("status")
+        status: Any = record.get("status")
         if status not in STATUSES:
             raise RecordError(f"report with status {status!r}")
-        did = DeliveryCounts.parse(record.get("did")) if record.get("did") is not None else None
+        did_value = record.get("did")
+        did = DeliveryCounts.parse(did_value) if did_value is not None else None
         forwards = record.get("forwards")
         if not isinstance(forwards, list):
             raise RecordError("forwards is not a list")
@@ -251,7 +259,7 @@ class DeliveryReport:
         newsender: Any = record.get("newsender")
         uid: Any = record.get("uid")
         # of any type so far: check() tells
-        report = cls(slot, cast(Status, status), output, did, tuple(forwards), newsender, uid, needs_root)
+        report = cls(slot, status, output, did, tuple(forwards), newsender, uid, needs_root)
         report.check()
         return report
 

@@ -39,17 +39,19 @@ class FirstAttempt:
     #: routed recipients, all in one batch
     recipients: tuple[str, ...]
     since: int
-    #: one verdict per recipient once the attempt is back
+    #: one verdict per recipient once the attempt is back (L{record})
     results: list[Verdict] = field(default_factory=list)
+    #: every recipient's delivery succeeded: nothing needs to be written
+    succeeded: bool = False
+    #: at least one delivery succeeded
+    delivered_some: bool = False
 
-    @property
-    def succeeded(self) -> bool:
-        """Every recipient's delivery succeeded: nothing needs to be written."""
-        return bool(self.results) and all(v.status == SUCCESS for v in self.results)
-
-    @property
-    def delivered_some(self) -> bool:
-        return any(v.status == SUCCESS for v in self.results)
+    def record(self, results: list[Verdict]) -> None:
+        """The attempt is back with one verdict per recipient."""
+        self.results = results
+        successes = [v.status for v in results].count(SUCCESS)
+        self.succeeded = bool(results) and successes == len(results)
+        self.delivered_some = successes > 0
 
 
 def plan_first_attempt(

@@ -16,7 +16,7 @@ was queued for.
 from __future__ import annotations
 
 import enum
-from collections import Counter, deque
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
@@ -125,7 +125,8 @@ class MessageStates:
 
     def __init__(self, channels: Iterable[str]) -> None:
         self._states: dict[int, MessageState] = {}
-        self._counts: Counter[Stage] = Counter()
+        #: messages per stage (every stage has its entry, so that counting never needs a default)
+        self._counts: dict[Stage, int] = dict.fromkeys(Stage, 0)
         self._first_fifo: dict[str, deque[MessageState]] = {c: deque() for c in channels}
         self._finish_fifo: deque[MessageState] = deque()
         self._waiting_fifo: deque[MessageState] = deque()
@@ -146,7 +147,10 @@ class MessageStates:
         return None if state is None else state.stage
 
     def count(self, *stages: Stage) -> int:
-        return sum(self._counts[s] for s in stages)
+        n = 0
+        for stage in stages:
+            n += self._counts[stage]
+        return n
 
     def in_stage(self, *stages: Stage) -> Iterator[MessageState]:
         """The states in C{stages} (a snapshot: the caller may move them)."""
@@ -181,7 +185,8 @@ class MessageStates:
         """A message the map does not hold enters it at C{stage} (L{Stage.FIRST_WAITING}: with its C{first} attempt)."""
         if message_id in self._states:
             raise IllegalMove(f"msg {message_id} is {self._states[message_id].stage.value} already")
-        self._check(message_id, None, stage)
+        if stage not in MOVES[None]:
+            raise _illegal(message_id, None, stage)
         if (stage is Stage.FIRST_WAITING) != (first is not None):
             raise IllegalMove(f"msg {message_id}: a first attempt waits in {Stage.FIRST_WAITING.value}, and only there")
         state = MessageState(message_id, stage, first=first)
@@ -195,7 +200,8 @@ class MessageStates:
         state = self._states.get(message_id)
         if state is None:
             raise IllegalMove(f"msg {message_id} is not known; cannot make it {stage.value}")
-        self._check(message_id, state.stage, stage)
+        if stage not in MOVES[state.stage]:
+            raise _illegal(message_id, state.stage, stage)
         self._counts[state.stage] -= 1
         state.stage = stage
         self._counts[stage] += 1
@@ -218,14 +224,15 @@ class MessageStates:
         state = self._states.get(message_id)
         if state is None:
             return None
-        self._check(message_id, state.stage, None)
+        if None not in MOVES[state.stage]:
+            raise _illegal(message_id, state.stage, None)
         del self._states[message_id]
         self._counts[state.stage] -= 1
         return state
 
     def clear(self) -> None:
         self._states.clear()
-        self._counts.clear()
+        self._counts = dict.fromkeys(Stage, 0)
         for fifo in self._first_fifo.values():
             fifo.clear()
         self._finish_fifo.clear()
@@ -283,9 +290,9 @@ class MessageStates:
         """Entries in the FIFO indexes, stale ones included (at most about twice the messages they index)."""
         return len(self._finish_fifo) + len(self._waiting_fifo) + sum(len(f) for f in self._first_fifo.values())
 
-    @staticmethod
-    def _check(message_id: int, old: Stage | None, new: Stage | None) -> None:
-        if new not in MOVES[old]:
-            was = "unknown" if old is None else old.value
-            to = "gone" if new is None else new.value
-            raise IllegalMove(f"msg {message_id} cannot go from {was} to {to}")
+
+def _illegal(message_id: int, old: Stage | None, new: Stage | None) -> IllegalMove:
+    """The error for a move from C{old} to C{new} that L{MOVES} does not allow."""
+    was = "unknown" if old is None else old.value
+    to = "gone" if new is None else new.value
+    return IllegalMove(f"msg {message_id} cannot go from {was} to {to}")

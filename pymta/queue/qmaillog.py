@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from twisted.logger import Logger
+from twisted.logger import Logger, LogLevel
 
 from pymta.address import safe_log
 from pymta.interfaces import DEFERRAL, SUCCESS
@@ -29,7 +29,8 @@ class QmailLog:
     # -- plain lines ------------------------------------------------------------
 
     def line(self, text: str) -> None:
-        self.logger.info("{qmail_line}", qmail_line=text)
+        # Logger.info in one call fewer: about eight lines per message
+        self.logger.emit(LogLevel.info, "{qmail_line}", qmail_line=text)
 
     def warning(self, text: str) -> None:
         self.logger.warn("{qmail_line}", qmail_line="warning: " + text)

@@ -548,7 +548,7 @@ class Scheduler(Service):
         assert first is not None
         self.stats["first_attempts"] += 1
         dying = is_dying(first.since, self.now(), self.controls.current.queuelifetime)
-        first.results = [self._passes.judged(number, result, dying) for number, result in zip(numbers, results)]
+        first.record([self._passes.judged(number, result, dying) for number, result in zip(numbers, results)])
         if first.succeeded:
             return
         self.messages.move(first.message_id, Stage.WAITING)
