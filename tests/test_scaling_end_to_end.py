@@ -69,7 +69,9 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
             raise unittest.SkipTest(reason)
         base = tempfile.mkdtemp(prefix="pymta-tiers-")  # short: unix socket paths are limited
         os.chmod(base, 0o755)
-        self.addCleanup(shutil.rmtree, base, True)
+        if not os.environ.get("PYMTA_SCALING_KEEP"):  # set it to look at the roots and logs afterwards
+            self.addCleanup(shutil.rmtree, base, True)
+        log.info("scaling: roots under {base}", base=base)
         os.mkdir(os.path.join(base, "dovecot"))
         self.dovecot = DovecotLMTP(os.path.join(base, "dovecot"), ["bob", "carol"], free_port())
         self.dovecot.start()
@@ -81,6 +83,15 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
         self.proxy = HAProxy(self, haproxy, base, [("fe1", self.fe1.smtp), ("fe2", self.fe2.smtp)])
         self.app = null_client(base, "app", [self.fe1.qmqp, self.fe2.qmqp])
         self.logs = f"{self.fe1.log} / {self.fe2.log} / {self.proxy.errors}"
+
+    def trouble(self, acked: set[str]) -> str:
+        """What is left: each queue's pending count, the missing tags, each front-end's delivery lines that are no success."""
+        lines = [f"{front.name}: {committed_pending(front.root)} pending" for front in (self.fe1, self.fe2)]
+        lines.append(f"not in Dovecot: {sorted(acked - set(delivered_tags(self.dovecot, 'bob')))}")
+        for front in (self.fe1, self.fe2):
+            lines += [f"{front.name}: {line}" for line in front.logged().splitlines()
+                      if ": deferral: " in line or ": failure: " in line or "rror" in line][:10]
+        return "\n".join(lines)
 
     def both_up(self) -> None:
         wait_for(lambda: self.proxy.status() == {"fe1": "UP", "fe2": "UP"}, 30, "both front-ends UP in HAProxy")
@@ -150,6 +161,7 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
         wait_for(lambda: len(load.acknowledged()) >= 8, 30, "the first acknowledged messages under load", self.logs)
         killed = time.monotonic()
         self.fe1.kill()
+        left_on_fe1 = committed_pending(self.fe1.root)  # acknowledged by fe1, waiting for it on its disk
         wait_for(lambda: self.proxy.status().get("fe1") == "DOWN", 15, "HAProxy marking fe1 down", self.proxy.errors)
         down = time.monotonic()
 
@@ -166,8 +178,11 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
         self.assertEqual(failed_after, [], "sessions started after HAProxy marked fe1 down must succeed")
         in_outage = [s for s in load.sessions if killed - 5 <= s.began < down and not s.acknowledged]
 
-        # fe1 back on the same root: its queue is delivered, both queues drain
+        # fe1 back on the same root: its health checks pass again, its queue is delivered, both queues drain
         self.fe1.start(self)
+        # answered checks also mean every service has started: from then on SIGALRM (a queue run) is handled
+        wait_for(lambda: self.proxy.status() == {"fe1": "UP", "fe2": "UP"}, 30, "fe1 UP again in HAProxy",
+                 self.proxy.errors)
         acked = {s.tag for s in load.acknowledged()}
         last_flush = 0.0
 
@@ -180,7 +195,10 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
             return (committed_pending(self.fe1.root) == 0 and committed_pending(self.fe2.root) == 0
                     and acked <= set(delivered_tags(self.dovecot, "bob")))
 
-        wait_for(drained, 60, "both queues empty and every acknowledged message in Dovecot", self.logs)
+        try:
+            wait_for(drained, 90, "both queues empty and every acknowledged message in Dovecot")
+        except AssertionError as e:
+            raise AssertionError(f"{e}\n{self.trouble(acked)}") from None
         copies = delivered_tags(self.dovecot, "bob")
         missing_ones = sorted(acked - set(copies))
         self.assertEqual(missing_ones, [])
@@ -188,10 +206,9 @@ class ScalingEndToEnd(unittest.SynchronousTestCase):
         self.assertIn("  by fe2.example with QMQP; ", self.dovecot.fetch("carol", "hdr"))
         duplicates = {tag: n for tag, n in copies.items() if n > 1}
         unacknowledged = sorted(tag for tag in copies if tag.startswith("load-") and tag not in acked)
-        log.info("scaling: {sessions} sessions, {acked} acknowledged, {failed} failed around the kill, "
+        log.info("scaling: {sessions} sessions, {acked} acknowledged, {left} left in fe1's queue at the kill, "
+                 "{failed} failed around the kill, "
                  "{dups} delivered twice {dup_tags}, {unacked} delivered without a 250 {unacked_tags}",
-                 sessions=len(load.sessions), acked=len(acked), failed=len(in_outage), dups=len(duplicates),
+                 sessions=len(load.sessions), acked=len(acked), left=left_on_fe1, failed=len(in_outage), dups=len(duplicates),
                  dup_tags=duplicates, unacked=len(unacknowledged), unacked_tags=unacknowledged)
         self.assertGreater(len(acked), 8 + AFTER_DOWN - 1)
-        wait_for(lambda: self.proxy.status() == {"fe1": "UP", "fe2": "UP"}, 30, "fe1 UP again in HAProxy",
-                 self.proxy.errors)
