@@ -10,16 +10,33 @@ it back when the connection is gone.  An IPv4 address counts on its own
 per /64 network, because one host usually has a whole /64 to pick
 addresses from.  The reply to a refused client is the protocol's business:
 L{ConnectionLimiter.acquire} says which limit was reached.
+
+A proxy's health check (L{counted_address}: a PROXY version 2 LOCAL
+connection) is no client's: it counts in the total, since it holds a
+session like any other (a full server failing its checks is what the proxy
+should see), but against no address.  Its address is the proxy's, which a
+client may share: an application on the proxy's host, whose connections
+through the proxy name that address, or an IPv6 client in the proxy's /64.
+Counted per address, such a client at its limit would fail the proxy's
+checks and take the server out of the proxy's rotation for everybody.
 """
 
 from __future__ import annotations
 
-from pymta.clientaddress import client_group
+from typing import Any
 
-__all__ = ["ConnectionLimiter", "TOTAL", "PER_ADDRESS"]
+from pymta.clientaddress import client_group
+from pymta.proxylistener import is_health_check
+
+__all__ = ["ConnectionLimiter", "TOTAL", "PER_ADDRESS", "counted_address"]
 
 TOTAL = "total"  # the server's total limit was reached
 PER_ADDRESS = "per address"  # the client's address (IPv6: its /64) has its limit
+
+
+def counted_address(transport: Any, ip: str) -> str | None:
+    """The address a connection over C{transport} from C{ip} counts against: C{ip}, or None for a proxy's health check."""
+    return None if is_health_check(transport) else ip
 
 
 class ConnectionLimiter:
@@ -29,10 +46,17 @@ class ConnectionLimiter:
         self.total = 0
         self.by_group: dict[str, int] = {}
 
-    def acquire(self, ip: str, total_limit: int, ip_limit: int) -> str | None:
-        """Take a slot for C{ip}: None, or L{TOTAL} / L{PER_ADDRESS} when that limit is reached."""
+    def acquire(self, ip: str | None, total_limit: int, ip_limit: int) -> str | None:
+        """
+        Take a slot for C{ip} (None: a connection that is no client's, counted
+        in the total only): None, or L{TOTAL} / L{PER_ADDRESS} when that limit
+        is reached.
+        """
         if self.total >= total_limit:
             return TOTAL
+        if ip is None:
+            self.total += 1
+            return None
         group = client_group(ip)
         held = self.by_group.get(group, 0)
         if held >= ip_limit:
@@ -41,9 +65,11 @@ class ConnectionLimiter:
         self.by_group[group] = held + 1
         return None
 
-    def release(self, ip: str) -> None:
+    def release(self, ip: str | None) -> None:
         """Give back the slot a successful L{acquire} of C{ip} took."""
         self.total -= 1
+        if ip is None:
+            return
         group = client_group(ip)
         left = self.by_group.get(group, 1) - 1
         if left <= 0:

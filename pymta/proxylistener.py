@@ -13,9 +13,11 @@ L{TrustedProxyFactory} wraps a listener's factory.  For each connection:
   3. only then is the listener's protocol built and connected, with the
      header's addresses as C{getPeer()} and C{getHost()}: access rules,
      DNSBL, connection limits, login budgets, logs and Received lines all
-     see the client.  A header naming nobody (version 2's LOCAL, version
-     1's UNKNOWN: the proxy's health checks) leaves the connection's own
-     addresses, the proxy's.
+     see the client.  A header naming nobody (version 2's LOCAL: the
+     proxy's health checks) leaves the connection's own addresses, the
+     proxy's; L{is_health_check} tells such a connection, which the
+     connection limits count in the total only
+     (L{pymta.connectionlimit.counted_address}).
 
 A refusal closes the connection and logs one line
 (C{proxy: refused ADDRESS: REASON}); nothing is sent, since the peer is
@@ -41,7 +43,8 @@ from zope.interface import directlyProvides, providedBy
 from pymta.proxyheader import BadProxyHeader, ProxyHeader, read_header
 from pymta.trustedproxies import TrustedProxies
 
-__all__ = ["TrustedProxyFactory", "ProxiedConnection", "HEADER_SECONDS", "PROXY_PREFIX", "split_proxy_prefix"]
+__all__ = ["TrustedProxyFactory", "ProxiedConnection", "HEADER_SECONDS", "PROXY_PREFIX", "split_proxy_prefix",
+           "is_health_check"]
 
 log = Logger()
 
@@ -56,6 +59,19 @@ def split_proxy_prefix(description: str) -> tuple[bool, str]:
     if description.startswith(PROXY_PREFIX):
         return True, description[len(PROXY_PREFIX) :]
     return False, description
+
+
+def is_health_check(transport: Any) -> bool:
+    """
+    Whether C{transport} (a protocol's, maybe a TLS wrapper over the
+    proxied connection) carries a header naming nobody: the proxy's own
+    connection, its health check.
+    """
+    for _ in range(3):  # the proxied connection may sit under a TLS wrapper
+        if isinstance(transport, ProxiedConnection):
+            return transport.health_check
+        transport = getattr(transport, "transport", None)
+    return False
 
 
 class ProxiedConnection(policies.ProtocolWrapper):
@@ -114,6 +130,11 @@ class ProxiedConnection(policies.ProtocolWrapper):
         protocol.makeConnection(self)
         if rest and self._connected and not self.disconnecting:
             protocol.dataReceived(rest)
+
+    @property
+    def health_check(self) -> bool:
+        """The header names nobody (version 2's LOCAL): the proxy's own connection, its health check."""
+        return self._header is not None and self._header.source is None
 
     def getPeer(self) -> IAddress:
         if self._header is not None and self._header.source is not None:

@@ -29,3 +29,17 @@ class Limits(SynchronousTestCase):
         limiter.release("2001:db8::2")
         self.assertIsNone(limiter.acquire("2001:db8::3", 100, 2))
         self.assertEqual(limiter.by_group, {"2001:db8::/64": 2, "2001:db8:0:1::/64": 1})
+
+    def test_no_address_counts_in_the_total_only(self) -> None:
+        """A connection that is no client's (a proxy's health check) holds a slot of the total, none of an address."""
+        limiter = ConnectionLimiter()
+        self.assertIsNone(limiter.acquire("192.0.2.1", 3, 1))
+        self.assertIsNone(limiter.acquire(None, 3, 1))
+        self.assertIsNone(limiter.acquire(None, 3, 1))
+        self.assertEqual((limiter.total, limiter.by_group), (3, {"192.0.2.1": 1}))
+        self.assertEqual(limiter.acquire(None, 3, 1), TOTAL)
+        limiter.release(None)
+        self.assertEqual(limiter.acquire("192.0.2.1", 3, 1), PER_ADDRESS)
+        for ip in ("192.0.2.1", None):
+            limiter.release(ip)
+        self.assertEqual((limiter.total, limiter.by_group), (0, {}))

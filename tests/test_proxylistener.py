@@ -18,6 +18,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.control import ControlReader
+from pymta.pop3d.protocol import POP3Factory, ServerSettings
 from pymta.proxylistener import HEADER_SECONDS, ProxiedConnection, TrustedProxyFactory
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.context import SMTPDContext
@@ -211,3 +212,45 @@ class SMTPBehindTheProxy(Base):
         self.command(connection, transport, b"HELO proxy")
         self.command(connection, transport, b"MAIL FROM:<>")
         self.assertEqual(self.command(connection, transport, b"RCPT TO:<b@elsewhere.example>"), b"250 ok\r\n")
+
+
+class HealthChecksAndLimits(Base):
+    """
+    A health check (v2 LOCAL) is the proxy's own connection: it counts in the
+    server's total but never against an address's share, which clients whose
+    header names the proxy's address (an application on the proxy's host) hold.
+    """
+
+    def setUp(self) -> None:
+        super().setUp()
+        root = make_root(self.mktemp(), rcpthosts="example.org", concurrencyincoming="3", concurrencyperip="1")
+        context = SMTPDContext(reader=ControlReader(root), sink=MemorySink(), clock=self.clock,
+                               rules=AccessRules.parse(":allow\n"))
+        self.factory = TrustedProxyFactory(SMTPFactory(context, None), lambda: TRUSTED, self.clock)
+
+    def greeting(self, header: bytes) -> bytes:
+        connection, transport = self.connect()
+        self.addCleanup(lambda: connection.connectionLost(Failure(ConnectionDone())))
+        connection.dataReceived(header)
+        return transport.value()
+
+    def test_a_client_at_the_proxys_address_leaves_room_for_health_checks(self) -> None:
+        self.assertTrue(self.greeting(v2(PROXY_IP, "10.0.0.1")).startswith(b"220 "))
+        self.assertTrue(self.greeting(v2_local()).startswith(b"220 "))
+        self.assertTrue(self.greeting(v2(PROXY_IP, "10.0.0.1")).startswith(b"421 "))  # clients keep their limit
+
+    def test_health_checks_take_no_clients_slot_but_count_in_the_total(self) -> None:
+        self.assertTrue(self.greeting(v2_local()).startswith(b"220 "))
+        self.assertTrue(self.greeting(v2_local()).startswith(b"220 "))
+        self.assertTrue(self.greeting(v2(PROXY_IP, "10.0.0.1")).startswith(b"220 "))
+        self.assertTrue(self.greeting(v2("203.0.113.9", "10.0.0.1")).startswith(b"421 "))  # 3 in all
+
+    def test_pop3_health_checks_are_not_counted_per_address(self) -> None:
+        settings = ServerSettings(hostname="pop.example", authenticator=None,  # type: ignore[arg-type]
+                                  open_mailbox=lambda account: None,  # type: ignore[arg-type,return-value]
+                                  max_connections=3, max_connections_per_address=1, clock=self.clock)
+        self.factory = TrustedProxyFactory(POP3Factory(settings), lambda: TRUSTED, self.clock)
+        self.assertTrue(self.greeting(v2(PROXY_IP, "10.0.0.1", dport=110)).startswith(b"+OK "))
+        self.assertTrue(self.greeting(v2_local()).startswith(b"+OK "))
+        self.assertTrue(self.greeting(v2(PROXY_IP, "10.0.0.1", dport=110)).startswith(b"-ERR "))
+        self.assertEqual((settings.connections.total, settings.connections.by_group), (2, {PROXY_IP: 1}))

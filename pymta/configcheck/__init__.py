@@ -26,6 +26,7 @@ from pymta.configcheck.controlfiles import check_control_files, load_every_contr
 from pymta.configcheck.dkimkeys import check_dkimkeys
 from pymta.configcheck.dotqmails import check_dotqmail_files
 from pymta.configcheck.lmtpdomains import check_lmtp_domains
+from pymta.configcheck.nullclient import check_null_client
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership, check_queue_owner
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Checker, Problem, service_account
@@ -46,6 +47,7 @@ CHECKERS: tuple[Checker, ...] = (
     check_dotqmail_files,
     check_dkimkeys,
     check_lmtp_domains,
+    check_null_client,
 )
 
 #: what the daemons run at start and before a reload: all but the queue's owner, which

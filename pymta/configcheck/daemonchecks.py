@@ -25,6 +25,7 @@ from pymta.configcheck.certificate import check_certificate
 from pymta.configcheck.controlfiles import check_control_files
 from pymta.configcheck.dkimkeys import check_dkimkeys
 from pymta.configcheck.lmtpdomains import check_lmtp_domains
+from pymta.configcheck.nullclient import check_null_client
 from pymta.configcheck.extrafiles import check_extra_files, check_smarthostauth, check_tcp_smtp
 from pymta.configcheck.ownership import check_ownership
 from pymta.configcheck.problem import WARNING, CheckContext, Checker, Problem
@@ -59,12 +60,13 @@ CHECKERS_OF: dict[str, tuple[Checker, ...]] = {
                    check_homes, check_dkimkeys, check_lmtp_domains),
     # control files, tcp.smtp, certificate (STARTTLS), users/passwd (AUTH)
     "pymta-smtpd": (check_ownership, check_control_files, certificate_for_daemons, check_tcp_smtp, passwd_for_daemons,
-                    check_dkimkeys),
+                    check_dkimkeys, check_null_client),
     # control files, certificate (STLS, pop3s), users/passwd and its homes (the mailboxes)
     "pymta-pop3d": (check_ownership, check_control_files, certificate_for_daemons, passwd_for_daemons, check_homes),
     # the all-in-one process: every file (the queue's owner is judged by pymta.privileges)
     "pymta": (check_ownership, check_control_files, check_extra_files, check_smarthostauth, certificate_for_daemons,
-              check_tcp_smtp, check_assign, passwd_for_daemons, check_homes, check_dkimkeys, check_lmtp_domains),
+              check_tcp_smtp, check_assign, passwd_for_daemons, check_homes, check_dkimkeys, check_lmtp_domains,
+              check_null_client),
 }
 
 

@@ -26,6 +26,7 @@ from typing import Iterator
 
 from pymta.configcheck.problem import ERROR, WARNING, CheckContext, Problem
 from pymta.fsaccess import WRITE, Account, may
+from pymta.qmqpservers import null_client_path
 
 __all__ = ["check_ownership", "check_queue_owner", "may_write"]
 
@@ -72,7 +73,8 @@ def _queue(ctx: CheckContext) -> Iterator[Problem]:
     try:
         st = os.stat(path)
     except FileNotFoundError:
-        yield Problem(path, 0, WARNING, f"no queue: pymta-send and pymta-smtpd need one (pymta init {ctx.root})")
+        if not os.path.exists(null_client_path(ctx.root)):  # a null client needs none
+            yield Problem(path, 0, WARNING, f"no queue: pymta-send and pymta-smtpd need one (pymta init {ctx.root})")
         return
     mode = stat.S_IMODE(st.st_mode)
     if mode & stat.S_IWOTH:

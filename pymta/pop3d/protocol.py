@@ -58,7 +58,7 @@ from zope.interface import implementer
 from pymta.address import safe_log
 from pymta.authlimit import LoginLimiter
 from pymta.connectionclose import CLOSE_GRACE_SECONDS, ConnectionCloser
-from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
+from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter, counted_address
 from pymta.linedeadline import Hold, LineDeadline
 from pymta.pop3d.auth import APOP_DIGEST, Account, Authenticator
 from pymta.pop3d.login import LoginAnswer, LoginRules, attempt_login
@@ -166,7 +166,9 @@ class POP3Server(Protocol, TransactionCommands):
         if implicit_tls:
             self._closer.tls_started()
         refusal = settings.connections.acquire(
-            self.peer_address(), settings.max_connections, settings.max_connections_per_address
+            counted_address(self.transport, self.peer_address()),
+            settings.max_connections,
+            settings.max_connections_per_address,
         )
         if refusal is not None:
             log.info("pop3 refused {peer}: too many connections ({limit})", peer=self.peer_address(), limit=refusal)
@@ -210,7 +212,7 @@ class POP3Server(Protocol, TransactionCommands):
         self._login_deadline.stop()
         if self._counted:
             self._counted = False
-            self.settings.connections.release(self.peer_address())
+            self.settings.connections.release(counted_address(self.transport, self.peer_address()))
         if self._login_pending is not None:  # a check waiting for a slot never runs; checkpassword is killed
             self._login_pending.cancel()
         if self.mailbox is not None:

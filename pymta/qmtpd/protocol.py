@@ -47,6 +47,7 @@ from twisted.python.failure import Failure
 
 from pymta.cli.initcontrols import MESSAGE_SIZE_LIMIT
 from pymta.clientaddress import normalise_ip
+from pymta.connectionlimit import counted_address
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.qmtpd.envelope import EnvelopeDecision, decide
 from pymta.qmtpd.incoming import IncomingMessage
@@ -127,7 +128,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self.remote_ip = normalise_ip(getattr(self.transport.getPeer(), "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(self.transport.getHost(), "host", None) or "unknown")
         refusal = self.ctx.limiter.acquire(
-            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
+            counted_address(self.transport, self.remote_ip), self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
         )
         if refusal is not None:
             log.info("{name}: {ip}: too many connections ({limit})", name=self.name, ip=self.remote_ip, limit=refusal)
@@ -166,7 +167,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._state = _CLOSED
         if self._counted:
             self._counted = False
-            self.ctx.limiter.release(self.remote_ip)
+            self.ctx.limiter.release(counted_address(self.transport, self.remote_ip))
         if self._lookup is not None:
             self._lookup.cancel()
         # a commit in flight is left to finish (the message is then queued, as with any lost reply)

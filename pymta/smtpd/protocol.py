@@ -39,6 +39,7 @@ from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.clientaddress import normalise_ip
+from pymta.connectionlimit import counted_address
 from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter
 from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
@@ -126,7 +127,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             self._closer.tls_started()
         # counted at accept, before any lookup: parallel connects cannot pass the limits
         refusal = self.ctx.limiter.acquire(
-            self.remote_ip, self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
+            counted_address(self.transport, self.remote_ip), self.controls.concurrencyincoming, self.ctx.per_ip_limit(self.controls)
         )
         if refusal is not None:
             log.info("smtpd: {ip}: {reply}", ip=self.remote_ip, reply=LIMIT_REPLIES[refusal])
@@ -205,7 +206,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
     def _release_slot(self) -> None:
         if self._counted:
             self._counted = False
-            self.ctx.limiter.release(self.remote_ip)
+            self.ctx.limiter.release(counted_address(self.transport, self.remote_ip))
 
     def reply(self, line: str) -> None:
         """Send one reply line (or several joined by CRLF)."""

@@ -249,3 +249,65 @@ class NotQMQP(Base):
             self.assertLessEqual(len(replies), 1)
             for reply in replies:
                 self.assertIn(reply[:1], (b"K", b"Z", b"D"))
+
+
+class PacketDeadline(Base):
+    """
+    The whole packet within a deadline, not per read: timeoutsmtpd seconds
+    whatever its size, after that at least mindatarate bytes a second on
+    average (smtpd's rule for DATA); mindatarate 0: timeoutsmtpd in all.
+    """
+
+    controls = {"rcpthosts": "example.org", "timeoutsmtpd": "10", "mindatarate": "100"}
+
+    def trickle(self, s: Session, data: bytes, per_second: int) -> None:
+        """Send C{data} at C{per_second} bytes a second while the connection stays open."""
+        for i in range(0, len(data), per_second):
+            if s.transport.disconnecting:
+                return
+            s.proto.dataReceived(data[i : i + per_second])
+            s.clock.advance(1)
+
+    def test_a_trickling_client_is_closed(self) -> None:
+        s = self.session()
+        packet = qmqp_packet(b"Subject: slow\n\n" + b"x" * 100, b"a@app.example", [b"joe@example.org"])
+        for byte in range(30):  # one byte every 5 seconds: each read well within the idle timeout
+            if s.transport.disconnecting:
+                break
+            s.send(packet[byte : byte + 1])
+            s.clock.advance(5)
+        self.assertTrue(s.transport.disconnecting)
+        self.assertLessEqual(s.clock.seconds(), 1_800_000_000 + 15)
+        self.assertEqual((s.replies(), s.sink.queued), ([], []))
+
+    def test_a_large_message_at_the_rate_may_take_longer(self) -> None:
+        s = self.session()
+        packet = qmqp_packet(b"Subject: big\n\n" + b"x" * 3000, b"a@app.example", [b"joe@example.org"])
+        self.trickle(s, packet, 200)  # about 16 seconds
+        self.assertEqual(s.replies()[0][:1], b"K")
+        self.assertEqual(len(s.sink.queued), 1)
+
+    def test_below_the_rate_after_timeoutsmtpd_is_closed(self) -> None:
+        s = self.session()
+        packet = qmqp_packet(b"Subject: big\n\n" + b"x" * 3000, b"a@app.example", [b"joe@example.org"])
+        self.trickle(s, packet, 50)
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual((s.replies(), s.sink.queued), ([], []))
+
+    def test_without_a_rate_the_packet_has_timeoutsmtpd_in_all(self) -> None:
+        self.controls = {**self.controls, "mindatarate": "0"}
+        self.setUp()
+        s = self.session()
+        packet = qmqp_packet(b"Subject: big\n\n" + b"x" * 3000, b"a@app.example", [b"joe@example.org"])
+        self.trickle(s, packet, 200)
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual(s.sink.queued, [])
+
+    def test_the_commit_is_not_the_clients_time(self) -> None:
+        s = self.session()
+        s.sink.hold = True
+        s.send(qmqp_packet(b"Subject: x\n\nbody\n", b"a@app.example", [b"joe@example.org"]))
+        s.clock.advance(60)
+        self.assertFalse(s.transport.disconnecting)
+        s.sink.release()
+        self.assertEqual(s.replies()[0][:1], b"K")
