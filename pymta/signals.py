@@ -8,6 +8,13 @@ twistd installs nothing for SIGHUP or SIGALRM; pymta's services use this for
 now" (ALRM).  Outside the main thread (tests running services in a thread)
 nothing is installed.
 
+From C{privilegedStartService} until C{startService} the signals are
+ignored: twistd binds the listeners in between, so a client (or a
+C{pymta ctl flush}) may already be at work, and SIGALRM or SIGHUP left at
+their default action would end the process.  Dropping a reload or a
+queue run there loses nothing: the control files are read and the queue
+is scanned at start anyway.
+
 L{reload_on_hangup} is the SIGHUP handling of the separate smtpd and pop3d
 daemons: re-read the control files, then let the daemon refresh what it
 derives from them.
@@ -34,13 +41,21 @@ class SignalService(Service):
         self.reactor = reactor
         self._previous: dict[int, Any] = {}
 
+    def privilegedStartService(self) -> None:
+        super().privilegedStartService()
+        self._install({signum: signal.SIG_IGN for signum in self.handlers})
+
     def startService(self) -> None:
         super().startService()
-        for signum, action in self.handlers.items():
+        self._install({signum: self._handler(action) for signum, action in self.handlers.items()})
+
+    def _install(self, handlers: Mapping[int, Any]) -> None:
+        for signum, handler in handlers.items():
             try:
-                self._previous[signum] = signal.signal(signum, self._handler(action))
+                previous = signal.signal(signum, handler)
             except ValueError:  # not the main thread
                 return
+            self._previous.setdefault(signum, previous)
 
     def _handler(self, action: Callable[[], Any]) -> Callable[[int, Any], None]:
         def handle(signum: int, frame: Any) -> None:

@@ -28,6 +28,24 @@ class SignalServiceTests(unittest.SynchronousTestCase):
             service.stopService()
         self.assertEqual(signal.getsignal(signal.SIGHUP), previous)
 
+    def test_ignored_between_privileged_start_and_start(self) -> None:
+        """A SIGALRM after the listeners are bound but before the handlers are in must not end the process."""
+        calls = []
+        previous = signal.getsignal(signal.SIGALRM)
+        self.assertEqual(previous, signal.SIG_DFL)  # the default action ends the process
+        service = SignalService({signal.SIGALRM: lambda: calls.append("alrm")}, ImmediateReactor())
+        service.privilegedStartService()
+        try:
+            self.assertEqual(signal.getsignal(signal.SIGALRM), signal.SIG_IGN)
+            os.kill(os.getpid(), signal.SIGALRM)
+            self.assertEqual(calls, [])
+            service.startService()
+            os.kill(os.getpid(), signal.SIGALRM)
+            self.assertEqual(calls, ["alrm"])
+        finally:
+            service.stopService()
+        self.assertEqual(signal.getsignal(signal.SIGALRM), previous)
+
 
 class _Reader:
     def __init__(self, error: Exception | None = None) -> None:
