@@ -43,6 +43,7 @@ __all__ = ["MilterSpec", "parse_milter_line", "milter_specs", "DEFAULT_MACROS", 
 
 NAME = "milters"
 MAX_TIMEOUT = 3600
+MAX_SOCKET_PATH = 107  # sun_path holds 108 bytes with the NUL
 _NAME = re.compile(r"\A[A-Za-z0-9][A-Za-z0-9._-]{0,63}\Z")
 _MACRO = re.compile(r"\A(?:[A-Za-z_]|\{?[A-Za-z_][A-Za-z0-9_]*\}?)\Z")
 _DEFAULTS = {"tempfail": Action.TEMPFAIL, "accept": Action.ACCEPT, "reject": Action.REJECT}
@@ -118,6 +119,8 @@ def parse_socket(text: str) -> tuple[str, str, int]:
     if kind in ("unix", "local"):
         if not rest.startswith("/") or not rest.isprintable():
             raise SettingError(f"{kind}: needs the absolute path of the filter's socket, not {rest!r}")
+        if len(rest.encode()) > MAX_SOCKET_PATH:
+            raise SettingError(f"socket path longer than {MAX_SOCKET_PATH} bytes (the system's limit)")
         return "unix", rest, 0
     if kind not in ("inet", "inet6"):
         raise SettingError(f"unknown socket kind {kind!r} (expected unix, inet or inet6)")

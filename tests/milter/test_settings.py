@@ -45,6 +45,7 @@ class LineTests(unittest.TestCase):
                              ("bad/name unix:/s", "bad filter name"),
                              ("f tcp:1.2.3.4:5", "unknown socket kind"),
                              ("f unix:relative", "absolute path"),
+                             ("f unix:/" + "x" * 107, "longer than 107"),
                              ("f inet:mail.example:25", "IP address"),
                              ("f inet:127.0.0.1:0", "bad port"),
                              ("f inet:127.0.0.1", "no host"),
