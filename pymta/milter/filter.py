@@ -171,8 +171,15 @@ class FilterSession:
                 return self.default_outcome()
             try:
                 outcome = await work
-            except (MilterFailure, ProtocolError, ValueError) as e:
-                self._fail(str(e) if isinstance(e, MilterFailure) else f"protocol error: {e}")
+            except MilterFailure as e:
+                self._fail(str(e))
+                return self.default_outcome()
+            except ProtocolError as e:
+                self._fail(f"protocol error: {e}")
+                return self.default_outcome()
+            except Exception as e:  # the session's promise: a verdict, never a failure
+                log.failure("milter {name}: unexpected error", name=self.spec.name)
+                self._fail(f"unexpected error: {e!r}")
                 return self.default_outcome()
             return outcome
         return defer.Deferred.fromCoroutine(run())
@@ -234,7 +241,8 @@ class FilterSession:
         if self.negotiated.sends("header"):
             leadspc = bool(self.negotiated.steps & SMFIP_HDR_LEADSPC)
             for name, value in headers:
-                value = value if leadspc else value.lstrip(" \t")
+                value = (value if leadspc else value.lstrip(" \t")).replace("\r\n", "\n")  # folded: LF, as libmilter has it
+                name, value = name.replace("\0", " "), value.replace("\0", " ")  # a string ends at a NUL
                 outcome = self._verdict("eom", await self._ask("header", encode_packet(
                     wire.SMFIC_HEADER, encode_strings([name, value])), timeout))
                 if outcome.action is not Action.CONTINUE:
