@@ -184,6 +184,13 @@ class FailureTests(unittest.TestCase):
         w.connection.connectionLost()
         self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
 
+    def test_unexpected_error_is_still_a_verdict(self) -> None:
+        w = Wired()
+        w.open()
+        self.assertEqual(result(w.session.mail("a\0@example.org", [], {})), Outcome(Action.TEMPFAIL))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertIn("unexpected error", w.session.broken or "")
+
     def test_shutdown_answer(self) -> None:
         w = Wired()
         w.open()
