@@ -61,6 +61,7 @@ class Signatures:
     """The header edit of L{pymta.smtpd.spool.SpoolingWriter}: the signature fields on top."""
 
     drop = None
+    message = None  # the message itself is not rewritten
 
     def __init__(self, add: tuple[bytes, ...]) -> None:
         self.add = add
