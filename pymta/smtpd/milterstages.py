@@ -119,7 +119,15 @@ class MilterStages:
         """The connect stage's verdict (its greeting: L{greeting_refusal})."""
         family = "6" if ":" in self.client.client_addr else "4"
         info = ConnectInfo(self.base["{client_name}"], family, self.client.client_addr, self.client.client_port)
-        return self.session.connect(info, self._macros())
+
+        def decided(verdict: Verdict) -> Verdict:
+            if verdict.action is Action.DISCARD:
+                log.info("milter: {ip}: {filter} discards the session's messages", ip=self.client.client_addr,
+                         filter=verdict.filter_name or "a filter")
+                self.discard_session = True
+            return verdict
+
+        return self.session.connect(info, self._macros()).addCallback(decided)
 
     def helo(self, name: str, tls: TLSFacts | None) -> "defer.Deferred[str | None]":
         self.reset()

@@ -96,8 +96,10 @@ class MilterTransaction:
     """One transaction's end-of-message stage (a L{pymta.smtpd.endofdata.TransactionStep})."""
 
     def __init__(self, stages: MilterStages, sender: str, recipients: Sequence[str]) -> None:
+        """C{recipients}: the transaction's list, which smtpd fills at each accepted RCPT (read at the end)."""
         self.stages = stages
-        self.envelope = Envelope(sender, tuple(recipients))
+        self.sender = sender
+        self.recipients = recipients
         self.transaction_id = stages.transaction_id or ""
 
     def at_mail(self) -> "defer.Deferred[str | None]":
@@ -134,7 +136,8 @@ class MilterTransaction:
             return StepVerdict(refusal=refusal)
         if not answer.modifications:
             return StepVerdict()
-        edited = apply_modifications(_whole_fields(message), self.envelope, answer.modifications)
+        envelope = Envelope(self.sender, tuple(self.recipients))
+        edited = apply_modifications(_whole_fields(message), envelope, answer.modifications)
         final = edited.envelope
         if not final.recipients:
             self._log("discarded: the filters removed every recipient")
@@ -143,7 +146,7 @@ class MilterTransaction:
             self._log(f"quarantined (queued held): {edited.quarantine}")
         return StepVerdict(
             message=rewritten(message, edited) if edited.rewrites_message else None,
-            sender=final.sender if final.sender != self.envelope.sender else None,
-            recipients=final.recipients if final.recipients != self.envelope.recipients else None,
+            sender=final.sender if final.sender != envelope.sender else None,
+            recipients=final.recipients if final.recipients != envelope.recipients else None,
             held=edited.quarantine is not None,
         )
