@@ -60,13 +60,16 @@ class SpooledSource:
         self.message = message
 
     def header_fields(self) -> Sequence[tuple[str, str]]:
-        """(name, value): the value without the one space after the colon, folded lines kept (LF)."""
+        """
+        (name, value): the value as stored after the colon (its leading
+        space too: the client strips it unless a filter asked for it),
+        folded lines kept (LF between them), without the final line end.
+        """
         found = []
         for field in _whole_fields(self.message):
             name, colon, value = field.partition(b":")
             if not colon:
                 continue
-            value = value[1:] if value[:1] == b" " else value
             found.append((name.decode("utf-8", "surrogateescape"),
                           value.rstrip(b"\n").decode("utf-8", "surrogateescape")))
         return found

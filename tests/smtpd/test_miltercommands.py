@@ -184,7 +184,7 @@ class EndOfMessage(Base):
         self.assertEqual(replies, ["250 ok 1800000000 qp 4001"])
         self.assertEqual(milter.stages(), ["connect", "helo", "mail", "rcpt", "data", "eom"])
         self.assertEqual(milter.header[0][0], "Received")
-        self.assertEqual(milter.header[1], ("Subject", "hi"))
+        self.assertEqual(milter.header[1], ("Subject", " hi"))
         self.assertEqual(milter.body, b"line one\r\nline two\r\n")
         self.assertIn("i", milter.macros("eom"))
         data = s.sink.queued[0].data
