@@ -132,11 +132,13 @@ class MilterCommands:
 
     def _mail_after_filters(self, parameters: Sequence[str]) -> "defer.Deferred[Any] | None":
         """The sender passed smtpd's checks: the filters, then the end-of-data steps' MAIL stage."""
-        sender, recipients = self.sender or "", self.recipients
+        if self._milter is None:
+            self._steps = self.ctx.end_of_data.start(session_facts(self))
+            return self._steps.at_mail(self)
+        sender, recipients, stages = self.sender or "", self.recipients, self._milter
 
         def go_on() -> "defer.Deferred[Any] | None":
-            own = MilterTransaction(self._milter, sender, recipients) if self._milter is not None else None
-            self._steps = self.ctx.end_of_data.start(session_facts(self), own)
+            self._steps = self.ctx.end_of_data.start(session_facts(self), MilterTransaction(stages, sender, recipients))
             return self._steps.at_mail(self)
 
         def forget() -> None:
@@ -154,6 +156,9 @@ class MilterCommands:
             self._junk.recipient_accepted()
             self.reply(reply)
 
+        if self._milter is None:
+            go_on()
+            return None
         return self._filtered(lambda stages: stages.rcpt(recipient, parameters), go_on)
 
     def smtp_data(self, arg: str) -> "defer.Deferred[Any] | None":
