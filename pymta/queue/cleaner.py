@@ -145,8 +145,9 @@ def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int]
     for sub in _listdir(layout.dir("reason")):
         found.update(int(name) for name in _listdir(os.path.join(layout.dir("reason"), sub)) if name.isdigit())
     for message_id in sorted(found):
-        # in this order: a writer queuing a message held writes hold/ID before todo/ID, under its lock
-        if _being_written(layout.mess(message_id)) or not unprocessed(message_id):
+        # a writer queuing a message held writes hold/ID before todo/ID, under its lock: asked again
+        # after the lock, as the writer lets go of it only once todo/ID is there
+        if not unprocessed(message_id) or _being_written(layout.mess(message_id)) or not unprocessed(message_id):
             continue
         *files, mess = leftover_paths(layout, message_id)
         for path in files:
