@@ -137,10 +137,14 @@ class StepRefusal(QueueRefused):
 
 
 class MessageDiscarded(StepRefusal):
-    """A step threw the message away (already logged): the client is told C{250}, nothing is queued."""
+    """
+    A step threw the message away (already logged): the client is told
+    C{250 ok} (not that it was thrown away: a spam filter's discard is
+    meant to be silent), nothing is queued.
+    """
 
     def __init__(self) -> None:
-        super().__init__("250 ok, message discarded")
+        super().__init__("250 ok")
 
 
 def refusal_reply(failure: Failure) -> str:

@@ -68,6 +68,7 @@ class MilterCommands:
     reply: Callable[[str], None]
     _close_with: Callable[[str], None]
     _start_data: Callable[[str], None]  # DATA once the filters let it go on
+    _reset_transaction: Callable[[], None]
 
     #: the session's filters (None: no filters)
     _milter: MilterStages | None = None
@@ -128,7 +129,8 @@ class MilterCommands:
             then()
 
         tls = tls_facts(self.transport) if self.tls else None
-        return self._filtered(lambda stages: stages.helo(name, tls), go_on)
+        # refused: the transaction is forgotten all the same (the filters have forgotten it)
+        return self._filtered(lambda stages: stages.helo(name, tls), go_on, self._reset_transaction)
 
     def _mail_after_filters(self, parameters: Sequence[str]) -> "defer.Deferred[Any] | None":
         """The sender passed smtpd's checks: the filters, then the end-of-data steps' MAIL stage."""
