@@ -37,7 +37,7 @@ from pymta.interfaces import MessageWriter, QueueReceipt
 from pymta.qmailqueue.outcome import CUSTOM_REPLY_BYTES, program_failure
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.queue.envelope import encode_qq_envelope
-from pymta.queue.errors import EXIT_TIMEOUT, QueueFailure
+from pymta.queue.errors import EXIT_CONFIG, EXIT_TIMEOUT, QueueFailure
 from pymta.smtpd.spool import SpoolingWriter
 
 __all__ = ["QmailQueueSink", "ProgramWriter", "Spawn", "spawn_on", "EXIT_EXEC_FAILED", "STDERR_CAP"]
@@ -236,8 +236,16 @@ class QmailQueueSink:
         self.clock = clock
 
     def open_message(self, sender: str, recipients: Sequence[str], *, origin: str, uid: int | None = None,
-                     pid: int | None = None, dsn: MessageDsn | None = None) -> MessageWriter:
-        """A message for the program (C{origin}, C{uid}, C{pid}, C{dsn}: qmail-queue's interface carries none)."""
+                     pid: int | None = None, dsn: MessageDsn | None = None, held: bool = False) -> MessageWriter:
+        """
+        A message for the program (C{origin}, C{uid}, C{pid}, C{dsn}:
+        qmail-queue's interface carries none).  A message to be queued
+        C{held} (a filter's quarantine) cannot be: the program, not pymta,
+        queues it, so it is refused for now (the sender retries; the
+        operator sees the log line), as on a QMQP null client.
+        """
+        if held:
+            raise QueueFailure(EXIT_CONFIG, "a quarantined message needs the local queue; QMAILQUEUE cannot hold it")
         recipients = list(recipients)
 
         def start() -> MessageWriter:

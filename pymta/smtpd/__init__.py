@@ -7,7 +7,9 @@ L{policy} (envelope rules), L{access} (tcp.smtp), L{dnsbl} (rblsmtpd),
 L{auth} (SASL on twisted.cred), L{received} (the Received line),
 L{rcptcheck} (opt-in RCPT check), L{context} (shared state, limits),
 L{factory}, L{service} (C{build_smtpd_service}) and L{tap}
-(C{twistd pymta-smtpd}).
+(C{twistd pymta-smtpd}); the content filters (control/milters) at each
+stage: L{miltercommands}, L{milterstages}, L{miltermacros}, and at the
+end of DATA L{milterstep} and L{milteredits}.
 
 Decisions where qmail has no answer or pymta differs:
 

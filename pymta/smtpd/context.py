@@ -20,6 +20,7 @@ from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
 from pymta.qmailqueue.hook import QmailQueueHook
+from pymta.milter.api import MilterSession
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
@@ -111,6 +112,8 @@ class SMTPDContext:
     #: what the sessions tell the daemon's metrics (L{pymta.sessionevents})
     events: SessionEvents = NO_EVENTS
     qmailqueue: QmailQueueHook | None = None
+    #: the content filters of a new session (L{pymta.smtpd.miltercommands}); None: no filters at all
+    milters: Callable[[], MilterSession | None] | None = None
     _per_ip: PerSnapshot[int] = field(default_factory=lambda: PerSnapshot(per_ip_limit), repr=False, compare=False)
 
     def __post_init__(self) -> None:

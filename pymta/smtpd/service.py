@@ -42,6 +42,8 @@ from pymta.control import ControlReader, Controls
 from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import LocalRecipients, MessageSink
 from pymta.qmailqueue.hook import QmailQueueHook
+from pymta.milter.sessions import milters_from_control
+from pymta.milter.settings import milter_specs
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
@@ -113,8 +115,9 @@ class SMTPDService(service.MultiService):
     def set_sender_auth(self, step: SenderAuthStep | None) -> None:
         """Use C{step} (control/senderauth's checks; None: off) for the transactions that start from now on."""
         self.sender_auth = step
-        self.context.end_of_data = EndOfDataStage(([step] if step is not None else []) +
-                                                  ([self.dkim_sign] if self.dkim_sign is not None else []))
+        # the sender checks see the message as received, a session's filters come next, signing last
+        self.context.end_of_data = EndOfDataStage([step] if step is not None else [],
+                                                  late=[self.dkim_sign] if self.dkim_sign is not None else [])
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()
@@ -144,7 +147,7 @@ def _recipient_check(controls: Controls, local_recipients: LocalRecipients | Non
 def check_controls(controls: Controls) -> None:
     """
     Parse the extra control files smtpd reads (concurrencyperip, rbls,
-    rcptcheck, senderauth, resolvers): a L{ControlError} names the file and line.  Registered
+    rcptcheck, senderauth, resolvers, milters): a L{ControlError} names the file and line.  Registered
     with the reader, so smtpd does not start on such a file and a reload
     that finds one keeps the old values.
     """
@@ -153,6 +156,7 @@ def check_controls(controls: Controls) -> None:
     rcptcheck_enabled(controls)
     sender_auth_settings(controls)
     configured_nameservers(controls)
+    milter_specs(controls)
 
 
 def passwd_allows_cram_md5(root: str) -> bool:
@@ -241,6 +245,8 @@ def build_smtpd_service(
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.qmailqueue = QmailQueueHook(root, reactor, lambda: reader.current.timeoutqmailqueue)
     context.recipient_check = _recipient_check(reader.current, local_recipients)
+    # control/milters' filters for each new session (none listed: a None session, nothing asked)
+    context.milters = milters_from_control(reader, reactor).session
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
     svc.dkim_sign = DKIMSignStep(DKIMSigning.for_reader(reader, reactor))
     svc.set_sender_auth(sender_auth_step(reader.current, reactor))

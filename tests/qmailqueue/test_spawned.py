@@ -186,6 +186,15 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual((failure.value.text, failure.value.permanent), ("unable to exec qq (#4.3.0)", False))
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
+    def test_a_quarantined_message_is_refused_for_now(self) -> None:
+        """The program queues the message, so a filter's quarantine (held) cannot be kept: 4xx, nothing run."""
+        sink = QmailQueueSink(self.program, self.spawn, self.clock)
+        with self.assertRaises(QueueFailure) as caught:
+            sink.open_message("a@app.example", ["b@x.example"], origin="from network", held=True)
+        self.assertFalse(caught.exception.permanent)
+        self.assertIn("QMAILQUEUE cannot hold it", caught.exception.detail)
+        self.assertEqual(self.processes, [])
+
     def test_an_address_too_long_starts_nothing(self) -> None:
         d = self.message(recipients=("b" * 1100 + "@x.example",))
         failure = self.failureResultOf(d, QueueFailure)

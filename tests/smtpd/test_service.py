@@ -229,12 +229,27 @@ class ExtraControlFiles(TestCase):
             ("concurrencyperip", "five", 1, "found 'five'"),
             ("rbls", "# zones\nzen.example:perm", 2, "expected zone, zone:permanent or +zone"),
             ("rcptcheck", "off", 1, "rcptcheck takes no value"),
+            ("milters", "rspamd inet:127.0.0.1:11332 default=maybe", 1, "bad default action 'maybe'"),
         ):
             root = make_root(self.mktemp(), **{name: text})
             with self.assertRaises(ControlError) as cm:
                 self.build(root)
             self.assertTrue(str(cm.exception).startswith(f"{root}/control/{name}:{lineno}: "), str(cm.exception))
             self.assertIn(reason, str(cm.exception))
+
+    def test_filters_of_control_milters(self) -> None:
+        """Each session asks control/milters' current list: none listed, no filters; one listed, a chain."""
+        root = make_root(self.mktemp())
+        reader = ControlReader(root)
+        svc = self.build(root, reader)
+        assert svc.context.milters is not None
+        self.assertIsNone(svc.context.milters())
+        with open(os.path.join(root, "control", "milters"), "w") as f:
+            f.write("rspamd inet:127.0.0.1:11332\n")
+        reader.reload()
+        session = svc.context.milters()
+        self.assertIsNotNone(session)
+        session.close()
 
     def test_reload_keeps_old_values(self) -> None:
         root = make_root(self.mktemp(), rbls="zen.example", concurrencyperip="3")
