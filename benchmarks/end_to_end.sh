@@ -7,7 +7,8 @@
 # run as root and it is missing.  Arguments go to benchmarks/end_to_end_bench.py
 # (--count 2000 --sessions 20 --size 5120 --rounds 1 --only pymta,pymta-split,postfix,pymta-dkim --settle-us US;
 # pymta-dkim: twistd pymta signing every message, and the ratio signing on/off when pymta runs too;
-# pymta-lmtp: twistd pymta delivering over LMTP to a private Dovecot, and the ratio LMTP/Maildir).
+# pymta-lmtp: twistd pymta delivering over LMTP to a private Dovecot, and the ratio LMTP/Maildir;
+# pymta-milter, postfix-milter: both with one accept-all milter, and the ratios to no milter and pymta/Postfix).
 set -e
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/postfix ]; then

@@ -20,7 +20,12 @@ Maildir; measured in the same run for
  - a throw-away Postfix instance (own config and queue directories under the
    temporary directory, inet on a loopback port, local(8) delivering to a
    Maildir through an alias: the same Maildir code as C{home_mailbox =
-   Maildir/}, without needing a system user).
+   Maildir/}, without needing a system user);
+ - C{pymta-milter} and C{postfix-milter}: the same two with one milter that
+   accepts everything (benchmarks/accept_milter.py, asking for every stage)
+   in control/milters and in Postfix's C{smtpd_milters}, with the ratios to
+   the runs without it and pymta's to Postfix's, in the same run (the
+   milter's own process is not counted in memory and CPU).
 
 For each: messages accepted per second (N / smtp-source's run time),
 messages delivered per second (N / time until the N-th Maildir file
@@ -30,7 +35,7 @@ the RSS and of the PSS of the server's whole process tree, sampled every
 ratios pymta/Postfix.
 
 Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
-       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp]
+       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp,pymta-milter,postfix-milter]
 Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
 through benchmarks/end_to_end.sh, which installs Debian's postfix first.
 """
@@ -55,6 +60,7 @@ sys.path.insert(0, HERE)
 
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
+from accept_milter import AcceptMilter  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import DovecotLMTP
@@ -240,8 +246,9 @@ class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
     def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False,
-                 lmtp: bool = False) -> None:
+                 lmtp: bool = False, milter: bool = False) -> None:
         self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta-lmtp" if lmtp else "pymta"
+        self.name = "pymta-milter" if milter else self.name
         self.split = split
         self.base = base
         self.root = os.path.join(base, "root")
@@ -259,6 +266,10 @@ class PymtaServer:
         if dkim:
             self.sign_with_dkim()
         self.dovecot = self.deliver_over_lmtp() if lmtp else None
+        self.milter = AcceptMilter(free_port()) if milter else None
+        if self.milter is not None:
+            with open(os.path.join(control, "milters"), "w") as f:
+                f.write(f"accept {self.milter.socket}\n")
 
     def deliver_over_lmtp(self) -> "DovecotLMTP":
         """A private Dovecot LMTP with USER's mailbox; LMTP_DOMAIN's mail goes to its unix socket."""
@@ -289,6 +300,8 @@ class PymtaServer:
     def start(self) -> None:
         if self.dovecot is not None:
             self.dovecot.start()
+        if self.milter is not None:
+            self.milter.start()
         listen = f"tcp:{self.port}:interface=127.0.0.1"
         if self.split:
             self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
@@ -308,16 +321,19 @@ class PymtaServer:
         stop_processes(self.procs, 60)
         if self.dovecot is not None:
             self.dovecot.stop()
+        if self.milter is not None:
+            self.milter.stop()
 
 
 class PostfixServer:
     """A private Postfix (tests/remote/postfix.py) whose local(8) delivers bob@local.test to a Maildir."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, milter: bool = False) -> None:
         from tests.remote.postfix import PostfixInstance
         from tests.smtpd.tlsutil import cert_pem
 
-        self.name = "postfix"
+        self.name = "postfix-milter" if milter else "postfix"
+        self.milter = AcceptMilter(free_port()) if milter else None
         self.port = free_port()
         self.rcpt = "bob@local.test"
         pem = cert_pem("sink.example.test")
@@ -338,6 +354,8 @@ class PostfixServer:
             "smtpd_client_connection_count_limit": "0",
             "default_process_limit": "200",
         }
+        if self.milter is not None:
+            overrides.update(smtpd_milters=self.milter.socket, milter_default_action="tempfail")
         main_cf = os.path.join(self.inst.base, "main.cf")
         with open(main_cf) as f:
             kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
@@ -346,6 +364,8 @@ class PostfixServer:
             f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
 
     def start(self) -> None:
+        if self.milter is not None:
+            self.milter.start()
         self.inst.start()
         try:
             wait_for(lambda: port_open(self.port), 60, "postfix")
@@ -362,6 +382,8 @@ class PostfixServer:
 
     def stop(self) -> None:
         self.inst.stop()
+        if self.milter is not None:
+            self.milter.stop()
 
 
 def available_postfix() -> str | None:
@@ -429,11 +451,11 @@ def main() -> int:
         if reason:
             print(f"pymta-lmtp: not run ({reason})")
             wanted.remove("pymta-lmtp")
-    if "postfix" in wanted:
+    for name in [name for name in wanted if name.startswith("postfix")]:
         reason = available_postfix()
         if reason:
-            print(f"postfix: not run ({reason})")
-            wanted.remove("postfix")
+            print(f"{name}: not run ({reason})")
+            wanted.remove(name)
 
     base = spread_tree("pymta-e2e-bench-")
     results: dict[str, list[dict]] = {name: [] for name in wanted}
@@ -446,11 +468,12 @@ def main() -> int:
                 where = os.path.join(base, f"{name}-{rnd}")
                 os.makedirs(where)
                 os.chmod(where, 0o755)
-                if name == "postfix":
-                    server = PostfixServer(where)
+                if name.startswith("postfix"):
+                    server = PostfixServer(where, milter=(name == "postfix-milter"))
                 else:
                     server = PymtaServer(where, split=(name == "pymta-split"), queuesync=args.queuesync,
-                                         dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
+                                         dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"),
+                                         milter=(name == "pymta-milter"))
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:
                     create_us, waited = wait_for_cheap_creates(where, args.settle_us)
@@ -487,9 +510,15 @@ def main() -> int:
         print(f"  ratio LMTP to Dovecot / pymta's Maildir delivery (pymta-lmtp/pymta): "
               f"accepted {median('pymta-lmtp', 'accepted') / median('pymta', 'accepted'):.2f}, "
               f"delivered {median('pymta-lmtp', 'delivered') / median('pymta', 'delivered'):.2f}")
+    for with_milter, without in (("pymta-milter", "pymta"), ("postfix-milter", "postfix"),
+                                 ("pymta-milter", "postfix-milter")):
+        if with_milter in wanted and without in wanted:
+            print(f"  ratio {with_milter}/{without}: "
+                  f"accepted {median(with_milter, 'accepted') / median(without, 'accepted'):.2f}, "
+                  f"delivered {median(with_milter, 'delivered') / median(without, 'delivered'):.2f}")
     if "postfix" in wanted:
         for name in wanted:
-            if name == "postfix":
+            if name.startswith("postfix"):
                 continue
             print(f"  ratio {name}/postfix: accepted {median(name, 'accepted') / median('postfix', 'accepted'):.2f}, "
                   f"delivered {median(name, 'delivered') / median('postfix', 'delivered'):.2f}, "
