@@ -23,6 +23,7 @@ from typing import Callable, Mapping
 from pymta.control import Controls
 from pymta.dkim.keys import key_entries
 from pymta.dsn.bounceformat import bounce_format
+from pymta.milter.settings import milter_specs
 from pymta.queue.syncing import queuesync_mode
 from pymta.remote.qmtproutes import qmtp_routes
 from pymta.remote.lmtproutes import lmtp_routes
@@ -54,6 +55,7 @@ PARSERS: Mapping[str, Callable[[Controls], object]] = {
     "bounceformat": bounce_format,
     "trustedproxies": trusted_proxies,
     "lmtproutes": lmtp_routes,
+    "milters": milter_specs,
 }
 
 

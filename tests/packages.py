@@ -14,7 +14,10 @@ import os
 import shutil
 import subprocess
 
-__all__ = ["ensure_program", "ensure_perl_module"]
+__all__ = ["ensure_program", "ensure_perl_module", "ensure_debian_python_module", "DEBIAN_PYTHON"]
+
+#: Debian's Python, which Debian's python3-* packages install modules for (not the venv's)
+DEBIAN_PYTHON = "/usr/bin/python3"
 
 _tried: dict[str, bool] = {}
 
@@ -70,3 +73,27 @@ def ensure_perl_module(module: str, package: str) -> bool:
             _apt("update", "-q")
             _apt(*install)
     return loads()
+
+
+def ensure_debian_python_module(module: str, package: str) -> str | None:
+    """
+    L{DEBIAN_PYTHON} when it can import C{module}, installing C{package}
+    (as L{ensure_program} does) when it cannot; None otherwise.  The module
+    is for programs the tests run with that interpreter, not for the venv.
+    """
+    def loads() -> bool:
+        if not os.access(DEBIAN_PYTHON, os.X_OK):
+            return False
+        try:
+            return subprocess.run([DEBIAN_PYTHON, "-c", f"import {module}"], capture_output=True,
+                                  timeout=60).returncode == 0
+        except (OSError, subprocess.TimeoutExpired):
+            return False
+
+    if not loads() and os.getuid() == 0 and shutil.which("apt-get") and package not in _tried:
+        _tried[package] = True
+        install = ("install", "-y", "-q", "--no-install-recommends", package)
+        if not _apt(*install):
+            _apt("update", "-q")
+            _apt(*install)
+    return DEBIAN_PYTHON if loads() else None

@@ -26,6 +26,7 @@ BAD_SECOND_LINE = {
     "bounceformat": "dsn\nqsbmf\n",
     "trustedproxies": "10.0.0.0/8\n10.1.2.3/16\n",
     "lmtproutes": "mail.example:unix:/run/dovecot/lmtp\nbad.example:\n",
+    "milters": "rspamd inet:127.0.0.1:11332\nclam unix:/run/clamav/milter.sock default=drop\n",
 }
 
 

@@ -58,6 +58,7 @@ EXTRA_FILES: dict[str, str] = {
     "bounceformat": "the form of failure reports: qsbmf (qmail's, the default) or dsn (RFC 3464 multipart/report)",
     "trustedproxies": "proxies (addresses, prefixes) whose PROXY headers haproxy: listeners believe (absent: none)",
     "lmtproutes": "domains handed to an LMTP server (domain:unix:/path or domain:host[:port]; concurrency=N recipients=N)",
+    "milters": "content filters (milters) smtpd asks, in order: NAME unix:/path|inet:HOST:PORT [default= connect= command= content=]",
 }
 
 _SOURCE = {"file": "file", "me": "me", "default": "default"}

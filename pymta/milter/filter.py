@@ -1,0 +1,276 @@
+# -*- test-case-name: tests.milter.test_filter -*-
+"""
+One filter for one SMTP session: its connection, what it negotiated, and
+whether it still takes part.
+
+L{FilterSession.open} connects (within the filter's connect timeout) and
+negotiates; each stage sends the stage's macros (those the filter asked
+for with SETSYMLIST, else the list of control/milters, of those the
+caller has), then the stage's command, and waits for the answer unless
+the filter said it would not send one (or is not sent the stage at all).
+
+A filter that cannot be reached, does not answer in time or breaks the
+protocol is logged once, its connection closed, and from then on counts
+as its default action at every stage: TEMPFAIL or REJECT, or for
+C{default=accept} it is left out for the rest of the session.  An ACCEPT
+at connect or HELO leaves the filter out of the session; at MAIL and
+later, out of the rest of the message.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Callable, Coroutine, Iterable, Sequence
+
+from twisted.internet import defer
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+
+from pymta.milter import wire
+from pymta.milter.answers import modification, stage_action
+from pymta.milter.api import Action, ConnectInfo, Macros, MessageSource, Modification
+from pymta.milter.connection import MilterConnection, MilterFailure
+from pymta.milter.negotiation import SMFIP_HDR_LEADSPC, Negotiated, macro_name, offer_packet
+from pymta.milter.settings import MilterSpec
+from pymta.milter.wire import ProtocolError, encode_packet, encode_strings
+
+__all__ = ["FilterSession", "Outcome", "Connector"]
+
+log = Logger()
+
+#: opens a connection to the filter of a spec (fails when it cannot)
+Connector = Callable[[MilterSpec], "defer.Deferred[MilterConnection]"]
+
+_MESSAGE_STAGES = ("mail", "rcpt", "data", "eoh", "eom")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """One filter's answer at one stage."""
+
+    action: Action
+    reply: str | None = None
+    modifications: tuple[Modification, ...] = ()
+
+
+CONTINUE = Outcome(Action.CONTINUE)
+
+
+class FilterSession:
+    """The MTA's side of one filter in one SMTP session."""
+
+    def __init__(self, spec: MilterSpec, clock: IReactorTime, connector: Connector) -> None:
+        self.spec = spec
+        self.clock = clock
+        self.connector = connector
+        self.connection: MilterConnection | None = None
+        self.negotiated = Negotiated()
+        #: why the filter is out of use (logged once), or None
+        self.broken: str | None = None
+        #: accepted at connect/HELO: not asked again in this session
+        self.session_done = False
+        #: accepted (or decided) during this message: not asked again until the next
+        self.message_done = False
+        self._ignored: set[bytes] = set()
+
+    # life
+
+    def open(self) -> "defer.Deferred[None]":
+        """Connect and negotiate; never fails (a failure makes the filter L{broken})."""
+        return defer.Deferred.fromCoroutine(self._open())
+
+    async def _open(self) -> None:
+        try:
+            connecting = self.connector(self.spec).addTimeout(self.spec.connect_timeout, self.clock)
+            try:
+                self.connection = await connecting
+            except defer.TimeoutError:
+                raise MilterFailure(f"connect timed out after {self.spec.connect_timeout}s") from None
+            except MilterFailure:
+                raise
+            except Exception as e:
+                raise MilterFailure(f"cannot connect: {e}") from None
+            self.connection.on_lost = self._lost
+            self.negotiated = await self.connection.negotiate(offer_packet(), self.spec.command_timeout)
+            if any(self.negotiated.dropped):
+                log.info("milter {name}: asked for options not offered (actions {a:#x}, steps {s:#x}): ignored",
+                         name=self.spec.name, a=self.negotiated.dropped[0], s=self.negotiated.dropped[1])
+        except MilterFailure as e:
+            self._fail(str(e))
+
+    def _lost(self, reason: str) -> None:
+        if self.broken is None and not self.session_done:
+            self._fail(reason)
+
+    def _fail(self, reason: str) -> None:
+        if self.broken is None:
+            self.broken = reason
+            log.warn("milter {name}: {reason}; default action {action}", name=self.spec.name, reason=reason,
+                     action=self.spec.default.value)
+        if self.connection is not None:
+            self.connection.close()
+
+    def forget_message(self) -> None:
+        """The message is over (without being asked at its end): the next MAIL starts afresh."""
+        self.message_done = False
+
+    def abort(self) -> None:
+        """The message ended without being accepted: the filter forgets it."""
+        self.message_done = False
+        if self.usable():
+            assert self.connection is not None
+            self.connection.send(encode_packet(wire.SMFIC_ABORT))
+
+    def close(self) -> None:
+        """The SMTP session ended: QUIT and close."""
+        if self.connection is not None and self.broken is None:
+            self.connection.send(encode_packet(wire.SMFIC_QUIT))
+            self.connection.close()
+
+    def usable(self) -> bool:
+        """Connected, not broken, not done with the session."""
+        return self.broken is None and self.connection is not None and not self.session_done
+
+    def default_outcome(self) -> Outcome:
+        """What a broken filter counts as: its default action (ACCEPT: no objection)."""
+        return CONTINUE if self.spec.default is Action.ACCEPT else Outcome(self.spec.default)
+
+    # stages
+
+    def active(self, stage: str) -> bool:
+        """Whether the filter is asked at C{stage} (a broken one answers with its default)."""
+        if self.broken is not None:
+            return self.spec.default is not Action.ACCEPT
+        if self.session_done or (stage in _MESSAGE_STAGES and self.message_done):
+            return False
+        return self.connection is not None
+
+    def connect(self, info: ConnectInfo, macros: Macros) -> "defer.Deferred[Outcome]":
+        data = wire.encode_connect(info.hostname, info.family, info.port, info.address)
+        return self._stage("connect", wire.SMFIC_CONNECT, data, macros)
+
+    def helo(self, name: str, macros: Macros) -> "defer.Deferred[Outcome]":
+        return self._stage("helo", wire.SMFIC_HELO, encode_strings([name]), macros)
+
+    def mail(self, sender: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
+        return self._stage("mail", wire.SMFIC_MAIL, encode_strings([f"<{sender}>", *args]), macros)
+
+    def rcpt(self, recipient: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
+        return self._stage("rcpt", wire.SMFIC_RCPT, encode_strings([f"<{recipient}>", *args]), macros)
+
+    def data(self, macros: Macros) -> "defer.Deferred[Outcome]":
+        return self._stage("data", wire.SMFIC_DATA, b"", macros)
+
+    def _stage(self, stage: str, command: bytes, data: bytes, macros: Macros) -> "defer.Deferred[Outcome]":
+        return self._guarded(self._ask_stage(stage, command, data, macros))
+
+    def _guarded(self, work: Coroutine[Any, Any, Outcome]) -> "defer.Deferred[Outcome]":
+        async def run() -> Outcome:
+            if self.broken is not None:
+                work.close()
+                return self.default_outcome()
+            try:
+                outcome = await work
+            except (MilterFailure, ProtocolError, ValueError) as e:
+                self._fail(str(e) if isinstance(e, MilterFailure) else f"protocol error: {e}")
+                return self.default_outcome()
+            return outcome
+        return defer.Deferred.fromCoroutine(run())
+
+    def _macros(self, stage: str, command: bytes, macros: Macros) -> None:
+        wanted = self.negotiated.symlists.get(stage, self.spec.macros.get(stage, ()))
+        given = {macro_name(k): v for k, v in macros.items()}
+        pairs = [(name, given[name]) for name in wanted if name in given]
+        if pairs:
+            assert self.connection is not None
+            self.connection.send(encode_packet(wire.SMFIC_MACRO, wire.encode_macros(command, pairs)))
+
+    async def _ask(self, stage: str, packet: bytes, timeout: int) -> wire.Response | None:
+        """Send one packet of C{stage}; the final answer, or None when the filter sends none."""
+        assert self.connection is not None
+        if not self.negotiated.answers(stage):
+            self.connection.send(packet)
+            return None
+        answers = await self.connection.ask(packet, timeout)
+        if len(answers) > 1:
+            raise ProtocolError(f"modification {answers[0].command!r} before the end of the message")
+        return answers[-1]
+
+    def _verdict(self, stage: str, answer: wire.Response | None) -> Outcome:
+        if answer is None:
+            return CONTINUE
+        if answer.command in (wire.SMFIR_CONN_FAIL, wire.SMFIR_SHUTDOWN):
+            raise MilterFailure(f"the filter gave up ({answer.command.decode()!r})")
+        action, reply = stage_action(answer)
+        if action is Action.ACCEPT:
+            if stage in ("connect", "helo"):
+                self.session_done = True
+            else:
+                self.message_done = True
+        elif action is Action.DISCARD:
+            self.message_done = True
+        return Outcome(action, reply)
+
+    async def _ask_stage(self, stage: str, command: bytes, data: bytes, macros: Macros) -> Outcome:
+        if not self.active(stage) or not self.negotiated.sends(stage):
+            return CONTINUE
+        self._macros(stage, command, macros)
+        answer = await self._ask(stage, encode_packet(command, data), self.spec.command_timeout)
+        return self._verdict(stage, answer)
+
+    # the message
+
+    def end_of_message(self, headers: Sequence[tuple[str, str]], body: Callable[[int], Iterable[bytes]],
+                       eoh_macros: Macros, eom_macros: Macros) -> "defer.Deferred[Outcome]":
+        """Headers, end of header, body chunks (C{body(size)} iterates them), end of message."""
+        return self._guarded(self._message(headers, body, eoh_macros, eom_macros))
+
+    async def _message(self, headers: Sequence[tuple[str, str]], body: Callable[[int], Iterable[bytes]],
+                       eoh_macros: Macros, eom_macros: Macros) -> Outcome:
+        if not self.active("eom"):
+            return self._ended(CONTINUE)
+        timeout = self.spec.content_timeout
+        assert self.connection is not None
+        if self.negotiated.sends("header"):
+            leadspc = bool(self.negotiated.steps & SMFIP_HDR_LEADSPC)
+            for name, value in headers:
+                value = value if leadspc else value.lstrip(" \t")
+                outcome = self._verdict("eom", await self._ask("header", encode_packet(
+                    wire.SMFIC_HEADER, encode_strings([name, value])), timeout))
+                if outcome.action is not Action.CONTINUE:
+                    return self._ended(outcome)
+        if self.negotiated.sends("eoh"):
+            self._macros("eoh", wire.SMFIC_EOH, eoh_macros)
+            outcome = self._verdict("eom", await self._ask("eoh", encode_packet(wire.SMFIC_EOH), timeout))
+            if outcome.action is not Action.CONTINUE:
+                return self._ended(outcome)
+        if self.negotiated.sends("body"):
+            for chunk in body(wire.CHUNK_SIZE):
+                answer = await self._ask("body", encode_packet(wire.SMFIC_BODY, chunk), timeout)
+                if answer is not None and answer.command == wire.SMFIR_SKIP:
+                    break
+                outcome = self._verdict("eom", answer)
+                if outcome.action is not Action.CONTINUE:
+                    return self._ended(outcome)
+        self._macros("eom", wire.SMFIC_BODYEOB, eom_macros)
+        answers = await self.connection.ask(encode_packet(wire.SMFIC_BODYEOB), timeout)
+        modifications = []
+        for answer in answers[:-1]:
+            change = modification(answer, self.negotiated)
+            if change is None:
+                if answer.command not in self._ignored:
+                    self._ignored.add(answer.command)
+                    log.info("milter {name}: modification {command!r} not negotiated: ignored",
+                             name=self.spec.name, command=answer.command.decode())
+                continue
+            modifications.append(change)
+        outcome = self._verdict("eom", answers[-1])
+        if outcome.action in (Action.REJECT, Action.TEMPFAIL, Action.DISCARD):
+            modifications = []
+        return self._ended(Outcome(outcome.action, outcome.reply, tuple(modifications)))
+
+    def _ended(self, outcome: Outcome) -> Outcome:
+        """The message is over for this filter (the next MAIL starts afresh); ACCEPT is no objection."""
+        self.message_done = False
+        return Outcome(Action.CONTINUE, None, outcome.modifications) if outcome.action is Action.ACCEPT else outcome
+
