@@ -93,6 +93,7 @@ class MessageSink(Protocol):
         uid: int | None = None,
         pid: int | None = None,
         dsn: MessageDsn | None = None,
+        held: bool = False,
     ) -> MessageWriter:
         """
         Start a message.  C{origin} is the text qmail-queue puts into its
@@ -100,7 +101,10 @@ class MessageSink(Protocol):
         C{"for bounce"}, C{"by alias"} or C{"by uid N"}.  C{dsn}: what the
         client asked for with RFC 3461's parameters (one request per
         recipient, in order), kept with the message when it is more than
-        the defaults.
+        the defaults.  C{held}: the message is queued held (a content
+        filter's quarantine: C{pymta ctl release} lets it go), marked so
+        before it becomes visible to the scheduler.  Callers pass C{dsn}
+        and C{held} only when they are set.
         """
 
 

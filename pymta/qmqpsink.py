@@ -84,6 +84,13 @@ class QMQPSink:
         self.in_thread = in_thread or (lambda f, *a: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
 
     def open_message(self, sender: str, recipients: Sequence[str], *, origin: str, uid: int | None = None,
-                     pid: int | None = None, dsn: MessageDsn | None = None) -> QMQPWriter:
-        """A message for the QMQP servers (C{origin}, C{uid}, C{pid}, C{dsn}: QMQP carries none of them)."""
+                     pid: int | None = None, dsn: MessageDsn | None = None, held: bool = False) -> QMQPWriter:
+        """
+        A message for the QMQP servers (C{origin}, C{uid}, C{pid}, C{dsn}:
+        QMQP carries none of them).  A message to be queued C{held} (a
+        filter's quarantine) cannot be: it is refused for now (the sender
+        retries; the operator sees the log line).
+        """
+        if held:
+            raise QueueFailure(EXIT_CONFIG, "a quarantined message needs the local queue; QMQP cannot hold it")
         return QMQPWriter(self, sender, recipients)

@@ -33,7 +33,7 @@ it had to), C{for bounce}, C{by alias}.  Without keys nothing is spooled.
 from __future__ import annotations
 
 import re
-from typing import Sequence
+from typing import Any, Sequence
 
 from pymta.dkim.signer import wire_form
 from pymta.dkim.signing import DKIMSigning
@@ -61,6 +61,7 @@ class Signatures:
     """The header edit of L{pymta.smtpd.spool.SpoolingWriter}: the signature fields on top."""
 
     drop = None
+    message = None  # the message itself is not rewritten
 
     def __init__(self, add: tuple[bytes, ...]) -> None:
         self.add = add
@@ -74,11 +75,15 @@ class LocalSigningSink:
         self.signing = signing
 
     def open_message(self, sender: str, recipients: Sequence[str], *, origin: str,
-                     uid: int | None = None, pid: int | None = None, dsn: MessageDsn | None = None) -> MessageWriter:
+                     uid: int | None = None, pid: int | None = None, dsn: MessageDsn | None = None,
+                     held: bool = False) -> MessageWriter:
+        # as the sink was called before DSN and holds: sinks and fakes without the keywords still work
+        extra: dict[str, Any] = {"dsn": dsn} if dsn is not None else {}
+        if held:
+            extra["held"] = True
+
         def real_writer() -> MessageWriter:
-            if dsn is None:  # as the sink was called before DSN: sinks and fakes without the keyword still work
-                return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
-            return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, dsn=dsn)
+            return self.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, **extra)
 
         if not origin.startswith(LOCAL_ORIGIN) or not self.signing.active:
             return real_writer()

@@ -26,7 +26,9 @@ filesystem without C{flock}, qmail's rule applies instead: 36 hours of age.
 A message C{pymta ctl delete} was removing when it died leaves a channel
 file, C{bounce/ID}, C{hold/ID} or C{reason/N/ID} under an id with neither C{todo/ID} nor
 C{info/ID} (nothing else does: preprocessing writes C{info} before the
-channel files, finishing removes them before C{info}).  Those files go at
+channel files, finishing removes them before C{info}; a writer queuing a
+message held writes C{hold/ID} before C{todo/ID}, holding the message
+file's lock, so those files are left alone while a writer holds it).  Those files go at
 once, whatever their age, and the message file with them unless a writer
 holds its lock (L{pymta.queue.ctldisk} has the order).
 """
@@ -113,6 +115,18 @@ def _stale(path: str, now: float, grace: float, still_stale) -> bool | int:
     return fd
 
 
+def _being_written(path: str) -> bool:
+    """A writer holds the lock of the message file C{path}."""
+    try:
+        fd = _try_lock(path)
+    except _Unlockable:
+        return False
+    if fd is None:
+        return os.path.exists(path)
+    os.close(fd)
+    return False
+
+
 def _listdir(path: str) -> list[str]:
     try:
         return os.listdir(path)
@@ -131,7 +145,8 @@ def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int]
     for sub in _listdir(layout.dir("reason")):
         found.update(int(name) for name in _listdir(os.path.join(layout.dir("reason"), sub)) if name.isdigit())
     for message_id in sorted(found):
-        if not unprocessed(message_id):
+        # in this order: a writer queuing a message held writes hold/ID before todo/ID, under its lock
+        if _being_written(layout.mess(message_id)) or not unprocessed(message_id):
             continue
         *files, mess = leftover_paths(layout, message_id)
         for path in files:

@@ -49,6 +49,8 @@ __all__ = [
     "MAX_CHUNK",
     "MAX_ENVELOPE",
     "FramingError",
+    "HELD_PART",
+    "split_held",
     "netstring",
     "NetstringParser",
     "split_netstrings",
@@ -172,7 +174,20 @@ def split_netstrings(payload: bytes) -> list[bytes]:
     return out
 
 
-def encode_envelope(origin: str, sender: str, recipients: Sequence[str], dsn: MessageDsn | None = None) -> bytes:
+#: the last part of an envelope whose message is to be queued held (after the DSN block, if any); never
+#: an address (no NUL in one) nor a DSN block (which ends in NUL), and refused by a server that predates it
+HELD_PART = netstring(b"\0held")
+
+
+def split_held(payload: bytes) -> tuple[bytes, bool]:
+    """An envelope netstring's payload without its L{HELD_PART}, and whether it had one."""
+    if payload.endswith(HELD_PART):
+        return payload[: -len(HELD_PART)], True
+    return payload, False
+
+
+def encode_envelope(origin: str, sender: str, recipients: Sequence[str], dsn: MessageDsn | None = None,
+                    held: bool = False) -> bytes:
     """The first netstring of a message on the inject socket (C{dsn} only when it is meaningful)."""
     inner = [netstring(origin.encode("utf-8", "surrogateescape")), netstring(address_bytes(sender))]
     inner += [netstring(address_bytes(r)) for r in recipients]
@@ -180,6 +195,8 @@ def encode_envelope(origin: str, sender: str, recipients: Sequence[str], dsn: Me
         records = [encode_message_dsn(dsn)]
         records += [b"T\0" + encode_recipient_dsn(dsn.for_recipient(i)) for i in range(len(recipients))]
         inner.append(netstring(b"\0" + b"".join(records)))
+    if held:
+        inner.append(HELD_PART)
     return netstring(b"".join(inner))
 
 

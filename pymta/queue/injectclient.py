@@ -317,12 +317,13 @@ class InjectClientSink:
         uid: int | None = None,
         pid: int | None = None,
         dsn: MessageDsn | None = None,
+        held: bool = False,
     ):
         try:
             check_envelope(sender, recipients)
         except QueueRefused as e:
             return RefusedWriter(e)
-        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients, dsn),
+        writer = _InjectClientWriter(self.reactor, self.timeout, encode_envelope(origin, sender, recipients, dsn, held),
                                      self.handoffs.outcome)
         while self.idle:
             connection = self.idle.pop()

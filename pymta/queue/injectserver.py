@@ -29,7 +29,7 @@ import os
 import re
 import socket
 import struct
-from typing import Callable, Iterable
+from typing import Any, Callable, Iterable
 
 from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
@@ -47,6 +47,7 @@ from pymta.queue.framing import (
     encode_reply,
     inject_socket_path,
     parse_envelope_dsn,
+    split_held,
 )
 from pymta.queue.listening import listen_unix
 from pymta.streamtransport import ISocketStreamTransport
@@ -125,6 +126,7 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
                 return
 
     def _start(self, payload: bytes) -> None:
+        payload, held = split_held(payload)
         requested, sender, recipients, dsn = parse_envelope_dsn(payload)
         assert self._peer is not None  # connectionMade closed the connection without one
         pid, uid, _ = self._peer
@@ -134,10 +136,10 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
                 origin = requested
             else:
                 log.info("inject: uid {uid} may not claim origin {origin!r}", uid=uid, origin=requested)
-        if dsn is None:  # a sink that predates DSN data is still a sink
-            self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid)
-        else:
-            self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, dsn=dsn)
+        extra: dict[str, Any] = {"dsn": dsn} if dsn is not None else {}  # a sink that predates DSN data is still a sink
+        if held:  # a content filter's quarantine: anyone may ask to hold their own message
+            extra["held"] = True
+        self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, **extra)
         self._state = "data"
         self._parser.max_length = MAX_CHUNK
 

@@ -65,7 +65,7 @@ MOVES: dict[Stage | None, frozenset[Stage | None]] = {
     None: frozenset({Stage.WAITING, Stage.FIRST_WAITING, Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER,
                      Stage.HELD}),
     Stage.WAITING: frozenset({Stage.PREPROCESSING, None}),
-    Stage.PREPROCESSING: frozenset({Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, None}),
+    Stage.PREPROCESSING: frozenset({Stage.SCHEDULED, Stage.FINISH_QUEUED, Stage.LATER, Stage.HELD, None}),
     Stage.FIRST_WAITING: frozenset({Stage.FIRST_RUNNING, Stage.WAITING, None}),
     Stage.FIRST_RUNNING: frozenset({Stage.WAITING, None}),
     Stage.SCHEDULED: frozenset({Stage.FINISH_QUEUED, Stage.HELD, None}),

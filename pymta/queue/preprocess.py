@@ -42,6 +42,8 @@ class Preprocessed:
     channels: dict[str, int]
     #: what its dsn/N/ID holds (None: it has none)
     dsn: DsnFile | None = None
+    #: it has a C{hold/ID} (queued held: a content filter's quarantine), so it is not scheduled
+    held: bool = False
 
 
 @dataclass
@@ -243,7 +245,8 @@ def preprocess_batch(
             result.trouble.append((message_id, f"{e.strerror or e}: {e.filename or ''}".rstrip(": ")))
             continue
         counts = {c: len(r) for c, r in records.items() if r}
-        written.append((Preprocessed(message_id, envelope, size, counts, dsn), fds))
+        held = os.path.exists(layout.hold(message_id))  # made durable before its todo/ID, by the writer
+        written.append((Preprocessed(message_id, envelope, size, counts, dsn, held), fds))
     synced: list[Preprocessed] = []
     if whole_fs:
         # the directories' syncfs below makes the new files durable too

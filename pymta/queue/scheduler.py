@@ -415,6 +415,8 @@ class Scheduler(Service):
             if not item.channels:
                 self.messages.move(item.message_id, Stage.FINISH_QUEUED)
                 continue
+            if item.held and self.queue_control.resumed(item.message_id, dict.fromkeys(item.channels, now)):
+                continue  # queued held (a filter's quarantine): waits for pymta ctl release
             state = self.messages.move(item.message_id, Stage.SCHEDULED)
             state.birth = now  # preprocessing gave the info file the scheduler's time, a moment ago
             attempted = first.channel if first is not None and first.channel in item.channels else None

@@ -34,8 +34,9 @@ log = Logger(namespace="pymta.queue")
 #: message bytes a L{QueueSink} writer keeps in memory before it creates the message's file
 SPILL_BYTES = 65536
 
-#: told of each message committed: C{(message_id, envelope, size of the message file)}
-CommitListener = Callable[[int, Envelope, int], None]
+#: told of each message committed: C{(message_id, envelope, size of the message file)}; no envelope
+#: for a message queued held (it must not be tried from memory)
+CommitListener = Callable[[int, Envelope | None, int], None]
 
 
 class CommitFeed:
@@ -53,7 +54,7 @@ class CommitFeed:
         """Tell C{listener} of every commit from now on."""
         self._listeners.append(listener)
 
-    def publish(self, message_id: int, envelope: Envelope, size: int) -> None:
+    def publish(self, message_id: int, envelope: Envelope | None, size: int) -> None:
         """A message was committed: tell every listener (in the order they subscribed)."""
         for listener in self._listeners:
             listener(message_id, envelope, size)
@@ -91,8 +92,9 @@ class _SinkWriter:
     """
 
     def __init__(self, sink: "QueueSink", sender: str, recipients: Sequence[str], origin: str, uid: int, pid: int,
-                 dsn: MessageDsn | None = None) -> None:
+                 dsn: MessageDsn | None = None, held: bool = False) -> None:
         self._dsn = dsn
+        self._held = held
         self._sink = sink
         self._pending: PendingMessage | None = None
         self._buffer = bytearray()
@@ -126,6 +128,7 @@ class _SinkWriter:
         if self._pending is None:
             pending = self._sink.queue.begin(self._origin, self._uid, self._pid)
             pending.dsn = self._dsn
+            pending.held = self._held
             pending.write(bytes(self._buffer))
             self._buffer = bytearray()
             self._pending = pending
@@ -167,8 +170,8 @@ class _SinkWriter:
             dsn = self._dsn if self._dsn is not None and self._dsn.meaningful else None
             envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients), dsn)
             size = self._pending.size if self._pending is not None else 0
-            try:
-                on_commit(receipt.message_id, envelope, size)
+            try:  # a held message is picked up from todo/ (no first attempt from memory)
+                on_commit(receipt.message_id, None if self._held else envelope, size)
             except Exception:
                 log.failure("queue: on_commit hook failed for message {id}", id=receipt.message_id)
         return receipt
@@ -225,10 +228,12 @@ class QueueSink:
         uid: int | None = None,
         pid: int | None = None,
         dsn: MessageDsn | None = None,
+        held: bool = False,
     ) -> MessageWriter:
         """
         Start a message.  A bad envelope or a queue that cannot take a file
         gives a writer whose C{finish()} fails with the L{QueueRefused}.
+        C{held}: queued held (a filter's quarantine, L{PendingMessage.held}).
         """
         try:
             check_envelope(sender, recipients)
@@ -237,4 +242,4 @@ class QueueSink:
             return RefusedWriter(e)
         uid = os.getuid() if uid is None else uid
         pid = os.getpid() if pid is None else pid
-        return _SinkWriter(self, sender, recipients, origin, uid, pid, dsn)
+        return _SinkWriter(self, sender, recipients, origin, uid, pid, dsn, held)

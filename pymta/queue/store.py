@@ -76,6 +76,7 @@ from twisted.logger import Logger
 
 from pymta.address import qmail_date
 from pymta.interfaces import QueueReceipt
+from pymta.queue.ctldisk import write_holds
 from pymta.queue.disk import QueueDisk
 from pymta.dsn.params import MessageDsn
 from pymta.queue.envelope import encode_todo
@@ -261,6 +262,8 @@ class PendingMessage:
         self._intd_fd = -1
         #: the message's DSN data (RFC 3461), written into its envelope by L{stage}
         self.dsn: MessageDsn | None = None
+        #: queue it held (a filter's quarantine): its C{hold/ID} is made durable before the commit point
+        self.held = False
         #: the disk's sync error count before anything was written (L{QueueSync.directories}'s C{since})
         self.sync_generation = queue.disk.sync.generation
         layout = queue.disk.layout
@@ -433,6 +436,9 @@ class PendingMessage:
             for error, what in zip(errors, (f"write {self.mess_path}", f"write {intd}")):
                 if error is not None:
                     raise write_failure(error, what) from error
+            if self.held:  # before the commit point: the scheduler never sees it unheld
+                for error in write_holds(self.queue.disk, [self.message_id]).values():
+                    raise write_failure(error, f"create {self.queue.disk.layout.hold(self.message_id)}") from error
         except BaseException:
             self._remove(WriteState.FAILED)
             raise
@@ -535,6 +541,8 @@ class PendingMessage:
             os.close(fd)
         self._close_data()
         if self.message_id >= 0:
+            if self.held:
+                _unlink_quietly(self.queue.disk.layout.hold(self.message_id))
             _unlink_quietly(self.queue.disk.layout.intd(self.message_id))
             _unlink_quietly(self.mess_path)
         self._unlock()

@@ -19,6 +19,7 @@ from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.connectionlimit import PER_ADDRESS, TOTAL, ConnectionLimiter
 from pymta.control import ControlReader, Controls, entry_error
 from pymta.interfaces import MessageSink
+from pymta.milter.api import MilterSession
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.auth import offered_mechanisms
@@ -107,6 +108,8 @@ class SMTPDContext:
     end_of_data: EndOfDataStage = field(default_factory=EndOfDataStage)  # checks of whole messages (senderauth)
     #: what the sessions tell the daemon's metrics (L{pymta.sessionevents})
     events: SessionEvents = NO_EVENTS
+    #: the content filters of a new session (L{pymta.smtpd.miltercommands}); None: no filters at all
+    milters: Callable[[], MilterSession | None] | None = None
     _per_ip: PerSnapshot[int] = field(default_factory=lambda: PerSnapshot(per_ip_limit), repr=False, compare=False)
 
     def __post_init__(self) -> None:

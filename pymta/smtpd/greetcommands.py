@@ -2,7 +2,8 @@
 """
 HELO and EHLO with qmail-smtpd's replies (EHLO adds the ESMTP extensions
 this session offers).  Mixed into L{pymta.smtpd.protocol.SMTPServerProtocol},
-which provides the session state and the methods declared below; the first
+which provides the session state and the methods declared below (the
+content filters are asked first, L{pymta.smtpd.miltercommands}); the first
 greeting of a session (and the first after STARTTLS) is progress for
 L{pymta.smtpd.junk.JunkCounter}, a repeated one is not.
 """
@@ -36,6 +37,7 @@ class GreetCommands:
     _junk: JunkCounter
     reply: Callable[[str], None]
     _reset_transaction: Callable[[], None]
+    _helo_after_filters: Callable[[str, Callable[[], None]], Any]  # pymta.smtpd.miltercommands
 
     @property
     def auth_offered(self) -> bool:
@@ -55,14 +57,20 @@ class GreetCommands:
             and ITLSTransport.providedBy(self.transport)
         )
 
-    def smtp_helo(self, arg: str) -> None:
+    def smtp_helo(self, arg: str) -> Any:
+        return self._helo_after_filters(arg, lambda: self._helo_accepted(arg))
+
+    def smtp_ehlo(self, arg: str) -> Any:
+        return self._helo_after_filters(arg, lambda: self._ehlo_accepted(arg))
+
+    def _helo_accepted(self, arg: str) -> None:
         self.helo = arg
         self.esmtp = False
         self._reset_transaction()
         self._junk.greeted()
         self.reply(f"250 {self.controls.smtpgreeting}")
 
-    def smtp_ehlo(self, arg: str) -> None:
+    def _ehlo_accepted(self, arg: str) -> None:
         self.helo = arg
         self.esmtp = True
         self._reset_transaction()

@@ -49,12 +49,13 @@ from pymta.smtpd.authcommands import AuthCommands
 from pymta.smtpd.context import LIMIT_REPLIES, ListenerSettings, SMTPDContext
 from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
 from pymta.smtpd.dnsbl import reply_from_variable
-from pymta.smtpd.endofdata import NO_STEPS, refusal_reply, session_facts
+from pymta.smtpd.endofdata import NO_STEPS, refusal_reply
 from pymta.smtpd.idlecommands import IdleCommands
 from pymta.smtpd.idlesignal import IdleSignal
 from pymta.smtpd.greetcommands import GreetCommands
 from pymta.smtpd.junk import JunkCounter
 from pymta.smtpd.mailparams import TransactionParameters
+from pymta.smtpd.miltercommands import MilterCommands
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
@@ -70,7 +71,7 @@ RBL_HOST = "rblsmtpd.local"
 
 
 @implementer(IHandshakeListener)
-class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
+class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, IdleCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
 
@@ -167,24 +168,23 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             else:
                 d = self.ctx.dnsbl.check(self.remote_ip, variable)
             return d.addCallback(self._rbl_decided)
-        self._greet()
-        return None
+        return self._greet()
 
-    def _greet(self) -> None:
-        self.reply(f"220 {self.controls.smtpgreeting} ESMTP")
+    def _greet(self) -> defer.Deferred | None:
+        return self._greet_after_filters(lambda: self.reply(f"220 {self.controls.smtpgreeting} ESMTP"))
 
-    def _rbl_decided(self, reply: str | None) -> None:
+    def _rbl_decided(self, reply: str | None) -> defer.Deferred | None:
         if self._mode == CLOSED:
-            return
+            return None
         if reply is None:
-            self._greet()
-            return
+            return self._greet()
         log.info("rblsmtpd: {ip} pid {pid}: {reply}", ip=self.remote_ip, pid=os.getpid(), reply=reply)
         self._mode = RBL
         self._rbl_reply = reply
         self._deadline.seconds = self.ctx.rbl_session_seconds  # one period for the whole session
         self._deadline.restart()
         self.reply(f"220 {RBL_HOST}")
+        return None
 
     def handshakeCompleted(self) -> None:
         self._closer.handshake_completed()
@@ -194,6 +194,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self._closer.lost()
         self._deadline.stop()
         self._release_slot()
+        self._filters_closed()
         if self._writer is not None:
             writer, self._writer = self._writer, None
             writer.abort()
@@ -375,6 +376,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self.bad_sender = False
         self.recipients = []
         self.params = TransactionParameters()
+        self._filters_reset()
 
     # -- commands ----------------------------------------------------------
 
@@ -394,8 +396,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
         self.sender, self.params = parsed.address, params
         self.bad_sender = policy.is_bad_mailfrom(self.controls, parsed.address)
         self._junk.progress()
-        self._steps = self.ctx.end_of_data.start(session_facts(self))
-        return self._steps.at_mail(self)
+        return self._mail_after_filters(parsed.parameters)
 
     def smtp_rcpt(self, arg: str) -> defer.Deferred | None:
         if self.sender is None:
@@ -424,19 +425,14 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
             return None
         recipient = decision.recipient
         if self.ctx.recipient_check is None:
-            self.recipients.append(recipient)
-            self._junk.recipient_accepted()
-            self.reply(decision.reply)
-            return None
+            return self._recipient_passed(recipient, decision.reply, parsed.parameters)
         d = defer.maybeDeferred(self.ctx.recipient_check, self.controls, recipient)
 
-        def checked(known: bool) -> None:
+        def checked(known: bool) -> defer.Deferred | None:
             if known:
-                self.recipients.append(recipient)
-                self._junk.recipient_accepted()
-                self.reply("250 ok")
-            else:
-                self.reply("550 sorry, no mailbox here by that name (#5.1.1)")
+                return self._recipient_passed(recipient, "250 ok", parsed.parameters)
+            self.reply("550 sorry, no mailbox here by that name (#5.1.1)")
+            return None
 
         def trouble(failure: Failure) -> None:
             if failure.check(defer.CancelledError):
@@ -446,7 +442,7 @@ class SMTPServerProtocol(Protocol, AuthCommands, GreetCommands, IdleCommands):
 
         return d.addCallbacks(checked, trouble)
 
-    def smtp_data(self, arg: str) -> None:
+    def _start_data(self, arg: str) -> None:
         if self.sender is None:
             self.reply("503 MAIL first (#5.5.1)")
             return

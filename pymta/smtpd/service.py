@@ -112,8 +112,9 @@ class SMTPDService(service.MultiService):
     def set_sender_auth(self, step: SenderAuthStep | None) -> None:
         """Use C{step} (control/senderauth's checks; None: off) for the transactions that start from now on."""
         self.sender_auth = step
-        self.context.end_of_data = EndOfDataStage(([step] if step is not None else []) +
-                                                  ([self.dkim_sign] if self.dkim_sign is not None else []))
+        # the sender checks see the message as received, a session's filters come next, signing last
+        self.context.end_of_data = EndOfDataStage([step] if step is not None else [],
+                                                  late=[self.dkim_sign] if self.dkim_sign is not None else [])
 
     def stopService(self):  # type: ignore[no-untyped-def]
         d = super().stopService()

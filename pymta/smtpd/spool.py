@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import re
 import tempfile
-from typing import Any, Awaitable, Callable, Iterator, Protocol, Sequence
+from typing import Any, Awaitable, Callable, Iterable, Iterator, Protocol, Sequence
 
 from twisted.internet import defer
 
@@ -44,6 +44,10 @@ class HeaderEdit(Protocol):
     def drop(self) -> Callable[[bytes, bytes], bool] | None:
         """Which incoming fields C{(name, value)} to remove."""
 
+    @property
+    def message(self) -> "SpooledMessage | None":
+        """The whole message rewritten by the step (replayed instead of the spool), or None."""
+
 
 class SpooledMessage:
     """The spooled message as the steps see it (blocking reads: memory or page cache)."""
@@ -51,6 +55,29 @@ class SpooledMessage:
     def __init__(self, spool: Any, size: int) -> None:
         self._spool = spool
         self.size = size
+
+    @classmethod
+    def of(cls, data: Iterable[bytes]) -> "SpooledMessage":
+        """A new spool holding the pieces of C{data} (a step's rewritten message)."""
+        spool: Any = tempfile.SpooledTemporaryFile(max_size=MEMORY_BYTES)
+        size = 0
+        for piece in data:
+            spool.write(piece)
+            size += len(piece)
+        return cls(spool, size)
+
+    def close(self) -> None:
+        if not self._spool.closed:
+            self._spool.close()
+
+    def fields(self) -> Iterator[bytes]:
+        """The header's fields (see L{_fields}); the body follows at the spool's position."""
+        return _fields(self._spool)
+
+    def rest(self, size: int = CHUNK_BYTES) -> Iterator[bytes]:
+        """What follows the position L{fields} left, in chunks of at most C{size} bytes."""
+        while chunk := self._spool.read(size):
+            yield chunk
 
     def read(self) -> bytes:
         """The whole message."""
@@ -148,6 +175,7 @@ class SpoolingWriter:
             self._spool.close()
 
     async def _finish(self) -> QueueReceipt:
+        edits: Sequence[HeaderEdit] = ()
         try:
             edits = await self._verdicts(SpooledMessage(self._spool, self._size))
             if self._aborted:
@@ -164,6 +192,9 @@ class SpoolingWriter:
             return await real.finish()
         finally:
             self._close()
+            for edit in edits:
+                if edit.message is not None:
+                    edit.message.close()
 
     def _paused(self) -> None:
         if self._backlog is None:
@@ -176,11 +207,13 @@ class SpoolingWriter:
 
     async def _replay(self, real: MessageWriter, edits: Sequence[HeaderEdit]) -> None:
         drops = [edit.drop for edit in edits if edit.drop is not None]
+        rewritten = [edit.message for edit in edits if edit.message is not None]
+        spool = rewritten[-1]._spool if rewritten else self._spool
         for edit in edits:
             for line in edit.add:
                 real.write(line)
         dropping = False
-        for text in _fields(self._spool):
+        for text in _fields(spool):
             if text[:1] in (b" ", b"\t"):  # the later part of a long field: goes with its first part
                 pass
             else:
@@ -194,7 +227,7 @@ class SpoolingWriter:
             if self._backlog is not None:
                 await self._backlog
                 continue
-            chunk = self._spool.read(CHUNK_BYTES)
+            chunk = spool.read(CHUNK_BYTES)
             if not chunk:
                 break
             real.write(chunk)

@@ -75,10 +75,11 @@ class MemorySink:
         self.hold = False
         self.held: list[tuple[defer.Deferred, MemoryWriter]] = []
 
-    def open_message(self, sender, recipients, *, origin, uid=None, pid=None, dsn=None):  # type: ignore[no-untyped-def]
+    def open_message(self, sender, recipients, *, origin, uid=None, pid=None, dsn=None, held=False):  # type: ignore[no-untyped-def]
         assert origin == "from network"
         w = MemoryWriter(self, sender, list(recipients))
         w.dsn = dsn
+        w.quarantined = held
         self.opened.append(w)
         return w
 

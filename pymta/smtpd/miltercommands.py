@@ -1,0 +1,180 @@
+# -*- test-case-name: tests.smtpd.test_miltercommands -*-
+"""
+The content filters' stages in smtpd's dialogue: mixed into
+L{pymta.smtpd.protocol.SMTPServerProtocol}, which calls these methods at
+the points where qmail-smtpd's own checks have passed (the filters are
+asked after them, as Postfix does).
+
+With C{SMTPDContext.milters} None nothing here costs anything: every
+method goes straight on.  Otherwise the factory gives the session its
+L{pymta.milter.api.MilterSession} (or None while control/milters lists no
+filter) when the access rules have admitted the client, and
+L{pymta.smtpd.milterstages.MilterStages} asks it at each stage.
+
+A connection the filters refuse at connect gets a C{554} greeting and then
+behaves as qmail's rblsmtpd does (HELO, MAIL, RSET and NOOP are answered
+C{250}, QUIT closes, every other command gets the refusal); a temporary
+refusal gets C{421} and is closed.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable, Sequence
+
+from twisted.internet import defer
+from twisted.logger import Logger
+
+from pymta.control import Controls
+from pymta.linedeadline import LineDeadline
+from pymta.smtpd.context import SMTPDContext
+from pymta.smtpd.endofdata import Transaction, session_facts
+from pymta.smtpd.junk import JunkCounter
+from pymta.smtpd.mailparams import TransactionParameters
+from pymta.smtpd.miltermacros import ClientFacts, tls_facts
+from pymta.smtpd.milterstages import MilterStages, greeting_refusal
+from pymta.smtpd.milterstep import MilterTransaction
+from pymta.smtpd.modes import RBL
+
+__all__ = ["MilterCommands"]
+
+log = Logger()
+
+Then = Callable[[], "defer.Deferred[Any] | None"]
+
+
+class MilterCommands:
+    """The hooks; see the module's description."""
+
+    # provided by SMTPServerProtocol
+    ctx: SMTPDContext
+    controls: Controls
+    transport: Any
+    remote_ip: str
+    local_ip: str
+    env: dict[str, str]
+    tls: bool
+    helo: str | None
+    relayclient: str | None
+    auth_user: str | None
+    _sasl_mechanism: str
+    sender: str | None
+    recipients: list[str]
+    params: TransactionParameters
+    _steps: Transaction
+    _junk: JunkCounter
+    _mode: str
+    _rbl_reply: str
+    _deadline: LineDeadline
+    reply: Callable[[str], None]
+    _close_with: Callable[[str], None]
+    _start_data: Callable[[str], None]  # DATA once the filters let it go on
+
+    #: the session's filters (None: no filters)
+    _milter: MilterStages | None = None
+
+    def _filtered(self, ask: Callable[[MilterStages], "defer.Deferred[str | None]"], then: Then,
+                  refused: Callable[[], None] | None = None) -> "defer.Deferred[Any] | None":
+        """C{then()} when the filters let the command go on; else their reply (and C{refused()})."""
+        stages = self._milter
+        if stages is None:
+            return then()
+
+        def decided(reply: str | None) -> "defer.Deferred[Any] | None":
+            if reply is None:
+                return then()
+            if refused is not None:
+                refused()
+            self.reply(reply)
+            return None
+
+        return ask(stages).addCallback(decided)
+
+    # -- connect -----------------------------------------------------------
+
+    def _greet_after_filters(self, greet: Callable[[], None]) -> "defer.Deferred[None] | None":
+        """Greet once the filters have accepted the connection (at once without filters)."""
+        factory = self.ctx.milters
+        session = factory() if factory is not None else None
+        if session is None:
+            greet()
+            return None
+        port = getattr(self.transport.getPeer(), "port", 0)
+        client = ClientFacts(self.controls.me or self.local_ip, self.remote_ip, int(port or 0),
+                             self.env.get("TCPREMOTEHOST"), self.local_ip)
+        stages = self._milter = MilterStages(session, client, self.controls.locals)
+
+        def decided(verdict: Any) -> None:
+            if stages.closed:
+                return
+            refusal = greeting_refusal(verdict)
+            if refusal is None:
+                greet()
+            elif refusal.startswith("421"):
+                log.info("milter: {ip}: connection refused for now: {reply}", ip=self.remote_ip, reply=refusal)
+                self._close_with(refusal)
+            else:
+                log.info("milter: {ip}: connection refused: {reply}", ip=self.remote_ip, reply=refusal)
+                self.reply(refusal)
+                self._mode, self._rbl_reply = RBL, refusal
+                self._deadline.seconds = self.ctx.rbl_session_seconds
+                self._deadline.restart()
+
+        return stages.connect().addCallback(decided)
+
+    # -- HELO, MAIL, RCPT, DATA ---------------------------------------------
+
+    def _helo_after_filters(self, name: str, then: Callable[[], None]) -> "defer.Deferred[Any] | None":
+        def go_on() -> None:
+            then()
+
+        tls = tls_facts(self.transport) if self.tls else None
+        return self._filtered(lambda stages: stages.helo(name, tls), go_on)
+
+    def _mail_after_filters(self, parameters: Sequence[str]) -> "defer.Deferred[Any] | None":
+        """The sender passed smtpd's checks: the filters, then the end-of-data steps' MAIL stage."""
+        sender, recipients = self.sender or "", self.recipients
+
+        def go_on() -> "defer.Deferred[Any] | None":
+            own = MilterTransaction(self._milter, sender, recipients) if self._milter is not None else None
+            self._steps = self.ctx.end_of_data.start(session_facts(self), own)
+            return self._steps.at_mail(self)
+
+        def forget() -> None:
+            self.sender = None
+
+        return self._filtered(
+            lambda stages: stages.mail(sender, parameters, self._sasl_mechanism or None, self.auth_user),
+            go_on, forget)
+
+    def _recipient_passed(self, recipient: str, reply: str, parameters: Sequence[str]) -> "defer.Deferred[Any] | None":
+        """The recipient passed smtpd's checks: the filters may still refuse it (that one only)."""
+
+        def go_on() -> None:
+            self.recipients.append(recipient)
+            self._junk.recipient_accepted()
+            self.reply(reply)
+
+        return self._filtered(lambda stages: stages.rcpt(recipient, parameters), go_on)
+
+    def smtp_data(self, arg: str) -> "defer.Deferred[Any] | None":
+        stages = self._milter
+        if stages is None or self.sender is None or not self.recipients:
+            self._start_data(arg)
+            return None
+
+        def go_on() -> None:
+            stages.data_sent = True
+            self._start_data(arg)
+
+        return self._filtered(lambda stages: stages.data(), go_on)
+
+    # -- the transaction forgotten, the session ended -------------------------
+
+    def _filters_reset(self) -> None:
+        if self._milter is not None:
+            self._milter.reset()
+
+    def _filters_closed(self) -> None:
+        if self._milter is not None:
+            self._milter.close()
+

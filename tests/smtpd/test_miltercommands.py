@@ -1,0 +1,270 @@
+"""smtpd's content-filter stages over StringTransport with a scripted MilterSession (tests.smtpd.milterfake)."""
+
+from __future__ import annotations
+
+from twisted.internet import defer
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta.milter.api import (
+    Action, AddHeader, AddRecipient, ChangeSender, DeleteRecipient, Quarantine, ReplaceBody, Verdict,
+)
+from tests.smtpd.helpers import Session, make_root
+from tests.smtpd.milterfake import FakeMilter, end
+
+REJECT = Verdict(Action.REJECT)
+TEMPFAIL = Verdict(Action.TEMPFAIL)
+DISCARD = Verdict(Action.DISCARD, filter_name="spamfilter")
+MESSAGE = b"Subject: hi\r\n\r\nline one\r\nline two\r\n.\r\n"
+
+
+class Base(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.root = make_root(self.mktemp(), smtpgreeting="mx.example.org", locals="example.org",
+                              rcpthosts="example.org")
+
+    def session(self, milter: FakeMilter | None, **kw: object) -> Session:
+        s = Session(self.root, milters=lambda: milter, **kw)  # type: ignore[arg-type]
+        self.addCleanup(s.close)
+        return s
+
+    def transaction(self, s: Session, *recipients: str) -> None:
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), ["250 ok"])
+        for recipient in recipients or ("b@example.org",):
+            s.cmd(f"RCPT TO:<{recipient}>")
+
+
+class Connect(Base):
+    def test_no_filter_configured_now(self) -> None:
+        """A factory giving no session (control/milters empty): the plain dialogue."""
+        s = self.session(None)
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.assertIsNone(s.proto._milter)
+
+    def test_asked_before_the_greeting_with_its_macros(self) -> None:
+        d: defer.Deferred = defer.Deferred()
+        milter = FakeMilter(connect=d)
+        s = self.session(milter)
+        self.assertEqual(s.take(), [])
+        self.assertEqual(s.send(b"NOOP\r\n"), [])  # held until the filters have spoken
+        d.callback(Verdict(Action.CONTINUE))
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP", "250 ok"])
+        info = milter.calls[0][1]
+        self.assertEqual((info.hostname, info.family, info.address, info.port), ("[192.0.2.7]", "4", "192.0.2.7", 40000))
+        macros = milter.macros("connect")
+        self.assertEqual(macros["j"], "mx.example.org")
+        self.assertEqual(macros["{daemon_name}"], "pymta-smtpd")
+        self.assertEqual(macros["{client_addr}"], "192.0.2.7")
+        self.assertEqual(macros["{client_port}"], "40000")
+        self.assertEqual(macros["{client_ptr}"], "unknown")
+        self.assertEqual(macros["_"], "[192.0.2.7] [192.0.2.7]")
+        self.assertEqual(macros["{if_addr}"], "198.51.100.1")
+        self.assertTrue(macros["v"].startswith("pymta "))
+
+    def test_reject_gives_554_and_refuses_every_command(self) -> None:
+        s = self.session(FakeMilter(connect=Verdict(Action.REJECT, "550 5.7.1 go away")))
+        self.assertEqual(s.take(), ["554 5.7.1 go away"])
+        self.assertEqual(s.cmd("HELO x"), ["250 rblsmtpd.local"])
+        self.assertEqual(s.cmd("MAIL FROM:<a@b>"), ["250 rblsmtpd.local"])
+        self.assertEqual(s.cmd("RCPT TO:<b@example.org>"), ["554 5.7.1 go away"])
+        self.assertEqual(s.cmd("DATA"), ["554 5.7.1 go away"])
+        self.assertEqual(s.cmd("QUIT"), ["221 rblsmtpd.local"])
+
+    def test_reject_default_text(self) -> None:
+        s = self.session(FakeMilter(connect=REJECT))
+        self.assertEqual(s.take(), ["554 5.7.1 Command rejected"])
+
+    def test_tempfail_gives_421_and_closes(self) -> None:
+        milter = FakeMilter(connect=TEMPFAIL)
+        s = self.session(milter)
+        self.assertEqual(s.take(), ["421 4.7.1 Service unavailable - try again later"])
+        self.assertTrue(s.transport.disconnecting)
+        s.proto.connectionLost(None)
+        self.assertEqual(milter.closed, 1)
+
+    def test_close_at_session_end(self) -> None:
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        self.assertEqual(s.cmd("QUIT"), ["221 mx.example.org"])
+        s.proto.connectionLost(None)
+        self.assertEqual((milter.closed, milter.aborts), (1, 0))
+
+
+class Commands(Base):
+    def test_helo_refused_then_accepted(self) -> None:
+        milter = FakeMilter(helo=REJECT)
+        s = self.session(milter)
+        s.take()
+        self.assertEqual(s.cmd("HELO bad.example"), ["550 5.7.1 Command rejected"])
+        self.assertIsNone(s.proto.helo)
+        milter.answers.clear()
+        self.assertEqual(s.cmd("EHLO good.example")[0], "250-mx.example.org")
+        self.assertEqual(milter.calls[-1][:2], ("helo", "good.example"))
+        self.assertNotIn("{tls_version}", milter.macros("helo"))
+
+    def test_mail_refused_forgets_the_sender(self) -> None:
+        s = self.session(FakeMilter(mail=Verdict(Action.REJECT, "553 5.1.8 bad sender")))
+        s.take()
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example> SIZE=10"), ["553 5.1.8 bad sender"])
+        self.assertEqual(s.cmd("RCPT TO:<b@example.org>"), ["503 MAIL first (#5.5.1)"])
+
+    def test_mail_and_rcpt_macros(self) -> None:
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        s.cmd("HELO client.example")
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example> SIZE=10"), ["250 ok"])
+        self.assertEqual(s.cmd("RCPT TO:<b@example.org>"), ["250 ok"])
+        self.assertEqual(s.cmd("RCPT TO:<c@Remote.example>"), ["553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"])
+        self.assertEqual(milter.stages(), ["connect", "helo", "mail", "rcpt"])  # asked after smtpd's own checks
+        self.assertEqual(milter.calls[2][1], ("a@sender.example", ("SIZE=10",)))
+        mail = milter.macros("mail")
+        self.assertEqual((mail["{mail_addr}"], mail["{mail_host}"], mail["{mail_mailer}"]),
+                         ("a@sender.example", "sender.example", "smtp"))
+        self.assertNotIn("{auth_authen}", mail)
+        rcpt = milter.macros("rcpt")
+        self.assertEqual((rcpt["{rcpt_addr}"], rcpt["{rcpt_host}"], rcpt["{rcpt_mailer}"]),
+                         ("b@example.org", "example.org", "local"))
+        self.assertEqual(rcpt["i"], mail["i"])
+        self.assertEqual(rcpt["j"], "mx.example.org")  # every stage carries the connect macros
+        s.cmd("RSET")
+        s.cmd("MAIL FROM:<>")
+        self.assertNotEqual(milter.macros("mail")["i"], mail["i"])
+        self.assertEqual(milter.macros("mail")["{mail_mailer}"], "error")
+
+    def test_rcpt_refusal_refuses_that_recipient_only(self) -> None:
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), ["250 ok"])
+        milter.answers["rcpt"] = Verdict(Action.TEMPFAIL, "450 4.2.0 greylisted")
+        self.assertEqual(s.cmd("RCPT TO:<b@example.org>"), ["450 4.2.0 greylisted"])
+        milter.answers.clear()
+        self.assertEqual(s.cmd("RCPT TO:<c@example.org>"), ["250 ok"])
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+        s.send(MESSAGE)
+        self.assertEqual(s.sink.queued[0].recipients, ["c@example.org"])
+
+    def test_data_refused_before_354(self) -> None:
+        milter = FakeMilter(data=Verdict(Action.REJECT, "554 5.7.1 no data for you"))
+        s = self.session(milter)
+        s.take()
+        self.transaction(s)
+        self.assertEqual(s.cmd("DATA"), ["554 5.7.1 no data for you"])
+        self.assertEqual(s.sink.opened, [])
+        milter.answers.clear()
+        self.transaction(s)
+        self.assertEqual(milter.aborts, 1)  # the refused transaction forgotten at the next MAIL
+
+    def test_rset_aborts_an_open_transaction_only(self) -> None:
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        s.cmd("RSET")
+        self.assertEqual(milter.aborts, 0)
+        self.transaction(s)
+        s.cmd("RSET")
+        self.assertEqual(milter.aborts, 1)
+        s.cmd("RSET")
+        self.assertEqual(milter.aborts, 1)
+
+
+class EndOfMessage(Base):
+    def deliver(self, milter: FakeMilter, *recipients: str) -> tuple[Session, list[str]]:
+        s = self.session(milter)
+        s.take()
+        s.cmd("EHLO client.example")
+        self.transaction(s, *recipients)
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+        return s, s.send(MESSAGE)
+
+    def test_accepted_message_seen_by_the_filter(self) -> None:
+        milter = FakeMilter()
+        s, replies = self.deliver(milter)
+        self.assertEqual(replies, ["250 ok 1800000000 qp 4001"])
+        self.assertEqual(milter.stages(), ["connect", "helo", "mail", "rcpt", "data", "eom"])
+        self.assertEqual(milter.header[0][0], "Received")
+        self.assertEqual(milter.header[1], ("Subject", "hi"))
+        self.assertEqual(milter.body, b"line one\r\nline two\r\n")
+        self.assertIn("i", milter.macros("eom"))
+        data = s.sink.queued[0].data
+        self.assertEqual(data[data.index(b"Subject"):], b"Subject: hi\n\nline one\nline two\n")
+        self.transaction(s)
+        self.assertEqual(milter.aborts, 0)  # the end of message ended the transaction
+
+    def test_reject_with_the_filters_reply(self) -> None:
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=Verdict(Action.REJECT, "550 5.7.1 Gtube pattern"))))
+        self.assertEqual(replies, ["550 5.7.1 Gtube pattern"])
+        self.assertEqual(s.sink.opened, [])
+
+    def test_tempfail_default_reply(self) -> None:
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=TEMPFAIL)))
+        self.assertEqual(replies, ["451 4.7.1 Service unavailable - try again later"])
+        self.assertEqual(s.sink.queued, [])
+
+    def test_multiline_reply(self) -> None:
+        reply = "550-5.7.1 first line\r\n550 5.7.1 second line"
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=Verdict(Action.REJECT, reply))))
+        self.assertEqual(replies, ["550-5.7.1 first line", "550 5.7.1 second line"])
+
+    def test_discard_at_end(self) -> None:
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=DISCARD)))
+        self.assertEqual(replies, ["250 ok, message discarded"])
+        self.assertEqual(s.sink.opened, [])
+
+    def test_discard_at_rcpt_discards_the_message_without_asking_more(self) -> None:
+        milter = FakeMilter(rcpt=DISCARD)
+        s, replies = self.deliver(milter)
+        self.assertEqual(replies, ["250 ok, message discarded"])
+        self.assertEqual(s.sink.opened, [])
+        self.assertNotIn("eom", milter.stages())
+        self.assertEqual(milter.aborts, 1)
+        milter.answers.clear()
+        self.transaction(s)
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+        self.assertEqual(s.send(MESSAGE), ["250 ok 1800000000 qp 4001"])  # the next message is not discarded
+
+    def test_discard_at_connect_holds_for_the_session(self) -> None:
+        milter = FakeMilter(connect=DISCARD)
+        s, replies = self.deliver(milter)
+        self.assertEqual(replies, ["250 ok, message discarded"])
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE), ["250 ok, message discarded"])
+        self.assertEqual(s.sink.opened, [])
+
+    def test_modifications_reach_the_queue(self) -> None:
+        milter = FakeMilter(eom=end(AddHeader("X-Spam", "no"), ChangeSender("<new@sender.example>"),
+                                    AddRecipient("<c@example.org>"), DeleteRecipient("b@example.org"),
+                                    ReplaceBody(b"new\r\nbody\r\n")))
+        s, replies = self.deliver(milter)
+        self.assertEqual(replies, ["250 ok 1800000000 qp 4001"])
+        queued = s.sink.queued[0]
+        self.assertEqual((queued.sender, queued.recipients), ("new@sender.example", ["c@example.org"]))
+        self.assertTrue(queued.data.startswith(b"Received: "))
+        self.assertEqual(queued.data[queued.data.index(b"Subject"):], b"Subject: hi\nX-Spam: no\n\nnew\nbody\n")
+        self.assertFalse(queued.quarantined)
+
+    def test_no_recipient_left_is_discarded(self) -> None:
+        s, replies = self.deliver(FakeMilter(eom=end(DeleteRecipient("<B@example.org>"))))
+        self.assertEqual(replies, ["250 ok, message discarded"])
+        self.assertEqual(s.sink.opened, [])
+
+    def test_quarantine_queues_held(self) -> None:
+        s, replies = self.deliver(FakeMilter(eom=end(Quarantine("looks like a virus"))))
+        self.assertEqual(replies, ["250 ok 1800000000 qp 4001"])
+        self.assertTrue(s.sink.queued[0].quarantined)
+        data = s.sink.queued[0].data
+        self.assertEqual(data[data.index(b"Subject"):], b"Subject: hi\n\nline one\nline two\n")
+
+    def test_message_too_big_is_forgotten_at_the_next_transaction(self) -> None:
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        s.proto.databytes = 5
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE)[0][:3], "552")
+        self.assertEqual(milter.aborts, 0)
+        self.transaction(s)
+        self.assertEqual(milter.aborts, 1)
