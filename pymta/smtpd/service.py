@@ -41,6 +41,7 @@ from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import LocalRecipients, MessageSink
+from pymta.milter.sessions import milters_from_control
 from pymta.sessionevents import NO_EVENTS, SessionEvents
 from pymta.smtpd.access import AccessRules, TcpRulesError
 from pymta.smtpd.auth import build_portal
@@ -240,6 +241,7 @@ def build_smtpd_service(
     )
     context.dnsbl = make_dnsbl(reader, resolver, reactor)
     context.recipient_check = _recipient_check(reader.current, local_recipients)
+    context.milters = milters_from_control(reader, reactor).session  # control/milters, read per session
     svc = SMTPDService(root, context, resolver, own_checkers, local_recipients)
     svc.dkim_sign = DKIMSignStep(DKIMSigning.for_reader(reader, reactor))
     svc.set_sender_auth(sender_auth_step(reader.current, reactor))
