@@ -5,8 +5,9 @@ and read its answer, so tests/milterdaemons.py can show each daemon works
 before pymta's own client (pymta/milter/) is in the picture.
 
 It offers every action and asks for every stage; the stages a filter
-declines (the C{SMFIP_NO*} flags) are not sent, and those it will not
-answer (C{SMFIP_NR_*}) are not waited for.  Only for tests: no timeouts
+declines (the C{SMFIP_NO*} flags) are not sent, those it will not answer
+(C{SMFIP_NR_*}) are not waited for, and a C{SKIP} answer to a body chunk
+ends the body there.  Only for tests: no timeouts
 beyond the socket's, no macros beyond the few the daemons here look at.
 """
 
@@ -126,10 +127,16 @@ def ask_milter(address: str | tuple[str, int], message: bytes, sender: str = "se
         steps += [("header", b"L", name + b"\0" + value + b"\0", b"") for name, value in fields]
         steps.append(("eoh", b"N", b"", b""))
         steps += [("body", b"B", body[i:i + 65535], b"") for i in range(0, len(body), 65535)]
+        skipping = False
         for stage, command, data, macros in steps:
+            if skipping and command == b"B":
+                continue
             if macros:
                 talk.send(b"D", macros)
             answer = talk.stage(command, data)
+            if answer is not None and answer[0] == b"s":  # skip: no more body chunks, on to the end
+                skipping = True
+                continue
             if answer is not None and answer[0] != b"c":
                 talk.send(b"Q")
                 return MilterAnswer(stage, _FINAL.get(answer[0], repr(answer[0])),
