@@ -1,7 +1,7 @@
 """
 Real content filters from Debian's packages, run privately for one test
 class: rspamd's milter proxy, SpamAssassin's spamd behind spamass-milter,
-and clamd behind clamav-milter.
+clamd behind clamav-milter, and OpenDKIM as a verifier.
 
 Each C{start_*} helper writes a configuration of its own under a directory
 it is given (state, logs, sockets, pid files all there), starts the
@@ -15,7 +15,7 @@ of SpamAssassin's own rules); clamd loads only a signature the helper
 writes (L{CLAMAV_MARKER}), no downloaded database.
 
 When the tests run as root every daemon runs as its package's own account
-(C{_rspamd}, C{debian-spamd}, C{clamav}; C{nobody} where one is missing),
+(C{_rspamd}, C{debian-spamd}, C{clamav}, C{opendkim}; C{nobody} where one is missing),
 never as root; otherwise as the caller.  A missing package is installed
 through L{tests.packages.ensure_program} (as root on Debian), else the
 test is skipped with the reason.
@@ -47,7 +47,7 @@ from tests.packages import ensure_program
 from tests.test_end_to_end import free_port
 
 __all__ = [
-    "RunningFilter", "start_rspamd", "start_spamd_milter", "start_clamav_milter", "shared_filter",
+    "RunningFilter", "start_rspamd", "start_spamd_milter", "start_clamav_milter", "start_opendkim", "shared_filter",
     "GTUBE", "CLAMAV_MARKER", "CLAMAV_SIGNATURE", "RSPAMD_GTUBE_REPLY",
 ]
 
@@ -355,6 +355,37 @@ def start_clamav_milter(base: str, reject_message: str | None = None) -> Running
     _spawn(running, [milter, "-c", os.path.join(base, "clamav-milter.conf")], account,
            os.path.join(base, "clamav-milter.out"), kill=True)
     _wait_listening(running, ("127.0.0.1", port), "clamav-milter", started)
+    return running
+
+
+# -- OpenDKIM ---------------------------------------------------------------
+
+_OPENDKIM_CONF = """\
+Mode v
+Socket inet:{port}@127.0.0.1
+AuthservID {authserv_id}
+AlwaysAddARHeader yes
+Syslog no
+Background no
+PidFile {base}/opendkim.pid
+"""
+
+
+def start_opendkim(base: str, authserv_id: str = "filter.example") -> RunningFilter:
+    """
+    OpenDKIM verifying only (C{Mode v}) on 127.0.0.1: every message gets an
+    C{Authentication-Results: AUTHSERV_ID; dkim=...} field (C{dkim=none}
+    for an unsigned one, with no DNS lookup).  It logs nothing (no syslog).
+    """
+    opendkim = _need("/usr/sbin/opendkim", "opendkim")
+    port = free_port()
+    running = RunningFilter("opendkim", f"inet:127.0.0.1:{port}", base, os.path.join(base, "opendkim.out"))
+    _write(os.path.join(base, "opendkim.conf"), _OPENDKIM_CONF.format(base=base, port=port, authserv_id=authserv_id))
+    account = _account("opendkim")
+    _give(base, account)
+    started = time.monotonic()
+    _spawn(running, [opendkim, "-f", "-x", os.path.join(base, "opendkim.conf")], account, running.log, kill=True)
+    _wait_listening(running, ("127.0.0.1", port), "opendkim", started)
     return running
 
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 from twisted.trial import unittest
 
 from tests.milterdaemons import (CLAMAV_MARKER, CLAMAV_SIGNATURE, GTUBE, RSPAMD_GTUBE_REPLY, shared_filter,
-                                 start_clamav_milter, start_rspamd, start_spamd_milter)
+                                 start_clamav_milter, start_opendkim, start_rspamd,
+                                 start_spamd_milter)
 from tests.milterwire import ask_milter
 
 
@@ -66,3 +67,11 @@ class ClamavTests(unittest.SynchronousTestCase):
         answer = ask_milter(shared_filter(self, start_clamav_milter).address(), message("Hello."))
         self.assertEqual((answer.stage, answer.verdict), ("eom", "accept"))
         self.assertEqual(answer.headers_added()["X-Virus-Status"], "Clean")
+
+
+class OpenDKIMTests(unittest.SynchronousTestCase):
+    def test_unsigned_message_gets_its_verdict(self) -> None:
+        answer = ask_milter(shared_filter(self, start_opendkim).address(), message("Hello."))
+        self.assertEqual((answer.stage, answer.verdict), ("eom", "accept"))
+        self.assertEqual(answer.headers_added()["Authentication-Results"].strip(),
+                         "filter.example; dkim=none; dkim-atps=neutral")

@@ -9,7 +9,9 @@ sent over SMTP with smtplib, and what reaches the client and the mailbox:
     with spamass-milter's reply, or delivered tagged when it only tags;
   - ClamAV (clamd + clamav-milter): a message holding the test signature is
     refused with clamav-milter's reply naming it; a clean one is delivered
-    marked as scanned.
+    marked as scanned;
+  - OpenDKIM as a verifier: its Authentication-Results field reaches the
+    mailbox once, written as a header field should be.
 
 Each filter runs once per test class; each test has a pymta of its own.
 """
@@ -31,7 +33,8 @@ from typing import cast
 from twisted.trial import unittest
 
 from tests.milterdaemons import (CLAMAV_MARKER, CLAMAV_SIGNATURE, GTUBE, RSPAMD_GTUBE_REPLY, RunningFilter,
-                                 shared_filter, start_clamav_milter, start_rspamd, start_spamd_milter)
+                                 shared_filter, start_clamav_milter, start_opendkim, start_rspamd,
+                                 start_spamd_milter)
 from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
@@ -158,3 +161,14 @@ class ClamavAcceptanceTests(LiveFilterCase):
         self.start_pymta(shared_filter(self, start_clamav_milter, reject_message="Virus found: %v"))
         self.send(message("clean", "Hello, Alice."))
         self.assertEqual(self.delivered("clean")["X-Virus-Status"], "Clean")
+
+
+class OpenDKIMAcceptanceTests(LiveFilterCase):
+    def test_verdict_delivered_once(self) -> None:
+        self.start_pymta(shared_filter(self, start_opendkim))
+        self.send(message("unsigned", "Hello, Alice."))
+        delivered = self.delivered("unsigned")
+        self.assertEqual([str(value) for value in delivered.get_all("Authentication-Results", [])],
+                         ["filter.example; dkim=none; dkim-atps=neutral"])
+        with open(os.path.join(self.maildir, os.listdir(self.maildir)[0]), "rb") as f:
+            self.assertIn(b"\nAuthentication-Results: filter.example; dkim=none", f.read())
