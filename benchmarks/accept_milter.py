@@ -19,8 +19,10 @@ import struct
 import subprocess
 import sys
 import time
+from typing import Any, cast
 
 from twisted.internet import defer, protocol
+from twisted.internet.interfaces import ITCPTransport
 from twisted.protocols.basic import Int32StringReceiver
 
 VERSION = 6
@@ -38,7 +40,7 @@ class AcceptAll(Int32StringReceiver):
     MAX_LENGTH = 1 << 20
 
     def connectionMade(self) -> None:
-        self.transport.setTcpNoDelay(True)  # type: ignore[attr-defined]  # a TCP transport (ITCPTransport)
+        cast(ITCPTransport, self.transport).setTcpNoDelay(True)
         SEEN["connections"] += 1
 
     def reply(self, command: bytes, data: bytes = b"") -> None:
@@ -53,7 +55,7 @@ class AcceptAll(Int32StringReceiver):
         elif command == ord("E"):
             SEEN["messages"] += 1
             self.reply(b"a")
-        elif command == ord("Q"):
+        elif command == ord("Q") and self.transport is not None:
             self.transport.loseConnection()
 
 
@@ -92,15 +94,13 @@ class AcceptMilter:
 
 
 def main() -> None:
-    from twisted.internet import endpoints, reactor, task
+    from twisted.internet import endpoints, task
 
-    endpoint = endpoints.TCP4ServerEndpoint(reactor, int(sys.argv[1]), backlog=200, interface="127.0.0.1")
-
-    def serve(_reactor: object) -> object:
+    def serve(reactor: Any) -> "defer.Deferred[None]":
+        endpoint = endpoints.TCP4ServerEndpoint(reactor, int(sys.argv[1]), backlog=200, interface="127.0.0.1")
         endpoint.listen(protocol.ServerFactory.forProtocol(AcceptAll))
-        reactor.addSystemEventTrigger(  # type: ignore[attr-defined]  # the global reactor (IReactorCore)
-            "before", "shutdown", lambda: print(f"accept_milter: {SEEN['connections']} connections,"
-                                                f" {SEEN['messages']} messages", flush=True))
+        reactor.addSystemEventTrigger("before", "shutdown", lambda: print(
+            f"accept_milter: {SEEN['connections']} connections, {SEEN['messages']} messages", flush=True))
         return defer.Deferred()  # until SIGTERM stops the reactor
 
     task.react(serve)
