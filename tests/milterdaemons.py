@@ -314,7 +314,7 @@ TemporaryDirectory {base}/tmp
 _CLAMAV_MILTER_CONF = """\
 MilterSocket inet:{port}@127.0.0.1
 ClamdSocket unix:{base}/clamd.sock
-OnInfected Reject
+OnInfected {on_infected}
 OnFail Defer
 Foreground yes
 LogFile {base}/clamav-milter.log
@@ -324,15 +324,16 @@ TemporaryDirectory {base}/tmp
 """
 
 
-def start_clamav_milter(base: str, reject_message: str | None = None) -> RunningFilter:
+def start_clamav_milter(base: str, reject_message: str | None = None, on_infected: str = "Reject") -> RunningFilter:
     """
     clamd on the unix socket C{BASE/clamd.sock} with one database, written
     here: an C{.ndb} signature matching L{CLAMAV_MARKER} anywhere (so no
     download and no official database: clamd starts with this one alone),
     and clamav-milter on 127.0.0.1 refusing infected messages (C{OnInfected
     Reject}; C{reject_message} is its C{RejectMsg}, C{%v} the virus's name,
-    else libmilter's default reply) and marking every message it scanned
-    (C{X-Virus-Scanned}, C{X-Virus-Status}).
+    else libmilter's default reply; C{on_infected="Quarantine"}, Debian's
+    default, asks the MTA to hold them instead) and marking every message
+    it scanned (C{X-Virus-Scanned}, C{X-Virus-Status}).
     """
     clamd = _need("/usr/sbin/clamd", "clamav-daemon")
     milter = _need("/usr/sbin/clamav-milter", "clamav-milter")
@@ -343,7 +344,7 @@ def start_clamav_milter(base: str, reject_message: str | None = None) -> Running
     _write(os.path.join(base, "db", "pymta-test.ndb"),
            f"{CLAMAV_SIGNATURE.rsplit('.', 1)[0]}:0:*:{CLAMAV_MARKER.encode().hex()}\n")
     _write(os.path.join(base, "clamd.conf"), _CLAMD_CONF.format(base=base))
-    milter_conf = _CLAMAV_MILTER_CONF.format(base=base, port=port)
+    milter_conf = _CLAMAV_MILTER_CONF.format(base=base, port=port, on_infected=on_infected)
     if reject_message:
         milter_conf += f"RejectMsg {reject_message}\n"
     _write(os.path.join(base, "clamav-milter.conf"), milter_conf)

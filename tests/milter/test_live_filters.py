@@ -8,8 +8,9 @@ sent over SMTP with smtplib, and what reaches the client and the mailbox:
   - SpamAssassin (spamd + spamass-milter on a unix socket): GTUBE refused
     with spamass-milter's reply, or delivered tagged when it only tags;
   - ClamAV (clamd + clamav-milter): a message holding the test signature is
-    refused with clamav-milter's reply naming it; a clean one is delivered
-    marked as scanned;
+    refused with clamav-milter's reply naming it (or, quarantined, held in
+    the queue until C{pymta ctl release}); a clean one is delivered marked
+    as scanned;
   - OpenDKIM as a verifier: its Authentication-Results field reaches the
     mailbox once, written as a header field should be.
 
@@ -69,7 +70,7 @@ class LiveFilterCase(unittest.SynchronousTestCase):
         base = tempfile.mkdtemp(prefix="pymta-live-")
         os.chmod(base, 0o755)
         self.addCleanup(shutil.rmtree, base, True)
-        root = os.path.join(base, "root")
+        self.root = root = os.path.join(base, "root")
         init = [root, "--me", "test.example", "--user", "alice:secret"]
         if os.getuid() == 0:
             init += ["--mail-uid", "4242:4242"]
@@ -82,6 +83,10 @@ class LiveFilterCase(unittest.SynchronousTestCase):
         self.port = free_port()
         start_twistd(self, [TWISTD], ["pymta", "--root", root, "--smtp", f"tcp:{self.port}:interface=127.0.0.1"],
                      self.log, [self.port])
+
+    def pymta(self, *args: str) -> str:
+        return subprocess.run([sys.executable, "-m", "pymta.cli.main", *args], check=True, cwd=SRC,
+                              capture_output=True, text=True, env=dict(os.environ, PYMTA_ROOT=self.root)).stdout
 
     def send(self, text: str) -> None:
         with smtplib.SMTP("127.0.0.1", self.port, timeout=60) as client:
@@ -161,6 +166,19 @@ class ClamavAcceptanceTests(LiveFilterCase):
         self.start_pymta(shared_filter(self, start_clamav_milter, reject_message="Virus found: %v"))
         self.send(message("clean", "Hello, Alice."))
         self.assertEqual(self.delivered("clean")["X-Virus-Status"], "Clean")
+
+
+class ClamavQuarantineAcceptanceTests(LiveFilterCase):
+    def test_infected_message_held_until_released(self) -> None:
+        self.start_pymta(shared_filter(self, start_clamav_milter, on_infected="Quarantine"))
+        self.send(message("infected", CLAMAV_MARKER))
+        hold = os.path.join(self.root, "queue", "hold")
+        wait_for(lambda: os.path.isdir(hold) and os.listdir(hold), 60, "the message held", self.log)
+        wait_for(lambda: "held" in self.pymta("ctl", "queue"), 60, "pymta-send to hold it", self.log)
+        self.assertNothingDelivered()
+        self.assertIn("released", self.pymta("ctl", "release", "--recipient", RECIPIENT))
+        delivered = self.delivered("infected")
+        self.assertEqual(delivered["X-Virus-Status"], f"Infected ({CLAMAV_SIGNATURE})")
 
 
 class OpenDKIMAcceptanceTests(LiveFilterCase):
