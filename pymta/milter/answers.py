@@ -79,6 +79,7 @@ def _address(text: str) -> str:
 def _header(name: str, value: str, negotiated: Negotiated) -> tuple[str, str]:
     if not _HEADER_NAME.match(name):
         raise ProtocolError(f"bad header name {name[:80]!r}")
+    value = value.replace("\r\n", "\n")  # a folded value: its line breaks as LF, whatever the filter sent
     if "\0" in value or "\r" in value:
         raise ProtocolError(f"bad header value for {name}")
     if negotiated.steps & SMFIP_HDR_LEADSPC and value.startswith(" "):

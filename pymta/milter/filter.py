@@ -146,22 +146,23 @@ class FilterSession:
         return self.connection is not None
 
     def connect(self, info: ConnectInfo, macros: Macros) -> "defer.Deferred[Outcome]":
-        data = wire.encode_connect(info.hostname, info.family, info.port, info.address)
-        return self._stage("connect", wire.SMFIC_CONNECT, data, macros)
+        return self._stage("connect", wire.SMFIC_CONNECT,
+                           lambda: wire.encode_connect(info.hostname, info.family, info.port, info.address), macros)
 
     def helo(self, name: str, macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("helo", wire.SMFIC_HELO, encode_strings([name]), macros)
+        return self._stage("helo", wire.SMFIC_HELO, lambda: encode_strings([name]), macros)
 
     def mail(self, sender: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("mail", wire.SMFIC_MAIL, encode_strings([f"<{sender}>", *args]), macros)
+        return self._stage("mail", wire.SMFIC_MAIL, lambda: encode_strings([f"<{sender}>", *args]), macros)
 
     def rcpt(self, recipient: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("rcpt", wire.SMFIC_RCPT, encode_strings([f"<{recipient}>", *args]), macros)
+        return self._stage("rcpt", wire.SMFIC_RCPT, lambda: encode_strings([f"<{recipient}>", *args]), macros)
 
     def data(self, macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("data", wire.SMFIC_DATA, b"", macros)
+        return self._stage("data", wire.SMFIC_DATA, lambda: b"", macros)
 
-    def _stage(self, stage: str, command: bytes, data: bytes, macros: Macros) -> "defer.Deferred[Outcome]":
+    def _stage(self, stage: str, command: bytes, data: Callable[[], bytes],
+               macros: Macros) -> "defer.Deferred[Outcome]":
         return self._guarded(self._ask_stage(stage, command, data, macros))
 
     def _guarded(self, work: Coroutine[Any, Any, Outcome]) -> "defer.Deferred[Outcome]":
@@ -171,8 +172,15 @@ class FilterSession:
                 return self.default_outcome()
             try:
                 outcome = await work
-            except (MilterFailure, ProtocolError, ValueError) as e:
-                self._fail(str(e) if isinstance(e, MilterFailure) else f"protocol error: {e}")
+            except MilterFailure as e:
+                self._fail(str(e))
+                return self.default_outcome()
+            except ProtocolError as e:
+                self._fail(f"protocol error: {e}")
+                return self.default_outcome()
+            except Exception as e:  # the session's promise: a verdict, never a failure
+                log.failure("milter {name}: unexpected error", name=self.spec.name)
+                self._fail(f"unexpected error: {e!r}")
                 return self.default_outcome()
             return outcome
         return defer.Deferred.fromCoroutine(run())
@@ -211,11 +219,11 @@ class FilterSession:
             self.message_done = True
         return Outcome(action, reply)
 
-    async def _ask_stage(self, stage: str, command: bytes, data: bytes, macros: Macros) -> Outcome:
+    async def _ask_stage(self, stage: str, command: bytes, data: Callable[[], bytes], macros: Macros) -> Outcome:
         if not self.active(stage) or not self.negotiated.sends(stage):
             return CONTINUE
         self._macros(stage, command, macros)
-        answer = await self._ask(stage, encode_packet(command, data), self.spec.command_timeout)
+        answer = await self._ask(stage, encode_packet(command, data()), self.spec.command_timeout)
         return self._verdict(stage, answer)
 
     # the message
@@ -234,7 +242,8 @@ class FilterSession:
         if self.negotiated.sends("header"):
             leadspc = bool(self.negotiated.steps & SMFIP_HDR_LEADSPC)
             for name, value in headers:
-                value = value if leadspc else value.lstrip(" \t")
+                value = (value if leadspc else value.lstrip(" \t")).replace("\r\n", "\n")  # folded: LF, as libmilter has it
+                name, value = name.replace("\0", " "), value.replace("\0", " ")  # a string ends at a NUL
                 outcome = self._verdict("eom", await self._ask("header", encode_packet(
                     wire.SMFIC_HEADER, encode_strings([name, value])), timeout))
                 if outcome.action is not Action.CONTINUE:

@@ -20,6 +20,7 @@ It accepts everything unless told otherwise; ACTIONS combine:
   --silent-at STAGE         never answer at STAGE (connect helo mail rcpt data header eoh body eom)
   --noreply-headers         negotiate SMFIP_NR_HDR (libmilter's @noreply on header)
 
+Stop it with SIGKILL (libmilter takes SIGTERM as "finish the sessions first").
 --seen FILE gets one JSON line per callback (stage, arguments, the macros the
 MTA sent) so a test can assert what the filter saw.  Not part of pymta.
 """

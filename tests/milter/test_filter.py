@@ -184,6 +184,13 @@ class FailureTests(unittest.TestCase):
         w.connection.connectionLost()
         self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
 
+    def test_unexpected_error_is_still_a_verdict(self) -> None:
+        w = Wired()
+        w.open()
+        self.assertEqual(result(w.session.mail("a\0@example.org", [], {})), Outcome(Action.TEMPFAIL))
+        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        self.assertIn("unexpected error", w.session.broken or "")
+
     def test_shutdown_answer(self) -> None:
         w = Wired()
         w.open()
@@ -206,7 +213,7 @@ class Message:
 
 
 class EndOfMessageTests(unittest.TestCase):
-    message = Message([("Subject", " hi"), ("From", " a@example.org")], b"x" * (CHUNK_SIZE + 5))
+    message = Message([("Subject", " hi"), ("From", " a@example.org\r\n\t(folded)")], b"x" * (CHUNK_SIZE + 5))
 
     def eom(self, w: Wired) -> "defer.Deferred[Outcome]":
         return w.session.end_of_message(self.message.header_fields(), self.message.body_chunks,
@@ -222,12 +229,14 @@ class EndOfMessageTests(unittest.TestCase):
             self.assertEqual(packets[-1][0], expected)
             if expected == b"L" and packets[-1][1].startswith(b"Subject"):
                 self.assertEqual(packets[-1][1], b"Subject\0hi\0")  # without HDR_LEADSPC: no leading blank
+            if expected == b"L" and packets[-1][1].startswith(b"From"):
+                self.assertEqual(packets[-1][1], b"From\0a@example.org\n\t(folded)\0")
             if expected == b"B":
                 self.assertIn(len(packets[-1][1]), (CHUNK_SIZE, 5))
             w.answer(b"c")
         self.assertEqual([c for c, _ in w.sent()], [b"D", b"E"])
         index = struct.pack(">I", 1)
-        for command, data in ((b"h", b"X-Spam\0no\0"), (b"i", index + b"X-First\0yes\0"),
+        for command, data in ((b"h", b"X-Spam\0no\r\n\tand more\0"), (b"i", index + b"X-First\0yes\0"),
                               (b"m", index + b"Subject\0\0"), (b"e", b"<new@example.org>\0"),
                               (b"+", b"<c@example.org>\0"), (b"2", b"<d@example.org>\0NOTIFY=NEVER\0"),
                               (b"-", b"<b@example.org>\0"), (b"b", b"new body\r\n"), (b"q", b"why\0"),
@@ -236,7 +245,7 @@ class EndOfMessageTests(unittest.TestCase):
         self.assertFalse(d.called)
         w.answer(b"a")
         self.assertEqual(result(d), Outcome(Action.CONTINUE, None, (
-            AddHeader("X-Spam", "no"), InsertHeader(1, "X-First", "yes"), ChangeHeader(1, "Subject", ""),
+            AddHeader("X-Spam", "no\n\tand more"), InsertHeader(1, "X-First", "yes"), ChangeHeader(1, "Subject", ""),
             ChangeSender("new@example.org"), AddRecipient("c@example.org"),
             AddRecipient("d@example.org", "NOTIFY=NEVER"), DeleteRecipient("b@example.org"),
             ReplaceBody(b"new body\r\n"))))
@@ -250,6 +259,16 @@ class EndOfMessageTests(unittest.TestCase):
         w.answer(b"q", b"suspicious\0")
         w.answer(b"c")
         self.assertEqual(result(d), Outcome(Action.CONTINUE, None, (Quarantine("suspicious"),)))
+
+    def test_nul_in_a_header_is_sent_as_a_blank(self) -> None:
+        w = Wired()
+        w.open(steps=n.SMFIP_NOEOH | n.SMFIP_NOBODY)
+        d = w.session.end_of_message([("X-Odd", "a\0b")], self.message.body_chunks, {}, {})
+        self.assertEqual(w.sent(), [(b"L", b"X-Odd\0a b\0")])
+        w.answer(b"c")
+        w.sent()
+        w.answer(b"c")
+        self.assertEqual(result(d), Outcome(Action.CONTINUE))
 
     def test_leading_space_and_skip(self) -> None:
         w = Wired()
