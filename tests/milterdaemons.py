@@ -23,7 +23,7 @@ test is skipped with the reason.
 L{shared_filter} starts one daemon for all the tests of a class (trial has
 no C{setUpClass}): the first test that asks starts it, and it is stopped
 when a test of another class asks for a daemon, or when the test process
-exits.  Each daemon also gets C{SIGTERM} if the test process dies first.
+exits.  Each daemon is also ended if the test process dies first.
 """
 
 from __future__ import annotations
@@ -92,8 +92,12 @@ class RunningFilter:
 
     def stop(self) -> None:
         for proc in reversed(self.processes):
-            if proc.poll() is None:
-                proc.kill() if proc in self.killed else proc.terminate()
+            if proc.poll() is not None:
+                continue
+            if proc in self.killed:
+                proc.kill()
+            else:
+                proc.terminate()
         for proc in reversed(self.processes):
             try:
                 proc.wait(30)
@@ -130,9 +134,11 @@ def _give(base: str, account: tuple[int, int] | None) -> None:
             os.chown(path, *account)
 
 
-def _die_with_parent() -> None:
-    # after the uid change (which would clear it): the daemon is told when the test process dies
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+def _die_with_parent(signum: int) -> Callable[[], None]:
+    def in_child() -> None:
+        # run after the uid change (which would clear it): the daemon gets signum when the test process dies
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signum, 0, 0, 0)
+    return in_child
 
 
 def _spawn(running: RunningFilter, command: list[str], account: tuple[int, int] | None, output: str,
@@ -141,7 +147,8 @@ def _spawn(running: RunningFilter, command: list[str], account: tuple[int, int] 
         proc = subprocess.Popen(
             command, cwd=running.base, stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             user=account[0] if account else None, group=account[1] if account else None,
-            extra_groups=[] if account else None, umask=umask, preexec_fn=_die_with_parent)
+            extra_groups=[] if account else None, umask=umask,
+            preexec_fn=_die_with_parent(signal.SIGKILL if kill else signal.SIGTERM))
     running.processes.append(proc)
     if kill:
         running.killed.append(proc)
