@@ -9,7 +9,8 @@
 # pymta-dkim: twistd pymta signing every message, and the ratio signing on/off when pymta runs too;
 # pymta-lmtp: twistd pymta delivering over LMTP to a private Dovecot, and the ratio LMTP/Maildir;
 # pymta-haproxy1, pymta-haproxy2: Debian's haproxy, installed when missing, in front of one or two
-# twistd pymta front-ends; pymta-qmqp: a null client's pymta-smtpd handing each message to pymta over QMQP).
+# twistd pymta front-ends; pymta-qmqp: a null client's pymta-smtpd handing each message to pymta over QMQP;
+# pymta-milter, postfix-milter: both with one accept-all milter, and the ratios to no milter and pymta/Postfix).
 set -e
 cd "$(dirname "$0")/.."
 if [ ! -x /usr/sbin/smtp-source ] || [ ! -x /usr/sbin/postfix ]; then

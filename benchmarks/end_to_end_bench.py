@@ -27,7 +27,12 @@ Maildir; measured in the same run for
  - a throw-away Postfix instance (own config and queue directories under the
    temporary directory, inet on a loopback port, local(8) delivering to a
    Maildir through an alias: the same Maildir code as C{home_mailbox =
-   Maildir/}, without needing a system user).
+   Maildir/}, without needing a system user);
+ - C{pymta-milter} and C{postfix-milter}: the same two with one milter that
+   accepts everything (benchmarks/accept_milter.py, asking for every stage)
+   in control/milters and in Postfix's C{smtpd_milters}, with the ratios to
+   the runs without it and pymta's to Postfix's, in the same run (the
+   milter's own process is not counted in memory and CPU).
 
 For each: messages accepted per second (N / smtp-source's run time),
 messages delivered per second (N / time until the N-th Maildir file
@@ -37,7 +42,8 @@ the RSS and of the PSS of the server's whole process tree, sampled every
 ratios pymta/Postfix.
 
 Usage: python benchmarks/end_to_end_bench.py [--count 2000] [--sessions 20] [--size 5120] [--rounds 1]
-       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp,pymta-haproxy1,pymta-haproxy2,pymta-qmqp]
+       [--only pymta,pymta-split,postfix,pymta-dkim,pymta-lmtp,pymta-haproxy1,pymta-haproxy2,pymta-qmqp,
+               pymta-milter,postfix-milter]
 Needs root (Postfix instance, mail uid) and /usr/sbin/smtp-source; run it
 through benchmarks/end_to_end.sh, which installs Debian's postfix first.
 """
@@ -63,6 +69,7 @@ sys.path.insert(0, HERE)
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
 from tiers import HAProxyFronted, QMQPHop, accepts_connections  # noqa: E402
+from accept_milter import AcceptMilter  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import DovecotLMTP
@@ -76,7 +83,7 @@ USER = "alice"
 LMTP_DOMAIN = "lmtp.bench.example"  # pymta-lmtp: control/lmtproutes sends it to Dovecot
 #: every name --only knows
 TARGETS = ("pymta", "pymta-split", "postfix", "pymta-dkim", "pymta-lmtp", "pymta-haproxy1", "pymta-haproxy2",
-           "pymta-qmqp")
+           "pymta-qmqp", "pymta-milter", "postfix-milter")
 #: (target, reference, what the ratio of their throughputs measures), printed when both ran
 HOP_RATIOS = (
     ("pymta-haproxy1", "pymta", "HAProxy in front of one front-end / pymta direct"),
@@ -257,8 +264,9 @@ class PymtaServer:
     """A fresh pymta root; C{split} runs pymta-smtpd and pymta-send as two processes, else C{twistd pymta}."""
 
     def __init__(self, base: str, split: bool, queuesync: str = "syncfs", dkim: bool = False,
-                 lmtp: bool = False, proxied: bool = False, qmqp: bool = False) -> None:
+                 lmtp: bool = False, proxied: bool = False, qmqp: bool = False, milter: bool = False) -> None:
         self.name = "pymta-split" if split else "pymta-dkim" if dkim else "pymta-lmtp" if lmtp else "pymta"
+        self.name = "pymta-milter" if milter else self.name
         #: proxied: the SMTP listener is haproxy: (control/trustedproxies: 127.0.0.1); qmqp: a --qmqp listener too
         self.proxied = proxied
         self.qmqp_port = free_port() if qmqp else None
@@ -285,6 +293,10 @@ class PymtaServer:
         if qmqp:
             with open(os.path.join(self.root, "etc", "tcp.qmqp"), "w") as f:
                 f.write("127.0.0.1:allow\n")
+        self.milter = AcceptMilter(free_port()) if milter else None
+        if self.milter is not None:
+            with open(os.path.join(control, "milters"), "w") as f:
+                f.write(f"accept {self.milter.socket}\n")
 
     def deliver_over_lmtp(self) -> "DovecotLMTP":
         """A private Dovecot LMTP with USER's mailbox; LMTP_DOMAIN's mail goes to its unix socket."""
@@ -315,6 +327,8 @@ class PymtaServer:
     def start(self) -> None:
         if self.dovecot is not None:
             self.dovecot.start()
+        if self.milter is not None:
+            self.milter.start()
         listen = f"{'haproxy:' if self.proxied else ''}tcp:{self.port}:interface=127.0.0.1"
         if self.split:
             self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
@@ -339,16 +353,19 @@ class PymtaServer:
         stop_processes(self.procs, 60)
         if self.dovecot is not None:
             self.dovecot.stop()
+        if self.milter is not None:
+            self.milter.stop()
 
 
 class PostfixServer:
     """A private Postfix (tests/remote/postfix.py) whose local(8) delivers bob@local.test to a Maildir."""
 
-    def __init__(self, base: str) -> None:
+    def __init__(self, base: str, milter: bool = False) -> None:
         from tests.remote.postfix import PostfixInstance
         from tests.smtpd.tlsutil import cert_pem
 
-        self.name = "postfix"
+        self.name = "postfix-milter" if milter else "postfix"
+        self.milter = AcceptMilter(free_port()) if milter else None
         self.port = free_port()
         self.rcpt = "bob@local.test"
         pem = cert_pem("sink.example.test")
@@ -369,6 +386,8 @@ class PostfixServer:
             "smtpd_client_connection_count_limit": "0",
             "default_process_limit": "200",
         }
+        if self.milter is not None:
+            overrides.update(smtpd_milters=self.milter.socket, milter_default_action="tempfail")
         main_cf = os.path.join(self.inst.base, "main.cf")
         with open(main_cf) as f:
             kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
@@ -377,6 +396,8 @@ class PostfixServer:
             f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
 
     def start(self) -> None:
+        if self.milter is not None:
+            self.milter.start()
         self.inst.start()
         try:
             wait_for(lambda: port_open(self.port), 60, "postfix")
@@ -393,6 +414,8 @@ class PostfixServer:
 
     def stop(self) -> None:
         self.inst.stop()
+        if self.milter is not None:
+            self.milter.stop()
 
     def delivered(self) -> int:
         return count_new(self.maildir)
@@ -440,8 +463,8 @@ def measure(server: "PymtaServer | PostfixServer | HAProxyFronted | QMQPHop", co
 def make_server(name: str, where: str, queuesync: str,
                 haproxy: str | None) -> "PymtaServer | PostfixServer | HAProxyFronted | QMQPHop":
     """The server under test called C{name} (see C{--only}), its files under C{where}."""
-    if name == "postfix":
-        return PostfixServer(where)
+    if name in ("postfix", "postfix-milter"):
+        return PostfixServer(where, milter=(name == "postfix-milter"))
     if name in ("pymta-haproxy1", "pymta-haproxy2") and haproxy is not None:
         fronts: list = []
         for i in range(int(name[-1])):
@@ -454,7 +477,7 @@ def make_server(name: str, where: str, queuesync: str,
         assert server.qmqp_port is not None
         return QMQPHop(where, server, server.qmqp_port, PYMTA, twistd, MAIL_UID, PROJECT)
     return PymtaServer(where, split=(name == "pymta-split"), queuesync=queuesync,
-                       dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"))
+                       dkim=(name == "pymta-dkim"), lmtp=(name == "pymta-lmtp"), milter=(name == "pymta-milter"))
 
 
 def main() -> int:
@@ -494,11 +517,11 @@ def main() -> int:
         if haproxy is None:
             print("pymta-haproxy1, pymta-haproxy2: not run (needs haproxy from Debian)")
             wanted = [name for name in wanted if not name.startswith("pymta-haproxy")]
-    if "postfix" in wanted:
+    for name in [name for name in wanted if name.startswith("postfix")]:
         reason = available_postfix()
         if reason:
-            print(f"postfix: not run ({reason})")
-            wanted.remove("postfix")
+            print(f"{name}: not run ({reason})")
+            wanted.remove(name)
 
     base = spread_tree("pymta-e2e-bench-")
     results: dict[str, list[dict]] = {name: [] for name in wanted}
@@ -553,9 +576,15 @@ def main() -> int:
             print(f"  ratio {what} ({over}/{under}): "
                   f"accepted {median(over, 'accepted') / median(under, 'accepted'):.2f}, "
                   f"delivered {median(over, 'delivered') / median(under, 'delivered'):.2f}")
+    for with_milter, without in (("pymta-milter", "pymta"), ("postfix-milter", "postfix"),
+                                 ("pymta-milter", "postfix-milter")):
+        if with_milter in wanted and without in wanted:
+            print(f"  ratio {with_milter}/{without}: "
+                  f"accepted {median(with_milter, 'accepted') / median(without, 'accepted'):.2f}, "
+                  f"delivered {median(with_milter, 'delivered') / median(without, 'delivered'):.2f}")
     if "postfix" in wanted:
         for name in wanted:
-            if name == "postfix":
+            if name.startswith("postfix"):
                 continue
             print(f"  ratio {name}/postfix: accepted {median(name, 'accepted') / median('postfix', 'accepted'):.2f}, "
                   f"delivered {median(name, 'delivered') / median('postfix', 'delivered'):.2f}, "
