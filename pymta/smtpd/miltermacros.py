@@ -26,10 +26,7 @@ from typing import Any
 from pymta import __version__
 
 __all__ = ["ClientFacts", "TLSFacts", "connect_macros", "helo_macros", "mail_macros", "rcpt_macros",
-           "tls_facts", "new_transaction_id", "split_address", "DAEMON_NAME"]
-
-#: C{{daemon_name}}: the name of the receiving daemon, as the filters' configuration may refer to it
-DAEMON_NAME = "pymta-smtpd"
+           "tls_facts", "new_transaction_id", "split_address"]
 
 
 @dataclass(frozen=True)
@@ -63,7 +60,9 @@ def connect_macros(facts: ClientFacts) -> dict[str, str]:
     """The macros of the connect stage (and the base of every later stage)."""
     return {
         "j": facts.me,
-        "{daemon_name}": DAEMON_NAME,
+        # the host's name (control/me), as Postfix's default; filters such as rspamd put it in
+        # Authentication-Results as the authserv-id, which names the host that checked
+        "{daemon_name}": facts.me,
         "v": f"pymta {__version__}",
         "_": f"{_client_name(facts)} [{facts.client_addr}]",
         "{client_addr}": facts.client_addr,

@@ -52,7 +52,7 @@ class Connect(Base):
         self.assertEqual((info.hostname, info.family, info.address, info.port), ("[192.0.2.7]", "4", "192.0.2.7", 40000))
         macros = milter.macros("connect")
         self.assertEqual(macros["j"], "mx.example.org")
-        self.assertEqual(macros["{daemon_name}"], "pymta-smtpd")
+        self.assertEqual(macros["{daemon_name}"], "mx.example.org")  # the authserv-id filters write
         self.assertEqual(macros["{client_addr}"], "192.0.2.7")
         self.assertEqual(macros["{client_port}"], "40000")
         self.assertEqual(macros["{client_ptr}"], "unknown")
