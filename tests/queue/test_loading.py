@@ -1,0 +1,97 @@
+"""
+Tests for pymta.queue.loading: at start the preprocessed messages are
+resumed a slice per clock turn; new mail is taken and delivered while a
+big queue loads, and every deferred message whose time has come is tried.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.trial import unittest
+
+from pymta.queue.layout import QueueLayout
+from pymta.queue.scheduler import Scheduler
+from tests.queue.test_scheduler import START, RecordingChannel, SchedulerTestMixin, queue_message
+
+
+def write_deferred(layout: QueueLayout, count: int, due: int) -> list[int]:
+    """C{count} preprocessed messages, each with one remote recipient whose next attempt is C{due}."""
+    ids = []
+    for n in range(count):
+        message_id = queue_message(layout, "a@mail.example", [])
+        os.unlink(layout.todo(message_id))
+        with open(layout.info(message_id), "wb") as f:
+            f.write(b"Fa@mail.example\0")
+        os.utime(layout.info(message_id), (START - 600, START - 600))
+        with open(layout.remote(message_id), "wb") as f:
+            f.write(b"Tr%d@other.example\0" % n)
+        os.utime(layout.remote(message_id), (due, due))
+        ids.append(message_id)
+    return ids
+
+
+class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    controls = {"concurrencyremote": "3\n"}
+
+    def starting(self, slice_size: int) -> Scheduler:
+        """A scheduler started with loads of C{slice_size} messages; the clock is not turned yet."""
+        s = self.make_scheduler()
+        s.loader.slice_size = slice_size
+        s.startService()
+        self.addCleanup(s.stopService)
+        return s
+
+    def test_small_queue_loads_at_once(self) -> None:
+        """A queue within one slice is loaded by startService itself, as before slices."""
+        ids = write_deferred(self.layout, 3, START + 3600)
+        s = self.starting(slice_size=100)
+        self.assertFalse(s.loader.loading)
+        self.assertEqual(s.loader.slices, 1)
+        self.assertEqual(sorted(j.message_id for j in s.jobs()), sorted(ids))
+
+    def test_new_mail_is_delivered_while_the_queue_loads(self) -> None:
+        write_deferred(self.layout, 60, START + 3600)
+        s = self.starting(slice_size=4)
+        self.assertTrue(s.loader.loading)
+        self.assertLess(len(s.messages), 60)
+        loading_at_delivery = []
+        answer = self.remote.answer
+
+        def noting(job, rcpt):
+            loading_at_delivery.append((rcpt, s.loader.loading))
+            return answer(job, rcpt)
+
+        self.remote.answer = noting
+        new = queue_message(self.layout, "a@mail.example", ["new@other.example"])
+        s.notify(new)
+        self.clock.advance(0)
+        self.assertEqual(loading_at_delivery, [("new@other.example", True)])
+        self.assertFalse(s.loader.loading)
+        self.assertGreater(s.loader.slices, 10)
+        # the deferred ones wait for their time, each loaded once; the new one is gone
+        self.assertEqual(len(s.jobs()), 60)
+        self.assertNotIn(new, s.messages)
+        self.assertIn(f"end msg {new}", self.lines())
+
+    def test_every_due_message_is_tried(self) -> None:
+        """Deferred messages whose time has passed are all tried as they are loaded: none is starved."""
+        ids = write_deferred(self.layout, 40, START - 10)
+        self.remote.answer = lambda job, rcpt: ("Z", "try later\n")
+        s = self.starting(slice_size=7)
+        self.clock.advance(0)
+        self.assertFalse(s.loader.loading)
+        self.assertEqual(sorted(job.message_id for job in self.remote.jobs), sorted(ids))
+        # and each waits for its next retry, none tried twice
+        self.assertEqual(len(self.remote.jobs), 40)
+        self.assertTrue(all(v.due > START for v in s.jobs()))
+
+    def test_a_stop_ends_the_load(self) -> None:
+        write_deferred(self.layout, 30, START + 3600)
+        s = self.starting(slice_size=4)
+        loaded = len(s.messages)
+        self.successResultOf(s.stopService())
+        self.clock.advance(0)
+        self.assertFalse(s.loader.loading)
+        self.assertEqual(self.clock.getDelayedCalls(), [])
+        self.assertEqual(len(s.messages), loaded)
