@@ -346,12 +346,7 @@ class Scheduler(Service):
             if (held := self.messages.get(message_id)) is not None:
                 held.birth = birth
             return
-        stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
-        known = message_id in self.messages
-        state = self.messages.move(message_id, stage) if known else self.messages.add(message_id, stage)
-        state.birth = birth
-        for channel, mtime in times.items():
-            self._passes.add_job(state, channel, mtime, resumed=True)
+        self._passes.resume(message_id, birth, times)
 
     def _preprocess(self) -> None:
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""

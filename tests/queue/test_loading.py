@@ -85,6 +85,8 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         # and each waits for its next retry, none tried twice
         self.assertEqual(len(self.remote.jobs), 40)
         self.assertTrue(all(v.due > START for v in s.jobs()))
+        # deferred again, each rests as a compact record until its next retry
+        self.assertEqual(s.messages.resting(), 40)
 
     def test_a_stop_ends_the_load(self) -> None:
         write_deferred(self.layout, 30, START + 3600)
@@ -95,3 +97,17 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertFalse(s.loader.loading)
         self.assertEqual(self.clock.getDelayedCalls(), [])
         self.assertEqual(len(s.messages), loaded)
+
+    def test_a_resting_message_is_tried_at_its_time(self) -> None:
+        [mid] = write_deferred(self.layout, 1, START + 100)
+        s = self.starting(slice_size=10)
+        self.clock.advance(0)
+        self.assertEqual((s.messages.resting(), self.remote.jobs), (1, []))
+        self.assertEqual([(v.message_id, v.due) for v in s.jobs()], [(mid, START + 100)])
+        self.assertEqual(s.messages.resting(), 1)  # pymta ctl queue does not wake it
+        self.clock.advance(99)
+        self.assertEqual(self.remote.jobs, [])
+        self.clock.advance(1)
+        self.assertEqual([job.message_id for job in self.remote.jobs], [mid])
+        self.assertIn(f"end msg {mid}", self.lines())
+        self.assertEqual((len(s.messages), self.queue_files()), (0, []))
