@@ -130,6 +130,7 @@ class Scheduler(Service):
         self._rerun = False
         self._scan_requested = False
         self._channels_started = False
+        self._new_turn: dict[str, bool] = {}  # per channel: a first attempt goes before the next due job
         self.loader = QueueLoader(self.layout, self.log, self._timers, resume=self._resume_message,
                                    known=self.messages.__contains__, after_slice=self._kick)
 
@@ -493,10 +494,12 @@ class Scheduler(Service):
     def _dispatch(self, channel: str) -> None:
         now = self.now()
         while self._passes.has_slot(channel) and not self.exiting and not self.paused:
-            if self._passes.step(channel, now):
+            # new mail and due jobs take turns: new mail never waits behind a backlog of due retries
+            first = self.messages.next_first(channel) if self._new_turn.pop(channel, False) else None
+            if first is None and self._passes.step(channel, now):
+                self._new_turn[channel] = True
                 continue
-            first = self.messages.next_first(channel)
-            if first is None:
+            if first is None and (first := self.messages.next_first(channel)) is None:
                 return
             self._start_first(first)
 

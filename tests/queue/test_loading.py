@@ -12,7 +12,8 @@ from twisted.trial import unittest
 
 from pymta.queue.layout import QueueLayout
 from pymta.queue.scheduler import Scheduler
-from tests.queue.test_scheduler import START, RecordingChannel, SchedulerTestMixin, queue_message
+from tests.queue.test_scheduler import START, SchedulerTestMixin, queue_message
+from tests.queue.test_scheduler_first import commit
 
 
 def write_deferred(layout: QueueLayout, count: int, due: int) -> list[int]:
@@ -111,3 +112,25 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual([job.message_id for job in self.remote.jobs], [mid])
         self.assertIn(f"end msg {mid}", self.lines())
         self.assertEqual((len(s.messages), self.queue_files()), (0, []))
+
+
+class NewMailFirstTests(SchedulerTestMixin, unittest.SynchronousTestCase):
+    controls = {"concurrencyremote": "1\n"}
+
+    def test_new_mail_takes_turns_with_a_backlog_of_due_retries(self) -> None:
+        """One slot, 20 deferred messages due: a new message's first attempt is the second delivery, not the 21st."""
+        write_deferred(self.layout, 20, START - 10)
+        self.remote.hold = True
+        s = self.start()
+        self.addCleanup(s.stopService)
+        self.assertEqual(len(self.remote.held), 1)
+        mid, envelope, size = commit(self.layout, "a@mail.example", ["new@other.example"])
+        s.notify(mid, envelope, size)
+        self.clock.advance(0)
+        order = []
+        while self.remote.held:
+            order += [r for job, _ in self.remote.held for r in job.recipients]
+            self.remote.release("Z", "later\n")
+            self.clock.advance(0)
+        self.assertEqual(len(order), 21)
+        self.assertEqual(order.index("new@other.example"), 1)
