@@ -43,18 +43,29 @@ PROJECT = os.path.dirname(HERE)
 MAX_N = 200_000
 
 
-def build_deferred_queue(queuedir: str, n: int, due_in: int = 3600, recipients: int = 1, split: int = 23) -> list[int]:
+def build_deferred_queue(queuedir: str, n: int, due_in: int = 3600, recipients: int = 1) -> list[int]:
     """
-    N preprocessed messages in C{queuedir} (made if need be) whose remote
-    deliveries are deferred: each has a message file, an info file born an
-    hour ago and a remote channel file whose mtime (its next attempt) is
-    C{due_in} seconds from now.  Returns their ids.
+    N preprocessed messages in C{queuedir} (made with split 23 if need be)
+    whose remote deliveries are deferred: each has a message file, an info
+    file born an hour ago and a remote channel file whose mtime (its next
+    attempt) is C{due_in} seconds from now.  Each file gets its directory's
+    owner and group (a queue made by C{pymta init}).  Returns their ids.
     """
     from pymta.queue.layout import QueueLayout
 
-    layout = QueueLayout(queuedir, split=split)
-    if not os.path.isdir(layout.dir("mess")):
-        layout.create()
+    if not os.path.exists(os.path.join(queuedir, "split")):
+        QueueLayout(queuedir, split=23).create()
+    layout = QueueLayout(queuedir)
+    owners: dict[str, tuple[int, int]] = {}
+
+    def own(path: str) -> None:
+        where = os.path.dirname(path)
+        if where not in owners:
+            st = os.stat(where)
+            owners[where] = (st.st_uid, st.st_gid)
+        if os.geteuid() == 0:
+            os.chown(path, *owners[where])
+
     body = b"Received: (pymta 1 invoked by uid 0); 1 Nov 2026 10:00:00 -0000\nSubject: x\n\n" + b"y" * 2000 + b"\n"
     rcpts = b"".join(b"T" + f"user{k}@dest{k}.invalid".encode() + b"\0" for k in range(recipients))
     now = int(time.time())
@@ -72,6 +83,8 @@ def build_deferred_queue(queuedir: str, n: int, due_in: int = 3600, recipients: 
         with open(layout.remote(mid), "wb") as f:
             f.write(rcpts)
         os.utime(layout.remote(mid), (now + due_in, now + due_in))
+        for path in (layout.mess(mid), layout.info(mid), layout.remote(mid)):
+            own(path)
         ids.append(mid)
     return ids
 
@@ -97,6 +110,100 @@ def _root(workdir: str, n: int) -> str:
         f.write("mail.example\n")
     build_deferred_queue(os.path.join(root, "queue"), n)
     return root
+
+
+def _connect_to_250(port: int, rcpt: str) -> float:
+    """Seconds from connect() to the C{250} after DATA for one small message (one session)."""
+    import socket
+
+    start = time.perf_counter()
+    with socket.create_connection(("127.0.0.1", port), timeout=60) as s:
+        f = s.makefile("rb")
+
+        def reply() -> bytes:
+            while True:
+                line = f.readline()
+                if not line or line[3:4] != b"-":
+                    return line
+
+        reply()
+        for command in (b"EHLO bench.example", b"MAIL FROM:<sender@example.org>", f"RCPT TO:<{rcpt}>".encode(),
+                        b"DATA"):
+            s.sendall(command + b"\r\n")
+            reply()
+        s.sendall(b"Subject: new\r\n\r\nnew mail during the load\r\n.\r\n")
+        last = reply()
+        elapsed = time.perf_counter() - start
+        s.sendall(b"QUIT\r\n")
+    if not last.startswith(b"250"):
+        raise SystemExit(f"the message was not accepted: {last!r}")
+    return elapsed
+
+
+def _rss_kib(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+def _sessions(server, seconds: float) -> list[float]:  # type: ignore[no-untyped-def]
+    """New sessions one after another for C{seconds}, each sending a message: their connect -> 250 times."""
+    times = []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        times.append(_connect_to_250(server.port, server.rcpt))
+    return times
+
+
+def restart(n: int, workdir: str, window: float) -> dict:
+    """
+    C{twistd pymta} on a root made by C{pymta init} (queuesync as init
+    writes it): new sessions for C{window} s on the empty queue, then
+    restarted on N deferred messages and new sessions for C{window} s from
+    the moment it listens (while the queue loads); the daemon's RSS after each.
+    """
+    import statistics
+
+    sys.path.insert(0, HERE)
+    from end_to_end_bench import PymtaServer  # a pymta init root and its twistd, as the end-to-end benchmark runs it
+    from smtpd_bench import wait_for
+
+    base = tempfile.mkdtemp(prefix="pymta-bigqueue-", dir=workdir)
+    os.chmod(base, 0o755)  # the daemon's users must reach the root
+    try:
+        server = PymtaServer(base, split=False, queuesync="fsync")
+        result: dict = {"messages": n}
+        for label, size in (("empty", 0), ("loading", n)):
+            if size:
+                build_deferred_queue(os.path.join(server.root, "queue"), size)
+                os.sync()
+            server.procs = []
+            server.start()
+            times = _sessions(server, window)
+            pid = server.pids()[0]
+            wait_for(lambda: _settled_rss(pid), 600, "the daemon's memory to settle")
+            result[label] = {"sessions": len(times), "p50_ms": statistics.median(times) * 1e3,
+                             "max_ms": max(times) * 1e3, "rss_mib": _rss_kib(pid) / 1024}
+            server.stop()
+        result["p50_ratio"] = result["loading"]["p50_ms"] / result["empty"]["p50_ms"]
+        return result
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+_last_rss: dict[int, int] = {}
+
+
+def _settled_rss(pid: int) -> bool:
+    """True once the RSS of C{pid} is the same as 2 s ago (the queue is loaded)."""
+    rss = _rss_kib(pid)
+    settled = _last_rss.get(pid) == rss
+    _last_rss[pid] = rss
+    if not settled:
+        time.sleep(2)
+    return settled
 
 
 class _DeferringChannel:
@@ -192,12 +299,19 @@ def main() -> int:
     parser.add_argument("what", nargs="?", choices=["memory", "load", "restart"], default="memory")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--workdir", default=None, help="where the temporary queues go (default: system temp)")
+    parser.add_argument("-n", type=int, default=5000, help="restart: deferred messages in the queue")
+    parser.add_argument("--window", type=float, default=5.0, help="restart: seconds of new sessions measured")
     parser.add_argument("--child", nargs=2, metavar=("KIND", "N"), help=argparse.SUPPRESS)
     args = parser.parse_args()
     workdir = args.workdir or tempfile.gettempdir()
     if args.child:
         kind, n = args.child[0], int(args.child[1])
         print(json.dumps({"memory": _child_memory, "load": _child_load}[kind](n, workdir)))
+        return 0
+    if args.what == "restart":
+        if not 1 <= args.n <= MAX_N:
+            parser.error(f"-n must be 1..{MAX_N}")
+        print(json.dumps(restart(args.n, workdir, args.window)))
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(not 1 <= n <= MAX_N for n in sizes):
