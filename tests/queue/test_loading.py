@@ -10,7 +10,10 @@ import os
 
 from twisted.trial import unittest
 
+from pymta.queue.ctlrequest import CtlRequest
+from pymta.queue.ctlserver import answer
 from pymta.queue.layout import QueueLayout
+from pymta.queue.messagestate import Stage
 from pymta.queue.scheduler import Scheduler
 from tests.queue.test_scheduler import START, SchedulerTestMixin, queue_message
 from tests.queue.test_scheduler_first import commit
@@ -112,6 +115,16 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual([job.message_id for job in self.remote.jobs], [mid])
         self.assertIn(f"end msg {mid}", self.lines())
         self.assertEqual((len(s.messages), self.queue_files()), (0, []))
+
+    def test_a_ctl_selection_wakes_only_what_it_acts_on(self) -> None:
+        ids = write_deferred(self.layout, 5, START + 3600)
+        s = self.starting(slice_size=100)
+        self.assertEqual(s.messages.resting(), 5)
+        self.assertEqual(answer(s, CtlRequest("hold", ("--recipient", "r3@other.example")))[1],
+                         f"msg {ids[3]}: held")
+        self.assertEqual((s.messages.stage(ids[3]), s.messages.resting()), (Stage.HELD, 4))
+        self.assertEqual(answer(s, CtlRequest("release", (str(ids[3]),)))[1], f"msg {ids[3]}: released")
+        self.assertEqual(s.messages.stage(ids[3]), Stage.SCHEDULED)
 
 
 class NewMailFirstTests(SchedulerTestMixin, unittest.SynchronousTestCase):
