@@ -207,7 +207,7 @@ class ChannelPasses:
 
     def remember_due(self, now: int) -> None:
         """At a stop: each channel file's mtime becomes its job's next attempt, for the next start."""
-        for job in list(self.jobs()):
+        for job in list(self.jobs(peek=True)):  # resting messages are read, not woken
             if job.running:
                 # results never came back (or the pass was open): retry at once next time
                 due = now if (job.in_flight or job.pending) else job.retry

@@ -92,6 +92,18 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         # deferred again, each rests as a compact record until its next retry
         self.assertEqual(s.messages.resting(), 40)
 
+    def test_a_stop_writes_resting_messages_retry_times(self) -> None:
+        ids = write_deferred(self.layout, 6, START - 10)
+        self.remote.answer = lambda job, rcpt: ("Z", "try later\n")
+        s = self.starting(slice_size=4)
+        self.clock.advance(0)
+        self.assertEqual(s.messages.resting(), 6)
+        due = {v.message_id: v.due for v in s.jobs()}
+        self.assertTrue(all(d > START for d in due.values()))
+        self.successResultOf(s.stopService())
+        self.assertEqual({i: int(os.stat(self.layout.remote(i)).st_mtime) for i in ids}, due)
+        self.assertEqual(s.messages.resting(), 6)  # read, not woken
+
     def test_a_stop_ends_the_load(self) -> None:
         write_deferred(self.layout, 30, START + 3600)
         s = self.starting(slice_size=4)
