@@ -16,6 +16,10 @@ to load N deferred messages, then to retry them all (C{doqueue}) through an
 instant channel that defers again, per message, at each size (flat = the
 ratio of the largest to the smallest size close to 1.0).
 
+C{calls}: as C{load}, counting Python function calls per message
+(cProfile) instead of CPU time: flat in N whatever else runs on the
+machine.
+
 C{restart}: a root made with C{pymta init}, N deferred messages in its
 queue, C{twistd pymta} started on it; while the queue loads, a client
 connects and sends one message, timing connect -> C{250} after DATA; the
@@ -265,7 +269,15 @@ def _cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def _child_load(n: int, workdir: str) -> dict:
+def _child_load(n: int, workdir: str, count_calls: bool = False) -> dict:
+    """
+    CPU per message to load N deferred messages, then to retry them all;
+    C{count_calls}: Python function calls per message instead (cProfile:
+    slower, but not timing noise).
+    """
+    import cProfile
+    import pstats
+
     from twisted.internet import task
 
     root = _root(workdir, n)
@@ -274,15 +286,30 @@ def _child_load(n: int, workdir: str) -> dict:
         clock.advance(time.time())
         channel = _DeferringChannel()
         scheduler = _scheduler(root, clock, channel)
-        t0 = _cpu()
-        _load_until_done(scheduler, clock)
-        t1 = _cpu()
-        before = scheduler.stats["deferred"]
-        scheduler.run_all_now()
-        while scheduler.stats["deferred"] - before < n:
-            clock.advance(0)
-        t2 = _cpu()
-        return {"messages": n, "load_us_per_msg": (t1 - t0) / n * 1e6, "retry_us_per_msg": (t2 - t1) / n * 1e6}
+        profile = cProfile.Profile() if count_calls else None
+
+        def measured(step) -> float:  # type: ignore[no-untyped-def]
+            if profile is None:
+                t0 = _cpu()
+                step()
+                return (_cpu() - t0) / n * 1e6
+            profile.enable()
+            step()
+            profile.disable()
+            calls = pstats.Stats(profile).total_calls / n
+            profile.clear()
+            return calls
+
+        def retry_all() -> None:
+            before = scheduler.stats["deferred"]
+            scheduler.run_all_now()
+            while scheduler.stats["deferred"] - before < n:
+                clock.advance(0)
+
+        unit = "calls" if count_calls else "us"
+        load = measured(lambda: _load_until_done(scheduler, clock))
+        retry = measured(retry_all)
+        return {"messages": n, f"load_{unit}_per_msg": load, f"retry_{unit}_per_msg": retry}
     finally:
         shutil.rmtree(root, ignore_errors=True)
 
@@ -296,7 +323,7 @@ def _run_child(kind: str, n: int, workdir: str) -> dict:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", choices=["memory", "load", "restart"], default="memory")
+    parser.add_argument("what", nargs="?", choices=["memory", "load", "calls", "restart"], default="memory")
     parser.add_argument("--sizes", default="1000,10000")
     parser.add_argument("--workdir", default=None, help="where the temporary queues go (default: system temp)")
     parser.add_argument("-n", type=int, default=5000, help="restart: deferred messages in the queue")
@@ -306,7 +333,10 @@ def main() -> int:
     workdir = args.workdir or tempfile.gettempdir()
     if args.child:
         kind, n = args.child[0], int(args.child[1])
-        print(json.dumps({"memory": _child_memory, "load": _child_load}[kind](n, workdir)))
+        if kind == "calls":
+            print(json.dumps(_child_load(n, workdir, count_calls=True)))
+        else:
+            print(json.dumps({"memory": _child_memory, "load": _child_load}[kind](n, workdir)))
         return 0
     if args.what == "restart":
         if not 1 <= args.n <= MAX_N:

@@ -297,8 +297,9 @@ class MessageStates:
         jobs = state.jobs
         if any(j.running or j.in_flight or j.reasons.appended or j.reasons.cleared for j in jobs.values()):
             return False
+        birth = state.birth if state.birth is not None else next((j.birth for j in jobs.values() if j.birth), None)
         del self._states[message_id]
-        self._resting[message_id] = pack(state.birth, [jobs[c].due if c in jobs else None for c in self._channels])
+        self._resting[message_id] = pack(birth, [jobs[c].due if c in jobs else None for c in self._channels])
         return True
 
     def _build(self, message_id: int, record: int) -> MessageState:
