@@ -22,6 +22,7 @@ was queued for.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
@@ -162,7 +163,7 @@ class MessageStates:
         return state.stage
 
     def resting_due(self, message_id: int, channel: str) -> int | None:
-        """A resting message's attempt time on C{channel} (-1: no job there), without waking it; None if it does not rest."""
+        """A resting message's attempt time on C{channel} (-1: no job there), not waking it; None: not resting."""
         record = self._resting.get(message_id)
         if record is None:
             return None
@@ -187,8 +188,9 @@ class MessageStates:
                 for message_id in list(self._resting):
                     self._wake(message_id)
             else:
-                copies = [self._build(i, r) for i, r in self._resting.items()]
-                return iter([s for s in self._states.values() if s.stage in stages] + copies)
+                # built one at a time as the caller reads them: a copy is garbage once read
+                return itertools.chain([s for s in self._states.values() if s.stage in stages],
+                                       (self._build(i, r) for i, r in list(self._resting.items())))
         return iter([s for s in self._states.values() if s.stage in stages])
 
     def job(self, message_id: int, channel: str) -> ChannelJob | None:
