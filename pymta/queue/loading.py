@@ -2,7 +2,8 @@
 """
 Loading the queue at start in bounded slices: each preprocessed message
 found in C{info/N/} goes back on its schedule (the scheduler's
-C{resume(message_id)}), at most L{LOAD_SLICE} of them per reactor turn, so
+C{resume(message_id)}), at most L{LOAD_SLICE} of them per reactor turn (and, after the
+first slice, for at most L{SLICE_SECONDS}), so
 that a queue of any size never stalls the process: between two slices the
 reactor serves sessions (C{twistd pymta} runs smtpd in the same process)
 and pymta-send's loop takes new mail and starts deliveries of what is
@@ -19,6 +20,7 @@ alone.  Nothing is written here: loading only reads the queue.
 from __future__ import annotations
 
 import os
+import time
 from collections import deque
 from typing import Callable, Collection
 
@@ -30,6 +32,9 @@ __all__ = ["QueueLoader", "LOAD_SLICE", "list_info"]
 
 #: preprocessed messages resumed per reactor turn at start (each costs a few stat calls)
 LOAD_SLICE = 100
+
+#: how long a slice after the first may run (a session's every round trip may wait for one)
+SLICE_SECONDS = 0.001
 
 #: a listed name costs this fraction of a resumed message in a slice's budget
 NAMES_PER_MESSAGE = 20
@@ -54,7 +59,8 @@ class QueueLoader:
 
     def __init__(self, layout: QueueLayout, log: QmailLog, timers: LoopTimers, *,
                  resume: Callable[[int], None], known: Callable[[int], bool], after_slice: Callable[[], None],
-                 slice_size: int = LOAD_SLICE) -> None:
+                 slice_size: int = LOAD_SLICE, slice_seconds: float = SLICE_SECONDS,
+                 timer: Callable[[], float] = time.perf_counter) -> None:
         self.layout = layout
         self.log = log
         self.timers = timers
@@ -62,6 +68,8 @@ class QueueLoader:
         self.known = known
         self.after_slice = after_slice
         self.slice_size = max(1, slice_size)
+        self.slice_seconds = slice_seconds
+        self.timer = timer
         self._subdirs: deque[int] = deque()
         self._ids: deque[int] = deque()
         self._skip: Collection[int] = frozenset()
@@ -79,25 +87,28 @@ class QueueLoader:
         self._ids = deque()
         self._skip = skip
         self.slices = 0
-        self._slice()
+        self._slice(timed=False)  # a queue within one slice is loaded by the start itself
 
     def stop(self) -> None:
         """Load no more (the timers of a stopping scheduler are cancelled with it)."""
         self._subdirs.clear()
         self._ids.clear()
 
-    def _slice(self) -> None:
+    def _slice(self, timed: bool = True) -> None:
         budget = self.slice_size * NAMES_PER_MESSAGE
+        deadline = self.timer() + self.slice_seconds if timed else None
         while budget > 0 and self.loading:
             if not self._ids:
                 found = list_info(self.layout, self.log, self._subdirs.popleft())
                 self._ids.extend(i for i in found if i not in self._skip)
                 budget -= len(found) + 1
-                continue
-            message_id = self._ids.popleft()
-            if not self.known(message_id):
-                self.resume(message_id)
-            budget -= NAMES_PER_MESSAGE
+            else:
+                message_id = self._ids.popleft()
+                if not self.known(message_id):
+                    self.resume(message_id)
+                budget -= NAMES_PER_MESSAGE
+            if deadline is not None and self.timer() >= deadline:
+                break
         self.slices += 1
         if self.loading:
             self.timers.later(0, self._slice)

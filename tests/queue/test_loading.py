@@ -104,6 +104,24 @@ class LoadingTests(SchedulerTestMixin, unittest.SynchronousTestCase):
         self.assertEqual({i: int(os.stat(self.layout.remote(i)).st_mtime) for i in ids}, due)
         self.assertEqual(s.messages.resting(), 6)  # read, not woken
 
+    def test_slices_after_the_first_are_bounded_in_time(self) -> None:
+        write_deferred(self.layout, 30, START + 3600)
+        ticks = iter(range(10**6))
+        s = self.make_scheduler()
+        s.loader.slice_size = 10
+        s.loader.slice_seconds = 3.0
+        s.loader.timer = lambda: float(next(ticks))  # a second passes at each look at the time
+        s.startService()
+        self.addCleanup(s.stopService)
+        first = len(s.messages)
+        self.assertLessEqual(first, 10)  # the first slice: bounded by its size only
+        self.clock.advance(0)
+        self.assertFalse(s.loader.loading)
+        self.assertEqual(len(s.messages), 30)
+        # each later slice stops after three steps (a listing or a resumed message): 53 steps in all,
+        # where slices bounded by their size alone would be 4
+        self.assertGreater(s.loader.slices, 10)
+
     def test_a_stop_ends_the_load(self) -> None:
         write_deferred(self.layout, 30, START + 3600)
         s = self.starting(slice_size=4)
