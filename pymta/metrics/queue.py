@@ -79,7 +79,7 @@ class QueueCollector(Collector):
         yield by_stage
         columns = dict.fromkeys(_age_labels(), 0)
         oldest = 0.0
-        for state in messages.in_stage(*Stage):
+        for state in messages.in_stage(*Stage, peek=True):
             birth = birth_of(state)
             if birth is None:
                 columns["unknown"] += 1

@@ -22,7 +22,12 @@ from pymta.queue.reasons import JobReasons
 from pymta.queue.retry import is_dying, next_retry
 from pymta.queue.sendfiles import ChannelRecord, QueueFileError, read_channel_file, read_info
 
-__all__ = ["ChannelJob", "DueJobs", "JobFiles", "Unreadable", "read_job_files", "batch_size"]
+__all__ = ["ChannelJob", "DueJobs", "RESTED", "JobFiles", "Unreadable", "read_job_files", "batch_size"]
+
+
+#: the heap key of a job woken from rest (L{pymta.queue.messagestate}): an entry of L{DueJobs} is its
+#: while the entry's attempt time is the job's
+RESTED = -2
 
 
 def batch_size(channel: Channel, sender: str) -> int:
@@ -140,9 +145,12 @@ class DueJobs:
     returns the same waiting job with the same key; stale ones are dropped.
     """
 
-    def __init__(self, channels: Iterable[str], lookup: Callable[[int, str], "ChannelJob | None"]) -> None:
+    def __init__(self, channels: Iterable[str], lookup: Callable[[int, str], "ChannelJob | None"],
+                 resting_due: Callable[[int, str], int | None] = lambda message_id, channel: None) -> None:
         self._heaps: dict[str, list[tuple[int, int, int]]] = {c: [] for c in channels}
         self._lookup = lookup
+        #: a resting message's attempt time on a channel (-1: no job there), None for one that does not rest
+        self._resting_due = resting_due
         self._keys = itertools.count()
 
     def push(self, job: ChannelJob, due: int) -> None:
@@ -152,13 +160,31 @@ class DueJobs:
         job.heap_key = next(self._keys)
         heapq.heappush(self._heaps[job.channel], (due, job.heap_key, job.message_id))
 
+    def push_rested(self, channel: str, due: int, message_id: int) -> None:
+        """The resting message C{message_id}'s job of C{channel} waits until C{due} (see L{RESTED})."""
+        heapq.heappush(self._heaps[channel], (due, RESTED, message_id))
+
+    def first_due(self, channel: str) -> int | None:
+        """When the waiting job of C{channel} due first is due, without waking a resting message."""
+        heap = self._heaps[channel]
+        while heap:
+            due, _, message_id = heap[0]
+            resting = self._resting_due(message_id, channel)
+            if resting is None:
+                job = self.first(channel)
+                return None if job is None else job.due
+            if resting == due:
+                return due
+            heapq.heappop(heap)
+        return None
+
     def first(self, channel: str) -> ChannelJob | None:
         """The waiting job of C{channel} due first (stale entries are dropped on the way)."""
         heap = self._heaps[channel]
         while heap:
-            _, key, message_id = heap[0]
+            due, key, message_id = heap[0]
             job = self._lookup(message_id, channel)
-            if job is None or job.running or job.heap_key != key:
+            if job is None or job.running or job.heap_key != key and (job.heap_key != RESTED or job.due != due):
                 heapq.heappop(heap)
                 continue
             return job

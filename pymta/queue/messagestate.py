@@ -7,6 +7,12 @@ and L{MessageStates.drop} at the ends); a move the diagram does not allow
 raises L{IllegalMove}.  docs/internals.md ("pymta-send: where a message
 stands") draws the diagram and says what is on disk at each stage.
 
+A scheduled message that only waits for its retry time may I{rest}: the
+map keeps it as a compact record (L{pymta.queue.restrecord}) instead of a
+L{MessageState}, and wakes it - builds its state and jobs back - the
+moment anything asks for it (L{MessageStates.get}, L{MessageStates.move},
+L{MessageStates.in_stage}...).  It is L{Stage.SCHEDULED} all along.
+
 The FIFOs kept here (messages waiting for preprocessing; first attempts
 waiting for a slot, per channel; messages waiting to be finished) are indexes into the map: an entry counts
 only while its message is still in the stage, and the same life of it, it
@@ -16,13 +22,15 @@ was queued for.
 from __future__ import annotations
 
 import enum
+import itertools
 from collections import deque
 from dataclasses import dataclass, field
 from typing import Iterable, Iterator
 
-from pymta.queue.channeljob import ChannelJob
+from pymta.queue.channeljob import RESTED, ChannelJob
 from pymta.queue.envelope import Envelope
 from pymta.queue.firstattempt import FirstAttempt
+from pymta.queue.restrecord import pack, unpack
 
 __all__ = ["Stage", "Later", "Pending", "MessageState", "MessageStates", "IllegalMove", "MOVES"]
 
@@ -124,27 +132,48 @@ class MessageStates:
     """The map from message id to L{MessageState}, with its two FIFO indexes."""
 
     def __init__(self, channels: Iterable[str]) -> None:
+        channels = tuple(channels)
         self._states: dict[int, MessageState] = {}
         #: messages per stage (every stage has its entry, so that counting never needs a default)
         self._counts: dict[Stage, int] = dict.fromkeys(Stage, 0)
         self._first_fifo: dict[str, deque[MessageState]] = {c: deque() for c in channels}
         self._finish_fifo: deque[MessageState] = deque()
         self._waiting_fifo: deque[MessageState] = deque()
+        self._channels = channels
+        #: resting messages (scheduled, only waiting for their retry times): id -> packed record
+        self._resting: dict[int, int] = {}
 
     # -- queries -----------------------------------------------------------------
 
     def __contains__(self, message_id: object) -> bool:
-        return message_id in self._states
+        return message_id in self._states or message_id in self._resting
 
     def __len__(self) -> int:
-        return len(self._states)
+        return len(self._states) + len(self._resting)
 
     def get(self, message_id: int) -> MessageState | None:
-        return self._states.get(message_id)
+        state = self._states.get(message_id)
+        if state is None and message_id in self._resting:
+            return self._wake(message_id)
+        return state
 
     def stage(self, message_id: int) -> Stage | None:
         state = self._states.get(message_id)
-        return None if state is None else state.stage
+        if state is None:
+            return Stage.SCHEDULED if message_id in self._resting else None
+        return state.stage
+
+    def resting_due(self, message_id: int, channel: str) -> int | None:
+        """A resting message's attempt time on C{channel} (-1: no job there), not waking it; None: not resting."""
+        record = self._resting.get(message_id)
+        if record is None:
+            return None
+        due = unpack(record, len(self._channels))[1][self._channels.index(channel)]
+        return -1 if due is None else due
+
+    def resting(self) -> int:
+        """How many messages rest (kept as compact records)."""
+        return len(self._resting)
 
     def count(self, *stages: Stage) -> int:
         n = 0
@@ -152,12 +181,24 @@ class MessageStates:
             n += self._counts[stage]
         return n
 
-    def in_stage(self, *stages: Stage) -> Iterator[MessageState]:
-        """The states in C{stages} (a snapshot: the caller may move them)."""
+    def in_stage(self, *stages: Stage, peek: bool = False) -> Iterator[MessageState]:
+        """
+        The states in C{stages} (a snapshot: the caller may move them).
+        Resting messages are woken first; with C{peek} they are not, and
+        come as detached copies instead (to read, never to move or keep).
+        """
+        if Stage.SCHEDULED in stages and self._resting:
+            if not peek:
+                for message_id in list(self._resting):
+                    self._wake(message_id)
+            else:
+                # built one at a time as the caller reads them: a copy is garbage once read
+                return itertools.chain([s for s in self._states.values() if s.stage in stages],
+                                       (self._build(i, r) for i, r in list(self._resting.items())))
         return iter([s for s in self._states.values() if s.stage in stages])
 
     def job(self, message_id: int, channel: str) -> ChannelJob | None:
-        state = self._states.get(message_id)
+        state = self.get(message_id)
         if state is None or state.stage is not Stage.SCHEDULED:
             return None
         return state.jobs.get(channel)
@@ -183,8 +224,8 @@ class MessageStates:
 
     def add(self, message_id: int, stage: Stage, first: FirstAttempt | None = None) -> MessageState:
         """A message the map does not hold enters it at C{stage} (L{Stage.FIRST_WAITING}: with its C{first} attempt)."""
-        if message_id in self._states:
-            raise IllegalMove(f"msg {message_id} is {self._states[message_id].stage.value} already")
+        if (known := self.stage(message_id)) is not None:
+            raise IllegalMove(f"msg {message_id} is {known.value} already")
         if stage not in MOVES[None]:
             raise _illegal(message_id, None, stage)
         if (stage is Stage.FIRST_WAITING) != (first is not None):
@@ -197,7 +238,7 @@ class MessageStates:
 
     def move(self, message_id: int, stage: Stage) -> MessageState:
         """Move a message the map holds to C{stage}."""
-        state = self._states.get(message_id)
+        state = self.get(message_id)
         if state is None:
             raise IllegalMove(f"msg {message_id} is not known; cannot make it {stage.value}")
         if stage not in MOVES[state.stage]:
@@ -221,7 +262,7 @@ class MessageStates:
 
     def drop(self, message_id: int) -> MessageState | None:
         """The message leaves the map (finished, quarantined, or left to a later scan); None if not held."""
-        state = self._states.get(message_id)
+        state = self.get(message_id)
         if state is None:
             return None
         if None not in MOVES[state.stage]:
@@ -232,11 +273,57 @@ class MessageStates:
 
     def clear(self) -> None:
         self._states.clear()
+        self._resting.clear()
         self._counts = dict.fromkeys(Stage, 0)
         for fifo in self._first_fifo.values():
             fifo.clear()
         self._finish_fifo.clear()
         self._waiting_fifo.clear()
+
+    # -- resting messages --------------------------------------------------------------
+
+    def rest(self, message_id: int, birth: int | None, dues: dict[str, int]) -> None:
+        """
+        A message the map does not hold enters it L{Stage.SCHEDULED}, resting:
+        born at C{birth}, with a waiting job due at C{dues[channel]} for each
+        channel file (woken jobs have C{heap_key} L{RESTED}).
+        """
+        if message_id in self:
+            raise IllegalMove(f"msg {message_id} is in the map already")
+        if Stage.SCHEDULED not in MOVES[None]:
+            raise _illegal(message_id, None, Stage.SCHEDULED)
+        self._resting[message_id] = pack(birth, [dues.get(c) for c in self._channels])
+        self._counts[Stage.SCHEDULED] += 1
+
+    def rest_if_idle(self, message_id: int) -> bool:
+        """
+        Let a scheduled message rest again when it only waits: no pending
+        action, and none of its jobs in a pass or with reasons to rewrite
+        (what a job knows of its reason file is read again once woken).
+        """
+        state = self._states.get(message_id)
+        if state is None or state.stage is not Stage.SCHEDULED or state.pending is not None or not state.jobs:
+            return False
+        jobs = state.jobs
+        if any(j.running or j.in_flight or j.reasons.appended or j.reasons.cleared for j in jobs.values()):
+            return False
+        birth = state.birth if state.birth is not None else next((j.birth for j in jobs.values() if j.birth), None)
+        del self._states[message_id]
+        self._resting[message_id] = pack(birth, [jobs[c].due if c in jobs else None for c in self._channels])
+        return True
+
+    def _build(self, message_id: int, record: int) -> MessageState:
+        birth, dues = unpack(record, len(self._channels))
+        state = MessageState(message_id, Stage.SCHEDULED, birth=birth)
+        for channel, due in zip(self._channels, dues):
+            if due is not None:
+                state.jobs[channel] = ChannelJob(message_id, channel, due, heap_key=RESTED)
+        return state
+
+    def _wake(self, message_id: int) -> MessageState:
+        state = self._build(message_id, self._resting.pop(message_id))
+        self._states[message_id] = state
+        return state
 
     # -- the FIFO indexes ------------------------------------------------------------
 

@@ -84,7 +84,7 @@ class ChannelPasses:
         self.used: dict[str, int] = {c: 0 for c in channels}
         self._checkpoint = Checkpoint(ctx)
         self._reasons = ReasonBook(ctx)
-        self._due = DueJobs(channels, messages.job)
+        self._due = DueJobs(channels, messages.job, messages.resting_due)
         self._open: dict[str, ChannelJob | None] = {c: None for c in channels}
         self._delivery_ids = itertools.count(1)
         #: called with a scheduled message that has a pending ctl action once nothing of it is in flight
@@ -123,14 +123,15 @@ class ChannelPasses:
 
     # -- jobs ------------------------------------------------------------------------
 
-    def jobs(self) -> Iterator[ChannelJob]:
-        for state in self.messages.in_stage(Stage.SCHEDULED):
+    def jobs(self, peek: bool = False) -> Iterator[ChannelJob]:
+        """Every job (C{peek}: resting messages' jobs as detached copies, to read only)."""
+        for state in self.messages.in_stage(Stage.SCHEDULED, peek=peek):
             yield from state.jobs.values()
 
     def views(self) -> list[JobView]:
         """Every job, and every first attempt waiting or running, by message id."""
         views = [JobView(j.message_id, j.channel, j.due, j.running, j.in_flight, self._reasons.last(j))
-                 for j in self.jobs()]
+                 for j in self.jobs(peek=True)]
         for s in self.messages.in_stage(Stage.FIRST_WAITING, Stage.FIRST_RUNNING):
             running = s.stage is Stage.FIRST_RUNNING
             if s.first is not None:
@@ -165,9 +166,28 @@ class ChannelPasses:
         self._due.push(job, due)
         return job
 
+    def resume(self, message_id: int, birth: int | None, times: dict[str, int]) -> None:
+        """
+        A preprocessed message found on disk (at start, or again after
+        trouble) goes back on its schedule: a job per channel file, due at
+        its mtime C{times[channel]}; none left: it is to be finished.  One
+        the map does not hold yet rests (L{MessageStates.rest}).
+        """
+        if times and message_id not in self.messages:
+            self.messages.rest(message_id, birth, times)
+            for channel, due in times.items():
+                self._due.push_rested(channel, due, message_id)
+            return
+        stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
+        known = message_id in self.messages
+        state = self.messages.move(message_id, stage) if known else self.messages.add(message_id, stage)
+        state.birth = birth
+        for channel, mtime in times.items():
+            self.add_job(state, channel, mtime, resumed=True)
+
     def soonest(self) -> int | None:
         """When the next waiting job of a channel with a free slot is due."""
-        times = [job.due for c in self._open if self.has_slot(c) and (job := self._due.first(c)) is not None]
+        times = [due for c in self._open if self.has_slot(c) and (due := self._due.first_due(c)) is not None]
         return min(times, default=None)
 
     def all_due_now(self, now: int) -> None:
@@ -187,7 +207,7 @@ class ChannelPasses:
 
     def remember_due(self, now: int) -> None:
         """At a stop: each channel file's mtime becomes its job's next attempt, for the next start."""
-        for job in list(self.jobs()):
+        for job in list(self.jobs(peek=True)):  # resting messages are read, not woken
             if job.running:
                 # results never came back (or the pass was open): retry at once next time
                 due = now if (job.in_flight or job.pending) else job.retry
@@ -229,8 +249,11 @@ class ChannelPasses:
             if job.in_flight == 0:
                 self._close_pass(job)
             return True
+        due = self._due.first_due(channel)
+        if due is None or due > now:
+            return False
         top = self._due.first(channel)
-        if top is None or top.due > now:
+        if top is None:
             return False
         self._due.pop(channel)
         if self._action_pending(top):
@@ -383,6 +406,8 @@ class ChannelPasses:
         self.close_job(job)
         state = self.messages.get(job.message_id)
         if state is None or state.pending is None or self.on_idle is None or state.stage is not Stage.SCHEDULED:
+            if state is not None:
+                self.messages.rest_if_idle(state.message_id)  # only waiting for its retry now: kept compact
             return
         if not any(j.running for j in state.jobs.values()):
             self.on_idle(state)

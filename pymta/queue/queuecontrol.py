@@ -182,7 +182,8 @@ class QueueControl:
         if selector.ids:
             states = [s for i in dict.fromkeys(selector.ids) if (s := self.messages.get(i)) is not None]
         else:
-            states = sorted((s for s in self.messages.in_stage(*Stage) if s.stage not in _LEAVING),
+            # resting messages are read through copies: only the matched ones are woken
+            states = sorted((s for s in self.messages.in_stage(*Stage, peek=True) if s.stage not in _LEAVING),
                             key=lambda s: s.message_id)
         matched = []
         for state in states:
@@ -192,7 +193,8 @@ class QueueControl:
                     continue
                 facts = Facts("?", (), now)  # chosen by id alone: acted on even when its files cannot be read
             if selector.matches(state.message_id, facts.sender, list(facts.undelivered), now - facts.birth):
-                matched.append((state, facts))
+                if (held := self.messages.get(state.message_id)) is not None:
+                    matched.append((held, facts))
         return matched
 
     def _facts(self, state: MessageState) -> Facts | None:

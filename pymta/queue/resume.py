@@ -1,7 +1,8 @@
 # -*- test-case-name: tests.queue.test_scheduler_restart -*-
 """
 What pymta-send finds in the queue when it starts: messages waiting in
-C{todo/} (to be preprocessed again) and preprocessed messages (C{info/N/ID})
+C{todo/} (to be preprocessed again) and preprocessed messages (C{info/N/ID},
+listed by L{pymta.queue.loading})
 with the channel files still to do, whose mtime is their next attempt;
 and, for the L{DsnBook}, the DSN data of the preprocessed ones (one listing
 of C{dsn/N/}, after the crash cleaner).
@@ -10,45 +11,28 @@ of C{dsn/N/}, after the crash cleaner).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from pymta.queue.dsnbook import DsnBook
 from pymta.queue.layout import QueueLayout
 from pymta.queue.preprocess import list_todo
 from pymta.queue.qmaillog import QmailLog
 
-__all__ = ["QueueContents", "scan_queue", "channel_times", "info_birth"]
+__all__ = ["scan_todo", "channel_times", "info_birth"]
 
 
-@dataclass(frozen=True)
-class QueueContents:
-    #: ids in todo/
-    todo: frozenset[int]
-    #: ids with an info file and no todo entry
-    preprocessed: tuple[int, ...]
-
-
-def scan_queue(layout: QueueLayout, log: QmailLog, dsn: DsnBook | None = None) -> QueueContents:
+def scan_todo(layout: QueueLayout, log: QmailLog, dsn: DsnBook | None = None) -> frozenset[int]:
     """
-    List todo/ and info/ (a directory that cannot be read is warned about
-    and skipped); C{dsn}, when given, is loaded afresh from C{dsn/N/}.
+    The ids in todo/ (none when it cannot be read); C{dsn}, when given, is
+    loaded afresh from C{dsn/N/}.  The preprocessed messages in C{info/N/}
+    are listed a subdirectory at a time by L{pymta.queue.loading.QueueLoader}.
     """
     try:
         todo = frozenset(list_todo(layout))
     except OSError:
         todo = frozenset()
-    preprocessed = []
-    info_top = layout.dir("info")
-    for n in range(layout.split):
-        try:
-            names = os.listdir(os.path.join(info_top, str(n)))
-        except OSError as e:
-            log.warning(f"unable to read info/{n}: {e.strerror}")
-            continue
-        preprocessed += [int(name) for name in names if name.isdigit() and int(name) not in todo]
     if dsn is not None:
         dsn.load(layout, todo, log.warning)
-    return QueueContents(todo, tuple(preprocessed))
+    return todo
 
 
 def channel_times(layout: QueueLayout, log: QmailLog, channels: tuple[str, ...],

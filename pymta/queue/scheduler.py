@@ -6,7 +6,7 @@ qmail's retry schedule, gathers permanent failures into one bounce and removes f
 
 Where each message stands is one L{MessageState} in L{Scheduler.messages}; the L{Scheduler} moves
 it from stage to stage and its collaborators do one step each and say how it went:
-L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{scan_queue}.
+L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{QueueLoader}.
 docs/internals.md ("pymta-send: where a message stands") has the model: the stages, the moves,
 what is on disk at each stage and what a crash leaves for the next start.
 
@@ -32,6 +32,7 @@ from pymta.queue.envelope import Envelope
 from pymta.queue.finishing import Finished, Finisher, Outcome
 from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
 from pymta.queue.layout import QueueLayout
+from pymta.queue.loading import QueueLoader
 from pymta.queue.looptimers import LoopTimers
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
 from pymta.queue.passes import ChannelPasses, JobView
@@ -39,7 +40,7 @@ from pymta.queue.preprocess import BatchResult, list_todo
 from pymta.queue.preprocessing import Preprocessor
 from pymta.queue.queuecontrol import QueueControl
 from pymta.queue.qmaillog import QmailLog, guard
-from pymta.queue.resume import channel_times, info_birth, scan_queue
+from pymta.queue.resume import channel_times, info_birth, scan_todo
 from pymta.queue.retry import SYSFAIL_DELAY, is_dying
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendcontext import SendContext
@@ -129,6 +130,9 @@ class Scheduler(Service):
         self._rerun = False
         self._scan_requested = False
         self._channels_started = False
+        self._new_turn: dict[str, bool] = {}  # per channel: a first attempt goes before the next due job
+        self.loader = QueueLoader(self.layout, self.log, self._timers, resume=self._resume_message,
+                                   known=self.messages.__contains__, after_slice=self._kick)
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -177,6 +181,7 @@ class Scheduler(Service):
         super().stopService()
         self.exiting = self._passes.exiting = self._unlinker.stopping = True
         self._timers.cancel_all()
+        self.loader.stop()
         self._channels_started = False
         self.status()
         return self._timers.drain(self._pending(), self.stop_timeout).addCallback(self._finish_stop)
@@ -327,12 +332,10 @@ class Scheduler(Service):
             self._pick_up(message_id)
 
     def _resume_queue(self) -> None:
-        """At start: todo/ waits for preprocessing, every preprocessed message goes back on its schedule."""
-        contents = scan_queue(self.layout, self.log, self._dsn)
-        for message_id in contents.todo:
+        """At start: todo/ waits for preprocessing; every preprocessed message goes back on its schedule, in slices."""
+        for message_id in (todo := scan_todo(self.layout, self.log, self._dsn)):
             self._pick_up(message_id)
-        for message_id in contents.preprocessed:
-            self._resume_message(message_id)
+        self.loader.start(todo)
 
     def _resume_message(self, message_id: int) -> None:
         times = channel_times(self.layout, self.log, CHANNELS, message_id)
@@ -344,12 +347,7 @@ class Scheduler(Service):
             if (held := self.messages.get(message_id)) is not None:
                 held.birth = birth
             return
-        stage = Stage.SCHEDULED if times else Stage.FINISH_QUEUED
-        known = message_id in self.messages
-        state = self.messages.move(message_id, stage) if known else self.messages.add(message_id, stage)
-        state.birth = birth
-        for channel, mtime in times.items():
-            self._passes.add_job(state, channel, mtime, resumed=True)
+        self._passes.resume(message_id, birth, times)
 
     def _preprocess(self) -> None:
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
@@ -498,10 +496,12 @@ class Scheduler(Service):
     def _dispatch(self, channel: str) -> None:
         now = self.now()
         while self._passes.has_slot(channel) and not self.exiting and not self.paused:
-            if self._passes.step(channel, now):
+            # new mail and due jobs take turns: new mail never waits behind a backlog of due retries
+            first = self.messages.next_first(channel) if self._new_turn.pop(channel, False) else None
+            if first is None and self._passes.step(channel, now):
+                self._new_turn[channel] = True
                 continue
-            first = self.messages.next_first(channel)
-            if first is None:
+            if first is None and (first := self.messages.next_first(channel)) is None:
                 return
             self._start_first(first)
 

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from twisted.trial import unittest
 
-from pymta.queue.channeljob import ChannelJob
+from pymta.queue.channeljob import RESTED, ChannelJob, DueJobs
 from pymta.queue.envelope import Envelope
 from pymta.queue.firstattempt import FirstAttempt
-from pymta.queue.messagestate import MOVES, IllegalMove, Later, MessageStates, Stage
+from pymta.queue.messagestate import MOVES, IllegalMove, Later, MessageStates, Pending, Stage
+from pymta.queue.restrecord import pack, unpack
 
 
 def first_attempt(message_id: int, channel: str = "local") -> FirstAttempt:
@@ -158,3 +159,129 @@ class IndexTests(unittest.TestCase):
         self.assertEqual(sorted(x.message_id for x in s.in_stage(Stage.WAITING, Stage.SCHEDULED)), [1, 2])
         s.clear()
         self.assertEqual((len(s), s.count(*Stage), s.next_first("local")), (0, 0, None))
+
+
+class RestingTests(unittest.TestCase):
+    """A scheduled message that only waits for its retry time is kept as a compact record until asked for."""
+
+    def setUp(self) -> None:
+        self.states = MessageStates(("local", "remote"))
+
+    def test_a_resting_message_is_scheduled_and_wakes_when_asked_for(self) -> None:
+        s = self.states
+        s.rest(9, 1_700_000_000, {"remote": 1_700_000_400})
+        self.assertIn(9, s)
+        self.assertEqual((len(s), s.resting(), s.count(Stage.SCHEDULED)), (1, 1, 1))
+        self.assertIs(s.stage(9), Stage.SCHEDULED)
+        self.assertEqual(s.resting(), 1)  # asking for its stage does not wake it
+        job = s.job(9, "remote")
+        assert job is not None
+        self.assertEqual((job.message_id, job.channel, job.due, job.running, job.heap_key), (9, "remote", 1_700_000_400,
+                                                                                         False, RESTED))
+        self.assertIsNone(s.job(9, "local"))
+        self.assertEqual(s.resting(), 0)
+        state = s.get(9)
+        assert state is not None
+        self.assertEqual((state.stage, state.birth, list(state.jobs)), (Stage.SCHEDULED, 1_700_000_000, ["remote"]))
+        self.assertIsNone(job.reasons.kept)  # what its reason file holds is unknown, as after a restart
+        self.assertEqual(s.count(Stage.SCHEDULED), 1)
+
+    def test_resting_is_only_for_messages_the_map_does_not_hold(self) -> None:
+        s = self.states
+        s.add(1, Stage.WAITING)
+        self.assertRaises(IllegalMove, s.rest, 1, None, {"local": 5})
+        s.rest(2, None, {"local": 5, "remote": 6})
+        self.assertRaises(IllegalMove, s.rest, 2, None, {"local": 5})
+        self.assertRaises(IllegalMove, s.add, 2, Stage.WAITING)
+
+    def test_moves_and_drops_wake_it_first(self) -> None:
+        s = self.states
+        s.rest(1, None, {"local": 5})
+        s.rest(2, None, {"local": 5})
+        s.move(1, Stage.HELD)
+        self.assertEqual(s.stage(1), Stage.HELD)
+        self.assertEqual(s.get(1).jobs, {})  # type: ignore[union-attr]  # held now: in the map
+        dropped = s.drop(2)
+        self.assertEqual(dropped.message_id if dropped else None, 2)
+        self.assertEqual((len(s), s.count(Stage.SCHEDULED), s.count(Stage.HELD)), (1, 0, 1))
+
+    def test_peeking_leaves_it_resting(self) -> None:
+        s = self.states
+        s.rest(1, 100, {"local": 5, "remote": 7})
+        s.add(2, Stage.WAITING)
+        peeked = list(s.in_stage(Stage.SCHEDULED, peek=True))
+        self.assertEqual([(p.message_id, sorted((j.channel, j.due) for j in p.jobs.values())) for p in peeked],
+                         [(1, [("local", 5), ("remote", 7)])])
+        self.assertEqual(s.resting(), 1)
+        woken = list(s.in_stage(Stage.SCHEDULED))
+        self.assertEqual(s.resting(), 0)
+        self.assertIs(woken[0], s.get(1))
+
+    def test_an_idle_scheduled_message_rests_again(self) -> None:
+        s = self.states
+        s.rest(1, 100, {"remote": 500})
+        job = s.job(1, "remote")
+        assert job is not None
+        job.running = True
+        self.assertFalse(s.rest_if_idle(1))  # in a pass
+        job.running, job.due = False, 900
+        job.reasons.appended = True
+        self.assertFalse(s.rest_if_idle(1))  # its reasons are to be rewritten
+        job.reasons.appended = False
+        state = s.get(1)
+        assert state is not None
+        state.pending = Pending("hold")
+        self.assertFalse(s.rest_if_idle(1))  # a ctl action waits for it
+        state.pending = None
+        self.assertTrue(s.rest_if_idle(1))
+        self.assertEqual((s.resting(), s.count(Stage.SCHEDULED)), (1, 1))
+        again = s.job(1, "remote")
+        self.assertEqual(again.due if again else None, 900)
+        s.add(2, Stage.WAITING)
+        self.assertFalse(s.rest_if_idle(2))
+        self.assertFalse(s.rest_if_idle(3))
+
+    def test_clear_forgets_resting_messages(self) -> None:
+        s = self.states
+        s.rest(1, None, {"local": 5})
+        s.clear()
+        self.assertEqual((len(s), s.resting(), 1 in s), (0, 0, False))
+
+
+class RestRecordTests(unittest.TestCase):
+    def test_round_trip(self) -> None:
+        for birth, dues in [(None, [None, None]), (0, [0, None]), (1_790_000_000, [None, 1_790_000_400]),
+                            (2**40 - 2, [2**40 - 2, 1])]:
+            self.assertEqual(unpack(pack(birth, dues), 2), (birth, dues))
+
+    def test_out_of_range_times_are_clamped(self) -> None:
+        self.assertEqual(unpack(pack(-5, [2**41]), 1), (0, [2**40 - 2]))
+
+
+class RestedDueJobsTests(unittest.TestCase):
+    """The waiting jobs of resting messages in L{DueJobs}: told by their attempt time."""
+
+    def test_rested_entries_and_stale_ones(self) -> None:
+        s = MessageStates(("local", "remote"))
+        due = DueJobs(("local", "remote"), s.job, s.resting_due)
+        s.rest(1, None, {"remote": 50})
+        due.push_rested("remote", 50, 1)
+        s.rest(2, None, {"remote": 30})
+        due.push_rested("remote", 30, 2)
+        due.push_rested("remote", 10, 2)  # stale: not its time
+        due.push_rested("local", 10, 2)  # stale: no local job
+        self.assertEqual((due.first_due("remote"), due.first_due("local"), s.resting()), (30, None, 2))
+        first = due.first("remote")
+        self.assertEqual((first.message_id, first.due) if first else None, (2, 30))
+        due.pop("remote")
+        first.running = True  # a pass opened
+        nxt = due.first("remote")
+        self.assertEqual(nxt.message_id if nxt else None, 1)
+        # pushed again, then resting again: the new entry still counts
+        first.running = False
+        due.push(first, 70)
+        self.assertTrue(s.rest_if_idle(2))
+        due.pop("remote")  # message 1's pass
+        s.drop(1)
+        again = due.first("remote")
+        self.assertEqual((again.message_id, again.due) if again else None, (2, 70))
