@@ -13,6 +13,8 @@ Anything wrong - a timeout, a malformed or oversized packet, an answer
 nobody asked for, the connection lost - fails the question with
 L{MilterFailure} and closes the connection: a broken filter is not
 asked again (L{pymta.milter.filter} applies its default action).
+Cancelling a question (the SMTP session ended) closes the connection
+too, quietly: its answer would come out of step.
 """
 
 from __future__ import annotations
@@ -86,12 +88,20 @@ class MilterConnection(Protocol):
             return defer.fail(MilterFailure(self.failure))
         if self._question is not None:
             return defer.fail(MilterFailure("a question asked before the last was answered"))
-        deferred: defer.Deferred[Any] = defer.Deferred()
+        deferred: defer.Deferred[Any] = defer.Deferred(canceller=self._cancelled)
         question = self._question = _Question(deferred, timeout, negotiation)
         self._start_timer(question)
         assert self.transport is not None
         self.transport.write(packet)
         return deferred
+
+    def _cancelled(self, deferred: "defer.Deferred[Any]") -> None:
+        question = self._question
+        if question is not None and question.deferred is deferred:
+            self._question = None
+            if question.timer is not None and question.timer.active():
+                question.timer.cancel()
+        self.close()
 
     def _start_timer(self, question: _Question) -> None:
         if question.timer is not None and question.timer.active():

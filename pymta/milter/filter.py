@@ -12,7 +12,9 @@ the filter said it would not send one (or is not sent the stage at all).
 A filter that cannot be reached, does not answer in time or breaks the
 protocol is logged once, its connection closed, and from then on counts
 as its default action at every stage: TEMPFAIL or REJECT, or for
-C{default=accept} it is left out for the rest of the session.  An ACCEPT
+C{default=accept} it is left out for the rest of the session.  The SMTP
+session ending (L{FilterSession.close}, or a stage's Deferred cancelled)
+is no failure of the filter: the connection is closed and nothing logged.  An ACCEPT
 at connect or HELO leaves the filter out of the session; at MAIL and
 later, out of the rest of the message.
 
@@ -110,6 +112,9 @@ class FilterSession:
                 raise
             except Exception as e:
                 raise MilterFailure(f"cannot connect: {e}") from None
+            if self.broken is not None:  # the session ended while connecting
+                self.connection.close()
+                return
             self.connection.on_lost = self._lost
             self.negotiated = await self.connection.negotiate(offer_packet(), self.spec.command_timeout)
             if any(self.negotiated.dropped):
@@ -142,10 +147,12 @@ class FilterSession:
             self.connection.send(encode_packet(wire.SMFIC_ABORT))
 
     def close(self) -> None:
-        """The SMTP session ended: QUIT and close."""
-        if self.connection is not None and self.broken is None:
-            self.connection.send(encode_packet(wire.SMFIC_QUIT))
-            self.connection.close()
+        """The SMTP session ended: QUIT and close (a stage still waiting gets the default, quietly)."""
+        if self.broken is None:
+            self.broken = "the SMTP session ended"  # set without a log line: not a failure of the filter
+            if self.connection is not None:
+                self.connection.send(encode_packet(wire.SMFIC_QUIT))
+                self.connection.close()
 
     def usable(self) -> bool:
         """Connected, not broken, not done with the session."""
@@ -192,6 +199,9 @@ class FilterSession:
                 return self.default_outcome()
             try:
                 outcome = await work
+            except defer.CancelledError:  # the SMTP session ended while the filter was asked
+                self.close()
+                raise
             except MilterFailure as e:
                 self._fail(str(e))
                 return self.default_outcome()

@@ -12,6 +12,7 @@ from twisted.trial import unittest
 from pymta.milter import negotiation as n
 from pymta.milter.api import Action, AddHeader, AddRecipient, ChangeHeader, ChangeSender, ConnectInfo, \
     DeleteRecipient, InsertHeader, Quarantine, ReplaceBody
+from pymta.milter.chain import MilterChain
 from pymta.milter.connection import MAX_ANSWER
 from pymta.milter.filter import Outcome
 from pymta.milter.wire import CHUNK_SIZE, MAX_PACKET
@@ -199,6 +200,62 @@ class FailureTests(unittest.TestCase):
         w.answer(b"4")
         self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
         self.assertIsNotNone(w.session.broken)
+
+
+class SessionEndTests(unittest.TestCase):
+    """The SMTP client leaving while a filter is asked is not a filter failure: nothing is logged."""
+
+    def quiet(self) -> list[dict[str, object]]:
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+    def assertNothingLogged(self, events: list[dict[str, object]]) -> None:
+        self.assertEqual([e.get("log_format") for e in events if e.get("log_level") in (
+            LogLevel.warn, LogLevel.error, LogLevel.critical)], [])
+
+    def test_a_cancelled_stage_closes_quietly(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        d = w.session.connect(INFO, {})
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertTrue(w.transport.disconnecting)
+        w.connection.connectionLost()  # the close completes: no answer is owed any more
+        self.assertNothingLogged(events)
+        self.assertFalse(w.session.usable())
+
+    def test_the_client_hanging_up_during_the_connect_stage_of_a_chain(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        d = MilterChain([w.session]).connect(INFO, {})
+        w.answer(b"O", struct.pack(">III", 6, 0x1FF, 0))
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertNothingLogged(events)
+
+    def test_the_session_closed_mid_stage(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        d = w.session.rcpt("b@example.org", [], {})
+        w.session.close()
+        self.assertTrue(w.transport.disconnecting)
+        w.connection.connectionLost()
+        self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
+        self.assertNothingLogged(events)
+
+    def test_the_session_closed_between_stages(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        w.sent()
+        w.session.close()
+        self.assertEqual(w.commands(), b"Q")
+        w.connection.connectionLost()
+        self.assertNothingLogged(events)
 
 
 class UnsendableTextTests(unittest.TestCase):
