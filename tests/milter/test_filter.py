@@ -130,6 +130,19 @@ class FailureTests(unittest.TestCase):
         self.assertEqual(len(logged.warnings()), 1)
         self.assertIn("no answer in 10s", str(logged.warnings()[0]["reason"]))
 
+    def test_progress_restarts_the_timeout_up_to_ten_times_it(self) -> None:
+        logged = Logged(self)
+        w = Wired(spec("f unix:/s command=10"))
+        w.open()
+        d = w.session.helo("client.example", {})
+        for _ in range(11):
+            w.clock.advance(9)
+            w.answer(b"p")
+        self.assertFalse(d.called)  # 99 seconds
+        w.clock.advance(1)
+        self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
+        self.assertIn("no final answer in 100s", str(logged.warnings()[0]["reason"]))
+
     def test_default_reject_and_accept(self) -> None:
         w = Wired(spec("f unix:/s default=reject"))
         w.open()
