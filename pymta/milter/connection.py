@@ -5,7 +5,9 @@ One connection to one filter: packets out, answers in, one question at a time.
 L{MilterConnection.ask} sends a packet and fires with the filter's
 answers up to the one that ends the stage (L{pymta.milter.wire.FINAL}):
 the modifications that came before it, then it.  Each question has its
-own timeout on the injected clock; SMFIR_PROGRESS starts it again.
+own timeout on the injected clock; SMFIR_PROGRESS starts it again, up to
+L{PROGRESS_LIMIT} times the timeout in all: a filter that only ever says
+it is working is broken as one that says nothing.
 L{MilterConnection.send} sends a packet that gets no answer (macros,
 ABORT, QUIT, stages the filter said it does not answer).
 
@@ -13,6 +15,8 @@ Anything wrong - a timeout, a malformed or oversized packet, an answer
 nobody asked for, the connection lost - fails the question with
 L{MilterFailure} and closes the connection: a broken filter is not
 asked again (L{pymta.milter.filter} applies its default action).
+Cancelling a question (the SMTP session ended) closes the connection
+too, quietly: its answer would come out of step.
 """
 
 from __future__ import annotations
@@ -28,10 +32,13 @@ from pymta.milter.negotiation import Negotiated, parse_negotiation
 from pymta.milter.wire import FINAL, MAX_PACKET, SMFIR_PROGRESS, PacketReader, ProtocolError, Response, \
     parse_response
 
-__all__ = ["MilterConnection", "MilterFailure", "MAX_ANSWER"]
+__all__ = ["MilterConnection", "MilterFailure", "MAX_ANSWER", "PROGRESS_LIMIT"]
 
 #: the most bytes of modifications one answer may carry (a replaced body included)
 MAX_ANSWER = 64 * 1024 * 1024
+
+#: the longest a question may be kept open by progress messages, in its own timeouts
+PROGRESS_LIMIT = 10
 
 
 class MilterFailure(Exception):
@@ -39,9 +46,10 @@ class MilterFailure(Exception):
 
 
 class _Question:
-    def __init__(self, deferred: "defer.Deferred[Any]", timeout: float, negotiation: bool) -> None:
+    def __init__(self, deferred: "defer.Deferred[Any]", timeout: float, negotiation: bool, now: float) -> None:
         self.deferred = deferred
         self.timeout = timeout
+        self.give_up_at = now + timeout * PROGRESS_LIMIT
         self.negotiation = negotiation
         self.answers: list[Response] = []
         self.size = 0
@@ -86,17 +94,30 @@ class MilterConnection(Protocol):
             return defer.fail(MilterFailure(self.failure))
         if self._question is not None:
             return defer.fail(MilterFailure("a question asked before the last was answered"))
-        deferred: defer.Deferred[Any] = defer.Deferred()
-        question = self._question = _Question(deferred, timeout, negotiation)
+        deferred: defer.Deferred[Any] = defer.Deferred(canceller=self._cancelled)
+        question = self._question = _Question(deferred, timeout, negotiation, self.clock.seconds())
         self._start_timer(question)
         assert self.transport is not None
         self.transport.write(packet)
         return deferred
 
+    def _cancelled(self, deferred: "defer.Deferred[Any]") -> None:
+        question = self._question
+        if question is not None and question.deferred is deferred:
+            self._question = None
+            if question.timer is not None and question.timer.active():
+                question.timer.cancel()
+        self.close()
+
     def _start_timer(self, question: _Question) -> None:
         if question.timer is not None and question.timer.active():
             question.timer.cancel()
-        question.timer = self.clock.callLater(question.timeout, self._break, f"no answer in {question.timeout:g}s")
+        left = question.give_up_at - self.clock.seconds()
+        if left > question.timeout:
+            question.timer = self.clock.callLater(question.timeout, self._break, f"no answer in {question.timeout:g}s")
+        else:
+            question.timer = self.clock.callLater(
+                max(left, 0), self._break, f"no final answer in {question.timeout * PROGRESS_LIMIT:g}s")
 
     # answers
 

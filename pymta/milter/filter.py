@@ -12,9 +12,15 @@ the filter said it would not send one (or is not sent the stage at all).
 A filter that cannot be reached, does not answer in time or breaks the
 protocol is logged once, its connection closed, and from then on counts
 as its default action at every stage: TEMPFAIL or REJECT, or for
-C{default=accept} it is left out for the rest of the session.  An ACCEPT
+C{default=accept} it is left out for the rest of the session.  The SMTP
+session ending (L{FilterSession.close}, or a stage's Deferred cancelled)
+is no failure of the filter: the connection is closed and nothing logged.  An ACCEPT
 at connect or HELO leaves the filter out of the session; at MAIL and
 later, out of the rest of the message.
+
+A NUL in a stage's text (it would end the string on the wire) is sent as
+a blank, as in a header.  Text pymta still cannot encode counts as the
+filter's default at that stage only: the filter itself is fine.
 """
 
 from __future__ import annotations
@@ -56,6 +62,22 @@ class Outcome:
 CONTINUE = Outcome(Action.CONTINUE)
 
 
+class _Unsendable(Exception):
+    """pymta's own text the protocol cannot carry (the filter is not at fault)."""
+
+
+def _text(s: str) -> str:
+    """A string for the filter: a NUL, which would end it on the wire, is sent as a blank."""
+    return s.replace("\0", " ")
+
+
+def _encoded(build: Callable[[], bytes]) -> bytes:
+    try:
+        return build()
+    except ValueError as e:  # a character UTF-8 cannot carry (a lone surrogate)
+        raise _Unsendable(str(e)) from None
+
+
 class FilterSession:
     """The MTA's side of one filter in one SMTP session."""
 
@@ -90,6 +112,9 @@ class FilterSession:
                 raise
             except Exception as e:
                 raise MilterFailure(f"cannot connect: {e}") from None
+            if self.broken is not None:  # the session ended while connecting
+                self.connection.close()
+                return
             self.connection.on_lost = self._lost
             self.negotiated = await self.connection.negotiate(offer_packet(), self.spec.command_timeout)
             if any(self.negotiated.dropped):
@@ -122,10 +147,12 @@ class FilterSession:
             self.connection.send(encode_packet(wire.SMFIC_ABORT))
 
     def close(self) -> None:
-        """The SMTP session ended: QUIT and close."""
-        if self.connection is not None and self.broken is None:
-            self.connection.send(encode_packet(wire.SMFIC_QUIT))
-            self.connection.close()
+        """The SMTP session ended: QUIT and close (a stage still waiting gets the default, quietly)."""
+        if self.broken is None:
+            self.broken = "the SMTP session ended"  # set without a log line: not a failure of the filter
+            if self.connection is not None:
+                self.connection.send(encode_packet(wire.SMFIC_QUIT))
+                self.connection.close()
 
     def usable(self) -> bool:
         """Connected, not broken, not done with the session."""
@@ -146,38 +173,43 @@ class FilterSession:
         return self.connection is not None
 
     def connect(self, info: ConnectInfo, macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("connect", wire.SMFIC_CONNECT,
-                           lambda: wire.encode_connect(info.hostname, info.family, info.port, info.address), macros)
+        return self._stage("connect", wire.SMFIC_CONNECT, lambda: wire.encode_connect(
+            _text(info.hostname), info.family, info.port, _text(info.address)), macros)
 
     def helo(self, name: str, macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("helo", wire.SMFIC_HELO, lambda: encode_strings([name]), macros)
+        return self._stage("helo", wire.SMFIC_HELO, lambda: encode_strings([_text(name)]), macros)
 
     def mail(self, sender: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("mail", wire.SMFIC_MAIL, lambda: encode_strings([f"<{sender}>", *args]), macros)
+        return self._stage("mail", wire.SMFIC_MAIL, lambda: encode_strings(map(_text, [f"<{sender}>", *args])), macros)
 
     def rcpt(self, recipient: str, args: Sequence[str], macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._stage("rcpt", wire.SMFIC_RCPT, lambda: encode_strings([f"<{recipient}>", *args]), macros)
+        return self._stage("rcpt", wire.SMFIC_RCPT, lambda: encode_strings(map(_text, [f"<{recipient}>", *args])), macros)
 
     def data(self, macros: Macros) -> "defer.Deferred[Outcome]":
         return self._stage("data", wire.SMFIC_DATA, lambda: b"", macros)
 
     def _stage(self, stage: str, command: bytes, data: Callable[[], bytes],
                macros: Macros) -> "defer.Deferred[Outcome]":
-        return self._guarded(self._ask_stage(stage, command, data, macros))
+        return self._guarded(stage, self._ask_stage(stage, command, data, macros))
 
-    def _guarded(self, work: Coroutine[Any, Any, Outcome]) -> "defer.Deferred[Outcome]":
+    def _guarded(self, stage: str, work: Coroutine[Any, Any, Outcome]) -> "defer.Deferred[Outcome]":
         async def run() -> Outcome:
             if self.broken is not None:
                 work.close()
                 return self.default_outcome()
             try:
                 outcome = await work
+            except defer.CancelledError:  # the SMTP session ended while the filter was asked
+                self.close()
+                raise
             except MilterFailure as e:
                 self._fail(str(e))
                 return self.default_outcome()
             except ProtocolError as e:
                 self._fail(f"protocol error: {e}")
                 return self.default_outcome()
+            except _Unsendable as e:
+                return self._unsendable(stage, str(e))
             except Exception as e:  # the session's promise: a verdict, never a failure
                 log.failure("milter {name}: unexpected error", name=self.spec.name)
                 self._fail(f"unexpected error: {e!r}")
@@ -185,13 +217,32 @@ class FilterSession:
             return outcome
         return defer.Deferred.fromCoroutine(run())
 
-    def _macros(self, stage: str, command: bytes, macros: Macros) -> None:
+    def _unsendable(self, stage: str, error: str) -> Outcome:
+        """The stage counts as the filter's default (an ACCEPT as at any stage); the filter stays in use."""
+        log.warn("milter {name}: cannot send the {stage} stage ({error}); default action {action} for it",
+                 name=self.spec.name, stage=stage, error=error, action=self.spec.default.value)
+        if stage == "eom":
+            self.abort()  # the filter has seen part of the message
+        elif self.spec.default is Action.ACCEPT:
+            if stage in ("connect", "helo"):
+                self.session_done = True
+            else:
+                self.message_done = True
+        return self.default_outcome()
+
+    def _macros(self, stage: str, command: bytes, macros: Macros) -> bytes:
+        """The stage's macro packet (empty when there are none to send)."""
         wanted = self.negotiated.symlists.get(stage, self.spec.macros.get(stage, ()))
-        given = {macro_name(k): v for k, v in macros.items()}
+        given = {macro_name(k): _text(v) for k, v in macros.items()}
         pairs = [(name, given[name]) for name in wanted if name in given]
-        if pairs:
+        if not pairs:
+            return b""
+        return _encoded(lambda: encode_packet(wire.SMFIC_MACRO, wire.encode_macros(command, pairs)))
+
+    def _send(self, packet: bytes) -> None:
+        if packet:
             assert self.connection is not None
-            self.connection.send(encode_packet(wire.SMFIC_MACRO, wire.encode_macros(command, pairs)))
+            self.connection.send(packet)
 
     async def _ask(self, stage: str, packet: bytes, timeout: int) -> wire.Response | None:
         """Send one packet of C{stage}; the final answer, or None when the filter sends none."""
@@ -222,8 +273,9 @@ class FilterSession:
     async def _ask_stage(self, stage: str, command: bytes, data: Callable[[], bytes], macros: Macros) -> Outcome:
         if not self.active(stage) or not self.negotiated.sends(stage):
             return CONTINUE
-        self._macros(stage, command, macros)
-        answer = await self._ask(stage, encode_packet(command, data()), self.spec.command_timeout)
+        macro_packet, packet = self._macros(stage, command, macros), _encoded(lambda: encode_packet(command, data()))
+        self._send(macro_packet)  # both encoded first: a stage that cannot be sent is not begun
+        answer = await self._ask(stage, packet, self.spec.command_timeout)
         return self._verdict(stage, answer)
 
     # the message
@@ -231,7 +283,7 @@ class FilterSession:
     def end_of_message(self, headers: Sequence[tuple[str, str]], body: Callable[[int], Iterable[bytes]],
                        eoh_macros: Macros, eom_macros: Macros) -> "defer.Deferred[Outcome]":
         """Headers, end of header, body chunks (C{body(size)} iterates them), end of message."""
-        return self._guarded(self._message(headers, body, eoh_macros, eom_macros))
+        return self._guarded("eom", self._message(headers, body, eoh_macros, eom_macros))
 
     async def _message(self, headers: Sequence[tuple[str, str]], body: Callable[[int], Iterable[bytes]],
                        eoh_macros: Macros, eom_macros: Macros) -> Outcome:
@@ -243,13 +295,12 @@ class FilterSession:
             leadspc = bool(self.negotiated.steps & SMFIP_HDR_LEADSPC)
             for name, value in headers:
                 value = (value if leadspc else value.lstrip(" \t")).replace("\r\n", "\n")  # folded: LF, as libmilter has it
-                name, value = name.replace("\0", " "), value.replace("\0", " ")  # a string ends at a NUL
-                outcome = self._verdict("eom", await self._ask("header", encode_packet(
-                    wire.SMFIC_HEADER, encode_strings([name, value])), timeout))
+                packet = _encoded(lambda: encode_packet(wire.SMFIC_HEADER, encode_strings([_text(name), _text(value)])))
+                outcome = self._verdict("eom", await self._ask("header", packet, timeout))
                 if outcome.action is not Action.CONTINUE:
                     return self._ended(outcome)
         if self.negotiated.sends("eoh"):
-            self._macros("eoh", wire.SMFIC_EOH, eoh_macros)
+            self._send(self._macros("eoh", wire.SMFIC_EOH, eoh_macros))
             outcome = self._verdict("eom", await self._ask("eoh", encode_packet(wire.SMFIC_EOH), timeout))
             if outcome.action is not Action.CONTINUE:
                 return self._ended(outcome)
@@ -261,7 +312,7 @@ class FilterSession:
                 outcome = self._verdict("eom", answer)
                 if outcome.action is not Action.CONTINUE:
                     return self._ended(outcome)
-        self._macros("eom", wire.SMFIC_BODYEOB, eom_macros)
+        self._send(self._macros("eom", wire.SMFIC_BODYEOB, eom_macros))
         answers = await self.connection.ask(encode_packet(wire.SMFIC_BODYEOB), timeout)
         modifications = []
         for answer in answers[:-1]:

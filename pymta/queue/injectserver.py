@@ -20,7 +20,9 @@ the client's words: the C{u} record and the default C{Received:} origin
 C{by uid <uid>} are the peer's real uid.  A requested origin (C{from
 network}, C{for bounce}, C{by alias}, C{by uid N}) is granted only to
 trusted peers: the server's own uid and the uids given in C{trusted_uids}
-(the uid smtpd runs as).
+(the uid smtpd runs as).  So is the hold a content filter's quarantine
+asks for: an untrusted peer asking for it is refused (temporarily), not
+queued unheld, so a quarantine never turns into a delivery.
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from pymta.queue.framing import (
     split_held,
 )
 from pymta.queue.listening import listen_unix
+from pymta.queue.sink import RefusedWriter
 from pymta.streamtransport import ISocketStreamTransport
 
 __all__ = [
@@ -137,7 +140,13 @@ class InjectServerProtocol(Protocol, TimeoutMixin):
             else:
                 log.info("inject: uid {uid} may not claim origin {origin!r}", uid=uid, origin=requested)
         extra: dict[str, Any] = {"dsn": dsn} if dsn is not None else {}  # a sink that predates DSN data is still a sink
-        if held:  # a content filter's quarantine: anyone may ask to hold their own message
+        if held and uid not in self.factory.trusted_uids:
+            log.info("inject: uid {uid} may not ask to hold a message: refused", uid=uid)
+            self._writer = RefusedWriter(QueueRefused("only a trusted uid may queue a message held (#4.3.0)"))
+            self._state = "data"
+            self._parser.max_length = MAX_CHUNK
+            return
+        if held:  # a content filter's quarantine, asked for by smtpd
             extra["held"] = True
         self._writer = self.factory.sink.open_message(sender, recipients, origin=origin, uid=uid, pid=pid, **extra)
         self._state = "data"

@@ -6,8 +6,9 @@ passed in decides.
 
 CRAM-MD5 is offered only when every checker of the portal can check hashed
 passwords (C{IUsernameHashedPassword}) - a store of one-way hashes cannot.
-Malformed base64 or a malformed PLAIN message is an L{AuthSyntaxError}
-(the protocol answers 501), never an exception out of the protocol.
+Malformed base64, a malformed PLAIN message or a user name with a NUL
+(PLAIN's separator: never a valid name) is an L{AuthSyntaxError} (the
+protocol answers 501), never an exception out of the protocol.
 """
 
 from __future__ import annotations
@@ -128,8 +129,8 @@ class _Login(SASLExchange):
     def respond(self, line: bytes) -> None:
         value = _b64decode(line)
         if self._user is None:
-            if not value:
-                raise AuthSyntaxError("empty user name")
+            if not value or b"\0" in value:
+                raise AuthSyntaxError("empty user name or a NUL in it")
             self._user = value
             self.username = value.decode("utf-8", "surrogateescape")
             self.challenge = b"Password:"
@@ -149,7 +150,7 @@ class _CramMD5(SASLExchange):
     def respond(self, line: bytes) -> None:
         value = _b64decode(line)
         user, sep, digest = value.rpartition(b" ")
-        if not sep or not user or len(digest) != 32:
+        if not sep or not user or b"\0" in user or len(digest) != 32:
             raise AuthSyntaxError("malformed CRAM-MD5 response")
         self._creds.setResponse(value)
         self.username = user.decode("utf-8", "surrogateescape")

@@ -14,7 +14,8 @@ L{pymta.smtpd.milterstages.MilterStages} asks it at each stage.
 A connection the filters refuse at connect gets a C{554} greeting and then
 behaves as qmail's rblsmtpd does (HELO, MAIL, RSET and NOOP are answered
 C{250}, QUIT closes, every other command gets the refusal); a temporary
-refusal gets C{421} and is closed.
+refusal gets C{421} and is closed, as is the session after a filter's
+C{421} reply at any later stage.
 """
 
 from __future__ import annotations
@@ -85,7 +86,11 @@ class MilterCommands:
                 return then()
             if refused is not None:
                 refused()
-            self.reply(reply)
+            if reply.startswith("421"):  # as smtpd's own 421s: the last reply of the session
+                log.info("milter: {ip}: session closed: {reply}", ip=self.remote_ip, reply=reply)
+                self._close_with(reply)
+            else:
+                self.reply(reply)
             return None
 
         return ask(stages).addCallback(decided)

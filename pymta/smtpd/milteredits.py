@@ -82,9 +82,13 @@ def field_name(field: bytes) -> bytes:
 
 
 def field_bytes(name: str, value: str) -> bytes:
-    """A new header field as stored: C{Name: value\\n}, every line break LF and followed by white space."""
-    raw = value.encode("utf-8", "surrogateescape")
-    raw = _BREAK_WITHOUT_FOLD.sub(b"\n\t", _LINE_BREAK.sub(b"\n", raw))
+    """
+    A new header field as stored: C{Name: value\\n}, every line break LF and
+    followed by white space; a blank line of the value (which would end the
+    header for some readers) is left out.
+    """
+    first, *rest = _LINE_BREAK.split(value.encode("utf-8", "surrogateescape"))
+    raw = _BREAK_WITHOUT_FOLD.sub(b"\n\t", b"\n".join([first, *(line for line in rest if line.strip(b" \t"))]))
     separator = b":" if raw[:1] in (b" ", b"\t") else b": "
     return name.encode("utf-8", "surrogateescape").strip() + separator + raw.rstrip(b"\n") + b"\n"
 

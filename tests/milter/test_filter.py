@@ -12,6 +12,7 @@ from twisted.trial import unittest
 from pymta.milter import negotiation as n
 from pymta.milter.api import Action, AddHeader, AddRecipient, ChangeHeader, ChangeSender, ConnectInfo, \
     DeleteRecipient, InsertHeader, Quarantine, ReplaceBody
+from pymta.milter.chain import MilterChain
 from pymta.milter.connection import MAX_ANSWER
 from pymta.milter.filter import Outcome
 from pymta.milter.wire import CHUNK_SIZE, MAX_PACKET
@@ -129,6 +130,19 @@ class FailureTests(unittest.TestCase):
         self.assertEqual(len(logged.warnings()), 1)
         self.assertIn("no answer in 10s", str(logged.warnings()[0]["reason"]))
 
+    def test_progress_restarts_the_timeout_up_to_ten_times_it(self) -> None:
+        logged = Logged(self)
+        w = Wired(spec("f unix:/s command=10"))
+        w.open()
+        d = w.session.helo("client.example", {})
+        for _ in range(11):
+            w.clock.advance(9)
+            w.answer(b"p")
+        self.assertFalse(d.called)  # 99 seconds
+        w.clock.advance(1)
+        self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
+        self.assertIn("no final answer in 100s", str(logged.warnings()[0]["reason"]))
+
     def test_default_reject_and_accept(self) -> None:
         w = Wired(spec("f unix:/s default=reject"))
         w.open()
@@ -187,8 +201,9 @@ class FailureTests(unittest.TestCase):
     def test_unexpected_error_is_still_a_verdict(self) -> None:
         w = Wired()
         w.open()
-        self.assertEqual(result(w.session.mail("a\0@example.org", [], {})), Outcome(Action.TEMPFAIL))
-        self.assertEqual(len(self.flushLoggedErrors(ValueError)), 1)
+        w.connection.ask = lambda packet, timeout: defer.fail(RuntimeError("a bug"))  # type: ignore[method-assign]  # a bug stands in
+        self.assertEqual(result(w.session.mail("a@example.org", [], {})), Outcome(Action.TEMPFAIL))
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
         self.assertIn("unexpected error", w.session.broken or "")
 
     def test_shutdown_answer(self) -> None:
@@ -198,6 +213,121 @@ class FailureTests(unittest.TestCase):
         w.answer(b"4")
         self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
         self.assertIsNotNone(w.session.broken)
+
+
+class SessionEndTests(unittest.TestCase):
+    """The SMTP client leaving while a filter is asked is not a filter failure: nothing is logged."""
+
+    def quiet(self) -> list[dict[str, object]]:
+        events: list[dict[str, object]] = []
+        globalLogPublisher.addObserver(events.append)
+        self.addCleanup(globalLogPublisher.removeObserver, events.append)
+        return events
+
+    def assertNothingLogged(self, events: list[dict[str, object]]) -> None:
+        self.assertEqual([e.get("log_format") for e in events if e.get("log_level") in (
+            LogLevel.warn, LogLevel.error, LogLevel.critical)], [])
+
+    def test_a_cancelled_stage_closes_quietly(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        d = w.session.connect(INFO, {})
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertTrue(w.transport.disconnecting)
+        w.connection.connectionLost()  # the close completes: no answer is owed any more
+        self.assertNothingLogged(events)
+        self.assertFalse(w.session.usable())
+
+    def test_the_client_hanging_up_during_the_connect_stage_of_a_chain(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        d = MilterChain([w.session]).connect(INFO, {})
+        w.answer(b"O", struct.pack(">III", 6, 0x1FF, 0))
+        d.cancel()
+        self.failureResultOf(d, defer.CancelledError)
+        self.assertNothingLogged(events)
+
+    def test_the_session_closed_mid_stage(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        d = w.session.rcpt("b@example.org", [], {})
+        w.session.close()
+        self.assertTrue(w.transport.disconnecting)
+        w.connection.connectionLost()
+        self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
+        self.assertNothingLogged(events)
+
+    def test_the_session_closed_between_stages(self) -> None:
+        events = self.quiet()
+        w = Wired()
+        w.open()
+        w.sent()
+        w.session.close()
+        self.assertEqual(w.commands(), b"Q")
+        w.connection.connectionLost()
+        self.assertNothingLogged(events)
+
+
+class UnsendableTextTests(unittest.TestCase):
+    """Text from the client pymta cannot put on the wire as it is: the filter is not broken by it."""
+
+    def test_nul_in_macros_and_stage_strings_is_sent_as_a_blank(self) -> None:
+        w = Wired(spec("f unix:/s default=accept"))
+        w.open()
+        d = w.session.connect(ConnectInfo("ptr\0.example", "4", "192.0.2.1", 25), {"{client_name}": "ptr\0.example"})
+        self.assertEqual(w.sent()[1][1][:12], b"ptr .example")
+        w.answer(b"c")
+        d = w.session.helo("he\0lo", {})
+        self.assertEqual(w.sent(), [(b"H", b"he lo\0")])
+        w.answer(b"c")
+        d = w.session.mail("a\0b@example.org", ["AUTH=x\0"], {"{auth_authen}": "alice\0x", "i": "Q1"})
+        (_, mdata), (_, cdata) = w.sent()
+        self.assertIn(b"{auth_authen}\0alice x\0", mdata)
+        self.assertEqual(cdata, b"<a b@example.org>\0AUTH=x \0")
+        w.answer(b"c")
+        self.assertEqual(result(d), Outcome(Action.CONTINUE))
+        self.assertIsNone(w.session.broken)
+        w.session.rcpt("victim@example.org", [], {})
+        self.assertEqual(w.commands(), b"R")
+
+    def test_text_the_protocol_cannot_carry_is_that_stage_default(self) -> None:
+        logged = Logged(self)
+        w = Wired()
+        w.open()
+        self.assertEqual(result(w.session.rcpt("\ud800@example.org", [], {})), Outcome(Action.TEMPFAIL))
+        self.assertEqual(w.commands(), b"")
+        self.assertIsNone(w.session.broken)
+        self.assertEqual(len(logged.warnings()), 1)
+        d = w.session.rcpt("b@example.org", [], {})
+        self.assertEqual(w.commands(), b"R")
+        w.answer(b"c")
+        self.assertEqual(result(d), Outcome(Action.CONTINUE))
+
+    def test_default_accept_leaves_the_filter_out_of_that_message_only(self) -> None:
+        w = Wired(spec("f unix:/s default=accept"))
+        w.open()
+        self.assertEqual(result(w.session.mail("\ud800@example.org", [], {})), Outcome(Action.CONTINUE))
+        self.assertFalse(w.session.active("rcpt"))
+        self.assertIsNone(w.session.broken)
+        w.session.forget_message()
+        w.session.mail("a@example.org", [], {})
+        self.assertEqual(w.commands(), b"M")
+
+    def test_at_the_end_of_the_message_the_filter_is_told_to_abort(self) -> None:
+        w = Wired()
+        w.open()
+        msg = Message([("Subject", "hi")], b"body\r\n")
+        d = w.session.end_of_message(msg.header_fields(), msg.body_chunks, {}, {"i": "\ud800"})
+        w.sent()
+        w.answer(b"c")  # the header
+        w.answer(b"c")  # end of header
+        w.answer(b"c")  # the body
+        self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
+        self.assertEqual(w.commands(), b"NBA")  # end of header, the body, ABORT: no end of message
+        self.assertIsNone(w.session.broken)
 
 
 class Message:

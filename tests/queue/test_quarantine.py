@@ -11,9 +11,11 @@ import shutil
 import tempfile
 
 from twisted.internet import defer, reactor
+from twisted.logger import globalLogPublisher
 from twisted.trial import unittest
 
 from pymta.dsn.params import MessageDsn, RecipientDsn
+from pymta.interfaces import QueueRefused
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlrequest import CtlRequest
 from pymta.queue.ctlserver import answer
@@ -138,15 +140,22 @@ class OverTheInjectSocket(unittest.TestCase):
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         self.heard: list = []
-        queue_sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor,
-                               on_commit=lambda message_id, envelope, size: self.heard.append((message_id, envelope)))
+        self.queue_sink = QueueSink(Queue(QueueDisk.plain(self.layout)), reactor,
+                                    on_commit=lambda message_id, envelope, size: self.heard.append((message_id, envelope)))
         self.sink = InjectClientSink(reactor, inject_socket_path(self.root))
         self.addCleanup(self.sink.close)
-        d = listen_inject(reactor, self.root, InjectServerFactory(queue_sink))
+
+    def listen(self, peer_uid: int | None = None, trusted_uids: tuple[int, ...] = ()) -> defer.Deferred:
+        """The inject socket; C{peer_uid} stands in for the peer's real uid when given."""
+        factory = InjectServerFactory(self.queue_sink, trusted_uids)
+        if peer_uid is not None:
+            factory.credentials = lambda transport: (os.getpid(), peer_uid, os.getgid())
+        d = listen_inject(reactor, self.root, factory)
         return d.addCallback(lambda port: self.addCleanup(port.stopListening))
 
     @defer.inlineCallbacks
     def test_held_and_not(self):  # type: ignore[no-untyped-def]
+        yield self.listen()
         for held in (True, False):
             writer = self.sink.open_message("a@b", ["c@d"], origin="from network", held=held)
             writer.write(b"Subject: t\n\nbody\n")
@@ -154,3 +163,31 @@ class OverTheInjectSocket(unittest.TestCase):
             self.assertEqual(os.path.exists(self.layout.hold(receipt.message_id)), held)
             self.assertEqual(self.heard[-1][0], receipt.message_id)
             self.assertEqual(self.heard[-1][1] is None, held)
+
+    @defer.inlineCallbacks
+    def test_a_trusted_uid_may_ask_for_the_hold(self):  # type: ignore[no-untyped-def]
+        yield self.listen(peer_uid=os.getuid() + 4242, trusted_uids=(os.getuid() + 4242,))
+        writer = self.sink.open_message("a@b", ["c@d"], origin="from network", held=True)
+        writer.write(b"Subject: t\n\nbody\n")
+        receipt = yield writer.finish()
+        self.assertTrue(os.path.exists(self.layout.hold(receipt.message_id)))
+
+    @defer.inlineCallbacks
+    def test_an_untrusted_uid_asking_for_the_hold_is_refused(self):  # type: ignore[no-untyped-def]
+        """Only smtpd (a trusted uid) quarantines; a refusal, not a delivery, if its uid is not trusted."""
+        logged: list = []
+        globalLogPublisher.addObserver(logged.append)
+        self.addCleanup(globalLogPublisher.removeObserver, logged.append)
+        yield self.listen(peer_uid=os.getuid() + 4343)
+        writer = self.sink.open_message("a@b", ["c@d"], origin="by uid 1", held=True)
+        writer.write(b"Subject: t\n\nbody\n")
+        refused = yield self.assertFailure(writer.finish(), QueueRefused)
+        self.assertFalse(refused.permanent)
+        self.assertIn("only a trusted uid may queue a message held", refused.text)
+        self.assertEqual(self.heard, [])
+        self.assertEqual((os.listdir(self.layout.dir("todo")), os.listdir(self.layout.dir("hold"))), ([], []))
+        self.assertTrue(any("may not ask to hold" in str(e.get("log_format")) for e in logged))
+        writer = self.sink.open_message("a@b", ["c@d"], origin="by uid 1")  # the same connection goes on
+        writer.write(b"Subject: t\n\nbody\n")
+        receipt = yield writer.finish()
+        self.assertFalse(os.path.exists(self.layout.hold(receipt.message_id)))

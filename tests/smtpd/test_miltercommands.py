@@ -155,6 +155,20 @@ class Commands(Base):
         s.send(MESSAGE)
         self.assertEqual(s.sink.queued[0].recipients, ["c@example.org"])
 
+    def test_a_filters_421_ends_the_session(self) -> None:
+        """As smtpd's own 421s: at HELO, MAIL, RCPT and DATA the reply is the last and the connection closes."""
+        bye = Verdict(Action.TEMPFAIL, "421 4.7.0 bye")
+        for stage, commands in (("helo", ["HELO c.example"]), ("mail", ["MAIL FROM:<a@sender.example>"]),
+                                ("rcpt", ["MAIL FROM:<a@sender.example>", "RCPT TO:<b@example.org>"]),
+                                ("data", ["MAIL FROM:<a@sender.example>", "RCPT TO:<b@example.org>", "DATA"])):
+            s = self.session(FakeMilter(**{stage: bye}))
+            s.take()
+            for command in commands[:-1]:
+                s.cmd(command)
+            self.assertEqual(s.cmd(commands[-1]), ["421 4.7.0 bye"], stage)
+            self.assertTrue(s.transport.disconnecting, stage)
+            self.assertEqual(s.cmd("NOOP"), [], stage)
+
     def test_data_refused_before_354(self) -> None:
         milter = FakeMilter(data=Verdict(Action.REJECT, "554 5.7.1 no data for you"))
         s = self.session(milter)

@@ -48,6 +48,13 @@ class Header(SynchronousTestCase):
         self.assertEqual(field_bytes("X-A", "one\r\nBcc: evil@example"), b"X-A: one\n\tBcc: evil@example\n")
         self.assertEqual(field_bytes("X-A", "one\rtwo"), b"X-A: one\n\ttwo\n")
 
+    def test_no_blank_continuation_line(self) -> None:
+        """A whitespace-only line would end the header for some readers: a folded value has none."""
+        self.assertEqual(field_bytes("X-Test", "a\n\nInjected: 1"), b"X-Test: a\n\tInjected: 1\n")
+        self.assertEqual(field_bytes("X-Test", "a\r\n \r\nB: c"), b"X-Test: a\n\tB: c\n")
+        self.assertEqual(field_bytes("X-Test", "a\r\r"), b"X-Test: a\n")
+        self.assertEqual(field_bytes("X-Test", "a\n\t\n\tb"), b"X-Test: a\n\tb\n")
+
 
 class BodyAndEnvelope(SynchronousTestCase):
     def test_body_chunks_joined_and_lf(self) -> None:

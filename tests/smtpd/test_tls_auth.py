@@ -172,6 +172,16 @@ class Auth(Base):
         self.assertEqual(s.cmd("AUTH GSSAPI"), ["504 auth type unimplemented (#5.5.4)"])
         self.assertEqual(s.cmd("NOOP"), ["250 ok"])
 
+    def test_nul_in_a_user_name_is_malformed(self) -> None:
+        """A user name never holds a NUL (PLAIN's separator): LOGIN and CRAM-MD5 refuse one as malformed."""
+        s = self.tls_session()
+        self.assertEqual(s.cmd("AUTH LOGIN " + b64(b"alice\0x")), ["501 malformed auth input (#5.5.4)"])
+        self.assertEqual(s.cmd("AUTH LOGIN"), ["334 VXNlcm5hbWU6"])
+        self.assertEqual(s.cmd(b64(b"alice\0")), ["501 malformed auth input (#5.5.4)"])
+        s.cmd("AUTH CRAM-MD5")
+        self.assertEqual(s.cmd(b64(b"alice\0x " + b"0" * 32)), ["501 malformed auth input (#5.5.4)"])
+        self.assertIsNone(s.proto.auth_user)
+
     def test_failures_delayed_then_dropped(self) -> None:
         s = self.tls_session()
         bad = "AUTH PLAIN " + b64(b"\0alice\0wrong")
