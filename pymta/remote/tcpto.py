@@ -17,6 +17,14 @@ time of the last timeout in whole seconds as a little-endian 64-bit number
 and 4 reserved zero bytes.  A record with count 0 is free.  Every update
 holds an exclusive C{flock} on the file; a file of another size is treated
 as empty (and rewritten on the next update).
+
+Reading: L{DeadHostMemory.is_dead} runs for every delivery, so the dead
+addresses are kept in memory and the file is read again only when its
+C{stat} (inode, size, modification and change times) differs or the copy
+is older than C{reread_after} seconds (1 by default; 0 reads the file every
+time, as qmail-remote does).  The age bound covers a write within the file
+system's timestamp granularity that leaves the C{stat} unchanged: another
+process's update (C{pymta ctl tcpok}) is seen within that second at worst.
 """
 
 from __future__ import annotations
@@ -71,10 +79,15 @@ class DeadHostMemory:
     @param pid: spreads the skip period as qmail does with its pid.
     """
 
-    def __init__(self, path: str, clock: Callable[[], float] = time.time, pid: int | None = None) -> None:
+    def __init__(self, path: str, clock: Callable[[], float] = time.time, pid: int | None = None,
+                 reread_after: float = 1.0, monotonic: Callable[[], float] = time.monotonic) -> None:
         self.path = path
         self.clock = clock
         self.pid = os.getpid() if pid is None else pid
+        self.reread_after = reread_after
+        self._monotonic = monotonic
+        #: (the file's stat, when read, address -> (count, last) of records with count >= 2)
+        self._view: tuple[tuple[int, ...] | None, float, dict[bytes, tuple[int, int]]] | None = None
 
     # -- reading -------------------------------------------------------------
 
@@ -98,12 +111,25 @@ class DeadHostMemory:
 
     def is_dead(self, address: str) -> bool:
         """True when connecting to C{address} should be skipped for now."""
-        key = _packed(address)
-        now = int(self.clock())
-        for raw, count, last in self._read():
-            if raw == key and count >= 2:
-                return now - last < (60 + (self.pid & 31)) * 64
-        return False
+        found = self._dead_view().get(_packed(address))
+        if found is None:
+            return False
+        return int(self.clock()) - found[1] < (60 + (self.pid & 31)) * 64
+
+    def _dead_view(self) -> dict[bytes, tuple[int, int]]:
+        """The records with at least 2 timeouts, by address: from memory while the file is unchanged."""
+        try:
+            st = os.stat(self.path)
+            stamp: tuple[int, ...] | None = (st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
+        except FileNotFoundError:
+            stamp = None
+        now = self._monotonic()
+        view = self._view
+        if view is not None and view[0] == stamp and now - view[1] < self.reread_after:
+            return view[2]
+        dead = {raw: (count, last) for raw, count, last in reversed(self._read()) if count >= 2}  # the first record wins
+        self._view = (stamp, now, dead)
+        return dead
 
     # -- updating --------------------------------------------------------------
 
@@ -124,6 +150,7 @@ class DeadHostMemory:
                 os.write(fd, data)
                 os.ftruncate(fd, FILE_SIZE)
         finally:
+            self._view = None  # read the file again at the next check
             os.close(fd)
 
     def record_timeout(self, address: str) -> None:

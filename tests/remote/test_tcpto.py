@@ -86,3 +86,62 @@ class DeadHostMemoryTests(unittest.SynchronousTestCase):
         self.assertFalse(self.memory.is_dead("192.0.2.1"))
         self.memory.record_timeout("192.0.2.1")
         self.assertEqual(os.path.getsize(tcpto.tcpto_path(self.root)), 2048)
+
+
+class DeadHostViewTests(unittest.SynchronousTestCase):
+    """is_dead keeps the dead addresses in memory while the file is unchanged, for at most reread_after seconds."""
+
+    def setUp(self) -> None:
+        self.root = os.path.abspath(self.mktemp())
+        os.makedirs(os.path.join(self.root, "queue", "lock"))
+        self.path = tcpto.tcpto_path(self.root)
+        self.now = 1_000_000.0
+        self.tick = 0.0
+        self.memory = tcpto.DeadHostMemory(self.path, clock=lambda: self.now, pid=0, monotonic=lambda: self.tick)
+        self.other = tcpto.DeadHostMemory(self.path, clock=lambda: self.now, pid=0)  # another process
+        for _ in range(2):
+            self.other.record_timeout("192.0.2.1")
+            self.now += 200
+
+    def test_unchanged_file_is_not_read_again(self) -> None:
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        reads = []
+        real_read = self.memory._read
+        self.memory._read = lambda fd=None: reads.append(fd) or real_read(fd)  # type: ignore[method-assign]  # counting
+        for _ in range(5):
+            self.assertTrue(self.memory.is_dead("192.0.2.1"))
+            self.assertFalse(self.memory.is_dead("192.0.2.2"))
+        self.assertEqual(reads, [])
+        self.tick += 1.0  # the copy is a second old: read again
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        self.assertEqual(reads, [None])
+
+    def test_another_process_clearing_is_seen(self) -> None:
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        self.other.clear()
+        st = os.stat(self.path)
+        os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns + 1))  # as a later tick of the clock would
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+
+    def test_a_change_within_one_timestamp_is_seen_within_reread_after(self) -> None:
+        self.assertTrue(self.memory.is_dead("192.0.2.1"))
+        st = os.stat(self.path)
+        self.other.clear()
+        os.utime(self.path, ns=(st.st_atime_ns, st.st_mtime_ns))  # same mtime: only the ctime may differ
+        self.tick += 1.0
+        self.assertFalse(self.memory.is_dead("192.0.2.1"))
+
+    def test_own_update_is_seen_at_once(self) -> None:
+        self.assertFalse(self.memory.is_dead("192.0.2.9"))
+        for _ in range(2):
+            self.memory.record_timeout("192.0.2.9")
+            self.now += 200
+        self.assertTrue(self.memory.is_dead("192.0.2.9"))
+        self.memory.record_success("192.0.2.9")
+        self.assertFalse(self.memory.is_dead("192.0.2.9"))
+
+    def test_reread_after_zero_reads_every_time(self) -> None:
+        plain = tcpto.DeadHostMemory(self.path, clock=lambda: self.now, pid=0, reread_after=0)
+        self.assertTrue(plain.is_dead("192.0.2.1"))
+        self.other.clear()
+        self.assertFalse(plain.is_dead("192.0.2.1"))
