@@ -87,12 +87,22 @@ class _Protocol(ProcessProtocol):
 
 
 class _Backlog:
-    """A push producer for the program's descriptor 0: its pauses are the writer's backlog."""
+    """
+    A push producer for the program's descriptor 0: its pauses are the
+    writer's backlog; its stop is the pipe's end (Twisted says so before
+    the protocol's C{childConnectionLost}).
+    """
 
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None], stop: Callable[[], None]) -> None:
         self.pauseProducing = pause
         self.resumeProducing = resume
-        self.stopProducing = resume
+        self.stopProducing = stop
+
+
+def _unsent(pipe: Any) -> int:
+    """How much the pipe's writer still held when it closed (Twisted's FileDescriptor buffers)."""
+    held = len(getattr(pipe, "dataBuffer", b"")) - getattr(pipe, "offset", 0)
+    return held + getattr(pipe, "_tempDataLen", 0)
 
 
 class ProgramWriter:
@@ -138,7 +148,19 @@ class ProgramWriter:
         self._resume = resume
         pipe = getattr(self._transport, "pipes", {}).get(0)
         if pipe is not None:
-            pipe.registerProducer(_Backlog(pause, resume), True)
+            pipe.registerProducer(_Backlog(pause, resume, lambda: self._stdin_closed(pipe)), True)
+
+    def _stdin_closed(self, pipe: Any) -> None:
+        """
+        Descriptor 0's pipe has closed: a write error (the message was not
+        given whole, so exit 0 cannot count) unless finish() closed it and
+        every byte went out; then the spool goes on (to its end).
+        """
+        if 0 in self._open and (not self._finishing or _unsent(pipe)):
+            self._early_loss = True
+        self._open.discard(0)
+        if self._resume is not None:
+            self._resume()
 
     def finish(self) -> "defer.Deferred[QueueReceipt]":
         self._finishing = True
