@@ -64,7 +64,7 @@ class MilterChain:
 
     def connect(self, info: ConnectInfo, macros: Macros) -> "defer.Deferred[Verdict]":
         async def run() -> Verdict:
-            await defer.gatherResults([milter.open() for milter in self.filters])
+            await defer.gatherResults([milter.open() for milter in self.filters], consumeErrors=True)
             return await self._each("connect", lambda milter: milter.connect(info, macros))
         return defer.Deferred.fromCoroutine(run())
 

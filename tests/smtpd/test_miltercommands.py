@@ -332,3 +332,15 @@ class ClientLeavesAtEndOfMessage(SynchronousTestCase):
         self.assertEqual(len(s.sink.queued), 1)
         s.proto.connectionLost(Failure(ConnectionDone()))
         self.assertEqual(len(s.sink.queued), 1)
+
+
+class ClientLeavesDuringHandshake(SynchronousTestCase):
+    def test_filter_closed_quietly(self) -> None:
+        root = make_root(self.mktemp(), smtpgreeting="mx.example.org")
+        wired = Wired(spec("f unix:/run/f.sock"))
+        s = Session(root, milters=lambda: MilterChain([wired.session]))
+        self.assertEqual(wired.commands(), b"O")  # the options offered; no answer yet
+        s.proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(wired.commands(), b"Q")
+        self.assertTrue(wired.transport.disconnecting)
+        self.assertEqual(s.take(), [])  # no greeting; and no unhandled error (trial fails the test on one)
