@@ -55,6 +55,7 @@ class MilterCommands:
     tls: bool
     helo: str | None
     relayclient: str | None
+    databytes: int
     auth_user: str | None
     _sasl_mechanism: str
     sender: str | None
@@ -142,7 +143,8 @@ class MilterCommands:
         sender, recipients, stages = self.sender or "", self.recipients, self._milter
 
         def go_on() -> "defer.Deferred[Any] | None":
-            self._steps = self.ctx.end_of_data.start(session_facts(self), MilterTransaction(stages, sender, recipients))
+            step = MilterTransaction(stages, sender, recipients, self.databytes)
+            self._steps = self.ctx.end_of_data.start(session_facts(self), step)
             return self._steps.at_mail(self)
 
         def forget() -> None:

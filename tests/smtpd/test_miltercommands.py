@@ -273,6 +273,26 @@ class EndOfMessage(Base):
         data = s.sink.queued[0].data
         self.assertEqual(data[data.index(b"Subject"):], b"Subject: hi\n\nline one\nline two\n")
 
+    def test_a_body_grown_past_databytes_is_refused_552(self) -> None:
+        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 500 + b"\r\n")))
+        s = self.session(milter)
+        s.take()
+        s.proto.databytes = 300
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE), ["552 sorry, that message size exceeds my databytes limit (#5.3.4)"])
+        self.assertEqual(s.sink.queued, [])
+
+    def test_a_rewritten_message_within_databytes_is_queued(self) -> None:
+        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 10 + b"\r\n")))
+        s = self.session(milter)
+        s.take()
+        s.proto.databytes = 300
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE)[0][:6], "250 ok")
+        self.assertTrue(s.sink.queued[0].data.endswith(b"\n\nyyyyyyyyyy\n"))
+
     def test_message_too_big_is_forgotten_at_the_next_transaction(self) -> None:
         milter = FakeMilter()
         s = self.session(milter)
