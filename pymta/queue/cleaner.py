@@ -28,7 +28,8 @@ file, C{bounce/ID}, C{hold/ID} or C{reason/N/ID} under an id with neither C{todo
 C{info/ID} (nothing else does: preprocessing writes C{info} before the
 channel files, finishing removes them before C{info}; a writer queuing a
 message held writes C{hold/ID} before C{todo/ID}, holding the message
-file's lock, so those files are left alone while a writer holds it).  Those files go at
+file's lock, so those files are left alone while a writer holds it, or
+without C{flock} while C{hold/ID} is younger than C{grace}).  Those files go at
 once, whatever their age, and the message file with them unless a writer
 holds its lock (L{pymta.queue.ctldisk} has the order).
 """
