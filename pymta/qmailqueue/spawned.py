@@ -15,7 +15,8 @@ is the program's process id (qmail-smtpd's C{250 ok TIME qp PID}) and
 whose message id is 0 (the queue id is the program's business, as on a
 null client).  A program that runs longer than its bound is killed and
 the message refused for now (C{qq timeout}) at once, without waiting
-for what it left running.
+for what it left running (it runs in a group of its own, killed whole:
+L{pymta.qmailqueue.processgroup}).
 
 The program runs as this process's user: the daemons' unprivileged mail
 account.  A process still running as root refuses to start it.
@@ -24,7 +25,7 @@ account.  A process still running as root refuses to start it.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IProcessTransport
@@ -34,6 +35,7 @@ from twisted.python.failure import Failure
 
 from pymta.dsn.params import MessageDsn
 from pymta.interfaces import MessageWriter, QueueReceipt
+from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.outcome import CUSTOM_REPLY_BYTES, program_failure
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.queue.envelope import encode_qq_envelope
@@ -55,16 +57,20 @@ Spawn = Callable[[ProcessProtocol, QmailQueueProgram], IProcessTransport]
 
 
 def spawn_on(reactor: Any) -> Spawn:
-    """Start programs with C{reactor.spawnProcess}, never as root, with L{CHILD_FDS}."""
+    """
+    Start programs with C{reactor.spawnProcess}, never as root, with
+    L{CHILD_FDS}, each in a process group of its own (L{processgroup}).
+    """
 
     def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> IProcessTransport:
         if os.geteuid() == 0:
             raise QueueFailure(EXIT_EXEC_FAILED, "this process runs as root: QMAILQUEUE programs never do")
         if not os.access(program.path, os.X_OK):
             raise QueueFailure(EXIT_EXEC_FAILED, f"{program.path}: not an executable file")
-        transport: IProcessTransport = reactor.spawnProcess(
-            protocol, program.path, [program.path], env=program.env, path=program.cwd, childFDs=CHILD_FDS)
-        return transport
+        executable, args = processgroup.command(program.path)
+        transport = reactor.spawnProcess(protocol, executable, args, env=program.env, path=program.cwd,
+                                         childFDs=CHILD_FDS)
+        return cast(IProcessTransport, processgroup.OwnGroup(transport))
 
     return spawn
 

@@ -15,13 +15,15 @@ from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.test.proto_helpers import StringTransport
-from twisted.trial.unittest import SynchronousTestCase, TestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pymta.interfaces import QueueReceipt
+from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.qmailqueue.spawned import CHILD_FDS, ProgramWriter, QmailQueueSink
 from pymta.queue.errors import QueueFailure
 from pymta.smtpd import spool
+from tests.waiting import eventually, process_ended
 
 
 class FakeProcess:
@@ -285,20 +287,22 @@ NOBODY = 65534
 class LiveProgramTests(TestCase):
     """Real programs (as nobody when the test runs as root) that leave the message unread."""
 
-    def run_program(self, script: str, size: int) -> "defer.Deferred[QueueReceipt]":
-        base = tempfile.mkdtemp(prefix="pymta-qq-live-")
-        os.chmod(base, 0o755)
-        self.addCleanup(shutil.rmtree, base, True)
-        path = os.path.join(base, "qq")
+    def run_program(self, script: str, size: int, timeout: float = 30) -> "defer.Deferred[QueueReceipt]":
+        self.base = tempfile.mkdtemp(prefix="pymta-qq-live-")
+        os.chmod(self.base, 0o777)  # the program may leave a file here
+        self.addCleanup(shutil.rmtree, self.base, True)
+        path = os.path.join(self.base, "qq")
         with open(path, "w") as f:
             f.write("#!/bin/sh\n" + script)
         os.chmod(path, 0o755)
-        program = QmailQueueProgram(path, "/", (("PATH", "/usr/bin:/bin"),), 30)
+        program = QmailQueueProgram(path, "/", (("PATH", "/usr/bin:/bin"),), timeout)
         ids = {"uid": NOBODY, "gid": NOBODY} if os.geteuid() == 0 else {}
 
         def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
-            return reactor.spawnProcess(protocol, program.path, [program.path], env=dict(program.env),
-                                        path=program.cwd, childFDs=CHILD_FDS, **ids)
+            # spawn_on's way, as nobody (spawn_on itself refuses to run under root)
+            executable, args = processgroup.command(program.path)
+            return processgroup.OwnGroup(reactor.spawnProcess(
+                protocol, executable, args, env=dict(program.env), path=program.cwd, childFDs=CHILD_FDS, **ids))
 
         writer = QmailQueueSink(program, spawn, reactor).open_message("a@x.example", ["b@y.example"], origin="x")
         writer.write(b"Subject: s\n\n" + b"x" * size + b"\n")
@@ -319,3 +323,17 @@ class LiveProgramTests(TestCase):
     async def test_a_program_that_reads_it_all_gets_a_receipt(self) -> None:
         receipt = await self.run_program("cat >/dev/null; cat <&1 >/dev/null; exit 0\n", 1000000)
         self.assertEqual(receipt.message_id, 0)
+
+    async def test_over_its_bound_the_program_is_killed_with_what_it_started(self) -> None:
+        if processgroup.SETSID is None:
+            raise SkipTest("no setsid(1) here: only the program itself is killed")
+        started = ('sh -c \'echo $$ > "$0"/helper; exec sleep 600\' "$(dirname "$0")" & '
+                   'cat >/dev/null; exec sleep 600\n')
+        with self.assertRaises(QueueFailure) as caught:
+            await self.run_program(started, 10, timeout=1)
+        self.assertIn("ran over", str(caught.exception))
+        helper = os.path.join(self.base, "helper")
+        await eventually(lambda: os.path.exists(helper) and open(helper).read().strip(), what="the helper's pid")
+        with open(helper) as f:
+            pid = int(f.read())
+        await eventually(lambda: process_ended(pid), what="the helper (holding fd 6) killed with the program")
