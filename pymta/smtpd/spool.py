@@ -171,6 +171,7 @@ class SpoolingWriter:
             real.abort()
         if not self._finishing:  # else a step may be reading it: finish() closes it when it stops
             self._close()
+        self._resumed()  # a replay waiting on the aborted writer's backlog goes on, to its end
 
     def _close(self) -> None:
         if not self._spool.closed:
@@ -217,6 +218,8 @@ class SpoolingWriter:
                 real.write(line)
         dropping = False
         for text in _fields(spool):
+            if self._aborted:
+                return
             if text[:1] in (b" ", b"\t"):  # the later part of a long field: goes with its first part
                 pass
             else:
