@@ -33,10 +33,12 @@ __all__ = ["MilterChain"]
 _DECIDING = (Action.REJECT, Action.TEMPFAIL, Action.DISCARD)
 
 
-def _chunks(body: bytes) -> Callable[[int], Iterator[bytes]]:
+def _chunks(body: Sequence[bytes]) -> Callable[[int], Iterator[bytes]]:
+    """A new body's pieces as the next filter reads them (never joined: a body may be large)."""
     def chunks(size: int) -> Iterator[bytes]:
-        for start in range(0, len(body), size):
-            yield body[start:start + size]
+        for piece in body:
+            for start in range(0, len(piece), size):
+                yield piece[start:start + size]
     return chunks
 
 
@@ -64,7 +66,7 @@ class MilterChain:
 
     def connect(self, info: ConnectInfo, macros: Macros) -> "defer.Deferred[Verdict]":
         async def run() -> Verdict:
-            await defer.gatherResults([milter.open() for milter in self.filters])
+            await defer.gatherResults([milter.open() for milter in self.filters], consumeErrors=True)
             return await self._each("connect", lambda milter: milter.connect(info, macros))
         return defer.Deferred.fromCoroutine(run())
 
@@ -105,7 +107,7 @@ class MilterChain:
             new_body = [c.chunk for c in outcome.modifications if isinstance(c, ReplaceBody)]
             if new_body:
                 changes = [c for c in changes if not isinstance(c, ReplaceBody)]
-                body = _chunks(b"".join(new_body))
+                body = _chunks(new_body)
             for change in outcome.modifications:
                 headers = edit_headers(headers, change)
             changes.extend(outcome.modifications)

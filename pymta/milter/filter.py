@@ -122,6 +122,10 @@ class FilterSession:
                          name=self.spec.name, a=self.negotiated.dropped[0], s=self.negotiated.dropped[1])
         except MilterFailure as e:
             self._fail(str(e))
+        except defer.CancelledError:  # the SMTP client left meanwhile: nothing to say, only to close
+            self.broken = self.broken or "the SMTP session ended"
+            if self.connection is not None:
+                self.connection.close()
 
     def _lost(self, reason: str) -> None:
         if self.broken is None and not self.session_done:

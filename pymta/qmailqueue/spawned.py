@@ -15,7 +15,8 @@ is the program's process id (qmail-smtpd's C{250 ok TIME qp PID}) and
 whose message id is 0 (the queue id is the program's business, as on a
 null client).  A program that runs longer than its bound is killed and
 the message refused for now (C{qq timeout}) at once, without waiting
-for what it left running.
+for what it left running (it runs in a group of its own, killed whole:
+L{pymta.qmailqueue.processgroup}).
 
 The program runs as this process's user: the daemons' unprivileged mail
 account.  A process still running as root refuses to start it.
@@ -24,7 +25,7 @@ account.  A process still running as root refuses to start it.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Sequence, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IProcessTransport
@@ -34,6 +35,7 @@ from twisted.python.failure import Failure
 
 from pymta.dsn.params import MessageDsn
 from pymta.interfaces import MessageWriter, QueueReceipt
+from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.outcome import CUSTOM_REPLY_BYTES, program_failure
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.queue.envelope import encode_qq_envelope
@@ -55,16 +57,20 @@ Spawn = Callable[[ProcessProtocol, QmailQueueProgram], IProcessTransport]
 
 
 def spawn_on(reactor: Any) -> Spawn:
-    """Start programs with C{reactor.spawnProcess}, never as root, with L{CHILD_FDS}."""
+    """
+    Start programs with C{reactor.spawnProcess}, never as root, with
+    L{CHILD_FDS}, each in a process group of its own (L{processgroup}).
+    """
 
     def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> IProcessTransport:
         if os.geteuid() == 0:
             raise QueueFailure(EXIT_EXEC_FAILED, "this process runs as root: QMAILQUEUE programs never do")
         if not os.access(program.path, os.X_OK):
             raise QueueFailure(EXIT_EXEC_FAILED, f"{program.path}: not an executable file")
-        transport: IProcessTransport = reactor.spawnProcess(
-            protocol, program.path, [program.path], env=program.env, path=program.cwd, childFDs=CHILD_FDS)
-        return transport
+        executable, args = processgroup.command(program.path)
+        transport = reactor.spawnProcess(protocol, executable, args, env=program.env, path=program.cwd,
+                                         childFDs=CHILD_FDS)
+        return cast(IProcessTransport, processgroup.OwnGroup(transport))
 
     return spawn
 
@@ -87,12 +93,22 @@ class _Protocol(ProcessProtocol):
 
 
 class _Backlog:
-    """A push producer for the program's descriptor 0: its pauses are the writer's backlog."""
+    """
+    A push producer for the program's descriptor 0: its pauses are the
+    writer's backlog; its stop is the pipe's end (Twisted says so before
+    the protocol's C{childConnectionLost}).
+    """
 
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None], stop: Callable[[], None]) -> None:
         self.pauseProducing = pause
         self.resumeProducing = resume
-        self.stopProducing = resume
+        self.stopProducing = stop
+
+
+def _unsent(pipe: Any) -> int:
+    """How much the pipe's writer still held when it closed (Twisted's FileDescriptor buffers)."""
+    held = len(getattr(pipe, "dataBuffer", b"")) - getattr(pipe, "offset", 0)
+    return held + getattr(pipe, "_tempDataLen", 0)
 
 
 class ProgramWriter:
@@ -138,7 +154,19 @@ class ProgramWriter:
         self._resume = resume
         pipe = getattr(self._transport, "pipes", {}).get(0)
         if pipe is not None:
-            pipe.registerProducer(_Backlog(pause, resume), True)
+            pipe.registerProducer(_Backlog(pause, resume, lambda: self._stdin_closed(pipe)), True)
+
+    def _stdin_closed(self, pipe: Any) -> None:
+        """
+        Descriptor 0's pipe has closed: a write error (the message was not
+        given whole, so exit 0 cannot count) unless finish() closed it and
+        every byte went out; then the spool goes on (to its end).
+        """
+        if 0 in self._open and (not self._finishing or _unsent(pipe)):
+            self._early_loss = True
+        self._open.discard(0)
+        if self._resume is not None:
+            self._resume()
 
     def finish(self) -> "defer.Deferred[QueueReceipt]":
         self._finishing = True

@@ -28,7 +28,8 @@ file, C{bounce/ID}, C{hold/ID} or C{reason/N/ID} under an id with neither C{todo
 C{info/ID} (nothing else does: preprocessing writes C{info} before the
 channel files, finishing removes them before C{info}; a writer queuing a
 message held writes C{hold/ID} before C{todo/ID}, holding the message
-file's lock, so those files are left alone while a writer holds it).  Those files go at
+file's lock, so those files are left alone while a writer holds it, or
+without C{flock} while C{hold/ID} is younger than C{grace}).  Those files go at
 once, whatever their age, and the message file with them unless a writer
 holds its lock (L{pymta.queue.ctldisk} has the order).
 """
@@ -115,12 +116,17 @@ def _stale(path: str, now: float, grace: float, still_stale) -> bool | int:
     return fd
 
 
-def _being_written(path: str) -> bool:
-    """A writer holds the lock of the message file C{path}."""
+def _being_written(path: str, fresh: str, now: float, grace: float) -> bool:
+    """
+    A writer holds the lock of the message file C{path}; without flock, a
+    writer may be at work while C{fresh} (its hold/ID, written just before
+    todo/ID) is younger than C{grace}.
+    """
     try:
         fd = _try_lock(path)
     except _Unlockable:
-        return False
+        age = _age(fresh, now)
+        return age is not None and age < grace
     if fd is None:
         return os.path.exists(path)
     os.close(fd)
@@ -134,7 +140,8 @@ def _listdir(path: str) -> list[str]:
         return []
 
 
-def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int], bool], removed: list[str]) -> None:
+def _finish_deletes(layout: QueueLayout, now: float, grace: float, unprocessed: Callable[[int], bool],
+                    removed: list[str]) -> None:
     """Remove what an interrupted C{pymta ctl delete} left (see the module docstring)."""
     found: set[int] = set()
     for top in ("local", "remote"):
@@ -147,7 +154,8 @@ def _finish_deletes(layout: QueueLayout, now: float, unprocessed: Callable[[int]
     for message_id in sorted(found):
         # a writer queuing a message held writes hold/ID before todo/ID, under its lock: asked again
         # after the lock, as the writer lets go of it only once todo/ID is there
-        if not unprocessed(message_id) or _being_written(layout.mess(message_id)) or not unprocessed(message_id):
+        if (not unprocessed(message_id) or _being_written(layout.mess(message_id), layout.hold(message_id), now, grace)
+                or not unprocessed(message_id)):
             continue
         *files, mess = leftover_paths(layout, message_id)
         for path in files:
@@ -182,7 +190,7 @@ def clean_queue(layout: QueueLayout, now: float | None = None, grace: float = GR
     def unprocessed(message_id: int) -> bool:
         return not os.path.exists(layout.todo(message_id)) and not os.path.exists(layout.info(message_id))
 
-    _finish_deletes(layout, now, unprocessed, removed)
+    _finish_deletes(layout, now, grace, unprocessed, removed)
 
     messdir = layout.dir("mess")
     for sub in _listdir(messdir):

@@ -56,6 +56,7 @@ class MilterCommands:
     tls: bool
     helo: str | None
     relayclient: str | None
+    databytes: int
     auth_user: str | None
     _sasl_mechanism: str
     sender: str | None
@@ -73,6 +74,8 @@ class MilterCommands:
 
     #: the session's filters (None: no filters)
     _milter: MilterStages | None = None
+    #: the message whose end-of-data verdict (and commit) is pending, while filters are on
+    _filtered_message: Any = None
 
     def _filtered(self, ask: Callable[[MilterStages], "defer.Deferred[str | None]"], then: Then,
                   refused: Callable[[], None] | None = None) -> "defer.Deferred[Any] | None":
@@ -145,7 +148,8 @@ class MilterCommands:
         sender, recipients, stages = self.sender or "", self.recipients, self._milter
 
         def go_on() -> "defer.Deferred[Any] | None":
-            self._steps = self.ctx.end_of_data.start(session_facts(self), MilterTransaction(stages, sender, recipients))
+            step = MilterTransaction(stages, sender, recipients, self.databytes)
+            self._steps = self.ctx.end_of_data.start(session_facts(self), step)
             return self._steps.at_mail(self)
 
         def forget() -> None:
@@ -186,7 +190,34 @@ class MilterCommands:
         if self._milter is not None:
             self._milter.reset()
 
+    def _filters_watch(self, writer: Any, finished: "defer.Deferred[Any]") -> None:
+        """
+        With filters, C{writer}'s finish() is pending until C{finished}
+        fires: a client that leaves meanwhile has its message dropped
+        (L{_filters_closed}).
+        """
+        if self._milter is None or finished.called:
+            return
+        self._filtered_message = writer
+
+        def settled(result: object) -> object:
+            if self._filtered_message is writer:
+                self._filtered_message = None
+            return result
+
+        finished.addBoth(settled)
+
     def _filters_closed(self) -> None:
+        """
+        The session ended: a message still waiting on the filters' verdict
+        is dropped first (no 250 was given, so nothing acknowledged is lost;
+        the filters, closed next, could no longer answer, and their default
+        action must not queue it unscanned); a commit already under way is
+        left to finish (the spool's abort no longer touches it).
+        """
+        message, self._filtered_message = self._filtered_message, None
+        if message is not None:
+            message.abort()
         if self._milter is not None:
             self._milter.close()
 

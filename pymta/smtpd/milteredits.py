@@ -19,7 +19,7 @@ in the order the modifications come:
   not followed by white space (which would end the field) gets a tab after
   it, so a filter can never add a second field through a value.
 - L{ReplaceBody}: a run of chunks one after the other is one new body
-  (the last run wins); CRLF becomes LF.
+  (the last run wins); CRLF becomes LF (joined once: a body may be large).
 - L{ChangeSender}, L{AddRecipient}, L{DeleteRecipient} change the
   envelope (addresses without angle brackets, recipients compared
   case-insensitively; an added recipient already there is not added twice).
@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from pymta.milter.api import (
     AddHeader, AddRecipient, ChangeHeader, ChangeSender, DeleteRecipient, InsertHeader, Modification,
@@ -109,6 +109,19 @@ def _change(header: list[bytes], change: ChangeHeader) -> None:
         header.append(field_bytes(change.name, change.value))
 
 
+def _lf_body(chunks: Sequence[bytes]) -> bytes:
+    """The chunks as one body with LF line ends, a chunk at a time (a CRLF may span two chunks)."""
+    def pieces() -> Iterator[bytes]:
+        carry = b""
+        for chunk in chunks:
+            chunk, carry = carry + chunk, b""
+            if chunk.endswith(b"\r"):
+                chunk, carry = chunk[:-1], b"\r"
+            yield chunk.replace(b"\r\n", b"\n")
+        yield carry
+    return b"".join(pieces())
+
+
 def apply_modifications(header: Sequence[bytes], envelope: Envelope,
                         modifications: Sequence[Modification]) -> EditedMessage:
     """The message and envelope after C{modifications}; see the module's description."""
@@ -121,7 +134,7 @@ def apply_modifications(header: Sequence[bytes], envelope: Envelope,
     quarantine: str | None = None
     for modification in modifications:
         if not isinstance(modification, ReplaceBody) and chunks is not None:
-            body, chunks = b"".join(chunks), None
+            body, chunks = _lf_body(chunks), None
         if isinstance(modification, AddHeader):
             fields.append(field_bytes(modification.name, modification.value))
         elif isinstance(modification, InsertHeader):
@@ -129,7 +142,9 @@ def apply_modifications(header: Sequence[bytes], envelope: Envelope,
         elif isinstance(modification, ChangeHeader):
             _change(fields, modification)
         elif isinstance(modification, ReplaceBody):
-            chunks = (chunks or []) + [modification.chunk]
+            if chunks is None:
+                chunks = []
+            chunks.append(modification.chunk)
             continue
         elif isinstance(modification, ChangeSender):
             sender = strip_brackets(modification.address)
@@ -148,8 +163,6 @@ def apply_modifications(header: Sequence[bytes], envelope: Envelope,
             continue
         header_changed = True
     if chunks is not None:
-        body = b"".join(chunks)
-    if body is not None:
-        body = body.replace(b"\r\n", b"\n")
+        body = _lf_body(chunks)
     return EditedMessage(Envelope(sender, tuple(recipients)), tuple(fields) if header_changed else None, body,
                          quarantine)

@@ -10,7 +10,8 @@ line first, as it will be queued); their verdict refuses the message
 (their reply, or the defaults), throws it away (DISCARD: the client is
 told C{250}, nothing is queued, a log line says so) or lets it go on with
 their modifications applied (L{pymta.smtpd.milteredits}): a new header or
-body makes a new spool that the later steps and the queue writer see, a
+body makes a new spool that the later steps and the queue writer see
+(refused with smtpd's C{552} when it grew past databytes), a
 changed envelope opens the writer with the final sender and recipients
 (a message left without a recipient is discarded, with a log line), a
 quarantine queues it held.
@@ -27,6 +28,7 @@ from pymta.milter.api import Action, EndOfMessage
 from pymta.smtpd.endofdata import MessageDiscarded, StepVerdict
 from pymta.smtpd.milteredits import EditedMessage, Envelope, apply_modifications
 from pymta.smtpd.milterstages import MilterStages, refusal_of
+from pymta.smtpd.policy import REPLY_DATABYTES
 from pymta.smtpd.spool import SpooledMessage
 
 __all__ = ["SpooledSource", "MilterTransaction", "rewritten"]
@@ -98,9 +100,14 @@ def rewritten(message: SpooledMessage, edited: EditedMessage) -> SpooledMessage:
 class MilterTransaction:
     """One transaction's end-of-message stage (a L{pymta.smtpd.endofdata.TransactionStep})."""
 
-    def __init__(self, stages: MilterStages, sender: str, recipients: Sequence[str]) -> None:
-        """C{recipients}: the transaction's list, which smtpd fills at each accepted RCPT (read at the end)."""
+    def __init__(self, stages: MilterStages, sender: str, recipients: Sequence[str], databytes: int = 0) -> None:
+        """
+        C{recipients}: the transaction's list, which smtpd fills at each
+        accepted RCPT (read at the end); C{databytes}: smtpd's bound (0:
+        none), which a message the filters rewrote may not grow past.
+        """
         self.stages = stages
+        self.databytes = databytes
         self.sender = sender
         self.recipients = recipients
         self.transaction_id = stages.transaction_id or ""
@@ -147,8 +154,13 @@ class MilterTransaction:
             raise MessageDiscarded()
         if edited.quarantine is not None:
             self._log(f"quarantined (queued held): {edited.quarantine}")
+        new = rewritten(message, edited) if edited.rewrites_message else None
+        if new is not None and self.databytes and new.size > max(self.databytes, message.size):
+            new.close()  # grown past the bound by the filters (a message smtpd took at its size stays taken)
+            self._log(f"refused: the filters made it {new.size} bytes, over databytes")
+            return StepVerdict(refusal=REPLY_DATABYTES)
         return StepVerdict(
-            message=rewritten(message, edited) if edited.rewrites_message else None,
+            message=new,
             sender=final.sender if final.sender != envelope.sender else None,
             recipients=final.recipients if final.recipients != envelope.recipients else None,
             held=edited.quarantine is not None,

@@ -548,6 +548,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
             d = defer.maybeDeferred(writer.finish)
         finally:
             self._writer = None
+        self._filters_watch(writer, d)
 
         def queued(receipt: Any) -> None:
             log.info("smtpd: {ip}: message {id} queued, qp {qp}", ip=self.remote_ip, id=receipt.message_id, qp=receipt.qp)

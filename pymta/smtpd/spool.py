@@ -150,6 +150,7 @@ class SpoolingWriter:
         self._size = 0
         self._real: MessageWriter | None = None
         self._aborted = False
+        self._finishing = False
         self._backlog: defer.Deferred[None] | None = None
 
     def write(self, data: bytes) -> None:
@@ -168,7 +169,9 @@ class SpoolingWriter:
         real, self._real = self._real, None
         if real is not None:
             real.abort()
-        self._close()
+        if not self._finishing:  # else a step may be reading it: finish() closes it when it stops
+            self._close()
+        self._resumed()  # a replay waiting on the aborted writer's backlog goes on, to its end
 
     def _close(self) -> None:
         if not self._spool.closed:
@@ -176,6 +179,7 @@ class SpoolingWriter:
 
     async def _finish(self) -> QueueReceipt:
         edits: Sequence[HeaderEdit] = ()
+        self._finishing = True
         try:
             edits = await self._verdicts(SpooledMessage(self._spool, self._size))
             if self._aborted:
@@ -214,6 +218,8 @@ class SpoolingWriter:
                 real.write(line)
         dropping = False
         for text in _fields(spool):
+            if self._aborted:
+                return
             if text[:1] in (b" ", b"\t"):  # the later part of a long field: goes with its first part
                 pass
             else:

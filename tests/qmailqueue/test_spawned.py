@@ -6,19 +6,24 @@ fd 1, and its end (or its time bound) decides what finish() says.
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
 from typing import Any
 
-from twisted.internet import defer, error, task
+from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.test.proto_helpers import StringTransport
-from twisted.trial.unittest import SynchronousTestCase
+from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pymta.interfaces import QueueReceipt
+from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.program import QmailQueueProgram
-from pymta.qmailqueue.spawned import ProgramWriter, QmailQueueSink
+from pymta.qmailqueue.spawned import CHILD_FDS, ProgramWriter, QmailQueueSink
 from pymta.queue.errors import QueueFailure
 from pymta.smtpd import spool
+from tests.waiting import eventually, process_ended
 
 
 class FakeProcess:
@@ -235,3 +240,100 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual(process.closed, [0, 1])
         process.end(0)
         self.successResultOf(d)
+
+    def test_a_pipe_broken_mid_message_is_no_receipt_even_at_exit_0(self) -> None:
+        # Twisted tells the producer first, then the protocol: the spool must not run on to finish() meanwhile
+        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+            process = self.spawn(protocol, program)
+            original = process.writeToChild
+
+            def write(fd: int, data: bytes) -> None:
+                original(fd, data)
+                if fd == 0 and len(process.written[0]) == len(b"Subject: s\n"):
+                    process.pipes[0].producer.pauseProducing()
+
+            process.writeToChild = write
+            return process
+
+        body = b"Subject: s\n\n" + b"y" * (spool.CHUNK_BYTES * 4)
+        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
+        writer.write(body)
+        d = writer.finish()
+        process = self.processes[0]
+        process.pipes[0].producer.stopProducing()  # the program closed its descriptor 0
+        self.assertEqual(process.written[0], b"Subject: s\n", "nothing more is written to a closed pipe")
+        process.end(0)
+        self.assertIn("before it was given the whole message", str(self.failureResultOf(d, QueueFailure).value))
+
+    def test_a_pipe_closed_with_bytes_unsent_after_finish_is_no_receipt(self) -> None:
+        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+            process = self.spawn(protocol, program)
+            # Twisted's pipe writer (a FileDescriptor) still held bytes when the pipe broke
+            process.pipes[0].dataBuffer = b"the tail"  # type: ignore[attr-defined]  # a StringTransport stands in
+            return process
+
+        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
+        writer.write(b"Subject: s\n\nbody\n")
+        d = writer.finish()
+        self.processes[0].pipes[0].producer.stopProducing()
+        self.processes[0].end(0)
+        self.failureResultOf(d, QueueFailure)
+
+
+#: the unprivileged account live programs run as when the tests run as root (Twisted's setuid needs a passwd entry)
+NOBODY = 65534
+
+
+class LiveProgramTests(TestCase):
+    """Real programs (as nobody when the test runs as root) that leave the message unread."""
+
+    def run_program(self, script: str, size: int, timeout: float = 30) -> "defer.Deferred[QueueReceipt]":
+        self.base = tempfile.mkdtemp(prefix="pymta-qq-live-")
+        os.chmod(self.base, 0o777)  # the program may leave a file here
+        self.addCleanup(shutil.rmtree, self.base, True)
+        path = os.path.join(self.base, "qq")
+        with open(path, "w") as f:
+            f.write("#!/bin/sh\n" + script)
+        os.chmod(path, 0o755)
+        program = QmailQueueProgram(path, "/", (("PATH", "/usr/bin:/bin"),), timeout)
+        ids = {"uid": NOBODY, "gid": NOBODY} if os.geteuid() == 0 else {}
+
+        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
+            # spawn_on's way, as nobody (spawn_on itself refuses to run under root)
+            executable, args = processgroup.command(program.path)
+            return processgroup.OwnGroup(reactor.spawnProcess(
+                protocol, executable, args, env=dict(program.env), path=program.cwd, childFDs=CHILD_FDS, **ids))
+
+        writer = QmailQueueSink(program, spawn, reactor).open_message("a@x.example", ["b@y.example"], origin="x")
+        writer.write(b"Subject: s\n\n" + b"x" * size + b"\n")
+        return writer.finish()
+
+    async def assert_unread(self, script: str) -> None:
+        with self.assertRaises(QueueFailure) as caught:
+            await self.run_program(script, 1000000)
+        self.assertIn("exited 0 before it was given the whole message", str(caught.exception))
+
+    async def test_a_program_that_closes_its_stdin_and_exits_0_gets_no_receipt(self) -> None:
+        for _ in range(3):
+            await self.assert_unread("exec 0<&-; sleep 0.2; exit 0\n")
+
+    async def test_a_program_that_reads_a_little_and_exits_0_gets_no_receipt(self) -> None:
+        await self.assert_unread("head -c 10 >/dev/null; exit 0\n")
+
+    async def test_a_program_that_reads_it_all_gets_a_receipt(self) -> None:
+        receipt = await self.run_program("cat >/dev/null; cat <&1 >/dev/null; exit 0\n", 1000000)
+        self.assertEqual(receipt.message_id, 0)
+
+    async def test_over_its_bound_the_program_is_killed_with_what_it_started(self) -> None:
+        if processgroup.SETSID is None:
+            raise SkipTest("no setsid(1) here: only the program itself is killed")
+        started = ('sh -c \'echo $$ > "$0"/helper; exec sleep 600\' "$(dirname "$0")" & '
+                   'cat >/dev/null; exec sleep 600\n')
+        with self.assertRaises(QueueFailure) as caught:
+            await self.run_program(started, 10, timeout=1)
+        self.assertIn("ran over", str(caught.exception))
+        helper = os.path.join(self.base, "helper")
+        await eventually(lambda: os.path.exists(helper) and open(helper).read().strip(), what="the helper's pid")
+        with open(helper) as f:
+            pid = int(f.read())
+        await eventually(lambda: process_ended(pid), what="the helper (holding fd 6) killed with the program")

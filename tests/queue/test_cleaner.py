@@ -5,6 +5,7 @@ import time
 
 from twisted.trial import unittest
 
+from pymta.queue import cleaner
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.layout import QueueLayout
 from pymta.queue.disk import QueueDisk
@@ -110,3 +111,39 @@ class ReasonLeftovers(unittest.TestCase):
         root, layout = make_root(self)
         append_reasons(disk_for(layout), 4242, [Reason("remote", "r@x.example", int(time.time()), "dead\n")])
         self.assertIn(layout.reason(4242), clean_queue(layout))
+
+
+class WithoutFlock(unittest.SynchronousTestCase):
+    """On a filesystem without flock a held write in flight is told by its young hold/ID."""
+
+    def setUp(self) -> None:
+        self.layout = QueueLayout(os.path.join(self.mktemp(), "queue"))
+        self.layout.create()
+        self.queue = Queue(QueueDisk.plain(self.layout))
+
+        def unlockable(path: str) -> int | None:
+            raise cleaner._Unlockable("flock not supported")
+
+        self.patch(cleaner, "_try_lock", unlockable)
+
+    def held_write_before_todo(self) -> int:
+        """A writer queuing a message held, between its hold/ID and its todo/ID."""
+        m = self.queue.begin("by uid 0", 0, 1)
+        m.write(b"data\n")
+        old = time.time() - 3600  # a slow writer: its message file is old
+        os.utime(self.layout.mess(m.message_id), (old, old))
+        with open(self.layout.hold(m.message_id), "wb") as f:
+            f.write(b"quarantined\n")
+        return m.message_id
+
+    def test_a_young_hold_file_is_kept(self) -> None:
+        mid = self.held_write_before_todo()
+        self.assertEqual(clean_queue(self.layout), [])
+        self.assertTrue(os.path.exists(self.layout.hold(mid)))
+        self.assertTrue(os.path.exists(self.layout.mess(mid)))
+
+    def test_an_old_hold_file_without_todo_goes(self) -> None:
+        mid = self.held_write_before_todo()
+        later = time.time() + cleaner.GRACE + 1
+        self.assertIn(self.layout.hold(mid), clean_queue(self.layout, now=later))
+        self.assertFalse(os.path.exists(self.layout.hold(mid)))

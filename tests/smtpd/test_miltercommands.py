@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+import struct
+
 from twisted.internet import defer
+from twisted.internet.error import ConnectionDone
+from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.milter.api import (
     Action, AddHeader, AddRecipient, ChangeSender, DeleteRecipient, Quarantine, ReplaceBody, Verdict,
 )
+from pymta.milter.chain import MilterChain
+from tests.milter.wired import Wired, spec
 from tests.smtpd.helpers import Session, make_root
 from tests.smtpd.milterfake import FakeMilter, end
 
@@ -281,6 +287,26 @@ class EndOfMessage(Base):
         data = s.sink.queued[0].data
         self.assertEqual(data[data.index(b"Subject"):], b"Subject: hi\n\nline one\nline two\n")
 
+    def test_a_body_grown_past_databytes_is_refused_552(self) -> None:
+        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 500 + b"\r\n")))
+        s = self.session(milter)
+        s.take()
+        s.proto.databytes = 300
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE), ["552 sorry, that message size exceeds my databytes limit (#5.3.4)"])
+        self.assertEqual(s.sink.queued, [])
+
+    def test_a_rewritten_message_within_databytes_is_queued(self) -> None:
+        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 10 + b"\r\n")))
+        s = self.session(milter)
+        s.take()
+        s.proto.databytes = 300
+        self.transaction(s)
+        s.cmd("DATA")
+        self.assertEqual(s.send(MESSAGE)[0][:6], "250 ok")
+        self.assertTrue(s.sink.queued[0].data.endswith(b"\n\nyyyyyyyyyy\n"))
+
     def test_message_too_big_is_forgotten_at_the_next_transaction(self) -> None:
         milter = FakeMilter()
         s = self.session(milter)
@@ -292,3 +318,63 @@ class EndOfMessage(Base):
         self.assertEqual(milter.aborts, 0)
         self.transaction(s)
         self.assertEqual(milter.aborts, 1)
+
+
+class ClientLeavesAtEndOfMessage(SynchronousTestCase):
+    """The client hangs up after the final dot while a real filter session is still scanning."""
+
+    ONLY_END = 0x37F  # the filter skips every stage before the end of message
+
+    def deliver(self, default: str, hang_up: bool, answer: bytes | None) -> Session:
+        root = make_root(self.mktemp(), smtpgreeting="mx.example.org", locals="example.org", rcpthosts="example.org")
+        wired = Wired(spec(f"f unix:/run/f.sock default={default}"))
+        chain = MilterChain([wired.session])
+        s = Session(root, milters=lambda: chain)
+        wired.answer(b"O", struct.pack(">III", 6, 0x1FF, self.ONLY_END))
+        self.assertEqual(s.take(), ["220 mx.example.org ESMTP"])
+        self.transaction_to_data(s)
+        wired.transport.clear()
+        s.send(b"Subject: virus\r\n\r\nX5O!P%@AP\r\n.\r\n")
+        self.assertIn(b"E", wired.commands())  # the verdict is asked; no reply to the dot yet
+        if hang_up:
+            s.proto.connectionLost(Failure(ConnectionDone()))
+        if answer is not None:
+            wired.answer(answer[:1], answer[1:])
+        wired.connection.connectionLost(Failure(ConnectionDone()))
+        return s
+
+    def transaction_to_data(self, s: Session) -> None:
+        s.cmd("HELO x")
+        s.cmd("MAIL FROM:<a@sender.example>")
+        s.cmd("RCPT TO:<b@example.org>")
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+
+    def test_a_reject_that_came_in_time_is_not_queued(self) -> None:
+        s = self.deliver("accept", hang_up=False, answer=b"y550 5.7.1 infected\0")
+        self.assertEqual(s.sink.queued, [])
+
+    def test_hang_up_with_default_accept_queues_nothing(self) -> None:
+        s = self.deliver("accept", hang_up=True, answer=b"y550 5.7.1 infected\0")
+        self.assertEqual(s.sink.queued, [])
+
+    def test_hang_up_before_an_accept_queues_nothing(self) -> None:
+        s = self.deliver("accept", hang_up=True, answer=b"a")
+        self.assertEqual(s.sink.queued, [])
+
+    def test_accept_then_hang_up_is_queued(self) -> None:
+        s = self.deliver("accept", hang_up=False, answer=b"a")
+        self.assertEqual(len(s.sink.queued), 1)
+        s.proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(len(s.sink.queued), 1)
+
+
+class ClientLeavesDuringHandshake(SynchronousTestCase):
+    def test_filter_closed_quietly(self) -> None:
+        root = make_root(self.mktemp(), smtpgreeting="mx.example.org")
+        wired = Wired(spec("f unix:/run/f.sock"))
+        s = Session(root, milters=lambda: MilterChain([wired.session]))
+        self.assertEqual(wired.commands(), b"O")  # the options offered; no answer yet
+        s.proto.connectionLost(Failure(ConnectionDone()))
+        self.assertEqual(wired.commands(), b"Q")
+        self.assertTrue(wired.transport.disconnecting)
+        self.assertEqual(s.take(), [])  # no greeting; and no unhandled error (trial fails the test on one)

@@ -63,6 +63,15 @@ class BodyAndEnvelope(SynchronousTestCase):
         self.assertIsNone(edited.header)
         self.assertTrue(edited.rewrites_message)
 
+    def test_body_crlf_split_between_chunks(self) -> None:
+        edited = edit(ReplaceBody(b"a\r"), ReplaceBody(b"\nb\r"), ReplaceBody(b"\r"), ReplaceBody(b"\r\nc\r"))
+        self.assertEqual(edited.body, b"a\nb\r\r\nc\r")  # as the joined body's CRLFs made LF
+
+    def test_many_body_chunks_make_one_body(self) -> None:
+        chunk = b"x" * 1000 + b"\r\n"
+        edited = edit(*[ReplaceBody(chunk)] * 2000)
+        self.assertEqual(edited.body, (b"x" * 1000 + b"\n") * 2000)
+
     def test_later_body_wins(self) -> None:
         edited = edit(ReplaceBody(b"first\r\n"), AddHeader("X", "1"), ReplaceBody(b"second\r\n"))
         self.assertEqual(edited.body, b"second\n")

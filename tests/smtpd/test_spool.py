@@ -87,6 +87,34 @@ class SpoolTests(SynchronousTestCase):
         self.failureResultOf(d)
         self.assertEqual(sink.opened, [])
 
+    def test_abort_while_the_steps_read_leaves_the_spool_open_for_them(self) -> None:
+        pending: defer.Deferred = defer.Deferred()
+        read: list[bytes] = []
+
+        async def verdicts(message: SpooledMessage) -> list[StepVerdict]:
+            await pending
+            read.append(message.read())  # a step still reading after the client left
+            return [StepVerdict()]
+
+        spool = SpoolingWriter(lambda: MemorySink().open_message("a@x", ["b@y"], origin="x"), verdicts)
+        spool.write(b"Subject: s\n\nbody\n")
+        d = spool.finish()
+        spool.abort()
+        pending.callback(None)
+        self.assertEqual(read, [b"Subject: s\n\nbody\n"])
+        self.assertIn("dropped", str(self.failureResultOf(d).value))
+        self.assertTrue(spool._spool.closed)
+
+    def test_abort_while_the_real_writer_has_a_backlog_ends_the_replay(self) -> None:
+        spool, sink, seen = self.writer(StepVerdict(), PausingWriter)
+        spool.write(b"Received: by us\nSubject: s\n\n" + b"y" * CHUNK_BYTES * 3)
+        d = spool.finish()
+        self.assertFalse(d.called)  # paused after the first field
+        spool.abort()
+        self.assertIn("dropped", str(self.failureResultOf(d).value))
+        self.assertEqual(sink.queued, [])
+        self.assertTrue(spool._spool.closed)
+
 
 class HeaderFieldsTests(SynchronousTestCase):
     """How the replay splits the header: a bare CR ends a line; a long field's parts go with its first."""
