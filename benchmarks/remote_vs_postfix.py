@@ -268,12 +268,7 @@ class PostfixRelay:
             with open(transport, "w") as f:
                 f.writelines(f"{d} smtp:[{a}]:{p}\n" for d, (a, p) in route_map.items())
             overrides["transport_maps"] = f"texthash:{transport}"
-        main_cf = os.path.join(self.inst.base, "main.cf")
-        with open(main_cf) as f:
-            kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
-        with open(main_cf, "w") as f:
-            f.writelines(kept)
-            f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
+        self.inst.override(overrides)
 
     def files(self, *queues: str) -> int:
         return sum(len(files) for q in queues for _, _, files in os.walk(os.path.join(self.inst.base, "queue", q)))
