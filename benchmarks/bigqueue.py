@@ -61,6 +61,9 @@ def build_deferred_queue(queuedir: str, n: int, due_in: int = 3600, recipients: 
     """
     from pymta.queue.layout import QueueLayout
 
+    sys.path.insert(0, HERE)
+    from scheduler import write_message_file  # the message file as the scheduler benchmark writes it
+
     if not os.path.exists(os.path.join(queuedir, "split")):
         QueueLayout(queuedir, split=23).create()
     layout = QueueLayout(queuedir)
@@ -79,12 +82,7 @@ def build_deferred_queue(queuedir: str, n: int, due_in: int = 3600, recipients: 
     now = int(time.time())
     ids = []
     for i in range(n):
-        tmp = os.path.join(layout.dir("pid"), f"bench.{i}")
-        with open(tmp, "wb") as f:
-            f.write(body)
-            mid = os.fstat(f.fileno()).st_ino
-        os.link(tmp, layout.mess(mid))
-        os.unlink(tmp)
+        mid = write_message_file(layout, i, body)
         with open(layout.info(mid), "wb") as f:
             f.write(b"Fsender@mail.example\0")
         os.utime(layout.info(mid), (now - 3600, now - 3600))

@@ -388,12 +388,7 @@ class PostfixServer:
         }
         if self.milter is not None:
             overrides.update(smtpd_milters=self.milter.socket, milter_default_action="tempfail")
-        main_cf = os.path.join(self.inst.base, "main.cf")
-        with open(main_cf) as f:
-            kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
-        with open(main_cf, "w") as f:
-            f.writelines(kept)
-            f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
+        self.inst.override(overrides)
 
     def start(self) -> None:
         if self.milter is not None:

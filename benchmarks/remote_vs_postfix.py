@@ -112,21 +112,19 @@ class Sinks:
                     time.sleep(0.05)
 
     def messages(self) -> int:
-        total = 0
-        for output in self.outputs:
-            with open(output, "rb") as f:
-                f.seek(max(0, os.path.getsize(output) - 100))
-                numbers = re.findall(rb"mesg=(\d+)", f.read())
-            total += int(numbers[-1]) if numbers else 0
-        return total
+        return self.counted(b"mesg")
 
     def sessions(self) -> int:
         """SMTP sessions the sinks have seen end (each connection counts once)."""
+        return self.counted(b"sess")
+
+    def counted(self, counter: bytes) -> int:
+        """The sum over the sinks of the last C{counter}=N each has printed (smtp-sink -c)."""
         total = 0
         for output in self.outputs:
             with open(output, "rb") as f:
                 f.seek(max(0, os.path.getsize(output) - 100))
-                numbers = re.findall(rb"sess=(\d+)", f.read())
+                numbers = re.findall(re.escape(counter) + rb"=(\d+)", f.read())
             total += int(numbers[-1]) if numbers else 0
         return total
 
@@ -270,12 +268,7 @@ class PostfixRelay:
             with open(transport, "w") as f:
                 f.writelines(f"{d} smtp:[{a}]:{p}\n" for d, (a, p) in route_map.items())
             overrides["transport_maps"] = f"texthash:{transport}"
-        main_cf = os.path.join(self.inst.base, "main.cf")
-        with open(main_cf) as f:
-            kept = [line for line in f if line.split("=", 1)[0].strip() not in overrides]
-        with open(main_cf, "w") as f:
-            f.writelines(kept)
-            f.writelines(f"{key} = {value}\n" for key, value in overrides.items())
+        self.inst.override(overrides)
 
     def files(self, *queues: str) -> int:
         return sum(len(files) for q in queues for _, _, files in os.walk(os.path.join(self.inst.base, "queue", q)))

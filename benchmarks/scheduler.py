@@ -28,9 +28,24 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from pymta.queue.layout import QueueLayout
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
+
+
+def write_message_file(layout: QueueLayout, i: int, body: bytes) -> int:
+    """Write C{body} in pid/ and link it into mess/ under its inode number, as inject does; the new id."""
+    tmp = os.path.join(layout.dir("pid"), f"bench.{i}")
+    with open(tmp, "wb") as f:
+        f.write(body)
+        mid = os.fstat(f.fileno()).st_ino
+    os.link(tmp, layout.mess(mid))
+    os.unlink(tmp)
+    return mid
 
 
 def _make_queue(root: str, n: int, recipients: int, preprocessed: bool) -> None:
@@ -47,12 +62,7 @@ def _make_queue(root: str, n: int, recipients: int, preprocessed: bool) -> None:
     rcpts = [f"user{k}@dest{k}.example" for k in range(recipients)]
     now = time.time()
     for i in range(n):
-        tmp = os.path.join(layout.dir("pid"), f"bench.{i}")
-        with open(tmp, "wb") as f:
-            f.write(body)
-            mid = os.fstat(f.fileno()).st_ino
-        os.link(tmp, layout.mess(mid))
-        os.unlink(tmp)
+        mid = write_message_file(layout, i, body)
         if preprocessed:
             with open(layout.info(mid), "wb") as f:
                 f.write(b"Fsender@mail.example\0")

@@ -95,6 +95,20 @@ def start_twistd(testcase: unittest.SynchronousTestCase, twistd: list[str], args
     return start_listening(testcase, command, "twistd pymta", log, ports, cwd=SRC, stderr=subprocess.STDOUT)
 
 
+def init_root(root: str, *users: str, mail_uid: int = 4242) -> None:
+    """
+    C{pymta init ROOT --me test.example} with these C{users} ("name:password");
+    run as root, mail is delivered as C{mail_uid} (a user no test owns).
+    """
+    init = [root, "--me", "test.example"]
+    for user in users:
+        init += ["--user", user]
+    if os.getuid() == 0:
+        init += ["--mail-uid", f"{mail_uid}:{mail_uid}"]
+    subprocess.run([sys.executable, "-m", "pymta.cli.main", "init", *init], check=True, cwd=SRC,
+                   stdout=subprocess.DEVNULL)
+
+
 class SinkHandler(socketserver.StreamRequestHandler):
     """A tiny SMTP server that records every message it accepts."""
 

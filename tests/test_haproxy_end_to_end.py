@@ -18,7 +18,6 @@ import poplib
 import shutil
 import smtplib
 import socket
-import subprocess
 import sys
 import tempfile
 
@@ -26,7 +25,7 @@ from twisted.trial import unittest
 
 from tests.packages import ensure_program
 from tests.proxyheaders import v2
-from tests.test_end_to_end import SRC, free_port, start_listening, start_twistd, wait_for
+from tests.test_end_to_end import free_port, init_root, start_listening, start_twistd, wait_for
 
 HAPROXY_CONFIG = """\
 global
@@ -74,11 +73,7 @@ class HAProxyInFront(unittest.SynchronousTestCase):
 
     def start_pymta(self) -> tuple[int, int]:
         root = self.root
-        init = [root, "--me", "test.example", "--user", "alice:secret"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", "4242:4242"]
-        subprocess.run([sys.executable, "-m", "pymta.cli.main", "init", *init], check=True, cwd=SRC,
-                       stdout=subprocess.DEVNULL)
+        init_root(root, "alice:secret")
         with open(os.path.join(root, "control", "trustedproxies"), "w") as f:
             f.write("# haproxy on this host\n127.0.0.1\n")
         with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:

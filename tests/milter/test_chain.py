@@ -10,8 +10,8 @@ from twisted.trial import unittest
 from pymta.milter import negotiation as n
 from pymta.milter.api import CONTINUE, Action, AddHeader, EndOfMessage, ReplaceBody, Verdict
 from pymta.milter.chain import MilterChain
-from tests.milter.test_filter import INFO, Message
-from tests.milter.wired import Wired, spec
+from tests.milter.test_filter import INFO
+from tests.milter.wired import Message, Wired, spec
 
 T = TypeVar("T")
 ONLY_EOM = n.SMFIP_NOBODY | n.SMFIP_NOEOH

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import struct
-from typing import Iterator
 
 from twisted.internet import defer
 from twisted.logger import LogLevel, globalLogPublisher
@@ -16,7 +15,7 @@ from pymta.milter.chain import MilterChain
 from pymta.milter.connection import MAX_ANSWER
 from pymta.milter.filter import Outcome
 from pymta.milter.wire import CHUNK_SIZE, MAX_PACKET
-from tests.milter.wired import Wired, spec
+from tests.milter.wired import Message, Wired, spec
 
 INFO = ConnectInfo("mx.example", "4", "192.0.2.1", 4242)
 
@@ -328,18 +327,6 @@ class UnsendableTextTests(unittest.TestCase):
         self.assertEqual(result(d), Outcome(Action.TEMPFAIL))
         self.assertEqual(w.commands(), b"NBA")  # end of header, the body, ABORT: no end of message
         self.assertIsNone(w.session.broken)
-
-
-class Message:
-    def __init__(self, headers: list[tuple[str, str]], body: bytes) -> None:
-        self.headers, self.body = headers, body
-
-    def header_fields(self) -> list[tuple[str, str]]:
-        return self.headers
-
-    def body_chunks(self, size: int) -> Iterator[bytes]:
-        for start in range(0, len(self.body), size):
-            yield self.body[start:start + size]
 
 
 class EndOfMessageTests(unittest.TestCase):

@@ -35,7 +35,7 @@ from twisted.trial import unittest
 from tests.milterdaemons import (CLAMAV_MARKER, CLAMAV_SIGNATURE, GTUBE, RSPAMD_GTUBE_REPLY, RunningFilter,
                                  shared_filter, start_clamav_milter, start_opendkim, start_rspamd,
                                  start_spamd_milter)
-from tests.test_end_to_end import SRC, free_port, start_twistd, wait_for
+from tests.test_end_to_end import SRC, free_port, init_root, start_twistd, wait_for
 
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 RECIPIENT = "alice@test.example"
@@ -56,11 +56,7 @@ class LiveFilterCase(unittest.SynchronousTestCase):
         os.chmod(base, 0o755)
         self.addCleanup(shutil.rmtree, base, True)
         self.root = root = os.path.join(base, "root")
-        init = [root, "--me", "test.example", "--user", "alice:secret"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", "4242:4242"]
-        subprocess.run([sys.executable, "-m", "pymta.cli.main", "init", *init], check=True, cwd=SRC,
-                       stdout=subprocess.DEVNULL)
+        init_root(root, "alice:secret")
         with open(os.path.join(root, "control", "milters"), "w") as f:
             f.write(running.milters_line(options))
         self.maildir = os.path.join(root, "home", "alice", "Maildir", "new")

@@ -10,7 +10,6 @@ import os
 import shutil
 import subprocess
 import tempfile
-from typing import Iterator
 
 from twisted.internet import reactor
 from twisted.internet.interfaces import IReactorTime
@@ -22,6 +21,7 @@ from pymta.milter.api import CONTINUE, Action, AddHeader, AddRecipient, ChangeHe
     DeleteRecipient, EndOfMessage, InsertHeader, MilterSession, Quarantine, ReplaceBody, Verdict
 from pymta.milter.chain import MilterChain
 from pymta.milter.sessions import Milters
+from tests.milter.wired import Message
 from tests.packages import ensure_debian_python_module
 from tests.waiting import wait_until
 
@@ -31,19 +31,8 @@ CONNECT_MACROS = {"j": "mx.pymta.example", "{daemon_name}": "pymta-smtpd", "{cli
                   "{client_name}": "client.example"}
 HEADERS = [("From", " a@example.org"), ("To", " b@example.org"), ("Subject", " test")]
 BODY = b"hello\r\nworld\r\n"
+MESSAGE = Message(HEADERS, BODY)
 CLOCK: IReactorTime = reactor  # type: ignore[assignment]  # the global reactor provides IReactorTime
-
-
-class Message:
-    def __init__(self, headers: list[tuple[str, str]] = HEADERS, body: bytes = BODY) -> None:
-        self.headers, self.body = headers, body
-
-    def header_fields(self) -> list[tuple[str, str]]:
-        return self.headers
-
-    def body_chunks(self, size: int) -> Iterator[bytes]:
-        for start in range(0, len(self.body), size):
-            yield self.body[start:start + size]
 
 
 class PymilterTestCase(unittest.TestCase):
@@ -103,7 +92,7 @@ class StageTests(PymilterTestCase):
         seen = self.start_filter("plain")
         session = self.session()
         self.assertEqual(await self.up_to_data(session), [CONTINUE] * 5)
-        self.assertEqual(await session.end_of_message(Message(), {"i": "Q1"}, {"i": "Q1"}), EndOfMessage(CONTINUE))
+        self.assertEqual(await session.end_of_message(MESSAGE, {"i": "Q1"}, {"i": "Q1"}), EndOfMessage(CONTINUE))
         session.close()
         stages = self.seen(seen)
         self.assertEqual([s["stage"] for s in stages],
@@ -138,13 +127,13 @@ class StageTests(PymilterTestCase):
         self.start_filter("later", "--tempfail-eom")
         session = self.session()
         await self.up_to_data(session)
-        self.assertEqual(await session.end_of_message(Message(), {}, {}),
+        self.assertEqual(await session.end_of_message(MESSAGE, {}, {}),
                          EndOfMessage(Verdict(Action.TEMPFAIL, "451 4.7.1 try again later, says the filter", "later")))
         self.lines = []
         self.start_filter("bin", "--discard-eom")
         session = self.session()
         await self.up_to_data(session)
-        self.assertEqual(await session.end_of_message(Message(), {}, {}), EndOfMessage(Verdict(Action.DISCARD, None, "bin")))
+        self.assertEqual(await session.end_of_message(MESSAGE, {}, {}), EndOfMessage(Verdict(Action.DISCARD, None, "bin")))
 
     async def test_every_modification(self) -> None:
         self.start_filter("editor", "--add-header", "X-Scanned: yes", "--insert-header", "X-Top: first",
@@ -153,7 +142,7 @@ class StageTests(PymilterTestCase):
                           "--replace-body", "replaced\r\n", "--quarantine", "looks odd")
         session = self.session()
         await self.up_to_data(session)
-        result = await session.end_of_message(Message(), {}, {})
+        result = await session.end_of_message(MESSAGE, {}, {})
         self.assertEqual(result.verdict, CONTINUE)
         self.assertEqual(set(result.modifications), {
             AddHeader("X-Scanned", "yes"), InsertHeader(0, "X-Top", "first"), ChangeHeader(1, "Subject", "[filtered] test"),
@@ -167,7 +156,7 @@ class StageTests(PymilterTestCase):
         await self.up_to_data(session)
         assert isinstance(session, MilterChain)
         self.assertTrue(session.filters[0].negotiated.steps & n.SMFIP_NR_HDR)
-        self.assertEqual(await session.end_of_message(Message(), {}, {}), EndOfMessage(CONTINUE))
+        self.assertEqual(await session.end_of_message(MESSAGE, {}, {}), EndOfMessage(CONTINUE))
         self.assertEqual([s["stage"] for s in self.seen(seen)].count("header"), 3)
 
     async def test_later_filter_sees_the_earlier_ones_header(self) -> None:
@@ -175,7 +164,7 @@ class StageTests(PymilterTestCase):
         seen = self.start_filter("second")
         session = self.session()
         await self.up_to_data(session)
-        result = await session.end_of_message(Message(), {}, {})
+        result = await session.end_of_message(MESSAGE, {}, {})
         self.assertEqual(result, EndOfMessage(CONTINUE, (AddHeader("X-First", "was here"),)))
         headers = [s["args"] for s in self.seen(seen) if s["stage"] == "header"]
         self.assertEqual(headers[-1], ["X-First", "was here"])
@@ -199,7 +188,7 @@ class FailureTests(PymilterTestCase):
         await stuck.connect(INFO, {})
         waiting = stuck.mail("a@example.org", [], {})
         self.assertEqual(await self.up_to_data(fine), [CONTINUE] * 5)
-        self.assertEqual(await fine.end_of_message(Message(), {}, {}), EndOfMessage(CONTINUE))
+        self.assertEqual(await fine.end_of_message(MESSAGE, {}, {}), EndOfMessage(CONTINUE))
         self.assertFalse(waiting.called, "the stalled filter answered")
         self.assertEqual(await waiting, Verdict(Action.TEMPFAIL, None, "stuck"))
         self.assertEqual((await stuck.rcpt("b@example.org", [], {})).action, Action.TEMPFAIL)

@@ -10,11 +10,12 @@ from twisted.internet.interfaces import IReactorTCP, IReactorTime
 from twisted.internet.protocol import Factory, Protocol
 from twisted.trial import unittest
 
-from pymta.control import Controls, load_controls
+from pymta.control import Controls
 from pymta.milter.api import CONTINUE, ConnectInfo
 from pymta.milter.chain import MilterChain
 from pymta.milter.sessions import Milters
 from pymta.milter.wire import PacketReader, encode_packet
+from tests.controlfiles import controls_from
 
 REACTOR: IReactorTime = reactor  # type: ignore[assignment]  # the global reactor provides IReactorTime
 
@@ -35,12 +36,7 @@ class AgreeableFilter(Protocol):
 
 class MiltersTests(unittest.TestCase):
     def controls(self, text: str | None) -> Controls:
-        root = self.mktemp()
-        os.makedirs(os.path.join(root, "control"))
-        if text is not None:
-            with open(os.path.join(root, "control", "milters"), "w") as f:
-                f.write(text)
-        return load_controls(root)
+        return controls_from(self, milters=text)
 
     def test_no_filters_no_session(self) -> None:
         for text in (None, "", "# later\n"):

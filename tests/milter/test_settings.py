@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
-
 from twisted.trial import unittest
 
-from pymta.control import ControlError, Controls, load_controls
+from pymta.control import ControlError, Controls
 from pymta.milter.api import Action
 from pymta.milter.settings import DEFAULT_MACROS, MilterSpec, SettingError, milter_specs, parse_milter_line
+from tests.controlfiles import controls_from
 
 
 class LineTests(unittest.TestCase):
@@ -65,12 +64,7 @@ class LineTests(unittest.TestCase):
 
 class FileTests(unittest.TestCase):
     def controls(self, text: str | None) -> Controls:
-        root = self.mktemp()
-        os.makedirs(os.path.join(root, "control"))
-        if text is not None:
-            with open(os.path.join(root, "control", "milters"), "w") as f:
-                f.write(text)
-        return load_controls(root)
+        return controls_from(self, milters=text)
 
     def test_absent_and_empty(self) -> None:
         self.assertEqual(milter_specs(self.controls(None)), ())

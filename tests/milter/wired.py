@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import struct
+from typing import Iterator
 
 from twisted.internet import defer, task
 from twisted.internet.testing import StringTransport
@@ -12,7 +13,7 @@ from pymta.milter.filter import FilterSession
 from pymta.milter.settings import MilterSpec, parse_milter_line
 from pymta.milter.wire import PacketReader, encode_packet
 
-__all__ = ["Wired", "spec"]
+__all__ = ["Message", "Wired", "spec"]
 
 
 def spec(line: str = "f unix:/run/f.sock") -> MilterSpec:
@@ -52,3 +53,17 @@ class Wired:
         assert self.sent()[0][0] == b"O"
         self.answer(b"O", struct.pack(">III", version, actions, steps) + extra)
         assert opened.called
+
+
+class Message:
+    """A message for end_of_message: its header fields and its body, handed out in chunks."""
+
+    def __init__(self, headers: list[tuple[str, str]], body: bytes) -> None:
+        self.headers, self.body = headers, body
+
+    def header_fields(self) -> list[tuple[str, str]]:
+        return self.headers
+
+    def body_chunks(self, size: int) -> Iterator[bytes]:
+        for start in range(0, len(self.body), size):
+            yield self.body[start:start + size]

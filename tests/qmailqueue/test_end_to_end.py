@@ -16,7 +16,7 @@ import tempfile
 from twisted.trial import unittest
 
 from tests.qmailhelpers.test_end_to_end import MAIL_UID, delivery_python
-from tests.test_end_to_end import SRC, free_port, start_listening, wait_for
+from tests.test_end_to_end import SRC, free_port, init_root, start_listening, wait_for
 
 
 def write_script(path: str, body: str) -> str:
@@ -52,11 +52,7 @@ class Base(unittest.SynchronousTestCase):
 class InjectTests(Base):
     def setUp(self) -> None:
         super().setUp()
-        init = [self.root, "--me", "test.example"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", f"{MAIL_UID}:{MAIL_UID}"]
-        done = self.pymta("init", *init)
-        self.assertEqual(done.returncode, 0, done.stderr)
+        init_root(self.root, mail_uid=MAIL_UID)
 
     def inject(self, program: str, *args: str) -> subprocess.CompletedProcess:
         env = dict(os.environ, QMAILQUEUE=program, PYMTA_ROOT=self.root)
@@ -89,10 +85,7 @@ class DaemonTests(Base):
 
     def setUp(self) -> None:
         super().setUp()
-        init = [self.root, "--me", "test.example", "--user", "alice:secret"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", f"{MAIL_UID}:{MAIL_UID}"]
-        self.assertEqual(self.pymta("init", *init).returncode, 0)
+        init_root(self.root, "alice:secret", mail_uid=MAIL_UID)
         # the daemon's interpreter, which the filter's qmail-queue runs as the mail uid too
         python = delivery_python(self.base, MAIL_UID if os.getuid() == 0 else None)
         with open(os.path.join(self.root, "control", "timeoutqmailqueue"), "w") as f:

@@ -212,7 +212,11 @@ class SinkTests(SynchronousTestCase):
         self.assertEqual(self.processes[0].signals, ["KILL"])
         self.assertEqual(self.clock.getDelayedCalls(), [])
 
-    def test_the_pipe_backlog_pauses_the_spool(self) -> None:
+    def finish_with_a_full_pipe(self) -> tuple["defer.Deferred[QueueReceipt]", FakeProcess, bytes]:
+        """
+        A message of several pieces given to a program whose pipe is full
+        after the first piece: finish()'s result, the process and the body.
+        """
         paused: list[bool] = []
 
         def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
@@ -221,7 +225,7 @@ class SinkTests(SynchronousTestCase):
 
             def write(fd: int, data: bytes) -> None:
                 original(fd, data)
-                if fd == 0 and not paused:  # the pipe is full after the first piece
+                if fd == 0 and not paused:
                     paused.append(True)
                     process.pipes[0].producer.pauseProducing()
 
@@ -231,8 +235,10 @@ class SinkTests(SynchronousTestCase):
         body = b"Subject: s\n\n" + b"y" * (spool.CHUNK_BYTES * 4)
         writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
         writer.write(body)
-        d = writer.finish()
-        process = self.processes[0]
+        return writer.finish(), self.processes[0], body
+
+    def test_the_pipe_backlog_pauses_the_spool(self) -> None:
+        d, process, body = self.finish_with_a_full_pipe()
         self.assertEqual(process.written[0], b"Subject: s\n")
         self.assertEqual(process.closed, [])
         process.pipes[0].producer.resumeProducing()
@@ -243,23 +249,7 @@ class SinkTests(SynchronousTestCase):
 
     def test_a_pipe_broken_mid_message_is_no_receipt_even_at_exit_0(self) -> None:
         # Twisted tells the producer first, then the protocol: the spool must not run on to finish() meanwhile
-        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
-            process = self.spawn(protocol, program)
-            original = process.writeToChild
-
-            def write(fd: int, data: bytes) -> None:
-                original(fd, data)
-                if fd == 0 and len(process.written[0]) == len(b"Subject: s\n"):
-                    process.pipes[0].producer.pauseProducing()
-
-            process.writeToChild = write
-            return process
-
-        body = b"Subject: s\n\n" + b"y" * (spool.CHUNK_BYTES * 4)
-        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
-        writer.write(body)
-        d = writer.finish()
-        process = self.processes[0]
+        d, process, _ = self.finish_with_a_full_pipe()
         process.pipes[0].producer.stopProducing()  # the program closed its descriptor 0
         self.assertEqual(process.written[0], b"Subject: s\n", "nothing more is written to a closed pipe")
         process.end(0)

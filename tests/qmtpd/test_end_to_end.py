@@ -20,7 +20,6 @@ from __future__ import annotations
 import os
 import shutil
 import socket
-import subprocess
 import sys
 import tempfile
 
@@ -28,7 +27,7 @@ from twisted.trial import unittest
 
 from pymta.queue.framing import NetstringParser, netstring
 from tests.packages import ensure_program
-from tests.test_end_to_end import SRC, free_port, start_listening, start_twistd, wait_for
+from tests.test_end_to_end import free_port, init_root, start_listening, start_twistd, wait_for
 
 QUEUE_SCRIPT = """#!/bin/sh
 # qmail-queue's interface: the message on fd 0, the envelope on fd 1
@@ -86,11 +85,7 @@ class QMTPEndToEnd(unittest.SynchronousTestCase):
     def test_qmtp_both_ways(self) -> None:
         far_port, far_queue = self.mailfront()
         root = self.root
-        init = [root, "--me", "test.example", "--user", "alice:secret"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", "4242:4242"]
-        subprocess.run([sys.executable, "-m", "pymta.cli.main", "init", *init], check=True, cwd=SRC,
-                       stdout=subprocess.DEVNULL)
+        init_root(root, "alice:secret")
         with open(os.path.join(root, "control", "qmtproutes"), "w") as f:
             f.write(f"far.example:127.0.0.1:{far_port}\n")
         with open(os.path.join(root, "etc", "tcp.smtp"), "w") as f:

@@ -2,27 +2,16 @@
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING
 
 from twisted.trial import unittest
 
-from pymta.control import Controls, load_controls
+from tests.controlfiles import controls_from as controls_from  # the queue tests import it from here
 
 if TYPE_CHECKING:
     from pymta.queue.disk import QueueDisk
     from pymta.queue.layout import QueueLayout
     from pymta.queue.spares import SparePool
-
-
-def controls_from(testcase: unittest.SynchronousTestCase, **files: str) -> Controls:
-    """The L{Controls} of a new root whose control files are C{files} (name -> exact content)."""
-    root = testcase.mktemp()
-    os.makedirs(os.path.join(root, "control"))
-    for name, text in files.items():
-        with open(os.path.join(root, "control", name), "w") as f:
-            f.write(text)
-    return load_controls(root)
 
 
 def script_syncfs(testcase: unittest.SynchronousTestCase, script: list[int]) -> list[int]:

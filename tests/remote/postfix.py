@@ -121,6 +121,15 @@ class PostfixInstance:
         with open(os.path.join(self.base, "master.cf"), "w") as f:
             f.write(MASTER_CF.format(listen=f"127.0.0.1:{port}"))
 
+    def override(self, settings: dict[str, str]) -> None:
+        """Set these main.cf parameters, replacing the lines that set them (before start)."""
+        main_cf = os.path.join(self.base, "main.cf")
+        with open(main_cf) as f:
+            kept = [line for line in f if line.split("=", 1)[0].strip() not in settings]
+        with open(main_cf, "w") as f:
+            f.writelines(kept)
+            f.writelines(f"{key} = {value}\n" for key, value in settings.items())
+
     def postfix(self, *args: str) -> subprocess.CompletedProcess:
         return subprocess.run([POSTFIX, "-c", self.base, *args], capture_output=True, text=True, timeout=60)
 

@@ -13,7 +13,6 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import Clock
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.control import load_controls
 from pymta.dns import DNSTemporaryError
 from pymta.remote.mtasts import MTASTS, PolicyDiscovery
 from pymta.remote.mtastsapply import STSDecision
@@ -23,6 +22,7 @@ from pymta.remote.mtastspolicy import ENFORCE, TESTING, Policy
 from pymta.remote.routes import Target
 from pymta.remote.smtproutes import Route
 from pymta.remote.tlspolicy import OFF, OPPORTUNISTIC, VERIFY, TLSPolicy
+from tests.controlfiles import controls_from
 from tests.remote.fakes import FakeResolver
 
 NAME = "_mta-sts.example.test"
@@ -178,12 +178,7 @@ class DecideTests(SynchronousTestCase):
         self.mtasts = MTASTS(discovery)
 
     def controls(self, mtasts: str | None = None) -> object:
-        root = self.mktemp()
-        os.makedirs(os.path.join(root, "control"))
-        if mtasts is not None:
-            with open(os.path.join(root, "control", "mtasts"), "w") as f:
-                f.write(mtasts)
-        return load_controls(root)
+        return controls_from(self, mtasts=mtasts)
 
     def decide(self, policy: TLSPolicy, route: Route | None = None, controls: object = None, domain: str = "example.test") -> STSDecision:
         return self.successResultOf(self.mtasts.decide(domain, self.targets, policy, route, controls or self.controls()))

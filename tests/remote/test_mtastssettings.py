@@ -6,19 +6,15 @@ import os
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.control import ControlError, load_controls
+from pymta.control import ControlError
 from pymta.remote.mtastssettings import MTASTSSettings, mtasts_settings
+from tests.controlfiles import controls_from
 from tests.smtpd.tlsutil import make_certificate
 
 
 class SettingsTests(SynchronousTestCase):
     def controls(self, text: str | None) -> object:
-        root = self.mktemp()
-        os.makedirs(os.path.join(root, "control"))
-        if text is not None:
-            with open(os.path.join(root, "control", "mtasts"), "w") as f:
-                f.write(text)
-        return load_controls(root)
+        return controls_from(self, mtasts=text)
 
     def test_defaults_and_keywords(self) -> None:
         ca = os.path.abspath(self.mktemp())

@@ -9,12 +9,14 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.interfaces import ITLSTransport
 from twisted.internet.testing import StringTransport
+from twisted.trial import unittest
 from zope.interface import implementer
 
 from pymta.control import ControlReader
 from pymta.interfaces import QueueReceipt, QueueRefused
 from pymta.smtpd.access import AccessRules
 from pymta.smtpd.context import ListenerSettings, SMTPDContext
+from pymta.smtpd.endofdata import EndOfDataStage
 from pymta.smtpd.factory import SMTPFactory
 
 
@@ -150,3 +152,19 @@ class Session:
             from twisted.python.failure import Failure
 
             self.proto.connectionLost(Failure(ConnectionDone()))
+
+
+def relay_session(testcase: unittest.SynchronousTestCase, stage: EndOfDataStage, rules: str, **context_args: object) -> Session:
+    """A Session past EHLO, relaying to example.org, whose end-of-data steps are C{stage}; closed at cleanup."""
+    s = Session(make_root(os.path.abspath(testcase.mktemp()), rcpthosts="example.org"), rules=rules, **context_args)
+    s.context.end_of_data = stage
+    testcase.addCleanup(s.close)
+    s.take()
+    s.cmd("EHLO client.example")
+    return s
+
+
+def send_to_bob(s: Session, message: bytes) -> list[str]:
+    """Every reply to MAIL from alice@example.com, RCPT to bob@example.org, DATA and C{message} (LF line ends)."""
+    replies = s.cmd("MAIL FROM:<alice@example.com>") + s.cmd("RCPT TO:<bob@example.org>") + s.cmd("DATA")
+    return replies + s.send(message.replace(b"\n", b"\r\n") + b".\r\n")

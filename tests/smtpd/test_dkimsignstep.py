@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import os
-
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.dkim.signing import DKIMSigning
 from pymta.smtpd.dkimsignstep import DKIMSignStep
 from pymta.smtpd.endofdata import EndOfDataStage, SessionFacts
 from tests.dkim.helpers import signing_keys, verify_all
-from tests.smtpd.helpers import Session, make_root
+from tests.smtpd.helpers import Session, relay_session, send_to_bob
 
 CLIENT = "192.0.2.7"
 MESSAGE = b"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: hello\n\nHello Bob.\n..dot\n"
@@ -18,16 +16,10 @@ MESSAGE = b"From: Alice <alice@example.com>\nTo: bob@example.org\nSubject: hello
 
 class SigningInASession(SynchronousTestCase):
     def session(self, rules: str, keys: dict | None = None) -> Session:
-        s = Session(make_root(os.path.abspath(self.mktemp()), rcpthosts="example.org"), rules=rules)
-        s.context.end_of_data = EndOfDataStage([DKIMSignStep(DKIMSigning(signing_keys() if keys is None else keys))])
-        self.addCleanup(s.close)
-        s.take()
-        s.cmd("EHLO client.example")
-        return s
+        return relay_session(self, EndOfDataStage([DKIMSignStep(DKIMSigning(signing_keys() if keys is None else keys))]), rules)
 
     def send(self, s: Session) -> list[str]:
-        replies = s.cmd("MAIL FROM:<alice@example.com>") + s.cmd("RCPT TO:<bob@example.org>") + s.cmd("DATA")
-        return replies + s.send(MESSAGE.replace(b"\n", b"\r\n") + b".\r\n")
+        return send_to_bob(s, MESSAGE)
 
     def test_a_relay_client_is_signed(self) -> None:
         s = self.session(f'{CLIENT}:allow,RELAYCLIENT=""')

@@ -18,7 +18,7 @@ import time
 from twisted.trial import unittest
 
 from tests.packages import ensure_debian_python_module
-from tests.test_end_to_end import SRC, free_port, start_listening, start_twistd, wait_for
+from tests.test_end_to_end import SRC, free_port, init_root, start_listening, start_twistd, wait_for
 
 SCRIPT = os.path.join(SRC, "tests", "milter", "pymilterfilter.py")
 TWISTD = [os.path.join(os.path.dirname(sys.executable), "twistd")]
@@ -35,10 +35,7 @@ class LiveFilterTests(unittest.SynchronousTestCase):
         self.addCleanup(shutil.rmtree, base, True)
         self.base = base
         self.root = os.path.join(base, "root")
-        init = [self.root, "--me", "test.example", "--user", "alice:secret", "--user", "bob:secret"]
-        if os.getuid() == 0:
-            init += ["--mail-uid", "4242:4242"]
-        self.pymta("init", *init)
+        init_root(self.root, "alice:secret", "bob:secret")
         self.log = os.path.join(self.root, "twistd.log")
 
     def pymta(self, *args: str) -> str:

@@ -287,34 +287,29 @@ class EndOfMessage(Base):
         data = s.sink.queued[0].data
         self.assertEqual(data[data.index(b"Subject"):], b"Subject: hi\n\nline one\nline two\n")
 
-    def test_a_body_grown_past_databytes_is_refused_552(self) -> None:
-        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 500 + b"\r\n")))
+    def deliver_within(self, databytes: int, milter: FakeMilter) -> tuple[Session, list[str]]:
+        """C{deliver} with no EHLO and a databytes limit of C{databytes}."""
         s = self.session(milter)
         s.take()
-        s.proto.databytes = 300
+        s.proto.databytes = databytes
         self.transaction(s)
         s.cmd("DATA")
-        self.assertEqual(s.send(MESSAGE), ["552 sorry, that message size exceeds my databytes limit (#5.3.4)"])
+        return s, s.send(MESSAGE)
+
+    def test_a_body_grown_past_databytes_is_refused_552(self) -> None:
+        s, replies = self.deliver_within(300, FakeMilter(eom=end(ReplaceBody(b"y" * 500 + b"\r\n"))))
+        self.assertEqual(replies, ["552 sorry, that message size exceeds my databytes limit (#5.3.4)"])
         self.assertEqual(s.sink.queued, [])
 
     def test_a_rewritten_message_within_databytes_is_queued(self) -> None:
-        milter = FakeMilter(eom=end(ReplaceBody(b"y" * 10 + b"\r\n")))
-        s = self.session(milter)
-        s.take()
-        s.proto.databytes = 300
-        self.transaction(s)
-        s.cmd("DATA")
-        self.assertEqual(s.send(MESSAGE)[0][:6], "250 ok")
+        s, replies = self.deliver_within(300, FakeMilter(eom=end(ReplaceBody(b"y" * 10 + b"\r\n"))))
+        self.assertEqual(replies[0][:6], "250 ok")
         self.assertTrue(s.sink.queued[0].data.endswith(b"\n\nyyyyyyyyyy\n"))
 
     def test_message_too_big_is_forgotten_at_the_next_transaction(self) -> None:
         milter = FakeMilter()
-        s = self.session(milter)
-        s.take()
-        s.proto.databytes = 5
-        self.transaction(s)
-        s.cmd("DATA")
-        self.assertEqual(s.send(MESSAGE)[0][:3], "552")
+        s, replies = self.deliver_within(5, milter)
+        self.assertEqual(replies[0][:3], "552")
         self.assertEqual(milter.aborts, 0)
         self.transaction(s)
         self.assertEqual(milter.aborts, 1)

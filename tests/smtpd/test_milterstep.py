@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-
 from twisted.internet import defer
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -15,7 +13,7 @@ from pymta.smtpd.endofdata import EndOfDataStage, SessionFacts, StepVerdict, dsn
 from pymta.smtpd.milterstep import SpooledSource
 from pymta.smtpd.spool import SpooledMessage
 from tests.dkim.helpers import signing_keys, verify_all
-from tests.smtpd.helpers import Session, make_root
+from tests.smtpd.helpers import Session, relay_session, send_to_bob
 from tests.smtpd.milterfake import FakeMilter, end
 
 CLIENT = "192.0.2.7"
@@ -41,17 +39,10 @@ class Seen:
 
 class Ordering(SynchronousTestCase):
     def session(self, milter: FakeMilter, stage: EndOfDataStage) -> Session:
-        s = Session(make_root(os.path.abspath(self.mktemp()), rcpthosts="example.org"),
-                    rules=f'{CLIENT}:allow,RELAYCLIENT=""', milters=lambda: milter)
-        s.context.end_of_data = stage
-        self.addCleanup(s.close)
-        s.take()
-        s.cmd("EHLO client.example")
-        return s
+        return relay_session(self, stage, f'{CLIENT}:allow,RELAYCLIENT=""', milters=lambda: milter)
 
     def send(self, s: Session) -> list[str]:
-        replies = s.cmd("MAIL FROM:<alice@example.com>") + s.cmd("RCPT TO:<bob@example.org>") + s.cmd("DATA")
-        return replies + s.send(MESSAGE.replace(b"\n", b"\r\n") + b".\r\n")
+        return send_to_bob(s, MESSAGE)
 
     def test_checks_see_the_message_as_received_late_steps_as_filtered(self) -> None:
         before, after = Seen(), Seen()
