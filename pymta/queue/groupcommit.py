@@ -39,7 +39,10 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     whole batch, and only then is any message acknowledged.  When the queue
     syncs its whole file system (L{QueueSync.whole_fs}), messages may come
     merely L{PendingMessage.stage}d: one syncfs makes their files and mess/N
-    entries durable, a second one the todo/ links.
+    entries durable, a second one the todo/ links.  Otherwise a staged
+    message gets its own fsyncs (L{PendingMessage.make_durable}) here first,
+    in this thread, before any directory sync: the order of its disk
+    operations is the same as when it comes durable.
 
     Returns one receipt or L{QueueFailure} per message, in order.  A
     message that cannot be linked is removed again; a failing todo/ sync
@@ -51,14 +54,19 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
         return []
     disk = messages[0].queue.disk
     sync, layout = disk.sync, disk.layout
-    ready = (WriteState.DURABLE, WriteState.STAGED) if sync.whole_fs else (WriteState.DURABLE,)
     outcomes: dict[int, QueueReceipt | QueueFailure] = {}
     live: list[int] = []
     for i, message in enumerate(messages):
-        if message.state in ready:
-            live.append(i)
-        else:
+        if message.state not in (WriteState.DURABLE, WriteState.STAGED):
             outcomes[i] = QueueFailure(EXIT_BUG, f"message {message.message_id} is {message.state.value}, not prepared")
+            continue
+        if message.state is WriteState.STAGED and not sync.whole_fs:
+            try:  # its data and envelope fsynced (a failure removes it)
+                message.make_durable()
+            except QueueFailure as e:
+                outcomes[i] = e
+                continue
+        live.append(i)
 
     # a write-back error reported since the oldest message of the batch began fails the batch
     since = min((messages[i].sync_generation for i in live), default=0)
@@ -135,8 +143,13 @@ class GroupCommitter:
         self.batches = 0
         self.messages = 0
 
+    @property
+    def idle(self) -> bool:
+        """No batch is being committed and none waits: a message added now is committed at once, alone."""
+        return not self._running and not self._waiting
+
     def add(self, pending: PendingMessage) -> "defer.Deferred[QueueReceipt]":
-        """Commit C{pending} (DURABLE, or STAGED for a syncfs disk) with the next batch; fires with its receipt."""
+        """Commit C{pending} (DURABLE or STAGED, see L{commit_prepared}) with the next batch; fires with its receipt."""
         d: defer.Deferred[QueueReceipt] = defer.Deferred()
         self._waiting.append((pending, d))
         self._next()

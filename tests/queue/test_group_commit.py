@@ -153,6 +153,44 @@ class CommitPreparedTests(unittest.SynchronousTestCase):
         [outcome] = commit_prepared([m])
         self.assertIsInstance(outcome, QueueFailure)
 
+    def test_staged_message_is_fsynced_before_its_directories(self) -> None:
+        order: list[str] = []
+        real = syncing._sync
+
+        def recording_sync(target) -> None:
+            order.append("file" if isinstance(target, int) else os.path.relpath(target, self.layout.queuedir))
+            real(target)
+
+        self.patch(syncing, "_sync", recording_sync)
+        m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
+        m.write(b"Subject: x\n\nbody\n")
+        m.stage("a@b.example", ["c@d.example"])
+        [receipt] = commit_prepared([m])
+        self.assertEqual(receipt, QueueReceipt(m.message_id, m.qp))
+        # data and envelope, then the mess/N entry, then (after the link) todo/
+        self.assertEqual(order, ["file", "file", os.path.relpath(m.mess_dir, self.layout.queuedir), "todo"])
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
+
+    def test_staged_message_failing_its_fsync_in_a_batch_is_removed_alone(self) -> None:
+        [good] = prepared(self.layout, 1)
+        bad = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
+        bad.write(b"Subject: x\n\nbody\n")
+        bad.stage("a@b.example", ["c@d.example"])
+        real = syncing._sync
+
+        def failing_file_sync(target) -> None:
+            if isinstance(target, int):
+                raise OSError(5, "Input/output error")
+            real(target)
+
+        self.patch(syncing, "_sync", failing_file_sync)
+        outcome_bad, outcome_good = commit_prepared([bad, good])
+        self.assertIsInstance(outcome_bad, QueueFailure)
+        self.assertFalse(outcome_bad.permanent)
+        self.assertEqual(outcome_good, QueueReceipt(good.message_id, good.qp))
+        self.assertEqual([os.path.basename(f) for f in files_under(self.layout, "todo")], [str(good.message_id)])
+        self.assertEqual(len(files_under(self.layout, "mess")), 1)
+
     def test_stage_and_make_durable_only_in_order_and_once(self) -> None:
         m = Queue(QueueDisk.plain(self.layout)).begin("by uid 1", 1, 1)
         self.addCleanup(m.abort)
@@ -248,24 +286,41 @@ class QueueSinkGroupingTests(unittest.SynchronousTestCase):
     def test_messages_prepared_during_a_commit_share_the_next_one(self) -> None:
         fsyncs = FsyncRecorder(self)
         results = self.finish(4)
-        self.pool.run_one()  # prepares message 1; its commit (alone) is queued
-        self.pool.run_all()  # prepares 2-4 (they wait for the running commit), commits 1, then 2-4 together
+        # message 1 found the committer idle: its commit (alone, its fsyncs included) is queued;
+        # 2-4 are prepared in the pool meanwhile
+        self.assertEqual(len(self.pool.calls), 4)
+        self.pool.run_one()  # commits message 1
+        self.assertEqual(len(results), 1)
+        self.pool.run_all()  # prepares 2 (the committer is idle again: alone), 3-4 wait for it; then 3-4 together
         self.assertEqual(len(results), 4)
         self.assertTrue(all(isinstance(r, QueueReceipt) for r in results), results)
         self.assertEqual(self.committed, [r.message_id for r in results])
-        self.assertEqual(fsyncs.dirs.count("todo"), 2)
-        self.assertEqual((self.sink.committer.batches, self.sink.committer.messages), (2, 4))
+        self.assertEqual(fsyncs.dirs.count("todo"), 3)
+        self.assertEqual((self.sink.committer.batches, self.sink.committer.messages), (3, 4))
+
+    def test_a_lone_message_takes_one_trip_to_the_pool(self) -> None:
+        fsyncs = FsyncRecorder(self)
+        [result] = [None] + self.finish(1)  # nothing yet
+        self.assertIsNone(result)
+        self.assertEqual(len(self.pool.calls), 1)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.pool.run_one()
+        self.assertEqual(self.pool.calls, [])
+        self.assertEqual(len(self.committed), 1)
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
+        self.assertEqual(fsyncs.dirs.count("todo"), 1)
 
     def test_no_receipt_before_the_directory_fsync(self) -> None:
-        results = self.finish(2)
+        results = self.finish(3)
+        self.pool.run_one()  # message 1, alone
         self.pool.run_one()
         self.pool.run_one()
-        # both prepared (files fsynced), the batch commit not run yet: nothing acknowledged or visible
-        self.assertEqual(results, [])
-        self.assertEqual(self.committed, [])
-        self.assertEqual(files_under(self.layout, "todo"), [])
+        # 2 and 3 prepared (files fsynced), their batch commits not run yet: not acknowledged, not visible
+        self.assertEqual(len(results), 1)
+        self.assertEqual(self.committed, [results[0].message_id])
+        self.assertEqual(len(files_under(self.layout, "todo")), 1)
         self.pool.run_all()
-        self.assertEqual(len(results), 2)
+        self.assertEqual(len(results), 3)
 
     def test_in_process_commits_do_not_pull_the_trigger(self) -> None:
         fd = os.open(self.layout.trigger_path(), os.O_RDONLY | os.O_NONBLOCK)
