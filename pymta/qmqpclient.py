@@ -14,6 +14,11 @@ server replies, the last failure is raised (qmail-qmqpc's exit code: 72
 timeout, 73 refused, 74 dropped; all temporary).  So the caller
 (C{pymta inject}: exit 111, C{sendmail}, a script) still has the message
 whenever it was not accepted; nothing is kept here.
+
+This client blocks (the command-line tools are blocking programs); the
+daemons use L{pymta.qmqpprotocol} on the reactor, which shares
+L{packet_head}, L{reply_outcome} and L{ServerSkipped} with it: one set of
+rules for both.
 """
 
 from __future__ import annotations
