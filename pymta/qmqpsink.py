@@ -10,10 +10,13 @@ answering fails it with the refusal (C{451}/C{554}), and the client keeps
 the message.
 
 Each message is spooled to a temporary file while it arrives (QMQP states
-the message's length first) and sent from a thread of the reactor's pool,
-as the blocking client waits on sockets with qmail-qmqpc's timeouts.  The
-servers are the reader's current snapshot's, so a reload applies to the
-next message.
+the message's length first) and sent on the reactor
+(L{pymta.qmqpprotocol.QMQPHandOver}: the same rules and timeouts as the
+blocking client, and no thread waits on a slow or dead server).
+C{abort()} before C{finish()} drops the spool; after it, it closes the
+connection in progress and C{finish()}'s Deferred fails (no C{K}, nothing
+promised).  The servers are the reader's current snapshot's, so a reload
+applies to the next message.
 """
 
 from __future__ import annotations
@@ -21,11 +24,12 @@ from __future__ import annotations
 import tempfile
 from typing import Any, Callable, Sequence
 
-from twisted.internet import defer, threads
+from twisted.internet import defer
 
 from pymta.dsn.params import MessageDsn
 from pymta.interfaces import QueueReceipt
-from pymta.qmqpclient import send_qmqp
+from pymta.qmqpclient import encode_envelope, send_qmqp
+from pymta.qmqpprotocol import QMQPHandOver
 from pymta.qmqpservers import QMQPServer
 from pymta.queue.errors import EXIT_CONFIG, QueueFailure
 
@@ -43,6 +47,7 @@ class QMQPWriter:
         self.recipients = list(recipients)
         self._spool = tempfile.SpooledTemporaryFile(_SPOOL_IN_MEMORY)
         self._done = False
+        self._hand_over: QMQPHandOver | None = None
 
     def write(self, data: bytes) -> None:
         self._spool.write(data)
@@ -56,8 +61,15 @@ class QMQPWriter:
         if not servers:
             self._spool.close()
             return defer.fail(QueueFailure(EXIT_CONFIG, "control/qmqpservers lists no server"))
-        self._spool.seek(0)
-        d = self.sink.in_thread(send_qmqp, servers, self._spool, self.sender, self.recipients)
+        d: defer.Deferred[QueueReceipt]
+        if self.sink.in_thread is not None:
+            self._spool.seek(0)
+            d = self.sink.in_thread(send_qmqp, servers, self._spool, self.sender, self.recipients)
+        else:
+            length = self._spool.tell()
+            self._hand_over = QMQPHandOver(self.sink.reactor, servers, self._spool, length,
+                                           encode_envelope(self.sender, self.recipients))
+            d = self._hand_over.start()
 
         def closed(result: Any) -> Any:
             self._spool.close()
@@ -69,19 +81,23 @@ class QMQPWriter:
         if not self._done:
             self._done = True
             self._spool.close()
+        elif self._hand_over is not None:
+            self._hand_over.abort()
 
 
 class QMQPSink:
     """
-    Opens L{QMQPWriter}s.  C{servers} gives the current server list;
-    C{in_thread(f, *args)} runs C{f} away from the reactor and returns a
-    Deferred of its result (the reactor's thread pool in the daemon).
+    Opens L{QMQPWriter}s.  C{servers} gives the current server list; the
+    messages go out on C{reactor} (also the clock of the timeouts).  Given
+    C{in_thread(f, *args)} (a Deferred of C{f}'s result, run elsewhere),
+    the blocking L{send_qmqp} is run through it instead.
     """
 
     def __init__(self, reactor: Any, servers: Callable[[], Sequence[QMQPServer]],
                  in_thread: Callable[..., defer.Deferred] | None = None) -> None:
+        self.reactor = reactor
         self.servers = servers
-        self.in_thread = in_thread or (lambda f, *a: threads.deferToThreadPool(reactor, reactor.getThreadPool(), f, *a))
+        self.in_thread = in_thread
 
     def open_message(self, sender: str, recipients: Sequence[str], *, origin: str, uid: int | None = None,
                      pid: int | None = None, dsn: MessageDsn | None = None, held: bool = False) -> QMQPWriter:
