@@ -118,21 +118,34 @@ class DataStream:
             last = buf.rfind(b"\n", pos)
             if last != -1:
                 chunk = buf[pos : last + 1]
+                if b"." not in chunk:
+                    # no line can start with a dot: no end, nothing to unstuff (one memchr; base64 has no dot)
+                    data = chunk.replace(b"\r\n", b"\n")
+                    # every LF had its CR when the replace removed one byte per LF
+                    if len(chunk) - len(data) != chunk.count(b"\n"):
+                        return pos, BARE_LF
+                    self._out(data)
+                    pos = last + 1
+                    return self._rest(buf, pos)
                 if chunk.startswith(b".\r\n"):
                     end_at = 0
                 else:
                     i = chunk.find(b"\n.\r\n")
                     end_at = i + 1 if i != -1 else -1
                 body = chunk if end_at == -1 else chunk[:end_at]
-                if body.count(b"\n") != body.count(b"\r\n"):
-                    return pos, BARE_LF
                 data = body.replace(b"\r\n", b"\n")
+                if len(body) - len(data) != body.count(b"\n"):
+                    return pos, BARE_LF
                 if data.startswith(b".") or b"\n." in data:
                     data = b"\n".join(line[1:] if line.startswith(b".") else line for line in data.split(b"\n"))
                 self._out(data)
                 if end_at != -1:
                     return pos + end_at + 3, END
                 pos = last + 1
-        if n - pos > self.max_line:
+        return self._rest(buf, pos)
+
+    def _rest(self, buf: bytes, pos: int) -> tuple[int, str | None]:
+        """C{buf} is consumed up to C{pos}; the rest is an incomplete line: wait for more, unless it is too long."""
+        if len(buf) - pos > self.max_line:
             return pos, LINE_TOO_LONG
         return pos, None
