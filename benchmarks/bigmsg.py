@@ -66,10 +66,11 @@ def raise_size_limit(server: object, size: int) -> None:
     assert isinstance(server, PostfixServer)
     main_cf = os.path.join(server.inst.base, "main.cf")
     with open(main_cf) as f:
-        kept = [line for line in f if line.split("=", 1)[0].strip() != "message_size_limit"]
+        kept = [line for line in f if line.split("=", 1)[0].strip() not in ("message_size_limit", "mailbox_size_limit")]
     with open(main_cf, "w") as f:
         f.writelines(kept)
-        f.write(f"message_size_limit = {limit}\n")
+        # local(8) refuses to start when its mailbox limit (default 51,200,000) is below the message limit
+        f.write(f"message_size_limit = {limit}\nmailbox_size_limit = {limit}\n")
 
 
 def main() -> int:
