@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
+from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream, crlf_to_lf
 
 
 def run(data: bytes, chunk: int | None = None, **kw: int) -> tuple[bytes, str | None, bytes, DataStream]:
@@ -114,6 +114,25 @@ class DataStreamTests(SynchronousTestCase):
         self.assertEqual(outcome, expected)
         if expected == END:
             self.assertEqual(out, expected_out)
+
+
+class CrlfToLfTests(SynchronousTestCase):
+    def test_short_and_long_lines(self) -> None:
+        """Both ways (replace for short lines, split and join for long ones) give the same bytes."""
+        for line in (b"", b"x", b"x\ry", b"a" * 31, b"a" * 32, b"a" * 200):
+            lines = (line + b"\r\n") * 10
+            self.assertEqual(crlf_to_lf(lines), lines.replace(b"\r\n", b"\n"), line)
+
+    def test_bare_lf(self) -> None:
+        for lines in (b"x\n", b"a" * 100 + b"\r\n" + b"b" * 100 + b"\n", b"\r\n\n", b"x" * 99 + b"\r\r\n\n"):
+            self.assertIsNone(crlf_to_lf(lines), lines)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from([b"a" * 40, b"b", b"\r", b"\n", b"\r\n"]), max_size=30))
+    def test_same_as_replace(self, pieces: list[bytes]) -> None:
+        lines = b"".join(pieces) + b"\r\n"
+        bare = lines.count(b"\n") != lines.count(b"\r\n")
+        self.assertEqual(crlf_to_lf(lines), None if bare else lines.replace(b"\r\n", b"\n"))
 
 
 def _line_by_line(data: bytes) -> tuple[bytes, str | None]:
