@@ -18,7 +18,7 @@ refuses 50 MB, Postfix's 10,240,000 bytes refuses 10 MB).  The
 servers are the ones benchmarks/end_to_end_bench.py runs (same classes,
 same Maildir delivery); the ratios pymta/Postfix are printed per load.
 
-Usage: sh benchmarks/end_to_end.sh is not needed; run as root:
+Usage (as root; installs Debian's postfix when smtp-source or Postfix is missing):
        .venv/bin/python benchmarks/bigmsg.py [--loads 20x10,5x50] [--sessions 1] [--rounds 1]
        [--only pymta,postfix] [--settle-us 60]
 A load is COUNTxMB (MB = 2**20 bytes); smoke it with --loads 3x1.
