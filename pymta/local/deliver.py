@@ -26,6 +26,7 @@ from pymta.local.envelope import dtline, has_delivered_to, read_chunks, read_lin
 from pymta.local.errors import DeliveryFailure
 from pymta.local.getpw import LocalUser
 from pymta.local.maildir import deliver_maildir
+from pymta.local.messagecopy import message_copy
 from pymta.local.mbox import LOCK_TIMEOUT, deliver_mbox
 from pymta.local.program import ProgramContext, program_environment, run_program
 from pymta.local.spawnrecords import DeliveryCounts
@@ -173,7 +174,7 @@ def _deliver(request: LocalDelivery, fd: int, output: list[str], lock_timeout: f
             if (kind, path) in delivered:
                 continue
             if kind == "maildir":
-                deliver_maildir(path, rp + dt, read_chunks(fd))
+                deliver_maildir(path, rp + dt, message_copy(fd))
             else:
                 deliver_mbox(path, instruction.value, uf + rp + dt, read_lines(fd), lock_timeout=lock_timeout)
             delivered.add((kind, path))

@@ -24,7 +24,8 @@ import time
 from typing import Callable, Iterable
 
 from pymta.fsutil import fsync_dir
-from pymta.local.errors import DeliveryFailure, guard_reads
+from pymta.local.errors import DeliveryFailure
+from pymta.local.messagecopy import ChunkCopy, MessageCopy
 
 __all__ = ["deliver_maildir", "unique_name", "maildir_hostname"]
 
@@ -50,15 +51,17 @@ def unique_name(now: float | None = None, pid: int | None = None, host: str | No
 def deliver_maildir(
     maildir: str,
     prefix: bytes,
-    body: Iterable[bytes],
+    body: Iterable[bytes] | MessageCopy,
     *,
     sleep: Callable[[float], None] = time.sleep,
 ) -> str:
     """
     Deliver C{prefix} + C{body} into C{maildir}; return the path in C{new/}.
+    C{body} is the message's chunks, or a L{MessageCopy} that writes it.
 
     Raises L{DeliveryFailure} (always temporary, as in qmail) on any error.
     """
+    message = body if isinstance(body, MessageCopy) else ChunkCopy(body)
     if not os.path.isdir(maildir):
         raise DeliveryFailure.temporary("Unable to chdir to maildir. (#4.2.1)")
     tmpdir = os.path.join(maildir, "tmp")
@@ -85,8 +88,7 @@ def deliver_maildir(
         try:
             with os.fdopen(fd, "wb", buffering=65536) as f:
                 f.write(prefix)
-                for chunk in guard_reads(body):
-                    f.write(chunk)
+                message.copy_to(f)
                 f.flush()
                 os.fsync(f.fileno())
         except DeliveryFailure:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream
+from pymta.smtpd.data import BARE_LF, END, LINE_TOO_LONG, DataStream, crlf_to_lf
 
 
 def run(data: bytes, chunk: int | None = None, **kw: int) -> tuple[bytes, str | None, bytes, DataStream]:
@@ -93,3 +93,59 @@ class DataStreamTests(SynchronousTestCase):
         out, outcome, rest, _ = run(body + b".\r\nQUIT\r\n", chunk)
         self.assertEqual(outcome, END)
         self.assertEqual(out, b"".join(line + b"\n" for line in lines))
+
+    def test_dot_free_pieces(self) -> None:
+        """A piece with no dot at all (the whole-chunk path) keeps every rule: CRLF -> LF, bare CR kept, bare LF refused."""
+        out, outcome, _, _ = run(b"H: v\r\n\r\n" + b"x\ry\r\n" * 40 + b"\r\n" + b".\r\n", chunk=64)
+        self.assertEqual((out, outcome), (b"H: v\n\n" + b"x\ry\n" * 40 + b"\n", END))
+        self.assertEqual(run(b"H: v\r\n\r\n" + b"xx\r\n" * 40 + b"x\nx\r\n.\r\n", chunk=64)[1], BARE_LF)
+        self.assertEqual(run(b"H: v\r\n\r\nxx\r\n" + b"x\r\r\n\n", chunk=64)[1], BARE_LF)
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        st.lists(st.sampled_from([b"a", b"b", b".", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"\r\n."]), max_size=40),
+        st.integers(min_value=1, max_value=70),
+    )
+    def test_same_as_line_by_line(self, pieces: list[bytes], chunk: int) -> None:
+        """Whatever the bytes and the pieces they come in: the outcome and the stored bytes of qmail's line-by-line rule."""
+        data = b"H: v\r\n\r\n" + b"".join(pieces) + b"\r\n.\r\n"
+        expected_out, expected = _line_by_line(data)
+        out, outcome, _, _ = run(data, chunk)
+        self.assertEqual(outcome, expected)
+        if expected == END:
+            self.assertEqual(out, expected_out)
+
+
+class CrlfToLfTests(SynchronousTestCase):
+    def test_short_and_long_lines(self) -> None:
+        """Both ways (replace for short lines, split and join for long ones) give the same bytes."""
+        for line in (b"", b"x", b"x\ry", b"a" * 31, b"a" * 32, b"a" * 200):
+            lines = (line + b"\r\n") * 10
+            self.assertEqual(crlf_to_lf(lines), lines.replace(b"\r\n", b"\n"), line)
+
+    def test_bare_lf(self) -> None:
+        for lines in (b"x\n", b"a" * 100 + b"\r\n" + b"b" * 100 + b"\n", b"\r\n\n", b"x" * 99 + b"\r\r\n\n"):
+            self.assertIsNone(crlf_to_lf(lines), lines)
+
+    @settings(max_examples=300, deadline=None)
+    @given(st.lists(st.sampled_from([b"a" * 40, b"b", b"\r", b"\n", b"\r\n"]), max_size=30))
+    def test_same_as_replace(self, pieces: list[bytes]) -> None:
+        lines = b"".join(pieces) + b"\r\n"
+        bare = lines.count(b"\n") != lines.count(b"\r\n")
+        self.assertEqual(crlf_to_lf(lines), None if bare else lines.replace(b"\r\n", b"\n"))
+
+
+def _line_by_line(data: bytes) -> tuple[bytes, str | None]:
+    """The reference: qmail-smtpd's DATA rule, one line at a time."""
+    out: list[bytes] = []
+    pos = 0
+    while True:
+        nl = data.find(b"\n", pos)
+        if nl == -1:
+            return b"".join(out), None
+        if nl == pos or data[nl - 1] != 13:
+            return b"".join(out), BARE_LF
+        line, pos = data[pos : nl - 1], nl + 1
+        if line == b".":
+            return b"".join(out), END
+        out.append((line[1:] if line.startswith(b".") else line) + b"\n")
