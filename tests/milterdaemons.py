@@ -154,7 +154,8 @@ def _spawn(running: RunningFilter, command: list[str], account: tuple[int, int] 
         running.killed.append(proc)
 
 
-def _answers(address: str | tuple[str, int]) -> bool:
+def answers(address: str | tuple[str, int]) -> bool:
+    """Whether something accepts a connection at C{address} (a unix socket path, or host and port)."""
     family = socket.AF_UNIX if isinstance(address, str) else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.settimeout(0.5)
@@ -167,7 +168,7 @@ def _answers(address: str | tuple[str, int]) -> bool:
 
 def _wait_listening(running: RunningFilter, address: str | tuple[str, int], what: str, started: float) -> None:
     deadline = time.monotonic() + STARTUP_TIMEOUT
-    while not _answers(address):
+    while not answers(address):
         dead = [proc.args for proc in running.processes if proc.poll() is not None]
         if dead or time.monotonic() > deadline:
             running.stop()

@@ -22,6 +22,7 @@ from pymta.milter.api import CONTINUE, Action, AddHeader, AddRecipient, ChangeHe
 from pymta.milter.chain import MilterChain
 from pymta.milter.sessions import Milters
 from tests.milter.wired import Message
+from tests.milterdaemons import answers
 from tests.packages import ensure_debian_python_module
 from tests.waiting import wait_until
 
@@ -55,7 +56,8 @@ class PymilterTestCase(unittest.TestCase):
         child = subprocess.Popen([self.python, SCRIPT, "--socket", f"unix:{sock}", "--seen", seen, *args],
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.addCleanup(self._stop, child)
-        self.assertTrue(wait_until(lambda: os.path.exists(sock) or child.poll() is not None), "filter never listened")
+        # the socket file exists once libmilter has bound it, a moment before it listens: wait for a connect
+        self.assertTrue(wait_until(lambda: answers(sock) or child.poll() is not None), "filter never listened")
         self.assertIsNone(child.poll(), "the filter exited")
         self.lines.append(f"{name} unix:{sock} {options}".strip())
         return seen
