@@ -73,6 +73,22 @@ class KernelCopyTests(unittest.TestCase):
         e = self.assertRaises(OSError, self.copy, KernelCopy(self.fd))
         self.assertEqual(e.errno, errno.EXDEV)
 
+    def test_a_kernel_that_copies_nothing_silently_gets_the_plain_path(self) -> None:
+        """copy_file_range returning 0 at once (no error) on a non-empty file is not a finished copy."""
+        self.patch(os, "copy_file_range", lambda *args: 0)
+        self.assertEqual(self.copy(KernelCopy(self.fd)), b"Delivered-To: a@b\n" + MESSAGE)
+
+    def test_a_copy_that_stops_short_defers(self) -> None:
+        """The kernel reports the end before the file's size: an error, never a delivery of part of it."""
+        real = os.copy_file_range
+
+        def short(src: int, dst: int, count: int, offset_src: int | None = None) -> int:
+            return 0 if offset_src else real(src, dst, 1000, offset_src)
+
+        self.patch(os, "copy_file_range", short)
+        e = self.assertRaises(OSError, self.copy, KernelCopy(self.fd))
+        self.assertEqual(e.errno, errno.EIO)
+
     def test_write_error_is_an_oserror(self) -> None:
         def full(*args: object) -> int:
             raise OSError(errno.ENOSPC, "No space left on device")
