@@ -80,6 +80,7 @@ from pymta.remote.lmtpdelivery import LMTPDelivery
 from pymta.remote.routes import RouteFailure, Target, TargetPlanner, is_self_address
 from pymta.remote.smarthostauth import Credentials, CredentialsTable, check_file, daemon_account, smarthost_credentials
 from pymta.remote.smtproutes import Route
+from pymta.remote.deadhosts import remember, skipped_as_dead
 from pymta.remote.tcpto import DeadHostMemory, tcpto_path
 from pymta.remote.tlspolicy import TLSPolicy, TLSPolicyTable, route_policy, tls_destinations
 from pymta.remote.tlsprecedence import combine
@@ -366,13 +367,8 @@ class RemoteChannel:
         for target in targets:
             if self._stopping:
                 return TEXT_STOPPING, None
-            try:
-                if self.dead_hosts.is_dead(target.address):
-                    log.info("{job}: {address} is marked dead (no answer lately); not tried", job=job.about(),
-                             message_id=job.message_id, address=target.address)
-                    continue
-            except OSError:
-                pass
+            if skipped_as_dead(self.dead_hosts, log, job, target.address):
+                continue
             host_dane = dane.get(target.host) if dane else None  # DANE's demand of this MX, or its deferral text
             if isinstance(host_dane, str):
                 last_text, last_target = host_dane, target
@@ -460,13 +456,13 @@ class RemoteChannel:
             except (error.TimeoutError, error.TCPTimedOutError):
                 log.info("{job}: connect to {address}:{port} timed out", job=job.about(), message_id=job.message_id,
                          address=target.address, port=target.port)
-                self._remember(self.dead_hosts.record_timeout, target.address)
+                remember(log, self.dead_hosts.record_timeout, target.address)
                 return _CONNECT_FAILED
             except Exception as e:
                 log.info("{job}: connect to {address}:{port} failed: {error}", job=job.about(),
                          message_id=job.message_id, address=target.address, port=target.port, error=e)
                 return _CONNECT_FAILED
-            self._remember(self.dead_hosts.record_success, target.address)
+            remember(log, self.dead_hosts.record_success, target.address)
             self._active.add(protocol)
             try:
                 outcome = yield protocol.finished
@@ -509,9 +505,3 @@ class RemoteChannel:
             if not kept:
                 del self._idle[key]
 
-    @staticmethod
-    def _remember(update: Callable[[str], None], address: str) -> None:
-        try:
-            update(address)
-        except OSError as e:
-            log.warn("cannot update the dead-host memory: {error}", error=e)

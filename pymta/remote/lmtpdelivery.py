@@ -43,6 +43,7 @@ from pymta.remote.lmtpclient import LMTPClientProtocol, LMTPOutcome
 from pymta.remote.lmtproutes import LMTPRoute, LMTPRoutes, lmtp_routes
 from pymta.remote.routes import RouteFailure, TargetPlanner
 from pymta.remote.smtproutes import Route
+from pymta.remote.deadhosts import remember, skipped_as_dead
 from pymta.remote.tcpto import DeadHostMemory
 from pymta.snapshotcache import PerSnapshot
 
@@ -177,25 +178,13 @@ class LMTPDelivery:
         """The first session's outcome, or the deferral text when no target took one."""
         text = TEXT_NO_LMTP_CONNECTION
         for target in targets:
-            if self._is_dead(job, route, target):
+            if route.path is None and skipped_as_dead(self.dead_hosts, log, job, target):
                 continue
             outcome = yield self._session(pool, route, target, job, controls, recipients, message)
             if isinstance(outcome, LMTPOutcome):
                 return outcome
             text = outcome or text
         return text
-
-    def _is_dead(self, job: DeliveryJob, route: LMTPRoute, address: str) -> bool:
-        if route.path is not None:
-            return False
-        try:
-            dead = self.dead_hosts.is_dead(address)
-        except OSError:
-            return False
-        if dead:
-            log.info("{job}: {address} is marked dead (no answer lately); not tried", job=job.about(),
-                     message_id=job.message_id, address=address)
-        return dead
 
     @defer.inlineCallbacks
     def _session(
@@ -221,14 +210,14 @@ class LMTPDelivery:
             log.info("{job}: LMTP connect to {where} timed out", job=job.about(), message_id=job.message_id,
                      where=where)
             if route.path is None:
-                self._remember(self.dead_hosts.record_timeout, target)
+                remember(log, self.dead_hosts.record_timeout, target)
             return None
         except Exception as e:
             log.info("{job}: LMTP connect to {where} failed: {error}", job=job.about(), message_id=job.message_id,
                      where=where, error=e)
             return None
         if route.path is None:
-            self._remember(self.dead_hosts.record_success, target)
+            remember(log, self.dead_hosts.record_success, target)
         self._active.add(protocol)
         try:
             refused = yield protocol.ready
@@ -275,9 +264,3 @@ class LMTPDelivery:
         pool.idle.append((key, protocol, self.reactor.callLater(self.idle_seconds, expire)))
         protocol.on_idle_lost = pool.drop
 
-    @staticmethod
-    def _remember(update: Any, address: str) -> None:
-        try:
-            update(address)
-        except OSError as e:
-            log.warn("cannot update the dead-host memory: {error}", error=e)

@@ -30,6 +30,7 @@ from pymta.remote.qmtpclient import QMTPClientProtocol, QMTPOutcome
 from pymta.remote.qmtproutes import QMTPRoutes, qmtp_routes
 from pymta.remote.routes import RouteFailure, TargetPlanner
 from pymta.remote.smtproutes import Route
+from pymta.remote.deadhosts import remember, skipped_as_dead
 from pymta.remote.tcpto import DeadHostMemory
 from pymta.remote.oneconnection import connect_quietly
 from pymta.snapshotcache import PerSnapshot
@@ -77,13 +78,8 @@ class QMTPDelivery:
         except RouteFailure as failure:
             return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
         for target in targets:
-            try:
-                if self.dead_hosts.is_dead(target.address):
-                    log.info("{job}: {address} is marked dead (no answer lately); not tried", job=job.about(),
-                             message_id=job.message_id, address=target.address)
-                    continue
-            except OSError:
-                pass
+            if skipped_as_dead(self.dead_hosts, log, job, target.address):
+                continue
             outcomes = yield self._session(job, controls, recipients, target.address, target.port)
             if outcomes is not None:
                 return [DeliveryResult(outcome.status, outcome.text) for outcome in outcomes]
@@ -110,13 +106,13 @@ class QMTPDelivery:
             except (error.TimeoutError, error.TCPTimedOutError):
                 log.info("{job}: QMTP connect to {address}:{port} timed out", job=job.about(),
                          message_id=job.message_id, address=address, port=port)
-                self._remember(self.dead_hosts.record_timeout, address)
+                remember(log, self.dead_hosts.record_timeout, address)
                 return None
             except Exception as e:
                 log.info("{job}: QMTP connect to {address}:{port} failed: {error}", job=job.about(),
                          message_id=job.message_id, address=address, port=port, error=e)
                 return None
-            self._remember(self.dead_hosts.record_success, address)
+            remember(log, self.dead_hosts.record_success, address)
             self._active.add(protocol)
             try:
                 outcomes: list[QMTPOutcome] = yield protocol.finished
@@ -126,9 +122,3 @@ class QMTPDelivery:
         finally:
             message.close()
 
-    @staticmethod
-    def _remember(update: Any, address: str) -> None:
-        try:
-            update(address)
-        except OSError as e:
-            log.warn("cannot update the dead-host memory: {error}", error=e)
