@@ -380,7 +380,7 @@ def main() -> int:
     base = spread_tree("pymta-sessions-bench-")
     rates: dict[tuple[str, int], list[dict]] = {(name, s): [] for name in wanted for s in counts}
     memory: dict[str, list[dict]] = {name: [] for name in wanted}
-    print(f"smtp-source -s {args.sessions} -l {SIZE}, delivery to one local Maildir, idle sessions {args.idle}; "
+    print(f"smtp-source -s {args.sessions or '-'} -l {SIZE}, delivery to one local Maildir, idle sessions {args.idle}; "
           f"{os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.2f}; pymta's queuesync {args.queuesync}; "
           f"RLIMIT_NOFILE {soft}/{hard}", flush=True)
     try:
@@ -404,18 +404,20 @@ def main() -> int:
                     noting_backlog(server, seen)
                     try:
                         r = measure(server, count, sessions, SIZE, args.deliver_timeout)
-                    except SystemExit as failed:  # one server failing at S sessions is a finding, not the end
+                    except (SystemExit, subprocess.TimeoutExpired) as failed:  # a finding, not the end
                         print(f"round {rnd + 1} {name:8s} {sessions} sessions, {count} messages: FAILED: {failed}",
                               flush=True)
                         continue
                     rates[(name, sessions)].append(r)
+                    overflows_after, drops_after = listen_drops()
                     print(f"round {rnd + 1} {name:8s} {sessions} sessions, {count} messages: accepted "
                           f"{r['accepted']:6.0f} msg/s  delivered {r['delivered']:6.0f} msg/s ({r['seconds']:.1f} s)"
                           f"  peak RSS {r['peak_mb']:6.1f} MB  PSS {r['peak_pss_mb']:6.1f} MB"
                           f"  CPU {r['cpu_ms_per_msg']:.2f} ms/msg  listen queue {seen['backlog']}: overflows"
-                          f" {listen_drops()[0] - overflows}, drops {listen_drops()[1] - drops}"
+                          f" {overflows_after - overflows}, drops {drops_after - drops}"
                           f"  file create {create_us:.0f} us", flush=True)
-                    shutil.rmtree(where, ignore_errors=True)
+                    if not args.keep:
+                        shutil.rmtree(where, ignore_errors=True)
             if not args.idle:
                 continue
             for name in rotated(wanted, rnd):
@@ -439,7 +441,8 @@ def main() -> int:
                       f" second half alone {m['second_half_bytes_per_session']:.0f}); per session RSS"
                       f" {m['rss_bytes_per_session']:.0f}, PSS {m['pss_bytes_per_session']:.0f},"
                       f" USS {m['uss_bytes_per_session']:.0f}, page tables {m['pte_bytes_per_session']:.0f}", flush=True)
-                shutil.rmtree(where, ignore_errors=True)
+                if not args.keep:
+                    shutil.rmtree(where, ignore_errors=True)
     finally:
         if args.keep:
             print(f"kept {base}")
