@@ -269,6 +269,8 @@ class PymtaServer:
         self.name = "pymta-milter" if milter else self.name
         #: proxied: the SMTP listener is haproxy: (control/trustedproxies: 127.0.0.1); qmqp: a --qmqp listener too
         self.proxied = proxied
+        #: appended to the SMTP listener's endpoint, e.g. ":backlog=1000" (benchmarks/sessions.py)
+        self.listen_options = ""
         self.qmqp_port = free_port() if qmqp else None
         self.split = split
         self.base = base
@@ -329,7 +331,7 @@ class PymtaServer:
             self.dovecot.start()
         if self.milter is not None:
             self.milter.start()
-        listen = f"{'haproxy:' if self.proxied else ''}tcp:{self.port}:interface=127.0.0.1"
+        listen = f"{'haproxy:' if self.proxied else ''}tcp:{self.port}:interface=127.0.0.1{self.listen_options}"
         if self.split:
             self.procs.append(twistd(["pymta-send", "--root", self.root], os.path.join(self.base, "send.log")))
             wait_for(lambda: os.path.exists(os.path.join(self.root, "run", "pymta-send.pid")), 60, "pymta-send")
