@@ -69,7 +69,7 @@ def result_line(load: str, metric: str, pymta: float | None, postfix: float | No
     ratio = None
     if pymta is not None and postfix is not None:
         over, under = (pymta, postfix) if higher_is_better else (postfix, pymta)
-        ratio = over / under if under else None
+        ratio = over / under if over > 0 and under > 0 else None  # a ratio of nothing (or of noise below 0) means nothing
     result = Result(load, metric, pymta, postfix, ratio, goal, _met(goal, pymta, ratio))
     result.check()
     return result
