@@ -39,6 +39,7 @@ sys.path.insert(0, HERE)
 
 from end_to_end_bench import PostfixServer, PymtaServer, available_postfix, make_server, measure  # noqa: E402
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
+from results import print_result  # noqa: E402
 from smtpd_bench import SMTP_SOURCE  # noqa: E402
 
 MB = 1 << 20
@@ -142,6 +143,17 @@ def main() -> int:
                      for key in ("accepted_mbs", "delivered_mbs", "peak_mb")}
             print(f"  {load:10s} ratio pymta/postfix: accepted {ratio['accepted_mbs']:.2f}, "
                   f"delivered {ratio['delivered_mbs']:.2f}, peak RSS {ratio['peak_mb']:.2f}")
+            for key, metric, better, goal in (("accepted_mbs", "accepted_MB_per_s", True, "1.0"),
+                                              ("delivered_mbs", "delivered_MB_per_s", True, "1.0"),
+                                              ("peak_mb", "peak_RSS_MB", False, "-")):
+                print_result(f"{count}x{size / MB:g}MB", metric, median("pymta", count, size, key),
+                             median("postfix", count, size, key), higher_is_better=better, goal=goal)
+    if "pymta" in wanted and len(loads) > 1:
+        # flat in the message size: the peak RSS of the biggest messages over that of the smallest
+        small, big = min(loads, key=lambda load: load[1]), max(loads, key=lambda load: load[1])
+        flat = {name: median(name, *big, "peak_mb") / median(name, *small, "peak_mb") for name in wanted}
+        print_result("bigmsg", "peak_RSS_big_over_small", flat["pymta"], flat.get("postfix"),
+                     higher_is_better=False, goal="pymta<=1.1")
     return 0
 
 

@@ -28,8 +28,7 @@ same on an empty queue (C{--window} seconds of sessions, one after
 another, from the moment it listens).  Also printed: the daemon's RSS once
 its memory has settled, and the ratio of the p50s (goal: at most 2).  Needs
 root (C{pymta init}'s users), as benchmarks/end_to_end_bench.py.
-Postfix's figures on the same queue are not measured here (see
-benchmarks/README.md).
+Postfix's figures on the same queue: benchmarks/bigqueue_vs_postfix.py.
 
 N is bounded (1..200,000).  Queue setup is not timed.
 """
@@ -344,7 +343,13 @@ def main() -> int:
     if args.what == "restart":
         if not 1 <= args.n <= MAX_N:
             parser.error(f"-n must be 1..{MAX_N}")
-        print(json.dumps(restart(args.n, workdir, args.window)))
+        result = restart(args.n, workdir, args.window)
+        print(json.dumps(result))
+        sys.path.insert(0, HERE)
+        from results import print_result
+
+        print_result(f"queue{args.n}", "restart_p50_over_empty", result["p50_ratio"], None, higher_is_better=False,
+                     goal="pymta<=2")
         return 0
     sizes = [int(s) for s in args.sizes.split(",")]
     if any(not 1 <= n <= MAX_N for n in sizes):

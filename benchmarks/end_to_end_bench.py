@@ -70,6 +70,7 @@ from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates
 from smtpd_bench import SMTP_SOURCE, free_port, port_open, smtp_source, stop_processes, wait_for  # noqa: E402
 from tiers import HAProxyFronted, QMQPHop, accepts_connections  # noqa: E402
 from accept_milter import AcceptMilter  # noqa: E402
+from results import print_result  # noqa: E402
 
 if TYPE_CHECKING:
     from tests.dovecot import DovecotLMTP
@@ -587,6 +588,11 @@ def main() -> int:
                   f"delivered {median(name, 'delivered') / median('postfix', 'delivered'):.2f}, "
                   f"peak RSS {median(name, 'peak_mb') / median('postfix', 'peak_mb'):.2f}, "
                   f"peak PSS {median(name, 'peak_pss_mb') / median('postfix', 'peak_pss_mb'):.2f}")
+        for name in [name for name in wanted if not name.startswith("postfix")]:
+            load = f"{args.sessions}sessions" + ("" if name == "pymta" else f"-{name}")  # issue 19's goals: pymta
+            for key, goal in (("delivered", "1.3"), ("accepted", "1.0")):
+                print_result(load, f"{key}_per_s", median(name, key), median("postfix", key),
+                             goal=goal if name == "pymta" and args.sessions == 20 else "-")
     return 0
 
 

@@ -65,14 +65,14 @@ def twistd(args: list[str], log: str) -> subprocess.Popen:
     )
 
 
-def smtp_source(port: int, count: int, sessions: int, size: int, rcpt: str) -> float:
+def smtp_source(port: int, count: int, sessions: int, size: int, rcpt: str, timeout: float = 900) -> float:
     start = time.monotonic()
     result = subprocess.run(
         [SMTP_SOURCE, "-s", str(sessions), "-m", str(count), "-l", str(size), "-f", "sender@example.org", "-t", rcpt,
          f"127.0.0.1:{port}"],
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=timeout,
     )
     elapsed = time.monotonic() - start
     if result.returncode != 0:
