@@ -50,7 +50,7 @@ LOADS: dict[str, tuple[str, list[str], list[str]]] = {
     "20sessions": ("end_to_end_bench.py", ["--only", "pymta,postfix", "--queuesync", "fsync"],
                    ["--only", "pymta,postfix", "--queuesync", "fsync", "--count", "200"]),
     "1session": ("latency.py", ["--only", "pymta,postfix"], ["--only", "pymta,postfix", "--count", "50"]),
-    "sessions": ("sessions.py", [], []),
+    "sessions": ("sessions.py", [], ["--sessions", "50", "--messages", "500", "--idle", "20"]),
     "bigmsg": ("bigmsg.py", [], ["--loads", "2x1,1x5"]),
     "local": ("local_fanout.py", [], ["--recipients", "100"]),
     "remote": ("remote_vs_postfix.py", [], ["--count", "200", "--recipients", "100", "--domains", "10"]),
@@ -75,8 +75,6 @@ def command(load: str, quick: bool, passed: dict[str, str]) -> list[str] | None:
     if not os.path.exists(os.path.join(HERE, script)):
         return None
     argv = [sys.executable, os.path.join(HERE, script), *(small if quick else real)]
-    if quick and script == "sessions.py" and takes(script, "--quick"):
-        argv.append("--quick")
     for option, value in passed.items():
         if takes(script, option):
             argv += [option, value]

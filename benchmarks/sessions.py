@@ -64,6 +64,7 @@ from end_to_end_bench import (  # noqa: E402
 )
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from latency import Session  # noqa: E402
+from results import print_result  # noqa: E402
 from smtpd_bench import SMTP_SOURCE  # noqa: E402
 
 TARGETS = ("pymta", "postfix")
@@ -302,27 +303,6 @@ def idle_memory(server: "PymtaServer | PostfixServer", count: int, seconds: floa
             "pte_bytes_per_session": 1024 * (during.pte_kb - before.pte_kb) / count}
 
 
-# -- the RESULT lines ---------------------------------------------------
-
-def result_line(load: str, metric: str, pymta: float | None, postfix: float | None, higher_is_better: bool,
-                goal: float | None = None, digits: int = 0) -> str:
-    """
-    C{RESULT <load> <metric> pymta=<v> postfix=<v> ratio=<r> goal=<g> met=<m>}:
-    ratio pymta/postfix when higher is better, postfix/pymta when lower is,
-    so a ratio above 1 is always pymta ahead; C{-} for what is unknown.
-    """
-    def value(v: float | None) -> str:
-        return "-" if v is None else f"{v:.{digits}f}"
-
-    ratio = None
-    if pymta is not None and postfix is not None:
-        over, under = (pymta, postfix) if higher_is_better else (postfix, pymta)
-        ratio = over / under if under > 0 and over >= 0 else None
-    met = "-" if goal is None or ratio is None else ("yes" if ratio >= goal else "no")
-    return (f"RESULT {load} {metric} pymta={value(pymta)} postfix={value(postfix)} "
-            f"ratio={'-' if ratio is None else f'{ratio:.2f}'} goal={'-' if goal is None else f'{goal:g}'} met={met}")
-
-
 def median_or_none(values: list[float]) -> float | None:
     return statistics.median(values) if values else None
 
@@ -456,22 +436,19 @@ def main() -> int:
         return median_or_none([m[key] for m in memory.get(name, [])])
 
     print(f"\nmedian of {args.rounds} round(s):")
-    lines = []
     for sessions in counts:
         for metric, key in (("accepted/s", "accepted"), ("delivered/s", "delivered")):
-            goal = GOAL_DELIVERED if key == "delivered" else None
-            lines.append(result_line(f"sessions-{sessions}", metric, rate("pymta", sessions, key),
-                                     rate("postfix", sessions, key), True, goal, digits=1))
+            goal = f"{GOAL_DELIVERED:g}" if key == "delivered" else "-"
+            print_result(f"sessions-{sessions}", metric, rate("pymta", sessions, key),
+                         rate("postfix", sessions, key), True, goal)
     if args.idle:
         for key, what in (("second_half_bytes_per_session", "as RESULT, the second half of the sessions alone"),
                           ("uss_bytes_per_session", "USS: private pages, both alike"),
                           ("pte_bytes_per_session", "page tables, which none of these counts")):
             print(f"  idle sessions, bytes per session ({what}): "
                   + ", ".join(f"{name} {per_session(name, key) or 0:.0f}" for name in wanted))
-        lines.append(result_line(f"idle-sessions-{args.idle}", "bytes/session", per_session("pymta"),
-                                 per_session("postfix"), False))
-    for line in lines:
-        print(line)
+        print_result(f"idle-sessions-{args.idle}", "bytes/session", per_session("pymta"),
+                     per_session("postfix"), False)
     return 0
 
 
