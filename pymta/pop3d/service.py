@@ -159,5 +159,6 @@ def build_pop3_service(
     for description in listen:
         pop3_factory = POP3Factory(settings)
         svc.factories.append(pop3_factory)
-        server_listener(reactor, description, pop3_factory, tls, proxies).setServiceParent(svc)
+        listener = server_listener(reactor, description, pop3_factory, tls, proxies, backlog=settings.max_connections)
+        listener.setServiceParent(svc)
     return svc

@@ -45,4 +45,6 @@ def add_qmqp_listeners(smtpd: SMTPDService, endpoints: Sequence[str], reactor: A
     for description in endpoints:
         tls = smtpd.context.tls
         assert tls is not None  # build_smtpd_service always makes one
-        server_listener(reactor, description, factory, tls, smtpd.trusted_proxies).setServiceParent(smtpd)
+        backlog = smtpd.context.reader.current.concurrencyincoming  # QMTP's limit, which QMQP shares
+        listener = server_listener(reactor, description, factory, tls, smtpd.trusted_proxies, backlog=backlog)
+        listener.setServiceParent(smtpd)

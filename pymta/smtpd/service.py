@@ -256,5 +256,8 @@ def build_smtpd_service(
             implicit_tls = split_proxy_prefix(description)[1].startswith("ssl:")
             settings = ListenerSettings(submission=is_submission, implicit_tls=implicit_tls)
             factory = SMTPFactory(context, settings)
-            server_listener(reactor, description, factory, tls, svc.trusted_proxies).setServiceParent(svc)
+            listener = server_listener(
+                reactor, description, factory, tls, svc.trusted_proxies, backlog=reader.current.concurrencyincoming
+            )
+            listener.setServiceParent(svc)
     return svc
