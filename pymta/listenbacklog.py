@@ -13,6 +13,11 @@ for SMTP, QMTP and QMQP; control/concurrencypop3 for POP3) listens with a
 backlog of that limit, as Postfix sizes a service's queue to its process
 limit.  Linux caps the value at C{net.core.somaxconn}.
 
+The queue is never made shorter than Twisted's default
+(L{listen_backlog}): pymta accepts the connections over its limit to refuse
+them with a reply (C{421}), so a burst of them passes through the queue too,
+and a small limit must not turn that burst into dropped handshakes.
+
 L{with_backlog} is the pure step: it adds C{backlog=N} to an endpoint string
 of a type that takes one (C{tcp:}, C{tcp6:}, C{ssl:}, C{unix:}, also behind
 C{haproxy:}) unless the string sets the backlog itself, by name or by
@@ -25,12 +30,20 @@ from __future__ import annotations
 
 from pymta.proxylistener import PROXY_PREFIX
 
-__all__ = ["with_backlog", "BACKLOG_POSITION"]
+__all__ = ["with_backlog", "listen_backlog", "BACKLOG_POSITION", "DEFAULT_BACKLOG"]
+
+#: Twisted's listen queue for an endpoint string without C{backlog=}
+DEFAULT_BACKLOG = 50
 
 #: for each endpoint type that takes a backlog: its position among the
 #: positional arguments after the type (Twisted's parsers: tcp:PORT:INTERFACE:BACKLOG,
 #: tcp6:PORT:BACKLOG, unix:ADDRESS:MODE:BACKLOG, ssl:PORT:KEY:CERT:METHOD:INTERFACE:BACKLOG)
 BACKLOG_POSITION = {"tcp": 3, "tcp6": 2, "unix": 3, "ssl": 6}
+
+
+def listen_backlog(connection_limit: int) -> int:
+    """The listen queue of a listener that serves C{connection_limit} sessions: the limit, at least 50."""
+    return max(connection_limit, DEFAULT_BACKLOG)
 
 
 def with_backlog(description: str, backlog: int | None) -> str:

@@ -229,9 +229,10 @@ def server_listener(
     handshake, as HAProxy sends it; an C{ssl:} endpoint with its own key
     files reads it inside TLS, as Twisted's C{haproxy:} did.
 
-    C{backlog} (the listener's connection limit) is the listen queue's
-    length unless C{description} sets C{backlog=} (L{with_backlog});
-    None leaves Twisted's default.
+    C{backlog} (from the listener's connection limit,
+    L{pymta.listenbacklog.listen_backlog}) is the listen queue's length
+    unless C{description} sets C{backlog=} (L{with_backlog}); None leaves
+    Twisted's default.
     """
     proxied, description = split_proxy_prefix(description)
     tcp = implicit_tls_port(description)

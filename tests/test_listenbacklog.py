@@ -1,6 +1,6 @@
 """
 pymta.listenbacklog and its use: each listener's listen queue is its
-connection limit unless the endpoint string sets C{backlog=}; checked on
+connection limit (at least 50) unless the endpoint string sets C{backlog=}; checked on
 strings, on Twisted's endpoints (MemoryReactor) and on the kernel's own
 listening sockets of the SMTP, QMTP, QMQP and POP3 services.
 """
@@ -18,7 +18,7 @@ from twisted.internet.testing import MemoryReactor
 from twisted.trial.unittest import SynchronousTestCase, TestCase
 
 from pymta.control import ControlReader
-from pymta.listenbacklog import with_backlog
+from pymta.listenbacklog import DEFAULT_BACKLOG, listen_backlog, with_backlog
 from pymta.pop3d.service import build_pop3_service
 from pymta.qmqpd.service import QMQPFactory, add_qmqp_listeners
 from pymta.qmtpd.service import QMTPFactory, add_qmtp_listeners
@@ -82,6 +82,12 @@ class WithBacklogTests(SynchronousTestCase):
         self.assertEqual(memory.unixServers[0][2], 17)
 
 
+class ListenBacklogTests(SynchronousTestCase):
+    def test_the_limit_but_never_below_twisteds_default(self) -> None:
+        self.assertEqual(DEFAULT_BACKLOG, 50)
+        self.assertEqual([listen_backlog(n) for n in (1, 40, 50, 51, 1000)], [50, 50, 50, 51, 1000])
+
+
 class ServerListenerTests(SynchronousTestCase):
     """pymta.tls.server_listener passes the backlog through every kind of endpoint."""
 
@@ -120,7 +126,7 @@ def listen_queue_length(sock: socket.socket) -> int:
 
 
 class RealSocketTests(TestCase):
-    """The daemons' listening sockets on 127.0.0.1 port 0 have their limit as listen queue."""
+    """The daemons' listening sockets on 127.0.0.1 port 0 have their limit (at least 50) as listen queue."""
 
     timeout = 60
 
@@ -137,7 +143,7 @@ class RealSocketTests(TestCase):
         return lengths
 
     def test_smtp_qmtp_qmqp_follow_concurrencyincoming(self) -> None:
-        root = make_root(self.mktemp(), concurrencyincoming="23")
+        root = make_root(self.mktemp(), concurrencyincoming="123")
         write_cert(os.path.join(root, "control", "servercert.pem"))
         svc = build_smtpd_service(
             root,
@@ -152,16 +158,26 @@ class RealSocketTests(TestCase):
         add_qmqp_listeners(svc, ["tcp:0:interface=127.0.0.1"], reactor)
         svc.startService()
         self.addCleanup(svc.stopService)
-        self.assertEqual(self.queues(svc), [23, 23, 7, 23, 23, 23])
-        self.assertEqual(self.queues(svc, QMTPFactory), [23])
-        self.assertEqual(self.queues(svc, QMQPFactory), [23])
+        self.assertEqual(self.queues(svc), [123, 123, 7, 123, 123, 123])
+        self.assertEqual(self.queues(svc, QMTPFactory), [123])
+        self.assertEqual(self.queues(svc, QMQPFactory), [123])
 
     def test_pop3_follows_concurrencypop3(self) -> None:
-        root = make_root(self.mktemp(), concurrencypop3="17")
+        root = make_root(self.mktemp(), concurrencypop3="77")
         svc = build_pop3_service(
             root, ControlReader(root), ["tcp:0:interface=127.0.0.1", "tcp:0:interface=127.0.0.1:backlog=4"],
             reactor=reactor, open_mailbox=lambda account: defer.Deferred(),  # no mailbox is opened here
         )
         svc.startService()
         self.addCleanup(svc.stopService)
-        self.assertEqual(self.queues(svc), [17, 4])
+        self.assertEqual(self.queues(svc), [77, 4])
+
+    def test_a_small_limit_keeps_twisteds_queue(self) -> None:
+        """Refusals over a limit of 6 pass through the queue too: it stays at 50."""
+        root = make_root(self.mktemp(), concurrencyincoming="6")
+        svc = build_smtpd_service(
+            root, ControlReader(root), MemorySink(), ["tcp:0:interface=127.0.0.1"], [], reactor=reactor, resolver=object()
+        )
+        svc.startService()
+        self.addCleanup(svc.stopService)
+        self.assertEqual(self.queues(svc), [50])
