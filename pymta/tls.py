@@ -40,6 +40,7 @@ from twisted.protocols.tls import TLSMemoryBIOFactory
 from twisted.python import usage
 from zope.interface import implementer
 
+from pymta.listenbacklog import with_backlog
 from pymta.proxylistener import TrustedProxyFactory, split_proxy_prefix
 from pymta.trustedproxies import TrustedProxies
 
@@ -206,7 +207,12 @@ def check_server_endpoint(reactor: Any, description: str) -> None:
 
 
 def server_listener(
-    reactor: Any, description: str, factory: Any, tls: ServerTLS, proxies: Callable[[], TrustedProxies] | None = None
+    reactor: Any,
+    description: str,
+    factory: Any,
+    tls: ServerTLS,
+    proxies: Callable[[], TrustedProxies] | None = None,
+    backlog: int | None = None,
 ) -> internet.StreamServerEndpointService:
     """
     A service listening on the endpoint C{description} with C{factory}.  For
@@ -222,16 +228,22 @@ def server_listener(
     implicit TLS (C{haproxy:ssl:PORT}) the header comes before the TLS
     handshake, as HAProxy sends it; an C{ssl:} endpoint with its own key
     files reads it inside TLS, as Twisted's C{haproxy:} did.
+
+    C{backlog} (from the listener's connection limit,
+    L{pymta.listenbacklog.listen_backlog}) is the listen queue's length
+    unless C{description} sets C{backlog=} (L{with_backlog}); None leaves
+    Twisted's default.
     """
     proxied, description = split_proxy_prefix(description)
     tcp = implicit_tls_port(description)
     if tcp is not None:
         if not tls.available:
             raise TLSConfigError(tls.error or f"{tls.path}: no certificate for {description}")
-        endpoint = endpoints.serverFromString(reactor, tcp)
+        endpoint = endpoints.serverFromString(reactor, with_backlog(tcp, backlog))
         factory = TLSMemoryBIOFactory(tls, False, factory)
     else:
-        endpoint = _with_server_profile(endpoints.serverFromString(reactor, description), description)
+        endpoint = endpoints.serverFromString(reactor, with_backlog(description, backlog))
+        endpoint = _with_server_profile(endpoint, description)
     if proxied:  # outermost: the header is read before anything else
         factory = TrustedProxyFactory(factory, proxies or TrustedProxies, reactor)
     listener = internet.StreamServerEndpointService(endpoint, factory)

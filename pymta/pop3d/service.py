@@ -40,6 +40,7 @@ from twisted.logger import Logger
 
 from pymta.connectionclose import CLOSE_GRACE_SECONDS
 from pymta.control import ControlReader, Controls
+from pymta.listenbacklog import listen_backlog
 from pymta.passwdfile import PasswdFileChecker
 from pymta.authlimit import LoginLimiter, limiter_for
 from pymta.pop3d.auth import Account, LoginKeepingAuthenticator, PasswdFileAuthenticator
@@ -159,5 +160,7 @@ def build_pop3_service(
     for description in listen:
         pop3_factory = POP3Factory(settings)
         svc.factories.append(pop3_factory)
-        server_listener(reactor, description, pop3_factory, tls, proxies).setServiceParent(svc)
+        backlog = listen_backlog(settings.max_connections)
+        listener = server_listener(reactor, description, pop3_factory, tls, proxies, backlog=backlog)
+        listener.setServiceParent(svc)
     return svc

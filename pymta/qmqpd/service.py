@@ -12,6 +12,7 @@ from typing import Any, Sequence
 
 from twisted.internet.protocol import ServerFactory
 
+from pymta.listenbacklog import listen_backlog
 from pymta.qmqpd.access import QMQPRules, qmqp_rules_path
 from pymta.qmqpd.protocol import QMQPServerProtocol
 from pymta.smtpd.context import SMTPDContext
@@ -45,4 +46,6 @@ def add_qmqp_listeners(smtpd: SMTPDService, endpoints: Sequence[str], reactor: A
     for description in endpoints:
         tls = smtpd.context.tls
         assert tls is not None  # build_smtpd_service always makes one
-        server_listener(reactor, description, factory, tls, smtpd.trusted_proxies).setServiceParent(smtpd)
+        backlog = listen_backlog(smtpd.context.reader.current.concurrencyincoming)  # QMTP's limit, which QMQP shares
+        listener = server_listener(reactor, description, factory, tls, smtpd.trusted_proxies, backlog=backlog)
+        listener.setServiceParent(smtpd)

@@ -11,6 +11,7 @@ from typing import Any, Sequence
 
 from twisted.internet.protocol import ServerFactory
 
+from pymta.listenbacklog import listen_backlog
 from pymta.qmtpd.protocol import QMTPServerProtocol
 from pymta.smtpd.context import SMTPDContext
 from pymta.smtpd.service import SMTPDService
@@ -42,4 +43,6 @@ def add_qmtp_listeners(smtpd: SMTPDService, endpoints: Sequence[str], reactor: A
     for description in endpoints:
         tls = smtpd.context.tls
         assert tls is not None  # build_smtpd_service always makes one
-        server_listener(reactor, description, factory, tls, smtpd.trusted_proxies).setServiceParent(smtpd)
+        backlog = listen_backlog(smtpd.context.reader.current.concurrencyincoming)  # the sessions QMTP accepts
+        listener = server_listener(reactor, description, factory, tls, smtpd.trusted_proxies, backlog=backlog)
+        listener.setServiceParent(smtpd)

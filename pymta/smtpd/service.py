@@ -41,6 +41,7 @@ from pymta.authlimit import LoginLimiter
 from pymta.control import ControlReader, Controls
 from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import LocalRecipients, MessageSink
+from pymta.listenbacklog import listen_backlog
 from pymta.qmailqueue.hook import QmailQueueHook
 from pymta.milter.sessions import milters_from_control
 from pymta.milter.settings import milter_specs
@@ -256,5 +257,7 @@ def build_smtpd_service(
             implicit_tls = split_proxy_prefix(description)[1].startswith("ssl:")
             settings = ListenerSettings(submission=is_submission, implicit_tls=implicit_tls)
             factory = SMTPFactory(context, settings)
-            server_listener(reactor, description, factory, tls, svc.trusted_proxies).setServiceParent(svc)
+            backlog = listen_backlog(reader.current.concurrencyincoming)
+            listener = server_listener(reactor, description, factory, tls, svc.trusted_proxies, backlog=backlog)
+            listener.setServiceParent(svc)
     return svc
