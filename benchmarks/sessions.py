@@ -107,9 +107,9 @@ def raise_open_files(needed: int) -> tuple[int, int]:
 def raise_session_limits(server: "PymtaServer | PostfixServer", limit: int, backlog: int) -> None:
     """
     Allow C{limit} simultaneous sessions, all from 127.0.0.1: pymta's
-    control/concurrencyincoming and control/concurrencyperip (and the listen
-    queue, C{backlog}, when not 0: Twisted's default is 50, Postfix's is its
-    process limit); Postfix's default_process_limit (smtpd's, and
+    control/concurrencyincoming and control/concurrencyperip (pymta sizes
+    its listen queue from concurrencyincoming, as Postfix from its process
+    limit; C{backlog}, when not 0, sets one in the endpoint instead); Postfix's default_process_limit (smtpd's, and
     cleanup's, one per message being received) with no per-client
     connection count limit.
     """
@@ -332,8 +332,8 @@ def main() -> int:
     parser.add_argument("--only", default=",".join(TARGETS))
     parser.add_argument("--queuesync", choices=("fsync", "syncfs"), default="fsync",
                         help="pymta's control/queuesync (default fsync, what pymta init writes)")
-    parser.add_argument("--backlog", type=int, default=-1,
-                        help="pymta's listen queue (default: its session limit, as Postfix's; 0: Twisted's 50)")
+    parser.add_argument("--backlog", type=int, default=0,
+                        help="pymta's listen queue as backlog=N in its endpoint (default 0: pymta's own, its session limit)")
     parser.add_argument("--deliver-timeout", type=float, default=120)
     parser.add_argument("--settle-us", type=float, default=0,
                         help="before each run, wait (up to 3 min) until a file creation costs at most this many us")
@@ -374,7 +374,7 @@ def main() -> int:
                     os.chmod(where, 0o755)
                     server = make_server(name, where, args.queuesync, None)
                     assert isinstance(server, (PymtaServer, PostfixServer))
-                    raise_session_limits(server, limit, limit if args.backlog < 0 else args.backlog)
+                    raise_session_limits(server, limit, args.backlog)
                     if args.settle_us:
                         create_us, _ = wait_for_cheap_creates(where, args.settle_us)
                     else:
@@ -406,7 +406,7 @@ def main() -> int:
                 os.chmod(where, 0o755)
                 server = make_server(name, where, args.queuesync, None)
                 assert isinstance(server, (PymtaServer, PostfixServer))
-                raise_session_limits(server, args.idle + SPARE, args.idle + SPARE if args.backlog < 0 else args.backlog)
+                raise_session_limits(server, args.idle + SPARE, args.backlog)
                 try:
                     m = idle_memory(server, args.idle, args.deliver_timeout)
                 except (SystemExit, OSError) as failed:
