@@ -59,6 +59,7 @@ from pymta.smtpd.mailparams import TransactionParameters
 from pymta.smtpd.miltercommands import MilterCommands
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
+from pymta.smtpd.replywriter import ReplyWriter, reply_writer
 from pymta.smtpd.tlscommands import TLSCommands
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
 from pymta.streamtransport import IStreamTransport
@@ -76,6 +77,7 @@ RBL_HOST = "rblsmtpd.local"
 class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, IdleCommands, TLSCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
+    _replies: ReplyWriter  # set in connectionMade
 
     def __init__(self, context: SMTPDContext, settings: ListenerSettings) -> None:
         self.ctx = context
@@ -125,6 +127,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
+        self._replies = reply_writer(self.transport, self.tls)
         if self.tls:
             self._closer.tls_started()
         # counted at accept, before any lookup: parallel connects cannot pass the limits
@@ -212,7 +215,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
         if self._mode == CLOSED and self.transport.disconnecting:
             return
         self.ctx.replied(line)
-        self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
+        self._replies.write(line.encode("utf-8", "replace") + b"\r\n")
 
     def _close_with(self, line: str, complete: bool = False) -> None:
         self.reply(line)

@@ -20,6 +20,7 @@ from pymta.connectionclose import ConnectionCloser
 from pymta.smtpd.context import SMTPDContext
 from pymta.smtpd.junk import JunkCounter
 from pymta.smtpd.modes import CLOSED, REPLY_UNIMPLEMENTED
+from pymta.smtpd.replywriter import ReplyWriter, TransportReplies
 
 __all__ = ["TLSCommands"]
 
@@ -40,6 +41,7 @@ class TLSCommands:
     _mode: Any
     _junk: JunkCounter
     _closer: ConnectionCloser
+    _replies: ReplyWriter
     reply: Callable[[str], None]
     _reset_transaction: Callable[[], None]
     if TYPE_CHECKING:  # GreetCommands' property, declared read-only as it is there
@@ -67,6 +69,7 @@ class TLSCommands:
         self._reset_transaction()
         self._junk.tls_started()  # the EHLO that must follow is the session's first again
         self._closer.tls_started()
+        self._replies = TransportReplies(self.transport)  # TLS writes through the transport only
         try:
             cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
         except Exception:
