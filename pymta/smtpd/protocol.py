@@ -34,7 +34,6 @@ from typing import Any, Callable
 from twisted.internet import defer
 from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,6 +41,7 @@ from pymta.clientaddress import normalise_ip
 from pymta.connectionlimit import counted_address
 from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter
+from pymta.levellogger import Logger
 from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.admission import admission
