@@ -59,9 +59,9 @@ from pymta.smtpd.mailparams import TransactionParameters
 from pymta.smtpd.miltercommands import MilterCommands
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
+from pymta.smtpd.remotehost import can_look_up, remote_host_name
 from pymta.smtpd.replywriter import ReplyWriter, reply_writer
 from pymta.smtpd.tlscommands import TLSCommands
-from pymta.smtpd.remotehost import can_look_up, remote_host_name
 from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
