@@ -33,6 +33,7 @@ def normalise_ip(ip: str) -> str:
     return str(parsed)
 
 
+@functools.lru_cache(maxsize=4096)  # asked twice per connection (its slot taken and given back)
 def client_group(ip: str) -> str:
     """The key an address is counted under: IPv4 (mapped or not) as is, IPv6 by its /64 (scope dropped)."""
     try:

@@ -15,6 +15,7 @@ from twisted.logger import Logger, LogLevel
 
 from pymta.address import safe_log
 from pymta.interfaces import DEFERRAL, SUCCESS
+from pymta.levellogger import Logger as LevelLogger
 from pymta.queue.sendfiles import TodoEnvelope
 
 __all__ = ["QmailLog", "guard"]
@@ -24,7 +25,7 @@ class QmailLog:
     """qmail-send's log, line by line."""
 
     def __init__(self, logger: Logger | None = None) -> None:
-        self.logger = logger if logger is not None else Logger(namespace="pymta.send")
+        self.logger = logger if logger is not None else LevelLogger(namespace="pymta.send")
 
     # -- plain lines ------------------------------------------------------------
 

@@ -11,6 +11,7 @@ sends it.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Iterable
 
@@ -40,6 +41,9 @@ REPLY_SYNTAX = "555 syntax error (#5.5.4)"
 REPLY_BADMAILFROM = "553 sorry, your envelope sender is in my badmailfrom list (#5.7.1)"
 REPLY_RCPTHOSTS = "553 sorry, that domain isn't in my list of allowed rcpthosts (#5.7.1)"
 REPLY_DATABYTES = "552 sorry, that message size exceeds my databytes limit (#5.3.4)"
+
+#: the ASCII control characters: C0 and DEL
+_CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f]")
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,11 @@ def parse_path(argument: str) -> MailArgument:
     if rest.startswith("@"):
         colon = rest.find(":")
         rest = rest[colon + 1 :] if colon != -1 else ""
+    if "\\" not in rest and '"' not in rest:
+        # nothing escaped or quoted (nearly every address): the address ends at the first terminator
+        stop = rest.find(terminator)
+        address, end = (rest, len(rest)) if stop == -1 else (rest[:stop], stop + 1)
+        return MailArgument(address, _parameters(rest, end))
     out: list[str] = []
     escaped = quoted = False
     end = len(rest)
@@ -88,8 +97,12 @@ def parse_path(argument: str) -> MailArgument:
             quoted = not quoted
         else:
             out.append(ch)
-    params = tuple(p for p in rest[end:].split(" ") if p) if end <= len(rest) else ()
-    return MailArgument("".join(out), params)
+    return MailArgument("".join(out), _parameters(rest, end))
+
+
+def _parameters(rest: str, end: int) -> tuple[str, ...]:
+    """The ESMTP parameters after the address, which ends before C{rest[end]}."""
+    return tuple(p for p in rest[end:].split(" ") if p) if end <= len(rest) else ()
 
 
 def has_control_character(address: str) -> bool:
@@ -98,7 +111,7 @@ def has_control_character(address: str) -> bool:
     command line, which only LF ends): it would reach the Return-Path and
     Delivered-To lines of delivered mail, so such addresses are refused.
     """
-    return any(ord(c) < 32 or ord(c) == 127 for c in address)
+    return _CONTROL_CHARACTER.search(address) is not None
 
 
 def parse_mail_parameters(parameters: Iterable[str]) -> dict[str, str]:

@@ -29,12 +29,11 @@ data into 550 and advertises no PIPELINING/SIZE/8BITMIME.  Here:
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, cast
+from typing import Any, Callable
 
 from twisted.internet import defer
-from twisted.internet.interfaces import IHandshakeListener, ISSLTransport, ITLSTransport
+from twisted.internet.interfaces import IHandshakeListener, ISSLTransport
 from twisted.internet.protocol import Protocol
-from twisted.logger import Logger
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
@@ -42,6 +41,7 @@ from pymta.clientaddress import normalise_ip
 from pymta.connectionlimit import counted_address
 from pymta.connectionclose import ConnectionCloser
 from pymta.interfaces import MessageWriter
+from pymta.levellogger import Logger
 from pymta.linedeadline import DATA_RATE, Hold, LineDeadline
 from pymta.smtpd import policy
 from pymta.smtpd.admission import admission
@@ -60,6 +60,8 @@ from pymta.smtpd.miltercommands import MilterCommands
 from pymta.smtpd.modes import AUTH, CLOSED, COMMAND, DATA, RBL, REPLY_UNIMPLEMENTED, SKIP_LINE
 from pymta.smtpd.received import received_line
 from pymta.smtpd.remotehost import can_look_up, remote_host_name
+from pymta.smtpd.replywriter import ReplyWriter, reply_writer
+from pymta.smtpd.tlscommands import TLSCommands
 from pymta.streamtransport import IStreamTransport
 
 __all__ = ["SMTPServerProtocol"]
@@ -72,9 +74,10 @@ RBL_HOST = "rblsmtpd.local"
 
 
 @implementer(IHandshakeListener)
-class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, IdleCommands):
+class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, IdleCommands, TLSCommands):
     """One SMTP session.  Built by L{pymta.smtpd.factory.SMTPFactory}."""
     transport: IStreamTransport  # every method but __init__ runs once connected
+    _replies: ReplyWriter  # set in connectionMade
 
     def __init__(self, context: SMTPDContext, settings: ListenerSettings) -> None:
         self.ctx = context
@@ -124,6 +127,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
         self.remote_ip = normalise_ip(getattr(peer, "host", None) or "unknown")
         self.local_ip = normalise_ip(getattr(host, "host", None) or "unknown")
         self.tls = self.settings.implicit_tls or ISSLTransport.providedBy(self.transport)
+        self._replies = reply_writer(self.transport, self.tls)
         if self.tls:
             self._closer.tls_started()
         # counted at accept, before any lookup: parallel connects cannot pass the limits
@@ -187,9 +191,6 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
         self.reply(f"220 {RBL_HOST}")
         return None
 
-    def handshakeCompleted(self) -> None:
-        self._closer.handshake_completed()
-
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self._mode, self._buf = CLOSED, b""
         self._closer.lost()
@@ -214,7 +215,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
         if self._mode == CLOSED and self.transport.disconnecting:
             return
         self.ctx.replied(line)
-        self.transport.write(line.encode("utf-8", "replace") + b"\r\n")
+        self._replies.write(line.encode("utf-8", "replace") + b"\r\n")
 
     def _close_with(self, line: str, complete: bool = False) -> None:
         self.reply(line)
@@ -563,29 +564,3 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
 
     def smtp_quit(self, arg: str) -> None:
         self._close_with(f"221 {self.controls.smtpgreeting}", complete=True)
-
-    def smtp_starttls(self, arg: str) -> None:
-        if not self.starttls_offered:
-            self.reply(REPLY_UNIMPLEMENTED if not self.tls else "503 TLS already active (#5.5.1)")
-            return
-        if arg:
-            self.reply("501 STARTTLS takes no argument (#5.5.4)")
-            return
-        assert self.ctx.tls is not None
-        self.reply("220 ready to start TLS")
-        # RFC 3207: nothing the client sent before the handshake counts.
-        self._buf = b""
-        self.helo = None
-        self.esmtp = False
-        self.auth_user = None
-        self._reset_transaction()
-        self._junk.tls_started()  # the EHLO that must follow is the session's first again
-        self._closer.tls_started()
-        try:
-            cast(ITLSTransport, self.transport).startTLS(self.ctx.tls)  # type: ignore[arg-type]  # takes a context factory too
-        except Exception:
-            log.failure("smtpd: STARTTLS failed to start")
-            self._mode = CLOSED
-            self._closer.close(self.transport)
-            return
-        self.tls = True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from hypothesis import given, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.control import load_controls
@@ -29,6 +30,47 @@ class ParsePath(SynchronousTestCase):
     def test_parameters(self) -> None:
         parsed = policy.parse_path("FROM:<a@b> SIZE=100 body=8BITMIME")
         self.assertEqual(policy.parse_mail_parameters(parsed.parameters), {"SIZE": "100", "BODY": "8BITMIME"})
+
+    @given(st.text(alphabet='<>:@ "\\ab.=', max_size=24))
+    def test_same_as_the_character_walk(self, argument: str) -> None:
+        """The shortcut for addresses without quotes or escapes parses exactly as qmail's walk over each character."""
+        self.assertEqual(policy.parse_path(argument), walk_path(argument))
+
+
+def walk_path(argument: str) -> policy.MailArgument:
+    """qmail-smtpd's parse, one character at a time (the reference for L{policy.parse_path})."""
+    if "<" in argument:
+        rest, terminator = argument[argument.index("<") + 1 :], ">"
+    else:
+        colon = argument.find(":")
+        rest, terminator = (argument[colon + 1 :] if colon != -1 else argument).lstrip(" "), " "
+    if rest.startswith("@"):
+        colon = rest.find(":")
+        rest = rest[colon + 1 :] if colon != -1 else ""
+    out, escaped, quoted, end = [], False, False, len(rest)
+    for i, ch in enumerate(rest):
+        if escaped:
+            out.append(ch)
+            escaped = False
+        elif not quoted and ch == terminator:
+            end = i + 1
+            break
+        elif ch == "\\":
+            escaped = True
+        elif ch == '"':
+            quoted = not quoted
+        else:
+            out.append(ch)
+    params = tuple(p for p in rest[end:].split(" ") if p) if end <= len(rest) else ()
+    return policy.MailArgument("".join(out), params)
+
+
+class ControlCharacters(SynchronousTestCase):
+    def test_c0_and_del_only(self) -> None:
+        for code in range(0x110):
+            want = code < 32 or code == 127
+            self.assertEqual(policy.has_control_character(f"a{chr(code)}b@d"), want, code)
+        self.assertFalse(policy.has_control_character(""))
 
 
 class Decisions(SynchronousTestCase):
