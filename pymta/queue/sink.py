@@ -16,6 +16,7 @@ docs/internals.md, "The early path").
 from __future__ import annotations
 
 import os
+from collections import deque
 from typing import Any, Callable, Sequence
 
 from twisted.internet import defer, threads
@@ -29,7 +30,7 @@ from pymta.queue.errors import EXIT_BUG, QueueFailure
 from pymta.queue.groupcommit import GroupCommitter
 from pymta.queue.store import PendingMessage, Queue
 
-__all__ = ["QueueSink", "RefusedWriter", "SPILL_BYTES", "CommitListener", "CommitFeed"]
+__all__ = ["QueueSink", "RefusedWriter", "SPILL_BYTES", "CommitListener", "CommitFeed", "CommitNotices"]
 
 log = Logger(namespace="pymta.queue")
 
@@ -79,6 +80,42 @@ class RefusedWriter:
 
     def abort(self) -> None:
         pass
+
+
+class CommitNotices:
+    """
+    Tells C{listener} of each commit on the reactor's next turn, after the
+    receipt has gone to the writer's caller: the reply the caller writes
+    now reaches the socket when the reactor next polls, before the
+    listener (the scheduler planning a first attempt) runs.  The calls are
+    made in the order the commits were posted, each exactly once, whatever
+    the caller's callbacks or an earlier listener call raise.
+
+    C{reactor.callFromThread} gives the next turn (from the reactor thread
+    too: its queue is run at the start of a turn, after the poll);
+    C{callLater(0)} would run in this very turn, before the poll.
+    """
+
+    def __init__(self, reactor: Any, listener: CommitListener) -> None:
+        self._reactor = reactor
+        self._listener = listener
+        self._waiting: deque[tuple[int, Envelope | None, int]] = deque()
+
+    def post(self, message_id: int, envelope: Envelope | None, size: int) -> None:
+        """A message was committed: tell the listener on the next turn."""
+        self._waiting.append((message_id, envelope, size))
+        if len(self._waiting) == 1:
+            self._reactor.callFromThread(self._tell)
+
+    def _tell(self) -> None:
+        while self._waiting:
+            message_id, envelope, size = self._waiting[0]
+            try:
+                self._listener(message_id, envelope, size)
+            except Exception:
+                log.failure("queue: on_commit hook failed for message {id}", id=message_id)
+            finally:
+                self._waiting.popleft()
 
 
 class _SinkWriter:
@@ -230,15 +267,13 @@ class _SinkWriter:
 
     def _committed(self, receipt: QueueReceipt) -> QueueReceipt:
         self._state = "committed"
-        on_commit = self._sink.on_commit
-        if on_commit is not None:
+        notices = self._sink.notices
+        if notices is not None:
             dsn = self._dsn if self._dsn is not None and self._dsn.meaningful else None
             envelope = Envelope(self._uid, receipt.qp, self._sender, tuple(self._recipients), dsn)
             size = self._pending.size if self._pending is not None else 0
-            try:  # a held message is picked up from todo/ (no first attempt from memory)
-                on_commit(receipt.message_id, None if self._held else envelope, size)
-            except Exception:
-                log.failure("queue: on_commit hook failed for message {id}", id=receipt.message_id)
+            # a held message is picked up from todo/ (no first attempt from memory)
+            notices.post(receipt.message_id, None if self._held else envelope, size)
         return receipt
 
     def _failed(self, failure: Failure) -> Failure | defer.Deferred[QueueReceipt]:
@@ -271,10 +306,12 @@ class QueueSink:
     message is durable.
 
     C{on_commit(message_id, envelope, size)} is then called in the reactor
-    thread, so an in-process scheduler can pick the message up at once - it
-    is given the message's L{Envelope} and the size of its file too, so the
-    scheduler need not read them back; with such a listener the trigger
-    FIFO is not pulled (it would only make that scheduler rescan todo/).
+    thread, on the turn after the receipt went to the writer's caller
+    (L{CommitNotices}), so an in-process scheduler can pick the message up
+    at once - it is given the message's L{Envelope} and the size of its
+    file too, so the scheduler need not read them back; with such a
+    listener the trigger FIFO is not pulled (it would only make that
+    scheduler rescan todo/).
 
     C{early_entry} (off: qmail's order) makes each writer's envelope and
     C{mess/N} entry durable while its data arrives (L{_SinkWriter}); it
@@ -288,6 +325,7 @@ class QueueSink:
         self.reactor = reactor
         self.threadpool = threadpool if threadpool is not None else reactor.getThreadPool()
         self.on_commit = on_commit
+        self.notices = CommitNotices(reactor, on_commit) if on_commit is not None else None
         self.early_entry = early_entry and not queue.disk.sync.whole_fs
         #: batches the prepared messages into group commits (its counters show the grouping achieved)
         self.committer = GroupCommitter(reactor, self.threadpool, trigger=on_commit is None)

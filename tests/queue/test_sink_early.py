@@ -252,3 +252,89 @@ class EarlySinkTests(unittest.SynchronousTestCase):
         self.assertFalse(sink.early_entry)
         sink.open_message(SENDER, RECIPIENTS, origin="from network").abort()
         self.assertEqual(self.reactor.getDelayedCalls(), [])
+
+
+class TurnReactor(task.Clock):
+    """task.Clock whose callFromThread queue runs a turn at a time, as a reactor's does (after its poll)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.from_thread: list = []
+
+    def callFromThread(self, f, *args, **kwargs):  # noqa: N802 - Twisted's name
+        self.from_thread.append((f, args, kwargs))
+
+    def turn(self) -> None:
+        calls, self.from_thread = self.from_thread, []
+        for f, args, kwargs in calls:
+            f(*args, **kwargs)
+
+
+class CommitNoticeTests(unittest.SynchronousTestCase):
+    """The receipt reaches the writer's caller first; the scheduler hears of the commit on the next turn."""
+
+    def setUp(self) -> None:
+        self.layout = make_layout(self)
+        self.pool = ManualThreadPool()
+        self.reactor = TurnReactor()
+        self.events: list = []
+        self.sink = QueueSink(Queue(QueueDisk.plain(self.layout)), self.reactor, self.pool, on_commit=self.heard)
+
+    def heard(self, message_id, envelope, size) -> None:
+        self.events.append(("told", message_id, envelope.recipients if envelope else None))
+        if message_id == getattr(self, "failing_id", None):
+            raise RuntimeError("listener trouble")
+
+    def send(self, n: int) -> list:
+        writers = []
+        for i in range(n):
+            w = self.sink.open_message(SENDER, [f"r{i}@x.example"], origin="from network")
+            w.write(b"body %d\n" % i)
+            writers.append(w)
+        return [w.finish() for w in writers]
+
+    def replied(self, receipt):
+        self.events.append(("reply", receipt.message_id))
+        return receipt
+
+    def test_reply_first_then_the_scheduler(self) -> None:
+        [d] = self.send(1)
+        d.addCallback(self.replied)
+        self.pool.run_all()
+        self.reactor.turn()  # the commit's result comes back: the receipt fires
+        [(_, message_id)] = self.events
+        self.reactor.turn()  # the reactor's next turn, after its poll sent the reply
+        self.assertEqual(self.events, [("reply", message_id), ("told", message_id, ("r0@x.example",))])
+        self.reactor.turn()
+        self.assertEqual(len(self.events), 2)  # exactly once
+
+    def test_told_in_commit_order_whatever_the_callbacks_raise(self) -> None:
+        ds = self.send(3)
+        results: list = []
+
+        def raises(receipt):
+            results.append(receipt)
+            raise ValueError("a caller's callback fails")
+
+        for d in ds:
+            d.addCallback(raises).addErrback(lambda f: f.trap(ValueError))
+        while self.pool.calls or self.reactor.from_thread:
+            self.pool.run_all()
+            self.reactor.turn()
+        ids = [r.message_id for r in results]
+        self.assertEqual(len(ids), 3)
+        self.assertEqual([e[1] for e in self.events], ids)
+        self.assertEqual([e[2] for e in self.events], [(f"r{i}@x.example",) for i in range(3)])
+
+    def test_a_failing_listener_call_does_not_stop_the_others(self) -> None:
+        ds = self.send(2)
+        received: list = []
+        for d in ds:
+            d.addCallback(received.append)
+        while self.pool.calls or self.reactor.from_thread:
+            self.pool.run_all()
+            if received and not hasattr(self, "failing_id"):
+                self.failing_id = received[0].message_id
+            self.reactor.turn()
+        self.assertEqual([e[1] for e in self.events], [r.message_id for r in received])
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
