@@ -7,13 +7,14 @@ each step of a message's way to the C{250}; one session sends N messages
 and the median time of each step after the end of DATA is printed:
 
   eod        smtpd has the final C{.} (SMTPServerProtocol._finish_message)
+  entry<     the early job (envelope and mess/N durable) is back in the reactor, if after eod
   staged     the queue sink has written the message and its envelope (page cache)
   commit>    the commit thread starts: fsyncs of the files and directories, the todo/ link
   commit<    the commit thread is done: the message is durable
   committed  back in the reactor thread with the receipt (pymta-send's, in split mode)
-  notify     the scheduler is told of the new message (first attempt planned, logged)
   reply      smtpd writes C{250 ok ... qp ...} (buffered by the transport)
   sent       the C{250} goes to the socket
+  notify     the scheduler is told of the new message (first attempt planned, logged)
 
 The probe wraps private names of pymta (it is a measuring tool, not a
 test): a step whose name changed shows C{n=0}.
@@ -40,7 +41,7 @@ from typing import Any, Callable
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 OUT_ENV = "PYMTA_LATENCY_STEPS_OUT"
-STEPS = ("staged", "commit>", "commit<", "committed", "notify", "reply", "sent")
+STEPS = ("entry<", "staged", "commit>", "commit<", "committed", "reply", "sent", "notify")
 #: messages at the start of the session left out (imports, first files)
 WARM_UP = 20
 
@@ -80,7 +81,9 @@ def install() -> None:
 
     def around(owner: Any, name: str, before: str | None = None, after: str | None = None,
                when: Callable[..., bool] = lambda *a: True) -> None:
-        original = getattr(owner, name)
+        original = getattr(owner, name, None)
+        if original is None:  # not in this version of pymta: the step shows n=0
+            return
 
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             chosen = when(*args)
@@ -100,7 +103,9 @@ def install() -> None:
         return bytes(args[1][:7]) == b"250 ok " and b" qp " in bytes(args[1])
 
     around(protocol.SMTPServerProtocol, "_finish_message", before="eod")
-    around(sink._SinkWriter, "finish", after="staged")
+    around(sink._SinkWriter, "_entered", before="entry<")
+    # staging: in _commit since the early path (finish() may return before it), in finish() before
+    around(sink._SinkWriter, "_commit" if hasattr(sink._SinkWriter, "_commit") else "finish", after="staged")
     around(groupcommit, "commit_prepared", before="commit>", after="commit<")
     around(sink._SinkWriter, "_committed", before="committed")
     around(scheduler.Scheduler, "notify", after="notify")
@@ -118,16 +123,25 @@ def probed_twistd(args: list[str], log: str) -> subprocess.Popen:
 # -- the measurement ------------------------------------------------------
 
 def per_message(marks: list[tuple[float, str]]) -> list[dict[str, float]]:
-    """The marks cut into messages: each from its C{eod} to its C{sent}, the first time of each step."""
-    out, current = [], None
+    """
+    The marks cut into messages: each from its C{eod} to its C{notify} (the
+    last step) or the next C{eod}, the first time of each step; a message
+    counts once its C{sent} is there.
+    """
+    out: list[dict[str, float]] = []
+    current: dict[str, float] | None = None
     for when, step in sorted(marks):
         if step == "eod":
+            if current is not None and "sent" in current:
+                out.append(current)
             current = {"eod": when}
         elif current is not None and step not in current:
             current[step] = when
-            if step == "sent":
+            if step == "notify" and "sent" in current:
                 out.append(current)
                 current = None
+    if current is not None and "sent" in current:
+        out.append(current)
     return out[WARM_UP:]
 
 

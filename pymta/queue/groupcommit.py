@@ -26,7 +26,8 @@ from twisted.python.failure import Failure
 
 from pymta.interfaces import QueueReceipt
 from pymta.queue.errors import EXIT_BUG, QueueFailure
-from pymta.queue.store import WriteState, PendingMessage, pause_for_crash_test, pull_trigger, write_failure
+from pymta.queue.crashpause import pause_for_crash_test
+from pymta.queue.store import WriteState, PendingMessage, pull_trigger, write_failure
 
 __all__ = ["commit_prepared", "GroupCommitter"]
 
@@ -42,7 +43,9 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     entries durable, a second one the todo/ links.  Otherwise a staged
     message gets its own fsyncs (L{PendingMessage.make_durable}) here first,
     in this thread, before any directory sync: the order of its disk
-    operations is the same as when it comes durable.
+    operations is the same as when it comes durable.  A message whose
+    C{mess/N} entry was made durable early
+    (L{PendingMessage.make_entry_durable}) adds no directory to sync.
 
     Returns one receipt or L{QueueFailure} per message, in order.  A
     message that cannot be linked is removed again; a failing todo/ sync
@@ -72,10 +75,14 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     since = min((messages[i].sync_generation for i in live), default=0)
     # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
     # (syncfs mode: one syncfs, covering the staged data and envelopes too)
+    # (a message whose entry was made durable early needs none, unless a syncfs must cover its data)
     mess_dirs: dict[str, list[int]] = {}
-    for i in live:
-        mess_dirs.setdefault(messages[i].mess_dir, []).append(i)
     synced: list[int] = []
+    for i in live:
+        if messages[i].entry_durable and not sync.whole_fs:
+            synced.append(i)
+        else:
+            mess_dirs.setdefault(messages[i].mess_dir, []).append(i)
     for (directory, indexes), error in zip(mess_dirs.items(), sync.directories(list(mess_dirs), since)):
         if error is None:
             synced += indexes

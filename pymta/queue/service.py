@@ -217,7 +217,7 @@ def build_send_service(
     # the sink first (local forwarding channels write through it), then the scheduler with
     # both; the sink's commits reach the scheduler through the feed
     feed = CommitFeed()
-    sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish)
+    sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish, early_entry=True)
     scheduler = Scheduler(
         disk, reader, _resolve_channels(channels, sink), sink, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,

@@ -1,4 +1,4 @@
-# -*- test-case-name: tests.queue.test_store -*-
+# -*- test-case-name: tests.queue.test_store,tests.queue.test_sink_early -*-
 """
 The crash-safe queue writer: qmail-queue's write order, plus directory fsyncs.
 
@@ -28,16 +28,26 @@ path.  The optimisations are seams over it, each off in
 L{QueueDisk.plain}: the disk's spare files give steps 1 and 4 a recycled
 inode instead of a new one (L{pymta.queue.spares}), its sync policy may
 replace the fsyncs by a syncfs of the file system
-(L{pymta.queue.syncing}), and L{pymta.queue.groupcommit} runs steps 5-6
-for many messages at once.
+(L{pymta.queue.syncing}), L{pymta.queue.groupcommit} runs steps 5-6
+for many messages at once; and the early path
+(L{PendingMessage.make_entry_durable}, a L{pymta.queue.sink.QueueSink}
+option) does step 4's envelope and step 5's C{mess/N} fsync while the
+data arrives, leaving two fsyncs (data, todo/) for after it.
 
 Where a message stands is its L{WriteState}; each step moves it on and
 refuses to run from any other state::
 
-    WRITING --stage--> STAGED --make_durable--> DURABLE --link_todo--> LINKED --committed--> COMMITTED
-       |                  |                        |                      |
-       +------------------+------------------------+--> ABORTED           +--> FAILED (left visible)
-       (abort: files removed; an error in a step: FAILED, files removed)
+    WRITING --make_entry_durable--> ENTRY_DURABLE
+       |                                  |
+     stage                              stage
+       v                                  |
+    STAGED <------------------------------+
+       |
+    make_durable --> DURABLE --link_todo--> LINKED --committed--> COMMITTED
+                                              |
+                                              +--fail_visible--> FAILED (left visible)
+
+    before LINKED: abort -> ABORTED, an error in a step -> FAILED; the files are removed either way
 
 Any error before the commit removes the mess and intd files again and
 raises L{QueueFailure} with qmail-queue's exit code and text: a full
@@ -51,10 +61,8 @@ queue manager's C{info msg ID: ... qp <qp>} line then all name the same
 message.  The C{pid} handed to L{Queue.begin} is the injecting process
 (kept on L{PendingMessage.pid} for log lines).
 
-B{Test hook}: when the environment variable C{PYMTA_QUEUE_TEST_PAUSE}
-names one of L{STEPS}, a writer about to perform that step writes
-C{paused <step>\\n} to stderr and sleeps, so a crash test can SIGKILL it
-exactly there.
+B{Test hook}: L{pymta.queue.crashpause} (C{PYMTA_QUEUE_TEST_PAUSE}) stops
+a writer before any of its L{STEPS}, so a crash test can SIGKILL it there.
 
 This module is the blocking writer (command-line tools and threads); the
 in-process L{pymta.interfaces.MessageSink} built on it is
@@ -76,6 +84,7 @@ from twisted.logger import Logger
 
 from pymta.address import qmail_date
 from pymta.interfaces import QueueReceipt
+from pymta.queue.crashpause import EARLY_STEPS, PAUSE_ENV, STEPS, pause_for_crash_test
 from pymta.queue.ctldisk import write_holds
 from pymta.queue.disk import QueueDisk
 from pymta.dsn.params import MessageDsn
@@ -91,10 +100,11 @@ from pymta.queue.errors import (
 )
 from pymta.queue.layout import QueueLayout
 from pymta.queue.spares import create_file, fill_file
-from pymta.queue.syncing import fsync_each
+from pymta.queue.syncing import fsync_all, fsync_each
 
 __all__ = [
     "STEPS",
+    "EARLY_STEPS",
     "PAUSE_ENV",
     "WriteState",
     "Queue",
@@ -107,36 +117,7 @@ __all__ = [
 
 log = Logger(namespace="pymta.queue")
 
-PAUSE_ENV = "PYMTA_QUEUE_TEST_PAUSE"
-
-#: the steps of the write sequence, in order, as the test hook names them
-STEPS = (
-    "pid",  # before creating the pid file
-    "link_mess",  # before linking it into mess/
-    "unlink_pid",  # before removing the pid file
-    "write_mess",  # before writing the Received line and the data
-    "fsync_mess",  # before the mess file's buffered data is written out
-    "intd",  # before creating intd/ID
-    "fsync_intd",  # before fsyncing the mess file and the envelope
-    "link_todo",  # before the commit point (after the mess/N directories are fsynced)
-    "fsync_todo",  # after the commit point, before the todo directory is durable
-    "trigger",  # before pulling the trigger
-    "done",  # after everything, before returning the receipt
-)
-
 _BUFFER = 65536
-
-
-#: the step the test hook stops at in this process (read once: checked a dozen times per message)
-_PAUSE_AT = os.environ.get(PAUSE_ENV)
-
-
-def pause_for_crash_test(step: str) -> None:
-    """The test hook: stop for good before C{step} when C{PYMTA_QUEUE_TEST_PAUSE} names it."""
-    if _PAUSE_AT == step:
-        os.write(2, f"paused {step}\n".encode())
-        while True:
-            time.sleep(3600)
 
 
 def write_failure(err: OSError, what: str) -> QueueFailure:
@@ -210,6 +191,8 @@ class WriteState(enum.Enum):
 
     #: the mess file exists and takes data; nothing else is written
     WRITING = "writing"
+    #: the early path: the envelope (C{intd/ID}) and the C{mess/N} entry are durable, the file still takes data
+    ENTRY_DURABLE = "entry durable"
     #: the data is flushed to the file and C{intd/ID} written, neither fsynced yet
     STAGED = "staged"
     #: the data and the envelope are durable; nothing is visible
@@ -225,7 +208,7 @@ class WriteState(enum.Enum):
 
 
 #: the states in which the message's files are the writer's alone (an abort or a failure removes them)
-_PRIVATE = (WriteState.WRITING, WriteState.STAGED, WriteState.DURABLE)
+_PRIVATE = (WriteState.WRITING, WriteState.ENTRY_DURABLE, WriteState.STAGED, WriteState.DURABLE)
 
 
 class PendingMessage:
@@ -258,8 +241,10 @@ class PendingMessage:
         self._error: QueueFailure | None = None
         #: the mess file is a spare (a finished message's): what is left of the old content is cut off
         self._recycled_file = False
-        #: the open C{intd/ID} while STAGED
+        #: the open C{intd/ID} while STAGED, unless it was made durable before (the early path)
         self._intd_fd = -1
+        #: the envelope L{make_entry_durable} wrote and made durable (None: the plain path)
+        self._entry_envelope: bytes | None = None
         #: the message's DSN data (RFC 3461), written into its envelope by L{stage}
         self.dsn: MessageDsn | None = None
         #: queue it held (a filter's quarantine): its C{hold/ID} is made durable before the commit point
@@ -346,9 +331,14 @@ class PendingMessage:
         if self._state not in allowed:
             raise QueueFailure(EXIT_BUG, f"cannot {action} message {self.message_id}: it is {self._state.value}")
 
+    @property
+    def entry_durable(self) -> bool:
+        """The C{mess/N} entry (and the envelope written then) were made durable early: no directory fsync is due."""
+        return self._entry_envelope is not None
+
     def write(self, data: bytes) -> None:
         """Append message bytes; errors are kept for L{commit}.  Ignored once the message is staged or dropped."""
-        if self._error is not None or self._state is not WriteState.WRITING:
+        if self._error is not None or self._state not in (WriteState.WRITING, WriteState.ENTRY_DURABLE):
             return
         try:
             self._file.write(data)
@@ -396,18 +386,51 @@ class PendingMessage:
         self.stage(sender, recipients)
         self.make_durable()
 
+    def make_entry_durable(self, sender: str, recipients: Sequence[str]) -> None:
+        """
+        The early path (WRITING -> ENTRY_DURABLE), while the data still
+        arrives: the envelope written to C{intd/ID}, then it and the
+        C{mess/N} directory fsynced, so that after the data only the mess
+        file and todo/ wait for the disk.  Nothing is visible; L{stage}
+        follows as on the plain path (and rewrites the envelope, should it
+        have changed).  Raises L{QueueFailure} with everything removed again.
+        """
+        self._require("make the entry durable", WriteState.WRITING)
+        try:
+            envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
+            fd = self._write_envelope(envelope)
+            try:
+                pause_for_crash_test("fsync_entry")
+                errors = fsync_all([fd, self.mess_dir])
+            finally:
+                os.close(fd)
+            intd = self.queue.disk.layout.intd(self.message_id)
+            for error, what in zip(errors, (f"write {intd}", f"fsync {self.mess_dir}")):
+                if error is not None:
+                    raise write_failure(error, what) from error
+        except BaseException:
+            self._remove(WriteState.FAILED)
+            raise
+        self._entry_envelope = envelope
+        self._state = WriteState.ENTRY_DURABLE
+        pause_for_crash_test("entry_durable")
+
     def stage(self, sender: str, recipients: Sequence[str]) -> None:
         """
-        The first half of L{prepare} (WRITING -> STAGED): the data flushed
-        to the file and the envelope written to C{intd/ID}, neither fsynced
-        yet (cheap calls, no waiting for the disk).  Raises L{QueueFailure}
-        with everything removed again.
+        The first half of L{prepare} (WRITING or ENTRY_DURABLE -> STAGED):
+        the data flushed to the file and the envelope written to
+        C{intd/ID} (unless the same envelope was made durable early),
+        neither fsynced yet (cheap calls, no waiting for the disk).
+        Raises L{QueueFailure} with everything removed again.
         """
-        self._require("stage", WriteState.WRITING)
+        self._require("stage", WriteState.WRITING, WriteState.ENTRY_DURABLE)
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
             self._flush_data()
-            self._intd_fd = self._write_envelope(envelope)
+            if self._entry_envelope is None:
+                self._intd_fd = self._write_envelope(envelope)
+            elif envelope != self._entry_envelope:
+                self._intd_fd = self._rewrite_envelope(envelope)  # fsynced by make_durable, as on the plain path
         except BaseException:
             self._remove(WriteState.FAILED)
             raise
@@ -425,12 +448,14 @@ class PendingMessage:
         fd, self._intd_fd = self._intd_fd, -1
         try:
             try:
-                # the data and the envelope; the mess/N directory entry is made
-                # durable by the commit, once per directory per batch
+                # the data and the envelope (unless made durable early); the mess/N directory
+                # entry is made durable by the commit, once per directory per batch (or was, early)
                 pause_for_crash_test("fsync_intd")
-                errors = fsync_each([self._file.fileno(), fd]) if fsync else [None, None]
+                targets = [self._file.fileno()] + ([fd] if fd >= 0 else [])
+                errors = fsync_each(targets) if fsync else [None] * len(targets)
             finally:
-                os.close(fd)
+                if fd >= 0:
+                    os.close(fd)
                 self._close_data()
             intd = self.queue.disk.layout.intd(self.message_id)
             for error, what in zip(errors, (f"write {self.mess_path}", f"write {intd}")):
@@ -526,6 +551,20 @@ class PendingMessage:
             if e.errno in (errno.ENOSPC, errno.EDQUOT):
                 raise write_failure(e, f"create {intd}") from e
             raise QueueFailure(EXIT_INTD_FILE, f"create {intd}: {e.strerror}") from e
+        try:
+            fill_file(fd, envelope)
+        except OSError as e:
+            os.close(fd)
+            raise write_failure(e, f"write {intd}") from e
+        return fd
+
+    def _rewrite_envelope(self, envelope: bytes) -> int:
+        """Write a changed envelope over the early one in C{intd/ID}; returns its descriptor, not yet fsynced."""
+        intd = self.queue.disk.layout.intd(self.message_id)
+        try:
+            fd = os.open(intd, os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as e:
+            raise QueueFailure(EXIT_INTD_FILE, f"open {intd}: {e.strerror}") from e
         try:
             fill_file(fd, envelope)
         except OSError as e:

@@ -6,6 +6,7 @@ it commits never acknowledged the message, and the queue stays consistent.
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -17,7 +18,7 @@ from twisted.trial import unittest
 from pymta.interfaces import QueueRefused
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.client import enqueue_socket
-from pymta.queue.framing import inject_socket_path
+from pymta.queue.framing import encode_envelope, inject_socket_path, netstring
 from pymta.queue.layout import QueueLayout
 from pymta.queue.store import PAUSE_ENV
 from tests.queue.test_store import files_under
@@ -31,20 +32,21 @@ from pymta.queue.disk import QueueDisk
 from pymta.queue.sink import QueueSink
 from pymta.queue.store import Queue
 root = sys.argv[1]
-sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor)
+sink = QueueSink(Queue(QueueDisk.plain(QueueLayout(os.path.join(root, "queue")))), reactor,
+                 early_entry=sys.argv[2:] == ["early"])
 listen_inject(reactor, root, InjectServerFactory(sink)).addCallback(lambda p: print("listening", flush=True))
 reactor.run()
 """
 
 
 class ServerCrashTests(unittest.TestCase):
-    def start_server(self, pause_at: str):
+    def start_server(self, pause_at: str, *args: str):
         self.root = tempfile.mkdtemp(prefix="pymta-crash-")
         self.addCleanup(shutil.rmtree, self.root, True)
         self.layout = QueueLayout(os.path.join(self.root, "queue"))
         self.layout.create()
         proc = subprocess.Popen(
-            [sys.executable, "-c", SERVER, self.root],
+            [sys.executable, "-c", SERVER, self.root, *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env=dict(os.environ, **{PAUSE_ENV: pause_at}),
@@ -92,3 +94,21 @@ class ServerCrashTests(unittest.TestCase):
             self.assertEqual(clean_queue(self.layout, now=time.time() + 60), [])
 
         return d2.addCallback(lambda _: d).addCallback(check)
+
+    def test_killed_with_the_entry_durable_while_the_body_arrives(self):
+        proc = self.start_server("entry_durable", "early")
+        client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.addCleanup(client.close)
+        client.connect(inject_socket_path(self.root))
+        client.sendall(encode_envelope("", "a@b", ["c@d"]) + netstring(b"Subject: half\n\n"))
+        self.kill_when_paused(proc, "entry_durable")  # the rest of the body never comes
+        proc.wait()
+        self.assertEqual(client.recv(100), b"")  # no reply: nothing acknowledged
+        # the durable entry is all there is, invisible to the scheduler, and the cleaner removes it
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.assertEqual(len(files_under(self.layout, "intd")), 1)
+        self.assertEqual(len(files_under(self.layout, "mess")), 1)
+        removed = clean_queue(self.layout, now=time.time() + 60)
+        self.assertEqual(len(removed), 2)
+        for name in ("mess", "intd", "pid"):
+            self.assertEqual(files_under(self.layout, name), [], name)

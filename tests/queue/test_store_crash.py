@@ -1,7 +1,9 @@
 """
 Crash safety of the queue writer: a writer SIGKILLed at every step of the
-write sequence leaves the whole message or nothing visible, and the cleaner
-removes what is left; a full disk acknowledges nothing it could not store.
+write sequence - qmail's plain order and the early path, which makes the
+envelope and the mess/N entry durable before the data - leaves the whole
+message or nothing visible, and the cleaner removes what is left; a full
+disk acknowledges nothing it could not store.
 """
 
 import os
@@ -20,7 +22,7 @@ from pymta.queue.envelope import parse_todo
 from pymta.queue.errors import QueueFailure
 from pymta.queue.layout import QueueLayout
 from pymta.queue.disk import QueueDisk
-from pymta.queue.store import PAUSE_ENV, STEPS, Queue
+from pymta.queue.store import EARLY_STEPS, PAUSE_ENV, STEPS, Queue
 from tests.queue.test_store import files_under
 
 BODY = b"Subject: crash test\n\n" + b"payload line\n" * 2000
@@ -36,17 +38,33 @@ r = m.commit("sender@example.org", ["one@example.net", "two@example.com"])
 print(r.message_id, flush=True)
 """
 
+#: the early path, as pymta-send's sink takes it (the entry first, the batch commit after the data)
+EARLY_WRITER = """
+import sys
+from pymta.queue.disk import QueueDisk
+from pymta.queue.groupcommit import commit_prepared
+from pymta.queue.layout import QueueLayout
+from pymta.queue.store import Queue
+envelope = ("sender@example.org", ["one@example.net", "two@example.com"])
+m = Queue(QueueDisk.plain(QueueLayout(sys.argv[1]))).begin("by uid 0", 0, 1)
+m.make_entry_durable(*envelope)
+m.write(sys.stdin.buffer.read())
+m.stage(*envelope)
+[r] = commit_prepared([m])
+print(r.message_id, flush=True)
+"""
+
 #: the first step at which the message is committed
 COMMITTED_FROM = STEPS.index("fsync_todo")
 
 
 class CrashTests(unittest.SynchronousTestCase):
-    def kill_at(self, step: str) -> QueueLayout:
+    def kill_at(self, step: str, writer: str = WRITER) -> QueueLayout:
         layout = QueueLayout(os.path.join(self.mktemp(), "queue"))
         layout.create()
         env = dict(os.environ, **{PAUSE_ENV: step})
         proc = subprocess.Popen(
-            [sys.executable, "-c", WRITER, layout.queuedir],
+            [sys.executable, "-c", writer, layout.queuedir],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -63,9 +81,13 @@ class CrashTests(unittest.SynchronousTestCase):
         self.assertEqual(line, f"paused {step}\n".encode(), f"writer did not pause at {step}")
         return layout
 
-    def check_after_kill(self, step: str) -> None:
-        layout = self.kill_at(step)
+    def check_after_kill(self, step: str, writer: str = WRITER) -> None:
+        layout = self.kill_at(step, writer)
         todo = files_under(layout, "todo")
+        if writer is EARLY_WRITER and step in EARLY_STEPS:
+            # the entry is there (made durable, or about to be) before any data: nothing visible
+            self.assertEqual(len(files_under(layout, "intd")), 1, step)
+            self.assertEqual(len(files_under(layout, "mess")), 1, step)
         if STEPS.index(step) >= COMMITTED_FROM:
             self.assertEqual(len(todo), 1, step)
             mid = int(os.path.basename(todo[0]))
@@ -87,15 +109,19 @@ class CrashTests(unittest.SynchronousTestCase):
 
     def test_every_step_is_covered(self) -> None:
         tested = [name[len("test_kill_at_") :] for name in dir(self) if name.startswith("test_kill_at_")]
-        self.assertEqual(sorted(tested), sorted(STEPS))
+        self.assertEqual(sorted(tested), sorted(set(STEPS) - set(EARLY_STEPS)))
+        early = [name[len("test_kill_early_at_") :] for name in dir(self) if name.startswith("test_kill_early_at_")]
+        self.assertEqual(sorted(early), sorted(STEPS))
 
 
-def _make(step):
-    return lambda self: self.check_after_kill(step)
+def _make(step, writer):
+    return lambda self: self.check_after_kill(step, writer)
 
 
 for _step in STEPS:
-    setattr(CrashTests, f"test_kill_at_{_step}", _make(_step))
+    if _step not in EARLY_STEPS:
+        setattr(CrashTests, f"test_kill_at_{_step}", _make(_step, WRITER))
+    setattr(CrashTests, f"test_kill_early_at_{_step}", _make(_step, EARLY_WRITER))
 
 
 class FullDiskTests(unittest.SynchronousTestCase):
