@@ -18,8 +18,8 @@ whole.  Rules (qmail-smtpd's):
 - A CR not followed by LF is kept as it is (also C{CRLF . CR ...}, which is
   an ordinary data line).
 - Hop count: header lines (up to the first empty line) starting with
-  C{received} or C{delivered} (any case); 100 or more refuses the message
-  at the end (554).
+  C{received} or C{delivered} (any case) as sent, before a dot is removed
+  (C{.Received} is no hop); 100 or more refuses the message at the end (554).
 - databytes: bytes as stored; more than the limit refuses the message at the
   end (552); nothing more is written once the limit is passed (the header
   lines of one read go on together, so such a piece is dropped whole).
@@ -127,14 +127,13 @@ class DataStream:
                     outcome = END
                     break
                 pos = nl + 1
-                if _stuffed(content):
-                    content = content[1:]
-                header.append(content)
                 if not content:
+                    header.append(content)
                     self.in_header = False
                     break
                 if _is_hop_line(content):
                     self.hops += 1
+                header.append(content[1:] if _stuffed(content) else content)
             if header:
                 header.append(b"")
                 self._out(b"\n".join(header))
