@@ -232,6 +232,26 @@ class EndOfMessage(Base):
         self.assertEqual(replies, ["451 4.7.1 Service unavailable - try again later"])
         self.assertEqual(s.sink.queued, [])
 
+    def test_a_filters_421_ends_the_session(self) -> None:
+        """As at every other stage: the 421 at the end of DATA is the last reply, the connection closes, nothing is queued."""
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=Verdict(Action.TEMPFAIL, "421 4.7.0 bye"))))
+        self.assertEqual(replies, ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), [])
+        self.assertEqual(s.sink.queued, [])
+
+    def test_a_filters_421_after_pipelined_commands(self) -> None:
+        """Commands pipelined after the dot get no answer once the 421 has closed the session."""
+        milter = FakeMilter(eom=end(verdict=Verdict(Action.TEMPFAIL, "421 4.7.0 bye")))
+        s = self.session(milter)
+        s.take()
+        s.cmd("EHLO client.example")
+        self.transaction(s)
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+        self.assertEqual(s.send(MESSAGE + b"MAIL FROM:<x@sender.example>\r\nNOOP\r\n"), ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual(milter.stages().count("mail"), 1)
+
     def test_multiline_reply(self) -> None:
         reply = "550-5.7.1 first line\r\n550 5.7.1 second line"
         s, replies = self.deliver(FakeMilter(eom=end(verdict=Verdict(Action.REJECT, reply))))
