@@ -15,7 +15,7 @@ A connection the filters refuse at connect gets a C{554} greeting and then
 behaves as qmail's rblsmtpd does (HELO, MAIL, RSET and NOOP are answered
 C{250}, QUIT closes, every other command gets the refusal); a temporary
 refusal gets C{421} and is closed, as is the session after a filter's
-C{421} reply at any later stage.
+C{421} reply at any later stage, the end of DATA included.
 """
 
 from __future__ import annotations
@@ -97,6 +97,14 @@ class MilterCommands:
             return None
 
         return ask(stages).addCallback(decided)
+
+    def _refuse_message(self, reply: str) -> None:
+        """The reply to a message not queued; a 421 (a filter's, at the end of DATA) ends the session, as at every stage."""
+        if reply.startswith("421"):
+            log.info("milter: {ip}: session closed: {reply}", ip=self.remote_ip, reply=reply.replace("\r\n", " / "))
+            self._close_with(reply)
+        else:
+            self.reply(reply)
 
     # -- connect -----------------------------------------------------------
 

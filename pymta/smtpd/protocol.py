@@ -557,7 +557,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
 
         def refused(failure: Failure) -> None:
             if not failure.check(defer.CancelledError):
-                self.reply(refusal_reply(failure))
+                self._refuse_message(refusal_reply(failure))
 
         return d.addCallbacks(queued, refused)
 
