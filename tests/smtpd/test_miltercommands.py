@@ -175,6 +175,38 @@ class Commands(Base):
             self.assertTrue(s.transport.disconnecting, stage)
             self.assertEqual(s.cmd("NOOP"), [], stage)
 
+    def test_unknown_command_shown_to_the_filters_first(self) -> None:
+        """An unknown command goes to the filters (SMFIC_UNKNOWN) before smtpd's 502; their refusal is the reply."""
+        milter = FakeMilter(unknown=Verdict(Action.REJECT, "500 5.5.1 no XFOO here"))
+        s = self.session(milter)
+        s.take()
+        s.cmd("EHLO client.example")
+        self.assertEqual(s.cmd("XFOO bar baz"), ["500 5.5.1 no XFOO here"])
+        self.assertEqual([call[1] for call in milter.calls if call[0] == "unknown"], ["XFOO bar baz"])
+        milter.answers["unknown"] = Verdict(Action.TEMPFAIL)
+        self.assertEqual(s.cmd("XBAR"), ["451 4.7.1 Service unavailable - try again later"])
+        milter.answers.clear()
+        self.assertEqual(s.cmd("XBAR"), ["502 unimplemented (#5.5.1)"])
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), ["250 ok"])  # the session goes on
+
+    def test_unknown_command_without_filters_and_known_ones(self) -> None:
+        """No filters: smtpd's 502 at once; a command smtpd knows is never shown as unknown."""
+        s = self.session(None)
+        s.take()
+        self.assertEqual(s.cmd("XFOO"), ["502 unimplemented (#5.5.1)"])
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        s.cmd("NOOP")
+        s.cmd("VRFY x")
+        self.assertNotIn("unknown", milter.stages())
+
+    def test_unknown_command_421_ends_the_session(self) -> None:
+        s = self.session(FakeMilter(unknown=Verdict(Action.TEMPFAIL, "421 4.7.0 bye")))
+        s.take()
+        self.assertEqual(s.cmd("XFOO"), ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+
     def test_data_refused_before_354(self) -> None:
         milter = FakeMilter(data=Verdict(Action.REJECT, "554 5.7.1 no data for you"))
         s = self.session(milter)
