@@ -57,18 +57,20 @@ class ChainTests(unittest.TestCase):
         self.assertEqual(value(d), Verdict(Action.TEMPFAIL, "451 4.7.1 greylisted", "one"))
         self.assertEqual(self.two.commands(), b"")
 
-    def test_unknown_command_asked_in_order(self) -> None:
-        """Each filter that takes unknown commands is asked in turn; the first refusal decides."""
+    def test_unknown_command_not_sent_to_filters_that_opted_out(self) -> None:
         self.negotiate(n.SMFIP_NOUNKNOWN)
+        self.one.sent()
         self.one.answer(b"c")
         self.two.sent()
         self.two.answer(b"c")
         d = self.chain.unknown("XFOO", {})
-        self.assertEqual(value(d), CONTINUE)  # neither wants unknown commands
+        self.assertEqual(value(d), CONTINUE)
         self.assertEqual((self.one.commands(), self.two.commands()), (b"", b""))
 
-        self.setUp()
+    def test_unknown_command_asked_in_order(self) -> None:
+        """Each filter that takes unknown commands is asked in turn; the first refusal decides."""
         self.negotiate()
+        self.one.sent()
         self.one.answer(b"c")
         self.two.sent()
         self.two.answer(b"c")
