@@ -29,7 +29,7 @@ class Base(SynchronousTestCase):
     def spawn(self, protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
         self.programs.append(program)
         self.processes.append(FakeProcess(protocol))
-        return self.processes[-1]
+        return self.processes[-1], self.processes[-1].stdin
 
     def hook(self, **environ: str) -> QmailQueueHook:
         return QmailQueueHook("/root", self.clock, lambda: 2, environ=environ, spawn=self.spawn)
