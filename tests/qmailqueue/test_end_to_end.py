@@ -144,10 +144,15 @@ class DaemonTests(Base):
 
     def test_a_bounce_goes_through_the_daemons_program(self) -> None:
         """pymta-send queues its bounce through QMAILQUEUE, as qmail-send through qmail-queue."""
+        home = os.path.join(self.root, "home", "alice")
+        failing = os.path.join(home, ".qmail-fail")
+        with open(failing, "w") as f:
+            f.write("|exit 100\n")  # a permanent failure: a bounce to the sender
+        os.chown(failing, os.stat(home).st_uid, os.stat(home).st_gid)
         with smtplib.SMTP("127.0.0.1", self.smtp, timeout=60, source_address=("127.0.0.5", 0)) as client:
             client.ehlo("client.example")
             client.mail("alice@test.example")
-            client.rcpt("nobody-here@test.example")
+            client.rcpt("alice-fail@test.example")
             code, text = client.data(b"Subject: to nobody\r\n\r\nbody\r\n")
         self.assertEqual(code, 250, text)
         wait_for(lambda: len(os.listdir(self.maildir)) >= 1, 60, "the bounce's delivery", self.log)

@@ -62,11 +62,20 @@ class DaemonSinkTests(Base):
     """pymta-send's bounces: through the program its environment names (as qmail-send's through qmail-queue), else the queue."""
 
     def test_without_a_program_the_queue(self) -> None:
+        opened: list[tuple[str, list[str], dict[str, Any]]] = []
         default = MemorySink()
+        memory_open = default.open_message
+
+        def open_message(sender: str, recipients: list[str], **kw: Any) -> Any:
+            opened.append((sender, recipients, kw))
+            return memory_open(sender, recipients, origin="from network")
+
+        default.open_message = open_message  # type: ignore[method-assign]  # records what the queue is told
         writer = DaemonSink(self.hook(), default).open_message("", ["a@x.example"], origin="for bounce", uid=0, pid=1)
         writer.write(b"Subject: failure notice\n\nbounce\n")
         self.successResultOf(writer.finish())
         self.assertEqual((len(default.queued), self.processes), (1, []))
+        self.assertEqual(opened, [("", ["a@x.example"], {"origin": "for bounce", "uid": 0, "pid": 1})])
 
     def test_the_program_of_the_daemons_environment(self) -> None:
         default = MemorySink()
