@@ -160,7 +160,7 @@ SPECS: tuple[ControlSpec, ...] = (
     ControlSpec("authfailuresperaccount", INT, 30, "failed logins per account per authfailurewindow, from addresses new to it (0 = no limit)", "smtpd, pop3d", 0),
     ControlSpec("authfailurewindow", INT, 600, "seconds a failed login counts against its address and account", "smtpd, pop3d", 1),
     ControlSpec("authconcurrency", INT, 4, "password checks running at once (8 times as many may wait)", "smtpd, pop3d", 1),
-    ControlSpec("timeoutqmailqueue", INT, 300, "seconds a QMAILQUEUE program may run for one message", "smtpd, inject", 1),
+    ControlSpec("timeoutqmailqueue", INT, 300, "seconds a QMAILQUEUE program may run for one message", "smtpd, inject, send", 1),
 )
 
 SPEC_BY_NAME: Mapping[str, ControlSpec] = {s.name: s for s in SPECS}

@@ -202,6 +202,13 @@ class MilterSession(Protocol):
     def data(self, macros: Macros) -> "defer.Deferred[Verdict]":
         """The DATA command, before the client sends the message."""
 
+    def unknown(self, command: str, macros: Macros) -> "defer.Deferred[Verdict]":
+        """
+        A command smtpd does not know (the whole line), before smtpd's own
+        reply: only a REJECT or TEMPFAIL means anything (its reply replaces
+        smtpd's); a filter that opted out (SMFIP_NOUNKNOWN) is not asked.
+        """
+
     def end_of_message(self, message: MessageSource, eoh_macros: Macros,
                        eom_macros: Macros) -> "defer.Deferred[EndOfMessage]":
         """The whole message: header fields, end of header, body chunks, end of message."""

@@ -82,6 +82,9 @@ class MilterChain:
     def data(self, macros: Macros) -> "defer.Deferred[Verdict]":
         return self._each("data", lambda milter: milter.data(macros))
 
+    def unknown(self, command: str, macros: Macros) -> "defer.Deferred[Verdict]":
+        return self._each("unknown", lambda milter: milter.unknown(command, macros))
+
     def end_of_message(self, message: MessageSource, eoh_macros: Macros,
                        eom_macros: Macros) -> "defer.Deferred[EndOfMessage]":
         return defer.Deferred.fromCoroutine(self._end_of_message(message, eoh_macros, eom_macros))

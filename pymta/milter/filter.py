@@ -47,7 +47,7 @@ log = Logger()
 #: opens a connection to the filter of a spec (fails when it cannot)
 Connector = Callable[[MilterSpec], "defer.Deferred[MilterConnection]"]
 
-_MESSAGE_STAGES = ("mail", "rcpt", "data", "eoh", "eom")
+_MESSAGE_STAGES = ("mail", "rcpt", "data", "eoh", "eom")  # (an unknown command may come outside a message)
 
 
 @dataclass(frozen=True)
@@ -192,6 +192,10 @@ class FilterSession:
     def data(self, macros: Macros) -> "defer.Deferred[Outcome]":
         return self._stage("data", wire.SMFIC_DATA, lambda: b"", macros)
 
+    def unknown(self, command: str, macros: Macros) -> "defer.Deferred[Outcome]":
+        """SMFIC_UNKNOWN with the whole command line; only a refusal counts (see L{_verdict})."""
+        return self._stage("unknown", wire.SMFIC_UNKNOWN, lambda: encode_strings([_text(command)]), macros)
+
     def _stage(self, stage: str, command: bytes, data: Callable[[], bytes],
                macros: Macros) -> "defer.Deferred[Outcome]":
         return self._guarded(stage, self._ask_stage(stage, command, data, macros))
@@ -265,6 +269,8 @@ class FilterSession:
         if answer.command in (wire.SMFIR_CONN_FAIL, wire.SMFIR_SHUTDOWN):
             raise MilterFailure(f"the filter gave up ({answer.command.decode()!r})")
         action, reply = stage_action(answer)
+        if stage == "unknown" and action not in (Action.REJECT, Action.TEMPFAIL):
+            return CONTINUE  # accept or discard of an unknown command: smtpd's own reply, nothing skipped
         if action is Action.ACCEPT:
             if stage in ("connect", "helo"):
                 self.session_done = True

@@ -78,6 +78,7 @@ STAGE_BITS: Mapping[str, tuple[int, int]] = {
     "header": (SMFIP_NOHDRS, SMFIP_NR_HDR),
     "eoh": (SMFIP_NOEOH, SMFIP_NR_EOH),
     "body": (SMFIP_NOBODY, SMFIP_NR_BODY),
+    "unknown": (SMFIP_NOUNKNOWN, SMFIP_NR_UNKN),
     "eom": (0, 0),
 }
 

@@ -6,8 +6,9 @@ program with qmail-queue's interface instead of the queue.
 Each message is spooled as it arrives (L{pymta.smtpd.spool.SpoolingWriter}:
 memory, then an anonymous temporary file).  At C{finish()} the program is
 started on the reactor (no thread, no waiting process), the spool is
-written to its descriptor 0 as the pipe takes it, then the envelope to
-its descriptor 1, and the program's end decides
+written to its descriptor 0 as the pipe takes it (our own pipe, which
+counts what it took: L{pymta.qmailqueue.stdinpipe}), then the envelope
+to its descriptor 1, and the program's end decides
 (L{pymta.qmailqueue.outcome}).  The durability promise of the seam holds
 because the program's own C{pymta queue} made the message durable before
 it exits 0: only then does C{finish()} fire with a receipt, whose C{qp}
@@ -25,7 +26,7 @@ account.  A process still running as root refuses to start it.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Sequence, cast
+from typing import Any, Callable, Protocol, Sequence, cast
 
 from twisted.internet import defer
 from twisted.internet.interfaces import IProcessTransport
@@ -38,11 +39,12 @@ from pymta.interfaces import MessageWriter, QueueReceipt
 from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.outcome import CUSTOM_REPLY_BYTES, program_failure
 from pymta.qmailqueue.program import QmailQueueProgram
+from pymta.qmailqueue.stdinpipe import start_with_pipe
 from pymta.queue.envelope import encode_qq_envelope
 from pymta.queue.errors import EXIT_CONFIG, EXIT_TIMEOUT, QueueFailure
 from pymta.smtpd.spool import SpoolingWriter
 
-__all__ = ["QmailQueueSink", "ProgramWriter", "Spawn", "spawn_on", "EXIT_EXEC_FAILED", "STDERR_CAP"]
+__all__ = ["QmailQueueSink", "ProgramWriter", "ProgramStdin", "Spawn", "spawn_on", "EXIT_EXEC_FAILED", "STDERR_CAP"]
 
 log = Logger()
 
@@ -50,27 +52,50 @@ log = Logger()
 EXIT_EXEC_FAILED = 120
 #: how much of a program's standard error goes to the log
 STDERR_CAP = 2000
-#: the program's descriptors: message and envelope from us, diagnostics and its own reply to us
-CHILD_FDS = {0: "w", 1: "w", 2: "r", 6: "r"}
+#: the program's descriptors besides 0 (our pipe): the envelope from us, diagnostics and its own reply to us
+CHILD_FDS = {1: "w", 2: "r", 6: "r"}
 
-Spawn = Callable[[ProcessProtocol, QmailQueueProgram], IProcessTransport]
+
+class ProgramStdin(Protocol):
+    """The program's descriptor 0 as the writer uses it (L{pymta.qmailqueue.stdinpipe.MessagePipe})."""
+
+    @property
+    def unsent(self) -> int:
+        """Bytes written to it that the pipe did not take."""
+
+    def write(self, data: bytes) -> None:
+        """Hand on part of the message."""
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        """Pause and resume C{producer} as the pipe's backlog grows and drains."""
+
+    def loseConnection(self) -> None:
+        """Close once every byte has been taken."""
+
+    def close(self) -> None:
+        """Close now."""
+
+
+#: starts a program; its descriptor 0's end is told as the protocol's childConnectionLost(0)
+Spawn = Callable[[ProcessProtocol, QmailQueueProgram], tuple[IProcessTransport, ProgramStdin]]
 
 
 def spawn_on(reactor: Any) -> Spawn:
     """
     Start programs with C{reactor.spawnProcess}, never as root, with
-    L{CHILD_FDS}, each in a process group of its own (L{processgroup}).
+    L{CHILD_FDS} and our pipe as descriptor 0, each in a process group of
+    its own (L{processgroup}).
     """
 
-    def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> IProcessTransport:
+    def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> tuple[IProcessTransport, ProgramStdin]:
         if os.geteuid() == 0:
             raise QueueFailure(EXIT_EXEC_FAILED, "this process runs as root: QMAILQUEUE programs never do")
         if not os.access(program.path, os.X_OK):
             raise QueueFailure(EXIT_EXEC_FAILED, f"{program.path}: not an executable file")
         executable, args = processgroup.command(program.path)
-        transport = reactor.spawnProcess(protocol, executable, args, env=program.env, path=program.cwd,
-                                         childFDs=CHILD_FDS)
-        return cast(IProcessTransport, processgroup.OwnGroup(transport))
+        transport, stdin = start_with_pipe(reactor, protocol, executable, args, CHILD_FDS, env=program.env,
+                                           path=program.cwd)
+        return cast(IProcessTransport, processgroup.OwnGroup(transport)), stdin
 
     return spawn
 
@@ -95,20 +120,16 @@ class _Protocol(ProcessProtocol):
 class _Backlog:
     """
     A push producer for the program's descriptor 0: its pauses are the
-    writer's backlog; its stop is the pipe's end (Twisted says so before
-    the protocol's C{childConnectionLost}).
+    writer's backlog (the pipe's end comes as C{childConnectionLost(0)},
+    right after its stop).
     """
 
-    def __init__(self, pause: Callable[[], None], resume: Callable[[], None], stop: Callable[[], None]) -> None:
+    def __init__(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self.pauseProducing = pause
         self.resumeProducing = resume
-        self.stopProducing = stop
 
-
-def _unsent(pipe: Any) -> int:
-    """How much the pipe's writer still held when it closed (Twisted's FileDescriptor buffers)."""
-    held = len(getattr(pipe, "dataBuffer", b"")) - getattr(pipe, "offset", 0)
-    return held + getattr(pipe, "_tempDataLen", 0)
+    def stopProducing(self) -> None:
+        pass
 
 
 class ProgramWriter:
@@ -132,11 +153,12 @@ class ProgramWriter:
         self._stderr = b""
         self._resume: Callable[[], None] | None = None
         self._transport: IProcessTransport | None = None
+        self._stdin: ProgramStdin | None = None
         self._timer: Any = None
         self.pid = 0
         try:
             self._envelope = encode_qq_envelope(sender, recipients)
-            self._transport = spawn(_Protocol(self), program)
+            self._transport, self._stdin = spawn(_Protocol(self), program)
         except QueueFailure as e:
             self._settle(e)
             return
@@ -147,33 +169,23 @@ class ProgramWriter:
         self._timer = clock.callLater(program.timeout, self._timed_out)
 
     def write(self, data: bytes) -> None:
-        if self._transport is not None and 0 in self._open and not self._settled:
-            self._transport.writeToChild(0, data)
+        if self._stdin is not None and 0 in self._open and not self._settled:
+            self._stdin.write(data)
 
     def watch_backlog(self, pause: Callable[[], None], resume: Callable[[], None]) -> None:
         self._resume = resume
-        pipe = getattr(self._transport, "pipes", {}).get(0)
-        if pipe is not None:
-            pipe.registerProducer(_Backlog(pause, resume, lambda: self._stdin_closed(pipe)), True)
+        if self._stdin is not None:
+            self._stdin.registerProducer(_Backlog(pause, resume), True)
 
-    def _stdin_closed(self, pipe: Any) -> None:
-        """
-        Descriptor 0's pipe has closed: a write error (the message was not
-        given whole, so exit 0 cannot count) unless finish() closed it and
-        every byte went out; then the spool goes on (to its end).
-        """
-        if 0 in self._open and (not self._finishing or _unsent(pipe)):
-            self._early_loss = True
-        self._open.discard(0)
-        if self._resume is not None:
-            self._resume()
+    def _unsent(self) -> int:
+        return self._stdin.unsent if self._stdin is not None else 0
 
     def finish(self) -> "defer.Deferred[QueueReceipt]":
         self._finishing = True
         transport = self._transport
-        if transport is not None and not self._settled:
+        if transport is not None and self._stdin is not None and not self._settled:
             if 0 in self._open:
-                transport.closeChildFD(0)
+                self._stdin.loseConnection()
             if 1 in self._open:
                 transport.writeToChild(1, self._envelope)
                 transport.closeChildFD(1)
@@ -194,7 +206,12 @@ class ProgramWriter:
             self._stderr += data[: STDERR_CAP - len(self._stderr)]
 
     def lost(self, fd: int) -> None:
-        if fd in self._open and not self._finishing:
+        """
+        A descriptor closed: before finish() (or for descriptor 0 with
+        bytes the pipe never took) the program was not given the whole
+        message, so its exit 0 cannot count; the spool goes on (to its end).
+        """
+        if fd in self._open and (not self._finishing or (fd == 0 and self._unsent())):
             self._early_loss = True
         self._open.discard(fd)
         self._readers.discard(fd)
@@ -214,7 +231,11 @@ class ProgramWriter:
             self.ended(exit_code, signal)
 
     def ended(self, exit_code: int | None, signal: int | None) -> None:
+        if 0 in self._open and self._unsent():
+            self._early_loss = True  # it ended before our pipe gave it everything
         self._open.clear()
+        if self._stdin is not None:
+            self._stdin.close()
         if self._resume is not None:
             self._resume()
         if self._settled:
@@ -237,6 +258,8 @@ class ProgramWriter:
 
     def _settle(self, failure: QueueFailure | None, quiet: bool = False) -> None:
         self._settled = True
+        if failure is not None and self._stdin is not None:
+            self._stdin.close()
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         self._timer = None

@@ -17,11 +17,9 @@ the message durable, or the queue's C{Z} (try again later) or C{D}
 This is L{pymta.qmtpd.protocol.QMTPServerProtocol} with QMQP's framing and
 envelope: the connection limits, the wait for the client's name when a
 rule needs it, databytes (control/databytes, or a rule's C{DATABYTES}),
-the spool (L{pymta.qmtpd.incoming}), the commit, the idle timeout and
-flow control are QMTP's.  What differs: the packet as a whole has a
-deadline (L{pymta.qmqpd.deadline}: control/timeoutsmtpd, and
-control/mindatarate for a large one), so a client that trickles its bytes
-does not hold a connection slot for ever; clients are let in by ROOT/etc/tcp.qmqp
+the spool (L{pymta.qmtpd.incoming}), the commit, the idle timeout, the
+deadline of a message as a whole (here the packet: L{pymta.messagedeadline})
+and flow control are QMTP's.  What differs: clients are let in by ROOT/etc/tcp.qmqp
 (L{pymta.qmqpd.access}: no file, nobody), every admitted client is
 trusted (no rcpthosts or badmailfrom, L{pymta.qmqpd.envelope}; smtpd's
 end-of-data steps for trusted sessions, i.e. DKIM signing, run for every
@@ -33,10 +31,8 @@ without a reply, as qmail-qmqpd does; the message is dropped.
 from __future__ import annotations
 
 from twisted.logger import Logger
-from twisted.python.failure import Failure
 
 from pymta.qmqpd.access import QMQPRules
-from pymta.qmqpd.deadline import PacketDeadline
 from pymta.qmqpd.envelope import decide
 from pymta.qmtpd.envelope import EnvelopeDecision
 from pymta.qmtpd.protocol import (
@@ -69,40 +65,16 @@ class QMQPServerProtocol(QMTPServerProtocol):
     name = "qmqpd"
     rules_name = "tcp.qmqp"
     received_protocol = "QMQP"
+    deadline_unit = "packet"
 
     def __init__(self, context: SMTPDContext, rules: QMQPRules) -> None:
         super().__init__(context)
         self._qmqp_rules = rules
         self._state = _PACKET
         self._packet_left = 0  # bytes of the outer netstring not yet taken
-        self._deadline = PacketDeadline(self.clock, self.timeout, self.controls.mindatarate, self._packet_late)
 
     def access_rules(self) -> AccessRules:
         return self._qmqp_rules.current()
-
-    # -- the packet's deadline ---------------------------------------------------
-
-    def _admit(self, remote_host: str | None) -> None:
-        super()._admit(remote_host)
-        if self._admitted:
-            self._deadline.start()  # does nothing if the packet was already whole, or refused
-
-    def dataReceived(self, data: bytes) -> None:
-        self._deadline.received(len(data))
-        super().dataReceived(data)
-
-    def _packet_late(self) -> None:
-        log.info("qmqpd: {ip}: timeout (packet not complete within its deadline)", ip=self.remote_ip)
-        self._drop_message()
-        self._close()
-
-    def _close(self) -> None:
-        self._deadline.stop()
-        super()._close()
-
-    def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
-        self._deadline.stop()
-        super().connectionLost(reason)
 
     def _step(self) -> bool:
         """Advance by one piece of input; False when more input is needed."""
@@ -148,6 +120,7 @@ class QMQPServerProtocol(QMTPServerProtocol):
     def _end_envelope(self, sender: bytes, recipients: list[bytes]) -> None:
         message, self._message = self._message, None
         assert message is not None
+        self._message_whole()
         decision = decide(sender, recipients)
         refusal = decision.refusal
         if refusal is None and message.too_big:
@@ -161,7 +134,6 @@ class QMQPServerProtocol(QMTPServerProtocol):
         facts = SessionFacts(self.remote_ip, None, decision.sender, relay_client=True)
         self._state = _COMMITTING
         self.setTimeout(None)  # the server's own work does not count against the client
-        self._deadline.stop()
         d = message.commit(decision, self.ctx.end_of_data.start(facts))
         d.addCallbacks(self._queued, self._refused).addCallback(self._committed, decision)
 
@@ -173,6 +145,6 @@ class QMQPServerProtocol(QMTPServerProtocol):
         """The one reply; then the server closes, as qmail-qmqpd exits."""
         self._state = _CLOSED
         self.setTimeout(None)
-        self._deadline.stop()
+        self._message_whole()
         self.transport.write(netstring(reply.encode("utf-8", "replace")))
         self.transport.loseConnection()

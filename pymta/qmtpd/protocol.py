@@ -30,7 +30,10 @@ L{UNLIMITED_DATABYTES} all the same, since it is spooled before its
 envelope is checked; input waiting before the client is admitted (the
 reverse lookup of C{=host} rules) or while a message is committed is at
 most L{PIPELINE_BUFFER} before reading pauses; every wait for the client is
-bounded by control/timeoutsmtpd.  Anything that is not QMTP (a bad
+bounded by control/timeoutsmtpd, and each message as a whole by a deadline
+(L{pymta.messagedeadline}: control/timeoutsmtpd, and control/mindatarate
+for a large one, from when the server waits for it), so a client that
+trickles its bytes does not hold a connection slot for ever.  Anything that is not QMTP (a bad
 netstring, a first byte other than LF or CR, an empty message) closes the
 connection without a reply, as qmail-qmtpd does; the message is dropped.
 """
@@ -49,6 +52,7 @@ from pymta.cli.initcontrols import MESSAGE_SIZE_LIMIT
 from pymta.clientaddress import normalise_ip
 from pymta.connectionlimit import counted_address
 from pymta.interfaces import QueueReceipt, QueueRefused
+from pymta.messagedeadline import MessageDeadline
 from pymta.qmtpd.envelope import EnvelopeDecision, decide
 from pymta.qmtpd.incoming import IncomingMessage
 from pymta.queue.framing import FramingError, NetstringParser, netstring, split_netstrings
@@ -93,6 +97,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     rules_name = "tcp.smtp"
     #: the protocol the Received line names
     received_protocol = "QMTP"
+    #: what the deadline bounds, as the log line says
+    deadline_unit = "message"
 
     def __init__(self, context: SMTPDContext) -> None:
         self.ctx = context
@@ -114,6 +120,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self.relayclient: str | None = None
         self.databytes = 0
         self.rules: AccessRules = context.rules
+        self._deadline: MessageDeadline | None = None
 
     def access_rules(self) -> AccessRules:
         """The rules clients are admitted by, read once per connection: tcp.smtp's."""
@@ -159,10 +166,12 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self.databytes = admitted.databytes or UNLIMITED_DATABYTES  # spooled before the envelope is judged
         log.info("{name}: ok {ip} -> {local}", name=self.name, ip=self.remote_ip, local=self.local_ip)
         self._admitted = True
+        self._wait_for_message()
         self._process()
 
     def connectionLost(self, reason: Failure = None) -> None:  # type: ignore[assignment]
         self.setTimeout(None)
+        self._message_whole()
         committing = self._state == _COMMITTING
         self._state = _CLOSED
         if self._counted:
@@ -183,7 +192,28 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     def _close(self) -> None:
         self._state = _CLOSED
         self.setTimeout(None)
+        self._message_whole()
         self.transport.abortConnection()
+
+    # -- each message's deadline -------------------------------------------
+
+    def _wait_for_message(self) -> None:
+        """The server waits for the next message: its deadline starts (the bytes already here count)."""
+        self._deadline = MessageDeadline(self.clock, self.timeout, self.controls.mindatarate, self._message_late)
+        self._deadline.received(self._parser.pending())
+        self._deadline.start()
+
+    def _message_whole(self) -> None:
+        """The message has come whole (or the connection is gone): no deadline until the server waits again."""
+        if self._deadline is not None:
+            self._deadline.stop()
+            self._deadline = None
+
+    def _message_late(self) -> None:
+        log.info("{name}: {ip}: timeout ({unit} not complete within its deadline)", name=self.name,
+                 ip=self.remote_ip, unit=self.deadline_unit)
+        self._drop_message()
+        self._close()
 
     def _protocol_error(self, why: str) -> None:
         log.info("{name}: {ip}: not {proto}, closing: {why}", name=self.name, ip=self.remote_ip,
@@ -202,6 +232,8 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         if self._state == _CLOSED:
             return
         self.resetTimeout()
+        if self._deadline is not None:
+            self._deadline.received(len(data))
         self._parser.feed(data)
         self._process()
 
@@ -291,6 +323,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
     def _end_message(self, recipients: list[bytes]) -> None:
         message, self._message = self._message, None
         assert message is not None
+        self._message_whole()
         decision = decide(self.controls, self._sender, recipients, relayclient=self.relayclient,
                           local_ips=self.ctx.local_ips | {self.local_ip})
         refusal = decision.refusal
@@ -303,6 +336,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
                      reply=replies[0] if replies else "no recipients")
             self._answer(replies)
             self._state = _LENGTH
+            self._wait_for_message()
             return
         facts = SessionFacts(self.remote_ip, None, decision.sender, relay_client=True)
         transaction = self.ctx.end_of_data.start(facts) if self.relayclient is not None else NO_STEPS
@@ -329,6 +363,7 @@ class QMTPServerProtocol(Protocol, TimeoutMixin):
         self._answer(decision.replies(result))
         self._state = _LENGTH
         self.setTimeout(self.timeout)
+        self._wait_for_message()
         self._process()
 
     def _answer(self, replies: list[str]) -> None:

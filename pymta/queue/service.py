@@ -35,6 +35,7 @@ from pymta.control import ControlReader
 from pymta.dkim.localsigning import LocalSigningSink
 from pymta.dkim.signing import DKIMSigning
 from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult, MessageSink
+from pymta.qmailqueue.hook import DaemonSink, QmailQueueHook
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.ctlserver import CtlServerService, ctl_socket_path
 from pymta.queue.layout import QueueLayout
@@ -218,8 +219,10 @@ def build_send_service(
     # both; the sink's commits reach the scheduler through the feed
     feed = CommitFeed()
     sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish, early_entry=True)
+    # bounces through the QMAILQUEUE program of this process's environment, as qmail-send's through qmail-queue
+    bounces = DaemonSink(QmailQueueHook(root, reactor, lambda: reader.current.timeoutqmailqueue), sink)
     scheduler = Scheduler(
-        disk, reader, _resolve_channels(channels, sink), sink, reactor,
+        disk, reader, _resolve_channels(channels, sink), bounces, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
         log=None if metrics is None else metrics.send_log(),

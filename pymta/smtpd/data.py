@@ -7,7 +7,9 @@ ends, leading dots removed), handed on in pieces as it arrives, never held
 whole.  Rules (qmail-smtpd's):
 
 - Only a line consisting of exactly C{.} and ended by CRLF ends the data:
-  C{CRLF . CRLF}.  A leading dot is removed from every other line.
+  C{CRLF . CRLF}.  A leading dot is removed from every other line, except
+  where a CR follows it: C{CRLF . CR} and anything but LF keeps its dot, as
+  qmail's reader does (after C{. CR} it only looks for the LF of the end).
 - A bare LF anywhere in the data (also right after a dot) is refused the way
   qmail refuses it: C{451 See https://cr.yp.to/docs/smtplf.html.} and the
   connection is closed, the message dropped.  pymta does not normalise bare
@@ -16,8 +18,8 @@ whole.  Rules (qmail-smtpd's):
 - A CR not followed by LF is kept as it is (also C{CRLF . CR ...}, which is
   an ordinary data line).
 - Hop count: header lines (up to the first empty line) starting with
-  C{received} or C{delivered} (any case); 100 or more refuses the message
-  at the end (554).
+  C{received} or C{delivered} (any case) as sent, before a dot is removed
+  (C{.Received} is no hop); 100 or more refuses the message at the end (554).
 - databytes: bytes as stored; more than the limit refuses the message at the
   end (552); nothing more is written once the limit is passed (the header
   lines of one read go on together, so such a piece is dropped whole).
@@ -57,6 +59,11 @@ def crlf_to_lf(lines: bytes) -> bytes | None:
     unix = lines.replace(b"\r\n", b"\n")
     # one byte removed for each CRLF: every LF had its CR
     return unix if len(lines) - len(unix) == lfs else None
+
+
+def _stuffed(line: bytes) -> bool:
+    """A line (without its line end) whose first byte is a dot to remove: a dot not followed by a CR."""
+    return line[:1] == b"." and line[1:2] != b"\r"
 
 
 def _is_hop_line(line: bytes) -> bool:
@@ -120,14 +127,13 @@ class DataStream:
                     outcome = END
                     break
                 pos = nl + 1
-                if content.startswith(b"."):
-                    content = content[1:]
-                header.append(content)
                 if not content:
+                    header.append(content)
                     self.in_header = False
                     break
                 if _is_hop_line(content):
                     self.hops += 1
+                header.append(content[1:] if _stuffed(content) else content)
             if header:
                 header.append(b"")
                 self._out(b"\n".join(header))
@@ -157,7 +163,7 @@ class DataStream:
                     return pos, BARE_LF
                 data = converted
                 if data.startswith(b".") or b"\n." in data:
-                    data = b"\n".join(line[1:] if line.startswith(b".") else line for line in data.split(b"\n"))
+                    data = b"\n".join(line[1:] if _stuffed(line) else line for line in data.split(b"\n"))
                 self._out(data)
                 if end_at != -1:
                     return pos + end_at + 3, END

@@ -15,7 +15,9 @@ A connection the filters refuse at connect gets a C{554} greeting and then
 behaves as qmail's rblsmtpd does (HELO, MAIL, RSET and NOOP are answered
 C{250}, QUIT closes, every other command gets the refusal); a temporary
 refusal gets C{421} and is closed, as is the session after a filter's
-C{421} reply at any later stage.
+C{421} reply at any later stage, the end of DATA included.  A command
+smtpd does not know is shown to the filters (SMFIC_UNKNOWN) before
+smtpd's own C{502}, which their refusal replaces, as Sendmail and Postfix do.
 """
 
 from __future__ import annotations
@@ -34,7 +36,7 @@ from pymta.smtpd.mailparams import TransactionParameters
 from pymta.smtpd.miltermacros import ClientFacts, tls_facts
 from pymta.smtpd.milterstages import MilterStages, greeting_refusal
 from pymta.smtpd.milterstep import MilterTransaction
-from pymta.smtpd.modes import RBL
+from pymta.smtpd.modes import RBL, REPLY_UNIMPLEMENTED
 
 __all__ = ["MilterCommands"]
 
@@ -97,6 +99,14 @@ class MilterCommands:
             return None
 
         return ask(stages).addCallback(decided)
+
+    def _refuse_message(self, reply: str) -> None:
+        """The reply to a message not queued; a 421 (a filter's, at the end of DATA) ends the session, as at every stage."""
+        if reply.startswith("421"):
+            log.info("milter: {ip}: session closed: {reply}", ip=self.remote_ip, reply=reply.replace("\r\n", " / "))
+            self._close_with(reply)
+        else:
+            self.reply(reply)
 
     # -- connect -----------------------------------------------------------
 
@@ -183,6 +193,14 @@ class MilterCommands:
             self._start_data(arg)
 
         return self._filtered(lambda stages: stages.data(), go_on)
+
+    def _unknown_after_filters(self, command: str) -> "defer.Deferred[Any] | None":
+        """A command smtpd does not know: the filters may answer it with their refusal, else smtpd's C{502}."""
+
+        def unimplemented() -> None:
+            self.reply(REPLY_UNIMPLEMENTED)
+
+        return self._filtered(lambda stages: stages.unknown(command), unimplemented)
 
     # -- the transaction forgotten, the session ended -------------------------
 

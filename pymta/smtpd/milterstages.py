@@ -12,7 +12,9 @@ own text, else the defaults of L{pymta.milter.api}) or None to go on:
 - HELO/EHLO, MAIL FROM, each RCPT TO (a refusal refuses that recipient
   only) and DATA (before the C{354});
 - the end of DATA is the transaction's end-of-data step
-  (L{pymta.smtpd.milterstep}), made at MAIL FROM.
+  (L{pymta.smtpd.milterstep}), made at MAIL FROM;
+- a command smtpd does not know (SMFIC_UNKNOWN, to the filters that did
+  not opt out), before smtpd's own C{502}: a refusal replaces that reply.
 
 A DISCARD at any stage means: the client is told C{250} to everything,
 and the message is not queued (logged).  A DISCARD before MAIL FROM holds
@@ -150,6 +152,11 @@ class MilterStages:
 
     def data(self) -> "defer.Deferred[str | None]":
         return self._reply(self.session.data(self._macros(self.helo_macros, self.mail_macros)), "data")
+
+    def unknown(self, command: str) -> "defer.Deferred[str | None]":
+        """A command smtpd does not know (the whole line): the filters' refusal, or None for smtpd's own reply."""
+        d = self.session.unknown(command, self._macros(self.helo_macros, self.mail_macros))
+        return self._reply(d, "unknown command", f" {command.partition(' ')[0][:64]}")
 
     def message_macros(self) -> dict[str, str]:
         """The end-of-header and end-of-message stages' macros."""

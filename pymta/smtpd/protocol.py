@@ -359,8 +359,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
             getattr(self, "smtp_" + verb_text, None) if verb_text.isalpha() else None
         )
         if handler is None:
-            self.reply(REPLY_UNIMPLEMENTED)
-            return None
+            return self._unknown_after_filters(line.decode("utf-8"))
         return handler(arg_text)
 
     def _rbl_command(self, verb: str) -> None:
@@ -558,7 +557,7 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
 
         def refused(failure: Failure) -> None:
             if not failure.check(defer.CancelledError):
-                self.reply(refusal_reply(failure))
+                self._refuse_message(refusal_reply(failure))
 
         return d.addCallbacks(queued, refused)
 

@@ -57,6 +57,30 @@ class ChainTests(unittest.TestCase):
         self.assertEqual(value(d), Verdict(Action.TEMPFAIL, "451 4.7.1 greylisted", "one"))
         self.assertEqual(self.two.commands(), b"")
 
+    def test_unknown_command_not_sent_to_filters_that_opted_out(self) -> None:
+        self.negotiate(n.SMFIP_NOUNKNOWN)
+        self.one.sent()
+        self.one.answer(b"c")
+        self.two.sent()
+        self.two.answer(b"c")
+        d = self.chain.unknown("XFOO", {})
+        self.assertEqual(value(d), CONTINUE)
+        self.assertEqual((self.one.commands(), self.two.commands()), (b"", b""))
+
+    def test_unknown_command_asked_in_order(self) -> None:
+        """Each filter that takes unknown commands is asked in turn; the first refusal decides."""
+        self.negotiate()
+        self.one.sent()
+        self.one.answer(b"c")
+        self.two.sent()
+        self.two.answer(b"c")
+        d = self.chain.unknown("XFOO", {})
+        self.assertEqual((self.one.commands(), self.two.commands()), (b"U", b""))
+        self.one.answer(b"c")
+        self.assertEqual(self.two.commands(), b"U")
+        self.two.answer(b"y", b"500 5.5.1 no XFOO here\0")
+        self.assertEqual(value(d), Verdict(Action.REJECT, "500 5.5.1 no XFOO here", "two"))
+
     def test_rcpt_refusal_refuses_that_recipient_only(self) -> None:
         self.negotiate(n.SMFIP_NOCONNECT)
         d = self.chain.rcpt("x@example.org", [], {})

@@ -92,6 +92,41 @@ class StageTests(unittest.TestCase):
         w.session.mail("a@example.org", [], {})
         self.assertEqual(w.commands(), b"")
 
+    def test_unknown_command_sent_whole_and_its_refusal(self) -> None:
+        """SMFIC_UNKNOWN carries the whole command line; a reject or tempfail (with the filter's reply) refuses it."""
+        for command, data, expected in ((b"r", b"", Outcome(Action.REJECT)), (b"t", b"", Outcome(Action.TEMPFAIL)),
+                                        (b"y", b"554 5.5.1 not that\0", Outcome(Action.REJECT, "554 5.5.1 not that"))):
+            w = Wired()
+            w.open()
+            d = w.session.unknown("XFOO bar baz", {})
+            self.assertEqual(w.sent(), [(b"U", b"XFOO bar baz\0")])
+            self.assertFalse(d.called)
+            w.answer(command, data)
+            self.assertEqual(result(d), expected)
+
+    def test_unknown_command_other_answers_leave_smtpds_reply(self) -> None:
+        """Accept, discard and continue at an unknown command all mean: smtpd's own reply; the message goes on."""
+        for command in (b"a", b"d", b"c"):
+            w = Wired()
+            w.open()
+            d = w.session.unknown("XFOO", {})
+            w.sent()
+            w.answer(command)
+            self.assertEqual(result(d), Outcome(Action.CONTINUE), command)
+            w.session.mail("a@example.org", [], {})
+            self.assertEqual(w.commands(), b"M", command)
+
+    def test_unknown_command_not_sent_to_a_filter_that_opted_out(self) -> None:
+        for steps, version in ((n.SMFIP_NOUNKNOWN, 6), (0, 3)):
+            w = Wired()
+            w.open(steps=steps, version=version)
+            self.assertEqual(result(w.session.unknown("XFOO", {})), Outcome(Action.CONTINUE))
+            self.assertEqual(w.commands(), b"")
+        w = Wired()
+        w.open(steps=n.SMFIP_NR_UNKN)
+        self.assertEqual(result(w.session.unknown("XFOO", {})), Outcome(Action.CONTINUE))
+        self.assertEqual(w.commands(), b"U")
+
     def test_stages_left_out_and_unanswered(self) -> None:
         w = Wired()
         w.open(steps=n.SMFIP_NOHELO | n.SMFIP_NR_MAIL)

@@ -141,3 +141,21 @@ class DaemonTests(Base):
         self.assertNotIn(b"X-Scanned", unfiltered[0])
         with open(self.log, encoding="utf-8", errors="replace") as f:
             self.assertEqual(f.read().count("new msg "), 2)
+
+    def test_a_bounce_goes_through_the_daemons_program(self) -> None:
+        """pymta-send queues its bounce through QMAILQUEUE, as qmail-send through qmail-queue."""
+        home = os.path.join(self.root, "home", "alice")
+        failing = os.path.join(home, ".qmail-fail")
+        with open(failing, "w") as f:
+            f.write("|exit 100\n")  # a permanent failure: a bounce to the sender
+        os.chown(failing, os.stat(home).st_uid, os.stat(home).st_gid)
+        with smtplib.SMTP("127.0.0.1", self.smtp, timeout=60, source_address=("127.0.0.5", 0)) as client:
+            client.ehlo("client.example")
+            client.mail("alice@test.example")
+            client.rcpt("alice-fail@test.example")
+            code, text = client.data(b"Subject: to nobody\r\n\r\nbody\r\n")
+        self.assertEqual(code, 250, text)
+        wait_for(lambda: len(os.listdir(self.maildir)) >= 1, 60, "the bounce's delivery", self.log)
+        [bounce] = self.delivered()
+        self.assertIn(b"Subject: to nobody", bounce)  # the bounce quotes the message, which came unfiltered (127.0.0.5)
+        self.assertEqual(bounce.count(b"X-Scanned: tagged by the filter\n"), 1, bounce[:600])

@@ -13,6 +13,7 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.qmailqueue.hook import QmailQueueHook
 from pymta.qmailqueue.program import QmailQueueProgram
+from pymta.qmailqueue.hook import DaemonSink
 from pymta.qmailqueue.spawned import QmailQueueSink
 from pymta.qmqpsink import QMQPSink
 from pymta.smtpd.endofdata import EndOfDataStage, StepVerdict
@@ -29,7 +30,7 @@ class Base(SynchronousTestCase):
     def spawn(self, protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
         self.programs.append(program)
         self.processes.append(FakeProcess(protocol))
-        return self.processes[-1]
+        return self.processes[-1], self.processes[-1].stdin
 
     def hook(self, **environ: str) -> QmailQueueHook:
         return QmailQueueHook("/root", self.clock, lambda: 2, environ=environ, spawn=self.spawn)
@@ -55,6 +56,40 @@ class HookTests(Base):
         null_client = QMQPSink(None, lambda: [], in_thread=lambda f, *a: None)
         sink = self.hook(QMAILQUEUE="/bin/scan").sink_for(null_client, {})
         self.assertIsInstance(sink, QmailQueueSink)
+
+
+class DaemonSinkTests(Base):
+    """pymta-send's bounces: through the program its environment names (as qmail-send's through qmail-queue), else the queue."""
+
+    def test_without_a_program_the_queue(self) -> None:
+        opened: list[tuple[str, list[str], dict[str, Any]]] = []
+        default = MemorySink()
+        memory_open = default.open_message
+
+        def open_message(sender: str, recipients: list[str], **kw: Any) -> Any:
+            opened.append((sender, recipients, kw))
+            return memory_open(sender, recipients, origin="from network")
+
+        default.open_message = open_message  # type: ignore[method-assign]  # records what the queue is told
+        writer = DaemonSink(self.hook(), default).open_message("", ["a@x.example"], origin="for bounce", uid=0, pid=1)
+        writer.write(b"Subject: failure notice\n\nbounce\n")
+        self.successResultOf(writer.finish())
+        self.assertEqual((len(default.queued), self.processes), (1, []))
+        self.assertEqual(opened, [("", ["a@x.example"], {"origin": "for bounce", "uid": 0, "pid": 1})])
+
+    def test_the_program_of_the_daemons_environment(self) -> None:
+        default = MemorySink()
+        sink = DaemonSink(self.hook(QMAILQUEUE="/bin/scan"), default)
+        writer = sink.open_message("", ["a@x.example"], origin="for bounce", uid=0, pid=1)
+        writer.write(b"Subject: failure notice\n\nbounce\n")
+        d = writer.finish()
+        [process] = self.processes
+        self.assertEqual(self.programs[0].path, "/bin/scan")
+        self.assertEqual((process.written[0], process.written[1]),
+                         (b"Subject: failure notice\n\nbounce\n", b"F\0Ta@x.example\0\0"))
+        process.end(0)
+        self.assertEqual(self.successResultOf(d).qp, 4321)
+        self.assertEqual(default.opened, [])
 
 
 class SmtpdTests(Base):

@@ -14,16 +14,40 @@ from typing import Any
 from twisted.internet import defer, error, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
-from twisted.test.proto_helpers import StringTransport
 from twisted.trial.unittest import SkipTest, SynchronousTestCase, TestCase
 
 from pymta.interfaces import QueueReceipt
 from pymta.qmailqueue import processgroup
 from pymta.qmailqueue.program import QmailQueueProgram
 from pymta.qmailqueue.spawned import CHILD_FDS, ProgramWriter, QmailQueueSink
+from pymta.qmailqueue.stdinpipe import start_with_pipe
 from pymta.queue.errors import QueueFailure
 from pymta.smtpd import spool
 from tests.waiting import eventually, process_ended
+
+
+class FakeStdin:
+    """The program's descriptor 0 (a L{ProgramStdin}): what it is given goes to its process's records."""
+
+    def __init__(self, process: "FakeProcess") -> None:
+        self.process = process
+        self.producer: Any = None
+        #: bytes the pipe never took, as a test says
+        self.unsent = 0
+        self.closed_at_once = False
+
+    def write(self, data: bytes) -> None:
+        assert 0 not in self.process.closed, "write to closed fd 0"
+        self.process.written[0] += data
+
+    def registerProducer(self, producer: Any, streaming: bool) -> None:
+        self.producer = producer
+
+    def loseConnection(self) -> None:
+        self.process.closed.append(0)
+
+    def close(self) -> None:
+        self.closed_at_once = True
 
 
 class FakeProcess:
@@ -35,7 +59,7 @@ class FakeProcess:
         self.written: dict[int, bytes] = {0: b"", 1: b""}
         self.closed: list[int] = []
         self.signals: list[str] = []
-        self.pipes = {0: StringTransport()}
+        self.stdin = FakeStdin(self)
 
     def writeToChild(self, fd: int, data: bytes) -> None:
         assert fd not in self.closed, f"write to closed fd {fd}"
@@ -70,7 +94,7 @@ class SinkTests(SynchronousTestCase):
         process = FakeProcess(protocol)
         self.processes.append(process)
         self.programs.append(program)
-        return process
+        return process, process.stdin
 
     def message(self, body: bytes = b"Subject: s\n\nbody\n", recipients: tuple[str, ...] = ("b@x.example", "c@y.example")) -> "defer.Deferred[QueueReceipt]":
         sink = QmailQueueSink(self.program, self.spawn, self.clock)
@@ -220,17 +244,17 @@ class SinkTests(SynchronousTestCase):
         paused: list[bool] = []
 
         def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
-            process = self.spawn(protocol, program)
-            original = process.writeToChild
+            process, stdin = self.spawn(protocol, program)
+            original = stdin.write
 
-            def write(fd: int, data: bytes) -> None:
-                original(fd, data)
-                if fd == 0 and not paused:
+            def write(data: bytes) -> None:
+                original(data)
+                if not paused:
                     paused.append(True)
-                    process.pipes[0].producer.pauseProducing()
+                    stdin.producer.pauseProducing()
 
-            process.writeToChild = write
-            return process
+            stdin.write = write  # type: ignore[method-assign]  # the full pipe stands in
+            return process, stdin
 
         body = b"Subject: s\n\n" + b"y" * (spool.CHUNK_BYTES * 4)
         writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
@@ -241,33 +265,50 @@ class SinkTests(SynchronousTestCase):
         d, process, body = self.finish_with_a_full_pipe()
         self.assertEqual(process.written[0], b"Subject: s\n")
         self.assertEqual(process.closed, [])
-        process.pipes[0].producer.resumeProducing()
+        process.stdin.producer.resumeProducing()
         self.assertEqual(process.written[0], body)
         self.assertEqual(process.closed, [0, 1])
         process.end(0)
         self.successResultOf(d)
 
     def test_a_pipe_broken_mid_message_is_no_receipt_even_at_exit_0(self) -> None:
-        # Twisted tells the producer first, then the protocol: the spool must not run on to finish() meanwhile
+        # the pipe stops its producer, then tells the protocol: the spool must not run on to finish() meanwhile
         d, process, _ = self.finish_with_a_full_pipe()
-        process.pipes[0].producer.stopProducing()  # the program closed its descriptor 0
+        process.stdin.producer.stopProducing()
+        process.stdin.unsent = 100
+        process.protocol.childConnectionLost(0)  # the program closed its descriptor 0
         self.assertEqual(process.written[0], b"Subject: s\n", "nothing more is written to a closed pipe")
         process.end(0)
         self.assertIn("before it was given the whole message", str(self.failureResultOf(d, QueueFailure).value))
 
     def test_a_pipe_closed_with_bytes_unsent_after_finish_is_no_receipt(self) -> None:
-        def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
-            process = self.spawn(protocol, program)
-            # Twisted's pipe writer (a FileDescriptor) still held bytes when the pipe broke
-            process.pipes[0].dataBuffer = b"the tail"  # type: ignore[attr-defined]  # a StringTransport stands in
-            return process
-
-        writer = QmailQueueSink(self.program, spawn, self.clock).open_message("", ["b@x.example"], origin="x")
+        writer = QmailQueueSink(self.program, self.spawn, self.clock).open_message("", ["b@x.example"], origin="x")
         writer.write(b"Subject: s\n\nbody\n")
         d = writer.finish()
-        self.processes[0].pipes[0].producer.stopProducing()
+        self.processes[0].stdin.unsent = 8  # the pipe broke with the tail still ours
+        self.processes[0].protocol.childConnectionLost(0)
         self.processes[0].end(0)
         self.failureResultOf(d, QueueFailure)
+
+    def test_a_program_that_ends_before_the_pipe_took_everything_is_no_receipt(self) -> None:
+        """The program's end may come before the pipe's: bytes still unsent then mean it did not read them all."""
+        d = self.message()
+        process = self.processes[0]
+        process.stdin.unsent = 5
+        for fd in (1, 2, 6):
+            process.protocol.childConnectionLost(fd)
+        process.protocol.processEnded(Failure(error.ProcessDone(0)))
+        self.assertIn("before it was given the whole message", str(self.failureResultOf(d, QueueFailure).value))
+        self.assertTrue(process.stdin.closed_at_once)
+
+    def test_a_program_that_read_everything_gets_its_receipt_before_the_pipe_is_seen_closed(self) -> None:
+        d = self.message()
+        process = self.processes[0]
+        for fd in (1, 2, 6):
+            process.protocol.childConnectionLost(fd)
+        process.protocol.processEnded(Failure(error.ProcessDone(0)))
+        self.assertEqual(self.successResultOf(d), QueueReceipt(0, 4321))
+        self.assertTrue(process.stdin.closed_at_once)
 
 
 #: the unprivileged account live programs run as when the tests run as root (Twisted's setuid needs a passwd entry)
@@ -291,8 +332,9 @@ class LiveProgramTests(TestCase):
         def spawn(protocol: ProcessProtocol, program: QmailQueueProgram) -> Any:
             # spawn_on's way, as nobody (spawn_on itself refuses to run under root)
             executable, args = processgroup.command(program.path)
-            return processgroup.OwnGroup(reactor.spawnProcess(
-                protocol, executable, args, env=dict(program.env), path=program.cwd, childFDs=CHILD_FDS, **ids))
+            transport, stdin = start_with_pipe(reactor, protocol, executable, args, CHILD_FDS, env=dict(program.env),
+                                               path=program.cwd, **ids)
+            return processgroup.OwnGroup(transport), stdin
 
         writer = QmailQueueSink(program, spawn, reactor).open_message("a@x.example", ["b@y.example"], origin="x")
         writer.write(b"Subject: s\n\n" + b"x" * size + b"\n")

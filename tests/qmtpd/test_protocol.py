@@ -9,6 +9,7 @@ from twisted.internet import defer, task
 from twisted.internet.address import IPv4Address
 from twisted.internet.error import ConnectionDone
 from twisted.internet.testing import StringTransport
+from twisted.logger import formatEvent, globalLogPublisher
 from twisted.python.failure import Failure
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -380,3 +381,84 @@ class Refusing:
 
     def at_end_of_data(self, message: object) -> defer.Deferred:
         return defer.succeed(StepVerdict(refusal="554 no thanks (#5.7.1)"))
+
+
+class MessageDeadline(Base):
+    """
+    Each message within a deadline, not per read (QMQP's rule, per
+    message): timeoutsmtpd seconds whatever its size, after that at least
+    mindatarate bytes a second on average, counted from when the server
+    waits for it (admission, or the answer to the message before).
+    """
+
+    controls = {"rcpthosts": "example.org", "timeoutsmtpd": "10", "mindatarate": "100"}
+
+    def trickle(self, s: Session, data: bytes, per_second: int) -> None:
+        """Send C{data} at C{per_second} bytes a second while the connection stays open."""
+        for i in range(0, len(data), per_second):
+            if s.transport.disconnecting:
+                return
+            s.proto.dataReceived(data[i : i + per_second])
+            s.clock.advance(1)
+
+    def test_a_trickling_client_is_cut_off(self) -> None:
+        lines: list[str] = []
+        observer = lambda event: lines.append(formatEvent(event))  # noqa: E731
+        globalLogPublisher.addObserver(observer)
+        self.addCleanup(globalLogPublisher.removeObserver, observer)
+        s = self.session()
+        message = qmtp_message(b"Subject: slow\n\n" + b"x" * 100, b"a@app.example", [b"joe@example.org"])
+        s.send(message[:20])  # the message begun at once, then
+        for byte in range(20, 60):  # one byte every 5 seconds: each read well within the idle timeout
+            if s.transport.disconnecting:
+                break
+            s.send(message[byte : byte + 1])
+            s.clock.advance(5)
+        self.assertTrue(s.transport.disconnecting)
+        self.assertLessEqual(s.clock.seconds(), 1_800_000_000 + 15)
+        self.assertEqual((s.replies(), s.sink.opened), ([], []))
+        self.assertIn("qmtpd: 192.0.2.7: timeout (message not complete within its deadline)", lines)
+
+    def test_a_large_message_at_the_rate_may_take_longer(self) -> None:
+        s = self.session()
+        message = qmtp_message(b"Subject: big\n\n" + b"x" * 3000, b"a@app.example", [b"joe@example.org"])
+        self.trickle(s, message, 200)  # about 16 seconds
+        self.assertEqual(s.replies()[0][:1], b"K")
+        self.assertEqual(len(s.sink.queued), 1)
+
+    def test_below_the_rate_after_timeoutsmtpd_is_cut_off(self) -> None:
+        s = self.session()
+        message = qmtp_message(b"Subject: big\n\n" + b"x" * 3000, b"a@app.example", [b"joe@example.org"])
+        self.trickle(s, message, 50)
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual((s.replies(), s.sink.queued), ([], []))
+
+    def test_each_message_has_its_own_deadline(self) -> None:
+        """Several messages in a row, each well within its deadline, together far over it: all queued."""
+        s = self.session()
+        message = qmtp_message(b"Subject: one of many\n\n" + b"x" * 300, b"a@app.example", [b"joe@example.org"])
+        for _ in range(5):
+            self.trickle(s, message, 100)  # about 4 seconds each
+            self.assertEqual(s.replies()[0][:1], b"K")
+        self.assertFalse(s.transport.disconnecting)
+        self.assertEqual(len(s.sink.queued), 5)
+
+    def test_the_commit_is_not_the_clients_time(self) -> None:
+        s = self.session()
+        s.sink.hold = True
+        s.send(qmtp_message(b"Subject: x\n\nbody\n", b"a@app.example", [b"joe@example.org"]))
+        s.clock.advance(60)
+        self.assertFalse(s.transport.disconnecting)
+        s.sink.release()
+        self.assertEqual(s.replies()[0][:1], b"K")
+        s.clock.advance(9)
+        self.assertFalse(s.transport.disconnecting)  # the next message's time starts at the answer
+        s.clock.advance(1)
+        self.assertTrue(s.transport.disconnecting)
+
+    def test_a_refused_message_starts_the_next_ones_time(self) -> None:
+        s = self.session()
+        s.clock.advance(8)
+        self.assertEqual(s.send(qmtp_message(b"Subject: x\n\nbody\n", b"a@app.example", [b"joe@elsewhere.example"]))[0][:1], b"D")
+        s.clock.advance(8)  # 16 seconds since admission, 8 since the answer
+        self.assertFalse(s.transport.disconnecting)

@@ -50,6 +50,9 @@ class FakeMilter:
     def data(self, macros: Macros) -> defer.Deferred:
         return self._answer("data", None, macros)
 
+    def unknown(self, command: str, macros: Macros) -> defer.Deferred:
+        return self._answer("unknown", command, macros)
+
     def end_of_message(self, message: MessageSource, eoh_macros: Macros, eom_macros: Macros) -> defer.Deferred:
         self.header = list(message.header_fields())
         self.body = b"".join(message.body_chunks(7))

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 from hypothesis import given, settings, strategies as st
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -37,7 +39,15 @@ class DataStreamTests(SynchronousTestCase):
 
     def test_bare_cr_kept(self) -> None:
         out, outcome, _, _ = run(b"a\rb\r\n\r\nc\r\r\n.\r\r\n.\r\n")
-        self.assertEqual((out, outcome), (b"a\rb\n\nc\r\n\r\n", END))
+        self.assertEqual((out, outcome), (b"a\rb\n\nc\r\n.\r\n", END))
+
+    def test_dot_before_bare_cr_kept(self) -> None:
+        """qmail removes a leading dot only when no CR follows it: C{.\\r} + anything but LF keeps its dot and ends nothing."""
+        data = b".\rx\r\n.\r\r\n..\rb\r\n\r\n.\r.\r\n.\r\r\n.\rx\r\n.\r\n"
+        out, outcome, _, _ = run(data)
+        self.assertEqual((out, outcome), (b".\rx\n.\r\n.\rb\n\n.\r.\n.\r\n.\rx\n", END))
+        for chunk in (1, 2, 3, 5):
+            self.assertEqual(run(data, chunk)[:2], (out, END), chunk)
 
     def test_bare_lf_everywhere_refused(self) -> None:
         for data in (b"a\nb\r\n.\r\n", b"h: v\r\n\r\nx\n.\n", b"h: v\r\n\r\nx\r\n.\n", b"\n.\r\n", b"h: v\r\n\r\n\n"):
@@ -54,6 +64,11 @@ class DataStreamTests(SynchronousTestCase):
     def test_hops_only_in_header(self) -> None:
         data = b"Received: a\r\nDELIVERED-To: b\r\nreceivedx\r\nX-Received: no\r\n\r\nReceived: body\r\n.\r\n"
         self.assertEqual(run(data)[3].hops, 3)
+
+    def test_hops_counted_on_the_line_as_sent(self) -> None:
+        """qmail counts a hop on the bytes as sent: a stuffed C{.Received} line is stored as C{Received} but is no hop."""
+        out, outcome, _, stream = run(b".Received: a\r\n..Delivered-To: b\r\nReceived: c\r\n\r\n.\r\n")
+        self.assertEqual((out, outcome, stream.hops), (b"Received: a\n.Delivered-To: b\nReceived: c\n\n", END, 1))
 
     def test_header_of_one_feed_handed_on_in_one_piece(self) -> None:
         out: list[bytes] = []
@@ -103,17 +118,42 @@ class DataStreamTests(SynchronousTestCase):
 
     @settings(max_examples=300, deadline=None)
     @given(
-        st.lists(st.sampled_from([b"a", b"b", b".", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"\r\n."]), max_size=40),
+        st.lists(
+            st.sampled_from([b"a", b"b", b".", b"\r", b"\n", b"\r\n", b"\r\n.\r\n", b"\r\n.", b".\r", b"Received", b"\r\n\r\n"]),
+            max_size=40,
+        ),
         st.integers(min_value=1, max_value=70),
+        st.booleans(),
     )
-    def test_same_as_line_by_line(self, pieces: list[bytes], chunk: int) -> None:
-        """Whatever the bytes and the pieces they come in: the outcome and the stored bytes of qmail's line-by-line rule."""
-        data = b"H: v\r\n\r\n" + b"".join(pieces) + b"\r\n.\r\n"
-        expected_out, expected = _line_by_line(data)
-        out, outcome, _, _ = run(data, chunk)
+    def test_same_as_line_by_line(self, pieces: list[bytes], chunk: int, header: bool) -> None:
+        """Whatever the bytes and the pieces they come in: the outcome, stored bytes and hops of qmail's rule."""
+        data = (b"" if header else b"H: v\r\n\r\n") + b"".join(pieces) + b"\r\n.\r\n"
+        expected_out, expected, expected_hops = _line_by_line(data)
+        blasted_out, blasted, blasted_hops = _blast(data)
+        self.assertEqual(blasted, expected)
+        if expected == END:
+            self.assertEqual((blasted_out, blasted_hops), (expected_out, expected_hops))
+        out, outcome, _, stream = run(data, chunk)
         self.assertEqual(outcome, expected)
         if expected == END:
-            self.assertEqual(out, expected_out)
+            self.assertEqual((out, stream.hops), (expected_out, expected_hops))
+
+    def test_every_short_input_as_qmail(self) -> None:
+        """Every string of up to 7 bytes of C{. \\r \\n a}, at the start of the data and in the body, whole and byte by byte: qmail's outcome and bytes."""
+        alphabet = (b".", b"\r", b"\n", b"a")
+        strings = [b"".join(letters) for n in range(8) for letters in itertools.product(alphabet, repeat=n)]
+        checked = 0
+        for prefix in (b"", b"H: v\r\n\r\n"):
+            for s in strings:
+                data = prefix + s + b"\r\n.\r\n"
+                expected_out, expected, _ = _blast(data)
+                for chunk in (None, 1):
+                    out, outcome, _, _ = run(data, chunk)
+                    self.assertEqual(outcome, expected, data)
+                    if expected == END:
+                        self.assertEqual(out, expected_out, data)
+                checked += 1
+        self.assertEqual(checked, 2 * sum(4**n for n in range(8)))
 
 
 class CrlfToLfTests(SynchronousTestCase):
@@ -135,17 +175,88 @@ class CrlfToLfTests(SynchronousTestCase):
         self.assertEqual(crlf_to_lf(lines), None if bare else lines.replace(b"\r\n", b"\n"))
 
 
-def _line_by_line(data: bytes) -> tuple[bytes, str | None]:
-    """The reference: qmail-smtpd's DATA rule, one line at a time."""
+def _is_hop(line: bytes) -> bool:
+    return line[:8].lower() == b"received" or line[:9].lower() == b"delivered"
+
+
+def _line_by_line(data: bytes) -> tuple[bytes, str | None, int]:
+    """A reference: qmail-smtpd's DATA rule, one line at a time (stored bytes, outcome, hops)."""
     out: list[bytes] = []
     pos = 0
+    hops = 0
+    in_header = True
     while True:
         nl = data.find(b"\n", pos)
         if nl == -1:
-            return b"".join(out), None
+            return b"".join(out), None, hops
         if nl == pos or data[nl - 1] != 13:
-            return b"".join(out), BARE_LF
+            return b"".join(out), BARE_LF, hops
         line, pos = data[pos : nl - 1], nl + 1
         if line == b".":
-            return b"".join(out), END
-        out.append((line[1:] if line.startswith(b".") else line) + b"\n")
+            return b"".join(out), END, hops
+        if in_header:
+            in_header = line != b""
+            hops += in_header and _is_hop(line)
+        unstuff = line.startswith(b".") and line[1:2] != b"\r"
+        out.append((line[1:] if unstuff else line) + b"\n")
+
+
+def _blast(data: bytes) -> tuple[bytes, str | None, int]:
+    """
+    The other reference: qmail-smtpd's DATA reader as it is written, one byte
+    at a time through its five states (0 inside a line, 1 after CRLF, 2 after
+    CRLF and a dot, 3 after CRLF, dot and CR, 4 after a CR that may begin a
+    CRLF); hops counted on the bytes as sent, in the header only.
+    """
+    out = bytearray()
+    state = 1
+    hops = 0
+    header = True
+    line = bytearray()
+    for value in data:
+        ch = bytes([value])
+        if header:
+            line += ch
+            if ch == b"\n":
+                hops += _is_hop(bytes(line))
+                header = bytes(line) != b"\r\n"
+                line.clear()
+        if state == 0:
+            if ch == b"\n":
+                return bytes(out), BARE_LF, hops
+            if ch == b"\r":
+                state = 4
+                continue
+        elif state == 1:
+            if ch == b"\n":
+                return bytes(out), BARE_LF, hops
+            if ch == b".":
+                state = 2
+                continue
+            if ch == b"\r":
+                state = 4
+                continue
+            state = 0
+        elif state == 2:
+            if ch == b"\n":
+                return bytes(out), BARE_LF, hops
+            if ch == b"\r":
+                state = 3
+                continue
+            state = 0  # the dot is dropped
+        elif state == 3:
+            if ch == b"\n":
+                return bytes(out), END, hops
+            out += b".\r"  # the dot and the CR are kept
+            if ch == b"\r":
+                state = 4
+                continue
+            state = 0
+        else:
+            if ch == b"\n":
+                state = 1
+            elif ch != b"\r":
+                out += b"\r"
+                state = 0
+        out += ch
+    return bytes(out), None, hops

@@ -175,6 +175,38 @@ class Commands(Base):
             self.assertTrue(s.transport.disconnecting, stage)
             self.assertEqual(s.cmd("NOOP"), [], stage)
 
+    def test_unknown_command_shown_to_the_filters_first(self) -> None:
+        """An unknown command goes to the filters (SMFIC_UNKNOWN) before smtpd's 502; their refusal is the reply."""
+        milter = FakeMilter(unknown=Verdict(Action.REJECT, "500 5.5.1 no XFOO here"))
+        s = self.session(milter)
+        s.take()
+        s.cmd("EHLO client.example")
+        self.assertEqual(s.cmd("XFOO bar baz"), ["500 5.5.1 no XFOO here"])
+        self.assertEqual([call[1] for call in milter.calls if call[0] == "unknown"], ["XFOO bar baz"])
+        milter.answers["unknown"] = Verdict(Action.TEMPFAIL)
+        self.assertEqual(s.cmd("XBAR"), ["451 4.7.1 Service unavailable - try again later"])
+        milter.answers.clear()
+        self.assertEqual(s.cmd("XBAR"), ["502 unimplemented (#5.5.1)"])
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), ["250 ok"])  # the session goes on
+
+    def test_unknown_command_without_filters_and_known_ones(self) -> None:
+        """No filters: smtpd's 502 at once; a command smtpd knows is never shown as unknown."""
+        s = self.session(None)
+        s.take()
+        self.assertEqual(s.cmd("XFOO"), ["502 unimplemented (#5.5.1)"])
+        milter = FakeMilter()
+        s = self.session(milter)
+        s.take()
+        s.cmd("NOOP")
+        s.cmd("VRFY x")
+        self.assertNotIn("unknown", milter.stages())
+
+    def test_unknown_command_421_ends_the_session(self) -> None:
+        s = self.session(FakeMilter(unknown=Verdict(Action.TEMPFAIL, "421 4.7.0 bye")))
+        s.take()
+        self.assertEqual(s.cmd("XFOO"), ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+
     def test_data_refused_before_354(self) -> None:
         milter = FakeMilter(data=Verdict(Action.REJECT, "554 5.7.1 no data for you"))
         s = self.session(milter)
@@ -231,6 +263,26 @@ class EndOfMessage(Base):
         s, replies = self.deliver(FakeMilter(eom=end(verdict=TEMPFAIL)))
         self.assertEqual(replies, ["451 4.7.1 Service unavailable - try again later"])
         self.assertEqual(s.sink.queued, [])
+
+    def test_a_filters_421_ends_the_session(self) -> None:
+        """As at every other stage: the 421 at the end of DATA is the last reply, the connection closes, nothing is queued."""
+        s, replies = self.deliver(FakeMilter(eom=end(verdict=Verdict(Action.TEMPFAIL, "421 4.7.0 bye"))))
+        self.assertEqual(replies, ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual(s.cmd("MAIL FROM:<a@sender.example>"), [])
+        self.assertEqual(s.sink.queued, [])
+
+    def test_a_filters_421_after_pipelined_commands(self) -> None:
+        """Commands pipelined after the dot get no answer once the 421 has closed the session."""
+        milter = FakeMilter(eom=end(verdict=Verdict(Action.TEMPFAIL, "421 4.7.0 bye")))
+        s = self.session(milter)
+        s.take()
+        s.cmd("EHLO client.example")
+        self.transaction(s)
+        self.assertEqual(s.cmd("DATA"), ["354 go ahead"])
+        self.assertEqual(s.send(MESSAGE + b"MAIL FROM:<x@sender.example>\r\nNOOP\r\n"), ["421 4.7.0 bye"])
+        self.assertTrue(s.transport.disconnecting)
+        self.assertEqual(milter.stages().count("mail"), 1)
 
     def test_multiline_reply(self) -> None:
         reply = "550-5.7.1 first line\r\n550 5.7.1 second line"

@@ -1,21 +1,23 @@
-# -*- test-case-name: tests.qmqpd.test_deadline -*-
+# -*- test-case-name: tests.test_messagedeadline -*-
 """
-The deadline of a QMQP packet: the whole of it, not each read.
+The deadline of one message as a client sends it: the whole of it, not
+each read (a QMQP packet, L{pymta.qmqpd.protocol}; each message of a QMTP
+connection, L{pymta.qmtpd.protocol}: its three netstrings).
 
-A QMQP connection carries one packet (the message and its envelope) and
-nothing else, so the client's time is the packet's time.  An idle
-timeout per read lets a client that sends a byte every few seconds hold a
-connection slot for ever; a L{PacketDeadline} bounds the whole packet by
-smtpd's rule for DATA (L{pymta.linedeadline}): C{seconds}
+An idle timeout per read lets a client that sends a byte every few
+seconds hold a connection slot for ever; a L{MessageDeadline} bounds the
+whole message by smtpd's rule for DATA (L{pymta.linedeadline}): C{seconds}
 (control/timeoutsmtpd) whatever its size; after that, the bytes received
 since the start must average at least C{min_rate} (control/mindatarate)
-bytes a second.  With C{min_rate} 0 the packet has C{seconds} in all: the
+bytes a second.  With C{min_rate} 0 the message has C{seconds} in all: the
 rate is what lets a large message take longer, and without one nothing
 would bound a trickle.
 
-The clock starts when the client is admitted (a reverse lookup for its
-rule is the server's time) and stops for good once the packet is whole
-(the queue's commit is the server's time too) or the connection is gone.
+The clock starts when the server waits for the message (when the client
+is admitted: a reverse lookup for its rule is the server's time; for the
+next message of a QMTP connection, when the one before is answered) and
+stops for good once the message is whole (the queue's commit is the
+server's time too) or the connection is gone.
 The timer is lazy: one C{callLater}, which looks again when it fires.
 """
 
@@ -23,12 +25,12 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-__all__ = ["PacketDeadline"]
+__all__ = ["MessageDeadline"]
 
 
-class PacketDeadline:
+class MessageDeadline:
     """
-    One packet's deadline on C{clock} (an IReactorTime); calls C{expired()}
+    One message's deadline on C{clock} (an IReactorTime); calls C{expired()}
     once, unless stopped first.
     """
 
@@ -49,11 +51,11 @@ class PacketDeadline:
             self._schedule()
 
     def received(self, count: int) -> None:
-        """C{count} bytes of the packet arrived (they may let a large packet take longer)."""
+        """C{count} bytes of the message arrived (they may let a large message take longer)."""
         self._bytes += count
 
     def stop(self) -> None:
-        """No deadline any more, for good: the packet is whole or the connection is gone."""
+        """No deadline any more, for good: the message is whole or the connection is gone."""
         self._stopped = True
         if self._call is not None and self._call.active():
             self._call.cancel()

@@ -1,11 +1,11 @@
-"""PacketDeadline on a task.Clock: timeoutsmtpd whatever the size, then mindatarate; stopped for good."""
+"""MessageDeadline on a task.Clock: timeoutsmtpd whatever the size, then mindatarate; stopped for good."""
 
 from __future__ import annotations
 
 from twisted.internet import task
 from twisted.trial.unittest import SynchronousTestCase
 
-from pymta.qmqpd.deadline import PacketDeadline
+from pymta.messagedeadline import MessageDeadline
 
 
 class Deadline(SynchronousTestCase):
@@ -13,8 +13,8 @@ class Deadline(SynchronousTestCase):
         self.clock = task.Clock()
         self.expired: list[float] = []
 
-    def deadline(self, seconds: float = 10, min_rate: int = 100) -> PacketDeadline:
-        return PacketDeadline(self.clock, seconds, min_rate, lambda: self.expired.append(self.clock.seconds()))
+    def deadline(self, seconds: float = 10, min_rate: int = 100) -> MessageDeadline:
+        return MessageDeadline(self.clock, seconds, min_rate, lambda: self.expired.append(self.clock.seconds()))
 
     def test_nothing_before_start(self) -> None:
         d = self.deadline()
