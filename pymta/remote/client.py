@@ -21,7 +21,7 @@ the C{RCPT}s (pipelined together with MAIL when the server offers
 PIPELINING; MAIL carries C{SIZE=} (the stored size), C{BODY=8BITMIME} and,
 when an address is not ASCII, C{SMTPUTF8}, each when the server offers the
 extension), C{DATA}, the message streamed from its file through
-L{pymta.remote.datastream.DataEncoder}, then C{QUIT} without waiting.
+L{pymta.remote.bodysender.BodySender}, then C{QUIT} without waiting.
 
 Replies: lines end at LF (a CR before it is dropped); C{xyz-} continues a
 reply; a line that is not C{ddd} followed by space, C{-} or its end counts
@@ -51,14 +51,14 @@ from typing import IO, Any, Callable, Sequence, cast
 
 from twisted.internet import interfaces
 from twisted.internet.defer import Deferred
-from twisted.protocols.basic import FileSender, LineReceiver
+from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.address import quote_address
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
-from pymta.remote.datastream import DataEncoder
+from pymta.remote.bodysender import BodySender
 from pymta.remote.dsnout import DsnFile, mail_suffix, rcpt_suffix
 from pymta.remote.reply import Reply, said, tls_failure_reason
 from pymta.remote.smarthostauth import Credentials
@@ -173,7 +173,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._critical = False
         self._accepted = 0
         self._tls_active = False
-        self._sender: FileSender | None = None
+        self._sender: BodySender | None = None
         self._problem: str | None = None
         self._mail_failed: Reply | None = None
         self.dsn: DsnFile | None = None  # the message's DSN requests (L{pymta.remote.dsnout}), set per transaction
@@ -544,33 +544,23 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             return
         self._stage = "message"
         self._handler = self._unexpected
-        encoder = DataEncoder()
+        self._sender = BodySender(self.message, self.transport, self.resetTimeout, self._send_last, self._unreadable)
+        self._sender.start()
 
-        def transform(chunk: bytes) -> bytes:
-            self.resetTimeout()
-            return encoder.encode(chunk)
+    def _send_last(self, data: bytes) -> None:
+        """The message's last bytes and the final dot: from here on the server may have it."""
+        self._sender = None
+        if self._done:
+            return
+        self._stage = "dot"
+        self._critical = True
+        self._handler = self._on_dot
+        self.transport.write(data)
 
-        self._sender = FileSender()
-        d = self._sender.beginFileTransfer(self.message, self.transport, transform)
-
-        def sent(_: object) -> None:
-            self._sender = None
-            if self._done:
-                return
-            self._stage = "dot"
-            self._critical = True
-            self._handler = self._on_dot
-            self.transport.write(encoder.finish())
-
-        def unreadable(f: Failure) -> None:
-            self._sender = None
-            if self._done:
-                return
-            if f.check(OSError):
-                self._finish(DEFERRAL, "Unable to read message. (#4.3.0)\n")
-            # otherwise the connection went away and connectionLost reports it
-
-        d.addCallbacks(sent, unreadable)
+    def _unreadable(self, error: OSError) -> None:
+        self._sender = None
+        if not self._done:
+            self._finish(DEFERRAL, "Unable to read message. (#4.3.0)\n")
 
     def _on_dot(self, reply: Reply) -> None:
         self._stage = "done"

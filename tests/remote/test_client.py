@@ -11,6 +11,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.trial import unittest
 
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
+from pymta.remote.bodysender import CHUNK_SIZE
 from pymta.remote.client import MAX_LINE, Reply, SMTPClientProtocol
 
 
@@ -174,7 +175,7 @@ class BadServerTests(unittest.SynchronousTestCase):
         self.assertEqual(h.outcome.status, DEFERRAL)
 
     def test_reply_while_message_is_sent_drops(self) -> None:
-        h = Harness(message=b"x" * 10)
+        h = Harness(message=b"x" * (CHUNK_SIZE + 10))  # two chunks: the second waits for the transport
         h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n250 ok\r\n354 go\r\n")
         h.feed(b"250 too early\r\n")
         self.assertTrue(h.transport.disconnecting)
