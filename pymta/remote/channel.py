@@ -103,7 +103,7 @@ _RANK = {SUCCESS: 0, DEFERRAL: 1, FAILURE: 2}
 
 def _transferable(address: str) -> bool:
     """False when an address would break (or inject) SMTP command lines."""
-    return not any(c in address for c in "\r\n\0")
+    return "\r" not in address and "\n" not in address and "\0" not in address
 
 _CONNECT_FAILED = object()
 
@@ -218,7 +218,10 @@ class RemoteChannel:
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
         if self._stopping:
             return defer.succeed([DeliveryResult(DEFERRAL, TEXT_STOPPING) for _ in job.recipients])
-        d = self._deliver(job)
+        try:
+            d = self._deliver(job)
+        except Exception:
+            d = defer.fail()
 
         def unexpected(f: Failure) -> list[DeliveryResult]:
             log.failure("{job}: remote delivery failed", f, job=job.about(), message_id=job.message_id)
@@ -277,18 +280,27 @@ class RemoteChannel:
         """control/smarthostauth of C{controls}, parsed once per snapshot (L{ControlError} on a bad line)."""
         return self._auth_table(controls)
 
-    @defer.inlineCallbacks
-    def _deliver(self, job: DeliveryJob) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
+    def _deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
         controls = self.reader.current
         results: list[DeliveryResult | None] = [None] * len(job.recipients)
         groups: "OrderedDict[str, list[int]]" = OrderedDict()
         if not _transferable(job.sender):
-            return [DeliveryResult(FAILURE, TEXT_BAD_SENDER) for _ in job.recipients]
+            return defer.succeed([DeliveryResult(FAILURE, TEXT_BAD_SENDER) for _ in job.recipients])
         for index, recipient in enumerate(job.recipients):
             if not _transferable(recipient):
                 results[index] = DeliveryResult(FAILURE, TEXT_BAD_RECIPIENT)
                 continue
             groups.setdefault(split_address(recipient)[1].lower(), []).append(index)
+        if len(groups) == 1 and all(r is None for r in results):
+            domain = next(iter(groups))  # the usual job (the scheduler's are one domain each): its results as they are
+            return self._deliver_domain(job, controls, domain, list(job.recipients))
+        return self._deliver_groups(job, controls, groups, results)
+
+    @defer.inlineCallbacks
+    def _deliver_groups(
+        self, job: DeliveryJob, controls: Controls, groups: "OrderedDict[str, list[int]]",
+        results: list[DeliveryResult | None],
+    ) -> Generator[Deferred[Any], Any, list[DeliveryResult]]:
         for domain, indices in groups.items():
             group_results = yield self._deliver_domain(job, controls, domain, [job.recipients[i] for i in indices])
             for i, result in zip(indices, group_results):
@@ -305,8 +317,9 @@ class RemoteChannel:
         qmtp_route = self.qmtp.route_for(controls, domain)
         if qmtp_route is not None:
             return (yield self.qmtp.deliver(job, controls, domain, recipients, qmtp_route))
+        about = job.about()
         try:
-            targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes, job.about())
+            targets: list[Target] = yield self.planner.plan(domain, controls.smtproutes, about)
         except RouteFailure as failure:
             return [DeliveryResult(failure.status, failure.text + "\n") for _ in recipients]
         route = targets[0].route if targets else None
@@ -317,7 +330,7 @@ class RemoteChannel:
             log.error("{job}: tlsdestinations or smarthostauth unusable, deferring {domain}: {error}",
                       job=job.about(), message_id=job.message_id, domain=domain, error=str(e))
             return [DeliveryResult(DEFERRAL, TEXT_NO_CONTROLS) for _ in recipients]
-        dane = yield self.dane.decide(domain, targets, policy, route, job.about())
+        dane = yield self.dane.decide(domain, targets, policy, route, about)
         sts = yield self.mtasts.decide(domain, targets, policy, route, controls, job)
         plan = combine(targets, dane, sts)  # DANE per MX host, MTA-STS for the others (RFC 8461 section 2)
         if plan.refusal is not None:

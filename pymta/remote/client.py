@@ -17,11 +17,11 @@ C{EHLO helohost} (C{HELO} when EHLO is refused with 5xx); STARTTLS when
 offered and TLS is not off, then EHLO again; with C{credentials}, AUTH
 (L{pymta.remote.smtpauth}) only inside TLS: without TLS, without a
 mechanism pymta knows, or refused, it is a deferral; C{MAIL},
-the C{RCPT}s (pipelined together with MAIL when the server offers
-PIPELINING; MAIL carries C{SIZE=} (the stored size), C{BODY=8BITMIME} and,
-when an address is not ASCII, C{SMTPUTF8}, each when the server offers the
-extension), C{DATA}, the message streamed from its file through
-L{pymta.remote.datastream.DataEncoder}, then C{QUIT} without waiting.
+the C{RCPT}s and C{DATA} (one write when the server offers PIPELINING;
+the message goes only when MAIL and a recipient were accepted); MAIL
+carries C{SIZE=} (the stored size), C{BODY=8BITMIME} and, when an address
+is not ASCII, C{SMTPUTF8}, each when the server offers the extension; the message streamed from its file through
+L{pymta.remote.bodysender.BodySender}, then C{QUIT} without waiting.
 
 Replies: lines end at LF (a CR before it is dropped); C{xyz-} continues a
 reply; a line that is not C{ddd} followed by space, C{-} or its end counts
@@ -51,14 +51,14 @@ from typing import IO, Any, Callable, Sequence, cast
 
 from twisted.internet import interfaces
 from twisted.internet.defer import Deferred
-from twisted.protocols.basic import FileSender, LineReceiver
+from twisted.protocols.basic import LineReceiver
 from twisted.protocols.policies import TimeoutMixin
 from twisted.python.failure import Failure
 from zope.interface import implementer
 
 from pymta.address import quote_address
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
-from pymta.remote.datastream import DataEncoder
+from pymta.remote.bodysender import BodySender
 from pymta.remote.dsnout import DsnFile, mail_suffix, rcpt_suffix
 from pymta.remote.reply import Reply, said, tls_failure_reason
 from pymta.remote.smarthostauth import Credentials
@@ -173,9 +173,10 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._critical = False
         self._accepted = 0
         self._tls_active = False
-        self._sender: FileSender | None = None
+        self._sender: BodySender | None = None
         self._problem: str | None = None
         self._mail_failed: Reply | None = None
+        self._quit_allowed = True  # False while the server expects message text
         self.dsn: DsnFile | None = None  # the message's DSN requests (L{pymta.remote.dsnout}), set per transaction
 
     # -- connection ---------------------------------------------------------
@@ -303,7 +304,7 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self.outcome.tls_failed = tls_failed
         if self.transport is not None and self.connected:
             # the outcome is reported from connectionLost, once the socket is gone
-            if quit:
+            if quit and self._quit_allowed:
                 self.transport.write(b"QUIT\r\n")
                 self.transport.loseConnection()
             else:
@@ -466,9 +467,10 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         if not pipelining:
             self._send(mail, self._on_mail)
             return
-        # MAIL and every RCPT in one write; replies arrive in order.
-        commands = [mail] + [self._rcpt_command(i) for i in range(len(self.recipient_list))]
-        self._pending = [self._on_mail_pipelined] + [self._rcpt_handler(i) for i in range(len(self.recipient_list))]
+        # MAIL, every RCPT and DATA in one write (RFC 2920: DATA ends a group); replies arrive in order.
+        commands = [mail] + [self._rcpt_command(i) for i in range(len(self.recipient_list))] + [b"DATA"]
+        self._pending = [self._on_mail_pipelined, *map(self._rcpt_handler, range(len(self.recipient_list))),
+                         self._on_data_pipelined]
         self._handler = self._unexpected
         self._mail_failed = None
         self.transport.write(b"".join(c + b"\r\n" for c in commands))
@@ -508,8 +510,6 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
                 return
             if then is not None:
                 then()
-            elif index == len(self.recipient_list) - 1:
-                self._after_rcpts()
 
         return handle
 
@@ -537,6 +537,16 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
         self._stage = "data"
         self._send(b"DATA", self._on_data)
 
+    def _on_data_pipelined(self, reply: Reply) -> None:
+        """The reply to a pipelined DATA: the message goes only after MAIL and a recipient were accepted."""
+        if self._mail_failed is None and self._accepted > 0:
+            self._stage = "data"
+            self._on_data(reply)
+            return
+        # a server that waits for the message anyway gets no QUIT (it would read it as text): dropped
+        self._quit_allowed = reply.kind != 3
+        self._after_rcpts()
+
     def _on_data(self, reply: Reply) -> None:
         if reply.code != 354 and reply.kind != 3:
             status = FAILURE if reply.kind == 5 else DEFERRAL
@@ -544,33 +554,24 @@ class SMTPClientProtocol(LineReceiver, TimeoutMixin):
             return
         self._stage = "message"
         self._handler = self._unexpected
-        encoder = DataEncoder()
+        consumer = cast(interfaces.IConsumer, self.transport)  # a TCP (or TLS) transport is a consumer too
+        self._sender = BodySender(self.message, consumer, self.resetTimeout, self._send_last, self._unreadable)
+        self._sender.start()
 
-        def transform(chunk: bytes) -> bytes:
-            self.resetTimeout()
-            return encoder.encode(chunk)
+    def _send_last(self, data: bytes) -> None:
+        """The message's last bytes and the final dot: from here on the server may have it."""
+        self._sender = None
+        if self._done:
+            return
+        self._stage = "dot"
+        self._critical = True
+        self._handler = self._on_dot
+        self.transport.write(data)
 
-        self._sender = FileSender()
-        d = self._sender.beginFileTransfer(self.message, self.transport, transform)
-
-        def sent(_: object) -> None:
-            self._sender = None
-            if self._done:
-                return
-            self._stage = "dot"
-            self._critical = True
-            self._handler = self._on_dot
-            self.transport.write(encoder.finish())
-
-        def unreadable(f: Failure) -> None:
-            self._sender = None
-            if self._done:
-                return
-            if f.check(OSError):
-                self._finish(DEFERRAL, "Unable to read message. (#4.3.0)\n")
-            # otherwise the connection went away and connectionLost reports it
-
-        d.addCallbacks(sent, unreadable)
+    def _unreadable(self, error: OSError) -> None:
+        self._sender = None
+        if not self._done:
+            self._finish(DEFERRAL, "Unable to read message. (#4.3.0)\n")
 
     def _on_dot(self, reply: Reply) -> None:
         self._stage = "done"

@@ -192,24 +192,28 @@ class MTASTS:
     def stop(self) -> None:
         self.discovery.stop()
 
-    @defer.inlineCallbacks
     def decide(self, domain: str, targets: list[Target], policy: TLSPolicy, route: Route | None,
-               controls: Controls, job: DeliveryJob | None = None) -> Generator[Deferred[Any], Any, STSDecision]:
+               controls: Controls, job: DeliveryJob | None = None) -> "Deferred[STSDecision]":
         """
         The targets and TLS policy for C{domain} under its MTA-STS policy,
         if one applies; never fails.  C{job} is named in the log lines.
         """
-        about = job.about() if job is not None else domain
-        message_id = job.message_id if job is not None else None
         try:
             settings = self.settings(controls)
         except ControlError as e:  # checked at start and reload: only a table built some other way
-            log.error("{about}: control/mtasts unusable, MTA-STS off: {error}", about=about, message_id=message_id,
-                      error=str(e))
-            return unchanged(targets, policy)
+            log.error("{about}: control/mtasts unusable, MTA-STS off: {error}", about=job.about() if job else domain,
+                      message_id=job.message_id if job is not None else None, error=str(e))
+            return defer.succeed(unchanged(targets, policy))
         if (not settings.enabled or policy.mode != OPPORTUNISTIC or not targets
                 or (route is not None and route.relay is not None) or ip_literal(domain) is not None):
-            return unchanged(targets, policy)
+            return defer.succeed(unchanged(targets, policy))  # at once: no policy can apply
+        return self._decide(domain, targets, policy, settings, job)
+
+    @defer.inlineCallbacks
+    def _decide(self, domain: str, targets: list[Target], policy: TLSPolicy, settings: MTASTSSettings,
+                job: DeliveryJob | None) -> Generator[Deferred[Any], Any, STSDecision]:
+        about = job.about() if job is not None else domain
+        message_id = job.message_id if job is not None else None
         sts = yield self.discovery.policy(domain, settings.ca_file)
         decision = apply_policy(domain, sts, targets, policy, settings.ca_file)
         for note in decision.notes:

@@ -39,6 +39,7 @@ password there.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 from pymta.hostnames import domain_problem, host_name_problem, literal_address
@@ -98,6 +99,7 @@ def _port(text: str, value: str) -> int:
     return int(text)
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked again for every message to a routed domain
 def parse_route(value: str) -> Route:
     """The route of the part of an smtproutes line after the key's colon; L{RouteError} says what is wrong."""
     if value != value.strip():

@@ -30,6 +30,7 @@ process's update (C{pymta ctl tcpok}) is seen within that second at worst.
 from __future__ import annotations
 
 import fcntl
+import functools
 import ipaddress
 import os
 import struct
@@ -58,6 +59,7 @@ class DeadHostEntry:
     last: int
 
 
+@functools.lru_cache(maxsize=1024)  # pure, and asked again for every delivery to an address
 def _packed(address: str) -> bytes:
     ip = ipaddress.ip_address(address)
     if isinstance(ip, ipaddress.IPv4Address):

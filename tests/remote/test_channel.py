@@ -577,6 +577,22 @@ class CommandInjectionTests(ChannelTestBase):
         self.assertEqual(bad_sender[0].status, FAILURE)
 
 
+class UnexpectedErrorTests(ChannelTestBase):
+    def test_error_before_any_wait_defers_every_recipient(self) -> None:
+        channel, root = self.channel({"smtproutes": ":127.0.0.1:1"})
+
+        class Broken:
+            @property
+            def current(self) -> None:
+                raise RuntimeError("a bug")
+
+        channel.reader = Broken()  # type: ignore[assignment]  # a fault before the first wait
+        results = self.successResultOf(channel.deliver(job(root, ["a@example.test", "b@example.test"])))
+        self.assertEqual([r.status for r in results], [DEFERRAL, DEFERRAL])
+        self.assertIn("see the log", results[0].text)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
+
 class RealResolverTests(ChannelTestBase):
     @defer.inlineCallbacks
     def test_mx_lookup_through_a_dns_server(self) -> defer.Generator:

@@ -11,6 +11,7 @@ from twisted.internet.error import ConnectionDone
 from twisted.trial import unittest
 
 from pymta.interfaces import DEFERRAL, FAILURE, SUCCESS
+from pymta.remote.bodysender import CHUNK_SIZE
 from pymta.remote.client import MAX_LINE, Reply, SMTPClientProtocol
 
 
@@ -76,12 +77,56 @@ class DialogueTests(unittest.SynchronousTestCase):
         h.feed(b"220 hi\r\n")
         h.sent()
         h.feed(b"250-hello\r\n250 PIPELINING\r\n")
-        self.assertEqual(h.sent(), b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n")
-        h.feed(b"553 sender refused\r\n503 no\r\n503 no\r\n")
+        self.assertEqual(h.sent(), b"MAIL FROM:<alice@example.org>\r\nRCPT TO:<a@x.test>\r\nRCPT TO:<b@x.test>\r\n"
+                                   b"DATA\r\n")
+        h.feed(b"553 sender refused\r\n503 no\r\n503 no\r\n503 no\r\n")
+        self.assertEqual(h.sent(), b"QUIT\r\n")
         h.close()
         self.assertEqual(h.outcome.status, FAILURE)
         self.assertEqual(h.outcome.recipients, {})
         self.assertIn("sender was rejected", h.outcome.text)
+
+    def pipelining(self, recipients=("a@x.test", "b@x.test")) -> Harness:
+        h = Harness(recipients=list(recipients), message=b".dot\nlast")
+        h.feed(b"220 hi\r\n")
+        h.sent()
+        h.feed(b"250-hello\r\n250 PIPELINING\r\n")
+        self.assertEqual(h.sent(), b"".join(b"%s\r\n" % c for c in [b"MAIL FROM:<alice@example.org>"] + [
+            b"RCPT TO:<%s>" % r.encode() for r in recipients] + [b"DATA"]))
+        return h
+
+    def test_pipelined_transaction_is_two_writes(self) -> None:
+        h = self.pipelining()
+        h.feed(b"250 ok\r\n250 ok\r\n550 no such user\r\n")
+        self.assertEqual(h.sent(), b"")
+        h.feed(b"354 go\r\n")
+        self.assertEqual(h.transport.value(), b"..dot\r\nlast\r\n.\r\n")  # at once, the dot with it
+        h.sent()
+        h.feed(b"250 queued\r\n")
+        self.assertEqual(h.sent(), b"QUIT\r\n")
+        h.close()
+        self.assertEqual(h.outcome.status, SUCCESS)
+        self.assertEqual(h.outcome.recipients[0], ("r", ""))
+        self.assertEqual(h.outcome.recipients[1][0], "h")
+
+    def test_pipelined_every_recipient_refused(self) -> None:
+        h = self.pipelining()
+        h.feed(b"250 ok\r\n550 no\r\n450 later\r\n554 no valid recipients\r\n")
+        self.assertEqual(h.sent(), b"QUIT\r\n")
+        h.close()
+        self.assertEqual((h.outcome.status, h.outcome.text), (FAILURE, "Giving up on 192.0.2.1.\n"))
+        self.assertEqual([h.outcome.recipients[i][0] for i in (0, 1)], ["h", "s"])
+
+    def test_pipelined_data_accepted_without_a_recipient_sends_nothing(self) -> None:
+        for replies, text in ((b"250 ok\r\n550 no\r\n550 no\r\n", "Giving up on 192.0.2.1.\n"),
+                              (b"451 later\r\n250 ok\r\n250 ok\r\n", "Connected to 192.0.2.1 but sender was "
+                               "rejected.\nRemote host said: 451 later\n")):
+            h = self.pipelining()
+            h.feed(replies + b"354 go ahead anyway\r\n")
+            self.assertEqual(h.sent(), b"")  # neither the message nor a QUIT it would take for text
+            self.assertTrue(h.transport.disconnecting)
+            h.close()
+            self.assertEqual(h.outcome.text, text)
 
     def test_smtputf8_when_needed_and_offered(self) -> None:
         h = Harness(recipients=["jürgen@x.test"])
@@ -174,7 +219,7 @@ class BadServerTests(unittest.SynchronousTestCase):
         self.assertEqual(h.outcome.status, DEFERRAL)
 
     def test_reply_while_message_is_sent_drops(self) -> None:
-        h = Harness(message=b"x" * 10)
+        h = Harness(message=b"x" * (CHUNK_SIZE + 10))  # two chunks: the second waits for the transport
         h.feed(b"220 hi\r\n250 hello\r\n250 ok\r\n250 ok\r\n354 go\r\n")
         h.feed(b"250 too early\r\n")
         self.assertTrue(h.transport.disconnecting)
