@@ -31,6 +31,7 @@ from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
 from pymta.queue.finishing import Finished, Finisher, Outcome
 from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
+from pymta.queue.gathering import PreprocessGathering
 from pymta.queue.layout import QueueLayout
 from pymta.queue.loading import QueueLoader
 from pymta.queue.looptimers import LoopTimers
@@ -131,6 +132,7 @@ class Scheduler(Service):
         self._scan_requested = False
         self._channels_started = False
         self._new_turn: dict[str, bool] = {}  # per channel: a first attempt goes before the next due job
+        self._gathering = PreprocessGathering(self.now, self._timers.later, self._kick, TODO_BATCH)
         self.loader = QueueLoader(self.layout, self.log, self._timers, resume=self._resume_message,
                                    known=self.messages.__contains__, after_slice=self._kick)
 
@@ -471,7 +473,7 @@ class Scheduler(Service):
                 if self._scan_requested:
                     self._scan_requested = False
                     self._guard("todo scan", self._scan_todo_now)
-                if self.messages.count(Stage.WAITING) and not preprocessed and not self._preprocessing:
+                if not preprocessed and not self._preprocessing and self._gathering.ready(self.messages):
                     # one batch per reactor turn: a large backlog must not starve other protocols
                     preprocessed = True
                     self._guard("preprocessing", self._preprocess)
@@ -484,7 +486,7 @@ class Scheduler(Service):
                         self._guard(f"{channel} dispatch", self._dispatch, channel)
         finally:
             self._running = False
-        if self.messages.count(Stage.WAITING) and not self._preprocessing:
+        if not self._preprocessing and self._gathering.ready(self.messages):
             self._kick()
         if not self.exiting:
             self._timers.wake_at(None if self.paused else self._passes.soonest(), self._run)
@@ -555,12 +557,10 @@ class Scheduler(Service):
             return
         self.messages.move(first.message_id, Stage.WAITING)
         if first.delivered_some or self.exiting:
-            # a delivery succeeded and others did not: a crash must not repeat it, so it goes on disk
-            # now, as a pass's checkpoint would (and at a stop nothing is left for later)
+            # a success beside other results goes on disk now, as a pass's checkpoint would (also at a stop)
             self._preprocess_here([first.message_id])
-        # else failures and deferrals wait for the usual preprocessing (off this thread: a flood of
-        # mail to unknown users must not stall the reactor on fsyncs); a crash meanwhile
-        # repeats an attempt that delivered nothing
+        elif self.threadpool is not None:  # preprocessed off this thread, gathered (gathering.py)
+            self._gathering.hold(first.message_id)
 
     def _remove_first(self, message_id: int) -> None:
         if self._finisher.remove_first(message_id):
