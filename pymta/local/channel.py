@@ -56,6 +56,15 @@ NOT_RUNNING = "Local delivery spawner is not running. (#4.3.0)\n"
 SPAWNER_DIED = "Local delivery spawner exited during the delivery. (#4.3.0)\n"
 
 
+def _as_list(result: DeliveryResult) -> list[DeliveryResult]:
+    return [result]
+
+
+def _internal_error(failure: Failure, count: int) -> list[DeliveryResult]:
+    """Every recipient of a delivery the channel itself failed is deferred (gatherResults' failure)."""
+    return [DeliveryResult("Z", f"Internal error in local channel: {failure.getErrorMessage()}. (#4.3.0)\n")] * count
+
+
 class SpawnerProtocol(ProcessProtocol):
     """The parent's end of the spawner's pipes."""
 
@@ -258,11 +267,13 @@ class LocalChannel:
     # -- deliveries -------------------------------------------------------------
 
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
+        if len(job.recipients) == 1:
+            # the usual batch (one recipient): its result as a list, as gatherResults would give it,
+            # without a DeferredList for one Deferred
+            return self._deliver_one(job, job.recipients[0]).addCallbacks(
+                _as_list, lambda f: _internal_error(Failure(defer.FirstError(f, 0)), 1))
         results = [self._deliver_one(job, recipient) for recipient in job.recipients]
-        return defer.gatherResults(results, consumeErrors=True).addErrback(
-            lambda f: [DeliveryResult("Z", f"Internal error in local channel: {f.getErrorMessage()}. (#4.3.0)\n")]
-            * len(job.recipients)
-        )
+        return defer.gatherResults(results, consumeErrors=True).addErrback(_internal_error, len(job.recipients))
 
     def _deliver_one(self, job: DeliveryJob, recipient: str) -> "Deferred[DeliveryResult]":
         protocol = self.protocol

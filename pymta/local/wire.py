@@ -20,8 +20,12 @@ class WireError(Exception):
     """The byte stream is not a sequence of netstring-framed JSON objects."""
 
 
+#: what C{json.dumps(record, separators=(",", ":"), ensure_ascii=True)} makes, with the encoder made once
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
 def encode_record(record: dict[str, Any]) -> bytes:
-    data = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    data = _ENCODER.encode(record).encode("ascii")
     return b"%d:%s," % (len(data), data)
 
 
