@@ -46,6 +46,7 @@ from pymta.address import split_address
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, DeliveryResult, MessageSink, QueueRefused
 from pymta.local.envelope import dtline
+from pymta.local.requestwriter import RequestWriter, request_writer
 from pymta.local.spawnrecords import DeliveryReport, DeliveryRequest, RecordError, SpawnerHello, parse_spawner_record
 from pymta.local.wire import RecordReader, WireError
 
@@ -70,6 +71,7 @@ class SpawnerProtocol(ProcessProtocol):
 
     log = Logger()
     transport: IProcessTransport  # spawned, so connected before any method runs
+    requests: RequestWriter  # how requests reach the spawner's stdin: set when it is spawned
 
     def __init__(self, channel: "LocalChannel") -> None:
         self.channel = channel
@@ -81,6 +83,9 @@ class SpawnerProtocol(ProcessProtocol):
         self._exit_reason: Failure | None = None
         #: the channel was told the spawner is gone (once)
         self._told = False
+
+    def connectionMade(self) -> None:
+        self.requests = request_writer(self.transport)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
@@ -291,7 +296,7 @@ class LocalChannel:
         except RecordError as e:
             del self._pending[slot]
             return defer.succeed(DeliveryResult("Z", f"Local delivery request refused: {e}. (#4.3.0)\n"))
-        protocol.transport.writeToChild(0, data)
+        protocol.requests.write(data)
         return d
 
     def _bad_report(self, record: dict[str, Any], error: RecordError) -> None:
