@@ -50,10 +50,6 @@ log = Logger(namespace="pymta")
 ROTATE = "rotate"
 REOPEN = "reopen"
 
-#: Twisted's C{LogFile.write} (rotation by size included) without the pure-Python lock
-#: C{twisted.python.threadable} wraps it in (it keeps the plain function as C{__wrapped__})
-_write_unlocked = getattr(logfile.LogFile.write, "__wrapped__", logfile.LogFile.write)
-
 
 class RotatingLogFile(logfile.LogFile):
     """
@@ -72,8 +68,17 @@ class RotatingLogFile(logfile.LogFile):
         self.mode = ROTATE
 
     def write(self, data: str | bytes) -> None:
+        """
+        Twisted's C{LogFile.write} (C{BaseLogFile.write} and C{shouldRotate}
+        included) in one frame: rotate first when the size limit is reached,
+        write the line (text as UTF-8), count its length as Twisted does.
+        """
         with self._lock:
-            _write_unlocked(self, data)
+            if self.rotateLength and self.size >= self.rotateLength:
+                self.flush()
+                self.rotate()
+            self._file.write(data.encode("utf8") if isinstance(data, str) else data)
+            self.size += len(data)
 
     def rotate(self) -> None:
         with self._lock:

@@ -117,7 +117,9 @@ class ClassicLogFormat:
             return self._slow(event)
         try:
             if isinstance(parts, str):
-                text = format(event[parts], "")
+                text = event[parts]
+                if type(text) is not str:  # a str formats as itself: qmail's lines skip the call
+                    text = format(text, "")
             else:
                 text = "".join([literal if name is None else literal + format(event[name], "") for literal, name in parts])
         except BaseException:
@@ -131,7 +133,9 @@ class ClassicLogFormat:
             system = f"{event.get('log_namespace', '-')}#{'-' if level is None else level.name}"
         elif type(system) is not str:
             return self._slow(event)
-        return f"{self._time(when)} [{system}] {text}".replace("\n", "\n\t") + "\n"
+        cached = self._stamp  # L{_time}'s first test, without its call for every line of the same second
+        stamp = cached[1] if cached is not None and cached[0] <= when < cached[0] + _SAME_SECOND else self._time(when)
+        return f"{stamp} [{system}] {text}".replace("\n", "\n\t") + "\n"
 
 
 class TwistdFileObserver(FileLogObserver):

@@ -14,6 +14,7 @@ import tempfile
 import threading
 
 from twisted.logger import LogLevel, globalLogPublisher
+from twisted.python import logfile
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta.fsaccess import Account
@@ -133,6 +134,27 @@ class UnitTests(SynchronousTestCase):
         self.log_file.write("still here\n")
         self.assertEqual(read(self.log_file.path + ".1"), "still here\n")
         self.assertIn("cannot reopen log file", self.messages(LogLevel.error)[0])
+
+
+class AsTwistedWritesTests(SynchronousTestCase):
+    """RotatingLogFile.write does what Twisted's LogFile.write does: the same files, the same size count."""
+
+    def test_same_files_as_twisted(self) -> None:
+        lines: list[str | bytes] = ["plain line\n", "caf\u00e9 \u2603 line\n", b"bytes line\n", "x" * 30 + "\n"] * 6
+        results = []
+        for kind in (logfile.LogFile, RotatingLogFile):
+            directory = os.path.realpath(self.mktemp())
+            os.makedirs(directory)
+            log_file = kind("twistd.log", directory, rotateLength=50)
+            sizes = []
+            for line in lines:
+                log_file.write(line)
+                sizes.append(log_file.size)
+            log_file.close()
+            files = {name: read(os.path.join(directory, name)) for name in sorted(os.listdir(directory))}
+            results.append((sizes, files))
+        self.assertEqual(results[1], results[0])
+        self.assertGreater(len(results[0][1]), 3)  # the size limit rotated several times
 
 
 class LinkTests(SynchronousTestCase):

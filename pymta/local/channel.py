@@ -46,6 +46,7 @@ from pymta.address import split_address
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, DeliveryResult, MessageSink, QueueRefused
 from pymta.local.envelope import dtline
+from pymta.local.requestwriter import RequestWriter, request_writer
 from pymta.local.spawnrecords import DeliveryReport, DeliveryRequest, RecordError, SpawnerHello, parse_spawner_record
 from pymta.local.wire import RecordReader, WireError
 
@@ -56,11 +57,21 @@ NOT_RUNNING = "Local delivery spawner is not running. (#4.3.0)\n"
 SPAWNER_DIED = "Local delivery spawner exited during the delivery. (#4.3.0)\n"
 
 
+def _as_list(result: DeliveryResult) -> list[DeliveryResult]:
+    return [result]
+
+
+def _internal_error(failure: Failure, count: int) -> list[DeliveryResult]:
+    """Every recipient of a delivery the channel itself failed is deferred (gatherResults' failure)."""
+    return [DeliveryResult("Z", f"Internal error in local channel: {failure.getErrorMessage()}. (#4.3.0)\n")] * count
+
+
 class SpawnerProtocol(ProcessProtocol):
     """The parent's end of the spawner's pipes."""
 
     log = Logger()
     transport: IProcessTransport  # spawned, so connected before any method runs
+    requests: RequestWriter  # how requests reach the spawner's stdin: set when it is spawned
 
     def __init__(self, channel: "LocalChannel") -> None:
         self.channel = channel
@@ -72,6 +83,9 @@ class SpawnerProtocol(ProcessProtocol):
         self._exit_reason: Failure | None = None
         #: the channel was told the spawner is gone (once)
         self._told = False
+
+    def connectionMade(self) -> None:
+        self.requests = request_writer(self.transport)
 
     def childDataReceived(self, childFD: int, data: bytes) -> None:
         if childFD == 2:
@@ -258,11 +272,13 @@ class LocalChannel:
     # -- deliveries -------------------------------------------------------------
 
     def deliver(self, job: DeliveryJob) -> "Deferred[list[DeliveryResult]]":
+        if len(job.recipients) == 1:
+            # the usual batch (one recipient): its result as a list, as gatherResults would give it,
+            # without a DeferredList for one Deferred
+            return self._deliver_one(job, job.recipients[0]).addCallbacks(
+                _as_list, lambda f: _internal_error(Failure(defer.FirstError(f, 0)), 1))
         results = [self._deliver_one(job, recipient) for recipient in job.recipients]
-        return defer.gatherResults(results, consumeErrors=True).addErrback(
-            lambda f: [DeliveryResult("Z", f"Internal error in local channel: {f.getErrorMessage()}. (#4.3.0)\n")]
-            * len(job.recipients)
-        )
+        return defer.gatherResults(results, consumeErrors=True).addErrback(_internal_error, len(job.recipients))
 
     def _deliver_one(self, job: DeliveryJob, recipient: str) -> "Deferred[DeliveryResult]":
         protocol = self.protocol
@@ -280,7 +296,7 @@ class LocalChannel:
         except RecordError as e:
             del self._pending[slot]
             return defer.succeed(DeliveryResult("Z", f"Local delivery request refused: {e}. (#4.3.0)\n"))
-        protocol.transport.writeToChild(0, data)
+        protocol.requests.write(data)
         return d
 
     def _bad_report(self, record: dict[str, Any], error: RecordError) -> None:

@@ -20,8 +20,26 @@ class WireError(Exception):
     """The byte stream is not a sequence of netstring-framed JSON objects."""
 
 
+#: what C{json.dumps(record, separators=(",", ":"), ensure_ascii=True)} makes, with the encoder made once
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=True)
+
+
+_DECODER = json.JSONDecoder()
+
+
+def _decode(data: bytes) -> Any:
+    """
+    C{json.loads(data)}: a record as L{encode_record} makes it (C{{} and no
+    NUL second byte: what C{json.loads} reads as UTF-8) decoded without its
+    detection of the encoding; anything else through C{json.loads} itself.
+    """
+    if data[:1] == b"{" and data[1:2] != b"\0":
+        return _DECODER.decode(data.decode("utf-8", "surrogatepass"))
+    return json.loads(data)
+
+
 def encode_record(record: dict[str, Any]) -> bytes:
-    data = json.dumps(record, separators=(",", ":"), ensure_ascii=True).encode("ascii")
+    data = _ENCODER.encode(record).encode("ascii")
     return b"%d:%s," % (len(data), data)
 
 
@@ -53,7 +71,7 @@ class RecordReader:
             if self._buffer[end] != ord(","):
                 raise WireError("netstring not terminated by ','")
             try:
-                record = json.loads(bytes(self._buffer[colon + 1 : end]))
+                record = _decode(bytes(self._buffer[colon + 1 : end]))
             except ValueError as e:
                 raise WireError(f"bad JSON: {e}") from None
             if not isinstance(record, dict):

@@ -39,6 +39,12 @@ class QueueLayout:
         if split is None:
             split = self._read_split()
         self.split = split
+        # each message's paths are a fixed prefix and its id: joined once here, not per message
+        #: C{"mess": ("ROOT/queue/mess/0/", ...), ...}: one prefix per subdirectory of a split directory
+        self._split_prefixes = {name: tuple(os.path.join(queuedir, name, str(n), "") for n in range(split))
+                                for name in SPLIT_DIRS}
+        self._mess, self._info = self._split_prefixes["mess"], self._split_prefixes["info"]
+        self._intd, self._todo = os.path.join(queuedir, "intd", ""), os.path.join(queuedir, "todo", "")
 
     @classmethod
     def for_root(cls, root: str) -> "QueueLayout":
@@ -93,32 +99,32 @@ class QueueLayout:
         return str(message_id % self.split)
 
     def mess(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "mess", self.subdir(message_id), str(message_id))
+        return self._mess[message_id % self.split] + str(message_id)
 
     def info(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "info", self.subdir(message_id), str(message_id))
+        return self._info[message_id % self.split] + str(message_id)
 
     def local(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "local", self.subdir(message_id), str(message_id))
+        return self._split_prefixes["local"][message_id % self.split] + str(message_id)
 
     def remote(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "remote", self.subdir(message_id), str(message_id))
+        return self._split_prefixes["remote"][message_id % self.split] + str(message_id)
 
     def channel(self, name: str, message_id: int) -> str:
         """C{local} or C{remote} recipient file of a message."""
         if name not in ("local", "remote"):
             raise ValueError(name)
-        return os.path.join(self.queuedir, name, self.subdir(message_id), str(message_id))
+        return self._split_prefixes[name][message_id % self.split] + str(message_id)
 
     def reason(self, message_id: int) -> str:
         """Why the message's recipients wait (L{pymta.queue.reasons}); not a qmail file."""
-        return os.path.join(self.queuedir, "reason", self.subdir(message_id), str(message_id))
+        return self._split_prefixes["reason"][message_id % self.split] + str(message_id)
 
     def intd(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "intd", str(message_id))
+        return self._intd + str(message_id)
 
     def todo(self, message_id: int) -> str:
-        return os.path.join(self.queuedir, "todo", str(message_id))
+        return self._todo + str(message_id)
 
     def bounce(self, message_id: int) -> str:
         return os.path.join(self.queuedir, "bounce", str(message_id))

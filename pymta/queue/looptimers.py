@@ -27,8 +27,8 @@ class LoopTimers:
 
     def soon(self, f: Callable[[], Any]) -> None:
         """Call C{f} on the clock's next turn; requests before then make one call."""
-        if self._soon is not None and self._soon.active():
-            return
+        if self._soon is not None:
+            return  # pending: set only while its call is (run and cancel_all clear it)
 
         def run() -> None:
             self._soon = None

@@ -17,7 +17,7 @@ from twisted.internet import defer, reactor
 from twisted.trial import unittest
 
 from pymta.control import ControlReader
-from pymta.interfaces import DeliveryJob, QueueReceipt, QueueRefused
+from pymta.interfaces import DeliveryJob, DeliveryResult, QueueReceipt, QueueRefused
 from pymta.local.channel import NOT_RUNNING, SPAWNER_DIED, LocalChannel
 from tests.local.helpers import MESSAGE, chown_tree, make_home, maildir_files, write_file
 from tests.waiting import eventually
@@ -318,3 +318,32 @@ class NotRootTests(ChannelTestCase):
         self.assertEqual(result.status, "K")
         [name] = os.listdir(os.path.join(self.other_home, "Maildir", "new"))
         self.assertEqual(os.stat(os.path.join(self.other_home, "Maildir", "new", name)).st_uid, OTHER)
+
+
+class OneRecipientTests(unittest.SynchronousTestCase):
+    """deliver() of one recipient (no DeferredList) gives what the many-recipient path gives."""
+
+    def make_channel(self, outcome) -> LocalChannel:
+        root = self.mktemp()
+        os.makedirs(root)
+        channel = LocalChannel(root, ControlReader(root), RecordingSink(), reactor)
+        channel._deliver_one = lambda job, recipient: outcome(recipient)  # type: ignore[method-assign]  # the spawner's part stubbed
+        return channel
+
+    def test_result_in_a_list(self) -> None:
+        channel = self.make_channel(lambda rcpt: defer.succeed(DeliveryResult("K", f"did 1+0+0 {rcpt}\n")))
+        one = self.successResultOf(channel.deliver(DeliveryJob(1, "/m", "", ("a@x",))))
+        two = self.successResultOf(channel.deliver(DeliveryJob(1, "/m", "", ("a@x", "b@x"))))
+        self.assertEqual(one, [DeliveryResult("K", "did 1+0+0 a@x\n")])
+        self.assertEqual(two, [DeliveryResult("K", "did 1+0+0 a@x\n"), DeliveryResult("K", "did 1+0+0 b@x\n")])
+
+    def test_internal_error_as_with_many(self) -> None:
+        """A failure inside the channel defers the recipient with the text the many-recipient path gives."""
+        error = RuntimeError("boom")
+        channel = self.make_channel(lambda rcpt: defer.fail(error) if rcpt == "a@x" else defer.Deferred())
+        [one] = self.successResultOf(channel.deliver(DeliveryJob(1, "/m", "", ("a@x",))))
+        many = self.successResultOf(channel.deliver(DeliveryJob(1, "/m", "", ("a@x", "b@x"))))
+        self.assertEqual(one.status, "Z")
+        self.assertTrue(one.text.startswith("Internal error in local channel: FirstError[#0, "), one.text)
+        self.assertIn("boom", one.text)
+        self.assertEqual(many, [one, one])
