@@ -74,7 +74,8 @@ class SendServiceTests(unittest.TestCase):
         await wait_for(lambda: self.local.jobs and self.remote.jobs)
         self.assertEqual(self.local.jobs[0].message_id, receipt.message_id)
         await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
-        self.assertFalse(os.path.exists(self.layout.mess(receipt.message_id)))
+        # the message file goes with the next batch of unlinks, after the end msg line
+        await wait_for(lambda: not os.path.exists(self.layout.mess(receipt.message_id)))
 
     async def test_channels_are_made_from_the_sink_the_service_returns(self) -> None:
         made = []
