@@ -243,3 +243,7 @@ class RootDroppingService(MultiService):
         if dropped is not None:
             log.info("dropped root: running as uid {uid} gid {gid}", uid=dropped[0], gid=dropped[1])
         super().startService()
+        if self.twistd_options is not None:  # a daemon run by twistd, not a test's service
+            from pymta import gctuning
+
+            gctuning.tune_daemon()

@@ -1,0 +1,76 @@
+"""
+pymta.gctuning: a started daemon's start-up heap frozen and its generation-0
+threshold raised, once per process; RootDroppingService does it for a daemon
+run by twistd and never for a service a test starts.
+"""
+
+from __future__ import annotations
+
+import gc
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from pymta import gctuning, privileges
+
+
+class TuneDaemonTests(SynchronousTestCase):
+    def setUp(self) -> None:
+        self.patch(gctuning, "_tuned", False)
+        self.addCleanup(gc.set_threshold, *gc.get_threshold())
+        self.addCleanup(gc.unfreeze)
+        gc.set_threshold(700, 10, 10)  # CPython's defaults
+
+    def test_freezes_and_raises_generation0(self) -> None:
+        self.assertTrue(gctuning.tune_daemon())
+        self.assertGreater(gc.get_freeze_count(), 0)
+        self.assertEqual(gc.get_threshold(), (gctuning.GENERATION0, 10, 10))
+        self.assertGreater(gctuning.GENERATION0, 700)
+
+    def test_once_per_process(self) -> None:
+        calls: list[str] = []
+        real_freeze, real_collect = gc.freeze, gc.collect
+
+        def freeze() -> None:
+            calls.append("freeze")
+            real_freeze()
+
+        def collect(*args: int) -> int:
+            calls.append("collect")
+            return real_collect(*args)
+
+        self.patch(gc, "freeze", freeze)
+        self.patch(gc, "collect", collect)
+        self.assertTrue(gctuning.tune_daemon())
+        gc.set_threshold(700, 10, 10)
+        self.assertFalse(gctuning.tune_daemon())
+        self.assertEqual(calls, ["collect", "freeze"])  # garbage collected before the heap is frozen
+        self.assertEqual(gc.get_threshold(), (700, 10, 10))
+
+    def test_keeps_higher_thresholds(self) -> None:
+        gc.set_threshold(gctuning.GENERATION0 * 2, 20, 30)
+        gctuning.tune_daemon()
+        self.assertEqual(gc.get_threshold(), (gctuning.GENERATION0 * 2, 20, 30))
+
+
+class RootDroppingServiceTests(SynchronousTestCase):
+    class Options(dict):  # what use_twistd_options reads of twistd's ServerOptions
+        subCommand = "pymta-smtpd"
+
+    def setUp(self) -> None:
+        self.tuned: list[bool] = []
+        self.patch(gctuning, "tune_daemon", lambda: self.tuned.append(True) or True)
+        self.patch(privileges, "drop_root", lambda root: None)  # a test process stays what it is
+
+    def test_a_twistd_daemon_is_tuned_once_started(self) -> None:
+        service = privileges.RootDroppingService(self.mktemp())
+        service.use_twistd_options(self.Options(uid=65534, gid=65534, nodaemon=True, logfile="-"))
+        self.assertEqual(self.tuned, [])
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.tuned, [True])
+
+    def test_a_service_without_twistd_is_not(self) -> None:
+        service = privileges.RootDroppingService(self.mktemp())
+        service.startService()
+        self.addCleanup(service.stopService)
+        self.assertEqual(self.tuned, [])
