@@ -13,7 +13,7 @@ RSS, tracked and frozen objects) to C{DIR/PID.jsonl}, and once more at exit
 (for a process nobody signals, e.g. benchmarks/remote.py's child).  With
 C{PYMTA_GC_TUNING=off} too, L{pymta.gctuning.tune_daemon} is replaced by a
 no-op, so the same checkout runs with and without the tuning; with
-C{PYMTA_GC_GENERATION0=N} its generation-0 threshold is N (to choose one).
+C{PYMTA_GC_GENERATION0=N} the process's generation-0 threshold is N (to try one).
 """
 
 from __future__ import annotations
@@ -76,6 +76,4 @@ if _DIR:
         else:
             pymta.gctuning.tune_daemon = lambda: None  # type: ignore[assignment]  # a benchmark's off switch
     if os.environ.get("PYMTA_GC_GENERATION0"):
-        import pymta.gctuning
-
-        pymta.gctuning.GENERATION0 = int(os.environ["PYMTA_GC_GENERATION0"])
+        gc.set_threshold(int(os.environ["PYMTA_GC_GENERATION0"]), *gc.get_threshold()[1:])
