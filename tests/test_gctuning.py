@@ -7,7 +7,12 @@ run by twistd and never for a service a test starts.
 from __future__ import annotations
 
 import gc
+import importlib.util
+import os
+from types import SimpleNamespace
 
+from twisted.application import service
+from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
 from pymta import gctuning, privileges
@@ -70,6 +75,26 @@ class RootDroppingServiceTests(SynchronousTestCase):
         self.assertEqual(self.tuned, [])
         service.startService()
         self.addCleanup(service.stopService)
+        self.assertEqual(self.tuned, [True])
+
+    def test_a_tac_daemon_is_tuned_once_started(self) -> None:
+        """A .tac file (pymta deploy) gives no twistd options; pymta/deploy/tac/_common.py marks the daemon."""
+        path = os.path.join(os.path.dirname(gctuning.__file__), "deploy", "tac", "_common.py")
+        spec = importlib.util.spec_from_file_location("tac_common", path)
+        assert spec is not None and spec.loader is not None
+        common = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(common)
+
+        class Options(usage.Options):
+            optParameters = [["root", None, self.mktemp(), ""]]
+
+        self.patch(privileges, "refuse_root_without_account", lambda root, program: None)
+        tap = SimpleNamespace(Options=Options, makeService=lambda options: service.MultiService())
+        app = service.Application("pymta-smtpd")
+        common.attach(app, tap, [])
+        top = list(service.IServiceCollection(app))[0]
+        top.startService()
+        self.addCleanup(top.stopService)
         self.assertEqual(self.tuned, [True])
 
     def test_a_service_without_twistd_is_not(self) -> None:
