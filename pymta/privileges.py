@@ -138,6 +138,8 @@ class RootDroppingService(MultiService):
         self.twistd_options: Any = None
         #: twistd's --pidfile, written by pymta instead when started as root (see pymta.pidfile)
         self.pid_file: str | None = None
+        #: a daemon of its own (a twistd plugin or a .tac file), not a service a test starts: see startService
+        self.daemon = False
 
     def use_twistd_options(self, twistd_options: Any) -> None:
         """
@@ -150,6 +152,7 @@ class RootDroppingService(MultiService):
 
         if twistd_options is None:
             return
+        self.daemon = True
         if not twistd_options.get("uid"):
             refuse_root_without_account(self.root, getattr(twistd_options, "subCommand", None) or "pymta")
         self.twistd_options = twistd_options
@@ -243,3 +246,7 @@ class RootDroppingService(MultiService):
         if dropped is not None:
             log.info("dropped root: running as uid {uid} gid {gid}", uid=dropped[0], gid=dropped[1])
         super().startService()
+        if self.daemon:  # its services built and listening: see pymta.gctuning
+            from pymta import gctuning
+
+            gctuning.tune_daemon()

@@ -56,8 +56,10 @@ def attach(app: service.Application, tap_module, argv: list[str]) -> None:
     refuse_root_without_account(options["root"], service.IService(app).name)
     made = tap_module.makeService(options)
     if isinstance(made, RootDroppingService):
+        made.daemon = True
         made.setServiceParent(app)
         return
     top = RootDroppingService(options["root"])
+    top.daemon = True
     made.setServiceParent(top)
     top.setServiceParent(app)
