@@ -134,11 +134,14 @@ class _SinkWriter:
     the messages run in parallel in the pool, as their batches form.
 
     With the sink's C{early_entry}, on the reactor's turn after the writer
-    is opened (the envelope is known, the data is on its way) the pool
-    creates the message's file and makes its envelope and C{mess/N} entry
-    durable (L{PendingMessage.make_entry_durable}); the data that arrives
-    meanwhile is kept in memory and written when that job is back, and
-    C{finish()} waits for it before it goes on as above.  A writer
+    is opened (the envelope is known, the
+    data is on its way) the pool creates the message's file, writes its
+    envelope and starts the fsyncs of the envelope and of C{mess/N}
+    (L{PendingMessage.start_entry}: they go on in the sync pool, owning
+    what they touch).  The data that arrives meanwhile is kept in memory
+    and written when that job is back, and C{finish()} waits for it before
+    it goes on as above; the commit fsyncs the data while the entry's
+    fsyncs may still run, and waits for them before the link.  A writer
     finished in the turn it was opened (a filter's rewritten message, a
     small injected message read at once) takes the plain order: nothing
     would be gained by a second trip to the pool.
@@ -195,11 +198,11 @@ class _SinkWriter:
         self._entry_job = job.addCallbacks(self._entered, self._entry_failed)
 
     def _enter(self) -> PendingMessage:
-        """In the pool: the message's file and its durable entry (the reactor keeps off it until this returns)."""
+        """In the pool: the message's file and its entry, their fsyncs started (the reactor keeps off it meanwhile)."""
         pending = self._sink.queue.begin(self._origin, self._uid, self._pid)
         pending.dsn = self._dsn
         pending.held = self._held
-        pending.make_entry_durable(self._sender, self._recipients)
+        pending.start_entry(self._sender, self._recipients)
         return pending
 
     def _entered(self, pending: PendingMessage) -> None:
