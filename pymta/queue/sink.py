@@ -133,8 +133,10 @@ class _SinkWriter:
     instead of two on the way to the C{250}.  Under load the fsyncs of
     the messages run in parallel in the pool, as their batches form.
 
-    With the sink's C{early_entry}, on the reactor's turn after the writer
-    is opened (the envelope is known, the
+    With the sink's C{early_entry}, when the group committer is idle at
+    open (a lone session: under load, the batches share each C{mess/N}
+    fsync, which the early path would spend on every message), on the
+    reactor's turn after the writer is opened (the envelope is known, the
     data is on its way) the pool creates the message's file, writes its
     envelope and starts the fsyncs of the envelope and of C{mess/N}
     (L{PendingMessage.start_entry}: they go on in the sync pool, owning
@@ -164,7 +166,7 @@ class _SinkWriter:
         #: the early path: its start on the next turn, then the pool's job (which owns the message until it is back)
         self._entry_start: Any = None
         self._entry_job: defer.Deferred[None] | None = None
-        if sink.early_entry:
+        if sink.early_entry and sink.committer.idle:
             self._entry_start = sink.reactor.callLater(0, self._start_entry)
 
     def write(self, data: bytes) -> None:

@@ -323,6 +323,22 @@ class EarlySinkTests(unittest.SynchronousTestCase):
         with open(self.layout.mess(receipt.message_id), "rb") as f:
             self.assertTrue(f.read().endswith(b"\nbody\n"))
 
+    def test_only_when_the_committer_is_idle_at_open(self) -> None:
+        lone = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)  # idle: the entry job is planned
+        lone.write(b"body\n")
+        lone.finish()  # in the turn it was opened: plain order, the committer is busy with it now
+        self.assertFalse(self.sink.committer.idle)
+        busy = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])  # a batch is running: the batched order
+        self.reactor.advance(0)
+        busy.write(b"body\n")
+        results: list = []
+        busy.finish().addBoth(results.append)
+        self.pool.run_all()
+        self.assertIsInstance(results[0], QueueReceipt)
+        self.assertEqual(len(files_under(self.layout, "todo")), 2)
+
     def test_finished_in_the_turn_it_was_opened_takes_the_plain_order(self) -> None:
         w = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")
         w.write(b"body\n")
