@@ -22,17 +22,18 @@ STEPS = (
     "unlink_pid",  # before removing the pid file
     "write_mess",  # before writing the Received line and the data
     "intd",  # before creating intd/ID (at once on the early path, else after the data)
-    "fsync_entry",  # early path: before fsyncing the envelope and the mess/N directory
-    "entry_durable",  # early path: after that, while the data arrives
+    "fsync_entry",  # early path: before starting the fsyncs of the envelope and the mess/N directory
+    "entry_durable",  # early path: after they returned (in the sync pool), while the data arrives
     "fsync_mess",  # before the mess file's buffered data is written out
-    "fsync_intd",  # before fsyncing the mess file and the envelope (early path: the mess file alone)
+    "fsync_intd",  # before fsyncing the mess file and the envelope (early path: the mess file alone;
+    # alone: the mess/N directory at the same time)
     "link_todo",  # before the commit point (after the mess/N directories are fsynced)
     "fsync_todo",  # after the commit point, before the todo directory is durable
     "trigger",  # before pulling the trigger
     "done",  # after everything, before returning the receipt
 )
 
-#: the steps only the early path (L{pymta.queue.store.PendingMessage.make_entry_durable}) takes
+#: the steps only the early path (L{pymta.queue.store.PendingMessage.start_entry}) takes
 EARLY_STEPS = ("fsync_entry", "entry_durable")
 
 #: the step the hook stops at in this process (read once: checked a dozen times per message)

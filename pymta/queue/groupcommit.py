@@ -43,9 +43,11 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     entries durable, a second one the todo/ links.  Otherwise a staged
     message gets its own fsyncs (L{PendingMessage.make_durable}) here first,
     in this thread, before any directory sync: the order of its disk
-    operations is the same as when it comes durable.  A message whose
-    C{mess/N} entry was made durable early
-    (L{PendingMessage.make_entry_durable}) adds no directory to sync.
+    operations is the same as when it comes durable - and when it is
+    the batch's only message, its C{mess/N} directory is fsynced at the
+    same time as its files (nothing to share it with).  A message whose
+    C{mess/N} entry was made durable so, or early
+    (L{PendingMessage.start_entry}), adds no directory to sync.
 
     Returns one receipt or L{QueueFailure} per message, in order.  A
     message that cannot be linked is removed again; a failing todo/ sync
@@ -64,8 +66,8 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
             outcomes[i] = QueueFailure(EXIT_BUG, f"message {message.message_id} is {message.state.value}, not prepared")
             continue
         if message.state is WriteState.STAGED and not sync.whole_fs:
-            try:  # its data and envelope fsynced (a failure removes it)
-                message.make_durable()
+            try:  # its data and envelope fsynced (a failure removes it); alone: its mess/N too, all at once
+                message.make_durable(alone=len(messages) == 1)
             except QueueFailure as e:
                 outcomes[i] = e
                 continue
@@ -75,11 +77,11 @@ def commit_prepared(messages: Sequence[PendingMessage], trigger: bool = True) ->
     since = min((messages[i].sync_generation for i in live), default=0)
     # the mess/N entries of the batch, each directory once, before any todo/ link can be seen
     # (syncfs mode: one syncfs, covering the staged data and envelopes too)
-    # (a message whose entry was made durable early needs none, unless a syncfs must cover its data)
+    # (one whose entry make_durable made durable, early or alone, needs none - unless a syncfs covers its data)
     mess_dirs: dict[str, list[int]] = {}
     synced: list[int] = []
     for i in live:
-        if messages[i].entry_durable and not sync.whole_fs:
+        if messages[i].mess_entry_durable and not sync.whole_fs:
             synced.append(i)
         else:
             mess_dirs.setdefault(messages[i].mess_dir, []).append(i)

@@ -133,12 +133,17 @@ class _SinkWriter:
     instead of two on the way to the C{250}.  Under load the fsyncs of
     the messages run in parallel in the pool, as their batches form.
 
-    With the sink's C{early_entry}, on the reactor's turn after the writer
-    is opened (the envelope is known, the data is on its way) the pool
-    creates the message's file and makes its envelope and C{mess/N} entry
-    durable (L{PendingMessage.make_entry_durable}); the data that arrives
-    meanwhile is kept in memory and written when that job is back, and
-    C{finish()} waits for it before it goes on as above.  A writer
+    With the sink's C{early_entry}, when the group committer is idle at
+    open (a lone session: under load, the batches share each C{mess/N}
+    fsync, which the early path would spend on every message), on the
+    reactor's turn after the writer is opened (the envelope is known, the
+    data is on its way) the pool creates the message's file, writes its
+    envelope and starts the fsyncs of the envelope and of C{mess/N}
+    (L{PendingMessage.start_entry}: they go on in the sync pool, owning
+    what they touch).  The data that arrives meanwhile is kept in memory
+    and written when that job is back, and C{finish()} waits for it before
+    it goes on as above; the commit fsyncs the data while the entry's
+    fsyncs may still run, and waits for them before the link.  A writer
     finished in the turn it was opened (a filter's rewritten message, a
     small injected message read at once) takes the plain order: nothing
     would be gained by a second trip to the pool.
@@ -161,7 +166,7 @@ class _SinkWriter:
         #: the early path: its start on the next turn, then the pool's job (which owns the message until it is back)
         self._entry_start: Any = None
         self._entry_job: defer.Deferred[None] | None = None
-        if sink.early_entry:
+        if sink.early_entry and sink.committer.idle:
             self._entry_start = sink.reactor.callLater(0, self._start_entry)
 
     def write(self, data: bytes) -> None:
@@ -195,11 +200,11 @@ class _SinkWriter:
         self._entry_job = job.addCallbacks(self._entered, self._entry_failed)
 
     def _enter(self) -> PendingMessage:
-        """In the pool: the message's file and its durable entry (the reactor keeps off it until this returns)."""
+        """In the pool: the message's file and its entry, their fsyncs started (the reactor keeps off it meanwhile)."""
         pending = self._sink.queue.begin(self._origin, self._uid, self._pid)
         pending.dsn = self._dsn
         pending.held = self._held
-        pending.make_entry_durable(self._sender, self._recipients)
+        pending.start_entry(self._sender, self._recipients)
         return pending
 
     def _entered(self, pending: PendingMessage) -> None:

@@ -29,21 +29,22 @@ L{QueueDisk.plain}: the disk's spare files give steps 1 and 4 a recycled
 inode instead of a new one (L{pymta.queue.spares}), its sync policy may
 replace the fsyncs by a syncfs of the file system
 (L{pymta.queue.syncing}), L{pymta.queue.groupcommit} runs steps 5-6
-for many messages at once; and the early path
-(L{PendingMessage.make_entry_durable}, a L{pymta.queue.sink.QueueSink}
-option) does step 4's envelope and step 5's C{mess/N} fsync while the
-data arrives, leaving two fsyncs (data, todo/) for after it.
+for many messages at once (one message alone: its data, envelope and
+C{mess/N} fsynced at once, L{PendingMessage.make_durable}); and the early
+path (L{PendingMessage.start_entry}, a L{pymta.queue.sink.QueueSink}
+option) starts step 4's envelope fsync and step 5's C{mess/N} one while
+the data arrives, waited for after the data's fsync, before the link.
 
 Where a message stands is its L{WriteState}; each step moves it on and
 refuses to run from any other state::
 
-    WRITING --make_entry_durable--> ENTRY_DURABLE
-       |                                  |
-     stage                              stage
-       v                                  |
-    STAGED <------------------------------+
+    WRITING --start_entry--> ENTRY_WRITTEN (its fsyncs under way)
+       |                          |
+     stage                      stage
+       v                          |
+    STAGED <----------------------+
        |
-    make_durable --> DURABLE --link_todo--> LINKED --committed--> COMMITTED
+    make_durable (waits for them too) --> DURABLE --link_todo--> LINKED --committed--> COMMITTED
                                               |
                                               +--fail_visible--> FAILED (left visible)
 
@@ -88,6 +89,7 @@ from pymta.queue.crashpause import EARLY_STEPS, PAUSE_ENV, STEPS, pause_for_cras
 from pymta.queue.ctldisk import write_holds
 from pymta.queue.disk import QueueDisk
 from pymta.dsn.params import MessageDsn
+from pymta.queue.entrysync import EntrySync
 from pymta.queue.envelope import encode_todo
 from pymta.queue.errors import (
     EXIT_BUG,
@@ -103,16 +105,8 @@ from pymta.queue.spares import create_file, fill_file
 from pymta.queue.syncing import fsync_all, fsync_each
 
 __all__ = [
-    "STEPS",
-    "EARLY_STEPS",
-    "PAUSE_ENV",
-    "WriteState",
-    "Queue",
-    "PendingMessage",
-    "pause_for_crash_test",
-    "pull_trigger",
-    "received_line",
-    "write_failure",
+    "STEPS", "EARLY_STEPS", "PAUSE_ENV", "WriteState", "Queue", "PendingMessage", "pause_for_crash_test",
+    "pull_trigger", "received_line", "write_failure",
 ]
 
 log = Logger(namespace="pymta.queue")
@@ -191,8 +185,8 @@ class WriteState(enum.Enum):
 
     #: the mess file exists and takes data; nothing else is written
     WRITING = "writing"
-    #: the early path: the envelope (C{intd/ID}) and the C{mess/N} entry are durable, the file still takes data
-    ENTRY_DURABLE = "entry durable"
+    #: the early path: C{intd/ID} written, its fsync and C{mess/N}'s under way; the file still takes data
+    ENTRY_WRITTEN = "entry written"
     #: the data is flushed to the file and C{intd/ID} written, neither fsynced yet
     STAGED = "staged"
     #: the data and the envelope are durable; nothing is visible
@@ -208,7 +202,7 @@ class WriteState(enum.Enum):
 
 
 #: the states in which the message's files are the writer's alone (an abort or a failure removes them)
-_PRIVATE = (WriteState.WRITING, WriteState.ENTRY_DURABLE, WriteState.STAGED, WriteState.DURABLE)
+_PRIVATE = (WriteState.WRITING, WriteState.ENTRY_WRITTEN, WriteState.STAGED, WriteState.DURABLE)
 
 
 class PendingMessage:
@@ -241,10 +235,13 @@ class PendingMessage:
         self._error: QueueFailure | None = None
         #: the mess file is a spare (a finished message's): what is left of the old content is cut off
         self._recycled_file = False
-        #: the open C{intd/ID} while STAGED, unless it was made durable before (the early path)
+        #: the open C{intd/ID} while STAGED, unless it was written early (its L{EntrySync} has it)
         self._intd_fd = -1
-        #: the envelope L{make_entry_durable} wrote and made durable (None: the plain path)
+        #: the early path: the envelope L{start_entry} wrote, and its fsyncs (None: the plain path)
         self._entry_envelope: bytes | None = None
+        self._entry_sync: EntrySync | None = None
+        #: the C{mess/N} entry was made durable with the data or the envelope (L{make_durable})
+        self._dir_durable = False
         #: the message's DSN data (RFC 3461), written into its envelope by L{stage}
         self.dsn: MessageDsn | None = None
         #: queue it held (a filter's quarantine): its C{hold/ID} is made durable before the commit point
@@ -332,13 +329,13 @@ class PendingMessage:
             raise QueueFailure(EXIT_BUG, f"cannot {action} message {self.message_id}: it is {self._state.value}")
 
     @property
-    def entry_durable(self) -> bool:
-        """The C{mess/N} entry (and the envelope written then) were made durable early: no directory fsync is due."""
-        return self._entry_envelope is not None
+    def mess_entry_durable(self) -> bool:
+        """L{make_durable} made the C{mess/N} entry durable too (early path, or alone): no directory fsync is due."""
+        return self._dir_durable
 
     def write(self, data: bytes) -> None:
         """Append message bytes; errors are kept for L{commit}.  Ignored once the message is staged or dropped."""
-        if self._error is not None or self._state not in (WriteState.WRITING, WriteState.ENTRY_DURABLE):
+        if self._error is not None or self._state not in (WriteState.WRITING, WriteState.ENTRY_WRITTEN):
             return
         try:
             self._file.write(data)
@@ -386,44 +383,37 @@ class PendingMessage:
         self.stage(sender, recipients)
         self.make_durable()
 
-    def make_entry_durable(self, sender: str, recipients: Sequence[str]) -> None:
+    def start_entry(self, sender: str, recipients: Sequence[str]) -> None:
         """
-        The early path (WRITING -> ENTRY_DURABLE), while the data still
-        arrives: the envelope written to C{intd/ID}, then it and the
-        C{mess/N} directory fsynced, so that after the data only the mess
-        file and todo/ wait for the disk.  Nothing is visible; L{stage}
-        follows as on the plain path (and rewrites the envelope, should it
-        have changed).  Raises L{QueueFailure} with everything removed again.
+        The early path (WRITING -> ENTRY_WRITTEN), while the data still
+        arrives: the envelope written to C{intd/ID}, and its fsync and the
+        C{mess/N} directory's started in the sync pool (L{EntrySync}, which
+        takes the descriptor); L{make_durable} waits for them after the
+        data's own fsync, before the message can be linked.  Nothing is
+        visible; L{stage} follows as on the plain path (and rewrites the
+        envelope, should it have changed).  Raises L{QueueFailure} with
+        everything removed again.
         """
-        self._require("make the entry durable", WriteState.WRITING)
+        self._require("write the entry", WriteState.WRITING)
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
             fd = self._write_envelope(envelope)
-            try:
-                pause_for_crash_test("fsync_entry")
-                errors = fsync_all([fd, self.mess_dir])
-            finally:
-                os.close(fd)
-            intd = self.queue.disk.layout.intd(self.message_id)
-            for error, what in zip(errors, (f"write {intd}", f"fsync {self.mess_dir}")):
-                if error is not None:
-                    raise write_failure(error, what) from error
         except BaseException:
             self._remove(WriteState.FAILED)
             raise
+        self._entry_sync = EntrySync(fd, self.mess_dir)
         self._entry_envelope = envelope
-        self._state = WriteState.ENTRY_DURABLE
-        pause_for_crash_test("entry_durable")
+        self._state = WriteState.ENTRY_WRITTEN
 
     def stage(self, sender: str, recipients: Sequence[str]) -> None:
         """
-        The first half of L{prepare} (WRITING or ENTRY_DURABLE -> STAGED):
+        The first half of L{prepare} (WRITING or ENTRY_WRITTEN -> STAGED):
         the data flushed to the file and the envelope written to
-        C{intd/ID} (unless the same envelope was made durable early),
+        C{intd/ID} (unless the same envelope was written early),
         neither fsynced yet (cheap calls, no waiting for the disk).
         Raises L{QueueFailure} with everything removed again.
         """
-        self._require("stage", WriteState.WRITING, WriteState.ENTRY_DURABLE)
+        self._require("stage", WriteState.WRITING, WriteState.ENTRY_WRITTEN)
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
             self._flush_data()
@@ -436,29 +426,37 @@ class PendingMessage:
             raise
         self._state = WriteState.STAGED
 
-    def make_durable(self, fsync: bool = True) -> None:
+    def make_durable(self, fsync: bool = True, alone: bool = False) -> None:
         """
         The second half of L{prepare} (STAGED -> DURABLE): fsync the data
         and the envelope (waits for the disk; any thread) - or, with
         C{fsync=False}, only close them, when a syncfs of the queue's file
-        system made them durable already.  Raises L{QueueFailure} with
-        everything removed again.
+        system made them durable already.  On the early path, then wait
+        for the entry's fsyncs.  C{alone} (a message committed by itself):
+        the C{mess/N} directory too, all at once (L{mess_entry_durable}).
+        Raises L{QueueFailure} with everything removed again.
         """
         self._require("make durable", WriteState.STAGED)
         fd, self._intd_fd = self._intd_fd, -1
+        intd = self.queue.disk.layout.intd(self.message_id)
         try:
             try:
-                # the data and the envelope (unless made durable early); the mess/N directory
-                # entry is made durable by the commit, once per directory per batch (or was, early)
+                # the data and the envelope (unless written early); the mess/N directory entry is
+                # made durable by the commit, once per directory per batch (here when alone, or early)
                 pause_for_crash_test("fsync_intd")
-                targets = [self._file.fileno()] + ([fd] if fd >= 0 else [])
-                errors = fsync_each(targets) if fsync else [None] * len(targets)
+                todo: list[tuple[int | str, str]] = [(self._file.fileno(), f"write {self.mess_path}")]
+                todo += [(fd, f"write {intd}")] if fd >= 0 else []
+                todo += [(self.mess_dir, f"fsync {self.mess_dir}")] if alone and self._entry_sync is None else []
+                sync = fsync_all if alone else fsync_each
+                errors: list[OSError | None] = sync([t for t, _ in todo]) if fsync else [None] * len(todo)
             finally:
                 if fd >= 0:
                     os.close(fd)
                 self._close_data()
-            intd = self.queue.disk.layout.intd(self.message_id)
-            for error, what in zip(errors, (f"write {self.mess_path}", f"write {intd}")):
+            if self._entry_sync is not None:  # started while the data arrived: both done by now, or soon
+                errors += self._entry_sync.wait()
+                todo += [(-1, f"write {intd}"), (-1, f"fsync {self.mess_dir}")]
+            for error, (_, what) in zip(errors, todo):
                 if error is not None:
                     raise write_failure(error, what) from error
             if self.held:  # before the commit point: the scheduler never sees it unheld
@@ -467,6 +465,7 @@ class PendingMessage:
         except BaseException:
             self._remove(WriteState.FAILED)
             raise
+        self._dir_durable = self._entry_sync is not None or (alone and fsync)
         self._state = WriteState.DURABLE
 
     def link_todo(self) -> None:

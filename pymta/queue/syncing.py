@@ -21,14 +21,14 @@ import errno
 import os
 import sys
 import threading
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, Callable, Sequence
 
 from pymta.control import Controls, entry_error
 from pymta.fsutil import fsync_dir
 
 __all__ = [
-    "SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "QueueSync", "SYNC_MODES", "syncfs", "filesystem_type",
+    "SYNC_THREADS", "run_parallel", "fsync_all", "fsync_each", "submit", "QueueSync", "SYNC_MODES", "syncfs", "filesystem_type",
     "parse_queuesync", "queuesync_mode",
 ]
 
@@ -66,6 +66,11 @@ def run_parallel(f: Callable[[Any], None], items: Sequence[Any]) -> list[OSError
     futures = [_pool().submit(one, item) for item in items[1:]]
     first = one(items[0])
     return [first] + [future.result() for future in futures]
+
+
+def submit(f: Callable[..., Any], *args: Any) -> "Future[Any]":
+    """C{f(*args)} in the shared pool, started now; its future.  C{f} must not wait for the pool itself."""
+    return _pool().submit(f, *args)
 
 
 def _sync(target: int | str) -> None:

@@ -1,11 +1,13 @@
 """
 The early path of the queue writer (pymta.queue.store's
-PendingMessage.make_entry_durable, pymta.queue.sink's early_entry): the
-envelope and the mess/N entry are made durable while the data arrives; after
-it, only the message file and todo/ are fsynced, in the same order as before.
+PendingMessage.start_entry, pymta.queue.sink's early_entry): the fsyncs of
+the envelope and of the mess/N entry run while the data arrives; after it,
+the message file is fsynced (while they may still run), and the todo/ link
+waits for all three.
 """
 
 import os
+import threading
 import time
 
 from twisted.internet import task
@@ -14,9 +16,10 @@ from twisted.trial import unittest
 
 from pymta.dsn.params import MessageDsn
 from pymta.interfaces import QueueReceipt, QueueRefused
-from pymta.queue import syncing
+from pymta.queue import store, syncing
 from pymta.queue.cleaner import clean_queue
 from pymta.queue.disk import QueueDisk
+from pymta.queue.entrysync import EntrySync
 from pymta.queue.envelope import parse_todo
 from pymta.queue.errors import EXIT_BUG, QueueFailure
 from pymta.queue.groupcommit import commit_prepared
@@ -25,33 +28,56 @@ from pymta.queue.store import Queue, WriteState
 from pymta.queue.syncing import QueueSync
 from tests.queue.test_group_commit import FsyncRecorder, ManualThreadPool
 from tests.queue.test_store import files_under, make_layout
+from tests.waiting import wait_until
 
 SENDER = "a@b.example"
 RECIPIENTS = ["c@d.example", "e@f.example"]
 
 
+def wait_for_entry_syncs(testcase) -> None:
+    """Every EntrySync the test starts is waited for at its end: none runs on into the next test's patches."""
+    started: list = []
+
+    class Recorded(EntrySync):
+        def __init__(self, *args) -> None:
+            super().__init__(*args)
+            started.append(self)
+
+    testcase.patch(store, "EntrySync", Recorded)
+    testcase.addCleanup(lambda: [sync.wait() for sync in started])
+
+
 class EntryDurableTests(unittest.SynchronousTestCase):
-    """PendingMessage.make_entry_durable and the steps after it."""
+    """PendingMessage.start_entry and the steps after it."""
 
     def setUp(self) -> None:
+        wait_for_entry_syncs(self)
         self.layout = make_layout(self)
         self.queue = Queue(QueueDisk.plain(self.layout))
 
     def entered(self):
         m = self.queue.begin("by uid 1", 1, 1)
         self.addCleanup(m.abort)
-        m.make_entry_durable(SENDER, RECIPIENTS)
+        m.start_entry(SENDER, RECIPIENTS)
         return m
 
-    def test_envelope_and_mess_dir_durable_before_the_data(self) -> None:
+    def test_envelope_and_mess_dir_fsynced_before_the_data(self) -> None:
         synced: list = []
+        both = threading.Event()
         real_sync = syncing._sync
-        self.patch(syncing, "_sync", lambda target: (synced.append(target), real_sync(target)))
+
+        def sync(target):
+            real_sync(target)
+            synced.append(target)
+            if len(synced) == 2:
+                both.set()
+
+        self.patch(syncing, "_sync", sync)
         m = self.queue.begin("by uid 1", 1, 1)
-        m.make_entry_durable(SENDER, RECIPIENTS)
-        self.assertIs(m.state, WriteState.ENTRY_DURABLE)
-        self.assertTrue(m.entry_durable)
-        # the envelope file and the mess/N directory, nothing else; nothing visible
+        m.start_entry(SENDER, RECIPIENTS)
+        self.assertIs(m.state, WriteState.ENTRY_WRITTEN)
+        # the envelope file and the mess/N directory, in the sync pool, nothing else; nothing visible
+        self.assertTrue(both.wait(30))
         self.assertEqual(len(synced), 2)
         self.assertIn(m.mess_dir, synced)
         with open(self.layout.intd(m.message_id), "rb") as f:
@@ -60,17 +86,21 @@ class EntryDurableTests(unittest.SynchronousTestCase):
         m.abort()
 
     def test_after_the_data_only_the_message_and_todo_are_fsynced(self) -> None:
-        m = self.entered()
-        m.write(b"Subject: early\n\nbody\n")
         dirs = FsyncRecorder(self)
         files: list = []
         real_sync = syncing._sync
         self.patch(syncing, "_sync", lambda target: (files.append(target), real_sync(target)))
+        m = self.entered()
+        m.write(b"Subject: early\n\nbody\n")
         m.stage(SENDER, RECIPIENTS)
+        data_fd = m._file.fileno()
         [receipt] = commit_prepared([m])
         self.assertIsInstance(receipt, QueueReceipt)
-        self.assertEqual(dirs.dirs, ["todo"])  # no mess/N: durable already
-        self.assertEqual([t for t in files if isinstance(t, int)], [files[0]])  # one file: the message's
+        # mess/N once, by the entry (the commit waited for it), todo/ last; files: the envelope, the message
+        self.assertEqual(sorted(dirs.dirs), sorted([os.path.basename(m.mess_dir), "todo"]))
+        self.assertEqual(dirs.dirs[-1], "todo")
+        self.assertEqual(len([t for t in files if isinstance(t, int)]), 2)
+        self.assertIn(data_fd, files)
         with open(self.layout.mess(m.message_id), "rb") as f:
             self.assertTrue(f.read().endswith(b"\nSubject: early\n\nbody\n"))
         with open(self.layout.todo(m.message_id), "rb") as f:
@@ -83,15 +113,16 @@ class EntryDurableTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "todo"), [self.layout.todo(receipt.message_id)])
 
     def test_a_changed_envelope_is_written_again(self) -> None:
-        m = self.entered()
-        m.dsn = MessageDsn(ret="HDRS", envid="x")  # changed after the entry was made durable
-        m.write(b"body\n")
         synced: list = []
         real_sync = syncing._sync
         self.patch(syncing, "_sync", lambda target: (synced.append(target), real_sync(target)))
+        m = self.entered()
+        m.dsn = MessageDsn(ret="HDRS", envid="x")  # changed after the entry was written
+        m.write(b"body\n")
         m.stage(SENDER, RECIPIENTS[:1])
         m.make_durable()
-        self.assertEqual(len([t for t in synced if isinstance(t, int)]), 2)  # the message and the new envelope
+        # the early envelope, then the message and the new envelope (all returned: make_durable waited)
+        self.assertEqual(len([t for t in synced if isinstance(t, int)]), 3)
         [receipt] = commit_prepared([m])
         with open(self.layout.todo(receipt.message_id), "rb") as f:
             envelope = parse_todo(f.read())
@@ -100,12 +131,12 @@ class EntryDurableTests(unittest.SynchronousTestCase):
 
     def test_wrong_states_are_refused(self) -> None:
         m = self.entered()
-        for step in (lambda: m.make_entry_durable(SENDER, RECIPIENTS), m.make_durable, m.link_todo, m.committed):
+        for step in (lambda: m.start_entry(SENDER, RECIPIENTS), m.make_durable, m.link_todo, m.committed):
             e = self.assertRaises(QueueFailure, step)
             self.assertEqual(e.exit_code, EXIT_BUG)
-            self.assertIs(m.state, WriteState.ENTRY_DURABLE)
+            self.assertIs(m.state, WriteState.ENTRY_WRITTEN)
         m.stage(SENDER, RECIPIENTS)
-        e = self.assertRaises(QueueFailure, m.make_entry_durable, SENDER, RECIPIENTS)
+        e = self.assertRaises(QueueFailure, m.start_entry, SENDER, RECIPIENTS)
         self.assertEqual(e.exit_code, EXIT_BUG)
 
     def test_abort_removes_the_entry(self) -> None:
@@ -116,16 +147,25 @@ class EntryDurableTests(unittest.SynchronousTestCase):
         self.assertEqual(files_under(self.layout, "mess"), [])
         self.assertEqual(files_under(self.layout, "intd"), [])
 
-    def test_a_failing_fsync_removes_the_message(self) -> None:
-        def fail(target):
-            raise OSError(5, "Input/output error")
+    def test_a_failing_entry_fsync_removes_the_message_before_the_link(self) -> None:
+        real_sync = syncing._sync
 
-        self.patch(syncing, "_sync", fail)
-        m = self.queue.begin("by uid 1", 1, 1)
-        e = self.assertRaises(QueueFailure, m.make_entry_durable, SENDER, RECIPIENTS)
+        def fail_for_the_directory(target):
+            if isinstance(target, str) and "/mess/" in target:
+                raise OSError(5, "Input/output error")
+            real_sync(target)
+
+        self.patch(syncing, "_sync", fail_for_the_directory)
+        m = self.entered()
+        m.write(b"body\n")
+        m.stage(SENDER, RECIPIENTS)
+        [e] = commit_prepared([m])
+        self.assertIsInstance(e, QueueFailure)
         self.assertFalse(e.permanent)
+        self.assertIn("fsync " + m.mess_dir, str(e))
         self.assertIs(m.state, WriteState.FAILED)
         self.assertEqual(files_under(self.layout, "mess") + files_under(self.layout, "intd"), [])
+        self.assertEqual(files_under(self.layout, "todo"), [])
 
     def test_the_cleaner_leaves_a_message_still_receiving_alone(self) -> None:
         m = self.entered()
@@ -136,6 +176,97 @@ class EntryDurableTests(unittest.SynchronousTestCase):
         receipt = m.commit(SENDER, RECIPIENTS)
         self.assertEqual(clean_queue(self.layout, now=days_later), [])
         self.assertTrue(os.path.exists(self.layout.todo(receipt.message_id)))
+
+
+class OverlapTests(unittest.SynchronousTestCase):
+    """After the data, its fsync does not wait for the entry's; the link waits for all of them."""
+
+    def setUp(self) -> None:
+        wait_for_entry_syncs(self)
+        self.layout = make_layout(self)
+        self.queue = Queue(QueueDisk.plain(self.layout))
+        self.events: list = []
+        self.release = threading.Event()
+        real_sync = syncing._sync
+
+        def sync(target):
+            if target == getattr(self, "slow", None):
+                self.events.append("held fsync started")
+                self.assertTrue(self.release.wait(30))
+                real_sync(target)
+                self.events.append("held fsync returned")
+                return
+            real_sync(target)
+            self.events.append(("fsync", os.path.basename(target) if isinstance(target, str) else target))
+
+        self.patch(syncing, "_sync", sync)
+        real_link = os.link
+        def link(source, name):
+            if os.path.dirname(name) == self.layout.dir("todo"):
+                self.events.append(("link", "todo"))
+            return real_link(source, name)
+
+        self.patch(os, "link", link)
+
+    def test_data_fsynced_while_the_entry_is_still_fsyncing(self) -> None:
+        m = self.queue.begin("by uid 1", 1, 1)
+        self.addCleanup(m.abort)
+        self.slow = m.mess_dir
+        m.start_entry(SENDER, RECIPIENTS)
+        m.write(b"Subject: overlap\n\nbody\n")
+        m.stage(SENDER, RECIPIENTS)
+        data_fd = m._file.fileno()
+        results: list = []
+        committer = threading.Thread(target=lambda: results.append(commit_prepared([m])))
+        committer.start()
+        self.addCleanup(committer.join, 30)
+        self.addCleanup(self.release.set)
+        # the data's fsync returns while the mess/N one is held; nothing is linked meanwhile
+        self.assertTrue(wait_until(lambda: ("fsync", data_fd) in self.events))
+        self.assertIn("held fsync started", self.events)
+        self.assertNotIn("held fsync returned", self.events)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.release.set()
+        committer.join(30)
+        [[receipt]] = results
+        self.assertIsInstance(receipt, QueueReceipt)
+        self.assertEqual(self.events[-2:], [("link", "todo"), ("fsync", "todo")])
+        self.assertLess(self.events.index("held fsync returned"), self.events.index(("link", "todo")))
+
+    def test_alone_its_files_and_mess_dir_in_one_round(self) -> None:
+        m = self.queue.begin("by uid 1", 1, 1)
+        self.addCleanup(m.abort)
+        m.write(b"Subject: alone\n\nbody\n")
+        m.stage(SENDER, RECIPIENTS)
+        data_fd = m._file.fileno()
+        self.slow = data_fd  # held: the envelope and mess/N are fsynced meanwhile, at the same time
+        results: list = []
+        committer = threading.Thread(target=lambda: results.append(commit_prepared([m])))
+        committer.start()
+        self.addCleanup(committer.join, 30)
+        self.addCleanup(self.release.set)
+        self.assertTrue(wait_until(lambda: len(self.events) >= 3))
+        self.assertIn(("fsync", os.path.basename(m.mess_dir)), self.events)
+        self.assertNotIn("held fsync returned", self.events)
+        self.assertEqual(files_under(self.layout, "todo"), [])
+        self.release.set()
+        committer.join(30)
+        [[receipt]] = results
+        self.assertIsInstance(receipt, QueueReceipt)
+        self.assertEqual(self.events[-3:], ["held fsync returned", ("link", "todo"), ("fsync", "todo")])
+        self.assertEqual(len(self.events), 6)  # data, envelope, mess/N once each, the link, todo/
+
+    def test_in_a_batch_the_mess_dir_is_shared(self) -> None:
+        messages = []
+        for i in range(2):
+            m = self.queue.begin("by uid 1", 1, 1)
+            self.addCleanup(m.abort)
+            m.write(b"body %d\n" % i)
+            m.stage(SENDER, RECIPIENTS)
+            messages.append(m)
+        commit_prepared(messages)
+        dirs = [e[1] for e in self.events if e[0] == "fsync" and isinstance(e[1], str)]
+        self.assertEqual(sorted(dirs), sorted({os.path.basename(m.mess_dir) for m in messages} | {"todo"}))
 
 
 class ClockReactor(task.Clock):
@@ -149,6 +280,7 @@ class EarlySinkTests(unittest.SynchronousTestCase):
     """QueueSink(early_entry=True): the entry job starts on the turn after open, in the pool."""
 
     def setUp(self) -> None:
+        wait_for_entry_syncs(self)
         self.layout = make_layout(self)
         self.pool = ManualThreadPool()
         self.reactor = ClockReactor()
@@ -190,6 +322,22 @@ class EarlySinkTests(unittest.SynchronousTestCase):
         [receipt] = results
         with open(self.layout.mess(receipt.message_id), "rb") as f:
             self.assertTrue(f.read().endswith(b"\nbody\n"))
+
+    def test_only_when_the_committer_is_idle_at_open(self) -> None:
+        lone = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")
+        self.assertEqual(len(self.reactor.getDelayedCalls()), 1)  # idle: the entry job is planned
+        lone.write(b"body\n")
+        lone.finish()  # in the turn it was opened: plain order, the committer is busy with it now
+        self.assertFalse(self.sink.committer.idle)
+        busy = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")
+        self.assertEqual(self.reactor.getDelayedCalls(), [])  # a batch is running: the batched order
+        self.reactor.advance(0)
+        busy.write(b"body\n")
+        results: list = []
+        busy.finish().addBoth(results.append)
+        self.pool.run_all()
+        self.assertIsInstance(results[0], QueueReceipt)
+        self.assertEqual(len(files_under(self.layout, "todo")), 2)
 
     def test_finished_in_the_turn_it_was_opened_takes_the_plain_order(self) -> None:
         w = self.sink.open_message(SENDER, RECIPIENTS, origin="from network")

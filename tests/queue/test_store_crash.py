@@ -47,7 +47,7 @@ from pymta.queue.layout import QueueLayout
 from pymta.queue.store import Queue
 envelope = ("sender@example.org", ["one@example.net", "two@example.com"])
 m = Queue(QueueDisk.plain(QueueLayout(sys.argv[1]))).begin("by uid 0", 0, 1)
-m.make_entry_durable(*envelope)
+m.start_entry(*envelope)
 m.write(sys.stdin.buffer.read())
 m.stage(*envelope)
 [r] = commit_prepared([m])
