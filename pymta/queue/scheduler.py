@@ -8,8 +8,9 @@ Where each message stands is one L{MessageState} in L{Scheduler.messages}; the L
 it from stage to stage and its collaborators do one step each and say how it went:
 L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{QueueLoader};
 L{TodoIntake} (pymta/queue/todointake.py) runs the preprocessing batches of todo/ and applies what
-they produced.  Here: the service's start and stop, the control commands, the pickup of new
-mail, the main loop with its dispatch, retries of the moment, the first attempts and finishing off.
+they produced; L{FirstAttemptRunner} (pymta/queue/firstrunner.py) plans, starts and records the
+first attempts from memory.  Here: the service's start and stop, the control commands, the pickup
+of new mail, the main loop with its dispatch, retries of the moment and finishing off.
 docs/internals.md ("pymta-send: where a message stands") has the model: the stages, the moves,
 what is on disk at each stage and what a crash leaves for the next start.
 
@@ -33,7 +34,8 @@ from pymta.interfaces import Channel, MessageSink
 from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
 from pymta.queue.finishing import Finished, Finisher, Outcome
-from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
+from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG
+from pymta.queue.firstrunner import FirstAttemptRunner
 from pymta.queue.gathering import PreprocessGathering
 from pymta.queue.layout import QueueLayout
 from pymta.queue.loading import QueueLoader
@@ -44,7 +46,7 @@ from pymta.queue.preprocess import list_todo
 from pymta.queue.queuecontrol import QueueControl
 from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, info_birth, scan_todo
-from pymta.queue.retry import SYSFAIL_DELAY, is_dying
+from pymta.queue.retry import SYSFAIL_DELAY
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendcontext import SendContext
 from pymta.queue.todointake import TodoIntake
@@ -136,6 +138,8 @@ class Scheduler(Service):
         self._channels_started = False
         self._new_turn: dict[str, bool] = {}  # per channel: a first attempt goes before the next due job
         self._gathering = PreprocessGathering(self.now, self._timers.later, self._kick, TODO_BATCH)
+        self._first = FirstAttemptRunner(ctx, self.messages, self._passes, self.stats, self._intake, self._gathering,
+                                         self._finisher, lambda: self.exiting)
         self.loader = QueueLoader(self.layout, self.log, self._timers, resume=self._resume_message,
                                    known=self.messages.__contains__, after_slice=self._kick)
 
@@ -292,7 +296,7 @@ class Scheduler(Service):
             # todo/ scan may have raced the commit's notification and handle this message already
             self._pick_up(message_id)
         else:
-            first = self._plan_first(message_id, envelope)
+            first = self._first.plan(message_id, envelope, FIRST_ATTEMPT_BACKLOG)
             if first is None:
                 state = self.messages.add(message_id, Stage.WAITING)
             else:
@@ -311,14 +315,6 @@ class Scheduler(Service):
             self.messages.add(message_id, Stage.WAITING)
         elif state.stage is Stage.LATER and state.later is Later.PREPROCESS:
             self.messages.move(message_id, Stage.WAITING)
-
-    def _plan_first(self, message_id: int, envelope: Envelope) -> FirstAttempt | None:
-        if self.messages.count(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) >= FIRST_ATTEMPT_BACKLOG:
-            return None
-        planned: list[FirstAttempt | None] = []
-        self._guard(f"first attempt of msg {message_id}", lambda: planned.append(plan_first_attempt(
-            message_id, envelope, self.controls.current, self.now(), self._passes.batch_size, self._passes.capacity)))
-        return planned[0] if planned else None
 
     def scan_todo(self) -> None:
         """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
@@ -410,7 +406,7 @@ class Scheduler(Service):
                 continue
             if first is None and (first := self.messages.next_first(channel)) is None:
                 return
-            self._start_first(first)
+            self._first.start(first)
 
     def _retry_later(self, message_id: int, later: Later) -> None:
         """A failure of the moment: try C{later} again after L{SYSFAIL_DELAY}."""
@@ -432,44 +428,6 @@ class Scheduler(Service):
         else:
             self._resume_message(state.message_id)
         self._kick()
-
-    # ------------------------------------------------ first attempts (memory)
-
-    def _start_first(self, state: MessageState) -> None:
-        first = state.first
-        assert first is not None
-        self.messages.move(state.message_id, Stage.FIRST_RUNNING)
-
-        def record(numbers: list[int], results: list[Any]) -> None:
-            self._guard(f"first attempt of msg {first.message_id}", self._first_done, state, numbers, results)
-
-        def settled() -> None:
-            if self.messages.get(first.message_id) is state and state.stage is Stage.FIRST_RUNNING:
-                # it succeeded (or met an internal error: then todo/ID is left to the next scan)
-                self.messages.drop(first.message_id)
-                if first.succeeded:
-                    self._guard(f"finishing msg {first.message_id}", self._remove_first, first.message_id)
-
-        self._passes.launch(first.channel, first.message_id, first.sender, list(first.recipients), record, settled)
-
-    def _first_done(self, state: MessageState, numbers: list[int], results: list[Any]) -> None:
-        first = state.first
-        assert first is not None
-        self.stats["first_attempts"] += 1
-        dying = is_dying(first.since, self.now(), self.controls.current.queuelifetime)
-        first.record([self._passes.judged(number, result, dying) for number, result in zip(numbers, results)])
-        if first.succeeded:
-            return
-        self.messages.move(first.message_id, Stage.WAITING)
-        if first.delivered_some or self.exiting:
-            # a success beside other results goes on disk now, as a pass's checkpoint would (also at a stop)
-            self._intake.here([first.message_id])
-        elif self.threadpool is not None:  # preprocessed off this thread, gathered (gathering.py)
-            self._gathering.hold(first.message_id)
-
-    def _remove_first(self, message_id: int) -> None:
-        if self._finisher.remove_first(message_id):
-            self.stats["messages_done"] += 1
 
     # -------------------------------------------------------- finishing off
 
