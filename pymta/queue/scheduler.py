@@ -6,7 +6,11 @@ qmail's retry schedule, gathers permanent failures into one bounce and removes f
 
 Where each message stands is one L{MessageState} in L{Scheduler.messages}; the L{Scheduler} moves
 it from stage to stage and its collaborators do one step each and say how it went:
-L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{QueueLoader}.
+L{plan_first_attempt}, L{judge}, L{Checkpoint}, L{Finisher}, L{BatchedUnlinker}, L{QueueLoader};
+L{TodoIntake} (pymta/queue/todointake.py) runs the preprocessing batches of todo/ and applies what
+they produced; L{FirstAttemptRunner} (pymta/queue/firstrunner.py) plans, starts and records the
+first attempts from memory.  Here: the service's start and stop, the control commands, the pickup
+of new mail, the main loop with its dispatch, retries of the moment and finishing off.
 docs/internals.md ("pymta-send: where a message stands") has the model: the stages, the moves,
 what is on disk at each stage and what a crash leaves for the next start.
 
@@ -30,21 +34,22 @@ from pymta.interfaces import Channel, MessageSink
 from pymta.queue.disk import QueueDisk
 from pymta.queue.envelope import Envelope
 from pymta.queue.finishing import Finished, Finisher, Outcome
-from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG, FirstAttempt, plan_first_attempt
+from pymta.queue.firstattempt import FIRST_ATTEMPT_BACKLOG
+from pymta.queue.firstrunner import FirstAttemptRunner
 from pymta.queue.gathering import PreprocessGathering
 from pymta.queue.layout import QueueLayout
 from pymta.queue.loading import QueueLoader
 from pymta.queue.looptimers import LoopTimers
 from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
 from pymta.queue.passes import ChannelPasses, JobView
-from pymta.queue.preprocess import BatchResult, list_todo
-from pymta.queue.preprocessing import Preprocessor
+from pymta.queue.preprocess import list_todo
 from pymta.queue.queuecontrol import QueueControl
 from pymta.queue.qmaillog import QmailLog, guard
 from pymta.queue.resume import channel_times, info_birth, scan_todo
-from pymta.queue.retry import SYSFAIL_DELAY, is_dying
+from pymta.queue.retry import SYSFAIL_DELAY
 from pymta.queue.routing import LOCAL, REMOTE
 from pymta.queue.sendcontext import SendContext
+from pymta.queue.todointake import TodoIntake
 from pymta.queue.unlinking import BatchedUnlinker
 from pymta.queue.verdict import REPORT_MAX
 
@@ -117,14 +122,14 @@ class Scheduler(Service):
         self._dsn = ctx.dsn  # which messages have DSN data (loaded at start, kept by preprocessing)
         self._passes = ChannelPasses(ctx, self.messages, dict(channels), self.stats, self._kick,
                                      on_idle=lambda state: self.queue_control.settle(state))
-        self._preprocessing = False
         #: preprocessing and bounce injections under way
         self._in_flight: set[defer.Deferred] = set()
-        self._preprocessor = Preprocessor(ctx)
         self._unlinker = BatchedUnlinker(ctx)
         self._finisher = Finisher(ctx, sink, self._unlinker)
         #: C{pymta ctl delete|hold|release|retry|bounce}
         self.queue_control = QueueControl(ctx, self.messages, self._passes, self._kick, self._resume_message)
+        self._intake = TodoIntake(ctx, self.messages, self._passes, self.queue_control, TODO_BATCH, self._in_flight,
+                                  self._retry_later, self._kick)
         # the main loop's timers and flags
         self._timers = LoopTimers(clock)
         self._running = False
@@ -133,6 +138,8 @@ class Scheduler(Service):
         self._channels_started = False
         self._new_turn: dict[str, bool] = {}  # per channel: a first attempt goes before the next due job
         self._gathering = PreprocessGathering(self.now, self._timers.later, self._kick, TODO_BATCH)
+        self._first = FirstAttemptRunner(ctx, self.messages, self._passes, self.stats, self._intake, self._gathering,
+                                         self._finisher, lambda: self.exiting)
         self.loader = QueueLoader(self.layout, self.log, self._timers, resume=self._resume_message,
                                    known=self.messages.__contains__, after_slice=self._kick)
 
@@ -169,7 +176,7 @@ class Scheduler(Service):
         self.exiting = self._passes.exiting = self._unlinker.stopping = False
         self.messages.clear()
         self._passes.reset()
-        self._preprocessing = False
+        self._intake.running = False
         if self.cleaner is not None:
             self._run_cleaner()
         self._resume_queue()
@@ -200,7 +207,7 @@ class Scheduler(Service):
             if self.messages.stage(message_id) is Stage.LATER:
                 self.messages.move(message_id, Stage.WAITING)
         if unrecorded:
-            self._guard("recording first attempts at exit", self._preprocess_here, unrecorded)
+            self._guard("recording first attempts at exit", self._intake.here, unrecorded)
         if self._pending():
             self.log.warning(f"{len(self._pending())} deliveries still running at exit; they will be retried")
         self._passes.remember_due(self.now())
@@ -289,7 +296,7 @@ class Scheduler(Service):
             # todo/ scan may have raced the commit's notification and handle this message already
             self._pick_up(message_id)
         else:
-            first = self._plan_first(message_id, envelope)
+            first = self._first.plan(message_id, envelope, FIRST_ATTEMPT_BACKLOG)
             if first is None:
                 state = self.messages.add(message_id, Stage.WAITING)
             else:
@@ -308,14 +315,6 @@ class Scheduler(Service):
             self.messages.add(message_id, Stage.WAITING)
         elif state.stage is Stage.LATER and state.later is Later.PREPROCESS:
             self.messages.move(message_id, Stage.WAITING)
-
-    def _plan_first(self, message_id: int, envelope: Envelope) -> FirstAttempt | None:
-        if self.messages.count(Stage.FIRST_WAITING, Stage.FIRST_RUNNING) >= FIRST_ATTEMPT_BACKLOG:
-            return None
-        planned: list[FirstAttempt | None] = []
-        self._guard(f"first attempt of msg {message_id}", lambda: planned.append(plan_first_attempt(
-            message_id, envelope, self.controls.current, self.now(), self._passes.batch_size, self._passes.capacity)))
-        return planned[0] if planned else None
 
     def scan_todo(self) -> None:
         """Look for work in todo/ soon (trigger pulled, periodic scan); many requests make one scan."""
@@ -351,104 +350,6 @@ class Scheduler(Service):
             return
         self._passes.resume(message_id, birth, times)
 
-    def _preprocess(self) -> None:
-        """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
-        if self._preprocessing:
-            return
-        batch = sorted(s.message_id for s in self.messages.start_preprocessing(TODO_BATCH))
-        if not batch:
-            return
-        if self.threadpool is None:
-            self._preprocess_batch_here(batch)
-            return
-        try:
-            d = self._preprocessor.in_pool(batch, *self.messages.take_known(batch))
-        except Exception:
-            self._settle_batch(batch, None)
-            raise
-        self._preprocessing = True
-        self._in_flight.add(d)
-
-        def done(result: BatchResult | Failure) -> None:
-            self._in_flight.discard(d)
-            self._preprocessing = False
-            if isinstance(result, Failure):
-                self.log.alert(f"preprocessing failed: {result.getErrorMessage()}; will try again later")
-                for message_id in batch:
-                    self._retry_later(message_id, Later.PREPROCESS)
-                self._settle_batch(batch, None)
-            else:
-                self._guard("preprocessing results", self._apply_batch, result)
-                self._settle_batch(batch, result)
-            self._kick()
-
-        d.addBoth(done)
-
-    def _preprocess_here(self, message_ids: list[int]) -> None:
-        """Preprocess these waiting messages in this (the reactor's) thread, now."""
-        for message_id in message_ids:
-            self.messages.move(message_id, Stage.PREPROCESSING)
-        self._preprocess_batch_here(message_ids)
-
-    def _preprocess_batch_here(self, batch: list[int]) -> None:
-        try:
-            result = self._preprocessor.here(batch, *self.messages.take_known(batch))
-        except Exception:
-            self._settle_batch(batch, None)
-            raise
-        try:
-            self._apply_batch(result)
-        finally:
-            self._settle_batch(batch, result)
-
-    def _apply_batch(self, result: BatchResult) -> None:
-        """Quarantine, retry or schedule what a preprocessing batch produced."""
-        for message_id, reason in result.corrupt:
-            self._passes.quarantine(message_id, reason)
-        for message_id, reason in result.trouble:
-            self.log.warning(f"trouble with todo/{message_id}: {reason}; will try again later")
-            self._retry_later(message_id, Later.PREPROCESS)
-        now = self.now()
-        for item in result.done:
-            state = self.messages.get(item.message_id)
-            first = state.first if state is not None else None
-            if not item.channels:
-                self.messages.move(item.message_id, Stage.FINISH_QUEUED)
-                continue
-            if item.held and self.queue_control.resumed(item.message_id, dict.fromkeys(item.channels, now)):
-                continue  # queued held (a filter's quarantine): waits for pymta ctl release
-            state = self.messages.move(item.message_id, Stage.SCHEDULED)
-            state.birth = now  # preprocessing gave the info file the scheduler's time, a moment ago
-            attempted = first.channel if first is not None and first.channel in item.channels else None
-            # every other channel's job first: recording the attempt may close its own job, and the
-            # message is finished only when that was the last
-            for channel in item.channels:
-                if channel != attempted:
-                    self._passes.add_job(state, channel, now)
-            if first is not None and attempted is not None:
-                recorded = self._guard(f"recording the first attempt of msg {item.message_id}",
-                                       self._passes.record_first, state, first, now)
-                if not recorded and state.stage is Stage.SCHEDULED and attempted not in state.jobs:
-                    self._passes.add_job(state, attempted, now)
-            self.queue_control.settle(state)
-
-    def _settle_batch(self, batch: list[int], result: BatchResult | None) -> None:
-        """
-        What a batch did not move on: a message whose todo/ID was gone is forgotten with its first
-        attempt (its id can come back); after an internal error (C{result} None: in preprocessing,
-        else in applying it) the rest is tried again later, keeping a first attempt's verdicts (a
-        success is recorded, never repeated), a preprocessed one resumed from its channel files.
-        """
-        found = set() if result is None else result.found()
-        done = set() if result is None else {item.message_id for item in result.done}
-        for message_id in batch:
-            if self.messages.stage(message_id) is not Stage.PREPROCESSING:
-                continue
-            if result is not None and message_id not in found:
-                self.messages.drop(message_id)
-            else:
-                self._retry_later(message_id, Later.RESUME if message_id in done else Later.PREPROCESS)
-
     # --------------------------------------------------------------- the loop
 
     def _kick(self) -> None:
@@ -473,10 +374,10 @@ class Scheduler(Service):
                 if self._scan_requested:
                     self._scan_requested = False
                     self._guard("todo scan", self._scan_todo_now)
-                if not preprocessed and not self._preprocessing and self._gathering.ready(self.messages):
+                if not preprocessed and not self._intake.running and self._gathering.ready(self.messages):
                     # one batch per reactor turn: a large backlog must not starve other protocols
                     preprocessed = True
-                    self._guard("preprocessing", self._preprocess)
+                    self._guard("preprocessing", self._intake.preprocess)
                 while (state := self.messages.next_to_finish()) is not None:
                     message_id = state.message_id
                     if not self._guard(f"finishing msg {message_id}", self._finish, state):
@@ -486,7 +387,7 @@ class Scheduler(Service):
                         self._guard(f"{channel} dispatch", self._dispatch, channel)
         finally:
             self._running = False
-        if not self._preprocessing and self._gathering.ready(self.messages):
+        if not self._intake.running and self._gathering.ready(self.messages):
             self._kick()
         if not self.exiting:
             self._timers.wake_at(None if self.paused else self._passes.soonest(), self._run)
@@ -505,7 +406,7 @@ class Scheduler(Service):
                 continue
             if first is None and (first := self.messages.next_first(channel)) is None:
                 return
-            self._start_first(first)
+            self._first.start(first)
 
     def _retry_later(self, message_id: int, later: Later) -> None:
         """A failure of the moment: try C{later} again after L{SYSFAIL_DELAY}."""
@@ -527,44 +428,6 @@ class Scheduler(Service):
         else:
             self._resume_message(state.message_id)
         self._kick()
-
-    # ------------------------------------------------ first attempts (memory)
-
-    def _start_first(self, state: MessageState) -> None:
-        first = state.first
-        assert first is not None
-        self.messages.move(state.message_id, Stage.FIRST_RUNNING)
-
-        def record(numbers: list[int], results: list[Any]) -> None:
-            self._guard(f"first attempt of msg {first.message_id}", self._first_done, state, numbers, results)
-
-        def settled() -> None:
-            if self.messages.get(first.message_id) is state and state.stage is Stage.FIRST_RUNNING:
-                # it succeeded (or met an internal error: then todo/ID is left to the next scan)
-                self.messages.drop(first.message_id)
-                if first.succeeded:
-                    self._guard(f"finishing msg {first.message_id}", self._remove_first, first.message_id)
-
-        self._passes.launch(first.channel, first.message_id, first.sender, list(first.recipients), record, settled)
-
-    def _first_done(self, state: MessageState, numbers: list[int], results: list[Any]) -> None:
-        first = state.first
-        assert first is not None
-        self.stats["first_attempts"] += 1
-        dying = is_dying(first.since, self.now(), self.controls.current.queuelifetime)
-        first.record([self._passes.judged(number, result, dying) for number, result in zip(numbers, results)])
-        if first.succeeded:
-            return
-        self.messages.move(first.message_id, Stage.WAITING)
-        if first.delivered_some or self.exiting:
-            # a success beside other results goes on disk now, as a pass's checkpoint would (also at a stop)
-            self._preprocess_here([first.message_id])
-        elif self.threadpool is not None:  # preprocessed off this thread, gathered (gathering.py)
-            self._gathering.hold(first.message_id)
-
-    def _remove_first(self, message_id: int) -> None:
-        if self._finisher.remove_first(message_id):
-            self.stats["messages_done"] += 1
 
     # -------------------------------------------------------- finishing off
 

@@ -97,7 +97,7 @@ class InternalErrorWhileRecordingAPartialSuccess(FirstAttemptMixin, unittest.Syn
             raise RuntimeError("no pool")
 
         self.patch(Preprocessor, "in_pool", broken)
-        s.threadpool = object()  # type: ignore[assignment]  # only its presence is read before in_pool
+        s._intake.threadpool = object()  # type: ignore[assignment]  # only its presence is read before in_pool
         mid, _, _ = commit(self.layout, "a@mail.example", ["u1@far.example", "u2@mail.example"])
         s.notify(mid)
         self.clock.advance(0)
