@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 from twisted.internet import defer, reactor, threads
 from twisted.internet.testing import StringTransport
@@ -109,6 +110,7 @@ class RealSocket(TestCase):
     @defer.inlineCallbacks
     def test_dialogue(self):  # type: ignore[no-untyped-def]
         writers: list[object] = []
+        nodelay: list[int] = []
         factory = self.listening.factory
         build = factory.buildProtocol
 
@@ -119,6 +121,7 @@ class RealSocket(TestCase):
             def connection_made() -> None:
                 made()
                 writers.append(protocol._replies)
+                nodelay.append(protocol.transport.getHandle().getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY))
 
             protocol.connectionMade = connection_made
             return protocol
@@ -129,4 +132,37 @@ class RealSocket(TestCase):
         self.assertEqual(len(writers), 1)
         self.assertIsInstance(writers[0], DirectReplies)
         self.assertTrue(writers[0].direct)  # type: ignore[attr-defined]
+        self.assertEqual(nodelay, [1])  # Nagle off: see test_pipelined_group_is_not_held_back
         self.assertEqual(len(self.sink.queued), 1)
+
+    def pipelined(self, transactions: int) -> tuple[list[bytes], float]:
+        """C{transactions} messages, each MAIL, RCPT and DATA in one packet (as Postfix's client sends them)."""
+        with socket.create_connection(("127.0.0.1", self.port), timeout=10) as s:
+            f = s.makefile("rb")
+            lines = [f.readline()]
+            s.sendall(b"EHLO c\r\n")
+            while not (line := f.readline()).startswith(b"250 "):
+                pass
+            started = time.monotonic()
+            for _ in range(transactions):
+                s.sendall(b"MAIL FROM:<a@x>\r\nRCPT TO:<b@mx.example.org>\r\nDATA\r\n")
+                lines += [f.readline() for _ in range(3)]
+                s.sendall(b"Subject: x\r\n\r\nbody\r\n.\r\n")
+                lines.append(f.readline())
+            elapsed = time.monotonic() - started
+            s.sendall(b"QUIT\r\n")
+            lines.append(f.readline())
+            return lines, elapsed
+
+    @defer.inlineCallbacks
+    def test_pipelined_group_is_not_held_back(self):  # type: ignore[no-untyped-def]
+        """
+        The replies to a pipelined MAIL/RCPT/DATA are three sends: with Nagle's
+        algorithm on, the second waits for the client's delayed ACK (about 40 ms
+        each transaction); the direct path's sockets have TCP_NODELAY.
+        """
+        lines, elapsed = yield threads.deferToThread(self.pipelined, 10)
+        self.assertEqual([line[:4] for line in lines[1:5]], [b"250 ", b"250 ", b"354 ", b"250 "])
+        self.assertEqual(lines[-1][:4], b"221 ")
+        self.assertEqual(len(self.sink.queued), 10)
+        self.assertLess(elapsed, 0.35)  # ten stalls would take 0.4 s at least
