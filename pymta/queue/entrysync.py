@@ -25,13 +25,27 @@ __all__ = ["EntrySync"]
 
 
 class EntrySync:
-    """The fsyncs of C{intd_fd} (closed by them) and of the directory C{mess_dir}, started at once."""
+    """
+    The fsyncs of C{intd_fd} (closed by them) and of the directory
+    C{mess_dir}, started at once.  It owns C{intd_fd} from the call on,
+    also when it raises (the pool cannot take work): then it is closed.
+    """
 
     def __init__(self, intd_fd: int, mess_dir: str) -> None:
         self._lock = threading.Lock()
         self._left = 2
         pause_for_crash_test("fsync_entry")
-        self._futures: list[Future[OSError | None]] = [submit(self._run, intd_fd), submit(self._run, mess_dir)]
+        try:
+            first = submit(self._run, intd_fd)
+        except BaseException:  # the pool is gone (the process exits): the descriptor is still ours to close
+            os.close(intd_fd)
+            raise
+        try:
+            second = submit(self._run, mess_dir)
+        except BaseException:
+            first.result()  # closes the descriptor
+            raise
+        self._futures: list[Future[OSError | None]] = [first, second]
 
     def _run(self, target: int | str) -> OSError | None:
         """In a pool thread: fsync C{target} (a descriptor is closed then); the last of the two may pause."""

@@ -398,10 +398,10 @@ class PendingMessage:
         try:
             envelope = encode_todo(self.uid, self.qp, sender, recipients, self.dsn)
             fd = self._write_envelope(envelope)
+            self._entry_sync = EntrySync(fd, self.mess_dir)  # it owns fd from here, also when it raises
         except BaseException:
             self._remove(WriteState.FAILED)
             raise
-        self._entry_sync = EntrySync(fd, self.mess_dir)
         self._entry_envelope = envelope
         self._state = WriteState.ENTRY_WRITTEN
 

@@ -31,3 +31,14 @@ class EntrySyncTests(unittest.SynchronousTestCase):
         intd_error, dir_error = EntrySync(fd, missing).wait()
         self.assertIsNone(intd_error)
         self.assertIsInstance(dir_error, FileNotFoundError)
+
+    def test_a_pool_that_takes_no_work_closes_the_descriptor(self) -> None:
+        def refuse(*args: object) -> None:
+            raise RuntimeError("cannot schedule new futures after interpreter shutdown")
+
+        self.patch(syncing, "submit", refuse)
+        from pymta.queue import entrysync
+        self.patch(entrysync, "submit", refuse)
+        fd = self.open_file()
+        self.assertRaises(RuntimeError, EntrySync, fd, self.dir)
+        self.assertRaises(OSError, os.fstat, fd)
