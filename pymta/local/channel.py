@@ -25,8 +25,10 @@ spawner).  Each report becomes a L{DeliveryResult}; a successful delivery whose
 .qmail file forwards is queued here through the L{MessageSink} (message =
 Delivered-To line + the queued message, sender = NEWSENDER, origin
 C{by uid N}) before the result is given: C{did F+W+P} plus C{qp N}, or
-C{Unable to forward message: ...} as C{Z}/C{D}.  Report texts follow
-qmail-lspawn (e.g. C{did 0+0+1\\n}).
+C{Unable to forward message: ...} as C{Z}/C{D}.  pymta-send's sink runs
+the C{QMAILQUEUE} program of its environment when that names one
+(L{pymta.qmailqueue.hook.DaemonSink}), as qmail-local's qmail-queue does.
+Report texts follow qmail-lspawn (e.g. C{did 0+0+1\\n}).
 """
 
 from __future__ import annotations

@@ -9,9 +9,10 @@ C{bin/qmail-queue} is (mini-qmail's is qmail-qmqpc); the program's own
 C{pymta queue} then goes to the QMQP servers.
 
 L{DaemonSink} is the same choice for a daemon's own messages, which no
-client's rule concerns: pymta-send's bounces go through the program of
-its environment, as qmail-send queues its bounces through qmail-queue,
-which honours C{QMAILQUEUE}.
+client's rule concerns: pymta-send's bounces and the local channel's
+forwards go through the program of its environment, as qmail-send queues
+its bounces and qmail-local its forwards through qmail-queue, which
+honours C{QMAILQUEUE}.
 """
 
 from __future__ import annotations

@@ -62,7 +62,7 @@ log = Logger(namespace="pymta.send")
 
 PID_FILE = os.path.join("run", "pymta-send.pid")
 
-#: channels: a mapping, or a factory given the service's MessageSink (local forwarding needs it)
+#: channels: a mapping, or a factory given the service's MessageSink for forwards (through QMAILQUEUE's program)
 ChannelSpec = Union[Mapping[str, Channel], Callable[[MessageSink], Mapping[str, Channel]], None]
 
 
@@ -191,7 +191,9 @@ def build_send_service(
     on SIGTERM).
 
     C{channels} maps C{local}/C{remote} to L{Channel}s, or is a callable
-    taking the sink and returning that mapping; a missing channel is a
+    taking a sink for forwards (the queue's, through the C{QMAILQUEUE}
+    program of this process's environment if it names one, as
+    qmail-local's qmail-queue) and returning that mapping; a missing channel is a
     L{NoDeliveryChannel}.  C{trusted_uids} may ask the inject socket for an
     origin (the uid smtpd runs as).  C{metrics}, a
     L{pymta.metrics.daemon.DaemonMetrics}, counts deliveries from the
@@ -219,10 +221,11 @@ def build_send_service(
     # both; the sink's commits reach the scheduler through the feed
     feed = CommitFeed()
     sink = QueueSink(Queue(disk), reactor, commits, on_commit=feed.publish, early_entry=True)
-    # bounces through the QMAILQUEUE program of this process's environment, as qmail-send's through qmail-queue
-    bounces = DaemonSink(QmailQueueHook(root, reactor, lambda: reader.current.timeoutqmailqueue), sink)
+    # bounces and forwards through the QMAILQUEUE program of this process's environment, as
+    # qmail-send's and qmail-local's through qmail-queue
+    injected = DaemonSink(QmailQueueHook(root, reactor, lambda: reader.current.timeoutqmailqueue), sink)
     scheduler = Scheduler(
-        disk, reader, _resolve_channels(channels, sink), bounces, reactor,
+        disk, reader, _resolve_channels(channels, injected), injected, reactor,
         cleaner=clean_queue, stop_timeout=stop_timeout,
         threadpool=ThreadPool(minthreads=1, maxthreads=2, name="pymta-send-preprocess"),
         log=None if metrics is None else metrics.send_log(),

@@ -13,13 +13,17 @@ import signal
 import sys
 from typing import Callable
 
-from twisted.internet import defer, reactor
+from twisted.internet import defer, reactor, task
+from twisted.internet.protocol import ProcessProtocol
 from twisted.trial import unittest
 
 from pymta.control import ControlReader
 from pymta.interfaces import DeliveryJob, DeliveryResult, QueueReceipt, QueueRefused
 from pymta.local.channel import NOT_RUNNING, SPAWNER_DIED, LocalChannel
+from pymta.qmailqueue.hook import DaemonSink, QmailQueueHook
+from pymta.qmailqueue.program import QmailQueueProgram
 from tests.local.helpers import MESSAGE, chown_tree, make_home, maildir_files, write_file
+from tests.qmailqueue.test_spawned import FakeProcess
 from tests.waiting import eventually
 
 IS_ROOT = os.getuid() == 0
@@ -236,6 +240,72 @@ class ForwardTests(ChannelTestCase):
             (result.status, result.text),
             ("D", "This message is looping: it already has my Delivered-To line. (#5.4.6)\n"),
         )
+
+
+class ForwardThroughQmailQueueTests(ChannelTestCase):
+    """
+    A forward passes the QMAILQUEUE program of pymta-send's environment (as
+    qmail-local's through qmail-queue), with the sink pymta-send gives the
+    channel (a L{DaemonSink}); the program's refusal is qmail-local's
+    C{Unable to forward message}: permanent -> D, temporary -> Z.
+    """
+
+    def setUp(self) -> None:
+        self.clock = task.Clock()  # the program's time bound
+        self.processes: list[FakeProcess] = []
+        self.programs: list[QmailQueueProgram] = []
+        super().setUp()
+        hook = QmailQueueHook(self.root, self.clock, lambda: 7, environ={"QMAILQUEUE": "/usr/local/bin/scan"},
+                              spawn=self.spawn)
+        self.sink = DaemonSink(hook, RecordingSink())  # type: ignore[assignment]  # the channel takes any MessageSink
+        self.channel = self.make_channel()
+        self.dotqmail(".qmail-fwd", "&x@example.net\n")
+
+    def spawn(self, protocol: ProcessProtocol, program: QmailQueueProgram) -> object:
+        self.programs.append(program)
+        self.processes.append(FakeProcess(protocol, pid=5150))
+        return self.processes[-1], self.processes[-1].stdin
+
+    @defer.inlineCallbacks
+    def forward(self, end):
+        """Deliver to joe-fwd; C{end(process)} ends the program once it has the message and envelope."""
+        before = len(self.processes)
+        d = self.deliver("joe-fwd@example.org")
+        yield eventually(lambda: len(self.processes) > before and 1 in self.processes[-1].closed,
+                         what="the program's envelope")
+        process = self.processes[-1]
+        end(process)
+        result = yield d
+        return result, process
+
+    @defer.inlineCallbacks
+    def test_the_program_queues_the_forward(self) -> None:
+        result, process = yield self.forward(lambda process: process.end(0))
+        self.assertEqual((result.status, result.text), ("K", "did 0+1+0\nqp 5150\n"))
+        self.assertEqual(self.programs[0].path, "/usr/local/bin/scan")
+        self.assertEqual(process.written[0], b"Delivered-To: joe-fwd@example.org\n" + MESSAGE)
+        self.assertEqual(process.written[1], b"Falice@example.com\0Tx@example.net\0\0")
+        self.assertEqual(self.sink.default.queued, [])  # type: ignore[attr-defined]  # not the queue's
+
+    @defer.inlineCallbacks
+    def test_a_permanent_refusal_bounces(self) -> None:
+        result, _ = yield self.forward(lambda process: process.end(31))
+        self.assertEqual((result.status, result.text),
+                         ("D", "Unable to forward message: mail server permanently rejected message (#5.3.0).\n"))
+
+    @defer.inlineCallbacks
+    def test_a_temporary_refusal_is_retried(self) -> None:
+        result, _ = yield self.forward(lambda process: process.end(71))
+        self.assertEqual((result.status, result.text),
+                         ("Z", "Unable to forward message: mail server temporarily rejected message (#4.3.0).\n"))
+        result, _ = yield self.forward(lambda process: process.end(82, reply=b"Dvirus found (#5.7.1)"))
+        self.assertEqual((result.status, result.text), ("D", "Unable to forward message: virus found (#5.7.1).\n"))
+
+    @defer.inlineCallbacks
+    def test_timeoutqmailqueue_bounds_the_program(self) -> None:
+        result, process = yield self.forward(lambda process: self.clock.advance(7))
+        self.assertEqual((result.status, result.text), ("Z", "Unable to forward message: qq timeout (#4.3.0).\n"))
+        self.assertEqual(process.signals, ["KILL"])
 
 
 class LifecycleTests(ChannelTestCase):

@@ -7,6 +7,7 @@ message and passes it on through pymta's own qmail-queue (C{pymta queue}).
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import smtplib
 import subprocess
@@ -159,3 +160,27 @@ class DaemonTests(Base):
         [bounce] = self.delivered()
         self.assertIn(b"Subject: to nobody", bounce)  # the bounce quotes the message, which came unfiltered (127.0.0.5)
         self.assertEqual(bounce.count(b"X-Scanned: tagged by the filter\n"), 1, bounce[:600])
+
+    def test_a_forward_goes_through_the_daemons_program(self) -> None:
+        """A .qmail file's &address forward passes QMAILQUEUE, as qmail-local's through qmail-queue."""
+        home = os.path.join(self.root, "home", "alice")
+        forwarding = os.path.join(home, ".qmail-fwd")
+        with open(forwarding, "w") as f:
+            f.write("&alice@test.example\n")
+        os.chown(forwarding, os.stat(home).st_uid, os.stat(home).st_gid)
+        with smtplib.SMTP("127.0.0.1", self.smtp, timeout=60, source_address=("127.0.0.5", 0)) as client:
+            client.ehlo("client.example")
+            client.mail("a@remote.example")
+            client.rcpt("alice-fwd@test.example")
+            code, text = client.data(b"Subject: forwarded\r\n\r\nbody\r\n")
+        self.assertEqual(code, 250, text)  # it came unfiltered (127.0.0.5): only its forward meets the filter
+        wait_for(lambda: len(os.listdir(self.maildir)) >= 1, 60, "the forward's delivery", self.log)
+        [forward] = self.delivered()
+        self.assertIn(b"X-Scanned: tagged by the filter\nDelivered-To: alice-fwd@test.example\n", forward)
+        self.assertEqual(forward.count(b"X-Scanned"), 1, forward[:600])
+
+        def forwarded() -> bool:  # the first delivery's result, logged once the program has exited 0
+            with open(self.log, encoding="utf-8", errors="replace") as f:
+                return re.search(r"delivery 1: success: did_0\+1\+0/qp_\d+/", f.read()) is not None
+
+        wait_for(forwarded, 60, "the forwarding delivery's success", self.log)

@@ -18,6 +18,9 @@ from twisted.trial import unittest
 
 from pymta.control import ControlError, ControlReader
 from pymta.interfaces import Channel, MessageSink
+from pymta.qmailqueue.hook import DaemonSink
+from pymta.qmailqueue.spawned import EXIT_EXEC_FAILED
+from pymta.queue.errors import QueueFailure
 from pymta.queue.service import NoDeliveryChannel, build_send_service, pid_file_path
 from tests.queue.test_scheduler import RecordingChannel, make_root, queue_message, write_control
 
@@ -85,13 +88,33 @@ class SendServiceTests(unittest.TestCase):
             return {"local": self.local, "remote": self.remote}
 
         _, sink = self.start(channels)
-        self.assertEqual(made, [sink])
+        # the queue's sink, through QMAILQUEUE when this process's environment names a program
+        [given] = made
+        assert isinstance(given, DaemonSink)
+        self.assertIs(given.default, sink)
         # what a channel writes through it (a forward) reaches the scheduler at once
         writer = made[0].open_message("a@mail.example", ["bob@mail.example"], origin="by alias")
         writer.write(b"Subject: forwarded\n\nbody\n")
         receipt = await writer.finish()
         await wait_for(lambda: f"end msg {receipt.message_id}" in self.lines)
         self.assertEqual([job.message_id for job in self.local.jobs], [receipt.message_id])
+
+    async def test_a_forward_goes_through_the_environments_qmailqueue(self) -> None:
+        """A channel's forward runs the program QMAILQUEUE names, as qmail-local's qmail-queue would."""
+        made = []
+
+        def channels(sink: MessageSink) -> dict[str, Channel]:
+            made.append(sink)
+            return {"local": self.local, "remote": self.remote}
+
+        os.environ["QMAILQUEUE"] = os.path.join(self.root, "no-such-filter")
+        self.addCleanup(os.environ.pop, "QMAILQUEUE")
+        self.start(channels)
+        writer = made[0].open_message("a@mail.example", ["bob@mail.example"], origin="by alias")
+        writer.write(b"Subject: forwarded\n\nbody\n")
+        failure = await self.assertFailure(writer.finish(), QueueFailure)
+        self.assertEqual(failure.exit_code, EXIT_EXEC_FAILED)  # the program's failure (missing; as root: never run)
+        self.assertEqual([line for line in self.lines if line.startswith("new msg")], [])  # not into the queue
 
     async def test_trigger_fifo_wakes_scheduler(self) -> None:
         self.start()
