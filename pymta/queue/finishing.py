@@ -27,6 +27,7 @@ from pymta.queue import bounce as bounces
 from pymta.queue.disk import QueueDisk
 from pymta.queue.dsnfile import DsnFile, dsn_path, remove_dsn_file
 from pymta.queue.dsnreport import notices_due, wants_report, write_report
+from pymta.queue.finishfacts import KnownGone
 from pymta.queue.qmaillog import QmailLog
 from pymta.queue.reasons import remove_reasons
 from pymta.queue.sendfiles import QueueFileError, quarantine_message, read_info
@@ -73,6 +74,7 @@ class Finisher:
         self.log = ctx.log
         self.unlinker = unlinker
         self.dsn = ctx.dsn
+        self.facts = ctx.finishing
 
     def finish(self, message_id: int) -> "Finished | defer.Deferred[Finished]":
         """
@@ -80,7 +82,10 @@ class Finisher:
         failures, then remove it.  A Deferred when a bounce is being injected.
         """
         layout = self.disk.layout
-        for path in (layout.local(message_id), layout.remote(message_id), layout.todo(message_id)):
+        known = self.facts.take(message_id)
+        # no look at a channel file the last job's close has just removed or looked for
+        channel_files = () if known.channel_files else (layout.local(message_id), layout.remote(message_id))
+        for path in (*channel_files, layout.todo(message_id)):
             if os.path.exists(path):
                 return Finished(Outcome.GONE)
         try:
@@ -95,7 +100,7 @@ class Finisher:
             return Finished(Outcome.RETRY)
         dsn = self.dsn.get(message_id)
         if not os.path.exists(layout.bounce(message_id)) and not notices_due(bounces.unverp(sender), dsn):
-            return Finished(self._remove(message_id, recyclable=True))
+            return Finished(self._remove(message_id, known, recyclable=True))
         envelope = bounces.bounce_envelope(sender, self.controls.current)
         if envelope is not None and not os.path.exists(layout.mess(message_id)):
             quarantine(self.disk, self.log, message_id, "the message file is missing; the bounce cannot quote it")
@@ -103,13 +108,13 @@ class Finisher:
         if envelope is None:
             self.log.triple_bounce(message_id)
             self.dsn.notices_sent(message_id)  # nobody to send them to
-            return Finished(self._bounce_sent(message_id))
+            return Finished(self._bounce_sent(message_id, known))
         d = self._inject_bounce(message_id, envelope, dsn, birth)
 
         def injected(qp: int) -> Finished:
             self.log.bounce_msg(message_id, qp)
             self.dsn.notices_sent(message_id)
-            return Finished(self._bounce_sent(message_id), bounced=True)
+            return Finished(self._bounce_sent(message_id, known), bounced=True)
 
         def failed(reason: object) -> Finished:
             self.log.warning("trouble injecting bounce message, will try later")
@@ -144,7 +149,7 @@ class Finisher:
             return defer.fail()
         return d.addCallback(lambda receipt: receipt.qp)
 
-    def _bounce_sent(self, message_id: int) -> Outcome:
+    def _bounce_sent(self, message_id: int, known: KnownGone) -> Outcome:
         try:
             os.unlink(self.disk.layout.bounce(message_id))
         except FileNotFoundError:
@@ -152,14 +157,15 @@ class Finisher:
         except OSError as e:
             self.log.warning(f"unable to unlink bounce/{message_id}: {e.strerror}")
             return Outcome.RETRY
-        return self._remove(message_id)
+        return self._remove(message_id, known)
 
-    def _remove(self, message_id: int, recyclable: bool = False) -> Outcome:
+    def _remove(self, message_id: int, known: KnownGone, recyclable: bool = False) -> Outcome:
         layout = self.disk.layout
         self.log.end_msg(message_id)
         try:
             # before info/: a reason file never outlives its message (the cleaner catches a failure here)
-            remove_reasons(layout, message_id)
+            if not known.reasons:
+                remove_reasons(layout, message_id)
         except OSError as e:
             self.log.warning(f"unable to unlink reason/{layout.subdir(message_id)}/{message_id}: {e.strerror}")
         had_dsn = self.dsn.has_file(message_id)

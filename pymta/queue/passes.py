@@ -31,6 +31,7 @@ from pymta.interfaces import DEFERRAL, Channel, DeliveryJob, DeliveryResult
 from pymta.queue import bounce as bounces
 from pymta.queue.channeljob import ChannelJob, DueJobs, Unreadable, batch_size, read_job_files
 from pymta.queue.checkpoint import Checkpoint
+from pymta.queue.finishfacts import KnownGone
 from pymta.queue.finishing import quarantine
 from pymta.queue.firstattempt import FirstAttempt, pair_with_records
 from pymta.queue.messagestate import MessageState, MessageStates, Stage
@@ -75,6 +76,7 @@ class ChannelPasses:
         self.controls = ctx.controls
         self.log = ctx.log
         self.dsn = ctx.dsn
+        self.finishing = ctx.finishing
         self.stats = stats
         self.changed = changed
         #: set at a stop: the status line says so
@@ -162,7 +164,11 @@ class ChannelPasses:
         job = ChannelJob(state.message_id, channel, due)
         if not resumed:
             job.reasons.kept = False  # a message just preprocessed has no reasons yet
+            job.reasons.absent = True
         state.jobs[channel] = job
+        if len(state.jobs) > 1:
+            for each in state.jobs.values():
+                each.reasons.absent = False  # one job does not see the other's lines
         self._due.push(job, due)
         return job
 
@@ -429,12 +435,14 @@ class ChannelPasses:
             self.log.warning(f"unable to unlink {self._rel(path)}; will try again later")
             self._due.push(job, self.now() + SYSFAIL_DELAY)
             return
+        reasons_gone = job.reasons.absent
         if not self._drop_job(job):
             return
         other = REMOTE if job.channel == LOCAL else LOCAL
         if os.path.exists(self.layout.channel(other, job.message_id)):
             self.messages.drop(job.message_id)  # a channel file without a job: left to the next start
         else:
+            self.finishing.note(job.message_id, KnownGone(channel_files=True, reasons=reasons_gone))
             self.messages.move(job.message_id, Stage.FINISH_QUEUED)
             self.changed()
 

@@ -61,6 +61,7 @@ class ReasonBook:
     def _append(self, job: ChannelJob, new: list[Reason]) -> None:
         if not new:
             return
+        job.reasons.absent = False
         try:
             append_reasons(self.disk, job.message_id, new)
         except (OSError, ValueError) as e:
@@ -91,6 +92,7 @@ class ReasonBook:
             self.log.warning(f"unable to rewrite the reasons of msg {job.message_id}: {e.strerror}")
             return
         mine = [r for r in kept if r.channel == channel]
+        state.absent = not kept  # compact removed the file
         state.kept = bool(mine)
         state.appended = False
         state.cleared.clear()

@@ -105,6 +105,9 @@ class JobReasons:
     appended: bool = False
     #: recipients delivered or failed for good since their reason was written
     cleared: set[str] = field(default_factory=set)
+    #: the file is known not to exist: the job was made by preprocessing in this process (nothing of an
+    #: earlier life is left) and wrote nothing since, or its last rewrite removed the file
+    absent: bool = False
 
 
 def shown(text: str, limit: int = SHOWN_MAX) -> str:

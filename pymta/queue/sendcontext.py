@@ -20,6 +20,7 @@ from twisted.python.threadpool import ThreadPool
 from pymta.control import ControlReader
 from pymta.queue.disk import QueueDisk
 from pymta.queue.dsnbook import DsnBook
+from pymta.queue.finishfacts import FinishFacts
 from pymta.queue.qmaillog import QmailLog
 
 __all__ = ["SendContext"]
@@ -35,6 +36,7 @@ class SendContext:
     @ivar threadpool: where preprocessing and unlinking run; None runs them
         in the reactor thread (tests with a Clock).
     @ivar dsn: the DSN data of the messages that have some (in memory).
+    @ivar finishing: what is known to be gone of messages waiting to be finished.
     """
 
     disk: QueueDisk
@@ -43,6 +45,7 @@ class SendContext:
     log: QmailLog
     threadpool: ThreadPool | None = None
     dsn: DsnBook = field(default_factory=DsnBook)
+    finishing: FinishFacts = field(default_factory=FinishFacts)
 
     def now(self) -> int:
         """The clock's time in whole seconds, as the queue's file times are."""
