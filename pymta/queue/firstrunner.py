@@ -103,7 +103,7 @@ class FirstAttemptRunner:
             # a success beside other results goes on disk now, as a pass's checkpoint would (also at a stop)
             self.intake.here([first.message_id])
         elif self.threadpool is not None:  # preprocessed off this thread, gathered (gathering.py)
-            self.gathering.hold(first.message_id)
+            self.gathering.hold(state)
 
     def _remove(self, message_id: int) -> None:
         if self.finisher.remove_first(message_id):

@@ -17,7 +17,9 @@ always could.  So L{PreprocessGathering} lets those messages gather until
 a full batch waits or the oldest has waited L{GATHER_SECONDS}.  Any other
 waiting message (committed by another process, found by a scan, one whose
 first attempt delivered something, which is preprocessed at once anyway)
-starts a batch at once, which takes the gathered ones along.
+starts a batch at once, which takes the gathered ones along.  So does
+SIGALRM / C{pymta ctl doqueue} (L{PreprocessGathering.release}): every
+waiting job is due now, and a gathered message is one that waits.
 
 A plain path: L{PreprocessGathering} with C{seconds=0} never holds
 anything back (qmail preprocesses each message as it comes).
@@ -27,7 +29,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from pymta.queue.messagestate import MessageStates, Stage
+from pymta.queue.messagestate import MessageState, MessageStates, Stage
 
 __all__ = ["GATHER_SECONDS", "PreprocessGathering"]
 
@@ -50,17 +52,21 @@ class PreprocessGathering:
         self._wake = wake
         self.batch = batch
         self.seconds = seconds
-        #: message id -> when it began to wait, oldest first
-        self._gathered: dict[int, float] = {}
+        #: message id -> when it began to wait and its state (an id can come back), oldest first
+        self._gathered: dict[int, tuple[float, MessageState]] = {}
         self._armed = False
 
     def __len__(self) -> int:
         return len(self._gathered)
 
-    def hold(self, message_id: int) -> None:
-        """C{message_id} waits for preprocessing and may gather (its first attempt delivered nothing)."""
+    def hold(self, state: MessageState) -> None:
+        """The message of C{state} waits for preprocessing and may gather (its first attempt delivered nothing)."""
         if self.seconds > 0:
-            self._gathered.setdefault(message_id, self._now())
+            self._gathered.setdefault(state.message_id, (self._now(), state))
+
+    def release(self) -> None:
+        """Nothing gathered waits any longer: the next L{ready} starts a batch if anything waits."""
+        self._gathered.clear()
 
     def ready(self, messages: MessageStates) -> bool:
         """
@@ -75,7 +81,13 @@ class PreprocessGathering:
         self._forget_gone(messages)
         if waiting > len(self._gathered) or len(self._gathered) >= self.batch:
             return True
-        due = next(iter(self._gathered.values())) + self.seconds
+        if not all(_waits(messages, i, state) for i, (_, state) in self._gathered.items()):
+            # one deleted by pymta ctl while gathered (its id perhaps back, on another message) must not
+            # count for a waiting message that may not gather
+            self._gathered = {i: g for i, g in self._gathered.items() if _waits(messages, i, g[1])}
+            if waiting > len(self._gathered):
+                return True
+        due = next(iter(self._gathered.values()))[0] + self.seconds
         now = self._now()
         if now >= due:
             return True
@@ -88,14 +100,20 @@ class PreprocessGathering:
         """
         Drop the oldest entries that no longer wait.  A batch takes the
         longest waiting first, so those it took are the oldest entries; one
-        gone some other way (at a stop) is dropped when it is the oldest.
+        gone some other way (C{pymta ctl delete}) is dropped when it is the
+        oldest, or when it would hold a batch back (L{ready}).
         """
         while self._gathered:
-            oldest = next(iter(self._gathered))
-            if messages.stage(oldest) is Stage.WAITING:
+            oldest, (_, state) = next(iter(self._gathered.items()))
+            if _waits(messages, oldest, state):
                 return
             del self._gathered[oldest]
 
     def _woken(self) -> None:
         self._armed = False
         self._wake()
+
+
+def _waits(messages: MessageStates, message_id: int, state: MessageState) -> bool:
+    """The message gathered as C{state} still waits for preprocessing (that id is not another message now)."""
+    return messages.stage(message_id) is Stage.WAITING and messages.get(message_id) is state

@@ -255,8 +255,10 @@ class Scheduler(Service):
         return True
 
     def run_all_now(self) -> None:
-        """Every waiting job is due now (SIGALRM / C{pymta ctl doqueue})."""
+        """Every waiting job is due now (SIGALRM / C{pymta ctl doqueue}), those not preprocessed yet included."""
         self._passes.all_due_now(self.now())
+        self._intake.alarm()
+        self._gathering.release()
         self.scan_todo()
         self._kick()
 

@@ -16,7 +16,7 @@ from typing import Callable
 from twisted.internet import defer
 from twisted.python.failure import Failure
 
-from pymta.queue.messagestate import Later, MessageStates, Stage
+from pymta.queue.messagestate import Later, MessageState, MessageStates, Stage
 from pymta.queue.passes import ChannelPasses
 from pymta.queue.preprocess import BatchResult
 from pymta.queue.preprocessing import Preprocessor
@@ -61,6 +61,23 @@ class TodoIntake:
         self.kick = kick
         self.preprocessor = Preprocessor(ctx)
         self.running = False
+        #: messages waiting for preprocessing when SIGALRM came: due now once preprocessed (L{alarm})
+        self._alarmed: dict[int, MessageState] = {}
+
+    def alarm(self) -> None:
+        """
+        SIGALRM / C{pymta ctl doqueue}: every message still waiting for
+        preprocessing (or in a batch) has its jobs due now once preprocessed,
+        as if it had been preprocessed before - its first attempt's retry
+        is not waited for.  One whose first attempt is running is not among
+        them, as a delivery in flight is no waiting job.
+        """
+        self._alarmed = {i: s for i, s in self._alarmed.items() if self.messages.get(i) is s}
+        for state in self.messages.in_stage(Stage.WAITING, Stage.PREPROCESSING):
+            self._alarmed[state.message_id] = state
+        for state in self.messages.in_stage(Stage.LATER):
+            if state.later is Later.PREPROCESS:
+                self._alarmed[state.message_id] = state
 
     def preprocess(self) -> None:
         """Preprocess one batch of todo/ - here, or in the thread pool when there is one."""
@@ -123,6 +140,7 @@ class TodoIntake:
         for item in result.done:
             state = self.messages.get(item.message_id)
             first = state.first if state is not None else None
+            alarmed = state is not None and self._alarmed.pop(item.message_id, None) is state
             if not item.channels:
                 self.messages.move(item.message_id, Stage.FINISH_QUEUED)
                 continue
@@ -141,6 +159,8 @@ class TodoIntake:
                                  self.passes.record_first, state, first, now)
                 if not recorded and state.stage is Stage.SCHEDULED and attempted not in state.jobs:
                     self.passes.add_job(state, attempted, now)
+            if alarmed and state.stage is Stage.SCHEDULED:
+                self.passes.due_now(state, now)
             self.queue_control.settle(state)
 
     def _settle_batch(self, batch: list[int], result: BatchResult | None) -> None:

@@ -32,8 +32,7 @@ class GatheringTests(unittest.TestCase):
 
     def deferred(self, message_id: int, gathering: PreprocessGathering | None = None) -> None:
         """C{message_id}'s first attempt came back with nothing delivered: it waits, gathering."""
-        self.states.add(message_id, Stage.WAITING)
-        (gathering or self.gathering).hold(message_id)
+        (gathering or self.gathering).hold(self.states.add(message_id, Stage.WAITING))
 
     def test_nothing_waiting_is_not_ready(self) -> None:
         self.assertFalse(self.gathering.ready(self.states))
