@@ -109,6 +109,10 @@ class PreprocessGathering:
                 return
             del self._gathered[oldest]
 
+    def disarm(self) -> None:
+        """The wake-up timer was cancelled (the scheduler stopped): the next hold-back sets a new one."""
+        self._armed = False
+
     def _woken(self) -> None:
         self._armed = False
         self._wake()

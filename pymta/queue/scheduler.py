@@ -190,6 +190,7 @@ class Scheduler(Service):
         super().stopService()
         self.exiting = self._passes.exiting = self._unlinker.stopping = True
         self._timers.cancel_all()
+        self._gathering.disarm()
         self.loader.stop()
         self._channels_started = False
         self.status()

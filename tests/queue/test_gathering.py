@@ -49,6 +49,18 @@ class GatheringTests(unittest.TestCase):
         self.assertEqual(self.woken, 1)
         self.assertTrue(self.gathering.ready(self.states))
 
+    def test_a_cancelled_wake_up_is_set_again(self) -> None:
+        """The scheduler's stop cancels every timer and disarms the gathering: a later hold-back sets a new wake-up."""
+        self.deferred(1)
+        self.assertFalse(self.gathering.ready(self.states))
+        for call in self.clock.getDelayedCalls():
+            call.cancel()
+        self.gathering.disarm()
+        self.assertFalse(self.gathering.ready(self.states))
+        self.assertEqual(len(self.clock.getDelayedCalls()), 1)
+        self.clock.advance(GATHER_SECONDS)
+        self.assertEqual(self.woken, 1)
+
     def test_a_full_batch_starts_at_once(self) -> None:
         for message_id in (1, 2):
             self.deferred(message_id)
