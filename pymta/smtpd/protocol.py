@@ -220,6 +220,8 @@ class SMTPServerProtocol(Protocol, MilterCommands, AuthCommands, GreetCommands, 
     def _close_with(self, line: str, complete: bool = False) -> None:
         self.reply(line)
         self._mode, self._buf = CLOSED, b""
+        if complete:  # QUIT: the session is over, the socket only drains; its slot is free now
+            self._release_slot()
         # imposed: abort after the grace; complete (QUIT's 221): the reply drains while it moves
         (self._closer.finish if complete else self._closer.close)(self.transport)
 

@@ -468,6 +468,25 @@ class Access(Base):
         self.assertEqual(again.take(), ["220 mx.example.org ESMTP"])
         self.assertEqual(ctx.limiter.total, 3)
 
+    def test_quit_frees_the_slot_before_the_socket_is_gone(self) -> None:
+        """
+        A session that said QUIT is over: its slot is free once the 221 is
+        written, not when the closing socket is finally gone, so a client that
+        reconnects at once (smtp-source, a busy relay) is not refused by its
+        own finished session.
+        """
+        first = self.session()
+        ctx = first.context
+        self.session(context=ctx)
+        self.assertEqual(ctx.limiter.total, 2)
+        first.take()
+        self.assertEqual(first.cmd("QUIT")[0][:4], "221 ")
+        self.assertEqual(ctx.limiter.total, 1)
+        again = self.session(context=ctx)
+        self.assertEqual(again.take(), ["220 mx.example.org ESMTP"])
+        first.close()  # the socket's end releases nothing twice
+        self.assertEqual(ctx.limiter.total, 2)
+
 
 class Submission(Base):
     def test_mail_needs_auth(self) -> None:
