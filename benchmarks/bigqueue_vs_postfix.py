@@ -76,6 +76,7 @@ def postfix_restart(n: int, window: float, seconds: float) -> dict:
     os.chmod(base, 0o755)
     try:
         server = PostfixServer(base)
+        server.inst.command_timeout = seconds  # `postfix start` walks the whole queue
         route_to_closed_port(server, closed_port())
         result: dict = {"messages": n, "empty": postfix_phase(server, window)}
         try:

@@ -130,8 +130,12 @@ class PostfixInstance:
             f.writelines(kept)
             f.writelines(f"{key} = {value}\n" for key, value in settings.items())
 
+    #: seconds a postfix(1) command may take (`postfix start` checks every queue file: a big queue takes longer)
+    command_timeout: float = 60
+
     def postfix(self, *args: str) -> subprocess.CompletedProcess:
-        return subprocess.run([POSTFIX, "-c", self.base, *args], capture_output=True, text=True, timeout=60)
+        return subprocess.run([POSTFIX, "-c", self.base, *args], capture_output=True, text=True,
+                              timeout=self.command_timeout)
 
     def start(self) -> None:
         result = self.postfix("start")
