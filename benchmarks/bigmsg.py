@@ -37,7 +37,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import PostfixServer, PymtaServer, available_postfix, make_server, measure  # noqa: E402
+from end_to_end_bench import PostfixServer, PymtaServer, make_run_dir, make_server, measure, wanted_servers  # noqa: E402
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from results import print_result  # noqa: E402
 from smtpd_bench import SMTP_SOURCE  # noqa: E402
@@ -90,12 +90,7 @@ def main() -> int:
     if not os.path.exists(SMTP_SOURCE) or not os.path.exists("/usr/sbin/postfix"):
         subprocess.run(["sh", os.path.join(HERE, "remote_install_postfix.sh")], check=True)
     loads = [parse_load(text) for text in args.loads.split(",") if text]
-    wanted = [name for name in args.only.split(",") if name]
-    if any(name not in TARGETS for name in wanted):
-        raise SystemExit(f"bigmsg: --only takes {', '.join(TARGETS)}")
-    if "postfix" in wanted and (reason := available_postfix()):
-        print(f"postfix: not run ({reason})")
-        wanted.remove("postfix")
+    wanted = wanted_servers("bigmsg", args.only, TARGETS)
 
     base = spread_tree("pymta-bigmsg-bench-")
     results: dict[tuple[str, int, int], list[dict]] = {}
@@ -107,8 +102,7 @@ def main() -> int:
             for count, size in loads:
                 for name in rotated(wanted, rnd):
                     where = os.path.join(base, f"{name}-{count}x{size}-{rnd}")
-                    os.makedirs(where)
-                    os.chmod(where, 0o755)
+                    make_run_dir(where)
                     server = make_server(name, where, args.queuesync, None)
                     raise_size_limit(server, size)
                     if args.settle_us:

@@ -36,7 +36,6 @@ import statistics
 import subprocess
 import sys
 import tempfile
-import time
 from typing import Callable
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -44,7 +43,7 @@ sys.path.insert(0, HERE)
 
 import bigqueue  # noqa: E402
 from deferring_queue_in import POSTFIX_QUEUES, closed_port, postfix_queued, route_to_closed_port  # noqa: E402
-from end_to_end_bench import PostfixServer, _memory_kb, _tree, available_postfix, port_open, proc_stat  # noqa: E402
+from end_to_end_bench import PostfixServer, _memory_kb, _tree, port_open, proc_stat, wanted_servers  # noqa: E402
 from results import print_result  # noqa: E402
 from smtpd_bench import smtp_source, wait_for  # noqa: E402
 
@@ -134,12 +133,7 @@ def main() -> int:
     sizes = sorted(int(s) for s in args.sizes.split(",") if s)
     if any(not 1 <= n <= bigqueue.MAX_N for n in sizes):
         raise SystemExit(f"bigqueue_vs_postfix: sizes must be 1..{bigqueue.MAX_N}")
-    wanted = [part for part in args.only.split(",") if part]
-    if any(part not in PARTS for part in wanted):
-        raise SystemExit(f"bigqueue_vs_postfix: --only takes {', '.join(PARTS)}")
-    if "postfix" in wanted and (reason := available_postfix()):
-        print(f"postfix: not run ({reason})")
-        wanted.remove("postfix")
+    wanted = wanted_servers("bigqueue_vs_postfix", args.only, PARTS)
     workdir = tempfile.gettempdir()
     print(f"{args.n} deferred messages, restart, {args.window} s of new sessions per phase; {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.2f}", flush=True)

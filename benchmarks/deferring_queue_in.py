@@ -30,7 +30,7 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import PostfixServer, PymtaServer, available_postfix  # noqa: E402
+from end_to_end_bench import PostfixServer, PymtaServer, make_run_dir, wanted_servers  # noqa: E402
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from remote import queued  # noqa: E402
 from results import print_result  # noqa: E402
@@ -95,12 +95,7 @@ def main() -> int:
         raise SystemExit("deferring_queue_in: needs root (pymta's mail uid, the Postfix instance)")
     if not 1 <= args.count <= MAX_COUNT:
         raise SystemExit(f"deferring_queue_in: --count must be 1 to {MAX_COUNT}")
-    wanted = [name for name in args.only.split(",") if name]
-    if any(name not in TARGETS for name in wanted):
-        raise SystemExit(f"deferring_queue_in: --only takes {', '.join(TARGETS)}")
-    if "postfix" in wanted and (reason := available_postfix()):
-        print(f"postfix: not run ({reason})")
-        wanted.remove("postfix")
+    wanted = wanted_servers("deferring_queue_in", args.only, TARGETS)
 
     base = spread_tree("pymta-deferring-bench-")
     results: dict[str, list[float]] = {name: [] for name in wanted}
@@ -111,8 +106,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-{rnd}")
-                os.makedirs(where)
-                os.chmod(where, 0o755)
+                make_run_dir(where)
                 server: PymtaServer | PostfixServer
                 server = PostfixServer(where) if name == "postfix" else PymtaServer(where, split=False,
                                                                                      queuesync="fsync")

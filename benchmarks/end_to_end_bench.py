@@ -59,7 +59,7 @@ import subprocess
 import sys
 import threading
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Callable, Sequence
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 PROJECT = os.path.dirname(HERE)
@@ -425,6 +425,26 @@ def available_postfix() -> str | None:
     return available()
 
 
+def wanted_servers(program: str, only: str, known: Sequence[str]) -> list[str]:
+    """
+    The servers C{--only} lists, each one of C{known} (else C{program} exits
+    naming them); Postfix left out, with the reason printed, when it cannot run.
+    """
+    wanted = [name for name in only.split(",") if name]
+    if any(name not in known for name in wanted):
+        raise SystemExit(f"{program}: --only takes {', '.join(known)}")
+    if "postfix" in wanted and (reason := available_postfix()):
+        print(f"postfix: not run ({reason})")
+        wanted.remove("postfix")
+    return wanted
+
+
+def make_run_dir(where: str) -> None:
+    """Create one run's directory, open to the servers' own users (their roots and homes live under it)."""
+    os.makedirs(where)
+    os.chmod(where, 0o755)
+
+
 # -- one measurement ----------------------------------------------------
 
 def measure(server: "PymtaServer | PostfixServer | HAProxyFronted | QMQPHop", count: int, sessions: int, size: int,
@@ -530,8 +550,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-{rnd}")
-                os.makedirs(where)
-                os.chmod(where, 0o755)
+                make_run_dir(where)
                 server = make_server(name, where, args.queuesync, haproxy)
                 # probed beside the server's files (the block group they start in)
                 if args.settle_us:

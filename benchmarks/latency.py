@@ -33,7 +33,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import PostfixServer, PymtaServer, available_postfix  # noqa: E402
+from end_to_end_bench import PostfixServer, PymtaServer, available_postfix, make_run_dir  # noqa: E402
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from results import print_result  # noqa: E402
 
@@ -168,8 +168,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-{rnd}")
-                os.makedirs(where)
-                os.chmod(where, 0o755)
+                make_run_dir(where)
                 server: PymtaServer | PostfixServer
                 if name == "postfix":
                     server = PostfixServer(where)

@@ -39,7 +39,7 @@ import time
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
-from end_to_end_bench import MAIL_UID, USER, PostfixServer, PymtaServer, available_postfix  # noqa: E402
+from end_to_end_bench import MAIL_UID, PostfixServer, PymtaServer, USER, make_run_dir, wanted_servers  # noqa: E402
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from results import print_result  # noqa: E402
 
@@ -130,12 +130,7 @@ def main() -> int:
         raise SystemExit("local_fanout: needs root (pymta's mail uid, the Postfix instance)")
     if not 1 <= args.recipients <= MAX_RECIPIENTS:
         raise SystemExit(f"local_fanout: --recipients must be 1 to {MAX_RECIPIENTS}")
-    wanted = [name for name in args.only.split(",") if name]
-    if any(name not in TARGETS for name in wanted):
-        raise SystemExit(f"local_fanout: --only takes {', '.join(TARGETS)}")
-    if "postfix" in wanted and (reason := available_postfix()):
-        print(f"postfix: not run ({reason})")
-        wanted.remove("postfix")
+    wanted = wanted_servers("local_fanout", args.only, TARGETS)
 
     base = spread_tree("pymta-fanout-bench-")
     results: dict[str, list[float]] = {name: [] for name in wanted}
@@ -145,8 +140,7 @@ def main() -> int:
         for rnd in range(args.rounds):
             for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-{rnd}")
-                os.makedirs(where)
-                os.chmod(where, 0o755)
+                make_run_dir(where)
                 server: PymtaServer | PostfixServer
                 if name == "postfix":
                     server = PostfixServer(where)

@@ -60,7 +60,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 
 from end_to_end_bench import (  # noqa: E402
-    PostfixServer, PymtaServer, _parents, available_postfix, make_server, measure, proc_stat,
+    PostfixServer, PymtaServer, _parents, make_run_dir, make_server, measure, proc_stat, wanted_servers,
 )
 from fsnoise import create_cost_us, rotated, spread_tree, wait_for_cheap_creates  # noqa: E402
 from latency import Session  # noqa: E402
@@ -346,12 +346,7 @@ def main() -> int:
     counts = parse_sessions(args.sessions)
     if not 0 <= args.idle <= MAX_IDLE:
         raise SystemExit(f"sessions: --idle takes 0 to {MAX_IDLE}")
-    wanted = [name for name in args.only.split(",") if name]
-    if any(name not in TARGETS for name in wanted):
-        raise SystemExit(f"sessions: --only takes {', '.join(TARGETS)}")
-    if "postfix" in wanted and (reason := available_postfix()):
-        print(f"postfix: not run ({reason})")
-        wanted.remove("postfix")
+    wanted = wanted_servers("sessions", args.only, TARGETS)
     if not counts and not args.idle:
         raise SystemExit("sessions: nothing to measure (no --sessions and --idle 0)")
     biggest = max([*counts, args.idle])
@@ -370,8 +365,7 @@ def main() -> int:
                 limit = sessions + SPARE
                 for name in rotated(wanted, rnd):
                     where = os.path.join(base, f"{name}-{sessions}-{rnd}")
-                    os.makedirs(where)
-                    os.chmod(where, 0o755)
+                    make_run_dir(where)
                     server = make_server(name, where, args.queuesync, None)
                     assert isinstance(server, (PymtaServer, PostfixServer))
                     raise_session_limits(server, limit, args.backlog)
@@ -402,8 +396,7 @@ def main() -> int:
                 continue
             for name in rotated(wanted, rnd):
                 where = os.path.join(base, f"{name}-idle-{rnd}")
-                os.makedirs(where)
-                os.chmod(where, 0o755)
+                make_run_dir(where)
                 server = make_server(name, where, args.queuesync, None)
                 assert isinstance(server, (PymtaServer, PostfixServer))
                 raise_session_limits(server, args.idle + SPARE, args.backlog)
